@@ -1,0 +1,159 @@
+//! Command-line arguments, parsed once. Every option is an `Option` with no
+//! clap default so that `config::resolve` can tell a flag (or its environment
+//! variable) from an absent one and fall back to the config file, then to the
+//! built-in default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "image-provision",
+    version,
+    about = "Create, bootstrap and tear down IMAGE servers on AWS EC2 or on a host you already have",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Configuration file [default: ./image-provision.toml when it exists]
+    #[arg(long, global = true, env = "IMAGE_PROVISION_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// More detail on stderr (-v: debug, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Servers on AWS EC2
+    #[command(subcommand)]
+    Ec2(Ec2Command),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Ec2Command {
+    /// Create (or find) the GPU server NAME and wait until SSH answers
+    Create(CreateArgs),
+    /// List the servers image-provision manages
+    List(ListArgs),
+    /// Remove a server and everything made for it
+    Destroy(DestroyArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct AwsArgs {
+    /// AWS region [default: AWS_REGION, then the config file, then the profile's region]
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+    /// AWS profile from ~/.aws/config [default: AWS_PROFILE, then the config file]
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ubuntu {
+    #[value(name = "22.04")]
+    Jammy,
+    #[value(name = "24.04")]
+    Noble,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct CreateArgs {
+    /// Server name: a DNS label (lowercase letters, digits, hyphens; at most 63)
+    pub name: String,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// AMI id to launch instead of the newest Canonical Ubuntu image
+    #[arg(long, env = "IMAGE_PROVISION_AMI", value_name = "ID")]
+    pub ami: Option<String>,
+
+    /// Ubuntu release whose newest Canonical image to use [default: 22.04]
+    #[arg(long, env = "IMAGE_PROVISION_UBUNTU", value_name = "VERSION")]
+    pub ubuntu: Option<Ubuntu>,
+
+    /// EC2 instance type [default: g5.xlarge]
+    #[arg(long, env = "IMAGE_PROVISION_INSTANCE_TYPE", value_name = "TYPE")]
+    pub instance_type: Option<String>,
+
+    /// Root volume size in GiB [default: 1000]
+    #[arg(long, env = "IMAGE_PROVISION_VOLUME_SIZE", value_name = "GIB")]
+    pub volume_size: Option<i32>,
+
+    /// Root volume type [default: gp3]
+    #[arg(long, env = "IMAGE_PROVISION_VOLUME_TYPE", value_name = "TYPE")]
+    pub volume_type: Option<String>,
+
+    /// Launch into this subnet (and its VPC) instead of the default VPC
+    #[arg(long, env = "IMAGE_PROVISION_SUBNET", value_name = "ID")]
+    pub subnet: Option<String>,
+
+    /// Allow SSH only from this CIDR (repeatable) [default: 0.0.0.0/0 and ::/0]
+    #[arg(long = "ssh-cidr", value_name = "CIDR")]
+    pub ssh_cidr: Vec<String>,
+
+    /// Use this private key (its .pub is imported) instead of generating one
+    #[arg(long, env = "IMAGE_PROVISION_SSH_KEY", value_name = "PATH")]
+    pub ssh_key: Option<PathBuf>,
+
+    /// Ask for a spot instance, falling back to on-demand
+    #[arg(long)]
+    pub spot: bool,
+
+    /// With --spot: never fall back to on-demand
+    #[arg(long)]
+    pub spot_only: bool,
+
+    /// Ephemeral server: tag an expiry (e.g. 4h, 2d) for `destroy --expired`,
+    /// and make a shutdown from inside terminate it
+    #[arg(long, env = "IMAGE_PROVISION_TTL", value_name = "DURATION")]
+    pub ttl: Option<String>,
+
+    /// How long to wait for the instance to run and answer SSH [default: 10m]
+    #[arg(long, env = "IMAGE_PROVISION_READY_TIMEOUT", value_name = "DURATION")]
+    pub ready_timeout: Option<String>,
+
+    /// Stop once the instance answers on SSH (do not run the host steps)
+    #[arg(long)]
+    pub no_bootstrap: bool,
+
+    /// Print every AWS call with its parameters and make none
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// JSON for scripts instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DestroyArgs {
+    /// The server to remove
+    #[arg(required_unless_present = "expired", conflicts_with = "expired")]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Remove every managed server whose --ttl has passed
+    #[arg(long)]
+    pub expired: bool,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print every AWS call with its parameters and make none
+    #[arg(long)]
+    pub dry_run: bool,
+    /// JSON report for scripts
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,279 @@
+//! The configuration file and the layering of settings: flags (and their
+//! environment variables) beat the file, which beats built-in defaults.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::args::{CreateArgs, Ubuntu};
+use crate::errors::UsageError;
+
+pub const DEFAULT_CONFIG: &str = "image-provision.toml";
+pub const DEFAULT_INSTANCE_TYPE: &str = "g5.xlarge";
+pub const DEFAULT_VOLUME_SIZE: i32 = 1000;
+pub const DEFAULT_VOLUME_TYPE: &str = "gp3";
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The whole file. Unknown keys are errors: a misspelt option silently
+/// ignored is worse than a refusal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub ec2: Ec2Config,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Ec2Config {
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    pub ami: Option<String>,
+    pub ubuntu: Option<String>,
+    pub instance_type: Option<String>,
+    pub volume_size: Option<i32>,
+    pub volume_type: Option<String>,
+    pub subnet: Option<String>,
+    pub ssh_cidr: Option<Vec<String>>,
+    pub ssh_key: Option<PathBuf>,
+    pub spot: Option<bool>,
+    pub spot_only: Option<bool>,
+    pub ttl: Option<String>,
+    pub ready_timeout: Option<String>,
+}
+
+/// Read the file named by `--config`, or ./image-provision.toml if present.
+pub fn load(explicit: Option<&Path>) -> Result<(ConfigFile, Option<PathBuf>), UsageError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = PathBuf::from(DEFAULT_CONFIG);
+            if !p.exists() {
+                return Ok((ConfigFile::default(), None));
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        UsageError::new(format!("cannot read config file {}: {e}", path.display()))
+            .hint("pass an existing file with --config, or create one from examples/image-provision.toml")
+    })?;
+    let file = parse(&text).map_err(|msg| {
+        UsageError::new(format!("config file {}: {msg}", path.display()))
+            .hint("see examples/image-provision.toml for every option and its type")
+    })?;
+    Ok((file, Some(path)))
+}
+
+/// Parse the file's text; the error names the line and what is wrong.
+pub fn parse(text: &str) -> Result<ConfigFile, String> {
+    toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let what = e.message().to_owned();
+        match line {
+            Some(line) => format!("line {line}: {what}"),
+            None => what,
+        }
+    })
+}
+
+/// A server name must be usable as a DNS label: it names resources and may
+/// become part of a host name.
+pub fn check_name(name: &str) -> Result<(), UsageError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!("server name {name:?} is not a DNS label"))
+            .hint("use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen, e.g. image-test-1"))
+    }
+}
+
+pub fn parse_duration(what: &str, value: &str) -> Result<Duration, UsageError> {
+    let d = humantime::parse_duration(value).map_err(|e| {
+        UsageError::new(format!("{what} {value:?} is not a duration: {e}")).hint("write it like 30m, 4h or 2d")
+    })?;
+    if d.is_zero() {
+        return Err(UsageError::new(format!("{what} must be longer than zero")));
+    }
+    Ok(d)
+}
+
+fn check_cidr(cidr: &str) -> Result<(), UsageError> {
+    let bad = || {
+        UsageError::new(format!("--ssh-cidr {cidr:?} is not a CIDR block"))
+            .hint("write it like 203.0.113.7/32 or 2001:db8::/48")
+    };
+    let (addr, len) = cidr.split_once('/').ok_or_else(bad)?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| bad())?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    if len > max {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+/// `ec2 create` settings after layering and validation.
+#[derive(Debug, Clone)]
+pub struct CreateSettings {
+    pub name: String,
+    pub region: Option<String>,
+    pub fallback_region: Option<String>,
+    pub ami: Option<String>,
+    pub ubuntu: Ubuntu,
+    pub instance_type: String,
+    pub volume_size: i32,
+    pub volume_type: String,
+    pub subnet: Option<String>,
+    pub ssh_cidrs: Vec<String>,
+    pub ssh_key: Option<PathBuf>,
+    pub spot: bool,
+    pub spot_only: bool,
+    pub ttl: Option<Duration>,
+    pub ready_timeout: Duration,
+    pub no_bootstrap: bool,
+    pub dry_run: bool,
+}
+
+pub fn resolve_create(args: &CreateArgs, file: &Ec2Config) -> Result<CreateSettings, UsageError> {
+    check_name(&args.name)?;
+    let ubuntu = match (&args.ubuntu, &file.ubuntu) {
+        (Some(u), _) => *u,
+        (None, Some(s)) => match s.as_str() {
+            "22.04" => Ubuntu::Jammy,
+            "24.04" => Ubuntu::Noble,
+            other => {
+                return Err(UsageError::new(format!("config file: ubuntu = {other:?} is not supported"))
+                    .hint("use \"22.04\" or \"24.04\""));
+            }
+        },
+        (None, None) => Ubuntu::Jammy,
+    };
+    let ami = args.ami.clone().or_else(|| file.ami.clone());
+    if let Some(ami) = &ami
+        && !(ami.starts_with("ami-") && ami.len() > 4 && ami[4..].bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(UsageError::new(format!("{ami:?} is not an AMI id")).hint("AMI ids look like ami-0123456789abcdef0"));
+    }
+    let volume_size = args.volume_size.or(file.volume_size).unwrap_or(DEFAULT_VOLUME_SIZE);
+    if !(8..=65536).contains(&volume_size) {
+        return Err(UsageError::new(format!("volume size {volume_size} GiB is out of range"))
+            .hint("give 8 to 65536 GiB; IMAGE's images want the default 1000"));
+    }
+    let volume_type = args.volume_type.clone().or_else(|| file.volume_type.clone()).unwrap_or(DEFAULT_VOLUME_TYPE.into());
+    const VOLUME_TYPES: &[&str] = &["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"];
+    if !VOLUME_TYPES.contains(&volume_type.as_str()) {
+        return Err(UsageError::new(format!("volume type {volume_type:?} is not an EBS volume type"))
+            .hint(format!("use one of {}", VOLUME_TYPES.join(", "))));
+    }
+    let ssh_cidrs = if !args.ssh_cidr.is_empty() {
+        args.ssh_cidr.clone()
+    } else {
+        file.ssh_cidr.clone().unwrap_or_else(|| vec!["0.0.0.0/0".into(), "::/0".into()])
+    };
+    for c in &ssh_cidrs {
+        check_cidr(c)?;
+    }
+    let spot = args.spot || file.spot.unwrap_or(false);
+    let spot_only = args.spot_only || file.spot_only.unwrap_or(false);
+    if spot_only && !spot {
+        return Err(UsageError::new("--spot-only needs --spot"));
+    }
+    let ttl = args.ttl.clone().or_else(|| file.ttl.clone()).map(|t| parse_duration("--ttl", &t)).transpose()?;
+    let ready_timeout = args
+        .ready_timeout
+        .clone()
+        .or_else(|| file.ready_timeout.clone())
+        .map(|t| parse_duration("--ready-timeout", &t))
+        .transpose()?
+        .unwrap_or(DEFAULT_READY_TIMEOUT);
+    let region = args.aws.region.clone();
+    for r in region.iter().chain(file.region.iter()) {
+        image_provision_provision::check_region(r).map_err(|_| unknown_region(r))?;
+    }
+    Ok(CreateSettings {
+        name: args.name.clone(),
+        region,
+        fallback_region: file.region.clone(),
+        ami,
+        ubuntu,
+        instance_type: args.instance_type.clone().or_else(|| file.instance_type.clone()).unwrap_or(DEFAULT_INSTANCE_TYPE.into()),
+        volume_size,
+        volume_type,
+        subnet: args.subnet.clone().or_else(|| file.subnet.clone()),
+        ssh_cidrs,
+        ssh_key: args.ssh_key.clone().or_else(|| file.ssh_key.clone()),
+        spot,
+        spot_only,
+        ttl,
+        ready_timeout,
+        no_bootstrap: args.no_bootstrap,
+        dry_run: args.dry_run,
+    })
+}
+
+pub fn unknown_region(region: &str) -> UsageError {
+    UsageError::new(format!("unknown AWS region {region:?}")).hint(format!(
+        "use one of: {}",
+        image_provision_provision::KNOWN_REGIONS.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        for ok in ["a", "image-1", &"a".repeat(63)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_line() {
+        let err = parse("[ec2]\ninstance_type = \"g5.xlarge\"\nvolume_size = \"big\"\n").unwrap_err();
+        assert!(err.starts_with("line 3:"), "{err}");
+        let err = parse("[ec2]\ninstance_typ = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("line 2:") && err.contains("instance_typ"), "{err}");
+        let err = parse("[ec2\n").unwrap_err();
+        assert!(err.starts_with("line 1:"), "{err}");
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let file = Ec2Config { instance_type: Some("g5.2xlarge".into()), volume_size: Some(500), ..Default::default() };
+        let args = CreateArgs { name: "x".into(), volume_size: Some(200), ..Default::default() };
+        let s = resolve_create(&args, &file).unwrap();
+        assert_eq!(s.instance_type, "g5.2xlarge");
+        assert_eq!(s.volume_size, 200);
+        assert_eq!(s.volume_type, "gp3");
+        assert_eq!(s.ssh_cidrs, ["0.0.0.0/0", "::/0"]);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let file = Ec2Config::default();
+        let with = |f: &dyn Fn(&mut CreateArgs)| {
+            let mut a = CreateArgs { name: "x".into(), ..Default::default() };
+            f(&mut a);
+            resolve_create(&a, &file)
+        };
+        assert!(with(&|a| a.ttl = Some("soon".into())).is_err());
+        assert!(with(&|a| a.ssh_cidr = vec!["10.0.0.0/33".into()]).is_err());
+        assert!(with(&|a| a.ami = Some("ubuntu".into())).is_err());
+        assert!(with(&|a| a.aws.region = Some("us-est-1".into())).is_err());
+        assert!(with(&|a| a.spot_only = true).is_err());
+        assert!(with(&|a| a.volume_type = Some("ssd".into())).is_err());
+        assert!(with(&|a| a.ttl = Some("4h".into())).is_ok());
+    }
+}

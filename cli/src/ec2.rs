@@ -1,0 +1,303 @@
+//! `ec2 create | list | destroy`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use image_provision_provision::{
+    self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, UbuntuRelease,
+};
+
+use crate::args::{AwsArgs, CreateArgs, DestroyArgs, ListArgs, Ubuntu};
+use crate::config::{self, ConfigFile, CreateSettings};
+use crate::errors::{Advised, UsageError, connect_error, ec2_advice};
+use crate::output::{Progress, table};
+use crate::state;
+
+/// Test-only: send everything that goes over SSH to this address instead of
+/// the instance's public IP (moto's addresses are not real).
+pub const TEST_SSH_ADDR_ENV: &str = "IMAGE_PROVISION_TEST_SSH_ADDR";
+
+fn test_ssh_addr() -> anyhow::Result<Option<SocketAddr>> {
+    match std::env::var(TEST_SSH_ADDR_ENV) {
+        Ok(v) if !v.is_empty() => Ok(Some(v.parse().map_err(|_| {
+            UsageError::new(format!("{TEST_SSH_ADDR_ENV}={v:?} is not an address")).hint("write it as 127.0.0.1:2222")
+        })?)),
+        _ => Ok(None),
+    }
+}
+
+fn aws_options(args: &AwsArgs, file: &config::Ec2Config) -> anyhow::Result<AwsOptions> {
+    for r in args.region.iter().chain(file.region.iter()) {
+        provision::check_region(r).map_err(|_| config::unknown_region(r))?;
+    }
+    Ok(AwsOptions {
+        region: args.region.clone(),
+        fallback_region: file.region.clone(),
+        profile: args.profile.clone(),
+        fallback_profile: file.profile.clone(),
+    })
+}
+
+async fn connect(opts: &AwsOptions) -> anyhow::Result<(provision::SdkApi, String)> {
+    provision::connect(opts).await.map_err(connect_error)
+}
+
+/// Wrap a provision error with its advice.
+fn advise(e: provision::Error, instance_type: Option<&str>) -> anyhow::Error {
+    match ec2_advice(&e, instance_type) {
+        Some(hint) => Advised { message: e.to_string(), hint }.into(),
+        None => e.into(),
+    }
+}
+
+pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> {
+    let settings = config::resolve_create(args, &file.ec2)?;
+    let ssh_addr = test_ssh_addr()?;
+    // A user key is checked before anything else happens.
+    let user_key = settings.ssh_key.as_deref().map(state::user_key).transpose()?;
+    let state_dir = state::server_dir(&settings.name)?;
+    let progress = Progress::new();
+
+    if settings.dry_run {
+        let region = settings.region.clone().or(settings.fallback_region.clone());
+        println!(
+            "dry run: the AWS calls `ec2 create {}` would make in region {}, in order; none is made",
+            settings.name,
+            region.as_deref().unwrap_or("<from the AWS configuration>")
+        );
+        let public = match &user_key {
+            Some(k) => k.public_openssh.clone(),
+            None => format!("<public half of a new ed25519 key, {}>", state_dir.join(state::GENERATED_KEY).display()),
+        };
+        let api = DryRunApi::new(|line| println!("{line}"));
+        let spec = spec(&settings, public, settings.ttl.map(expiry).transpose()?);
+        provision::create(&api, &spec, |_| {}).await.map_err(|e| advise(e, None))?;
+        println!("then: wait for the instance to run and answer SSH on port 22");
+        if !settings.no_bootstrap {
+            println!("then: run the host steps over SSH");
+        }
+        return Ok(());
+    }
+
+    let (api, region) = connect(&aws_options(&args.aws, &file.ec2)?).await?;
+    let key = match user_key {
+        Some(k) => k,
+        None => state::ensure_generated_key(&state_dir)?,
+    };
+    if key.generated {
+        progress.line(format!("generated SSH key {}", key.private_path.display()));
+    }
+    let expires_at = settings.ttl.map(expiry).transpose()?;
+    let spec = spec(&settings, key.public_openssh.clone(), expires_at.clone());
+    let itype = settings.instance_type.clone();
+    progress.line(format!("creating {} ({itype}) in {region}", settings.name));
+    let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| advise(e, Some(&itype)))?;
+    let spinner = progress.spinner(format!("waiting for {} to run and answer SSH", created.instance.id));
+    let instance =
+        provision::wait_for_ssh(&api, &created.instance.id, ssh_addr, settings.ready_timeout, |l| spinner.line(l))
+            .await
+            .map_err(|e| advise(e, Some(&itype)))?;
+    spinner.finish();
+
+    let ip = instance.public_ip.clone().unwrap_or_default();
+    let ssh = match ssh_addr {
+        Some(a) => format!("ssh -i {} -p {} ubuntu@{}", key.private_path.display(), a.port(), a.ip()),
+        None => format!("ssh -i {} ubuntu@{ip}", key.private_path.display()),
+    };
+    println!("name       {}", settings.name);
+    println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
+    println!("public IP  {ip}");
+    println!("zones      {}", created.zones_tried.join(", "));
+    if let Some(at) = &expires_at {
+        println!("expires    {at} (remove with: image-provision ec2 destroy --expired)");
+    }
+    println!("ssh        {ssh}");
+    println!("state      {}", state_dir.display());
+    if !settings.no_bootstrap {
+        progress.line(
+            "the host steps (Docker, NVIDIA, the IMAGE stack) are not part of this version yet: \
+             the server is up and reachable; stopping here as with --no-bootstrap",
+        );
+    }
+    Ok(())
+}
+
+fn expiry(ttl: std::time::Duration) -> anyhow::Result<String> {
+    let span = jiff::SignedDuration::try_from(ttl).context("--ttl is too long")?;
+    let at = jiff::Timestamp::now().checked_add(span).map_err(|_| UsageError::new("--ttl is too long"))?;
+    Ok(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> CreateSpec {
+    CreateSpec {
+        name: s.name.clone(),
+        ami: s.ami.clone(),
+        ubuntu: match s.ubuntu {
+            Ubuntu::Jammy => UbuntuRelease::Jammy2204,
+            Ubuntu::Noble => UbuntuRelease::Noble2404,
+        },
+        instance_type: s.instance_type.clone(),
+        volume_size_gib: s.volume_size,
+        volume_type: s.volume_type.clone(),
+        subnet: s.subnet.clone(),
+        ssh_cidrs: s.ssh_cidrs.clone(),
+        key: KeySource::Public(public_key),
+        spot: s.spot,
+        spot_only: s.spot_only,
+        expires_at,
+        user_data: None,
+        ready_timeout: s.ready_timeout,
+    }
+}
+
+pub async fn list(args: &ListArgs, file: &ConfigFile) -> anyhow::Result<()> {
+    let (api, _) = connect(&aws_options(&args.aws, &file.ec2)?).await?;
+    let servers = provision::list(&api).await.map_err(|e| advise(e, None))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&servers.iter().map(server_json).collect::<Vec<_>>())?);
+        return Ok(());
+    }
+    if servers.is_empty() {
+        println!("no managed servers in this region");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = servers
+        .iter()
+        .map(|i| {
+            vec![
+                i.name.clone(),
+                i.id.clone(),
+                i.state.clone(),
+                i.instance_type.clone(),
+                i.public_ip.clone().unwrap_or_else(|| "-".into()),
+                i.launch_time.clone().unwrap_or_else(|| "-".into()),
+                i.expires_at.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES"], &rows));
+    Ok(())
+}
+
+fn server_json(i: &Instance) -> serde_json::Value {
+    serde_json::json!({
+        "name": i.name,
+        "instance_id": i.id,
+        "state": i.state,
+        "instance_type": i.instance_type,
+        "public_ip": i.public_ip,
+        "launch_time": i.launch_time,
+        "expires_at": i.expires_at,
+    })
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+pub async fn destroy(args: &DestroyArgs, file: &ConfigFile) -> anyhow::Result<()> {
+    if let Some(name) = &args.name {
+        config::check_name(name)?;
+    }
+    let opts = aws_options(&args.aws, &file.ec2)?;
+    let interactive = std::io::stdin().is_terminal();
+    if !args.yes && !args.dry_run && !interactive {
+        return Err(UsageError::new("destroy asks for confirmation, and there is no terminal to ask on")
+            .hint("pass --yes to destroy without asking")
+            .into());
+    }
+    if args.dry_run {
+        println!("dry run: the AWS calls `ec2 destroy` would make, in order; none is made");
+        let api = DryRunApi::new(|line| println!("{line}"));
+        return run_destroy(&api, args, false).await;
+    }
+    let (api, _) = connect(&opts).await?;
+    run_destroy(&api, args, !args.yes).await
+}
+
+async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroyArgs, ask: bool) -> anyhow::Result<()> {
+    let progress = Progress::new();
+    let mut reports = Vec::new();
+    if args.expired {
+        let now = jiff::Timestamp::now();
+        if ask {
+            let expired: Vec<String> = provision::list(api)
+                .await
+                .map_err(|e| advise(e, None))?
+                .into_iter()
+                .filter(|i| i.expires_at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok()).is_some_and(|a| a <= now))
+                .map(|i| format!("{} ({})", i.name, i.id))
+                .collect();
+            if expired.is_empty() {
+                println!("no managed server has expired");
+                return Ok(());
+            }
+            if !confirm(&format!("Destroy expired servers {}?", expired.join(", ")))? {
+                println!("nothing destroyed");
+                return Ok(());
+            }
+        }
+        reports = provision::destroy_expired(api, now, |l| progress.line(l)).await.map_err(|e| advise(e, None))?;
+        if reports.is_empty() && !args.json {
+            println!("no managed server has expired");
+        }
+    } else {
+        let name = args.name.as_deref().expect("clap requires NAME without --expired");
+        if ask {
+            let found = api.find_instances(Some(name)).await.map_err(|e| advise(e, None))?;
+            let what = if found.is_empty() {
+                "(no instance found; any security group or key pair left of it)".to_string()
+            } else {
+                found.iter().map(|i| format!("{} {}", i.id, i.state)).collect::<Vec<_>>().join(", ")
+            };
+            if !confirm(&format!("Destroy server {name} {what} and everything made for it?"))? {
+                println!("nothing destroyed");
+                return Ok(());
+            }
+        }
+        reports.push(provision::destroy(api, name, |l| progress.line(l)).await.map_err(|e| advise(e, None))?);
+    }
+    let mut summary = Vec::new();
+    for report in &reports {
+        let mut local = None;
+        if !api.is_dry_run() {
+            let dir = state::server_dir(&report.name)?;
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+                local = Some(dir.display().to_string());
+            }
+        }
+        if args.json {
+            let mut v = serde_json::to_value(report)?;
+            v["state_dir_removed"] = serde_json::json!(local);
+            summary.push(v);
+            continue;
+        }
+        if !report.found_anything() && local.is_none() {
+            println!("no server named {} exists (nothing to remove)", report.name);
+            continue;
+        }
+        println!("destroyed {}:", report.name);
+        let list = |label: &str, items: &[String]| {
+            if !items.is_empty() {
+                println!("  {label:<16}{}", items.join(", "));
+            }
+        };
+        list("instances", &report.instances);
+        list("security groups", &report.security_groups);
+        list("key pairs", &report.key_pairs);
+        list("Elastic IPs", &report.addresses);
+        if let Some(dir) = local {
+            println!("  {:<16}{dir}", "local state");
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! The local state directory and the SSH keys kept in it.
+//!
+//! The cloud's tags are the source of truth; local state holds only what the
+//! cloud cannot: private keys, known_hosts, logs. Losing it loses access to a
+//! server, never track of one.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ssh_key::{LineEnding, PrivateKey};
+
+use crate::errors::UsageError;
+
+/// `$IMAGE_PROVISION_STATE_DIR`, else `$XDG_STATE_HOME/image-provision`, else
+/// `~/.local/state/image-provision`.
+pub fn base_dir() -> anyhow::Result<PathBuf> {
+    if let Some(d) = std::env::var_os("IMAGE_PROVISION_STATE_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d).join("image-provision"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|d| !d.is_empty())
+        .context("cannot find a state directory: set HOME, XDG_STATE_HOME or IMAGE_PROVISION_STATE_DIR")?;
+    Ok(PathBuf::from(home).join(".local/state/image-provision"))
+}
+
+pub fn server_dir(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(base_dir()?.join(name))
+}
+
+/// Create a directory only its owner can enter.
+pub fn ensure_private_dir(dir: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    Ok(())
+}
+
+/// The key a server is reached with.
+#[derive(Debug, Clone)]
+pub struct ServerKey {
+    pub private_path: PathBuf,
+    pub public_openssh: String,
+    pub generated: bool,
+}
+
+pub const GENERATED_KEY: &str = "id_ed25519";
+
+/// Find or make the server's generated key in `dir`.
+pub fn ensure_generated_key(dir: &Path) -> anyhow::Result<ServerKey> {
+    let private_path = dir.join(GENERATED_KEY);
+    if private_path.exists() {
+        let key = read_private_key(&private_path).map_err(anyhow::Error::from)?;
+        return Ok(ServerKey {
+            public_openssh: public_of(&private_path, key.as_ref())?,
+            private_path,
+            generated: false,
+        });
+    }
+    ensure_private_dir(dir)?;
+    let seed: [u8; 32] = rand::random();
+    let mut key = PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&seed));
+    key.set_comment(format!("image-provision {}", dir.file_name().unwrap_or_default().to_string_lossy()));
+    let pem = key.to_openssh(LineEnding::LF).context("encoding the new key")?;
+    // Write under a temporary name then rename, 0600 from the first byte, so
+    // a kill mid-write never leaves a half key under the real name.
+    let tmp = dir.join(format!(".{GENERATED_KEY}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(pem.as_bytes())?;
+    f.sync_all()?;
+    let public = key.public_key().to_openssh().context("encoding the public key")?;
+    fs::write(dir.join(format!("{GENERATED_KEY}.pub")), format!("{public}\n"))?;
+    fs::rename(&tmp, &private_path)?;
+    Ok(ServerKey { private_path, public_openssh: public, generated: true })
+}
+
+/// Check a user-supplied `--ssh-key` and return its public half.
+pub fn user_key(path: &Path) -> Result<ServerKey, UsageError> {
+    let key = read_private_key(path)?;
+    let public_openssh = public_of(path, key.as_ref()).map_err(|e| {
+        UsageError::new(format!("--ssh-key {}: {e:#}", path.display()))
+            .hint(format!("put the public key beside it as {}.pub", path.display()))
+    })?;
+    Ok(ServerKey { private_path: path.to_path_buf(), public_openssh, generated: false })
+}
+
+/// Read a private key file. `Ok(None)` for a valid key in a format we do not
+/// parse ourselves (PEM RSA/EC): its `.pub` is then required.
+fn read_private_key(path: &Path) -> Result<Option<PrivateKey>, UsageError> {
+    let shown = path.display();
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(UsageError::new(format!("--ssh-key {shown}: no such file"))
+                .hint("give the path of a private key, e.g. ~/.ssh/id_ed25519, or leave --ssh-key out to generate one"));
+        }
+        Err(e) => {
+            return Err(UsageError::new(format!("--ssh-key {shown}: cannot read it: {e}"))
+                .hint("check the file's permissions; it must be readable by you"));
+        }
+    };
+    let trimmed = text.trim_start();
+    if trimmed.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
+        return PrivateKey::from_openssh(&text).map(Some).map_err(|e| {
+            UsageError::new(format!("--ssh-key {shown}: not a readable OpenSSH private key: {e}"))
+        });
+    }
+    if ["-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN EC PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----"]
+        .iter()
+        .any(|h| trimmed.starts_with(h))
+    {
+        return Ok(None);
+    }
+    let what = if trimmed.starts_with("ssh-") || trimmed.starts_with("ecdsa-") {
+        "this is a public key"
+    } else {
+        "this is not a private key"
+    };
+    Err(UsageError::new(format!("--ssh-key {shown}: {what}"))
+        .hint("give the private half (the file without .pub); its .pub beside it is what gets imported"))
+}
+
+/// The public half: from `PATH.pub` when present, else derived from the key.
+fn public_of(path: &Path, key: Option<&PrivateKey>) -> anyhow::Result<String> {
+    let pub_path = PathBuf::from(format!("{}.pub", path.display()));
+    match fs::read_to_string(&pub_path) {
+        Ok(text) => {
+            let line = text.trim();
+            ssh_key::PublicKey::from_openssh(line)
+                .with_context(|| format!("{} is not an OpenSSH public key", pub_path.display()))?;
+            Ok(line.to_owned())
+        }
+        Err(_) => match key {
+            Some(k) => Ok(k.public_key().to_openssh()?),
+            None => anyhow::bail!("{} is missing", pub_path.display()),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_is_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("srv");
+        let first = ensure_generated_key(&sub).unwrap();
+        assert!(first.generated);
+        assert!(first.public_openssh.starts_with("ssh-ed25519 "));
+        let mode = fs::metadata(&first.private_path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let dmode = fs::metadata(&sub).unwrap().permissions().mode() & 0o777;
+        assert_eq!(dmode, 0o700);
+        let again = ensure_generated_key(&sub).unwrap();
+        assert!(!again.generated);
+        assert_eq!(again.public_openssh, first.public_openssh);
+    }
+
+    #[test]
+    fn user_key_errors_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = user_key(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.message.contains("no such file"), "{}", missing.message);
+        let public = dir.path().join("k.pub");
+        fs::write(&public, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG5l\n").unwrap();
+        assert!(user_key(&public).unwrap_err().message.contains("public key"));
+        let junk = dir.path().join("junk");
+        fs::write(&junk, "hello").unwrap();
+        assert!(user_key(&junk).unwrap_err().message.contains("not a private key"));
+        let generated = ensure_generated_key(&dir.path().join("g")).unwrap();
+        let k = user_key(&generated.private_path).unwrap();
+        assert_eq!(k.public_openssh, generated.public_openssh);
+    }
+}

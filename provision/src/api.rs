@@ -1,0 +1,169 @@
+//! The EC2 calls image-provision makes, as plain data.
+//!
+//! Requests are our own serializable structs rather than SDK builders so that
+//! the dry run can print exactly what a real run would send.
+
+use serde::Serialize;
+
+use crate::Result;
+
+/// A tag as EC2 stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tag {
+    pub key: String,
+    pub value: String,
+}
+
+impl Tag {
+    pub fn new(key: impl Into<String>, value: impl Into<String>) -> Self {
+        Tag { key: key.into(), value: value.into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    pub id: String,
+    pub name: String,
+    pub creation_date: String,
+    pub root_device_name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Subnet {
+    pub id: String,
+    pub vpc_id: String,
+    pub availability_zone: String,
+    pub default_for_az: bool,
+}
+
+/// One ingress rule: a TCP port open to one CIDR (IPv4 or IPv6).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+pub struct IngressRule {
+    pub port: u16,
+    pub cidr: String,
+}
+
+impl IngressRule {
+    pub fn is_ipv6(&self) -> bool {
+        self.cidr.contains(':')
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecurityGroup {
+    pub id: String,
+    pub name: String,
+    pub vpc_id: String,
+    pub ingress: Vec<IngressRule>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyPair {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+    pub instance_type: String,
+    pub public_ip: Option<String>,
+    pub launch_time: Option<String>,
+    pub expires_at: Option<String>,
+    pub vpc_id: Option<String>,
+    pub availability_zone: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub key_name: Option<String>,
+    pub image_id: Option<String>,
+}
+
+impl Instance {
+    /// States in which an instance still exists and costs or may cost money.
+    pub fn is_live(&self) -> bool {
+        !matches!(self.state.as_str(), "terminated" | "shutting-down")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Address {
+    pub allocation_id: String,
+    pub association_id: Option<String>,
+    pub public_ip: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RunInstancesRequest {
+    pub image_id: String,
+    pub instance_type: String,
+    pub key_name: String,
+    pub security_group_ids: Vec<String>,
+    pub subnet_id: String,
+    pub client_token: String,
+    pub root_device_name: String,
+    pub volume_size_gib: i32,
+    pub volume_type: String,
+    pub delete_on_termination: bool,
+    pub spot: bool,
+    /// Set for ephemeral servers: a shutdown inside the host ends its bill too.
+    pub shutdown_terminates: bool,
+    pub instance_tags: Vec<Tag>,
+    pub volume_tags: Vec<Tag>,
+    /// Cloud-init user data, plain text; the SDK adapter base64-encodes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
+}
+
+/// The EC2 API as image-provision uses it.
+///
+/// Implemented by [`crate::SdkApi`] (real calls) and [`crate::DryRunApi`]
+/// (prints each call, makes none). Methods that only read may return
+/// placeholders in a dry run.
+#[allow(async_fn_in_trait)]
+pub trait Ec2Api {
+    /// Whether this API only prints (dry run).
+    fn is_dry_run(&self) -> bool {
+        false
+    }
+
+    /// Images owned by `owner` whose name matches the glob `name_pattern`,
+    /// available, x86_64.
+    async fn find_images(&self, owner: &str, name_pattern: &str) -> Result<Vec<Image>>;
+    async fn image(&self, image_id: &str) -> Result<Option<Image>>;
+
+    async fn default_vpc(&self) -> Result<Option<String>>;
+    async fn subnet(&self, subnet_id: &str) -> Result<Option<Subnet>>;
+    async fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>>;
+
+    async fn security_group(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>>;
+    /// Managed security groups for a NAME, in any VPC (destroy works from tags).
+    async fn managed_security_groups(&self, name: &str) -> Result<Vec<SecurityGroup>>;
+    async fn default_security_group(&self, vpc_id: &str) -> Result<Option<String>>;
+    async fn create_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+        description: &str,
+        tags: &[Tag],
+    ) -> Result<String>;
+    /// Adds rules; a rule that already exists is not an error.
+    async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()>;
+    async fn delete_security_group(&self, group_id: &str) -> Result<()>;
+
+    async fn key_pair(&self, name: &str) -> Result<Option<KeyPair>>;
+    async fn import_key_pair(&self, name: &str, public_key: &str, tags: &[Tag]) -> Result<KeyPair>;
+    async fn delete_key_pair(&self, key_pair: &KeyPair) -> Result<()>;
+
+    /// Managed instances (tag `image-provision:managed=true`), optionally only
+    /// those named `name`, in every state but terminated.
+    async fn find_instances(&self, name: Option<&str>) -> Result<Vec<Instance>>;
+    async fn instance(&self, instance_id: &str) -> Result<Option<Instance>>;
+    async fn run_instance(&self, request: &RunInstancesRequest) -> Result<Instance>;
+    async fn set_instance_security_groups(&self, instance_id: &str, group_ids: &[String]) -> Result<()>;
+    async fn terminate_instance(&self, instance_id: &str) -> Result<()>;
+
+    async fn addresses(&self, instance_id: &str) -> Result<Vec<Address>>;
+    async fn release_address(&self, address: &Address) -> Result<()>;
+}

@@ -1,0 +1,116 @@
+//! Building an EC2 client the way the aws CLI would: the standard chain for
+//! credentials and region, with `--region` / `--profile` on top.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ec2::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_ec2::config::{ConfigBag, Intercept, ProvideCredentials, Region, RuntimeComponents};
+use aws_sdk_ec2::error::BoxError;
+
+use crate::SdkApi;
+
+/// Regions EC2 offers (commercial, GovCloud and China partitions), checked
+/// before any call so that a typo is a usage error and not a DNS failure.
+pub const KNOWN_REGIONS: &[&str] = &[
+    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
+    "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
+    "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1",
+    "ca-west-1", "cn-north-1", "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-north-1",
+    "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1",
+    "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2",
+    "us-gov-east-1", "us-gov-west-1", "us-west-1", "us-west-2",
+];
+
+#[derive(Debug, Clone, Default)]
+pub struct AwsOptions {
+    /// Beats AWS_REGION and the profile's region.
+    pub region: Option<String>,
+    /// Used when neither `region` nor the environment names one.
+    pub fallback_region: Option<String>,
+    pub profile: Option<String>,
+    pub fallback_profile: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("unknown AWS region {0:?}")]
+    UnknownRegion(String),
+    #[error("no AWS region is set")]
+    NoRegion,
+    #[error("no AWS credentials found: {0}")]
+    NoCredentials(String),
+}
+
+fn env_set(name: &str) -> bool {
+    std::env::var_os(name).is_some_and(|v| !v.is_empty())
+}
+
+/// Check a region name before anything uses it.
+pub fn check_region(region: &str) -> Result<(), ConnectError> {
+    if KNOWN_REGIONS.contains(&region) {
+        Ok(())
+    } else {
+        Err(ConnectError::UnknownRegion(region.to_owned()))
+    }
+}
+
+/// Load configuration, check the region and that credentials resolve.
+pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    let profile = opts.profile.clone().or_else(|| {
+        if env_set("AWS_PROFILE") { None } else { opts.fallback_profile.clone() }
+    });
+    if let Some(p) = &profile {
+        loader = loader.profile_name(p);
+    }
+    let region = opts.region.clone().or_else(|| {
+        if env_set("AWS_REGION") || env_set("AWS_DEFAULT_REGION") { None } else { opts.fallback_region.clone() }
+    });
+    if let Some(r) = &region {
+        check_region(r)?;
+        loader = loader.region(Region::new(r.clone()));
+    }
+    let config = loader.load().await;
+    let region = config.region().map(|r| r.to_string()).ok_or(ConnectError::NoRegion)?;
+    check_region(&region)?;
+    let provider = config
+        .credentials_provider()
+        .ok_or_else(|| ConnectError::NoCredentials("no credentials provider is configured".into()))?;
+    if let Err(e) = provider.provide_credentials().await {
+        return Err(ConnectError::NoCredentials(aws_sdk_ec2::error::DisplayErrorContext(&e).to_string()));
+    }
+    let mut ec2 = aws_sdk_ec2::config::Builder::from(&config);
+    if let Some(n) = std::env::var("IMAGE_PROVISION_TEST_KILL_AFTER_CALLS").ok().and_then(|v| v.parse().ok()) {
+        ec2 = ec2.interceptor(KillAfterCalls { remaining: AtomicUsize::new(n) });
+    }
+    Ok((SdkApi::new(aws_sdk_ec2::Client::from_conf(ec2.build())), region))
+}
+
+/// Test-only (IMAGE_PROVISION_TEST_KILL_AFTER_CALLS=N): end the process
+/// abruptly, with no clean-up, once N AWS calls have completed. The tests use
+/// it to prove that a create killed at any point converges when run again.
+#[derive(Debug)]
+struct KillAfterCalls {
+    remaining: AtomicUsize,
+}
+
+impl Intercept for KillAfterCalls {
+    fn name(&self) -> &'static str {
+        "KillAfterCalls"
+    }
+
+    fn read_after_execution(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
+            eprintln!("test hook: killed after the AWS call limit set by IMAGE_PROVISION_TEST_KILL_AFTER_CALLS");
+            // 137 is what a shell reports for SIGKILL; exit() runs no destructors.
+            std::process::exit(137);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,383 @@
+//! `ec2 create`: find or make every resource of a server, by tags, so that a
+//! re-run (or a run after a killed one) converges on exactly one of each.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::io::AsyncReadExt;
+
+use crate::api::*;
+use crate::spec::{CANONICAL_OWNER, CreateSpec, KeySource};
+use crate::{AwsError, Error, Result, tags};
+
+/// What `create` found or made.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub instance: Instance,
+    /// True when a live instance of this NAME already existed.
+    pub reused: bool,
+    pub image_id: String,
+    pub security_group_id: String,
+    pub key_pair_name: String,
+    /// Availability zones tried, in order, the last one being where it runs.
+    pub zones_tried: Vec<String>,
+    pub spot: bool,
+}
+
+/// Progress lines for a person, one per thing done.
+pub type CreateReport = Vec<String>;
+
+/// AWS codes that mean "no room for this instance type here; another zone may
+/// have it".
+const CAPACITY_CODES: &[&str] = &[
+    "InsufficientInstanceCapacity",
+    "InsufficientCapacity",
+    "Unsupported",
+    "InstanceTypeNotSupported",
+    "SpotMaxPriceTooLow",
+    "MaxSpotInstanceCountExceeded",
+    "InsufficientFreeAddressesInSubnet",
+];
+
+fn is_capacity_error(e: &Error) -> Option<&AwsError> {
+    match e {
+        Error::Aws(a) if a.code.as_deref().is_some_and(|c| CAPACITY_CODES.contains(&c)) => Some(a),
+        _ => None,
+    }
+}
+
+/// The ingress rules of a server's group: SSH from `ssh_cidrs`, web from anywhere.
+pub fn ingress_rules(ssh_cidrs: &[String]) -> Vec<IngressRule> {
+    let world = ["0.0.0.0/0", "::/0"];
+    let mut rules: Vec<IngressRule> =
+        ssh_cidrs.iter().map(|c| IngressRule { port: 22, cidr: c.clone() }).collect();
+    for port in [80, 443] {
+        rules.extend(world.iter().map(|c| IngressRule { port, cidr: (*c).into() }));
+    }
+    rules
+}
+
+/// One subnet per availability zone, in zone order, the given one first.
+fn zone_order(mut subnets: Vec<Subnet>, first: Option<&str>) -> Vec<Subnet> {
+    // Prefer the zone's default subnet: it gives instances a public IP.
+    subnets.sort_by(|a, b| {
+        (a.availability_zone.as_str(), !a.default_for_az, a.id.as_str())
+            .cmp(&(b.availability_zone.as_str(), !b.default_for_az, b.id.as_str()))
+    });
+    let mut by_zone: BTreeMap<String, Subnet> = BTreeMap::new();
+    for s in subnets {
+        by_zone.entry(s.availability_zone.clone()).or_insert(s);
+    }
+    let mut ordered: Vec<Subnet> = by_zone.into_values().collect();
+    if let Some(first) = first
+        && let Some(pos) = ordered.iter().position(|s| s.id == first)
+    {
+        let s = ordered.remove(pos);
+        ordered.insert(0, s);
+    }
+    ordered
+}
+
+async fn pick_image<A: Ec2Api>(api: &A, spec: &CreateSpec) -> Result<Image> {
+    if let Some(id) = &spec.ami {
+        return api.image(id).await?.ok_or_else(|| Error::ImageNotFound(id.clone()));
+    }
+    let pattern = spec.ubuntu.image_pattern();
+    let prefix = pattern.trim_end_matches('*');
+    let images = api.find_images(CANONICAL_OWNER, pattern).await?;
+    // EC2's name filter is a whole-name glob already; checking the prefix here
+    // as well keeps a lax endpoint from handing us another family's image.
+    images
+        .into_iter()
+        .filter(|i| api.is_dry_run() || i.name.starts_with(prefix))
+        .max_by(|a, b| a.creation_date.cmp(&b.creation_date))
+        .ok_or_else(|| Error::NoImage { owner: CANONICAL_OWNER.into(), pattern: pattern.into() })
+}
+
+async fn subnets_to_try<A: Ec2Api>(api: &A, spec: &CreateSpec) -> Result<(String, Vec<Subnet>)> {
+    let (vpc_id, first) = match &spec.subnet {
+        Some(id) => {
+            let s = api.subnet(id).await?.ok_or_else(|| Error::SubnetNotFound(id.clone()))?;
+            (s.vpc_id, Some(id.as_str()))
+        }
+        None => (api.default_vpc().await?.ok_or(Error::NoDefaultVpc)?, None),
+    };
+    let subnets = zone_order(api.subnets(&vpc_id).await?, first);
+    if subnets.is_empty() {
+        return Err(Error::NoSubnets(vpc_id));
+    }
+    Ok((vpc_id, subnets))
+}
+
+async fn ensure_security_group<A: Ec2Api>(
+    api: &A,
+    spec: &CreateSpec,
+    vpc_id: &str,
+    log: &mut impl FnMut(String),
+) -> Result<String> {
+    let group_name = tags::resource_name(&spec.name);
+    let (id, existing) = match api.security_group(vpc_id, &group_name).await? {
+        Some(g) => {
+            log(format!("security group {} ({}) exists", g.name, g.id));
+            (g.id, g.ingress)
+        }
+        None => {
+            let description = format!("IMAGE server {}: SSH, HTTP, HTTPS", spec.name);
+            let tags = tags::managed_tags(&spec.name, spec.expires_at.as_deref());
+            let id = api.create_security_group(vpc_id, &group_name, &description, &tags).await?;
+            log(format!("created security group {group_name} ({id})"));
+            (id, Vec::new())
+        }
+    };
+    let missing: Vec<IngressRule> =
+        ingress_rules(&spec.ssh_cidrs).into_iter().filter(|r| !existing.contains(r)).collect();
+    if !missing.is_empty() {
+        api.authorize_ingress(&id, &missing).await?;
+        let ports: Vec<String> = missing.iter().map(|r| format!("{}<-{}", r.port, r.cidr)).collect();
+        log(format!("opened {}", ports.join(" ")));
+    }
+    Ok(id)
+}
+
+async fn ensure_key_pair<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl FnMut(String)) -> Result<String> {
+    let name = tags::resource_name(&spec.name);
+    let KeySource::Public(public_key) = &spec.key;
+    // No live instance uses this key pair (create reuses servers before it
+    // gets here), so replace any old one: its private half may be gone with a
+    // deleted state directory, and a server launched with it would be
+    // unreachable.
+    if let Some(old) = api.key_pair(&name).await? {
+        api.delete_key_pair(&old).await?;
+        log(format!("replaced old key pair {name}"));
+    }
+    let tags = tags::managed_tags(&spec.name, spec.expires_at.as_deref());
+    api.import_key_pair(&name, public_key, &tags).await?;
+    log(format!("imported key pair {name}"));
+    Ok(name)
+}
+
+/// Create (or find) the server NAME. Does not wait for it: see [`wait_for_ssh`].
+pub async fn create<A: Ec2Api>(api: &A, spec: &CreateSpec, mut log: impl FnMut(String)) -> Result<Created> {
+    if let Some(existing) = api.find_instances(Some(&spec.name)).await?.into_iter().find(Instance::is_live) {
+        if !matches!(existing.state.as_str(), "pending" | "running") {
+            return Err(Error::InstanceFailed { instance_id: existing.id, state: existing.state });
+        }
+        log(format!("server {} exists: instance {} ({}), reusing it", spec.name, existing.id, existing.state));
+        let security_group_id = existing.security_group_ids.first().cloned().unwrap_or_default();
+        return Ok(Created {
+            image_id: existing.image_id.clone().unwrap_or_default(),
+            key_pair_name: existing.key_name.clone().unwrap_or_default(),
+            zones_tried: existing.availability_zone.iter().cloned().collect(),
+            instance: existing,
+            reused: true,
+            security_group_id,
+            spot: false,
+        });
+    }
+
+    let image = pick_image(api, spec).await?;
+    log(format!("image {} {}", image.id, image.name));
+    let (vpc_id, subnets) = subnets_to_try(api, spec).await?;
+    let security_group_id = ensure_security_group(api, spec, &vpc_id, &mut log).await?;
+    let key_pair_name = ensure_key_pair(api, spec, &mut log).await?;
+
+    let tags = tags::managed_tags(&spec.name, spec.expires_at.as_deref());
+    let mut markets = Vec::new();
+    if spec.spot {
+        markets.push(true);
+    }
+    if !spec.spot || !spec.spot_only {
+        markets.push(false);
+    }
+    let mut zones_tried = Vec::new();
+    let mut last_capacity_error = None;
+    for spot in markets {
+        for subnet in &subnets {
+            let market = if spot { "spot" } else { "on-demand" };
+            zones_tried.push(format!("{} ({market})", subnet.availability_zone));
+            let request = RunInstancesRequest {
+                image_id: image.id.clone(),
+                instance_type: spec.instance_type.clone(),
+                key_name: key_pair_name.clone(),
+                security_group_ids: vec![security_group_id.clone()],
+                subnet_id: subnet.id.clone(),
+                client_token: tags::client_token(
+                    &spec.name,
+                    &format!("{security_group_id}/{}/{market}", subnet.id),
+                ),
+                root_device_name: image.root_device_name.clone(),
+                volume_size_gib: spec.volume_size_gib,
+                volume_type: spec.volume_type.clone(),
+                delete_on_termination: true,
+                spot,
+                // Spot one-time requests must terminate on interruption; a TTL
+                // server should stop costing money when it shuts itself down.
+                shutdown_terminates: spec.expires_at.is_some() || spot,
+                instance_tags: tags.clone(),
+                volume_tags: tags.clone(),
+                user_data: spec.user_data.clone(),
+            };
+            match api.run_instance(&request).await {
+                Ok(instance) => {
+                    log(format!(
+                        "launched {} {} in {} ({market})",
+                        instance.id, spec.instance_type, subnet.availability_zone
+                    ));
+                    return Ok(Created {
+                        instance,
+                        reused: false,
+                        image_id: image.id,
+                        security_group_id,
+                        key_pair_name,
+                        zones_tried,
+                        spot,
+                    });
+                }
+                Err(e) => match is_capacity_error(&e) {
+                    Some(a) => {
+                        log(format!("no capacity in {} ({market}): {}", subnet.availability_zone, a.message));
+                        last_capacity_error = Some(a.clone());
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+    Err(Error::NoCapacity {
+        instance_type: spec.instance_type.clone(),
+        zones: zones_tried,
+        last: last_capacity_error.expect("at least one attempt was made"),
+    })
+}
+
+/// Delays for polling: from 1 s, growing to 5 s, with jitter.
+pub(crate) fn poll_delays() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(1.5)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Wait until the instance runs with a public IP and `ssh_addr` (or the
+/// public IP's port 22) answers with an SSH banner. Returns the instance as
+/// last seen.
+pub async fn wait_for_ssh<A: Ec2Api>(
+    api: &A,
+    instance_id: &str,
+    ssh_addr_override: Option<SocketAddr>,
+    timeout: Duration,
+    mut log: impl FnMut(String),
+) -> Result<Instance> {
+    let start = Instant::now();
+    let mut delays = poll_delays();
+    let mut last: String;
+    let timed_out = |what, last: &str| Error::Timeout {
+        instance_id: instance_id.to_owned(),
+        what,
+        waited_secs: start.elapsed().as_secs(),
+        last: last.to_owned(),
+    };
+    let instance = loop {
+        match api.instance(instance_id).await? {
+            Some(i) if i.state == "running" && i.public_ip.is_some() => break i,
+            Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down" | "stopped" | "stopping") => {
+                return Err(Error::InstanceFailed { instance_id: instance_id.to_owned(), state: i.state });
+            }
+            Some(i) => last = format!("state {}, public IP {}", i.state, i.public_ip.as_deref().unwrap_or("none")),
+            None => last = "not visible yet".into(),
+        }
+        if start.elapsed() > timeout {
+            return Err(timed_out("run with a public IP", &last));
+        }
+        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+    };
+    let ip = instance.public_ip.clone().unwrap_or_default();
+    log(format!("{instance_id} is running at {ip}"));
+    let addr = match ssh_addr_override {
+        Some(a) => a,
+        None => format!("{ip}:22")
+            .parse()
+            .map_err(|_| timed_out("report a usable public IP", &ip))?,
+    };
+    let mut delays = poll_delays();
+    loop {
+        match ssh_banner(addr).await {
+            Ok(banner) => {
+                log(format!("SSH answers at {addr}: {banner}"));
+                return Ok(instance);
+            }
+            Err(why) => last = format!("SSH at {addr}: {why}"),
+        }
+        if start.elapsed() > timeout {
+            return Err(timed_out("answer on SSH", &last));
+        }
+        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+    }
+}
+
+/// Connect and read the server's identification line. A bare TCP accept is
+/// not enough: during boot something may accept and close at once.
+async fn ssh_banner(addr: SocketAddr) -> std::result::Result<String, String> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut buf = Vec::with_capacity(256);
+    let read = async {
+        let mut chunk = [0u8; 256];
+        // RFC 4253 lets a server send other lines before its banner.
+        while buf.len() < 4096 {
+            let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed before sending a banner".to_string());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(line) = String::from_utf8_lossy(&buf).lines().find(|l| l.starts_with("SSH-")) {
+                return Ok(line.trim_end().to_string());
+            }
+        }
+        Err("no SSH banner in the first 4 KiB".to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .map_err(|_| "no banner within 5 s".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subnet(id: &str, az: &str, default: bool) -> Subnet {
+        Subnet { id: id.into(), vpc_id: "vpc".into(), availability_zone: az.into(), default_for_az: default }
+    }
+
+    #[test]
+    fn zone_order_keeps_one_subnet_per_zone_and_puts_the_chosen_first() {
+        let s = vec![
+            subnet("s-c", "us-east-1c", true),
+            subnet("s-a2", "us-east-1a", false),
+            subnet("s-a", "us-east-1a", true),
+            subnet("s-b", "us-east-1b", true),
+        ];
+        let ids: Vec<_> = zone_order(s.clone(), None).into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["s-a", "s-b", "s-c"]);
+        let ids: Vec<_> = zone_order(s, Some("s-b")).into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["s-b", "s-a", "s-c"]);
+    }
+
+    #[test]
+    fn ingress_rules_narrow_only_ssh() {
+        let rules = ingress_rules(&["203.0.113.0/24".into()]);
+        assert!(rules.contains(&IngressRule { port: 22, cidr: "203.0.113.0/24".into() }));
+        assert!(!rules.iter().any(|r| r.port == 22 && r.cidr == "0.0.0.0/0"));
+        for port in [80, 443] {
+            assert!(rules.contains(&IngressRule { port, cidr: "0.0.0.0/0".into() }));
+            assert!(rules.contains(&IngressRule { port, cidr: "::/0".into() }));
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `ec2 destroy`: remove everything of a server, found by tags alone.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::api::*;
+use crate::create::poll_delays;
+use crate::{Error, Result, tags};
+
+/// What destroy removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DestroyReport {
+    pub name: String,
+    pub instances: Vec<String>,
+    pub security_groups: Vec<String>,
+    pub key_pairs: Vec<String>,
+    pub addresses: Vec<String>,
+}
+
+impl DestroyReport {
+    pub fn found_anything(&self) -> bool {
+        !(self.instances.is_empty()
+            && self.security_groups.is_empty()
+            && self.key_pairs.is_empty()
+            && self.addresses.is_empty())
+    }
+}
+
+/// How long to wait for termination, and for a group's network interfaces to go.
+const TERMINATE_TIMEOUT: Duration = Duration::from_secs(600);
+const GROUP_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub async fn destroy<A: Ec2Api>(api: &A, name: &str, mut log: impl FnMut(String)) -> Result<DestroyReport> {
+    let mut report = DestroyReport { name: name.to_owned(), ..Default::default() };
+    let instances: Vec<Instance> = api.find_instances(Some(name)).await?;
+
+    for instance in &instances {
+        for address in api.addresses(&instance.id).await? {
+            api.release_address(&address).await?;
+            log(format!("released Elastic IP {}", address.public_ip));
+            report.addresses.push(address.public_ip);
+        }
+        // Moving the instance to its VPC's default group frees our group at
+        // once, instead of after the network interface is gone (SkyPilot: a
+        // 58 s teardown became 13 s).
+        if instance.is_live()
+            && let Some(vpc) = &instance.vpc_id
+            && let Some(default_group) = api.default_security_group(vpc).await?
+            && !instance.security_group_ids.contains(&default_group)
+        {
+            match api.set_instance_security_groups(&instance.id, std::slice::from_ref(&default_group)).await {
+                Ok(()) => {}
+                // Not fatal: deleting the group is retried below either way.
+                Err(e) => log(format!("could not move {} to the default group: {e}", instance.id)),
+            }
+        }
+        if instance.state != "shutting-down" {
+            api.terminate_instance(&instance.id).await?;
+        }
+        log(format!("terminating {}", instance.id));
+    }
+    for instance in &instances {
+        wait_terminated(api, &instance.id).await?;
+        log(format!("terminated {}", instance.id));
+        report.instances.push(instance.id.clone());
+    }
+
+    for group in api.managed_security_groups(name).await? {
+        delete_group_retrying(api, &group.id).await?;
+        log(format!("deleted security group {} ({})", group.name, group.id));
+        report.security_groups.push(group.id);
+    }
+
+    let key_name = tags::resource_name(name);
+    if let Some(key) = api.key_pair(&key_name).await? {
+        api.delete_key_pair(&key).await?;
+        log(format!("deleted key pair {key_name}"));
+        report.key_pairs.push(key_name);
+    }
+    Ok(report)
+}
+
+async fn wait_terminated<A: Ec2Api>(api: &A, instance_id: &str) -> Result<()> {
+    if api.is_dry_run() {
+        return Ok(());
+    }
+    let start = Instant::now();
+    let mut delays = poll_delays();
+    loop {
+        let state = match api.instance(instance_id).await? {
+            None => return Ok(()),
+            Some(i) if i.state == "terminated" => return Ok(()),
+            Some(i) => i.state,
+        };
+        if start.elapsed() > TERMINATE_TIMEOUT {
+            return Err(Error::Timeout {
+                instance_id: instance_id.to_owned(),
+                what: "terminate",
+                waited_secs: start.elapsed().as_secs(),
+                last: format!("state {state}"),
+            });
+        }
+        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+    }
+}
+
+/// DeleteSecurityGroup fails with DependencyViolation while a network
+/// interface still uses the group; that clears within a minute or two.
+async fn delete_group_retrying<A: Ec2Api>(api: &A, group_id: &str) -> Result<()> {
+    let start = Instant::now();
+    let mut delays = poll_delays();
+    loop {
+        match api.delete_security_group(group_id).await {
+            Ok(()) => return Ok(()),
+            Err(Error::Aws(e)) if e.is("InvalidGroup.NotFound") => return Ok(()),
+            Err(Error::Aws(e)) if e.is("DependencyViolation") && start.elapsed() < GROUP_DELETE_TIMEOUT => {
+                tracing::debug!(group_id, "security group still in use, retrying");
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+    }
+}
+
+/// Destroy every managed server whose expires-at tag is before `now` (RFC 3339).
+pub async fn destroy_expired<A: Ec2Api>(
+    api: &A,
+    now: jiff::Timestamp,
+    mut log: impl FnMut(String),
+) -> Result<Vec<DestroyReport>> {
+    let mut names: Vec<String> = api
+        .find_instances(None)
+        .await?
+        .into_iter()
+        .filter(|i| {
+            i.expires_at
+                .as_deref()
+                .and_then(|at| at.parse::<jiff::Timestamp>().ok())
+                .is_some_and(|at| at <= now)
+        })
+        .map(|i| i.name)
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut reports = Vec::new();
+    for name in names {
+        log(format!("{name} has expired"));
+        reports.push(destroy(api, &name, &mut log).await?);
+    }
+    Ok(reports)
+}

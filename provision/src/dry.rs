@@ -1,0 +1,261 @@
+//! [`Ec2Api`] for `--dry-run`: prints every call with its parameters and makes
+//! none. Needs no credentials and no network; where a real run would learn
+//! something from a look-up, it answers with a `<placeholder>` that says what.
+
+use serde_json::{Value, json};
+
+use crate::Result;
+use crate::api::*;
+
+pub struct DryRunApi {
+    print: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl DryRunApi {
+    /// `print` receives one line per call, e.g.
+    /// `ec2:DescribeVpcs {"Filters":[{"Name":"is-default","Values":["true"]}]}`.
+    pub fn new(print: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        DryRunApi { print: Box::new(print) }
+    }
+
+    fn call(&self, action: &str, params: Value) {
+        (self.print)(&format!("ec2:{action} {params}"));
+    }
+}
+
+fn filters(pairs: &[(&str, &str)]) -> Value {
+    // A comma in a value separates several values of one filter.
+    Value::Array(pairs.iter().map(|(n, v)| json!({"Name": n, "Values": v.split(',').collect::<Vec<_>>()})).collect())
+}
+
+fn tag_json(resource: &str, tags: &[Tag]) -> Value {
+    json!({
+        "ResourceType": resource,
+        "Tags": tags.iter().map(|t| json!({"Key": t.key, "Value": t.value})).collect::<Vec<_>>(),
+    })
+}
+
+impl Ec2Api for DryRunApi {
+    fn is_dry_run(&self) -> bool {
+        true
+    }
+
+    async fn find_images(&self, owner: &str, name_pattern: &str) -> Result<Vec<Image>> {
+        self.call(
+            "DescribeImages",
+            json!({
+                "Owners": [owner],
+                "Filters": filters(&[("name", name_pattern), ("architecture", "x86_64"), ("state", "available")]),
+            }),
+        );
+        Ok(vec![Image {
+            id: format!("<newest AMI named {name_pattern}>"),
+            name: name_pattern.to_owned(),
+            creation_date: String::new(),
+            root_device_name: "<the AMI's root device name>".into(),
+        }])
+    }
+
+    async fn image(&self, image_id: &str) -> Result<Option<Image>> {
+        self.call("DescribeImages", json!({"ImageIds": [image_id]}));
+        Ok(Some(Image {
+            id: image_id.to_owned(),
+            name: String::new(),
+            creation_date: String::new(),
+            root_device_name: "<the AMI's root device name>".into(),
+        }))
+    }
+
+    async fn default_vpc(&self) -> Result<Option<String>> {
+        self.call("DescribeVpcs", json!({"Filters": filters(&[("is-default", "true")])}));
+        Ok(Some("<default VPC id>".into()))
+    }
+
+    async fn subnet(&self, subnet_id: &str) -> Result<Option<Subnet>> {
+        self.call("DescribeSubnets", json!({"SubnetIds": [subnet_id]}));
+        Ok(Some(Subnet {
+            id: subnet_id.to_owned(),
+            vpc_id: format!("<VPC of {subnet_id}>"),
+            availability_zone: format!("<zone of {subnet_id}>"),
+            default_for_az: false,
+        }))
+    }
+
+    async fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>> {
+        self.call("DescribeSubnets", json!({"Filters": filters(&[("vpc-id", vpc_id)])}));
+        Ok(vec![Subnet {
+            id: "<first subnet of the VPC, by zone>".into(),
+            vpc_id: vpc_id.to_owned(),
+            availability_zone: "<its zone>".into(),
+            default_for_az: true,
+        }])
+    }
+
+    async fn security_group(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>> {
+        self.call(
+            "DescribeSecurityGroups",
+            json!({"Filters": filters(&[("vpc-id", vpc_id), ("group-name", name)])}),
+        );
+        // Pretend it is absent so the dry run shows the whole creation path.
+        Ok(None)
+    }
+
+    async fn managed_security_groups(&self, name: &str) -> Result<Vec<SecurityGroup>> {
+        self.call(
+            "DescribeSecurityGroups",
+            json!({"Filters": filters(&[("tag:image-provision:managed", "true"), ("tag:image-provision:name", name)])}),
+        );
+        Ok(vec![])
+    }
+
+    async fn default_security_group(&self, vpc_id: &str) -> Result<Option<String>> {
+        self.call(
+            "DescribeSecurityGroups",
+            json!({"Filters": filters(&[("vpc-id", vpc_id), ("group-name", "default")])}),
+        );
+        Ok(Some("<default security group id>".into()))
+    }
+
+    async fn create_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+        description: &str,
+        tags: &[Tag],
+    ) -> Result<String> {
+        self.call(
+            "CreateSecurityGroup",
+            json!({
+                "VpcId": vpc_id,
+                "GroupName": name,
+                "Description": description,
+                "TagSpecifications": [tag_json("security-group", tags)],
+            }),
+        );
+        Ok("<new security group id>".into())
+    }
+
+    async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()> {
+        for rule in rules {
+            let range = if rule.is_ipv6() {
+                json!({"Ipv6Ranges": [{"CidrIpv6": rule.cidr}]})
+            } else {
+                json!({"IpRanges": [{"CidrIp": rule.cidr}]})
+            };
+            let mut perm = json!({"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port});
+            perm.as_object_mut().unwrap().extend(range.as_object().unwrap().clone());
+            self.call("AuthorizeSecurityGroupIngress", json!({"GroupId": group_id, "IpPermissions": [perm]}));
+        }
+        Ok(())
+    }
+
+    async fn delete_security_group(&self, group_id: &str) -> Result<()> {
+        self.call("DeleteSecurityGroup", json!({"GroupId": group_id}));
+        Ok(())
+    }
+
+    async fn key_pair(&self, name: &str) -> Result<Option<KeyPair>> {
+        self.call("DescribeKeyPairs", json!({"Filters": filters(&[("key-name", name)])}));
+        Ok(None)
+    }
+
+    async fn import_key_pair(&self, name: &str, public_key: &str, tags: &[Tag]) -> Result<KeyPair> {
+        self.call(
+            "ImportKeyPair",
+            json!({
+                "KeyName": name,
+                "PublicKeyMaterial": public_key,
+                "TagSpecifications": [tag_json("key-pair", tags)],
+            }),
+        );
+        Ok(KeyPair { id: "<new key pair id>".into(), name: name.to_owned() })
+    }
+
+    async fn delete_key_pair(&self, key_pair: &KeyPair) -> Result<()> {
+        self.call("DeleteKeyPair", json!({"KeyPairId": key_pair.id, "KeyName": key_pair.name}));
+        Ok(())
+    }
+
+    async fn find_instances(&self, name: Option<&str>) -> Result<Vec<Instance>> {
+        let mut f = vec![
+            ("tag:image-provision:managed", "true"),
+            ("instance-state-name", "pending,running,stopping,stopped,shutting-down"),
+        ];
+        if let Some(name) = name {
+            f.push(("tag:image-provision:name", name));
+        }
+        self.call("DescribeInstances", json!({"Filters": filters(&f)}));
+        Ok(vec![])
+    }
+
+    async fn instance(&self, instance_id: &str) -> Result<Option<Instance>> {
+        self.call("DescribeInstances", json!({"InstanceIds": [instance_id]}));
+        Ok(None)
+    }
+
+    async fn run_instance(&self, r: &RunInstancesRequest) -> Result<Instance> {
+        let mut params = json!({
+            "ImageId": r.image_id,
+            "InstanceType": r.instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "KeyName": r.key_name,
+            "SecurityGroupIds": r.security_group_ids,
+            "SubnetId": r.subnet_id,
+            "ClientToken": r.client_token,
+            "BlockDeviceMappings": [{
+                "DeviceName": r.root_device_name,
+                "Ebs": {"VolumeSize": r.volume_size_gib, "VolumeType": r.volume_type, "DeleteOnTermination": r.delete_on_termination},
+            }],
+            "TagSpecifications": [tag_json("instance", &r.instance_tags), tag_json("volume", &r.volume_tags)],
+        });
+        let p = params.as_object_mut().unwrap();
+        if r.shutdown_terminates {
+            p.insert("InstanceInitiatedShutdownBehavior".into(), json!("terminate"));
+        }
+        if r.spot {
+            p.insert(
+                "InstanceMarketOptions".into(),
+                json!({"MarketType": "spot", "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}),
+            );
+        }
+        if r.user_data.is_some() {
+            p.insert("UserData".into(), json!("<cloud-init user data, base64>"));
+        }
+        self.call("RunInstances", params);
+        Ok(Instance {
+            id: "<new instance id>".into(),
+            name: String::new(),
+            state: "pending".into(),
+            instance_type: r.instance_type.clone(),
+            public_ip: None,
+            launch_time: None,
+            expires_at: None,
+            vpc_id: None,
+            availability_zone: None,
+            security_group_ids: r.security_group_ids.clone(),
+            key_name: Some(r.key_name.clone()),
+            image_id: Some(r.image_id.clone()),
+        })
+    }
+
+    async fn set_instance_security_groups(&self, instance_id: &str, group_ids: &[String]) -> Result<()> {
+        self.call("ModifyInstanceAttribute", json!({"InstanceId": instance_id, "Groups": group_ids}));
+        Ok(())
+    }
+
+    async fn terminate_instance(&self, instance_id: &str) -> Result<()> {
+        self.call("TerminateInstances", json!({"InstanceIds": [instance_id]}));
+        Ok(())
+    }
+
+    async fn addresses(&self, instance_id: &str) -> Result<Vec<Address>> {
+        self.call("DescribeAddresses", json!({"Filters": filters(&[("instance-id", instance_id)])}));
+        Ok(vec![])
+    }
+
+    async fn release_address(&self, address: &Address) -> Result<()> {
+        self.call("ReleaseAddress", json!({"AllocationId": address.allocation_id}));
+        Ok(())
+    }
+}

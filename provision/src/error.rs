@@ -1,0 +1,78 @@
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error AWS returned (or the SDK raised before AWS could answer).
+#[derive(Debug, Clone)]
+pub struct AwsError {
+    /// The EC2 action, e.g. `RunInstances`.
+    pub action: &'static str,
+    /// The AWS error code, e.g. `UnauthorizedOperation`; `None` when the
+    /// request never got an answer (network, credentials).
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} failed: {code}: {}", self.action, self.message),
+            None => write!(f, "{} failed: {}", self.action, self.message),
+        }
+    }
+}
+
+impl AwsError {
+    pub fn is(&self, code: &str) -> bool {
+        self.code.as_deref() == Some(code)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Aws(AwsError),
+
+    #[error("no AMI matches {pattern} (owner {owner}, x86_64, available) in this region")]
+    NoImage { owner: String, pattern: String },
+
+    #[error("AMI {0} does not exist in this region or is not visible to this account")]
+    ImageNotFound(String),
+
+    #[error("this region has no default VPC")]
+    NoDefaultVpc,
+
+    #[error("subnet {0} does not exist in this region")]
+    SubnetNotFound(String),
+
+    #[error("VPC {0} has no subnets to launch into")]
+    NoSubnets(String),
+
+    #[error("no capacity for {instance_type} in any zone tried ({}): {last}", zones.join(", "))]
+    NoCapacity { instance_type: String, zones: Vec<String>, last: AwsError },
+
+    #[error("instance {instance_id} did not {what} within {waited_secs} s (last seen: {last})")]
+    Timeout { instance_id: String, what: &'static str, waited_secs: u64, last: String },
+
+    #[error("instance {0} disappeared while waiting for it")]
+    InstanceVanished(String),
+
+    #[error("instance {instance_id} entered state {state} while waiting for it to run")]
+    InstanceFailed { instance_id: String, state: String },
+}
+
+impl Error {
+    /// The AWS error behind this one, if any.
+    pub fn aws(&self) -> Option<&AwsError> {
+        match self {
+            Error::Aws(e) | Error::NoCapacity { last: e, .. } => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<AwsError> for Error {
+    fn from(e: AwsError) -> Self {
+        Error::Aws(e)
+    }
+}

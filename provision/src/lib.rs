@@ -1,0 +1,33 @@
+//! The EC2 half of image-provision: find the AMI, make the security group and
+//! key pair, launch the instance, wait for SSH, list and destroy managed servers.
+//!
+//! Everything goes through the [`Ec2Api`] trait so that one flow serves both a
+//! real run ([`SdkApi`]) and `--dry-run` ([`DryRunApi`], which prints each call
+//! and makes none). The cloud's tags are the source of truth: nothing here
+//! depends on local state to find what it made.
+
+mod api;
+mod connect;
+mod create;
+mod destroy;
+mod dry;
+mod error;
+mod sdk;
+mod spec;
+pub mod tags;
+
+pub use api::*;
+pub use connect::{AwsOptions, ConnectError, KNOWN_REGIONS, check_region, connect};
+pub use create::{CreateReport, Created, create, wait_for_ssh};
+pub use destroy::{DestroyReport, destroy, destroy_expired};
+pub use dry::DryRunApi;
+pub use error::{AwsError, Error, Result};
+pub use sdk::SdkApi;
+pub use spec::{CreateSpec, KeySource, UbuntuRelease};
+
+/// List managed servers, newest first.
+pub async fn list<A: Ec2Api>(api: &A) -> Result<Vec<Instance>> {
+    let mut all = api.find_instances(None).await?;
+    all.sort_by(|a, b| b.launch_time.cmp(&a.launch_time));
+    Ok(all)
+}

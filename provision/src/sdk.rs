@@ -1,0 +1,482 @@
+//! [`Ec2Api`] over the real AWS SDK.
+
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::primitives::Blob;
+use aws_sdk_ec2::types as t;
+
+use crate::api::*;
+use crate::tags;
+use crate::{AwsError, Result};
+
+/// The real EC2 API.
+pub struct SdkApi {
+    client: Client,
+}
+
+impl SdkApi {
+    pub fn new(client: Client) -> Self {
+        SdkApi { client }
+    }
+}
+
+/// Turn an SDK error into ours, keeping AWS's code and message.
+fn aws<E, R>(action: &'static str) -> impl FnOnce(SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |err| {
+        let code = err.code().map(str::to_owned);
+        let message = match (err.message(), &code) {
+            (Some(m), _) => m.to_owned(),
+            // No answer from AWS: say why (no credentials, network, ...).
+            _ => DisplayErrorContext(&err).to_string(),
+        };
+        tracing::debug!(action, ?code, %message, "aws error");
+        AwsError { action, code, message }
+    }
+}
+
+fn filter(name: &str, values: &[&str]) -> t::Filter {
+    let mut f = t::Filter::builder().name(name);
+    for v in values {
+        f = f.values(*v);
+    }
+    f.build()
+}
+
+fn tag_spec(resource: t::ResourceType, tags: &[Tag]) -> t::TagSpecification {
+    let mut spec = t::TagSpecification::builder().resource_type(resource);
+    for tag in tags {
+        spec = spec.tags(t::Tag::builder().key(&tag.key).value(&tag.value).build());
+    }
+    spec.build()
+}
+
+fn tag_value(tags: &[t::Tag], key: &str) -> Option<String> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value()).map(str::to_owned)
+}
+
+fn image_from(i: &t::Image) -> Image {
+    Image {
+        id: i.image_id().unwrap_or_default().to_owned(),
+        name: i.name().unwrap_or_default().to_owned(),
+        creation_date: i.creation_date().unwrap_or_default().to_owned(),
+        root_device_name: i.root_device_name().unwrap_or("/dev/sda1").to_owned(),
+    }
+}
+
+fn subnet_from(s: &t::Subnet) -> Subnet {
+    Subnet {
+        id: s.subnet_id().unwrap_or_default().to_owned(),
+        vpc_id: s.vpc_id().unwrap_or_default().to_owned(),
+        availability_zone: s.availability_zone().unwrap_or_default().to_owned(),
+        default_for_az: s.default_for_az().unwrap_or(false),
+    }
+}
+
+fn group_from(g: &t::SecurityGroup) -> SecurityGroup {
+    let mut ingress = Vec::new();
+    for p in g.ip_permissions() {
+        if p.ip_protocol() != Some("tcp") {
+            continue;
+        }
+        let (Some(from), Some(to)) = (p.from_port(), p.to_port()) else { continue };
+        if from != to {
+            continue;
+        }
+        let port = from as u16;
+        for r in p.ip_ranges() {
+            if let Some(cidr) = r.cidr_ip() {
+                ingress.push(IngressRule { port, cidr: cidr.to_owned() });
+            }
+        }
+        for r in p.ipv6_ranges() {
+            if let Some(cidr) = r.cidr_ipv6() {
+                ingress.push(IngressRule { port, cidr: cidr.to_owned() });
+            }
+        }
+    }
+    SecurityGroup {
+        id: g.group_id().unwrap_or_default().to_owned(),
+        name: g.group_name().unwrap_or_default().to_owned(),
+        vpc_id: g.vpc_id().unwrap_or_default().to_owned(),
+        ingress,
+    }
+}
+
+fn instance_from(i: &t::Instance) -> Instance {
+    let tags = i.tags();
+    Instance {
+        id: i.instance_id().unwrap_or_default().to_owned(),
+        name: tag_value(tags, tags::SERVER_NAME)
+            .or_else(|| tag_value(tags, tags::NAME))
+            .unwrap_or_default(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_else(|| "unknown".into()),
+        instance_type: i.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+        public_ip: i.public_ip_address().map(str::to_owned),
+        launch_time: i.launch_time().map(|t| {
+            t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_else(|_| t.to_string())
+        }),
+        expires_at: tag_value(tags, tags::EXPIRES_AT),
+        vpc_id: i.vpc_id().map(str::to_owned),
+        availability_zone: i.placement().and_then(|p| p.availability_zone()).map(str::to_owned),
+        security_group_ids: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_owned).collect(),
+        key_name: i.key_name().map(str::to_owned),
+        image_id: i.image_id().map(str::to_owned),
+    }
+}
+
+impl Ec2Api for SdkApi {
+    async fn find_images(&self, owner: &str, name_pattern: &str) -> Result<Vec<Image>> {
+        let out = self
+            .client
+            .describe_images()
+            .owners(owner)
+            .filters(filter("name", &[name_pattern]))
+            .filters(filter("architecture", &["x86_64"]))
+            .filters(filter("state", &["available"]))
+            .send()
+            .await
+            .map_err(aws("DescribeImages"))?;
+        Ok(out.images().iter().map(image_from).collect())
+    }
+
+    async fn image(&self, image_id: &str) -> Result<Option<Image>> {
+        match self.client.describe_images().image_ids(image_id).send().await {
+            Ok(out) => Ok(out.images().first().map(image_from)),
+            Err(e) => {
+                let e = aws("DescribeImages")(e);
+                // A malformed or unknown id is "no such image", not a failure.
+                if e.code.as_deref().is_some_and(|c| c.starts_with("InvalidAMIID")) {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    async fn default_vpc(&self) -> Result<Option<String>> {
+        let out = self
+            .client
+            .describe_vpcs()
+            .filters(filter("is-default", &["true"]))
+            .send()
+            .await
+            .map_err(aws("DescribeVpcs"))?;
+        Ok(out.vpcs().first().and_then(|v| v.vpc_id()).map(str::to_owned))
+    }
+
+    async fn subnet(&self, subnet_id: &str) -> Result<Option<Subnet>> {
+        match self.client.describe_subnets().subnet_ids(subnet_id).send().await {
+            Ok(out) => Ok(out.subnets().first().map(subnet_from)),
+            Err(e) => {
+                let e = aws("DescribeSubnets")(e);
+                if e.code.as_deref().is_some_and(|c| c.starts_with("InvalidSubnetID")) {
+                    Ok(None)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    async fn subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>> {
+        let out = self
+            .client
+            .describe_subnets()
+            .filters(filter("vpc-id", &[vpc_id]))
+            .send()
+            .await
+            .map_err(aws("DescribeSubnets"))?;
+        Ok(out.subnets().iter().map(subnet_from).collect())
+    }
+
+    async fn security_group(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>> {
+        let out = self
+            .client
+            .describe_security_groups()
+            .filters(filter("vpc-id", &[vpc_id]))
+            .filters(filter("group-name", &[name]))
+            .send()
+            .await
+            .map_err(aws("DescribeSecurityGroups"))?;
+        Ok(out.security_groups().first().map(group_from))
+    }
+
+    async fn managed_security_groups(&self, name: &str) -> Result<Vec<SecurityGroup>> {
+        let out = self
+            .client
+            .describe_security_groups()
+            .filters(filter(&format!("tag:{}", tags::MANAGED), &["true"]))
+            .filters(filter(&format!("tag:{}", tags::SERVER_NAME), &[name]))
+            .send()
+            .await
+            .map_err(aws("DescribeSecurityGroups"))?;
+        Ok(out.security_groups().iter().map(group_from).collect())
+    }
+
+    async fn default_security_group(&self, vpc_id: &str) -> Result<Option<String>> {
+        Ok(self.security_group(vpc_id, "default").await?.map(|g| g.id))
+    }
+
+    async fn create_security_group(
+        &self,
+        vpc_id: &str,
+        name: &str,
+        description: &str,
+        tags: &[Tag],
+    ) -> Result<String> {
+        let out = self
+            .client
+            .create_security_group()
+            .vpc_id(vpc_id)
+            .group_name(name)
+            .description(description)
+            .tag_specifications(tag_spec(t::ResourceType::SecurityGroup, tags))
+            .send()
+            .await
+            .map_err(aws("CreateSecurityGroup"))?;
+        Ok(out.group_id().unwrap_or_default().to_owned())
+    }
+
+    async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()> {
+        // One call per rule: a duplicate fails the whole call it is in, and we
+        // want the other rules added regardless.
+        for rule in rules {
+            let mut perm = t::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(rule.port.into())
+                .to_port(rule.port.into());
+            perm = if rule.is_ipv6() {
+                perm.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(&rule.cidr).build())
+            } else {
+                perm.ip_ranges(t::IpRange::builder().cidr_ip(&rule.cidr).build())
+            };
+            let result = self
+                .client
+                .authorize_security_group_ingress()
+                .group_id(group_id)
+                .ip_permissions(perm.build())
+                .send()
+                .await
+                .map_err(aws("AuthorizeSecurityGroupIngress"));
+            match result {
+                Ok(_) => {}
+                Err(e) if e.is("InvalidPermission.Duplicate") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_security_group(&self, group_id: &str) -> Result<()> {
+        self.client
+            .delete_security_group()
+            .group_id(group_id)
+            .send()
+            .await
+            .map_err(aws("DeleteSecurityGroup"))?;
+        Ok(())
+    }
+
+    async fn key_pair(&self, name: &str) -> Result<Option<KeyPair>> {
+        let out = self
+            .client
+            .describe_key_pairs()
+            .filters(filter("key-name", &[name]))
+            .send()
+            .await
+            .map_err(aws("DescribeKeyPairs"))?;
+        Ok(out.key_pairs().first().map(|k| KeyPair {
+            id: k.key_pair_id().unwrap_or_default().to_owned(),
+            name: k.key_name().unwrap_or_default().to_owned(),
+        }))
+    }
+
+    async fn import_key_pair(&self, name: &str, public_key: &str, tags: &[Tag]) -> Result<KeyPair> {
+        let out = self
+            .client
+            .import_key_pair()
+            .key_name(name)
+            .public_key_material(Blob::new(public_key.as_bytes()))
+            .tag_specifications(tag_spec(t::ResourceType::KeyPair, tags))
+            .send()
+            .await
+            .map_err(aws("ImportKeyPair"))?;
+        Ok(KeyPair {
+            id: out.key_pair_id().unwrap_or_default().to_owned(),
+            name: out.key_name().unwrap_or(name).to_owned(),
+        })
+    }
+
+    async fn delete_key_pair(&self, key_pair: &KeyPair) -> Result<()> {
+        let mut req = self.client.delete_key_pair();
+        req = if key_pair.id.is_empty() {
+            req.key_name(&key_pair.name)
+        } else {
+            req.key_pair_id(&key_pair.id)
+        };
+        req.send().await.map_err(aws("DeleteKeyPair"))?;
+        Ok(())
+    }
+
+    async fn find_instances(&self, name: Option<&str>) -> Result<Vec<Instance>> {
+        let mut req = self
+            .client
+            .describe_instances()
+            .filters(filter(&format!("tag:{}", tags::MANAGED), &["true"]))
+            .filters(filter(
+                "instance-state-name",
+                &["pending", "running", "stopping", "stopped", "shutting-down"],
+            ));
+        if let Some(name) = name {
+            req = req.filters(filter(&format!("tag:{}", tags::SERVER_NAME), &[name]));
+        }
+        let mut instances = Vec::new();
+        let mut pages = req.into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws("DescribeInstances"))?;
+            for r in page.reservations() {
+                instances.extend(r.instances().iter().map(instance_from));
+            }
+        }
+        Ok(instances)
+    }
+
+    async fn instance(&self, instance_id: &str) -> Result<Option<Instance>> {
+        match self.client.describe_instances().instance_ids(instance_id).send().await {
+            Ok(out) => Ok(out
+                .reservations()
+                .iter()
+                .flat_map(|r| r.instances())
+                .next()
+                .map(instance_from)),
+            Err(e) => {
+                let e = aws("DescribeInstances")(e);
+                // Eventual consistency: a just-launched id can be unknown briefly.
+                if e.is("InvalidInstanceID.NotFound") { Ok(None) } else { Err(e.into()) }
+            }
+        }
+    }
+
+    async fn run_instance(&self, r: &RunInstancesRequest) -> Result<Instance> {
+        let mut req = self
+            .client
+            .run_instances()
+            .image_id(&r.image_id)
+            .instance_type(t::InstanceType::from(r.instance_type.as_str()))
+            .min_count(1)
+            .max_count(1)
+            .key_name(&r.key_name)
+            .subnet_id(&r.subnet_id)
+            .client_token(&r.client_token)
+            .block_device_mappings(
+                t::BlockDeviceMapping::builder()
+                    .device_name(&r.root_device_name)
+                    .ebs(
+                        t::EbsBlockDevice::builder()
+                            .volume_size(r.volume_size_gib)
+                            .volume_type(t::VolumeType::from(r.volume_type.as_str()))
+                            .delete_on_termination(r.delete_on_termination)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .tag_specifications(tag_spec(t::ResourceType::Instance, &r.instance_tags))
+            .tag_specifications(tag_spec(t::ResourceType::Volume, &r.volume_tags));
+        for g in &r.security_group_ids {
+            req = req.security_group_ids(g);
+        }
+        if r.shutdown_terminates {
+            req = req.instance_initiated_shutdown_behavior(t::ShutdownBehavior::Terminate);
+        }
+        if r.spot {
+            req = req.instance_market_options(
+                t::InstanceMarketOptionsRequest::builder()
+                    .market_type(t::MarketType::Spot)
+                    .spot_options(
+                        t::SpotMarketOptions::builder()
+                            .spot_instance_type(t::SpotInstanceType::OneTime)
+                            .instance_interruption_behavior(t::InstanceInterruptionBehavior::Terminate)
+                            .build(),
+                    )
+                    .build(),
+            );
+        }
+        if let Some(data) = &r.user_data {
+            req = req.user_data(aws_smithy_types::base64::encode(data));
+        }
+        let out = req.send().await.map_err(aws("RunInstances"))?;
+        let instance = out.instances().first().map(instance_from).ok_or_else(|| AwsError {
+            action: "RunInstances",
+            code: None,
+            message: "the response listed no instance".into(),
+        })?;
+        Ok(instance)
+    }
+
+    async fn set_instance_security_groups(&self, instance_id: &str, group_ids: &[String]) -> Result<()> {
+        let mut req = self.client.modify_instance_attribute().instance_id(instance_id);
+        for g in group_ids {
+            req = req.groups(g);
+        }
+        req.send().await.map_err(aws("ModifyInstanceAttribute"))?;
+        Ok(())
+    }
+
+    async fn terminate_instance(&self, instance_id: &str) -> Result<()> {
+        self.client
+            .terminate_instances()
+            .instance_ids(instance_id)
+            .send()
+            .await
+            .map_err(aws("TerminateInstances"))?;
+        Ok(())
+    }
+
+    async fn addresses(&self, instance_id: &str) -> Result<Vec<Address>> {
+        let out = self
+            .client
+            .describe_addresses()
+            .filters(filter("instance-id", &[instance_id]))
+            .send()
+            .await
+            .map_err(aws("DescribeAddresses"))?;
+        Ok(out
+            .addresses()
+            .iter()
+            .filter_map(|a| {
+                Some(Address {
+                    allocation_id: a.allocation_id()?.to_owned(),
+                    association_id: a.association_id().map(str::to_owned),
+                    public_ip: a.public_ip().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect())
+    }
+
+    async fn release_address(&self, address: &Address) -> Result<()> {
+        if let Some(assoc) = &address.association_id {
+            self.client
+                .disassociate_address()
+                .association_id(assoc)
+                .send()
+                .await
+                .map_err(aws("DisassociateAddress"))?;
+        }
+        self.client
+            .release_address()
+            .allocation_id(&address.allocation_id)
+            .send()
+            .await
+            .map_err(aws("ReleaseAddress"))?;
+        Ok(())
+    }
+}

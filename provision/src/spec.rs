@@ -1,0 +1,57 @@
+use std::time::Duration;
+
+/// Canonical's AWS account: the only owner whose Ubuntu images we trust.
+pub const CANONICAL_OWNER: &str = "099720109477";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UbuntuRelease {
+    Jammy2204,
+    Noble2404,
+}
+
+impl UbuntuRelease {
+    /// The AMI name glob. Anchored at the family prefix: other Canonical
+    /// families (ubuntu-eks, ubuntu-pro, minimal) mention jammy too.
+    pub fn image_pattern(self) -> &'static str {
+        match self {
+            UbuntuRelease::Jammy2204 => "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
+            UbuntuRelease::Noble2404 => "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        match self {
+            UbuntuRelease::Jammy2204 => "22.04",
+            UbuntuRelease::Noble2404 => "24.04",
+        }
+    }
+}
+
+/// Where the instance's SSH key comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// The public half, in OpenSSH format, of a key the CLI holds (generated
+    /// into the state directory, or the user's `--ssh-key`).
+    Public(String),
+}
+
+/// Everything `ec2 create` needs, already validated by the CLI.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    pub name: String,
+    pub ami: Option<String>,
+    pub ubuntu: UbuntuRelease,
+    pub instance_type: String,
+    pub volume_size_gib: i32,
+    pub volume_type: String,
+    pub subnet: Option<String>,
+    pub ssh_cidrs: Vec<String>,
+    pub key: KeySource,
+    pub spot: bool,
+    pub spot_only: bool,
+    /// RFC 3339 UTC time after which `destroy --expired` removes the server.
+    pub expires_at: Option<String>,
+    pub user_data: Option<String>,
+    /// How long to wait for running + SSH banner.
+    pub ready_timeout: Duration,
+}

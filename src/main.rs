@@ -1,0 +1,1 @@
+fn main() { std::process::exit(image_provision_cli::main()) }
