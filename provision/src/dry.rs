@@ -172,7 +172,7 @@ impl Ec2Api for DryRunApi {
     }
 
     async fn delete_key_pair(&self, key_pair: &KeyPair) -> Result<()> {
-        self.call("DeleteKeyPair", json!({"KeyPairId": key_pair.id, "KeyName": key_pair.name}));
+        self.call("DeleteKeyPair", json!({"KeyName": key_pair.name}));
         Ok(())
     }
 

@@ -317,13 +317,9 @@ impl Ec2Api for SdkApi {
     }
 
     async fn delete_key_pair(&self, key_pair: &KeyPair) -> Result<()> {
-        let mut req = self.client.delete_key_pair();
-        req = if key_pair.id.is_empty() {
-            req.key_name(&key_pair.name)
-        } else {
-            req.key_pair_id(&key_pair.id)
-        };
-        req.send().await.map_err(aws("DeleteKeyPair"))?;
+        // By name: names are unique per region, and every EC2 implementation
+        // (moto included) accepts it, while some ignore KeyPairId.
+        self.client.delete_key_pair().key_name(&key_pair.name).send().await.map_err(aws("DeleteKeyPair"))?;
         Ok(())
     }
 

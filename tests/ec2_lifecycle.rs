@@ -1,0 +1,299 @@
+//! `ec2 create | list | destroy` against moto's EC2 server, read back through
+//! the EC2 API with the SDK (not through image-provision's own view).
+
+#[path = "support/ec2env.rs"]
+mod ec2env;
+
+use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, Tag};
+use ec2env::*;
+
+fn f(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a str> {
+    tags.iter().find(|t| t.key() == Some(key)).and_then(|t| t.value())
+}
+
+fn assert_managed_tags(tags: &[Tag], name: &str, what: &str) {
+    assert_eq!(tag(tags, "Name"), Some(name), "{what}: Name tag in {tags:?}");
+    assert_eq!(tag(tags, "image-provision:name"), Some(name), "{what}: name tag in {tags:?}");
+    assert_eq!(tag(tags, "image-provision:managed"), Some("true"), "{what}: managed tag in {tags:?}");
+}
+
+/// What EC2 holds for server NAME, as the SDK sees it.
+struct Cloud {
+    instances: Vec<Instance>,
+    groups: Vec<aws_sdk_ec2::types::SecurityGroup>,
+    keys: Vec<aws_sdk_ec2::types::KeyPairInfo>,
+}
+
+async fn cloud(c: &aws_sdk_ec2::Client, name: &str) -> Cloud {
+    let res = c.describe_instances().filters(f("tag:Name", name)).send().await.unwrap();
+    let instances = res
+        .reservations()
+        .iter()
+        .flat_map(|r| r.instances())
+        .filter(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
+        .cloned()
+        .collect();
+    let groups = c
+        .describe_security_groups()
+        .filters(f("group-name", &format!("image-provision-{name}")))
+        .send()
+        .await
+        .unwrap()
+        .security_groups()
+        .to_vec();
+    let keys = c
+        .describe_key_pairs()
+        .filters(f("key-name", &format!("image-provision-{name}")))
+        .send()
+        .await
+        .unwrap()
+        .key_pairs()
+        .to_vec();
+    Cloud { instances, groups, keys }
+}
+
+fn counts(env: &Ec2Env, name: &str) -> (usize, usize, usize) {
+    let c = rt().block_on(cloud(&env.client(), name));
+    (c.instances.len(), c.groups.len(), c.keys.len())
+}
+
+#[test]
+fn create_makes_what_the_guide_asks_and_destroy_leaves_nothing() {
+    let env = Ec2Env::start();
+    let out = env.run(&["ec2", "create", "gpu-1", "--no-bootstrap", "--ttl", "4h"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let key_path = env.state_dir().join("gpu-1/id_ed25519");
+    assert!(text.contains(&format!("ssh -i {}", key_path.display())), "{text}");
+    assert!(text.contains("state      ") && text.contains("public IP  "), "{text}");
+
+    let client = env.client();
+    let rt = rt();
+    let c = rt.block_on(cloud(&client, "gpu-1"));
+    assert_eq!((c.instances.len(), c.groups.len(), c.keys.len()), (1, 1, 1));
+    let i = &c.instances[0];
+    assert!(text.contains(i.instance_id().unwrap()), "{text}");
+    assert_eq!(i.instance_type().unwrap().as_str(), "g5.xlarge");
+    // The newest Canonical jammy image: not the older one, not the EKS decoy,
+    // not the non-Canonical impostor.
+    assert_eq!(i.image_id(), Some(JAMMY_NEWEST));
+    assert_eq!(i.key_name(), Some("image-provision-gpu-1"));
+    assert_managed_tags(i.tags(), "gpu-1", "instance");
+    let expires = tag(i.tags(), "image-provision:expires-at").expect("expires-at tag");
+    let expires: jiff::Timestamp = expires.parse().expect("RFC 3339");
+    let left = expires.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((4 * 3600 - 120..=4 * 3600).contains(&left), "expires in {left} s");
+    let shutdown = rt
+        .block_on(
+            client
+                .describe_instance_attribute()
+                .instance_id(i.instance_id().unwrap())
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(shutdown.instance_initiated_shutdown_behavior().and_then(|v| v.value()), Some("terminate"));
+
+    // Root volume: 1000 GiB gp3 on the AMI's root device, deleted with the instance.
+    let bdm = &i.block_device_mappings()[0];
+    assert_eq!(bdm.device_name(), Some("/dev/sda1"));
+    assert_eq!(bdm.ebs().and_then(|e| e.delete_on_termination()), Some(true));
+    let vol_id = bdm.ebs().and_then(|e| e.volume_id()).unwrap();
+    let vols = rt.block_on(client.describe_volumes().volume_ids(vol_id).send()).unwrap();
+    let vol = &vols.volumes()[0];
+    assert_eq!(vol.size(), Some(1000));
+    assert_eq!(vol.volume_type().unwrap().as_str(), "gp3");
+    assert_managed_tags(vol.tags(), "gpu-1", "volume");
+
+    // Security group: 22, 80 and 443 from anywhere, IPv4 and IPv6.
+    let g = &c.groups[0];
+    assert_managed_tags(g.tags(), "gpu-1", "security group");
+    assert_eq!(i.security_groups()[0].group_id(), g.group_id());
+    for port in [22, 80, 443] {
+        let perm = g
+            .ip_permissions()
+            .iter()
+            .find(|p| p.from_port() == Some(port) && p.to_port() == Some(port) && p.ip_protocol() == Some("tcp"))
+            .unwrap_or_else(|| panic!("no rule for {port} in {:?}", g.ip_permissions()));
+        assert!(perm.ip_ranges().iter().any(|r| r.cidr_ip() == Some("0.0.0.0/0")), "{port}: {perm:?}");
+        assert!(perm.ipv6_ranges().iter().any(|r| r.cidr_ipv6() == Some("::/0")), "{port}: {perm:?}");
+    }
+    assert_managed_tags(c.keys[0].tags(), "gpu-1", "key pair");
+
+    // The generated private key: 0600, matching the imported public key.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&key_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let private = std::fs::read_to_string(&key_path).unwrap();
+    assert!(!text.contains(private.lines().nth(1).unwrap()), "private key printed");
+
+    // list, both forms.
+    let out = env.run(&["ec2", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "gpu-1");
+    assert_eq!(list[0]["instance_id"], i.instance_id().unwrap());
+    assert_eq!(list[0]["state"], "running");
+    assert_eq!(list[0]["instance_type"], "g5.xlarge");
+    assert!(list[0]["expires_at"].as_str().unwrap().ends_with('Z'));
+    let out = env.run(&["ec2", "list"]);
+    let table = stdout(&out);
+    assert!(table.starts_with("NAME") && table.contains("gpu-1") && table.contains("running"), "{table}");
+
+    // Destroy from tags alone, with the local state already gone.
+    std::fs::remove_dir_all(env.state_dir()).unwrap();
+    let out = env.run(&["ec2", "destroy", "gpu-1", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = stdout(&out);
+    assert!(report.contains(i.instance_id().unwrap()) && report.contains(g.group_id().unwrap()), "{report}");
+    assert!(report.contains("image-provision-gpu-1"), "{report}");
+    let c = rt.block_on(cloud(&client, "gpu-1"));
+    assert_eq!((c.instances.len(), c.groups.len(), c.keys.len()), (0, 0, 0), "something was left behind");
+    let vols = rt.block_on(client.describe_volumes().filters(f("tag:Name", "gpu-1")).send()).unwrap();
+    assert!(vols.volumes().iter().all(|v| v.state().map(|s| s.as_str()) != Some("in-use")), "{vols:?}");
+    assert_eq!(stdout(&env.run(&["ec2", "list", "--json"])).trim(), "[]");
+}
+
+#[test]
+fn rerun_reuses_everything_and_destroy_of_nothing_says_so() {
+    let env = Ec2Env::start();
+    assert_eq!(env.run(&["ec2", "create", "again", "--no-bootstrap"]).status.code(), Some(0));
+    let second = env.run(&["ec2", "create", "again", "--no-bootstrap"]);
+    assert_eq!(second.status.code(), Some(0));
+    assert!(stdout(&second).contains("(existing)"), "{}", stdout(&second));
+    assert_eq!(counts(&env, "again"), (1, 1, 1));
+
+    // The state directory lost: create still finds the server by its tags.
+    std::fs::remove_dir_all(env.state_dir()).unwrap();
+    assert_eq!(env.run(&["ec2", "create", "again", "--no-bootstrap"]).status.code(), Some(0));
+    assert_eq!(counts(&env, "again"), (1, 1, 1));
+
+    assert_eq!(env.run(&["ec2", "destroy", "again", "--yes"]).status.code(), Some(0));
+    let out = env.run(&["ec2", "destroy", "again", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("no server named again exists"), "{}", stdout(&out));
+    // A create after a destroy makes a new server.
+    assert_eq!(env.run(&["ec2", "create", "again", "--no-bootstrap"]).status.code(), Some(0));
+    assert_eq!(counts(&env, "again"), (1, 1, 1));
+}
+
+#[test]
+fn noble_ami_override_and_options_reach_ec2() {
+    let env = Ec2Env::start();
+    let out = env.run(&[
+        "ec2", "create", "noble", "--no-bootstrap", "--ubuntu", "24.04", "--instance-type", "g5.2xlarge",
+        "--volume-size", "200", "--volume-type", "gp2", "--ssh-cidr", "203.0.113.0/24",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let rt = rt();
+    let client = env.client();
+    let c = rt.block_on(cloud(&client, "noble"));
+    let i = &c.instances[0];
+    assert_eq!(i.image_id(), Some(NOBLE_NEWEST));
+    assert_eq!(i.instance_type().unwrap().as_str(), "g5.2xlarge");
+    let bdm = &i.block_device_mappings()[0];
+    assert_eq!(bdm.device_name(), Some("/dev/xvda"), "the AMI's own root device name");
+    let vol = rt.block_on(client.describe_volumes().volume_ids(bdm.ebs().unwrap().volume_id().unwrap()).send()).unwrap();
+    assert_eq!(vol.volumes()[0].size(), Some(200));
+    assert_eq!(vol.volumes()[0].volume_type().unwrap().as_str(), "gp2");
+    let ssh = c.groups[0].ip_permissions().iter().find(|p| p.from_port() == Some(22)).unwrap();
+    let v4: Vec<_> = ssh.ip_ranges().iter().filter_map(|r| r.cidr_ip()).collect();
+    assert_eq!(v4, ["203.0.113.0/24"]);
+    assert!(ssh.ipv6_ranges().is_empty());
+    assert!(rt.block_on(client.describe_instance_attribute().instance_id(i.instance_id().unwrap()).attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior).send()).unwrap().instance_initiated_shutdown_behavior().and_then(|v| v.value()) != Some("terminate"), "no --ttl: shutdown does not terminate");
+
+    let out = env.run(&["ec2", "create", "pinned", "--no-bootstrap", "--ami", JAMMY_OLDER]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(rt.block_on(cloud(&client, "pinned")).instances[0].image_id(), Some(JAMMY_OLDER));
+}
+
+#[test]
+fn config_file_then_environment_then_flags() {
+    let env = Ec2Env::start();
+    let config = env.dir.path().join("image-provision.toml");
+    std::fs::write(
+        &config,
+        "[ec2]\ninstance_type = \"g5.4xlarge\"\nvolume_size = 300\nvolume_type = \"gp2\"\n",
+    )
+    .unwrap();
+    // The file applies (found in the current directory)...
+    assert_eq!(env.run(&["ec2", "create", "layered", "--no-bootstrap", "--volume-size", "400"]).status.code(), Some(0));
+    let rt = rt();
+    let client = env.client();
+    let c = rt.block_on(cloud(&client, "layered"));
+    let i = &c.instances[0];
+    assert_eq!(i.instance_type().unwrap().as_str(), "g5.4xlarge", "from the file");
+    let vol_id = i.block_device_mappings()[0].ebs().unwrap().volume_id().unwrap();
+    let vol = rt.block_on(client.describe_volumes().volume_ids(vol_id).send()).unwrap();
+    assert_eq!(vol.volumes()[0].size(), Some(400), "the flag beats the file");
+    assert_eq!(vol.volumes()[0].volume_type().unwrap().as_str(), "gp2", "from the file");
+    // ...the environment beats the file.
+    let out = env
+        .cmd()
+        .args(["ec2", "create", "layered-env", "--no-bootstrap"])
+        .env("IMAGE_PROVISION_INSTANCE_TYPE", "g5.8xlarge")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let c = rt.block_on(cloud(&client, "layered-env"));
+    assert_eq!(c.instances[0].instance_type().unwrap().as_str(), "g5.8xlarge");
+}
+
+/// Kill the process right after each AWS call of a create in turn, then run
+/// create again: every time, exactly one instance, group and key pair.
+#[test]
+fn create_killed_after_any_call_converges_on_rerun() {
+    let env = Ec2Env::start();
+    let mut n = 1;
+    loop {
+        let name = format!("kill-{n}");
+        let out = env
+            .cmd()
+            .args(["ec2", "create", &name, "--no-bootstrap"])
+            .env("IMAGE_PROVISION_TEST_KILL_AFTER_CALLS", n.to_string())
+            .output()
+            .unwrap();
+        match out.status.code() {
+            Some(137) => {}
+            Some(0) => break,
+            other => panic!("call {n}: exit {other:?}: {}", stderr(&out)),
+        }
+        assert_eq!(env.run(&["ec2", "create", &name, "--no-bootstrap"]).status.code(), Some(0), "rerun after kill {n}");
+        assert_eq!(counts(&env, &name), (1, 1, 1), "after a kill following call {n}");
+        n += 1;
+        assert!(n < 60, "create never finished without being killed");
+    }
+    // Every call of a full create was a kill point (the last run finished first).
+    assert!(n > 14, "only {n} kill points: the hook is not counting calls");
+}
+
+#[test]
+fn destroy_expired_removes_only_expired_servers() {
+    let env = Ec2Env::start();
+    assert_eq!(env.run(&["ec2", "create", "keep", "--no-bootstrap", "--ttl", "10h"]).status.code(), Some(0));
+    assert_eq!(env.run(&["ec2", "create", "old", "--no-bootstrap", "--ttl", "1s"]).status.code(), Some(0));
+    assert_eq!(env.run(&["ec2", "create", "forever", "--no-bootstrap"]).status.code(), Some(0));
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let out = env.run(&["ec2", "destroy", "--expired", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("destroyed old"), "{}", stdout(&out));
+    assert_eq!(counts(&env, "old"), (0, 0, 0));
+    assert_eq!(counts(&env, "keep"), (1, 1, 1));
+    assert_eq!(counts(&env, "forever"), (1, 1, 1));
+    assert!(!env.state_dir().join("old").exists());
+    assert!(env.state_dir().join("keep").exists());
+}
+
+#[test]
+fn destroy_without_a_terminal_needs_yes() {
+    let env = Ec2Env::start();
+    assert_eq!(env.run(&["ec2", "create", "safe", "--no-bootstrap"]).status.code(), Some(0));
+    let out = env.run(&["ec2", "destroy", "safe"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
+    assert_eq!(counts(&env, "safe"), (1, 1, 1));
+}

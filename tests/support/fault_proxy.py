@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""A small HTTP proxy in front of moto's EC2 server that injects the faults
+moto cannot produce (InsufficientInstanceCapacity in one zone,
+DependencyViolation on DeleteSecurityGroup, RequestLimitExceeded, quota and
+permission errors, an account with no default VPC).
+
+Usage: fault_proxy.py PORT UPSTREAM_URL RULES_JSON LOG_FILE
+
+RULES_JSON is a list of rules, read when the proxy starts:
+  {"action": "RunInstances",           # the EC2 Action= of the request
+   "when": {"SubnetId": "subnet-1"},   # optional: form parameters that must match
+   "times": 1,                         # optional: how many requests to hit (default: all)
+   "status": 400,                      # optional, default 400
+   "code": "InsufficientInstanceCapacity", "message": "...",   # an EC2 error ...
+   "body": "<xml .../>"}               # ... or this body instead (a success)
+Every request is logged to LOG_FILE as one JSON line:
+  {"action": ..., "injected": code-or-null}
+so a test can prove which calls were made and that each fault was hit.
+"""
+import http.server
+import json
+import sys
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+
+PORT, UPSTREAM, RULES_PATH, LOG_PATH = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+with open(RULES_PATH, encoding="utf-8") as f:
+    RULES = json.load(f)
+LOCK = threading.Lock()
+
+ERROR_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
+    "</Error></Errors><RequestID>fault-proxy</RequestID></Response>"
+)
+
+
+def match(params):
+    """The first rule that applies to this request, consuming one of its times."""
+    action = params.get("Action", [""])[0]
+    with LOCK:
+        for rule in RULES:
+            if rule.get("action") != action:
+                continue
+            if any(params.get(k, [None])[0] != v for k, v in rule.get("when", {}).items()):
+                continue
+            times = rule.get("times")
+            if times is not None:
+                if times <= 0:
+                    continue
+                rule["times"] = times - 1
+            return action, rule
+    return action, None
+
+
+def log(entry):
+    with LOCK, open(LOG_PATH, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        params = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True)
+        action, rule = match(params)
+        if rule is not None:
+            if "body" in rule:
+                payload = rule["body"].encode()
+                injected = "body"
+            else:
+                payload = ERROR_XML.format(code=rule["code"], message=rule.get("message", rule["code"])).encode()
+                injected = rule["code"]
+            log({"action": action, "injected": injected})
+            self.reply(rule.get("status", 200 if "body" in rule else 400), payload)
+            return
+        log({"action": action, "injected": None})
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        request = urllib.request.Request(UPSTREAM + self.path, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                self.reply(resp.status, resp.read())
+        except urllib.error.HTTPError as e:
+            self.reply(e.code, e.read())
+
+    def reply(self, status, payload):
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(PORT)), Handler)
+print("ready", flush=True)
+server.serve_forever()
