@@ -69,7 +69,7 @@ pub fn load(explicit: Option<&Path>) -> Result<(ConfigFile, Option<PathBuf>), Us
 /// Parse the file's text; the error names the line and what is wrong.
 pub fn parse(text: &str) -> Result<ConfigFile, String> {
     toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
         let what = e.message().to_owned();
         match line {
             Some(line) => format!("line {line}: {what}"),

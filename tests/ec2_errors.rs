@@ -1,0 +1,270 @@
+//! What moto cannot produce, injected by tests/support/fault_proxy.py in front
+//! of it; and bad input, which must fail clearly and create nothing.
+
+#[path = "support/ec2env.rs"]
+mod ec2env;
+
+use ec2env::*;
+use serde_json::json;
+
+const MUTATING: &[&str] = &[
+    "CreateSecurityGroup",
+    "AuthorizeSecurityGroupIngress",
+    "ImportKeyPair",
+    "DeleteKeyPair",
+    "RunInstances",
+    "TerminateInstances",
+    "DeleteSecurityGroup",
+    "ModifyInstanceAttribute",
+];
+
+fn actions(env: &Ec2Env) -> Vec<String> {
+    env.proxy_calls().into_iter().map(|(a, _)| a).collect()
+}
+
+fn injected(env: &Ec2Env, action: &str) -> usize {
+    env.proxy_calls().iter().filter(|(a, i)| a == action && i.is_some()).count()
+}
+
+fn assert_nothing_changed(env: &Ec2Env) {
+    let made: Vec<String> = actions(env).into_iter().filter(|a| MUTATING.contains(&a.as_str())).collect();
+    assert!(made.is_empty(), "mutating calls were made: {made:?}");
+}
+
+fn zone_of(env: &Ec2Env, name: &str) -> String {
+    let c = env.client();
+    let res = rt()
+        .block_on(
+            c.describe_instances()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("tag:Name").values(name).build())
+                .send(),
+        )
+        .unwrap();
+    let i = &res.reservations()[0].instances()[0];
+    i.placement().unwrap().availability_zone().unwrap().to_owned()
+}
+
+#[test]
+fn insufficient_capacity_moves_to_the_next_zone_and_says_which_were_tried() {
+    let env = Ec2Env::start_with_faults(Some(json!([fault("RunInstances", "InsufficientInstanceCapacity", Some(1))])));
+    let out = env.run(&["ec2", "create", "cap", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(injected(&env, "RunInstances"), 1, "the fault was hit");
+    assert_eq!(zone_of(&env, "cap"), "us-east-1b");
+    let err = stderr(&out);
+    assert!(err.contains("no capacity in us-east-1a"), "{err}");
+    assert!(stdout(&out).contains("zones      us-east-1a (on-demand), us-east-1b (on-demand)"), "{}", stdout(&out));
+}
+
+#[test]
+fn instance_type_not_offered_in_a_zone_moves_on_too() {
+    let env = Ec2Env::start_with_faults(Some(json!([fault("RunInstances", "Unsupported", Some(2))])));
+    let out = env.run(&["ec2", "create", "unsup", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(zone_of(&env, "unsup"), "us-east-1c");
+}
+
+#[test]
+fn spot_without_capacity_falls_back_to_on_demand_unless_spot_only() {
+    let spot_fails = json!([{
+        "action": "RunInstances", "when": {"InstanceMarketOptions.MarketType": "spot"},
+        "code": "InsufficientInstanceCapacity", "message": "no spot capacity"
+    }]);
+    let env = Ec2Env::start_with_faults(Some(spot_fails.clone()));
+    let out = env.run(&["ec2", "create", "spotty", "--no-bootstrap", "--spot"]);
+    assert_eq!(out.status.code(), Some(0));
+    let spot_tries = injected(&env, "RunInstances");
+    assert!(spot_tries >= 2, "spot was tried in every zone first ({spot_tries})");
+    assert!(stdout(&out).contains("(spot)") && stdout(&out).contains("(on-demand)"), "{}", stdout(&out));
+
+    let env = Ec2Env::start_with_faults(Some(spot_fails));
+    let out = env.run(&["ec2", "create", "spotty", "--no-bootstrap", "--spot", "--spot-only"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no capacity for g5.xlarge in any zone tried (us-east-1a (spot)"), "{err}");
+    assert!(!err.contains("on-demand)"), "--spot-only never tried on-demand: {err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn spot_request_reaches_ec2() {
+    let env = Ec2Env::start();
+    assert_eq!(env.run(&["ec2", "create", "spot-ok", "--no-bootstrap", "--spot"]).status.code(), Some(0));
+    let c = env.client();
+    let res = rt()
+        .block_on(
+            c.describe_instances()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("tag:Name").values("spot-ok").build())
+                .send(),
+        )
+        .unwrap();
+    let i = &res.reservations()[0].instances()[0];
+    assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
+}
+
+#[test]
+fn throttling_is_retried() {
+    let env = Ec2Env::start_with_faults(Some(json!([fault("DescribeImages", "RequestLimitExceeded", Some(2))])));
+    let out = env.run(&["ec2", "create", "throttled", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0));
+    let images: Vec<_> = env.proxy_calls().into_iter().filter(|(a, _)| a == "DescribeImages").collect();
+    assert_eq!(images.len(), 3, "two throttled, then one answered: {images:?}");
+}
+
+#[test]
+fn destroy_moves_to_the_default_group_and_retries_dependency_violation() {
+    let env = Ec2Env::start_with_faults(Some(json!([fault("DeleteSecurityGroup", "DependencyViolation", Some(2))])));
+    assert_eq!(env.run(&["ec2", "create", "dv", "--no-bootstrap"]).status.code(), Some(0));
+    let out = env.run(&["ec2", "destroy", "dv", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    let calls = actions(&env);
+    let pos = |a: &str| calls.iter().position(|c| c == a).unwrap_or_else(|| panic!("{a} not called: {calls:?}"));
+    assert!(pos("ModifyInstanceAttribute") < pos("TerminateInstances"), "{calls:?}");
+    assert_eq!(injected(&env, "DeleteSecurityGroup"), 2);
+    assert_eq!(calls.iter().filter(|c| *c == "DeleteSecurityGroup").count(), 3);
+    let c = env.client();
+    let groups = rt()
+        .block_on(
+            c.describe_security_groups()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("image-provision-dv").build())
+                .send(),
+        )
+        .unwrap();
+    assert!(groups.security_groups().is_empty());
+}
+
+#[test]
+fn unauthorized_names_the_denied_action() {
+    let env = Ec2Env::start_with_faults(Some(json!([fault("RunInstances", "UnauthorizedOperation", None)])));
+    let out = env.run(&["ec2", "create", "denied", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("RunInstances failed: UnauthorizedOperation"), "{err}");
+    assert!(err.contains("hint: your AWS identity may not call ec2:RunInstances"), "{err}");
+}
+
+#[test]
+fn vcpu_quota_says_which_quota_and_how_to_raise_it() {
+    let env = Ec2Env::start_with_faults(Some(json!([fault("RunInstances", "VcpuLimitExceeded", None)])));
+    let out = env.run(&["ec2", "create", "quota", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("VcpuLimitExceeded"), "{err}");
+    assert!(err.contains("Running On-Demand G and VT instances") && err.contains("L-DB2E81BA"), "{err}");
+    // A quota error is not a capacity problem: no other zone is tried.
+    assert_eq!(env.proxy_calls().iter().filter(|(a, _)| a == "RunInstances").count(), 1);
+}
+
+#[test]
+fn no_default_vpc_is_explained_and_creates_nothing() {
+    let empty = "<DescribeVpcsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
+                 <requestId>r</requestId><vpcSet/></DescribeVpcsResponse>";
+    let env = Ec2Env::start_with_faults(Some(json!([{"action": "DescribeVpcs", "body": empty}])));
+    let out = env.run(&["ec2", "create", "novpc", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no default VPC") && err.contains("create-default-vpc"), "{err}");
+    assert_nothing_changed(&env);
+}
+
+#[test]
+fn an_ami_that_does_not_exist_creates_nothing() {
+    let env = Ec2Env::start_with_faults(Some(json!([])));
+    let out = env.run(&["ec2", "create", "noami", "--no-bootstrap", "--ami", "ami-0123456789abcdef0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("AMI ami-0123456789abcdef0 does not exist"), "{}", stderr(&out));
+    assert_nothing_changed(&env);
+}
+
+/// Bad input: exit 2, a message that says what to do, and no AWS call at all.
+#[test]
+fn bad_input_is_refused_before_any_aws_call() {
+    let env = Ec2Env::start_with_faults(Some(json!([])));
+    let dir = env.dir.path();
+    std::fs::write(dir.join("public.pub"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0 me\n").unwrap();
+    std::fs::write(dir.join("junk"), "not a key\n").unwrap();
+    std::fs::write(dir.join("bad.toml"), "[ec2]\ninstance_type = \"g5.xlarge\"\nvolume_size = \"huge\"\n").unwrap();
+    std::fs::write(dir.join("typo.toml"), "[ec2]\ninstance_typo = \"g5.xlarge\"\n").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["ec2", "create", "Not_A_Label"], "is not a DNS label"),
+        (&["ec2", "create", "ok", "--region", "us-esst-1"], "unknown AWS region \"us-esst-1\""),
+        (&["ec2", "create", "ok", "--ssh-key", "missing-key"], "no such file"),
+        (&["ec2", "create", "ok", "--ssh-key", "."], "cannot read it"),
+        (&["ec2", "create", "ok", "--ssh-key", "public.pub"], "this is a public key"),
+        (&["ec2", "create", "ok", "--ssh-key", "junk"], "this is not a private key"),
+        (&["--config", "bad.toml", "ec2", "create", "ok"], "bad.toml: line 3:"),
+        (&["--config", "typo.toml", "ec2", "create", "ok"], "line 2: unknown field `instance_typo`"),
+        (&["--config", "absent.toml", "ec2", "create", "ok"], "cannot read config file absent.toml"),
+        (&["ec2", "create", "ok", "--ttl", "soon"], "--ttl \"soon\" is not a duration"),
+        (&["ec2", "create", "ok", "--ssh-cidr", "1.2.3.4"], "is not a CIDR block"),
+        (&["ec2", "create", "ok", "--ami", "ubuntu"], "is not an AMI id"),
+        (&["ec2", "create", "ok", "--ubuntu", "20.04"], "invalid value '20.04'"),
+        (&["ec2", "create", "ok", "--spot-only"], "--spot-only needs --spot"),
+        (&["ec2", "destroy", "Bad.Name", "--yes"], "is not a DNS label"),
+        (&["ec2", "destroy"], "required"),
+    ];
+    for (args, expected) in cases {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(expected), "{args:?}: expected {expected:?} in {}", stderr(&out));
+    }
+    let with_region = env.cmd().args(["ec2", "create", "ok"]).env("AWS_REGION", "mars-north-1").output().unwrap();
+    assert_eq!(with_region.status.code(), Some(2));
+    assert!(stderr(&with_region).contains("unknown AWS region \"mars-north-1\""), "{}", stderr(&with_region));
+    assert!(actions(&env).is_empty(), "AWS was called: {:?}", actions(&env));
+    assert!(!env.state_dir().join("ok").exists(), "a key was generated for refused input");
+}
+
+#[test]
+fn no_credentials_is_explained_and_calls_nothing() {
+    let env = Ec2Env::start_with_faults(Some(json!([])));
+    let out = env
+        .cmd()
+        .args(["ec2", "create", "nocreds", "--no-bootstrap"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("no AWS credentials found") && err.contains("aws configure"), "{err}");
+    assert!(actions(&env).is_empty(), "{:?}", actions(&env));
+    assert!(!env.state_dir().join("nocreds").exists());
+}
+
+/// The README's first command: needs no credentials and no network, and
+/// shows the calls a real run makes with their parameters.
+#[test]
+fn dry_run_prints_every_call_and_makes_none() {
+    let env = Ec2Env::start_with_faults(Some(json!([])));
+    let out = env
+        .cmd()
+        .args(["ec2", "create", "dry", "--dry-run", "--ttl", "4h", "--region", "eu-west-1"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_REGION")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let calls: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("ec2:")).map(|l| l.split(' ').next().unwrap()).collect();
+    for needed in ["DescribeImages", "DescribeVpcs", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "ImportKeyPair", "RunInstances"] {
+        assert!(calls.contains(&needed), "{needed} missing from {calls:?}");
+    }
+    let run = text.lines().find(|l| l.starts_with("ec2:RunInstances ")).unwrap();
+    let params: serde_json::Value = serde_json::from_str(run.trim_start_matches("ec2:RunInstances ")).unwrap();
+    assert_eq!(params["InstanceType"], "g5.xlarge");
+    assert_eq!(params["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"], 1000);
+    assert_eq!(params["BlockDeviceMappings"][0]["Ebs"]["VolumeType"], "gp3");
+    assert_eq!(params["InstanceInitiatedShutdownBehavior"], "terminate");
+    let tags = params["TagSpecifications"].to_string();
+    assert!(tags.contains("image-provision:expires-at") && tags.contains("\"volume\""), "{tags}");
+    assert!(text.contains("eu-west-1"), "{text}");
+    assert!(actions(&env).is_empty(), "the dry run called AWS: {:?}", actions(&env));
+    assert!(!env.state_dir().exists(), "the dry run wrote local state");
+
+    let out = env.run(&["ec2", "destroy", "dry", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("ec2:DescribeInstances"), "{}", stdout(&out));
+    assert!(actions(&env).is_empty());
+}

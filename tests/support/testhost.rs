@@ -1,0 +1,618 @@
+//! A real test host for SSH and host-side tests: OpenSSH's sshd serving a real
+//! Debian 12 root filesystem, one fresh host per [`TestHost::start`].
+//!
+//! # Using it from a test
+//!
+//! Integration tests of the root package (`tests/*.rs`) include this file as a
+//! module by path:
+//!
+//! ```ignore
+//! #[path = "support/testhost.rs"]
+//! mod testhost;
+//! use testhost::{Distro, TestHost};
+//!
+//! #[test]
+//! fn something_on_a_host() {
+//!     let host = TestHost::start(Distro::Debian12);
+//!     // connect to host.addr() as "root", "admin" or "pwuser" with host.client_key,
+//!     // trusting host.known_hosts_line() (or host.host_key_pub)
+//!     assert!(host.sh("test -d /var/docker/image").status.success());
+//! }
+//! ```
+//!
+//! It uses std and `tempfile` only. It needs root, util-linux (unshare,
+//! nsenter, mount, flock), debootstrap and, the first time, Debian's archive;
+//! a missing prerequisite panics (it is a failure, never a skip).
+//!
+//! # What a test host is
+//!
+//! - The root filesystem: `tests/testhost/build-root.sh` runs
+//!   `debootstrap --variant=minbase` plus `tests/testhost/packages` and caches
+//!   the result in `${IMAGE_PROVISION_TESTHOST_CACHE:-/var/cache/image-provision-testhost}`,
+//!   keyed by a hash of the script and the package list (about 30 s to build,
+//!   then reused; concurrent builds wait on a lock).
+//! - Each host (`tests/testhost/start.sh`) runs in its own mount, PID and UTS
+//!   namespaces over a fresh overlay of that root (writable layer in a temporary
+//!   directory), chrooted, so host steps write their real paths (/var/docker,
+//!   /etc/apt, ...) without touching this machine, and every host starts bare.
+//!   It shares this machine's network namespace: apt reaches deb.debian.org,
+//!   and sshd listens on 127.0.0.1:`port` only.
+//! - Users: `root`; `admin` (passwordless sudo, Debian's cloud image user);
+//!   `ubuntu` (the same, for the Ubuntu stand-in); `pwuser` (sudo asks for
+//!   `pwuser_password`). All accept `client_key`; sshd accepts public keys only.
+//! - Keys: an ed25519 host key and an ed25519 client key, made per host.
+//! - Reboot stand-in: `/sbin/reboot` and `shutdown -r now` record the call in
+//!   `/var/log/standin/calls.log` and ask the supervisor (PID 1 of the host) to
+//!   reboot: it kills every process of the host (dropping every SSH
+//!   connection), bind-mounts a new UUID over
+//!   `/proc/sys/kernel/random/boot_id`, empties /run and /tmp, waits the reboot
+//!   delay (default 1 s; `IMAGE_PROVISION_TESTHOST_REBOOT_DELAY` or
+//!   [`TestHost::start_with`]) and starts sshd again. The count is in
+//!   `/var/lib/standin/reboots` inside the host and in [`TestHost::reboots`].
+//!   No systemd runs inside: `systemctl` does not work there.
+//! - Stand-in packages (no GPU here): [`TestHost::enable_standin_repo`] adds a
+//!   local apt repository built from tests/testhost/standins (NVIDIA driver
+//!   under Debian's and Ubuntu's names, nvidia-smi, nvidia-container-toolkit).
+//!   No Docker stand-in yet. Services are not started by apt (no init system:
+//!   invoke-rc.d refuses), and /proc/sys is read-only (the kernel is the machine's).
+//! - If the test process dies without dropping its hosts, each host notices
+//!   within 50 ms, kills its processes and removes its directory.
+#![allow(dead_code)]
+
+use std::collections::hash_map::RandomState;
+use std::fs;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// Which system the host says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distro {
+    /// Debian 12 (bookworm), as debootstrap made it.
+    Debian12,
+    /// A STAND-IN for Ubuntu 22.04: the same Debian 12 root with Ubuntu 22.04's
+    /// /etc/os-release (ID=ubuntu, VERSION_ID="22.04", VERSION_CODENAME=jammy),
+    /// /etc/lsb-release and /etc/debian_version. Its packages and apt sources
+    /// are still Debian's (the Ubuntu archive is not reachable from the tests).
+    /// Tests using it should say so in their name and comments.
+    Ubuntu2204Standin,
+}
+
+impl Distro {
+    fn arg(self) -> &'static str {
+        match self {
+            Distro::Debian12 => "debian12",
+            Distro::Ubuntu2204Standin => "ubuntu2204-standin",
+        }
+    }
+}
+
+/// One running test host. Dropping it kills every process of the host and
+/// removes its overlay and temporary directory.
+pub struct TestHost {
+    /// sshd's port on 127.0.0.1.
+    pub port: u16,
+    /// The host's public key, "ssh-ed25519 AAAA... testhost-host".
+    pub host_key_pub: String,
+    /// ed25519 private key (mode 0600, no passphrase) authorized for root,
+    /// admin, ubuntu and pwuser.
+    pub client_key: PathBuf,
+    /// pwuser's password (sudo asks for it; SSH never accepts passwords).
+    pub pwuser_password: String,
+    pub distro: Distro,
+    supervisor_pid: u32,
+    merged: PathBuf,
+    ctl: PathBuf,
+    child: Child,
+    // Declared last: removed after Drop::drop has stopped the host.
+    dir: tempfile::TempDir,
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The scripts' directory, tests/testhost of the root package.
+fn scripts_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for dir in [
+        manifest.join("tests/testhost"),
+        manifest.join("../tests/testhost"),
+    ] {
+        if dir.join("start.sh").exists() {
+            return dir;
+        }
+    }
+    panic!(
+        "test host scripts not found under {}/tests/testhost",
+        manifest.display()
+    );
+}
+
+fn find_tool(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
+}
+
+fn check_prerequisites() {
+    static CHECKED: OnceLock<()> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let uid = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned))
+            .unwrap_or_default();
+        assert_eq!(
+            uid, "0",
+            "the test host needs root (namespaces, overlayfs, chroot); run the tests as root"
+        );
+        for (tool, package) in [
+            ("bash", "bash"),
+            ("unshare", "util-linux"),
+            ("nsenter", "util-linux"),
+            ("mount", "mount"),
+            ("flock", "util-linux"),
+            ("chroot", "coreutils"),
+            ("debootstrap", "debootstrap"),
+        ] {
+            if find_tool(tool).is_none() {
+                panic!(
+                    "test host prerequisite missing: `{tool}` is not installed \
+                     (apt-get install {package})"
+                );
+            }
+        }
+    });
+}
+
+/// The cached Debian 12 root filesystem, built first if missing or stale
+/// (tests/testhost/build-root.sh). Once per process.
+pub fn ensure_root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        check_prerequisites();
+        let script = scripts_dir().join("build-root.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let root = stdout.lines().last().unwrap_or_default().trim();
+        if !out.status.success() || root.is_empty() {
+            panic!(
+                "building the test host root failed ({}); its stderr is above. stdout: {stdout}",
+                out.status
+            );
+        }
+        PathBuf::from(root)
+    })
+    .clone()
+}
+
+fn random_u64() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+/// A port below Linux's ephemeral range (32768-60999), so it never collides with
+/// outgoing connections; random so parallel test processes rarely pick the
+/// same one (a collision is detected by start() and retried).
+fn pick_port() -> u16 {
+    loop {
+        let port = 20000 + (random_u64() % 12000) as u16;
+        if TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn read_trimmed(path: &Path) -> String {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .trim()
+        .to_owned()
+}
+
+/// True when something on 127.0.0.1:port answers with an SSH banner.
+fn ssh_banner(port: u16) -> bool {
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 8];
+    stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-2.0-"
+}
+
+enum Started {
+    Ready(TestHost),
+    PortTaken,
+}
+
+impl TestHost {
+    /// Start a bare host; returns once sshd answers with an SSH banner.
+    /// The reboot delay is `IMAGE_PROVISION_TESTHOST_REBOOT_DELAY` seconds (default 1).
+    pub fn start(distro: Distro) -> TestHost {
+        Self::start_inner(distro, None)
+    }
+
+    /// Like [`TestHost::start`], with the time sshd stays away during a reboot.
+    pub fn start_with(distro: Distro, reboot_delay: Duration) -> TestHost {
+        Self::start_inner(distro, Some(reboot_delay))
+    }
+
+    fn start_inner(distro: Distro, reboot_delay: Option<Duration>) -> TestHost {
+        let root = ensure_root();
+        for _ in 0..5 {
+            match Self::try_start(distro, reboot_delay, &root) {
+                Started::Ready(host) => return host,
+                Started::PortTaken => continue,
+            }
+        }
+        panic!("test host: could not find a free port for sshd in 5 tries");
+    }
+
+    fn try_start(distro: Distro, reboot_delay: Option<Duration>, root: &Path) -> Started {
+        let dir = tempfile::Builder::new()
+            .prefix("image-provision-testhost-")
+            .tempdir()
+            .expect("creating the test host's temporary directory");
+        let ctl = dir.path().join("ctl");
+        fs::create_dir(&ctl).expect("creating ctl/");
+        let log = fs::File::create(ctl.join("supervisor.log")).expect("creating supervisor.log");
+        let port = pick_port();
+        let mut cmd = Command::new("bash");
+        cmd.arg(scripts_dir().join("start.sh"))
+            .arg(dir.path())
+            .arg(root)
+            .arg(port.to_string())
+            .arg(distro.arg())
+            .env("TESTHOST_OWNER", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log);
+        if let Some(delay) = reboot_delay {
+            cmd.env(
+                "IMAGE_PROVISION_TESTHOST_REBOOT_DELAY",
+                format!("{:.3}", delay.as_secs_f64()),
+            );
+        }
+        let mut child = cmd.spawn().expect("spawning tests/testhost/start.sh");
+
+        let listening = format!("Server listening on 127.0.0.1 port {port}.");
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let sshd_log = fs::read_to_string(ctl.join("sshd.log")).unwrap_or_default();
+            let pid_file = ctl.join("supervisor.pid");
+            if sshd_log.contains(&listening) && pid_file.exists() && ssh_banner(port) {
+                break;
+            }
+            let port_taken = sshd_log.contains("Address already in use");
+            let exited = child.try_wait().ok().flatten();
+            if port_taken || exited.is_some() || Instant::now() > deadline {
+                let logs = logs_of(&ctl);
+                if let Ok(pid) = fs::read_to_string(&pid_file) {
+                    kill_pid(pid.trim());
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                if port_taken {
+                    return Started::PortTaken;
+                }
+                panic!(
+                    "test host did not start ({}):\n{logs}",
+                    match exited {
+                        Some(status) => format!("start.sh exited: {status}"),
+                        None =>
+                            format!("no SSH banner on 127.0.0.1:{port} after {START_TIMEOUT:?}"),
+                    }
+                );
+            }
+            sleep(Duration::from_millis(10));
+        }
+
+        let host = TestHost {
+            port,
+            host_key_pub: read_trimmed(&ctl.join("host_ed25519_key.pub")),
+            client_key: ctl.join("client_ed25519_key"),
+            pwuser_password: read_trimmed(&ctl.join("pwuser_password")),
+            distro,
+            supervisor_pid: read_trimmed(&ctl.join("supervisor.pid"))
+                .parse()
+                .expect("supervisor.pid"),
+            merged: dir.path().join("merged"),
+            ctl,
+            child,
+            dir,
+        };
+        fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n")
+            .expect("writing known_hosts");
+        Started::Ready(host)
+    }
+
+    /// "127.0.0.1:PORT".
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The user a cloud image of this distro would give: "admin" on Debian,
+    /// "ubuntu" on the Ubuntu stand-in (both have passwordless sudo).
+    pub fn default_user(&self) -> &'static str {
+        match self.distro {
+            Distro::Debian12 => "admin",
+            Distro::Ubuntu2204Standin => "ubuntu",
+        }
+    }
+
+    /// "[127.0.0.1]:PORT ssh-ed25519 AAAA..." (OpenSSH known_hosts format).
+    pub fn known_hosts_line(&self) -> String {
+        format!("[127.0.0.1]:{} {}", self.port, self.host_key_pub)
+    }
+
+    /// A known_hosts file holding [`TestHost::known_hosts_line`].
+    pub fn known_hosts_file(&self) -> PathBuf {
+        self.ctl.join("known_hosts")
+    }
+
+    /// OpenSSH's client, ready to run a command on the host as `user`
+    /// (append the remote command with `.arg(...)`). Needs openssh-client.
+    pub fn ssh_command(&self, user: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-i")
+            .arg(&self.client_key)
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.known_hosts_file().display()
+            ))
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5"])
+            .args(["-o", "LogLevel=ERROR", "-F", "/dev/null"])
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{user}@127.0.0.1"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// This host's directory on the machine (ctl/ holds its logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The supervisor's and sshd's logs, for failure messages.
+    pub fn logs(&self) -> String {
+        logs_of(&self.ctl)
+    }
+
+    /// A command run as root inside the host (its namespaces and chroot), not over SSH.
+    fn inside(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t")
+            .arg(self.supervisor_pid.to_string())
+            .args(["-m", "-p", "-u", "--", "env", "-i"])
+            .arg(format!("PATH={CHROOT_PATH}"))
+            .args([
+                "HOME=/root",
+                "USER=root",
+                "LOGNAME=root",
+                "LANG=C.UTF-8",
+                "chroot",
+            ])
+            .arg(&self.merged)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run a bash script as root inside the host (not over SSH), for setting up
+    /// and checking host state. Returns its output whatever the exit status.
+    pub fn sh(&self, script: &str) -> Output {
+        self.inside()
+            .args(["/bin/bash", "-c", script])
+            .output()
+            .expect("running nsenter")
+    }
+
+    /// Like [`TestHost::sh`], but panics unless the script succeeds; returns stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        if !out.status.success() {
+            panic!(
+                "script failed on the test host ({}):\n{script}\nstdout: {}\nstderr: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The content of a file inside the host (panics if it cannot be read).
+    pub fn read(&self, path: &str) -> Vec<u8> {
+        let out = self
+            .inside()
+            .args(["/bin/cat", "--", path])
+            .output()
+            .expect("running nsenter");
+        if !out.status.success() {
+            panic!(
+                "reading {path} on the test host: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        out.stdout
+    }
+
+    /// Whether a path exists inside the host.
+    pub fn exists(&self, path: &str) -> bool {
+        let out = self
+            .inside()
+            .args(["/usr/bin/test", "-e", path])
+            .output()
+            .expect("nsenter");
+        out.status.success()
+    }
+
+    /// Write a file inside the host as root (parent directories created).
+    pub fn write(&self, path: &str, contents: &[u8]) {
+        let mut child = self
+            .inside()
+            .args([
+                "/bin/bash",
+                "-c",
+                r#"mkdir -p -- "$(dirname -- "$1")" && cat >"$1""#,
+            ])
+            .args(["bash", path])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("running nsenter");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(contents)
+            .expect("writing to the test host");
+        let status = child.wait().expect("waiting for nsenter");
+        assert!(
+            status.success(),
+            "writing {path} on the test host failed: {status}"
+        );
+    }
+
+    /// Add the local apt repository of stand-in packages
+    /// (tests/testhost/standins/build-repo.sh: nvidia-driver-535-server,
+    /// nvidia-utils-535-server, nvidia-driver, nvidia-smi, nvidia-container-toolkit)
+    /// to the host: the .debs in /srv/standin-apt and
+    /// `deb [trusted=yes] file:/srv/standin-apt ./` in
+    /// /etc/apt/sources.list.d/standin.list. Packages install after `apt-get update`.
+    pub fn enable_standin_repo(&self) {
+        let inside = format!(
+            "/proc/{}/root{}/srv/standin-apt",
+            self.supervisor_pid,
+            self.merged.display()
+        );
+        let script = scripts_dir().join("standins/build-repo.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&inside)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "building the stand-in apt repository failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.write(
+            "/etc/apt/sources.list.d/standin.list",
+            b"# image-provision test host: stand-in packages (tests/testhost/standins)\n\
+              deb [trusted=yes] file:/srv/standin-apt ./\n",
+        );
+    }
+
+    /// Ask the supervisor to do something and wait until it has.
+    fn request(&self, name: &str) {
+        let file = self.ctl.join(format!("req-{name}"));
+        fs::write(&file, b"").expect("writing a request");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while file.exists() {
+            if Instant::now() > deadline {
+                panic!("test host supervisor did not do {name}:\n{}", self.logs());
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kill sshd and all its children (every SSH session and the commands they
+    /// run) with SIGKILL, and leave sshd down until [`TestHost::restart_sshd`].
+    pub fn kill_sshd(&self) {
+        self.request("kill-sshd");
+    }
+
+    /// Start sshd again (after [`TestHost::kill_sshd`]), or restart its listener
+    /// like `systemctl restart ssh` (open sessions survive). Returns once it answers.
+    pub fn restart_sshd(&self) {
+        let count = || self.sshd_log().matches("Server listening on").count();
+        let before = count();
+        self.request("restart-sshd");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while count() <= before || !ssh_banner(self.port) {
+            if Instant::now() > deadline {
+                panic!("sshd did not come back:\n{}", self.logs());
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait until sshd answers with a banner (e.g. after a reboot); panics after `timeout`.
+    pub fn wait_for_sshd(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !ssh_banner(self.port) {
+            if Instant::now() > deadline {
+                panic!("sshd did not answer within {timeout:?}:\n{}", self.logs());
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The host's current boot id (what /proc/sys/kernel/random/boot_id says inside).
+    pub fn boot_id(&self) -> String {
+        read_trimmed(&self.ctl.join("boot_id"))
+    }
+
+    /// How many times the host has rebooted (also /var/lib/standin/reboots inside).
+    pub fn reboots(&self) -> u32 {
+        read_trimmed(&self.ctl.join("reboots"))
+            .parse()
+            .expect("ctl/reboots")
+    }
+
+    fn sshd_log(&self) -> String {
+        fs::read_to_string(self.ctl.join("sshd.log")).unwrap_or_default()
+    }
+}
+
+/// SIGKILL a process (bash's builtin kill: std has no kill(2) for other pids).
+fn kill_pid(pid: &str) {
+    let _ = Command::new("bash")
+        .args(["-c", "kill -KILL \"$1\"", "bash", pid])
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn logs_of(ctl: &Path) -> String {
+    let read = |name: &str| fs::read_to_string(ctl.join(name)).unwrap_or_default();
+    format!(
+        "--- supervisor.log\n{}--- sshd.log\n{}",
+        read("supervisor.log"),
+        read("sshd.log")
+    )
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // PID 1 of the host's PID namespace: when it dies, the kernel kills every
+        // other process of the host, and the mount namespace (overlay, /proc,
+        // boot_id) goes with the last of them. unshare waits for it.
+        kill_pid(&self.supervisor_pid.to_string());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // `dir` (the overlay's layers and ctl/) is removed when the fields drop.
+    }
+}

@@ -1,0 +1,95 @@
+#!/bin/bash
+# Build (or find) the cached Debian 12 root filesystem the test hosts run on.
+#
+# Prints the path of the finished root on its last line of stdout.
+# The cache lives outside the repository:
+#   ${IMAGE_PROVISION_TESTHOST_CACHE:-/var/cache/image-provision-testhost}/<key>/root
+# where <key> is a hash of this script and of ./packages, so a change to either
+# builds a new root (old roots are left alone: running hosts may still use them).
+# Safe to run concurrently (flock); idempotent (a finished root is reused).
+# Needs: root, debootstrap, flock, sha256sum. Network: deb.debian.org only.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${IMAGE_PROVISION_TESTHOST_CACHE:-/var/cache/image-provision-testhost}
+mirror=${IMAGE_PROVISION_TESTHOST_MIRROR:-http://deb.debian.org/debian}
+suite=bookworm
+
+die() { echo "build-root.sh: $*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (debootstrap, chroot)"
+for tool in debootstrap flock sha256sum chroot; do
+    command -v "$tool" >/dev/null || die "missing prerequisite '$tool' (apt-get install debootstrap util-linux coreutils)"
+done
+
+packages=$(grep -v '^[[:space:]]*\(#\|$\)' "$here/packages" | tr -s '[:space:]' ' ' | sed 's/ $//')
+key=$(cat "$here/build-root.sh" "$here/packages" | sha256sum | cut -c1-16)
+dir=$cache/$key
+
+if [ -e "$dir/ok" ]; then
+    echo "$dir/root"
+    exit 0
+fi
+
+mkdir -p "$cache"
+exec 9>"$cache/lock"
+flock 9
+# Another process may have built it while we waited for the lock.
+if [ -e "$dir/ok" ]; then
+    echo "$dir/root"
+    exit 0
+fi
+
+echo "build-root.sh: building Debian 12 root in $dir (packages: $packages)" >&2
+start=$(date +%s)
+tmp=$cache/$key.tmp
+rm -rf "$tmp"
+mkdir -p "$tmp" "$cache/debs"
+
+debootstrap --variant=minbase --cache-dir="$cache/debs" \
+    --include="${packages// /,}" "$suite" "$tmp/root" "$mirror" >&2
+
+root=$tmp/root
+
+# Apt sources like a Debian 12 cloud image (deb.debian.org serves both).
+cat >"$root/etc/apt/sources.list" <<SOURCES
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb http://deb.debian.org/debian-security $suite-security main
+SOURCES
+
+# Users: root; admin (passwordless sudo, like Debian's cloud images); ubuntu
+# (the same, the default user of Ubuntu's images, for the Ubuntu stand-in);
+# pwuser (sudo asks for a password; the password is set per test host).
+chroot "$root" /bin/bash -euo pipefail >&2 <<'SETUP'
+useradd --create-home --shell /bin/bash admin
+useradd --create-home --shell /bin/bash ubuntu
+useradd --create-home --shell /bin/bash --groups sudo pwuser
+printf '%s\n' 'admin ALL=(ALL) NOPASSWD:ALL' 'ubuntu ALL=(ALL) NOPASSWD:ALL' >/etc/sudoers.d/90-cloud-users
+chmod 0440 /etc/sudoers.d/90-cloud-users
+visudo -c >/dev/null
+for home in /root /home/admin /home/ubuntu /home/pwuser; do
+    install -d -m 0700 "$home/.ssh"
+done
+for user in admin ubuntu pwuser; do
+    chown "$user:$user" "/home/$user/.ssh"
+done
+# Host keys are generated per test host, never baked.
+rm -f /etc/ssh/ssh_host_*
+cat >/etc/ssh/sshd_config.d/testhost.conf <<'SSHD'
+# image-provision test host: public keys only.
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+HostKey /etc/ssh/ssh_host_ed25519_key
+SSHD
+apt-get clean
+rm -rf /var/lib/apt/lists/*
+SETUP
+
+touch "$tmp/ok"
+rm -rf "$dir"
+mv "$tmp" "$dir"
+echo "build-root.sh: built in $(( $(date +%s) - start )) s" >&2
+echo "$dir/root"

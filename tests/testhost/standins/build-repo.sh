@@ -1,0 +1,107 @@
+#!/bin/bash
+# Build the test host's local apt repository of stand-in packages.
+#
+# Usage: build-repo.sh OUTDIR
+# OUTDIR gets the .deb files and a Packages index: a flat repository that a
+# test host uses with
+#   deb [trusted=yes] file:/srv/standin-apt ./
+# (TestHost::enable_standin_repo copies it into the host and adds that line).
+#
+# The packages carry the names the real ones have where the real ones cannot
+# work here (no GPU, no Debian non-free, no NVIDIA apt repository):
+#   nvidia-driver-535-server  Ubuntu's server driver; depends on nvidia-utils-535-server
+#   nvidia-utils-535-server   Ubuntu's nvidia-smi (the stand-in ./nvidia-smi)
+#   nvidia-driver             Debian's (non-free) driver; depends on nvidia-smi
+#   nvidia-smi                Debian's nvidia-smi (the stand-in ./nvidia-smi)
+#   nvidia-container-toolkit  NVIDIA's repository: nvidia-ctk (./nvidia-ctk),
+#                             nvidia-container-runtime and nvidia-container-cli (./not-runnable)
+# The driver packages' postinst records "VERSION BOOT_ID" in
+# /var/lib/standin/nvidia/driver: nvidia-smi works only once the boot id has
+# changed, i.e. after a reboot. Needs dpkg-deb (package dpkg) and sha256sum.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+[ $# -eq 1 ] || { echo "usage: build-repo.sh OUTDIR" >&2; exit 2; }
+out=$1
+command -v dpkg-deb >/dev/null || { echo "build-repo.sh: missing prerequisite dpkg-deb (apt-get install dpkg)" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out"
+
+# pkg NAME VERSION "DEPENDS" "EXTRA CONTROL LINES" DESCRIPTION; files are put in
+# $work/NAME beforehand; a driver package gets the postinst recording the boot.
+pkg() {
+    local name=$1 version=$2 depends=$3 extra=$4 description=$5 tree=$work/$1
+    mkdir -p "$tree/DEBIAN"
+    {
+        echo "Package: $name"
+        echo "Version: $version"
+        echo "Architecture: amd64"
+        echo "Maintainer: image-provision tests <tests@image-provision.invalid>"
+        [ -z "$depends" ] || echo "Depends: $depends"
+        [ -z "$extra" ] || printf '%s\n' "$extra"
+        echo "Section: non-free/libs"
+        echo "Priority: optional"
+        echo "Description: $description (test host stand-in)"
+        echo " A stand-in built by image-provision's test harness: it behaves like the"
+        echo " real package's observable output and records every call."
+    } >"$tree/DEBIAN/control"
+    dpkg-deb --root-owner-group -Zgzip --build "$tree" "$out/${name}_${version}_amd64.deb" >/dev/null
+}
+
+bin() { # bin PACKAGE SOURCE TARGET-NAME
+    install -D -m 0755 "$here/$2" "$work/$1/usr/bin/$3"
+}
+
+driver_postinst() { # driver_postinst PACKAGE VERSION
+    mkdir -p "$work/$1/DEBIAN"
+    cat >"$work/$1/DEBIAN/postinst" <<POSTINST
+#!/bin/sh
+set -e
+if [ "\$1" = configure ]; then
+    mkdir -p /var/lib/standin/nvidia
+    echo "$2 \$(cat /proc/sys/kernel/random/boot_id)" >/var/lib/standin/nvidia/driver
+    echo "$1 (stand-in): the driver loads at the next boot"
+fi
+POSTINST
+    cat >"$work/$1/DEBIAN/postrm" <<'POSTRM'
+#!/bin/sh
+set -e
+[ "$1" != remove ] && [ "$1" != purge ] || rm -f /var/lib/standin/nvidia/driver
+POSTRM
+    chmod 0755 "$work/$1/DEBIAN/postinst" "$work/$1/DEBIAN/postrm"
+}
+
+ubuntu_version=535.230.02-0ubuntu0.22.04.3
+bin nvidia-utils-535-server nvidia-smi nvidia-smi
+pkg nvidia-utils-535-server "$ubuntu_version" "" \
+    "Conflicts: nvidia-smi" "NVIDIA Server Driver support binaries"
+driver_postinst nvidia-driver-535-server 535.230.02
+pkg nvidia-driver-535-server "$ubuntu_version" "nvidia-utils-535-server (= $ubuntu_version)" \
+    "Conflicts: nvidia-driver" "NVIDIA Server Driver metapackage"
+
+debian_version=535.247.01-1~deb12u1
+bin nvidia-smi nvidia-smi nvidia-smi
+pkg nvidia-smi "$debian_version" "" \
+    "Conflicts: nvidia-utils-535-server" "NVIDIA System Management Interface"
+driver_postinst nvidia-driver 535.247.01
+pkg nvidia-driver "$debian_version" "nvidia-smi (= $debian_version)" \
+    "Conflicts: nvidia-driver-535-server" "NVIDIA metapackage"
+
+bin nvidia-container-toolkit nvidia-ctk nvidia-ctk
+bin nvidia-container-toolkit not-runnable nvidia-container-runtime
+bin nvidia-container-toolkit not-runnable nvidia-container-cli
+pkg nvidia-container-toolkit 1.17.8-1 "" "" "NVIDIA Container toolkit"
+
+# The Packages index (what dpkg-scanpackages would write).
+: >"$out/Packages"
+for deb in "$out"/*.deb; do
+    {
+        dpkg-deb -f "$deb"
+        echo "Filename: ./${deb##*/}"
+        echo "Size: $(stat -c %s "$deb")"
+        echo "SHA256: $(sha256sum "$deb" | cut -d' ' -f1)"
+        echo
+    } >>"$out/Packages"
+done
