@@ -250,6 +250,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let file = parse(include_str!("../../examples/image-provision.toml")).expect("examples/image-provision.toml");
+        let args = CreateArgs { name: "x".into(), ..Default::default() };
+        let s = resolve_create(&args, &file.ec2).unwrap();
+        assert_eq!((s.instance_type.as_str(), s.volume_size, s.volume_type.as_str()), ("g5.xlarge", 1000, "gp3"));
+    }
+
+    #[test]
     fn flags_beat_the_file_which_beats_defaults() {
         let file = Ec2Config { instance_type: Some("g5.2xlarge".into()), volume_size: Some(500), ..Default::default() };
         let args = CreateArgs { name: "x".into(), volume_size: Some(200), ..Default::default() };

@@ -60,7 +60,8 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
     let progress = Progress::new();
 
     if settings.dry_run {
-        let region = settings.region.clone().or(settings.fallback_region.clone());
+        let from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()));
+        let region = settings.region.clone().or(from_env).or(settings.fallback_region.clone());
         println!(
             "dry run: the AWS calls `ec2 create {}` would make in region {}, in order; none is made",
             settings.name,

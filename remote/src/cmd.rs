@@ -1,0 +1,413 @@
+//! Commands are data: a [`Cmd`] knows its argv, whether it needs root, its
+//! environment, which exit codes mean success and which arguments are
+//! secret. It renders itself into the one string SSH's `exec` takes, and
+//! displays itself with secrets redacted. Nothing here knows about SSH, so
+//! tests compare rendered commands with exact strings.
+
+use std::fmt;
+
+/// What [`fmt::Display`] prints in place of a secret argument or value.
+pub const REDACTED: &str = "<redacted>";
+
+/// One word of the command line, remembering whether it may be shown.
+#[derive(Clone, PartialEq, Eq)]
+struct Word {
+    text: String,
+    secret: bool,
+}
+
+/// A command to run on a host. Build it with [`Cmd::new`] or [`Cmd::script`]
+/// and the builder methods; run it with `Session::exec`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Cmd {
+    argv: Vec<Word>,
+    sudo: bool,
+    env: Vec<(String, Word)>,
+    ok_codes: Vec<u32>,
+    stdin: Option<Vec<u8>>,
+    /// Set for [`Cmd::script`]: the name shown instead of the script text.
+    script: Option<String>,
+    /// Do not stream the output into tracing (it may contain secrets).
+    quiet: bool,
+    /// Shown instead of the command line (for long internal scripts).
+    shown_as: Option<String>,
+}
+
+impl Cmd {
+    /// A program to run; add arguments with [`Cmd::arg`].
+    ///
+    /// # Panics
+    /// If `program` contains a NUL byte (no argv can carry one).
+    pub fn new(program: impl Into<String>) -> Self {
+        let program = program.into();
+        assert_no_nul(&program);
+        Cmd {
+            argv: vec![Word {
+                text: program,
+                secret: false,
+            }],
+            sudo: false,
+            env: Vec::new(),
+            ok_codes: vec![0],
+            stdin: None,
+            script: None,
+            quiet: false,
+            shown_as: None,
+        }
+    }
+
+    /// A bash script, run as `bash -euo pipefail -s --` with the script on
+    /// stdin. Inputs go in through [`Cmd::env`] (or [`Cmd::arg`], which
+    /// become `$1`...), never spliced into the script text.
+    ///
+    /// The script is wrapped in `{ ... }` so that bash parses all of it
+    /// before running any of it: bash reads a script from a pipe as it goes,
+    /// so a command in the script that reads stdin (apt-get, cat, read)
+    /// would otherwise swallow the rest of the script. Inside the braces
+    /// stdin is at EOF.
+    pub fn script(text: impl AsRef<str>) -> Self {
+        let text = text.as_ref();
+        let mut body = Vec::with_capacity(text.len() + 8);
+        body.extend_from_slice(b"{\n");
+        body.extend_from_slice(text.as_bytes());
+        body.extend_from_slice(b"\n}\n");
+        let mut cmd = Cmd::new("bash")
+            .arg("-euo")
+            .arg("pipefail")
+            .arg("-s")
+            .arg("--");
+        cmd.stdin = Some(body);
+        cmd.script = Some("script".to_string());
+        cmd
+    }
+
+    /// Name a script for messages (`<script install-docker.sh>`).
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.script = Some(name.into());
+        self
+    }
+
+    /// Append an argument.
+    ///
+    /// # Panics
+    /// If `arg` contains a NUL byte.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        let text = arg.into();
+        assert_no_nul(&text);
+        self.argv.push(Word {
+            text,
+            secret: false,
+        });
+        self
+    }
+
+    /// Append several arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for a in args {
+            self = self.arg(a);
+        }
+        self
+    }
+
+    /// Append an argument that must never be shown: [`fmt::Display`], logs
+    /// and errors print `<redacted>` instead. Note that it still travels on
+    /// the remote command line (visible to `ps` on the host); pass real
+    /// secrets through [`Cmd::stdin`] or an upload where that matters.
+    pub fn secret_arg(mut self, arg: impl Into<String>) -> Self {
+        let text = arg.into();
+        assert_no_nul(&text);
+        self.argv.push(Word { text, secret: true });
+        self
+    }
+
+    /// Run as root: `sudo -n` when the SSH user is not root.
+    pub fn sudo(mut self) -> Self {
+        self.sudo = true;
+        self
+    }
+
+    /// Set or clear the sudo flag.
+    pub fn with_sudo(mut self, sudo: bool) -> Self {
+        self.sudo = sudo;
+        self
+    }
+
+    /// Set an environment variable for the command (rendered as
+    /// `env K=V ...` after `sudo`, so sudo's env_reset does not drop it).
+    ///
+    /// # Panics
+    /// If `key` is not a shell identifier (`[A-Za-z_][A-Za-z0-9_]*`), or
+    /// either contains a NUL byte: both are bugs in the caller.
+    pub fn env(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.push_env(key.into(), value.into(), false)
+    }
+
+    /// Like [`Cmd::env`], but the value is shown as `<redacted>`.
+    pub fn secret_env(self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.push_env(key.into(), value.into(), true)
+    }
+
+    fn push_env(mut self, key: String, value: String, secret: bool) -> Self {
+        assert!(is_identifier(&key), "environment variable name {key:?} is not an identifier");
+        assert_no_nul(&value);
+        self.env.retain(|(k, _)| *k != key);
+        self.env.push((key, Word { text: value, secret }));
+        self
+    }
+
+    /// Exit codes that count as success (default `[0]`). Useful for
+    /// yes/no questions: `Cmd::new("test").args(["-e", path]).ok_codes(&[0, 1])`.
+    pub fn ok_codes(mut self, codes: &[u32]) -> Self {
+        self.ok_codes = codes.to_vec();
+        self
+    }
+
+    /// Bytes fed to the command's stdin (never logged, never on the command
+    /// line). EOF follows them.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    /// Keep the output out of the logs (it is still returned). For commands
+    /// whose output may hold secrets.
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    /// What messages show instead of the command line, for commands whose
+    /// text says less than a description would. Must not hold secrets.
+    pub(crate) fn shown_as(mut self, text: impl Into<String>) -> Self {
+        self.shown_as = Some(text.into());
+        self
+    }
+
+    pub fn is_sudo(&self) -> bool {
+        self.sudo
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.quiet
+    }
+
+    pub fn accepted_codes(&self) -> &[u32] {
+        &self.ok_codes
+    }
+
+    pub fn stdin_bytes(&self) -> Option<&[u8]> {
+        self.stdin.as_deref()
+    }
+
+    /// The program and its arguments, secrets included.
+    pub fn argv(&self) -> Vec<&str> {
+        self.argv.iter().map(|w| w.text.as_str()).collect()
+    }
+
+    /// True when the exit code counts as success.
+    pub fn accepts(&self, code: u32) -> bool {
+        self.ok_codes.contains(&code)
+    }
+
+    /// The string handed to the remote shell, secrets included. `sudo -n`
+    /// comes first (only if the user is not root), then `env K=V` so the
+    /// variables survive sudo, then the quoted argv.
+    pub fn render(&self, user_is_root: bool) -> String {
+        self.render_with(user_is_root, false)
+    }
+
+    /// The command line with secrets replaced by `<redacted>`, for logs and
+    /// errors. Scripts show as `<script NAME>` after their argv.
+    pub fn redacted(&self, user_is_root: bool) -> String {
+        if let Some(shown) = &self.shown_as {
+            return shown.clone();
+        }
+        let mut s = self.render_with(user_is_root, true);
+        if let Some(name) = &self.script {
+            s.push_str(" <script ");
+            s.push_str(name);
+            s.push('>');
+        }
+        s
+    }
+
+    fn render_with(&self, user_is_root: bool, redact: bool) -> String {
+        let mut out: Vec<String> = Vec::new();
+        if self.sudo && !user_is_root {
+            // -n: never prompt. A prompt would hang with no terminal; failing
+            // lets us say "configure NOPASSWD" instead.
+            out.push("sudo".into());
+            out.push("-n".into());
+        }
+        if !self.env.is_empty() {
+            out.push("env".into());
+            for (k, v) in &self.env {
+                if redact && v.secret {
+                    out.push(format!("{k}={REDACTED}"));
+                } else {
+                    out.push(format!("{k}={}", quote(&v.text)));
+                }
+            }
+        }
+        for w in &self.argv {
+            if redact && w.secret {
+                out.push(REDACTED.into());
+            } else {
+                out.push(quote(&w.text));
+            }
+        }
+        out.join(" ")
+    }
+}
+
+/// Shows the command as run by a non-root user (with `sudo -n` if it
+/// asks for root) and with secrets redacted. Safe for logs and errors.
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted(false))
+    }
+}
+
+/// Debug is redacted too, so `{:?}` in a log line cannot leak a secret.
+impl fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cmd")
+            .field("command", &self.redacted(false))
+            .field("ok_codes", &self.ok_codes)
+            .field("stdin_len", &self.stdin.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+fn quote(s: &str) -> String {
+    // NUL is rejected by the builders, so quoting cannot fail.
+    shlex::try_quote(s)
+        .expect("NUL bytes are rejected when the command is built")
+        .into_owned()
+}
+
+fn assert_no_nul(s: &str) {
+    assert!(!s.contains('\0'), "a command argument cannot contain a NUL byte");
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_command() {
+        let c = Cmd::new("apt-get").arg("update");
+        assert_eq!(c.render(true), "apt-get update");
+        assert_eq!(c.render(false), "apt-get update");
+        assert_eq!(c.to_string(), "apt-get update");
+    }
+
+    #[test]
+    fn sudo_only_for_non_root() {
+        let c = Cmd::new("apt-get")
+            .arg("update")
+            .sudo()
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        assert_eq!(c.render(true), "env DEBIAN_FRONTEND=noninteractive apt-get update");
+        assert_eq!(
+            c.render(false),
+            "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update"
+        );
+    }
+
+    #[test]
+    fn quoting_spaces_quotes_dollars_newlines() {
+        let c = Cmd::new("echo")
+            .arg("a b")
+            .arg("it's")
+            .arg("$HOME")
+            .arg("line1\nline2")
+            .arg("")
+            .arg("semi;colon")
+            .arg("`x`")
+            .arg("\"dq\"");
+        let r = c.render(true);
+        assert_eq!(
+            r,
+            "echo 'a b' \"it's\" '$HOME' 'line1\nline2' '' 'semi;colon' '`x`' '\"dq\"'"
+        );
+        // Round trip through a POSIX-style splitter gives the argv back.
+        let back = shlex::split(&r).unwrap();
+        assert_eq!(
+            back,
+            ["echo", "a b", "it's", "$HOME", "line1\nline2", "", "semi;colon", "`x`", "\"dq\""]
+        );
+    }
+
+    #[test]
+    fn env_values_are_quoted() {
+        let c = Cmd::new("true").env("A", "x y").env("B", "$(rm -rf /)");
+        assert_eq!(c.render(true), "env A='x y' B='$(rm -rf /)' true");
+        // Setting a key again replaces it.
+        let c = c.env("A", "z");
+        assert_eq!(c.render(true), "env B='$(rm -rf /)' A=z true");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_display_and_debug() {
+        let c = Cmd::new("docker")
+            .arg("login")
+            .arg("--password")
+            .secret_arg("hunter2 x")
+            .secret_env("TOKEN", "abc")
+            .sudo();
+        assert_eq!(
+            c.render(false),
+            "sudo -n env TOKEN=abc docker login --password 'hunter2 x'"
+        );
+        assert_eq!(
+            c.to_string(),
+            "sudo -n env TOKEN=<redacted> docker login --password <redacted>"
+        );
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("abc"), "{dbg}");
+    }
+
+    #[test]
+    fn script_goes_on_stdin() {
+        let c = Cmd::script("echo \"$GREETING\"\n")
+            .named("hello.sh")
+            .env("GREETING", "hi there")
+            .sudo();
+        assert_eq!(
+            c.render(false),
+            "sudo -n env GREETING='hi there' bash -euo pipefail -s --"
+        );
+        assert_eq!(
+            c.stdin_bytes().unwrap(),
+            b"{\necho \"$GREETING\"\n\n}\n".as_slice()
+        );
+        assert_eq!(
+            c.to_string(),
+            "sudo -n env GREETING='hi there' bash -euo pipefail -s -- <script hello.sh>"
+        );
+    }
+
+    #[test]
+    fn ok_codes() {
+        let c = Cmd::new("apt-get").ok_codes(&[0, 100]);
+        assert!(c.accepts(100) && c.accepts(0) && !c.accepts(1));
+        assert!(Cmd::new("x").accepts(0));
+    }
+
+    #[test]
+    #[should_panic(expected = "not an identifier")]
+    fn bad_env_key_panics() {
+        let _ = Cmd::new("x").env("A B", "1");
+    }
+}

@@ -1,0 +1,503 @@
+//! Tests against a real OpenSSH sshd started on 127.0.0.1 with a throwaway
+//! host key and authorized_keys, running as this (root) user. They cover
+//! what needs no other users and no reboot; the shared test host
+//! (tests/remote_on_testhost.rs in the root package) covers sudo users and
+//! reboots. Skipped, with a message, when sshd or ssh-keygen is missing or
+//! we are not root.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+struct Sshd {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+    client_key: PathBuf,
+    host_pub: String,
+}
+
+fn keygen(path: &Path, kind: &str, pass: &str) {
+    let mut c = Command::new("ssh-keygen");
+    c.args(["-q", "-t", kind, "-N", pass, "-C", "test", "-f"]).arg(path);
+    if kind == "rsa" {
+        c.args(["-b", "2048"]);
+    }
+    let st = c.status().expect("ssh-keygen");
+    assert!(st.success());
+}
+
+impl Sshd {
+    fn start(name: &str) -> Option<Sshd> {
+        if !Path::new("/usr/sbin/sshd").exists() || Command::new("ssh-keygen").arg("-?").output().is_err() {
+            eprintln!("SKIP: /usr/sbin/sshd or ssh-keygen not installed");
+            return None;
+        }
+        // SAFETY-free check for root: sshd must be able to switch to us.
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()));
+        if uid.as_deref() != Some("0") {
+            eprintln!("SKIP: needs root to run sshd");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("remote-sshd-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        keygen(&dir.join("host_ed25519"), "ed25519", "");
+        keygen(&dir.join("client_ed25519"), "ed25519", "");
+        let mut auth = String::new();
+        for k in ["client_ed25519"] {
+            auth.push_str(&std::fs::read_to_string(dir.join(format!("{k}.pub"))).unwrap());
+        }
+        std::fs::write(dir.join("authorized_keys"), auth).unwrap();
+        // The privilege separation directory sshd insists on.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 100\nLogLevel ERROR\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("sshd_config"), config).unwrap();
+        let host_pub = std::fs::read_to_string(dir.join("host_ed25519.pub")).unwrap();
+        let mut s = Sshd {
+            client_key: dir.join("client_ed25519"),
+            dir,
+            port,
+            child: None,
+            host_pub,
+        };
+        s.spawn();
+        Some(s)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(self.dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("sshd.log")).unwrap())
+            .spawn()
+            .expect("start sshd");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(t0.elapsed() < Duration::from_secs(10), "sshd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the listener and every sshd it forked (the per-connection
+    /// ones too), by pid.
+    fn kill_all(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let mut pids = vec![c.id()];
+            descendants(c.id(), &mut pids);
+            for p in pids {
+                let _ = Command::new("kill").args(["-9", &p.to_string()]).stderr(Stdio::null()).status();
+            }
+            let _ = c.wait();
+        }
+    }
+
+    fn known_hosts_line(&self) -> String {
+        format!("[127.0.0.1]:{} {}", self.port, self.host_pub.trim())
+    }
+
+    fn opts(&self, known_hosts: &Path) -> ConnectOptions {
+        let t: Target = format!("root@127.0.0.1:{}", self.port).parse().unwrap();
+        ConnectOptions::new(t, known_hosts).identity(Identity::key_file(&self.client_key))
+    }
+
+    /// Options with the host key already trusted.
+    fn trusted(&self) -> ConnectOptions {
+        let kh = self.dir.join("known_hosts");
+        std::fs::write(&kh, self.known_hosts_line() + "\n").unwrap();
+        self.opts(&kh)
+    }
+}
+
+fn descendants(pid: u32, out: &mut Vec<u32>) {
+    let Ok(rd) = std::fs::read_dir("/proc") else { return };
+    for e in rd.flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        // Fields after the ")" that ends the command name: state, ppid, ...
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            out.push(child);
+            descendants(child, out);
+        }
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        self.kill_all();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn exec_exit_codes_stderr_stdin_signals() {
+    let Some(sshd) = Sshd::start("exec") else { return };
+    let s = Session::connect(sshd.trusted()).await.unwrap();
+
+    let out = s.exec(&Cmd::new("echo").arg("hello world")).await.unwrap();
+    assert_eq!(out.stdout, b"hello world\n");
+    assert_eq!(out.status, ExitStatus::Code(0));
+
+    let e = s.exec(&Cmd::script("echo oops >&2; exit 3")).await.unwrap_err();
+    match &e {
+        Error::CommandFailed { status, stderr_tail, .. } => {
+            assert_eq!(*status, ExitStatus::Code(3));
+            assert_eq!(stderr_tail, "oops");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("exit code 3") && e.to_string().contains("oops"), "{e}");
+
+    let out = s.exec(&Cmd::script("exit 3").ok_codes(&[0, 3])).await.unwrap();
+    assert_eq!(out.code(), Some(3));
+
+    let out = s.exec(&Cmd::new("cat").stdin(b"from stdin\n".to_vec())).await.unwrap();
+    assert_eq!(out.stdout, b"from stdin\n");
+    // No stdin given: cat sees EOF instead of hanging.
+    let out = s.exec(&Cmd::new("cat")).await.unwrap();
+    assert!(out.stdout.is_empty());
+
+    let out = s.exec_unchecked(&Cmd::script("kill -TERM $$")).await.unwrap();
+    assert_eq!(out.status, ExitStatus::Signal("TERM".into()));
+
+    // A script gets its inputs from the environment, and a command in it
+    // that reads stdin does not eat the rest of the script.
+    let out = s
+        .exec(
+            &Cmd::script("cat; echo \"got $WHO\"\necho \"arg $1\"\n")
+                .env("WHO", "it's $me")
+                .arg("a b"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "got it's $me\narg a b\n");
+
+    // Quoting survives the remote shell.
+    let nasty = "a 'b' \"c\" $d `e` \\f\ng;h|i&j*";
+    let out = s.exec(&Cmd::new("printf").arg("%s").arg(nasty)).await.unwrap();
+    assert_eq!(out.stdout_str(), nasty);
+    s.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_megabytes_and_twenty_at_once() {
+    let Some(sshd) = Sshd::start("big") else { return };
+    let s = Arc::new(Session::connect(sshd.trusted()).await.unwrap());
+    let t0 = Instant::now();
+    let out = s.exec(&Cmd::new("head").args(["-c", "52428800", "/dev/zero"])).await.unwrap();
+    assert_eq!(out.stdout.len(), 50 * 1024 * 1024);
+    eprintln!("50 MB in {:?}", t0.elapsed());
+
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.exec(&Cmd::script("sleep 0.5; echo $I").env("I", i.to_string())).await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let out = t.await.unwrap().unwrap();
+        assert_eq!(out.stdout_str().trim(), i.to_string());
+    }
+    eprintln!("20 concurrent in {:?}", t0.elapsed());
+    // 8 channels at a time: three rounds of 0.5 s, not twenty.
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn silent_command_outlives_keepalive_interval() {
+    let Some(sshd) = Sshd::start("silent") else { return };
+    let mut o = sshd.trusted();
+    o.keepalive_interval = Duration::from_millis(500);
+    o.keepalive_max = 2;
+    let s = Session::connect(o).await.unwrap();
+    let out = s.exec(&Cmd::new("sh").args(["-c", "sleep 4; echo done"])).await.unwrap();
+    assert_eq!(out.stdout, b"done\n");
+}
+
+#[tokio::test]
+async fn sshd_killed_mid_command_is_an_error_not_a_hang() {
+    let Some(mut sshd) = Sshd::start("kill") else { return };
+    let s = Session::connect(sshd.trusted()).await.unwrap();
+    let t0 = Instant::now();
+    let sleep = Cmd::new("sleep").arg("60");
+    let run = s.exec(&sleep);
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        sshd.kill_all();
+    };
+    let (r, ()) = tokio::join!(run, killer);
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::ConnectionLost { .. }), "{e:?}");
+    assert!(e.to_string().contains("sleep 60"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // Later commands fail fast too.
+    let e = s.exec(&Cmd::new("true")).await.unwrap_err();
+    assert!(matches!(e, Error::ConnectionLost { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn host_keys_unknown_accepted_changed_expected() {
+    let Some(sshd) = Sshd::start("hostkeys") else { return };
+    let kh = sshd.dir.join("kh/known_hosts");
+    let host_key = PublicKey::from_openssh(sshd.host_pub.trim()).unwrap();
+    let fp = fingerprint(&host_key);
+
+    // Unknown host, strict: refused, with the fingerprint and the flag.
+    let e = Session::connect(sshd.opts(&kh)).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::HostKey(HostKeyError::Unknown { .. })), "{e:?}");
+    assert!(msg.contains(&fp) && msg.contains("--accept-new-host-key"), "{msg}");
+    assert!(!kh.exists());
+
+    // Accepted when told, and recorded.
+    let s = Session::connect(sshd.opts(&kh).policy(HostKeyPolicy::AcceptNew)).await.unwrap();
+    s.close().await.unwrap();
+    let text = std::fs::read_to_string(&kh).unwrap();
+    assert_eq!(text, format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ")));
+    Session::connect(sshd.opts(&kh)).await.unwrap();
+
+    // A changed key: refused even with AcceptNew, naming both fingerprints.
+    let other = sshd.dir.join("other");
+    keygen(&other, "ed25519", "");
+    let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let other_key = PublicKey::from_openssh(other_pub.trim()).unwrap();
+    std::fs::write(&kh, format!("# mine\n[127.0.0.1]:{} {}", sshd.port, other_pub.trim())).unwrap();
+    let e = Session::connect(sshd.opts(&kh).policy(HostKeyPolicy::AcceptNew)).await.unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, Error::HostKey(HostKeyError::Changed { line: 2, .. })), "{e:?}");
+    assert!(msg.contains(&fp) && msg.contains(&fingerprint(&other_key)), "{msg}");
+    assert!(msg.contains(&format!("{}:2", kh.display())), "{msg}");
+
+    // Expect a key that is not the host's: refused.
+    let e = Session::connect(sshd.opts(&kh).policy(HostKeyPolicy::Expect(vec![other_key]))).await.unwrap_err();
+    assert!(matches!(e, Error::HostKey(HostKeyError::NotExpected { .. })), "{e:?}");
+    // Expect the host's key (as EC2 would hand it over): accepted, and it
+    // replaces the stale line.
+    let expect = HostKeyPolicy::expect_openssh(&sshd.host_pub).unwrap();
+    Session::connect(sshd.opts(&kh).policy(expect)).await.unwrap();
+    Session::connect(sshd.opts(&kh)).await.unwrap();
+    let text = std::fs::read_to_string(&kh).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+}
+
+#[tokio::test]
+async fn key_types_agent_and_auth_errors() {
+    let Some(sshd) = Sshd::start("keys") else { return };
+    let mut auth = std::fs::read_to_string(sshd.dir.join("authorized_keys")).unwrap();
+    for kind in ["rsa", "ecdsa"] {
+        let p = sshd.dir.join(format!("client_{kind}"));
+        keygen(&p, kind, "");
+        auth.push_str(&std::fs::read_to_string(p.with_extension("pub")).unwrap());
+    }
+    let enc = sshd.dir.join("client_encrypted");
+    keygen(&enc, "ed25519", "secret passphrase");
+    std::fs::write(sshd.dir.join("authorized_keys"), auth).unwrap();
+
+    for kind in ["rsa", "ecdsa"] {
+        let o = sshd.trusted().identity(Identity::key_file(sshd.dir.join(format!("client_{kind}"))));
+        let s = Session::connect(o).await.unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(s.exec(&Cmd::new("whoami")).await.unwrap().stdout, b"root\n");
+    }
+
+    // Encrypted key without a terminal: a clear error naming the file.
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let e = Session::connect(sshd.trusted().identity(Identity::key_file(&enc))).await.unwrap_err();
+        assert!(matches!(e, Error::KeyEncrypted { .. }), "{e:?}");
+        assert!(e.to_string().contains(&enc.display().to_string()), "{e}");
+    }
+
+    // A key the host does not know: auth error, not retried.
+    let stranger = sshd.dir.join("stranger");
+    keygen(&stranger, "ed25519", "");
+    let t0 = Instant::now();
+    let e = Session::connect(sshd.trusted().identity(Identity::key_file(&stranger))).await.unwrap_err();
+    assert!(matches!(e, Error::AuthFailed { .. }), "{e:?}");
+    assert!(e.to_string().contains("authorized_keys"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+
+    // The agent.
+    if Command::new("ssh-agent").arg("-h").output().is_ok() {
+        let sock = sshd.dir.join("agent.sock");
+        let mut agent = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let t0 = Instant::now();
+        while !sock.exists() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let agent_opts = || sshd.trusted().identity(Identity::AgentSocket(sock.clone()));
+        let e = Session::connect(agent_opts()).await.unwrap_err();
+        assert!(matches!(e, Error::AgentEmpty { .. }), "{e:?}");
+        let st = Command::new("ssh-add")
+            .arg(&stranger)
+            .arg(&sshd.client_key)
+            .env("SSH_AUTH_SOCK", &sock)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let s = Session::connect(agent_opts()).await.unwrap();
+        assert_eq!(s.exec(&Cmd::new("whoami")).await.unwrap().stdout, b"root\n");
+        let _ = agent.kill();
+        let _ = agent.wait();
+    } else {
+        eprintln!("SKIP agent part: ssh-agent not installed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_retries_until_sshd_is_up_but_not_forever() {
+    let Some(mut sshd) = Sshd::start("retry") else { return };
+    sshd.kill_all();
+    let mut o = sshd.trusted();
+    o.retries = 2;
+    o.retry_min_delay = Duration::from_millis(100);
+    let e = Session::connect(o.clone()).await.unwrap_err();
+    assert!(matches!(e, Error::Unreachable { attempts: 3, .. }), "{e:?}");
+
+    o.retries = 20;
+    let (s, ()) = tokio::join!(Session::connect(o), async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::task::block_in_place(|| sshd.spawn());
+    });
+    s.unwrap();
+}
+
+#[tokio::test]
+async fn upload_is_atomic_with_mode_and_owner() {
+    let Some(sshd) = Sshd::start("upload") else { return };
+    let s = Session::connect(sshd.trusted()).await.unwrap();
+    let path = sshd.dir.join("etc/app/secret.env");
+    let p = path.to_str().unwrap();
+    s.upload(p, b"TOKEN=abc\n", 0o600, Some("root:root"), true).await.unwrap();
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(&path).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::read(&path).unwrap(), b"TOKEN=abc\n");
+    // Parent made 0755, not 0700 from the secret's umask.
+    assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o755);
+
+    // Overwrite with a bigger, non-secret file; no temp files left.
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    s.upload(p, &big, 0o644, None, false).await.unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), big);
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o644);
+    let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
+    assert_eq!(left.len(), 1);
+
+    let e = s.upload("relative/path", b"", 0o644, None, false).await.unwrap_err();
+    assert!(matches!(e, Error::BadUpload { .. }), "{e:?}");
+    let e = s.upload(p, b"x", 0o644, Some("nosuchuser"), false).await.unwrap_err();
+    assert!(e.to_string().contains("nosuchuser"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), big, "a failed upload leaves the old file");
+}
+
+/// Collects formatted log output.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn output_lines_stream_into_tracing_and_secrets_do_not() {
+    let Some(sshd) = Sshd::start("tracing") else { return };
+    // A global subscriber: tracing caches per-callsite interest process-wide,
+    // so a thread-local one misses events while other tests run.
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    let logs = LOGS
+        .get_or_init(|| {
+            let logs = Captured::default();
+            let w = logs.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || w.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("no other subscriber");
+            logs
+        })
+        .clone();
+
+    let s = Session::connect(sshd.trusted()).await.unwrap();
+    s.exec(&Cmd::script("printf 'one\\ntwo\\r\\n'; echo err-line >&2; printf 'no newline'")).await.unwrap();
+    s.exec(&Cmd::new("true").secret_arg("hunter2-arg").secret_env("TOKEN", "hunter2-env")).await.unwrap();
+    s.exec(&Cmd::new("sh").arg("-c").arg("echo hunt''er2-quiet").quiet()).await.unwrap();
+    s.exec(&Cmd::new("cat").stdin(b"hunter2-stdin\n".to_vec()).quiet()).await.unwrap();
+    s.upload(sshd.dir.join("s").to_str().unwrap(), b"hunter2-upload", 0o600, None, true).await.unwrap();
+
+    // Only this test's host (the port tells them apart).
+    let port = format!(":{}", sshd.port);
+    let all = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let text: String = all.lines().filter(|l| l.contains(&port)).map(|l| format!("{l}\n")).collect();
+    for want in [
+        "one host=\"root@127.0.0.1:PORT\" stream=\"stdout\"",
+        "two host=\"root@127.0.0.1:PORT\" stream=\"stdout\"",
+        "err-line host=\"root@127.0.0.1:PORT\" stream=\"stderr\"",
+        "no newline host=\"root@127.0.0.1:PORT\" stream=\"stdout\"",
+        "command=env TOKEN=<redacted> true <redacted>",
+        "upload to /tmp",
+    ] {
+        let want = want.replace("PORT", &sshd.port.to_string());
+        assert!(text.contains(&want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!text.contains("two\r"), "{text}");
+    assert!(!text.contains("hunter2"), "a secret reached the logs:\n{text}");
+}
+
+/// Figures, not assertions: `cargo test -p image-provision-remote --lib latency -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore]
+async fn latency() {
+    let Some(sshd) = Sshd::start("latency") else { return };
+    let o = sshd.trusted();
+    let t0 = Instant::now();
+    let s = Session::connect(o).await.unwrap();
+    eprintln!("connect+auth {:?}", t0.elapsed());
+    for _ in 0..3 {
+        let t0 = Instant::now();
+        s.exec(&Cmd::new("true")).await.unwrap();
+        eprintln!("exec true {:?}", t0.elapsed());
+    }
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        s.exec(&Cmd::new("true")).await.unwrap();
+    }
+    eprintln!("20 sequential {:?}", t0.elapsed() / 20);
+    let t0 = Instant::now();
+    let st = Command::new("ssh")
+        .args(["-i", sshd.client_key.to_str().unwrap(), "-o", "BatchMode=yes", "-F", "/dev/null"])
+        .arg("-o").arg(format!("UserKnownHostsFile={}", sshd.dir.join("known_hosts").display()))
+        .args(["-p", &sshd.port.to_string(), "root@127.0.0.1", "true"])
+        .status()
+        .unwrap();
+    eprintln!("openssh `ssh host true` {:?} {st}", t0.elapsed());
+}
