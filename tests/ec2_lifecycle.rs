@@ -297,3 +297,86 @@ fn destroy_without_a_terminal_needs_yes() {
     assert!(stderr(&out).contains("--yes"), "{}", stderr(&out));
     assert_eq!(counts(&env, "safe"), (1, 1, 1));
 }
+
+#[test]
+fn destroy_releases_an_elastic_ip_of_the_instance() {
+    let env = Ec2Env::start();
+    assert_eq!(env.run(&["ec2", "create", "eip", "--no-bootstrap"]).status.code(), Some(0));
+    let client = env.client();
+    let rt = rt();
+    let id = rt.block_on(cloud(&client, "eip")).instances[0].instance_id().unwrap().to_owned();
+    let alloc = rt.block_on(client.allocate_address().domain(aws_sdk_ec2::types::DomainType::Vpc).send()).unwrap();
+    let alloc_id = alloc.allocation_id().unwrap().to_owned();
+    rt.block_on(client.associate_address().allocation_id(&alloc_id).instance_id(&id).send()).unwrap();
+    let out = env.run(&["ec2", "destroy", "eip", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains(alloc.public_ip().unwrap()), "{}", stdout(&out));
+    let left = rt.block_on(client.describe_addresses().send()).unwrap();
+    assert!(left.addresses().iter().all(|a| a.allocation_id() != Some(&alloc_id)), "{left:?}");
+}
+
+/// `--profile` (and a config file's `profile`) pick the AWS profile, whose
+/// region and credentials then apply, as with the aws CLI.
+#[test]
+fn profile_selects_region_and_credentials() {
+    let env = Ec2Env::start();
+    let home = env.dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("profiles-config");
+    let creds = home.join("profiles-credentials");
+    std::fs::write(&config, "[profile lab]\nregion = eu-west-1\n").unwrap();
+    std::fs::write(&creds, "[lab]\naws_access_key_id = lab\naws_secret_access_key = lab\n").unwrap();
+    let with_profiles = |args: &[&str]| {
+        env.cmd()
+            .args(args)
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_CONFIG_FILE", &config)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+            .output()
+            .unwrap()
+    };
+    let out = with_profiles(&["ec2", "create", "prof", "--no-bootstrap", "--profile", "lab"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in eu-west-1"), "{}", stderr(&out));
+    let toml = env.dir.path().join("image-provision.toml");
+    std::fs::write(&toml, "[ec2]\nprofile = \"lab\"\n").unwrap();
+    let out = with_profiles(&["ec2", "list", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"prof\""), "the file's profile and its region were used: {}", stdout(&out));
+    // Without any profile, region or credentials: a clear error, exit 1 or 2, no panic.
+    std::fs::remove_file(&toml).unwrap();
+    let out = with_profiles(&["ec2", "list"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("no AWS"), "{}", stderr(&out));
+}
+
+/// On a terminal, destroy asks; anything but yes keeps the server.
+#[test]
+fn destroy_asks_on_a_terminal() {
+    let env = Ec2Env::start();
+    assert_eq!(env.run(&["ec2", "create", "ask", "--no-bootstrap"]).status.code(), Some(0));
+    let bin = env!("CARGO_BIN_EXE_image-provision");
+    let on_tty = |answer: &str| {
+        // util-linux's `script` gives the command a pseudo-terminal.
+        let mut child = env
+            .command("script")
+            .args(["-q", "-e", "-c", &format!("{bin} ec2 destroy ask"), "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        child.stdin.as_mut().unwrap().write_all(format!("{answer}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = on_tty("n");
+    assert!(text.contains("Destroy server ask") && text.contains("nothing destroyed"), "{text}");
+    assert_eq!(counts(&env, "ask"), (1, 1, 1));
+    let text = on_tty("y");
+    assert!(text.contains("destroyed ask"), "{text}");
+    assert_eq!(counts(&env, "ask"), (0, 0, 0));
+}

@@ -144,7 +144,12 @@ impl Ec2Env {
     /// The binary with AWS pointed at this environment and nothing read from
     /// the real user's configuration.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_image-provision"));
+        self.command(env!("CARGO_BIN_EXE_image-provision"))
+    }
+
+    /// Any program, in the same environment as [`Ec2Env::cmd`].
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
         let home = self.dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         // Empty AWS files: nothing from this machine's real configuration.
