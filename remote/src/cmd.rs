@@ -152,10 +152,19 @@ impl Cmd {
     }
 
     fn push_env(mut self, key: String, value: String, secret: bool) -> Self {
-        assert!(is_identifier(&key), "environment variable name {key:?} is not an identifier");
+        assert!(
+            is_identifier(&key),
+            "environment variable name {key:?} is not an identifier"
+        );
         assert_no_nul(&value);
         self.env.retain(|(k, _)| *k != key);
-        self.env.push((key, Word { text: value, secret }));
+        self.env.push((
+            key,
+            Word {
+                text: value,
+                secret,
+            },
+        ));
         self
     }
 
@@ -291,7 +300,10 @@ fn quote(s: &str) -> String {
 }
 
 fn assert_no_nul(s: &str) {
-    assert!(!s.contains('\0'), "a command argument cannot contain a NUL byte");
+    assert!(
+        !s.contains('\0'),
+        "a command argument cannot contain a NUL byte"
+    );
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -318,7 +330,10 @@ mod tests {
             .arg("update")
             .sudo()
             .env("DEBIAN_FRONTEND", "noninteractive");
-        assert_eq!(c.render(true), "env DEBIAN_FRONTEND=noninteractive apt-get update");
+        assert_eq!(
+            c.render(true),
+            "env DEBIAN_FRONTEND=noninteractive apt-get update"
+        );
         assert_eq!(
             c.render(false),
             "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update"
@@ -345,7 +360,17 @@ mod tests {
         let back = shlex::split(&r).unwrap();
         assert_eq!(
             back,
-            ["echo", "a b", "it's", "$HOME", "line1\nline2", "", "semi;colon", "`x`", "\"dq\""]
+            [
+                "echo",
+                "a b",
+                "it's",
+                "$HOME",
+                "line1\nline2",
+                "",
+                "semi;colon",
+                "`x`",
+                "\"dq\""
+            ]
         );
     }
 

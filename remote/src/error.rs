@@ -11,7 +11,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("invalid SSH target {input:?}: {reason}; expected [user@]host[:port], e.g. admin@203.0.113.7, 203.0.113.7:2222 or [2001:db8::1]:22")]
+    #[error(
+        "invalid SSH target {input:?}: {reason}; expected [user@]host[:port], e.g. admin@203.0.113.7, 203.0.113.7:2222 or [2001:db8::1]:22"
+    )]
     BadTarget { input: String, reason: String },
 
     #[error("cannot read private key {path}: {source}")]
@@ -21,20 +23,26 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("private key {path} is encrypted and there is no terminal to ask for its passphrase; add it to ssh-agent (`ssh-add {path}`) and leave out the key file, or use an unencrypted key")]
+    #[error(
+        "private key {path} is encrypted and there is no terminal to ask for its passphrase; add it to ssh-agent (`ssh-add {path}`) and leave out the key file, or use an unencrypted key"
+    )]
     KeyEncrypted { path: PathBuf },
 
     #[error("cannot decrypt private key {path}: wrong passphrase?")]
     KeyPassphrase { path: PathBuf },
 
-    #[error("cannot use private key {path}: {source} (expected an OpenSSH or PEM ed25519, RSA or ECDSA private key)")]
+    #[error(
+        "cannot use private key {path}: {source} (expected an OpenSSH or PEM ed25519, RSA or ECDSA private key)"
+    )]
     KeyParse {
         path: PathBuf,
         #[source]
         source: russh::keys::Error,
     },
 
-    #[error("no SSH agent: SSH_AUTH_SOCK is not set; start ssh-agent and `ssh-add` your key, or give a private key file")]
+    #[error(
+        "no SSH agent: SSH_AUTH_SOCK is not set; start ssh-agent and `ssh-add` your key, or give a private key file"
+    )]
     NoAgent,
 
     #[error("cannot use the ssh-agent at {socket}: {source}")]
@@ -44,7 +52,9 @@ pub enum Error {
         source: russh::keys::Error,
     },
 
-    #[error("the ssh-agent at {socket} holds no keys; `ssh-add` your key, or give a private key file")]
+    #[error(
+        "the ssh-agent at {socket} holds no keys; `ssh-add` your key, or give a private key file"
+    )]
     AgentEmpty { socket: String },
 
     #[error("{target} refused our {method}; check that its public key is in ~{user}/.ssh/authorized_keys on the host (EC2: the key pair the instance was launched with) and that the user name is right", user = target.user)]
@@ -74,7 +84,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("connecting to {address} timed out after {timeout:?} (is the host up, and port open in its firewall or security group?)")]
+    #[error(
+        "connecting to {address} timed out after {timeout:?} (is the host up, and port open in its firewall or security group?)"
+    )]
     ConnectTimeout { address: String, timeout: Duration },
 
     #[error("could not reach {address} after {attempts} attempts: {last}")]
@@ -93,7 +105,9 @@ pub enum Error {
         source: russh::Error,
     },
 
-    #[error("lost the connection to {host} while running `{command}`; the command may or may not have finished")]
+    #[error(
+        "lost the connection to {host} while running `{command}`; the command may or may not have finished"
+    )]
     ConnectionLost { host: String, command: String },
 
     #[error("`{command}` on {host} ended without an exit status")]
@@ -109,10 +123,14 @@ pub enum Error {
         stderr_tail: String,
     },
 
-    #[error("sudo on {host} wants a password for {user}; configure passwordless sudo for {user} (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`) or connect as root")]
+    #[error(
+        "sudo on {host} wants a password for {user}; configure passwordless sudo for {user} (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`) or connect as root"
+    )]
     SudoNeedsPassword { user: String, host: String },
 
-    #[error("{user} may not use sudo on {host}; add {user} to the sudo group with NOPASSWD, or connect as root")]
+    #[error(
+        "{user} may not use sudo on {host}; add {user} to the sudo group with NOPASSWD, or connect as root"
+    )]
     SudoNotPermitted { user: String, host: String },
 
     #[error("upload to {path} on {host}: {reason}")]
@@ -131,7 +149,9 @@ pub enum Error {
         last_error: Option<String>,
     },
 
-    #[error("cannot read the boot id of {host}: got {output:?}, expected a UUID from /proc/sys/kernel/random/boot_id")]
+    #[error(
+        "cannot read the boot id of {host}: got {output:?}, expected a UUID from /proc/sys/kernel/random/boot_id"
+    )]
     BootId { host: String, output: String },
 }
 
@@ -168,7 +188,9 @@ impl Error {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostKeyError {
-    #[error("the host key of {host} is not known yet: {offered}. If that is the host's key (compare with its console output or `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on it), connect again with --accept-new-host-key to record it in {path}")]
+    #[error(
+        "the host key of {host} is not known yet: {offered}. If that is the host's key (compare with its console output or `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on it), connect again with --accept-new-host-key to record it in {path}"
+    )]
     Unknown {
         host: String,
         /// Algorithm and SHA256 fingerprint of the offered key.
@@ -180,7 +202,9 @@ pub enum HostKeyError {
         path: PathBuf,
     },
 
-    #[error("THE HOST KEY OF {host} HAS CHANGED: {path}:{line} has {known}, but the host offered {offered}. Someone may be intercepting the connection, or the host was reinstalled; if you know it was, remove line {line} from {path} and connect again")]
+    #[error(
+        "THE HOST KEY OF {host} HAS CHANGED: {path}:{line} has {known}, but the host offered {offered}. Someone may be intercepting the connection, or the host was reinstalled; if you know it was, remove line {line} from {path} and connect again"
+    )]
     Changed {
         host: String,
         known: String,
@@ -196,7 +220,9 @@ pub enum HostKeyError {
         offered: String,
     },
 
-    #[error("{host} offered host key {offered}, which {path}:{line} marks @revoked; refusing to connect")]
+    #[error(
+        "{host} offered host key {offered}, which {path}:{line} marks @revoked; refusing to connect"
+    )]
     Revoked {
         host: String,
         offered: String,

@@ -64,9 +64,9 @@ fn read_key(path: &Path) -> Result<PrivateKey> {
             }
             let pass = rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
                 .map_err(|source| Error::KeyRead {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+                path: path.to_path_buf(),
+                source,
+            })?;
             russh::keys::decode_secret_key(&text, Some(&pass)).map_err(|_| Error::KeyPassphrase {
                 path: path.to_path_buf(),
             })
@@ -96,7 +96,9 @@ mod tests {
 
     #[test]
     fn missing_and_garbage_keys_name_the_file() {
-        let e = Identity::key_file("/nonexistent/id_ed25519").load().unwrap_err();
+        let e = Identity::key_file("/nonexistent/id_ed25519")
+            .load()
+            .unwrap_err();
         assert!(e.to_string().contains("/nonexistent/id_ed25519"), "{e}");
         let p = std::env::temp_dir().join(format!("garbage-key-{}", std::process::id()));
         std::fs::write(&p, "not a key\n").unwrap();

@@ -56,9 +56,8 @@ impl HostKeyPolicy {
 /// end with a comment.
 fn parse_key_words(line: &str) -> Option<PublicKey> {
     let words: Vec<&str> = line.split_whitespace().collect();
-    (0..words.len().saturating_sub(1)).find_map(|i| {
-        PublicKey::from_openssh(&format!("{} {}", words[i], words[i + 1])).ok()
-    })
+    (0..words.len().saturating_sub(1))
+        .find_map(|i| PublicKey::from_openssh(&format!("{} {}", words[i], words[i + 1])).ok())
 }
 
 /// `SHA256:...`, as `ssh-keygen -l` prints it.
@@ -112,7 +111,9 @@ pub(crate) enum Decision {
     Accept,
     /// Accept, and write the key to known_hosts once authenticated;
     /// `replace` drops the host's older entries first.
-    Record { replace: bool },
+    Record {
+        replace: bool,
+    },
     Reject(HostKeyError),
 }
 
@@ -164,7 +165,10 @@ impl KnownHosts {
         {
             return Lookup::Revoked { line: e.line };
         }
-        let plain: Vec<&Entry> = mine.into_iter().filter(|e| e.marker == Marker::None).collect();
+        let plain: Vec<&Entry> = mine
+            .into_iter()
+            .filter(|e| e.marker == Marker::None)
+            .collect();
         if let Some(e) = plain.iter().find(|e| same(e)) {
             return Lookup::Match { line: e.line };
         }
@@ -185,7 +189,12 @@ impl KnownHosts {
         }
     }
 
-    pub(crate) fn decide(&self, name: &str, offered: &PublicKey, policy: &HostKeyPolicy) -> Decision {
+    pub(crate) fn decide(
+        &self,
+        name: &str,
+        offered: &PublicKey,
+        policy: &HostKeyPolicy,
+    ) -> Decision {
         let lookup = self.lookup(name, offered);
         if let Lookup::Revoked { line } = lookup {
             return Decision::Reject(HostKeyError::Revoked {
@@ -305,7 +314,9 @@ pub(crate) fn record(path: &Path, name: &str, key: &PublicKey, replace: bool) ->
     let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let bare = PublicKey::new(key.key_data().clone(), "");
     let key_text = bare.to_openssh().map_err(|e| {
-        io(std::io::Error::other(format!("cannot encode the host key: {e}")))
+        io(std::io::Error::other(format!(
+            "cannot encode the host key: {e}"
+        )))
     })?;
     let new_line = format!("{name} {key_text}\n");
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -316,7 +327,11 @@ pub(crate) fn record(path: &Path, name: &str, key: &PublicKey, replace: bool) ->
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(io(e)),
     };
-    let mut text = if replace { without_host(&old, name) } else { old };
+    let mut text = if replace {
+        without_host(&old, name)
+    } else {
+        old
+    };
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
@@ -339,12 +354,16 @@ fn without_host(text: &str, name: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let t = line.trim_start();
-        let keep = if t.is_empty() || t.starts_with('#') || t.starts_with('@') || t.starts_with('|') {
+        let keep = if t.is_empty() || t.starts_with('#') || t.starts_with('@') || t.starts_with('|')
+        {
             Some(line.to_string())
         } else {
             match t.split_once(char::is_whitespace) {
                 Some((pats, rest)) if pats.split(',').any(|p| p.eq_ignore_ascii_case(&name)) => {
-                    let left: Vec<&str> = pats.split(',').filter(|p| !p.eq_ignore_ascii_case(&name)).collect();
+                    let left: Vec<&str> = pats
+                        .split(',')
+                        .filter(|p| !p.eq_ignore_ascii_case(&name))
+                        .collect();
                     if left.is_empty() {
                         None
                     } else {
@@ -378,8 +397,10 @@ mod tests {
     use super::*;
 
     // Two real ed25519 public keys (generated with ssh-keygen for these tests).
-    const K1: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPM9EyhnnQHQjZRdNxujpan5EXsHRf7tnDN8gGIsDrY";
-    const K2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7x4SXtw3/twA5sg1EHpFrGpcNkIkDtBXa2J5EgnUjs";
+    const K1: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPM9EyhnnQHQjZRdNxujpan5EXsHRf7tnDN8gGIsDrY";
+    const K2: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7x4SXtw3/twA5sg1EHpFrGpcNkIkDtBXa2J5EgnUjs";
 
     fn key(s: &str) -> PublicKey {
         PublicKey::from_openssh(s).unwrap()
@@ -394,15 +415,24 @@ mod tests {
         let f = kh(&format!(
             "# comment\n\n[127.0.0.1]:2222 {K1}\nhost.example,10.0.0.5 {K2} root@x\n|1|abc=|def= {K2}\n"
         ));
-        assert_eq!(f.lookup("[127.0.0.1]:2222", &key(K1)), Lookup::Match { line: 3 });
+        assert_eq!(
+            f.lookup("[127.0.0.1]:2222", &key(K1)),
+            Lookup::Match { line: 3 }
+        );
         assert_eq!(f.lookup("10.0.0.5", &key(K2)), Lookup::Match { line: 4 });
-        assert_eq!(f.lookup("HOST.example", &key(K2)), Lookup::Match { line: 4 });
+        assert_eq!(
+            f.lookup("HOST.example", &key(K2)),
+            Lookup::Match { line: 4 }
+        );
         // Port matters: the plain name is port 22.
         assert_eq!(f.lookup("127.0.0.1", &key(K1)), Lookup::Unknown);
         assert_eq!(f.lookup("[127.0.0.1]:2223", &key(K1)), Lookup::Unknown);
         assert_eq!(
             f.lookup("[127.0.0.1]:2222", &key(K2)),
-            Lookup::Changed { line: 3, known: key(K1) }
+            Lookup::Changed {
+                line: 3,
+                known: key(K1)
+            }
         );
     }
 
@@ -424,28 +454,46 @@ mod tests {
     #[test]
     fn policies() {
         let f = kh(&format!("h {K1}\n"));
-        assert!(matches!(f.decide("h", &key(K1), &HostKeyPolicy::Strict), Decision::Accept));
+        assert!(matches!(
+            f.decide("h", &key(K1), &HostKeyPolicy::Strict),
+            Decision::Accept
+        ));
         let Decision::Reject(e) = f.decide("h", &key(K2), &HostKeyPolicy::AcceptNew) else {
             panic!()
         };
         let msg = e.to_string();
-        assert!(msg.contains(&fingerprint(&key(K1))) && msg.contains(&fingerprint(&key(K2))), "{msg}");
+        assert!(
+            msg.contains(&fingerprint(&key(K1))) && msg.contains(&fingerprint(&key(K2))),
+            "{msg}"
+        );
         assert!(msg.contains("/state/known_hosts:1"), "{msg}");
 
         let Decision::Reject(e) = f.decide("new", &key(K2), &HostKeyPolicy::Strict) else {
             panic!()
         };
         let msg = e.to_string();
-        assert!(msg.contains("--accept-new-host-key") && msg.contains(&fingerprint(&key(K2))), "{msg}");
+        assert!(
+            msg.contains("--accept-new-host-key") && msg.contains(&fingerprint(&key(K2))),
+            "{msg}"
+        );
         assert!(matches!(
             f.decide("new", &key(K2), &HostKeyPolicy::AcceptNew),
             Decision::Record { replace: false }
         ));
 
         let expect = HostKeyPolicy::expect_openssh(&format!("{K2} root@ip-10-0-0-1\n")).unwrap();
-        assert!(matches!(f.decide("h", &key(K2), &expect), Decision::Record { replace: true }));
-        assert!(matches!(f.decide("new", &key(K2), &expect), Decision::Record { replace: false }));
-        assert!(matches!(f.decide("new", &key(K1), &expect), Decision::Reject(HostKeyError::NotExpected { .. })));
+        assert!(matches!(
+            f.decide("h", &key(K2), &expect),
+            Decision::Record { replace: true }
+        ));
+        assert!(matches!(
+            f.decide("new", &key(K2), &expect),
+            Decision::Record { replace: false }
+        ));
+        assert!(matches!(
+            f.decide("new", &key(K1), &expect),
+            Decision::Reject(HostKeyError::NotExpected { .. })
+        ));
     }
 
     #[test]
@@ -455,7 +503,10 @@ mod tests {
         record(&path, "[127.0.0.1]:2222", &key(K1), false).unwrap();
         record(&path, "other", &key(K1), false).unwrap();
         let f = KnownHosts::load(&path).unwrap();
-        assert_eq!(f.lookup("[127.0.0.1]:2222", &key(K1)), Lookup::Match { line: 1 });
+        assert_eq!(
+            f.lookup("[127.0.0.1]:2222", &key(K1)),
+            Lookup::Match { line: 1 }
+        );
         record(&path, "[127.0.0.1]:2222", &key(K2), true).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("other {K1}\n[127.0.0.1]:2222 {K2}\n"));

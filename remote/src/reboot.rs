@@ -115,7 +115,10 @@ impl Session {
         let new = loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(timeout_err("waiting for the host to come back on a new boot", last_error));
+                return Err(timeout_err(
+                    "waiting for the host to come back on a new boot",
+                    last_error,
+                ));
             }
             let left = deadline - now;
             let attempt = connect_once(
@@ -152,7 +155,9 @@ impl Session {
         loop {
             match self.exec(&opts.test_command).await {
                 Ok(_) => break,
-                Err(e @ (Error::SudoNeedsPassword { .. } | Error::SudoNotPermitted { .. })) => return Err(e),
+                Err(e @ (Error::SudoNeedsPassword { .. } | Error::SudoNotPermitted { .. })) => {
+                    return Err(e);
+                }
                 Err(e) => {
                     debug!(target: "remote", host = %host, "test command not passing yet: {e}");
                     if Instant::now() + Duration::from_secs(1) >= deadline {
@@ -160,7 +165,13 @@ impl Session {
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     if self.is_closed() {
-                        match connect_once(self.options(), opts.probe_connect_timeout, self.options().connect_timeout).await {
+                        match connect_once(
+                            self.options(),
+                            opts.probe_connect_timeout,
+                            self.options().connect_timeout,
+                        )
+                        .await
+                        {
                             Ok(h) => self.replace_handle(h),
                             Err(e @ Error::HostKey(_)) => return Err(e),
                             Err(_) => {}

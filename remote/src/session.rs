@@ -262,12 +262,19 @@ impl Session {
             return None;
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let sudo_says = |s: &str| stderr.lines().any(|l| l.starts_with("sudo:") && l.contains(s));
+        let sudo_says = |s: &str| {
+            stderr
+                .lines()
+                .any(|l| l.starts_with("sudo:") && l.contains(s))
+        };
         let user = self.opts.target.user.clone();
         let host = self.opts.target.host.clone();
         if sudo_says("password is required") || sudo_says("a terminal is required") {
             Some(Error::SudoNeedsPassword { user, host })
-        } else if sudo_says("not in the sudoers file") || sudo_says("is not allowed to") || sudo_says("may not run sudo") {
+        } else if sudo_says("not in the sudoers file")
+            || sudo_says("is not allowed to")
+            || sudo_says("may not run sudo")
+        {
             Some(Error::SudoNotPermitted { user, host })
         } else {
             None
@@ -299,6 +306,7 @@ impl Session {
         let channel = loop {
             match self.handle.channel_open_session().await {
                 Ok(c) => break c,
+                Err(russh::Error::Disconnect | russh::Error::SendError) => return Err(lost()),
                 Err(_) if self.handle.is_closed() => return Err(lost()),
                 Err(russh::Error::ChannelOpenFailure(reason)) if refusals < 10 => {
                     refusals += 1;
@@ -464,7 +472,10 @@ trap - EXIT
             .sudo()
             .stdin(bytes.to_vec())
             .quiet()
-            .shown_as(format!("upload to {path} ({} bytes, mode {mode:04o})", bytes.len()));
+            .shown_as(format!(
+                "upload to {path} ({} bytes, mode {mode:04o})",
+                bytes.len()
+            ));
         let out = self.run(&cmd).await?;
         if let Some(e) = self.sudo_error(&cmd, &out) {
             return Err(e);
@@ -479,12 +490,21 @@ trap - EXIT
         Ok(())
     }
 
-    /// Sends a disconnect and drops the connection.
-    pub async fn close(self) -> Result<()> {
+    /// Says goodbye to the server; commands still running fail with
+    /// `ConnectionLost`. Takes `&self` so a shared (`Arc`) session can be closed.
+    pub async fn close(&self) -> Result<()> {
         let _ = self
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+        Ok(())
+    }
+
+    /// Connects again with the same options (after `ConnectionLost`, say),
+    /// retrying as [`Session::connect`] does.
+    pub async fn reconnect(&mut self) -> Result<()> {
+        let fresh = Session::connect(self.opts.clone()).await?;
+        self.replace_handle(fresh.handle);
         Ok(())
     }
 
@@ -652,6 +672,8 @@ pub(crate) async fn connect_once(
     // hold them back.
     let _ = stream.set_nodelay(true);
 
+    // Session::connect loads key files up front; this covers other callers.
+    let identity = opts.identity.clone().load()?;
     let name = target.known_hosts_name();
     let to_record = Arc::new(Mutex::new(None));
     let client = Client {
@@ -680,7 +702,7 @@ pub(crate) async fn connect_once(
                     source,
                 },
             })?;
-        authenticate(&mut handle, target, &opts.identity).await?;
+        authenticate(&mut handle, target, &identity).await?;
         Ok::<_, Error>(handle)
     };
     let handle = tokio::time::timeout(timeout, handshake)
@@ -698,7 +720,11 @@ pub(crate) async fn connect_once(
     Ok(handle)
 }
 
-async fn authenticate(handle: &mut Handle<Client>, target: &Target, identity: &Identity) -> Result<()> {
+async fn authenticate(
+    handle: &mut Handle<Client>,
+    target: &Target,
+    identity: &Identity,
+) -> Result<()> {
     let ssh = |source| Error::Ssh {
         host: target.to_string(),
         doing: "authenticating",
@@ -707,7 +733,11 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target, identity: &I
     match identity {
         Identity::Key { path, key } => {
             let hash = if key.algorithm().is_rsa() {
-                handle.best_supported_rsa_hash().await.map_err(ssh)?.flatten()
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(ssh)?
+                    .flatten()
             } else {
                 None
             };
@@ -727,7 +757,10 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target, identity: &I
                 ),
             })
         }
-        Identity::KeyFile(_) => unreachable!("keys are loaded before connecting"),
+        Identity::KeyFile(path) => Err(Error::KeyRead {
+            path: path.clone(),
+            source: std::io::Error::other("the key was not loaded before connecting"),
+        }),
         Identity::Agent | Identity::AgentSocket(_) => {
             let socket = match identity {
                 Identity::AgentSocket(p) => p.display().to_string(),
@@ -756,7 +789,11 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target, identity: &I
                     continue;
                 };
                 let hash = if key.algorithm().is_rsa() {
-                    handle.best_supported_rsa_hash().await.map_err(ssh)?.flatten()
+                    handle
+                        .best_supported_rsa_hash()
+                        .await
+                        .map_err(ssh)?
+                        .flatten()
                 } else {
                     None
                 };

@@ -97,7 +97,8 @@ impl FromStr for Target {
             }
             (rest, DEFAULT_PORT)
         } else if let Some((h, p)) = rest.split_once(':') {
-            let port = parse_port(p).ok_or_else(|| bad("the port is not a number from 1 to 65535"))?;
+            let port =
+                parse_port(p).ok_or_else(|| bad("the port is not a number from 1 to 65535"))?;
             (h, port)
         } else {
             (rest, DEFAULT_PORT)
@@ -149,17 +150,28 @@ mod tests {
     fn forms() {
         assert_eq!(t("host"), Target::new("root", "host", 22));
         assert_eq!(t("admin@10.0.0.1"), Target::new("admin", "10.0.0.1", 22));
-        assert_eq!(t("admin@10.0.0.1:2222"), Target::new("admin", "10.0.0.1", 2222));
+        assert_eq!(
+            t("admin@10.0.0.1:2222"),
+            Target::new("admin", "10.0.0.1", 2222)
+        );
         assert_eq!(t("[::1]:2222"), Target::new("root", "::1", 2222));
         assert_eq!(t("u@[::1]"), Target::new("u", "::1", 22));
         assert_eq!(t("::1"), Target::new("root", "::1", 22));
         assert_eq!(t("me@fe80::1"), Target::new("me", "fe80::1", 22));
-        assert_eq!(t("ec2-user@ip-10-0-0-1.ec2.internal"), Target::new("ec2-user", "ip-10-0-0-1.ec2.internal", 22));
+        assert_eq!(
+            t("ec2-user@ip-10-0-0-1.ec2.internal"),
+            Target::new("ec2-user", "ip-10-0-0-1.ec2.internal", 22)
+        );
     }
 
     #[test]
     fn display_round_trips() {
-        for s in ["root@host", "admin@10.0.0.1:2222", "u@[::1]:2222", "root@[::1]:22"] {
+        for s in [
+            "root@host",
+            "admin@10.0.0.1:2222",
+            "u@[::1]:2222",
+            "root@[::1]:22",
+        ] {
             assert_eq!(t(s).to_string(), s);
             assert_eq!(t(&t(s).to_string()), t(s));
         }
@@ -176,7 +188,20 @@ mod tests {
 
     #[test]
     fn errors_say_the_expected_form() {
-        for s in ["", "@host", "host:", "host:0", "host:99999", "host:x", "[::1", "[::1]x", "a:b:c", "u@", "h h", "[]:22"] {
+        for s in [
+            "",
+            "@host",
+            "host:",
+            "host:0",
+            "host:99999",
+            "host:x",
+            "[::1",
+            "[::1]x",
+            "a:b:c",
+            "u@",
+            "h h",
+            "[]:22",
+        ] {
             let e = s.parse::<Target>().unwrap_err().to_string();
             assert!(e.contains("[user@]host[:port]"), "{s}: {e}");
         }
