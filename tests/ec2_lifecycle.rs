@@ -380,3 +380,45 @@ fn destroy_asks_on_a_terminal() {
     assert!(text.contains("destroyed ask"), "{text}");
     assert_eq!(counts(&env, "ask"), (0, 0, 0));
 }
+
+/// The instance gets a host key made here, through cloud-init user data, and
+/// the printed ssh command verifies it: no trust on first use.
+#[test]
+fn create_hands_the_instance_its_host_key_and_records_it() {
+    let env = Ec2Env::start();
+    let out = env.run(&["ec2", "create", "hostkey", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0));
+    let dir = env.state_dir().join("hostkey");
+    let public = std::fs::read_to_string(dir.join("ssh_host_ed25519_key.pub")).unwrap();
+    let private = std::fs::read_to_string(dir.join("ssh_host_ed25519_key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(dir.join("ssh_host_ed25519_key")).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let client = env.client();
+    let rt = rt();
+    let i = rt.block_on(cloud(&client, "hostkey")).instances.remove(0);
+    let attr = rt
+        .block_on(
+            client
+                .describe_instance_attribute()
+                .instance_id(i.instance_id().unwrap())
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+                .send(),
+        )
+        .unwrap();
+    let encoded = attr.user_data().and_then(|v| v.value()).expect("user data");
+    let text = String::from_utf8(aws_smithy_types::base64::decode(encoded).unwrap()).unwrap();
+    let json = text.strip_prefix("#cloud-config\n").expect("a cloud-config");
+    let config: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(config["ssh_keys"]["ed25519_public"].as_str().unwrap(), public.trim());
+    assert_eq!(config["ssh_keys"]["ed25519_private"].as_str().unwrap(), private);
+    assert_eq!(config["ssh_genkeytypes"], serde_json::json!([]));
+
+    let ip = i.public_ip_address().unwrap();
+    let known = std::fs::read_to_string(dir.join("known_hosts")).unwrap();
+    let key_fields: Vec<&str> = public.split_whitespace().take(2).collect();
+    assert_eq!(known.trim(), format!("{ip} {}", key_fields.join(" ")));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("-o UserKnownHostsFile={}", dir.join("known_hosts").display())), "{text}");
+    assert!(!text.contains(private.lines().nth(1).unwrap()) && !stderr(&out).contains(private.lines().nth(1).unwrap()));
+}

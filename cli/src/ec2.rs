@@ -72,7 +72,8 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
             None => format!("<public half of a new ed25519 key, {}>", state_dir.join(state::GENERATED_KEY).display()),
         };
         let api = DryRunApi::new(|line| println!("{line}"));
-        let spec = spec(&settings, public, settings.ttl.map(expiry).transpose()?);
+        let mut spec = spec(&settings, public, settings.ttl.map(expiry).transpose()?);
+        spec.user_data = Some("<cloud-config carrying the server's SSH host key>".into());
         provision::create(&api, &spec, |_| {}).await.map_err(|e| advise(e, None))?;
         println!("then: wait for the instance to run and answer SSH on port 22");
         if !settings.no_bootstrap {
@@ -89,8 +90,10 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
     if key.generated {
         progress.line(format!("generated SSH key {}", key.private_path.display()));
     }
+    let host_key = state::ensure_key(&state_dir, state::HOST_KEY)?;
     let expires_at = settings.ttl.map(expiry).transpose()?;
-    let spec = spec(&settings, key.public_openssh.clone(), expires_at.clone());
+    let mut spec = spec(&settings, key.public_openssh.clone(), expires_at.clone());
+    spec.user_data = Some(cloud_config(&state::private_key_text(&host_key.private_path)?, &host_key.public_openssh));
     let itype = settings.instance_type.clone();
     progress.line(format!("creating {} ({itype}) in {region}", settings.name));
     let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| advise(e, Some(&itype)))?;
@@ -102,9 +105,24 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
     spinner.finish();
 
     let ip = instance.public_ip.clone().unwrap_or_default();
+    // The host key is known only if this run's key is the one the instance
+    // was launched with: not so for an instance found running after the
+    // state directory was lost.
+    let known_hosts = if created.reused && host_key.generated {
+        let _ = std::fs::remove_file(&host_key.private_path);
+        let _ = std::fs::remove_file(state_dir.join(format!("{}.pub", state::HOST_KEY)));
+        progress.line("the server's host key is not known here (its state directory was lost): verify it on first connection");
+        None
+    } else {
+        Some(state::write_known_hosts(&state_dir, &ip, &host_key.public_openssh)?)
+    };
+    let verify = match &known_hosts {
+        Some(path) => format!(" -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes", path.display()),
+        None => String::new(),
+    };
     let ssh = match ssh_addr {
-        Some(a) => format!("ssh -i {} -p {} ubuntu@{}", key.private_path.display(), a.port(), a.ip()),
-        None => format!("ssh -i {} ubuntu@{ip}", key.private_path.display()),
+        Some(a) => format!("ssh -i {}{verify} -p {} ubuntu@{}", key.private_path.display(), a.port(), a.ip()),
+        None => format!("ssh -i {}{verify} ubuntu@{ip}", key.private_path.display()),
     };
     println!("name       {}", settings.name);
     println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
@@ -122,6 +140,18 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
         );
     }
     Ok(())
+}
+
+/// cloud-init user data that installs the host key we made, and only it, so
+/// the first SSH connection can verify the server. JSON is YAML, so no YAML
+/// writer is needed; the text travels in the RunInstances request only.
+fn cloud_config(host_private: &str, host_public: &str) -> String {
+    let config = serde_json::json!({
+        "ssh_deletekeys": true,
+        "ssh_genkeytypes": [],
+        "ssh_keys": {"ed25519_private": host_private, "ed25519_public": host_public},
+    });
+    format!("#cloud-config\n{config}\n")
 }
 
 fn expiry(ttl: std::time::Duration) -> anyhow::Result<String> {

@@ -50,10 +50,20 @@ pub struct ServerKey {
 }
 
 pub const GENERATED_KEY: &str = "id_ed25519";
+/// The SSH host key image-provision makes for an EC2 server and hands to it
+/// in user data, so that the first connection verifies the server instead of
+/// trusting whatever answers.
+pub const HOST_KEY: &str = "ssh_host_ed25519_key";
+pub const KNOWN_HOSTS: &str = "known_hosts";
 
-/// Find or make the server's generated key in `dir`.
+/// Find or make the server's generated login key in `dir`.
 pub fn ensure_generated_key(dir: &Path) -> anyhow::Result<ServerKey> {
-    let private_path = dir.join(GENERATED_KEY);
+    ensure_key(dir, GENERATED_KEY)
+}
+
+/// Find or make an ed25519 key pair `dir/file_name` (+ `.pub`).
+pub fn ensure_key(dir: &Path, file_name: &str) -> anyhow::Result<ServerKey> {
+    let private_path = dir.join(file_name);
     if private_path.exists() {
         let key = read_private_key(&private_path).map_err(anyhow::Error::from)?;
         return Ok(ServerKey {
@@ -69,7 +79,7 @@ pub fn ensure_generated_key(dir: &Path) -> anyhow::Result<ServerKey> {
     let pem = key.to_openssh(LineEnding::LF).context("encoding the new key")?;
     // Write under a temporary name then rename, 0600 from the first byte, so
     // a kill mid-write never leaves a half key under the real name.
-    let tmp = dir.join(format!(".{GENERATED_KEY}.tmp"));
+    let tmp = dir.join(format!(".{file_name}.tmp"));
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
@@ -80,7 +90,7 @@ pub fn ensure_generated_key(dir: &Path) -> anyhow::Result<ServerKey> {
     f.write_all(pem.as_bytes())?;
     f.sync_all()?;
     let public = key.public_key().to_openssh().context("encoding the public key")?;
-    fs::write(dir.join(format!("{GENERATED_KEY}.pub")), format!("{public}\n"))?;
+    fs::write(dir.join(format!("{file_name}.pub")), format!("{public}\n"))?;
     fs::rename(&tmp, &private_path)?;
     Ok(ServerKey { private_path, public_openssh: public, generated: true })
 }
@@ -146,6 +156,21 @@ fn public_of(path: &Path, key: Option<&PrivateKey>) -> anyhow::Result<String> {
             None => anyhow::bail!("{} is missing", pub_path.display()),
         },
     }
+}
+
+/// The private key's OpenSSH text, for handing a host key to cloud-init.
+pub fn private_key_text(path: &Path) -> anyhow::Result<String> {
+    fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Record `host`'s key in the server's known_hosts file (OpenSSH format),
+/// replacing what was there: one server, one address, one key.
+pub fn write_known_hosts(dir: &Path, host: &str, public_openssh: &str) -> anyhow::Result<PathBuf> {
+    let path = dir.join(KNOWN_HOSTS);
+    let mut fields = public_openssh.split_whitespace();
+    let (kind, key) = (fields.next().unwrap_or_default(), fields.next().unwrap_or_default());
+    fs::write(&path, format!("{host} {kind} {key}\n")).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]
