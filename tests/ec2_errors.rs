@@ -268,3 +268,53 @@ fn dry_run_prints_every_call_and_makes_none() {
     assert!(stdout(&out).contains("ec2:DescribeInstances"), "{}", stdout(&out));
     assert!(actions(&env).is_empty());
 }
+
+/// A rule that already exists (a concurrent run, or a person) never fails a
+/// create: one batched call, and on a duplicate, one call per rule.
+#[test]
+fn existing_rules_never_fail_a_create() {
+    let env = Ec2Env::start_with_faults(Some(json!([fault("AuthorizeSecurityGroupIngress", "InvalidPermission.Duplicate", Some(1))])));
+    let out = env.run(&["ec2", "create", "dup", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0));
+    let calls = env.proxy_calls();
+    let authorize: Vec<_> = calls.iter().filter(|(a, _)| a == "AuthorizeSecurityGroupIngress").collect();
+    assert_eq!(authorize.len(), 7, "one batched call, then six single rules: {authorize:?}");
+    let c = env.client();
+    let g = rt()
+        .block_on(
+            c.describe_security_groups()
+                .filters(aws_sdk_ec2::types::Filter::builder().name("group-name").values("image-provision-dup").build())
+                .send(),
+        )
+        .unwrap();
+    let perms = g.security_groups()[0].ip_permissions();
+    for port in [22, 80, 443] {
+        assert!(perms.iter().any(|p| p.from_port() == Some(port)), "{port} missing: {perms:?}");
+    }
+
+    // A second server whose group already holds part of its rules, added by hand.
+    let vpc = rt().block_on(c.describe_vpcs().send()).unwrap().vpcs()[0].vpc_id().unwrap().to_owned();
+    let gid = rt()
+        .block_on(c.create_security_group().group_name("image-provision-hand").description("by hand").vpc_id(&vpc).send())
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    rt().block_on(
+        c.authorize_security_group_ingress()
+            .group_id(&gid)
+            .ip_permissions(
+                aws_sdk_ec2::types::IpPermission::builder()
+                    .ip_protocol("tcp")
+                    .from_port(443)
+                    .to_port(443)
+                    .ip_ranges(aws_sdk_ec2::types::IpRange::builder().cidr_ip("0.0.0.0/0").build())
+                    .build(),
+            )
+            .send(),
+    )
+    .unwrap();
+    let out = env.run(&["ec2", "create", "hand", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("security group image-provision-hand"), "{}", stderr(&out));
+}

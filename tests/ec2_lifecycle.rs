@@ -267,8 +267,11 @@ fn create_killed_after_any_call_converges_on_rerun() {
         n += 1;
         assert!(n < 60, "create never finished without being killed");
     }
-    // Every call of a full create was a kill point (the last run finished first).
-    assert!(n > 14, "only {n} kill points: the hook is not counting calls");
+    // Every call of a full create was a kill point: DescribeInstances,
+    // DescribeImages, DescribeVpcs, DescribeSubnets, DescribeSecurityGroups,
+    // CreateSecurityGroup, AuthorizeSecurityGroupIngress, DescribeKeyPairs,
+    // ImportKeyPair, RunInstances, then DescribeInstances while waiting.
+    assert!(n > 11, "only {n} kill points: the hook is not counting calls");
 }
 
 #[test]

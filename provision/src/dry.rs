@@ -136,16 +136,20 @@ impl Ec2Api for DryRunApi {
     }
 
     async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()> {
-        for rule in rules {
-            let range = if rule.is_ipv6() {
-                json!({"Ipv6Ranges": [{"CidrIpv6": rule.cidr}]})
-            } else {
-                json!({"IpRanges": [{"CidrIp": rule.cidr}]})
-            };
-            let mut perm = json!({"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port});
-            perm.as_object_mut().unwrap().extend(range.as_object().unwrap().clone());
-            self.call("AuthorizeSecurityGroupIngress", json!({"GroupId": group_id, "IpPermissions": [perm]}));
-        }
+        let perms: Vec<Value> = rules
+            .iter()
+            .map(|rule| {
+                let range = if rule.is_ipv6() {
+                    json!({"Ipv6Ranges": [{"CidrIpv6": rule.cidr}]})
+                } else {
+                    json!({"IpRanges": [{"CidrIp": rule.cidr}]})
+                };
+                let mut perm = json!({"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port});
+                perm.as_object_mut().unwrap().extend(range.as_object().unwrap().clone());
+                perm
+            })
+            .collect();
+        self.call("AuthorizeSecurityGroupIngress", json!({"GroupId": group_id, "IpPermissions": perms}));
         Ok(())
     }
 

@@ -18,6 +18,24 @@ impl SdkApi {
     pub fn new(client: Client) -> Self {
         SdkApi { client }
     }
+
+    async fn authorize(&self, group_id: &str, rules: &[IngressRule]) -> std::result::Result<(), AwsError> {
+        let mut req = self.client.authorize_security_group_ingress().group_id(group_id);
+        for rule in rules {
+            let perm = t::IpPermission::builder()
+                .ip_protocol("tcp")
+                .from_port(rule.port.into())
+                .to_port(rule.port.into());
+            let perm = if rule.is_ipv6() {
+                perm.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(&rule.cidr).build())
+            } else {
+                perm.ip_ranges(t::IpRange::builder().cidr_ip(&rule.cidr).build())
+            };
+            req = req.ip_permissions(perm.build());
+        }
+        req.send().await.map_err(aws("AuthorizeSecurityGroupIngress"))?;
+        Ok(())
+    }
 }
 
 /// Turn an SDK error into ours, keeping AWS's code and message.
@@ -247,28 +265,18 @@ impl Ec2Api for SdkApi {
     }
 
     async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()> {
-        // One call per rule: a duplicate fails the whole call it is in, and we
-        // want the other rules added regardless.
+        // All rules in one call (one round trip). If any already exists the
+        // whole call fails with InvalidPermission.Duplicate and adds nothing
+        // (a concurrent run got there first): then add them one by one,
+        // skipping the duplicates.
+        match self.authorize(group_id, rules).await {
+            Err(e) if e.is("InvalidPermission.Duplicate") && rules.len() > 1 => {}
+            Err(e) if e.is("InvalidPermission.Duplicate") => return Ok(()),
+            other => return other.map_err(Into::into),
+        }
         for rule in rules {
-            let mut perm = t::IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(rule.port.into())
-                .to_port(rule.port.into());
-            perm = if rule.is_ipv6() {
-                perm.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(&rule.cidr).build())
-            } else {
-                perm.ip_ranges(t::IpRange::builder().cidr_ip(&rule.cidr).build())
-            };
-            let result = self
-                .client
-                .authorize_security_group_ingress()
-                .group_id(group_id)
-                .ip_permissions(perm.build())
-                .send()
-                .await
-                .map_err(aws("AuthorizeSecurityGroupIngress"));
-            match result {
-                Ok(_) => {}
+            match self.authorize(group_id, std::slice::from_ref(rule)).await {
+                Ok(()) => {}
                 Err(e) if e.is("InvalidPermission.Duplicate") => {}
                 Err(e) => return Err(e.into()),
             }
