@@ -32,6 +32,65 @@ pub enum Command {
     /// Servers on AWS EC2
     #[command(subcommand)]
     Ec2(Ec2Command),
+    /// Take a host you can SSH to from bare Ubuntu/Debian to Docker and a verified NVIDIA GPU
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct BootstrapArgs {
+    /// The host: [user@]address[:port] (user defaults to root, port to 22)
+    #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+    pub host: String,
+
+    /// Private key to log in with [default: the ssh-agent]
+    #[arg(long, env = "IMAGE_PROVISION_IDENTITY", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    /// Record the host's key if this host is not yet in the known_hosts file
+    /// (a key that changed is still refused)
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+
+    /// Print each step and what it would run; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Skip the NVIDIA driver, container toolkit and GPU check (the IMAGE GPU
+    /// services will not start on this host)
+    #[arg(long)]
+    pub no_gpu: bool,
+
+    /// Go on with a distribution other than Ubuntu 22.04/24.04 or Debian 12
+    #[arg(long)]
+    pub force_distro: bool,
+
+    /// Ubuntu NVIDIA server driver branch: installs nvidia-driver-BRANCH [default: 535-server]
+    #[arg(long, env = "IMAGE_PROVISION_NVIDIA_DRIVER", value_name = "BRANCH")]
+    pub nvidia_driver: Option<String>,
+
+    /// NVIDIA container toolkit apt source, "URI SUITE [COMPONENT...]"
+    /// [default: https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /]
+    #[arg(long, env = "IMAGE_PROVISION_NVIDIA_REPO", value_name = "SOURCE")]
+    pub nvidia_repo: Option<String>,
+
+    /// URL of the ASCII-armored key that signs --nvidia-repo (https:// or file://)
+    /// [default: https://nvidia.github.io/libnvidia-container/gpgkey]
+    #[arg(long, env = "IMAGE_PROVISION_NVIDIA_REPO_KEY", value_name = "URL")]
+    pub nvidia_repo_key: Option<String>,
+
+    /// Docker's apt source on Debian, "URI SUITE [COMPONENT...]" ({codename} is replaced)
+    /// [default: https://download.docker.com/linux/debian {codename} stable]
+    #[arg(long, env = "IMAGE_PROVISION_DOCKER_REPO", value_name = "SOURCE")]
+    pub docker_repo: Option<String>,
+
+    /// URL of the ASCII-armored key that signs --docker-repo
+    /// [default: https://download.docker.com/linux/debian/gpg]
+    #[arg(long, env = "IMAGE_PROVISION_DOCKER_REPO_KEY", value_name = "URL")]
+    pub docker_repo_key: Option<String>,
+
+    /// How long to wait for the host to come back from a reboot [default: 10m]
+    #[arg(long, env = "IMAGE_PROVISION_REBOOT_TIMEOUT", value_name = "DURATION")]
+    pub reboot_timeout: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

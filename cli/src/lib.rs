@@ -2,6 +2,7 @@
 //! parses once, resolves once, runs, and maps the result to an exit code.
 
 mod args;
+mod bootstrap;
 mod config;
 mod ec2;
 mod errors;
@@ -47,5 +48,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         args::Command::Ec2(args::Ec2Command::Create(a)) => ec2::create(a, &file).await,
         args::Command::Ec2(args::Ec2Command::List(a)) => ec2::list(a, &file).await,
         args::Command::Ec2(args::Ec2Command::Destroy(a)) => ec2::destroy(a, &file).await,
+        args::Command::Bootstrap(a) => bootstrap::run(a).await,
     }
 }

@@ -1,1 +1,15 @@
+//! The host side of image-provision: facts, steps that close the gap
+//! between the facts and what an IMAGE server needs, and the runner that
+//! takes a host through them over SSH.
+//!
+//! Shell with branches lives in scripts/ (bash, checked by shellcheck in the
+//! tests), embedded here and fed to the host on stdin with its inputs as
+//! environment variables.
 
+pub mod facts;
+pub mod runner;
+pub mod steps;
+
+pub use facts::{Facts, Sudo};
+pub use runner::{Events, Failure, Outcome, Runner, StepReport};
+pub use steps::{Action, Config, Family, Plan, SCRIPTS, Step};

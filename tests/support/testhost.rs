@@ -526,6 +526,49 @@ impl TestHost {
         );
     }
 
+    /// Everything `image-provision bootstrap` needs that a test host lacks
+    /// (tests/testhost/standins): the stand-in Docker packages
+    /// (build-docker-debs.sh) added to the repository of
+    /// [`TestHost::enable_standin_repo`], which this also enables; a signed
+    /// copy of that repository in /srv/standin-signed with its key at
+    /// /srv/standin-signed/key.asc (sign-repo.sh), for the Docker repository
+    /// option, and the same again as /srv/standin-nvidia for the NVIDIA one; and `systemctl` (no systemd here) and `lspci` (one
+    /// NVIDIA A10G) in /usr/bin.
+    pub fn enable_bootstrap_standins(&self) {
+        let inside = |p: &str| {
+            format!("/proc/{}/root{}{p}", self.supervisor_pid, self.merged.display())
+        };
+        let run = |script: &str, args: &[String]| {
+            let path = scripts_dir().join("standins").join(script);
+            let out = Command::new("bash")
+                .arg(&path)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
+            assert!(
+                out.status.success(),
+                "{script} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run("build-docker-debs.sh", &[inside("/srv/standin-apt")]);
+        self.enable_standin_repo();
+        run(
+            "sign-repo.sh",
+            &[inside("/srv/standin-apt"), inside("/srv/standin-signed")],
+        );
+        // The same signed repository under a second URI, for the NVIDIA
+        // option: apt refuses one URI with two different signed-by keys.
+        self.sh_ok("ln -sfn standin-signed /srv/standin-nvidia");
+        for tool in ["systemctl", "lspci"] {
+            let text = fs::read(scripts_dir().join("standins").join(tool))
+                .unwrap_or_else(|e| panic!("reading the {tool} stand-in: {e}"));
+            self.write(&format!("/usr/bin/{tool}"), &text);
+            self.sh_ok(&format!("chmod 0755 /usr/bin/{tool}"));
+        }
+    }
+
     /// Ask the supervisor to do something and wait until it has.
     fn request(&self, name: &str) {
         let file = self.ctl.join(format!("req-{name}"));

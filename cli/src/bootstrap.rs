@@ -1,0 +1,287 @@
+//! `image-provision bootstrap --host`: connect, then hand the session to the
+//! playbooks runner, showing a line per step, a summary table, and keeping
+//! every command's whole output in a log file in the state directory.
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use image_provision_playbooks::{Config, Events, Outcome, Runner, Step, StepReport};
+use image_provision_remote::{ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target};
+
+use crate::args::BootstrapArgs;
+use crate::errors::{Advised, UsageError};
+use crate::output::{Progress, Spinner, table};
+use crate::{config, state};
+
+/// The flags, resolved once.
+struct Settings {
+    target: Target,
+    identity: Identity,
+    policy: HostKeyPolicy,
+    dry_run: bool,
+    steps: Config,
+}
+
+fn resolve(a: &BootstrapArgs) -> Result<Settings, UsageError> {
+    let target: Target = a.host.parse().map_err(|e: image_provision_remote::Error| {
+        UsageError::new(format!("--host: {e}")).hint("e.g. --host ubuntu@203.0.113.7 or --host admin@example.org:2222")
+    })?;
+    let identity = match &a.identity {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(UsageError::new(format!("--identity {}: no such file", p.display()))
+                    .hint("give the private key file (not the .pub), or leave out --identity to use the ssh-agent"));
+            }
+            Identity::key_file(p)
+        }
+        None => Identity::Agent,
+    };
+    let mut steps = Config { gpu: !a.no_gpu, force_distro: a.force_distro, ..Config::default() };
+    let nonempty = |flag: &str, v: &Option<String>| -> Result<Option<String>, UsageError> {
+        match v {
+            Some(s) if s.trim().is_empty() => Err(UsageError::new(format!("{flag} is empty"))),
+            Some(s) => Ok(Some(s.trim().to_string())),
+            None => Ok(None),
+        }
+    };
+    if let Some(b) = nonempty("--nvidia-driver", &a.nvidia_driver)? {
+        if !b.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+            return Err(UsageError::new(format!("--nvidia-driver {b:?} is not a driver branch"))
+                .hint("e.g. 535-server, 550-server or 570-server (the package is nvidia-driver-BRANCH)"));
+        }
+        steps.nvidia_driver_branch = b;
+    }
+    for (flag, value, slot) in [
+        ("--nvidia-repo", &a.nvidia_repo, &mut steps.nvidia_repo),
+        ("--docker-repo", &a.docker_repo, &mut steps.docker_repo),
+    ] {
+        if let Some(v) = nonempty(flag, value)? {
+            if v.split_whitespace().count() < 2 {
+                return Err(UsageError::new(format!("{flag} {v:?}: expected \"URI SUITE [COMPONENT...]\""))
+                    .hint("e.g. \"https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /\" (a flat repository has SUITE /)"));
+            }
+            *slot = v;
+        }
+    }
+    for (flag, value, slot) in [
+        ("--nvidia-repo-key", &a.nvidia_repo_key, &mut steps.nvidia_repo_key),
+        ("--docker-repo-key", &a.docker_repo_key, &mut steps.docker_repo_key),
+    ] {
+        if let Some(v) = nonempty(flag, value)? {
+            if !(v.starts_with("https://") || v.starts_with("file:///") || v.starts_with("http://")) {
+                return Err(UsageError::new(format!("{flag} {v:?} is not a URL")).hint("give an https:// (or file:///) URL of an ASCII-armored key"));
+            }
+            *slot = v;
+        }
+    }
+    if let Some(t) = &a.reboot_timeout {
+        steps.reboot_timeout = config::parse_duration("--reboot-timeout", t)?;
+    }
+    Ok(Settings {
+        target,
+        identity,
+        policy: if a.accept_new_host_key { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict },
+        dry_run: a.dry_run,
+        steps,
+    })
+}
+
+pub async fn run(a: &BootstrapArgs) -> anyhow::Result<()> {
+    let s = resolve(a)?;
+    let base = state::base_dir()?;
+    state::ensure_private_dir(&base)?;
+    let logs = base.join("logs");
+    state::ensure_private_dir(&logs)?;
+    let known_hosts = base.join("known_hosts");
+    let log_path = logs.join(format!(
+        "bootstrap-{}-{}.log",
+        sanitize(&s.target.to_string()),
+        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+    ));
+    let mut log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let _ = writeln!(log, "image-provision bootstrap of {}{}", s.target, if s.dry_run { " (dry run)" } else { "" });
+
+    let progress = Progress::new();
+    progress.line(format!("log: {}", log_path.display()));
+    let spinner = progress.spinner(format!("connecting to {}", s.target));
+    let opts = ConnectOptions::new(s.target.clone(), &known_hosts).identity(s.identity).policy(s.policy);
+    let session = Session::connect(opts).await;
+    spinner.finish();
+    let session = match session {
+        Ok(session) => session,
+        Err(e) => {
+            let _ = writeln!(log, "connect failed: {e}");
+            return Err(Advised {
+                message: format!("cannot reach {}: {e}", s.target),
+                hint: format!("nothing was changed; the log is {}", log_path.display()),
+            }
+            .into());
+        }
+    };
+
+    let mut runner = Runner::new(session, s.steps, s.dry_run);
+    let mut events = Show { progress: &progress, spinner: None, log, dry_run: s.dry_run };
+    let reports = runner.run(&mut events).await;
+    let Show { mut log, .. } = events;
+    let _ = runner.into_session().close().await;
+
+    let rows: Vec<Vec<String>> = reports
+        .iter()
+        .map(|r| {
+            vec![
+                r.step.name().to_string(),
+                r.outcome.label().to_string(),
+                format!("{:.1}s", r.duration.as_secs_f64()),
+                r.outcome.detail(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["STEP", "OUTCOME", "TIME", "DETAIL"], &rows));
+    println!("log: {}", log_path.display());
+    let _ = log.flush();
+
+    let Some(failed) = reports.iter().find(|r| r.outcome.stops()) else {
+        return Ok(());
+    };
+    Err(failure_error(failed, &log_path))
+}
+
+fn failure_error(r: &StepReport, log_path: &Path) -> anyhow::Error {
+    let name = r.step.name();
+    match &r.outcome {
+        Outcome::Failed(f) => {
+            let mut message = format!("step {name} failed: {}", f.message);
+            if !f.output_tail.trim().is_empty() {
+                message.push_str(&format!("\n{}", indent(&f.output_tail)));
+            }
+            let mut hint = f.hint.clone().unwrap_or_else(|| {
+                "fix the cause and run the same command again: finished steps are kept and found ok".into()
+            });
+            hint.push_str(&format!("; the whole output is in {}", log_path.display()));
+            if f.usage {
+                UsageError::new(message).hint(hint).into()
+            } else {
+                Advised { message, hint }.into()
+            }
+        }
+        other => Advised {
+            message: format!("step {name}: the host is unreachable: {}", other.detail()),
+            hint: format!(
+                "check that the host is up and answers SSH, then run the same command again; the log is {}",
+                log_path.display()
+            ),
+        }
+        .into(),
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// A file-name-safe form of `user@host:port`.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') { c } else { '_' })
+        .collect()
+}
+
+/// Progress on stderr, the plan on stdout in a dry run, everything in the log.
+struct Show<'a> {
+    progress: &'a Progress,
+    spinner: Option<Spinner<'a>>,
+    log: File,
+    dry_run: bool,
+}
+
+impl Events for Show<'_> {
+    fn step_started(&mut self, step: Step) {
+        let _ = writeln!(self.log, "\n=== step {}", step.name());
+        // On a terminal a spinner shows the step running; elsewhere the one
+        // line per step comes when it is done.
+        if std::io::stderr().is_terminal() {
+            self.spinner = Some(self.progress.spinner(format!("{} ...", step.name())));
+        }
+    }
+
+    fn command(&mut self, step: Step, shown: &str, out: &Output, took: Duration) {
+        let _ = writeln!(
+            self.log,
+            "--- [{}] $ {shown}\n--- {} after {:.1}s",
+            step.name(),
+            out.status,
+            took.as_secs_f64()
+        );
+        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+            if !bytes.is_empty() {
+                let _ = writeln!(self.log, "--- {name}:");
+                let _ = self.log.write_all(bytes);
+                if !bytes.ends_with(b"\n") {
+                    let _ = writeln!(self.log);
+                }
+            }
+        }
+    }
+
+    fn note(&mut self, step: Step, message: &str) {
+        let _ = writeln!(self.log, "--- [{}] {message}", step.name());
+        let line = format!("{}: {message}", step.name());
+        match &self.spinner {
+            Some(s) => s.line(line),
+            None => self.progress.line(line),
+        }
+    }
+
+    fn step_done(&mut self, r: &StepReport) {
+        if let Some(s) = self.spinner.take() {
+            s.finish();
+        }
+        let line = format!(
+            "{:<7} {:<12} {:>6.1}s  {}",
+            r.step.name(),
+            r.outcome.label(),
+            r.duration.as_secs_f64(),
+            r.outcome.detail()
+        );
+        let _ = writeln!(self.log, "=== {line}");
+        self.progress.line(&line);
+        match &r.outcome {
+            Outcome::WouldChange { actions, .. } if self.dry_run => {
+                for a in actions {
+                    println!("{}: would run: {a}", r.step.name());
+                    let _ = writeln!(self.log, "would run: {a}");
+                }
+            }
+            Outcome::Failed(f) => {
+                if let Some(c) = &f.command {
+                    let _ = writeln!(self.log, "failed command: {c}");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_host_is_a_usage_error() {
+        let a = BootstrapArgs { host: "a@b@c:x".into(), ..Default::default() };
+        let e = resolve(&a).err().expect("refused");
+        assert!(e.message.starts_with("--host:"), "{}", e.message);
+    }
+
+    #[test]
+    fn defaults() {
+        let a = BootstrapArgs { host: "ubuntu@203.0.113.7".into(), ..Default::default() };
+        let s = resolve(&a).unwrap();
+        assert_eq!(s.steps.nvidia_driver_branch, image_provision_playbooks::steps::DEFAULT_NVIDIA_DRIVER_BRANCH);
+        assert!(s.steps.gpu);
+    }
+}

@@ -1,0 +1,128 @@
+#!/bin/bash
+# Facts about the host, gathered in one round trip: one `key=value` per line
+# (values are single lines). Runs as the SSH user; asks sudo -n only for what
+# needs root, and only when sudo works without a password.
+# Input: PACKAGES, the space-separated package names whose state to report.
+set -euo pipefail
+
+kv() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')"; }
+
+# A subshell: sourcing os-release must not clobber our variables.
+(
+    # shellcheck source=/dev/null # the host's file, not ours to follow
+    . /etc/os-release
+    kv os.id "${ID:-}"
+    kv os.version "${VERSION_ID:-}"
+    kv os.codename "${VERSION_CODENAME:-}"
+    kv os.pretty "${PRETTY_NAME:-}"
+)
+kv arch "$(dpkg --print-architecture 2>/dev/null || uname -m)"
+kv user "$(id -un)"
+kv groups.session "$(id -nG)"
+kv boot_id "$(cat /proc/sys/kernel/random/boot_id)"
+
+sudo=()
+if [ "$(id -u)" -eq 0 ]; then
+    kv sudo root
+elif ! command -v sudo >/dev/null 2>&1; then
+    kv sudo missing
+# -l (may I run `true`?) answers without running anything: running a
+# command would make sudo write ~/.sudo_as_admin_successful.
+elif sudo -n -l true >/dev/null 2>&1; then
+    kv sudo nopasswd
+    sudo=(sudo -n)
+else
+    kv sudo password
+fi
+
+# A GPU: lspci (pciutils) when installed, else the same answer from sysfs.
+gpu=''
+if command -v lspci >/dev/null 2>&1; then
+    gpu=$(lspci -nn | grep -E '\[03(00|02)\].*\[10de:' | head -n 1 || true)
+else
+    for dev in /sys/bus/pci/devices/*; do
+        [ -r "$dev/vendor" ] || continue
+        if [ "$(cat "$dev/vendor")" = 0x10de ] && [[ "$(cat "$dev/class")" == 0x030[02]* ]]; then
+            gpu="${dev##*/} NVIDIA [10de:$(sed 's/^0x//' "$dev/device")]"
+            break
+        fi
+    done
+fi
+kv gpu "$gpu"
+
+# Installed packages among those asked about: pkg.NAME=VERSION.
+if [ -n "${PACKAGES:-}" ]; then
+    # shellcheck disable=SC2086 # PACKAGES is a list of words on purpose
+    dpkg-query -W -f='${Package}\t${db:Status-Abbrev}\t${Version}\n' $PACKAGES 2>/dev/null |
+        while IFS=$'\t' read -r name status version; do
+            case $status in ii*) kv "pkg.$name" "$version" ;; esac
+        done || true
+fi
+
+# cloud-init's state without waiting ("done", "running", "disabled", ...).
+if command -v cloud-init >/dev/null 2>&1; then
+    kv cloud_init "$(cloud-init status 2>/dev/null | sed -n 's/^status: *//p' || true)"
+else
+    kv cloud_init absent
+fi
+
+# The dpkg/apt locks: held when /proc/locks lists one of their inodes (apt
+# takes fcntl locks, which flock(1) cannot see; fuser may not be installed).
+locked=''
+for lock in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock; do
+    [ -e "$lock" ] || continue
+    inode=$(stat -c %i "$lock")
+    if grep -Eq "^[0-9]+: .* [0-9a-f]+:[0-9a-f]+:$inode " /proc/locks; then
+        locked="$locked $lock"
+    fi
+done
+kv apt.locked "${locked# }"
+
+# Age of the package lists (seconds since the newest one; empty if none).
+newest=$(find /var/lib/apt/lists -maxdepth 1 -type f \( -name '*Packages*' -o -name '*Release' \) -printf '%T@\n' 2>/dev/null |
+    sort -n | tail -n 1 | cut -d. -f1)
+if [ -n "$newest" ]; then
+    kv apt.lists_age "$(($(date +%s) - newest))"
+    kv apt.upgradable "$(apt-get -s -o Debug::NoLocking=true upgrade 2>/dev/null | grep -c '^Inst' || true)"
+else
+    kv apt.lists_age ''
+    kv apt.upgradable ''
+fi
+
+# Our apt sources and keys (written by apt-source.sh).
+for f in /etc/apt/sources.list.d/image-provision-*.list; do
+    [ -e "$f" ] || continue
+    name=${f##*/image-provision-}
+    kv "source.${name%.list}" "$(grep -m1 '^deb ' "$f" || true)"
+done
+
+# Docker: the CLI, compose v2, the service, the group, the runtimes.
+if command -v docker >/dev/null 2>&1; then
+    kv docker.version "$(docker --version 2>/dev/null || true)"
+    kv docker.compose "$(docker compose version 2>/dev/null || true)"
+    # As the user, without sudo: works only once the group applies to this session.
+    if docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; then kv docker.user_access yes; else kv docker.user_access no; fi
+    if [ "$(id -u)" -eq 0 ] || [ ${#sudo[@]} -gt 0 ]; then
+        kv docker.runtimes "$("${sudo[@]}" docker info --format '{{json .Runtimes}}' 2>/dev/null || true)"
+    fi
+fi
+if command -v systemctl >/dev/null 2>&1; then
+    kv docker.enabled "$(systemctl is-enabled docker 2>/dev/null || true)"
+    kv docker.active "$(systemctl is-active docker 2>/dev/null || true)"
+fi
+kv docker.group "$(getent group docker | cut -d: -f4)"
+if [ -r /etc/docker/daemon.json ] && grep -q '"nvidia"' /etc/docker/daemon.json; then
+    kv docker.daemon_json_nvidia yes
+else
+    kv docker.daemon_json_nvidia no
+fi
+
+# NVIDIA: does the driver answer, and what does it report?
+if command -v nvidia-smi >/dev/null 2>&1; then
+    if out=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1); then
+        kv nvidia.smi "$out"
+    else
+        kv nvidia.smi_error "$(printf '%s' "$out" | tail -n 2)"
+    fi
+fi
+if [ -e /var/run/reboot-required ]; then kv reboot_required yes; else kv reboot_required no; fi

@@ -1,0 +1,333 @@
+//! Runs the steps over one SSH session: before each step, fresh facts (one
+//! round trip) and a fresh plan; then the plan's commands; then exactly one
+//! outcome. Stops at the first failed or unreachable step.
+
+use std::time::{Duration, Instant};
+
+use image_provision_remote::{Cmd, Error as RemoteError, Output, RebootOptions, Session};
+
+use crate::facts::{self, Facts};
+use crate::steps::{self, Action, Config, Plan, Step};
+
+/// What became of one step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already as wanted: why.
+    Ok(String),
+    /// Ran at least one command that changes the host: what.
+    Changed(String),
+    /// Not for this host: why.
+    Skipped(String),
+    Failed(Failure),
+    /// The host could not be reached (or reached again).
+    Unreachable(String),
+    /// Dry run: what would be done, and the commands.
+    WouldChange { why: String, actions: Vec<String> },
+}
+
+impl Outcome {
+    /// One word, for the progress line and the table.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Ok(_) => "ok",
+            Outcome::Changed(_) => "changed",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Failed(_) => "failed",
+            Outcome::Unreachable(_) => "unreachable",
+            Outcome::WouldChange { .. } => "would change",
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            Outcome::Ok(s) | Outcome::Changed(s) | Outcome::Skipped(s) | Outcome::Unreachable(s) => s.clone(),
+            Outcome::Failed(f) => f.message.clone(),
+            Outcome::WouldChange { why, .. } => why.clone(),
+        }
+    }
+
+    pub fn stops(&self) -> bool {
+        matches!(self, Outcome::Failed(_) | Outcome::Unreachable(_))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// The command that failed, secrets redacted.
+    pub command: Option<String>,
+    /// The last lines of its stderr (or stdout when stderr was empty).
+    pub output_tail: String,
+    pub hint: Option<String>,
+    /// The person's input or choice of host is the problem, and nothing was
+    /// changed (exit 2).
+    pub usage: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct StepReport {
+    pub step: Step,
+    pub outcome: Outcome,
+    pub duration: Duration,
+}
+
+/// What the runner tells its caller as it goes (progress, the log file).
+pub trait Events {
+    fn step_started(&mut self, step: Step);
+    /// A command finished (its whole output, for the log; empty for quiet ones).
+    fn command(&mut self, step: Step, shown: &str, output: &Output, took: Duration);
+    /// Something worth a line: a reconnect, a reboot, a retry.
+    fn note(&mut self, step: Step, message: &str);
+    fn step_done(&mut self, report: &StepReport);
+}
+
+pub struct Runner {
+    session: Session,
+    cfg: Config,
+    dry_run: bool,
+    user_is_root: bool,
+}
+
+/// Why running an action stopped.
+enum Stop {
+    Failed(Failure),
+    /// The connection went away: reconnect and re-plan.
+    Lost(String),
+}
+
+const TAIL_LINES: usize = 20;
+
+pub fn tail(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(4096)..]);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+}
+
+fn remote_failure(e: &RemoteError, command: Option<String>) -> Stop {
+    match e {
+        RemoteError::ConnectionLost { .. } | RemoteError::NoExitStatus { .. } => Stop::Lost(e.to_string()),
+        e if e.is_transient() => Stop::Lost(e.to_string()),
+        RemoteError::SudoNeedsPassword { user, .. } | RemoteError::SudoNotPermitted { user, .. } => {
+            Stop::Failed(Failure {
+                message: e.to_string(),
+                command,
+                output_tail: String::new(),
+                hint: Some(format!("give {user} passwordless sudo, or connect as root")),
+                usage: false,
+            })
+        }
+        e => Stop::Failed(Failure {
+            message: e.to_string(),
+            command,
+            output_tail: String::new(),
+            hint: None,
+            usage: false,
+        }),
+    }
+}
+
+impl Runner {
+    pub fn new(session: Session, cfg: Config, dry_run: bool) -> Runner {
+        let user_is_root = session.target().is_root();
+        Runner { session, cfg, dry_run, user_is_root }
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn into_session(self) -> Session {
+        self.session
+    }
+
+    /// Facts, in one round trip.
+    pub async fn facts(&self) -> Result<Facts, RemoteError> {
+        let extra = vec![format!("nvidia-driver-{}", self.cfg.nvidia_driver_branch)];
+        let out = self.session.exec(&facts::command(&extra)).await?;
+        Ok(Facts::parse(&out.stdout_str()))
+    }
+
+    /// Every step in order; stops after the first that fails or cannot
+    /// reach the host.
+    pub async fn run(&mut self, events: &mut dyn Events) -> Vec<StepReport> {
+        let mut reports = Vec::new();
+        // Dry run: the NVIDIA step would install the driver, so the reboot
+        // step would reboot.
+        let mut driver_would_install = false;
+        for step in Step::ALL {
+            events.step_started(step);
+            let start = Instant::now();
+            let outcome = if self.dry_run {
+                self.dry_run_step(step, &mut driver_would_install).await
+            } else {
+                self.run_step(step, events).await
+            };
+            let report = StepReport { step, outcome, duration: start.elapsed() };
+            events.step_done(&report);
+            let stop = report.outcome.stops();
+            reports.push(report);
+            if stop {
+                break;
+            }
+        }
+        reports
+    }
+
+    async fn dry_run_step(&mut self, step: Step, driver_would_install: &mut bool) -> Outcome {
+        let facts = match self.facts().await {
+            Ok(f) => f,
+            Err(e) => return Outcome::Unreachable(e.to_string()),
+        };
+        let plan = if step == Step::Reboot {
+            steps::plan_reboot(&facts, &self.cfg, *driver_would_install)
+        } else {
+            step.plan(&facts, &self.cfg)
+        };
+        match plan {
+            Plan::Ok(why) => Outcome::Ok(why),
+            Plan::Skip(why) => Outcome::Skipped(why),
+            // What verify checks is what the steps above would make so.
+            Plan::Refuse { .. } if step == Step::Verify && *driver_would_install => Outcome::WouldChange {
+                why: "check nvidia-smi and Docker's nvidia runtime once the steps above have run".into(),
+                actions: Vec::new(),
+            },
+            Plan::Refuse { message, hint, usage } => Outcome::Failed(Failure {
+                message,
+                command: None,
+                output_tail: String::new(),
+                hint: Some(hint),
+                usage,
+            }),
+            Plan::Act { why, actions } => {
+                if step == Step::Nvidia && why.contains("install nvidia-driver") {
+                    *driver_would_install = true;
+                }
+                Outcome::WouldChange {
+                    why,
+                    actions: actions.iter().map(|a| a.describe(self.user_is_root)).collect(),
+                }
+            }
+        }
+    }
+
+    async fn run_step(&mut self, step: Step, events: &mut dyn Events) -> Outcome {
+        // One retry after a lost connection: every step re-plans from fresh
+        // facts, so running it again does only what is still missing.
+        let mut lost_once = false;
+        loop {
+            let result = self.try_step(step, events).await;
+            match result {
+                Ok(outcome) => return outcome,
+                Err(Stop::Failed(f)) => return Outcome::Failed(f),
+                Err(Stop::Lost(why)) if !lost_once => {
+                    lost_once = true;
+                    events.note(step, &format!("connection lost ({why}); reconnecting"));
+                    if let Err(e) = self.reconnect().await {
+                        return Outcome::Unreachable(format!("{why}; reconnecting failed: {e}"));
+                    }
+                }
+                Err(Stop::Lost(why)) => {
+                    return Outcome::Unreachable(format!("{why} (again, after reconnecting)"));
+                }
+            }
+        }
+    }
+
+    async fn try_step(&mut self, step: Step, events: &mut dyn Events) -> Result<Outcome, Stop> {
+        let facts = self.facts().await.map_err(|e| remote_failure(&e, Some("facts.sh".into())))?;
+        let (why, actions) = match step.plan(&facts, &self.cfg) {
+            Plan::Ok(why) => return Ok(Outcome::Ok(why)),
+            Plan::Skip(why) => return Ok(Outcome::Skipped(why)),
+            Plan::Refuse { message, hint, usage } => {
+                return Err(Stop::Failed(Failure {
+                    message,
+                    command: None,
+                    output_tail: String::new(),
+                    hint: Some(hint),
+                    usage,
+                }));
+            }
+            Plan::Act { why, actions } => (why, actions),
+        };
+        let mut changed = false;
+        for action in actions {
+            match action {
+                Action::Change(cmd) => {
+                    self.exec(step, &cmd, events).await?;
+                    changed = true;
+                }
+                Action::Check(cmd) => self.exec(step, &cmd, events).await?,
+                Action::Reconnect => {
+                    events.note(step, "reconnecting so the new group membership applies");
+                    self.reconnect()
+                        .await
+                        .map_err(|e| Stop::Failed(Failure {
+                            message: format!("reconnecting failed: {e}"),
+                            command: None,
+                            output_tail: String::new(),
+                            hint: None,
+                            usage: false,
+                        }))?;
+                }
+                Action::Reboot => {
+                    events.note(step, "rebooting");
+                    let opts = RebootOptions { timeout: self.cfg.reboot_timeout, ..RebootOptions::default() };
+                    let report = self.session.reboot(opts).await.map_err(|e| match e {
+                        RemoteError::RebootTimeout { .. } => Stop::Failed(Failure {
+                            message: e.to_string(),
+                            command: Some("reboot".into()),
+                            output_tail: String::new(),
+                            hint: Some("look at the host's console (EC2: Get system log); run bootstrap again once it answers".into()),
+                            usage: false,
+                        }),
+                        e => remote_failure(&e, Some("reboot".into())),
+                    })?;
+                    events.note(
+                        step,
+                        &format!("back on a new boot after {:.1} s", report.reconnected_after.as_secs_f64()),
+                    );
+                    changed = true;
+                }
+            }
+        }
+        Ok(if changed { Outcome::Changed(why) } else { Outcome::Ok(format!("{why}: done")) })
+    }
+
+    async fn exec(&self, step: Step, cmd: &Cmd, events: &mut dyn Events) -> Result<(), Stop> {
+        let shown = cmd.redacted(self.user_is_root);
+        let start = Instant::now();
+        let out = self
+            .session
+            .exec_unchecked(cmd)
+            .await
+            .map_err(|e| remote_failure(&e, Some(shown.clone())))?;
+        events.command(step, &shown, &out, start.elapsed());
+        match out.code() {
+            Some(code) if cmd.accepts(code) => Ok(()),
+            _ => {
+                let output_tail = if cmd.is_quiet() {
+                    String::new()
+                } else if out.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
+                    tail(&out.stderr)
+                } else {
+                    tail(&out.stdout)
+                };
+                Err(Stop::Failed(Failure {
+                    message: format!("`{shown}` failed ({})", out.status),
+                    command: Some(shown),
+                    output_tail,
+                    hint: None,
+                    usage: false,
+                }))
+            }
+        }
+    }
+
+    async fn reconnect(&mut self) -> Result<(), RemoteError> {
+        let opts = self.session.options().clone();
+        let fresh = Session::connect(opts).await?;
+        let old = std::mem::replace(&mut self.session, fresh);
+        let _ = old.close().await;
+        Ok(())
+    }
+}
