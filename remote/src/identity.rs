@@ -36,7 +36,9 @@ impl Identity {
     pub fn load(self) -> Result<Identity> {
         match self {
             Identity::KeyFile(path) => {
-                let key = read_key(&path)?;
+                // Only prompt when a person is there to answer; in CI or
+                // under a pipe the prompt would hang or read garbage.
+                let key = read_key(&path, std::io::stdin().is_terminal())?;
                 Ok(Identity::Key {
                     path,
                     key: Arc::new(key),
@@ -47,7 +49,9 @@ impl Identity {
     }
 }
 
-fn read_key(path: &Path) -> Result<PrivateKey> {
+/// Reads a private key file; an encrypted one asks for its passphrase when
+/// `may_prompt`, and is [`Error::KeyEncrypted`] otherwise.
+pub(crate) fn read_key(path: &Path, may_prompt: bool) -> Result<PrivateKey> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::KeyRead {
         path: path.to_path_buf(),
         source,
@@ -55,9 +59,7 @@ fn read_key(path: &Path) -> Result<PrivateKey> {
     match russh::keys::decode_secret_key(&text, None) {
         Ok(k) => Ok(k),
         Err(russh::keys::Error::KeyIsEncrypted) => {
-            // Only prompt when a person is there to answer; in CI or under
-            // a pipe the prompt would hang or read garbage.
-            if !std::io::stdin().is_terminal() {
+            if !may_prompt {
                 return Err(Error::KeyEncrypted {
                     path: path.to_path_buf(),
                 });

@@ -2,8 +2,10 @@
 //! host key and authorized_keys, running as this (root) user. They cover
 //! what needs no other users and no reboot; the shared test host
 //! (tests/remote_on_testhost.rs in the root package) covers sudo users and
-//! reboots. Skipped, with a message, when sshd or ssh-keygen is missing or
-//! we are not root.
+//! reboots. They need root and OpenSSH (openssh-server for sshd,
+//! openssh-client for ssh-keygen, ssh-agent and ssh-add); without them they
+//! fail with a message naming what to install (`bash tests/run` installs
+//! it all). Never a skip.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,42 @@ struct Sshd {
     host_pub: String,
 }
 
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// Root (sshd must run as root to log us in) and OpenSSH's server and
+/// client tools. Missing ones are a failure naming the package, not a skip.
+fn check_prerequisites() {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let uid = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned))
+            });
+        assert_eq!(
+            uid.as_deref(),
+            Some("0"),
+            "these tests run a real sshd, which must run as root to log us in: run them as root \
+             (`bash tests/run` does, and installs what they need)"
+        );
+        assert!(
+            Path::new(SSHD).is_file(),
+            "{SSHD} not found: install openssh-server (`apt-get install openssh-server`, \
+             or run `bash tests/run`, which installs it)"
+        );
+        for tool in ["ssh-keygen", "ssh-agent", "ssh-add"] {
+            if let Err(e) = Command::new(tool).arg("-?").output() {
+                panic!(
+                    "`{tool}` cannot be run ({e}): install openssh-client \
+                     (`apt-get install openssh-client`, or run `bash tests/run`, which installs it)"
+                );
+            }
+        }
+    });
+}
+
 fn keygen(path: &Path, kind: &str, pass: &str) {
     let mut c = Command::new("ssh-keygen");
     c.args(["-q", "-t", kind, "-N", pass, "-C", "test", "-f"])
@@ -33,25 +71,10 @@ fn keygen(path: &Path, kind: &str, pass: &str) {
 }
 
 impl Sshd {
-    fn start(name: &str) -> Option<Sshd> {
-        if !Path::new("/usr/sbin/sshd").exists()
-            || Command::new("ssh-keygen").arg("-?").output().is_err()
-        {
-            eprintln!("SKIP: /usr/sbin/sshd or ssh-keygen not installed");
-            return None;
-        }
-        // sshd must run as root to log us in.
-        let uid = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("Uid:"))
-                    .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
-            });
-        if uid.as_deref() != Some("0") {
-            eprintln!("SKIP: needs root to run sshd");
-            return None;
-        }
+    /// Starts sshd; panics (never skips) when we are not root or OpenSSH
+    /// is missing.
+    fn start(name: &str) -> Sshd {
+        check_prerequisites();
         let dir = std::env::temp_dir().join(format!("remote-sshd-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -81,11 +104,11 @@ impl Sshd {
             host_pub,
         };
         s.spawn();
-        Some(s)
+        s
     }
 
     fn spawn(&mut self) {
-        let child = Command::new("/usr/sbin/sshd")
+        let child = Command::new(SSHD)
             .args(["-D", "-e", "-f"])
             .arg(self.dir.join("sshd_config"))
             .stdin(Stdio::null())
@@ -165,9 +188,7 @@ impl Drop for Sshd {
 
 #[tokio::test]
 async fn exec_exit_codes_stderr_stdin_signals() {
-    let Some(sshd) = Sshd::start("exec") else {
-        return;
-    };
+    let sshd = Sshd::start("exec");
     let s = Session::connect(sshd.trusted()).await.unwrap();
 
     let out = s.exec(&Cmd::new("echo").arg("hello world")).await.unwrap();
@@ -239,9 +260,7 @@ async fn exec_exit_codes_stderr_stdin_signals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_megabytes_and_twenty_at_once() {
-    let Some(sshd) = Sshd::start("big") else {
-        return;
-    };
+    let sshd = Sshd::start("big");
     let s = Arc::new(Session::connect(sshd.trusted()).await.unwrap());
     let t0 = Instant::now();
     let out = s
@@ -271,9 +290,7 @@ async fn fifty_megabytes_and_twenty_at_once() {
 
 #[tokio::test]
 async fn silent_command_outlives_keepalive_interval() {
-    let Some(sshd) = Sshd::start("silent") else {
-        return;
-    };
+    let sshd = Sshd::start("silent");
     let mut o = sshd.trusted();
     o.keepalive_interval = Duration::from_millis(500);
     o.keepalive_max = 2;
@@ -287,9 +304,7 @@ async fn silent_command_outlives_keepalive_interval() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_killed_mid_command_is_an_error_not_a_hang() {
-    let Some(mut sshd) = Sshd::start("kill") else {
-        return;
-    };
+    let mut sshd = Sshd::start("kill");
     let s = Session::connect(sshd.trusted()).await.unwrap();
     let t0 = Instant::now();
     let sleep = Cmd::new("sleep").arg("60");
@@ -315,9 +330,7 @@ async fn sshd_killed_mid_command_is_an_error_not_a_hang() {
 
 #[tokio::test]
 async fn host_keys_unknown_accepted_changed_expected() {
-    let Some(sshd) = Sshd::start("hostkeys") else {
-        return;
-    };
+    let sshd = Sshd::start("hostkeys");
     let kh = sshd.dir.join("kh/known_hosts");
     let host_key = PublicKey::from_openssh(sshd.host_pub.trim()).unwrap();
     let fp = fingerprint(&host_key);
@@ -403,9 +416,7 @@ async fn host_keys_unknown_accepted_changed_expected() {
 
 #[tokio::test]
 async fn key_types_agent_and_auth_errors() {
-    let Some(sshd) = Sshd::start("keys") else {
-        return;
-    };
+    let sshd = Sshd::start("keys");
     let mut auth = std::fs::read_to_string(sshd.dir.join("authorized_keys")).unwrap();
     for kind in ["rsa", "ecdsa"] {
         let p = sshd.dir.join(format!("client_{kind}"));
@@ -426,13 +437,19 @@ async fn key_types_agent_and_auth_errors() {
         assert_eq!(s.exec(&Cmd::new("whoami")).await.unwrap().stdout, b"root\n");
     }
 
-    // Encrypted key without a terminal: a clear error naming the file.
+    // Encrypted key without a terminal to ask on: a clear error naming the
+    // file (whether or not these tests run on a terminal)...
+    let e = crate::identity::read_key(&enc, false).unwrap_err();
+    assert!(matches!(e, Error::KeyEncrypted { .. }), "{e:?}");
+    assert!(e.to_string().contains(&enc.display().to_string()), "{e}");
+    assert!(e.to_string().contains("ssh-add"), "{e}");
+    // ...and through connect when stdin is not a terminal (under a test
+    // runner it is not; on a terminal connect would prompt instead).
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         let e = Session::connect(sshd.trusted().identity(Identity::key_file(&enc)))
             .await
             .unwrap_err();
         assert!(matches!(e, Error::KeyEncrypted { .. }), "{e:?}");
-        assert!(e.to_string().contains(&enc.display().to_string()), "{e}");
     }
 
     // A key the host does not know: auth error, not retried.
@@ -446,8 +463,8 @@ async fn key_types_agent_and_auth_errors() {
     assert!(e.to_string().contains("authorized_keys"), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(3));
 
-    // The agent.
-    if Command::new("ssh-agent").arg("-h").output().is_ok() {
+    // The agent (check_prerequisites made sure ssh-agent and ssh-add exist).
+    {
         let sock = sshd.dir.join("agent.sock");
         let mut agent = Command::new("ssh-agent")
             .arg("-D")
@@ -475,16 +492,12 @@ async fn key_types_agent_and_auth_errors() {
         assert_eq!(s.exec(&Cmd::new("whoami")).await.unwrap().stdout, b"root\n");
         let _ = agent.kill();
         let _ = agent.wait();
-    } else {
-        eprintln!("SKIP agent part: ssh-agent not installed");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_retries_until_sshd_is_up_but_not_forever() {
-    let Some(mut sshd) = Sshd::start("retry") else {
-        return;
-    };
+    let mut sshd = Sshd::start("retry");
     sshd.kill_all();
     let mut o = sshd.trusted();
     o.retries = 2;
@@ -502,9 +515,7 @@ async fn connect_retries_until_sshd_is_up_but_not_forever() {
 
 #[tokio::test]
 async fn upload_is_atomic_with_mode_and_owner() {
-    let Some(sshd) = Sshd::start("upload") else {
-        return;
-    };
+    let sshd = Sshd::start("upload");
     let s = Session::connect(sshd.trusted()).await.unwrap();
     let path = sshd.dir.join("etc/app/secret.env");
     let p = path.to_str().unwrap();
@@ -562,9 +573,7 @@ impl std::io::Write for Captured {
 
 #[tokio::test]
 async fn output_lines_stream_into_tracing_and_secrets_do_not() {
-    let Some(sshd) = Sshd::start("tracing") else {
-        return;
-    };
+    let sshd = Sshd::start("tracing");
     // A global subscriber: tracing caches per-callsite interest process-wide,
     // so a thread-local one misses events while other tests run.
     static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
@@ -637,53 +646,9 @@ async fn output_lines_stream_into_tracing_and_secrets_do_not() {
     );
 }
 
-/// Figures, not assertions: `cargo test -p image-provision-remote --lib latency -- --ignored --nocapture`.
-#[tokio::test]
-#[ignore]
-async fn latency() {
-    let Some(sshd) = Sshd::start("latency") else {
-        return;
-    };
-    let o = sshd.trusted();
-    let t0 = Instant::now();
-    let s = Session::connect(o).await.unwrap();
-    eprintln!("connect+auth {:?}", t0.elapsed());
-    for _ in 0..3 {
-        let t0 = Instant::now();
-        s.exec(&Cmd::new("true")).await.unwrap();
-        eprintln!("exec true {:?}", t0.elapsed());
-    }
-    let t0 = Instant::now();
-    for _ in 0..20 {
-        s.exec(&Cmd::new("true")).await.unwrap();
-    }
-    eprintln!("20 sequential {:?}", t0.elapsed() / 20);
-    let t0 = Instant::now();
-    let st = Command::new("ssh")
-        .args([
-            "-i",
-            sshd.client_key.to_str().unwrap(),
-            "-o",
-            "BatchMode=yes",
-            "-F",
-            "/dev/null",
-        ])
-        .arg("-o")
-        .arg(format!(
-            "UserKnownHostsFile={}",
-            sshd.dir.join("known_hosts").display()
-        ))
-        .args(["-p", &sshd.port.to_string(), "root@127.0.0.1", "true"])
-        .status()
-        .unwrap();
-    eprintln!("openssh `ssh host true` {:?} {st}", t0.elapsed());
-}
-
 #[tokio::test]
 async fn a_frozen_peer_is_noticed_by_keepalive() {
-    let Some(sshd) = Sshd::start("frozen") else {
-        return;
-    };
+    let sshd = Sshd::start("frozen");
     let mut o = sshd.trusted();
     o.keepalive_interval = Duration::from_millis(500);
     o.keepalive_max = 2;
