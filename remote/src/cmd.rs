@@ -9,6 +9,11 @@ use std::fmt;
 /// What [`fmt::Display`] prints in place of a secret argument or value.
 pub const REDACTED: &str = "<redacted>";
 
+/// The remote command line of a command that holds a secret: read the real
+/// command from stdin up to a NUL byte and run it. bash reads a pipe one
+/// byte at a time for `read`, so the command's own stdin is left intact.
+pub const SECRET_READER: &str = r#"IFS= read -r -d "" c && eval "$c""#;
+
 /// One word of the command line, remembering whether it may be shown.
 #[derive(Clone, PartialEq, Eq)]
 struct Word {
@@ -114,9 +119,11 @@ impl Cmd {
     }
 
     /// Append an argument that must never be shown: [`fmt::Display`], logs
-    /// and errors print `<redacted>` instead. Note that it still travels on
-    /// the remote command line (visible to `ps` on the host); pass real
-    /// secrets through [`Cmd::stdin`] or an upload where that matters.
+    /// and errors print `<redacted>` instead, and it never travels on the
+    /// remote command line (where sudo's log would keep it): a command with
+    /// a secret is sent on stdin (see [`Cmd::render`]). The program itself
+    /// still gets it in its argv, which the host's process list shows while
+    /// it runs: prefer [`Cmd::secret_env`] for real secrets.
     pub fn secret_arg(mut self, arg: impl Into<String>) -> Self {
         let text = arg.into();
         assert_no_nul(&text);
@@ -222,11 +229,50 @@ impl Cmd {
         self.ok_codes.contains(&code)
     }
 
-    /// The string handed to the remote shell, secrets included. `sudo -n`
-    /// comes first (only if the user is not root), then `env K=V` so the
-    /// variables survive sudo, then the quoted argv.
+    /// The string handed to the remote shell. `sudo -n` comes first (only
+    /// if the user is not root), then `env K=V` so the variables survive
+    /// sudo, then the quoted argv.
+    ///
+    /// A command holding a secret (argument or environment value) never has
+    /// it on this line: the line is then a fixed reader,
+    /// [`SECRET_READER`], and the command itself (`export`s and an `exec`)
+    /// goes first on stdin, ended by a NUL byte, before the command's own
+    /// stdin; see [`Cmd::stdin_to_send`].
     pub fn render(&self, user_is_root: bool) -> String {
-        self.render_with(user_is_root, false)
+        if !self.has_secret() {
+            return self.render_with(user_is_root, false);
+        }
+        let mut out = Vec::new();
+        if self.sudo && !user_is_root {
+            out.push("sudo -n".to_string());
+        }
+        out.push(format!("bash -c {}", quote(SECRET_READER)));
+        out.join(" ")
+    }
+
+    /// Whether any argument or environment value is secret.
+    pub fn has_secret(&self) -> bool {
+        self.argv.iter().any(|w| w.secret) || self.env.iter().any(|(_, v)| v.secret)
+    }
+
+    /// What to write to the command's stdin: its own stdin, preceded, for a
+    /// command holding a secret, by the command itself (see [`Cmd::render`]).
+    pub fn stdin_to_send(&self) -> Option<Vec<u8>> {
+        if !self.has_secret() {
+            return self.stdin.clone();
+        }
+        let mut text = String::new();
+        for (k, v) in &self.env {
+            text.push_str(&format!("export {k}={}\n", quote(&v.text)));
+        }
+        let argv: Vec<String> = self.argv.iter().map(|w| quote(&w.text)).collect();
+        text.push_str(&format!("exec {}\n", argv.join(" ")));
+        let mut bytes = text.into_bytes();
+        bytes.push(0);
+        if let Some(own) = &self.stdin {
+            bytes.extend_from_slice(own);
+        }
+        Some(bytes)
     }
 
     /// The command line with secrets replaced by `<redacted>`, for logs and
@@ -391,10 +437,15 @@ mod tests {
             .secret_arg("hunter2 x")
             .secret_env("TOKEN", "abc")
             .sudo();
+        // Secrets never reach the command line; the command goes on stdin.
+        assert_eq!(c.render(false), format!("sudo -n bash -c {}", quote(SECRET_READER)));
+        assert!(!c.render(false).contains("hunter2") && !c.render(true).contains("abc"));
         assert_eq!(
-            c.render(false),
-            "sudo -n env TOKEN=abc docker login --password 'hunter2 x'"
+            c.stdin_to_send().unwrap(),
+            b"export TOKEN=abc\nexec docker login --password 'hunter2 x'\n\0".to_vec()
         );
+        let with_input = c.clone().stdin(b"data".to_vec()).stdin_to_send().unwrap();
+        assert!(with_input.ends_with(b"\0data"));
         assert_eq!(
             c.to_string(),
             "sudo -n env TOKEN=<redacted> docker login --password <redacted>"

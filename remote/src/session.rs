@@ -340,7 +340,7 @@ impl Session {
         // reading all its input would otherwise deadlock on the window. The
         // writer is dropped when the channel closes, since a command that
         // exits without reading leaves it waiting for window space forever.
-        let stdin = cmd.stdin_bytes().map(<[u8]>::to_vec);
+        let stdin = cmd.stdin_to_send();
         let writer = async move {
             if let Some(bytes) = stdin {
                 tx.data_bytes(bytes).await?;

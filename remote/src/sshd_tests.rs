@@ -258,6 +258,33 @@ async fn exec_exit_codes_stderr_stdin_signals() {
     s.close().await.unwrap();
 }
 
+/// A secret goes to the command (environment and arguments, with the
+/// command's own stdin intact, through sudo too) but never on the command
+/// line sshd receives: sudo and the host's process list would show it.
+#[tokio::test]
+async fn secrets_reach_the_command_but_not_its_command_line() {
+    let sshd = Sshd::start("secrets");
+    let s = Session::connect(sshd.trusted()).await.unwrap();
+    let cmd = Cmd::new("sh")
+        .arg("-c")
+        .arg("printf '%s|%s|' \"$TOKEN\" \"$1\"; cat; printf '|%s' \"$PLAIN\"")
+        .arg("name")
+        .secret_arg("arg secret 'quoted'")
+        .secret_env("TOKEN", "env $ecret")
+        .env("PLAIN", "shown")
+        .stdin(b"own stdin".to_vec())
+        .sudo();
+    assert!(!cmd.render(true).contains("ecret"), "{}", cmd.render(true));
+    let out = s.exec(&cmd).await.unwrap();
+    assert_eq!(out.stdout_str(), "env $ecret|arg secret 'quoted'|own stdin|shown");
+    // A script with a secret in its environment still gets its body.
+    let out = s
+        .exec(&Cmd::script("echo \"${#KEY}\"").secret_env("KEY", "0123456789"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str().trim(), "10");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_megabytes_and_twenty_at_once() {
     let sshd = Sshd::start("big");
