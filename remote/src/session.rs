@@ -720,6 +720,19 @@ pub(crate) async fn connect_once(
     Ok(handle)
 }
 
+/// The signature hash to use with an RSA key (the server's best; None for
+/// other key types, whose algorithm fixes it).
+async fn rsa_hash(
+    handle: &Handle<Client>,
+    algorithm: russh::keys::Algorithm,
+) -> std::result::Result<Option<russh::keys::HashAlg>, russh::Error> {
+    if algorithm.is_rsa() {
+        Ok(handle.best_supported_rsa_hash().await?.flatten())
+    } else {
+        Ok(None)
+    }
+}
+
 async fn authenticate(
     handle: &mut Handle<Client>,
     target: &Target,
@@ -732,15 +745,7 @@ async fn authenticate(
     };
     match identity {
         Identity::Key { path, key } => {
-            let hash = if key.algorithm().is_rsa() {
-                handle
-                    .best_supported_rsa_hash()
-                    .await
-                    .map_err(ssh)?
-                    .flatten()
-            } else {
-                None
-            };
+            let hash = rsa_hash(handle, key.algorithm()).await.map_err(ssh)?;
             let r = handle
                 .authenticate_publickey(&target.user, PrivateKeyWithHashAlg::new(key.clone(), hash))
                 .await
@@ -788,15 +793,7 @@ async fn authenticate(
                 let AgentIdentity::PublicKey { key, .. } = id else {
                     continue;
                 };
-                let hash = if key.algorithm().is_rsa() {
-                    handle
-                        .best_supported_rsa_hash()
-                        .await
-                        .map_err(ssh)?
-                        .flatten()
-                } else {
-                    None
-                };
+                let hash = rsa_hash(handle, key.algorithm()).await.map_err(ssh)?;
                 tried.push(known_hosts::describe(&key));
                 match handle
                     .authenticate_publickey_with(&target.user, key, hash, &mut agent)
