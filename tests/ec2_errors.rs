@@ -31,7 +31,8 @@ fn assert_nothing_changed(env: &Ec2Env) {
     assert!(made.is_empty(), "mutating calls were made: {made:?}");
 }
 
-fn zone_of(env: &Ec2Env, name: &str) -> String {
+/// The instance tagged Name=`name`, as EC2 describes it.
+fn instance_named(env: &Ec2Env, name: &str) -> aws_sdk_ec2::types::Instance {
     let c = env.client();
     let res = rt()
         .block_on(
@@ -40,8 +41,11 @@ fn zone_of(env: &Ec2Env, name: &str) -> String {
                 .send(),
         )
         .unwrap();
-    let i = &res.reservations()[0].instances()[0];
-    i.placement().unwrap().availability_zone().unwrap().to_owned()
+    res.reservations()[0].instances()[0].clone()
+}
+
+fn zone_of(env: &Ec2Env, name: &str) -> String {
+    instance_named(env, name).placement().unwrap().availability_zone().unwrap().to_owned()
 }
 
 #[test]
@@ -90,15 +94,7 @@ fn spot_without_capacity_falls_back_to_on_demand_unless_spot_only() {
 fn spot_request_reaches_ec2() {
     let env = Ec2Env::start();
     assert_eq!(env.run(&["ec2", "create", "spot-ok", "--no-bootstrap", "--spot"]).status.code(), Some(0));
-    let c = env.client();
-    let res = rt()
-        .block_on(
-            c.describe_instances()
-                .filters(aws_sdk_ec2::types::Filter::builder().name("tag:Name").values("spot-ok").build())
-                .send(),
-        )
-        .unwrap();
-    let i = &res.reservations()[0].instances()[0];
+    let i = instance_named(&env, "spot-ok");
     assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
 }
 
