@@ -24,6 +24,20 @@ fn state_for(host: &TestHost) -> tempfile::TempDir {
     state
 }
 
+/// The bootstrap stand-ins, preferred over Debian's own packages of the same
+/// names: with non-free enabled (the NVIDIA step does it on Debian), the real
+/// nvidia-driver is in reach too, and needs a kernel and a GPU.
+fn enable_standins(host: &TestHost) {
+    host.enable_bootstrap_standins();
+    host.write(
+        "/etc/apt/preferences.d/standin.pref",
+        b"# image-provision tests: the stand-ins (local file: repositories) win\n\
+          Package: nvidia-driver nvidia-smi nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
+          Pin: origin \"\"\n\
+          Pin-Priority: 1001\n",
+    );
+}
+
 fn bootstrap(host: &TestHost, user: &str, state: &Path, extra: &[&str]) -> Output {
     let started = Instant::now();
     let out = Command::new(BIN)
@@ -109,7 +123,7 @@ fn snapshot(host: &TestHost) -> String {
 
 fn full_run(distro: Distro) {
     let host = TestHost::start(distro);
-    host.enable_bootstrap_standins();
+    enable_standins(&host);
     let user = host.default_user();
     let state = state_for(&host);
 
@@ -151,6 +165,18 @@ fn full_run(distro: Distro) {
     host.sh_ok(&format!("dpkg-query -W -f='${{Status}}' {driver} | grep -q 'install ok installed'"));
     assert!(host.sh_ok("getent group docker").trim().ends_with(user), "{user} in the docker group");
     assert!(host.sh_ok("cat /etc/docker/daemon.json").contains("nvidia-container-runtime"));
+    if distro == Distro::Debian12 {
+        // nvidia-driver is in non-free: every entry of Debian's archive now
+        // carries contrib, non-free and non-free-firmware.
+        let sources = String::from_utf8_lossy(&host.read("/etc/apt/sources.list")).into_owned();
+        let debian: Vec<&str> = sources.lines().filter(|l| l.starts_with("deb http://deb.debian.org/")).collect();
+        assert_eq!(debian.len(), 3, "{sources}");
+        for line in debian {
+            assert!(line.ends_with(" main contrib non-free non-free-firmware"), "{line}");
+        }
+        assert!(stdout(&first).contains("enable contrib non-free non-free-firmware in /etc/apt/sources.list"));
+    }
+    let sources_before = host.sh_ok("stat -c '%n %s %Y %a' /etc/apt/sources.list /etc/apt/sources.list.d/*");
     // Exactly one reboot, and nvidia-smi verified after it.
     assert_eq!(host.reboots(), 1);
     assert_eq!(calls(&host, "reboot").len(), 1, "{:?}", calls(&host, "reboot"));
@@ -170,6 +196,11 @@ fn full_run(distro: Distro) {
         assert_eq!(outcome, "ok", "step {step} on the second run");
     }
     assert_eq!(host.reboots(), 1, "no reboot on the second run");
+    assert_eq!(
+        host.sh_ok("stat -c '%n %s %Y %a' /etc/apt/sources.list /etc/apt/sources.list.d/*"),
+        sources_before,
+        "the second run leaves the apt sources alone"
+    );
     eprintln!("converged re-run took {:.2}s", took.as_secs_f64());
     assert!(took < Duration::from_secs(30), "a converged run is quick: {took:?}");
 }
@@ -189,7 +220,7 @@ fn ubuntu2204_standin_bare_host_to_verified_gpu_then_converged() {
 #[test]
 fn failing_step_stops_with_command_and_stderr_then_next_run_finishes() {
     let host = TestHost::start(Distro::Debian12);
-    host.enable_bootstrap_standins();
+    enable_standins(&host);
     let state = state_for(&host);
     // A repository that does not exist: apt-get update fails.
     host.write(
@@ -245,7 +276,7 @@ fn unsupported_distro_is_refused_and_nothing_changes() {
 #[test]
 fn dry_run_on_a_bare_host_changes_nothing() {
     let host = TestHost::start(Distro::Debian12);
-    host.enable_bootstrap_standins();
+    enable_standins(&host);
     let state = state_for(&host);
     let before = snapshot(&host);
     let out = bootstrap(&host, "admin", state.path(), &["--dry-run"]);
@@ -269,4 +300,257 @@ fn bad_host_string_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("invalid SSH target"), "{}", stderr(&out));
+}
+
+/// Waits (up to `timeout`) until `path` exists inside the host.
+fn wait_for_file(host: &TestHost, path: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !host.exists(path) {
+        assert!(Instant::now() < deadline, "{path} did not appear within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn dpkg_installed(host: &TestHost, pkg: &str) -> bool {
+    host.sh(&format!("dpkg-query -W -f='${{Status}}' {pkg} | grep -q 'install ok installed'"))
+        .status
+        .success()
+}
+
+/// sshd (and with it the session and dpkg under it) killed while the driver
+/// package configures, then back a moment later: the run reconnects,
+/// re-plans the nvidia step from fresh facts (the driver half-configured),
+/// repairs dpkg and finishes, through exactly one reboot.
+#[test]
+fn connection_cut_during_driver_install_reconnects_and_finishes() {
+    let host = TestHost::start(Distro::Debian12);
+    enable_standins(&host);
+    let state = state_for(&host);
+    host.write("/var/lib/standin/hooks/slow-postinst", b"30\n");
+
+    let out = std::thread::scope(|s| {
+        let run = s.spawn(|| bootstrap(&host, "admin", state.path(), &[]));
+        wait_for_file(&host, "/run/standin/hooks/postinst-started", Duration::from_secs(240));
+        host.kill_sshd();
+        std::thread::sleep(Duration::from_secs(2));
+        host.restart_sshd();
+        run.join().unwrap()
+    });
+    assert!(out.status.success(), "the run rode through the cut");
+    let err = stderr(&out);
+    assert!(err.contains("nvidia: connection lost"), "{err}");
+    assert!(err.contains("reconnecting"), "{err}");
+    let steps = outcomes(&out);
+    assert_eq!(
+        steps.iter().map(|(s, o)| format!("{s} {o}")).collect::<Vec<_>>(),
+        ["facts ok", "ready ok", "apt changed", "docker changed", "nvidia changed", "reboot changed", "verify ok"]
+    );
+    let log_path = stdout(&out).lines().find_map(|l| l.strip_prefix("log: ").map(str::to_owned)).unwrap();
+    assert!(
+        stdout(&out).contains("finish the interrupted dpkg run"),
+        "dpkg --configure -a before apt again; the log:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    assert!(dpkg_installed(&host, "nvidia-driver"));
+    assert_eq!(host.sh_ok("dpkg --audit"), "", "dpkg left consistent");
+    assert_eq!(host.reboots(), 1);
+    assert!(stdout(&out).contains("NVIDIA A10G"));
+}
+
+/// sshd killed during the driver's configure and left down: the run stops
+/// with a clear error naming the step (never hangs), and once sshd is back
+/// the next run picks up the half-configured package and finishes.
+#[test]
+fn connection_cut_and_host_gone_stops_naming_the_step_then_next_run_finishes() {
+    let host = TestHost::start(Distro::Debian12);
+    enable_standins(&host);
+    let state = state_for(&host);
+    host.write("/var/lib/standin/hooks/slow-postinst", b"30\n");
+
+    let (out, after_cut) = std::thread::scope(|s| {
+        let run = s.spawn(|| bootstrap(&host, "admin", state.path(), &[]));
+        wait_for_file(&host, "/run/standin/hooks/postinst-started", Duration::from_secs(240));
+        host.kill_sshd();
+        let cut = Instant::now();
+        let out = run.join().unwrap();
+        (out, cut.elapsed())
+    });
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("step nvidia: the host is unreachable"), "{err}");
+    assert!(err.contains("connection"), "{err}");
+    assert!(err.contains("run the same command again"), "{err}");
+    assert_eq!(outcomes(&out).last().unwrap(), &("nvidia".to_string(), "unreachable".to_string()));
+    assert!(after_cut < Duration::from_secs(90), "gave up in bounded time: {after_cut:?}");
+
+    host.restart_sshd();
+    let again = bootstrap(&host, "admin", state.path(), &[]);
+    assert!(again.status.success());
+    assert!(dpkg_installed(&host, "nvidia-driver"));
+    assert_eq!(host.sh_ok("dpkg --audit"), "", "dpkg left consistent");
+    assert_eq!(host.reboots(), 1);
+    let steps = outcomes(&again);
+    assert!(steps.iter().any(|(s, o)| s == "nvidia" && o == "changed"), "{steps:?}");
+    assert!(stdout(&again).contains("finish the interrupted dpkg run"), "dpkg --configure -a before apt again");
+    assert!(steps.iter().any(|(s, o)| s == "verify" && o == "ok"), "{steps:?}");
+}
+
+/// The summary table's TIME of `step`, in seconds.
+fn step_secs(o: &Output, step: &str) -> f64 {
+    let out = stdout(o);
+    let line = out
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(step))
+        .unwrap_or_else(|| panic!("no {step} row in\n{out}"));
+    line.split_whitespace().nth(2).unwrap().trim_end_matches('s').parse().unwrap()
+}
+
+fn detail_of(o: &Output, step: &str) -> String {
+    stdout(o)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(step))
+        .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Step 2 with the dpkg lock held (an fcntl lock, as unattended-upgrades'
+/// apt takes it): the run waits for it, then apt goes on.
+#[test]
+fn ready_waits_for_a_held_dpkg_lock_then_proceeds() {
+    let host = TestHost::start(Distro::Debian12);
+    enable_standins(&host);
+    let state = state_for(&host);
+    host.hold_lock("/var/lib/dpkg/lock-frontend", Duration::from_secs(6));
+    let out = bootstrap(&host, "admin", state.path(), &["--no-gpu"]);
+    assert!(out.status.success());
+    let ready = detail_of(&out, "ready");
+    assert!(ready.contains("waiting: /var/lib/dpkg/lock-frontend held"), "{ready}");
+    assert!(step_secs(&out, "ready") >= 3.0, "ready waited for the lock: {}", step_secs(&out, "ready"));
+    assert!(outcomes(&out).contains(&("apt".into(), "changed".into())));
+    assert!(!host.exists("/run/standin-lock-held"), "the holder was done before apt");
+}
+
+/// The lock held past --apt-lock-timeout: step 2 fails naming the lock and
+/// its holder, and nothing after it runs.
+#[test]
+fn ready_fails_clearly_when_the_dpkg_lock_outlasts_its_time_limit() {
+    let host = TestHost::start(Distro::Debian12);
+    enable_standins(&host);
+    let state = state_for(&host);
+    host.hold_lock("/var/lib/dpkg/lock-frontend", Duration::from_secs(60));
+    let started = Instant::now();
+    let out = bootstrap(&host, "admin", state.path(), &["--no-gpu", "--apt-lock-timeout", "3s"]);
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("step ready failed"), "{err}");
+    assert!(err.contains("wait-ready.sh"), "the command: {err}");
+    assert!(
+        err.contains("/var/lib/dpkg/lock-frontend (held by perl, pid ") && err.contains("is still locked after 3 s"),
+        "{err}"
+    );
+    assert!(err.contains("unattended-upgrades"), "{err}");
+    assert_eq!(outcomes(&out).last().unwrap(), &("ready".to_string(), "failed".to_string()));
+}
+
+/// Step 2 on a host where cloud-init is still running (the cloud-init
+/// stand-in, done 4 s from now): the run calls `cloud-init status --wait`
+/// and goes on once it is done.
+#[test]
+fn ready_waits_for_cloud_init_then_proceeds() {
+    let host = TestHost::start(Distro::Debian12);
+    enable_standins(&host);
+    let state = state_for(&host);
+    host.install_cloud_init_standin(Duration::from_secs(4), "done");
+    let out = bootstrap(&host, "admin", state.path(), &["--no-gpu"]);
+    assert!(out.status.success());
+    let ready = detail_of(&out, "ready");
+    assert!(ready.contains("waiting: cloud-init running"), "{ready}");
+    assert!(step_secs(&out, "ready") >= 2.0, "ready waited for cloud-init");
+    let calls = calls(&host, "cloud-init");
+    assert!(calls.iter().any(|c| c.ends_with("cloud-init status --wait")), "{calls:?}");
+    assert!(outcomes(&out).contains(&("apt".into(), "changed".into())));
+    // Done now: a second run sees it in the facts and does not wait.
+    let again = bootstrap(&host, "admin", state.path(), &["--no-gpu"]);
+    assert!(again.status.success());
+    assert_eq!(detail_of(&again, "ready"), "cloud-init done; dpkg and apt locks free");
+}
+
+/// cloud-init still running past --cloud-init-timeout, and cloud-init
+/// finished in error: step 2 fails with a clear error, nothing after runs.
+#[test]
+fn ready_fails_clearly_on_cloud_init_timeout_and_error() {
+    let host = TestHost::start(Distro::Debian12);
+    enable_standins(&host);
+    let state = state_for(&host);
+    host.install_cloud_init_standin(Duration::from_secs(120), "done");
+    let out = bootstrap(&host, "admin", state.path(), &["--no-gpu", "--cloud-init-timeout", "2s"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("step ready failed"), "{err}");
+    assert!(err.contains("cloud-init did not finish within 2 s (still running"), "{err}");
+    assert_eq!(outcomes(&out).last().unwrap(), &("ready".to_string(), "failed".to_string()));
+
+    host.install_cloud_init_standin(Duration::from_secs(0), "error");
+    let out = bootstrap(&host, "admin", state.path(), &["--no-gpu"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cloud-init failed (exit 1, status error)"), "{err}");
+    assert!(err.contains("/var/log/cloud-init.log"), "{err}");
+
+    // Done with recoverable errors (exit 2, "status: done") still counts as done.
+    host.install_cloud_init_standin(Duration::from_secs(3), "degraded");
+    let out = bootstrap(&host, "admin", state.path(), &["--no-gpu"]);
+    assert!(out.status.success(), "degraded done is usable");
+}
+
+#[test]
+fn timeouts_below_a_second_are_usage_errors() {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["bootstrap", "--host", "admin@127.0.0.1:1", "--apt-lock-timeout", "200ms"])
+        .env("IMAGE_PROVISION_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--apt-lock-timeout"), "{}", stderr(&out));
+}
+
+/// A Debian 12 cloud image's deb822 sources (/etc/apt/sources.list.d/debian.sources,
+/// no sources.list): the NVIDIA step adds the components to its Debian
+/// stanzas only, once; a second run changes nothing.
+#[test]
+fn debian12_deb822_sources_get_non_free_once() {
+    let host = TestHost::start(Distro::Debian12);
+    enable_standins(&host);
+    host.sh_ok("rm /etc/apt/sources.list");
+    let deb822 = "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\nComponents: main\n\
+                  Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
+                  Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\nComponents: main non-free-firmware\n\
+                  Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n";
+    host.write("/etc/apt/sources.list.d/debian.sources", deb822.as_bytes());
+    let state = state_for(&host);
+    let first = bootstrap(&host, "admin", state.path(), &[]);
+    assert!(first.status.success());
+    assert!(
+        stdout(&first).contains("enable contrib non-free non-free-firmware in /etc/apt/sources.list.d/debian.sources"),
+        "{}",
+        stdout(&first)
+    );
+    let want = deb822
+        .replace("Components: main\n", "Components: main contrib non-free non-free-firmware\n")
+        .replace("Components: main non-free-firmware\n", "Components: main non-free-firmware contrib non-free\n");
+    assert_eq!(String::from_utf8_lossy(&host.read("/etc/apt/sources.list.d/debian.sources")), want);
+    // apt really reads non-free from Debian's archive now.
+    assert!(host.sh_ok("apt-cache policy").contains("bookworm/non-free "), "non-free indexed");
+    assert!(dpkg_installed(&host, "nvidia-driver"));
+
+    let stat = || host.sh_ok("stat -c '%s %Y %a' /etc/apt/sources.list.d/debian.sources");
+    let before = stat();
+    let second = bootstrap(&host, "admin", state.path(), &[]);
+    assert!(second.status.success());
+    for (step, outcome) in outcomes(&second) {
+        assert_eq!(outcome, "ok", "step {step} on the second run");
+    }
+    assert_eq!(stat(), before, "a second run changes nothing");
 }

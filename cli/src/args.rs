@@ -91,6 +91,15 @@ pub struct BootstrapArgs {
     /// How long to wait for the host to come back from a reboot [default: 10m]
     #[arg(long, env = "IMAGE_PROVISION_REBOOT_TIMEOUT", value_name = "DURATION")]
     pub reboot_timeout: Option<String>,
+
+    /// How long to wait for cloud-init to finish (`cloud-init status --wait`) [default: 10m]
+    #[arg(long, env = "IMAGE_PROVISION_CLOUD_INIT_TIMEOUT", value_name = "DURATION")]
+    pub cloud_init_timeout: Option<String>,
+
+    /// How long to wait for another process (unattended-upgrades) to release
+    /// the dpkg/apt locks [default: 10m]
+    #[arg(long, env = "IMAGE_PROVISION_APT_LOCK_TIMEOUT", value_name = "DURATION")]
+    pub apt_lock_timeout: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -77,8 +77,19 @@ fn resolve(a: &BootstrapArgs) -> Result<Settings, UsageError> {
             *slot = v;
         }
     }
-    if let Some(t) = &a.reboot_timeout {
-        steps.reboot_timeout = config::parse_duration("--reboot-timeout", t)?;
+    for (flag, value, slot) in [
+        ("--reboot-timeout", &a.reboot_timeout, &mut steps.reboot_timeout),
+        ("--cloud-init-timeout", &a.cloud_init_timeout, &mut steps.cloud_init_timeout),
+        ("--apt-lock-timeout", &a.apt_lock_timeout, &mut steps.lock_timeout),
+    ] {
+        if let Some(t) = value {
+            let d = config::parse_duration(flag, t)?;
+            // The host's scripts count whole seconds.
+            if d.as_secs() == 0 {
+                return Err(UsageError::new(format!("{flag} {t:?} is less than a second")).hint("e.g. 30s, 10m"));
+            }
+            *slot = d;
+        }
     }
     Ok(Settings {
         target,

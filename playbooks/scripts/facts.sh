@@ -2,7 +2,8 @@
 # Facts about the host, gathered in one round trip: one `key=value` per line
 # (values are single lines). Runs as the SSH user; asks sudo -n only for what
 # needs root, and only when sudo works without a password.
-# Input: PACKAGES, the space-separated package names whose state to report.
+# Inputs: PACKAGES, the space-separated package names whose state to report;
+# DEBIAN_COMPONENTS, the components Debian's archive entries should carry.
 set -euo pipefail
 
 kv() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')"; }
@@ -78,6 +79,16 @@ for lock in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lo
 done
 kv apt.locked "${locked# }"
 
+# dpkg interrupted (a cut connection kills dpkg mid-install): packages left
+# unpacked or half-configured, or journal entries dpkg has not applied. apt
+# refuses to install anything until `dpkg --configure -a` has run.
+if [ -n "$(find /var/lib/dpkg/updates -mindepth 1 -print -quit 2>/dev/null)" ] ||
+    [ -n "$(dpkg --audit 2>/dev/null || true)" ]; then
+    kv dpkg.interrupted yes
+else
+    kv dpkg.interrupted no
+fi
+
 # Age of the package lists (seconds since the newest one; empty if none).
 newest=$(find /var/lib/apt/lists -maxdepth 1 -type f \( -name '*Packages*' -o -name '*Release' \) -printf '%T@\n' 2>/dev/null |
     sort -n | tail -n 1 | cut -d. -f1)
@@ -88,6 +99,66 @@ else
     kv apt.lists_age ''
     kv apt.upgradable ''
 fi
+
+# Debian's archive entries lacking a component the NVIDIA driver needs: the
+# files debian-components.sh would change (same rewrite, copied from there).
+# BEGIN debian-sources-rewrite
+debian_sources_rewrite() { # FILE CODENAME COMPONENTS: the file as it should be, on stdout
+    local format=list
+    case $1 in *.sources) format=sources ;; esac
+    awk -v format="$format" -v codename="$2" -v want="$3" '
+        function has(list, word,   n, a, i) { n = split(list, a, /[ \t]+/); for (i = 1; i <= n; i++) if (a[i] == word) return 1; return 0 }
+        function debian_suite(list,   n, a, i) { n = split(list, a, /[ \t]+/); for (i = 1; i <= n; i++) if (a[i] == codename || index(a[i], codename "-") == 1) return 1; return 0 }
+        function missing(comps,   n, w, i, out) { n = split(want, w, " "); out = ""; for (i = 1; i <= n; i++) if (!has(comps, w[i]) && !has(out, w[i])) out = out " " w[i]; return out }
+        function rtrim(s) { sub(/[ \t]+$/, "", s); return s }
+        function flush(   i, m) {
+            if (comps_at && enabled != "no" && debian_suite(suites) && has(comps, "main") && (m = missing(comps)) != "")
+                stanza[comps_at] = rtrim(stanza[comps_at]) m
+            for (i = 1; i <= lines; i++) print stanza[i]
+            lines = 0; comps_at = 0; suites = ""; comps = ""; enabled = ""
+        }
+        format == "list" {
+            line = $0; comment = ""
+            c = index(line, "#")
+            if (c) { comment = substr(line, c); line = substr(line, 1, c - 1) }
+            fields = line
+            sub(/^[ \t]+/, "", fields); sub(/\[[^]]*\]/, "", fields)
+            n = split(fields, f, /[ \t]+/)
+            if ((f[1] != "deb" && f[1] != "deb-src") || n < 4 || !debian_suite(f[3])) { print; next }
+            comps = ""
+            for (i = 4; i <= n; i++) comps = comps " " f[i]
+            if (!has(comps, "main") || (m = missing(comps)) == "") { print; next }
+            print rtrim(line) m (comment == "" ? "" : " " comment)
+            next
+        }
+        /^[ \t]*$/ { flush(); print; next }
+        {
+            stanza[++lines] = $0
+            if ($0 ~ /^[A-Za-z][A-Za-z-]*:/) {
+                name = tolower(substr($0, 1, index($0, ":") - 1)); value = substr($0, index($0, ":") + 1)
+                if (name == "suites") suites = value
+                else if (name == "components") { comps = value; comps_at = lines }
+                else if (name == "enabled") { enabled = value; gsub(/[ \t]/, "", enabled) }
+            }
+        }
+        END { if (format == "sources") flush() }
+    ' "$1"
+}
+# END debian-sources-rewrite
+codename=$(
+    # shellcheck source=/dev/null # the host's file
+    . /etc/os-release && printf '%s' "${VERSION_CODENAME:-}"
+)
+lacking=''
+if [ -n "$codename" ]; then
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        if [ "$(debian_sources_rewrite "$f" "$codename" "$DEBIAN_COMPONENTS")" != "$(cat "$f")" ]; then
+            lacking="$lacking $f"
+        fi
+    done
+fi
+kv apt.debian_components_lacking "${lacking# }"
 
 # Our apt sources and keys (written by apt-source.sh).
 for f in /etc/apt/sources.list.d/image-provision-*.list; do

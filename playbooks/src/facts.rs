@@ -30,7 +30,10 @@ pub const WATCHED_PACKAGES: &[&str] = &[
 pub fn command(extra: &[String]) -> Cmd {
     let mut names: Vec<String> = WATCHED_PACKAGES.iter().map(|s| s.to_string()).collect();
     names.extend(extra.iter().cloned());
-    Cmd::script(FACTS_SH).named("facts.sh").env("PACKAGES", names.join(" "))
+    Cmd::script(FACTS_SH)
+        .named("facts.sh")
+        .env("PACKAGES", names.join(" "))
+        .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)
 }
 
 /// How the SSH user gets root.
@@ -109,6 +112,15 @@ impl Facts {
     }
     pub fn apt_locked(&self) -> Option<&str> {
         self.get("apt.locked")
+    }
+    /// The apt sources files with entries of Debian's archive that lack one
+    /// of [`crate::steps::DEBIAN_NVIDIA_COMPONENTS`].
+    pub fn debian_components_lacking(&self) -> Vec<&str> {
+        self.get("apt.debian_components_lacking").map(|v| v.split(' ').collect()).unwrap_or_default()
+    }
+    /// dpkg was interrupted: `dpkg --configure -a` must run before apt installs.
+    pub fn dpkg_interrupted(&self) -> bool {
+        self.yes("dpkg.interrupted")
     }
     /// Seconds since the package lists were last fetched; None if never.
     pub fn apt_lists_age(&self) -> Option<u64> {

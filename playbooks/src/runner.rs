@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use image_provision_remote::{Cmd, Error as RemoteError, Output, RebootOptions, Session};
+use image_provision_remote::{Cmd, Error as RemoteError, ExitStatus, Output, RebootOptions, Session};
 
 use crate::facts::{self, Facts};
 use crate::steps::{self, Action, Config, Plan, Step};
@@ -302,6 +302,19 @@ impl Runner {
             .await
             .map_err(|e| remote_failure(&e, Some(shown.clone())))?;
         events.command(step, &shown, &out, start.elapsed());
+        if let ExitStatus::Signal(signal) = &out.status {
+            // sshd going away kills the session's processes, and may report
+            // that (exit-signal KILL or HUP) just before the connection drops:
+            // a killed command on a connection that no longer answers is a
+            // lost connection, to reconnect and re-plan, not a failure.
+            if let Err(e) = self.session.exec(&Cmd::new("true")).await
+                && let Stop::Lost(why) = remote_failure(&e, None)
+            {
+                return Err(Stop::Lost(format!(
+                    "`{shown}` was killed by signal {signal} and then the connection dropped ({why})"
+                )));
+            }
+        }
         match out.code() {
             Some(code) if cmd.accepts(code) => Ok(()),
             _ => {

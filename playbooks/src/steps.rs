@@ -11,6 +11,11 @@ use crate::facts::{Facts, Sudo};
 
 pub const WAIT_READY_SH: &str = include_str!("../scripts/wait-ready.sh");
 pub const APT_SOURCE_SH: &str = include_str!("../scripts/apt-source.sh");
+pub const DEBIAN_COMPONENTS_SH: &str = include_str!("../scripts/debian-components.sh");
+
+/// What Debian's archive entries need for the NVIDIA driver: nvidia-driver is
+/// in non-free, its firmware in non-free-firmware, some helpers in contrib.
+pub const DEBIAN_NVIDIA_COMPONENTS: &str = "contrib non-free non-free-firmware";
 
 /// Every script embedded in the binary, by name (the tests run shellcheck
 /// over each).
@@ -18,6 +23,7 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     ("facts.sh", crate::facts::FACTS_SH),
     ("wait-ready.sh", WAIT_READY_SH),
     ("apt-source.sh", APT_SOURCE_SH),
+    ("debian-components.sh", DEBIAN_COMPONENTS_SH),
 ];
 
 /// What the person asked for, resolved.
@@ -178,7 +184,7 @@ impl Step {
         if let Some(refusal) = sudo_refusal(facts) {
             return refusal;
         }
-        match self {
+        let plan = match self {
             Step::Facts => plan_facts(facts, cfg),
             Step::Ready => plan_ready(facts, cfg),
             Step::Apt => plan_apt(facts, cfg),
@@ -186,6 +192,24 @@ impl Step {
             Step::Nvidia => plan_nvidia(facts, cfg, fam),
             Step::Reboot => plan_reboot(facts, cfg, false),
             Step::Verify => plan_verify(facts, cfg),
+        };
+        // An interrupted dpkg (a connection cut during an install kills it)
+        // makes apt refuse everything: every step that runs apt finishes
+        // dpkg's work first.
+        if !facts.dpkg_interrupted() || !matches!(self, Step::Apt | Step::Docker | Step::Nvidia) {
+            return plan;
+        }
+        let repair = "finish the interrupted dpkg run";
+        match plan {
+            Plan::Act { why, mut actions } => {
+                actions.insert(0, Action::Change(dpkg_configure_pending()));
+                Plan::Act { why: format!("{repair}, {why}"), actions }
+            }
+            Plan::Ok(_) if self == Step::Apt => Plan::Act {
+                why: repair.into(),
+                actions: vec![Action::Change(dpkg_configure_pending())],
+            },
+            plan => plan,
         }
     }
 }
@@ -251,9 +275,10 @@ fn plan_ready(facts: &Facts, cfg: &Config) -> Plan {
 /// apt-get, non-interactive, keeping configuration files the host changed
 /// (confold) and taking the package maintainer's where it did not
 /// (confdef), waiting for the lock rather than failing on it.
-pub fn apt_get(args: &[&str]) -> Cmd {
+pub fn apt_get(cfg: &Config, args: &[&str]) -> Cmd {
     Cmd::new("apt-get")
-        .args(["-y", "-q", "-o", "DPkg::Lock::Timeout=600"])
+        .args(["-y", "-q", "-o"])
+        .arg(format!("DPkg::Lock::Timeout={}", cfg.lock_timeout.as_secs()))
         .args(["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"])
         .args(args.iter().copied())
         .sudo()
@@ -262,12 +287,22 @@ pub fn apt_get(args: &[&str]) -> Cmd {
         .env("NEEDRESTART_MODE", "a")
 }
 
+/// `dpkg --configure -a`, non-interactive and keeping configuration files
+/// like [`apt_get`]: what apt asks for after dpkg was interrupted.
+pub fn dpkg_configure_pending() -> Cmd {
+    Cmd::new("dpkg")
+        .args(["--force-confdef", "--force-confold", "--configure", "-a"])
+        .sudo()
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .env("NEEDRESTART_MODE", "a")
+}
+
 /// Installs without recommends: the host needs these tools, not the
 /// compilers and desktop bits their recommends pull in.
-pub fn apt_install(packages: &[&str]) -> Cmd {
+pub fn apt_install(cfg: &Config, packages: &[&str]) -> Cmd {
     let mut args = vec!["install", "--no-install-recommends"];
     args.extend_from_slice(packages);
-    apt_get(&args)
+    apt_get(cfg, &args)
 }
 
 fn lists_fresh(facts: &Facts, cfg: &Config) -> bool {
@@ -283,9 +318,9 @@ fn plan_apt(facts: &Facts, cfg: &Config) -> Plan {
     }
     let mut actions = Vec::new();
     if !fresh {
-        actions.push(Action::Change(apt_get(&["update"])));
+        actions.push(Action::Change(apt_get(cfg, &["update"])));
     }
-    actions.push(Action::Change(apt_get(&["upgrade"])));
+    actions.push(Action::Change(apt_get(cfg, &["upgrade"])));
     let why = match (fresh, upgradable) {
         (false, _) => "package lists missing or stale".to_string(),
         (true, Some(n)) => format!("{n} packages to upgrade"),
@@ -328,20 +363,20 @@ fn plan_docker(facts: &Facts, cfg: &Config, fam: Family) -> Plan {
     let tools: Vec<&str> = TOOLS.iter().copied().filter(|p| !facts.installed(p)).collect();
     if !tools.is_empty() {
         why.push(format!("install {}", tools.join(" ")));
-        actions.push(Action::Change(apt_install(&tools)));
+        actions.push(Action::Change(apt_install(cfg, &tools)));
     }
     if fam == Family::Debian {
         let source = cfg.docker_repo.replace("{codename}", facts.codename());
         if facts.source("docker") != Some(source_line("docker", &source).as_str()) {
             why.push("add Docker's apt repository".into());
             actions.push(Action::Change(apt_source("docker", &source, &cfg.docker_repo_key)));
-            actions.push(Action::Change(apt_get(&["update"])));
+            actions.push(Action::Change(apt_get(cfg, &["update"])));
         }
     }
     let docker: Vec<&str> = docker_packages(fam).iter().copied().filter(|p| !facts.installed(p)).collect();
     if !docker.is_empty() {
         why.push(format!("install {}", docker.join(" ")));
-        actions.push(Action::Change(apt_install(&docker)));
+        actions.push(Action::Change(apt_install(cfg, &docker)));
     }
     if !docker.is_empty() || !facts.docker_enabled() || !facts.docker_active() {
         why.push("enable and start docker".into());
@@ -399,17 +434,29 @@ fn plan_nvidia(facts: &Facts, cfg: &Config, fam: Family) -> Plan {
     let mut why = Vec::new();
     // A working driver of any branch is left alone (it may be the AMI's).
     if facts.nvidia_smi().is_none() && !facts.installed(&driver) {
+        let lacking = facts.debian_components_lacking();
+        if fam == Family::Debian && !lacking.is_empty() {
+            why.push(format!("enable {DEBIAN_NVIDIA_COMPONENTS} in {}", lacking.join(" ")));
+            actions.push(Action::Change(
+                Cmd::script(DEBIAN_COMPONENTS_SH)
+                    .named("debian-components.sh")
+                    .sudo()
+                    .env("CODENAME", facts.codename())
+                    .env("COMPONENTS", DEBIAN_NVIDIA_COMPONENTS),
+            ));
+            actions.push(Action::Change(apt_get(cfg, &["update"])));
+        }
         why.push(format!("install {driver}"));
-        actions.push(Action::Change(apt_install(&[&driver])));
+        actions.push(Action::Change(apt_install(cfg, &[&driver])));
     }
     if !facts.installed("nvidia-container-toolkit") {
         if facts.source("nvidia") != Some(source_line("nvidia", &cfg.nvidia_repo).as_str()) {
             why.push("add NVIDIA's container toolkit repository".into());
             actions.push(Action::Change(apt_source("nvidia", &cfg.nvidia_repo, &cfg.nvidia_repo_key)));
-            actions.push(Action::Change(apt_get(&["update"])));
+            actions.push(Action::Change(apt_get(cfg, &["update"])));
         }
         why.push("install nvidia-container-toolkit".into());
-        actions.push(Action::Change(apt_install(&["nvidia-container-toolkit"])));
+        actions.push(Action::Change(apt_install(cfg, &["nvidia-container-toolkit"])));
     }
     if !facts.daemon_json_nvidia() || !facts.installed("nvidia-container-toolkit") {
         why.push("register the nvidia runtime with Docker".into());
@@ -479,4 +526,77 @@ fn plan_verify(facts: &Facts, cfg: &Config) -> Plan {
         parts.next().unwrap_or("?"),
     );
     Plan::Ok(format!("{name}, driver {driver}, {memory}; Docker runtime nvidia"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(extra: &str) -> Facts {
+        Facts::parse(&format!(
+            "os.id=debian\nos.version=12\nos.codename=bookworm\nos.pretty=Debian GNU/Linux 12 (bookworm)\n\
+             user=admin\nsudo=nopasswd\ngpu=00:1e.0 3D controller [0302]: NVIDIA Corporation GA102GL [A10G] [10de:2237]\n{extra}"
+        ))
+    }
+
+    fn commands(plan: &Plan) -> Vec<String> {
+        match plan {
+            Plan::Act { actions, .. } => actions.iter().map(|a| a.describe(false)).collect(),
+            other => panic!("expected actions, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn debian_driver_install_enables_non_free_first() {
+        let f = facts("apt.debian_components_lacking=/etc/apt/sources.list\n");
+        let plan = Step::Nvidia.plan(&f, &Config::default());
+        let cmds = commands(&plan);
+        assert!(cmds[0].contains("CODENAME=bookworm") && cmds[0].contains("<script debian-components.sh>"), "{cmds:?}");
+        assert!(cmds[0].contains("COMPONENTS='contrib non-free non-free-firmware'"), "{cmds:?}");
+        assert!(cmds[1].ends_with("update"), "{cmds:?}");
+        assert!(cmds[2].ends_with("install --no-install-recommends nvidia-driver"), "{cmds:?}");
+        // Already enabled: straight to the install.
+        let cmds = commands(&Step::Nvidia.plan(&facts(""), &Config::default()));
+        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver"), "{cmds:?}");
+    }
+
+    #[test]
+    fn ubuntu_never_touches_components() {
+        let f = Facts::parse(
+            "os.id=ubuntu\nos.version=22.04\nos.codename=jammy\nuser=ubuntu\nsudo=nopasswd\n\
+             gpu=x [0302]: NVIDIA [10de:2237]\napt.debian_components_lacking=/etc/apt/sources.list\n",
+        );
+        let cmds = commands(&Step::Nvidia.plan(&f, &Config::default()));
+        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver-535-server"), "{cmds:?}");
+    }
+
+    #[test]
+    fn interrupted_dpkg_is_finished_before_apt() {
+        let f = facts("dpkg.interrupted=yes\napt.lists_age=10\napt.upgradable=0\n");
+        let cmds = commands(&Step::Apt.plan(&f, &Config::default()));
+        assert_eq!(cmds.len(), 1);
+        assert!(cmds[0].ends_with("dpkg --force-confdef --force-confold --configure -a"), "{cmds:?}");
+        let cmds = commands(&Step::Nvidia.plan(&f, &Config::default()));
+        assert!(cmds[0].ends_with("--configure -a"), "{cmds:?}");
+        // Ready and verify never run apt.
+        assert!(matches!(Step::Ready.plan(&f, &Config::default()), Plan::Ok(_)));
+    }
+
+    #[test]
+    fn apt_waits_for_the_lock_as_long_as_configured() {
+        let cfg = Config { lock_timeout: Duration::from_secs(42), ..Config::default() };
+        assert!(apt_get(&cfg, &["update"]).argv().contains(&"DPkg::Lock::Timeout=42"));
+    }
+
+    /// facts.sh carries a copy of debian-components.sh's rewrite to tell
+    /// whether it would change anything: the two must be the same.
+    #[test]
+    fn facts_and_debian_components_share_the_rewrite() {
+        let block = |text: &str| {
+            let start = text.find("# BEGIN debian-sources-rewrite").expect("BEGIN marker");
+            let end = text.find("# END debian-sources-rewrite").expect("END marker");
+            text[start..end].to_string()
+        };
+        assert_eq!(block(crate::facts::FACTS_SH), block(DEBIAN_COMPONENTS_SH));
+    }
 }

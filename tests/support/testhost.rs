@@ -569,6 +569,47 @@ impl TestHost {
         }
     }
 
+    /// Install the `cloud-init` stand-in (tests/testhost/standins/cloud-init)
+    /// at /usr/bin/cloud-init, running until `done_after` from now (this boot
+    /// only) and then finishing with `result`: "done", "degraded" (done with
+    /// recoverable errors, exit 2) or "error".
+    pub fn install_cloud_init_standin(&self, done_after: Duration, result: &str) {
+        let text = fs::read(scripts_dir().join("standins/cloud-init"))
+            .unwrap_or_else(|e| panic!("reading the cloud-init stand-in: {e}"));
+        self.write("/usr/bin/cloud-init", &text);
+        self.sh_ok(&format!(
+            "chmod 0755 /usr/bin/cloud-init && mkdir -p /run/standin/cloud-init && \
+             echo $(( $(date +%s) + {} )) >/run/standin/cloud-init/done-at && \
+             echo '{result}' >/run/standin/cloud-init/result",
+            done_after.as_secs()
+        ));
+    }
+
+    /// Hold a dpkg/apt lock file (e.g. /var/lib/dpkg/lock-frontend) from a
+    /// process inside the host for `hold`, the way apt and unattended-upgrades
+    /// do (an fcntl write lock, which apt itself waits for), and return once
+    /// it is held. Released when the holder exits (or the host reboots).
+    pub fn hold_lock(&self, path: &str, hold: Duration) {
+        // perl-base is in every Debian root; struct flock on x86_64/arm64:
+        // short type, short whence, (pad), off_t start, off_t len, pid_t pid, (pad).
+        let script = format!(
+            "nohup perl -e 'use Fcntl qw(:DEFAULT SEEK_SET); \
+               open(my $fh, \">>\", $ARGV[0]) or die \"$ARGV[0]: $!\"; \
+               my $lk = pack(\"s s x4 q q i x4\", F_WRLCK, SEEK_SET, 0, 0, 0); \
+               fcntl($fh, F_SETLKW, $lk) or die \"lock: $!\"; \
+               open(my $m, \">\", \"/run/standin-lock-held\"); close $m; \
+               select(undef, undef, undef, $ARGV[1]); unlink \"/run/standin-lock-held\";' \
+               {path} {secs} >/dev/null 2>&1 </dev/null &",
+            secs = hold.as_secs_f64()
+        );
+        self.sh_ok(&script);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.exists("/run/standin-lock-held") {
+            assert!(Instant::now() < deadline, "the lock holder did not take {path}");
+            sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Ask the supervisor to do something and wait until it has.
     fn request(&self, name: &str) {
         let file = self.ctl.join(format!("req-{name}"));

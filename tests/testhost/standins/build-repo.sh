@@ -17,7 +17,10 @@
 #                             nvidia-container-runtime and nvidia-container-cli (./not-runnable)
 # The driver packages' postinst records "VERSION BOOT_ID" in
 # /var/lib/standin/nvidia/driver: nvidia-smi works only once the boot id has
-# changed, i.e. after a reboot. Needs dpkg-deb (package dpkg) and sha256sum.
+# changed, i.e. after a reboot. A test can make the next configure of a
+# driver package slow (to cut the connection during it): write the seconds to
+# /var/lib/standin/hooks/slow-postinst; /run/standin/hooks/postinst-started
+# appears when the wait begins. Needs dpkg-deb (package dpkg) and sha256sum.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,6 +63,17 @@ driver_postinst() { # driver_postinst PACKAGE VERSION
 #!/bin/sh
 set -e
 if [ "\$1" = configure ]; then
+    # Test hook: a slow configure, once. /var/lib/standin/hooks/slow-postinst
+    # holds the seconds; it is removed as the wait starts (so a re-run after an
+    # interruption is quick) and /run/standin/hooks/postinst-started says so.
+    if [ -e /var/lib/standin/hooks/slow-postinst ]; then
+        delay=\$(cat /var/lib/standin/hooks/slow-postinst)
+        rm -f /var/lib/standin/hooks/slow-postinst
+        mkdir -p /run/standin/hooks
+        echo "$1 (stand-in): slow configure, \$delay s"
+        touch /run/standin/hooks/postinst-started
+        sleep "\$delay"
+    fi
     mkdir -p /var/lib/standin/nvidia
     echo "$2 \$(cat /proc/sys/kernel/random/boot_id)" >/var/lib/standin/nvidia/driver
     echo "$1 (stand-in): the driver loads at the next boot"
