@@ -28,14 +28,7 @@ fn state_for(host: &TestHost) -> tempfile::TempDir {
 /// names: with non-free enabled (the NVIDIA step does it on Debian), the real
 /// nvidia-driver is in reach too, and needs a kernel and a GPU.
 fn enable_standins(host: &TestHost) {
-    host.enable_bootstrap_standins();
-    host.write(
-        "/etc/apt/preferences.d/standin.pref",
-        b"# image-provision tests: the stand-ins (local file: repositories) win\n\
-          Package: nvidia-driver nvidia-smi nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
-          Pin: origin \"\"\n\
-          Pin-Priority: 1001\n",
-    );
+    host.enable_pinned_bootstrap_standins();
 }
 
 fn bootstrap(host: &TestHost, user: &str, state: &Path, extra: &[&str]) -> Output {

@@ -55,6 +55,13 @@ pub struct BootstrapArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    #[command(flatten)]
+    pub steps: HostStepArgs,
+}
+
+/// How the host steps run: shared by `bootstrap` and `ec2 create`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct HostStepArgs {
     /// Skip the NVIDIA driver, container toolkit and GPU check (the IMAGE GPU
     /// services will not start on this host)
     #[arg(long)]
@@ -170,6 +177,10 @@ pub struct CreateArgs {
     #[arg(long, env = "IMAGE_PROVISION_SSH_KEY", value_name = "PATH")]
     pub ssh_key: Option<PathBuf>,
 
+    /// The image's login user, for the host steps and the printed ssh command [default: ubuntu]
+    #[arg(long, env = "IMAGE_PROVISION_SSH_USER", value_name = "USER")]
+    pub ssh_user: Option<String>,
+
     /// Ask for a spot instance, falling back to on-demand
     #[arg(long)]
     pub spot: bool,
@@ -190,6 +201,9 @@ pub struct CreateArgs {
     /// Stop once the instance answers on SSH (do not run the host steps)
     #[arg(long)]
     pub no_bootstrap: bool,
+
+    #[command(flatten)]
+    pub steps: HostStepArgs,
 
     /// Print every AWS call with its parameters and make none
     #[arg(long)]

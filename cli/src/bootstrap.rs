@@ -4,14 +4,14 @@
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use image_provision_playbooks::{Config, Events, Outcome, Runner, Step, StepReport};
 use image_provision_remote::{ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target};
 
-use crate::args::BootstrapArgs;
+use crate::args::{BootstrapArgs, HostStepArgs};
 use crate::errors::{Advised, UsageError};
 use crate::output::{Progress, Spinner, table};
 use crate::{config, state};
@@ -39,6 +39,17 @@ fn resolve(a: &BootstrapArgs) -> Result<Settings, UsageError> {
         }
         None => Identity::Agent,
     };
+    Ok(Settings {
+        target,
+        identity,
+        policy: if a.accept_new_host_key { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict },
+        dry_run: a.dry_run,
+        steps: resolve_steps(&a.steps)?,
+    })
+}
+
+/// The host steps' settings from their flags, checked once.
+pub(crate) fn resolve_steps(a: &HostStepArgs) -> Result<Config, UsageError> {
     let mut steps = Config { gpu: !a.no_gpu, force_distro: a.force_distro, ..Config::default() };
     let nonempty = |flag: &str, v: &Option<String>| -> Result<Option<String>, UsageError> {
         match v {
@@ -91,22 +102,42 @@ fn resolve(a: &BootstrapArgs) -> Result<Settings, UsageError> {
             *slot = d;
         }
     }
-    Ok(Settings {
-        target,
-        identity,
-        policy: if a.accept_new_host_key { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict },
-        dry_run: a.dry_run,
-        steps,
-    })
+    Ok(steps)
 }
 
 pub async fn run(a: &BootstrapArgs) -> anyhow::Result<()> {
     let s = resolve(a)?;
     let base = state::base_dir()?;
     state::ensure_private_dir(&base)?;
-    let logs = base.join("logs");
-    state::ensure_private_dir(&logs)?;
     let known_hosts = base.join("known_hosts");
+    run_host_steps(HostRun {
+        target: s.target,
+        identity: s.identity,
+        policy: s.policy,
+        known_hosts,
+        dry_run: s.dry_run,
+        steps: s.steps,
+    })
+    .await
+}
+
+/// Where and how to run the host steps (`bootstrap`, or `ec2 create` once
+/// its instance answers).
+pub(crate) struct HostRun {
+    pub target: Target,
+    pub identity: Identity,
+    pub policy: HostKeyPolicy,
+    pub known_hosts: PathBuf,
+    pub dry_run: bool,
+    pub steps: Config,
+}
+
+/// Connect, run every step with progress, print the summary; the log goes to
+/// the state directory's logs/.
+pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
+    let logs = state::base_dir()?.join("logs");
+    state::ensure_private_dir(&logs)?;
+    let known_hosts = s.known_hosts;
     let log_path = logs.join(format!(
         "bootstrap-{}-{}.log",
         sanitize(&s.target.to_string()),

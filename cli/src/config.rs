@@ -37,6 +37,7 @@ pub struct Ec2Config {
     pub subnet: Option<String>,
     pub ssh_cidr: Option<Vec<String>>,
     pub ssh_key: Option<PathBuf>,
+    pub ssh_user: Option<String>,
     pub spot: Option<bool>,
     pub spot_only: Option<bool>,
     pub ttl: Option<String>,
@@ -133,6 +134,7 @@ pub struct CreateSettings {
     pub subnet: Option<String>,
     pub ssh_cidrs: Vec<String>,
     pub ssh_key: Option<PathBuf>,
+    pub ssh_user: String,
     pub spot: bool,
     pub spot_only: bool,
     pub ttl: Option<Duration>,
@@ -193,6 +195,10 @@ pub fn resolve_create(args: &CreateArgs, file: &Ec2Config) -> Result<CreateSetti
         .map(|t| parse_duration("--ready-timeout", &t))
         .transpose()?
         .unwrap_or(DEFAULT_READY_TIMEOUT);
+    let ssh_user = args.ssh_user.clone().or_else(|| file.ssh_user.clone()).unwrap_or_else(|| "ubuntu".into());
+    if ssh_user.is_empty() || !ssh_user.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(UsageError::new(format!("--ssh-user {ssh_user:?} is not a user name")).hint("the AMI's login user, e.g. ubuntu"));
+    }
     let region = args.aws.region.clone();
     for r in region.iter().chain(file.region.iter()) {
         image_provision_provision::check_region(r).map_err(|_| unknown_region(r))?;
@@ -209,6 +215,7 @@ pub fn resolve_create(args: &CreateArgs, file: &Ec2Config) -> Result<CreateSetti
         subnet: args.subnet.clone().or_else(|| file.subnet.clone()),
         ssh_cidrs,
         ssh_key: args.ssh_key.clone().or_else(|| file.ssh_key.clone()),
+        ssh_user,
         spot,
         spot_only,
         ttl,

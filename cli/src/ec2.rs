@@ -53,6 +53,7 @@ fn advise(e: provision::Error, instance_type: Option<&str>) -> anyhow::Error {
 
 pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> {
     let settings = config::resolve_create(args, &file.ec2)?;
+    let steps = crate::bootstrap::resolve_steps(&args.steps)?;
     let ssh_addr = test_ssh_addr()?;
     // A user key is checked before anything else happens.
     let user_key = settings.ssh_key.as_deref().map(state::user_key).transpose()?;
@@ -120,9 +121,10 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
         Some(path) => format!(" -o UserKnownHostsFile={} -o StrictHostKeyChecking=yes", path.display()),
         None => String::new(),
     };
+    let user = &settings.ssh_user;
     let ssh = match ssh_addr {
-        Some(a) => format!("ssh -i {}{verify} -p {} ubuntu@{}", key.private_path.display(), a.port(), a.ip()),
-        None => format!("ssh -i {}{verify} ubuntu@{ip}", key.private_path.display()),
+        Some(a) => format!("ssh -i {}{verify} -p {} {user}@{}", key.private_path.display(), a.port(), a.ip()),
+        None => format!("ssh -i {}{verify} {user}@{ip}", key.private_path.display()),
     };
     println!("name       {}", settings.name);
     println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
@@ -133,13 +135,36 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
     }
     println!("ssh        {ssh}");
     println!("state      {}", state_dir.display());
-    if !settings.no_bootstrap {
-        progress.line(
-            "the host steps (Docker, NVIDIA, the IMAGE stack) are not part of this version yet: \
-             the server is up and reachable; stopping here as with --no-bootstrap",
-        );
+    if settings.no_bootstrap {
+        return Ok(());
     }
-    Ok(())
+    // The host steps, trusting only the host key handed over in user data.
+    let Some(known_hosts) = known_hosts else {
+        return Err(Advised {
+            message: format!("{} is up, but its host key is not known here, so the host steps did not run", settings.name),
+            hint: format!(
+                "compare the key fingerprints in the instance's console output (EC2 console, \
+                 Actions > Monitor > Get system log) with what `ssh-keyscan {ip}` shows, then run \
+                 `image-provision bootstrap --host {user}@{ip} --identity {} --accept-new-host-key`",
+                key.private_path.display()
+            ),
+        }
+        .into());
+    };
+    let (host, port) = match ssh_addr {
+        Some(a) => (a.ip().to_string(), a.port()),
+        None => (ip.clone(), image_provision_remote::DEFAULT_PORT),
+    };
+    crate::bootstrap::run_host_steps(crate::bootstrap::HostRun {
+        target: image_provision_remote::Target::new(user.clone(), host, port),
+        identity: image_provision_remote::Identity::key_file(&key.private_path),
+        policy: image_provision_remote::HostKeyPolicy::expect_openssh(&host_key.public_openssh)
+            .context("reading the server's host key")?,
+        known_hosts,
+        dry_run: false,
+        steps,
+    })
+    .await
 }
 
 /// cloud-init user data that installs the host key we made, and only it, so

@@ -534,6 +534,21 @@ impl TestHost {
     /// /srv/standin-signed/key.asc (sign-repo.sh), for the Docker repository
     /// option, and the same again as /srv/standin-nvidia for the NVIDIA one; and `systemctl` (no systemd here) and `lspci` (one
     /// NVIDIA A10G) in /usr/bin.
+    /// [`TestHost::enable_bootstrap_standins`], with apt pinned to prefer the
+    /// stand-ins over Debian's own packages of the same names (Debian's
+    /// non-free nvidia-driver becomes installable once bootstrap enables
+    /// non-free).
+    pub fn enable_pinned_bootstrap_standins(&self) {
+        self.enable_bootstrap_standins();
+        self.write(
+            "/etc/apt/preferences.d/standin.pref",
+            b"# image-provision tests: the stand-ins (local file: repositories) win\n\
+              Package: nvidia-driver nvidia-smi nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
+              Pin: origin \"\"\n\
+              Pin-Priority: 1001\n",
+        );
+    }
+
     pub fn enable_bootstrap_standins(&self) {
         let inside = |p: &str| {
             format!("/proc/{}/root{}{p}", self.supervisor_pid, self.merged.display())

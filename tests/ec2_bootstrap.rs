@@ -1,0 +1,101 @@
+//! `ec2 create` end to end: the instance from moto's EC2 API, and its host
+//! steps on a test host standing where the instance would be
+//! (IMAGE_PROVISION_TEST_SSH_ADDR), which serves the host key that create
+//! hands over in user data, as cloud-init would install it.
+
+#[path = "support/ec2env.rs"]
+mod ec2env;
+#[path = "support/testhost.rs"]
+mod testhost;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ec2env::*;
+use testhost::{Distro, TestHost};
+
+fn create(env: &Ec2Env, host: &TestHost, name: &str) -> Output {
+    let out = env
+        .cmd()
+        .args(["ec2", "create", name, "--ssh-key"])
+        .arg(&host.client_key)
+        .env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr())
+        .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
+        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
+        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
+        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
+        .output()
+        .unwrap();
+    eprintln!("--- ec2 create {name}: {}\n{}\n{}", out.status, stdout(&out), stderr(&out));
+    out
+}
+
+/// Make the host key create will hand over, and install it on the host as
+/// cloud-init would from the user data.
+fn host_key_installed(env: &Ec2Env, host: &TestHost, name: &str) -> String {
+    let dir = env.state_dir().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = dir.join("ssh_host_ed25519_key");
+    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "handed-over", "-f"]).arg(&key).status().unwrap();
+    assert!(st.success());
+    host.write("/etc/ssh/ssh_host_ed25519_key", &std::fs::read(&key).unwrap());
+    host.write("/etc/ssh/ssh_host_ed25519_key.pub", &std::fs::read(pub_of(&key)).unwrap());
+    host.sh_ok("chmod 600 /etc/ssh/ssh_host_ed25519_key");
+    host.restart_sshd();
+    std::fs::read_to_string(pub_of(&key)).unwrap()
+}
+
+fn pub_of(key: &Path) -> std::path::PathBuf {
+    key.with_extension("pub")
+}
+
+#[test]
+fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
+    let env = Ec2Env::start();
+    // The Ubuntu 22.04 stand-in (a Debian root with Ubuntu's os-release): the AMI's distribution.
+    let host = TestHost::start(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    let public = host_key_installed(&env, &host, "e2e");
+
+    let out = create(&env, &host, "e2e");
+    assert_eq!(out.status.code(), Some(0));
+    let summary = stdout(&out);
+    for step in ["facts", "docker", "nvidia", "reboot", "verify"] {
+        assert!(summary.lines().any(|l| l.starts_with(step)), "{step} missing from\n{summary}");
+    }
+    assert_eq!(host.reboots(), 1);
+    assert!(host.sh("nvidia-smi").status.success(), "GPU verified on the host");
+    assert!(host.sh_ok("getent group docker").contains("ubuntu"));
+    // The key the host served is the one recorded for it, from user data.
+    let known = std::fs::read_to_string(env.state_dir().join("e2e/known_hosts")).unwrap();
+    let key_fields: Vec<&str> = public.split_whitespace().take(2).collect();
+    assert!(known.contains(&format!("[127.0.0.1]:{} {}", host.port, key_fields.join(" "))), "{known}");
+
+    // Converged: a second create reuses the instance and changes nothing.
+    let again = create(&env, &host, "e2e");
+    assert_eq!(again.status.code(), Some(0));
+    assert!(stdout(&again).contains("(existing)"));
+    let again_text = stdout(&again);
+    let changed: Vec<&str> = again_text.lines().filter(|l| l.contains("changed")).collect();
+    assert!(changed.is_empty(), "a converged run changed {changed:?}");
+    assert_eq!(host.reboots(), 1);
+
+    let out = env.run(&["ec2", "destroy", "e2e", "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&env.run(&["ec2", "list", "--json"])).trim(), "[]");
+}
+
+#[test]
+fn ec2_create_refuses_a_host_serving_another_key() {
+    let env = Ec2Env::start();
+    let host = TestHost::start(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    let calls_before = host.read("/var/log/standin/calls.log");
+    // No key installed: the host serves its own, not the one handed over.
+    let out = create(&env, &host, "impostor");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("SHA256:"), "the fingerprints are shown: {err}");
+    assert_eq!(host.read("/var/log/standin/calls.log"), calls_before, "nothing ran on the host");
+    assert!(!host.exists("/usr/bin/docker"), "nothing was installed");
+}
