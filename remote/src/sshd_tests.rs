@@ -108,7 +108,20 @@ impl Sshd {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(SSHD)
+        // This sshd logs in as this machine's root, whose shell reads root's
+        // dotfiles: here they run `pyenv rehash`, which waits 60 s on a lock
+        // that a killed session leaves behind. sshd runs in a mount
+        // namespace of its own with those files hidden, so the tests see a
+        // plain shell whatever the machine's root has set up.
+        let child = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                r#"for f in /root/.bashrc /root/.profile /root/.bash_profile /root/.bash_login; do
+                     if [ -f "$f" ]; then mount --bind /dev/null "$f"; fi
+                   done
+                   exec "$0" "$@""#,
+            )
+            .arg(SSHD)
             .args(["-D", "-e", "-f"])
             .arg(self.dir.join("sshd_config"))
             .stdin(Stdio::null())
