@@ -20,6 +20,8 @@ fn create(env: &Ec2Env, host: &TestHost, name: &str) -> Output {
         .args(["ec2", "create", name, "--ssh-key"])
         .arg(&host.client_key)
         .env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr())
+        // Part 1's steps only (the IMAGE steps: tests/bootstrap_image.rs).
+        .env("IMAGE_PROVISION_NO_STACK", "1")
         .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
         .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
         .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")

@@ -107,6 +107,76 @@ pub struct HostStepArgs {
     /// the dpkg/apt locks [default: 10m]
     #[arg(long, env = "IMAGE_PROVISION_APT_LOCK_TIMEOUT", value_name = "DURATION")]
     pub apt_lock_timeout: Option<String>,
+
+    /// Stop after the GPU check: no IMAGE layout, Traefik or stack
+    #[arg(long, env = "IMAGE_PROVISION_NO_STACK", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_stack: bool,
+
+    /// The server's public host name: Traefik routes it to the IMAGE
+    /// orchestrator with a Let's Encrypt certificate, and the browser
+    /// extension's server URL is https://DOMAIN/ (needs --acme-email)
+    #[arg(long, env = "IMAGE_PROVISION_DOMAIN", value_name = "HOST")]
+    pub domain: Option<String>,
+
+    /// E-mail address for the Let's Encrypt account (with --domain)
+    #[arg(long, env = "IMAGE_PROVISION_ACME_EMAIL", value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+
+    /// Tag of the IMAGE images to run (REGISTRY_TAG) [default: latest]
+    #[arg(long, env = "IMAGE_PROVISION_REGISTRY_TAG", value_name = "TAG")]
+    pub registry_tag: Option<String>,
+
+    /// The IMAGE compose profile (COMPOSE_PROFILES) [default: production].
+    /// Not `--profile`: `ec2` commands take `--profile` for the AWS profile
+    #[arg(long = "image-profile", env = "IMAGE_PROVISION_IMAGE_PROFILE", value_name = "PROFILE")]
+    pub image_profile: Option<ImageProfile>,
+
+    /// A credentials file for the stack, copied to config/NAME with mode
+    /// 0600 (repeatable). NAME: llm.env (needs LLM_URL, LLM_API_KEY,
+    /// LLM_MODEL), maps.env, azure-api.env, apis-and-selection.env.
+    /// The ones not given are created empty
+    #[arg(long = "env-file", value_name = "NAME=PATH")]
+    pub env_file: Vec<String>,
+
+    /// Let the IMAGE services log personal information (PII_LOGGING_ENABLED=true)
+    #[arg(long)]
+    pub pii_logging: bool,
+
+    /// The IMAGE working directory on the host [default: /var/docker/image]
+    #[arg(long, env = "IMAGE_PROVISION_BASE_DIR", value_name = "PATH")]
+    pub base_dir: Option<String>,
+
+    /// The IMAGE-server repository, over HTTPS
+    /// [default: https://github.com/Shared-Reality-Lab/IMAGE-server.git]
+    #[arg(long, env = "IMAGE_PROVISION_REPO_URL", value_name = "URL")]
+    pub repo_url: Option<String>,
+
+    /// The branch to clone [default: main] (imageup resets the clone to
+    /// origin/main whenever it runs; use --no-imageup to stay on another)
+    #[arg(long, env = "IMAGE_PROVISION_REPO_BRANCH", value_name = "BRANCH")]
+    pub repo_branch: Option<String>,
+
+    /// Bring the stack up with plain `docker compose pull` and `up -d`
+    /// instead of the IMAGE team's scripts/imageup
+    #[arg(long)]
+    pub no_imageup: bool,
+
+    /// Time limit for imageup (or the compose pull with --no-imageup): its
+    /// warm-up waits for the services with no limit of its own [default: 60m]
+    #[arg(long, env = "IMAGE_PROVISION_IMAGEUP_TIMEOUT", value_name = "DURATION")]
+    pub imageup_timeout: Option<String>,
+
+    /// How long the health step waits for the orchestrator to be healthy
+    /// and, with --domain, for https://DOMAIN/health to answer [default: 5m]
+    #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+}
+
+/// The IMAGE compose profiles a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImageProfile {
+    Production,
+    Test,
 }
 
 #[derive(Debug, Subcommand)]

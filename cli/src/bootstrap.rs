@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use image_provision_playbooks::image::{self, ImageConfig, Profile};
 use image_provision_playbooks::{Config, Events, Outcome, Runner, Step, StepReport};
 use image_provision_remote::{ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target};
 
-use crate::args::{BootstrapArgs, HostStepArgs};
+use crate::args::{BootstrapArgs, HostStepArgs, ImageProfile};
 use crate::errors::{Advised, UsageError};
 use crate::output::{Progress, Spinner, table};
 use crate::{config, state};
@@ -102,7 +103,102 @@ pub(crate) fn resolve_steps(a: &HostStepArgs) -> Result<Config, UsageError> {
             *slot = d;
         }
     }
+    steps.image = if a.no_stack { None } else { Some(resolve_image(a)?) };
     Ok(steps)
+}
+
+/// Set by the tests only: the test host's DNS does not know the domain, so
+/// the health step checks the orchestrator but not https://DOMAIN/health.
+const TEST_NO_HTTPS_HEALTH: &str = "IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH";
+
+/// The IMAGE steps' settings. Every supplied env file is read and checked
+/// here, before anything connects: bad input changes nothing on the host.
+fn resolve_image(a: &HostStepArgs) -> Result<ImageConfig, UsageError> {
+    let mut img = ImageConfig::default();
+    let checked = |flag: &str, v: &Option<String>, check: fn(&str) -> Result<(), String>| -> Result<Option<String>, UsageError> {
+        match v.as_deref().map(str::trim) {
+            None => Ok(None),
+            Some("") => Err(UsageError::new(format!("{flag} is empty"))),
+            Some(s) => check(s).map(|()| Some(s.to_string())).map_err(|e| UsageError::new(format!("{flag}: {e}"))),
+        }
+    };
+    img.domain = checked("--domain", &a.domain, image::check_domain)
+        .map_err(|e| e.hint("give the server's public host name, e.g. --domain image.example.org, whose DNS record points at the server"))?
+        .map(|d| d.to_ascii_lowercase());
+    img.acme_email = checked("--acme-email", &a.acme_email, image::check_email)?;
+    if img.domain.is_some() && img.acme_email.is_none() {
+        return Err(UsageError::new("--domain needs --acme-email")
+            .hint("Let's Encrypt registers the certificate's account under an e-mail address: pass --acme-email you@example.org"));
+    }
+    if img.domain.is_none() && img.acme_email.is_some() {
+        return Err(UsageError::new("--acme-email without --domain").hint("the e-mail is for the certificate of --domain; give both"));
+    }
+    if let Some(t) = checked("--registry-tag", &a.registry_tag, image::check_registry_tag)? {
+        img.registry_tag = t;
+    }
+    if let Some(p) = checked("--base-dir", &a.base_dir, image::check_base_dir)? {
+        img.base_dir = p;
+    }
+    if let Some(u) = checked("--repo-url", &a.repo_url, image::check_repo_url)? {
+        img.repo_url = u;
+    }
+    if let Some(b) = checked("--repo-branch", &a.repo_branch, image::check_branch)? {
+        img.repo_branch = b;
+    }
+    img.profile = match a.image_profile {
+        Some(ImageProfile::Test) => Profile::Test,
+        Some(ImageProfile::Production) | None => Profile::Production,
+    };
+    img.pii_logging = a.pii_logging;
+    img.imageup = !a.no_imageup;
+    for (flag, value, slot) in [
+        ("--imageup-timeout", &a.imageup_timeout, &mut img.imageup_timeout),
+        ("--health-timeout", &a.health_timeout, &mut img.health_timeout),
+    ] {
+        if let Some(t) = value {
+            let d = config::parse_duration(flag, t)?;
+            if d.as_secs() == 0 {
+                return Err(UsageError::new(format!("{flag} {t:?} is less than a second")).hint("e.g. 30m, 2h"));
+            }
+            *slot = d;
+        }
+    }
+    for spec in &a.env_file {
+        let (name, content) = read_env_file(spec)?;
+        if img.env_files.iter().any(|(n, _)| *n == name) {
+            return Err(UsageError::new(format!("--env-file {name} is given twice")));
+        }
+        img.env_files.push((name, content));
+    }
+    img.https_check = std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none();
+    Ok(img)
+}
+
+/// `--env-file NAME=PATH`: read and check the file. Messages name the file
+/// and the line, never a value (the files hold credentials).
+fn read_env_file(spec: &str) -> Result<(String, Vec<u8>), UsageError> {
+    let known = image::SUPPLIED_ENV_FILES.join(", ");
+    let Some((name, path)) = spec.split_once('=') else {
+        return Err(UsageError::new(format!("--env-file {spec:?}: expected NAME=PATH"))
+            .hint(format!("e.g. --env-file llm.env=./llm.env; NAME is one of {known}")));
+    };
+    let name = name.trim();
+    if !image::SUPPLIED_ENV_FILES.contains(&name) {
+        return Err(UsageError::new(format!("--env-file {name}: not a file the IMAGE stack reads"))
+            .hint(format!("NAME is one of {known}")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        UsageError::new(format!("--env-file {name}={path}: cannot read {path}: {e}"))
+            .hint("give the path of an existing file on this machine; nothing was changed on the host")
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        UsageError::new(format!("--env-file {name}={path}: not UTF-8 text")).hint("nothing was changed on the host")
+    })?;
+    image::check_env_file(name, &text).map_err(|e| {
+        UsageError::new(format!("--env-file {name}={path}: {e}"))
+            .hint("fix the file (KEY=value lines; blank lines and # comments are fine) and run again; nothing was changed on the host")
+    })?;
+    Ok((name.to_string(), text.into_bytes()))
 }
 
 pub async fn run(a: &BootstrapArgs) -> anyhow::Result<()> {
@@ -164,6 +260,7 @@ pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
         }
     };
 
+    let extension_url = s.steps.image.as_ref().and_then(ImageConfig::extension_url);
     let mut runner = Runner::new(session, s.steps, s.dry_run);
     let mut events = Show { progress: &progress, spinner: None, log, dry_run: s.dry_run };
     let reports = runner.run(&mut events).await;
@@ -186,6 +283,9 @@ pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
     let _ = log.flush();
 
     let Some(failed) = reports.iter().find(|r| r.outcome.stops()) else {
+        if let Some(url) = extension_url.filter(|_| !s.dry_run) {
+            println!("extension URL: {url}  (enter it in the IMAGE browser extension's options page)");
+        }
         return Ok(());
     };
     Err(failure_error(failed, &log_path))

@@ -36,6 +36,23 @@ pub fn command(extra: &[String]) -> Cmd {
         .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)
 }
 
+/// The facts command for a configuration: facts.sh, and with the IMAGE steps
+/// image-facts.sh after it, in the same round trip.
+pub fn command_for(cfg: &crate::steps::Config) -> Cmd {
+    let extra = vec![format!("nvidia-driver-{}", cfg.nvidia_driver_branch)];
+    let Some(img) = &cfg.image else {
+        return command(&extra);
+    };
+    let mut names: Vec<String> = WATCHED_PACKAGES.iter().map(|s| s.to_string()).collect();
+    names.extend(extra);
+    Cmd::script(format!("{FACTS_SH}\n{}", crate::image::IMAGE_FACTS_SH))
+        .named("facts.sh")
+        .env("PACKAGES", names.join(" "))
+        .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)
+        .env("BASE_DIR", &img.base_dir)
+        .env("FILES", img.watched_files().join(" "))
+}
+
 /// How the SSH user gets root.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sudo {

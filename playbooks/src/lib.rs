@@ -7,9 +7,11 @@
 //! environment variables.
 
 pub mod facts;
+pub mod image;
 pub mod runner;
 pub mod steps;
 
 pub use facts::{Facts, Sudo};
 pub use runner::{Events, Failure, Outcome, Runner, StepReport};
+pub use image::{ImageConfig, Profile};
 pub use steps::{Action, Config, Family, Plan, SCRIPTS, Step};

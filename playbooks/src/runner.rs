@@ -86,6 +86,10 @@ pub struct Runner {
     cfg: Config,
     dry_run: bool,
     user_is_root: bool,
+    /// The facts the last step planned from, while nothing has run since:
+    /// a step that found everything so ran no command, so the next step
+    /// can plan from the same facts (a converged run reads them once).
+    unchanged_facts: Option<Facts>,
 }
 
 /// Why running an action stopped.
@@ -129,7 +133,7 @@ fn remote_failure(e: &RemoteError, command: Option<String>) -> Stop {
 impl Runner {
     pub fn new(session: Session, cfg: Config, dry_run: bool) -> Runner {
         let user_is_root = session.target().is_root();
-        Runner { session, cfg, dry_run, user_is_root }
+        Runner { session, cfg, dry_run, user_is_root, unchanged_facts: None }
     }
 
     pub fn session(&self) -> &Session {
@@ -142,8 +146,7 @@ impl Runner {
 
     /// Facts, in one round trip.
     pub async fn facts(&self) -> Result<Facts, RemoteError> {
-        let extra = vec![format!("nvidia-driver-{}", self.cfg.nvidia_driver_branch)];
-        let out = self.session.exec(&facts::command(&extra)).await?;
+        let out = self.session.exec(&facts::command_for(&self.cfg)).await?;
         Ok(Facts::parse(&out.stdout_str()))
     }
 
@@ -154,7 +157,7 @@ impl Runner {
         // Dry run: the NVIDIA step would install the driver, so the reboot
         // step would reboot.
         let mut driver_would_install = false;
-        for step in Step::ALL {
+        for step in Step::for_config(&self.cfg) {
             events.step_started(step);
             let start = Instant::now();
             let outcome = if self.dry_run {
@@ -186,6 +189,7 @@ impl Runner {
         match plan {
             Plan::Ok(why) => Outcome::Ok(why),
             Plan::Skip(why) => Outcome::Skipped(why),
+            Plan::Pending(why) => Outcome::WouldChange { why: format!("after the steps above: {why}"), actions: Vec::new() },
             // What verify checks is what the steps above would make so.
             Plan::Refuse { .. } if step == Step::Verify && *driver_would_install => Outcome::WouldChange {
                 why: "check nvidia-smi and Docker's nvidia runtime once the steps above have run".into(),
@@ -234,8 +238,15 @@ impl Runner {
     }
 
     async fn try_step(&mut self, step: Step, events: &mut dyn Events) -> Result<Outcome, Stop> {
-        let facts = self.facts().await.map_err(|e| remote_failure(&e, Some("facts.sh".into())))?;
-        let (why, actions) = match step.plan(&facts, &self.cfg) {
+        let facts = match self.unchanged_facts.take() {
+            Some(f) => f,
+            None => self.facts().await.map_err(|e| remote_failure(&e, Some("facts.sh".into())))?,
+        };
+        let plan = step.plan(&facts, &self.cfg);
+        if matches!(plan, Plan::Ok(_) | Plan::Skip(_)) {
+            self.unchanged_facts = Some(facts);
+        }
+        let (why, actions) = match plan {
             Plan::Ok(why) => return Ok(Outcome::Ok(why)),
             Plan::Skip(why) => return Ok(Outcome::Skipped(why)),
             Plan::Refuse { message, hint, usage } => {
@@ -245,6 +256,15 @@ impl Runner {
                     output_tail: String::new(),
                     hint: Some(hint),
                     usage,
+                }));
+            }
+            Plan::Pending(why) => {
+                return Err(Stop::Failed(Failure {
+                    message: format!("cannot run yet: {why}"),
+                    command: None,
+                    output_tail: String::new(),
+                    hint: Some("a step before this one did not do its part; run bootstrap again".into()),
+                    usage: false,
                 }));
             }
             Plan::Act { why, actions } => (why, actions),
@@ -257,6 +277,18 @@ impl Runner {
                     changed = true;
                 }
                 Action::Check(cmd) => self.exec(step, &cmd, events).await?,
+                Action::Upload { path, content, mode, secret } => {
+                    let shown = Action::Upload { path: path.clone(), content: Vec::new(), mode, secret }
+                        .describe(self.user_is_root);
+                    let start = Instant::now();
+                    self.session
+                        .upload(&path, &content, mode, None, secret)
+                        .await
+                        .map_err(|e| remote_failure(&e, Some(shown.clone())))?;
+                    let done = Output { status: ExitStatus::Code(0), stdout: Vec::new(), stderr: Vec::new() };
+                    events.command(step, &format!("upload {path} ({} bytes, mode {mode:04o})", content.len()), &done, start.elapsed());
+                    changed = true;
+                }
                 Action::Reconnect => {
                     events.note(step, "reconnecting so the new group membership applies");
                     self.reconnect()

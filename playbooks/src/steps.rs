@@ -8,6 +8,7 @@ use std::time::Duration;
 use image_provision_remote::Cmd;
 
 use crate::facts::{Facts, Sudo};
+use crate::image::{self, ImageConfig};
 
 pub const WAIT_READY_SH: &str = include_str!("../scripts/wait-ready.sh");
 pub const APT_SOURCE_SH: &str = include_str!("../scripts/apt-source.sh");
@@ -24,6 +25,13 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     ("wait-ready.sh", WAIT_READY_SH),
     ("apt-source.sh", APT_SOURCE_SH),
     ("debian-components.sh", DEBIAN_COMPONENTS_SH),
+    ("image-facts.sh", crate::image::IMAGE_FACTS_SH),
+    ("clone.sh", crate::image::CLONE_SH),
+    ("env-files.sh", crate::image::ENV_FILES_SH),
+    ("start-pull.sh", crate::image::START_PULL_SH),
+    ("wait-pull.sh", crate::image::WAIT_PULL_SH),
+    ("stack-up.sh", crate::image::STACK_UP_SH),
+    ("health.sh", crate::image::HEALTH_SH),
 ];
 
 /// What the person asked for, resolved.
@@ -46,6 +54,9 @@ pub struct Config {
     pub reboot_timeout: Duration,
     /// Package lists younger than this are not fetched again.
     pub apt_lists_max_age: Duration,
+    /// The IMAGE steps (layout, pull, traefik, stack, health); None with
+    /// --no-stack: the run ends at part 1's GPU check.
+    pub image: Option<ImageConfig>,
 }
 
 pub const DEFAULT_NVIDIA_DRIVER_BRANCH: &str = "535-server";
@@ -68,6 +79,7 @@ impl Default for Config {
             lock_timeout: Duration::from_secs(600),
             reboot_timeout: Duration::from_secs(600),
             apt_lists_max_age: Duration::from_secs(3600),
+            image: Some(ImageConfig::default()),
         }
     }
 }
@@ -106,6 +118,9 @@ pub enum Action {
     Reconnect,
     /// Reboot and wait for the new boot.
     Reboot,
+    /// Write a file atomically (as root, via the session's upload). `secret`:
+    /// its content is credentials (only the path, size and mode are shown).
+    Upload { path: String, content: Vec<u8>, mode: u32, secret: bool },
 }
 
 impl Action {
@@ -116,6 +131,11 @@ impl Action {
             Action::Check(c) => format!("{} (check)", c.redacted(user_is_root)),
             Action::Reconnect => "reconnect over SSH (new group membership)".into(),
             Action::Reboot => "reboot and wait for the new boot".into(),
+            Action::Upload { path, content, mode, secret } => format!(
+                "upload {path} ({} bytes, mode {mode:04o}{})",
+                content.len(),
+                if *secret { ", secret" } else { "" }
+            ),
         }
     }
 }
@@ -131,6 +151,9 @@ pub enum Plan {
     Refuse { message: String, hint: String, usage: bool },
     /// Close the gap: why, then what.
     Act { why: String, actions: Vec<Action> },
+    /// Needs what an earlier step makes (a dry run, where it was not made):
+    /// what is missing.
+    Pending(String),
 }
 
 /// The steps in order.
@@ -143,18 +166,41 @@ pub enum Step {
     Nvidia,
     Reboot,
     Verify,
+    Layout,
+    Pull,
+    Traefik,
+    Stack,
+    Health,
 }
 
 impl Step {
-    pub const ALL: [Step; 7] = [
+    /// In the order they run. The layout and the background pull come right
+    /// after Docker, so the pull (the longest wait) overlaps the driver
+    /// install; Traefik and the stack come after the reboot.
+    pub const ALL: [Step; 12] = [
         Step::Facts,
         Step::Ready,
         Step::Apt,
         Step::Docker,
+        Step::Layout,
+        Step::Pull,
         Step::Nvidia,
         Step::Reboot,
         Step::Verify,
+        Step::Traefik,
+        Step::Stack,
+        Step::Health,
     ];
+
+    /// The IMAGE steps (not run with --no-stack).
+    pub fn is_image(self) -> bool {
+        matches!(self, Step::Layout | Step::Pull | Step::Traefik | Step::Stack | Step::Health)
+    }
+
+    /// The steps this configuration runs, in order.
+    pub fn for_config(cfg: &Config) -> Vec<Step> {
+        Step::ALL.into_iter().filter(|s| cfg.image.is_some() || !s.is_image()).collect()
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -165,6 +211,11 @@ impl Step {
             Step::Nvidia => "nvidia",
             Step::Reboot => "reboot",
             Step::Verify => "verify",
+            Step::Layout => "layout",
+            Step::Pull => "pull",
+            Step::Traefik => "traefik",
+            Step::Stack => "stack",
+            Step::Health => "health",
         }
     }
 
@@ -192,6 +243,18 @@ impl Step {
             Step::Nvidia => plan_nvidia(facts, cfg, fam),
             Step::Reboot => plan_reboot(facts, cfg, false),
             Step::Verify => plan_verify(facts, cfg),
+            Step::Layout | Step::Pull | Step::Traefik | Step::Stack | Step::Health => {
+                let Some(img) = &cfg.image else {
+                    return Plan::Skip("--no-stack".into());
+                };
+                match self {
+                    Step::Layout => image::plan_layout(facts, img),
+                    Step::Pull => image::plan_pull(facts, img),
+                    Step::Traefik => image::plan_traefik(facts, img),
+                    Step::Stack => image::plan_stack(facts, img),
+                    _ => image::plan_health(facts, img),
+                }
+            }
         };
         // An interrupted dpkg (a connection cut during an install kills it)
         // makes apt refuse everything: every step that runs apt finishes

@@ -584,6 +584,52 @@ impl TestHost {
         }
     }
 
+    /// The IMAGE-server stand-ins (tests/testhost/standins): the stand-in
+    /// repository (build-image-server.sh) as
+    /// /srv/github/Shared-Reality-Lab/IMAGE-server.git, and git's HTTPS
+    /// transport replaced by the git-remote-https stand-in, which serves
+    /// https://github.com/OWNER/REPO from /srv/github. The git package's own
+    /// helper is diverted aside first (dpkg-divert), so installing git
+    /// later keeps the stand-in. A URL rewrite in git's config could not do
+    /// this: git applies one `insteadOf` rewrite, never a second, so the
+    /// submodule's SSH URL, rewritten to HTTPS by bootstrap, would not be
+    /// rewritten again to a local path.
+    pub fn enable_image_server_standins(&self) {
+        let inside = format!("/proc/{}/root{}/srv", self.supervisor_pid, self.merged.display());
+        let script = scripts_dir().join("standins/build-image-server.sh");
+        // Built here and copied in: git resolves /proc/PID/root to the
+        // path as the host sees it, which does not exist out here.
+        let built = tempfile::tempdir().expect("a temporary directory");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(r#"bash "$1" "$2/github" >/dev/null && mkdir -p "$3" && cp -a "$2/github" "$3/""#)
+            .args(["bash", &script.display().to_string(), &built.path().display().to_string(), &inside])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "building the stand-in IMAGE-server repository failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let helper = fs::read(scripts_dir().join("standins/git-remote-https"))
+            .unwrap_or_else(|e| panic!("reading the git-remote-https stand-in: {e}"));
+        self.sh_ok(
+            "dpkg-divert --quiet --local --rename --divert /usr/lib/git-core/git-remote-https.distrib \
+             --add /usr/lib/git-core/git-remote-https",
+        );
+        self.write("/usr/lib/git-core/git-remote-https", &helper);
+        self.sh_ok("chmod 0755 /usr/lib/git-core/git-remote-https");
+    }
+
+    /// The lines of the stand-ins' call log (/var/log/standin/calls.log).
+    pub fn calls(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.read("/var/log/standin/calls.log"))
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Install the `cloud-init` stand-in (tests/testhost/standins/cloud-init)
     /// at /usr/bin/cloud-init, running until `done_after` from now (this boot
     /// only) and then finishing with `result`: "done", "degraded" (done with

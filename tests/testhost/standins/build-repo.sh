@@ -63,6 +63,8 @@ driver_postinst() { # driver_postinst PACKAGE VERSION
 #!/bin/sh
 set -e
 if [ "\$1" = configure ]; then
+    # Recorded (start and end) so tests can see what overlapped the install.
+    echo "\$(date -u +%Y-%m-%dT%H:%M:%SZ) uid=0 $1.postinst configure-start" >>/var/log/standin/calls.log 2>/dev/null || true
     # Test hook: a slow configure, once. /var/lib/standin/hooks/slow-postinst
     # holds the seconds; it is removed as the wait starts (so a re-run after an
     # interruption is quick) and /run/standin/hooks/postinst-started says so.
@@ -77,6 +79,7 @@ if [ "\$1" = configure ]; then
     mkdir -p /var/lib/standin/nvidia
     echo "$2 \$(cat /proc/sys/kernel/random/boot_id)" >/var/lib/standin/nvidia/driver
     echo "$1 (stand-in): the driver loads at the next boot"
+    echo "\$(date -u +%Y-%m-%dT%H:%M:%SZ) uid=0 $1.postinst configure-done" >>/var/log/standin/calls.log 2>/dev/null || true
 fi
 POSTINST
     cat >"$work/$1/DEBIAN/postrm" <<'POSTRM'

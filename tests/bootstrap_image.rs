@@ -1,0 +1,372 @@
+//! The IMAGE steps of `image-provision bootstrap --host` (layout, pull,
+//! traefik, stack, health) on test hosts (tests/support/testhost.rs): a
+//! Debian 12 root under sshd with part 1's stand-ins, the stand-in
+//! IMAGE-server repository served as https://github.com/... by the
+//! git-remote-https stand-in, and the Docker and compose stand-ins keeping
+//! containers, networks and images in files.
+
+#[path = "support/testhost.rs"]
+mod testhost;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use testhost::{Distro, TestHost};
+use yaml_rust2::{Yaml, YamlLoader};
+
+const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
+const DOMAIN: &str = "image.example.org";
+const BASE: &str = "/var/docker/image";
+
+fn state_for(host: &TestHost) -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(state.path().join("known_hosts"), host.known_hosts_line() + "\n").unwrap();
+    state
+}
+
+fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .arg("bootstrap")
+        .arg("--host")
+        .arg(format!("{}@127.0.0.1:{}", host.default_user(), host.port))
+        .arg("--identity")
+        .arg(&host.client_key)
+        .args(extra)
+        .env("IMAGE_PROVISION_STATE_DIR", state)
+        .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
+        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
+        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
+        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
+        // The test host's DNS does not know DOMAIN: the health step checks
+        // the orchestrator, not https://DOMAIN/health.
+        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("running image-provision");
+    eprintln!(
+        "--- bootstrap {extra:?}: {} in {:.1}s\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        started.elapsed().as_secs_f64(),
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The summary table's (STEP, OUTCOME) rows.
+fn outcomes(o: &Output) -> Vec<(String, String)> {
+    stdout(o)
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("log:"))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_string(), w.next()?.to_string()))
+        })
+        .collect()
+}
+
+fn log_file(o: &Output) -> String {
+    let path = stdout(o).lines().find_map(|l| l.strip_prefix("log: ").map(str::to_owned)).expect("log line");
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn text(host: &TestHost, path: &str) -> String {
+    String::from_utf8_lossy(&host.read(path)).into_owned()
+}
+
+fn yaml(host: &TestHost, path: &str) -> Yaml {
+    YamlLoader::load_from_str(&text(host, path)).unwrap_or_else(|e| panic!("{path} is not YAML: {e}")).remove(0)
+}
+
+fn strings(y: &Yaml) -> Vec<String> {
+    y.as_vec()
+        .unwrap_or_else(|| panic!("not a list: {y:?}"))
+        .iter()
+        .map(|v| v.as_str().unwrap_or_else(|| panic!("not a string: {v:?}")).to_string())
+        .collect()
+}
+
+/// A fingerprint of what a bootstrap could change: files with size, mode,
+/// owner and time, and the Docker stand-in's containers and networks.
+fn snapshot(host: &TestHost) -> String {
+    host.sh_ok(
+        "find /etc /var/docker /root /var/lib/standin /var/lib/dpkg/status -xdev \
+         \\( -type d -printf '%p dir %m %u\\n' \\) -o -printf '%p %s %m %u %T@\\n' 2>/dev/null | sort",
+    )
+}
+
+fn position(calls: &[String], what: &str) -> usize {
+    calls.iter().position(|c| c.contains(what)).unwrap_or_else(|| panic!("no call with {what:?} in\n{}", calls.join("\n")))
+}
+
+#[test]
+fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
+    let host = TestHost::start(Distro::Debian12);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    // The driver's configure takes 4 s and the pull 6 s: a pull started
+    // right after Docker is still running when the driver is done.
+    host.write("/var/lib/standin/hooks/slow-postinst", b"4\n");
+    host.write("/var/lib/standin/hooks/pull-seconds-image", b"6\n");
+    let state = state_for(&host);
+
+    let secret = format!("sk-test-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
+    let local = tempfile::tempdir().unwrap();
+    let llm = format!("# the LLM endpoint\nLLM_URL=https://llm.example.org/v1\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n");
+    let maps = "GOOGLE_PLACES_API_KEY=maps-placeholder\n";
+    std::fs::write(local.path().join("llm.env"), &llm).unwrap();
+    std::fs::write(local.path().join("maps.env"), maps).unwrap();
+    let llm_arg = format!("llm.env={}", local.path().join("llm.env").display());
+    let maps_arg = format!("maps.env={}", local.path().join("maps.env").display());
+    let args = [
+        "--domain",
+        DOMAIN,
+        "--acme-email",
+        "ops@example.org",
+        "--env-file",
+        &llm_arg,
+        "--env-file",
+        &maps_arg,
+        "--imageup-timeout",
+        "3m",
+    ];
+
+    let first = bootstrap(&host, state.path(), &args);
+    assert!(first.status.success(), "first run failed");
+    let steps = outcomes(&first);
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(
+        names,
+        ["facts", "ready", "apt", "docker", "layout", "pull", "nvidia", "reboot", "verify", "traefik", "stack", "health"]
+    );
+    for (step, outcome) in &steps {
+        let want = if matches!(step.as_str(), "facts" | "ready" | "verify" | "health") { "ok" } else { "changed" };
+        assert_eq!(outcome, want, "step {step}");
+    }
+    assert!(stdout(&first).contains(&format!("extension URL: https://{DOMAIN}/")), "{}", stdout(&first));
+
+    // .env: compose's settings, DOCKER_GID the host's docker group.
+    let gid = host.sh_ok("getent group docker | cut -d: -f3").trim().to_string();
+    let env = text(&host, &format!("{BASE}/.env"));
+    let value = |k: &str| {
+        env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing:\n{env}")).to_string()
+    };
+    assert_eq!(value("DOCKER_GID"), gid);
+    assert_eq!(value("COMPOSE_PROFILES"), "production");
+    assert_eq!(value("REGISTRY_TAG"), "latest");
+    assert_eq!(value("PII_LOGGING_ENABLED"), "false");
+    assert_eq!(value("COMPOSE_FILE"), format!("{BASE}/docker-compose.yml:{BASE}/site-docker-compose.yml"));
+
+    // The layout: directories, links, the clone with its submodule.
+    host.sh_ok(&format!("test -d {BASE}/cache && test -d {BASE}/testing/warmup"));
+    assert_eq!(host.sh_ok(&format!("readlink {BASE}/bin")).trim(), format!("{BASE}/IMAGE-server/scripts"));
+    assert_eq!(host.sh_ok(&format!("readlink {BASE}/config")).trim(), "IMAGE-server/config");
+    assert_eq!(host.sh_ok(&format!("readlink {BASE}/docker-compose.yml")).trim(), "IMAGE-server/docker-compose.yml");
+    assert!(host.exists(&format!("{BASE}/IMAGE-server/schemas/request.schema.json")), "the schemas submodule is checked out");
+    // The submodule's SSH URL went over HTTPS through root's git config.
+    assert!(host.sh_ok("git config --file /root/.gitconfig --get-all url.https://github.com/.insteadof").contains("git@github.com:"));
+    let calls = host.calls();
+    let https: Vec<&String> = calls.iter().filter(|c| c.contains("git-remote-https")).collect();
+    assert!(https.len() >= 2, "the clone and the submodule over HTTPS: {https:?}");
+    assert!(https.iter().all(|c| c.contains("https://github.com/Shared-Reality-Lab/IMAGE-server.git")), "{https:?}");
+
+    // The site override, as compose would read it.
+    let site = yaml(&host, &format!("{BASE}/site-docker-compose.yml"));
+    let orch = &site["services"]["orchestrator"];
+    let labels = strings(&orch["labels"]);
+    for want in [
+        "traefik.enable=true".to_string(),
+        format!("traefik.http.routers.orchestrator.rule=Host(`{DOMAIN}`)"),
+        "traefik.http.routers.orchestrator.tls.certresolver=myresolver".into(),
+        "traefik.docker.network=traefik".into(),
+    ] {
+        assert!(labels.contains(&want), "{want} not in {labels:?}");
+    }
+    assert_eq!(strings(&orch["networks"]), ["default", "traefik"]);
+    for (service, router, prefix) in [("monarch-link-app", "monarch", "/monarch"), ("tat", "tat", "/tat")] {
+        let labels = strings(&site["services"][service]["labels"]);
+        assert!(
+            labels.contains(&format!("traefik.http.routers.{router}.rule=Host(`{DOMAIN}`) && PathPrefix(`{prefix}`)")),
+            "{labels:?}"
+        );
+        assert!(labels.contains(&format!("traefik.http.middlewares.{router}-stripprefix.stripprefix.prefixes={prefix}")));
+        assert!(labels.contains(&format!("traefik.http.routers.{router}.middlewares={router}-stripprefix@docker")));
+    }
+    assert_eq!(strings(&site["services"]["tat"]["environment"]), [format!("SERVER_URL=https://{DOMAIN}/")]);
+    assert_eq!(site["networks"]["traefik"]["external"].as_bool(), Some(true));
+
+    // Traefik's compose file.
+    let traefik = yaml(&host, "/var/docker/traefik/docker-compose.yml");
+    let t = &traefik["services"]["traefik"];
+    let image = t["image"].as_str().unwrap();
+    assert!(image.starts_with("traefik:v3.") && image.matches('.').count() == 2, "pinned: {image}");
+    assert!(!t["container_name"].as_str().unwrap().contains("image"));
+    assert_eq!(strings(&t["networks"]), ["traefik"], "never on the image network");
+    assert_eq!(strings(&t["ports"]), ["80:80", "443:443"]);
+    let command = strings(&t["command"]);
+    for want in [
+        "--entrypoints.web.address=:80",
+        "--entrypoints.websecure.address=:443",
+        "--entrypoints.web.http.redirections.entrypoint.to=websecure",
+        "--entrypoints.web.http.redirections.entrypoint.scheme=https",
+        "--certificatesresolvers.myresolver.acme.httpchallenge=true",
+        "--certificatesresolvers.myresolver.acme.httpchallenge.entrypoint=web",
+        "--certificatesresolvers.myresolver.acme.email=ops@example.org",
+    ] {
+        assert!(command.iter().any(|c| c == want), "{want} not in {command:?}");
+    }
+
+    // config/*.env: every one present, 0600, with the content given.
+    let modes = host.sh_ok(&format!("cd {BASE}/IMAGE-server/config && stat -c '%n %a' *.env"));
+    let names: Vec<&str> = modes.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    for want in ["apis-and-selection.env", "azure-api.env", "express-common.env", "imageup.env", "llm.env", "maps.env"] {
+        assert!(names.contains(&want), "{want} missing: {modes}");
+    }
+    assert!(modes.lines().all(|l| l.ends_with(" 600")), "{modes}");
+    assert_eq!(text(&host, &format!("{BASE}/config/llm.env")), llm);
+    assert_eq!(text(&host, &format!("{BASE}/config/maps.env")), maps);
+    assert_eq!(text(&host, &format!("{BASE}/config/azure-api.env")), "");
+    assert_eq!(text(&host, &format!("{BASE}/config/apis-and-selection.env")), "");
+    let imageup_env = text(&host, &format!("{BASE}/config/imageup.env"));
+    for want in [
+        format!("COMPOSE_ENV_FILE={BASE}/.env"),
+        "ENVIRONMENT=production".into(),
+        format!("DOCKER_DIR={BASE}"),
+        format!("IMAGE_SERVER_DIR={BASE}/IMAGE-server"),
+        "GIT_REMOTE=https://github.com/Shared-Reality-Lab/IMAGE-server.git".into(),
+    ] {
+        assert!(imageup_env.lines().any(|l| l == want), "{want} not in\n{imageup_env}");
+    }
+
+    // What the stand-ins were asked: the network, Traefik up, the pull
+    // started before the driver was installed, imageup once.
+    assert!(calls.iter().any(|c| c.ends_with("docker network create traefik")), "traefik network created");
+    let traefik_up = position(&calls, "docker-compose compose --project-directory /var/docker/traefik");
+    assert!(calls[traefik_up].ends_with("up -d"), "{}", calls[traefik_up]);
+    let pull = position(&calls, "pull --quiet");
+    let driver_done = position(&calls, "nvidia-driver.postinst configure-done");
+    assert!(pull < driver_done, "the pull started before the driver step ended:\n{}", calls.join("\n"));
+    assert!(pull < position(&calls, "nvidia-driver.postinst configure-start"));
+    let imageup: Vec<&String> = calls.iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).collect();
+    assert_eq!(imageup.len(), 1, "{imageup:?}");
+    assert!(traefik_up < position(&calls, " imageup"), "Traefik and its network before the stack");
+    // The stack runs, on the image network, the orchestrator healthy.
+    assert!(host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "image-orchestrator-1"));
+    assert!(host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "imageup left Traefik alone");
+    assert!(host.exists(&format!("{BASE}/testing/warmup/warmup.log")), "warmup ran");
+
+    // The secret went nowhere but the file.
+    let log = log_file(&first);
+    for (place, content) in [
+        ("stdout", stdout(&first)),
+        ("stderr", stderr(&first)),
+        ("the log file", log),
+        ("the host's recorded calls", calls.join("\n")),
+        ("the host's auth log", host.sh_ok("cat /var/log/auth.log /var/log/sudo.log 2>/dev/null || true")),
+    ] {
+        assert!(!content.contains(&secret), "the secret is in {place}");
+    }
+
+    // Second run: everything ok, nothing changed, imageup not run again.
+    let before = snapshot(&host);
+    let started = Instant::now();
+    let second = bootstrap(&host, state.path(), &args);
+    let took = started.elapsed();
+    assert!(second.status.success());
+    for (step, outcome) in outcomes(&second) {
+        assert_eq!(outcome, "ok", "step {step} on the second run");
+    }
+    let after = snapshot(&host);
+    let diff: Vec<String> = {
+        let b: std::collections::BTreeSet<&str> = before.lines().collect();
+        let a: std::collections::BTreeSet<&str> = after.lines().collect();
+        b.symmetric_difference(&a).map(|l| l.to_string()).collect()
+    };
+    assert!(diff.is_empty(), "the second run changed {diff:#?}");
+    let imageups = host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
+    assert_eq!(imageups, 1, "imageup ran once in all");
+    eprintln!("converged re-run with the IMAGE steps took {:.2}s", took.as_secs_f64());
+}
+
+/// Bad input is refused before anything connects: exit 2, the file and line
+/// named, never a value, and the host untouched.
+#[test]
+fn bad_input_is_a_usage_error_and_changes_nothing() {
+    let host = TestHost::start(Distro::Debian12);
+    let state = state_for(&host);
+    let local = tempfile::tempdir().unwrap();
+    let write = |name: &str, content: &str| {
+        let p = local.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    };
+    let no_url = write("no-url.env", "LLM_API_KEY=sk-hidden-1\nLLM_MODEL=qwen\n");
+    let not_kv = write("not-kv.env", "LLM_URL=https://x/v1\nsk-hidden-2\nLLM_API_KEY=k\nLLM_MODEL=m\n");
+    let spaced = write("spaced.env", "API KEY=sk-hidden-3\n");
+    let before = snapshot(&host);
+    let calls_before = host.calls();
+    let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            vec!["--env-file".into(), "llm.env=/no/such/llm.env".into()],
+            vec!["--env-file llm.env=/no/such/llm.env: cannot read /no/such/llm.env".into()],
+        ),
+        (
+            vec!["--env-file".into(), format!("llm.env={no_url}")],
+            vec![format!("--env-file llm.env={no_url}: LLM_URL not set")],
+        ),
+        (
+            vec!["--env-file".into(), format!("llm.env={not_kv}")],
+            vec![format!("--env-file llm.env={not_kv}: line 2 is not KEY=value")],
+        ),
+        (
+            vec!["--env-file".into(), format!("maps.env={spaced}")],
+            vec![format!("--env-file maps.env={spaced}: line 1 is not KEY=value")],
+        ),
+        (
+            vec!["--env-file".into(), format!("secrets.env={spaced}")],
+            vec!["--env-file secrets.env: not a file the IMAGE stack reads".into()],
+        ),
+        (
+            vec!["--domain".into(), "not_a host".into(), "--acme-email".into(), "ops@example.org".into()],
+            vec!["--domain: \"not_a host\" is not a host name".into()],
+        ),
+        (vec!["--domain".into(), DOMAIN.into()], vec!["--domain needs --acme-email".into()]),
+        (vec!["--base-dir".into(), "relative/dir".into()], vec!["--base-dir: \"relative/dir\" is not an absolute path".into()]),
+        (vec!["--registry-tag".into(), "latest tag".into()], vec!["--registry-tag: \"latest tag\" is not an image tag".into()]),
+    ];
+    for (args, wants) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = bootstrap(&host, state.path(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        for want in wants {
+            assert!(err.contains(&want), "{want:?} not in {err}");
+        }
+        assert!(!err.contains("sk-hidden") && !stdout(&out).contains("sk-hidden"), "a value was shown: {err}");
+        assert!(!state.path().join("logs").exists(), "nothing connected: no log was started");
+    }
+    assert_eq!(host.calls(), calls_before, "nothing ran on the host");
+    assert_eq!(snapshot(&host), before, "nothing changed on the host");
+}
+
+/// The stand-in IMAGE-server scripts pass shellcheck like every other script.
+#[test]
+fn image_server_standin_scripts_pass_shellcheck() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testhost/standins/image-server/scripts");
+    let out = Command::new("shellcheck")
+        .args(["--shell=bash", "--severity=style", "imageup", "warmup"])
+        .current_dir(&dir)
+        .output()
+        .expect("running shellcheck");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
