@@ -22,6 +22,92 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct ConfigFile {
     #[serde(default)]
     pub ec2: Ec2Config,
+    /// The host steps' options, for `bootstrap` and `ec2 create` alike.
+    #[serde(default)]
+    pub host: HostConfig,
+}
+
+/// `[host]`: every option of the host steps, named as the flags are.
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub no_gpu: Option<bool>,
+    pub force_distro: Option<bool>,
+    pub nvidia_driver: Option<String>,
+    pub nvidia_repo: Option<String>,
+    pub nvidia_repo_key: Option<String>,
+    pub docker_repo: Option<String>,
+    pub docker_repo_key: Option<String>,
+    pub reboot_timeout: Option<String>,
+    pub cloud_init_timeout: Option<String>,
+    pub apt_lock_timeout: Option<String>,
+    pub no_stack: Option<bool>,
+    pub domain: Option<String>,
+    pub acme_email: Option<String>,
+    pub registry_tag: Option<String>,
+    pub image_profile: Option<String>,
+    /// NAME = PATH, e.g. `"llm.env" = "/home/me/image/llm.env"`.
+    pub env_files: Option<std::collections::BTreeMap<String, PathBuf>>,
+    pub pii_logging: Option<bool>,
+    pub base_dir: Option<String>,
+    pub repo_url: Option<String>,
+    pub repo_branch: Option<String>,
+    pub no_imageup: Option<bool>,
+    pub imageup_timeout: Option<String>,
+    pub health_timeout: Option<String>,
+}
+
+/// Fill what no flag (nor its environment variable) set from the file's
+/// `[host]` table; the steps' own defaults apply after that.
+pub fn apply_host_file(a: &mut crate::args::HostStepArgs, f: &HostConfig) -> Result<(), UsageError> {
+    fn fill(slot: &mut Option<String>, from: &Option<String>) {
+        if slot.is_none() {
+            slot.clone_from(from);
+        }
+    }
+    fn flag(slot: &mut bool, from: Option<bool>) {
+        *slot = *slot || from.unwrap_or(false);
+    }
+    flag(&mut a.no_gpu, f.no_gpu);
+    flag(&mut a.force_distro, f.force_distro);
+    flag(&mut a.no_stack, f.no_stack);
+    flag(&mut a.pii_logging, f.pii_logging);
+    flag(&mut a.no_imageup, f.no_imageup);
+    for (slot, from) in [
+        (&mut a.nvidia_driver, &f.nvidia_driver),
+        (&mut a.nvidia_repo, &f.nvidia_repo),
+        (&mut a.nvidia_repo_key, &f.nvidia_repo_key),
+        (&mut a.docker_repo, &f.docker_repo),
+        (&mut a.docker_repo_key, &f.docker_repo_key),
+        (&mut a.reboot_timeout, &f.reboot_timeout),
+        (&mut a.cloud_init_timeout, &f.cloud_init_timeout),
+        (&mut a.apt_lock_timeout, &f.apt_lock_timeout),
+        (&mut a.domain, &f.domain),
+        (&mut a.acme_email, &f.acme_email),
+        (&mut a.registry_tag, &f.registry_tag),
+        (&mut a.base_dir, &f.base_dir),
+        (&mut a.repo_url, &f.repo_url),
+        (&mut a.repo_branch, &f.repo_branch),
+        (&mut a.imageup_timeout, &f.imageup_timeout),
+        (&mut a.health_timeout, &f.health_timeout),
+    ] {
+        fill(slot, from);
+    }
+    if a.image_profile.is_none()
+        && let Some(p) = &f.image_profile
+    {
+        use clap::ValueEnum;
+        a.image_profile = Some(crate::args::ImageProfile::from_str(p, false).map_err(|_| {
+            UsageError::new(format!("config file: [host] image_profile = {p:?} is not a profile"))
+                .hint("use \"production\" or \"test\"")
+        })?);
+    }
+    if a.env_file.is_empty()
+        && let Some(files) = &f.env_files
+    {
+        a.env_file = files.iter().map(|(name, path)| format!("{name}={}", path.display())).collect();
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -262,6 +348,29 @@ mod tests {
         let args = CreateArgs { name: "x".into(), ..Default::default() };
         let s = resolve_create(&args, &file.ec2).unwrap();
         assert_eq!((s.instance_type.as_str(), s.volume_size, s.volume_type.as_str()), ("g5.xlarge", 1000, "gp3"));
+        let mut host = crate::args::HostStepArgs::default();
+        apply_host_file(&mut host, &file.host).unwrap();
+        assert_eq!(host.registry_tag.as_deref(), Some("latest"));
+        assert_eq!(host.image_profile, Some(crate::args::ImageProfile::Production));
+    }
+
+    #[test]
+    fn host_options_come_from_the_file_unless_a_flag_set_them() {
+        let file = parse(
+            "[host]\ndomain = \"image.example.org\"\nregistry_tag = \"unstable\"\nno_gpu = true\n\
+             image_profile = \"test\"\nenv_files = { \"llm.env\" = \"/secrets/llm.env\" }\n",
+        )
+        .unwrap();
+        let mut args = crate::args::HostStepArgs { registry_tag: Some("v1".into()), ..Default::default() };
+        apply_host_file(&mut args, &file.host).unwrap();
+        assert_eq!(args.domain.as_deref(), Some("image.example.org"));
+        assert_eq!(args.registry_tag.as_deref(), Some("v1"), "the flag wins");
+        assert!(args.no_gpu);
+        assert_eq!(args.image_profile, Some(crate::args::ImageProfile::Test));
+        assert_eq!(args.env_file, ["llm.env=/secrets/llm.env"]);
+        let bad = parse("[host]\nimage_profile = \"staging\"\n").unwrap();
+        assert!(apply_host_file(&mut Default::default(), &bad.host).is_err());
+        assert!(parse("[host]\ndomian = \"x\"\n").unwrap_err().contains("unknown field `domian`"));
     }
 
     #[test]

@@ -42,8 +42,14 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
     let (file, _path) = config::load(cli.config.as_deref())?;
+    // The file's [host] options, under the flags, for every command that runs host steps.
+    match &mut cli.command {
+        args::Command::Bootstrap(a) => config::apply_host_file(&mut a.steps, &file.host)?,
+        args::Command::Ec2(args::Ec2Command::Create(a)) => config::apply_host_file(&mut a.steps, &file.host)?,
+        _ => {}
+    }
     match &cli.command {
         args::Command::Ec2(args::Ec2Command::Create(a)) => ec2::create(a, &file).await,
         args::Command::Ec2(args::Ec2Command::List(a)) => ec2::list(a, &file).await,
