@@ -139,6 +139,9 @@ fn full_run(distro: Distro) {
     let log_line = stdout(&first).lines().find(|l| l.starts_with("log: ")).unwrap().to_string();
     let log_path = log_line.trim_start_matches("log: ");
     assert!(log_path.starts_with(state.path().to_str().unwrap()), "{log_path}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(log_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the log holds every command's output");
     let log = std::fs::read_to_string(log_path).unwrap();
     assert!(log.contains("apt-get") && log.contains("--- stdout:"), "the log holds the remote output");
 

@@ -239,7 +239,12 @@ pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
         sanitize(&s.target.to_string()),
         jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
     ));
-    let mut log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    // 0600: the log holds every command's whole output.
+    let mut log = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&log_path)
+    }
+    .with_context(|| format!("creating {}", log_path.display()))?;
     let _ = writeln!(log, "image-provision bootstrap of {}{}", s.target, if s.dry_run { " (dry run)" } else { "" });
 
     let progress = Progress::new();
