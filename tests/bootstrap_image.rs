@@ -370,3 +370,62 @@ fn image_server_standin_scripts_pass_shellcheck() {
         .expect("running shellcheck");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+/// The Ubuntu 22.04 stand-in (a Debian root with Ubuntu's os-release and
+/// package names) with the other stack options: plain compose instead of
+/// imageup, the test profile, another tag and base directory, PII logging,
+/// no domain (so no site override and no Traefik container).
+#[test]
+fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
+    let host = TestHost::start(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    let state = state_for(&host);
+    let base = "/srv/image";
+    let out = bootstrap(
+        &host,
+        state.path(),
+        &[
+            "--no-imageup",
+            "--image-profile",
+            "test",
+            "--registry-tag",
+            "unstable",
+            "--pii-logging",
+            "--base-dir",
+            base,
+            "--imageup-timeout",
+            "2m",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let steps = outcomes(&out);
+    assert!(steps.iter().all(|(_, o)| o != "failed"), "{steps:?}");
+
+    let env = text(&host, &format!("{base}/.env"));
+    for want in ["COMPOSE_PROFILES=test", "REGISTRY_TAG=unstable", "PII_LOGGING_ENABLED=true"] {
+        assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
+    }
+    let gid = host.sh_ok("getent group docker | cut -d: -f3");
+    assert!(env.lines().any(|l| l == format!("DOCKER_GID={}", gid.trim())), "{env}");
+    assert!(!host.exists(&format!("{base}/site-docker-compose.yml")), "no domain, no site override");
+    assert!(!host.exists("/var/docker/image"), "nothing in the default base directory");
+    for link in ["bin", "config", "docker-compose.yml"] {
+        assert!(host.sh(&format!("test -L {base}/{link}")).status.success(), "{link} is a link");
+    }
+    let calls = host.calls();
+    let imageup = calls.iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
+    assert_eq!(imageup, 0, "--no-imageup ran imageup:\n{}", calls.join("\n"));
+    let up = calls.iter().filter(|c| c.contains("docker-compose") && c.ends_with("up -d")).count();
+    assert!(up >= 1, "compose up ran:\n{}", calls.join("\n"));
+    assert!(!host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "no domain, no Traefik");
+
+    let again = bootstrap(&host, state.path(), &[
+        "--no-imageup", "--image-profile", "test", "--registry-tag", "unstable", "--pii-logging", "--base-dir", base,
+        "--imageup-timeout", "2m",
+    ]);
+    assert!(again.status.success());
+    // ok, or skipped with its reason (no domain: nothing for Traefik to route).
+    let changed: Vec<_> = outcomes(&again).into_iter().filter(|(_, o)| o != "ok" && o != "skipped").collect();
+    assert!(changed.is_empty(), "a converged run changed {changed:?}");
+}
