@@ -429,3 +429,32 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     let changed: Vec<_> = outcomes(&again).into_iter().filter(|(_, o)| o != "ok" && o != "skipped").collect();
     assert!(changed.is_empty(), "a converged run changed {changed:?}");
 }
+
+/// `--dry-run` on a bare host shows the IMAGE steps too, and changes nothing.
+#[test]
+fn dry_run_shows_the_image_steps_and_changes_nothing() {
+    let host = TestHost::start(Distro::Debian12);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    let state = state_for(&host);
+    let before = snapshot(&host);
+    let calls_before = host.calls().len();
+    let out = bootstrap(&host, state.path(), &["--dry-run", "--domain", DOMAIN, "--acme-email", "admin@example.org"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names: Vec<String> = outcomes(&out).into_iter().map(|(s, _)| s).collect();
+    for step in ["layout", "pull", "traefik", "stack", "health"] {
+        assert!(names.iter().any(|n| n == step), "{step} missing from {names:?}");
+    }
+    assert_eq!(snapshot(&host), before, "the dry run changed the host");
+    // Facts read the stand-ins (lspci, systemctl is-active, ...); nothing acts.
+    let acting: Vec<String> = host.calls()[calls_before..]
+        .iter()
+        .filter(|c| {
+            c.split_whitespace()
+                .any(|w| ["create", "up", "pull", "imageup", "reboot", "restart", "start", "enable"].contains(&w) || w.contains("postinst"))
+        })
+        .cloned()
+        .collect();
+    assert!(acting.is_empty(), "the dry run acted: {acting:?}");
+    assert_eq!(host.reboots(), 0);
+}
