@@ -15,13 +15,25 @@ use ec2env::*;
 use testhost::{Distro, TestHost};
 
 fn create(env: &Ec2Env, host: &TestHost, name: &str) -> Output {
-    let out = env
-        .cmd()
-        .args(["ec2", "create", name, "--ssh-key"])
-        .arg(&host.client_key)
+    create_with(env, host, name, false)
+}
+
+/// `ec2 create`; with `stack` all steps to the IMAGE stack behind Traefik
+/// (the stand-in IMAGE-server repository, the site for a test domain),
+/// else part 1's steps only.
+fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool) -> Output {
+    let mut cmd = env.cmd();
+    cmd.args(["ec2", "create", name, "--ssh-key"]).arg(&host.client_key);
+    if stack {
+        cmd.args(["--domain", "image.example.org", "--acme-email", "ops@example.org", "--imageup-timeout", "3m"])
+            .args(["--repo-url", "https://github.com/Shared-Reality-Lab/IMAGE-server.git"])
+            // The test host's DNS does not know the domain.
+            .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1");
+    } else {
+        cmd.env("IMAGE_PROVISION_NO_STACK", "1");
+    }
+    let out = cmd
         .env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr())
-        // Part 1's steps only (the IMAGE steps: tests/bootstrap_image.rs).
-        .env("IMAGE_PROVISION_NO_STACK", "1")
         .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
         .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
         .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
@@ -57,12 +69,14 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     // The Ubuntu 22.04 stand-in (a Debian root with Ubuntu's os-release): the AMI's distribution.
     let host = TestHost::start(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
     let public = host_key_installed(&env, &host, "e2e");
 
-    let out = create(&env, &host, "e2e");
+    let out = create_with(&env, &host, "e2e", true);
     assert_eq!(out.status.code(), Some(0));
     let summary = stdout(&out);
-    for step in ["facts", "docker", "nvidia", "reboot", "verify"] {
+    assert!(summary.contains("extension URL: https://image.example.org/"), "{summary}");
+    for step in ["facts", "docker", "nvidia", "reboot", "verify", "layout", "traefik", "stack", "health"] {
         assert!(summary.lines().any(|l| l.starts_with(step)), "{step} missing from\n{summary}");
     }
     assert_eq!(host.reboots(), 1);
@@ -73,8 +87,25 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     let key_fields: Vec<&str> = public.split_whitespace().take(2).collect();
     assert!(known.contains(&format!("[127.0.0.1]:{} {}", host.port, key_fields.join(" "))), "{known}");
 
+    // A healthy stack, as `verify NAME` finds it (instance by tag, the
+    // state directory's key and known_hosts, strictly).
+    let out = env
+        .cmd()
+        .args(["verify", "e2e", "--json", "--identity"])
+        .arg(&host.client_key)
+        .env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr())
+        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
+        .output()
+        .unwrap();
+    eprintln!("--- verify e2e: {}\n{}\n{}", out.status, stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "verify NAME: healthy");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["healthy"], true);
+    assert_eq!(v["orchestrator"], "healthy");
+    assert_eq!(v["extension_url"], "https://image.example.org/");
+
     // Converged: a second create reuses the instance and changes nothing.
-    let again = create(&env, &host, "e2e");
+    let again = create_with(&env, &host, "e2e", true);
     assert_eq!(again.status.code(), Some(0));
     assert!(stdout(&again).contains("(existing)"));
     let again_text = stdout(&again);

@@ -34,6 +34,73 @@ pub enum Command {
     Ec2(Ec2Command),
     /// Take a host you can SSH to from bare Ubuntu/Debian to Docker and a verified NVIDIA GPU
     Bootstrap(BootstrapArgs),
+    /// Report a server's driver, GPU, Docker, Traefik and stack health; change nothing
+    Verify(VerifyArgs),
+    /// Keep a server current: run imageup again, then the health checks
+    Update(UpdateArgs),
+}
+
+/// Which server `verify` and `update` talk to: an EC2 server by NAME, or --host.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerArgs {
+    /// The EC2 server (its key and known_hosts from the state directory)
+    #[arg(required_unless_present = "host", conflicts_with = "host", value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Any host: [user@]address[:port] (user defaults to root, port to 22)
+    #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+    pub host: Option<String>,
+
+    /// With --host: private key to log in with [default: the ssh-agent]
+    #[arg(long, env = "IMAGE_PROVISION_IDENTITY", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    /// With --host: record the host's key if it is not yet known
+    #[arg(long)]
+    pub accept_new_host_key: bool,
+
+    /// With NAME: the image's login user [default: ubuntu]
+    #[arg(long, env = "IMAGE_PROVISION_SSH_USER", value_name = "USER")]
+    pub ssh_user: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// The site's host name [default: the one in the host's site override]
+    #[arg(long, env = "IMAGE_PROVISION_DOMAIN", value_name = "HOST")]
+    pub domain: Option<String>,
+
+    /// The IMAGE working directory on the host [default: /var/docker/image]
+    #[arg(long, env = "IMAGE_PROVISION_BASE_DIR", value_name = "PATH")]
+    pub base_dir: Option<String>,
+
+    /// A host without a GPU: do not check the driver or Docker's nvidia runtime
+    #[arg(long)]
+    pub no_gpu: bool,
+
+    /// JSON for scripts instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Time limit for imageup [default: 60m]
+    #[arg(long, env = "IMAGE_PROVISION_IMAGEUP_TIMEOUT", value_name = "DURATION")]
+    pub imageup_timeout: Option<String>,
+
+    /// How long to wait for the orchestrator to be healthy afterwards [default: 5m]
+    #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]

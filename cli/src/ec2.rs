@@ -18,7 +18,7 @@ use crate::state;
 /// the instance's public IP (moto's addresses are not real).
 pub const TEST_SSH_ADDR_ENV: &str = "IMAGE_PROVISION_TEST_SSH_ADDR";
 
-fn test_ssh_addr() -> anyhow::Result<Option<SocketAddr>> {
+pub(crate) fn test_ssh_addr() -> anyhow::Result<Option<SocketAddr>> {
     match std::env::var(TEST_SSH_ADDR_ENV) {
         Ok(v) if !v.is_empty() => Ok(Some(v.parse().map_err(|_| {
             UsageError::new(format!("{TEST_SSH_ADDR_ENV}={v:?} is not an address")).hint("write it as 127.0.0.1:2222")
@@ -27,7 +27,7 @@ fn test_ssh_addr() -> anyhow::Result<Option<SocketAddr>> {
     }
 }
 
-fn aws_options(args: &AwsArgs, file: &config::Ec2Config) -> anyhow::Result<AwsOptions> {
+pub(crate) fn aws_options(args: &AwsArgs, file: &config::Ec2Config) -> anyhow::Result<AwsOptions> {
     for r in args.region.iter().chain(file.region.iter()) {
         provision::check_region(r).map_err(|_| config::unknown_region(r))?;
     }
@@ -39,12 +39,12 @@ fn aws_options(args: &AwsArgs, file: &config::Ec2Config) -> anyhow::Result<AwsOp
     })
 }
 
-async fn connect(opts: &AwsOptions) -> anyhow::Result<(provision::SdkApi, String)> {
+pub(crate) async fn connect(opts: &AwsOptions) -> anyhow::Result<(provision::SdkApi, String)> {
     provision::connect(opts).await.map_err(connect_error)
 }
 
 /// Wrap a provision error with its advice.
-fn advise(e: provision::Error, instance_type: Option<&str>) -> anyhow::Error {
+pub(crate) fn advise(e: provision::Error, instance_type: Option<&str>) -> anyhow::Error {
     match ec2_advice(&e, instance_type) {
         Some(hint) => Advised { message: e.to_string(), hint }.into(),
         None => e.into(),

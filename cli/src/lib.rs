@@ -8,6 +8,7 @@ mod ec2;
 mod errors;
 mod output;
 mod state;
+mod verify;
 
 use clap::Parser;
 
@@ -55,5 +56,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         args::Command::Ec2(args::Ec2Command::List(a)) => ec2::list(a, &file).await,
         args::Command::Ec2(args::Ec2Command::Destroy(a)) => ec2::destroy(a, &file).await,
         args::Command::Bootstrap(a) => bootstrap::run(a).await,
+        args::Command::Verify(a) => verify::verify(a, &file).await,
+        args::Command::Update(a) => verify::update(a, &file).await,
     }
 }

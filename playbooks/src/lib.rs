@@ -10,6 +10,7 @@ pub mod facts;
 pub mod image;
 pub mod runner;
 pub mod steps;
+pub mod verify;
 
 pub use facts::{Facts, Sudo};
 pub use runner::{Events, Failure, Outcome, Runner, StepReport};

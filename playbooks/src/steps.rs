@@ -32,6 +32,8 @@ pub const SCRIPTS: &[(&str, &str)] = &[
     ("wait-pull.sh", crate::image::WAIT_PULL_SH),
     ("stack-up.sh", crate::image::STACK_UP_SH),
     ("health.sh", crate::image::HEALTH_SH),
+    ("verify-facts.sh", crate::verify::VERIFY_FACTS_SH),
+    ("update.sh", crate::verify::UPDATE_SH),
 ];
 
 /// What the person asked for, resolved.

@@ -1,0 +1,529 @@
+//! Figures for `image-provision bootstrap --host` (with the IMAGE steps)
+//! against real test hosts (prints a table; no assertions on the figures, not
+//! a timed test):
+//!
+//! ```text
+//! cargo bench --profile dev --bench bootstrap   # reuses the dev build; quick
+//! cargo bench --bench bootstrap                 # the bench (release) profile
+//! ```
+//!
+//! Needs what the test host needs (root, util-linux, debootstrap; `bash
+//! tests/run` sets it up) and OpenSSH's client for the `ssh host true` line.
+//! In one run (issue 5's "Benchmark"):
+//!
+//! 1. A converged re-run of the whole bootstrap on a finished Debian 12 test
+//!    host: wall time (median of CONVERGED_REPS runs of the CLI binary) and its
+//!    SSH round trips, beside OpenSSH's `ssh host true` against the same host.
+//!    Round trips are counted from the test host's sshd log (LogLevel DEBUG1,
+//!    set by a drop-in before these runs): one per channel request that runs
+//!    something (`exec`, `subsystem`, `shell`), plus the connections opened
+//!    (`Accepted publickey`). The product is not instrumented.
+//! 2. A fresh bootstrap with the stand-ins given realistic relative durations
+//!    (driver install 3 units, image pull 10 units, reboot 1 unit; UNIT below),
+//!    beside the critical path, computed as: the same fresh bootstrap measured
+//!    on another host with every hook at zero (reboot delay 0) -- the
+//!    non-hooked part -- plus the longest hooked chain that cannot overlap,
+//!    max(driver, pull) + reboot = 11 units: the driver install and the pull
+//!    can overlap each other, but nothing on the host progresses while it is
+//!    down (a reboot interrupts the pull; the stand-in keeps its progress).
+//!
+//! It runs only when given `--bench` (as `cargo bench` does): under `cargo
+//! test --benches` or a test runner's `--list` it does nothing.
+
+#[path = "../tests/support/testhost.rs"]
+mod testhost;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use testhost::{Distro, TestHost};
+
+const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
+const DOMAIN: &str = "image.example.org";
+const USER: &str = "root";
+
+/// One unit of the relative durations, in seconds.
+const UNIT_SECS: u64 = 1;
+const DRIVER_UNITS: u64 = 3;
+const PULL_UNITS: u64 = 10;
+const REBOOT_UNITS: u64 = 1;
+
+const SSH_TRUE_REPS: usize = 10;
+const CONVERGED_REPS: usize = 5;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        // A test runner asking for tests: there are none here.
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        println!("benches/bootstrap.rs: figures only; run `cargo bench --profile dev --bench bootstrap`");
+        return;
+    }
+    header(&args);
+    let unit = Duration::from_secs(UNIT_SECS);
+    let local = tempfile::tempdir().unwrap();
+    let extra = image_args(local.path());
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+
+    // The non-hooked part: a fresh bootstrap with every duration at zero.
+    let t = Instant::now();
+    let zero = TestHost::start_with(Distro::Debian12, Duration::ZERO);
+    let zero_started = t.elapsed();
+    zero.enable_pinned_bootstrap_standins();
+    zero.enable_image_server_standins();
+    let zero_state = state_for(&zero);
+    let (_, zero_fresh) = bootstrap(&zero, zero_state.path(), &extra);
+    let zero_reboots = zero.reboots();
+    drop(zero);
+
+    // The host with realistic durations: fresh, then converged re-runs.
+    let t = Instant::now();
+    let host = TestHost::start_with(Distro::Debian12, unit * REBOOT_UNITS as u32);
+    println!(
+        "test hosts: Debian 12 (started in {} and {}), user {USER}; unit {}: driver install {DRIVER_UNITS}, image pull {PULL_UNITS}, reboot {REBOOT_UNITS}",
+        ms(zero_started),
+        ms(t.elapsed()),
+        ms(unit)
+    );
+    println!();
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.write(
+        "/var/lib/standin/hooks/slow-postinst",
+        format!("{}\n", DRIVER_UNITS * UNIT_SECS).as_bytes(),
+    );
+    host.write(
+        "/var/lib/standin/hooks/pull-seconds-image",
+        format!("{}\n", PULL_UNITS * UNIT_SECS).as_bytes(),
+    );
+    let state = state_for(&host);
+    let (first, fresh) = bootstrap(&host, state.path(), &extra);
+    let fresh_reboots = host.reboots();
+
+    // sshd at DEBUG1 from here on (a drop-in read before the distribution's
+    // settings; the restart keeps nothing else from changing).
+    host.write(
+        "/etc/ssh/sshd_config.d/00-bench-loglevel.conf",
+        b"LogLevel DEBUG1\n",
+    );
+    host.restart_sshd();
+    let sshd_log = host.dir().join("ctl/sshd.log");
+
+    let mut ssh = Vec::new();
+    let mut ssh_counts = Vec::new();
+    for _ in 0..SSH_TRUE_REPS {
+        let before = log_len(&sshd_log);
+        let t = Instant::now();
+        let out = host
+            .ssh_command(USER)
+            .arg("true")
+            .output()
+            .expect("running ssh (install openssh-client)");
+        let d = t.elapsed();
+        assert!(
+            out.status.success(),
+            "ssh host true failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ssh.push(d);
+        ssh_counts.push(count_since(&sshd_log, before));
+    }
+
+    let mut converged = Vec::new();
+    let mut counts = Vec::new();
+    let mut outcomes_seen = String::new();
+    let mut phases: [Vec<Duration>; 4] = Default::default();
+    for _ in 0..CONVERGED_REPS {
+        let before = log_len(&sshd_log);
+        let watcher = Watcher::start(sshd_log.clone(), before);
+        let t0 = Instant::now();
+        let (out, d) = bootstrap(&host, state.path(), &extra);
+        let end = t0 + d;
+        if let [Some(auth), Some(exec), Some(exit)] = watcher.finish() {
+            phases[0].push(auth.saturating_duration_since(t0));
+            phases[1].push(exec.saturating_duration_since(auth));
+            phases[2].push(exit.saturating_duration_since(exec));
+            phases[3].push(end.saturating_duration_since(exit));
+        }
+        converged.push(d);
+        counts.push(count_since(&sshd_log, before));
+        outcomes_seen = summary(&out);
+    }
+    assert_eq!(host.reboots(), fresh_reboots, "a converged run rebooted");
+
+    let mut table = Table::default();
+    table.row("`ssh host true` (OpenSSH client, whole process)", &ssh, "");
+    let ssh_median = median(&ssh);
+    let conv_median = median(&converged);
+    table.row(
+        "converged re-run, whole bootstrap with the IMAGE steps",
+        &converged,
+        &format!("{:.1}x `ssh host true`", ratio(conv_median, ssh_median)),
+    );
+    if phases[0].len() == CONVERGED_REPS {
+        table.row("  CLI start -> sshd accepted the key (connect + auth)", &phases[0], "");
+        table.row("  auth -> first exec request", &phases[1], "");
+        table.row("  first exec request -> its command exited (on the host)", &phases[2], "");
+        table.row("  command exited -> CLI exited", &phases[3], "");
+    }
+    table.row(
+        "fresh bootstrap, hooks at zero (non-hooked part)",
+        &[zero_fresh],
+        &format!("{zero_reboots} reboot(s)"),
+    );
+    let hooked = unit * ((DRIVER_UNITS.max(PULL_UNITS) + REBOOT_UNITS) as u32);
+    let critical = zero_fresh + hooked;
+    table.row(
+        "critical path: non-hooked part + max(driver, pull) + reboot",
+        &[critical],
+        &format!("{} hooked", ms(hooked)),
+    );
+    table.row(
+        "fresh bootstrap, driver 3 / pull 10 / reboot 1 units",
+        &[fresh],
+        &format!(
+            "{:.2}x the critical path; {fresh_reboots} reboot(s)",
+            ratio(fresh, critical)
+        ),
+    );
+    table.note(format!(
+        "critical path: the zero-hook fresh run (all non-hooked work, as the product orders it) + max({DRIVER_UNITS}, {PULL_UNITS}) + {REBOOT_UNITS} units \
+         (driver and pull may overlap; nothing progresses while the host is down)"
+    ));
+    println!("{}", table.render());
+    println!();
+
+    let rt = |c: &Counts| c.channels();
+    let ssh_rt: Vec<u64> = ssh_counts.iter().map(rt).collect();
+    let conv_rt: Vec<u64> = counts.iter().map(rt).collect();
+    let last = counts.last().expect("converged runs");
+    println!(
+        "round trips (sshd DEBUG1 log): `ssh host true` {} channel request(s) over {} connection(s); converged re-run {:?} per run ({} exec, {} subsystem, {} shell) over {} connection(s)",
+        ssh_rt[0],
+        ssh_counts[0].connections,
+        conv_rt,
+        last.exec,
+        last.subsystem,
+        last.shell,
+        last.connections,
+    );
+    println!("converged steps (last run): {outcomes_seen}");
+    println!("fresh steps: {}", summary(&first));
+    println!();
+    let within = conv_median.as_secs_f64() <= 2.0 * ssh_median.as_secs_f64();
+    let max_rt = *conv_rt.iter().max().unwrap();
+    let ratio_fresh = ratio(fresh, critical);
+    println!("targets (issue 5):");
+    println!(
+        "  converged re-run within 2x of one `ssh host true`: {} vs {} (limit {}): {}",
+        ms(conv_median),
+        ms(ssh_median),
+        ms(ssh_median * 2),
+        met(within)
+    );
+    println!(
+        "  converged re-run in at most 3 round trips: {max_rt}: {}",
+        met(max_rt <= 3)
+    );
+    println!(
+        "  fresh bootstrap within 1.15x of the critical path: {} vs {} = {ratio_fresh:.2}x: {}",
+        ms(fresh),
+        ms(critical),
+        met(ratio_fresh <= 1.15)
+    );
+}
+
+fn image_args(dir: &Path) -> Vec<String> {
+    std::fs::write(
+        dir.join("llm.env"),
+        "LLM_URL=https://llm.example.org/v1\nLLM_API_KEY=sk-bench\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("maps.env"), "GOOGLE_PLACES_API_KEY=maps-placeholder\n").unwrap();
+    vec![
+        "--domain".into(),
+        DOMAIN.into(),
+        "--acme-email".into(),
+        "ops@example.org".into(),
+        "--env-file".into(),
+        format!("llm.env={}", dir.join("llm.env").display()),
+        "--env-file".into(),
+        format!("maps.env={}", dir.join("maps.env").display()),
+        "--imageup-timeout".into(),
+        "3m".into(),
+    ]
+}
+
+fn state_for(host: &TestHost) -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(state.path().join("known_hosts"), host.known_hosts_line() + "\n").unwrap();
+    state
+}
+
+/// One bootstrap as tests/bootstrap_image.rs drives it; panics if it fails.
+fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> (Output, Duration) {
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .arg("bootstrap")
+        .arg("--host")
+        .arg(format!("{}@127.0.0.1:{}", host.default_user(), host.port))
+        .arg("--identity")
+        .arg(&host.client_key)
+        .args(extra)
+        .env("IMAGE_PROVISION_STATE_DIR", state)
+        .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
+        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
+        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
+        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
+        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .expect("running image-provision");
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "bootstrap failed ({}):\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, took)
+}
+
+/// "step=outcome ..." from the summary table.
+fn summary(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("log:"))
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some(format!("{}={}", w.next()?, w.next()?))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Default, Debug)]
+struct Counts {
+    connections: u64,
+    exec: u64,
+    subsystem: u64,
+    shell: u64,
+}
+
+impl Counts {
+    fn channels(&self) -> u64 {
+        self.exec + self.subsystem + self.shell
+    }
+}
+
+fn log_len(p: &Path) -> usize {
+    std::fs::read(p).map(|b| b.len()).unwrap_or(0)
+}
+
+/// What sshd logged since byte `from`: connections authenticated and the
+/// channel requests that run something (OpenSSH's serverloop.c logs
+/// "server_input_channel_req: channel N request TYPE reply R" at DEBUG1).
+fn count_since(p: &Path, from: usize) -> Counts {
+    let bytes = std::fs::read(p).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes[from.min(bytes.len())..]).into_owned();
+    let mut c = Counts::default();
+    for line in text.lines() {
+        if line.contains("Accepted publickey for") {
+            c.connections += 1;
+        }
+        if let Some(rest) = line.split("server_input_channel_req: channel ").nth(1) {
+            match rest.split_whitespace().nth(2) {
+                Some("exec") => c.exec += 1,
+                Some("subsystem") => c.subsystem += 1,
+                Some("shell") => c.shell += 1,
+                _ => {}
+            }
+        }
+    }
+    c
+}
+
+/// Polls sshd's log every millisecond on a thread of its own and notes when
+/// a run's first "Accepted publickey", first exec request and first
+/// "session_exit_message" (the command exited) appear: a breakdown of a
+/// converged run's wall time (to within the poll interval).
+struct Watcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<[Option<Instant>; 3]>,
+}
+
+impl Watcher {
+    const MARKS: [&'static str; 3] = [
+        "Accepted publickey for",
+        "request exec reply",
+        "session_exit_message:",
+    ];
+
+    fn start(sshd_log: PathBuf, from: usize) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seen = [None; 3];
+            loop {
+                let done = stop2.load(Ordering::Relaxed);
+                let bytes = std::fs::read(&sshd_log).unwrap_or_default();
+                let text = String::from_utf8_lossy(&bytes[from.min(bytes.len())..]).into_owned();
+                for (i, mark) in Self::MARKS.iter().enumerate() {
+                    if seen[i].is_none() && text.contains(mark) {
+                        seen[i] = Some(Instant::now());
+                    }
+                }
+                if done || seen.iter().all(Option::is_some) {
+                    return seen;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        Watcher { stop, thread }
+    }
+
+    fn finish(self) -> [Option<Instant>; 3] {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("watcher thread")
+    }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "NOT met" }
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn median(samples: &[Duration]) -> Duration {
+    let mut s = samples.to_vec();
+    s.sort();
+    let n = s.len();
+    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2 }
+}
+fn header(args: &[String]) {
+    // cargo is our parent: its command line is what was typed.
+    let cargo = std::fs::read(format!(
+        "/proc/{}/cmdline",
+        std::os::unix::process::parent_id()
+    ))
+    .map(|b| {
+        b.split(|c| *c == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+    .unwrap_or_default();
+    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0]));
+    // target/<dir>/deps/bootstrap-<hash>: "debug" for the dev profile, "release"
+    // for bench, the profile's name for custom ones.
+    let dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let profile = match dir.as_str() {
+        "debug" => "dev",
+        "release" => "bench (release)",
+        other => other,
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("image-provision bootstrap benchmark");
+    println!("command: {}", if cargo.is_empty() { args.join(" ") } else { cargo });
+    println!("binary:  {}", args.join(" "));
+    println!("machine: nproc {nproc}, {cpu}");
+    println!(
+        "profile: {profile} (target/{dir}, debug assertions {})",
+        if cfg!(debug_assertions) { "on" } else { "off" }
+    );
+}
+
+fn ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<[String; 6]>,
+    notes: Vec<String>,
+}
+
+impl Table {
+    fn row(&mut self, what: &str, samples: &[Duration], note: &str) {
+        let mut s = samples.to_vec();
+        s.sort();
+        let n = s.len();
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2
+        };
+        self.rows.push([
+            what.to_owned(),
+            n.to_string(),
+            ms(median),
+            ms(s[0]),
+            ms(s[n - 1]),
+            note.to_owned(),
+        ]);
+    }
+
+    fn note(&mut self, text: String) {
+        self.notes.push(text);
+    }
+
+    fn render(&self) -> String {
+        let head = ["", "n", "median", "min", "max", ""].map(str::to_owned);
+        let all: Vec<&[String; 6]> = std::iter::once(&head).chain(&self.rows).collect();
+        let width = |i: usize| all.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
+        let w: Vec<usize> = (0..6).map(width).collect();
+        let mut out = String::new();
+        for r in all {
+            let line = format!(
+                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+                w3 = w[3],
+                w4 = w[4],
+            );
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+        for n in &self.notes {
+            let _ = writeln!(out, "{n}");
+        }
+        out.trim_end().to_owned()
+    }
+}
