@@ -1,12 +1,16 @@
 #!/bin/bash
 # Facts about the host, gathered in one round trip: one `key=value` per line
-# (values are single lines). Runs as the SSH user; asks sudo -n only for what
-# needs root, and only when sudo works without a password.
+# (values are single lines). Runs as the SSH user. What needs root lives in
+# functions that run_root_facts, the script's last line (added by
+# playbooks/src/facts.rs after any further facts scripts), runs in a single
+# `sudo -n`: each sudo costs tens of milliseconds (PAM, logging).
 # Inputs: PACKAGES, the space-separated package names whose state to report;
 # DEBIAN_COMPONENTS, the components Debian's archive entries should carry.
 set -euo pipefail
 
-kv() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')"; }
+# Forks cost a millisecond or two each and this runs on every re-run: kv and
+# the reads below stay inside bash where they can.
+kv() { printf '%s=%s\n' "$1" "${2//$'\n'/ }"; }
 
 # A subshell: sourcing os-release must not clobber our variables.
 (
@@ -20,21 +24,30 @@ kv() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')"; }
 kv arch "$(dpkg --print-architecture 2>/dev/null || uname -m)"
 kv user "$(id -un)"
 kv groups.session "$(id -nG)"
-kv boot_id "$(cat /proc/sys/kernel/random/boot_id)"
+read -r boot_id </proc/sys/kernel/random/boot_id
+kv boot_id "$boot_id"
 
-sudo=()
-if [ "$(id -u)" -eq 0 ]; then
-    kv sudo root
-elif ! command -v sudo >/dev/null 2>&1; then
-    kv sudo missing
-# -l (may I run `true`?) answers without running anything: running a
-# command would make sudo write ~/.sudo_as_admin_successful.
-elif sudo -n -l true >/dev/null 2>&1; then
-    kv sudo nopasswd
-    sudo=(sudo -n)
-else
-    kv sudo password
-fi
+# run_root_facts FUNCTION...: the functions, as root, with kv and the inputs
+# they read; reports how the user gets root as `sudo` (root, nopasswd,
+# password or missing). sudo resets the environment, so the inputs go
+# through env; none of them is a secret.
+run_root_facts() {
+    local out
+    if [ "$EUID" -eq 0 ]; then
+        kv sudo root
+        (cd / && for f in "$@"; do "$f"; done)
+    elif ! command -v sudo >/dev/null 2>&1; then
+        kv sudo missing
+    # The first line, printed as root, says sudo let us in: a function that
+    # fails after it is not a refused sudo.
+    elif out=$(sudo -n env ROOT_FACTS_VIA=sudo BASE_DIR="${BASE_DIR:-}" FILES="${FILES:-}" HEALTH_URL="${HEALTH_URL:-}" \
+        bash -c "$(declare -f kv "$@"); set -euo pipefail; kv sudo nopasswd; cd /; for f in $*; do \"\$f\"; done" 2>/dev/null) ||
+        [[ $out == sudo=nopasswd* ]]; then
+        printf '%s\n' "$out"
+    else
+        kv sudo password
+    fi
+}
 
 # A GPU: lspci (pciutils) when installed, else the same answer from sysfs.
 gpu=''
@@ -69,15 +82,16 @@ fi
 
 # The dpkg/apt locks: held when /proc/locks lists one of their inodes (apt
 # takes fcntl locks, which flock(1) cannot see; fuser may not be installed).
-locked=''
-for lock in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock; do
-    [ -e "$lock" ] || continue
-    inode=$(stat -c %i "$lock")
-    if grep -Eq "^[0-9]+: .* [0-9a-f]+:[0-9a-f]+:$inode " /proc/locks; then
-        locked="$locked $lock"
-    fi
-done
-kv apt.locked "${locked# }"
+locked=$(
+    stat -c '%i %n' /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock 2>/dev/null |
+        awk 'FILENAME == "/proc/locks" {
+                for (i = 2; i <= NF; i++) if ($i ~ /^[0-9a-f]+:[0-9a-f]+:[0-9]+$/) { split($i, d, ":"); held[d[3]] = 1; break }
+                next
+            }
+            $1 in held { print $2 }' /proc/locks - |
+        tr '\n' ' ' || true
+)
+kv apt.locked "${locked% }"
 
 # dpkg interrupted (a cut connection kills dpkg mid-install): packages left
 # unpacked or half-configured, or journal entries dpkg has not applied. apt
@@ -94,7 +108,24 @@ newest=$(find /var/lib/apt/lists -maxdepth 1 -type f \( -name '*Packages*' -o -n
     sort -n | tail -n 1 | cut -d. -f1)
 if [ -n "$newest" ]; then
     kv apt.lists_age "$(($(date +%s) - newest))"
-    kv apt.upgradable "$(apt-get -s -o Debug::NoLocking=true upgrade 2>/dev/null | grep -c '^Inst' || true)"
+    # What an upgrade would install depends only on dpkg's status, the lists
+    # and apt's configuration, but simulating it takes a quarter of a second
+    # or more: the count is kept in the user's cache, keyed by those files'
+    # inode, size and mtime (dpkg and apt replace them by rename; a directory's
+    # mtime moves when a file in it comes, goes or is replaced).
+    cache=${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/image-provision/apt-upgradable
+    key=$(stat -c '%n %i %s %y' /var/lib/dpkg/status /var/lib/apt/lists /etc/apt /etc/apt/sources.list.d \
+        /etc/apt/preferences.d /etc/apt/apt.conf.d /etc/apt/sources.list 2>/dev/null | tr '\n' ' ' || true)
+    upgradable=''
+    if [ -f "$cache" ] && [ "$(head -n 1 "$cache")" = "$key" ]; then
+        upgradable=$(sed -n 2p "$cache")
+    fi
+    if [ -z "$upgradable" ]; then
+        upgradable=$(apt-get -s -o Debug::NoLocking=true upgrade 2>/dev/null | grep -c '^Inst' || true)
+        # Best effort: an unwritable home only costs the next run the simulation.
+        { mkdir -p "${cache%/*}" && printf '%s\n%s\n' "$key" "$upgradable" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
+    fi
+    kv apt.upgradable "$upgradable"
 else
     kv apt.lists_age ''
     kv apt.upgradable ''
@@ -171,17 +202,32 @@ done
 if command -v docker >/dev/null 2>&1; then
     kv docker.version "$(docker --version 2>/dev/null || true)"
     kv docker.compose "$(docker compose version 2>/dev/null || true)"
-    # As the user, without sudo: works only once the group applies to this session.
-    if docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; then kv docker.user_access yes; else kv docker.user_access no; fi
-    if [ "$(id -u)" -eq 0 ] || [ ${#sudo[@]} -gt 0 ]; then
-        kv docker.runtimes "$("${sudo[@]}" docker info --format '{{json .Runtimes}}' 2>/dev/null || true)"
+    # As the user, without sudo: works only once the group applies to this
+    # session (root's answer comes from docker_root_facts).
+    if [ "$EUID" -ne 0 ]; then
+        if docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; then kv docker.user_access yes; else kv docker.user_access no; fi
     fi
 fi
+# As root (run_root_facts): the daemon's runtimes.
+docker_root_facts() {
+    command -v docker >/dev/null 2>&1 || return 0
+    local runtimes
+    if runtimes=$(docker info --format '{{json .Runtimes}}' 2>/dev/null); then
+        kv docker.runtimes "$runtimes"
+    else
+        kv docker.runtimes ''
+    fi
+    if [ "${ROOT_FACTS_VIA:-}" != sudo ]; then
+        # Running as root itself: root's own access is the same answer.
+        if [ -n "$runtimes" ]; then kv docker.user_access yes; else kv docker.user_access no; fi
+    fi
+}
 if command -v systemctl >/dev/null 2>&1; then
     kv docker.enabled "$(systemctl is-enabled docker 2>/dev/null || true)"
     kv docker.active "$(systemctl is-active docker 2>/dev/null || true)"
 fi
-kv docker.group "$(getent group docker | cut -d: -f4)"
+IFS=: read -r _ _ _ members < <(getent group docker || true) || true
+kv docker.group "${members:-}"
 if [ -r /etc/docker/daemon.json ] && grep -q '"nvidia"' /etc/docker/daemon.json; then
     kv docker.daemon_json_nvidia yes
 else

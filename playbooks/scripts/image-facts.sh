@@ -2,23 +2,28 @@
 # Facts about the IMAGE layout, Traefik and the stack, appended to facts.sh
 # in the same round trip when the IMAGE steps run: `key=value` lines.
 # Everything here needs root (the layout is root's, and so is Docker's
-# socket), so it runs as one `sudo -n bash`; without root it prints nothing
-# (facts.sh already says why not).
+# socket): facts.sh's run_root_facts runs image_facts as root, in the same
+# sudo as its own root facts; without root it prints nothing (facts.sh
+# says why not).
 # Inputs: BASE_DIR, the IMAGE working directory; FILES, the space-separated
-# paths of the files the steps write, whose sha256 and mode to report.
+# paths of the files the steps write, whose sha256 and mode to report;
+# HEALTH_URL (optional), the stack's health URL through Traefik.
 set -euo pipefail
 
 image_facts() {
-    kv() { printf '%s=%s\n' "$1" "$(printf '%s' "$2" | tr '\n' ' ')"; }
-    local base=$BASE_DIR clone=$BASE_DIR/IMAGE-server
-    kv docker.gid "$(getent group docker | cut -d: -f3 || true)"
+    # Few forks, as in facts.sh (whose kv this uses): this runs on every re-run.
+    local base=$BASE_DIR clone=$BASE_DIR/IMAGE-server gid=''
+    IFS=: read -r _ _ gid _ < <(getent group docker || true) || true
+    kv docker.gid "$gid"
 
     local missing='' d l f
     for d in cache testing/warmup; do [ -d "$base/$d" ] || missing="$missing $d"; done
     kv image.dirs_missing "${missing# }"
-    for l in bin config docker-compose.yml; do
-        kv "image.link.$l" "$(readlink -- "$base/$l" || true)"
-    done
+    local -A link=()
+    while IFS=/ read -r l f; do link[$l]=$f; done < <(
+        find "$base" -mindepth 1 -maxdepth 1 -type l \( -name bin -o -name config -o -name docker-compose.yml \) -printf '%f/%l\n' 2>/dev/null || true
+    )
+    for l in bin config docker-compose.yml; do kv "image.link.$l" "${link[$l]:-}"; done
 
     if command -v git >/dev/null 2>&1; then
         # root's global config: imageup runs as root and updates the submodule too.
@@ -32,13 +37,15 @@ image_facts() {
         kv image.clone no
     fi
 
+    local present=() sum m
+    local -A mode=()
     for f in ${FILES:-}; do
-        if [ -f "$f" ]; then
-            kv "file.$f" "$(sha256sum <"$f" | cut -d' ' -f1) $(stat -c %a "$f")"
-        else
-            kv "file.$f" absent
-        fi
+        if [ -f "$f" ]; then present+=("$f"); else kv "file.$f" absent; fi
     done
+    if [ ${#present[@]} -gt 0 ]; then
+        while read -r m f; do mode[$f]=$m; done < <(stat -c '%a %n' -- "${present[@]}")
+        while read -r sum f; do kv "file.$f" "$sum ${mode[$f]:-}"; done < <(sha256sum -- "${present[@]}")
+    fi
 
     # The config/*.env files compose will read: every one named by the
     # compose files in use, and those imageup and the stack always use.
@@ -51,11 +58,14 @@ image_facts() {
     } | sort -u)
     # END compose-env-files
     local absent='' open=''
+    local -A env_mode=()
     if [ -d "$clone/config" ]; then
+        # shellcheck disable=SC2086 # one name per word
+        while read -r m f; do env_mode[$f]=$m; done < <(cd "$clone/config" 2>/dev/null && { stat -L -c '%a %n' -- $names 2>/dev/null || true; })
         for f in $names; do
             if [ ! -f "$clone/config/$f" ]; then
                 absent="$absent $f"
-            elif [ "$(stat -c %a "$clone/config/$f")" != 600 ]; then
+            elif [ "${env_mode[$f]:-}" != 600 ]; then
                 open="$open $f"
             fi
         done
@@ -76,24 +86,52 @@ image_facts() {
     kv image.deployed "$(cat "$base/.image-provision/deployed" 2>/dev/null || true)"
 
     command -v docker >/dev/null 2>&1 || return 0
-    docker info --format '{{.ServerVersion}}' >/dev/null 2>&1 || return 0
+    # Every container in one listing (each docker or compose call costs tens
+    # of milliseconds, compose's more, as it loads the project): Traefik's
+    # project, and the stack's containers by compose's working-directory label
+    # (compose sets it to the project directory: BASE_DIR, as .env's
+    # COMPOSE_FILE puts the first compose file there). Fails without a daemon.
+    local containers
+    containers=$(docker ps -a --format '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}\t{{.Status}}' 2>/dev/null) ||
+        return 0
     kv docker.networks "$(docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' || true)"
-    kv traefik.running "$(docker ps --filter label=com.docker.compose.project=traefik --filter status=running --format '{{.Names}}' || true)"
-    if [ -f "$base/.env" ] && [ -e "$base/docker-compose.yml" ]; then
-        local compose=(docker compose --project-directory "$base" --env-file "$base/.env") id
-        kv image.services "$("${compose[@]}" config --services 2>/dev/null | sort | tr '\n' ' ' || true)"
-        kv image.running "$("${compose[@]}" ps --services --status running 2>/dev/null | sort | tr '\n' ' ' || true)"
-        id=$("${compose[@]}" ps -q orchestrator 2>/dev/null | head -n 1 || true)
-        if [ -n "$id" ]; then
-            kv image.orchestrator "$(docker inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || true)"
+    kv traefik.running "$(awk -F '\t' '$1 == "traefik" && $4 == "running" { print $5 }' <<<"$containers" | sort | tr '\n' ' ')"
+    [ -f "$base/.env" ] && [ -e "$base/docker-compose.yml" ] || return 0
+    kv image.running "$(awk -F '\t' -v dir="$base" '$2 == dir && $4 == "running" { print $3 }' <<<"$containers" | sort -u | tr '\n' ' ')"
+    # The orchestrator: its healthcheck's verdict while it runs, else its state.
+    kv image.orchestrator "$(awk -F '\t' -v dir="$base" '$2 == dir && $3 == "orchestrator" {
+        s = $4
+        if (s == "running") {
+            if ($6 ~ /\(healthy\)/) s = "healthy"; else if ($6 ~ /\(unhealthy\)/) s = "unhealthy"; else if ($6 ~ /\(health: starting\)/) s = "starting"
+        }
+        print s; exit
+    }' <<<"$containers")"
+    # With a domain, its health URL through Traefik, once the orchestrator is
+    # healthy (before that it cannot answer, and a converged re-run then
+    # needs no round trip of its own for the health step).
+    if [ -n "${HEALTH_URL:-}" ] && awk -F '\t' -v dir="$base" '$2 == dir && $3 == "orchestrator" && $6 ~ /\(healthy\)/ { found = 1 } END { exit !found }' <<<"$containers"; then
+        if curl -fsS --max-time 5 -o /dev/null "$HEALTH_URL" 2>/dev/null; then kv image.https_health ok; else kv image.https_health failed; fi
+    fi
+
+    # The services compose would run: `config --services` loads the whole
+    # project, so its answer is kept, keyed by what it depends on (.env,
+    # which holds COMPOSE_FILE and COMPOSE_PROFILES, and the compose files).
+    local key cache=/var/cache/image-provision/compose-services services=''
+    key="$base $(
+        for f in .env $(sed -n 's/^COMPOSE_FILE=//p' "$base/.env" | tail -n 1 | tr ':' ' '); do
+            case $f in /*) ;; *) f=$base/$f ;; esac
+            cat -- "$f" 2>/dev/null || echo "absent $f"
+        done | sha256sum | cut -d' ' -f1
+    )"
+    if [ -f "$cache" ] && [ "$(head -n 1 "$cache")" = "$key" ]; then
+        services=$(sed -n 2p "$cache")
+    fi
+    if [ -z "$services" ]; then
+        services=$(docker compose --project-directory "$base" --env-file "$base/.env" config --services 2>/dev/null | sort | tr '\n' ' ' || true)
+        if [ -n "$services" ]; then
+            { mkdir -p "${cache%/*}" && printf '%s\n%s\n' "$key" "$services" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
         fi
     fi
+    kv image.services "$services"
 }
 
-if [ "$(id -u)" -eq 0 ]; then
-    (cd / && image_facts)
-elif command -v sudo >/dev/null 2>&1 && sudo -n -l true >/dev/null 2>&1; then
-    # One sudo for all of it; sudo resets the environment, so the inputs go
-    # through env.
-    sudo -n env BASE_DIR="$BASE_DIR" FILES="${FILES:-}" bash -c "$(declare -f image_facts); set -euo pipefail; cd / && image_facts"
-fi

@@ -25,12 +25,29 @@ pub const WATCHED_PACKAGES: &[&str] = &[
     "nvidia-driver",
 ];
 
+/// facts.sh, then `more` (further facts scripts), then the call that runs
+/// the root parts (`root`: functions the scripts define) in one sudo.
+pub fn script(more: &[&str], root: &[&str]) -> String {
+    let mut text = String::from(FACTS_SH);
+    for part in more {
+        text.push('\n');
+        text.push_str(part);
+    }
+    text.push_str("\nrun_root_facts docker_root_facts");
+    for f in root {
+        text.push(' ');
+        text.push_str(f);
+    }
+    text.push('\n');
+    text
+}
+
 /// The facts command. `extra` are further package names (the configured
 /// driver package).
 pub fn command(extra: &[String]) -> Cmd {
     let mut names: Vec<String> = WATCHED_PACKAGES.iter().map(|s| s.to_string()).collect();
     names.extend(extra.iter().cloned());
-    Cmd::script(FACTS_SH)
+    Cmd::script(script(&[], &[]))
         .named("facts.sh")
         .env("PACKAGES", names.join(" "))
         .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)
@@ -45,12 +62,16 @@ pub fn command_for(cfg: &crate::steps::Config) -> Cmd {
     };
     let mut names: Vec<String> = WATCHED_PACKAGES.iter().map(|s| s.to_string()).collect();
     names.extend(extra);
-    Cmd::script(format!("{FACTS_SH}\n{}", crate::image::IMAGE_FACTS_SH))
+    let cmd = Cmd::script(script(&[crate::image::IMAGE_FACTS_SH], &["image_facts"]))
         .named("facts.sh")
         .env("PACKAGES", names.join(" "))
         .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)
         .env("BASE_DIR", &img.base_dir)
-        .env("FILES", img.watched_files().join(" "))
+        .env("FILES", img.watched_files().join(" "));
+    match img.health_url() {
+        Some(url) => cmd.env("HEALTH_URL", url),
+        None => cmd,
+    }
 }
 
 /// How the SSH user gets root.

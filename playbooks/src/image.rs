@@ -123,6 +123,11 @@ impl ImageConfig {
     }
 
     /// Every file the steps write, whose hash and mode the facts report.
+    /// The stack's health URL through Traefik, checked when there is a domain.
+    pub fn health_url(&self) -> Option<String> {
+        self.domain.as_ref().filter(|_| self.https_check).map(|d| format!("https://{d}/health"))
+    }
+
     pub fn watched_files(&self) -> Vec<String> {
         let mut files = vec![self.env_path(), self.site_path(), self.config_path("imageup.env"), self.traefik_path()];
         files.extend(self.env_files.iter().map(|(name, _)| self.config_path(name)));
@@ -559,13 +564,20 @@ pub fn plan_stack(facts: &Facts, img: &ImageConfig) -> Plan {
 }
 
 pub fn plan_health(facts: &Facts, img: &ImageConfig) -> Plan {
-    let url = img.domain.as_ref().filter(|_| img.https_check).map(|d| format!("https://{d}/health"));
+    let url = img.health_url();
     let tell = img
         .extension_url()
         .map(|u| format!("; extension URL {u}"))
         .unwrap_or_else(|| "; no --domain: no public URL".into());
-    if facts.get("image.orchestrator") == Some("healthy") && url.is_none() {
-        return Plan::Ok(format!("orchestrator healthy{tell}"));
+    if facts.get("image.orchestrator") == Some("healthy") {
+        match &url {
+            None => return Plan::Ok(format!("orchestrator healthy{tell}")),
+            // Checked by the facts script (image-facts.sh) in the same round trip.
+            Some(u) if facts.get("image.https_health") == Some("ok") => {
+                return Plan::Ok(format!("orchestrator healthy, GET {u} answers{tell}"));
+            }
+            Some(_) => {}
+        }
     }
     let mut cmd = Cmd::script(HEALTH_SH)
         .named("health.sh")
@@ -683,5 +695,30 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// With a domain, the health step is ok only once the facts saw the URL
+    /// answer through Traefik; otherwise it runs health.sh, which waits.
+    #[test]
+    fn health_needs_the_https_answer_when_there_is_a_domain() {
+        let img = cfg();
+        let healthy = Facts::parse("image.orchestrator=healthy\n");
+        match plan_health(&healthy, &img) {
+            Plan::Act { why, .. } => assert!(why.contains("GET https://image.example.org/health"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let answered = Facts::parse("image.orchestrator=healthy\nimage.https_health=ok\n");
+        assert!(matches!(plan_health(&answered, &img), Plan::Ok(_)));
+        let failed = Facts::parse("image.orchestrator=healthy\nimage.https_health=failed\n");
+        assert!(matches!(plan_health(&failed, &img), Plan::Act { .. }));
+        let starting = Facts::parse("image.orchestrator=starting\nimage.https_health=ok\n");
+        assert!(matches!(plan_health(&starting, &img), Plan::Act { .. }));
+        let no_domain = ImageConfig { domain: None, ..cfg() };
+        assert!(matches!(plan_health(&healthy, &no_domain), Plan::Ok(_)));
+        let facts_cmd = crate::facts::command_for(&crate::steps::Config { image: Some(img.clone()), ..Default::default() });
+        assert!(facts_cmd.render(true).contains("HEALTH_URL=https://image.example.org/health"));
+        let no_check = ImageConfig { https_check: false, ..cfg() };
+        let facts_cmd = crate::facts::command_for(&crate::steps::Config { image: Some(no_check), ..Default::default() });
+        assert!(!facts_cmd.render(true).contains("HEALTH_URL"));
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use image_provision_remote::Cmd;
 use serde::Serialize;
 
-use crate::facts::{FACTS_SH, Facts, WATCHED_PACKAGES};
+use crate::facts::{Facts, WATCHED_PACKAGES};
 use crate::image::{HEALTH_SH, IMAGE_FACTS_SH};
 
 pub const VERIFY_FACTS_SH: &str = include_str!("../scripts/verify-facts.sh");
@@ -34,7 +34,7 @@ impl Default for VerifyOptions {
 
 /// The facts verify needs, in one round trip; reads only.
 pub fn facts_command(o: &VerifyOptions) -> Cmd {
-    Cmd::script(format!("{FACTS_SH}\n{IMAGE_FACTS_SH}\n{VERIFY_FACTS_SH}"))
+    Cmd::script(crate::facts::script(&[IMAGE_FACTS_SH, VERIFY_FACTS_SH], &["image_facts"]))
         .named("verify-facts.sh")
         .env("PACKAGES", WATCHED_PACKAGES.join(" "))
         .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)
