@@ -7,22 +7,15 @@
 
 #[path = "support/testhost.rs"]
 mod testhost;
+#[path = "support/cli.rs"]
+mod cli;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use cli::{BIN, state_for, stderr, stdout};
 use testhost::{Distro, TestHost};
-
-const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
-
-/// A state directory trusting the host's key (strict checking, as a person
-/// who verified it would have).
-fn state_for(host: &TestHost) -> tempfile::TempDir {
-    let state = tempfile::tempdir().unwrap();
-    std::fs::write(state.path().join("known_hosts"), host.known_hosts_line() + "\n").unwrap();
-    state
-}
 
 /// The bootstrap stand-ins, preferred over Debian's own packages of the same
 /// names: with non-free enabled (the NVIDIA step does it on Debian), the real
@@ -32,39 +25,11 @@ fn enable_standins(host: &TestHost) {
 }
 
 fn bootstrap(host: &TestHost, user: &str, state: &Path, extra: &[&str]) -> Output {
-    let started = Instant::now();
-    let out = Command::new(BIN)
-        .arg("bootstrap")
-        .arg("--host")
-        .arg(format!("{user}@127.0.0.1:{}", host.port))
-        .arg("--identity")
-        .arg(&host.client_key)
-        .args(extra)
-        .env("IMAGE_PROVISION_STATE_DIR", state)
-        // Part 1's steps only; the IMAGE steps are tested in bootstrap_image.rs.
-        .env("IMAGE_PROVISION_NO_STACK", "1")
-        .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
-        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
-        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
-        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("running image-provision");
-    eprintln!(
-        "--- bootstrap {user} {extra:?}: {} in {:.1}s\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        started.elapsed().as_secs_f64(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
+    let mut cmd = cli::on_host(host, user, state, &args);
+    // Part 1's steps only; the IMAGE steps are tested in bootstrap_image.rs.
+    cmd.env("IMAGE_PROVISION_NO_STACK", "1");
+    cli::run(&mut cmd, &format!("bootstrap {user} {extra:?}"))
 }
 
 /// The summary table's OUTCOME column, by step.

@@ -7,59 +7,23 @@
 
 #[path = "support/testhost.rs"]
 mod testhost;
+#[path = "support/cli.rs"]
+mod cli;
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
+use cli::{state_for, stderr, stdout};
 use testhost::{Distro, TestHost};
 use yaml_rust2::{Yaml, YamlLoader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
 const DOMAIN: &str = "image.example.org";
 const BASE: &str = "/var/docker/image";
 
-fn state_for(host: &TestHost) -> tempfile::TempDir {
-    let state = tempfile::tempdir().unwrap();
-    std::fs::write(state.path().join("known_hosts"), host.known_hosts_line() + "\n").unwrap();
-    state
-}
-
 fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
-    let started = Instant::now();
-    let out = Command::new(BIN)
-        .arg("bootstrap")
-        .arg("--host")
-        .arg(format!("{}@127.0.0.1:{}", host.default_user(), host.port))
-        .arg("--identity")
-        .arg(&host.client_key)
-        .args(extra)
-        .env("IMAGE_PROVISION_STATE_DIR", state)
-        .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
-        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
-        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
-        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
-        // The test host's DNS does not know DOMAIN: the health step checks
-        // the orchestrator, not https://DOMAIN/health.
-        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("running image-provision");
-    eprintln!(
-        "--- bootstrap {extra:?}: {} in {:.1}s\n--- stdout\n{}--- stderr\n{}",
-        out.status,
-        started.elapsed().as_secs_f64(),
-        stdout(&out),
-        stderr(&out)
-    );
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
+    cli::run(&mut cli::on_host(host, host.default_user(), state, &args), &format!("bootstrap {extra:?}"))
 }
 
 /// The summary table's (STEP, OUTCOME) rows.

@@ -7,6 +7,8 @@
 mod ec2env;
 #[path = "support/testhost.rs"]
 mod testhost;
+#[path = "support/cli.rs"]
+mod cli;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -26,22 +28,12 @@ fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool) -> Output
     cmd.args(["ec2", "create", name, "--ssh-key"]).arg(&host.client_key);
     if stack {
         cmd.args(["--domain", "image.example.org", "--acme-email", "ops@example.org", "--imageup-timeout", "3m"])
-            .args(["--repo-url", "https://github.com/Shared-Reality-Lab/IMAGE-server.git"])
-            // The test host's DNS does not know the domain.
-            .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1");
+            .args(["--repo-url", "https://github.com/Shared-Reality-Lab/IMAGE-server.git"]);
     } else {
         cmd.env("IMAGE_PROVISION_NO_STACK", "1");
     }
-    let out = cmd
-        .env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr())
-        .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
-        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
-        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
-        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
-        .output()
-        .unwrap();
-    eprintln!("--- ec2 create {name}: {}\n{}\n{}", out.status, stdout(&out), stderr(&out));
-    out
+    cli::with_standins(&mut cmd).env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr());
+    cli::run(&mut cmd, &format!("ec2 create {name}"))
 }
 
 /// Make the host key create will hand over, and install it on the host as
@@ -57,6 +49,15 @@ fn host_key_installed(env: &Ec2Env, host: &TestHost, name: &str) -> String {
     host.sh_ok("chmod 600 /etc/ssh/ssh_host_ed25519_key");
     host.restart_sshd();
     std::fs::read_to_string(pub_of(&key)).unwrap()
+}
+
+/// `verify NAME` or `update NAME` (ARGS split on spaces): the instance by its
+/// tag, reached at the test host, logged in with the key create imported.
+fn by_name(env: &Ec2Env, host: &TestHost, args: &str) -> Output {
+    let mut cmd = env.cmd();
+    cmd.args(args.split(' ')).arg("--identity").arg(&host.client_key);
+    cli::with_standins(&mut cmd).env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr());
+    cli::run(&mut cmd, args)
 }
 
 fn pub_of(key: &Path) -> std::path::PathBuf {
@@ -88,21 +89,26 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     assert!(known.contains(&format!("[127.0.0.1]:{} {}", host.port, key_fields.join(" "))), "{known}");
 
     // A healthy stack, as `verify NAME` finds it (instance by tag, the
-    // state directory's key and known_hosts, strictly).
-    let out = env
-        .cmd()
-        .args(["verify", "e2e", "--json", "--identity"])
-        .arg(&host.client_key)
-        .env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr())
-        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
-        .output()
-        .unwrap();
-    eprintln!("--- verify e2e: {}\n{}\n{}", out.status, stdout(&out), stderr(&out));
-    assert_eq!(out.status.code(), Some(0), "verify NAME: healthy");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["healthy"], true);
-    assert_eq!(v["orchestrator"], "healthy");
-    assert_eq!(v["extension_url"], "https://image.example.org/");
+    // state directory's known_hosts, strictly; the key create imported).
+    let verify = || {
+        let out = by_name(&env, &host, "verify e2e --json");
+        assert_eq!(out.status.code(), Some(0), "verify NAME: healthy");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["healthy"], true);
+        assert_eq!(v["orchestrator"], "healthy");
+        assert_eq!(v["extension_url"], "https://image.example.org/");
+    };
+    verify();
+
+    // `update NAME`, found the same way: imageup once more and nothing
+    // else; healthy after it, as verify NAME finds it.
+    let (_, v) = cli::update_runs_imageup_only(&host, "/var/docker/image", || {
+        by_name(&env, &host, "update e2e --json --imageup-timeout 3m --health-timeout 1m")
+    });
+    assert_eq!(v["host"], format!("ubuntu@{}", host.addr()), "the instance's login user, at the test address");
+    let log = v["log"].as_str().unwrap_or_else(|| panic!("no log in {v}"));
+    assert!(log.starts_with(&format!("{}/logs/update-", env.state_dir().display())), "{log}");
+    verify();
 
     // Converged: a second create reuses the instance and changes nothing.
     let again = create_with(&env, &host, "e2e", true);

@@ -5,58 +5,23 @@
 
 #[path = "support/testhost.rs"]
 mod testhost;
+#[path = "support/cli.rs"]
+mod cli;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use cli::{diff, imageups, snapshot, state_for, stderr, stdout};
 use testhost::{Distro, TestHost};
 
-const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
 const DOMAIN: &str = "image.example.org";
 const BASE: &str = "/var/docker/image";
 
 fn run(host: &TestHost, state: &Path, args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .arg("--host")
-        .arg(format!("{}@127.0.0.1:{}", host.default_user(), host.port))
-        .arg("--identity")
-        .arg(&host.client_key)
-        .env("IMAGE_PROVISION_STATE_DIR", state)
-        .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
-        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
-        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
-        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
-        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .env_remove("IMAGE_PROVISION_DOMAIN")
-        .output()
-        .expect("running image-provision");
-    eprintln!("--- {args:?}: {}\n--- stdout\n{}--- stderr\n{}", out.status, stdout(&out), stderr(&out));
-    out
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn snapshot(host: &TestHost, dirs: &str) -> String {
-    host.sh_ok(&format!(
-        "find {dirs} -xdev \\( -type d -printf '%p dir %m %u\\n' \\) -o -printf '%p %s %m %u %T@\\n' 2>/dev/null | sort"
-    ))
-}
-
-fn diff(before: &str, after: &str) -> Vec<String> {
-    let b: std::collections::BTreeSet<&str> = before.lines().collect();
-    let a: std::collections::BTreeSet<&str> = after.lines().collect();
-    b.symmetric_difference(&a).map(|l| l.to_string()).collect()
-}
-
-fn imageups(host: &TestHost) -> usize {
-    host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count()
+    let mut cmd = cli::on_host(host, host.default_user(), state, args);
+    // verify's default domain is the host's own (its site override).
+    cmd.env_remove("IMAGE_PROVISION_DOMAIN");
+    cli::run(&mut cmd, &format!("{args:?}"))
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -81,8 +46,7 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     let host = TestHost::start(Distro::Debian12);
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
-    let state = tempfile::tempdir().unwrap();
-    std::fs::write(state.path().join("known_hosts"), host.known_hosts_line() + "\n").unwrap();
+    let state = state_for(&host);
     let boot = run(
         &host,
         state.path(),
@@ -143,33 +107,10 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
 
     // update: imageup once more (bringing the stack back), then healthy; the
     // configuration, Traefik, packages and the rest untouched.
-    let kept = "/etc /var/docker/traefik /var/lib/dpkg/status /var/lib/standin/systemd";
-    let kept_before = snapshot(&host, kept);
-    let files = format!(
-        "sha256sum {BASE}/.env {BASE}/site-docker-compose.yml {BASE}/IMAGE-server/config/*.env {BASE}/.image-provision/deployed"
-    );
-    let files_before = host.sh_ok(&files);
-    let calls_before = host.calls().len();
-    let out = run(&host, state.path(), &["update", "--json", "--imageup-timeout", "3m", "--health-timeout", "1m"]);
-    assert_eq!(out.status.code(), Some(0), "update");
-    let v = json(&out);
-    assert_eq!(v["healthy"], true, "{v}");
-    assert_eq!(imageups(&host), 2, "update ran imageup once more");
-    assert_eq!(diff(&kept_before, &snapshot(&host, kept)), Vec::<String>::new(), "update changed more than imageup does");
-    assert_eq!(host.sh_ok(&files), files_before, "update rewrote a configuration file");
-    let calls = host.calls()[calls_before..].to_vec();
-    let other: Vec<&String> = calls
-        .iter()
-        .filter(|c| {
-            c.contains("network create")
-                || c.contains("/var/docker/traefik")
-                || c.contains("postinst")
-                || c.contains("apt")
-                || c.contains("reboot")
-        })
-        .collect();
-    assert!(other.is_empty(), "update ran another step: {other:?}");
-    assert_eq!(calls.iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count(), 1, "{calls:#?}");
+    cli::update_runs_imageup_only(&host, BASE, || {
+        run(&host, state.path(), &["update", "--json", "--imageup-timeout", "3m", "--health-timeout", "1m"])
+    });
+    assert_eq!(imageups(&host), 2);
 
     // And bootstrap afterwards finds everything as it was (nothing drifted).
     let again = run(
@@ -184,8 +125,7 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
 #[test]
 fn verify_on_a_bare_host_fails_naming_the_checks_and_bad_flags_are_usage_errors() {
     let host = TestHost::start(Distro::Debian12);
-    let state = tempfile::tempdir().unwrap();
-    std::fs::write(state.path().join("known_hosts"), host.known_hosts_line() + "\n").unwrap();
+    let state = state_for(&host);
     let out = run(&host, state.path(), &["verify", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v = json(&out);
@@ -200,4 +140,126 @@ fn verify_on_a_bare_host_fails_naming_the_checks_and_bad_flags_are_usage_errors(
     let out = run(&host, state.path(), &["update", "--no-gpu"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not bootstrapped"), "{}", stderr(&out));
+}
+
+/// The log files in the state directory, by name.
+fn logs(state: &Path) -> Vec<String> {
+    match std::fs::read_dir(state.join("logs")) {
+        Ok(dir) => {
+            let mut names: Vec<String> = dir.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            names
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// One config file sets the server up and is all verify and update need:
+/// its [host] table's base directory (not the default) and no_gpu are
+/// honoured by both, a flag still beats it, and update's timeouts come from
+/// it. update keeps a 0600 log, without the value of a secret the bootstrap
+/// uploaded; verify keeps none. A malformed config file is refused with
+/// exit 2, naming the file and line, before anything connects.
+#[test]
+fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_without_secrets() {
+    let host = TestHost::start(Distro::Debian12);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    let state = state_for(&host);
+    let local = tempfile::tempdir().unwrap();
+    let secret = format!("sk-test-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
+    let llm = local.path().join("llm.env");
+    std::fs::write(&llm, format!("LLM_URL=https://llm.example.org/v1\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n"))
+        .unwrap();
+    let base = "/srv/image";
+    let config = local.path().join("image-provision.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[host]\nbase_dir = \"{base}\"\nno_gpu = true\nimageup_timeout = \"3m\"\nhealth_timeout = \"1m\"\n\n\
+             [host.env_files]\n\"llm.env\" = \"{}\"\n",
+            llm.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+
+    let boot = run(&host, state.path(), &["--config", config, "bootstrap"]);
+    assert!(boot.status.success(), "bootstrap from the config file");
+    assert!(host.exists(&format!("{base}/.env")) && !host.exists(BASE), "the stack is in {base} only");
+    assert!(!host.exists("/usr/bin/nvidia-smi"), "no_gpu: no driver installed");
+    let uploaded = String::from_utf8_lossy(&host.read(&format!("{base}/IMAGE-server/config/llm.env"))).into_owned();
+    assert!(uploaded.contains(&secret), "the secret reached the host (so a leak into update's log would be caught)");
+    assert_eq!(imageups(&host), 1);
+
+    // Without the file: the default base directory (no stack there) and a GPU
+    // expected (none): unhealthy. With it: healthy, the driver not checked.
+    let out = run(&host, state.path(), &["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "the defaults do not describe this host");
+    let v = json(&out);
+    assert_eq!(check_status(&v, "stack"), "failed");
+    assert_eq!(check_status(&v, "driver"), "failed");
+    let logs_before = logs(state.path());
+    let calls_before = host.calls().len();
+    let out = run(&host, state.path(), &["--config", config, "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "verify with the config file");
+    let v = json(&out);
+    assert_eq!(v["healthy"], true, "{v}");
+    assert_eq!(check_status(&v, "stack"), "ok");
+    assert_eq!(check_status(&v, "driver"), "skipped", "no_gpu from the file");
+    assert!(v.get("log").is_none(), "verify keeps no log: {v}");
+    assert_eq!(logs(state.path()), logs_before, "verify wrote a log");
+    assert_eq!(imageups(&host), 1);
+    assert!(host.calls().len() > calls_before, "verify did read the host");
+
+    // A flag beats the file: --base-dir to where no stack is.
+    let out = run(&host, state.path(), &["--config", config, "verify", "--json", "--base-dir", BASE]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(check_status(&json(&out), "stack"), "failed", "--base-dir beat the file");
+
+    // update: imageup once more in the file's base directory (nothing
+    // else), its timeouts from the file, and a log like bootstrap's.
+    let (out, v) =
+        cli::update_runs_imageup_only(&host, base, || run(&host, state.path(), &["--config", config, "update", "--json"]));
+    let err = stderr(&out);
+    assert!(err.contains("imageup (time limit 180 s)"), "imageup_timeout from the file: {err}");
+    let log_path = v["log"].as_str().unwrap_or_else(|| panic!("no log in {v}")).to_string();
+    assert!(err.contains(&format!("log: {log_path}")), "the log's path is printed: {err}");
+    assert!(log_path.starts_with(&format!("{}/logs/update-", state.path().display())), "{log_path}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&log_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the log holds every command's output");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("update.sh") && log.contains("imageup done") && log.contains("--- stdout:"), "the log holds imageup's output");
+    assert!(!log.contains(&secret), "update's log holds the LLM_API_KEY value");
+    assert!(!stdout(&out).contains(&secret) && !err.contains(&secret), "update printed the LLM_API_KEY value");
+    // The table for people names the log too.
+    let out = run(&host, state.path(), &["--config", config, "update"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).lines().last().is_some_and(|l| l.starts_with("log: ")), "{}", stdout(&out));
+
+    // A malformed config file (a TOML error, a misspelt key): exit 2, the
+    // file and line named, nothing run on the host, no log started.
+    let bad_syntax = local.path().join("syntax.toml");
+    std::fs::write(&bad_syntax, format!("[host]\nno_gpu = true\nbase_dir = {base}\n")).unwrap();
+    let bad_key = local.path().join("key.toml");
+    std::fs::write(&bad_key, format!("[host]\nbase_dri = \"{base}\"\n")).unwrap();
+    let before = snapshot(&host, &format!("{ALL} {base}"));
+    let calls_before = host.calls();
+    let logs_before = logs(state.path());
+    for (file, line, what) in [(&bad_syntax, 3, ""), (&bad_key, 2, "unknown field `base_dri`")] {
+        for command in [&["verify", "--json"][..], &["update", "--json"]] {
+            let mut args = vec!["--config", file.to_str().unwrap()];
+            args.extend(command);
+            let out = run(&host, state.path(), &args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}");
+            let err = stderr(&out);
+            assert!(err.contains(&format!("config file {}: line {line}", file.display())), "{args:?}: {err}");
+            assert!(err.contains(what), "{args:?}: {err}");
+            assert!(stdout(&out).is_empty(), "{args:?} reported: {}", stdout(&out));
+        }
+    }
+    assert_eq!(host.calls(), calls_before, "nothing ran on the host");
+    assert_eq!(diff(&before, &snapshot(&host, &format!("{ALL} {base}"))), Vec::<String>::new(), "the host changed");
+    assert_eq!(logs(state.path()), logs_before, "no log was started");
 }

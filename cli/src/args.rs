@@ -28,6 +28,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Servers on AWS EC2
     #[command(subcommand)]
@@ -41,6 +43,8 @@ pub enum Command {
 }
 
 /// Which server `verify` and `update` talk to: an EC2 server by NAME, or --host.
+/// --domain, --base-dir and --no-gpu fall back to the config file's `[host]`
+/// table (`config::apply_server_file`), as the host steps' flags do.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ServerArgs {
     /// The EC2 server (its key and known_hosts from the state directory)
@@ -66,15 +70,16 @@ pub struct ServerArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
 
-    /// The site's host name [default: the one in the host's site override]
+    /// The site's host name [default: the config file's, else the one in the host's site override]
     #[arg(long, env = "IMAGE_PROVISION_DOMAIN", value_name = "HOST")]
     pub domain: Option<String>,
 
-    /// The IMAGE working directory on the host [default: /var/docker/image]
+    /// The IMAGE working directory on the host [default: the config file's, else /var/docker/image]
     #[arg(long, env = "IMAGE_PROVISION_BASE_DIR", value_name = "PATH")]
     pub base_dir: Option<String>,
 
     /// A host without a GPU: do not check the driver or Docker's nvidia runtime
+    /// (also on with the config file's `no_gpu = true`)
     #[arg(long)]
     pub no_gpu: bool,
 
@@ -94,11 +99,12 @@ pub struct UpdateArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 
-    /// Time limit for imageup [default: 60m]
+    /// Time limit for imageup [default: the config file's, else 60m]
     #[arg(long, env = "IMAGE_PROVISION_IMAGEUP_TIMEOUT", value_name = "DURATION")]
     pub imageup_timeout: Option<String>,
 
-    /// How long to wait for the orchestrator to be healthy afterwards [default: 5m]
+    /// How long to wait for the orchestrator to be healthy afterwards
+    /// [default: the config file's, else 5m]
     #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION")]
     pub health_timeout: Option<String>,
 }
@@ -247,6 +253,8 @@ pub enum ImageProfile {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per run: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Ec2Command {
     /// Create (or find) the GPU server NAME and wait until SSH answers
     Create(CreateArgs),

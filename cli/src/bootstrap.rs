@@ -2,12 +2,10 @@
 //! playbooks runner, showing a line per step, a summary table, and keeping
 //! every command's whole output in a log file in the state directory.
 
-use std::fs::File;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use image_provision_playbooks::image::{self, ImageConfig, Profile};
 use image_provision_playbooks::{Config, Events, Outcome, Runner, Step, StepReport};
 use image_provision_remote::{ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target};
@@ -15,6 +13,7 @@ use image_provision_remote::{ConnectOptions, HostKeyPolicy, Identity, Output, Se
 use crate::args::{BootstrapArgs, HostStepArgs, ImageProfile};
 use crate::errors::{Advised, UsageError};
 use crate::output::{Progress, Spinner, table};
+use crate::runlog::RunLog;
 use crate::{config, state};
 
 /// The flags, resolved once.
@@ -231,21 +230,9 @@ pub(crate) struct HostRun {
 /// Connect, run every step with progress, print the summary; the log goes to
 /// the state directory's logs/.
 pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
-    let logs = state::base_dir()?.join("logs");
-    state::ensure_private_dir(&logs)?;
     let known_hosts = s.known_hosts;
-    let log_path = logs.join(format!(
-        "bootstrap-{}-{}.log",
-        sanitize(&s.target.to_string()),
-        jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
-    ));
-    // 0600: the log holds every command's whole output.
-    let mut log = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&log_path)
-    }
-    .with_context(|| format!("creating {}", log_path.display()))?;
-    let _ = writeln!(log, "image-provision bootstrap of {}{}", s.target, if s.dry_run { " (dry run)" } else { "" });
+    let mut log = RunLog::create("bootstrap", &s.target, s.dry_run)?;
+    let log_path = log.path.clone();
 
     let progress = Progress::new();
     progress.line(format!("log: {}", log_path.display()));
@@ -256,7 +243,7 @@ pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
     let session = match session {
         Ok(session) => session,
         Err(e) => {
-            let _ = writeln!(log, "connect failed: {e}");
+            log.line(&format!("connect failed: {e}"));
             return Err(Advised {
                 message: format!("cannot reach {}: {e}", s.target),
                 hint: format!("nothing was changed; the log is {}", log_path.display()),
@@ -285,7 +272,7 @@ pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
         .collect();
     print!("{}", table(&["STEP", "OUTCOME", "TIME", "DETAIL"], &rows));
     println!("log: {}", log_path.display());
-    let _ = log.flush();
+    log.flush();
 
     let Some(failed) = reports.iter().find(|r| r.outcome.stops()) else {
         if let Some(url) = extension_url.filter(|_| !s.dry_run) {
@@ -329,24 +316,17 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }
 
-/// A file-name-safe form of `user@host:port`.
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '@') { c } else { '_' })
-        .collect()
-}
-
 /// Progress on stderr, the plan on stdout in a dry run, everything in the log.
 struct Show<'a> {
     progress: &'a Progress,
     spinner: Option<Spinner<'a>>,
-    log: File,
+    log: RunLog,
     dry_run: bool,
 }
 
 impl Events for Show<'_> {
     fn step_started(&mut self, step: Step) {
-        let _ = writeln!(self.log, "\n=== step {}", step.name());
+        self.log.line(&format!("\n=== step {}", step.name()));
         // On a terminal a spinner shows the step running; elsewhere the one
         // line per step comes when it is done.
         if std::io::stderr().is_terminal() {
@@ -355,26 +335,11 @@ impl Events for Show<'_> {
     }
 
     fn command(&mut self, step: Step, shown: &str, out: &Output, took: Duration) {
-        let _ = writeln!(
-            self.log,
-            "--- [{}] $ {shown}\n--- {} after {:.1}s",
-            step.name(),
-            out.status,
-            took.as_secs_f64()
-        );
-        for (name, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
-            if !bytes.is_empty() {
-                let _ = writeln!(self.log, "--- {name}:");
-                let _ = self.log.write_all(bytes);
-                if !bytes.ends_with(b"\n") {
-                    let _ = writeln!(self.log);
-                }
-            }
-        }
+        self.log.command(step.name(), shown, out, took);
     }
 
     fn note(&mut self, step: Step, message: &str) {
-        let _ = writeln!(self.log, "--- [{}] {message}", step.name());
+        self.log.line(&format!("--- [{}] {message}", step.name()));
         let line = format!("{}: {message}", step.name());
         match &self.spinner {
             Some(s) => s.line(line),
@@ -393,18 +358,18 @@ impl Events for Show<'_> {
             r.duration.as_secs_f64(),
             r.outcome.detail()
         );
-        let _ = writeln!(self.log, "=== {line}");
+        self.log.line(&format!("=== {line}"));
         self.progress.line(&line);
         match &r.outcome {
             Outcome::WouldChange { actions, .. } if self.dry_run => {
                 for a in actions {
                     println!("{}: would run: {a}", r.step.name());
-                    let _ = writeln!(self.log, "would run: {a}");
+                    self.log.line(&format!("would run: {a}"));
                 }
             }
             Outcome::Failed(f) => {
                 if let Some(c) = &f.command {
-                    let _ = writeln!(self.log, "failed command: {c}");
+                    self.log.line(&format!("failed command: {c}"));
                 }
             }
             _ => {}

@@ -57,17 +57,21 @@ pub struct HostConfig {
     pub health_timeout: Option<String>,
 }
 
+/// A value no flag (nor its environment variable) set comes from the file.
+fn fill(slot: &mut Option<String>, from: &Option<String>) {
+    if slot.is_none() {
+        slot.clone_from(from);
+    }
+}
+
+/// A switch is on if the flag or the file turns it on.
+fn flag(slot: &mut bool, from: Option<bool>) {
+    *slot = *slot || from.unwrap_or(false);
+}
+
 /// Fill what no flag (nor its environment variable) set from the file's
 /// `[host]` table; the steps' own defaults apply after that.
 pub fn apply_host_file(a: &mut crate::args::HostStepArgs, f: &HostConfig) -> Result<(), UsageError> {
-    fn fill(slot: &mut Option<String>, from: &Option<String>) {
-        if slot.is_none() {
-            slot.clone_from(from);
-        }
-    }
-    fn flag(slot: &mut bool, from: Option<bool>) {
-        *slot = *slot || from.unwrap_or(false);
-    }
     flag(&mut a.no_gpu, f.no_gpu);
     flag(&mut a.force_distro, f.force_distro);
     flag(&mut a.no_stack, f.no_stack);
@@ -108,6 +112,26 @@ pub fn apply_host_file(a: &mut crate::args::HostStepArgs, f: &HostConfig) -> Res
         a.env_file = files.iter().map(|(name, path)| format!("{name}={}", path.display())).collect();
     }
     Ok(())
+}
+
+/// `verify` and `update` read the same `[host]` table as `bootstrap` and
+/// `ec2 create`: the file that set a server up describes where its stack is
+/// (base_dir), its site (domain) and whether it has a GPU (no_gpu), and
+/// `update` takes its time limits from it too. Flags and their environment
+/// variables beat the file, as for the host steps. The other `[host]` keys
+/// (repositories, registry tag, profile, env files, ...) are what bootstrap
+/// writes to the host; verify and update neither need nor change them.
+pub fn apply_server_file(a: &mut crate::args::ServerArgs, f: &HostConfig) {
+    flag(&mut a.no_gpu, f.no_gpu);
+    fill(&mut a.domain, &f.domain);
+    fill(&mut a.base_dir, &f.base_dir);
+}
+
+/// [`apply_server_file`], and `update`'s time limits.
+pub fn apply_update_file(a: &mut crate::args::UpdateArgs, f: &HostConfig) {
+    apply_server_file(&mut a.server, f);
+    fill(&mut a.imageup_timeout, &f.imageup_timeout);
+    fill(&mut a.health_timeout, &f.health_timeout);
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -371,6 +395,26 @@ mod tests {
         let bad = parse("[host]\nimage_profile = \"staging\"\n").unwrap();
         assert!(apply_host_file(&mut Default::default(), &bad.host).is_err());
         assert!(parse("[host]\ndomian = \"x\"\n").unwrap_err().contains("unknown field `domian`"));
+    }
+
+    #[test]
+    fn verify_and_update_read_the_host_table_under_their_flags() {
+        let file = parse(
+            "[host]\nbase_dir = \"/srv/image\"\ndomain = \"image.example.org\"\nno_gpu = true\n\
+             imageup_timeout = \"2h\"\nhealth_timeout = \"9m\"\nregistry_tag = \"unstable\"\n",
+        )
+        .unwrap();
+        let mut a = crate::args::UpdateArgs { health_timeout: Some("1m".into()), ..Default::default() };
+        a.server.domain = Some("other.example.org".into());
+        apply_update_file(&mut a, &file.host);
+        assert_eq!(a.server.base_dir.as_deref(), Some("/srv/image"));
+        assert_eq!(a.server.domain.as_deref(), Some("other.example.org"), "the flag wins");
+        assert!(a.server.no_gpu);
+        assert_eq!(a.imageup_timeout.as_deref(), Some("2h"));
+        assert_eq!(a.health_timeout.as_deref(), Some("1m"), "the flag wins");
+        let mut v = crate::args::ServerArgs::default();
+        apply_server_file(&mut v, &HostConfig::default());
+        assert!(v.base_dir.is_none() && v.domain.is_none() && !v.no_gpu, "no file, no change");
     }
 
     #[test]

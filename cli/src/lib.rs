@@ -7,6 +7,7 @@ mod config;
 mod ec2;
 mod errors;
 mod output;
+mod runlog;
 mod state;
 mod verify;
 
@@ -45,11 +46,14 @@ fn init_tracing(verbose: u8) {
 
 async fn run(mut cli: Cli) -> anyhow::Result<()> {
     let (file, _path) = config::load(cli.config.as_deref())?;
-    // The file's [host] options, under the flags, for every command that runs host steps.
+    // The file's [host] options, under the flags, for every command that runs
+    // host steps or checks a host they set up.
     match &mut cli.command {
         args::Command::Bootstrap(a) => config::apply_host_file(&mut a.steps, &file.host)?,
         args::Command::Ec2(args::Ec2Command::Create(a)) => config::apply_host_file(&mut a.steps, &file.host)?,
-        _ => {}
+        args::Command::Verify(a) => config::apply_server_file(&mut a.server, &file.host),
+        args::Command::Update(a) => config::apply_update_file(a, &file.host),
+        args::Command::Ec2(args::Ec2Command::List(_) | args::Ec2Command::Destroy(_)) => {}
     }
     match &cli.command {
         args::Command::Ec2(args::Ec2Command::Create(a)) => ec2::create(a, &file).await,

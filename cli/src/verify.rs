@@ -2,20 +2,28 @@
 //! host by --host. verify reads facts in one round trip and changes nothing;
 //! update runs imageup again (under its time limit), waits for the
 //! orchestrator, then reports as verify does.
+//!
+//! update keeps a run log as bootstrap does (it acts: imageup recreates the
+//! stack, and a failure needs imageup's whole output, not the tail shown).
+//! verify keeps none: it runs one read-only command whose every fact is in
+//! the report it prints, and it is meant to be run often (by scripts, with
+//! --json), where a log file per run would only pile up in the state
+//! directory with nothing the report did not already say.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image_provision_playbooks::Facts;
 use image_provision_playbooks::image;
 use image_provision_playbooks::verify::{self as checks, Report, VerifyOptions};
 use image_provision_provision::Ec2Api;
-use image_provision_remote::{ConnectOptions, HostKeyPolicy, Identity, Session, Target};
+use image_provision_remote::{Cmd, ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target};
 
 use crate::args::{ServerArgs, UpdateArgs, VerifyArgs};
 use crate::config::{self, ConfigFile};
 use crate::errors::{Advised, UsageError};
 use crate::output::{Progress, table};
+use crate::runlog::RunLog;
 use crate::{ec2, state};
 
 /// Set by the tests only (as for bootstrap): the test host's DNS does not
@@ -119,19 +127,50 @@ async fn open(s: Server, progress: &Progress) -> anyhow::Result<Session> {
     })
 }
 
-async fn report(session: &Session, o: &VerifyOptions) -> anyhow::Result<Report> {
-    let out = session.exec(&checks::facts_command(o)).await.map_err(|e| Advised {
-        message: format!("reading the facts failed: {e}"),
-        hint: "nothing was changed".into(),
-    })?;
+/// Run `cmd` whatever its exit status, into the log when there is one.
+async fn exec(
+    session: &Session,
+    cmd: &Cmd,
+    label: &str,
+    log: &mut Option<&mut RunLog>,
+) -> image_provision_remote::Result<Output> {
+    let started = Instant::now();
+    let out = session.exec_unchecked(cmd).await;
+    if let Some(log) = log {
+        let shown = cmd.redacted(session.target().is_root());
+        match &out {
+            Ok(out) => log.command(label, &shown, out, started.elapsed()),
+            Err(e) => log.line(&format!("--- [{label}] $ {shown}\n--- {e}")),
+        }
+    }
+    out
+}
+
+async fn report(session: &Session, o: &VerifyOptions, mut log: Option<&mut RunLog>) -> anyhow::Result<Report> {
+    let cmd = checks::facts_command(o);
+    // For verify nothing was changed; update has acted by now, and says where its log is.
+    let hint = match &log {
+        Some(log) => format!("run update again; the log is {}", log.path.display()),
+        None => "nothing was changed".into(),
+    };
+    let failed = |why: String| Advised { message: format!("reading the facts failed: {why}"), hint: hint.clone() };
+    let out = exec(session, &cmd, "verify", &mut log).await.map_err(|e| failed(e.to_string()))?;
+    if !out.code().is_some_and(|c| cmd.accepts(c)) {
+        let tail = image_provision_playbooks::runner::tail(&out.stderr);
+        return Err(failed(format!("{}\n{tail}", out.status)).into());
+    }
     Ok(checks::evaluate(&Facts::parse(&out.stdout_str()), o))
 }
 
-/// Print the report; an error (exit 1) naming the failed checks unless healthy.
-fn show(host: &str, r: &Report, json: bool) -> anyhow::Result<()> {
+/// Print the report (with the run's log, if it kept one); an error (exit 1)
+/// naming the failed checks unless healthy.
+fn show(host: &str, r: &Report, json: bool, log: Option<&Path>) -> anyhow::Result<()> {
     if json {
         let mut v = serde_json::to_value(r)?;
         v["host"] = serde_json::json!(host);
+        if let Some(log) = log {
+            v["log"] = serde_json::json!(log.display().to_string());
+        }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -149,17 +188,20 @@ fn show(host: &str, r: &Report, json: bool) -> anyhow::Result<()> {
             r.checks.iter().map(|c| vec![c.name.to_string(), c.status.label().to_string(), c.detail.clone()]).collect();
         print!("{}", table(&["CHECK", "STATUS", "DETAIL"], &rows));
         println!("{}", if r.healthy { "healthy" } else { "UNHEALTHY" });
+        if let Some(log) = log {
+            println!("log: {}", log.display());
+        }
     }
     if r.healthy {
         return Ok(());
     }
     let details: Vec<String> =
         r.checks.iter().filter(|c| c.status == checks::Status::Failed).map(|c| format!("{}: {}", c.name, c.detail)).collect();
-    Err(Advised {
-        message: format!("{host} is not healthy: failed check(s) {}", r.failed.join(", ")),
-        hint: format!("{}; fix the cause (or run `image-provision update`), then verify again", details.join("; ")),
+    let mut hint = format!("{}; fix the cause (or run `image-provision update`), then verify again", details.join("; "));
+    if let Some(log) = log {
+        hint.push_str(&format!("; the log is {}", log.display()));
     }
-    .into())
+    Err(Advised { message: format!("{host} is not healthy: failed check(s) {}", r.failed.join(", ")), hint }.into())
 }
 
 pub async fn verify(a: &VerifyArgs, file: &ConfigFile) -> anyhow::Result<()> {
@@ -168,9 +210,9 @@ pub async fn verify(a: &VerifyArgs, file: &ConfigFile) -> anyhow::Result<()> {
     let host = s.target.to_string();
     let progress = Progress::new();
     let session = open(s, &progress).await?;
-    let r = report(&session, &o).await;
+    let r = report(&session, &o, None).await;
     let _ = session.close().await;
-    show(&host, &r?, a.server.json)
+    show(&host, &r?, a.server.json, None)
 }
 
 fn duration(flag: &str, v: &Option<String>, default: Duration) -> Result<Duration, UsageError> {
@@ -189,30 +231,47 @@ pub async fn update(a: &UpdateArgs, file: &ConfigFile) -> anyhow::Result<()> {
     let health_timeout = duration("--health-timeout", &a.health_timeout, defaults.health_timeout)?;
     let s = server(&a.server, file).await?;
     let host = s.target.to_string();
+    // Started only once the input is checked: bad input leaves no trace.
+    let mut log = RunLog::create("update", &s.target, false)?;
+    let log_path = log.path.clone();
     let progress = Progress::new();
-    let session = open(s, &progress).await?;
+    progress.line(format!("log: {}", log_path.display()));
+    let session = match open(s, &progress).await {
+        Ok(session) => session,
+        Err(e) => {
+            log.line(&format!("connect failed: {e}"));
+            return Err(e);
+        }
+    };
     let result = async {
         let spinner = progress.spinner(format!("imageup (time limit {} s)", imageup_timeout.as_secs()));
         let started = Instant::now();
-        let out = session.exec_unchecked(&checks::update_command(&o.base_dir, imageup_timeout)).await;
+        let out = exec(&session, &checks::update_command(&o.base_dir, imageup_timeout), "imageup", &mut Some(&mut log)).await;
         spinner.finish();
-        let out = out.map_err(|e| Advised { message: format!("imageup: {e}"), hint: "run update again".into() })?;
+        let out = out.map_err(|e| Advised {
+            message: format!("imageup: {e}"),
+            hint: format!("run update again; the log is {}", log_path.display()),
+        })?;
         if out.code() != Some(0) {
             let tail = image_provision_playbooks::runner::tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr });
             return Err(Advised {
                 message: format!("imageup failed ({}):\n{tail}", out.status),
-                hint: "fix the cause and run update again".into(),
+                hint: format!("fix the cause and run update again; the whole output is in {}", log_path.display()),
             }
             .into());
         }
         progress.line(format!("imageup done in {:.1}s", started.elapsed().as_secs_f64()));
         // Wait for the orchestrator; the report then says how it ended.
         let spinner = progress.spinner("waiting for the orchestrator to be healthy");
-        let _ = session.exec_unchecked(&checks::health_command(&o.base_dir, health_timeout)).await;
+        let _ = exec(&session, &checks::health_command(&o.base_dir, health_timeout), "health", &mut Some(&mut log)).await;
         spinner.finish();
-        report(&session, &o).await
+        report(&session, &o, Some(&mut log)).await
     }
     .await;
     let _ = session.close().await;
-    show(&host, &result?, a.server.json)
+    if let Err(e) = &result {
+        log.line(&format!("update failed: {e}"));
+    }
+    log.flush();
+    show(&host, &result?, a.server.json, Some(&log_path))
 }

@@ -1,0 +1,147 @@
+//! The built image-provision run against a test host (tests/support/testhost.rs)
+//! the way every host test runs it: the host's stand-in Docker and NVIDIA
+//! repositories instead of the real ones, no HTTPS health check (no test
+//! host's DNS knows the test domain), logged in with the host's client key
+//! only, and a state directory of the test's own.
+//!
+//! Include it beside testhost.rs (it names `crate::testhost`):
+//!
+//! ```ignore
+//! #[path = "support/testhost.rs"]
+//! mod testhost;
+//! #[path = "support/cli.rs"]
+//! mod cli;
+//! ```
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use crate::testhost::TestHost;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
+
+/// A state directory whose known_hosts trusts the host's key, so the
+/// commands check it strictly, as for a person who verified it.
+pub fn state_for(host: &TestHost) -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(state.path().join("known_hosts"), host.known_hosts_line() + "\n").unwrap();
+    state
+}
+
+/// The host steps' Docker and NVIDIA repositories: the signed local copies
+/// of the stand-in repository that [`TestHost::enable_bootstrap_standins`]
+/// makes (so the signed-by path is the real one), and no HTTPS health check
+/// (the test host's DNS does not know the domain: the health step and
+/// verify check the orchestrator, not https://DOMAIN/health). For a command
+/// that reaches the host some other way (`ec2 create`).
+pub fn with_standins(cmd: &mut Command) -> &mut Command {
+    cmd.env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
+        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
+        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
+        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
+        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
+}
+
+/// `image-provision ARGS --host USER@127.0.0.1:PORT --identity CLIENT_KEY`,
+/// state in `state`, [`with_standins`], and no ssh-agent: the client key is
+/// the only way in, whatever agent the machine running the tests has.
+pub fn on_host(host: &TestHost, user: &str, state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--host")
+        .arg(format!("{user}@127.0.0.1:{}", host.port))
+        .arg("--identity")
+        .arg(&host.client_key)
+        .env("IMAGE_PROVISION_STATE_DIR", state)
+        .env_remove("SSH_AUTH_SOCK");
+    with_standins(&mut cmd);
+    cmd
+}
+
+/// Run `cmd` to the end; its exit status, time and both outputs go to the
+/// test's stderr under `what`, for reading a failure.
+pub fn run(cmd: &mut Command, what: &str) -> Output {
+    let started = Instant::now();
+    let out = cmd.output().expect("running image-provision");
+    eprintln!(
+        "--- {what}: {} in {:.1}s\n--- stdout\n{}--- stderr\n{}",
+        out.status,
+        started.elapsed().as_secs_f64(),
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The files under `dirs` on the host with size, mode, owner and time (and
+/// directories with mode and owner), one a line: two of them compared say
+/// what a command changed.
+pub fn snapshot(host: &TestHost, dirs: &str) -> String {
+    host.sh_ok(&format!(
+        "find {dirs} -xdev \\( -type d -printf '%p dir %m %u\\n' \\) -o -printf '%p %s %m %u %T@\\n' 2>/dev/null | sort"
+    ))
+}
+
+/// The lines in one snapshot and not in the other: empty when nothing changed.
+pub fn diff(before: &str, after: &str) -> Vec<String> {
+    let b: std::collections::BTreeSet<&str> = before.lines().collect();
+    let a: std::collections::BTreeSet<&str> = after.lines().collect();
+    b.symmetric_difference(&a).map(|l| l.to_string()).collect()
+}
+
+/// How many times the stand-in imageup has run on the host.
+pub fn imageups(host: &TestHost) -> usize {
+    host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count()
+}
+
+/// Run `update --json` (however the test reaches the host) on a host
+/// bootstrapped with its stack in `base`, and check that it succeeded,
+/// reporting the host healthy, and that it ran imageup once more and nothing
+/// else: the configuration, Traefik, the packages and the services
+/// untouched, no other step's commands. Returns update's output and report.
+pub fn update_runs_imageup_only(
+    host: &TestHost,
+    base: &str,
+    update: impl FnOnce() -> Output,
+) -> (Output, serde_json::Value) {
+    let kept = "/etc /var/docker/traefik /var/lib/dpkg/status /var/lib/standin/systemd";
+    let kept_before = snapshot(host, kept);
+    // The site override exists only for a host with a domain.
+    let files = format!(
+        "cd {base} && sha256sum .env IMAGE-server/config/*.env .image-provision/deployed $(ls site-docker-compose.yml 2>/dev/null)"
+    );
+    let files_before = host.sh_ok(&files);
+    let calls_before = host.calls().len();
+    let imageups_before = imageups(host);
+    let out = update();
+    assert_eq!(out.status.code(), Some(0), "update");
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", stdout(&out)));
+    assert_eq!(report["healthy"], true, "{report}");
+    assert_eq!(imageups(host), imageups_before + 1, "update ran imageup once more");
+    assert_eq!(diff(&kept_before, &snapshot(host, kept)), Vec::<String>::new(), "update changed more than imageup does");
+    assert_eq!(host.sh_ok(&files), files_before, "update rewrote a configuration file");
+    let calls = host.calls()[calls_before..].to_vec();
+    let other: Vec<&String> = calls
+        .iter()
+        .filter(|c| {
+            c.contains("network create")
+                || c.contains("/var/docker/traefik")
+                || c.contains("postinst")
+                || c.contains("apt")
+                || c.contains("reboot")
+        })
+        .collect();
+    assert!(other.is_empty(), "update ran another step: {other:?}");
+    (out, report)
+}
