@@ -26,24 +26,28 @@
 //!    longer of the two chains that cannot overlap:
 //!    - the steps in order: all non-hooked work + driver 3 + reboot 1 units;
 //!    - the pull: all non-hooked work except the steps that run while the
-//!      images pull in the background (nvidia, verify, traefik), + pull 10
-//!      + reboot 1 units (nothing on the host progresses while it is down: a
+//!      images pull in the background (nvidia, verify, traefik), + pull 10 +
+//!      reboot 1 units (nothing on the host progresses while it is down: a
 //!      reboot interrupts the pull; the stand-in keeps its progress).
 //!
 //! It runs only when given `--bench` (as `cargo bench` does): under `cargo
 //! test --benches` or a test runner's `--list` it does nothing.
 
+#[path = "../tests/support/cli.rs"]
+mod cli;
+#[path = "support/report.rs"]
+mod report;
 #[path = "../tests/support/testhost.rs"]
 mod testhost;
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
+use cli::state_for;
+use report::{Table, median, ms, ssh_true};
 use testhost::{Distro, TestHost};
 
-const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
 const DOMAIN: &str = "image.example.org";
 const USER: &str = "root";
 
@@ -60,16 +64,9 @@ const SSH_TRUE_REPS: usize = 10;
 const CONVERGED_REPS: usize = 5;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--list") {
-        // A test runner asking for tests: there are none here.
+    if !report::start("bootstrap") {
         return;
     }
-    if !args.iter().any(|a| a == "--bench") {
-        println!("benches/bootstrap.rs: figures only; run `cargo bench --profile dev --bench bootstrap`");
-        return;
-    }
-    header(&args);
     let unit = Duration::from_secs(UNIT_SECS);
     let local = tempfile::tempdir().unwrap();
     let extra = image_args(local.path());
@@ -124,20 +121,7 @@ fn main() {
     let mut ssh_counts = Vec::new();
     for _ in 0..SSH_TRUE_REPS {
         let before = log_len(&sshd_log);
-        let t = Instant::now();
-        let out = host
-            .ssh_command(USER)
-            .arg("true")
-            .output()
-            .expect("running ssh (install openssh-client)");
-        let d = t.elapsed();
-        assert!(
-            out.status.success(),
-            "ssh host true failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ssh.push(d);
+        ssh.push(ssh_true(&mut host.ssh_command(USER)));
         ssh_counts.push(count_since(&sshd_log, before));
     }
 
@@ -278,38 +262,20 @@ fn image_args(dir: &Path) -> Vec<String> {
     ]
 }
 
-fn state_for(host: &TestHost) -> tempfile::TempDir {
-    let state = tempfile::tempdir().unwrap();
-    std::fs::write(state.path().join("known_hosts"), host.known_hosts_line() + "\n").unwrap();
-    state
-}
-
-/// One bootstrap as tests/bootstrap_image.rs drives it; panics if it fails.
+/// One bootstrap as the host tests run it (tests/support/cli.rs's
+/// `on_host`), timed from start to exit; panics if it fails.
 fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> (Output, Duration) {
+    let args: Vec<&str> = std::iter::once("bootstrap").chain(extra.iter().copied()).collect();
+    let mut cmd = cli::on_host(host, host.default_user(), state, &args);
     let started = Instant::now();
-    let out = Command::new(BIN)
-        .arg("bootstrap")
-        .arg("--host")
-        .arg(format!("{}@127.0.0.1:{}", host.default_user(), host.port))
-        .arg("--identity")
-        .arg(&host.client_key)
-        .args(extra)
-        .env("IMAGE_PROVISION_STATE_DIR", state)
-        .env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
-        .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
-        .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
-        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
-        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
-        .env_remove("SSH_AUTH_SOCK")
-        .output()
-        .expect("running image-provision");
+    let out = cmd.output().expect("running image-provision");
     let took = started.elapsed();
     assert!(
         out.status.success(),
         "bootstrap failed ({}):\n--- stdout\n{}--- stderr\n{}",
         out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        cli::stdout(&out),
+        cli::stderr(&out)
     );
     (out, took)
 }
@@ -436,128 +402,4 @@ fn met(ok: bool) -> &'static str {
 
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
-}
-
-fn median(samples: &[Duration]) -> Duration {
-    let mut s = samples.to_vec();
-    s.sort();
-    let n = s.len();
-    if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2 }
-}
-fn header(args: &[String]) {
-    // cargo is our parent: its command line is what was typed.
-    let cargo = std::fs::read(format!(
-        "/proc/{}/cmdline",
-        std::os::unix::process::parent_id()
-    ))
-    .map(|b| {
-        b.split(|c| *c == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    })
-    .unwrap_or_default();
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0]));
-    // target/<dir>/deps/bootstrap-<hash>: "debug" for the dev profile, "release"
-    // for bench, the profile's name for custom ones.
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let profile = match dir.as_str() {
-        "debug" => "dev",
-        "release" => "bench (release)",
-        other => other,
-    };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("image-provision bootstrap benchmark");
-    println!("command: {}", if cargo.is_empty() { args.join(" ") } else { cargo });
-    println!("binary:  {}", args.join(" "));
-    println!("machine: nproc {nproc}, {cpu}");
-    println!(
-        "profile: {profile} (target/{dir}, debug assertions {})",
-        if cfg!(debug_assertions) { "on" } else { "off" }
-    );
-}
-
-fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 10.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.2} ms")
-    }
-}
-
-#[derive(Default)]
-struct Table {
-    rows: Vec<[String; 6]>,
-    notes: Vec<String>,
-}
-
-impl Table {
-    fn row(&mut self, what: &str, samples: &[Duration], note: &str) {
-        let mut s = samples.to_vec();
-        s.sort();
-        let n = s.len();
-        let median = if n % 2 == 1 {
-            s[n / 2]
-        } else {
-            (s[n / 2 - 1] + s[n / 2]) / 2
-        };
-        self.rows.push([
-            what.to_owned(),
-            n.to_string(),
-            ms(median),
-            ms(s[0]),
-            ms(s[n - 1]),
-            note.to_owned(),
-        ]);
-    }
-
-    fn note(&mut self, text: String) {
-        self.notes.push(text);
-    }
-
-    fn render(&self) -> String {
-        let head = ["", "n", "median", "min", "max", ""].map(str::to_owned);
-        let all: Vec<&[String; 6]> = std::iter::once(&head).chain(&self.rows).collect();
-        let width = |i: usize| all.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-        let w: Vec<usize> = (0..6).map(width).collect();
-        let mut out = String::new();
-        for r in all {
-            let line = format!(
-                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2],
-                w3 = w[3],
-                w4 = w[4],
-            );
-            let _ = writeln!(out, "{}", line.trim_end());
-        }
-        for n in &self.notes {
-            let _ = writeln!(out, "{n}");
-        }
-        out.trim_end().to_owned()
-    }
 }

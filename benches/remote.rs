@@ -16,16 +16,18 @@
 //! It runs only when given `--bench` (as `cargo bench` does): under `cargo
 //! test --benches` or a test runner's `--list` it does nothing.
 
+#[path = "support/report.rs"]
+mod report;
 #[path = "../tests/support/testhost.rs"]
 mod testhost;
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use image_provision_remote::{Cmd, ConnectOptions, Identity, RebootOptions, Session, Target};
+use report::{Table, ms, ssh_true};
 use testhost::{Distro, TestHost};
 
 const USER: &str = "root";
@@ -39,16 +41,9 @@ const HUNDRED_REPS: usize = 5;
 const REBOOT_REPS: usize = 5;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.iter().any(|a| a == "--list") {
-        // A test runner asking for tests: there are none here.
+    if !report::start("remote") {
         return;
     }
-    if !args.iter().any(|a| a == "--bench") {
-        println!("benches/remote.rs: figures only; run `cargo bench --profile dev --bench remote`");
-        return;
-    }
-    header(&args);
 
     let t = Instant::now();
     let host = TestHost::start_with(Distro::Debian12, REBOOT_DELAY);
@@ -63,23 +58,7 @@ fn main() {
     let mut table = Table::default();
 
     // OpenSSH's client, a fresh process and connection each time.
-    let mut ssh = Vec::new();
-    for _ in 0..SSH_TRUE_REPS {
-        let t = Instant::now();
-        let out = host
-            .ssh_command(USER)
-            .arg("true")
-            .output()
-            .expect("running ssh (install openssh-client)");
-        let d = t.elapsed();
-        assert!(
-            out.status.success(),
-            "ssh host true failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ssh.push(d);
-    }
+    let ssh: Vec<Duration> = (0..SSH_TRUE_REPS).map(|_| ssh_true(&mut host.ssh_command(USER))).collect();
     table.row("`ssh host true` (OpenSSH client, whole process)", &ssh, "");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -243,123 +222,5 @@ impl ListenWatcher {
     fn finish(self) -> Option<Instant> {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("watcher thread")
-    }
-}
-
-fn header(args: &[String]) {
-    // cargo is our parent: its command line is what was typed.
-    let cargo = std::fs::read(format!(
-        "/proc/{}/cmdline",
-        std::os::unix::process::parent_id()
-    ))
-    .map(|b| {
-        b.split(|c| *c == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    })
-    .unwrap_or_default();
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0]));
-    // target/<dir>/deps/remote-<hash>: "debug" for the dev profile, "release"
-    // for bench, the profile's name for custom ones.
-    let dir = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let profile = match dir.as_str() {
-        "debug" => "dev",
-        "release" => "bench (release)",
-        other => other,
-    };
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("image-provision remote benchmark");
-    println!("command: {}", if cargo.is_empty() { args.join(" ") } else { cargo });
-    println!("binary:  {}", args.join(" "));
-    println!("machine: nproc {nproc}, {cpu}");
-    println!(
-        "profile: {profile} (target/{dir}, debug assertions {})",
-        if cfg!(debug_assertions) { "on" } else { "off" }
-    );
-}
-
-fn ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else if ms >= 10.0 {
-        format!("{ms:.1} ms")
-    } else {
-        format!("{ms:.2} ms")
-    }
-}
-
-#[derive(Default)]
-struct Table {
-    rows: Vec<[String; 6]>,
-    notes: Vec<String>,
-}
-
-impl Table {
-    fn row(&mut self, what: &str, samples: &[Duration], note: &str) {
-        let mut s = samples.to_vec();
-        s.sort();
-        let n = s.len();
-        let median = if n % 2 == 1 {
-            s[n / 2]
-        } else {
-            (s[n / 2 - 1] + s[n / 2]) / 2
-        };
-        self.rows.push([
-            what.to_owned(),
-            n.to_string(),
-            ms(median),
-            ms(s[0]),
-            ms(s[n - 1]),
-            note.to_owned(),
-        ]);
-    }
-
-    fn note(&mut self, text: String) {
-        self.notes.push(text);
-    }
-
-    fn render(&self) -> String {
-        let head = ["", "n", "median", "min", "max", ""].map(str::to_owned);
-        let all: Vec<&[String; 6]> = std::iter::once(&head).chain(&self.rows).collect();
-        let width = |i: usize| all.iter().map(|r| r[i].chars().count()).max().unwrap_or(0);
-        let w: Vec<usize> = (0..6).map(width).collect();
-        let mut out = String::new();
-        for r in all {
-            let line = format!(
-                "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {:>w4$}  {}",
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2],
-                w3 = w[3],
-                w4 = w[4],
-            );
-            let _ = writeln!(out, "{}", line.trim_end());
-        }
-        for n in &self.notes {
-            let _ = writeln!(out, "{n}");
-        }
-        out.trim_end().to_owned()
     }
 }

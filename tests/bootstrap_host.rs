@@ -166,6 +166,24 @@ fn full_run(distro: Distro) {
     );
     eprintln!("converged re-run took {:.2}s", took.as_secs_f64());
     assert!(took < Duration::from_secs(30), "a converged run is quick: {took:?}");
+
+    // An upgrade appears: dpkg's status now says jq is older than the
+    // archive's (same length, so only the status file's inode and mtime
+    // move). The facts keep apt's upgradable count keyed by
+    // dpkg's and apt's state, so the next run sees it and upgrades.
+    let jq = host.sh_ok("dpkg-query -W -f='${Version}' jq");
+    // The last character replaced by "~", which dpkg sorts before anything.
+    let older = format!("{}~", &jq[..jq.len() - 1]);
+    host.sh_ok(&format!(
+        "awk -v old='{older}' '/^Package: /{{p=$2}} p==\"jq\" && /^Version: /{{$0=\"Version: \" old}} {{print}}' \
+         /var/lib/dpkg/status >/var/lib/dpkg/status.new && mv /var/lib/dpkg/status.new /var/lib/dpkg/status"
+    ));
+    assert_eq!(host.sh_ok("dpkg-query -W -f='${Version}' jq"), older);
+    let third = bootstrap(&host, user, state.path(), &[]);
+    assert!(third.status.success());
+    let apt = outcomes(&third).into_iter().find(|(s, _)| s == "apt").unwrap();
+    assert_eq!(apt.1, "changed", "the upgrade was seen:\n{}", stdout(&third));
+    assert_eq!(host.sh_ok("dpkg-query -W -f='${Version}' jq"), jq, "jq upgraded back");
 }
 
 #[test]

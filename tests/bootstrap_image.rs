@@ -78,6 +78,9 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let host = TestHost::start(Distro::Debian12);
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
+    // https://DOMAIN/ reaches Traefik's stand-in: the health step's HTTPS
+    // check runs for real.
+    host.enable_traefik_standin(DOMAIN);
     // The driver's configure takes 4 s and the pull 6 s: a pull started
     // right after Docker is still running when the driver is done.
     host.write("/var/lib/standin/hooks/slow-postinst", b"4\n");
@@ -118,6 +121,8 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         assert_eq!(outcome, want, "step {step}");
     }
     assert!(stdout(&first).contains(&format!("extension URL: https://{DOMAIN}/")), "{}", stdout(&first));
+    let health = step_line(&first, "health");
+    assert!(health.contains(&format!("GET https://{DOMAIN}/health")), "{health}");
 
     // .env: compose's settings, DOCKER_GID the host's docker group.
     let gid = host.sh_ok("getent group docker | cut -d: -f3").trim().to_string();
@@ -259,7 +264,32 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(diff.is_empty(), "the second run changed {diff:#?}");
     let imageups = host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
     assert_eq!(imageups, 1, "imageup ran once in all");
+    // The health step was ok from the facts' own HTTPS check (one round trip).
+    let health = step_line(&second, "health");
+    assert!(health.contains(&format!("GET https://{DOMAIN}/health answers")), "{health}");
     eprintln!("converged re-run with the IMAGE steps took {:.2}s", took.as_secs_f64());
+
+    // Traefik stopped behind our back: verify says so (the container and
+    // the HTTPS check), and a re-run brings it back and checks HTTPS again.
+    host.sh_ok("docker stop traefik");
+    let verify = cli::run(&mut cli::on_host(&host, host.default_user(), state.path(), &["verify", "--json"]), "verify");
+    assert_eq!(verify.status.code(), Some(1), "verify with Traefik down");
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    let failed: Vec<&str> = v["failed"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
+    assert_eq!(failed, ["traefik", "https"], "{v}");
+    let third = bootstrap(&host, state.path(), &args);
+    assert!(third.status.success());
+    let changed: Vec<String> =
+        outcomes(&third).into_iter().filter(|(_, o)| o != "ok").map(|(s, o)| format!("{s}={o}")).collect();
+    assert_eq!(changed, ["traefik=changed"]);
+    assert!(step_line(&third, "health").contains(&format!("GET https://{DOMAIN}/health")));
+    let imageups = host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
+    assert_eq!(imageups, 1, "bringing Traefik back needs no imageup");
+}
+
+/// The summary table's line for `step`.
+fn step_line(out: &Output, step: &str) -> String {
+    stdout(out).lines().find(|l| l.split_whitespace().next() == Some(step)).unwrap_or_default().to_string()
 }
 
 /// Bad input is refused before anything connects: exit 2, the file and line

@@ -1,6 +1,7 @@
-//! Every script the binary embeds (playbooks/scripts) and every stand-in the
-//! tests install passes shellcheck (Debian package `shellcheck`; a missing
-//! shellcheck is a failure, never a skip).
+//! Every script the binary sends (playbooks/scripts, as sent: with the
+//! libraries of playbooks/scripts/lib put in front of it), every library
+//! alone, and every stand-in the tests install passes shellcheck (Debian
+//! package `shellcheck`; a missing shellcheck is a failure, never a skip).
 
 use std::path::Path;
 use std::process::Command;
@@ -33,16 +34,38 @@ fn bash_files(dir: &Path) -> Vec<String> {
     files
 }
 
+/// The `.sh` files under `dir`, by their path below it.
+fn sh_files(dir: &Path, under: &str) -> Vec<String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir.join(under)).unwrap() {
+        let path = entry.unwrap().path();
+        let name = format!("{under}{}", path.file_name().unwrap().to_string_lossy());
+        if path.is_dir() {
+            files.extend(sh_files(dir, &format!("{name}/")));
+        } else if name.ends_with(".sh") {
+            files.push(name);
+        }
+    }
+    files
+}
+
 #[test]
 fn playbook_scripts_pass_shellcheck() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/scripts");
-    // The binary embeds these with include_str!("../scripts/NAME"): every
-    // embedded script is a file here.
-    let files = bash_files(&dir);
-    for name in ["facts.sh", "wait-ready.sh", "apt-source.sh"] {
-        assert!(files.contains(&name.to_string()), "{name} is not checked");
+    // The scripts as the host steps send them, written out under their names.
+    let sent = tempfile::tempdir().unwrap();
+    let mut names = Vec::new();
+    for (name, text) in image_provision_playbooks::scripts() {
+        let path = sent.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        names.push(name.to_string());
     }
-    shellcheck(&dir, &files);
+    // Every file in playbooks/scripts is sent or included: none goes unchecked.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/scripts");
+    for file in sh_files(&dir, "") {
+        assert!(names.contains(&file), "{file} is not in image_provision_playbooks::scripts()");
+    }
+    shellcheck(sent.path(), &names);
 }
 
 #[test]

@@ -32,7 +32,7 @@ fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool) -> Output
     } else {
         cmd.env("IMAGE_PROVISION_NO_STACK", "1");
     }
-    cli::with_standins(&mut cmd).env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr());
+    cli::with_standins(&mut cmd, host).env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr());
     cli::run(&mut cmd, &format!("ec2 create {name}"))
 }
 
@@ -56,7 +56,7 @@ fn host_key_installed(env: &Ec2Env, host: &TestHost, name: &str) -> String {
 fn by_name(env: &Ec2Env, host: &TestHost, args: &str) -> Output {
     let mut cmd = env.cmd();
     cmd.args(args.split(' ')).arg("--identity").arg(&host.client_key);
-    cli::with_standins(&mut cmd).env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr());
+    cli::with_standins(&mut cmd, host).env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr());
     cli::run(&mut cmd, args)
 }
 
@@ -71,12 +71,21 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     let host = TestHost::start(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
+    // https://image.example.org/ answers through Traefik's stand-in: the
+    // health step and verify check it for real.
+    host.enable_traefik_standin("image.example.org");
     let public = host_key_installed(&env, &host, "e2e");
 
     let out = create_with(&env, &host, "e2e", true);
     assert_eq!(out.status.code(), Some(0));
     let summary = stdout(&out);
     assert!(summary.contains("extension URL: https://image.example.org/"), "{summary}");
+    let health = summary.lines().find(|l| l.starts_with("health")).unwrap_or_default();
+    assert!(health.contains("GET https://image.example.org/health"), "{health}");
+    assert!(
+        host.calls().iter().any(|c| c.ends_with("traefik GET https://image.example.org/health")),
+        "the health URL reached Traefik's stand-in"
+    );
     for step in ["facts", "docker", "nvidia", "reboot", "verify", "layout", "traefik", "stack", "health"] {
         assert!(summary.lines().any(|l| l.starts_with(step)), "{step} missing from\n{summary}");
     }
@@ -97,6 +106,8 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
         assert_eq!(v["healthy"], true);
         assert_eq!(v["orchestrator"], "healthy");
         assert_eq!(v["extension_url"], "https://image.example.org/");
+        let https = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "https").cloned();
+        assert_eq!(https.as_ref().map(|c| c["status"].clone()), Some("ok".into()), "{https:?}");
     };
     verify();
 

@@ -6,14 +6,10 @@
 set -euo pipefail
 base=$BASE_DIR
 clone=$BASE_DIR/IMAGE-server
-# The same list as image-facts.sh (a test checks the two copies agree).
-    # BEGIN compose-env-files
-    names=$({
-        grep -ho 'config/[A-Za-z0-9_.-]*\.env' "$base/docker-compose.yml" "$base/site-docker-compose.yml" 2>/dev/null |
-            sed 's|^config/||' || true
-        printf '%s\n' express-common.env maps.env llm.env apis-and-selection.env azure-api.env imageup.env
-    } | sort -u)
-    # END compose-env-files
+# compose_env_files: scripts/lib/compose-env-files.sh, which
+# playbooks/src/image.rs puts in front of this script (image-facts.sh reports
+# on the same list).
+names=$(compose_env_files "$base")
 umask 077
 for f in $names; do
     if [ ! -f "$clone/config/$f" ]; then

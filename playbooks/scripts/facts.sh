@@ -27,10 +27,13 @@ kv groups.session "$(id -nG)"
 read -r boot_id </proc/sys/kernel/random/boot_id
 kv boot_id "$boot_id"
 
-# run_root_facts FUNCTION...: the functions, as root, with kv and the inputs
-# they read; reports how the user gets root as `sudo` (root, nopasswd,
-# password or missing). sudo resets the environment, so the inputs go
-# through env; none of them is a secret.
+# run_root_facts FUNCTION...: the functions, as root, with kv, the functions
+# in root_facts_helpers and the inputs they read; reports how the user gets
+# root as `sudo` (root, nopasswd, password or missing). sudo resets the
+# environment, so the inputs go through env; none of them is a secret.
+# A facts script whose root functions call functions of their own adds
+# those to root_facts_helpers.
+root_facts_helpers=(kv)
 run_root_facts() {
     local out
     if [ "$EUID" -eq 0 ]; then
@@ -41,7 +44,7 @@ run_root_facts() {
     # The first line, printed as root, says sudo let us in: a function that
     # fails after it is not a refused sudo.
     elif out=$(sudo -n env ROOT_FACTS_VIA=sudo BASE_DIR="${BASE_DIR:-}" FILES="${FILES:-}" HEALTH_URL="${HEALTH_URL:-}" \
-        bash -c "$(declare -f kv "$@"); set -euo pipefail; kv sudo nopasswd; cd /; for f in $*; do \"\$f\"; done" 2>/dev/null) ||
+        bash -c "$(declare -f "${root_facts_helpers[@]}" "$@"); set -euo pipefail; kv sudo nopasswd; cd /; for f in $*; do \"\$f\"; done" 2>/dev/null) ||
         [[ $out == sudo=nopasswd* ]]; then
         printf '%s\n' "$out"
     else
@@ -132,50 +135,9 @@ else
 fi
 
 # Debian's archive entries lacking a component the NVIDIA driver needs: the
-# files debian-components.sh would change (same rewrite, copied from there).
-# BEGIN debian-sources-rewrite
-debian_sources_rewrite() { # FILE CODENAME COMPONENTS: the file as it should be, on stdout
-    local format=list
-    case $1 in *.sources) format=sources ;; esac
-    awk -v format="$format" -v codename="$2" -v want="$3" '
-        function has(list, word,   n, a, i) { n = split(list, a, /[ \t]+/); for (i = 1; i <= n; i++) if (a[i] == word) return 1; return 0 }
-        function debian_suite(list,   n, a, i) { n = split(list, a, /[ \t]+/); for (i = 1; i <= n; i++) if (a[i] == codename || index(a[i], codename "-") == 1) return 1; return 0 }
-        function missing(comps,   n, w, i, out) { n = split(want, w, " "); out = ""; for (i = 1; i <= n; i++) if (!has(comps, w[i]) && !has(out, w[i])) out = out " " w[i]; return out }
-        function rtrim(s) { sub(/[ \t]+$/, "", s); return s }
-        function flush(   i, m) {
-            if (comps_at && enabled != "no" && debian_suite(suites) && has(comps, "main") && (m = missing(comps)) != "")
-                stanza[comps_at] = rtrim(stanza[comps_at]) m
-            for (i = 1; i <= lines; i++) print stanza[i]
-            lines = 0; comps_at = 0; suites = ""; comps = ""; enabled = ""
-        }
-        format == "list" {
-            line = $0; comment = ""
-            c = index(line, "#")
-            if (c) { comment = substr(line, c); line = substr(line, 1, c - 1) }
-            fields = line
-            sub(/^[ \t]+/, "", fields); sub(/\[[^]]*\]/, "", fields)
-            n = split(fields, f, /[ \t]+/)
-            if ((f[1] != "deb" && f[1] != "deb-src") || n < 4 || !debian_suite(f[3])) { print; next }
-            comps = ""
-            for (i = 4; i <= n; i++) comps = comps " " f[i]
-            if (!has(comps, "main") || (m = missing(comps)) == "") { print; next }
-            print rtrim(line) m (comment == "" ? "" : " " comment)
-            next
-        }
-        /^[ \t]*$/ { flush(); print; next }
-        {
-            stanza[++lines] = $0
-            if ($0 ~ /^[A-Za-z][A-Za-z-]*:/) {
-                name = tolower(substr($0, 1, index($0, ":") - 1)); value = substr($0, index($0, ":") + 1)
-                if (name == "suites") suites = value
-                else if (name == "components") { comps = value; comps_at = lines }
-                else if (name == "enabled") { enabled = value; gsub(/[ \t]/, "", enabled) }
-            }
-        }
-        END { if (format == "sources") flush() }
-    ' "$1"
-}
-# END debian-sources-rewrite
+# files debian-components.sh would change (debian_sources_rewrite, its
+# rewrite: scripts/lib/debian-sources-rewrite.sh, which playbooks/src/facts.rs
+# puts in front of this script).
 codename=$(
     # shellcheck source=/dev/null # the host's file
     . /etc/os-release && printf '%s' "${VERSION_CODENAME:-}"

@@ -10,6 +10,9 @@
 # HEALTH_URL (optional), the stack's health URL through Traefik.
 set -euo pipefail
 
+# image_facts runs as root in a shell of its own (facts.sh's run_root_facts):
+# the functions it calls go there with it.
+root_facts_helpers+=(compose_env_files)
 image_facts() {
     # Few forks, as in facts.sh (whose kv this uses): this runs on every re-run.
     local base=$BASE_DIR clone=$BASE_DIR/IMAGE-server gid=''
@@ -47,16 +50,11 @@ image_facts() {
         while read -r sum f; do kv "file.$f" "$sum ${mode[$f]:-}"; done < <(sha256sum -- "${present[@]}")
     fi
 
-    # The config/*.env files compose will read: every one named by the
-    # compose files in use, and those imageup and the stack always use.
+    # The config/*.env files compose will read (compose_env_files:
+    # scripts/lib/compose-env-files.sh, which playbooks/src/image.rs puts in
+    # front of this script; env-files.sh uses it too).
     local names
-    # BEGIN compose-env-files
-    names=$({
-        grep -ho 'config/[A-Za-z0-9_.-]*\.env' "$base/docker-compose.yml" "$base/site-docker-compose.yml" 2>/dev/null |
-            sed 's|^config/||' || true
-        printf '%s\n' express-common.env maps.env llm.env apis-and-selection.env azure-api.env imageup.env
-    } | sort -u)
-    # END compose-env-files
+    names=$(compose_env_files "$base")
     local absent='' open=''
     local -A env_mode=()
     if [ -d "$clone/config" ]; then

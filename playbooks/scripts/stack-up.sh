@@ -11,18 +11,9 @@ mkdir -p -- "$state"
 rm -f -- "$state/deployed"
 
 if [ "$IMAGEUP" = yes ]; then
-    # timeout signals its whole process group: warmup's waits go too.
-    rc=0
-    timeout --kill-after=30 "$TIMEOUT" "$BASE_DIR/bin/imageup" || rc=$?
-    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        echo "imageup did not finish within $TIMEOUT s: its warm-up waits for every warm-up service to become healthy;" \
-            "see \`docker compose ps\` in $BASE_DIR and $BASE_DIR/testing/warmup/" >&2
-        exit 1
-    fi
-    if [ "$rc" -ne 0 ]; then
-        echo "imageup failed (exit $rc)" >&2
-        exit "$rc"
-    fi
+    # run_imageup: scripts/lib/run-imageup.sh, which playbooks/src/image.rs
+    # puts in front of this script (update.sh uses it too).
+    run_imageup "$BASE_DIR" "$TIMEOUT"
 else
     cd -- "$BASE_DIR"
     rc=0

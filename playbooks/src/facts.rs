@@ -25,10 +25,12 @@ pub const WATCHED_PACKAGES: &[&str] = &[
     "nvidia-driver",
 ];
 
-/// facts.sh, then `more` (further facts scripts), then the call that runs
-/// the root parts (`root`: functions the scripts define) in one sudo.
+/// facts.sh (with the rewrite of Debian's sources lists it shares with
+/// debian-components.sh in front), then `more` (further facts scripts), then
+/// the call that runs the root parts (`root`: functions the scripts define)
+/// in one sudo.
 pub fn script(more: &[&str], root: &[&str]) -> String {
-    let mut text = String::from(FACTS_SH);
+    let mut text = crate::shlib::with(&[crate::shlib::DEBIAN_SOURCES_REWRITE_SH], FACTS_SH);
     for part in more {
         text.push('\n');
         text.push_str(part);
@@ -40,6 +42,11 @@ pub fn script(more: &[&str], root: &[&str]) -> String {
     }
     text.push('\n');
     text
+}
+
+/// facts.sh with image-facts.sh after it, whose image_facts runs as root.
+pub fn script_with_image() -> String {
+    script(&[&crate::image::image_facts_script()], &["image_facts"])
 }
 
 /// The facts command. `extra` are further package names (the configured
@@ -62,7 +69,7 @@ pub fn command_for(cfg: &crate::steps::Config) -> Cmd {
     };
     let mut names: Vec<String> = WATCHED_PACKAGES.iter().map(|s| s.to_string()).collect();
     names.extend(extra);
-    let cmd = Cmd::script(script(&[crate::image::IMAGE_FACTS_SH], &["image_facts"]))
+    let cmd = Cmd::script(script_with_image())
         .named("facts.sh")
         .env("PACKAGES", names.join(" "))
         .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)

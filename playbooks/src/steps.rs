@@ -18,23 +18,36 @@ pub const DEBIAN_COMPONENTS_SH: &str = include_str!("../scripts/debian-component
 /// in non-free, its firmware in non-free-firmware, some helpers in contrib.
 pub const DEBIAN_NVIDIA_COMPONENTS: &str = "contrib non-free non-free-firmware";
 
-/// Every script embedded in the binary, by name (the tests run shellcheck
-/// over each).
-pub const SCRIPTS: &[(&str, &str)] = &[
-    ("facts.sh", crate::facts::FACTS_SH),
-    ("wait-ready.sh", WAIT_READY_SH),
-    ("apt-source.sh", APT_SOURCE_SH),
-    ("debian-components.sh", DEBIAN_COMPONENTS_SH),
-    ("image-facts.sh", crate::image::IMAGE_FACTS_SH),
-    ("clone.sh", crate::image::CLONE_SH),
-    ("env-files.sh", crate::image::ENV_FILES_SH),
-    ("start-pull.sh", crate::image::START_PULL_SH),
-    ("wait-pull.sh", crate::image::WAIT_PULL_SH),
-    ("stack-up.sh", crate::image::STACK_UP_SH),
-    ("health.sh", crate::image::HEALTH_SH),
-    ("verify-facts.sh", crate::verify::VERIFY_FACTS_SH),
-    ("update.sh", crate::verify::UPDATE_SH),
-];
+/// debian-components.sh, with the rewrite of Debian's sources lists it
+/// shares with facts.sh in front.
+pub fn debian_components_script() -> String {
+    crate::shlib::with(&[crate::shlib::DEBIAN_SOURCES_REWRITE_SH], DEBIAN_COMPONENTS_SH)
+}
+
+/// Every script the binary sends, by name, as it is sent: with the
+/// libraries (scripts/lib) put in front of it, and the facts scripts
+/// composed as the facts commands compose them (image-facts.sh after
+/// facts.sh, verify-facts.sh after both). Then each library alone, by its
+/// path under scripts/. The tests run shellcheck over each.
+pub fn scripts() -> Vec<(&'static str, String)> {
+    let mut all = vec![
+        ("facts.sh", crate::facts::script(&[], &[])),
+        ("wait-ready.sh", WAIT_READY_SH.to_string()),
+        ("apt-source.sh", APT_SOURCE_SH.to_string()),
+        ("debian-components.sh", debian_components_script()),
+        ("image-facts.sh", crate::facts::script_with_image()),
+        ("clone.sh", crate::image::CLONE_SH.to_string()),
+        ("env-files.sh", crate::image::env_files_script()),
+        ("start-pull.sh", crate::image::START_PULL_SH.to_string()),
+        ("wait-pull.sh", crate::image::WAIT_PULL_SH.to_string()),
+        ("stack-up.sh", crate::image::stack_up_script()),
+        ("health.sh", crate::image::HEALTH_SH.to_string()),
+        ("verify-facts.sh", crate::verify::facts_script()),
+        ("update.sh", crate::verify::update_script()),
+    ];
+    all.extend(crate::shlib::LIBRARIES.iter().map(|(name, text)| (*name, text.to_string())));
+    all
+}
 
 /// What the person asked for, resolved.
 #[derive(Clone, Debug)]
@@ -503,7 +516,7 @@ fn plan_nvidia(facts: &Facts, cfg: &Config, fam: Family) -> Plan {
         if fam == Family::Debian && !lacking.is_empty() {
             why.push(format!("enable {DEBIAN_NVIDIA_COMPONENTS} in {}", lacking.join(" ")));
             actions.push(Action::Change(
-                Cmd::script(DEBIAN_COMPONENTS_SH)
+                Cmd::script(debian_components_script())
                     .named("debian-components.sh")
                     .sudo()
                     .env("CODENAME", facts.codename())
@@ -651,17 +664,5 @@ mod tests {
     fn apt_waits_for_the_lock_as_long_as_configured() {
         let cfg = Config { lock_timeout: Duration::from_secs(42), ..Config::default() };
         assert!(apt_get(&cfg, &["update"]).argv().contains(&"DPkg::Lock::Timeout=42"));
-    }
-
-    /// facts.sh carries a copy of debian-components.sh's rewrite to tell
-    /// whether it would change anything: the two must be the same.
-    #[test]
-    fn facts_and_debian_components_share_the_rewrite() {
-        let block = |text: &str| {
-            let start = text.find("# BEGIN debian-sources-rewrite").expect("BEGIN marker");
-            let end = text.find("# END debian-sources-rewrite").expect("END marker");
-            text[start..end].to_string()
-        };
-        assert_eq!(block(crate::facts::FACTS_SH), block(DEBIAN_COMPONENTS_SH));
     }
 }

@@ -9,7 +9,7 @@ use image_provision_remote::Cmd;
 use serde::Serialize;
 
 use crate::facts::{Facts, WATCHED_PACKAGES};
-use crate::image::{HEALTH_SH, IMAGE_FACTS_SH};
+use crate::image::HEALTH_SH;
 
 pub const VERIFY_FACTS_SH: &str = include_str!("../scripts/verify-facts.sh");
 pub const UPDATE_SH: &str = include_str!("../scripts/update.sh");
@@ -32,9 +32,19 @@ impl Default for VerifyOptions {
     }
 }
 
+/// facts.sh, image-facts.sh and verify-facts.sh, as one script.
+pub fn facts_script() -> String {
+    crate::facts::script(&[&crate::image::image_facts_script(), VERIFY_FACTS_SH], &["image_facts"])
+}
+
+/// update.sh, with the imageup runner it shares with stack-up.sh in front.
+pub fn update_script() -> String {
+    crate::shlib::with(&[crate::shlib::RUN_IMAGEUP_SH], UPDATE_SH)
+}
+
 /// The facts verify needs, in one round trip; reads only.
 pub fn facts_command(o: &VerifyOptions) -> Cmd {
-    Cmd::script(crate::facts::script(&[IMAGE_FACTS_SH, VERIFY_FACTS_SH], &["image_facts"]))
+    Cmd::script(facts_script())
         .named("verify-facts.sh")
         .env("PACKAGES", WATCHED_PACKAGES.join(" "))
         .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)
@@ -46,7 +56,7 @@ pub fn facts_command(o: &VerifyOptions) -> Cmd {
 
 /// imageup again under `timeout`; nothing else.
 pub fn update_command(base_dir: &str, timeout: Duration) -> Cmd {
-    Cmd::script(UPDATE_SH)
+    Cmd::script(update_script())
         .named("update.sh")
         .sudo()
         .env("BASE_DIR", base_dir)

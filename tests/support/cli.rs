@@ -32,16 +32,21 @@ pub fn state_for(host: &TestHost) -> tempfile::TempDir {
 
 /// The host steps' Docker and NVIDIA repositories: the signed local copies
 /// of the stand-in repository that [`TestHost::enable_bootstrap_standins`]
-/// makes (so the signed-by path is the real one), and no HTTPS health check
-/// (the test host's DNS does not know the domain: the health step and
-/// verify check the orchestrator, not https://DOMAIN/health). For a command
-/// that reaches the host some other way (`ec2 create`).
-pub fn with_standins(cmd: &mut Command) -> &mut Command {
+/// makes (so the signed-by path is the real one), and, unless the host
+/// serves HTTPS through the Traefik stand-in
+/// ([`TestHost::enable_traefik_standin`]), no HTTPS health check (the host
+/// could not resolve the domain: the health step and verify then check the
+/// orchestrator, not https://DOMAIN/health). For a command that reaches the
+/// host some other way (`ec2 create`).
+pub fn with_standins<'a>(cmd: &'a mut Command, host: &TestHost) -> &'a mut Command {
     cmd.env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
         .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
         .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
-        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc")
-        .env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1")
+        .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc");
+    if !host.serves_https() {
+        cmd.env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1");
+    }
+    cmd
 }
 
 /// `image-provision ARGS --host USER@127.0.0.1:PORT --identity CLIENT_KEY`,
@@ -56,7 +61,7 @@ pub fn on_host(host: &TestHost, user: &str, state: &Path, args: &[&str]) -> Comm
         .arg(&host.client_key)
         .env("IMAGE_PROVISION_STATE_DIR", state)
         .env_remove("SSH_AUTH_SOCK");
-    with_standins(&mut cmd);
+    with_standins(&mut cmd, host);
     cmd
 }
 

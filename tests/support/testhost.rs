@@ -109,6 +109,8 @@ pub struct TestHost {
     merged: PathBuf,
     ctl: PathBuf,
     child: Child,
+    /// The Traefik stand-in's socat, once enabled (its process group).
+    https: std::sync::Mutex<Option<Child>>,
     // Declared last: removed after Drop::drop has stopped the host.
     dir: tempfile::TempDir,
 }
@@ -242,7 +244,7 @@ fn ssh_banner(port: u16) -> bool {
 }
 
 enum Started {
-    Ready(TestHost),
+    Ready(Box<TestHost>),
     PortTaken,
 }
 
@@ -262,7 +264,7 @@ impl TestHost {
         let root = ensure_root();
         for _ in 0..5 {
             match Self::try_start(distro, reboot_delay, &root) {
-                Started::Ready(host) => return host,
+                Started::Ready(host) => return *host,
                 Started::PortTaken => continue,
             }
         }
@@ -340,11 +342,12 @@ impl TestHost {
             merged: dir.path().join("merged"),
             ctl,
             child,
+            https: std::sync::Mutex::new(None),
             dir,
         };
         fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n")
             .expect("writing known_hosts");
-        Started::Ready(host)
+        Started::Ready(Box::new(host))
     }
 
     /// "127.0.0.1:PORT".
@@ -622,6 +625,77 @@ impl TestHost {
         self.sh_ok("chmod 0755 /usr/lib/git-core/git-remote-https");
     }
 
+    /// Serve `https://DOMAIN/` from the host as Traefik would (Traefik's
+    /// stand-in, tests/testhost/standins/traefik-https): DOMAIN resolves, in
+    /// the host's /etc/hosts, to a loopback address of this host's own
+    /// (127.77.x.y from its port), where socat, on the machine, terminates
+    /// TLS with a certificate for DOMAIN from a test CA the host trusts
+    /// (/usr/local/share/ca-certificates, which ca-certificates' own
+    /// update-ca-certificates picks up when it is installed later) and hands
+    /// each request to the stand-in. Lives until the host is dropped (or
+    /// the test process dies).
+    pub fn enable_traefik_standin(&self, domain: &str) {
+        let ip = Ipv4Addr::new(127, 77, (self.port >> 8) as u8, (self.port & 0xff) as u8);
+        let tls = self.ctl.join("traefik-tls");
+        fs::create_dir_all(&tls).expect("creating ctl/traefik-tls");
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(
+                r#"set -e; cd "$1"
+                openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2                     -subj "/CN=image-provision test CA" -keyout ca.key -out ca.crt 2>/dev/null
+                openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes                     -subj "/CN=$2" -keyout server.key -out server.csr 2>/dev/null
+                printf 'subjectAltName=DNS:%s
+basicConstraints=CA:FALSE
+extendedKeyUsage=serverAuth
+' "$2" >server.ext
+                openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2                     -extfile server.ext -out server.crt 2>/dev/null"#,
+            )
+            .args(["bash", &tls.display().to_string(), domain])
+            .output()
+            .expect("running openssl (apt-get install openssl)");
+        assert!(out.status.success(), "making the test certificates: {}", String::from_utf8_lossy(&out.stderr));
+        let ca = fs::read(tls.join("ca.crt")).expect("ca.crt");
+        self.sh_ok("mkdir -p /usr/local/share/ca-certificates");
+        self.write("/usr/local/share/ca-certificates/image-provision-test-ca.crt", &ca);
+        self.sh_ok(&format!(
+            "echo '{ip} {domain}' >>/etc/hosts;              if command -v update-ca-certificates >/dev/null; then update-ca-certificates >/dev/null 2>&1; fi"
+        ));
+        let responder = scripts_dir().join("standins/traefik-https");
+        let root = format!("/proc/{}/root{}", self.supervisor_pid, self.merged.display());
+        // socat in a process group of its own (Drop kills the group), beside
+        // a watcher that ends it when this process goes.
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(
+                r#"socat "OPENSSL-LISTEN:443,bind=$1,reuseaddr,fork,cert=$2/server.crt,key=$2/server.key,verify=0"                     "SYSTEM:bash $3" & pid=$!
+                while kill -0 "$4" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+                kill "$pid" 2>/dev/null"#,
+            )
+            .args(["bash", &ip.to_string(), &tls.display().to_string(), &responder.display().to_string()])
+            .arg(std::process::id().to_string())
+            .env("STANDIN_ROOT", &root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(self.ctl.join("traefik-https.log")).expect("traefik-https.log"));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawning socat (apt-get install socat)");
+        *self.https.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&SocketAddr::from((ip, 443)), Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the Traefik stand-in is not listening on {ip}:443: {}",
+                fs::read_to_string(self.ctl.join("traefik-https.log")).unwrap_or_default()
+            );
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether [`TestHost::enable_traefik_standin`] ran: HTTPS checks can work.
+    pub fn serves_https(&self) -> bool {
+        self.https.lock().map(|g| g.is_some()).unwrap_or(false)
+    }
+
     /// The lines of the stand-ins' call log (/var/log/standin/calls.log).
     pub fn calls(&self) -> Vec<String> {
         String::from_utf8_lossy(&self.read("/var/log/standin/calls.log"))
@@ -756,6 +830,10 @@ impl Drop for TestHost {
         // other process of the host, and the mount namespace (overlay, /proc,
         // boot_id) goes with the last of them. unshare waits for it.
         kill_pid(&self.supervisor_pid.to_string());
+        if let Some(mut socat) = self.https.lock().map(|mut g| g.take()).unwrap_or(None) {
+            kill_pid(&format!("-{}", socat.id()));
+            let _ = socat.wait();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         // `dir` (the overlay's layers and ctl/) is removed when the fields drop.

@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# A library, not a script: playbooks/src/image.rs puts it in front of
+# stack-up.sh (bootstrap's stack step) and playbooks/src/verify.rs in front
+# of update.sh (`update`): both run imageup the same way, under the same
+# time limit, and fail with the same words.
+
+# run_imageup BASE TIMEOUT: BASE's bin/imageup (the IMAGE team's
+# scripts/imageup) under a time limit of TIMEOUT seconds: its warm-up waits
+# for every warm-up service to be healthy and has no time limit of its own.
+# Exits the script when imageup fails or runs out of time.
+run_imageup() {
+    local base=$1 limit=$2 rc=0
+    # timeout signals its whole process group: warmup's waits go too.
+    timeout --kill-after=30 "$limit" "$base/bin/imageup" || rc=$?
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        echo "imageup did not finish within $limit s: its warm-up waits for every warm-up service to become healthy;" \
+            "see \`docker compose ps\` in $base and $base/testing/warmup/" >&2
+        exit 1
+    fi
+    if [ "$rc" -ne 0 ]; then
+        echo "imageup failed (exit $rc)" >&2
+        exit "$rc"
+    fi
+}
