@@ -422,6 +422,19 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     // ok, or skipped with its reason (no domain: nothing for Traefik to route).
     let changed: Vec<_> = outcomes(&again).into_iter().filter(|(_, o)| o != "ok" && o != "skipped").collect();
     assert!(changed.is_empty(), "a converged run changed {changed:?}");
+
+    // `update` on this --no-imageup server: compose's pull and up again,
+    // never imageup; healthy after.
+    let calls_before = host.calls().len();
+    let args = ["update", "--no-imageup", "--base-dir", base, "--imageup-timeout", "2m", "--json"];
+    let update = cli::run(&mut cli::on_host(&host, host.default_user(), state.path(), &args), "update --no-imageup");
+    assert_eq!(update.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&update.stdout).unwrap();
+    assert_eq!(v["healthy"], true, "{v}");
+    let calls = host.calls()[calls_before..].to_vec();
+    assert!(!calls.iter().any(|c| c.split_whitespace().nth(2) == Some("imageup")), "{calls:#?}");
+    assert!(calls.iter().any(|c| c.contains("docker-compose") && c.ends_with(" pull")), "{calls:#?}");
+    assert!(calls.iter().any(|c| c.contains("docker-compose") && c.ends_with("up -d")), "{calls:#?}");
 }
 
 /// `--dry-run` on a bare host shows the IMAGE steps too, and changes nothing.

@@ -99,7 +99,13 @@ pub struct UpdateArgs {
     #[command(flatten)]
     pub server: ServerArgs,
 
-    /// Time limit for imageup [default: the config file's, else 60m]
+    /// A server bootstrapped with --no-imageup: compose pull and up instead
+    /// of the IMAGE team's scripts/imageup [default: the config file's]
+    #[arg(long)]
+    pub no_imageup: bool,
+
+    /// Time limit for imageup (or the compose pull with --no-imageup)
+    /// [default: the config file's, else 60m]
     #[arg(long, env = "IMAGE_PROVISION_IMAGEUP_TIMEOUT", value_name = "DURATION")]
     pub imageup_timeout: Option<String>,
 

@@ -130,6 +130,7 @@ pub fn apply_server_file(a: &mut crate::args::ServerArgs, f: &HostConfig) {
 /// [`apply_server_file`], and `update`'s time limits.
 pub fn apply_update_file(a: &mut crate::args::UpdateArgs, f: &HostConfig) {
     apply_server_file(&mut a.server, f);
+    flag(&mut a.no_imageup, f.no_imageup);
     fill(&mut a.imageup_timeout, &f.imageup_timeout);
     fill(&mut a.health_timeout, &f.health_timeout);
 }
@@ -401,7 +402,7 @@ mod tests {
     fn verify_and_update_read_the_host_table_under_their_flags() {
         let file = parse(
             "[host]\nbase_dir = \"/srv/image\"\ndomain = \"image.example.org\"\nno_gpu = true\n\
-             imageup_timeout = \"2h\"\nhealth_timeout = \"9m\"\nregistry_tag = \"unstable\"\n",
+             imageup_timeout = \"2h\"\nhealth_timeout = \"9m\"\nregistry_tag = \"unstable\"\nno_imageup = true\n",
         )
         .unwrap();
         let mut a = crate::args::UpdateArgs { health_timeout: Some("1m".into()), ..Default::default() };
@@ -410,6 +411,7 @@ mod tests {
         assert_eq!(a.server.base_dir.as_deref(), Some("/srv/image"));
         assert_eq!(a.server.domain.as_deref(), Some("other.example.org"), "the flag wins");
         assert!(a.server.no_gpu);
+        assert!(a.no_imageup, "a --no-imageup server is updated without imageup");
         assert_eq!(a.imageup_timeout.as_deref(), Some("2h"));
         assert_eq!(a.health_timeout.as_deref(), Some("1m"), "the flag wins");
         let mut v = crate::args::ServerArgs::default();

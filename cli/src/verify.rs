@@ -244,23 +244,25 @@ pub async fn update(a: &UpdateArgs, file: &ConfigFile) -> anyhow::Result<()> {
         }
     };
     let result = async {
-        let spinner = progress.spinner(format!("imageup (time limit {} s)", imageup_timeout.as_secs()));
+        let what = if a.no_imageup { "compose pull and up" } else { "imageup" };
+        let spinner = progress.spinner(format!("{what} (time limit {} s)", imageup_timeout.as_secs()));
         let started = Instant::now();
-        let out = exec(&session, &checks::update_command(&o.base_dir, imageup_timeout), "imageup", &mut Some(&mut log)).await;
+        let cmd = checks::update_command(&o.base_dir, !a.no_imageup, imageup_timeout);
+        let out = exec(&session, &cmd, what, &mut Some(&mut log)).await;
         spinner.finish();
         let out = out.map_err(|e| Advised {
-            message: format!("imageup: {e}"),
+            message: format!("{what}: {e}"),
             hint: format!("run update again; the log is {}", log_path.display()),
         })?;
         if out.code() != Some(0) {
             let tail = image_provision_playbooks::runner::tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr });
             return Err(Advised {
-                message: format!("imageup failed ({}):\n{tail}", out.status),
+                message: format!("{what} failed ({}):\n{tail}", out.status),
                 hint: format!("fix the cause and run update again; the whole output is in {}", log_path.display()),
             }
             .into());
         }
-        progress.line(format!("imageup done in {:.1}s", started.elapsed().as_secs_f64()));
+        progress.line(format!("{what} done in {:.1}s", started.elapsed().as_secs_f64()));
         // Wait for the orchestrator; the report then says how it ended.
         let spinner = progress.spinner("waiting for the orchestrator to be healthy");
         let _ = exec(&session, &checks::health_command(&o.base_dir, health_timeout), "health", &mut Some(&mut log)).await;

@@ -10,18 +10,11 @@ state=$BASE_DIR/.image-provision
 mkdir -p -- "$state"
 rm -f -- "$state/deployed"
 
+# run_imageup, run_compose_up: scripts/lib/run-imageup.sh, which
+# playbooks/src/image.rs puts in front of this script (update.sh uses it too).
 if [ "$IMAGEUP" = yes ]; then
-    # run_imageup: scripts/lib/run-imageup.sh, which playbooks/src/image.rs
-    # puts in front of this script (update.sh uses it too).
     run_imageup "$BASE_DIR" "$TIMEOUT"
 else
-    cd -- "$BASE_DIR"
-    rc=0
-    timeout "$TIMEOUT" docker compose --env-file "$BASE_DIR/.env" pull || rc=$?
-    if [ "$rc" -ne 0 ]; then
-        echo "docker compose pull failed or did not finish within $TIMEOUT s (exit $rc)" >&2
-        exit 1
-    fi
-    docker compose --env-file "$BASE_DIR/.env" up -d
+    run_compose_up "$BASE_DIR" "$TIMEOUT"
 fi
 printf '%s\n' "$STAMP" >"$state/deployed"

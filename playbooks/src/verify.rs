@@ -54,12 +54,14 @@ pub fn facts_command(o: &VerifyOptions) -> Cmd {
         .env("HTTPS_CHECK", if o.https_check { "yes" } else { "no" })
 }
 
-/// imageup again under `timeout`; nothing else.
-pub fn update_command(base_dir: &str, timeout: Duration) -> Cmd {
+/// imageup again (with `imageup` false, compose pull and up) under
+/// `timeout`; nothing else.
+pub fn update_command(base_dir: &str, imageup: bool, timeout: Duration) -> Cmd {
     Cmd::script(update_script())
         .named("update.sh")
         .sudo()
         .env("BASE_DIR", base_dir)
+        .env("IMAGEUP", if imageup { "yes" } else { "no" })
         .env("TIMEOUT", timeout.as_secs().to_string())
 }
 

@@ -1,8 +1,9 @@
 # shellcheck shell=bash
 # A library, not a script: playbooks/src/image.rs puts it in front of
 # stack-up.sh (bootstrap's stack step) and playbooks/src/verify.rs in front
-# of update.sh (`update`): both run imageup the same way, under the same
-# time limit, and fail with the same words.
+# of update.sh (`update`): both bring the stack up the same way (imageup, or
+# with --no-imageup compose pull and up), under the same time limit, and
+# fail with the same words.
 
 # run_imageup BASE TIMEOUT: BASE's bin/imageup (the IMAGE team's
 # scripts/imageup) under a time limit of TIMEOUT seconds: its warm-up waits
@@ -21,4 +22,18 @@ run_imageup() {
         echo "imageup failed (exit $rc)" >&2
         exit "$rc"
     fi
+}
+
+# run_compose_up BASE TIMEOUT: without imageup (--no-imageup), compose's own
+# pull under the time limit, then `up -d` (which recreates only the services
+# whose image or settings changed).
+run_compose_up() {
+    local base=$1 limit=$2 rc=0
+    cd -- "$base" || exit 1
+    timeout "$limit" docker compose --env-file "$base/.env" pull || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "docker compose pull failed or did not finish within $limit s (exit $rc)" >&2
+        exit 1
+    fi
+    docker compose --env-file "$base/.env" up -d
 }
