@@ -167,6 +167,19 @@ fn full_run(distro: Distro) {
     eprintln!("converged re-run took {:.2}s", took.as_secs_f64());
     assert!(took < Duration::from_secs(30), "a converged run is quick: {took:?}");
 
+    // verify on this --no-stack server: healthy on Docker and the GPU alone;
+    // update has nothing to do and says so before connecting.
+    let verify = cli::run(&mut cli::on_host(&host, user, state.path(), &["verify", "--no-stack", "--json"]), "verify --no-stack");
+    assert_eq!(verify.status.code(), Some(0), "verify --no-stack: healthy");
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["driver_version"].as_str().map(|d| d.starts_with("535.")), Some(true), "{v}");
+    assert_eq!(v["docker_nvidia_runtime"], true);
+    let calls_before = host.calls().len();
+    let update = cli::run(&mut cli::on_host(&host, user, state.path(), &["update", "--no-stack"]), "update --no-stack");
+    assert_eq!(update.status.code(), Some(2));
+    assert!(stderr(&update).contains("this server has none (--no-stack)"), "{}", stderr(&update));
+    assert_eq!(host.calls().len(), calls_before, "update --no-stack ran nothing");
+
     // An upgrade appears: dpkg's status now says jq is older than the
     // archive's (same length, so only the status file's inode and mtime
     // move). The facts keep apt's upgradable count keyed by

@@ -83,6 +83,12 @@ pub struct ServerArgs {
     #[arg(long)]
     pub no_gpu: bool,
 
+    /// A server bootstrapped with --no-stack (Docker and the GPU only): verify
+    /// checks no stack, Traefik or HTTPS; update has nothing to do (also on
+    /// with the config file's `no_stack = true`)
+    #[arg(long)]
+    pub no_stack: bool,
+
     /// JSON for scripts instead of a table
     #[arg(long)]
     pub json: bool,

@@ -116,13 +116,15 @@ pub fn apply_host_file(a: &mut crate::args::HostStepArgs, f: &HostConfig) -> Res
 
 /// `verify` and `update` read the same `[host]` table as `bootstrap` and
 /// `ec2 create`: the file that set a server up describes where its stack is
-/// (base_dir), its site (domain) and whether it has a GPU (no_gpu), and
+/// (base_dir), its site (domain), whether it has a GPU (no_gpu) or a stack
+/// at all (no_stack), and
 /// `update` takes its time limits from it too. Flags and their environment
 /// variables beat the file, as for the host steps. The other `[host]` keys
 /// (repositories, registry tag, profile, env files, ...) are what bootstrap
 /// writes to the host; verify and update neither need nor change them.
 pub fn apply_server_file(a: &mut crate::args::ServerArgs, f: &HostConfig) {
     flag(&mut a.no_gpu, f.no_gpu);
+    flag(&mut a.no_stack, f.no_stack);
     fill(&mut a.domain, &f.domain);
     fill(&mut a.base_dir, &f.base_dir);
 }

@@ -38,7 +38,12 @@ struct Server {
 }
 
 fn options(a: &ServerArgs) -> Result<VerifyOptions, UsageError> {
-    let mut o = VerifyOptions { gpu: !a.no_gpu, https_check: std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none(), ..Default::default() };
+    let mut o = VerifyOptions {
+        gpu: !a.no_gpu,
+        stack: !a.no_stack,
+        https_check: std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none(),
+        ..Default::default()
+    };
     if let Some(d) = &a.domain {
         let d = d.trim();
         image::check_domain(d).map_err(|e| UsageError::new(format!("--domain: {e}")))?;
@@ -226,6 +231,11 @@ fn duration(flag: &str, v: &Option<String>, default: Duration) -> Result<Duratio
 
 pub async fn update(a: &UpdateArgs, file: &ConfigFile) -> anyhow::Result<()> {
     let o = options(&a.server)?;
+    if a.server.no_stack {
+        return Err(UsageError::new("update keeps the IMAGE stack current, and this server has none (--no-stack)")
+            .hint("run `image-provision bootstrap` without --no-stack to add the stack")
+            .into());
+    }
     let defaults = image::ImageConfig::default();
     let imageup_timeout = duration("--imageup-timeout", &a.imageup_timeout, defaults.imageup_timeout)?;
     let health_timeout = duration("--health-timeout", &a.health_timeout, defaults.health_timeout)?;

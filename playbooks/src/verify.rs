@@ -24,11 +24,20 @@ pub struct VerifyOptions {
     pub gpu: bool,
     /// GET https://DOMAIN/health from the host (off in tests: no DNS).
     pub https_check: bool,
+    /// Check the IMAGE stack, Traefik and HTTPS (off for a server
+    /// bootstrapped with --no-stack).
+    pub stack: bool,
 }
 
 impl Default for VerifyOptions {
     fn default() -> Self {
-        VerifyOptions { base_dir: crate::image::DEFAULT_BASE_DIR.into(), domain: None, gpu: true, https_check: true }
+        VerifyOptions {
+            base_dir: crate::image::DEFAULT_BASE_DIR.into(),
+            domain: None,
+            gpu: true,
+            https_check: true,
+            stack: true,
+        }
     }
 }
 
@@ -183,39 +192,45 @@ pub fn evaluate(f: &Facts, o: &VerifyOptions) -> Report {
     } else {
         None
     };
-    if let Some((ok, detail)) = traefik_check {
-        check("traefik", ok, detail);
-    }
-
     let services = words(f, "image.services");
     let running = words(f, "image.running");
-    let down: Vec<&String> = services.iter().filter(|s| !running.contains(s)).collect();
-    check(
-        "stack",
-        !services.is_empty() && down.is_empty(),
-        if services.is_empty() {
-            format!("no IMAGE stack in {}", o.base_dir)
-        } else if down.is_empty() {
-            format!("{} services running", services.len())
-        } else {
-            format!("not running: {}", down.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
-        },
-    );
     let orchestrator = f.get("image.orchestrator").map(str::to_string);
-    check(
-        "orchestrator",
-        orchestrator.as_deref() == Some("healthy"),
-        format!("orchestrator {}", orchestrator.as_deref().unwrap_or("absent")),
-    );
-    if let Some(d) = &domain {
-        match f.get("https.health") {
-            Some("ok") => check("https", true, format!("GET https://{d}/health answered")),
-            Some(e) => check("https", false, format!("GET https://{d}/health {e}")),
-            None => extra.push(skip("https", "not checked from here")),
+    if !o.stack {
+        for name in ["traefik", "stack", "orchestrator", "https"] {
+            extra.push(skip(name, "--no-stack: no IMAGE stack on this server"));
         }
-    }
-    if domain.is_none() {
-        extra.push(skip("traefik", "no domain: no site to route"));
+    } else {
+        if let Some((ok, detail)) = traefik_check {
+            check("traefik", ok, detail);
+        }
+
+        let down: Vec<&String> = services.iter().filter(|s| !running.contains(s)).collect();
+        check(
+            "stack",
+            !services.is_empty() && down.is_empty(),
+            if services.is_empty() {
+                format!("no IMAGE stack in {}", o.base_dir)
+            } else if down.is_empty() {
+                format!("{} services running", services.len())
+            } else {
+                format!("not running: {}", down.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            },
+        );
+        check(
+            "orchestrator",
+            orchestrator.as_deref() == Some("healthy"),
+            format!("orchestrator {}", orchestrator.as_deref().unwrap_or("absent")),
+        );
+        if let Some(d) = &domain {
+            match f.get("https.health") {
+                Some("ok") => check("https", true, format!("GET https://{d}/health answered")),
+                Some(e) => check("https", false, format!("GET https://{d}/health {e}")),
+                None => extra.push(skip("https", "not checked from here")),
+            }
+        }
+        if domain.is_none() {
+            extra.push(skip("traefik", "no domain: no site to route"));
+        }
     }
     checks.extend(extra);
     let failed: Vec<&'static str> = checks.iter().filter(|c| c.status == Status::Failed).map(|c| c.name).collect();
@@ -230,7 +245,7 @@ pub fn evaluate(f: &Facts, o: &VerifyOptions) -> Report {
         services,
         running,
         orchestrator,
-        extension_url: domain.as_ref().map(|d| format!("https://{d}/")),
+        extension_url: domain.as_ref().filter(|_| o.stack).map(|d| format!("https://{d}/")),
         domain,
         checks,
         failed,
@@ -240,6 +255,18 @@ pub fn evaluate(f: &Facts, o: &VerifyOptions) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A --no-stack server is healthy with Docker and the GPU alone.
+    #[test]
+    fn no_stack_checks_only_docker_and_the_gpu() {
+        let text = "docker.version=Docker version 27.1\ndocker.networks=bridge\ndocker.runtimes={\"nvidia\":{}}\n\
+                    nvidia.smi=NVIDIA A10G, 535.230.02, 23028 MiB\n";
+        let r = evaluate(&Facts::parse(text), &VerifyOptions { stack: false, ..Default::default() });
+        assert!(r.healthy, "{:?}", r.failed);
+        let skipped: Vec<&str> = r.checks.iter().filter(|c| c.status == Status::Skipped).map(|c| c.name).collect();
+        assert_eq!(skipped, ["traefik", "stack", "orchestrator", "https"]);
+        assert!(!evaluate(&Facts::parse(text), &VerifyOptions::default()).healthy, "with the stack checked");
+    }
 
     #[test]
     fn healthy_and_not() {
