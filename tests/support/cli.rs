@@ -52,8 +52,16 @@ pub fn with_standins<'a>(cmd: &'a mut Command, host: &TestHost) -> &'a mut Comma
 /// `image-provision ARGS --host USER@127.0.0.1:PORT --identity CLIENT_KEY`,
 /// state in `state`, [`with_standins`], and no ssh-agent: the client key is
 /// the only way in, whatever agent the machine running the tests has.
+/// Hermetic: none of the machine's IMAGE_PROVISION_* settings, and run in
+/// `state`, so no ./image-provision.toml of the checkout is read.
 pub fn on_host(host: &TestHost, user: &str, state: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("IMAGE_PROVISION_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(state);
     cmd.args(args)
         .arg("--host")
         .arg(format!("{user}@127.0.0.1:{}", host.port))
