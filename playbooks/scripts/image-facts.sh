@@ -93,11 +93,17 @@ image_facts() {
     containers=$(docker ps -a --format '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}\t{{.Status}}' 2>/dev/null) ||
         return 0
     kv docker.networks "$(docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' || true)"
+    # The stack's project directory as compose records it: BASE_DIR, or, if
+    # compose resolves docker-compose.yml's symlink into the clone, the
+    # clone itself. Either counts.
+    local real_dir
+    real_dir=$(readlink -f -- "$base/docker-compose.yml" 2>/dev/null || true)
+    real_dir=${real_dir%/*}
     kv traefik.running "$(awk -F '\t' '$1 == "traefik" && $4 == "running" { print $5 }' <<<"$containers" | sort | tr '\n' ' ')"
     [ -f "$base/.env" ] && [ -e "$base/docker-compose.yml" ] || return 0
-    kv image.running "$(awk -F '\t' -v dir="$base" '$2 == dir && $4 == "running" { print $3 }' <<<"$containers" | sort -u | tr '\n' ' ')"
+    kv image.running "$(awk -F '\t' -v dir="$base" -v real="$real_dir" '($2 == dir || (real != "" && $2 == real)) && $4 == "running" { print $3 }' <<<"$containers" | sort -u | tr '\n' ' ')"
     # The orchestrator: its healthcheck's verdict while it runs, else its state.
-    kv image.orchestrator "$(awk -F '\t' -v dir="$base" '$2 == dir && $3 == "orchestrator" {
+    kv image.orchestrator "$(awk -F '\t' -v dir="$base" -v real="$real_dir" '($2 == dir || (real != "" && $2 == real)) && $3 == "orchestrator" {
         s = $4
         if (s == "running") {
             if ($6 ~ /\(healthy\)/) s = "healthy"; else if ($6 ~ /\(unhealthy\)/) s = "unhealthy"; else if ($6 ~ /\(health: starting\)/) s = "starting"
@@ -107,7 +113,7 @@ image_facts() {
     # With a domain, its health URL through Traefik, once the orchestrator is
     # healthy (before that it cannot answer, and a converged re-run then
     # needs no round trip of its own for the health step).
-    if [ -n "${HEALTH_URL:-}" ] && awk -F '\t' -v dir="$base" '$2 == dir && $3 == "orchestrator" && $6 ~ /\(healthy\)/ { found = 1 } END { exit !found }' <<<"$containers"; then
+    if [ -n "${HEALTH_URL:-}" ] && awk -F '\t' -v dir="$base" -v real="$real_dir" '($2 == dir || (real != "" && $2 == real)) && $3 == "orchestrator" && $6 ~ /\(healthy\)/ { found = 1 } END { exit !found }' <<<"$containers"; then
         if curl -fsS --max-time 5 -o /dev/null "$HEALTH_URL" 2>/dev/null; then kv image.https_health ok; else kv image.https_health failed; fi
     fi
 
