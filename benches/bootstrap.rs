@@ -49,7 +49,6 @@ use report::{Table, median, ms, ssh_true};
 use testhost::{Distro, TestHost};
 
 const DOMAIN: &str = "image.example.org";
-const USER: &str = "root";
 
 /// One unit of the relative durations, in seconds.
 const UNIT_SECS: u64 = 1;
@@ -88,9 +87,10 @@ fn main() {
     let t = Instant::now();
     let host = TestHost::start_with(Distro::Debian12, unit * REBOOT_UNITS as u32);
     println!(
-        "test hosts: Debian 12 (started in {} and {}), user {USER}; unit {}: driver install {DRIVER_UNITS}, image pull {PULL_UNITS}, reboot {REBOOT_UNITS}",
+        "test hosts: Debian 12 (started in {} and {}), user {} (passwordless sudo) for ssh and bootstrap alike; unit {}: driver install {DRIVER_UNITS}, image pull {PULL_UNITS}, reboot {REBOOT_UNITS}",
         ms(zero_started),
         ms(t.elapsed()),
+        host.default_user(),
         ms(unit)
     );
     println!();
@@ -121,7 +121,7 @@ fn main() {
     let mut ssh_counts = Vec::new();
     for _ in 0..SSH_TRUE_REPS {
         let before = log_len(&sshd_log);
-        ssh.push(ssh_true(&mut host.ssh_command(USER)));
+        ssh.push(ssh_true(&mut host.ssh_command(host.default_user())));
         ssh_counts.push(count_since(&sshd_log, before));
     }
 
