@@ -81,6 +81,10 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     // https://DOMAIN/ reaches Traefik's stand-in: the health step's HTTPS
     // check runs for real.
     host.enable_traefik_standin(DOMAIN);
+    // sudo logs every command line it runs (as sudo's logfile option does on
+    // servers that keep one): no secret and no script may be on them.
+    host.write("/etc/sudoers.d/00-logfile", b"Defaults logfile=/var/log/sudo.log\n");
+    host.sh_ok("chmod 0440 /etc/sudoers.d/00-logfile");
     // The driver's configure takes 4 s and the pull 6 s: a pull started
     // right after Docker is still running when the driver is done.
     host.write("/var/lib/standin/hooks/slow-postinst", b"4\n");
@@ -236,14 +240,20 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
 
     // The secret went nowhere but the file.
     let log = log_file(&first);
+    let sudo_log = String::from_utf8_lossy(&host.read("/var/log/sudo.log")).into_owned();
     for (place, content) in [
         ("stdout", stdout(&first)),
         ("stderr", stderr(&first)),
         ("the log file", log),
         ("the host's recorded calls", calls.join("\n")),
-        ("the host's auth log", host.sh_ok("cat /var/log/auth.log /var/log/sudo.log 2>/dev/null || true")),
+        ("sudo's log on the host", sudo_log.clone()),
     ] {
         assert!(!content.contains(&secret), "the secret is in {place}");
+    }
+    assert!(sudo_log.contains("COMMAND="), "sudo logged the run's commands:\n{sudo_log}");
+    // Scripts go on stdin: no function body or script text on a command line.
+    for script_text in ["declare", "image_facts ()", "kv ()", "set -euo pipefail"] {
+        assert!(!sudo_log.contains(script_text), "{script_text:?} on a command line sudo logged:\n{sudo_log}");
     }
 
     // Second run: everything ok, nothing changed, imageup not run again.

@@ -41,11 +41,20 @@ run_root_facts() {
         (cd / && for f in "$@"; do "$f"; done)
     elif ! command -v sudo >/dev/null 2>&1; then
         kv sudo missing
-    # The first line, printed as root, says sudo let us in: a function that
-    # fails after it is not a refused sudo.
-    elif out=$(sudo -n env ROOT_FACTS_VIA=sudo BASE_DIR="${BASE_DIR:-}" FILES="${FILES:-}" HEALTH_URL="${HEALTH_URL:-}" \
-        bash -c "$(declare -f "${root_facts_helpers[@]}" "$@"); set -euo pipefail; kv sudo nopasswd; cd /; for f in $*; do \"\$f\"; done" 2>/dev/null) ||
-        [[ $out == sudo=nopasswd* ]]; then
+    # The functions go to root's bash on stdin, not on its command line,
+    # which sudo logs in full. In braces, so bash reads all of it before
+    # running any (a command reading stdin cannot eat the rest). The first
+    # line, printed as root, says sudo let us in: a function that fails
+    # after it is not a refused sudo.
+    elif out=$(
+        {
+            echo '{'
+            declare -f "${root_facts_helpers[@]}" "$@"
+            printf 'set -euo pipefail\nkv sudo nopasswd\ncd /\n'
+            printf '%q\n' "$@"
+            echo '}'
+        } | sudo -n env ROOT_FACTS_VIA=sudo BASE_DIR="${BASE_DIR:-}" FILES="${FILES:-}" HEALTH_URL="${HEALTH_URL:-}" bash -s 2>/dev/null
+    ) || [[ $out == sudo=nopasswd* ]]; then
         printf '%s\n' "$out"
     else
         kv sudo password
