@@ -79,8 +79,13 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
     // https://DOMAIN/ reaches Traefik's stand-in: the health step's HTTPS
-    // check runs for real.
+    // check runs for real, against the host's own Traefik (the stand-in's
+    // address in place of 127.0.0.1). The host's own resolver sends DOMAIN
+    // elsewhere (a stale record: nothing listens on 127.0.0.2), so the
+    // check passes only if it does not ask DNS.
     host.enable_traefik_standin(DOMAIN);
+    let https_addr = host.https_addr().expect("the Traefik stand-in's address");
+    host.sh_ok(&format!("echo '127.0.0.2 {DOMAIN}' >>/etc/hosts"));
     // sudo logs every command line it runs (as sudo's logfile option does on
     // servers that keep one): no secret and no script may be on them.
     host.write("/etc/sudoers.d/00-logfile", b"Defaults logfile=/var/log/sudo.log\n");
@@ -127,6 +132,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(stdout(&first).contains(&format!("extension URL: https://{DOMAIN}/")), "{}", stdout(&first));
     let health = step_line(&first, "health");
     assert!(health.contains(&format!("GET https://{DOMAIN}/health")), "{health}");
+    assert!(health.contains(&format!(" at {https_addr}")), "sent to the stand-in's address: {health}");
 
     // .env: compose's settings, DOCKER_GID the host's docker group.
     let gid = host.sh_ok("getent group docker | cut -d: -f3").trim().to_string();
@@ -276,7 +282,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert_eq!(imageups, 1, "imageup ran once in all");
     // The health step was ok from the facts' own HTTPS check (one round trip).
     let health = step_line(&second, "health");
-    assert!(health.contains(&format!("GET https://{DOMAIN}/health answers")), "{health}");
+    assert!(health.contains(&format!("GET https://{DOMAIN}/health answers at {https_addr}")), "{health}");
     eprintln!("converged re-run with the IMAGE steps took {:.2}s", took.as_secs_f64());
 
     // Traefik stopped behind our back: verify says so (the container and
@@ -295,6 +301,22 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(step_line(&third, "health").contains(&format!("GET https://{DOMAIN}/health")));
     let imageups = host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
     assert_eq!(imageups, 1, "bringing Traefik back needs no imageup");
+
+    // health.sh itself (the health step runs it when the facts did not see
+    // the stack answer yet): through the stand-in's address it answers;
+    // through an address where nothing listens it fails, naming it.
+    host.write("/tmp/health.sh", image_provision_playbooks::image::HEALTH_SH.as_bytes());
+    let health_sh = |addr: &str, timeout: u32| {
+        host.sh(&format!(
+            "BASE_DIR={BASE} TIMEOUT={timeout} URL=https://{DOMAIN}/health HTTPS_ADDR={addr} bash /tmp/health.sh"
+        ))
+    };
+    let ok = health_sh(&https_addr.to_string(), 10);
+    let ok_out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success() && ok_out.contains(&format!("GET https://{DOMAIN}/health")), "{ok_out}");
+    let refused = health_sh("127.0.0.2", 1);
+    let refused_err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && refused_err.contains("127.0.0.2"), "{refused_err}");
 }
 
 /// The summary table's line for `step`.

@@ -74,7 +74,7 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     for check in ["driver", "docker", "nvidia-runtime", "traefik", "stack", "orchestrator"] {
         assert_eq!(check_status(&v, check), "ok", "{check}");
     }
-    assert_eq!(check_status(&v, "https"), "skipped", "no DNS in the test host");
+    assert_eq!(check_status(&v, "https"), "skipped", "no Traefik stand-in on this test host");
     assert!(v["failed"].as_array().unwrap().is_empty());
     assert_eq!(diff(&before, &snapshot(&host, ALL)), Vec::<String>::new(), "verify changed the host");
     let acting: Vec<String> = host.calls()[calls_before..]

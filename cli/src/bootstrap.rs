@@ -3,6 +3,7 @@
 //! every command's whole output in a log file in the state directory.
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -106,9 +107,26 @@ pub(crate) fn resolve_steps(a: &HostStepArgs) -> Result<Config, UsageError> {
     Ok(steps)
 }
 
-/// Set by the tests only: the test host's DNS does not know the domain, so
-/// the health step checks the orchestrator but not https://DOMAIN/health.
+/// Set by the tests only: a test host without Traefik's stand-in has
+/// nothing serving https://DOMAIN/, so the health step checks the
+/// orchestrator but not https://DOMAIN/health.
 const TEST_NO_HTTPS_HEALTH: &str = "IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH";
+
+/// Set by the tests only: the address the HTTPS health check sends DOMAIN to
+/// instead of 127.0.0.1 (test hosts share the machine's network, so each
+/// one's Traefik stand-in listens on a loopback address of its own).
+const TEST_HTTPS_ADDR: &str = "IMAGE_PROVISION_TEST_HTTPS_ADDR";
+
+/// Where the HTTPS health check finds the host's Traefik (bootstrap, verify,
+/// update): 127.0.0.1, or [`TEST_HTTPS_ADDR`]'s address.
+pub(crate) fn https_addr() -> Result<IpAddr, UsageError> {
+    let Some(v) = std::env::var_os(TEST_HTTPS_ADDR) else {
+        return Ok(image::DEFAULT_HTTPS_ADDR);
+    };
+    v.to_str().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+        UsageError::new(format!("{TEST_HTTPS_ADDR}={v:?} is not an IP address")).hint("it is for the tests only: unset it")
+    })
+}
 
 /// The IMAGE steps' settings. Every supplied env file is read and checked
 /// here, before anything connects: bad input changes nothing on the host.
@@ -170,6 +188,7 @@ fn resolve_image(a: &HostStepArgs) -> Result<ImageConfig, UsageError> {
         img.env_files.push((name, content));
     }
     img.https_check = std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none();
+    img.https_addr = https_addr()?;
     Ok(img)
 }
 

@@ -26,8 +26,8 @@ use crate::output::{Progress, table};
 use crate::runlog::RunLog;
 use crate::{ec2, state};
 
-/// Set by the tests only (as for bootstrap): the test host's DNS does not
-/// know the domain, so https://DOMAIN/health is not fetched.
+/// Set by the tests only (as for bootstrap): a test host without Traefik's
+/// stand-in has nothing serving https://DOMAIN/, so it is not fetched.
 const TEST_NO_HTTPS_HEALTH: &str = "IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH";
 
 struct Server {
@@ -42,6 +42,7 @@ fn options(a: &ServerArgs) -> Result<VerifyOptions, UsageError> {
         gpu: !a.no_gpu,
         stack: !a.no_stack,
         https_check: std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none(),
+        https_addr: crate::bootstrap::https_addr()?,
         ..Default::default()
     };
     if let Some(d) = &a.domain {

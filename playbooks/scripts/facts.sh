@@ -53,7 +53,7 @@ run_root_facts() {
             printf 'set -euo pipefail\nkv sudo nopasswd\ncd /\n'
             printf '%q\n' "$@"
             echo '}'
-        } | sudo -n env ROOT_FACTS_VIA=sudo BASE_DIR="${BASE_DIR:-}" FILES="${FILES:-}" HEALTH_URL="${HEALTH_URL:-}" bash -s 2>/dev/null
+        } | sudo -n env ROOT_FACTS_VIA=sudo BASE_DIR="${BASE_DIR:-}" FILES="${FILES:-}" HEALTH_URL="${HEALTH_URL:-}" HTTPS_ADDR="${HTTPS_ADDR:-}" bash -s 2>/dev/null
     ) || [[ $out == sudo=nopasswd* ]]; then
         printf '%s\n' "$out"
     else
@@ -115,11 +115,16 @@ else
     kv dpkg.interrupted no
 fi
 
-# Age of the package lists (seconds since the newest one; empty if none).
-newest=$(find /var/lib/apt/lists -maxdepth 1 -type f \( -name '*Packages*' -o -name '*Release' \) -printf '%T@\n' 2>/dev/null |
-    sort -n | tail -n 1 | cut -d. -f1)
-if [ -n "$newest" ]; then
-    kv apt.lists_age "$(($(date +%s) - newest))"
+# Age of the package lists: seconds since the last successful `apt-get
+# update`, by the stamp it touches (ours passes apt the hook; Debian's and
+# Ubuntu's periodic updates touch it too). The list files' own mtimes are
+# the mirror's publish times, often days old right after an update. Empty
+# without lists or stamp: the apt step then updates.
+stamp=/var/lib/apt/periodic/update-success-stamp
+lists=$(find /var/lib/apt/lists -maxdepth 1 -type f \( -name '*Packages*' -o -name '*Release' \) -print -quit 2>/dev/null || true)
+updated=$(stat -c %Y "$stamp" 2>/dev/null || true)
+if [ -n "$lists" ] && [ -n "$updated" ]; then
+    kv apt.lists_age "$(($(date +%s) - updated))"
     # What an upgrade would install depends only on dpkg's status, the lists
     # and apt's configuration, but simulating it takes a quarter of a second
     # or more: the count is kept in the user's cache, keyed by those files'
@@ -127,13 +132,15 @@ if [ -n "$newest" ]; then
     # mtime moves when a file in it comes, goes or is replaced).
     cache=${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/image-provision/apt-upgradable
     key=$(stat -c '%n %i %s %y' /var/lib/dpkg/status /var/lib/apt/lists /etc/apt /etc/apt/sources.list.d \
-        /etc/apt/preferences.d /etc/apt/apt.conf.d /etc/apt/sources.list 2>/dev/null | tr '\n' ' ' || true)
+        /etc/apt/preferences.d /etc/apt/apt.conf.d /etc/apt/sources.list /etc/apt/preferences 2>/dev/null | tr '\n' ' ' || true)
     upgradable=''
     if [ -f "$cache" ] && [ "$(head -n 1 "$cache")" = "$key" ]; then
         upgradable=$(sed -n 2p "$cache")
     fi
-    if [ -z "$upgradable" ]; then
-        upgradable=$(apt-get -s -o Debug::NoLocking=true upgrade 2>/dev/null | grep -c '^Inst' || true)
+    # A simulation that fails (broken sources, a held lock) leaves the count
+    # empty and uncached: the apt step then runs and shows apt's own error.
+    if [ -z "$upgradable" ] && simulated=$(apt-get -s -o Debug::NoLocking=true upgrade 2>/dev/null); then
+        upgradable=$(grep -c '^Inst' <<<"$simulated" || true)
         # Best effort: an unwritable home only costs the next run the simulation.
         { mkdir -p "${cache%/*}" && printf '%s\n%s\n' "$key" "$upgradable" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
     fi
@@ -174,20 +181,26 @@ if command -v docker >/dev/null 2>&1; then
     kv docker.version "$(docker --version 2>/dev/null || true)"
     kv docker.compose "$(docker compose version 2>/dev/null || true)"
     # As the user, without sudo: works only once the group applies to this
-    # session (root's answer comes from docker_root_facts).
+    # session (root's answer comes from docker_root_facts). `docker info`
+    # exits 0 even when the daemon refuses it (Docker 23 and later print the
+    # error on stderr), so the answer is the server version it printed. A
+    # daemon that is restarting must not hang the facts: a time limit.
     if [ "$EUID" -ne 0 ]; then
-        if docker info --format '{{.ServerVersion}}' >/dev/null 2>&1; then kv docker.user_access yes; else kv docker.user_access no; fi
+        if [ -n "$(timeout 20 docker info --format '{{.ServerVersion}}' 2>/dev/null || true)" ]; then
+            kv docker.user_access yes
+        else
+            kv docker.user_access no
+        fi
     fi
 fi
 # As root (run_root_facts): the daemon's runtimes.
 docker_root_facts() {
     command -v docker >/dev/null 2>&1 || return 0
     local runtimes
-    if runtimes=$(docker info --format '{{json .Runtimes}}' 2>/dev/null); then
-        kv docker.runtimes "$runtimes"
-    else
-        kv docker.runtimes ''
-    fi
+    # As above: judged by what it printed ("null" when the daemon refused).
+    runtimes=$(timeout 20 docker info --format '{{json .Runtimes}}' 2>/dev/null || true)
+    [ "$runtimes" != null ] || runtimes=''
+    kv docker.runtimes "$runtimes"
     if [ "${ROOT_FACTS_VIA:-}" != sudo ]; then
         # Running as root itself: root's own access is the same answer.
         if [ -n "$runtimes" ]; then kv docker.user_access yes; else kv docker.user_access no; fi
@@ -207,8 +220,13 @@ fi
 
 # NVIDIA: does the driver answer, and what does it report?
 if command -v nvidia-smi >/dev/null 2>&1; then
-    if out=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1); then
+    # A wedged GPU can make nvidia-smi hang: a time limit.
+    rc=0
+    out=$(timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1) || rc=$?
+    if [ "$rc" -eq 0 ]; then
         kv nvidia.smi "$out"
+    elif [ "$rc" -eq 124 ]; then
+        kv nvidia.smi_error "nvidia-smi did not answer within 30 s"
     else
         kv nvidia.smi_error "$(printf '%s' "$out" | tail -n 2)"
     fi

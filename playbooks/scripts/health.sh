@@ -1,9 +1,13 @@
 #!/bin/bash
 # The IMAGE stack answers: the orchestrator container is healthy (its own
-# healthcheck), then, when URL is set, GET URL answers through Traefik
-# (retried: Let's Encrypt's first certificate takes a moment, and until then
-# Traefik serves a certificate curl rightly refuses).
-# Inputs: BASE_DIR; TIMEOUT (seconds); URL (optional).
+# healthcheck), then, when URL is set, GET URL answers through the host's own
+# Traefik: URL's host name resolved to HTTPS_ADDR (curl --resolve), not by
+# DNS, so the certificate is verified for the name and Traefik's route is
+# exercised, whatever public DNS and firewalls say (retried: Let's Encrypt's
+# first certificate takes a moment, and until then Traefik serves a
+# certificate curl rightly refuses).
+# Inputs: BASE_DIR; TIMEOUT (seconds); URL (optional, https://NAME/PATH);
+# HTTPS_ADDR (optional, where Traefik listens; 127.0.0.1 when empty).
 set -euo pipefail
 compose=(docker compose --project-directory "$BASE_DIR" --env-file "$BASE_DIR/.env")
 deadline=$(($(date +%s) + TIMEOUT))
@@ -23,12 +27,15 @@ while :; do
 done
 echo "orchestrator healthy"
 [ -n "${URL:-}" ] || exit 0
-until body=$(curl -fsS --max-time 10 "$URL" 2>&1); do
+addr=${HTTPS_ADDR:-127.0.0.1}
+name=${URL#*://}
+name=${name%%/*}
+until body=$(curl -fsS --max-time 10 --resolve "$name:443:$addr" "$URL" 2>&1); do
     if [ "$(date +%s)" -ge "$deadline" ]; then
-        echo "GET $URL failed after $TIMEOUT s: $body" >&2
-        echo "check that the name resolves to this host, that ports 80 and 443 are open, and \`docker logs traefik\`" >&2
+        echo "GET $URL at $addr (this host's Traefik) failed after $TIMEOUT s: $body" >&2
+        echo "Traefik serves the name once Let's Encrypt certified it, which needs the name's DNS record pointing at this host and port 80 open to the internet: see \`docker logs traefik\`" >&2
         exit 1
     fi
     sleep 3
 done
-echo "GET $URL: $body"
+echo "GET $URL at $addr: $body"

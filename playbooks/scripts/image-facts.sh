@@ -7,7 +7,9 @@
 # says why not).
 # Inputs: BASE_DIR, the IMAGE working directory; FILES, the space-separated
 # paths of the files the steps write, whose sha256 and mode to report;
-# HEALTH_URL (optional), the stack's health URL through Traefik.
+# HEALTH_URL (optional), the stack's health URL (https://NAME/PATH) through
+# the host's own Traefik, at HTTPS_ADDR (optional; 127.0.0.1 when empty): NAME
+# is resolved to it (curl --resolve), not by DNS.
 set -euo pipefail
 
 # image_facts runs as root in a shell of its own (facts.sh's run_root_facts):
@@ -110,11 +112,15 @@ image_facts() {
         }
         print s; exit
     }' <<<"$containers")"
-    # With a domain, its health URL through Traefik, once the orchestrator is
-    # healthy (before that it cannot answer, and a converged re-run then
-    # needs no round trip of its own for the health step).
+    # With a domain, its health URL through this host's Traefik (the name
+    # resolved to HTTPS_ADDR, so this proves Traefik's route and certificate,
+    # not public DNS or firewalls), once the orchestrator is healthy (before
+    # that it cannot answer, and a converged re-run then needs no round trip
+    # of its own for the health step).
     if [ -n "${HEALTH_URL:-}" ] && awk -F '\t' -v dir="$base" -v real="$real_dir" '($2 == dir || (real != "" && $2 == real)) && $3 == "orchestrator" && $6 ~ /\(healthy\)/ { found = 1 } END { exit !found }' <<<"$containers"; then
-        if curl -fsS --max-time 5 -o /dev/null "$HEALTH_URL" 2>/dev/null; then kv image.https_health ok; else kv image.https_health failed; fi
+        local name=${HEALTH_URL#*://}
+        name=${name%%/*}
+        if curl -fsS --max-time 5 -o /dev/null --resolve "$name:443:${HTTPS_ADDR:-127.0.0.1}" "$HEALTH_URL" 2>/dev/null; then kv image.https_health ok; else kv image.https_health failed; fi
     fi
 
     # The services compose would run: `config --services` loads the whole

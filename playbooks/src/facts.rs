@@ -75,8 +75,9 @@ pub fn command_for(cfg: &crate::steps::Config) -> Cmd {
         .env("DEBIAN_COMPONENTS", crate::steps::DEBIAN_NVIDIA_COMPONENTS)
         .env("BASE_DIR", &img.base_dir)
         .env("FILES", img.watched_files().join(" "));
+    // The HTTPS check goes to the host's own Traefik, at HTTPS_ADDR.
     match img.health_url() {
-        Some(url) => cmd.env("HEALTH_URL", url),
+        Some(url) => cmd.env("HEALTH_URL", url).env("HTTPS_ADDR", img.https_addr.to_string()),
         None => cmd,
     }
 }

@@ -4,6 +4,7 @@
 //! trip as the rest; generated files are templates (templates/), compared
 //! with the host's copy by sha256 and uploaded only when they differ.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use image_provision_remote::Cmd;
@@ -19,6 +20,12 @@ pub const START_PULL_SH: &str = include_str!("../scripts/start-pull.sh");
 pub const WAIT_PULL_SH: &str = include_str!("../scripts/wait-pull.sh");
 pub const STACK_UP_SH: &str = include_str!("../scripts/stack-up.sh");
 pub const HEALTH_SH: &str = include_str!("../scripts/health.sh");
+
+/// Where the HTTPS health check reaches Traefik: the host's own loopback
+/// (Traefik publishes 443 on every address), with the domain resolved to it
+/// (`curl --resolve DOMAIN:443:ADDR`), so the check proves Traefik's route
+/// and certificate for the domain, not public DNS or firewalls.
+pub const DEFAULT_HTTPS_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// image-facts.sh, with the list of env files it shares with env-files.sh
 /// in front (the facts scripts go after facts.sh: see
@@ -49,7 +56,7 @@ pub const DEFAULT_REPO_URL: &str = "https://github.com/Shared-Reality-Lab/IMAGE-
 pub const DEFAULT_REPO_BRANCH: &str = "main";
 pub const DEFAULT_REGISTRY_TAG: &str = "latest";
 /// Pinned: a Traefik upgrade is a decision, not a side effect of a re-run.
-pub const TRAEFIK_IMAGE: &str = "traefik:v3.3.4";
+pub const TRAEFIK_IMAGE: &str = "traefik:v3.6.13";
 pub const TRAEFIK_DIR: &str = "/var/docker/traefik";
 pub const SITE_COMPOSE: &str = "site-docker-compose.yml";
 
@@ -94,9 +101,12 @@ pub struct ImageConfig {
     pub imageup_timeout: Duration,
     /// How long the health step waits for the orchestrator (and HTTPS).
     pub health_timeout: Duration,
-    /// GET https://DOMAIN/health from the host (off only in tests, where the
-    /// name does not resolve).
+    /// GET https://DOMAIN/health from the host, through its own Traefik
+    /// (off only in tests without Traefik's stand-in).
     pub https_check: bool,
+    /// The address that check sends DOMAIN to: [`DEFAULT_HTTPS_ADDR`]
+    /// (another only in tests, whose Traefik stand-in listens elsewhere).
+    pub https_addr: IpAddr,
 }
 
 impl Default for ImageConfig {
@@ -115,6 +125,7 @@ impl Default for ImageConfig {
             imageup_timeout: Duration::from_secs(3600),
             health_timeout: Duration::from_secs(300),
             https_check: true,
+            https_addr: DEFAULT_HTTPS_ADDR,
         }
     }
 }
@@ -140,12 +151,13 @@ impl ImageConfig {
         self.domain.as_ref().map(|d| format!("https://{d}/"))
     }
 
-    /// Every file the steps write, whose hash and mode the facts report.
-    /// The stack's health URL through Traefik, checked when there is a domain.
+    /// The stack's health URL through Traefik, checked when there is a domain
+    /// (at [`ImageConfig::https_addr`], not wherever DNS points).
     pub fn health_url(&self) -> Option<String> {
         self.domain.as_ref().filter(|_| self.https_check).map(|d| format!("https://{d}/health"))
     }
 
+    /// Every file the steps write, whose hash and mode the facts report.
     pub fn watched_files(&self) -> Vec<String> {
         let mut files = vec![self.env_path(), self.site_path(), self.config_path("imageup.env"), self.traefik_path()];
         files.extend(self.env_files.iter().map(|(name, _)| self.config_path(name)));
@@ -583,6 +595,7 @@ pub fn plan_stack(facts: &Facts, img: &ImageConfig) -> Plan {
 
 pub fn plan_health(facts: &Facts, img: &ImageConfig) -> Plan {
     let url = img.health_url();
+    let addr = img.https_addr;
     let tell = img
         .extension_url()
         .map(|u| format!("; extension URL {u}"))
@@ -592,7 +605,7 @@ pub fn plan_health(facts: &Facts, img: &ImageConfig) -> Plan {
             None => return Plan::Ok(format!("orchestrator healthy{tell}")),
             // Checked by the facts script (image-facts.sh) in the same round trip.
             Some(u) if facts.get("image.https_health") == Some("ok") => {
-                return Plan::Ok(format!("orchestrator healthy, GET {u} answers{tell}"));
+                return Plan::Ok(format!("orchestrator healthy, GET {u} answers at {addr}{tell}"));
             }
             Some(_) => {}
         }
@@ -604,8 +617,8 @@ pub fn plan_health(facts: &Facts, img: &ImageConfig) -> Plan {
         .env("TIMEOUT", img.health_timeout.as_secs().to_string());
     let mut what = "orchestrator healthy".to_string();
     if let Some(u) = &url {
-        cmd = cmd.env("URL", u);
-        what.push_str(&format!(", GET {u}"));
+        cmd = cmd.env("URL", u).env("HTTPS_ADDR", addr.to_string());
+        what.push_str(&format!(", GET {u} at {addr}"));
     }
     Plan::Act { why: format!("{what}{tell}"), actions: vec![Action::Check(cmd)] }
 }
@@ -722,9 +735,38 @@ mod tests {
         let no_domain = ImageConfig { domain: None, ..cfg() };
         assert!(matches!(plan_health(&healthy, &no_domain), Plan::Ok(_)));
         let facts_cmd = crate::facts::command_for(&crate::steps::Config { image: Some(img.clone()), ..Default::default() });
-        assert!(facts_cmd.render(true).contains("HEALTH_URL=https://image.example.org/health"));
+        let shown = facts_cmd.render(true);
+        assert!(shown.contains("HEALTH_URL=https://image.example.org/health"), "{shown}");
+        assert!(shown.contains("HTTPS_ADDR=127.0.0.1"), "{shown}");
         let no_check = ImageConfig { https_check: false, ..cfg() };
         let facts_cmd = crate::facts::command_for(&crate::steps::Config { image: Some(no_check), ..Default::default() });
-        assert!(!facts_cmd.render(true).contains("HEALTH_URL"));
+        assert!(!facts_cmd.render(true).contains("HEALTH_URL") && !facts_cmd.render(true).contains("HTTPS_ADDR"));
+    }
+
+    /// The HTTPS check goes to the host's own Traefik: DOMAIN resolved to
+    /// 127.0.0.1 unless another address is given (the tests' stand-in).
+    #[test]
+    fn https_health_goes_to_the_local_traefik() {
+        let healthy = Facts::parse("image.orchestrator=healthy\n");
+        let shown = |img: &ImageConfig| match plan_health(&healthy, img) {
+            Plan::Act { why, actions } => match &actions[..] {
+                [Action::Check(cmd)] => (why, cmd.render(true)),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        let (why, cmd) = shown(&cfg());
+        assert!(why.contains("GET https://image.example.org/health at 127.0.0.1"), "{why}");
+        assert!(cmd.contains("URL=https://image.example.org/health") && cmd.contains("HTTPS_ADDR=127.0.0.1"), "{cmd}");
+        let elsewhere = ImageConfig { https_addr: "127.77.1.2".parse().unwrap(), ..cfg() };
+        let (why, cmd) = shown(&elsewhere);
+        assert!(why.contains("at 127.77.1.2"), "{why}");
+        assert!(cmd.contains("HTTPS_ADDR=127.77.1.2"), "{cmd}");
+        let facts_cmd = crate::facts::command_for(&crate::steps::Config { image: Some(elsewhere), ..Default::default() });
+        assert!(facts_cmd.render(true).contains("HTTPS_ADDR=127.77.1.2"));
+        // The scripts take the address from HTTPS_ADDR, 127.0.0.1 when empty.
+        for script in [HEALTH_SH, IMAGE_FACTS_SH, crate::verify::VERIFY_FACTS_SH] {
+            assert!(script.contains("--resolve") && script.contains("${HTTPS_ADDR:-127.0.0.1}"), "{script}");
+        }
     }
 }

@@ -365,6 +365,21 @@ pub fn apt_get(cfg: &Config, args: &[&str]) -> Cmd {
         .env("NEEDRESTART_MODE", "a")
 }
 
+/// The stamp a successful `apt-get update` touches (Debian's and Ubuntu's
+/// periodic updates touch it too). The lists' own mtimes are the mirror's
+/// publish times, not when they were fetched, so they cannot tell how fresh
+/// the lists are.
+pub const APT_UPDATE_STAMP: &str = "/var/lib/apt/periodic/update-success-stamp";
+
+/// `apt-get update`, touching [`APT_UPDATE_STAMP`] when it succeeds (apt's
+/// own post-update hook list: a failed update leaves it alone).
+pub fn apt_update(cfg: &Config) -> Cmd {
+    apt_get(
+        cfg,
+        &["-o", &format!("APT::Update::Post-Invoke-Success::=mkdir -p /var/lib/apt/periodic && touch {APT_UPDATE_STAMP}"), "update"],
+    )
+}
+
 /// `dpkg --configure -a`, non-interactive and keeping configuration files
 /// like [`apt_get`]: what apt asks for after dpkg was interrupted.
 pub fn dpkg_configure_pending() -> Cmd {
@@ -396,7 +411,7 @@ fn plan_apt(facts: &Facts, cfg: &Config) -> Plan {
     }
     let mut actions = Vec::new();
     if !fresh {
-        actions.push(Action::Change(apt_get(cfg, &["update"])));
+        actions.push(Action::Change(apt_update(cfg)));
     }
     actions.push(Action::Change(apt_get(cfg, &["upgrade"])));
     let why = match (fresh, upgradable) {
@@ -448,7 +463,7 @@ fn plan_docker(facts: &Facts, cfg: &Config, fam: Family) -> Plan {
         if facts.source("docker") != Some(source_line("docker", &source).as_str()) {
             why.push("add Docker's apt repository".into());
             actions.push(Action::Change(apt_source("docker", &source, &cfg.docker_repo_key)));
-            actions.push(Action::Change(apt_get(cfg, &["update"])));
+            actions.push(Action::Change(apt_update(cfg)));
         }
     }
     let docker: Vec<&str> = docker_packages(fam).iter().copied().filter(|p| !facts.installed(p)).collect();
@@ -522,7 +537,7 @@ fn plan_nvidia(facts: &Facts, cfg: &Config, fam: Family) -> Plan {
                     .env("CODENAME", facts.codename())
                     .env("COMPONENTS", DEBIAN_NVIDIA_COMPONENTS),
             ));
-            actions.push(Action::Change(apt_get(cfg, &["update"])));
+            actions.push(Action::Change(apt_update(cfg)));
         }
         why.push(format!("install {driver}"));
         actions.push(Action::Change(apt_install(cfg, &[&driver])));
@@ -531,7 +546,7 @@ fn plan_nvidia(facts: &Facts, cfg: &Config, fam: Family) -> Plan {
         if facts.source("nvidia") != Some(source_line("nvidia", &cfg.nvidia_repo).as_str()) {
             why.push("add NVIDIA's container toolkit repository".into());
             actions.push(Action::Change(apt_source("nvidia", &cfg.nvidia_repo, &cfg.nvidia_repo_key)));
-            actions.push(Action::Change(apt_get(cfg, &["update"])));
+            actions.push(Action::Change(apt_update(cfg)));
         }
         why.push("install nvidia-container-toolkit".into());
         actions.push(Action::Change(apt_install(cfg, &["nvidia-container-toolkit"])));

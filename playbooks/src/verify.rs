@@ -3,6 +3,7 @@
 //! them into a report of named checks. `update` runs scripts/update.sh
 //! (imageup again, under its time limit), then health.sh, then the report.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use image_provision_remote::Cmd;
@@ -22,8 +23,12 @@ pub struct VerifyOptions {
     pub domain: Option<String>,
     /// Check the NVIDIA driver and Docker's nvidia runtime.
     pub gpu: bool,
-    /// GET https://DOMAIN/health from the host (off in tests: no DNS).
+    /// GET https://DOMAIN/health from the host, through its own Traefik
+    /// (off only in tests without Traefik's stand-in).
     pub https_check: bool,
+    /// The address that check sends DOMAIN to (`curl --resolve`):
+    /// [`crate::image::DEFAULT_HTTPS_ADDR`], another only in tests.
+    pub https_addr: IpAddr,
     /// Check the IMAGE stack, Traefik and HTTPS (off for a server
     /// bootstrapped with --no-stack).
     pub stack: bool,
@@ -36,6 +41,7 @@ impl Default for VerifyOptions {
             domain: None,
             gpu: true,
             https_check: true,
+            https_addr: crate::image::DEFAULT_HTTPS_ADDR,
             stack: true,
         }
     }
@@ -61,6 +67,7 @@ pub fn facts_command(o: &VerifyOptions) -> Cmd {
         .env("FILES", "")
         .env("DOMAIN", o.domain.clone().unwrap_or_default())
         .env("HTTPS_CHECK", if o.https_check { "yes" } else { "no" })
+        .env("HTTPS_ADDR", o.https_addr.to_string())
 }
 
 /// imageup again (with `imageup` false, compose pull and up) under
@@ -223,8 +230,8 @@ pub fn evaluate(f: &Facts, o: &VerifyOptions) -> Report {
         );
         if let Some(d) = &domain {
             match f.get("https.health") {
-                Some("ok") => check("https", true, format!("GET https://{d}/health answered")),
-                Some(e) => check("https", false, format!("GET https://{d}/health {e}")),
+                Some("ok") => check("https", true, format!("GET https://{d}/health at {} answered", o.https_addr)),
+                Some(e) => check("https", false, format!("GET https://{d}/health at {} {e}", o.https_addr)),
                 None => extra.push(skip("https", "not checked from here")),
             }
         }
@@ -266,6 +273,21 @@ mod tests {
         let skipped: Vec<&str> = r.checks.iter().filter(|c| c.status == Status::Skipped).map(|c| c.name).collect();
         assert_eq!(skipped, ["traefik", "stack", "orchestrator", "https"]);
         assert!(!evaluate(&Facts::parse(text), &VerifyOptions::default()).healthy, "with the stack checked");
+    }
+
+    /// verify's HTTPS check goes to the host's own Traefik: the domain
+    /// resolved to 127.0.0.1, or to the address given (the tests' stand-in).
+    #[test]
+    fn https_check_goes_to_the_local_traefik() {
+        let shown = facts_command(&VerifyOptions::default()).render(true);
+        assert!(shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.0.0.1"), "{shown}");
+        let o = VerifyOptions { https_addr: "127.77.1.2".parse().unwrap(), ..Default::default() };
+        assert!(facts_command(&o).render(true).contains("HTTPS_ADDR=127.77.1.2"));
+        assert!(VERIFY_FACTS_SH.contains(r#"--resolve "$site_domain:443:${HTTPS_ADDR:-127.0.0.1}""#));
+        let text = "site.domain=image.example.org\nhttps.health=ok\n";
+        let r = evaluate(&Facts::parse(text), &o);
+        let https = r.checks.iter().find(|c| c.name == "https").unwrap();
+        assert_eq!(https.detail, "GET https://image.example.org/health at 127.77.1.2 answered");
     }
 
     #[test]

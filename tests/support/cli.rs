@@ -1,8 +1,8 @@
 //! The built image-provision run against a test host (tests/support/testhost.rs)
 //! the way every host test runs it: the host's stand-in Docker and NVIDIA
-//! repositories instead of the real ones, no HTTPS health check (no test
-//! host's DNS knows the test domain), logged in with the host's client key
-//! only, and a state directory of the test's own.
+//! repositories instead of the real ones, the HTTPS health check sent to the
+//! host's Traefik stand-in (or none, without the stand-in), logged in with
+//! the host's client key only, and a state directory of the test's own.
 //!
 //! Include it beside testhost.rs (it names `crate::testhost`):
 //!
@@ -32,20 +32,22 @@ pub fn state_for(host: &TestHost) -> tempfile::TempDir {
 
 /// The host steps' Docker and NVIDIA repositories: the signed local copies
 /// of the stand-in repository that [`TestHost::enable_bootstrap_standins`]
-/// makes (so the signed-by path is the real one), and, unless the host
-/// serves HTTPS through the Traefik stand-in
-/// ([`TestHost::enable_traefik_standin`]), no HTTPS health check (the host
-/// could not resolve the domain: the health step and verify then check the
-/// orchestrator, not https://DOMAIN/health). For a command that reaches the
-/// host some other way (`ec2 create`).
+/// makes (so the signed-by path is the real one), and the HTTPS health
+/// check: when the host serves HTTPS through the Traefik stand-in
+/// ([`TestHost::enable_traefik_standin`]), sent to the stand-in's address
+/// ([`TestHost::https_addr`]) where a real server's goes to 127.0.0.1;
+/// else none (nothing would answer: the health step and verify then check
+/// the orchestrator, not https://DOMAIN/health). For a command that reaches
+/// the host some other way (`ec2 create`).
 pub fn with_standins<'a>(cmd: &'a mut Command, host: &TestHost) -> &'a mut Command {
     cmd.env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
         .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
         .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
         .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc");
-    if !host.serves_https() {
-        cmd.env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1");
-    }
+    match host.https_addr() {
+        Some(addr) => cmd.env("IMAGE_PROVISION_TEST_HTTPS_ADDR", addr.to_string()),
+        None => cmd.env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1"),
+    };
     cmd
 }
 

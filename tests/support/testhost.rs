@@ -626,16 +626,20 @@ impl TestHost {
     }
 
     /// Serve `https://DOMAIN/` from the host as Traefik would (Traefik's
-    /// stand-in, tests/testhost/standins/traefik-https): DOMAIN resolves, in
-    /// the host's /etc/hosts, to a loopback address of this host's own
-    /// (127.77.x.y from its port), where socat, on the machine, terminates
-    /// TLS with a certificate for DOMAIN from a test CA the host trusts
-    /// (/usr/local/share/ca-certificates, which ca-certificates' own
+    /// stand-in, tests/testhost/standins/traefik-https) on port 443 of a
+    /// loopback address of this host's own, [`TestHost::https_addr`]
+    /// (127.77.x.y from its port: the hosts share the machine's network,
+    /// so none can have 127.0.0.1:443), where socat, on the machine,
+    /// terminates TLS with a certificate for DOMAIN from a test CA the host
+    /// trusts (/usr/local/share/ca-certificates, which ca-certificates' own
     /// update-ca-certificates picks up when it is installed later) and hands
-    /// each request to the stand-in. Lives until the host is dropped (or
-    /// the test process dies).
+    /// each request to the stand-in. DOMAIN does not resolve on the host:
+    /// the HTTPS check sends it to that address itself, as it sends it to
+    /// 127.0.0.1 on a real server (support/cli.rs's `with_standins` sets
+    /// IMAGE_PROVISION_TEST_HTTPS_ADDR). Lives until the host is dropped
+    /// (or the test process dies).
     pub fn enable_traefik_standin(&self, domain: &str) {
-        let ip = Ipv4Addr::new(127, 77, (self.port >> 8) as u8, (self.port & 0xff) as u8);
+        let ip = self.standin_https_addr();
         let tls = self.ctl.join("traefik-tls");
         fs::create_dir_all(&tls).expect("creating ctl/traefik-tls");
         let out = Command::new("bash")
@@ -657,9 +661,7 @@ extendedKeyUsage=serverAuth
         let ca = fs::read(tls.join("ca.crt")).expect("ca.crt");
         self.sh_ok("mkdir -p /usr/local/share/ca-certificates");
         self.write("/usr/local/share/ca-certificates/image-provision-test-ca.crt", &ca);
-        self.sh_ok(&format!(
-            "echo '{ip} {domain}' >>/etc/hosts;              if command -v update-ca-certificates >/dev/null; then update-ca-certificates >/dev/null 2>&1; fi"
-        ));
+        self.sh_ok("if command -v update-ca-certificates >/dev/null; then update-ca-certificates >/dev/null 2>&1; fi");
         let responder = scripts_dir().join("standins/traefik-https");
         let root = format!("/proc/{}/root{}", self.supervisor_pid, self.merged.display());
         // socat in a process group of its own (Drop kills the group), beside
@@ -694,6 +696,18 @@ extendedKeyUsage=serverAuth
     /// Whether [`TestHost::enable_traefik_standin`] ran: HTTPS checks can work.
     pub fn serves_https(&self) -> bool {
         self.https.lock().map(|g| g.is_some()).unwrap_or(false)
+    }
+
+    /// Where Traefik's stand-in listens (port 443), once
+    /// [`TestHost::enable_traefik_standin`] ran: the address the HTTPS
+    /// check must send the domain to instead of 127.0.0.1.
+    pub fn https_addr(&self) -> Option<Ipv4Addr> {
+        self.serves_https().then(|| self.standin_https_addr())
+    }
+
+    /// This host's loopback address for Traefik's stand-in, from its port.
+    fn standin_https_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::new(127, 77, (self.port >> 8) as u8, (self.port & 0xff) as u8)
     }
 
     /// The lines of the stand-ins' call log (/var/log/standin/calls.log).
