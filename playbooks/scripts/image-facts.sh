@@ -90,11 +90,13 @@ image_facts() {
     # of milliseconds, compose's more, as it loads the project): Traefik's
     # project, and the stack's containers by compose's working-directory label
     # (compose sets it to the project directory: BASE_DIR, as .env's
-    # COMPOSE_FILE puts the first compose file there). Fails without a daemon.
+    # COMPOSE_FILE puts the first compose file there). Fails without a daemon,
+    # and gives up after 20 s on one that does not answer (each call here has
+    # a time limit: facts run before every step and on every verify).
     local containers
-    containers=$(docker ps -a --format '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}\t{{.Status}}' 2>/dev/null) ||
+    containers=$(timeout 20 docker ps -a --format '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}\t{{.Status}}' 2>/dev/null) ||
         return 0
-    kv docker.networks "$(docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' || true)"
+    kv docker.networks "$(timeout 20 docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' || true)"
     # The stack's project directory as compose records it: BASE_DIR, or, if
     # compose resolves docker-compose.yml's symlink into the clone, the
     # clone itself. Either counts.
@@ -137,7 +139,7 @@ image_facts() {
         services=$(sed -n 2p "$cache")
     fi
     if [ -z "$services" ]; then
-        services=$(docker compose --project-directory "$base" --env-file "$base/.env" config --services 2>/dev/null | sort | tr '\n' ' ' || true)
+        services=$(timeout 60 docker compose --project-directory "$base" --env-file "$base/.env" config --services 2>/dev/null | sort | tr '\n' ' ' || true)
         if [ -n "$services" ]; then
             { mkdir -p "${cache%/*}" && printf '%s\n%s\n' "$key" "$services" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
         fi
