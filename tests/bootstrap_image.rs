@@ -317,6 +317,19 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let refused = health_sh("127.0.0.2", 1);
     let refused_err = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && refused_err.contains("127.0.0.2"), "{refused_err}");
+
+    // An imageup left running by an earlier run (here: its lock held for
+    // 4 s): update waits for it, says so, then brings the stack up itself.
+    host.sh_ok(&format!("setsid flock {BASE}/.image-provision/bring-up.lock sleep 4 >/dev/null 2>&1 </dev/null &"));
+    let started = Instant::now();
+    let update = cli::run(&mut cli::on_host(&host, host.default_user(), state.path(), &["update", "--json"]), "update");
+    assert_eq!(update.status.code(), Some(0));
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3), "update did not wait for the lock");
+    let v: serde_json::Value = serde_json::from_slice(&update.stdout).unwrap();
+    let update_log = std::fs::read_to_string(v["log"].as_str().unwrap()).unwrap();
+    assert!(update_log.contains("another bring-up of the stack"), "{update_log}");
+    let imageups = host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
+    assert_eq!(imageups, 2, "update ran imageup once, after the lock was free");
 }
 
 /// The summary table's line for `step`.
