@@ -282,31 +282,18 @@ fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> (Output, Duration
 
 /// Each step's TIME from the summary table (0.1 s resolution).
 fn step_times(o: &Output) -> std::collections::BTreeMap<String, Duration> {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.starts_with("log:"))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let step = w.next()?;
-            let secs: f64 = w.nth(1)?.strip_suffix('s')?.parse().ok()?;
-            Some((step.to_string(), Duration::from_secs_f64(secs)))
+    cli::summary_rows(o)
+        .into_iter()
+        .filter_map(|w| {
+            let secs: f64 = w.get(2)?.strip_suffix('s')?.parse().ok()?;
+            Some((w[0].clone(), Duration::from_secs_f64(secs)))
         })
         .collect()
 }
 
 /// "step=outcome ..." from the summary table.
 fn summary(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.starts_with("log:"))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some(format!("{}={}", w.next()?, w.next()?))
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    cli::outcomes(o).iter().map(|(step, outcome)| format!("{step}={outcome}")).collect::<Vec<_>>().join(" ")
 }
 
 #[derive(Default, Debug)]

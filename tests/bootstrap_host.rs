@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cli::{BIN, state_for, stderr, stdout};
+use cli::{BIN, outcomes, state_for, stderr, stdout};
 use testhost::{Distro, TestHost};
 
 /// The bootstrap stand-ins, preferred over Debian's own packages of the same
@@ -32,39 +32,12 @@ fn bootstrap(host: &TestHost, user: &str, state: &Path, extra: &[&str]) -> Outpu
     cli::run(&mut cmd, &format!("bootstrap {user} {extra:?}"))
 }
 
-/// The summary table's OUTCOME column, by step.
-fn outcomes(o: &Output) -> Vec<(String, String)> {
-    stdout(o)
-        .lines()
-        .skip(1)
-        .filter(|l| !l.starts_with("log:"))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let step = w.next()?.to_string();
-            let mut outcome = w.next()?.to_string();
-            if outcome == "would" {
-                outcome.push_str(" change");
-            }
-            Some((step, outcome))
-        })
-        .collect()
-}
-
 fn calls(host: &TestHost, program: &str) -> Vec<String> {
     String::from_utf8_lossy(&host.read("/var/log/standin/calls.log"))
         .lines()
         .filter(|l| l.split_whitespace().nth(2) == Some(program))
         .map(str::to_owned)
         .collect()
-}
-
-/// Lines of `after` not in `before` and the reverse: empty when nothing changed.
-fn changes(before: &str, after: &str) -> Vec<String> {
-    let b: std::collections::BTreeSet<&str> = before.lines().collect();
-    let a: std::collections::BTreeSet<&str> = after.lines().collect();
-    let mut out: Vec<String> = b.difference(&a).map(|l| format!("- {l}")).collect();
-    out.extend(a.difference(&b).map(|l| format!("+ {l}")));
-    out
 }
 
 /// A fingerprint of the host's files (everything a bootstrap could change),
@@ -250,7 +223,7 @@ fn user_without_passwordless_sudo_is_refused_clearly() {
     let err = stderr(&out);
     assert!(err.contains("pwuser cannot use sudo without a password"), "{err}");
     assert!(err.contains("NOPASSWD"), "{err}");
-    assert_eq!(changes(&before, &snapshot(&host)), Vec::<String>::new(), "nothing changed");
+    assert_eq!(cli::diff(&before, &snapshot(&host)), Vec::<String>::new(), "nothing changed");
 }
 
 #[test]
@@ -264,7 +237,7 @@ fn unsupported_distro_is_refused_and_nothing_changes() {
     let err = stderr(&out);
     assert!(err.contains("Fedora Linux 40 is not supported"), "{err}");
     assert!(err.contains("--force-distro"), "{err}");
-    assert_eq!(changes(&before, &snapshot(&host)), Vec::<String>::new(), "nothing changed");
+    assert_eq!(cli::diff(&before, &snapshot(&host)), Vec::<String>::new(), "nothing changed");
 }
 
 #[test]
@@ -280,7 +253,7 @@ fn dry_run_on_a_bare_host_changes_nothing() {
     assert!(text.contains("docker: would run: sudo -n systemctl enable --now docker"), "{text}");
     assert!(text.contains("nvidia: would run: sudo -n nvidia-ctk runtime configure '--runtime=docker'"), "{text}");
     assert!(text.contains("reboot: would run: reboot and wait for the new boot"), "{text}");
-    assert_eq!(changes(&before, &snapshot(&host)), Vec::<String>::new(), "nothing changed");
+    assert_eq!(cli::diff(&before, &snapshot(&host)), Vec::<String>::new(), "nothing changed");
     assert_eq!(host.reboots(), 0);
 }
 
@@ -399,12 +372,9 @@ fn step_secs(o: &Output, step: &str) -> f64 {
     line.split_whitespace().nth(2).unwrap().trim_end_matches('s').parse().unwrap()
 }
 
+/// The DETAIL column of `step`'s row.
 fn detail_of(o: &Output, step: &str) -> String {
-    stdout(o)
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(step))
-        .map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
+    cli::step_line(o, step).split_whitespace().skip(3).collect::<Vec<_>>().join(" ")
 }
 
 /// Step 2 with the dpkg lock held (an fcntl lock, as unattended-upgrades'

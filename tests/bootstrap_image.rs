@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use cli::{state_for, stderr, stdout};
+use cli::{outcomes, state_for, step_line, stderr, stdout};
 use testhost::{Distro, TestHost};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -24,19 +24,6 @@ const BASE: &str = "/var/docker/image";
 fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
     let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
     cli::run(&mut cli::on_host(host, host.default_user(), state, &args), &format!("bootstrap {extra:?}"))
-}
-
-/// The summary table's (STEP, OUTCOME) rows.
-fn outcomes(o: &Output) -> Vec<(String, String)> {
-    stdout(o)
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.starts_with("log:"))
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            Some((w.next()?.to_string(), w.next()?.to_string()))
-        })
-        .collect()
 }
 
 fn log_file(o: &Output) -> String {
@@ -62,11 +49,9 @@ fn strings(y: &Yaml) -> Vec<String> {
 
 /// A fingerprint of what a bootstrap could change: files with size, mode,
 /// owner and time, and the Docker stand-in's containers and networks.
+/// What the IMAGE steps could change, as [`cli::snapshot`] reads it.
 fn snapshot(host: &TestHost) -> String {
-    host.sh_ok(
-        "find /etc /var/docker /root /var/lib/standin /var/lib/dpkg/status -xdev \
-         \\( -type d -printf '%p dir %m %u\\n' \\) -o -printf '%p %s %m %u %T@\\n' 2>/dev/null | sort",
-    )
+    cli::snapshot(host, "/etc /var/docker /root /var/lib/standin /var/lib/dpkg/status")
 }
 
 fn position(calls: &[String], what: &str) -> usize {
@@ -272,14 +257,9 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         assert_eq!(outcome, "ok", "step {step} on the second run");
     }
     let after = snapshot(&host);
-    let diff: Vec<String> = {
-        let b: std::collections::BTreeSet<&str> = before.lines().collect();
-        let a: std::collections::BTreeSet<&str> = after.lines().collect();
-        b.symmetric_difference(&a).map(|l| l.to_string()).collect()
-    };
+    let diff = cli::diff(&before, &after);
     assert!(diff.is_empty(), "the second run changed {diff:#?}");
-    let imageups = host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
-    assert_eq!(imageups, 1, "imageup ran once in all");
+    assert_eq!(cli::imageups(&host), 1, "imageup ran once in all");
     // The health step was ok from the facts' own HTTPS check (one round trip).
     let health = step_line(&second, "health");
     assert!(health.contains(&format!("GET https://{DOMAIN}/health answers at {https_addr}")), "{health}");
@@ -299,8 +279,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         outcomes(&third).into_iter().filter(|(_, o)| o != "ok").map(|(s, o)| format!("{s}={o}")).collect();
     assert_eq!(changed, ["traefik=changed"]);
     assert!(step_line(&third, "health").contains(&format!("GET https://{DOMAIN}/health")));
-    let imageups = host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
-    assert_eq!(imageups, 1, "bringing Traefik back needs no imageup");
+    assert_eq!(cli::imageups(&host), 1, "bringing Traefik back needs no imageup");
 
     // health.sh itself (the health step runs it when the facts did not see
     // the stack answer yet): through the stand-in's address it answers;
@@ -328,13 +307,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let v: serde_json::Value = serde_json::from_slice(&update.stdout).unwrap();
     let update_log = std::fs::read_to_string(v["log"].as_str().unwrap()).unwrap();
     assert!(update_log.contains("another bring-up of the stack"), "{update_log}");
-    let imageups = host.calls().iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
-    assert_eq!(imageups, 2, "update ran imageup once, after the lock was free");
-}
-
-/// The summary table's line for `step`.
-fn step_line(out: &Output, step: &str) -> String {
-    stdout(out).lines().find(|l| l.split_whitespace().next() == Some(step)).unwrap_or_default().to_string()
+    assert_eq!(cli::imageups(&host), 2, "update ran imageup once, after the lock was free");
 }
 
 /// Bad input is refused before anything connects: exit 2, the file and line
@@ -453,8 +426,7 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
         assert!(host.sh(&format!("test -L {base}/{link}")).status.success(), "{link} is a link");
     }
     let calls = host.calls();
-    let imageup = calls.iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).count();
-    assert_eq!(imageup, 0, "--no-imageup ran imageup:\n{}", calls.join("\n"));
+    assert_eq!(cli::imageups(&host), 0, "--no-imageup ran imageup:\n{}", calls.join("\n"));
     let up = calls.iter().filter(|c| c.contains("docker-compose") && c.ends_with("up -d")).count();
     assert!(up >= 1, "compose up ran:\n{}", calls.join("\n"));
     assert!(!host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "no domain, no Traefik");

@@ -117,6 +117,12 @@ const TEST_NO_HTTPS_HEALTH: &str = "IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH";
 /// one's Traefik stand-in listens on a loopback address of its own).
 const TEST_HTTPS_ADDR: &str = "IMAGE_PROVISION_TEST_HTTPS_ADDR";
 
+/// Whether the HTTPS health check runs (bootstrap, verify, update): always,
+/// except where [`TEST_NO_HTTPS_HEALTH`] says the host has no Traefik.
+pub(crate) fn https_check() -> bool {
+    std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none()
+}
+
 /// Where the HTTPS health check finds the host's Traefik (bootstrap, verify,
 /// update): 127.0.0.1, or [`TEST_HTTPS_ADDR`]'s address.
 pub(crate) fn https_addr() -> Result<IpAddr, UsageError> {
@@ -187,7 +193,7 @@ fn resolve_image(a: &HostStepArgs) -> Result<ImageConfig, UsageError> {
         }
         img.env_files.push((name, content));
     }
-    img.https_check = std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none();
+    img.https_check = https_check();
     img.https_addr = https_addr()?;
     Ok(img)
 }

@@ -26,10 +26,6 @@ use crate::output::{Progress, table};
 use crate::runlog::RunLog;
 use crate::{ec2, state};
 
-/// Set by the tests only (as for bootstrap): a test host without Traefik's
-/// stand-in has nothing serving https://DOMAIN/, so it is not fetched.
-const TEST_NO_HTTPS_HEALTH: &str = "IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH";
-
 struct Server {
     target: Target,
     identity: Identity,
@@ -41,7 +37,7 @@ fn options(a: &ServerArgs) -> Result<VerifyOptions, UsageError> {
     let mut o = VerifyOptions {
         gpu: !a.no_gpu,
         stack: !a.no_stack,
-        https_check: std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none(),
+        https_check: crate::bootstrap::https_check(),
         https_addr: crate::bootstrap::https_addr()?,
         ..Default::default()
     };

@@ -105,21 +105,25 @@ image_facts() {
     real_dir=${real_dir%/*}
     kv traefik.running "$(awk -F '\t' '$1 == "traefik" && $4 == "running" { print $5 }' <<<"$containers" | sort | tr '\n' ' ')"
     [ -f "$base/.env" ] && [ -e "$base/docker-compose.yml" ] || return 0
-    kv image.running "$(awk -F '\t' -v dir="$base" -v real="$real_dir" '($2 == dir || (real != "" && $2 == real)) && $4 == "running" { print $3 }' <<<"$containers" | sort -u | tr '\n' ' ')"
+    # The stack's own containers, picked once from the listing.
+    local stack orchestrator
+    stack=$(awk -F '\t' -v dir="$base" -v real="$real_dir" '$2 == dir || (real != "" && $2 == real)' <<<"$containers")
+    kv image.running "$(awk -F '\t' '$4 == "running" { print $3 }' <<<"$stack" | sort -u | tr '\n' ' ')"
     # The orchestrator: its healthcheck's verdict while it runs, else its state.
-    kv image.orchestrator "$(awk -F '\t' -v dir="$base" -v real="$real_dir" '($2 == dir || (real != "" && $2 == real)) && $3 == "orchestrator" {
+    orchestrator=$(awk -F '\t' '$3 == "orchestrator" {
         s = $4
         if (s == "running") {
             if ($6 ~ /\(healthy\)/) s = "healthy"; else if ($6 ~ /\(unhealthy\)/) s = "unhealthy"; else if ($6 ~ /\(health: starting\)/) s = "starting"
         }
         print s; exit
-    }' <<<"$containers")"
+    }' <<<"$stack")
+    kv image.orchestrator "$orchestrator"
     # With a domain, its health URL through this host's Traefik (the name
     # resolved to HTTPS_ADDR, so this proves Traefik's route and certificate,
     # not public DNS or firewalls), once the orchestrator is healthy (before
     # that it cannot answer, and a converged re-run then needs no round trip
     # of its own for the health step).
-    if [ -n "${HEALTH_URL:-}" ] && awk -F '\t' -v dir="$base" -v real="$real_dir" '($2 == dir || (real != "" && $2 == real)) && $3 == "orchestrator" && $6 ~ /\(healthy\)/ { found = 1 } END { exit !found }' <<<"$containers"; then
+    if [ -n "${HEALTH_URL:-}" ] && [ "$orchestrator" = healthy ]; then
         local name=${HEALTH_URL#*://}
         name=${name%%/*}
         if curl -fsS --max-time 5 -o /dev/null --resolve "$name:443:${HTTPS_ADDR:-127.0.0.1}" "$HEALTH_URL" 2>/dev/null; then kv image.https_health ok; else kv image.https_health failed; fi

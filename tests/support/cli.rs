@@ -107,11 +107,43 @@ pub fn snapshot(host: &TestHost, dirs: &str) -> String {
     ))
 }
 
-/// The lines in one snapshot and not in the other: empty when nothing changed.
+/// Lines of `before` gone from `after` ("- LINE") and lines new in `after`
+/// ("+ LINE"): empty when nothing changed.
 pub fn diff(before: &str, after: &str) -> Vec<String> {
     let b: std::collections::BTreeSet<&str> = before.lines().collect();
     let a: std::collections::BTreeSet<&str> = after.lines().collect();
-    b.symmetric_difference(&a).map(|l| l.to_string()).collect()
+    let mut out: Vec<String> = b.difference(&a).map(|l| format!("- {l}")).collect();
+    out.extend(a.difference(&b).map(|l| format!("+ {l}")));
+    out
+}
+
+/// The summary table's rows (between its header and the `log:` line), each
+/// split into words: STEP OUTCOME TIME DETAIL...
+pub fn summary_rows(o: &Output) -> Vec<Vec<String>> {
+    stdout(o)
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("log:"))
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|words| words.len() >= 2)
+        .collect()
+}
+
+/// The summary table's (STEP, OUTCOME) rows; a dry run's "would change" is
+/// one outcome.
+pub fn outcomes(o: &Output) -> Vec<(String, String)> {
+    summary_rows(o)
+        .into_iter()
+        .map(|w| {
+            let outcome = if w[1] == "would" { "would change".to_string() } else { w[1].clone() };
+            (w[0].clone(), outcome)
+        })
+        .collect()
+}
+
+/// The summary table's line for `step` (empty if there is none).
+pub fn step_line(o: &Output, step: &str) -> String {
+    stdout(o).lines().find(|l| l.split_whitespace().next() == Some(step)).unwrap_or_default().to_string()
 }
 
 /// How many times the stand-in imageup has run on the host.
