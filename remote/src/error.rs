@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::session::ExitStatus;
+use crate::output::ExitStatus;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

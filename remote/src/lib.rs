@@ -17,12 +17,16 @@
 //! ```
 
 mod cmd;
+mod connect;
 mod error;
+mod exec;
 mod identity;
 mod known_hosts;
+mod output;
 mod reboot;
 mod session;
 mod target;
+mod upload;
 
 #[cfg(test)]
 mod sshd_tests;
@@ -32,7 +36,9 @@ pub use error::{Error, HostKeyError, Result};
 pub use identity::Identity;
 pub use known_hosts::{HostKeyPolicy, KnownHosts, Lookup, fingerprint};
 pub use reboot::{BOOT_ID_PATH, RebootOptions, RebootReport, is_uuid};
-pub use session::{ConnectOptions, ExitStatus, Output, Session};
+pub use connect::ConnectOptions;
+pub use output::{ExitStatus, Output, tail};
+pub use session::Session;
 pub use target::{DEFAULT_PORT, DEFAULT_USER, Target};
 
 /// The key types callers need (`PublicKey` for `HostKeyPolicy::Expect`).

@@ -9,7 +9,9 @@ use tracing::{debug, info};
 
 use crate::cmd::Cmd;
 use crate::error::{Error, Result};
-use crate::session::{ExitStatus, Session, connect_once};
+use crate::connect::connect_once;
+use crate::output::ExitStatus;
+use crate::session::Session;
 
 pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 

@@ -368,6 +368,45 @@ async fn sshd_killed_mid_command_is_an_error_not_a_hang() {
     s.exec(&Cmd::new("true")).await.unwrap();
 }
 
+/// Connections open at the sshd listening on `port`: its side of each
+/// (local port `port`, state ESTABLISHED) in /proc/net/tcp.
+fn established_at(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && f.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+/// What a caller that lost its connection needs: the same session works
+/// again, and the old connection does not linger at the server.
+#[tokio::test]
+async fn reconnect_replaces_the_connection_and_closes_the_old_one() {
+    let sshd = Sshd::start("reconnect");
+    let mut s = Session::connect(sshd.trusted()).await.unwrap();
+    s.exec(&Cmd::new("true")).await.unwrap();
+    assert_eq!(established_at(sshd.port), 1);
+    s.reconnect().await.unwrap();
+    assert_eq!(s.exec(&Cmd::new("whoami")).await.unwrap().stdout, b"root\n");
+    let t0 = Instant::now();
+    while established_at(sshd.port) != 1 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the old connection is still open: {} connections",
+            established_at(sshd.port)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn host_keys_unknown_accepted_changed_expected() {
     let sshd = Sshd::start("hostkeys");
