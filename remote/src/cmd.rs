@@ -438,7 +438,10 @@ mod tests {
             .secret_env("TOKEN", "abc")
             .sudo();
         // Secrets never reach the command line; the command goes on stdin.
-        assert_eq!(c.render(false), format!("sudo -n bash -c {}", quote(SECRET_READER)));
+        assert_eq!(
+            c.render(false),
+            format!("sudo -n bash -c {}", quote(SECRET_READER))
+        );
         assert!(!c.render(false).contains("hunter2") && !c.render(true).contains("abc"));
         assert_eq!(
             c.stdin_to_send().unwrap(),

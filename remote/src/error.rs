@@ -1,5 +1,7 @@
 //! Errors carry what the person needs to act: the host, the command (with
-//! secrets redacted), its stderr, and what to do next.
+//! secrets redacted) and its stderr in the message, which says only what
+//! happened, and what to do next in [`Error::hint`], so a caller can show
+//! advice on a line of its own (and leave it out where it does not fit).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,9 +25,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error(
-        "private key {path} is encrypted and there is no terminal to ask for its passphrase; add it to ssh-agent (`ssh-add {path}`) and leave out the key file, or use an unencrypted key"
-    )]
+    #[error("private key {path} is encrypted and there is no terminal to ask for its passphrase")]
     KeyEncrypted { path: PathBuf },
 
     #[error("cannot decrypt private key {path}: wrong passphrase?")]
@@ -40,9 +40,7 @@ pub enum Error {
         source: russh::keys::Error,
     },
 
-    #[error(
-        "no SSH agent: SSH_AUTH_SOCK is not set; start ssh-agent and `ssh-add` your key, or give a private key file"
-    )]
+    #[error("no SSH agent: SSH_AUTH_SOCK is not set")]
     NoAgent,
 
     #[error("cannot use the ssh-agent at {socket}: {source}")]
@@ -52,12 +50,10 @@ pub enum Error {
         source: russh::keys::Error,
     },
 
-    #[error(
-        "the ssh-agent at {socket} holds no keys; `ssh-add` your key, or give a private key file"
-    )]
+    #[error("the ssh-agent at {socket} holds no keys")]
     AgentEmpty { socket: String },
 
-    #[error("{target} refused our {method}; check that its public key is in ~{user}/.ssh/authorized_keys on the host (EC2: the key pair the instance was launched with) and that the user name is right", user = target.user)]
+    #[error("{target} refused our {method}")]
     AuthFailed {
         target: crate::Target,
         /// e.g. `key /home/me/.ssh/id_ed25519 (ssh-ed25519 SHA256:...)`
@@ -84,9 +80,7 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error(
-        "connecting to {address} timed out after {timeout:?} (is the host up, and port open in its firewall or security group?)"
-    )]
+    #[error("connecting to {address} timed out after {timeout:?}")]
     ConnectTimeout { address: String, timeout: Duration },
 
     #[error("could not reach {address} after {attempts} attempts: {last}")]
@@ -123,14 +117,10 @@ pub enum Error {
         stderr_tail: String,
     },
 
-    #[error(
-        "sudo on {host} wants a password for {user}; configure passwordless sudo for {user} (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`) or connect as root"
-    )]
+    #[error("sudo on {host} wants a password for {user}")]
     SudoNeedsPassword { user: String, host: String },
 
-    #[error(
-        "{user} may not use sudo on {host}; add {user} to the sudo group with NOPASSWD, or connect as root"
-    )]
+    #[error("{user} may not use sudo on {host}")]
     SudoNotPermitted { user: String, host: String },
 
     #[error("upload to {path} on {host}: {reason}")]
@@ -147,6 +137,9 @@ pub enum Error {
         /// Where it got stuck: "waiting for a new boot id", "test command".
         phase: &'static str,
         last_error: Option<String>,
+        /// What to do about the last error (its [`Error::hint`]):
+        /// `last_error` is only its message.
+        last_hint: Option<String>,
     },
 
     #[error(
@@ -182,15 +175,64 @@ impl Error {
             _ => false,
         }
     }
+
+    /// What the person can do about it, when there is something to say
+    /// beyond the message: for a CLI to print on a line of its own. Errors
+    /// that wrap another (`Unreachable`, `HostKey`, a reboot's last error)
+    /// pass on that one's hint.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::KeyEncrypted { path } => Some(format!(
+                "add it to ssh-agent (`ssh-add {}`) and leave out the key file, or use an unencrypted key",
+                path.display()
+            )),
+            Error::NoAgent => {
+                Some("start ssh-agent and `ssh-add` your key, or give a private key file".into())
+            }
+            Error::AgentEmpty { .. } => {
+                Some("`ssh-add` your key, or give a private key file".into())
+            }
+            Error::AuthFailed { target, .. } => Some(format!(
+                "check that the public key is in ~{}/.ssh/authorized_keys on the host (EC2: the key pair the instance was launched with) and that the user name is right",
+                target.user
+            )),
+            Error::HostKey(e) => e.hint(),
+            Error::ConnectTimeout { .. } => {
+                Some("is the host up, and port open in its firewall or security group?".into())
+            }
+            Error::Unreachable { last, .. } => last.hint(),
+            Error::SudoNeedsPassword { user, .. } => Some(format!(
+                "configure passwordless sudo for {user} (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`) or connect as root"
+            )),
+            Error::SudoNotPermitted { user, .. } => Some(format!(
+                "add {user} to the sudo group with NOPASSWD, or connect as root"
+            )),
+            Error::RebootTimeout { last_hint, .. } => last_hint.clone(),
+            // The message says it all (a new variant decides here too).
+            Error::BadTarget { .. }
+            | Error::KeyRead { .. }
+            | Error::KeyPassphrase { .. }
+            | Error::KeyParse { .. }
+            | Error::Agent { .. }
+            | Error::BadPublicKey { .. }
+            | Error::KnownHostsIo { .. }
+            | Error::Connect { .. }
+            | Error::Ssh { .. }
+            | Error::ConnectionLost { .. }
+            | Error::NoExitStatus { .. }
+            | Error::CommandFailed { .. }
+            | Error::BadUpload { .. }
+            | Error::BootId { .. } => None,
+        }
+    }
 }
 
-/// A host key we will not accept, and how to fix it.
+/// A host key we will not accept; [`HostKeyError::hint`] says how to fix it
+/// when we can tell.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HostKeyError {
-    #[error(
-        "the host key of {host} is not known yet: {offered}. If that is the host's key (compare with its console output or `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on it), connect again with --accept-new-host-key to record it in {path}"
-    )]
+    #[error("the host key of {host} is not known yet: {offered}")]
     Unknown {
         host: String,
         /// Algorithm and SHA256 fingerprint of the offered key.
@@ -203,7 +245,7 @@ pub enum HostKeyError {
     },
 
     #[error(
-        "THE HOST KEY OF {host} HAS CHANGED: {path}:{line} has {known}, but the host offered {offered}. Someone may be intercepting the connection, or the host was reinstalled; if you know it was, remove line {line} from {path} and connect again"
+        "THE HOST KEY OF {host} HAS CHANGED: {path}:{line} has {known}, but the host offered {offered}. Someone may be intercepting the connection, or the host was reinstalled"
     )]
     Changed {
         host: String,
@@ -229,4 +271,83 @@ pub enum HostKeyError {
         path: PathBuf,
         line: usize,
     },
+}
+
+impl HostKeyError {
+    /// How to get past it, for the cases where we can say: an unknown key
+    /// (check it, then accept it) and a changed one (when the host is known
+    /// to have been reinstalled). None for a key refused on purpose
+    /// (`Expect`, `@revoked`).
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            HostKeyError::Unknown { path, .. } => Some(format!(
+                "if that is the host's key (compare with its console output or `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` run on it), connect again with --accept-new-host-key to record it in {}",
+                path.display()
+            )),
+            HostKeyError::Changed { path, line, .. } => Some(format!(
+                "if you know it was reinstalled, remove line {line} from {} and connect again",
+                path.display()
+            )),
+            HostKeyError::NotExpected { .. } | HostKeyError::Revoked { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message says what happened; the advice moved to the hint, and
+    /// an error wrapping another passes the inner one's hint on.
+    #[test]
+    fn advice_is_in_the_hint_not_the_message() {
+        let timeout = Error::ConnectTimeout {
+            address: "203.0.113.7:22".into(),
+            timeout: Duration::from_secs(15),
+        };
+        assert!(!timeout.to_string().contains("firewall"), "{timeout}");
+        let hint = timeout.hint().unwrap_or_default();
+        assert!(hint.contains("firewall or security group"), "{hint}");
+
+        let unreachable = Error::Unreachable {
+            address: "203.0.113.7:22".into(),
+            attempts: 6,
+            last: Box::new(timeout),
+        };
+        assert!(
+            unreachable.to_string().contains("timed out after 15s"),
+            "{unreachable}"
+        );
+        assert!(
+            !unreachable.to_string().contains("firewall"),
+            "{unreachable}"
+        );
+        assert_eq!(unreachable.hint(), Some(hint));
+
+        let sudo = Error::SudoNeedsPassword {
+            user: "pwuser".into(),
+            host: "203.0.113.7".into(),
+        };
+        assert!(sudo.to_string().contains("pwuser"), "{sudo}");
+        assert!(!sudo.to_string().contains("NOPASSWD"), "{sudo}");
+        let hint = sudo.hint().unwrap_or_default();
+        assert!(hint.contains("pwuser ALL=(ALL) NOPASSWD:ALL"), "{hint}");
+
+        let reboot = Error::RebootTimeout {
+            host: "root@203.0.113.7".into(),
+            timeout: Duration::from_secs(600),
+            phase: "waiting for the host to come back on a new boot",
+            last_error: Some("connecting to 203.0.113.7:22 timed out after 2s".into()),
+            last_hint: Some("is the host up?".into()),
+        };
+        assert_eq!(reboot.hint().as_deref(), Some("is the host up?"));
+
+        let failed = Error::CommandFailed {
+            host: "root@203.0.113.7".into(),
+            command: "false".into(),
+            status: ExitStatus::Code(1),
+            stderr_tail: String::new(),
+        };
+        assert_eq!(failed.hint(), None);
+    }
 }

@@ -467,15 +467,19 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("/state/known_hosts:1"), "{msg}");
+        let hint = e.hint().unwrap_or_default();
+        assert!(
+            hint.contains("remove line 1 from /state/known_hosts"),
+            "{hint}"
+        );
 
         let Decision::Reject(e) = f.decide("new", &key(K2), &HostKeyPolicy::Strict) else {
             panic!()
         };
         let msg = e.to_string();
-        assert!(
-            msg.contains("--accept-new-host-key") && msg.contains(&fingerprint(&key(K2))),
-            "{msg}"
-        );
+        assert!(msg.contains(&fingerprint(&key(K2))), "{msg}");
+        let hint = e.hint().unwrap_or_default();
+        assert!(hint.contains("--accept-new-host-key"), "{hint}");
         assert!(matches!(
             f.decide("new", &key(K2), &HostKeyPolicy::AcceptNew),
             Decision::Record { replace: false }

@@ -32,12 +32,12 @@ mod upload;
 mod sshd_tests;
 
 pub use cmd::{Cmd, REDACTED};
+pub use connect::ConnectOptions;
 pub use error::{Error, HostKeyError, Result};
 pub use identity::Identity;
 pub use known_hosts::{HostKeyPolicy, KnownHosts, Lookup, fingerprint};
-pub use reboot::{BOOT_ID_PATH, RebootOptions, RebootReport, is_uuid};
-pub use connect::ConnectOptions;
 pub use output::{ExitStatus, Output, tail};
+pub use reboot::{BOOT_ID_PATH, RebootOptions, RebootReport, is_uuid};
 pub use session::Session;
 pub use target::{DEFAULT_PORT, DEFAULT_USER, Target};
 

@@ -8,8 +8,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tracing::{debug, info};
 
 use crate::cmd::Cmd;
-use crate::error::{Error, Result};
 use crate::connect::connect_once;
+use crate::error::{Error, Result};
 use crate::output::ExitStatus;
 use crate::session::Session;
 
@@ -96,12 +96,19 @@ impl Session {
         info!(target: "remote", host = %host, boot_id = %old, "rebooting");
         let asked = Instant::now();
         let deadline = asked + opts.timeout;
-        let timeout_err = |phase, last: Option<String>| Error::RebootTimeout {
-            host: host.clone(),
-            timeout: opts.timeout,
-            phase,
-            last_error: last,
+        // `last` is what stood in the way last: a message and, when it was
+        // an error, that error's hint.
+        let timeout_err = |phase, last: Option<(String, Option<String>)>| {
+            let (last_error, last_hint) = last.unzip();
+            Error::RebootTimeout {
+                host: host.clone(),
+                timeout: opts.timeout,
+                phase,
+                last_error,
+                last_hint: last_hint.flatten(),
+            }
         };
+        let said = |e: &Error| Some((e.to_string(), e.hint()));
 
         self.request_reboot(&opts.command).await?;
         // The old connection can only ever read the old boot id; let it go.
@@ -113,13 +120,13 @@ impl Session {
             .with_jitter()
             .without_max_times()
             .build();
-        let mut last_error = None;
+        let mut last = None;
         let new = loop {
             let now = Instant::now();
             if now >= deadline {
                 return Err(timeout_err(
                     "waiting for the host to come back on a new boot",
-                    last_error,
+                    last,
                 ));
             }
             let left = deadline - now;
@@ -134,8 +141,8 @@ impl Session {
                     self.replace_handle(handle);
                     match self.read_boot_id_probe().await {
                         Some(id) if id != old => break id,
-                        Some(_) => last_error = Some("the boot id has not changed yet".into()),
-                        None => last_error = Some("the boot id could not be read yet".into()),
+                        Some(_) => last = Some(("the boot id has not changed yet".into(), None)),
+                        None => last = Some(("the boot id could not be read yet".into(), None)),
                     }
                     self.disconnect_quietly().await;
                 }
@@ -145,7 +152,7 @@ impl Session {
                 // refusing logins: all mean not yet.
                 Err(e) => {
                     debug!(target: "remote", host = %host, "not back yet: {e}");
-                    last_error = Some(e.to_string());
+                    last = said(&e);
                 }
             }
             let pause = backoff.next().unwrap_or(opts.probe_max_delay);
@@ -163,7 +170,7 @@ impl Session {
                 Err(e) => {
                     debug!(target: "remote", host = %host, "test command not passing yet: {e}");
                     if Instant::now() + Duration::from_secs(1) >= deadline {
-                        return Err(timeout_err("running the test command", Some(e.to_string())));
+                        return Err(timeout_err("running the test command", said(&e)));
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     if self.is_closed() {

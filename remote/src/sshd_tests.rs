@@ -289,7 +289,10 @@ async fn secrets_reach_the_command_but_not_its_command_line() {
         .sudo();
     assert!(!cmd.render(true).contains("ecret"), "{}", cmd.render(true));
     let out = s.exec(&cmd).await.unwrap();
-    assert_eq!(out.stdout_str(), "env $ecret|arg secret 'quoted'|own stdin|shown");
+    assert_eq!(
+        out.stdout_str(),
+        "env $ecret|arg secret 'quoted'|own stdin|shown"
+    );
     // A script with a secret in its environment still gets its body.
     let out = s
         .exec(&Cmd::script("echo \"${#KEY}\"").secret_env("KEY", "0123456789"))
@@ -414,17 +417,17 @@ async fn host_keys_unknown_accepted_changed_expected() {
     let host_key = PublicKey::from_openssh(sshd.host_pub.trim()).unwrap();
     let fp = fingerprint(&host_key);
 
-    // Unknown host, strict: refused, with the fingerprint and the flag.
+    // Unknown host, strict: refused, with the fingerprint, and the flag in
+    // the hint.
     let e = Session::connect(sshd.opts(&kh)).await.unwrap_err();
     let msg = e.to_string();
     assert!(
         matches!(e, Error::HostKey(HostKeyError::Unknown { .. })),
         "{e:?}"
     );
-    assert!(
-        msg.contains(&fp) && msg.contains("--accept-new-host-key"),
-        "{msg}"
-    );
+    assert!(msg.contains(&fp), "{msg}");
+    let hint = e.hint().unwrap_or_default();
+    assert!(hint.contains("--accept-new-host-key"), "{hint}");
     assert!(!kh.exists());
 
     // Accepted when told, and recorded.
@@ -521,7 +524,8 @@ async fn key_types_agent_and_auth_errors() {
     let e = crate::identity::read_key(&enc, false).unwrap_err();
     assert!(matches!(e, Error::KeyEncrypted { .. }), "{e:?}");
     assert!(e.to_string().contains(&enc.display().to_string()), "{e}");
-    assert!(e.to_string().contains("ssh-add"), "{e}");
+    let hint = e.hint().unwrap_or_default();
+    assert!(hint.contains("ssh-add"), "{hint}");
     // ...and through connect when stdin is not a terminal (under a test
     // runner it is not; on a terminal connect would prompt instead).
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
@@ -539,7 +543,8 @@ async fn key_types_agent_and_auth_errors() {
         .await
         .unwrap_err();
     assert!(matches!(e, Error::AuthFailed { .. }), "{e:?}");
-    assert!(e.to_string().contains("authorized_keys"), "{e}");
+    let hint = e.hint().unwrap_or_default();
+    assert!(hint.contains("authorized_keys"), "{hint}");
     assert!(t0.elapsed() < Duration::from_secs(3));
 
     // The agent (check_prerequisites made sure ssh-agent and ssh-add exist).
