@@ -47,10 +47,7 @@ impl Cmd {
         let program = program.into();
         assert_no_nul(&program);
         Cmd {
-            argv: vec![Word {
-                text: program,
-                secret: false,
-            }],
+            argv: vec![Word { text: program, secret: false }],
             sudo: false,
             env: Vec::new(),
             ok_codes: vec![0],
@@ -76,11 +73,7 @@ impl Cmd {
         body.extend_from_slice(b"{\n");
         body.extend_from_slice(text.as_bytes());
         body.extend_from_slice(b"\n}\n");
-        let mut cmd = Cmd::new("bash")
-            .arg("-euo")
-            .arg("pipefail")
-            .arg("-s")
-            .arg("--");
+        let mut cmd = Cmd::new("bash").arg("-euo").arg("pipefail").arg("-s").arg("--");
         cmd.stdin = Some(body);
         cmd.script = Some("script".to_string());
         cmd
@@ -99,10 +92,7 @@ impl Cmd {
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         let text = arg.into();
         assert_no_nul(&text);
-        self.argv.push(Word {
-            text,
-            secret: false,
-        });
+        self.argv.push(Word { text, secret: false });
         self
     }
 
@@ -159,19 +149,10 @@ impl Cmd {
     }
 
     fn push_env(mut self, key: String, value: String, secret: bool) -> Self {
-        assert!(
-            is_identifier(&key),
-            "environment variable name {key:?} is not an identifier"
-        );
+        assert!(is_identifier(&key), "environment variable name {key:?} is not an identifier");
         assert_no_nul(&value);
         self.env.retain(|(k, _)| *k != key);
-        self.env.push((
-            key,
-            Word {
-                text: value,
-                secret,
-            },
-        ));
+        self.env.push((key, Word { text: value, secret }));
         self
     }
 
@@ -340,16 +321,11 @@ impl fmt::Debug for Cmd {
 
 fn quote(s: &str) -> String {
     // NUL is rejected by the builders, so quoting cannot fail.
-    shlex::try_quote(s)
-        .expect("NUL bytes are rejected when the command is built")
-        .into_owned()
+    shlex::try_quote(s).expect("NUL bytes are rejected when the command is built").into_owned()
 }
 
 fn assert_no_nul(s: &str) {
-    assert!(
-        !s.contains('\0'),
-        "a command argument cannot contain a NUL byte"
-    );
+    assert!(!s.contains('\0'), "a command argument cannot contain a NUL byte");
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -372,18 +348,9 @@ mod tests {
 
     #[test]
     fn sudo_only_for_non_root() {
-        let c = Cmd::new("apt-get")
-            .arg("update")
-            .sudo()
-            .env("DEBIAN_FRONTEND", "noninteractive");
-        assert_eq!(
-            c.render(true),
-            "env DEBIAN_FRONTEND=noninteractive apt-get update"
-        );
-        assert_eq!(
-            c.render(false),
-            "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update"
-        );
+        let c = Cmd::new("apt-get").arg("update").sudo().env("DEBIAN_FRONTEND", "noninteractive");
+        assert_eq!(c.render(true), "env DEBIAN_FRONTEND=noninteractive apt-get update");
+        assert_eq!(c.render(false), "sudo -n env DEBIAN_FRONTEND=noninteractive apt-get update");
     }
 
     #[test]
@@ -398,26 +365,10 @@ mod tests {
             .arg("`x`")
             .arg("\"dq\"");
         let r = c.render(true);
-        assert_eq!(
-            r,
-            "echo 'a b' \"it's\" '$HOME' 'line1\nline2' '' 'semi;colon' '`x`' '\"dq\"'"
-        );
+        assert_eq!(r, "echo 'a b' \"it's\" '$HOME' 'line1\nline2' '' 'semi;colon' '`x`' '\"dq\"'");
         // Round trip through a POSIX-style splitter gives the argv back.
         let back = shlex::split(&r).unwrap();
-        assert_eq!(
-            back,
-            [
-                "echo",
-                "a b",
-                "it's",
-                "$HOME",
-                "line1\nline2",
-                "",
-                "semi;colon",
-                "`x`",
-                "\"dq\""
-            ]
-        );
+        assert_eq!(back, ["echo", "a b", "it's", "$HOME", "line1\nline2", "", "semi;colon", "`x`", "\"dq\""]);
     }
 
     #[test]
@@ -431,17 +382,10 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted_in_display_and_debug() {
-        let c = Cmd::new("docker")
-            .arg("login")
-            .arg("--password")
-            .secret_arg("hunter2 x")
-            .secret_env("TOKEN", "abc")
-            .sudo();
+        let c =
+            Cmd::new("docker").arg("login").arg("--password").secret_arg("hunter2 x").secret_env("TOKEN", "abc").sudo();
         // Secrets never reach the command line; the command goes on stdin.
-        assert_eq!(
-            c.render(false),
-            format!("sudo -n bash -c {}", quote(SECRET_READER))
-        );
+        assert_eq!(c.render(false), format!("sudo -n bash -c {}", quote(SECRET_READER)));
         assert!(!c.render(false).contains("hunter2") && !c.render(true).contains("abc"));
         assert_eq!(
             c.stdin_to_send().unwrap(),
@@ -449,32 +393,17 @@ mod tests {
         );
         let with_input = c.clone().stdin(b"data".to_vec()).stdin_to_send().unwrap();
         assert!(with_input.ends_with(b"\0data"));
-        assert_eq!(
-            c.to_string(),
-            "sudo -n env TOKEN=<redacted> docker login --password <redacted>"
-        );
+        assert_eq!(c.to_string(), "sudo -n env TOKEN=<redacted> docker login --password <redacted>");
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("abc"), "{dbg}");
     }
 
     #[test]
     fn script_goes_on_stdin() {
-        let c = Cmd::script("echo \"$GREETING\"\n")
-            .named("hello.sh")
-            .env("GREETING", "hi there")
-            .sudo();
-        assert_eq!(
-            c.render(false),
-            "sudo -n env GREETING='hi there' bash -euo pipefail -s --"
-        );
-        assert_eq!(
-            c.stdin_bytes().unwrap(),
-            b"{\necho \"$GREETING\"\n\n}\n".as_slice()
-        );
-        assert_eq!(
-            c.to_string(),
-            "sudo -n env GREETING='hi there' bash -euo pipefail -s -- <script hello.sh>"
-        );
+        let c = Cmd::script("echo \"$GREETING\"\n").named("hello.sh").env("GREETING", "hi there").sudo();
+        assert_eq!(c.render(false), "sudo -n env GREETING='hi there' bash -euo pipefail -s --");
+        assert_eq!(c.stdin_bytes().unwrap(), b"{\necho \"$GREETING\"\n\n}\n".as_slice());
+        assert_eq!(c.to_string(), "sudo -n env GREETING='hi there' bash -euo pipefail -s -- <script hello.sh>");
     }
 
     #[test]

@@ -100,10 +100,7 @@ impl From<russh::Error> for ClientError {
 impl client::Handler for Client {
     type Error = ClientError;
 
-    async fn check_server_key(
-        &mut self,
-        key: &PublicKeyOrCertificate,
-    ) -> std::result::Result<bool, Self::Error> {
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> std::result::Result<bool, Self::Error> {
         let key = key.public_key();
         match self.known_hosts.decide(&self.name, &key, &self.policy) {
             Decision::Accept => Ok(true),
@@ -134,19 +131,10 @@ pub(crate) async fn connect_once(
 ) -> Result<Handle<Client>> {
     let target = &opts.target;
     let address = target.address();
-    let stream = tokio::time::timeout(
-        tcp_timeout,
-        tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
-    )
-    .await
-    .map_err(|_| Error::ConnectTimeout {
-        address: address.clone(),
-        timeout: tcp_timeout,
-    })?
-    .map_err(|source| Error::Connect {
-        address: address.clone(),
-        source,
-    })?;
+    let stream = tokio::time::timeout(tcp_timeout, tokio::net::TcpStream::connect((target.host.as_str(), target.port)))
+        .await
+        .map_err(|_| Error::ConnectTimeout { address: address.clone(), timeout: tcp_timeout })?
+        .map_err(|source| Error::Connect { address: address.clone(), source })?;
     // Commands are small request/response exchanges: do not let Nagle
     // hold them back.
     let _ = stream.set_nodelay(true);
@@ -171,25 +159,16 @@ pub(crate) async fn connect_once(
         ..Default::default()
     });
     let handshake = async {
-        let mut handle = client::connect_stream(config, stream, client)
-            .await
-            .map_err(|e| match e {
-                ClientError::HostKey(h) => Error::HostKey(h),
-                ClientError::Ssh(source) => Error::Ssh {
-                    host: target.to_string(),
-                    doing: "connecting",
-                    source,
-                },
-            })?;
+        let mut handle = client::connect_stream(config, stream, client).await.map_err(|e| match e {
+            ClientError::HostKey(h) => Error::HostKey(h),
+            ClientError::Ssh(source) => Error::Ssh { host: target.to_string(), doing: "connecting", source },
+        })?;
         authenticate(&mut handle, target, &identity).await?;
         Ok::<_, Error>(handle)
     };
     let handle = tokio::time::timeout(timeout, handshake)
         .await
-        .map_err(|_| Error::ConnectTimeout {
-            address: address.clone(),
-            timeout,
-        })??;
+        .map_err(|_| Error::ConnectTimeout { address: address.clone(), timeout })??;
     let pending = to_record.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some((key, replace)) = pending {
         known_hosts::record(&opts.known_hosts, &name, &key, replace)?;
@@ -205,23 +184,11 @@ async fn rsa_hash(
     handle: &Handle<Client>,
     algorithm: russh::keys::Algorithm,
 ) -> std::result::Result<Option<russh::keys::HashAlg>, russh::Error> {
-    if algorithm.is_rsa() {
-        Ok(handle.best_supported_rsa_hash().await?.flatten())
-    } else {
-        Ok(None)
-    }
+    if algorithm.is_rsa() { Ok(handle.best_supported_rsa_hash().await?.flatten()) } else { Ok(None) }
 }
 
-async fn authenticate(
-    handle: &mut Handle<Client>,
-    target: &Target,
-    identity: &Identity,
-) -> Result<()> {
-    let ssh = |source| Error::Ssh {
-        host: target.to_string(),
-        doing: "authenticating",
-        source,
-    };
+async fn authenticate(handle: &mut Handle<Client>, target: &Target, identity: &Identity) -> Result<()> {
+    let ssh = |source| Error::Ssh { host: target.to_string(), doing: "authenticating", source };
     match identity {
         Identity::Key { path, key } => {
             let hash = rsa_hash(handle, key.algorithm()).await.map_err(ssh)?;
@@ -234,11 +201,7 @@ async fn authenticate(
             }
             Err(Error::AuthFailed {
                 target: target.clone(),
-                method: format!(
-                    "key {} ({})",
-                    path.display(),
-                    known_hosts::describe(key.public_key())
-                ),
+                method: format!("key {} ({})", path.display(), known_hosts::describe(key.public_key())),
             })
         }
         Identity::KeyFile(path) => Err(Error::KeyRead {
@@ -248,15 +211,9 @@ async fn authenticate(
         Identity::Agent | Identity::AgentSocket(_) => {
             let socket = match identity {
                 Identity::AgentSocket(p) => p.display().to_string(),
-                _ => std::env::var("SSH_AUTH_SOCK")
-                    .ok()
-                    .filter(|s| !s.is_empty())
-                    .ok_or(Error::NoAgent)?,
+                _ => std::env::var("SSH_AUTH_SOCK").ok().filter(|s| !s.is_empty()).ok_or(Error::NoAgent)?,
             };
-            let agent_err = |source| Error::Agent {
-                socket: socket.clone(),
-                source,
-            };
+            let agent_err = |source| Error::Agent { socket: socket.clone(), source };
             let mut agent = AgentClient::connect_uds(&socket).await.map_err(agent_err)?;
             if let Some(binding) = handle.agent_session_binding().cloned() {
                 // Lets destination-constrained keys work; older agents refuse
@@ -274,19 +231,13 @@ async fn authenticate(
                 };
                 let hash = rsa_hash(handle, key.algorithm()).await.map_err(ssh)?;
                 tried.push(known_hosts::describe(&key));
-                match handle
-                    .authenticate_publickey_with(&target.user, key, hash, &mut agent)
-                    .await
-                {
+                match handle.authenticate_publickey_with(&target.user, key, hash, &mut agent).await {
                     Ok(r) if r.success() => return Ok(()),
                     Ok(_) => {}
                     Err(e) => debug!(target: "remote", host = %target, "agent could not sign: {e}"),
                 }
             }
-            Err(Error::AuthFailed {
-                target: target.clone(),
-                method: format!("ssh-agent keys ({})", tried.join(", ")),
-            })
+            Err(Error::AuthFailed { target: target.clone(), method: format!("ssh-agent keys ({})", tried.join(", ")) })
         }
     }
 }

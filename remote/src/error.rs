@@ -31,9 +31,7 @@ pub enum Error {
     #[error("cannot decrypt private key {path}: wrong passphrase?")]
     KeyPassphrase { path: PathBuf },
 
-    #[error(
-        "cannot use private key {path}: {source} (expected an OpenSSH or PEM ed25519, RSA or ECDSA private key)"
-    )]
+    #[error("cannot use private key {path}: {source} (expected an OpenSSH or PEM ed25519, RSA or ECDSA private key)")]
     KeyParse {
         path: PathBuf,
         #[source]
@@ -99,9 +97,7 @@ pub enum Error {
         source: russh::Error,
     },
 
-    #[error(
-        "lost the connection to {host} while running `{command}`; the command may or may not have finished"
-    )]
+    #[error("lost the connection to {host} while running `{command}`; the command may or may not have finished")]
     ConnectionLost { host: String, command: String },
 
     #[error("`{command}` on {host} ended without an exit status")]
@@ -124,11 +120,7 @@ pub enum Error {
     SudoNotPermitted { user: String, host: String },
 
     #[error("upload to {path} on {host}: {reason}")]
-    BadUpload {
-        host: String,
-        path: String,
-        reason: String,
-    },
+    BadUpload { host: String, path: String, reason: String },
 
     #[error("{host} did not come back from reboot within {timeout:?} ({phase}){}", last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default())]
     RebootTimeout {
@@ -142,18 +134,12 @@ pub enum Error {
         last_hint: Option<String>,
     },
 
-    #[error(
-        "cannot read the boot id of {host}: got {output:?}, expected a UUID from /proc/sys/kernel/random/boot_id"
-    )]
+    #[error("cannot read the boot id of {host}: got {output:?}, expected a UUID from /proc/sys/kernel/random/boot_id")]
     BootId { host: String, output: String },
 }
 
 fn tail_suffix(tail: &str) -> String {
-    if tail.trim().is_empty() {
-        String::new()
-    } else {
-        format!(":\n{}", tail.trim_end())
-    }
+    if tail.trim().is_empty() { String::new() } else { format!(":\n{}", tail.trim_end()) }
 }
 
 impl Error {
@@ -186,12 +172,8 @@ impl Error {
                 "add it to ssh-agent (`ssh-add {}`) and leave out the key file, or use an unencrypted key",
                 path.display()
             )),
-            Error::NoAgent => {
-                Some("start ssh-agent and `ssh-add` your key, or give a private key file".into())
-            }
-            Error::AgentEmpty { .. } => {
-                Some("`ssh-add` your key, or give a private key file".into())
-            }
+            Error::NoAgent => Some("start ssh-agent and `ssh-add` your key, or give a private key file".into()),
+            Error::AgentEmpty { .. } => Some("`ssh-add` your key, or give a private key file".into()),
             Error::AuthFailed { target, .. } => Some(format!(
                 "check that the public key is in ~{}/.ssh/authorized_keys on the host (EC2: the key pair the instance was launched with) and that the user name is right",
                 target.user
@@ -204,9 +186,9 @@ impl Error {
             Error::SudoNeedsPassword { user, .. } => Some(format!(
                 "configure passwordless sudo for {user} (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`) or connect as root"
             )),
-            Error::SudoNotPermitted { user, .. } => Some(format!(
-                "add {user} to the sudo group with NOPASSWD, or connect as root"
-            )),
+            Error::SudoNotPermitted { user, .. } => {
+                Some(format!("add {user} to the sudo group with NOPASSWD, or connect as root"))
+            }
             Error::RebootTimeout { last_hint, .. } => last_hint.clone(),
             // The message says it all (a new variant decides here too).
             Error::BadTarget { .. }
@@ -247,30 +229,13 @@ pub enum HostKeyError {
     #[error(
         "THE HOST KEY OF {host} HAS CHANGED: {path}:{line} has {known}, but the host offered {offered}. Someone may be intercepting the connection, or the host was reinstalled"
     )]
-    Changed {
-        host: String,
-        known: String,
-        offered: String,
-        path: PathBuf,
-        line: usize,
-    },
+    Changed { host: String, known: String, offered: String, path: PathBuf, line: usize },
 
     #[error("{host} offered host key {offered}, but the expected key is {}; refusing to connect", expected.join(" or "))]
-    NotExpected {
-        host: String,
-        expected: Vec<String>,
-        offered: String,
-    },
+    NotExpected { host: String, expected: Vec<String>, offered: String },
 
-    #[error(
-        "{host} offered host key {offered}, which {path}:{line} marks @revoked; refusing to connect"
-    )]
-    Revoked {
-        host: String,
-        offered: String,
-        path: PathBuf,
-        line: usize,
-    },
+    #[error("{host} offered host key {offered}, which {path}:{line} marks @revoked; refusing to connect")]
+    Revoked { host: String, offered: String, path: PathBuf, line: usize },
 }
 
 impl HostKeyError {
@@ -301,33 +266,17 @@ mod tests {
     /// an error wrapping another passes the inner one's hint on.
     #[test]
     fn advice_is_in_the_hint_not_the_message() {
-        let timeout = Error::ConnectTimeout {
-            address: "203.0.113.7:22".into(),
-            timeout: Duration::from_secs(15),
-        };
+        let timeout = Error::ConnectTimeout { address: "203.0.113.7:22".into(), timeout: Duration::from_secs(15) };
         assert!(!timeout.to_string().contains("firewall"), "{timeout}");
         let hint = timeout.hint().unwrap_or_default();
         assert!(hint.contains("firewall or security group"), "{hint}");
 
-        let unreachable = Error::Unreachable {
-            address: "203.0.113.7:22".into(),
-            attempts: 6,
-            last: Box::new(timeout),
-        };
-        assert!(
-            unreachable.to_string().contains("timed out after 15s"),
-            "{unreachable}"
-        );
-        assert!(
-            !unreachable.to_string().contains("firewall"),
-            "{unreachable}"
-        );
+        let unreachable = Error::Unreachable { address: "203.0.113.7:22".into(), attempts: 6, last: Box::new(timeout) };
+        assert!(unreachable.to_string().contains("timed out after 15s"), "{unreachable}");
+        assert!(!unreachable.to_string().contains("firewall"), "{unreachable}");
         assert_eq!(unreachable.hint(), Some(hint));
 
-        let sudo = Error::SudoNeedsPassword {
-            user: "pwuser".into(),
-            host: "203.0.113.7".into(),
-        };
+        let sudo = Error::SudoNeedsPassword { user: "pwuser".into(), host: "203.0.113.7".into() };
         assert!(sudo.to_string().contains("pwuser"), "{sudo}");
         assert!(!sudo.to_string().contains("NOPASSWD"), "{sudo}");
         let hint = sudo.hint().unwrap_or_default();

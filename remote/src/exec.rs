@@ -45,11 +45,7 @@ impl Session {
                 host: self.host(),
                 command: cmd.redacted(self.user_is_root()),
                 status: out.status.clone(),
-                stderr_tail: if cmd.is_quiet() {
-                    String::new()
-                } else {
-                    tail(&out.stderr, 20, 4096)
-                },
+                stderr_tail: if cmd.is_quiet() { String::new() } else { tail(&out.stderr, 20, 4096) },
             }),
         }
     }
@@ -61,11 +57,7 @@ impl Session {
             return None;
         }
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let sudo_says = |s: &str| {
-            stderr
-                .lines()
-                .any(|l| l.starts_with("sudo:") && l.contains(s))
-        };
+        let sudo_says = |s: &str| stderr.lines().any(|l| l.starts_with("sudo:") && l.contains(s));
         let user = self.opts.target.user.clone();
         let host = self.opts.target.host.clone();
         if sudo_says("password is required") || sudo_says("a terminal is required") {
@@ -85,17 +77,10 @@ impl Session {
     /// the status, so neither ends the loop; only CLOSE (or the connection
     /// going away) does.
     pub(crate) async fn run(&self, cmd: &Cmd) -> Result<Output> {
-        let _permit = self
-            .channels
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let _permit = self.channels.acquire().await.expect("the semaphore is never closed");
         let shown = cmd.redacted(self.user_is_root());
         let host = self.host();
-        let lost = || Error::ConnectionLost {
-            host: host.clone(),
-            command: shown.clone(),
-        };
+        let lost = || Error::ConnectionLost { host: host.clone(), command: shown.clone() };
         debug!(target: "remote", host = %host, command = %shown, "exec");
 
         // sshd refuses a session beyond MaxSessions, and it frees a slot only
@@ -114,11 +99,7 @@ impl Session {
                     tokio::time::sleep(pause).await;
                 }
                 Err(source) => {
-                    return Err(Error::Ssh {
-                        host,
-                        doing: "opening a channel",
-                        source,
-                    });
+                    return Err(Error::Ssh { host, doing: "opening a channel", source });
                 }
             }
         };
@@ -126,11 +107,7 @@ impl Session {
             return Err(if self.handle.is_closed() {
                 lost()
             } else {
-                Error::Ssh {
-                    host,
-                    doing: "starting a command",
-                    source,
-                }
+                Error::Ssh { host, doing: "starting a command", source }
             });
         }
         let (mut rx, tx) = channel.split();
@@ -201,18 +178,11 @@ impl Session {
             Some(s) => s,
             None if !closed || self.handle.is_closed() => return Err(lost()),
             None => {
-                return Err(Error::NoExitStatus {
-                    host,
-                    command: shown,
-                });
+                return Err(Error::NoExitStatus { host, command: shown });
             }
         };
         debug!(target: "remote", host = %host, command = %shown, %status, "done");
-        Ok(Output {
-            status,
-            stdout: stdout.buf,
-            stderr: stderr.buf,
-        })
+        Ok(Output { status, stdout: stdout.buf, stderr: stderr.buf })
     }
 }
 
@@ -239,12 +209,7 @@ const MAX_LOGGED_LINE: usize = 4096;
 
 impl Stream {
     fn new(name: &'static str, quiet: bool) -> Self {
-        Stream {
-            name,
-            buf: Vec::new(),
-            line_start: 0,
-            quiet,
-        }
+        Stream { name, buf: Vec::new(), line_start: 0, quiet }
     }
 
     fn feed(&mut self, data: &[u8], host: &str) {

@@ -39,10 +39,7 @@ impl Identity {
                 // Only prompt when a person is there to answer; in CI or
                 // under a pipe the prompt would hang or read garbage.
                 let key = read_key(&path, std::io::stdin().is_terminal())?;
-                Ok(Identity::Key {
-                    path,
-                    key: Arc::new(key),
-                })
+                Ok(Identity::Key { path, key: Arc::new(key) })
             }
             other => Ok(other),
         }
@@ -52,31 +49,19 @@ impl Identity {
 /// Reads a private key file; an encrypted one asks for its passphrase when
 /// `may_prompt`, and is [`Error::KeyEncrypted`] otherwise.
 pub(crate) fn read_key(path: &Path, may_prompt: bool) -> Result<PrivateKey> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::KeyRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::KeyRead { path: path.to_path_buf(), source })?;
     match russh::keys::decode_secret_key(&text, None) {
         Ok(k) => Ok(k),
         Err(russh::keys::Error::KeyIsEncrypted) => {
             if !may_prompt {
-                return Err(Error::KeyEncrypted {
-                    path: path.to_path_buf(),
-                });
+                return Err(Error::KeyEncrypted { path: path.to_path_buf() });
             }
             let pass = rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
-                .map_err(|source| Error::KeyRead {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            russh::keys::decode_secret_key(&text, Some(&pass)).map_err(|_| Error::KeyPassphrase {
-                path: path.to_path_buf(),
-            })
+                .map_err(|source| Error::KeyRead { path: path.to_path_buf(), source })?;
+            russh::keys::decode_secret_key(&text, Some(&pass))
+                .map_err(|_| Error::KeyPassphrase { path: path.to_path_buf() })
         }
-        Err(source) => Err(Error::KeyParse {
-            path: path.to_path_buf(),
-            source,
-        }),
+        Err(source) => Err(Error::KeyParse { path: path.to_path_buf(), source }),
     }
 }
 
@@ -98,9 +83,7 @@ mod tests {
 
     #[test]
     fn missing_and_garbage_keys_name_the_file() {
-        let e = Identity::key_file("/nonexistent/id_ed25519")
-            .load()
-            .unwrap_err();
+        let e = Identity::key_file("/nonexistent/id_ed25519").load().unwrap_err();
         assert!(e.to_string().contains("/nonexistent/id_ed25519"), "{e}");
         let p = std::env::temp_dir().join(format!("garbage-key-{}", std::process::id()));
         std::fs::write(&p, "not a key\n").unwrap();

@@ -39,14 +39,12 @@ impl HostKeyPolicy {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            keys.push(parse_key_words(line).ok_or_else(|| Error::BadPublicKey {
-                text: line.chars().take(80).collect(),
-            })?);
+            keys.push(
+                parse_key_words(line).ok_or_else(|| Error::BadPublicKey { text: line.chars().take(80).collect() })?,
+            );
         }
         if keys.is_empty() {
-            return Err(Error::BadPublicKey {
-                text: text.chars().take(80).collect(),
-            });
+            return Err(Error::BadPublicKey { text: text.chars().take(80).collect() });
         }
         Ok(HostKeyPolicy::Expect(keys))
     }
@@ -123,24 +121,14 @@ impl KnownHosts {
         match std::fs::read_to_string(path) {
             Ok(text) => Ok(Self::parse(path, &text)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::parse(path, "")),
-            Err(source) => Err(Error::KnownHostsIo {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(source) => Err(Error::KnownHostsIo { path: path.to_path_buf(), source }),
         }
     }
 
     /// Parses known_hosts text; lines we cannot use are skipped.
     pub fn parse(path: &Path, text: &str) -> Self {
-        let entries = text
-            .lines()
-            .enumerate()
-            .filter_map(|(i, l)| parse_line(i + 1, l))
-            .collect();
-        KnownHosts {
-            path: path.to_path_buf(),
-            entries,
-        }
+        let entries = text.lines().enumerate().filter_map(|(i, l)| parse_line(i + 1, l)).collect();
+        KnownHosts { path: path.to_path_buf(), entries }
     }
 
     pub fn path(&self) -> &Path {
@@ -151,24 +139,13 @@ impl KnownHosts {
     /// [`crate::Target::known_hosts_name`]).
     pub fn lookup(&self, name: &str, key: &PublicKey) -> Lookup {
         let name = name.to_ascii_lowercase();
-        let mine: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| host_matches(&e.patterns, &name))
-            .collect();
+        let mine: Vec<&Entry> = self.entries.iter().filter(|e| host_matches(&e.patterns, &name)).collect();
         let same = |e: &&Entry| e.key.key_data() == key.key_data();
         // A revoked key is refused wherever it is listed, as OpenSSH does.
-        if let Some(e) = self
-            .entries
-            .iter()
-            .find(|e| e.marker == Marker::Revoked && same(e))
-        {
+        if let Some(e) = self.entries.iter().find(|e| e.marker == Marker::Revoked && same(e)) {
             return Lookup::Revoked { line: e.line };
         }
-        let plain: Vec<&Entry> = mine
-            .into_iter()
-            .filter(|e| e.marker == Marker::None)
-            .collect();
+        let plain: Vec<&Entry> = mine.into_iter().filter(|e| e.marker == Marker::None).collect();
         if let Some(e) = plain.iter().find(|e| same(e)) {
             return Lookup::Match { line: e.line };
         }
@@ -176,25 +153,13 @@ impl KnownHosts {
         // that "changed". A host recorded only with other key types is still
         // refused, since we cannot tell a new key type from an impostor.
         let alg = key.algorithm();
-        match plain
-            .iter()
-            .find(|e| e.key.algorithm() == alg)
-            .or_else(|| plain.first())
-        {
-            Some(e) => Lookup::Changed {
-                line: e.line,
-                known: e.key.clone(),
-            },
+        match plain.iter().find(|e| e.key.algorithm() == alg).or_else(|| plain.first()) {
+            Some(e) => Lookup::Changed { line: e.line, known: e.key.clone() },
             None => Lookup::Unknown,
         }
     }
 
-    pub(crate) fn decide(
-        &self,
-        name: &str,
-        offered: &PublicKey,
-        policy: &HostKeyPolicy,
-    ) -> Decision {
+    pub(crate) fn decide(&self, name: &str, offered: &PublicKey, policy: &HostKeyPolicy) -> Decision {
         let lookup = self.lookup(name, offered);
         if let Lookup::Revoked { line } = lookup {
             return Decision::Reject(HostKeyError::Revoked {
@@ -267,12 +232,7 @@ fn parse_line(line_no: usize, line: &str) -> Option<Entry> {
     let keytype = words.next()?;
     let b64 = words.next()?;
     let key = PublicKey::from_openssh(&format!("{keytype} {b64}")).ok()?;
-    Some(Entry {
-        line: line_no,
-        marker,
-        patterns: first.split(',').map(|p| p.to_ascii_lowercase()).collect(),
-        key,
-    })
+    Some(Entry { line: line_no, marker, patterns: first.split(',').map(|p| p.to_ascii_lowercase()).collect(), key })
 }
 
 /// OpenSSH's rule: some positive pattern matches and no negated one does.
@@ -307,17 +267,11 @@ static WRITE_LOCK: Mutex<()> = Mutex::new(());
 /// Adds `name key` to the file (creating it and its directory); with
 /// `replace`, first removes `name` from the lines that list it literally.
 pub(crate) fn record(path: &Path, name: &str, key: &PublicKey, replace: bool) -> Result<(), Error> {
-    let io = |source| Error::KnownHostsIo {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| Error::KnownHostsIo { path: path.to_path_buf(), source };
     let _guard = WRITE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let bare = PublicKey::new(key.key_data().clone(), "");
-    let key_text = bare.to_openssh().map_err(|e| {
-        io(std::io::Error::other(format!(
-            "cannot encode the host key: {e}"
-        )))
-    })?;
+    let key_text =
+        bare.to_openssh().map_err(|e| io(std::io::Error::other(format!("cannot encode the host key: {e}"))))?;
     let new_line = format!("{name} {key_text}\n");
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -327,11 +281,7 @@ pub(crate) fn record(path: &Path, name: &str, key: &PublicKey, replace: bool) ->
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(io(e)),
     };
-    let mut text = if replace {
-        without_host(&old, name)
-    } else {
-        old
-    };
+    let mut text = if replace { without_host(&old, name) } else { old };
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
@@ -354,21 +304,13 @@ fn without_host(text: &str, name: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         let t = line.trim_start();
-        let keep = if t.is_empty() || t.starts_with('#') || t.starts_with('@') || t.starts_with('|')
-        {
+        let keep = if t.is_empty() || t.starts_with('#') || t.starts_with('@') || t.starts_with('|') {
             Some(line.to_string())
         } else {
             match t.split_once(char::is_whitespace) {
                 Some((pats, rest)) if pats.split(',').any(|p| p.eq_ignore_ascii_case(&name)) => {
-                    let left: Vec<&str> = pats
-                        .split(',')
-                        .filter(|p| !p.eq_ignore_ascii_case(&name))
-                        .collect();
-                    if left.is_empty() {
-                        None
-                    } else {
-                        Some(format!("{} {}", left.join(","), rest))
-                    }
+                    let left: Vec<&str> = pats.split(',').filter(|p| !p.eq_ignore_ascii_case(&name)).collect();
+                    if left.is_empty() { None } else { Some(format!("{} {}", left.join(","), rest)) }
                 }
                 _ => Some(line.to_string()),
             }
@@ -397,10 +339,8 @@ mod tests {
     use super::*;
 
     // Two real ed25519 public keys (generated with ssh-keygen for these tests).
-    const K1: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPM9EyhnnQHQjZRdNxujpan5EXsHRf7tnDN8gGIsDrY";
-    const K2: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7x4SXtw3/twA5sg1EHpFrGpcNkIkDtBXa2J5EgnUjs";
+    const K1: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHPM9EyhnnQHQjZRdNxujpan5EXsHRf7tnDN8gGIsDrY";
+    const K2: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK7x4SXtw3/twA5sg1EHpFrGpcNkIkDtBXa2J5EgnUjs";
 
     fn key(s: &str) -> PublicKey {
         PublicKey::from_openssh(s).unwrap()
@@ -412,28 +352,15 @@ mod tests {
 
     #[test]
     fn matches_plain_and_bracketed_names() {
-        let f = kh(&format!(
-            "# comment\n\n[127.0.0.1]:2222 {K1}\nhost.example,10.0.0.5 {K2} root@x\n|1|abc=|def= {K2}\n"
-        ));
-        assert_eq!(
-            f.lookup("[127.0.0.1]:2222", &key(K1)),
-            Lookup::Match { line: 3 }
-        );
+        let f =
+            kh(&format!("# comment\n\n[127.0.0.1]:2222 {K1}\nhost.example,10.0.0.5 {K2} root@x\n|1|abc=|def= {K2}\n"));
+        assert_eq!(f.lookup("[127.0.0.1]:2222", &key(K1)), Lookup::Match { line: 3 });
         assert_eq!(f.lookup("10.0.0.5", &key(K2)), Lookup::Match { line: 4 });
-        assert_eq!(
-            f.lookup("HOST.example", &key(K2)),
-            Lookup::Match { line: 4 }
-        );
+        assert_eq!(f.lookup("HOST.example", &key(K2)), Lookup::Match { line: 4 });
         // Port matters: the plain name is port 22.
         assert_eq!(f.lookup("127.0.0.1", &key(K1)), Lookup::Unknown);
         assert_eq!(f.lookup("[127.0.0.1]:2223", &key(K1)), Lookup::Unknown);
-        assert_eq!(
-            f.lookup("[127.0.0.1]:2222", &key(K2)),
-            Lookup::Changed {
-                line: 3,
-                known: key(K1)
-            }
-        );
+        assert_eq!(f.lookup("[127.0.0.1]:2222", &key(K2)), Lookup::Changed { line: 3, known: key(K1) });
     }
 
     #[test]
@@ -454,50 +381,25 @@ mod tests {
     #[test]
     fn policies() {
         let f = kh(&format!("h {K1}\n"));
-        assert!(matches!(
-            f.decide("h", &key(K1), &HostKeyPolicy::Strict),
-            Decision::Accept
-        ));
-        let Decision::Reject(e) = f.decide("h", &key(K2), &HostKeyPolicy::AcceptNew) else {
-            panic!()
-        };
+        assert!(matches!(f.decide("h", &key(K1), &HostKeyPolicy::Strict), Decision::Accept));
+        let Decision::Reject(e) = f.decide("h", &key(K2), &HostKeyPolicy::AcceptNew) else { panic!() };
         let msg = e.to_string();
-        assert!(
-            msg.contains(&fingerprint(&key(K1))) && msg.contains(&fingerprint(&key(K2))),
-            "{msg}"
-        );
+        assert!(msg.contains(&fingerprint(&key(K1))) && msg.contains(&fingerprint(&key(K2))), "{msg}");
         assert!(msg.contains("/state/known_hosts:1"), "{msg}");
         let hint = e.hint().unwrap_or_default();
-        assert!(
-            hint.contains("remove line 1 from /state/known_hosts"),
-            "{hint}"
-        );
+        assert!(hint.contains("remove line 1 from /state/known_hosts"), "{hint}");
 
-        let Decision::Reject(e) = f.decide("new", &key(K2), &HostKeyPolicy::Strict) else {
-            panic!()
-        };
+        let Decision::Reject(e) = f.decide("new", &key(K2), &HostKeyPolicy::Strict) else { panic!() };
         let msg = e.to_string();
         assert!(msg.contains(&fingerprint(&key(K2))), "{msg}");
         let hint = e.hint().unwrap_or_default();
         assert!(hint.contains("--accept-new-host-key"), "{hint}");
-        assert!(matches!(
-            f.decide("new", &key(K2), &HostKeyPolicy::AcceptNew),
-            Decision::Record { replace: false }
-        ));
+        assert!(matches!(f.decide("new", &key(K2), &HostKeyPolicy::AcceptNew), Decision::Record { replace: false }));
 
         let expect = HostKeyPolicy::expect_openssh(&format!("{K2} root@ip-10-0-0-1\n")).unwrap();
-        assert!(matches!(
-            f.decide("h", &key(K2), &expect),
-            Decision::Record { replace: true }
-        ));
-        assert!(matches!(
-            f.decide("new", &key(K2), &expect),
-            Decision::Record { replace: false }
-        ));
-        assert!(matches!(
-            f.decide("new", &key(K1), &expect),
-            Decision::Reject(HostKeyError::NotExpected { .. })
-        ));
+        assert!(matches!(f.decide("h", &key(K2), &expect), Decision::Record { replace: true }));
+        assert!(matches!(f.decide("new", &key(K2), &expect), Decision::Record { replace: false }));
+        assert!(matches!(f.decide("new", &key(K1), &expect), Decision::Reject(HostKeyError::NotExpected { .. })));
     }
 
     #[test]
@@ -507,10 +409,7 @@ mod tests {
         record(&path, "[127.0.0.1]:2222", &key(K1), false).unwrap();
         record(&path, "other", &key(K1), false).unwrap();
         let f = KnownHosts::load(&path).unwrap();
-        assert_eq!(
-            f.lookup("[127.0.0.1]:2222", &key(K1)),
-            Lookup::Match { line: 1 }
-        );
+        assert_eq!(f.lookup("[127.0.0.1]:2222", &key(K1)), Lookup::Match { line: 1 });
         record(&path, "[127.0.0.1]:2222", &key(K2), true).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text, format!("other {K1}\n[127.0.0.1]:2222 {K2}\n"));

@@ -77,10 +77,7 @@ impl Session {
         let out = self.exec(&boot_id_cmd()).await?;
         let id = out.stdout_str().trim().to_ascii_lowercase();
         if !is_uuid(&id) {
-            return Err(Error::BootId {
-                host: self.target().to_string(),
-                output: id.chars().take(100).collect(),
-            });
+            return Err(Error::BootId { host: self.target().to_string(), output: id.chars().take(100).collect() });
         }
         Ok(id)
     }
@@ -124,10 +121,7 @@ impl Session {
         let new = loop {
             let now = Instant::now();
             if now >= deadline {
-                return Err(timeout_err(
-                    "waiting for the host to come back on a new boot",
-                    last,
-                ));
+                return Err(timeout_err("waiting for the host to come back on a new boot", last));
             }
             let left = deadline - now;
             let attempt = connect_once(
@@ -174,12 +168,8 @@ impl Session {
                     }
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     if self.is_closed() {
-                        match connect_once(
-                            self.options(),
-                            opts.probe_connect_timeout,
-                            self.options().connect_timeout,
-                        )
-                        .await
+                        match connect_once(self.options(), opts.probe_connect_timeout, self.options().connect_timeout)
+                            .await
                         {
                             Ok(h) => self.replace_handle(h),
                             Err(e @ Error::HostKey(_)) => return Err(e),
@@ -189,12 +179,7 @@ impl Session {
                 }
             }
         }
-        Ok(RebootReport {
-            old_boot_id: old,
-            new_boot_id: new,
-            elapsed: start.elapsed(),
-            reconnected_after,
-        })
+        Ok(RebootReport { old_boot_id: old, new_boot_id: new, elapsed: start.elapsed(), reconnected_after })
     }
 
     /// Runs the reboot command. The connection dropping under it, or the

@@ -30,9 +30,7 @@ pub struct Session {
 
 impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Session")
-            .field("target", &self.opts.target)
-            .finish_non_exhaustive()
+        f.debug_struct("Session").field("target", &self.opts.target).finish_non_exhaustive()
     }
 }
 
@@ -55,9 +53,9 @@ impl Session {
         .retry(backoff)
         .sleep(tokio::time::sleep)
         .when(Error::is_transient)
-        .notify(|e, pause| {
-            warn!(target: "remote", host = %opts.target, "connect failed ({e}); retrying in {pause:.1?}")
-        })
+        .notify(
+            |e, pause| warn!(target: "remote", host = %opts.target, "connect failed ({e}); retrying in {pause:.1?}"),
+        )
         .await;
         let handle = match result {
             Ok(h) => h,
@@ -75,11 +73,7 @@ impl Session {
     }
 
     fn from_handle(handle: Handle<Client>, opts: ConnectOptions) -> Session {
-        Session {
-            handle,
-            channels: Arc::new(Semaphore::new(opts.max_channels.max(1))),
-            opts,
-        }
+        Session { handle, channels: Arc::new(Semaphore::new(opts.max_channels.max(1))), opts }
     }
 
     pub fn target(&self) -> &Target {
@@ -132,10 +126,7 @@ impl Session {
 
     /// Says goodbye, ignoring a connection that is already gone.
     pub(crate) async fn disconnect_quietly(&self) {
-        let _ = self
-            .handle
-            .disconnect(Disconnect::ByApplication, "", "en")
-            .await;
+        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
     }
 }
 

@@ -30,13 +30,11 @@ const SSHD: &str = "/usr/sbin/sshd";
 fn check_prerequisites() {
     static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     CHECKED.get_or_init(|| {
-        let uid = std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Uid:"))
-                    .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned))
-            });
+        let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned))
+        });
         assert_eq!(
             uid.as_deref(),
             Some("0"),
@@ -61,8 +59,7 @@ fn check_prerequisites() {
 
 fn keygen(path: &Path, kind: &str, pass: &str) {
     let mut c = Command::new("ssh-keygen");
-    c.args(["-q", "-t", kind, "-N", pass, "-C", "test", "-f"])
-        .arg(path);
+    c.args(["-q", "-t", kind, "-N", pass, "-C", "test", "-f"]).arg(path);
     if kind == "rsa" {
         c.args(["-b", "2048"]);
     }
@@ -83,11 +80,7 @@ impl Sshd {
         std::fs::copy(dir.join("client_ed25519.pub"), dir.join("authorized_keys")).unwrap();
         // The privilege separation directory sshd insists on.
         std::fs::create_dir_all("/run/sshd").unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
              PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
@@ -96,13 +89,7 @@ impl Sshd {
         );
         std::fs::write(dir.join("sshd_config"), config).unwrap();
         let host_pub = std::fs::read_to_string(dir.join("host_ed25519.pub")).unwrap();
-        let mut s = Sshd {
-            client_key: dir.join("client_ed25519"),
-            dir,
-            port,
-            child: None,
-            host_pub,
-        };
+        let mut s = Sshd { client_key: dir.join("client_ed25519"), dir, port, child: None, host_pub };
         s.spawn();
         s
     }
@@ -143,10 +130,7 @@ impl Sshd {
             let mut pids = vec![c.id()];
             descendants(c.id(), &mut pids);
             for p in pids {
-                let _ = Command::new("kill")
-                    .args(["-9", &p.to_string()])
-                    .stderr(Stdio::null())
-                    .status();
+                let _ = Command::new("kill").args(["-9", &p.to_string()]).stderr(Stdio::null()).status();
             }
             let _ = c.wait();
         }
@@ -181,10 +165,8 @@ fn descendants(pid: u32, out: &mut Vec<u32>) {
             continue;
         };
         // Fields after the ")" that ends the command name: state, ppid, ...
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
+        let ppid =
+            stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
         if ppid == Some(pid) {
             out.push(child);
             descendants(child, out);
@@ -208,65 +190,39 @@ async fn exec_exit_codes_stderr_stdin_signals() {
     assert_eq!(out.stdout, b"hello world\n");
     assert_eq!(out.status, ExitStatus::Code(0));
 
-    let e = s
-        .exec(&Cmd::script("echo oops >&2; exit 3"))
-        .await
-        .unwrap_err();
+    let e = s.exec(&Cmd::script("echo oops >&2; exit 3")).await.unwrap_err();
     match &e {
-        Error::CommandFailed {
-            status,
-            stderr_tail,
-            ..
-        } => {
+        Error::CommandFailed { status, stderr_tail, .. } => {
             assert_eq!(*status, ExitStatus::Code(3));
             assert_eq!(stderr_tail, "oops");
         }
         other => panic!("{other:?}"),
     }
-    assert!(
-        e.to_string().contains("exit code 3") && e.to_string().contains("oops"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("exit code 3") && e.to_string().contains("oops"), "{e}");
 
-    let out = s
-        .exec(&Cmd::script("exit 3").ok_codes(&[0, 3]))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::script("exit 3").ok_codes(&[0, 3])).await.unwrap();
     assert_eq!(out.code(), Some(3));
 
-    let out = s
-        .exec(&Cmd::new("cat").stdin(b"from stdin\n".to_vec()))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::new("cat").stdin(b"from stdin\n".to_vec())).await.unwrap();
     assert_eq!(out.stdout, b"from stdin\n");
     // No stdin given: cat sees EOF instead of hanging.
     let out = s.exec(&Cmd::new("cat")).await.unwrap();
     assert!(out.stdout.is_empty());
 
-    let out = s
-        .exec_unchecked(&Cmd::script("kill -TERM $$"))
-        .await
-        .unwrap();
+    let out = s.exec_unchecked(&Cmd::script("kill -TERM $$")).await.unwrap();
     assert_eq!(out.status, ExitStatus::Signal("TERM".into()));
 
     // A script gets its inputs from the environment, and a command in it
     // that reads stdin does not eat the rest of the script.
     let out = s
-        .exec(
-            &Cmd::script("cat; echo \"got $WHO\"\necho \"arg $1\"\n")
-                .env("WHO", "it's $me")
-                .arg("a b"),
-        )
+        .exec(&Cmd::script("cat; echo \"got $WHO\"\necho \"arg $1\"\n").env("WHO", "it's $me").arg("a b"))
         .await
         .unwrap();
     assert_eq!(out.stdout_str(), "got it's $me\narg a b\n");
 
     // Quoting survives the remote shell.
     let nasty = "a 'b' \"c\" $d `e` \\f\ng;h|i&j*";
-    let out = s
-        .exec(&Cmd::new("printf").arg("%s").arg(nasty))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::new("printf").arg("%s").arg(nasty)).await.unwrap();
     assert_eq!(out.stdout_str(), nasty);
     s.close().await.unwrap();
 }
@@ -289,15 +245,9 @@ async fn secrets_reach_the_command_but_not_its_command_line() {
         .sudo();
     assert!(!cmd.render(true).contains("ecret"), "{}", cmd.render(true));
     let out = s.exec(&cmd).await.unwrap();
-    assert_eq!(
-        out.stdout_str(),
-        "env $ecret|arg secret 'quoted'|own stdin|shown"
-    );
+    assert_eq!(out.stdout_str(), "env $ecret|arg secret 'quoted'|own stdin|shown");
     // A script with a secret in its environment still gets its body.
-    let out = s
-        .exec(&Cmd::script("echo \"${#KEY}\"").secret_env("KEY", "0123456789"))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::script("echo \"${#KEY}\"").secret_env("KEY", "0123456789")).await.unwrap();
     assert_eq!(out.stdout_str().trim(), "10");
 }
 
@@ -306,10 +256,7 @@ async fn fifty_megabytes_and_twenty_at_once() {
     let sshd = Sshd::start("big");
     let s = Arc::new(Session::connect(sshd.trusted()).await.unwrap());
     let t0 = Instant::now();
-    let out = s
-        .exec(&Cmd::new("head").args(["-c", "52428800", "/dev/zero"]))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::new("head").args(["-c", "52428800", "/dev/zero"])).await.unwrap();
     assert_eq!(out.stdout.len(), 50 * 1024 * 1024);
     eprintln!("50 MB in {:?}", t0.elapsed());
 
@@ -317,10 +264,9 @@ async fn fifty_megabytes_and_twenty_at_once() {
     let mut tasks = Vec::new();
     for i in 0..20 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            s.exec(&Cmd::script("sleep 0.5; echo $I").env("I", i.to_string()))
-                .await
-        }));
+        tasks.push(tokio::spawn(
+            async move { s.exec(&Cmd::script("sleep 0.5; echo $I").env("I", i.to_string())).await },
+        ));
     }
     for (i, t) in tasks.into_iter().enumerate() {
         let out = t.await.unwrap().unwrap();
@@ -338,10 +284,7 @@ async fn silent_command_outlives_keepalive_interval() {
     o.keepalive_interval = Duration::from_millis(500);
     o.keepalive_max = 2;
     let s = Session::connect(o).await.unwrap();
-    let out = s
-        .exec(&Cmd::new("sh").args(["-c", "sleep 4; echo done"]))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::new("sh").args(["-c", "sleep 4; echo done"])).await.unwrap();
     assert_eq!(out.stdout, b"done\n");
 }
 
@@ -380,10 +323,8 @@ fn established_at(port: u16) -> usize {
         .skip(1)
         .filter(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let local_port = f
-                .get(1)
-                .and_then(|a| a.rsplit_once(':'))
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let local_port =
+                f.get(1).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
             local_port == Some(port) && f.get(3) == Some(&"01")
         })
         .count()
@@ -421,19 +362,14 @@ async fn host_keys_unknown_accepted_changed_expected() {
     // the hint.
     let e = Session::connect(sshd.opts(&kh)).await.unwrap_err();
     let msg = e.to_string();
-    assert!(
-        matches!(e, Error::HostKey(HostKeyError::Unknown { .. })),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::HostKey(HostKeyError::Unknown { .. })), "{e:?}");
     assert!(msg.contains(&fp), "{msg}");
     let hint = e.hint().unwrap_or_default();
     assert!(hint.contains("--accept-new-host-key"), "{hint}");
     assert!(!kh.exists());
 
     // Accepted when told, and recorded.
-    let s = Session::connect(sshd.opts(&kh).policy(HostKeyPolicy::AcceptNew))
-        .await
-        .unwrap();
+    let s = Session::connect(sshd.opts(&kh).policy(HostKeyPolicy::AcceptNew)).await.unwrap();
     s.close().await.unwrap();
     let text = std::fs::read_to_string(&kh).unwrap();
     assert_eq!(
@@ -441,11 +377,7 @@ async fn host_keys_unknown_accepted_changed_expected() {
         format!(
             "[127.0.0.1]:{} {}\n",
             sshd.port,
-            sshd.host_pub
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ")
+            sshd.host_pub.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
         )
     );
     Session::connect(sshd.opts(&kh)).await.unwrap();
@@ -455,42 +387,20 @@ async fn host_keys_unknown_accepted_changed_expected() {
     keygen(&other, "ed25519", "");
     let other_pub = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let other_key = PublicKey::from_openssh(other_pub.trim()).unwrap();
-    std::fs::write(
-        &kh,
-        format!("# mine\n[127.0.0.1]:{} {}", sshd.port, other_pub.trim()),
-    )
-    .unwrap();
-    let e = Session::connect(sshd.opts(&kh).policy(HostKeyPolicy::AcceptNew))
-        .await
-        .unwrap_err();
+    std::fs::write(&kh, format!("# mine\n[127.0.0.1]:{} {}", sshd.port, other_pub.trim())).unwrap();
+    let e = Session::connect(sshd.opts(&kh).policy(HostKeyPolicy::AcceptNew)).await.unwrap_err();
     let msg = e.to_string();
-    assert!(
-        matches!(e, Error::HostKey(HostKeyError::Changed { line: 2, .. })),
-        "{e:?}"
-    );
-    assert!(
-        msg.contains(&fp) && msg.contains(&fingerprint(&other_key)),
-        "{msg}"
-    );
+    assert!(matches!(e, Error::HostKey(HostKeyError::Changed { line: 2, .. })), "{e:?}");
+    assert!(msg.contains(&fp) && msg.contains(&fingerprint(&other_key)), "{msg}");
     assert!(msg.contains(&format!("{}:2", kh.display())), "{msg}");
 
     // Expect a key that is not the host's: refused.
-    let e = Session::connect(
-        sshd.opts(&kh)
-            .policy(HostKeyPolicy::Expect(vec![other_key])),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(e, Error::HostKey(HostKeyError::NotExpected { .. })),
-        "{e:?}"
-    );
+    let e = Session::connect(sshd.opts(&kh).policy(HostKeyPolicy::Expect(vec![other_key]))).await.unwrap_err();
+    assert!(matches!(e, Error::HostKey(HostKeyError::NotExpected { .. })), "{e:?}");
     // Expect the host's key (as EC2 would hand it over): accepted, and it
     // replaces the stale line.
     let expect = HostKeyPolicy::expect_openssh(&sshd.host_pub).unwrap();
-    Session::connect(sshd.opts(&kh).policy(expect))
-        .await
-        .unwrap();
+    Session::connect(sshd.opts(&kh).policy(expect)).await.unwrap();
     Session::connect(sshd.opts(&kh)).await.unwrap();
     let text = std::fs::read_to_string(&kh).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
@@ -510,12 +420,8 @@ async fn key_types_agent_and_auth_errors() {
     std::fs::write(sshd.dir.join("authorized_keys"), auth).unwrap();
 
     for kind in ["rsa", "ecdsa"] {
-        let o = sshd
-            .trusted()
-            .identity(Identity::key_file(sshd.dir.join(format!("client_{kind}"))));
-        let s = Session::connect(o)
-            .await
-            .unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let o = sshd.trusted().identity(Identity::key_file(sshd.dir.join(format!("client_{kind}"))));
+        let s = Session::connect(o).await.unwrap_or_else(|e| panic!("{kind}: {e}"));
         assert_eq!(s.exec(&Cmd::new("whoami")).await.unwrap().stdout, b"root\n");
     }
 
@@ -529,9 +435,7 @@ async fn key_types_agent_and_auth_errors() {
     // ...and through connect when stdin is not a terminal (under a test
     // runner it is not; on a terminal connect would prompt instead).
     if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        let e = Session::connect(sshd.trusted().identity(Identity::key_file(&enc)))
-            .await
-            .unwrap_err();
+        let e = Session::connect(sshd.trusted().identity(Identity::key_file(&enc))).await.unwrap_err();
         assert!(matches!(e, Error::KeyEncrypted { .. }), "{e:?}");
     }
 
@@ -539,9 +443,7 @@ async fn key_types_agent_and_auth_errors() {
     let stranger = sshd.dir.join("stranger");
     keygen(&stranger, "ed25519", "");
     let t0 = Instant::now();
-    let e = Session::connect(sshd.trusted().identity(Identity::key_file(&stranger)))
-        .await
-        .unwrap_err();
+    let e = Session::connect(sshd.trusted().identity(Identity::key_file(&stranger))).await.unwrap_err();
     assert!(matches!(e, Error::AuthFailed { .. }), "{e:?}");
     let hint = e.hint().unwrap_or_default();
     assert!(hint.contains("authorized_keys"), "{hint}");
@@ -550,13 +452,7 @@ async fn key_types_agent_and_auth_errors() {
     // The agent (check_prerequisites made sure ssh-agent and ssh-add exist).
     {
         let sock = sshd.dir.join("agent.sock");
-        let mut agent = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&sock)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut agent = Command::new("ssh-agent").arg("-D").arg("-a").arg(&sock).stdout(Stdio::null()).spawn().unwrap();
         let t0 = Instant::now();
         while !sock.exists() && t0.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(20));
@@ -603,18 +499,13 @@ async fn upload_is_atomic_with_mode_and_owner() {
     let s = Session::connect(sshd.trusted()).await.unwrap();
     let path = sshd.dir.join("etc/app/secret.env");
     let p = path.to_str().unwrap();
-    s.upload(p, b"TOKEN=abc\n", 0o600, Some("root:root"), true)
-        .await
-        .unwrap();
+    s.upload(p, b"TOKEN=abc\n", 0o600, Some("root:root"), true).await.unwrap();
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(&path).unwrap();
     assert_eq!(md.mode() & 0o7777, 0o600);
     assert_eq!(std::fs::read(&path).unwrap(), b"TOKEN=abc\n");
     // Parent made 0755, not 0700 from the secret's umask.
-    assert_eq!(
-        std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777,
-        0o755
-    );
+    assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().mode() & 0o777, 0o755);
 
     // Overwrite with a bigger, non-secret file; no temp files left.
     let big = vec![b'x'; 3 * 1024 * 1024];
@@ -624,21 +515,11 @@ async fn upload_is_atomic_with_mode_and_owner() {
     let left: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().collect();
     assert_eq!(left.len(), 1);
 
-    let e = s
-        .upload("relative/path", b"", 0o644, None, false)
-        .await
-        .unwrap_err();
+    let e = s.upload("relative/path", b"", 0o644, None, false).await.unwrap_err();
     assert!(matches!(e, Error::BadUpload { .. }), "{e:?}");
-    let e = s
-        .upload(p, b"x", 0o644, Some("nosuchuser"), false)
-        .await
-        .unwrap_err();
+    let e = s.upload(p, b"x", 0o644, Some("nosuchuser"), false).await.unwrap_err();
     assert!(e.to_string().contains("nosuchuser"), "{e}");
-    assert_eq!(
-        std::fs::read(&path).unwrap(),
-        big,
-        "a failed upload leaves the old file"
-    );
+    assert_eq!(std::fs::read(&path).unwrap(), big, "a failed upload leaves the old file");
 }
 
 /// Collects formatted log output.
@@ -676,42 +557,16 @@ async fn output_lines_stream_into_tracing_and_secrets_do_not() {
         .clone();
 
     let s = Session::connect(sshd.trusted()).await.unwrap();
-    s.exec(&Cmd::script(
-        "printf 'one\\ntwo\\r\\n'; echo err-line >&2; printf 'no newline'",
-    ))
-    .await
-    .unwrap();
-    s.exec(
-        &Cmd::new("true")
-            .secret_arg("hunter2-arg")
-            .secret_env("TOKEN", "hunter2-env"),
-    )
-    .await
-    .unwrap();
-    s.exec(&Cmd::new("sh").arg("-c").arg("echo hunt''er2-quiet").quiet())
-        .await
-        .unwrap();
-    s.exec(&Cmd::new("cat").stdin(b"hunter2-stdin\n".to_vec()).quiet())
-        .await
-        .unwrap();
-    s.upload(
-        sshd.dir.join("s").to_str().unwrap(),
-        b"hunter2-upload",
-        0o600,
-        None,
-        true,
-    )
-    .await
-    .unwrap();
+    s.exec(&Cmd::script("printf 'one\\ntwo\\r\\n'; echo err-line >&2; printf 'no newline'")).await.unwrap();
+    s.exec(&Cmd::new("true").secret_arg("hunter2-arg").secret_env("TOKEN", "hunter2-env")).await.unwrap();
+    s.exec(&Cmd::new("sh").arg("-c").arg("echo hunt''er2-quiet").quiet()).await.unwrap();
+    s.exec(&Cmd::new("cat").stdin(b"hunter2-stdin\n".to_vec()).quiet()).await.unwrap();
+    s.upload(sshd.dir.join("s").to_str().unwrap(), b"hunter2-upload", 0o600, None, true).await.unwrap();
 
     // Only this test's host (the port tells them apart).
     let port = format!(":{}", sshd.port);
     let all = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
-    let text: String = all
-        .lines()
-        .filter(|l| l.contains(&port))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let text: String = all.lines().filter(|l| l.contains(&port)).map(|l| format!("{l}\n")).collect();
     for want in [
         "one host=\"root@127.0.0.1:PORT\" stream=\"stdout\"",
         "two host=\"root@127.0.0.1:PORT\" stream=\"stdout\"",
@@ -724,10 +579,7 @@ async fn output_lines_stream_into_tracing_and_secrets_do_not() {
         assert!(text.contains(&want), "missing {want:?} in:\n{text}");
     }
     assert!(!text.contains("two\r"), "{text}");
-    assert!(
-        !text.contains("hunter2"),
-        "a secret reached the logs:\n{text}"
-    );
+    assert!(!text.contains("hunter2"), "a secret reached the logs:\n{text}");
 }
 
 #[tokio::test]
@@ -745,24 +597,15 @@ async fn a_frozen_peer_is_noticed_by_keepalive() {
     descendants(sshd.child.as_ref().unwrap().id(), &mut pids);
     assert!(!pids.is_empty());
     for p in &pids {
-        Command::new("kill")
-            .args(["-STOP", &p.to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-STOP", &p.to_string()]).status().unwrap();
     }
     let t0 = Instant::now();
-    let r = tokio::time::timeout(
-        Duration::from_secs(20),
-        s.exec(&Cmd::new("sleep").arg("60")),
-    )
-    .await;
+    let r = tokio::time::timeout(Duration::from_secs(20), s.exec(&Cmd::new("sleep").arg("60"))).await;
     let e = r.expect("a frozen peer must not hang exec").unwrap_err();
     assert!(matches!(e, Error::ConnectionLost { .. }), "{e:?}");
     eprintln!("frozen peer noticed after {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     for p in &pids {
-        let _ = Command::new("kill")
-            .args(["-CONT", &p.to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-CONT", &p.to_string()]).status();
     }
 }

@@ -20,11 +20,7 @@ pub struct Target {
 
 impl Target {
     pub fn new(user: impl Into<String>, host: impl Into<String>, port: u16) -> Self {
-        Target {
-            user: user.into(),
-            host: host.into(),
-            port,
-        }
+        Target { user: user.into(), host: host.into(), port }
     }
 
     pub fn is_root(&self) -> bool {
@@ -34,11 +30,7 @@ impl Target {
     /// The host as known_hosts writes it: `host` on port 22, else
     /// `[host]:port`.
     pub fn known_hosts_name(&self) -> String {
-        if self.port == DEFAULT_PORT {
-            self.host.clone()
-        } else {
-            format!("[{}]:{}", self.host, self.port)
-        }
+        if self.port == DEFAULT_PORT { self.host.clone() } else { format!("[{}]:{}", self.host, self.port) }
     }
 
     /// `host:port` (`[v6]:port`), for messages about the address alone.
@@ -55,10 +47,7 @@ impl FromStr for Target {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<Self, Error> {
-        let bad = |reason: &str| Error::BadTarget {
-            input: input.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| Error::BadTarget { input: input.to_string(), reason: reason.to_string() };
         if input.is_empty() {
             return Err(bad("it is empty"));
         }
@@ -76,29 +65,21 @@ impl FromStr for Target {
             None => (DEFAULT_USER.to_string(), input),
         };
         let (host, port) = if let Some(after) = rest.strip_prefix('[') {
-            let (host, tail) = after
-                .split_once(']')
-                .ok_or_else(|| bad("'[' without a closing ']'"))?;
+            let (host, tail) = after.split_once(']').ok_or_else(|| bad("'[' without a closing ']'"))?;
             let port = match tail {
                 "" => DEFAULT_PORT,
-                t => parse_port(
-                    t.strip_prefix(':')
-                        .ok_or_else(|| bad("only ':port' may follow ']'"))?,
-                )
-                .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
+                t => parse_port(t.strip_prefix(':').ok_or_else(|| bad("only ':port' may follow ']'"))?)
+                    .ok_or_else(|| bad("the port is not a number from 1 to 65535"))?,
             };
             (host, port)
         } else if rest.matches(':').count() > 1 {
             // More than one colon and no brackets: a bare IPv6 address.
             if rest.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(bad(
-                    "it has several ':' but is not an IPv6 address (write [v6]:port for a port)",
-                ));
+                return Err(bad("it has several ':' but is not an IPv6 address (write [v6]:port for a port)"));
             }
             (rest, DEFAULT_PORT)
         } else if let Some((h, p)) = rest.split_once(':') {
-            let port =
-                parse_port(p).ok_or_else(|| bad("the port is not a number from 1 to 65535"))?;
+            let port = parse_port(p).ok_or_else(|| bad("the port is not a number from 1 to 65535"))?;
             (h, port)
         } else {
             (rest, DEFAULT_PORT)
@@ -109,11 +90,7 @@ impl FromStr for Target {
         if host.contains(['[', ']', '@', '/']) {
             return Err(bad("the host contains '[', ']', '@' or '/'"));
         }
-        Ok(Target {
-            user,
-            host: host.to_string(),
-            port,
-        })
+        Ok(Target { user, host: host.to_string(), port })
     }
 }
 
@@ -150,28 +127,17 @@ mod tests {
     fn forms() {
         assert_eq!(t("host"), Target::new("root", "host", 22));
         assert_eq!(t("admin@10.0.0.1"), Target::new("admin", "10.0.0.1", 22));
-        assert_eq!(
-            t("admin@10.0.0.1:2222"),
-            Target::new("admin", "10.0.0.1", 2222)
-        );
+        assert_eq!(t("admin@10.0.0.1:2222"), Target::new("admin", "10.0.0.1", 2222));
         assert_eq!(t("[::1]:2222"), Target::new("root", "::1", 2222));
         assert_eq!(t("u@[::1]"), Target::new("u", "::1", 22));
         assert_eq!(t("::1"), Target::new("root", "::1", 22));
         assert_eq!(t("me@fe80::1"), Target::new("me", "fe80::1", 22));
-        assert_eq!(
-            t("ec2-user@ip-10-0-0-1.ec2.internal"),
-            Target::new("ec2-user", "ip-10-0-0-1.ec2.internal", 22)
-        );
+        assert_eq!(t("ec2-user@ip-10-0-0-1.ec2.internal"), Target::new("ec2-user", "ip-10-0-0-1.ec2.internal", 22));
     }
 
     #[test]
     fn display_round_trips() {
-        for s in [
-            "root@host",
-            "admin@10.0.0.1:2222",
-            "u@[::1]:2222",
-            "root@[::1]:22",
-        ] {
+        for s in ["root@host", "admin@10.0.0.1:2222", "u@[::1]:2222", "root@[::1]:22"] {
             assert_eq!(t(s).to_string(), s);
             assert_eq!(t(&t(s).to_string()), t(s));
         }
@@ -188,20 +154,9 @@ mod tests {
 
     #[test]
     fn errors_say_the_expected_form() {
-        for s in [
-            "",
-            "@host",
-            "host:",
-            "host:0",
-            "host:99999",
-            "host:x",
-            "[::1",
-            "[::1]x",
-            "a:b:c",
-            "u@",
-            "h h",
-            "[]:22",
-        ] {
+        for s in
+            ["", "@host", "host:", "host:0", "host:99999", "host:x", "[::1", "[::1]x", "a:b:c", "u@", "h h", "[]:22"]
+        {
             let e = s.parse::<Target>().unwrap_err().to_string();
             assert!(e.contains("[user@]host[:port]"), "{s}: {e}");
         }

@@ -17,19 +17,8 @@ impl Session {
     ///
     /// The content travels on the command's stdin, never on a command line,
     /// and is never logged; for a `secret` only the path, size and mode are.
-    pub async fn upload(
-        &self,
-        path: &str,
-        bytes: &[u8],
-        mode: u32,
-        owner: Option<&str>,
-        secret: bool,
-    ) -> Result<()> {
-        let bad = |reason: String| Error::BadUpload {
-            host: self.host(),
-            path: path.to_string(),
-            reason,
-        };
+    pub async fn upload(&self, path: &str, bytes: &[u8], mode: u32, owner: Option<&str>, secret: bool) -> Result<()> {
+        let bad = |reason: String| Error::BadUpload { host: self.host(), path: path.to_string(), reason };
         if !path.starts_with('/') || path.ends_with('/') {
             return Err(bad("the path must be absolute and name a file".into()));
         }
@@ -65,20 +54,13 @@ trap - EXIT
             .sudo()
             .stdin(bytes.to_vec())
             .quiet()
-            .shown_as(format!(
-                "upload to {path} ({} bytes, mode {mode:04o})",
-                bytes.len()
-            ));
+            .shown_as(format!("upload to {path} ({} bytes, mode {mode:04o})", bytes.len()));
         let out = self.run(&cmd).await?;
         if let Some(e) = self.sudo_error(&cmd, &out) {
             return Err(e);
         }
         if out.status != ExitStatus::Code(0) {
-            return Err(bad(format!(
-                "{}: {}",
-                out.status,
-                tail(&out.stderr, 5, 1024).trim_end()
-            )));
+            return Err(bad(format!("{}: {}", out.status, tail(&out.stderr, 5, 1024).trim_end())));
         }
         Ok(())
     }
