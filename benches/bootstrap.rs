@@ -57,7 +57,7 @@ const PULL_UNITS: u64 = 10;
 const REBOOT_UNITS: u64 = 1;
 
 /// The steps that run while the images pull in the background.
-const OVERLAP_PULL: &[&str] = &["nvidia", "verify", "traefik"];
+const OVERLAP_PULL: &[&str] = &["nvidia", "gpu-check", "traefik"];
 
 const SSH_TRUE_REPS: usize = 10;
 const CONVERGED_REPS: usize = 5;

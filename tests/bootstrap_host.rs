@@ -64,10 +64,10 @@ fn full_run(distro: Distro) {
     assert!(first.status.success(), "first run failed");
     let steps = outcomes(&first);
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(names, ["facts", "ready", "apt", "docker", "nvidia", "reboot", "verify"]);
+    assert_eq!(names, ["host", "ready", "apt", "docker", "nvidia", "reboot", "gpu-check"]);
     for (step, outcome) in &steps {
         let want = match step.as_str() {
-            "facts" | "ready" | "verify" => "ok",
+            "host" | "ready" | "gpu-check" => "ok",
             _ => "changed",
         };
         assert_eq!(outcome, want, "step {step}");
@@ -310,7 +310,7 @@ fn connection_cut_during_driver_install_reconnects_and_finishes() {
     let steps = outcomes(&out);
     assert_eq!(
         steps.iter().map(|(s, o)| format!("{s} {o}")).collect::<Vec<_>>(),
-        ["facts ok", "ready ok", "apt changed", "docker changed", "nvidia changed", "reboot changed", "verify ok"]
+        ["host ok", "ready ok", "apt changed", "docker changed", "nvidia changed", "reboot changed", "gpu-check ok"]
     );
     let log_path = stdout(&out).lines().find_map(|l| l.strip_prefix("log: ").map(str::to_owned)).unwrap();
     assert!(
@@ -359,7 +359,7 @@ fn connection_cut_and_host_gone_stops_naming_the_step_then_next_run_finishes() {
     let steps = outcomes(&again);
     assert!(steps.iter().any(|(s, o)| s == "nvidia" && o == "changed"), "{steps:?}");
     assert!(stdout(&again).contains("finish the interrupted dpkg run"), "dpkg --configure -a before apt again");
-    assert!(steps.iter().any(|(s, o)| s == "verify" && o == "ok"), "{steps:?}");
+    assert!(steps.iter().any(|(s, o)| s == "gpu-check" && o == "ok"), "{steps:?}");
 }
 
 /// The summary table's TIME of `step`, in seconds.

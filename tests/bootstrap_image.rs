@@ -108,10 +108,10 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
         names,
-        ["facts", "ready", "apt", "docker", "layout", "pull", "nvidia", "reboot", "verify", "traefik", "stack", "health"]
+        ["host", "ready", "apt", "docker", "layout", "pull", "nvidia", "reboot", "gpu-check", "traefik", "stack", "health"]
     );
     for (step, outcome) in &steps {
-        let want = if matches!(step.as_str(), "facts" | "ready" | "verify" | "health") { "ok" } else { "changed" };
+        let want = if matches!(step.as_str(), "host" | "ready" | "gpu-check" | "health") { "ok" } else { "changed" };
         assert_eq!(outcome, want, "step {step}");
     }
     assert!(stdout(&first).contains(&format!("extension URL: https://{DOMAIN}/")), "{}", stdout(&first));
@@ -284,7 +284,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     // health.sh itself (the health step runs it when the facts did not see
     // the stack answer yet): through the stand-in's address it answers;
     // through an address where nothing listens it fails, naming it.
-    host.write("/tmp/health.sh", image_provision_playbooks::image::HEALTH_SH.as_bytes());
+    host.write("/tmp/health.sh", image_provision_playbooks::steps::health::health_script().as_bytes());
     let health_sh = |addr: &str, timeout: u32| {
         host.sh(&format!(
             "BASE_DIR={BASE} TIMEOUT={timeout} URL=https://{DOMAIN}/health HTTPS_ADDR={addr} bash /tmp/health.sh"

@@ -1,6 +1,6 @@
-//! Every script the binary sends (playbooks/scripts, as sent: with the
-//! libraries of playbooks/scripts/lib put in front of it), every library
-//! alone, and every stand-in the tests install passes shellcheck (Debian
+//! Every script the binary sends (from playbooks/src, as sent: with the
+//! libraries it calls put in front of it, the facts command composed), every
+//! library alone, and every stand-in the tests install passes shellcheck (Debian
 //! package `shellcheck`; a missing shellcheck is a failure, never a skip).
 
 use std::path::Path;
@@ -60,10 +60,15 @@ fn playbook_scripts_pass_shellcheck() {
         std::fs::write(&path, text).unwrap();
         names.push(name.to_string());
     }
-    // Every file in playbooks/scripts is sent or included: none goes unchecked.
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/scripts");
+    // Every shell file under playbooks/src is sent, or sent inside another
+    // script: none goes unchecked.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/src");
+    let parts: Vec<&str> = image_provision_playbooks::catalog::parts().map(|(name, _)| name).collect();
     for file in sh_files(&dir, "") {
-        assert!(names.contains(&file), "{file} is not in image_provision_playbooks::scripts()");
+        assert!(
+            names.contains(&file) || parts.contains(&file.as_str()),
+            "{file} is not in image_provision_playbooks::scripts() nor catalog::parts()"
+        );
     }
     shellcheck(sent.path(), &names);
 }

@@ -86,7 +86,7 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
         host.calls().iter().any(|c| c.ends_with("traefik GET https://image.example.org/health")),
         "the health URL reached Traefik's stand-in"
     );
-    for step in ["facts", "docker", "nvidia", "reboot", "verify", "layout", "traefik", "stack", "health"] {
+    for step in ["host", "docker", "nvidia", "reboot", "gpu-check", "layout", "traefik", "stack", "health"] {
         assert!(summary.lines().any(|l| l.starts_with(step)), "{step} missing from\n{summary}");
     }
     assert_eq!(host.reboots(), 1);

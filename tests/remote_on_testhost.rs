@@ -129,8 +129,8 @@ async fn sudo_as_admin_works_and_as_pwuser_says_what_to_do() {
     let pw = connect(&host, "pwuser").await;
     let e = pw.exec(&Cmd::new("true").sudo()).await.unwrap_err();
     assert!(matches!(e, Error::SudoNeedsPassword { .. }), "{e:?}");
-    let msg = e.to_string();
-    assert!(msg.contains("pwuser") && msg.contains("NOPASSWD"), "{msg}");
+    let (msg, hint) = (e.to_string(), e.hint().unwrap_or_default());
+    assert!(msg.contains("pwuser") && hint.contains("NOPASSWD"), "{msg} / {hint}");
     // Without sudo pwuser is fine.
     assert_eq!(
         pw.exec(&Cmd::new("id").arg("-un")).await.unwrap().stdout,
@@ -198,10 +198,10 @@ async fn host_keys_first_time_refused_unless_accepted_and_changed_refused() {
         matches!(e, Error::HostKey(HostKeyError::Unknown { .. })),
         "{e:?}"
     );
-    let msg = e.to_string();
+    let (msg, hint) = (e.to_string(), e.hint().unwrap_or_default());
     assert!(
-        msg.contains(&fingerprint(&host_key)) && msg.contains("--accept-new-host-key"),
-        "{msg}"
+        msg.contains(&fingerprint(&host_key)) && hint.contains("--accept-new-host-key"),
+        "{msg} / {hint}"
     );
     assert!(!kh.exists(), "nothing recorded");
 

@@ -1,5 +1,5 @@
 //! Command-line arguments, parsed once. Every option is an `Option` with no
-//! clap default so that `config::resolve` can tell a flag (or its environment
+//! clap default so that `resolve` can tell a flag (or its environment
 //! variable) from an absent one and fall back to the config file, then to the
 //! built-in default.
 
@@ -44,7 +44,7 @@ pub enum Command {
 
 /// Which server `verify` and `update` talk to: an EC2 server by NAME, or --host.
 /// --domain, --base-dir and --no-gpu fall back to the config file's `[host]`
-/// table (`config::apply_server_file`), as the host steps' flags do.
+/// table (in `resolve`), as the host steps' flags do.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ServerArgs {
     /// The EC2 server (its key and known_hosts from the state directory)

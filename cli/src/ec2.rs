@@ -1,60 +1,24 @@
 //! `ec2 create | list | destroy`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::net::SocketAddr;
 
 use anyhow::Context;
-use image_provision_provision::{
-    self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, UbuntuRelease,
-};
+use image_provision_provision::{self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, UbuntuRelease};
+use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
-use crate::args::{AwsArgs, CreateArgs, DestroyArgs, ListArgs, Ubuntu};
-use crate::config::{self, ConfigFile, CreateSettings};
-use crate::errors::{Advised, UsageError, connect_error, ec2_advice};
+use crate::args::Ubuntu;
+use crate::bootstrap::{HostRun, run_host_steps};
+use crate::errors::{Failed, UsageError, ec2};
 use crate::output::{Progress, table};
+use crate::resolve::{CreateSettings, DestroySettings};
 use crate::state;
 
-/// Test-only: send everything that goes over SSH to this address instead of
-/// the instance's public IP (moto's addresses are not real).
-pub const TEST_SSH_ADDR_ENV: &str = "IMAGE_PROVISION_TEST_SSH_ADDR";
-
-pub(crate) fn test_ssh_addr() -> anyhow::Result<Option<SocketAddr>> {
-    match std::env::var(TEST_SSH_ADDR_ENV) {
-        Ok(v) if !v.is_empty() => Ok(Some(v.parse().map_err(|_| {
-            UsageError::new(format!("{TEST_SSH_ADDR_ENV}={v:?} is not an address")).hint("write it as 127.0.0.1:2222")
-        })?)),
-        _ => Ok(None),
-    }
-}
-
-pub(crate) fn aws_options(args: &AwsArgs, file: &config::Ec2Config) -> anyhow::Result<AwsOptions> {
-    for r in args.region.iter().chain(file.region.iter()) {
-        provision::check_region(r).map_err(|_| config::unknown_region(r))?;
-    }
-    Ok(AwsOptions {
-        region: args.region.clone(),
-        fallback_region: file.region.clone(),
-        profile: args.profile.clone(),
-        fallback_profile: file.profile.clone(),
-    })
-}
-
 pub(crate) async fn connect(opts: &AwsOptions) -> anyhow::Result<(provision::SdkApi, String)> {
-    provision::connect(opts).await.map_err(connect_error)
+    Ok(provision::connect(opts).await?)
 }
 
-/// Wrap a provision error with its advice.
-pub(crate) fn advise(e: provision::Error, instance_type: Option<&str>) -> anyhow::Error {
-    match ec2_advice(&e, instance_type) {
-        Some(hint) => Advised { message: e.to_string(), hint }.into(),
-        None => e.into(),
-    }
-}
-
-pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> {
-    let settings = config::resolve_create(args, &file.ec2)?;
-    let steps = crate::bootstrap::resolve_steps(&args.steps)?;
-    let ssh_addr = test_ssh_addr()?;
+pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
+    let ssh_addr = settings.ssh_addr;
     // A user key is checked before anything else happens.
     let user_key = settings.ssh_key.as_deref().map(state::user_key).transpose()?;
     let state_dir = state::server_dir(&settings.name)?;
@@ -62,7 +26,7 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
 
     if settings.dry_run {
         let from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()));
-        let region = settings.region.clone().or(from_env).or(settings.fallback_region.clone());
+        let region = settings.aws.region.clone().or(from_env).or(settings.aws.fallback_region.clone());
         println!(
             "dry run: the AWS calls `ec2 create {}` would make in region {}, in order; none is made",
             settings.name,
@@ -75,7 +39,7 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
         let api = DryRunApi::new(|line| println!("{line}"));
         let mut spec = spec(&settings, public, settings.ttl.map(expiry).transpose()?);
         spec.user_data = Some("<cloud-config carrying the server's SSH host key>".into());
-        provision::create(&api, &spec, |_| {}).await.map_err(|e| advise(e, None))?;
+        provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2(e, None))?;
         println!("then: wait for the instance to run and answer SSH on port 22");
         if !settings.no_bootstrap {
             println!("then: run the host steps over SSH");
@@ -83,7 +47,7 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
         return Ok(());
     }
 
-    let (api, region) = connect(&aws_options(&args.aws, &file.ec2)?).await?;
+    let (api, region) = connect(&settings.aws).await?;
     let key = match user_key {
         Some(k) => k,
         None => state::ensure_generated_key(&state_dir)?,
@@ -97,12 +61,12 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
     spec.user_data = Some(cloud_config(&state::private_key_text(&host_key.private_path)?, &host_key.public_openssh));
     let itype = settings.instance_type.clone();
     progress.line(format!("creating {} ({itype}) in {region}", settings.name));
-    let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| advise(e, Some(&itype)))?;
+    let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| ec2(e, Some(&itype)))?;
     let spinner = progress.spinner(format!("waiting for {} to run and answer SSH", created.instance.id));
     let instance =
         provision::wait_for_ssh(&api, &created.instance.id, ssh_addr, settings.ready_timeout, |l| spinner.line(l))
             .await
-            .map_err(|e| advise(e, Some(&itype)))?;
+            .map_err(|e| ec2(e, Some(&itype)))?;
     spinner.finish();
 
     let ip = instance.public_ip.clone().unwrap_or_default();
@@ -140,7 +104,7 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
     }
     // The host steps, trusting only the host key handed over in user data.
     let Some(known_hosts) = known_hosts else {
-        return Err(Advised {
+        return Err(Failed {
             message: format!("{} is up, but its host key is not known here, so the host steps did not run", settings.name),
             hint: format!(
                 "compare the key fingerprints in the instance's console output (EC2 console, \
@@ -155,14 +119,13 @@ pub async fn create(args: &CreateArgs, file: &ConfigFile) -> anyhow::Result<()> 
         Some(a) => (a.ip().to_string(), a.port()),
         None => (ip.clone(), image_provision_remote::DEFAULT_PORT),
     };
-    crate::bootstrap::run_host_steps(crate::bootstrap::HostRun {
-        target: image_provision_remote::Target::new(user.clone(), host, port),
-        identity: image_provision_remote::Identity::key_file(&key.private_path),
-        policy: image_provision_remote::HostKeyPolicy::expect_openssh(&host_key.public_openssh)
-            .context("reading the server's host key")?,
+    run_host_steps(HostRun {
+        target: Target::new(user.clone(), host, port),
+        identity: Identity::key_file(&key.private_path),
+        policy: HostKeyPolicy::expect_openssh(&host_key.public_openssh).context("reading the server's host key")?,
         known_hosts,
         dry_run: false,
-        steps,
+        steps: settings.steps,
     })
     .await
 }
@@ -207,10 +170,10 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
     }
 }
 
-pub async fn list(args: &ListArgs, file: &ConfigFile) -> anyhow::Result<()> {
-    let (api, _) = connect(&aws_options(&args.aws, &file.ec2)?).await?;
-    let servers = provision::list(&api).await.map_err(|e| advise(e, None))?;
-    if args.json {
+pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
+    let (api, _) = connect(aws).await?;
+    let servers = provision::list(&api).await.map_err(|e| ec2(e, None))?;
+    if json {
         println!("{}", serde_json::to_string_pretty(&servers.iter().map(server_json).collect::<Vec<_>>())?);
         return Ok(());
     }
@@ -256,11 +219,7 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
-pub async fn destroy(args: &DestroyArgs, file: &ConfigFile) -> anyhow::Result<()> {
-    if let Some(name) = &args.name {
-        config::check_name(name)?;
-    }
-    let opts = aws_options(&args.aws, &file.ec2)?;
+pub async fn destroy(args: &DestroySettings) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal();
     if !args.yes && !args.dry_run && !interactive {
         return Err(UsageError::new("destroy asks for confirmation, and there is no terminal to ask on")
@@ -272,11 +231,11 @@ pub async fn destroy(args: &DestroyArgs, file: &ConfigFile) -> anyhow::Result<()
         let api = DryRunApi::new(|line| println!("{line}"));
         return run_destroy(&api, args, false).await;
     }
-    let (api, _) = connect(&opts).await?;
+    let (api, _) = connect(&args.aws).await?;
     run_destroy(&api, args, !args.yes).await
 }
 
-async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroyArgs, ask: bool) -> anyhow::Result<()> {
+async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> anyhow::Result<()> {
     let progress = Progress::new();
     let mut reports = Vec::new();
     if args.expired {
@@ -284,7 +243,7 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroyArgs, ask: bool) -> anyho
         if ask {
             let expired: Vec<String> = provision::list(api)
                 .await
-                .map_err(|e| advise(e, None))?
+                .map_err(|e| ec2(e, None))?
                 .into_iter()
                 .filter(|i| i.expires_at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok()).is_some_and(|a| a <= now))
                 .map(|i| format!("{} ({})", i.name, i.id))
@@ -298,14 +257,14 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroyArgs, ask: bool) -> anyho
                 return Ok(());
             }
         }
-        reports = provision::destroy_expired(api, now, |l| progress.line(l)).await.map_err(|e| advise(e, None))?;
+        reports = provision::destroy_expired(api, now, |l| progress.line(l)).await.map_err(|e| ec2(e, None))?;
         if reports.is_empty() && !args.json {
             println!("no managed server has expired");
         }
     } else {
         let name = args.name.as_deref().expect("clap requires NAME without --expired");
         if ask {
-            let found = api.find_instances(Some(name)).await.map_err(|e| advise(e, None))?;
+            let found = api.find_instances(Some(name)).await.map_err(|e| ec2(e, None))?;
             let what = if found.is_empty() {
                 "(no instance found; any security group or key pair left of it)".to_string()
             } else {
@@ -316,7 +275,7 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroyArgs, ask: bool) -> anyho
                 return Ok(());
             }
         }
-        reports.push(provision::destroy(api, name, |l| progress.line(l)).await.map_err(|e| advise(e, None))?);
+        reports.push(provision::destroy(api, name, |l| progress.line(l)).await.map_err(|e| ec2(e, None))?);
     }
     let mut summary = Vec::new();
     for report in &reports {

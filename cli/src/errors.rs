@@ -1,6 +1,7 @@
-//! The one place where errors become what a person reads: the message, then
-//! what to do about it, and the exit code (2 usage or configuration, 1 a
-//! failure while acting).
+//! The one place where errors become what a person reads. Errors say what
+//! happened; each kind's `hint()` says what to do ([`hint`] finds it along
+//! the error's chain); [`report`] prints both and picks the exit code (2 for
+//! usage or configuration, 1 for a failure while acting).
 
 use std::fmt;
 
@@ -31,20 +32,53 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// A failure that already carries its advice.
+/// A failure while acting, with what to do about it.
 #[derive(Debug)]
-pub struct Advised {
+pub struct Failed {
     pub message: String,
     pub hint: String,
 }
 
-impl fmt::Display for Advised {
+impl fmt::Display for Failed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for Advised {}
+impl std::error::Error for Failed {}
+
+impl Failed {
+    /// `message`, with the hint of the SSH error `e` (if it has one) before
+    /// `then`.
+    pub fn remote(message: String, e: &image_provision_remote::Error, then: &str) -> Failed {
+        let hint = match e.hint() {
+            Some(h) => format!("{h}; {then}"),
+            None => then.to_string(),
+        };
+        Failed { message, hint }
+    }
+}
+
+/// An EC2 error, with the instance type it was about (the quota advice
+/// names it).
+#[derive(Debug)]
+pub struct Ec2Failed {
+    pub error: Ec2Error,
+    pub instance_type: Option<String>,
+}
+
+impl fmt::Display for Ec2Failed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Ec2Failed {}
+
+/// A provision error, kept with the instance type for its hint.
+pub fn ec2(error: Ec2Error, instance_type: Option<&str>) -> anyhow::Error {
+    Ec2Failed { error, instance_type: instance_type.map(str::to_string) }.into()
+}
 
 const QUOTA_URL: &str = "https://console.aws.amazon.com/servicequotas/home/services/ec2/quotas";
 
@@ -84,8 +118,8 @@ pub fn aws_hint(e: &AwsError, instance_type: Option<&str>) -> Option<String> {
     })
 }
 
-/// A provision error as message + advice.
-pub fn ec2_advice(e: &Ec2Error, instance_type: Option<&str>) -> Option<String> {
+/// What to do about a provision error.
+pub fn ec2_hint(e: &Ec2Error, instance_type: Option<&str>) -> Option<String> {
     match e {
         Ec2Error::NoDefaultVpc => Some(
             "create one with `aws ec2 create-default-vpc`, or pass --subnet with a public subnet of another VPC".into(),
@@ -113,34 +147,54 @@ pub fn ec2_advice(e: &Ec2Error, instance_type: Option<&str>) -> Option<String> {
     }
 }
 
-pub fn connect_error(e: ConnectError) -> anyhow::Error {
-    match e {
-        ConnectError::UnknownRegion(r) => crate::config::unknown_region(&r).into(),
-        ConnectError::NoRegion => UsageError::new("no AWS region is set")
-            .hint("pass --region, set AWS_REGION, put region in the config file, or set one in your AWS profile")
-            .into(),
-        ConnectError::NoCredentials(why) => Advised {
-            message: format!("no AWS credentials found ({why})"),
-            hint: "configure them as for the aws CLI: `aws configure`, `aws sso login --profile NAME` with \
-                   --profile NAME, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
-                .into(),
+/// What to do about not reaching AWS at all.
+pub fn connect_hint(e: &ConnectError) -> Option<String> {
+    Some(match e {
+        ConnectError::UnknownRegion(_) => {
+            format!("use one of: {}", image_provision_provision::KNOWN_REGIONS.join(", "))
         }
-        .into(),
-    }
+        ConnectError::NoRegion => {
+            "pass --region, set AWS_REGION, put region in the config file, or set one in your AWS profile".into()
+        }
+        ConnectError::NoCredentials(_) => "configure them as for the aws CLI: `aws configure`, `aws sso login --profile NAME` with \
+             --profile NAME, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
+            .into(),
+    })
 }
 
-/// Print an error for a person; return the exit code.
+/// The first hint along the error's chain.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|cause| {
+        if let Some(u) = cause.downcast_ref::<UsageError>() {
+            u.hint.clone()
+        } else if let Some(f) = cause.downcast_ref::<Failed>() {
+            Some(f.hint.clone())
+        } else if let Some(e) = cause.downcast_ref::<Ec2Failed>() {
+            ec2_hint(&e.error, e.instance_type.as_deref())
+        } else if let Some(e) = cause.downcast_ref::<Ec2Error>() {
+            ec2_hint(e, None)
+        } else if let Some(e) = cause.downcast_ref::<ConnectError>() {
+            connect_hint(e)
+        } else {
+            cause.downcast_ref::<image_provision_remote::Error>().and_then(image_provision_remote::Error::hint)
+        }
+    })
+}
+
+/// Print an error for a person; return the exit code. A missing region or
+/// an unknown one is the person's input (2), as is every [`UsageError`].
 pub fn report(err: &anyhow::Error) -> i32 {
+    let usage = err.chain().any(|c| {
+        c.is::<UsageError>()
+            || matches!(c.downcast_ref::<ConnectError>(), Some(ConnectError::UnknownRegion(_) | ConnectError::NoRegion))
+    });
     if let Some(u) = err.downcast_ref::<UsageError>() {
         eprintln!("error: {}", u.message);
-        if let Some(h) = &u.hint {
-            eprintln!("  hint: {h}");
-        }
-        return 2;
+    } else {
+        eprintln!("error: {err:#}");
     }
-    eprintln!("error: {err:#}");
-    if let Some(a) = err.downcast_ref::<Advised>() {
-        eprintln!("  hint: {}", a.hint);
+    if let Some(h) = hint(err) {
+        eprintln!("  hint: {h}");
     }
-    1
+    if usage { 2 } else { 1 }
 }

@@ -7,13 +7,15 @@ mod config;
 mod ec2;
 mod errors;
 mod output;
+mod resolve;
 mod runlog;
 mod state;
-mod verify;
+mod verify_update;
 
 use clap::Parser;
 
 pub use args::Cli;
+use resolve::Resolved;
 
 /// Run the command line; returns the process exit code (0 done, 1 failed
 /// while acting, 2 usage or configuration error).
@@ -44,23 +46,15 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
-async fn run(mut cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let (file, _path) = config::load(cli.config.as_deref())?;
-    // The file's [host] options, under the flags, for every command that runs
-    // host steps or checks a host they set up.
-    match &mut cli.command {
-        args::Command::Bootstrap(a) => config::apply_host_file(&mut a.steps, &file.host)?,
-        args::Command::Ec2(args::Ec2Command::Create(a)) => config::apply_host_file(&mut a.steps, &file.host)?,
-        args::Command::Verify(a) => config::apply_server_file(&mut a.server, &file.host),
-        args::Command::Update(a) => config::apply_update_file(a, &file.host),
-        args::Command::Ec2(args::Ec2Command::List(_) | args::Ec2Command::Destroy(_)) => {}
-    }
-    match &cli.command {
-        args::Command::Ec2(args::Ec2Command::Create(a)) => ec2::create(a, &file).await,
-        args::Command::Ec2(args::Ec2Command::List(a)) => ec2::list(a, &file).await,
-        args::Command::Ec2(args::Ec2Command::Destroy(a)) => ec2::destroy(a, &file).await,
-        args::Command::Bootstrap(a) => bootstrap::run(a).await,
-        args::Command::Verify(a) => verify::verify(a, &file).await,
-        args::Command::Update(a) => verify::update(a, &file).await,
+    let hooks = resolve::TestHooks::from_env()?;
+    match resolve::resolve(&cli.command, &file, &hooks)? {
+        Resolved::Create(s) => ec2::create(s).await,
+        Resolved::List { aws, json } => ec2::list(&aws, json).await,
+        Resolved::Destroy(s) => ec2::destroy(&s).await,
+        Resolved::Bootstrap(s) => bootstrap::run(s).await,
+        Resolved::Verify(s) => verify_update::verify(s).await,
+        Resolved::Update(s) => verify_update::update(s).await,
     }
 }

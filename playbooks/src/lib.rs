@@ -1,20 +1,67 @@
-//! The host side of image-provision: facts, steps that close the gap
+//! The host side of image-provision: facts, the steps that close the gap
 //! between the facts and what an IMAGE server needs, and the runner that
 //! takes a host through them over SSH.
 //!
-//! Shell with branches lives in scripts/ (bash, checked by shellcheck in the
-//! tests), embedded here and fed to the host on stdin with its inputs as
-//! environment variables. Functions more than one script calls live once in
-//! scripts/lib/, put in front of each of those scripts ([`shlib`]).
+//! Layout (a folder per step; shared pieces below the steps import nothing
+//! from them; the gathering, the runner and the report sit above):
+//!
+//! ```text
+//! src/
+//!   lib.rs              this map
+//!   plan.rs             Action and Plan: what a step decides
+//!   settings.rs         Config, ImageConfig, defaults, paths on the host
+//!   validate.rs         checks of the person's input (domain, env files, ...)
+//!   shell.rs            scripts sent with their libraries in front
+//!   facts/              RawFacts (key=value), FactsScript; prelude.sh (kv, run_root_facts)
+//!   host/               HostFacts: distribution, user, sudo, GPU, packages; facts.sh
+//!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
+//!   containers/         Docker's containers and networks, listed once; facts.sh
+//!   template/           render, sha256, upload; files-facts.sh (hash and mode)
+//!   steps/
+//!     host/             says what host this is
+//!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
+//!     apt/              lists fresh, upgraded, dpkg repaired first
+//!     docker/           Docker, compose v2, the docker group
+//!     nvidia/           driver, container toolkit, runtime; debian-components.sh
+//!     reboot/           reboot when the driver waits for one
+//!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
+//!     layout/           the IMAGE working directory: clone, links, .env, config/*.env; templates
+//!     pull/             the background image pull; start-pull.sh, wait-pull.sh
+//!     traefik/          the traefik network and Traefik; traefik-compose.yml
+//!     stack/            imageup (or compose up), the deploy stamp; update.sh
+//!     health/           orchestrator healthy, the one HTTPS check; health.sh
+//!   gather.rs           the ONE facts command (every part) and Facts, parsed once
+//!   sequence.rs         Step: the order, and which facts each step plans from
+//!   runner.rs           runs the steps over one SSH session: outcomes, reconnects, reboots
+//!   report.rs           verify's checks from the same facts
+//!   catalog.rs          every script as sent, for shellcheck
+//! ```
+//!
+//! Each step's folder holds its typed facts (parsed from the keys its own
+//! facts script prints), its plan, the shell it sends and the templates it
+//! renders. Shell with branches lives in `.sh` files (bash, checked by
+//! shellcheck in the tests), embedded here and fed to the host on stdin with
+//! its inputs as environment variables.
 
+pub mod apt;
+pub mod catalog;
+pub mod containers;
 pub mod facts;
-pub mod image;
+pub mod gather;
+pub mod host;
+pub mod plan;
+pub mod report;
 pub mod runner;
-pub mod shlib;
+pub mod sequence;
+pub mod settings;
+pub mod shell;
 pub mod steps;
-pub mod verify;
+pub mod template;
+pub mod validate;
 
-pub use facts::{Facts, Sudo};
+pub use catalog::scripts;
+pub use gather::Facts;
+pub use plan::{Action, Plan};
 pub use runner::{Events, Failure, Outcome, Runner, StepReport};
-pub use image::{ImageConfig, Profile};
-pub use steps::{Action, Config, Family, Plan, Step, scripts};
+pub use sequence::Step;
+pub use settings::{Config, ImageConfig, Profile};

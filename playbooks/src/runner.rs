@@ -4,10 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use image_provision_remote::{Cmd, Error as RemoteError, ExitStatus, Output, RebootOptions, Session};
+use image_provision_remote::{Cmd, Error as RemoteError, ExitStatus, Output, RebootOptions, Session, tail};
 
-use crate::facts::{self, Facts};
-use crate::steps::{self, Action, Config, Plan, Step};
+use crate::gather::{self, Facts, Inputs};
+use crate::plan::{Action, Plan};
+use crate::sequence::Step;
+use crate::settings::Config;
+use crate::steps::nvidia;
 
 /// What became of one step.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +87,8 @@ pub trait Events {
 pub struct Runner {
     session: Session,
     cfg: Config,
+    /// The facts command for `cfg` (the same before every step).
+    facts_cmd: Cmd,
     dry_run: bool,
     user_is_root: bool,
     /// The facts the last step planned from, while nothing has run since:
@@ -99,41 +104,23 @@ enum Stop {
     Lost(String),
 }
 
+/// How much of a failed command's output a failure shows (the log has all).
 const TAIL_LINES: usize = 20;
-
-pub fn tail(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(4096)..]);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
-}
+const TAIL_BYTES: usize = 4096;
 
 fn remote_failure(e: &RemoteError, command: Option<String>) -> Stop {
     match e {
         RemoteError::ConnectionLost { .. } | RemoteError::NoExitStatus { .. } => Stop::Lost(e.to_string()),
         e if e.is_transient() => Stop::Lost(e.to_string()),
-        RemoteError::SudoNeedsPassword { user, .. } | RemoteError::SudoNotPermitted { user, .. } => {
-            Stop::Failed(Failure {
-                message: e.to_string(),
-                command,
-                output_tail: String::new(),
-                hint: Some(format!("give {user} passwordless sudo, or connect as root")),
-                usage: false,
-            })
-        }
-        e => Stop::Failed(Failure {
-            message: e.to_string(),
-            command,
-            output_tail: String::new(),
-            hint: None,
-            usage: false,
-        }),
+        e => Stop::Failed(Failure { message: e.to_string(), command, output_tail: String::new(), hint: e.hint(), usage: false }),
     }
 }
 
 impl Runner {
     pub fn new(session: Session, cfg: Config, dry_run: bool) -> Runner {
         let user_is_root = session.target().is_root();
-        Runner { session, cfg, dry_run, user_is_root, unchanged_facts: None }
+        let facts_cmd = gather::command(&Inputs::for_config(&cfg));
+        Runner { session, cfg, facts_cmd, dry_run, user_is_root, unchanged_facts: None }
     }
 
     pub fn session(&self) -> &Session {
@@ -146,7 +133,7 @@ impl Runner {
 
     /// Facts, in one round trip.
     pub async fn facts(&self) -> Result<Facts, RemoteError> {
-        let out = self.session.exec(&facts::command_for(&self.cfg)).await?;
+        let out = self.session.exec(&self.facts_cmd).await?;
         Ok(Facts::parse(&out.stdout_str()))
     }
 
@@ -181,17 +168,13 @@ impl Runner {
             Ok(f) => f,
             Err(e) => return Outcome::Unreachable(e.to_string()),
         };
-        let plan = if step == Step::Reboot {
-            steps::plan_reboot(&facts, &self.cfg, *driver_would_install)
-        } else {
-            step.plan(&facts, &self.cfg)
-        };
+        let plan = step.plan(&facts, &self.cfg, *driver_would_install);
         match plan {
             Plan::Ok(why) => Outcome::Ok(why),
             Plan::Skip(why) => Outcome::Skipped(why),
             Plan::Pending(why) => Outcome::WouldChange { why: format!("after the steps above: {why}"), actions: Vec::new() },
             // What verify checks is what the steps above would make so.
-            Plan::Refuse { .. } if step == Step::Verify && *driver_would_install => Outcome::WouldChange {
+            Plan::Refuse { .. } if step == Step::GpuCheck && *driver_would_install => Outcome::WouldChange {
                 why: "check nvidia-smi and Docker's nvidia runtime once the steps above have run".into(),
                 actions: Vec::new(),
             },
@@ -203,7 +186,7 @@ impl Runner {
                 usage,
             }),
             Plan::Act { why, actions } => {
-                if step == Step::Nvidia && why.contains("install nvidia-driver") {
+                if step == Step::Nvidia && nvidia::installs_driver(&why) {
                     *driver_would_install = true;
                 }
                 Outcome::WouldChange {
@@ -226,7 +209,7 @@ impl Runner {
                 Err(Stop::Lost(why)) if !lost_once => {
                     lost_once = true;
                     events.note(step, &format!("connection lost ({why}); reconnecting"));
-                    if let Err(e) = self.reconnect().await {
+                    if let Err(e) = self.session.reconnect().await {
                         return Outcome::Unreachable(format!("{why}; reconnecting failed: {e}"));
                     }
                 }
@@ -242,7 +225,7 @@ impl Runner {
             Some(f) => f,
             None => self.facts().await.map_err(|e| remote_failure(&e, Some("facts.sh".into())))?,
         };
-        let plan = step.plan(&facts, &self.cfg);
+        let plan = step.plan(&facts, &self.cfg, false);
         if matches!(plan, Plan::Ok(_) | Plan::Skip(_)) {
             self.unchanged_facts = Some(facts);
         }
@@ -291,7 +274,7 @@ impl Runner {
                 }
                 Action::Reconnect => {
                     events.note(step, "reconnecting so the new group membership applies");
-                    self.reconnect()
+                    self.session.reconnect()
                         .await
                         .map_err(|e| Stop::Failed(Failure {
                             message: format!("reconnecting failed: {e}"),
@@ -353,9 +336,9 @@ impl Runner {
                 let output_tail = if cmd.is_quiet() {
                     String::new()
                 } else if out.stderr.iter().any(|b| !b.is_ascii_whitespace()) {
-                    tail(&out.stderr)
+                    tail(&out.stderr, TAIL_LINES, TAIL_BYTES)
                 } else {
-                    tail(&out.stdout)
+                    tail(&out.stdout, TAIL_LINES, TAIL_BYTES)
                 };
                 Err(Stop::Failed(Failure {
                     message: format!("`{shown}` failed ({})", out.status),
@@ -368,11 +351,4 @@ impl Runner {
         }
     }
 
-    async fn reconnect(&mut self) -> Result<(), RemoteError> {
-        let opts = self.session.options().clone();
-        let fresh = Session::connect(opts).await?;
-        let old = std::mem::replace(&mut self.session, fresh);
-        let _ = old.close().await;
-        Ok(())
-    }
 }

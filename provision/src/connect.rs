@@ -30,6 +30,9 @@ pub struct AwsOptions {
     pub fallback_region: Option<String>,
     pub profile: Option<String>,
     pub fallback_profile: Option<String>,
+    /// Test-only: end the process once this many AWS calls have completed
+    /// ([`KillAfterCalls`]).
+    pub test_kill_after_calls: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -81,13 +84,13 @@ pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError
         return Err(ConnectError::NoCredentials(aws_sdk_ec2::error::DisplayErrorContext(&e).to_string()));
     }
     let mut ec2 = aws_sdk_ec2::config::Builder::from(&config);
-    if let Some(n) = std::env::var("IMAGE_PROVISION_TEST_KILL_AFTER_CALLS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = opts.test_kill_after_calls {
         ec2 = ec2.interceptor(KillAfterCalls { remaining: AtomicUsize::new(n) });
     }
     Ok((SdkApi::new(aws_sdk_ec2::Client::from_conf(ec2.build())), region))
 }
 
-/// Test-only (IMAGE_PROVISION_TEST_KILL_AFTER_CALLS=N): end the process
+/// Test-only (the command line's IMAGE_PROVISION_TEST_KILL_AFTER_CALLS=N): end the process
 /// abruptly, with no clean-up, once N AWS calls have completed. The tests use
 /// it to prove that a create killed at any point converges when run again.
 #[derive(Debug)]
@@ -107,7 +110,7 @@ impl Intercept for KillAfterCalls {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if self.remaining.fetch_sub(1, Ordering::SeqCst) == 1 {
-            eprintln!("test hook: killed after the AWS call limit set by IMAGE_PROVISION_TEST_KILL_AFTER_CALLS");
+            eprintln!("test hook: killed after the AWS call limit (IMAGE_PROVISION_TEST_KILL_AFTER_CALLS)");
             // 137 is what a shell reports for SIGKILL; exit() runs no destructors.
             std::process::exit(137);
         }

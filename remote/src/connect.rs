@@ -200,7 +200,8 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target, identity: &I
                 return Ok(());
             }
             Err(Error::AuthFailed {
-                target: target.clone(),
+                target: target.to_string(),
+                user: target.user.clone(),
                 method: format!("key {} ({})", path.display(), known_hosts::describe(key.public_key())),
             })
         }
@@ -237,7 +238,7 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target, identity: &I
                     Err(e) => debug!(target: "remote", host = %target, "agent could not sign: {e}"),
                 }
             }
-            Err(Error::AuthFailed { target: target.clone(), method: format!("ssh-agent keys ({})", tried.join(", ")) })
+            Err(Error::AuthFailed { target: target.to_string(), user: target.user.clone(), method: format!("ssh-agent keys ({})", tried.join(", ")) })
         }
     }
 }

@@ -53,7 +53,10 @@ pub enum Error {
 
     #[error("{target} refused our {method}")]
     AuthFailed {
-        target: crate::Target,
+        /// `user@host:port`.
+        target: String,
+        /// The user logged in as.
+        user: String,
         /// e.g. `key /home/me/.ssh/id_ed25519 (ssh-ed25519 SHA256:...)`
         method: String,
     },
@@ -174,9 +177,8 @@ impl Error {
             )),
             Error::NoAgent => Some("start ssh-agent and `ssh-add` your key, or give a private key file".into()),
             Error::AgentEmpty { .. } => Some("`ssh-add` your key, or give a private key file".into()),
-            Error::AuthFailed { target, .. } => Some(format!(
-                "check that the public key is in ~{}/.ssh/authorized_keys on the host (EC2: the key pair the instance was launched with) and that the user name is right",
-                target.user
+            Error::AuthFailed { user, .. } => Some(format!(
+                "check that the public key is in ~{user}/.ssh/authorized_keys on the host (EC2: the key pair the instance was launched with) and that the user name is right"
             )),
             Error::HostKey(e) => e.hint(),
             Error::ConnectTimeout { .. } => {

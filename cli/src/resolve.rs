@@ -1,0 +1,681 @@
+//! Parse once, resolve once: the parsed arguments (flags and their
+//! environment variables), the config file and the built-in defaults become
+//! one checked settings value per command, here and nowhere else. Flags beat
+//! the file, which beats the defaults. Every check of the person's input is
+//! made before anything connects, so bad input changes nothing. The
+//! test-only environment hooks are read here too, in [`TestHooks`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use image_provision_playbooks::report::ReportOptions;
+use image_provision_playbooks::settings::{self, Config, ImageConfig, Profile};
+use image_provision_playbooks::validate;
+use image_provision_provision::AwsOptions;
+use image_provision_remote::{HostKeyPolicy, Identity, Target};
+
+use crate::args::{
+    AwsArgs, BootstrapArgs, Command, CreateArgs, DestroyArgs, Ec2Command, HostStepArgs, ImageProfile, ListArgs,
+    ServerArgs, Ubuntu, UpdateArgs,
+};
+use crate::config::{ConfigFile, Ec2Config, HostConfig};
+use crate::errors::UsageError;
+
+pub const DEFAULT_INSTANCE_TYPE: &str = "g5.xlarge";
+pub const DEFAULT_VOLUME_SIZE: i32 = 1000;
+pub const DEFAULT_VOLUME_TYPE: &str = "gp3";
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_SSH_USER: &str = "ubuntu";
+const VOLUME_TYPES: &[&str] = &["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"];
+
+/// Test-only: send everything that goes over SSH to this address instead of
+/// an EC2 instance's public IP (moto's addresses are not real).
+pub const TEST_SSH_ADDR: &str = "IMAGE_PROVISION_TEST_SSH_ADDR";
+/// Test-only: a test host without Traefik's stand-in has nothing serving
+/// https://DOMAIN/, so no HTTPS health check.
+pub const TEST_NO_HTTPS_HEALTH: &str = "IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH";
+/// Test-only: the address the HTTPS health check sends DOMAIN to instead of
+/// 127.0.0.1 (test hosts share the machine's network, so each one's Traefik
+/// stand-in listens on a loopback address of its own).
+pub const TEST_HTTPS_ADDR: &str = "IMAGE_PROVISION_TEST_HTTPS_ADDR";
+/// Test-only: end the process once this many AWS calls have completed.
+pub const TEST_KILL_AFTER_CALLS: &str = "IMAGE_PROVISION_TEST_KILL_AFTER_CALLS";
+
+/// The test-only environment hooks.
+#[derive(Clone, Debug)]
+pub struct TestHooks {
+    pub ssh_addr: Option<SocketAddr>,
+    pub https_check: bool,
+    pub https_addr: IpAddr,
+    pub kill_after_calls: Option<usize>,
+}
+
+impl TestHooks {
+    pub fn from_env() -> Result<TestHooks, UsageError> {
+        let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let ssh_addr = var(TEST_SSH_ADDR)
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    UsageError::new(format!("{TEST_SSH_ADDR}={v:?} is not an address")).hint("write it as 127.0.0.1:2222")
+                })
+            })
+            .transpose()?;
+        let https_addr = match std::env::var_os(TEST_HTTPS_ADDR) {
+            None => settings::DEFAULT_HTTPS_ADDR,
+            Some(v) => v.to_str().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
+                UsageError::new(format!("{TEST_HTTPS_ADDR}={v:?} is not an IP address"))
+                    .hint("it is for the tests only: unset it")
+            })?,
+        };
+        Ok(TestHooks {
+            ssh_addr,
+            https_check: std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none(),
+            https_addr,
+            kill_after_calls: var(TEST_KILL_AFTER_CALLS).and_then(|v| v.parse().ok()),
+        })
+    }
+}
+
+/// A command, resolved.
+// Resolved once per run: boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Resolved {
+    Create(CreateSettings),
+    List { aws: AwsOptions, json: bool },
+    Destroy(DestroySettings),
+    Bootstrap(BootstrapSettings),
+    Verify(ServerSettings),
+    Update(UpdateSettings),
+}
+
+pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Result<Resolved, UsageError> {
+    Ok(match command {
+        Command::Ec2(Ec2Command::Create(a)) => Resolved::Create(create(a, file, hooks)?),
+        Command::Ec2(Ec2Command::List(ListArgs { aws, json })) => {
+            Resolved::List { aws: aws_options(aws, &file.ec2, hooks)?, json: *json }
+        }
+        Command::Ec2(Ec2Command::Destroy(a)) => Resolved::Destroy(destroy(a, file, hooks)?),
+        Command::Bootstrap(a) => Resolved::Bootstrap(bootstrap(a, &file.host, hooks)?),
+        Command::Verify(a) => Resolved::Verify(server(&a.server, file, hooks)?),
+        Command::Update(a) => Resolved::Update(update(a, file, hooks)?),
+    })
+}
+
+/// A duration flag: at least a second (the host's scripts count whole
+/// seconds, and EC2's tags whole seconds too).
+pub fn duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
+    let d = humantime::parse_duration(value).map_err(|e| {
+        UsageError::new(format!("{flag} {value:?} is not a duration: {e}")).hint("write it like 30s, 30m, 4h or 2d")
+    })?;
+    if d.as_secs() == 0 {
+        return Err(UsageError::new(format!("{flag} {value:?} is less than a second")).hint("e.g. 30s, 30m, 2h"));
+    }
+    Ok(d)
+}
+
+fn duration_or(flag: &str, value: Option<&String>, default: Duration) -> Result<Duration, UsageError> {
+    value.map(|v| duration(flag, v)).transpose().map(|d| d.unwrap_or(default))
+}
+
+/// A server name must be usable as a DNS label: it names resources and may
+/// become part of a host name.
+pub fn check_name(name: &str) -> Result<(), UsageError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!("server name {name:?} is not a DNS label")).hint(
+            "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen, e.g. image-test-1",
+        ))
+    }
+}
+
+fn check_cidr(cidr: &str) -> Result<(), UsageError> {
+    let bad = || {
+        UsageError::new(format!("--ssh-cidr {cidr:?} is not a CIDR block"))
+            .hint("write it like 203.0.113.7/32 or 2001:db8::/48")
+    };
+    let (addr, len) = cidr.split_once('/').ok_or_else(bad)?;
+    let len: u8 = len.parse().map_err(|_| bad())?;
+    let ip: IpAddr = addr.parse().map_err(|_| bad())?;
+    if len > if ip.is_ipv4() { 32 } else { 128 } {
+        return Err(bad());
+    }
+    Ok(())
+}
+
+pub fn unknown_region(region: &str) -> UsageError {
+    UsageError::new(format!("unknown AWS region {region:?}"))
+        .hint(format!("use one of: {}", image_provision_provision::KNOWN_REGIONS.join(", ")))
+}
+
+/// --region and --profile over the file's, every region checked.
+fn aws_options(args: &AwsArgs, file: &Ec2Config, hooks: &TestHooks) -> Result<AwsOptions, UsageError> {
+    for r in args.region.iter().chain(file.region.iter()) {
+        image_provision_provision::check_region(r).map_err(|_| unknown_region(r))?;
+    }
+    Ok(AwsOptions {
+        region: args.region.clone(),
+        fallback_region: file.region.clone(),
+        profile: args.profile.clone(),
+        fallback_profile: file.profile.clone(),
+        test_kill_after_calls: hooks.kill_after_calls,
+    })
+}
+
+fn ssh_user(flag: Option<&String>, file: Option<&String>) -> Result<String, UsageError> {
+    let user = flag.or(file).cloned().unwrap_or_else(|| DEFAULT_SSH_USER.into());
+    if user.is_empty() || !user.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
+        return Err(UsageError::new(format!("--ssh-user {user:?} is not a user name"))
+            .hint("the AMI's login user, e.g. ubuntu"));
+    }
+    Ok(user)
+}
+
+fn target(host: &str) -> Result<Target, UsageError> {
+    host.parse().map_err(|e: image_provision_remote::Error| {
+        UsageError::new(format!("--host: {e}")).hint("e.g. --host ubuntu@203.0.113.7 or --host admin@example.org:2222")
+    })
+}
+
+/// --identity: a private key file that exists.
+fn identity(path: Option<&PathBuf>) -> Result<Option<Identity>, UsageError> {
+    match path {
+        Some(p) if !p.is_file() => Err(UsageError::new(format!("--identity {}: no such file", p.display()))
+            .hint("give the private key file (not the .pub), or leave out --identity to use the ssh-agent")),
+        Some(p) => Ok(Some(Identity::key_file(p))),
+        None => Ok(None),
+    }
+}
+
+fn policy(accept_new: bool) -> HostKeyPolicy {
+    if accept_new { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict }
+}
+
+/// `ec2 create`, resolved.
+#[derive(Debug, Clone)]
+pub struct CreateSettings {
+    pub name: String,
+    pub aws: AwsOptions,
+    pub ami: Option<String>,
+    pub ubuntu: Ubuntu,
+    pub instance_type: String,
+    pub volume_size: i32,
+    pub volume_type: String,
+    pub subnet: Option<String>,
+    pub ssh_cidrs: Vec<String>,
+    pub ssh_key: Option<PathBuf>,
+    pub ssh_user: String,
+    pub spot: bool,
+    pub spot_only: bool,
+    pub ttl: Option<Duration>,
+    pub ready_timeout: Duration,
+    pub no_bootstrap: bool,
+    pub dry_run: bool,
+    /// The host steps, once the instance answers.
+    pub steps: Config,
+    /// Test-only: where SSH goes instead of the instance's address.
+    pub ssh_addr: Option<SocketAddr>,
+}
+
+fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<CreateSettings, UsageError> {
+    let f = &file.ec2;
+    check_name(&args.name)?;
+    let ubuntu = match (&args.ubuntu, &f.ubuntu) {
+        (Some(u), _) => *u,
+        (None, Some(s)) => Ubuntu::from_str(s, false).map_err(|_| {
+            UsageError::new(format!("config file: ubuntu = {s:?} is not supported")).hint("use \"22.04\" or \"24.04\"")
+        })?,
+        (None, None) => Ubuntu::Jammy,
+    };
+    let ami = args.ami.clone().or_else(|| f.ami.clone());
+    if let Some(ami) = &ami
+        && !(ami.starts_with("ami-") && ami.len() > 4 && ami[4..].bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(UsageError::new(format!("{ami:?} is not an AMI id")).hint("AMI ids look like ami-0123456789abcdef0"));
+    }
+    let volume_size = args.volume_size.or(f.volume_size).unwrap_or(DEFAULT_VOLUME_SIZE);
+    if !(8..=65536).contains(&volume_size) {
+        return Err(UsageError::new(format!("volume size {volume_size} GiB is out of range"))
+            .hint("give 8 to 65536 GiB; IMAGE's images want the default 1000"));
+    }
+    let volume_type = args.volume_type.clone().or_else(|| f.volume_type.clone()).unwrap_or(DEFAULT_VOLUME_TYPE.into());
+    if !VOLUME_TYPES.contains(&volume_type.as_str()) {
+        return Err(UsageError::new(format!("volume type {volume_type:?} is not an EBS volume type"))
+            .hint(format!("use one of {}", VOLUME_TYPES.join(", "))));
+    }
+    let ssh_cidrs = if !args.ssh_cidr.is_empty() {
+        args.ssh_cidr.clone()
+    } else {
+        f.ssh_cidr.clone().unwrap_or_else(|| vec!["0.0.0.0/0".into(), "::/0".into()])
+    };
+    for c in &ssh_cidrs {
+        check_cidr(c)?;
+    }
+    let spot = args.spot || f.spot.unwrap_or(false);
+    let spot_only = args.spot_only || f.spot_only.unwrap_or(false);
+    if spot_only && !spot {
+        return Err(UsageError::new("--spot-only needs --spot"));
+    }
+    let ttl = args.ttl.as_ref().or(f.ttl.as_ref()).map(|t| duration("--ttl", t)).transpose()?;
+    let ready_timeout = duration_or("--ready-timeout", args.ready_timeout.as_ref().or(f.ready_timeout.as_ref()), DEFAULT_READY_TIMEOUT)?;
+    let ssh_user = ssh_user(args.ssh_user.as_ref(), f.ssh_user.as_ref())?;
+    let aws = aws_options(&args.aws, f, hooks)?;
+    let steps = host_steps(&args.steps, &file.host, hooks)?;
+    Ok(CreateSettings {
+        name: args.name.clone(),
+        aws,
+        ami,
+        ubuntu,
+        instance_type: args.instance_type.clone().or_else(|| f.instance_type.clone()).unwrap_or(DEFAULT_INSTANCE_TYPE.into()),
+        volume_size,
+        volume_type,
+        subnet: args.subnet.clone().or_else(|| f.subnet.clone()),
+        ssh_cidrs,
+        ssh_key: args.ssh_key.clone().or_else(|| f.ssh_key.clone()),
+        ssh_user,
+        spot,
+        spot_only,
+        ttl,
+        ready_timeout,
+        no_bootstrap: args.no_bootstrap,
+        dry_run: args.dry_run,
+        steps,
+        ssh_addr: hooks.ssh_addr,
+    })
+}
+
+/// `ec2 destroy`, resolved.
+#[derive(Debug, Clone)]
+pub struct DestroySettings {
+    pub name: Option<String>,
+    pub aws: AwsOptions,
+    pub expired: bool,
+    pub yes: bool,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+fn destroy(a: &DestroyArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<DestroySettings, UsageError> {
+    if let Some(name) = &a.name {
+        check_name(name)?;
+    }
+    Ok(DestroySettings {
+        name: a.name.clone(),
+        aws: aws_options(&a.aws, &file.ec2, hooks)?,
+        expired: a.expired,
+        yes: a.yes,
+        dry_run: a.dry_run,
+        json: a.json,
+    })
+}
+
+/// `bootstrap --host`, resolved.
+pub struct BootstrapSettings {
+    pub target: Target,
+    pub identity: Identity,
+    pub policy: HostKeyPolicy,
+    pub dry_run: bool,
+    pub steps: Config,
+}
+
+fn bootstrap(a: &BootstrapArgs, file: &HostConfig, hooks: &TestHooks) -> Result<BootstrapSettings, UsageError> {
+    Ok(BootstrapSettings {
+        target: target(&a.host)?,
+        identity: identity(a.identity.as_ref())?.unwrap_or(Identity::Agent),
+        policy: policy(a.accept_new_host_key),
+        dry_run: a.dry_run,
+        steps: host_steps(&a.steps, file, hooks)?,
+    })
+}
+
+/// A text flag over the file's value: trimmed, not empty, and `check`ed.
+fn checked(
+    flag: &str,
+    value: Option<&String>,
+    file: Option<&String>,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Option<String>, UsageError> {
+    match value.or(file).map(|v| v.trim()) {
+        None => Ok(None),
+        Some("") => Err(UsageError::new(format!("{flag} is empty"))),
+        Some(s) => check(s).map(|()| Some(s.to_string())).map_err(|e| UsageError::new(format!("{flag}: {e}"))),
+    }
+}
+
+/// The host steps' settings (`bootstrap`, `ec2 create`): the flags over the
+/// file's `[host]` table over the defaults. Every supplied env file is read
+/// and checked here, before anything connects.
+fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Config, UsageError> {
+    let defaults = Config::default();
+    let on = |flag: bool, file: Option<bool>| flag || file.unwrap_or(false);
+    let timeout = |flag: &str, value: &Option<String>, file: &Option<String>, default| {
+        duration_or(flag, value.as_ref().or(file.as_ref()), default)
+    };
+    Ok(Config {
+        gpu: !on(a.no_gpu, f.no_gpu),
+        force_distro: on(a.force_distro, f.force_distro),
+        nvidia_driver_branch: checked("--nvidia-driver", a.nvidia_driver.as_ref(), f.nvidia_driver.as_ref(), validate::check_driver_branch)
+            .map_err(|e| e.hint("e.g. 535-server, 550-server or 570-server (the package is nvidia-driver-BRANCH)"))?
+            .unwrap_or(defaults.nvidia_driver_branch),
+        nvidia_repo: checked("--nvidia-repo", a.nvidia_repo.as_ref(), f.nvidia_repo.as_ref(), validate::check_apt_source)
+            .map_err(apt_source_hint)?
+            .unwrap_or(defaults.nvidia_repo),
+        nvidia_repo_key: checked("--nvidia-repo-key", a.nvidia_repo_key.as_ref(), f.nvidia_repo_key.as_ref(), validate::check_key_url)
+            .map_err(key_url_hint)?
+            .unwrap_or(defaults.nvidia_repo_key),
+        docker_repo: checked("--docker-repo", a.docker_repo.as_ref(), f.docker_repo.as_ref(), validate::check_apt_source)
+            .map_err(apt_source_hint)?
+            .unwrap_or(defaults.docker_repo),
+        docker_repo_key: checked("--docker-repo-key", a.docker_repo_key.as_ref(), f.docker_repo_key.as_ref(), validate::check_key_url)
+            .map_err(key_url_hint)?
+            .unwrap_or(defaults.docker_repo_key),
+        reboot_timeout: timeout("--reboot-timeout", &a.reboot_timeout, &f.reboot_timeout, defaults.reboot_timeout)?,
+        cloud_init_timeout: timeout("--cloud-init-timeout", &a.cloud_init_timeout, &f.cloud_init_timeout, defaults.cloud_init_timeout)?,
+        lock_timeout: timeout("--apt-lock-timeout", &a.apt_lock_timeout, &f.apt_lock_timeout, defaults.lock_timeout)?,
+        apt_lists_max_age: defaults.apt_lists_max_age,
+        image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks)?) },
+    })
+}
+
+fn apt_source_hint(e: UsageError) -> UsageError {
+    e.hint("e.g. \"https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /\" (a flat repository has SUITE /)")
+}
+
+fn key_url_hint(e: UsageError) -> UsageError {
+    e.hint("give an https:// (or file:///) URL of an ASCII-armored key")
+}
+
+/// The IMAGE steps' settings.
+fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<ImageConfig, UsageError> {
+    let defaults = ImageConfig::default();
+    let domain = checked("--domain", a.domain.as_ref(), f.domain.as_ref(), validate::check_domain)
+        .map_err(|e| {
+            e.hint("give the server's public host name, e.g. --domain image.example.org, whose DNS record points at the server")
+        })?
+        .map(|d| d.to_ascii_lowercase());
+    let acme_email = checked("--acme-email", a.acme_email.as_ref(), f.acme_email.as_ref(), validate::check_email)?;
+    if domain.is_some() && acme_email.is_none() {
+        return Err(UsageError::new("--domain needs --acme-email").hint(
+            "Let's Encrypt registers the certificate's account under an e-mail address: pass --acme-email you@example.org",
+        ));
+    }
+    if domain.is_none() && acme_email.is_some() {
+        return Err(UsageError::new("--acme-email without --domain").hint("the e-mail is for the certificate of --domain; give both"));
+    }
+    let profile = match (a.image_profile, &f.image_profile) {
+        (Some(p), _) => p,
+        (None, Some(p)) => ImageProfile::from_str(p, false).map_err(|_| {
+            UsageError::new(format!("config file: [host] image_profile = {p:?} is not a profile"))
+                .hint("use \"production\" or \"test\"")
+        })?,
+        (None, None) => ImageProfile::Production,
+    };
+    let env_specs: Vec<String> = match (&a.env_file, &f.env_files) {
+        (flags, Some(files)) if flags.is_empty() => {
+            files.iter().map(|(name, path)| format!("{name}={}", path.display())).collect()
+        }
+        (flags, _) => flags.clone(),
+    };
+    let mut env_files: Vec<(String, Vec<u8>)> = Vec::new();
+    for spec in &env_specs {
+        let (name, content) = read_env_file(spec)?;
+        if env_files.iter().any(|(n, _)| *n == name) {
+            return Err(UsageError::new(format!("--env-file {name} is given twice")));
+        }
+        env_files.push((name, content));
+    }
+    let text = |v: Option<String>, default: String| v.unwrap_or(default);
+    Ok(ImageConfig {
+        base_dir: text(checked("--base-dir", a.base_dir.as_ref(), f.base_dir.as_ref(), validate::check_base_dir)?, defaults.base_dir),
+        repo_url: text(checked("--repo-url", a.repo_url.as_ref(), f.repo_url.as_ref(), validate::check_repo_url)?, defaults.repo_url),
+        repo_branch: text(checked("--repo-branch", a.repo_branch.as_ref(), f.repo_branch.as_ref(), validate::check_branch)?, defaults.repo_branch),
+        domain,
+        acme_email,
+        registry_tag: text(
+            checked("--registry-tag", a.registry_tag.as_ref(), f.registry_tag.as_ref(), validate::check_registry_tag)?,
+            defaults.registry_tag,
+        ),
+        profile: match profile {
+            ImageProfile::Production => Profile::Production,
+            ImageProfile::Test => Profile::Test,
+        },
+        pii_logging: a.pii_logging || f.pii_logging.unwrap_or(false),
+        env_files,
+        imageup: !(a.no_imageup || f.no_imageup.unwrap_or(false)),
+        imageup_timeout: duration_or("--imageup-timeout", a.imageup_timeout.as_ref().or(f.imageup_timeout.as_ref()), defaults.imageup_timeout)?,
+        health_timeout: duration_or("--health-timeout", a.health_timeout.as_ref().or(f.health_timeout.as_ref()), defaults.health_timeout)?,
+        https_check: hooks.https_check,
+        https_addr: hooks.https_addr,
+    })
+}
+
+/// `--env-file NAME=PATH`: read and check the file. Messages name the file
+/// and the line, never a value (the files hold credentials).
+fn read_env_file(spec: &str) -> Result<(String, Vec<u8>), UsageError> {
+    let known = validate::SUPPLIED_ENV_FILES.join(", ");
+    let Some((name, path)) = spec.split_once('=') else {
+        return Err(UsageError::new(format!("--env-file {spec:?}: expected NAME=PATH"))
+            .hint(format!("e.g. --env-file llm.env=./llm.env; NAME is one of {known}")));
+    };
+    let name = name.trim();
+    if !validate::SUPPLIED_ENV_FILES.contains(&name) {
+        return Err(UsageError::new(format!("--env-file {name}: not a file the IMAGE stack reads"))
+            .hint(format!("NAME is one of {known}")));
+    }
+    let bytes = std::fs::read(path).map_err(|e| {
+        UsageError::new(format!("--env-file {name}={path}: cannot read {path}: {e}"))
+            .hint("give the path of an existing file on this machine; nothing was changed on the host")
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        UsageError::new(format!("--env-file {name}={path}: not UTF-8 text")).hint("nothing was changed on the host")
+    })?;
+    validate::check_env_file(name, &text).map_err(|e| {
+        UsageError::new(format!("--env-file {name}={path}: {e}")).hint(
+            "fix the file (KEY=value lines; blank lines and # comments are fine) and run again; nothing was changed on the host",
+        )
+    })?;
+    Ok((name.to_string(), text.into_bytes()))
+}
+
+/// Which server `verify` and `update` talk to.
+pub enum Server {
+    /// Any host, as bootstrap reaches it.
+    Host { target: Target, identity: Identity, policy: HostKeyPolicy },
+    /// An EC2 server by name: its address from its tags, its key and
+    /// known_hosts from the state directory (unless `identity`).
+    Ec2 { name: String, aws: AwsOptions, identity: Option<Identity>, ssh_user: String, ssh_addr: Option<SocketAddr> },
+}
+
+/// `verify` (and the first half of `update`), resolved.
+pub struct ServerSettings {
+    pub server: Server,
+    pub report: ReportOptions,
+    pub json: bool,
+}
+
+fn server(a: &ServerArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<ServerSettings, UsageError> {
+    let f = &file.host;
+    let domain = checked("--domain", a.domain.as_ref(), f.domain.as_ref(), validate::check_domain)?.map(|d| d.to_ascii_lowercase());
+    let base_dir = checked("--base-dir", a.base_dir.as_ref(), f.base_dir.as_ref(), validate::check_base_dir)?;
+    let report = ReportOptions {
+        base_dir: base_dir.unwrap_or_else(|| settings::DEFAULT_BASE_DIR.into()),
+        domain,
+        gpu: !(a.no_gpu || f.no_gpu.unwrap_or(false)),
+        https_check: hooks.https_check,
+        https_addr: hooks.https_addr,
+        stack: !(a.no_stack || f.no_stack.unwrap_or(false)),
+    };
+    let id = identity(a.identity.as_ref())?;
+    let server = match (&a.host, &a.name) {
+        (Some(host), _) => Server::Host { target: target(host)?, identity: id.unwrap_or(Identity::Agent), policy: policy(a.accept_new_host_key) },
+        (None, Some(name)) => {
+            check_name(name)?;
+            Server::Ec2 {
+                name: name.clone(),
+                aws: aws_options(&a.aws, &file.ec2, hooks)?,
+                identity: id,
+                ssh_user: ssh_user(a.ssh_user.as_ref(), file.ec2.ssh_user.as_ref())?,
+                ssh_addr: hooks.ssh_addr,
+            }
+        }
+        (None, None) => return Err(UsageError::new("give the server's NAME or --host")),
+    };
+    Ok(ServerSettings { server, report, json: a.json })
+}
+
+/// `update`, resolved.
+pub struct UpdateSettings {
+    pub server: ServerSettings,
+    pub imageup: bool,
+    pub imageup_timeout: Duration,
+    pub health_timeout: Duration,
+}
+
+fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<UpdateSettings, UsageError> {
+    let f = &file.host;
+    let server = server(&a.server, file, hooks)?;
+    if !server.report.stack {
+        return Err(UsageError::new("update keeps the IMAGE stack current, and this server has none (--no-stack)")
+            .hint("run `image-provision bootstrap` without --no-stack to add the stack"));
+    }
+    Ok(UpdateSettings {
+        imageup: !(a.no_imageup || f.no_imageup.unwrap_or(false)),
+        imageup_timeout: duration_or(
+            "--imageup-timeout",
+            a.imageup_timeout.as_ref().or(f.imageup_timeout.as_ref()),
+            settings::DEFAULT_IMAGEUP_TIMEOUT,
+        )?,
+        health_timeout: duration_or(
+            "--health-timeout",
+            a.health_timeout.as_ref().or(f.health_timeout.as_ref()),
+            settings::DEFAULT_HEALTH_TIMEOUT,
+        )?,
+        server,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    fn hooks() -> TestHooks {
+        TestHooks { ssh_addr: None, https_check: true, https_addr: settings::DEFAULT_HTTPS_ADDR, kill_after_calls: None }
+    }
+
+    fn create_with(f: &dyn Fn(&mut CreateArgs), file: &ConfigFile) -> Result<CreateSettings, UsageError> {
+        let mut a = CreateArgs { name: "x".into(), ..Default::default() };
+        f(&mut a);
+        create(&a, file, &hooks())
+    }
+
+    #[test]
+    fn names_must_be_dns_labels() {
+        for ok in ["a", "image-1", &"a".repeat(63)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_is_valid_and_complete() {
+        let file = parse(include_str!("../../examples/image-provision.toml")).expect("examples/image-provision.toml");
+        let s = create_with(&|_| {}, &file).unwrap();
+        assert_eq!((s.instance_type.as_str(), s.volume_size, s.volume_type.as_str()), ("g5.xlarge", 1000, "gp3"));
+        let img = s.steps.image.expect("the example runs the IMAGE steps");
+        assert_eq!(img.registry_tag, "latest");
+        assert_eq!(img.profile, Profile::Production);
+    }
+
+    #[test]
+    fn host_options_come_from_the_file_unless_a_flag_set_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let llm = dir.path().join("llm.env");
+        std::fs::write(&llm, "LLM_URL=http://x/v1\nLLM_API_KEY=k\nLLM_MODEL=m\n").unwrap();
+        let file = parse(&format!(
+            "[host]\ndomain = \"image.example.org\"\nacme_email = \"ops@example.org\"\nregistry_tag = \"unstable\"\n\
+             no_gpu = true\nimage_profile = \"test\"\nenv_files = {{ \"llm.env\" = {:?} }}\n",
+            llm.display()
+        ))
+        .unwrap();
+        let args = HostStepArgs { registry_tag: Some("v1".into()), ..Default::default() };
+        let cfg = host_steps(&args, &file.host, &hooks()).unwrap();
+        let img = cfg.image.unwrap();
+        assert_eq!(img.domain.as_deref(), Some("image.example.org"));
+        assert_eq!(img.registry_tag, "v1", "the flag wins");
+        assert!(!cfg.gpu);
+        assert_eq!(img.profile, Profile::Test);
+        assert_eq!(img.env_files.len(), 1);
+        assert_eq!(img.env_files[0].0, "llm.env");
+        let bad = parse("[host]\nimage_profile = \"staging\"\n").unwrap();
+        assert!(host_steps(&HostStepArgs::default(), &bad.host, &hooks()).is_err());
+    }
+
+    #[test]
+    fn verify_and_update_read_the_host_table_under_their_flags() {
+        let file = parse(
+            "[host]\nbase_dir = \"/srv/image\"\ndomain = \"image.example.org\"\nno_gpu = true\n\
+             imageup_timeout = \"2h\"\nhealth_timeout = \"9m\"\nregistry_tag = \"unstable\"\nno_imageup = true\n",
+        )
+        .unwrap();
+        let mut a = UpdateArgs { health_timeout: Some("1m".into()), ..Default::default() };
+        a.server.host = Some("admin@203.0.113.7".into());
+        a.server.domain = Some("other.example.org".into());
+        let u = update(&a, &file, &hooks()).unwrap();
+        assert_eq!(u.server.report.base_dir, "/srv/image");
+        assert_eq!(u.server.report.domain.as_deref(), Some("other.example.org"), "the flag wins");
+        assert!(!u.server.report.gpu);
+        assert!(!u.imageup, "a --no-imageup server is updated without imageup");
+        assert_eq!(u.imageup_timeout, Duration::from_secs(7200));
+        assert_eq!(u.health_timeout, Duration::from_secs(60), "the flag wins");
+        let v = server(&a.server, &ConfigFile::default(), &hooks()).unwrap();
+        assert_eq!(v.report.base_dir, settings::DEFAULT_BASE_DIR);
+        assert!(v.report.gpu, "no file, no change");
+    }
+
+    #[test]
+    fn flags_beat_the_file_which_beats_defaults() {
+        let file = parse("[ec2]\ninstance_type = \"g5.2xlarge\"\nvolume_size = 500\n").unwrap();
+        let s = create_with(&|a| a.volume_size = Some(200), &file).unwrap();
+        assert_eq!(s.instance_type, "g5.2xlarge");
+        assert_eq!(s.volume_size, 200);
+        assert_eq!(s.volume_type, "gp3");
+        assert_eq!(s.ssh_cidrs, ["0.0.0.0/0", "::/0"]);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let file = ConfigFile::default();
+        assert!(create_with(&|a| a.ttl = Some("soon".into()), &file).is_err());
+        assert!(create_with(&|a| a.ttl = Some("100ms".into()), &file).is_err());
+        assert!(create_with(&|a| a.ssh_cidr = vec!["10.0.0.0/33".into()], &file).is_err());
+        assert!(create_with(&|a| a.ami = Some("ubuntu".into()), &file).is_err());
+        assert!(create_with(&|a| a.aws.region = Some("us-est-1".into()), &file).is_err());
+        assert!(create_with(&|a| a.spot_only = true, &file).is_err());
+        assert!(create_with(&|a| a.volume_type = Some("ssd".into()), &file).is_err());
+        assert!(create_with(&|a| a.steps.nvidia_driver = Some("535;rm".into()), &file).is_err());
+        assert!(create_with(&|a| a.steps.docker_repo = Some("https://x".into()), &file).is_err());
+        assert!(create_with(&|a| a.steps.reboot_timeout = Some("0s".into()), &file).is_err());
+        assert!(create_with(&|a| a.ttl = Some("4h".into()), &file).is_ok());
+    }
+
+    #[test]
+    fn bad_host_is_a_usage_error() {
+        let a = BootstrapArgs { host: "a@b@c:x".into(), ..Default::default() };
+        let e = bootstrap(&a, &HostConfig::default(), &hooks()).err().expect("refused");
+        assert!(e.message.starts_with("--host:"), "{}", e.message);
+        let ok = BootstrapArgs { host: "ubuntu@203.0.113.7".into(), ..Default::default() };
+        let s = bootstrap(&ok, &HostConfig::default(), &hooks()).unwrap();
+        assert_eq!(s.steps.nvidia_driver_branch, settings::DEFAULT_NVIDIA_DRIVER_BRANCH);
+        assert!(s.steps.gpu);
+    }
+}

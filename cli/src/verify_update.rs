@@ -1,0 +1,224 @@
+//! `image-provision verify` and `update`, for an EC2 server by NAME or any
+//! host by --host. verify reads facts in one round trip and changes nothing;
+//! update runs imageup again (under its time limit), waits for the
+//! orchestrator, then reports as verify does.
+//!
+//! update keeps a run log as bootstrap does (it acts: imageup recreates the
+//! stack, and a failure needs imageup's whole output, not the tail shown).
+//! verify keeps none: it runs one read-only command whose every fact is in
+//! the report it prints, and it is meant to be run often (by scripts, with
+//! --json), where a log file per run would only pile up in the state
+//! directory with nothing the report did not already say.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use image_provision_playbooks::Facts;
+use image_provision_playbooks::report::{self, Report, ReportOptions, Status};
+use image_provision_playbooks::steps::{health, stack};
+use image_provision_provision::Ec2Api;
+use image_provision_remote::{Cmd, ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target, tail};
+
+use crate::errors::{Failed, UsageError, ec2};
+use crate::output::{Progress, table};
+use crate::resolve::{Server, ServerSettings, UpdateSettings};
+use crate::runlog::RunLog;
+use crate::state;
+
+/// Where to connect, and how.
+struct Connection {
+    target: Target,
+    identity: Identity,
+    policy: HostKeyPolicy,
+    known_hosts: PathBuf,
+}
+
+/// --host as bootstrap reaches it; NAME as `ec2 create` does (the instance
+/// by its tag, its public IP, the state directory's key and known_hosts, the
+/// host key checked strictly).
+async fn connection(server: Server) -> anyhow::Result<Connection> {
+    let (name, aws, identity, user, ssh_addr) = match server {
+        Server::Host { target, identity, policy } => {
+            let base = state::base_dir()?;
+            state::ensure_private_dir(&base)?;
+            return Ok(Connection { target, identity, policy, known_hosts: base.join(state::KNOWN_HOSTS) });
+        }
+        Server::Ec2 { name, aws, identity, ssh_user, ssh_addr } => (name, aws, identity, ssh_user, ssh_addr),
+    };
+    let dir = state::server_dir(&name)?;
+    let known_hosts = dir.join(state::KNOWN_HOSTS);
+    if !known_hosts.is_file() {
+        return Err(UsageError::new(format!("{name}: no known host key ({} is missing)", known_hosts.display()))
+            .hint(format!("use `--host USER@ADDRESS --accept-new-host-key` after checking the key, or recreate the state with `image-provision ec2 create {name}`"))
+            .into());
+    }
+    let (api, _) = crate::ec2::connect(&aws).await?;
+    let found = api.find_instances(Some(&name)).await.map_err(|e| ec2(e, None))?;
+    let Some(instance) = found.iter().find(|i| i.state == "running" && i.public_ip.is_some()) else {
+        return Err(Failed {
+            message: format!("no running instance named {name} with a public IP"),
+            hint: "see `image-provision ec2 list`".into(),
+        }
+        .into());
+    };
+    let (host, port) = match ssh_addr {
+        Some(s) => (s.ip().to_string(), s.port()),
+        None => (instance.public_ip.clone().unwrap_or_default(), image_provision_remote::DEFAULT_PORT),
+    };
+    let identity = match identity {
+        Some(i) => i,
+        None => {
+            let key = dir.join(state::GENERATED_KEY);
+            if !key.is_file() {
+                return Err(UsageError::new(format!("{name}: no generated key {}", key.display()))
+                    .hint("the server was created with --ssh-key: pass the same private key with --identity")
+                    .into());
+            }
+            Identity::key_file(key)
+        }
+    };
+    Ok(Connection { target: Target::new(user, host, port), identity, policy: HostKeyPolicy::Strict, known_hosts })
+}
+
+async fn open(s: Connection, progress: &Progress) -> anyhow::Result<Session> {
+    let spinner = progress.spinner(format!("connecting to {}", s.target));
+    let opts = ConnectOptions::new(s.target.clone(), &s.known_hosts).identity(s.identity).policy(s.policy);
+    let session = Session::connect(opts).await;
+    spinner.finish();
+    session.map_err(|e| Failed::remote(format!("cannot reach {}: {e}", s.target), &e, "nothing was changed").into())
+}
+
+/// Run `cmd` whatever its exit status, into the log when there is one.
+async fn exec(
+    session: &Session,
+    cmd: &Cmd,
+    label: &str,
+    log: &mut Option<&mut RunLog>,
+) -> image_provision_remote::Result<Output> {
+    let started = Instant::now();
+    let out = session.exec_unchecked(cmd).await;
+    if let Some(log) = log {
+        let shown = cmd.redacted(session.target().is_root());
+        match &out {
+            Ok(out) => log.command(label, &shown, out, started.elapsed()),
+            Err(e) => log.line(&format!("--- [{label}] $ {shown}\n--- {e}")),
+        }
+    }
+    out
+}
+
+async fn read_report(session: &Session, o: &ReportOptions, mut log: Option<&mut RunLog>) -> anyhow::Result<Report> {
+    let cmd = report::facts_command(o);
+    // For verify nothing was changed; update has acted by now, and says where its log is.
+    let hint = match &log {
+        Some(log) => format!("run update again; the log is {}", log.path.display()),
+        None => "nothing was changed".into(),
+    };
+    let failed = |why: String| Failed { message: format!("reading the facts failed: {why}"), hint: hint.clone() };
+    let out = exec(session, &cmd, "verify", &mut log).await.map_err(|e| failed(e.to_string()))?;
+    if !out.code().is_some_and(|c| cmd.accepts(c)) {
+        return Err(failed(format!("{}\n{}", out.status, tail(&out.stderr, 20, 4096))).into());
+    }
+    Ok(report::evaluate(&Facts::parse(&out.stdout_str()), o))
+}
+
+/// Print the report (with the run's log, if it kept one); an error (exit 1)
+/// naming the failed checks unless healthy.
+fn show(host: &str, r: &Report, json: bool, log: Option<&Path>) -> anyhow::Result<()> {
+    if json {
+        let mut v = serde_json::to_value(r)?;
+        v["host"] = serde_json::json!(host);
+        if let Some(log) = log {
+            v["log"] = serde_json::json!(log.display().to_string());
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!("host            {host}");
+        println!("os              {}", r.os);
+        println!("driver          {}", dash(&r.driver_version));
+        println!("gpu             {} ({})", dash(&r.gpu.name), dash(&r.gpu.memory));
+        println!("docker          {}", dash(&r.docker_version));
+        println!("nvidia runtime  {}", if r.docker_nvidia_runtime { "yes" } else { "no" });
+        println!("traefik         {}", if r.traefik_running { "running" } else { "not running" });
+        println!("orchestrator    {}", dash(&r.orchestrator));
+        println!("extension URL   {}", dash(&r.extension_url));
+        println!();
+        let rows: Vec<Vec<String>> =
+            r.checks.iter().map(|c| vec![c.name.to_string(), c.status.label().to_string(), c.detail.clone()]).collect();
+        print!("{}", table(&["CHECK", "STATUS", "DETAIL"], &rows));
+        println!("{}", if r.healthy { "healthy" } else { "UNHEALTHY" });
+        if let Some(log) = log {
+            println!("log: {}", log.display());
+        }
+    }
+    if r.healthy {
+        return Ok(());
+    }
+    let details: Vec<String> =
+        r.checks.iter().filter(|c| c.status == Status::Failed).map(|c| format!("{}: {}", c.name, c.detail)).collect();
+    let mut hint = format!("{}; fix the cause (or run `image-provision update`), then verify again", details.join("; "));
+    if let Some(log) = log {
+        hint.push_str(&format!("; the log is {}", log.display()));
+    }
+    Err(Failed { message: format!("{host} is not healthy: failed check(s) {}", r.failed.join(", ")), hint }.into())
+}
+
+pub async fn verify(s: ServerSettings) -> anyhow::Result<()> {
+    let c = connection(s.server).await?;
+    let host = c.target.to_string();
+    let progress = Progress::new();
+    let session = open(c, &progress).await?;
+    let r = read_report(&session, &s.report, None).await;
+    let _ = session.close().await;
+    show(&host, &r?, s.json, None)
+}
+
+pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
+    let o = u.server.report;
+    let c = connection(u.server.server).await?;
+    let host = c.target.to_string();
+    // Started only once the input is checked: bad input leaves no trace.
+    let mut log = RunLog::create("update", &c.target, false)?;
+    let log_path = log.path.clone();
+    let progress = Progress::new();
+    progress.line(format!("log: {}", log_path.display()));
+    let session = match open(c, &progress).await {
+        Ok(session) => session,
+        Err(e) => {
+            log.line(&format!("connect failed: {e}"));
+            return Err(e);
+        }
+    };
+    let result = async {
+        let what = if u.imageup { "imageup" } else { "compose pull and up" };
+        let spinner = progress.spinner(format!("{what} (time limit {} s)", u.imageup_timeout.as_secs()));
+        let started = Instant::now();
+        let cmd = stack::update_command(&o.base_dir, u.imageup, u.imageup_timeout);
+        let out = exec(&session, &cmd, what, &mut Some(&mut log)).await;
+        spinner.finish();
+        let out = out.map_err(|e| Failed::remote(format!("{what}: {e}"), &e, &format!("run update again; the log is {}", log_path.display())))?;
+        if out.code() != Some(0) {
+            let tail = tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, 20, 4096);
+            return Err(Failed {
+                message: format!("{what} failed ({}):\n{tail}", out.status),
+                hint: format!("fix the cause and run update again; the whole output is in {}", log_path.display()),
+            }
+            .into());
+        }
+        progress.line(format!("{what} done in {:.1}s", started.elapsed().as_secs_f64()));
+        // Wait for the orchestrator; the report then says how it ended.
+        let spinner = progress.spinner("waiting for the orchestrator to be healthy");
+        let wait = health::wait_command(&o.base_dir, u.health_timeout, None);
+        let _ = exec(&session, &wait, "health", &mut Some(&mut log)).await;
+        spinner.finish();
+        read_report(&session, &o, Some(&mut log)).await
+    }
+    .await;
+    let _ = session.close().await;
+    if let Err(e) = &result {
+        log.line(&format!("update failed: {e}"));
+    }
+    log.flush();
+    show(&host, &result?, u.server.json, Some(&log_path))
+}

@@ -1,0 +1,103 @@
+//! Every shell script the binary sends, as sent (libraries in front, the
+//! facts command composed), named by the file under playbooks/src it is made
+//! from; and every file that is sent only inside others (libraries, facts
+//! scripts). The tests run shellcheck over each script as sent and check
+//! that no shell file under playbooks/src goes unchecked.
+
+use crate::steps::{health, layout, nvidia, pull, ready, stack};
+use crate::{apt, containers, facts, gather, host, template};
+
+/// Libraries: files that define functions only, put in front of the
+/// scripts that call them. shellcheck checks each alone too.
+pub const LIBRARIES: &[(&str, &str)] = &[
+    ("steps/nvidia/debian-sources-rewrite.sh", nvidia::DEBIAN_SOURCES_REWRITE_SH),
+    ("steps/layout/compose-env-files.sh", layout::COMPOSE_ENV_FILES_SH),
+    ("steps/stack/run-imageup.sh", stack::RUN_IMAGEUP_SH),
+    ("steps/health/https-check.sh", health::HTTPS_CHECK_SH),
+];
+
+/// Facts scripts: sent inside the facts command only.
+pub const FACTS_SCRIPTS: &[(&str, &str)] = &[
+    ("facts/prelude.sh", facts::PRELUDE_SH),
+    ("host/facts.sh", host::FACTS_SH),
+    ("apt/sources-facts.sh", apt::SOURCES_FACTS_SH),
+    ("steps/ready/facts.sh", ready::FACTS_SH),
+    ("steps/apt/facts.sh", crate::steps::apt::FACTS_SH),
+    ("steps/docker/facts.sh", crate::steps::docker::FACTS_SH),
+    ("steps/nvidia/facts.sh", nvidia::FACTS_SH),
+    ("steps/reboot/facts.sh", crate::steps::reboot::FACTS_SH),
+    ("steps/layout/facts.sh", layout::FACTS_SH),
+    ("template/files-facts.sh", template::FILES_FACTS_SH),
+    ("steps/pull/facts.sh", pull::FACTS_SH),
+    ("containers/facts.sh", containers::FACTS_SH),
+    ("steps/stack/facts.sh", stack::FACTS_SH),
+    ("steps/health/facts.sh", health::FACTS_SH),
+];
+
+/// Every script the binary sends, as sent, then each library alone.
+pub fn scripts() -> Vec<(&'static str, String)> {
+    let mut all = vec![
+        ("facts.sh", gather::default_script()),
+        ("steps/ready/wait-ready.sh", ready::WAIT_READY_SH.to_string()),
+        ("apt/apt-source.sh", apt::APT_SOURCE_SH.to_string()),
+        ("steps/nvidia/debian-components.sh", nvidia::debian_components_script()),
+        ("steps/layout/clone.sh", layout::CLONE_SH.to_string()),
+        ("steps/layout/env-files.sh", layout::env_files_script()),
+        ("steps/pull/start-pull.sh", pull::START_PULL_SH.to_string()),
+        ("steps/pull/wait-pull.sh", pull::WAIT_PULL_SH.to_string()),
+        ("steps/stack/stack-up.sh", stack::stack_up_script()),
+        ("steps/stack/update.sh", stack::update_script()),
+        ("steps/health/health.sh", health::health_script()),
+    ];
+    all.extend(LIBRARIES.iter().map(|(name, text)| (*name, text.to_string())));
+    all
+}
+
+/// The files under playbooks/src that are sent only inside other scripts.
+pub fn parts() -> impl Iterator<Item = (&'static str, &'static str)> {
+    LIBRARIES.iter().chain(FACTS_SCRIPTS).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The functions a library defines (`name() {` at the start of a line).
+    fn defined(text: &str) -> Vec<&str> {
+        text.lines().filter_map(|l| l.split_once("() {").map(|(name, _)| name)).filter(|n| !n.contains(' ')).collect()
+    }
+
+    /// A script that calls a library's function is sent with that library
+    /// (shellcheck does not know an undefined function from a command), once.
+    #[test]
+    fn every_script_is_sent_with_the_libraries_it_calls() {
+        for (lib, lib_text) in LIBRARIES {
+            let functions = defined(lib_text);
+            assert!(!functions.is_empty(), "{lib} defines no function");
+            for (name, text) in scripts() {
+                if LIBRARIES.iter().any(|(l, _)| *l == name) {
+                    continue;
+                }
+                for f in &functions {
+                    let calls = text.lines().any(|l| {
+                        let code = l.split('#').next().unwrap_or("");
+                        code.contains(f) && !code.contains(&format!("{f}() {{"))
+                    });
+                    if calls {
+                        assert!(text.contains(lib_text), "{name} calls {f} but is sent without {lib}");
+                        assert_eq!(text.matches(&format!("\n{f}() {{")).count(), 1, "{name} defines {f} more than once");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every facts script is in the facts command as sent.
+    #[test]
+    fn every_part_is_sent() {
+        let sent = scripts();
+        for (name, text) in parts() {
+            assert!(sent.iter().any(|(_, s)| s.contains(text)), "{name} is sent in no script");
+        }
+    }
+}

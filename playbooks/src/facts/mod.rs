@@ -1,0 +1,126 @@
+//! Raw facts: what the facts command prints, one `key=value` a line, read
+//! into a map that each step's typed facts parse once. And the pieces a facts
+//! command is made of: the prelude every facts script shares, and
+//! [`FactsScript`], one part's script with the root functions it defines.
+
+use std::collections::BTreeMap;
+
+/// `kv`, `run_root_facts` and the arrays facts scripts add to: first in
+/// every facts command.
+pub const PRELUDE_SH: &str = include_str!("prelude.sh");
+
+/// The facts command's output, by key. A key may come more than once (one
+/// `container=` line per container): [`RawFacts::get`] gives the last,
+/// [`RawFacts::all`] every one.
+#[derive(Clone, Debug, Default)]
+pub struct RawFacts {
+    values: BTreeMap<String, Vec<String>>,
+}
+
+impl RawFacts {
+    pub fn parse(text: &str) -> RawFacts {
+        let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (key, value) in text.lines().filter_map(|l| l.split_once('=')) {
+            // Spaces and a carriage return only: tabs separate fields in
+            // some values, and a leading empty field is still a field.
+            values.entry(key.to_string()).or_default().push(value.trim_matches([' ', '\r']).to_string());
+        }
+        RawFacts { values }
+    }
+
+    /// The last value of `key`, if not empty.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).and_then(|v| v.last()).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// Every value of `key`, in the order printed.
+    pub fn all(&self, key: &str) -> impl Iterator<Item = &str> {
+        self.values.get(key).into_iter().flatten().map(String::as_str)
+    }
+
+    /// The keys that start with `prefix`, with the prefix taken off, and
+    /// their (last) values.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.values.iter().filter_map(move |(k, v)| {
+            Some((k.strip_prefix(prefix)?, v.last().map(String::as_str).unwrap_or_default()))
+        })
+    }
+
+    pub fn yes(&self, key: &str) -> bool {
+        self.get(key) == Some("yes")
+    }
+
+    pub fn words(&self, key: &str) -> Vec<String> {
+        self.get(key).map(|v| v.split_whitespace().map(str::to_string).collect()).unwrap_or_default()
+    }
+
+    pub fn number(&self, key: &str) -> Option<u64> {
+        self.get(key).and_then(|v| v.parse().ok())
+    }
+
+    pub fn string(&self, key: &str) -> Option<String> {
+        self.get(key).map(str::to_string)
+    }
+}
+
+/// One part of the facts command: a facts script (its shell libraries in
+/// front), and the functions in it that need root, which the command runs in
+/// one `run_root_facts` call after every part.
+#[derive(Clone, Debug)]
+pub struct FactsScript {
+    pub text: String,
+    pub root_functions: &'static [&'static str],
+}
+
+impl FactsScript {
+    /// A script that runs as the SSH user only.
+    pub fn user(text: impl Into<String>) -> FactsScript {
+        FactsScript { text: text.into(), root_functions: &[] }
+    }
+
+    /// A script that defines `root_functions` for `run_root_facts`.
+    pub fn root(text: impl Into<String>, root_functions: &'static [&'static str]) -> FactsScript {
+        FactsScript { text: text.into(), root_functions }
+    }
+}
+
+/// The prelude, the parts in order, then one `run_root_facts` for all their
+/// root functions (in the parts' order: a root function may read what an
+/// earlier one left).
+pub fn compose(parts: &[FactsScript]) -> String {
+    let mut text = PRELUDE_SH.to_string();
+    for part in parts {
+        text.push('\n');
+        text.push_str(&part.text);
+    }
+    text.push_str("\nrun_root_facts");
+    for f in parts.iter().flat_map(|p| p.root_functions) {
+        text.push(' ');
+        text.push_str(f);
+    }
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_keep_their_fields_and_repeat() {
+        let f = RawFacts::parse("a=1\nb= two \nc=\nrow=\tx\trunning\nrow=p\ty\texited\nfile./x=abc 644\n");
+        assert_eq!(f.get("a"), Some("1"));
+        assert_eq!(f.get("b"), Some("two"));
+        assert_eq!(f.get("c"), None);
+        assert_eq!(f.all("row").collect::<Vec<_>>(), ["\tx\trunning", "p\ty\texited"]);
+        assert_eq!(f.with_prefix("file.").collect::<Vec<_>>(), [("/x", "abc 644")]);
+        assert_eq!(f.number("a"), Some(1));
+    }
+
+    #[test]
+    fn root_functions_run_in_one_call_after_every_part() {
+        let text = compose(&[FactsScript::user("echo one"), FactsScript::root("two() { :; }", &["two", "three"])]);
+        assert!(text.starts_with(PRELUDE_SH));
+        assert!(text.ends_with("echo one\ntwo() { :; }\nrun_root_facts two three\n"), "{text}");
+    }
+}

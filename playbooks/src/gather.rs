@@ -1,0 +1,196 @@
+//! The facts gathering: ONE command that runs the prelude, the host's facts
+//! and each step's facts script (so a converged re-run is one round trip),
+//! and [`Facts`], its output parsed once into each step's typed facts.
+
+use std::net::IpAddr;
+
+use image_provision_remote::Cmd;
+
+use crate::apt::{self, SourceFacts};
+use crate::containers::{self, Containers};
+use crate::facts::{self, FactsScript, RawFacts};
+use crate::host::{self, HostFacts};
+use crate::settings::{Config, DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR};
+use crate::steps::apt::AptFacts;
+use crate::steps::docker::{self, DockerFacts};
+use crate::steps::health::{self, HealthFacts};
+use crate::steps::layout::{self, LayoutFacts};
+use crate::steps::nvidia::{self, DEBIAN_NVIDIA_COMPONENTS, NvidiaFacts};
+use crate::steps::pull::{self, PullFacts};
+use crate::steps::ready::{self, ReadyFacts};
+use crate::steps::reboot::{self, RebootFacts};
+use crate::steps::stack::{self, StackFacts};
+use crate::steps::traefik;
+use crate::template::{self, FileFacts};
+
+/// Everything the steps and the verify report know about the host, parsed
+/// once from one facts command's output.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub host: HostFacts,
+    pub sources: SourceFacts,
+    pub ready: ReadyFacts,
+    pub apt: AptFacts,
+    pub docker: DockerFacts,
+    pub nvidia: NvidiaFacts,
+    pub reboot: RebootFacts,
+    pub layout: LayoutFacts,
+    pub files: FileFacts,
+    pub pull: PullFacts,
+    pub containers: Containers,
+    pub stack: StackFacts,
+    pub health: HealthFacts,
+}
+
+impl Facts {
+    pub fn parse(text: &str) -> Facts {
+        let raw = RawFacts::parse(text);
+        let containers = Containers::parse(&raw);
+        Facts {
+            host: HostFacts::parse(&raw),
+            sources: SourceFacts::parse(&raw),
+            ready: ReadyFacts::parse(&raw),
+            apt: AptFacts::parse(&raw),
+            docker: DockerFacts::parse(&raw),
+            nvidia: NvidiaFacts::parse(&raw),
+            reboot: RebootFacts::parse(&raw),
+            layout: LayoutFacts::parse(&raw),
+            files: FileFacts::parse(&raw),
+            pull: PullFacts::parse(&raw),
+            stack: StackFacts::parse(&raw, &containers),
+            health: HealthFacts::parse(&raw),
+            containers,
+        }
+    }
+}
+
+/// What the facts command asks about.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    /// The packages whose installed version to report.
+    pub packages: Vec<String>,
+    /// The IMAGE working directory; None: no IMAGE facts (--no-stack).
+    pub base_dir: Option<String>,
+    /// The files the steps write, whose hash and mode to report.
+    pub files: Vec<String>,
+    /// The site's domain; None: the host's site override tells.
+    pub domain: Option<String>,
+    /// Check https://DOMAIN/health through the host's Traefik.
+    pub https_check: bool,
+    pub https_addr: IpAddr,
+}
+
+impl Inputs {
+    /// For the host steps of `cfg`: every step's packages, and with the
+    /// IMAGE steps the files they write and the domain they serve.
+    pub fn for_config(cfg: &Config) -> Inputs {
+        let mut packages = docker::watched_packages();
+        packages.extend(nvidia::watched_packages(cfg));
+        let img = cfg.image.as_ref();
+        Inputs {
+            packages,
+            base_dir: img.map(|i| i.base_dir.clone()),
+            files: img.map(|i| [layout::written_files(i), traefik::written_files(i)].concat()).unwrap_or_default(),
+            domain: img.and_then(|i| i.checked_domain()).map(str::to_string),
+            https_check: img.is_some_and(|i| i.checked_domain().is_some()),
+            https_addr: img.map(|i| i.https_addr).unwrap_or(DEFAULT_HTTPS_ADDR),
+        }
+    }
+
+    /// For verify and update: what is on the host, in `base_dir`.
+    pub fn for_report(base_dir: &str, domain: Option<&str>, https_check: bool, https_addr: IpAddr) -> Inputs {
+        Inputs {
+            base_dir: Some(base_dir.to_string()),
+            domain: domain.map(str::to_string),
+            https_check,
+            https_addr,
+            ..Inputs::for_config(&Config { image: None, ..Config::default() })
+        }
+    }
+}
+
+/// The facts scripts for `inputs`, in order: the IMAGE parts only with a
+/// base directory; the containers before the stack (whose root function
+/// reads what theirs left).
+fn parts(inputs: &Inputs) -> Vec<FactsScript> {
+    let mut parts = vec![
+        host::facts_script(),
+        apt::facts_script(),
+        ready::facts_script(),
+        crate::steps::apt::facts_script(),
+        docker::facts_script(),
+        nvidia::facts_script(),
+        reboot::facts_script(),
+    ];
+    if inputs.base_dir.is_some() {
+        parts.extend([
+            layout::facts_script(),
+            template::facts_script(),
+            pull::facts_script(),
+            containers::facts_script(),
+            stack::facts_script(),
+            health::facts_script(),
+        ]);
+    }
+    parts
+}
+
+/// The whole facts command: one round trip, reads only.
+pub fn command(inputs: &Inputs) -> Cmd {
+    let cmd = Cmd::script(facts::compose(&parts(inputs)))
+        .named("facts.sh")
+        .env("PACKAGES", inputs.packages.join(" "))
+        .env("DEBIAN_COMPONENTS", DEBIAN_NVIDIA_COMPONENTS);
+    let Some(base) = &inputs.base_dir else { return cmd };
+    cmd.env("BASE_DIR", base)
+        .env("FILES", inputs.files.join(" "))
+        .env("DOMAIN", inputs.domain.clone().unwrap_or_default())
+        .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })
+        .env("HTTPS_ADDR", inputs.https_addr.to_string())
+}
+
+/// The facts command as sent for a default configuration (the shellcheck
+/// test checks it).
+pub fn default_script() -> String {
+    facts::compose(&parts(&Inputs::for_report(DEFAULT_BASE_DIR, None, true, DEFAULT_HTTPS_ADDR)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::ImageConfig;
+
+    /// Every package a step installs is watched: derived from the steps'
+    /// own lists, never kept by hand.
+    #[test]
+    fn the_watched_packages_are_the_steps_own() {
+        let packages = Inputs::for_config(&Config::default()).packages;
+        for p in docker::TOOLS.iter().chain(["docker.io", "docker-ce", "nvidia-container-toolkit", "nvidia-driver", "nvidia-driver-535-server"].iter()) {
+            assert!(packages.iter().any(|w| w == p), "{p} is not watched: {packages:?}");
+        }
+    }
+
+    /// The HTTPS check runs with a domain, at the configured address.
+    #[test]
+    fn https_check_inputs() {
+        let img = ImageConfig { domain: Some("image.example.org".into()), ..ImageConfig::default() };
+        let shown = command(&Inputs::for_config(&Config { image: Some(img.clone()), ..Config::default() })).render(true);
+        assert!(shown.contains("DOMAIN=image.example.org") && shown.contains("HTTPS_CHECK=yes"), "{shown}");
+        assert!(shown.contains("HTTPS_ADDR=127.0.0.1"), "{shown}");
+        let elsewhere = ImageConfig { https_addr: "127.77.1.2".parse().unwrap(), ..img.clone() };
+        let shown = command(&Inputs::for_config(&Config { image: Some(elsewhere), ..Config::default() })).render(true);
+        assert!(shown.contains("HTTPS_ADDR=127.77.1.2"), "{shown}");
+        let off = ImageConfig { https_check: false, ..img };
+        let shown = command(&Inputs::for_config(&Config { image: Some(off), ..Config::default() })).render(true);
+        assert!(shown.contains("HTTPS_CHECK=no") && !shown.contains("DOMAIN=image"), "{shown}");
+        let shown = command(&Inputs::for_report("/srv/image", None, true, "127.77.1.2".parse().unwrap())).render(true);
+        assert!(shown.contains("BASE_DIR=/srv/image") && shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.77.1.2"), "{shown}");
+    }
+
+    /// Without the IMAGE steps, no IMAGE facts are gathered.
+    #[test]
+    fn no_stack_no_image_facts() {
+        let shown = command(&Inputs::for_config(&Config { image: None, ..Config::default() })).render(true);
+        assert!(!shown.contains("BASE_DIR") && !shown.contains("HTTPS_CHECK"), "{shown}");
+    }
+}

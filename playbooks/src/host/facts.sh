@@ -1,0 +1,40 @@
+# shellcheck shell=bash
+# The host's facts every step reads (playbooks/src/host): the distribution,
+# the SSH user, the GPU, and which of the packages the steps install are
+# installed. Runs as the SSH user, after the facts prelude.
+# Inputs: PACKAGES, the space-separated package names whose state to report.
+
+# A subshell: sourcing os-release must not clobber our variables.
+(
+    # shellcheck source=/dev/null # the host's file, not ours to follow
+    . /etc/os-release
+    kv os.id "${ID:-}"
+    kv os.version "${VERSION_ID:-}"
+    kv os.codename "${VERSION_CODENAME:-}"
+    kv os.pretty "${PRETTY_NAME:-}"
+)
+kv user "$(id -un)"
+
+# A GPU: lspci (pciutils) when installed, else the same answer from sysfs.
+gpu=''
+if command -v lspci >/dev/null 2>&1; then
+    gpu=$(lspci -nn | grep -E '\[03(00|02)\].*\[10de:' | head -n 1 || true)
+else
+    for dev in /sys/bus/pci/devices/*; do
+        [ -r "$dev/vendor" ] || continue
+        if [ "$(cat "$dev/vendor")" = 0x10de ] && [[ "$(cat "$dev/class")" == 0x030[02]* ]]; then
+            gpu="${dev##*/} NVIDIA [10de:$(sed 's/^0x//' "$dev/device")]"
+            break
+        fi
+    done
+fi
+kv gpu "$gpu"
+
+# Installed packages among those asked about: pkg.NAME=VERSION.
+if [ -n "${PACKAGES:-}" ]; then
+    # shellcheck disable=SC2086 # PACKAGES is a list of words on purpose
+    dpkg-query -W -f='${Package}\t${db:Status-Abbrev}\t${Version}\n' $PACKAGES 2>/dev/null |
+        while IFS=$'\t' read -r name status version; do
+            case $status in ii*) kv "pkg.$name" "$version" ;; esac
+        done || true
+fi

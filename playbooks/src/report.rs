@@ -1,0 +1,261 @@
+//! The verify report (`verify`, and `update` after it acted): the same
+//! facts as the host steps, in one round trip that changes nothing, turned
+//! into named checks ([`evaluate`]).
+
+use std::net::IpAddr;
+
+use image_provision_remote::Cmd;
+use serde::Serialize;
+
+use crate::gather::{self, Facts, Inputs};
+use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR};
+use crate::steps::traefik;
+
+/// What to check, and where.
+#[derive(Clone, Debug)]
+pub struct ReportOptions {
+    pub base_dir: String,
+    /// The site's host name if given; else the host's site override tells.
+    pub domain: Option<String>,
+    /// Check the NVIDIA driver and Docker's nvidia runtime.
+    pub gpu: bool,
+    /// GET https://DOMAIN/health from the host, through its own Traefik
+    /// (off only in tests without Traefik's stand-in).
+    pub https_check: bool,
+    /// The address that check sends DOMAIN to (`curl --resolve`):
+    /// [`DEFAULT_HTTPS_ADDR`], another only in tests.
+    pub https_addr: IpAddr,
+    /// Check the IMAGE stack, Traefik and HTTPS (off for a server
+    /// bootstrapped with --no-stack).
+    pub stack: bool,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            base_dir: DEFAULT_BASE_DIR.into(),
+            domain: None,
+            gpu: true,
+            https_check: true,
+            https_addr: DEFAULT_HTTPS_ADDR,
+            stack: true,
+        }
+    }
+}
+
+/// The facts the report needs, in one round trip; reads only.
+pub fn facts_command(o: &ReportOptions) -> Cmd {
+    gather::command(&Inputs::for_report(&o.base_dir, o.domain.as_deref(), o.https_check, o.https_addr))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Failed,
+    Skipped,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Gpu {
+    pub name: Option<String>,
+    pub memory: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub healthy: bool,
+    pub os: String,
+    pub driver_version: Option<String>,
+    pub gpu: Gpu,
+    pub docker_version: Option<String>,
+    pub docker_nvidia_runtime: bool,
+    pub traefik_running: bool,
+    pub services: Vec<String>,
+    pub running: Vec<String>,
+    pub orchestrator: Option<String>,
+    pub domain: Option<String>,
+    pub extension_url: Option<String>,
+    pub checks: Vec<Check>,
+    /// Names of the failed checks.
+    pub failed: Vec<&'static str>,
+}
+
+/// The checks, from the facts of [`facts_command`].
+pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
+    let mut checks = Vec::new();
+    let mut check = |name, ok: bool, detail: String| {
+        checks.push(Check { name, status: if ok { Status::Ok } else { Status::Failed }, detail })
+    };
+    let skip = |name, detail: &str| Check { name, status: Status::Skipped, detail: detail.into() };
+
+    let smi = f.nvidia.smi.as_ref();
+    let gpu = Gpu { name: smi.map(|s| s.name.clone()), memory: smi.map(|s| s.memory.clone()) };
+    let mut extra = Vec::new();
+    if o.gpu {
+        match smi {
+            Some(s) => check("driver", true, format!("nvidia-smi: {}", s.line)),
+            None => check(
+                "driver",
+                false,
+                f.nvidia
+                    .smi_error
+                    .as_ref()
+                    .map(|e| format!("nvidia-smi fails: {e}"))
+                    .unwrap_or_else(|| "nvidia-smi not found (no NVIDIA driver)".into()),
+            ),
+        }
+    } else {
+        extra.push(skip("driver", "--no-gpu"));
+    }
+
+    let docker_answers = f.containers.listed;
+    let docker_version = f.docker.version.clone();
+    check(
+        "docker",
+        docker_version.is_some() && docker_answers,
+        match (&docker_version, docker_answers) {
+            (Some(v), true) => v.to_string(),
+            (Some(v), false) => format!("{v}, but the daemon does not answer"),
+            (None, _) => "docker not installed".into(),
+        },
+    );
+    let nvidia_runtime = f.docker.has_runtime("nvidia");
+    if o.gpu {
+        check(
+            "nvidia-runtime",
+            nvidia_runtime,
+            if nvidia_runtime { "Docker lists the nvidia runtime".into() } else { "Docker does not list the nvidia runtime".into() },
+        );
+    }
+
+    let domain = o.domain.clone().or_else(|| f.health.domain.clone());
+    let traefik_running = traefik::running(&f.containers);
+    let services = f.stack.services.clone();
+    let running = f.stack.running();
+    let orchestrator = f.stack.service_health("orchestrator").map(str::to_string);
+    if !o.stack {
+        for name in ["traefik", "stack", "orchestrator", "https"] {
+            extra.push(skip(name, "--no-stack: no IMAGE stack on this server"));
+        }
+    } else {
+        if domain.is_some() {
+            check(
+                "traefik",
+                traefik_running,
+                if traefik_running { "container traefik running".to_string() } else { "Traefik is not running".into() },
+            );
+        }
+        let down = f.stack.down();
+        check(
+            "stack",
+            !services.is_empty() && down.is_empty(),
+            if services.is_empty() {
+                format!("no IMAGE stack in {}", o.base_dir)
+            } else if down.is_empty() {
+                format!("{} services running", services.len())
+            } else {
+                format!("not running: {}", down.join(", "))
+            },
+        );
+        check(
+            "orchestrator",
+            orchestrator.as_deref() == Some("healthy"),
+            format!("orchestrator {}", orchestrator.as_deref().unwrap_or("absent")),
+        );
+        if let Some(d) = &domain {
+            match &f.health.https {
+                Some(Ok(())) => check("https", true, format!("GET https://{d}/health at {} answered", o.https_addr)),
+                Some(Err(e)) => check("https", false, format!("GET https://{d}/health at {} failed: {e}", o.https_addr)),
+                None => extra.push(skip("https", "not checked from here")),
+            }
+        } else {
+            extra.push(skip("traefik", "no domain: no site to route"));
+        }
+    }
+    checks.extend(extra);
+    let failed: Vec<&'static str> = checks.iter().filter(|c| c.status == Status::Failed).map(|c| c.name).collect();
+    Report {
+        healthy: failed.is_empty(),
+        os: f.host.pretty.clone(),
+        driver_version: smi.map(|s| s.driver.clone()),
+        gpu,
+        docker_version,
+        docker_nvidia_runtime: nvidia_runtime,
+        traefik_running,
+        services,
+        running,
+        orchestrator,
+        extension_url: domain.as_ref().filter(|_| o.stack).map(|d| format!("https://{d}/")),
+        domain,
+        checks,
+        failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A --no-stack server is healthy with Docker and the GPU alone.
+    #[test]
+    fn no_stack_checks_only_docker_and_the_gpu() {
+        let text = "docker.version=Docker version 27.1\ndocker.networks=bridge\ndocker.runtimes={\"nvidia\":{}}\n\
+                    nvidia.smi=NVIDIA A10G, 535.230.02, 23028 MiB\n";
+        let r = evaluate(&Facts::parse(text), &ReportOptions { stack: false, ..Default::default() });
+        assert!(r.healthy, "{:?}", r.failed);
+        let skipped: Vec<&str> = r.checks.iter().filter(|c| c.status == Status::Skipped).map(|c| c.name).collect();
+        assert_eq!(skipped, ["traefik", "stack", "orchestrator", "https"]);
+        assert!(!evaluate(&Facts::parse(text), &ReportOptions::default()).healthy, "with the stack checked");
+    }
+
+    /// verify's HTTPS check goes to the host's own Traefik: the domain
+    /// resolved to 127.0.0.1, or to the address given (the tests' stand-in).
+    #[test]
+    fn https_check_goes_to_the_local_traefik() {
+        let shown = facts_command(&ReportOptions::default()).render(true);
+        assert!(shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.0.0.1"), "{shown}");
+        let o = ReportOptions { https_addr: "127.77.1.2".parse().unwrap(), ..Default::default() };
+        assert!(facts_command(&o).render(true).contains("HTTPS_ADDR=127.77.1.2"));
+        let text = "health.domain=image.example.org\nhealth.https=ok\n";
+        let r = evaluate(&Facts::parse(text), &o);
+        let https = r.checks.iter().find(|c| c.name == "https").unwrap();
+        assert_eq!(https.detail, "GET https://image.example.org/health at 127.77.1.2 answered");
+    }
+
+    #[test]
+    fn healthy_and_not() {
+        let text = "docker.version=Docker version 27.1\ndocker.networks=bridge image traefik\n\
+                    docker.runtimes={\"nvidia\":{}}\nnvidia.smi=NVIDIA A10G, 535.230.02, 23028 MiB\n\
+                    container=traefik\t/var/docker/traefik\ttraefik\trunning\ttraefik\tUp 1 hour\n\
+                    stack.project_dirs=/var/docker/image\nstack.services=orchestrator tat\n\
+                    container=image\t/var/docker/image\torchestrator\trunning\timage-orchestrator-1\tUp 1 hour (healthy)\n\
+                    container=image\t/var/docker/image\ttat\trunning\timage-tat-1\tUp 1 hour\n\
+                    health.domain=image.example.org\n";
+        let r = evaluate(&Facts::parse(text), &ReportOptions { https_check: false, ..Default::default() });
+        assert!(r.healthy, "{r:?}");
+        assert_eq!(r.driver_version.as_deref(), Some("535.230.02"));
+        assert_eq!(r.gpu.memory.as_deref(), Some("23028 MiB"));
+        assert_eq!(r.extension_url.as_deref(), Some("https://image.example.org/"));
+        let down = text.replace("orchestrator\trunning", "orchestrator\texited");
+        let r = evaluate(&Facts::parse(&down), &ReportOptions::default());
+        assert_eq!(r.failed, ["stack", "orchestrator"]);
+    }
+}

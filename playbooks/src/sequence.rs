@@ -1,0 +1,177 @@
+//! The steps in the order they run, and which facts each one plans from.
+//! The refusals every step shares (an unsupported distribution, a user who
+//! cannot get root) and the repair of an interrupted dpkg before any step
+//! that runs apt are made here, once, not in each step.
+
+use crate::gather::Facts;
+use crate::host::{HostFacts, Sudo};
+use crate::plan::Plan;
+use crate::settings::Config;
+use crate::steps;
+
+/// The steps, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Host,
+    Ready,
+    Apt,
+    Docker,
+    Nvidia,
+    Reboot,
+    GpuCheck,
+    Layout,
+    Pull,
+    Traefik,
+    Stack,
+    Health,
+}
+
+impl Step {
+    /// In the order they run. The layout and the background pull come right
+    /// after Docker, so the pull (the longest wait) overlaps the driver
+    /// install; Traefik and the stack come after the reboot.
+    pub const ALL: [Step; 12] = [
+        Step::Host,
+        Step::Ready,
+        Step::Apt,
+        Step::Docker,
+        Step::Layout,
+        Step::Pull,
+        Step::Nvidia,
+        Step::Reboot,
+        Step::GpuCheck,
+        Step::Traefik,
+        Step::Stack,
+        Step::Health,
+    ];
+
+    /// The IMAGE steps (not run with --no-stack).
+    pub fn is_image(self) -> bool {
+        matches!(self, Step::Layout | Step::Pull | Step::Traefik | Step::Stack | Step::Health)
+    }
+
+    /// The steps this configuration runs, in order.
+    pub fn for_config(cfg: &Config) -> Vec<Step> {
+        Step::ALL.into_iter().filter(|s| cfg.image.is_some() || !s.is_image()).collect()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Host => "host",
+            Step::Ready => "ready",
+            Step::Apt => "apt",
+            Step::Docker => "docker",
+            Step::Nvidia => "nvidia",
+            Step::Reboot => "reboot",
+            Step::GpuCheck => "gpu-check",
+            Step::Layout => "layout",
+            Step::Pull => "pull",
+            Step::Traefik => "traefik",
+            Step::Stack => "stack",
+            Step::Health => "health",
+        }
+    }
+
+    /// Runs apt: an interrupted dpkg is finished first.
+    fn runs_apt(self) -> bool {
+        matches!(self, Step::Apt | Step::Docker | Step::Nvidia)
+    }
+
+    /// This step's plan from the facts. `dry_run_driver`: in a dry run, the
+    /// nvidia step would install the driver (so a reboot would follow).
+    pub fn plan(self, f: &Facts, cfg: &Config, dry_run_driver: bool) -> Plan {
+        // Every step needs a supported distribution and root; the first
+        // step reports why not.
+        let fam = match f.host.family(cfg.force_distro) {
+            Ok(fam) => fam,
+            Err(message) => {
+                return Plan::Refuse {
+                    message,
+                    hint: "use a supported image, or pass --force-distro to try anyway (at your own risk)".into(),
+                    usage: true,
+                };
+            }
+        };
+        if let Some(refusal) = sudo_refusal(&f.host) {
+            return refusal;
+        }
+        let gid = f.docker.gid.as_deref();
+        let plan = match (self, &cfg.image) {
+            (Step::Host, _) => steps::host::plan(&f.host, cfg),
+            (Step::Ready, _) => steps::ready::plan(&f.ready, cfg),
+            (Step::Apt, _) => steps::apt::plan(&f.apt, cfg),
+            (Step::Docker, _) => steps::docker::plan(&f.host, &f.sources, &f.docker, cfg, fam),
+            (Step::Nvidia, _) => steps::nvidia::plan(&f.host, &f.sources, &f.docker, &f.nvidia, cfg, fam),
+            (Step::Reboot, _) => steps::reboot::plan(&f.host, &f.nvidia, &f.reboot, cfg, dry_run_driver),
+            (Step::GpuCheck, _) => steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg),
+            (_, None) => Plan::Skip("--no-stack".into()),
+            (Step::Layout, Some(img)) => steps::layout::plan(gid, &f.layout, &f.files, img),
+            (Step::Pull, Some(img)) => {
+                let deployed = steps::stack::deployed(gid, &f.stack, img);
+                steps::pull::plan(gid, &f.layout, &f.containers, deployed, &f.pull, img)
+            }
+            (Step::Traefik, Some(img)) => steps::traefik::plan(&f.containers, &f.files, img),
+            (Step::Stack, Some(img)) => steps::stack::plan(gid, &f.layout, &f.containers, &f.pull, &f.stack, img),
+            (Step::Health, Some(img)) => steps::health::plan(&f.stack, &f.health, img),
+        };
+        if self.runs_apt() { steps::apt::repair_first(plan, &f.apt, self == Step::Apt) } else { plan }
+    }
+}
+
+fn sudo_refusal(host: &HostFacts) -> Option<Plan> {
+    let user = &host.user;
+    let (message, hint) = match host.sudo {
+        Sudo::Root | Sudo::NoPassword => return None,
+        Sudo::NeedsPassword => (
+            format!("{user} cannot use sudo without a password, and bootstrap runs unattended"),
+            format!(
+                "allow it (a sudoers line `{user} ALL=(ALL) NOPASSWD:ALL`, e.g. in /etc/sudoers.d/90-{user}) or connect as root"
+            ),
+        ),
+        Sudo::Missing => (
+            format!("{user} is not root and sudo is not installed"),
+            "connect as root, or install sudo and give the user passwordless sudo".into(),
+        ),
+    };
+    Some(Plan::Refuse { message, hint, usage: false })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commands(plan: &Plan) -> Vec<String> {
+        match plan {
+            Plan::Act { actions, .. } => actions.iter().map(|a| a.describe(false)).collect(),
+            other => panic!("expected actions, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn interrupted_dpkg_is_finished_before_apt() {
+        let f = Facts::parse(
+            "os.id=debian\nos.version=12\nos.codename=bookworm\nuser=admin\nsudo=nopasswd\n\
+             gpu=00:1e.0 3D controller [0302]: NVIDIA Corporation GA102GL [A10G] [10de:2237]\n\
+             dpkg.interrupted=yes\napt.lists_age=10\napt.upgradable=0\n",
+        );
+        let cfg = Config::default();
+        let cmds = commands(&Step::Apt.plan(&f, &cfg, false));
+        assert_eq!(cmds.len(), 1);
+        assert!(cmds[0].ends_with("dpkg --force-confdef --force-confold --configure -a"), "{cmds:?}");
+        let cmds = commands(&Step::Nvidia.plan(&f, &cfg, false));
+        assert!(cmds[0].ends_with("--configure -a"), "{cmds:?}");
+        // Ready and the GPU check never run apt.
+        assert!(matches!(Step::Ready.plan(&f, &cfg, false), Plan::Ok(_)));
+    }
+
+    #[test]
+    fn every_step_refuses_a_host_it_cannot_handle() {
+        let cfg = Config::default();
+        let centos = Facts::parse("os.id=centos\nos.version=9\nuser=root\nsudo=root\n");
+        assert!(matches!(Step::Host.plan(&centos, &cfg, false), Plan::Refuse { usage: true, .. }));
+        let forced = Config { force_distro: true, ..Config::default() };
+        assert!(matches!(Step::Host.plan(&centos, &forced, false), Plan::Ok(why) if why.contains("(forced)")));
+        let no_sudo = Facts::parse("os.id=debian\nos.version=12\nuser=admin\nsudo=password\n");
+        assert!(matches!(Step::Docker.plan(&no_sudo, &cfg, false), Plan::Refuse { usage: false, .. }));
+    }
+}

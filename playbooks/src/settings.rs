@@ -1,0 +1,177 @@
+//! What the person asked for, resolved and checked once (by the command
+//! line): the host steps' [`Config`], the IMAGE steps' [`ImageConfig`], the
+//! built-in defaults, and the paths on the host that follow from them.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+pub const DEFAULT_NVIDIA_DRIVER_BRANCH: &str = "535-server";
+pub const DEFAULT_NVIDIA_REPO: &str = "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /";
+pub const DEFAULT_NVIDIA_REPO_KEY: &str = "https://nvidia.github.io/libnvidia-container/gpgkey";
+pub const DEFAULT_DOCKER_REPO: &str = "https://download.docker.com/linux/debian {codename} stable";
+pub const DEFAULT_DOCKER_REPO_KEY: &str = "https://download.docker.com/linux/debian/gpg";
+
+pub const DEFAULT_BASE_DIR: &str = "/var/docker/image";
+pub const DEFAULT_REPO_URL: &str = "https://github.com/Shared-Reality-Lab/IMAGE-server.git";
+/// imageup checks out and resets to main whatever was cloned.
+pub const DEFAULT_REPO_BRANCH: &str = "main";
+pub const DEFAULT_REGISTRY_TAG: &str = "latest";
+pub const DEFAULT_IMAGEUP_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Traefik's own compose project, beside the stack's.
+pub const TRAEFIK_DIR: &str = "/var/docker/traefik";
+/// The site's compose override, in the IMAGE working directory.
+pub const SITE_COMPOSE: &str = "site-docker-compose.yml";
+
+/// Where the HTTPS health check reaches Traefik: the host's own loopback
+/// (Traefik publishes 443 on every address), with the domain resolved to it
+/// (`curl --resolve DOMAIN:443:ADDR`), so the check proves Traefik's route
+/// and certificate for the domain, not public DNS or firewalls.
+pub const DEFAULT_HTTPS_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// The host steps' settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// False with --no-gpu: the NVIDIA steps are skipped.
+    pub gpu: bool,
+    /// Go on with a distribution we do not support.
+    pub force_distro: bool,
+    /// Ubuntu's server driver branch: `nvidia-driver-{branch}`.
+    pub nvidia_driver_branch: String,
+    /// NVIDIA container toolkit apt source, "URI SUITE [COMPONENT...]".
+    pub nvidia_repo: String,
+    pub nvidia_repo_key: String,
+    /// Docker's apt source for Debian ({codename} is replaced).
+    pub docker_repo: String,
+    pub docker_repo_key: String,
+    pub cloud_init_timeout: Duration,
+    pub lock_timeout: Duration,
+    pub reboot_timeout: Duration,
+    /// Package lists younger than this are not fetched again.
+    pub apt_lists_max_age: Duration,
+    /// The IMAGE steps (layout, pull, traefik, stack, health); None with
+    /// --no-stack: the run ends at the GPU check.
+    pub image: Option<ImageConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            gpu: true,
+            force_distro: false,
+            nvidia_driver_branch: DEFAULT_NVIDIA_DRIVER_BRANCH.into(),
+            nvidia_repo: DEFAULT_NVIDIA_REPO.into(),
+            nvidia_repo_key: DEFAULT_NVIDIA_REPO_KEY.into(),
+            docker_repo: DEFAULT_DOCKER_REPO.into(),
+            docker_repo_key: DEFAULT_DOCKER_REPO_KEY.into(),
+            cloud_init_timeout: Duration::from_secs(600),
+            lock_timeout: Duration::from_secs(600),
+            reboot_timeout: Duration::from_secs(600),
+            apt_lists_max_age: Duration::from_secs(3600),
+            image: Some(ImageConfig::default()),
+        }
+    }
+}
+
+/// The IMAGE compose profile a server runs (COMPOSE_PROFILES).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    Production,
+    Test,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Production => "production",
+            Profile::Test => "test",
+        }
+    }
+}
+
+/// The IMAGE steps' settings.
+#[derive(Clone, Debug)]
+pub struct ImageConfig {
+    pub base_dir: String,
+    /// HTTPS (or, for tests, file://) URL of IMAGE-server.
+    pub repo_url: String,
+    pub repo_branch: String,
+    /// The server's public host name: Traefik routes it, Let's Encrypt
+    /// certifies it. None: no Traefik routes and no HTTPS check.
+    pub domain: Option<String>,
+    pub acme_email: Option<String>,
+    pub registry_tag: String,
+    pub profile: Profile,
+    pub pii_logging: bool,
+    /// Supplied env files: (name under config/, content), already checked.
+    pub env_files: Vec<(String, Vec<u8>)>,
+    /// Run scripts/imageup (else plain compose pull and up).
+    pub imageup: bool,
+    pub imageup_timeout: Duration,
+    /// How long the health step waits for the orchestrator (and HTTPS).
+    pub health_timeout: Duration,
+    /// GET https://DOMAIN/health from the host, through its own Traefik
+    /// (off only in tests without Traefik's stand-in).
+    pub https_check: bool,
+    /// The address that check sends DOMAIN to: [`DEFAULT_HTTPS_ADDR`]
+    /// (another only in tests, whose Traefik stand-in listens elsewhere).
+    pub https_addr: IpAddr,
+}
+
+impl Default for ImageConfig {
+    fn default() -> Self {
+        ImageConfig {
+            base_dir: DEFAULT_BASE_DIR.into(),
+            repo_url: DEFAULT_REPO_URL.into(),
+            repo_branch: DEFAULT_REPO_BRANCH.into(),
+            domain: None,
+            acme_email: None,
+            registry_tag: DEFAULT_REGISTRY_TAG.into(),
+            profile: Profile::Production,
+            pii_logging: false,
+            env_files: Vec::new(),
+            imageup: true,
+            imageup_timeout: DEFAULT_IMAGEUP_TIMEOUT,
+            health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            https_check: true,
+            https_addr: DEFAULT_HTTPS_ADDR,
+        }
+    }
+}
+
+impl ImageConfig {
+    pub fn clone_dir(&self) -> String {
+        format!("{}/IMAGE-server", self.base_dir)
+    }
+    pub fn env_path(&self) -> String {
+        format!("{}/.env", self.base_dir)
+    }
+    pub fn site_path(&self) -> String {
+        format!("{}/{SITE_COMPOSE}", self.base_dir)
+    }
+    pub fn config_path(&self, name: &str) -> String {
+        format!("{}/config/{name}", self.clone_dir())
+    }
+    pub fn traefik_path(&self) -> String {
+        format!("{TRAEFIK_DIR}/docker-compose.yml")
+    }
+    /// The extension's custom server URL (trailing slash: it POSTs to `<url>render`).
+    pub fn extension_url(&self) -> Option<String> {
+        self.domain.as_ref().map(|d| format!("https://{d}/"))
+    }
+    /// The domain the HTTPS health check asks for, when it runs.
+    pub fn checked_domain(&self) -> Option<&str> {
+        self.domain.as_deref().filter(|_| self.https_check)
+    }
+    /// The stack's health URL through Traefik, checked when there is a domain
+    /// (at [`ImageConfig::https_addr`], not wherever DNS points).
+    pub fn health_url(&self) -> Option<String> {
+        self.checked_domain().map(health_url)
+    }
+}
+
+/// `https://DOMAIN/health`: what the HTTPS health check asks for.
+pub fn health_url(domain: &str) -> String {
+    format!("https://{domain}/health")
+}

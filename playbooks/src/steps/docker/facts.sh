@@ -1,0 +1,43 @@
+# shellcheck shell=bash
+# The docker step's facts (playbooks/src/steps/docker): the CLI, compose v2,
+# the service, the docker group, whether the SSH user reaches the daemon, and
+# (as root) the daemon's runtimes. The user's part runs as the SSH user,
+# docker_root_facts as root (run_root_facts).
+
+if command -v docker >/dev/null 2>&1; then
+    kv docker.version "$(docker --version 2>/dev/null || true)"
+    kv docker.compose "$(docker compose version 2>/dev/null || true)"
+    # As the user, without sudo: works only once the group applies to this
+    # session (root's answer comes from docker_root_facts). `docker info`
+    # exits 0 even when the daemon refuses it (Docker 23 and later print the
+    # error on stderr), so the answer is the server version it printed. A
+    # daemon that is restarting must not hang the facts: a time limit.
+    if [ "$EUID" -ne 0 ]; then
+        if [ -n "$(timeout 20 docker info --format '{{.ServerVersion}}' 2>/dev/null || true)" ]; then
+            kv docker.user_access yes
+        else
+            kv docker.user_access no
+        fi
+    fi
+fi
+if command -v systemctl >/dev/null 2>&1; then
+    kv docker.enabled "$(systemctl is-enabled docker 2>/dev/null || true)"
+    kv docker.active "$(systemctl is-active docker 2>/dev/null || true)"
+fi
+IFS=: read -r _ _ gid members < <(getent group docker || true) || true
+kv docker.gid "${gid:-}"
+kv docker.group "${members:-}"
+
+# As root: the daemon's runtimes (the nvidia step looks for its own there).
+docker_root_facts() {
+    command -v docker >/dev/null 2>&1 || return 0
+    local runtimes
+    # As above: judged by what it printed ("null" when the daemon refused).
+    runtimes=$(timeout 20 docker info --format '{{json .Runtimes}}' 2>/dev/null || true)
+    [ "$runtimes" != null ] || runtimes=''
+    kv docker.runtimes "$runtimes"
+    if [ "${ROOT_FACTS_VIA:-}" != sudo ]; then
+        # Running as root itself: root's own access is the same answer.
+        if [ -n "$runtimes" ]; then kv docker.user_access yes; else kv docker.user_access no; fi
+    fi
+}

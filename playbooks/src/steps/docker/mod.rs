@@ -1,0 +1,139 @@
+//! The docker step: the tools the IMAGE scripts need, Docker with compose
+//! v2 (Ubuntu's own packages; on Debian, Docker's repository), the service
+//! enabled and running, and the SSH user in the docker group (with a new
+//! connection, so the group applies).
+
+use image_provision_remote::Cmd;
+
+use crate::apt::{SourceFacts, add_source, apt_install, apt_update};
+use crate::facts::{FactsScript, RawFacts};
+use crate::host::{Family, HostFacts};
+use crate::plan::{Action, Plan};
+use crate::settings::Config;
+
+pub const FACTS_SH: &str = include_str!("facts.sh");
+
+pub fn facts_script() -> FactsScript {
+    FactsScript::root(FACTS_SH, &["docker_root_facts"])
+}
+
+/// What the IMAGE scripts and the other steps run on the host.
+pub const TOOLS: &[&str] = &["git", "python3-pip", "jq", "curl", "ca-certificates"];
+
+/// Docker with compose v2: Ubuntu's own docker.io + docker-compose-v2;
+/// Debian 12 has no compose v2 package, so Docker's repository there.
+pub fn docker_packages(fam: Family) -> &'static [&'static str] {
+    match fam {
+        Family::Ubuntu => &["docker.io", "docker-compose-v2"],
+        Family::Debian => &["docker-ce", "docker-ce-cli", "containerd.io", "docker-compose-plugin"],
+    }
+}
+
+/// Every package this step asks the host facts about.
+pub fn watched_packages() -> Vec<String> {
+    let all = [TOOLS, docker_packages(Family::Ubuntu), docker_packages(Family::Debian)];
+    all.into_iter().flatten().map(|p| p.to_string()).collect()
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DockerFacts {
+    /// `docker --version`.
+    pub version: Option<String>,
+    /// `docker compose version`, when the v2 plugin answers.
+    pub compose: Option<String>,
+    pub enabled: bool,
+    pub active: bool,
+    /// The SSH user reaches the daemon in this session, without sudo.
+    pub user_access: bool,
+    /// Members of the docker group in /etc/group.
+    pub group_members: Vec<String>,
+    /// The docker group's id, once the group exists.
+    pub gid: Option<String>,
+    /// The daemon's runtimes (`docker info`'s JSON), when it answers root.
+    pub runtimes: Option<String>,
+}
+
+impl DockerFacts {
+    pub fn parse(raw: &RawFacts) -> DockerFacts {
+        DockerFacts {
+            version: raw.string("docker.version"),
+            compose: raw.string("docker.compose").filter(|v| v.contains("v2") || v.contains(" 2.")),
+            enabled: raw.get("docker.enabled") == Some("enabled"),
+            active: raw.get("docker.active") == Some("active"),
+            user_access: raw.yes("docker.user_access"),
+            group_members: raw.get("docker.group").map(|m| m.split(',').map(str::to_string).collect()).unwrap_or_default(),
+            gid: raw.string("docker.gid"),
+            runtimes: raw.string("docker.runtimes").filter(|r| r != "null"),
+        }
+    }
+
+    /// The running daemon lists the runtime `name`.
+    pub fn has_runtime(&self, name: &str) -> bool {
+        self.runtimes.as_deref().is_some_and(|r| r.contains(&format!("\"{name}\"")))
+    }
+}
+
+pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: &Config, fam: Family) -> Plan {
+    let user = host.user.as_str();
+    let mut actions = Vec::new();
+    let mut why = Vec::new();
+
+    let tools: Vec<&str> = TOOLS.iter().copied().filter(|p| !host.installed(p)).collect();
+    if !tools.is_empty() {
+        why.push(format!("install {}", tools.join(" ")));
+        actions.push(Action::Change(apt_install(cfg, &tools)));
+    }
+    if fam == Family::Debian {
+        let source = cfg.docker_repo.replace("{codename}", &host.codename);
+        if !sources.has("docker", &source) {
+            why.push("add Docker's apt repository".into());
+            actions.push(Action::Change(add_source("docker", &source, &cfg.docker_repo_key)));
+            actions.push(Action::Change(apt_update(cfg)));
+        }
+    }
+    let packages: Vec<&str> = docker_packages(fam).iter().copied().filter(|p| !host.installed(p)).collect();
+    if !packages.is_empty() {
+        why.push(format!("install {}", packages.join(" ")));
+        actions.push(Action::Change(apt_install(cfg, &packages)));
+    }
+    if !packages.is_empty() || !docker.enabled || !docker.active {
+        why.push("enable and start docker".into());
+        actions.push(Action::Change(Cmd::new("systemctl").args(["enable", "--now", "docker"]).sudo()));
+    }
+    if !host.is_root() {
+        if !docker.group_members.iter().any(|m| m == user) {
+            why.push(format!("add {user} to the docker group"));
+            actions.push(Action::Change(Cmd::new("usermod").args(["-aG", "docker", user]).sudo()));
+        }
+        if !docker.user_access {
+            // A running session keeps the groups it logged in with.
+            actions.push(Action::Reconnect);
+            actions.push(Action::Check(Cmd::new("docker").args(["info", "--format", "{{.ServerVersion}}"])));
+        }
+    }
+    if actions.is_empty() {
+        let compose = docker.compose.as_deref().unwrap_or("compose ?");
+        let version = docker.version.as_deref().unwrap_or("docker");
+        let group = if host.is_root() { String::new() } else { format!("; {user} in the docker group") };
+        return Plan::Ok(format!("{version}; {compose}; running{group}; {} installed", TOOLS.join(" ")));
+    }
+    let changes = actions.iter().any(|a| matches!(a, Action::Change(_)));
+    Plan::Act { why: if changes { why.join(", ") } else { format!("re-login so {user}'s docker group applies") }, actions }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker() {
+        let d = DockerFacts::parse(&RawFacts::parse(
+            "docker.group=ubuntu,bob\ndocker.runtimes={\"nvidia\":{},\"runc\":{}}\ndocker.compose=Docker Compose version v2.24.6\n",
+        ));
+        assert!(d.group_members.iter().any(|m| m == "bob") && !d.group_members.iter().any(|m| m == "bo"));
+        assert!(d.has_runtime("nvidia") && !d.has_runtime("nvidi"));
+        assert!(d.compose.is_some());
+        let old = DockerFacts::parse(&RawFacts::parse("docker.compose=docker-compose version 1.29.2\ndocker.runtimes=null\n"));
+        assert!(old.compose.is_none() && old.runtimes.is_none());
+    }
+}

@@ -1,0 +1,38 @@
+//! The gpu-check step: after the reboot, nvidia-smi answers and Docker lists
+//! the nvidia runtime; otherwise the run stops here with what to look at.
+//! It reads the nvidia and docker steps' facts and has none of its own.
+
+use crate::host::HostFacts;
+use crate::plan::Plan;
+use crate::settings::Config;
+use crate::steps::docker::DockerFacts;
+use crate::steps::nvidia::{self, NvidiaFacts};
+
+pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Config) -> Plan {
+    if let Some(why) = nvidia::gpu_skip(host, cfg) {
+        return Plan::Skip(why);
+    }
+    let Some(smi) = &nv.smi else {
+        return Plan::Refuse {
+            message: format!(
+                "nvidia-smi does not work: {}",
+                nv.smi_error.as_deref().unwrap_or("nvidia-smi is not installed")
+            ),
+            hint: "look at `dmesg | grep -i nvidia` and `dkms status` on the host (a Secure Boot that refuses the module, \
+                   or a kernel without headers); then run bootstrap again"
+                .into(),
+            usage: false,
+        };
+    };
+    if !docker.has_runtime("nvidia") {
+        return Plan::Refuse {
+            message: format!(
+                "Docker does not list the nvidia runtime (runtimes: {})",
+                docker.runtimes.as_deref().unwrap_or("unknown: docker info failed")
+            ),
+            hint: "check /etc/docker/daemon.json and run `sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker` on the host".into(),
+            usage: false,
+        };
+    }
+    Plan::Ok(format!("{}, driver {}, {}; Docker runtime nvidia", smi.name, smi.driver, smi.memory))
+}

@@ -1,0 +1,24 @@
+# shellcheck shell=bash
+# The health step's facts (playbooks/src/steps/health), also verify's and
+# update's: the site's domain (DOMAIN, or the one the generated site override
+# routes) and, with HTTPS_CHECK=yes, whether https://DOMAIN/health answers
+# through the host's own Traefik (https_check: https-check.sh beside this
+# file, put in front of this script), as health.https: `ok`, or `failed: `
+# and curl's error. Reads only; runs as the SSH user.
+# Inputs: BASE_DIR; DOMAIN (optional); HTTPS_CHECK (yes|no); HTTPS_ADDR
+# (where Traefik listens; 127.0.0.1 when empty).
+
+site_domain=${DOMAIN:-}
+if [ -z "$site_domain" ] && [ -r "$BASE_DIR/site-docker-compose.yml" ]; then
+    # shellcheck disable=SC2016 # the backquotes are the rule's, not the shell's
+    site_domain=$(grep -o 'routers\.orchestrator\.rule=Host(`[^`]*`)' "$BASE_DIR/site-docker-compose.yml" |
+        head -n 1 | sed -e 's/.*Host(.//' -e 's/.)$//' || true)
+fi
+kv health.domain "$site_domain"
+if [ -n "$site_domain" ] && [ "${HTTPS_CHECK:-no}" = yes ]; then
+    if answer=$(https_check "https://$site_domain/health" "${HTTPS_ADDR:-127.0.0.1}" 10); then
+        kv health.https ok
+    else
+        kv health.https "failed: $answer"
+    fi
+fi

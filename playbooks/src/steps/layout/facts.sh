@@ -1,0 +1,54 @@
+# shellcheck shell=bash
+# The layout step's facts (playbooks/src/steps/layout): the directories, the
+# links, the clone and its submodule, root's git rewrite of GitHub's SSH URLs,
+# and the config/*.env files compose reads that are absent or readable by
+# more than root. All as root (the layout is root's): layout_facts runs in
+# run_root_facts.
+# Inputs: BASE_DIR, the IMAGE working directory.
+
+root_facts_helpers+=(compose_env_files)
+root_facts_env+=(BASE_DIR)
+layout_facts() {
+    # Few forks: this runs on every re-run.
+    local base=$BASE_DIR clone=$BASE_DIR/IMAGE-server
+    local missing='' d l f m
+    for d in cache testing/warmup; do [ -d "$base/$d" ] || missing="$missing $d"; done
+    kv layout.dirs_missing "${missing# }"
+    local -A link=()
+    while IFS=/ read -r l f; do link[$l]=$f; done < <(
+        find "$base" -mindepth 1 -maxdepth 1 -type l \( -name bin -o -name config -o -name docker-compose.yml \) -printf '%f/%l\n' 2>/dev/null || true
+    )
+    for l in bin config docker-compose.yml; do kv "layout.link.$l" "${link[$l]:-}"; done
+
+    if command -v git >/dev/null 2>&1; then
+        # root's global config: imageup runs as root and updates the submodule too.
+        kv layout.git_rewrite "$(HOME=/root git config --global --get-all url.https://github.com/.insteadof || true)"
+    fi
+    if [ -d "$clone/.git" ]; then
+        kv layout.clone yes
+        kv layout.origin "$(git -C "$clone" config --get remote.origin.url || true)"
+        if [ -e "$clone/schemas/.git" ]; then kv layout.submodule yes; else kv layout.submodule no; fi
+    else
+        kv layout.clone no
+    fi
+
+    # The config/*.env files compose will read (compose_env_files:
+    # compose-env-files.sh beside this file, put in front of this script and
+    # of env-files.sh, which creates the absent ones and closes them all).
+    local names absent='' open=''
+    names=$(compose_env_files "$base")
+    local -A env_mode=()
+    if [ -d "$clone/config" ]; then
+        # shellcheck disable=SC2086 # one name per word
+        while read -r m f; do env_mode[$f]=$m; done < <(cd "$clone/config" 2>/dev/null && { stat -L -c '%a %n' -- $names 2>/dev/null || true; })
+        for f in $names; do
+            if [ ! -f "$clone/config/$f" ]; then
+                absent="$absent $f"
+            elif [ "${env_mode[$f]:-}" != 600 ]; then
+                open="$open $f"
+            fi
+        done
+    fi
+    kv layout.env_absent "${absent# }"
+    kv layout.env_open "${open# }"
+}

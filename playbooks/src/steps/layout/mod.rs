@@ -1,0 +1,269 @@
+//! The layout step: the IMAGE working directory as the IMAGE team's scripts
+//! expect it: cache/ and testing/warmup/, the IMAGE-server clone over HTTPS
+//! with its schemas submodule (clone.sh), the links bin, config and
+//! docker-compose.yml, compose's .env, the site override (with a domain),
+//! config/imageup.env, the supplied env files, and every config/*.env compose
+//! reads present and 0600 (env-files.sh).
+
+use std::collections::BTreeMap;
+
+use image_provision_remote::Cmd;
+
+use crate::facts::{FactsScript, RawFacts};
+use crate::plan::{Action, Plan};
+use crate::settings::{ImageConfig, SITE_COMPOSE};
+use crate::shell::with_libraries;
+use crate::template::{FileFacts, render, upload};
+
+pub const FACTS_SH: &str = include_str!("facts.sh");
+pub const CLONE_SH: &str = include_str!("clone.sh");
+pub const ENV_FILES_SH: &str = include_str!("env-files.sh");
+/// A library: the config/*.env files compose will read, for the facts and
+/// for env-files.sh alike.
+pub const COMPOSE_ENV_FILES_SH: &str = include_str!("compose-env-files.sh");
+
+pub const ENV_TEMPLATE: &str = include_str!("env.template");
+pub const IMAGEUP_ENV_TEMPLATE: &str = include_str!("imageup.env.template");
+pub const SITE_COMPOSE_TEMPLATE: &str = include_str!("site-compose.yml");
+
+/// The facts script (input BASE_DIR), with the env files' list in front.
+pub fn facts_script() -> FactsScript {
+    FactsScript::root(with_libraries(&[COMPOSE_ENV_FILES_SH], FACTS_SH), &["layout_facts"])
+}
+
+/// env-files.sh as sent, with the env files' list in front.
+pub fn env_files_script() -> String {
+    with_libraries(&[COMPOSE_ENV_FILES_SH], ENV_FILES_SH)
+}
+
+/// The files this step writes (the files facts report their hash and mode).
+pub fn written_files(img: &ImageConfig) -> Vec<String> {
+    let mut files = vec![img.env_path(), img.site_path(), img.config_path("imageup.env")];
+    files.extend(img.env_files.iter().map(|(name, _)| img.config_path(name)));
+    files
+}
+
+/// COMPOSE_FILE: absolute paths, as imageup runs compose from inside the clone too.
+fn compose_file(img: &ImageConfig) -> String {
+    let mut files = vec![format!("{}/docker-compose.yml", img.base_dir)];
+    if img.domain.is_some() {
+        files.push(img.site_path());
+    }
+    files.join(":")
+}
+
+/// compose's .env for the stack.
+pub fn env_text(img: &ImageConfig, docker_gid: &str) -> String {
+    render(
+        ENV_TEMPLATE,
+        &[
+            ("COMPOSE_PROFILES", img.profile.name()),
+            ("COMPOSE_FILE", &compose_file(img)),
+            ("REGISTRY_TAG", &img.registry_tag),
+            ("DOCKER_GID", docker_gid),
+            ("PII_LOGGING_ENABLED", if img.pii_logging { "true" } else { "false" }),
+        ],
+    )
+}
+
+/// The site's compose override, with a domain.
+pub fn site_text(img: &ImageConfig) -> Option<String> {
+    img.domain.as_ref().map(|d| render(SITE_COMPOSE_TEMPLATE, &[("DOMAIN", d)]))
+}
+
+/// config/imageup.env, for the IMAGE team's imageup.
+pub fn imageup_env_text(img: &ImageConfig) -> String {
+    render(
+        IMAGEUP_ENV_TEMPLATE,
+        &[
+            ("COMPOSE_ENV_FILE", &img.env_path()),
+            ("ENVIRONMENT", img.profile.name()),
+            ("DOCKER_DIR", &img.base_dir),
+            ("IMAGE_SERVER_DIR", &img.clone_dir()),
+            ("GIT_REMOTE", &img.repo_url),
+        ],
+    )
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct LayoutFacts {
+    /// cache, testing/warmup: those missing under the base directory.
+    pub dirs_missing: Vec<String>,
+    /// The links' targets, by name (bin, config, docker-compose.yml).
+    pub links: BTreeMap<String, String>,
+    /// root's git rewrites of https://github.com/ (insteadOf values).
+    pub git_rewrite: Vec<String>,
+    pub cloned: bool,
+    pub origin: Option<String>,
+    pub submodule: bool,
+    /// config/*.env files compose reads that are absent, or not 0600.
+    pub env_absent: Vec<String>,
+    pub env_open: Vec<String>,
+}
+
+impl LayoutFacts {
+    pub fn parse(raw: &RawFacts) -> LayoutFacts {
+        LayoutFacts {
+            dirs_missing: raw.words("layout.dirs_missing"),
+            links: raw
+                .with_prefix("layout.link.")
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(name, target)| (name.to_string(), target.to_string()))
+                .collect(),
+            git_rewrite: raw.words("layout.git_rewrite"),
+            cloned: raw.yes("layout.clone"),
+            origin: raw.string("layout.origin"),
+            submodule: raw.yes("layout.submodule"),
+            env_absent: raw.words("layout.env_absent"),
+            env_open: raw.words("layout.env_open"),
+        }
+    }
+}
+
+pub fn plan(docker_gid: Option<&str>, facts: &LayoutFacts, files: &FileFacts, img: &ImageConfig) -> Plan {
+    let Some(gid) = docker_gid else {
+        return Plan::Pending("the docker group does not exist yet (the docker step makes it)".into());
+    };
+    let base = &img.base_dir;
+    let clone = img.clone_dir();
+    let mut actions = Vec::new();
+    let mut why = Vec::new();
+
+    let missing: Vec<String> = facts.dirs_missing.iter().map(|d| format!("{base}/{d}")).collect();
+    if !missing.is_empty() {
+        why.push(format!("create {}", missing.join(" ")));
+        actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--"]).args(missing).sudo()));
+    }
+
+    let rewrite = facts.git_rewrite.iter().any(|w| w == "git@github.com:");
+    let clone_needed =
+        !facts.cloned || facts.origin.as_deref() != Some(img.repo_url.as_str()) || !facts.submodule || !rewrite;
+    if clone_needed {
+        why.push(if facts.cloned { "update the clone's remote and submodule".into() } else { format!("clone {}", img.repo_url) });
+        actions.push(Action::Change(
+            Cmd::script(CLONE_SH)
+                .named("clone.sh")
+                .sudo()
+                .env("BASE_DIR", base)
+                .env("REPO_URL", &img.repo_url)
+                .env("BRANCH", &img.repo_branch),
+        ));
+    }
+
+    let links = [
+        ("bin", format!("{clone}/scripts")),
+        ("config", "IMAGE-server/config".to_string()),
+        ("docker-compose.yml", "IMAGE-server/docker-compose.yml".to_string()),
+    ];
+    for (name, target) in links {
+        if facts.links.get(name) != Some(&target) {
+            why.push(format!("link {name}"));
+            actions.push(Action::Change(Cmd::new("ln").args(["-sfnT", "--", &target, &format!("{base}/{name}")]).sudo()));
+        }
+    }
+
+    let env = env_text(img, gid);
+    if !files.is(&img.env_path(), env.as_bytes(), "644") {
+        why.push("write .env".into());
+        actions.push(upload(img.env_path(), env, 0o644, false));
+    }
+    if let Some(site) = site_text(img)
+        && !files.is(&img.site_path(), site.as_bytes(), "644")
+    {
+        why.push(format!("write {SITE_COMPOSE}"));
+        actions.push(upload(img.site_path(), site, 0o644, false));
+    }
+    let imageup_env = imageup_env_text(img);
+    let imageup_path = img.config_path("imageup.env");
+    if !files.is(&imageup_path, imageup_env.as_bytes(), "600") {
+        why.push("write config/imageup.env".into());
+        actions.push(upload(imageup_path, imageup_env, 0o600, false));
+    }
+    for (name, content) in &img.env_files {
+        let path = img.config_path(name);
+        if !files.is(&path, content, "600") {
+            why.push(format!("write config/{name}"));
+            actions.push(upload(path, content.clone(), 0o600, true));
+        }
+    }
+    // After the uploads: they make some of the files this would otherwise
+    // create empty.
+    let env_gap = !facts.env_absent.is_empty() || !facts.env_open.is_empty();
+    if clone_needed || env_gap {
+        why.push("every config/*.env present and 0600".into());
+        actions.push(Action::Change(Cmd::script(env_files_script()).named("env-files.sh").sudo().env("BASE_DIR", base)));
+    }
+
+    Plan::from_actions(why, actions, || {
+        let site = img.domain.as_deref().map(|d| format!("; site {d}")).unwrap_or_default();
+        format!("{clone} cloned with schemas; links, .env and config/*.env in place{site}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::sha256_hex;
+
+    fn cfg() -> ImageConfig {
+        ImageConfig {
+            domain: Some("image.example.org".into()),
+            acme_email: Some("ops@example.org".into()),
+            ..ImageConfig::default()
+        }
+    }
+
+    #[test]
+    fn env_names_compose_files_absolutely() {
+        let env = env_text(&cfg(), "998");
+        assert!(env.contains(
+            "\nCOMPOSE_FILE=/var/docker/image/docker-compose.yml:/var/docker/image/site-docker-compose.yml\n"
+        ));
+        assert!(env.contains("\nDOCKER_GID=998\n") && env.contains("\nPII_LOGGING_ENABLED=false\n"));
+        assert!(env.contains("\nCOMPOSE_PROFILES=production\n") && env.contains("\nREGISTRY_TAG=latest\n"));
+        let bare = env_text(&ImageConfig::default(), "1");
+        assert!(bare.contains("\nCOMPOSE_FILE=/var/docker/image/docker-compose.yml\n"), "{bare}");
+    }
+
+    #[test]
+    fn imageup_env_is_plain_key_value() {
+        let text = imageup_env_text(&cfg());
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (k, v) = line.split_once('=').unwrap();
+            assert!(!k.is_empty() && !v.contains(['"', '\'', ' ', '#']), "{line}");
+        }
+        assert!(text.contains("GIT_REMOTE=https://github.com/Shared-Reality-Lab/IMAGE-server.git\n"));
+    }
+
+    #[test]
+    fn converged_layout_is_ok_and_a_changed_secret_is_uploaded_secretly() {
+        let mut img = cfg();
+        img.env_files = vec![("llm.env".into(), b"LLM_URL=u\nLLM_API_KEY=k\nLLM_MODEL=m\n".to_vec())];
+        let mut text = String::from(
+            "layout.dirs_missing=\nlayout.clone=yes\nlayout.submodule=yes\n\
+             layout.git_rewrite=git@github.com:\nlayout.link.bin=/var/docker/image/IMAGE-server/scripts\n\
+             layout.link.config=IMAGE-server/config\nlayout.link.docker-compose.yml=IMAGE-server/docker-compose.yml\n",
+        );
+        text.push_str(&format!("layout.origin={}\n", img.repo_url));
+        text.push_str(&format!("file.{}={} 644\n", img.env_path(), sha256_hex(env_text(&img, "998"))));
+        text.push_str(&format!("file.{}={} 644\n", img.site_path(), sha256_hex(site_text(&img).unwrap())));
+        text.push_str(&format!("file.{}={} 600\n", img.config_path("imageup.env"), sha256_hex(imageup_env_text(&img))));
+        let converged = format!("{text}file.{}={} 600\n", img.config_path("llm.env"), sha256_hex(&img.env_files[0].1));
+        let plan_of = |text: &str| {
+            let raw = RawFacts::parse(text);
+            plan(Some("998"), &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &img)
+        };
+        assert!(matches!(plan_of(&converged), Plan::Ok(_)));
+        let stale = format!("{text}file.{}=0000 600\n", img.config_path("llm.env"));
+        match plan_of(&stale) {
+            Plan::Act { actions, .. } => {
+                assert_eq!(actions.len(), 1);
+                assert!(matches!(&actions[0], Action::Upload { secret: true, mode: 0o600, .. }));
+                let shown = actions[0].describe(false);
+                assert!(!shown.contains("LLM_API_KEY") && shown.contains("llm.env"), "{shown}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(plan(None, &LayoutFacts::default(), &FileFacts::default(), &img), Plan::Pending(_)));
+    }
+}

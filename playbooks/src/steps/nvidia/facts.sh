@@ -1,0 +1,45 @@
+# shellcheck shell=bash
+# The nvidia step's facts (playbooks/src/steps/nvidia): Debian's archive
+# entries lacking the components the driver needs, whether Docker's
+# daemon.json names the nvidia runtime, and what nvidia-smi says. Runs as the
+# SSH user.
+# Inputs: DEBIAN_COMPONENTS, the components Debian's archive entries should
+# carry.
+
+# Debian's archive entries lacking a component the NVIDIA driver needs: the
+# files debian-components.sh would change (debian_sources_rewrite, its
+# rewrite: debian-sources-rewrite.sh beside this file, put in front of both).
+codename=$(
+    # shellcheck source=/dev/null # the host's file
+    . /etc/os-release && printf '%s' "${VERSION_CODENAME:-}"
+)
+lacking=''
+if [ -n "$codename" ]; then
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+        [ -f "$f" ] || continue
+        if [ "$(debian_sources_rewrite "$f" "$codename" "$DEBIAN_COMPONENTS")" != "$(cat "$f")" ]; then
+            lacking="$lacking $f"
+        fi
+    done
+fi
+kv nvidia.debian_components_lacking "${lacking# }"
+
+if [ -r /etc/docker/daemon.json ] && grep -q '"nvidia"' /etc/docker/daemon.json; then
+    kv nvidia.daemon_json yes
+else
+    kv nvidia.daemon_json no
+fi
+
+# Does the driver answer, and what does it report?
+if command -v nvidia-smi >/dev/null 2>&1; then
+    # A wedged GPU can make nvidia-smi hang: a time limit.
+    rc=0
+    out=$(timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1) || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        kv nvidia.smi "$out"
+    elif [ "$rc" -eq 124 ]; then
+        kv nvidia.smi_error "nvidia-smi did not answer within 30 s"
+    else
+        kv nvidia.smi_error "$(printf '%s' "$out" | tail -n 2)"
+    fi
+fi

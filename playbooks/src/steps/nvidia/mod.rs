@@ -1,0 +1,232 @@
+//! The nvidia step: the NVIDIA driver (Ubuntu's server branch; Debian's
+//! non-free package, with the archive components it needs enabled first),
+//! NVIDIA's container toolkit from NVIDIA's repository, and the nvidia
+//! runtime registered with Docker. A working driver of any branch is left
+//! alone. Also what the reboot and gpu-check steps read: the driver's
+//! answer ([`Smi`]) and whether the GPU steps run at all ([`gpu_skip`]).
+
+use image_provision_remote::Cmd;
+
+use crate::apt::{SourceFacts, add_source, apt_install, apt_update};
+use crate::facts::{FactsScript, RawFacts};
+use crate::host::{Family, HostFacts};
+use crate::plan::{Action, Plan};
+use crate::settings::Config;
+use crate::shell::with_libraries;
+use crate::steps::docker::DockerFacts;
+
+pub const FACTS_SH: &str = include_str!("facts.sh");
+pub const DEBIAN_COMPONENTS_SH: &str = include_str!("debian-components.sh");
+/// A library: the rewrite of Debian's sources lists that
+/// debian-components.sh writes and the facts compare with.
+pub const DEBIAN_SOURCES_REWRITE_SH: &str = include_str!("debian-sources-rewrite.sh");
+
+/// What Debian's archive entries need for the NVIDIA driver: nvidia-driver is
+/// in non-free, its firmware in non-free-firmware, some helpers in contrib.
+pub const DEBIAN_NVIDIA_COMPONENTS: &str = "contrib non-free non-free-firmware";
+
+pub const TOOLKIT: &str = "nvidia-container-toolkit";
+
+/// The facts script (input DEBIAN_COMPONENTS), with the rewrite in front.
+pub fn facts_script() -> FactsScript {
+    FactsScript::user(with_libraries(&[DEBIAN_SOURCES_REWRITE_SH], FACTS_SH))
+}
+
+/// debian-components.sh as sent, with the rewrite in front.
+pub fn debian_components_script() -> String {
+    with_libraries(&[DEBIAN_SOURCES_REWRITE_SH], DEBIAN_COMPONENTS_SH)
+}
+
+/// The driver package for this family.
+pub fn driver_package(fam: Family, cfg: &Config) -> String {
+    match fam {
+        Family::Ubuntu => format!("nvidia-driver-{}", cfg.nvidia_driver_branch),
+        // Debian ships one current branch, under one name (non-free).
+        Family::Debian => "nvidia-driver".to_string(),
+    }
+}
+
+/// Every package this step asks the host facts about.
+pub fn watched_packages(cfg: &Config) -> Vec<String> {
+    [TOOLKIT.to_string(), driver_package(Family::Debian, cfg), driver_package(Family::Ubuntu, cfg)].into()
+}
+
+/// What nvidia-smi reports when the driver works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Smi {
+    pub name: String,
+    pub driver: String,
+    pub memory: String,
+    /// The whole line: `name, driver, memory`.
+    pub line: String,
+}
+
+impl Smi {
+    fn parse(line: &str) -> Smi {
+        let mut parts = line.split(',').map(|p| p.trim().to_string());
+        let mut next = || parts.next().unwrap_or_else(|| "?".into());
+        Smi { name: next(), driver: next(), memory: next(), line: line.to_string() }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NvidiaFacts {
+    /// The apt sources files with entries of Debian's archive that lack one
+    /// of [`DEBIAN_NVIDIA_COMPONENTS`].
+    pub debian_components_lacking: Vec<String>,
+    /// /etc/docker/daemon.json names the nvidia runtime.
+    pub daemon_json: bool,
+    pub smi: Option<Smi>,
+    /// Why nvidia-smi failed, when installed.
+    pub smi_error: Option<String>,
+}
+
+impl NvidiaFacts {
+    pub fn parse(raw: &RawFacts) -> NvidiaFacts {
+        NvidiaFacts {
+            debian_components_lacking: raw.words("nvidia.debian_components_lacking"),
+            daemon_json: raw.yes("nvidia.daemon_json"),
+            smi: raw.get("nvidia.smi").map(Smi::parse),
+            smi_error: raw.string("nvidia.smi_error"),
+        }
+    }
+}
+
+/// Why the GPU steps do not run on this host, if they do not.
+pub fn gpu_skip(host: &HostFacts, cfg: &Config) -> Option<String> {
+    if !cfg.gpu {
+        return Some("--no-gpu: the IMAGE GPU services will not start on this host".into());
+    }
+    if host.gpu.is_none() {
+        return Some("no NVIDIA GPU found (lspci); pass --no-gpu to acknowledge a host without one".into());
+    }
+    None
+}
+
+/// The reason a plan gives when it installs the driver (a dry run looks for
+/// it: a reboot would follow).
+pub fn installs_driver(why: &str) -> bool {
+    why.contains("install nvidia-driver")
+}
+
+pub fn plan(
+    host: &HostFacts,
+    sources: &SourceFacts,
+    docker: &DockerFacts,
+    nvidia: &NvidiaFacts,
+    cfg: &Config,
+    fam: Family,
+) -> Plan {
+    if let Some(why) = gpu_skip(host, cfg) {
+        return Plan::Skip(why);
+    }
+    let driver = driver_package(fam, cfg);
+    let mut actions = Vec::new();
+    let mut why = Vec::new();
+    if nvidia.smi.is_none() && !host.installed(&driver) {
+        let lacking = &nvidia.debian_components_lacking;
+        if fam == Family::Debian && !lacking.is_empty() {
+            why.push(format!("enable {DEBIAN_NVIDIA_COMPONENTS} in {}", lacking.join(" ")));
+            actions.push(Action::Change(
+                Cmd::script(debian_components_script())
+                    .named("debian-components.sh")
+                    .sudo()
+                    .env("CODENAME", &host.codename)
+                    .env("COMPONENTS", DEBIAN_NVIDIA_COMPONENTS),
+            ));
+            actions.push(Action::Change(apt_update(cfg)));
+        }
+        why.push(format!("install {driver}"));
+        actions.push(Action::Change(apt_install(cfg, &[&driver])));
+    }
+    let toolkit = host.installed(TOOLKIT);
+    if !toolkit {
+        if !sources.has("nvidia", &cfg.nvidia_repo) {
+            why.push("add NVIDIA's container toolkit repository".into());
+            actions.push(Action::Change(add_source("nvidia", &cfg.nvidia_repo, &cfg.nvidia_repo_key)));
+            actions.push(Action::Change(apt_update(cfg)));
+        }
+        why.push(format!("install {TOOLKIT}"));
+        actions.push(Action::Change(apt_install(cfg, &[TOOLKIT])));
+    }
+    if !nvidia.daemon_json || !toolkit {
+        why.push("register the nvidia runtime with Docker".into());
+        actions.push(Action::Change(Cmd::new("nvidia-ctk").args(["runtime", "configure", "--runtime=docker"]).sudo()));
+    }
+    if !docker.has_runtime("nvidia") || !actions.is_empty() {
+        why.push("restart docker".into());
+        actions.push(Action::Change(Cmd::new("systemctl").args(["restart", "docker"]).sudo()));
+    }
+    Plan::from_actions(why, actions, || {
+        let driver = match &nvidia.smi {
+            Some(_) => "driver working".to_string(),
+            None => format!("{driver} installed (loads after the reboot)"),
+        };
+        format!("{driver}; {TOOLKIT} installed; Docker has the nvidia runtime")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(extra: &str) -> (HostFacts, NvidiaFacts) {
+        let raw = RawFacts::parse(&format!(
+            "os.id=debian\nos.version=12\nos.codename=bookworm\nos.pretty=Debian GNU/Linux 12 (bookworm)\n\
+             user=admin\nsudo=nopasswd\ngpu=00:1e.0 3D controller [0302]: NVIDIA Corporation GA102GL [A10G] [10de:2237]\n{extra}"
+        ));
+        (HostFacts::parse(&raw), NvidiaFacts::parse(&raw))
+    }
+
+    fn commands(host: &HostFacts, nvidia: &NvidiaFacts) -> Vec<String> {
+        let cfg = Config::default();
+        let fam = host.family(false).unwrap();
+        match plan(host, &SourceFacts::default(), &DockerFacts::default(), nvidia, &cfg, fam) {
+            Plan::Act { actions, .. } => actions.iter().map(|a| a.describe(false)).collect(),
+            other => panic!("expected actions, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn debian_driver_install_enables_non_free_first() {
+        let (host, nvidia) = facts("nvidia.debian_components_lacking=/etc/apt/sources.list\n");
+        let cmds = commands(&host, &nvidia);
+        assert!(cmds[0].contains("CODENAME=bookworm") && cmds[0].contains("<script debian-components.sh>"), "{cmds:?}");
+        assert!(cmds[0].contains("COMPONENTS='contrib non-free non-free-firmware'"), "{cmds:?}");
+        assert!(cmds[1].ends_with("update"), "{cmds:?}");
+        assert!(cmds[2].ends_with("install --no-install-recommends nvidia-driver"), "{cmds:?}");
+        // Already enabled: straight to the install.
+        let (host, nvidia) = facts("");
+        let cmds = commands(&host, &nvidia);
+        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver"), "{cmds:?}");
+    }
+
+    #[test]
+    fn ubuntu_never_touches_components() {
+        let raw = RawFacts::parse(
+            "os.id=ubuntu\nos.version=22.04\nos.codename=jammy\nuser=ubuntu\nsudo=nopasswd\n\
+             gpu=x [0302]: NVIDIA [10de:2237]\nnvidia.debian_components_lacking=/etc/apt/sources.list\n",
+        );
+        let cmds = commands(&HostFacts::parse(&raw), &NvidiaFacts::parse(&raw));
+        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver-535-server"), "{cmds:?}");
+    }
+
+    #[test]
+    fn parses_nvidia_smi() {
+        let (_, nvidia) = facts("nvidia.smi=NVIDIA A10G, 535.230.02, 23028 MiB\n");
+        let smi = nvidia.smi.unwrap();
+        assert_eq!((smi.name.as_str(), smi.driver.as_str(), smi.memory.as_str()), ("NVIDIA A10G", "535.230.02", "23028 MiB"));
+    }
+
+    /// The dry run's reboot prediction reads the reason this plan gives.
+    #[test]
+    fn a_driver_install_says_so() {
+        let (host, nvidia) = facts("");
+        let fam = host.family(false).unwrap();
+        let Plan::Act { why, .. } = plan(&host, &SourceFacts::default(), &DockerFacts::default(), &nvidia, &Config::default(), fam)
+        else {
+            panic!("expected actions")
+        };
+        assert!(installs_driver(&why), "{why}");
+    }
+}

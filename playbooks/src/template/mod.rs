@@ -1,0 +1,80 @@
+//! Files the steps write on the host (compose files, .env files): rendered
+//! from templates beside each step, compared with the host's copy by sha256
+//! and mode (the files facts, in the facts round trip), and uploaded only
+//! when they differ.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+use crate::facts::{FactsScript, RawFacts};
+use crate::plan::Action;
+
+pub const FILES_FACTS_SH: &str = include_str!("files-facts.sh");
+
+/// Fill `{{KEY}}` placeholders. Values are checked when the input is
+/// resolved ([`crate::validate`]), so none can break the file's syntax.
+///
+/// # Panics
+/// On a placeholder left unfilled: a template and its caller disagree.
+pub fn render(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = template.to_string();
+    for (k, v) in values {
+        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    assert!(!out.contains("{{"), "template placeholder left unfilled in:\n{out}");
+    out
+}
+
+pub fn sha256_hex(bytes: impl AsRef<[u8]>) -> String {
+    hex(&Sha256::digest(bytes.as_ref()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Write `content` to `path` with `mode`, atomically, as root.
+pub fn upload(path: String, content: impl Into<Vec<u8>>, mode: u32, secret: bool) -> Action {
+    Action::Upload { path, content: content.into(), mode, secret }
+}
+
+/// The files facts script (input FILES: the paths the steps write).
+pub fn facts_script() -> FactsScript {
+    FactsScript::root(FILES_FACTS_SH, &["files_facts"])
+}
+
+/// The sha256 and octal mode of each watched file that exists.
+#[derive(Clone, Debug, Default)]
+pub struct FileFacts {
+    files: BTreeMap<String, (String, String)>,
+}
+
+impl FileFacts {
+    pub fn parse(raw: &RawFacts) -> FileFacts {
+        let files = raw
+            .with_prefix("file.")
+            .filter(|(_, v)| *v != "absent")
+            .filter_map(|(path, v)| v.split_once(' ').map(|(sum, mode)| (path.to_string(), (sum.into(), mode.into()))))
+            .collect();
+        FileFacts { files }
+    }
+
+    /// `path` on the host has exactly `content`, with `mode` ("644").
+    pub fn is(&self, path: &str, content: &[u8], mode: &str) -> bool {
+        self.files.get(path).is_some_and(|(sum, m)| *sum == sha256_hex(content) && m == mode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_as_wanted_only_with_its_content_and_mode() {
+        let raw = RawFacts::parse(&format!("file./a={} 644\nfile./b=absent\n", sha256_hex("x")));
+        let files = FileFacts::parse(&raw);
+        assert!(files.is("/a", b"x", "644"));
+        assert!(!files.is("/a", b"x", "600") && !files.is("/a", b"y", "644") && !files.is("/b", b"", "644"));
+    }
+}
