@@ -33,20 +33,16 @@
 //! It runs only when given `--bench` (as `cargo bench` does): under `cargo
 //! test --benches` or a test runner's `--list` it does nothing.
 
-#[path = "../tests/support/cli.rs"]
-mod cli;
-#[path = "support/report.rs"]
-mod report;
-#[path = "../tests/support/testhost.rs"]
-mod testhost;
-
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use cli::state_for;
-use report::{Table, median, ms, ssh_true};
-use testhost::{Distro, TestHost};
+use image_provision_testsupport::cli::{self, state_for};
+use image_provision_testsupport::report::{self, Table, median, ms, ssh_true};
+use image_provision_testsupport::testhost::{Distro, TestHost};
+
+/// The binary measured.
+const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
 
 const DOMAIN: &str = "image.example.org";
 
@@ -262,11 +258,11 @@ fn image_args(dir: &Path) -> Vec<String> {
     ]
 }
 
-/// One bootstrap as the host tests run it (tests/support/cli.rs's
+/// One bootstrap as the host tests run it (testsupport/src/cli.rs's
 /// `on_host`), timed from start to exit; panics if it fails.
 fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> (Output, Duration) {
     let args: Vec<&str> = std::iter::once("bootstrap").chain(extra.iter().copied()).collect();
-    let mut cmd = cli::on_host(host, host.default_user(), state, &args);
+    let mut cmd = cli::on_host(BIN, host, host.default_user(), state, &args);
     let started = Instant::now();
     let out = cmd.output().expect("running image-provision");
     let took = started.elapsed();

@@ -8,7 +8,7 @@
 //!
 //! Needs what the test host needs (root, util-linux, debootstrap; `bash
 //! tests/run` sets it up) and OpenSSH's client for the `ssh host true` line.
-//! In one run, against one Debian 12 test host (tests/support/testhost.rs):
+//! In one run, against one Debian 12 test host (testsupport/src/testhost.rs):
 //! OpenSSH's `ssh host true`, our connect+auth, one exec round trip, 100 execs
 //! in sequence and 100 at once on one connection, and how long after the
 //! host's sshd is listening again `Session::reboot` is back.
@@ -16,19 +16,14 @@
 //! It runs only when given `--bench` (as `cargo bench` does): under `cargo
 //! test --benches` or a test runner's `--list` it does nothing.
 
-#[path = "support/report.rs"]
-mod report;
-#[path = "../tests/support/testhost.rs"]
-mod testhost;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use image_provision_remote::{Cmd, ConnectOptions, Identity, RebootOptions, Session, Target};
-use report::{Table, ms, ssh_true};
-use testhost::{Distro, TestHost};
+use image_provision_testsupport::report::{self, Table, ms, ssh_true};
+use image_provision_testsupport::testhost::{Distro, TestHost};
 
 const USER: &str = "root";
 /// How long the test host's sshd stays away during a reboot.

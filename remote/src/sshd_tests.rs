@@ -1,183 +1,42 @@
 //! Tests against a real OpenSSH sshd started on 127.0.0.1 with a throwaway
 //! host key and authorized_keys, running as this (root) user. They cover
 //! what needs no other users and no reboot; the shared test host
-//! (tests/remote_on_testhost.rs in the root package) covers sudo users and
-//! reboots. They need root and OpenSSH (openssh-server for sshd,
+//! (tests/it/remote_on_testhost.rs in the root package) covers sudo users and
+//! reboots. The sshd harness is image-provision-testsupport's `sshd` module.
+//! They need root and OpenSSH (openssh-server for sshd,
 //! openssh-client for ssh-keygen, ssh-agent and ssh-add); without them they
 //! fail with a message naming what to install (`bash tests/run` installs
 //! it all). Never a skip.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+// The sshd itself (start, restart, kill, keys) is the shared harness's;
+// only what builds this crate's types is here.
+use image_provision_testsupport::sshd::{Sshd, descendants, keygen};
+
 use crate::*;
 
-struct Sshd {
-    dir: PathBuf,
-    port: u16,
-    child: Option<Child>,
-    client_key: PathBuf,
-    host_pub: String,
+/// This crate's options for logging in to the harness's sshd as root with
+/// its client key.
+trait Connect {
+    fn opts(&self, known_hosts: &Path) -> ConnectOptions;
+    /// Options with the host key already trusted.
+    fn trusted(&self) -> ConnectOptions;
 }
 
-const SSHD: &str = "/usr/sbin/sshd";
-
-/// Root (sshd must run as root to log us in) and OpenSSH's server and
-/// client tools. Missing ones are a failure naming the package, not a skip.
-fn check_prerequisites() {
-    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    CHECKED.get_or_init(|| {
-        let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned))
-        });
-        assert_eq!(
-            uid.as_deref(),
-            Some("0"),
-            "these tests run a real sshd, which must run as root to log us in: run them as root \
-             (`bash tests/run` does, and installs what they need)"
-        );
-        assert!(
-            Path::new(SSHD).is_file(),
-            "{SSHD} not found: install openssh-server (`apt-get install openssh-server`, \
-             or run `bash tests/run`, which installs it)"
-        );
-        for tool in ["ssh-keygen", "ssh-agent", "ssh-add"] {
-            if let Err(e) = Command::new(tool).arg("-?").output() {
-                panic!(
-                    "`{tool}` cannot be run ({e}): install openssh-client \
-                     (`apt-get install openssh-client`, or run `bash tests/run`, which installs it)"
-                );
-            }
-        }
-    });
-}
-
-fn keygen(path: &Path, kind: &str, pass: &str) {
-    let mut c = Command::new("ssh-keygen");
-    c.args(["-q", "-t", kind, "-N", pass, "-C", "test", "-f"]).arg(path);
-    if kind == "rsa" {
-        c.args(["-b", "2048"]);
-    }
-    let st = c.status().expect("ssh-keygen");
-    assert!(st.success());
-}
-
-impl Sshd {
-    /// Starts sshd; panics (never skips) when we are not root or OpenSSH
-    /// is missing.
-    fn start(name: &str) -> Sshd {
-        check_prerequisites();
-        let dir = std::env::temp_dir().join(format!("remote-sshd-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        keygen(&dir.join("host_ed25519"), "ed25519", "");
-        keygen(&dir.join("client_ed25519"), "ed25519", "");
-        std::fs::copy(dir.join("client_ed25519.pub"), dir.join("authorized_keys")).unwrap();
-        // The privilege separation directory sshd insists on.
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nAuthorizedKeysFile {d}/authorized_keys\n\
-             PidFile {d}/sshd.pid\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxStartups 100\nLogLevel ERROR\n",
-            d = dir.display()
-        );
-        std::fs::write(dir.join("sshd_config"), config).unwrap();
-        let host_pub = std::fs::read_to_string(dir.join("host_ed25519.pub")).unwrap();
-        let mut s = Sshd { client_key: dir.join("client_ed25519"), dir, port, child: None, host_pub };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        // This sshd logs in as this machine's root, whose shell reads root's
-        // dotfiles: here they run `pyenv rehash`, which waits 60 s on a lock
-        // that a killed session leaves behind. sshd runs in a mount
-        // namespace of its own with those files hidden, so the tests see a
-        // plain shell whatever the machine's root has set up.
-        let child = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg(
-                r#"for f in /root/.bashrc /root/.profile /root/.bash_profile /root/.bash_login; do
-                     if [ -f "$f" ]; then mount --bind /dev/null "$f"; fi
-                   done
-                   exec "$0" "$@""#,
-            )
-            .arg(SSHD)
-            .args(["-D", "-e", "-f"])
-            .arg(self.dir.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.join("sshd.log")).unwrap())
-            .spawn()
-            .expect("start sshd");
-        self.child = Some(child);
-        let t0 = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(t0.elapsed() < Duration::from_secs(10), "sshd did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Kills the listener and every sshd it forked (the per-connection
-    /// ones too), by pid.
-    fn kill_all(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let mut pids = vec![c.id()];
-            descendants(c.id(), &mut pids);
-            for p in pids {
-                let _ = Command::new("kill").args(["-9", &p.to_string()]).stderr(Stdio::null()).status();
-            }
-            let _ = c.wait();
-        }
-    }
-
-    fn known_hosts_line(&self) -> String {
-        format!("[127.0.0.1]:{} {}", self.port, self.host_pub.trim())
-    }
-
+impl Connect for Sshd {
     fn opts(&self, known_hosts: &Path) -> ConnectOptions {
         let t: Target = format!("root@127.0.0.1:{}", self.port).parse().unwrap();
         ConnectOptions::new(t, known_hosts).identity(Identity::key_file(&self.client_key))
     }
 
-    /// Options with the host key already trusted.
     fn trusted(&self) -> ConnectOptions {
         let kh = self.dir.join("known_hosts");
         std::fs::write(&kh, self.known_hosts_line() + "\n").unwrap();
         self.opts(&kh)
-    }
-}
-
-fn descendants(pid: u32, out: &mut Vec<u32>) {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in rd.flatten() {
-        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        // Fields after the ")" that ends the command name: state, ppid, ...
-        let ppid =
-            stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) {
-            out.push(child);
-            descendants(child, out);
-        }
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        self.kill_all();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

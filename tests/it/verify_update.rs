@@ -1,18 +1,15 @@
 //! `verify` and `update` on a finished test host (bootstrapped with the
-//! IMAGE-server stand-ins as in tests/bootstrap_image.rs): verify reports
+//! IMAGE-server stand-ins as in bootstrap_image.rs): verify reports
 //! healthy and changes nothing, names the failed check once the orchestrator
 //! is stopped; update runs imageup once more and nothing else.
-
-#[path = "support/testhost.rs"]
-mod testhost;
-#[path = "support/cli.rs"]
-mod cli;
 
 use std::path::Path;
 use std::process::Output;
 
-use cli::{diff, imageups, snapshot, state_for, stderr, stdout};
-use testhost::{Distro, TestHost};
+use image_provision_testsupport::cli::{self, diff, imageups, snapshot, state_for, stderr, stdout};
+use image_provision_testsupport::testhost::{Distro, TestHost};
+
+use crate::BIN;
 
 const DOMAIN: &str = "image.example.org";
 const BASE: &str = "/var/docker/image";
@@ -20,7 +17,7 @@ const BASE: &str = "/var/docker/image";
 fn run(host: &TestHost, state: &Path, args: &[&str]) -> Output {
     // on_host drops the machine's IMAGE_PROVISION_DOMAIN: verify's default
     // domain is the host's own (its site override).
-    cli::run(&mut cli::on_host(host, host.default_user(), state, args), &format!("{args:?}"))
+    cli::run(&mut cli::on_host(BIN, host, host.default_user(), state, args), &format!("{args:?}"))
 }
 
 fn json(o: &Output) -> serde_json::Value {
@@ -79,7 +76,10 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     assert_eq!(diff(&before, &snapshot(&host, ALL)), Vec::<String>::new(), "verify changed the host");
     let acting: Vec<String> = host.calls()[calls_before..]
         .iter()
-        .filter(|c| c.split_whitespace().any(|w| ["create", "up", "pull", "imageup", "reboot", "restart", "start", "stop"].contains(&w)))
+        .filter(|c| {
+            c.split_whitespace()
+                .any(|w| ["create", "up", "pull", "imageup", "reboot", "restart", "start", "stop"].contains(&w))
+        })
         .cloned()
         .collect();
     assert!(acting.is_empty(), "verify acted: {acting:?}");
@@ -88,7 +88,10 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     let out = run(&host, state.path(), &["verify"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    assert!(text.contains(&format!("extension URL   https://{DOMAIN}/")) && text.trim_end().ends_with("healthy"), "{text}");
+    assert!(
+        text.contains(&format!("extension URL   https://{DOMAIN}/")) && text.trim_end().ends_with("healthy"),
+        "{text}"
+    );
 
     // The orchestrator stopped (the Docker stand-in's state): exit 1, named.
     host.sh_ok("sed -i 's/^state=.*/state=exited/' /var/lib/standin/docker/containers/image-orchestrator-1");
@@ -168,8 +171,11 @@ fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_wit
     let local = tempfile::tempdir().unwrap();
     let secret = format!("sk-test-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
     let llm = local.path().join("llm.env");
-    std::fs::write(&llm, format!("LLM_URL=https://llm.example.org/v1\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n"))
-        .unwrap();
+    std::fs::write(
+        &llm,
+        format!("LLM_URL=https://llm.example.org/v1\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n"),
+    )
+    .unwrap();
     let base = "/srv/image";
     let config = local.path().join("image-provision.toml");
     std::fs::write(
@@ -218,8 +224,9 @@ fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_wit
 
     // update: imageup once more in the file's base directory (nothing
     // else), its timeouts from the file, and a log like bootstrap's.
-    let (out, v) =
-        cli::update_runs_imageup_only(&host, base, || run(&host, state.path(), &["--config", config, "update", "--json"]));
+    let (out, v) = cli::update_runs_imageup_only(&host, base, || {
+        run(&host, state.path(), &["--config", config, "update", "--json"])
+    });
     let err = stderr(&out);
     assert!(err.contains("imageup (time limit 180 s)"), "imageup_timeout from the file: {err}");
     let log_path = v["log"].as_str().unwrap_or_else(|| panic!("no log in {v}")).to_string();
@@ -229,7 +236,10 @@ fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_wit
     let mode = std::fs::metadata(&log_path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the log holds every command's output");
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("update.sh") && log.contains("imageup done") && log.contains("--- stdout:"), "the log holds imageup's output");
+    assert!(
+        log.contains("update.sh") && log.contains("imageup done") && log.contains("--- stdout:"),
+        "the log holds imageup's output"
+    );
     assert!(!log.contains(&secret), "update's log holds the LLM_API_KEY value");
     assert!(!stdout(&out).contains(&secret) && !err.contains(&secret), "update printed the LLM_API_KEY value");
     // The table for people names the log too.

@@ -3,13 +3,11 @@
 //!
 //! # Using it from a test
 //!
-//! Integration tests of the root package (`tests/*.rs`) include this file as a
-//! module by path:
+//! From the root package's tests (tests/it), its benches, or any crate that
+//! dev-depends on image-provision-testsupport:
 //!
 //! ```ignore
-//! #[path = "support/testhost.rs"]
-//! mod testhost;
-//! use testhost::{Distro, TestHost};
+//! use image_provision_testsupport::testhost::{Distro, TestHost};
 //!
 //! #[test]
 //! fn something_on_a_host() {
@@ -57,18 +55,20 @@
 //!   invoke-rc.d refuses), and /proc/sys is read-only (the kernel is the machine's).
 //! - If the test process dies without dropping its hosts, each host notices
 //!   within 50 ms, kills its processes and removes its directory.
-#![allow(dead_code)]
 
 use std::collections::hash_map::RandomState;
 use std::fs;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
+
+use crate::net::ssh_banner;
+use crate::{find_tool, kill_pid, running_as_root};
 
 /// Which system the host says it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,42 +120,15 @@ const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 
 /// The scripts' directory, tests/testhost of the root package.
 fn scripts_dir() -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for dir in [
-        manifest.join("tests/testhost"),
-        manifest.join("../tests/testhost"),
-    ] {
-        if dir.join("start.sh").exists() {
-            return dir;
-        }
-    }
-    panic!(
-        "test host scripts not found under {}/tests/testhost",
-        manifest.display()
-    );
-}
-
-fn find_tool(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
+    let dir = crate::repo_root().join("tests/testhost");
+    assert!(dir.join("start.sh").exists(), "test host scripts not found in {}", dir.display());
+    dir
 }
 
 fn check_prerequisites() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
-        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let uid = status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_owned))
-            .unwrap_or_default();
-        assert_eq!(
-            uid, "0",
-            "the test host needs root (namespaces, overlayfs, chroot); run the tests as root"
-        );
+        assert!(running_as_root(), "the test host needs root (namespaces, overlayfs, chroot); run the tests as root");
         for (tool, package) in [
             ("bash", "bash"),
             ("unshare", "util-linux"),
@@ -191,10 +164,7 @@ pub fn ensure_root() -> PathBuf {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let root = stdout.lines().last().unwrap_or_default().trim();
         if !out.status.success() || root.is_empty() {
-            panic!(
-                "building the test host root failed ({}); its stderr is above. stdout: {stdout}",
-                out.status
-            );
+            panic!("building the test host root failed ({}); its stderr is above. stdout: {stdout}", out.status);
         }
         PathBuf::from(root)
     })
@@ -204,18 +174,14 @@ pub fn ensure_root() -> PathBuf {
 fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u32(std::process::id());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
     h.finish()
 }
 
 /// A port below Linux's ephemeral range (32768-60999), so it never collides with
 /// outgoing connections; random so parallel test processes rarely pick the
-/// same one (a collision is detected by start() and retried).
+/// same one (a collision is detected by start() and retried). Hence not
+/// [`crate::net::free_port`], whose ports are ephemeral ones.
 fn pick_port() -> u16 {
     loop {
         let port = 20000 + (random_u64() % 12000) as u16;
@@ -226,21 +192,7 @@ fn pick_port() -> u16 {
 }
 
 fn read_trimmed(path: &Path) -> String {
-    fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .trim()
-        .to_owned()
-}
-
-/// True when something on 127.0.0.1:port answers with an SSH banner.
-fn ssh_banner(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 8];
-    stream.read_exact(&mut buf).is_ok() && &buf == b"SSH-2.0-"
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())).trim().to_owned()
 }
 
 enum Started {
@@ -291,10 +243,7 @@ impl TestHost {
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
         if let Some(delay) = reboot_delay {
-            cmd.env(
-                "IMAGE_PROVISION_TESTHOST_REBOOT_DELAY",
-                format!("{:.3}", delay.as_secs_f64()),
-            );
+            cmd.env("IMAGE_PROVISION_TESTHOST_REBOOT_DELAY", format!("{:.3}", delay.as_secs_f64()));
         }
         let mut child = cmd.spawn().expect("spawning tests/testhost/start.sh");
 
@@ -322,8 +271,7 @@ impl TestHost {
                     "test host did not start ({}):\n{logs}",
                     match exited {
                         Some(status) => format!("start.sh exited: {status}"),
-                        None =>
-                            format!("no SSH banner on 127.0.0.1:{port} after {START_TIMEOUT:?}"),
+                        None => format!("no SSH banner on 127.0.0.1:{port} after {START_TIMEOUT:?}"),
                     }
                 );
             }
@@ -336,17 +284,14 @@ impl TestHost {
             client_key: ctl.join("client_ed25519_key"),
             pwuser_password: read_trimmed(&ctl.join("pwuser_password")),
             distro,
-            supervisor_pid: read_trimmed(&ctl.join("supervisor.pid"))
-                .parse()
-                .expect("supervisor.pid"),
+            supervisor_pid: read_trimmed(&ctl.join("supervisor.pid")).parse().expect("supervisor.pid"),
             merged: dir.path().join("merged"),
             ctl,
             child,
             https: std::sync::Mutex::new(None),
             dir,
         };
-        fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n")
-            .expect("writing known_hosts");
+        fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n").expect("writing known_hosts");
         Started::Ready(Box::new(host))
     }
 
@@ -381,10 +326,7 @@ impl TestHost {
         cmd.arg("-i")
             .arg(&self.client_key)
             .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.known_hosts_file().display()
-            ))
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts_file().display()))
             .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
             .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5"])
             .args(["-o", "LogLevel=ERROR", "-F", "/dev/null"])
@@ -411,13 +353,7 @@ impl TestHost {
             .arg(self.supervisor_pid.to_string())
             .args(["-m", "-p", "-u", "--", "env", "-i"])
             .arg(format!("PATH={CHROOT_PATH}"))
-            .args([
-                "HOME=/root",
-                "USER=root",
-                "LOGNAME=root",
-                "LANG=C.UTF-8",
-                "chroot",
-            ])
+            .args(["HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8", "chroot"])
             .arg(&self.merged)
             .stdin(Stdio::null());
         cmd
@@ -426,10 +362,7 @@ impl TestHost {
     /// Run a bash script as root inside the host (not over SSH), for setting up
     /// and checking host state. Returns its output whatever the exit status.
     pub fn sh(&self, script: &str) -> Output {
-        self.inside()
-            .args(["/bin/bash", "-c", script])
-            .output()
-            .expect("running nsenter")
+        self.inside().args(["/bin/bash", "-c", script]).output().expect("running nsenter")
     }
 
     /// Like [`TestHost::sh`], but panics unless the script succeeds; returns stdout.
@@ -448,27 +381,16 @@ impl TestHost {
 
     /// The content of a file inside the host (panics if it cannot be read).
     pub fn read(&self, path: &str) -> Vec<u8> {
-        let out = self
-            .inside()
-            .args(["/bin/cat", "--", path])
-            .output()
-            .expect("running nsenter");
+        let out = self.inside().args(["/bin/cat", "--", path]).output().expect("running nsenter");
         if !out.status.success() {
-            panic!(
-                "reading {path} on the test host: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            panic!("reading {path} on the test host: {}", String::from_utf8_lossy(&out.stderr).trim());
         }
         out.stdout
     }
 
     /// Whether a path exists inside the host.
     pub fn exists(&self, path: &str) -> bool {
-        let out = self
-            .inside()
-            .args(["/usr/bin/test", "-e", path])
-            .output()
-            .expect("nsenter");
+        let out = self.inside().args(["/usr/bin/test", "-e", path]).output().expect("nsenter");
         out.status.success()
     }
 
@@ -476,26 +398,14 @@ impl TestHost {
     pub fn write(&self, path: &str, contents: &[u8]) {
         let mut child = self
             .inside()
-            .args([
-                "/bin/bash",
-                "-c",
-                r#"mkdir -p -- "$(dirname -- "$1")" && cat >"$1""#,
-            ])
+            .args(["/bin/bash", "-c", r#"mkdir -p -- "$(dirname -- "$1")" && cat >"$1""#])
             .args(["bash", path])
             .stdin(Stdio::piped())
             .spawn()
             .expect("running nsenter");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(contents)
-            .expect("writing to the test host");
+        child.stdin.take().unwrap().write_all(contents).expect("writing to the test host");
         let status = child.wait().expect("waiting for nsenter");
-        assert!(
-            status.success(),
-            "writing {path} on the test host failed: {status}"
-        );
+        assert!(status.success(), "writing {path} on the test host failed: {status}");
     }
 
     /// Add the local apt repository of stand-in packages
@@ -505,11 +415,7 @@ impl TestHost {
     /// `deb [trusted=yes] file:/srv/standin-apt ./` in
     /// /etc/apt/sources.list.d/standin.list. Packages install after `apt-get update`.
     pub fn enable_standin_repo(&self) {
-        let inside = format!(
-            "/proc/{}/root{}/srv/standin-apt",
-            self.supervisor_pid,
-            self.merged.display()
-        );
+        let inside = format!("/proc/{}/root{}/srv/standin-apt", self.supervisor_pid, self.merged.display());
         let script = scripts_dir().join("standins/build-repo.sh");
         let out = Command::new("bash")
             .arg(&script)
@@ -553,9 +459,7 @@ impl TestHost {
     }
 
     pub fn enable_bootstrap_standins(&self) {
-        let inside = |p: &str| {
-            format!("/proc/{}/root{}{p}", self.supervisor_pid, self.merged.display())
-        };
+        let inside = |p: &str| format!("/proc/{}/root{}{p}", self.supervisor_pid, self.merged.display());
         let run = |script: &str, args: &[String]| {
             let path = scripts_dir().join("standins").join(script);
             let out = Command::new("bash")
@@ -564,18 +468,11 @@ impl TestHost {
                 .stdin(Stdio::null())
                 .output()
                 .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
-            assert!(
-                out.status.success(),
-                "{script} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
         };
         run("build-docker-debs.sh", &[inside("/srv/standin-apt")]);
         self.enable_standin_repo();
-        run(
-            "sign-repo.sh",
-            &[inside("/srv/standin-apt"), inside("/srv/standin-signed")],
-        );
+        run("sign-repo.sh", &[inside("/srv/standin-apt"), inside("/srv/standin-signed")]);
         // The same signed repository under a second URI, for the NVIDIA
         // option: apt refuses one URI with two different signed-by keys.
         self.sh_ok("ln -sfn standin-signed /srv/standin-nvidia");
@@ -635,7 +532,7 @@ impl TestHost {
     /// update-ca-certificates picks up when it is installed later) and hands
     /// each request to the stand-in. DOMAIN does not resolve on the host:
     /// the HTTPS check sends it to that address itself, as it sends it to
-    /// 127.0.0.1 on a real server (support/cli.rs's `with_standins` sets
+    /// 127.0.0.1 on a real server ([`crate::cli::with_standins`] sets
     /// IMAGE_PROVISION_TEST_HTTPS_ADDR). Lives until the host is dropped
     /// (or the test process dies).
     pub fn enable_traefik_standin(&self, domain: &str) {
@@ -712,10 +609,7 @@ extendedKeyUsage=serverAuth
 
     /// The lines of the stand-ins' call log (/var/log/standin/calls.log).
     pub fn calls(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.read("/var/log/standin/calls.log"))
-            .lines()
-            .map(str::to_owned)
-            .collect()
+        String::from_utf8_lossy(&self.read("/var/log/standin/calls.log")).lines().map(str::to_owned).collect()
     }
 
     /// Install the `cloud-init` stand-in (tests/testhost/standins/cloud-init)
@@ -811,9 +705,7 @@ extendedKeyUsage=serverAuth
 
     /// How many times the host has rebooted (also /var/lib/standin/reboots inside).
     pub fn reboots(&self) -> u32 {
-        read_trimmed(&self.ctl.join("reboots"))
-            .parse()
-            .expect("ctl/reboots")
+        read_trimmed(&self.ctl.join("reboots")).parse().expect("ctl/reboots")
     }
 
     fn sshd_log(&self) -> String {
@@ -821,21 +713,9 @@ extendedKeyUsage=serverAuth
     }
 }
 
-/// SIGKILL a process (bash's builtin kill: std has no kill(2) for other pids).
-fn kill_pid(pid: &str) {
-    let _ = Command::new("bash")
-        .args(["-c", "kill -KILL \"$1\"", "bash", pid])
-        .stderr(Stdio::null())
-        .status();
-}
-
 fn logs_of(ctl: &Path) -> String {
     let read = |name: &str| fs::read_to_string(ctl.join(name)).unwrap_or_default();
-    format!(
-        "--- supervisor.log\n{}--- sshd.log\n{}",
-        read("supervisor.log"),
-        read("sshd.log")
-    )
+    format!("--- supervisor.log\n{}--- sshd.log\n{}", read("supervisor.log"), read("sshd.log"))
 }
 
 impl Drop for TestHost {

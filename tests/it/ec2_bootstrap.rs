@@ -3,18 +3,14 @@
 //! (IMAGE_PROVISION_TEST_SSH_ADDR), which serves the host key that create
 //! hands over in user data, as cloud-init would install it.
 
-#[path = "support/ec2env.rs"]
-mod ec2env;
-#[path = "support/testhost.rs"]
-mod testhost;
-#[path = "support/cli.rs"]
-mod cli;
-
 use std::path::Path;
 use std::process::{Command, Output};
 
-use ec2env::*;
-use testhost::{Distro, TestHost};
+use image_provision_testsupport::cli;
+use image_provision_testsupport::ec2env::*;
+use image_provision_testsupport::testhost::{Distro, TestHost};
+
+use crate::BIN;
 
 fn create(env: &Ec2Env, host: &TestHost, name: &str) -> Output {
     create_with(env, host, name, false)
@@ -42,7 +38,11 @@ fn host_key_installed(env: &Ec2Env, host: &TestHost, name: &str) -> String {
     let dir = env.state_dir().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("ssh_host_ed25519_key");
-    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "handed-over", "-f"]).arg(&key).status().unwrap();
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "handed-over", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
     assert!(st.success());
     host.write("/etc/ssh/ssh_host_ed25519_key", &std::fs::read(&key).unwrap());
     host.write("/etc/ssh/ssh_host_ed25519_key.pub", &std::fs::read(pub_of(&key)).unwrap());
@@ -66,7 +66,7 @@ fn pub_of(key: &Path) -> std::path::PathBuf {
 
 #[test]
 fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     // The Ubuntu 22.04 stand-in (a Debian root with Ubuntu's os-release): the AMI's distribution.
     let host = TestHost::start(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
@@ -137,7 +137,7 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
 
 #[test]
 fn ec2_create_refuses_a_host_serving_another_key() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     let host = TestHost::start(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
     let calls_before = host.read("/var/log/standin/calls.log");

@@ -1,12 +1,7 @@
 //! What the benches share around their figures: when to run, a header
 //! naming the command, binary, machine and profile, the `ssh host true`
-//! baseline, durations in milliseconds, and the table of medians. Included
-//! by benches/remote.rs and benches/bootstrap.rs:
-//!
-//! ```ignore
-//! #[path = "support/report.rs"]
-//! mod report;
-//! ```
+//! baseline, durations in milliseconds, and the table of medians. Used by
+//! benches/remote.rs and benches/bootstrap.rs.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -33,18 +28,15 @@ pub fn start(what: &str) -> bool {
 /// `image-provision {what} benchmark`, then what was run, where and how.
 fn header(what: &str, args: &[String]) {
     // cargo is our parent: its command line is what was typed.
-    let cargo = std::fs::read(format!(
-        "/proc/{}/cmdline",
-        std::os::unix::process::parent_id()
-    ))
-    .map(|b| {
-        b.split(|c| *c == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    })
-    .unwrap_or_default();
+    let cargo = std::fs::read(format!("/proc/{}/cmdline", std::os::unix::process::parent_id()))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(&args[0]));
     // target/<dir>/deps/<bench>-<hash>: "debug" for the dev profile, "release"
     // for bench, the profile's name for custom ones.
@@ -85,12 +77,7 @@ pub fn ssh_true(ssh: &mut Command) -> Duration {
     let t = Instant::now();
     let out = ssh.arg("true").output().expect("running ssh (install openssh-client)");
     let d = t.elapsed();
-    assert!(
-        out.status.success(),
-        "ssh host true failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "ssh host true failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
     d
 }
 
@@ -124,14 +111,7 @@ impl Table {
         let mut s = samples.to_vec();
         s.sort();
         let n = s.len();
-        self.rows.push([
-            what.to_owned(),
-            n.to_string(),
-            ms(median(&s)),
-            ms(s[0]),
-            ms(s[n - 1]),
-            note.to_owned(),
-        ]);
+        self.rows.push([what.to_owned(), n.to_string(), ms(median(&s)), ms(s[0]), ms(s[n - 1]), note.to_owned()]);
     }
 
     pub fn note(&mut self, text: String) {

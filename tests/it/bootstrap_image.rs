@@ -1,29 +1,26 @@
 //! The IMAGE steps of `image-provision bootstrap --host` (layout, pull,
-//! traefik, stack, health) on test hosts (tests/support/testhost.rs): a
+//! traefik, stack, health) on test hosts (testsupport/src/testhost.rs): a
 //! Debian 12 root under sshd with part 1's stand-ins, the stand-in
 //! IMAGE-server repository served as https://github.com/... by the
 //! git-remote-https stand-in, and the Docker and compose stand-ins keeping
 //! containers, networks and images in files.
 
-#[path = "support/testhost.rs"]
-mod testhost;
-#[path = "support/cli.rs"]
-mod cli;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use cli::{outcomes, state_for, step_line, stderr, stdout};
-use testhost::{Distro, TestHost};
+use image_provision_testsupport::cli::{self, outcomes, state_for, stderr, stdout, step_line};
+use image_provision_testsupport::testhost::{Distro, TestHost};
 use yaml_rust2::{Yaml, YamlLoader};
+
+use crate::BIN;
 
 const DOMAIN: &str = "image.example.org";
 const BASE: &str = "/var/docker/image";
 
 fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
     let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
-    cli::run(&mut cli::on_host(host, host.default_user(), state, &args), &format!("bootstrap {extra:?}"))
+    cli::run(&mut cli::on_host(BIN, host, host.default_user(), state, &args), &format!("bootstrap {extra:?}"))
 }
 
 fn log_file(o: &Output) -> String {
@@ -55,7 +52,10 @@ fn snapshot(host: &TestHost) -> String {
 }
 
 fn position(calls: &[String], what: &str) -> usize {
-    calls.iter().position(|c| c.contains(what)).unwrap_or_else(|| panic!("no call with {what:?} in\n{}", calls.join("\n")))
+    calls
+        .iter()
+        .position(|c| c.contains(what))
+        .unwrap_or_else(|| panic!("no call with {what:?} in\n{}", calls.join("\n")))
 }
 
 #[test]
@@ -83,7 +83,9 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
 
     let secret = format!("sk-test-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
     let local = tempfile::tempdir().unwrap();
-    let llm = format!("# the LLM endpoint\nLLM_URL=https://llm.example.org/v1\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n");
+    let llm = format!(
+        "# the LLM endpoint\nLLM_URL=https://llm.example.org/v1\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n"
+    );
     let maps = "GOOGLE_PLACES_API_KEY=maps-placeholder\n";
     std::fs::write(local.path().join("llm.env"), &llm).unwrap();
     std::fs::write(local.path().join("maps.env"), maps).unwrap();
@@ -123,7 +125,10 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let gid = host.sh_ok("getent group docker | cut -d: -f3").trim().to_string();
     let env = text(&host, &format!("{BASE}/.env"));
     let value = |k: &str| {
-        env.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or_else(|| panic!("{k} missing:\n{env}")).to_string()
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("{k} missing:\n{env}"))
+            .to_string()
     };
     assert_eq!(value("DOCKER_GID"), gid);
     assert_eq!(value("COMPOSE_PROFILES"), "production");
@@ -136,9 +141,15 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert_eq!(host.sh_ok(&format!("readlink {BASE}/bin")).trim(), format!("{BASE}/IMAGE-server/scripts"));
     assert_eq!(host.sh_ok(&format!("readlink {BASE}/config")).trim(), "IMAGE-server/config");
     assert_eq!(host.sh_ok(&format!("readlink {BASE}/docker-compose.yml")).trim(), "IMAGE-server/docker-compose.yml");
-    assert!(host.exists(&format!("{BASE}/IMAGE-server/schemas/request.schema.json")), "the schemas submodule is checked out");
+    assert!(
+        host.exists(&format!("{BASE}/IMAGE-server/schemas/request.schema.json")),
+        "the schemas submodule is checked out"
+    );
     // The submodule's SSH URL went over HTTPS through root's git config.
-    assert!(host.sh_ok("git config --file /root/.gitconfig --get-all url.https://github.com/.insteadof").contains("git@github.com:"));
+    assert!(
+        host.sh_ok("git config --file /root/.gitconfig --get-all url.https://github.com/.insteadof")
+            .contains("git@github.com:")
+    );
     let calls = host.calls();
     let https: Vec<&String> = calls.iter().filter(|c| c.contains("git-remote-https")).collect();
     assert!(https.len() >= 2, "the clone and the submodule over HTTPS: {https:?}");
@@ -163,7 +174,9 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
             labels.contains(&format!("traefik.http.routers.{router}.rule=Host(`{DOMAIN}`) && PathPrefix(`{prefix}`)")),
             "{labels:?}"
         );
-        assert!(labels.contains(&format!("traefik.http.middlewares.{router}-stripprefix.stripprefix.prefixes={prefix}")));
+        assert!(
+            labels.contains(&format!("traefik.http.middlewares.{router}-stripprefix.stripprefix.prefixes={prefix}"))
+        );
         assert!(labels.contains(&format!("traefik.http.routers.{router}.middlewares={router}-stripprefix@docker")));
     }
     assert_eq!(strings(&site["services"]["tat"]["environment"]), [format!("SERVER_URL=https://{DOMAIN}/")]);
@@ -193,7 +206,8 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     // config/*.env: every one present, 0600, with the content given.
     let modes = host.sh_ok(&format!("cd {BASE}/IMAGE-server/config && stat -c '%n %a' *.env"));
     let names: Vec<&str> = modes.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    for want in ["apis-and-selection.env", "azure-api.env", "express-common.env", "imageup.env", "llm.env", "maps.env"] {
+    for want in ["apis-and-selection.env", "azure-api.env", "express-common.env", "imageup.env", "llm.env", "maps.env"]
+    {
         assert!(names.contains(&want), "{want} missing: {modes}");
     }
     assert!(modes.lines().all(|l| l.ends_with(" 600")), "{modes}");
@@ -226,7 +240,10 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(traefik_up < position(&calls, " imageup"), "Traefik and its network before the stack");
     // The stack runs, on the image network, the orchestrator healthy.
     assert!(host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "image-orchestrator-1"));
-    assert!(host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "imageup left Traefik alone");
+    assert!(
+        host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"),
+        "imageup left Traefik alone"
+    );
     assert!(host.exists(&format!("{BASE}/testing/warmup/warmup.log")), "warmup ran");
 
     // The secret went nowhere but the file.
@@ -268,7 +285,8 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     // Traefik stopped behind our back: verify says so (the container and
     // the HTTPS check), and a re-run brings it back and checks HTTPS again.
     host.sh_ok("docker stop traefik");
-    let verify = cli::run(&mut cli::on_host(&host, host.default_user(), state.path(), &["verify", "--json"]), "verify");
+    let verify =
+        cli::run(&mut cli::on_host(BIN, &host, host.default_user(), state.path(), &["verify", "--json"]), "verify");
     assert_eq!(verify.status.code(), Some(1), "verify with Traefik down");
     let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     let failed: Vec<&str> = v["failed"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
@@ -301,7 +319,8 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     // 4 s): update waits for it, says so, then brings the stack up itself.
     host.sh_ok(&format!("setsid flock {BASE}/.image-provision/bring-up.lock sleep 4 >/dev/null 2>&1 </dev/null &"));
     let started = Instant::now();
-    let update = cli::run(&mut cli::on_host(&host, host.default_user(), state.path(), &["update", "--json"]), "update");
+    let update =
+        cli::run(&mut cli::on_host(BIN, &host, host.default_user(), state.path(), &["update", "--json"]), "update");
     assert_eq!(update.status.code(), Some(0));
     assert!(started.elapsed() >= std::time::Duration::from_secs(3), "update did not wait for the lock");
     let v: serde_json::Value = serde_json::from_slice(&update.stdout).unwrap();
@@ -353,8 +372,14 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
             vec!["--domain: \"not_a host\" is not a host name".into()],
         ),
         (vec!["--domain".into(), DOMAIN.into()], vec!["--domain needs --acme-email".into()]),
-        (vec!["--base-dir".into(), "relative/dir".into()], vec!["--base-dir: \"relative/dir\" is not an absolute path".into()]),
-        (vec!["--registry-tag".into(), "latest tag".into()], vec!["--registry-tag: \"latest tag\" is not an image tag".into()]),
+        (
+            vec!["--base-dir".into(), "relative/dir".into()],
+            vec!["--base-dir: \"relative/dir\" is not an absolute path".into()],
+        ),
+        (
+            vec!["--registry-tag".into(), "latest tag".into()],
+            vec!["--registry-tag: \"latest tag\" is not an image tag".into()],
+        ),
     ];
     for (args, wants) in cases {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -431,10 +456,22 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     assert!(up >= 1, "compose up ran:\n{}", calls.join("\n"));
     assert!(!host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "no domain, no Traefik");
 
-    let again = bootstrap(&host, state.path(), &[
-        "--no-imageup", "--image-profile", "test", "--registry-tag", "unstable", "--pii-logging", "--base-dir", base,
-        "--imageup-timeout", "2m",
-    ]);
+    let again = bootstrap(
+        &host,
+        state.path(),
+        &[
+            "--no-imageup",
+            "--image-profile",
+            "test",
+            "--registry-tag",
+            "unstable",
+            "--pii-logging",
+            "--base-dir",
+            base,
+            "--imageup-timeout",
+            "2m",
+        ],
+    );
     assert!(again.status.success());
     // ok, or skipped with its reason (no domain: nothing for Traefik to route).
     let changed: Vec<_> = outcomes(&again).into_iter().filter(|(_, o)| o != "ok" && o != "skipped").collect();
@@ -444,7 +481,8 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     // never imageup; healthy after.
     let calls_before = host.calls().len();
     let args = ["update", "--no-imageup", "--base-dir", base, "--imageup-timeout", "2m", "--json"];
-    let update = cli::run(&mut cli::on_host(&host, host.default_user(), state.path(), &args), "update --no-imageup");
+    let update =
+        cli::run(&mut cli::on_host(BIN, &host, host.default_user(), state.path(), &args), "update --no-imageup");
     assert_eq!(update.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&update.stdout).unwrap();
     assert_eq!(v["healthy"], true, "{v}");
@@ -474,8 +512,10 @@ fn dry_run_shows_the_image_steps_and_changes_nothing() {
     let acting: Vec<String> = host.calls()[calls_before..]
         .iter()
         .filter(|c| {
-            c.split_whitespace()
-                .any(|w| ["create", "up", "pull", "imageup", "reboot", "restart", "start", "enable"].contains(&w) || w.contains("postinst"))
+            c.split_whitespace().any(|w| {
+                ["create", "up", "pull", "imageup", "reboot", "restart", "start", "enable"].contains(&w)
+                    || w.contains("postinst")
+            })
         })
         .cloned()
         .collect();

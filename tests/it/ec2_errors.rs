@@ -1,11 +1,10 @@
-//! What moto cannot produce, injected by tests/support/fault_proxy.py in front
+//! What moto cannot produce, injected by testsupport/fault_proxy.py in front
 //! of it; and bad input, which must fail clearly and create nothing.
 
-#[path = "support/ec2env.rs"]
-mod ec2env;
-
-use ec2env::*;
+use image_provision_testsupport::ec2env::*;
 use serde_json::json;
+
+use crate::BIN;
 
 const MUTATING: &[&str] = &[
     "CreateSecurityGroup",
@@ -50,7 +49,8 @@ fn zone_of(env: &Ec2Env, name: &str) -> String {
 
 #[test]
 fn insufficient_capacity_moves_to_the_next_zone_and_says_which_were_tried() {
-    let env = Ec2Env::start_with_faults(Some(json!([fault("RunInstances", "InsufficientInstanceCapacity", Some(1))])));
+    let env =
+        Ec2Env::start_with_faults(BIN, Some(json!([fault("RunInstances", "InsufficientInstanceCapacity", Some(1))])));
     let out = env.run(&["ec2", "create", "cap", "--no-bootstrap"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(injected(&env, "RunInstances"), 1, "the fault was hit");
@@ -62,7 +62,7 @@ fn insufficient_capacity_moves_to_the_next_zone_and_says_which_were_tried() {
 
 #[test]
 fn instance_type_not_offered_in_a_zone_moves_on_too() {
-    let env = Ec2Env::start_with_faults(Some(json!([fault("RunInstances", "Unsupported", Some(2))])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([fault("RunInstances", "Unsupported", Some(2))])));
     let out = env.run(&["ec2", "create", "unsup", "--no-bootstrap"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(zone_of(&env, "unsup"), "us-east-1c");
@@ -74,14 +74,14 @@ fn spot_without_capacity_falls_back_to_on_demand_unless_spot_only() {
         "action": "RunInstances", "when": {"InstanceMarketOptions.MarketType": "spot"},
         "code": "InsufficientInstanceCapacity", "message": "no spot capacity"
     }]);
-    let env = Ec2Env::start_with_faults(Some(spot_fails.clone()));
+    let env = Ec2Env::start_with_faults(BIN, Some(spot_fails.clone()));
     let out = env.run(&["ec2", "create", "spotty", "--no-bootstrap", "--spot"]);
     assert_eq!(out.status.code(), Some(0));
     let spot_tries = injected(&env, "RunInstances");
     assert!(spot_tries >= 2, "spot was tried in every zone first ({spot_tries})");
     assert!(stdout(&out).contains("(spot)") && stdout(&out).contains("(on-demand)"), "{}", stdout(&out));
 
-    let env = Ec2Env::start_with_faults(Some(spot_fails));
+    let env = Ec2Env::start_with_faults(BIN, Some(spot_fails));
     let out = env.run(&["ec2", "create", "spotty", "--no-bootstrap", "--spot", "--spot-only"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -92,7 +92,7 @@ fn spot_without_capacity_falls_back_to_on_demand_unless_spot_only() {
 
 #[test]
 fn spot_request_reaches_ec2() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     assert_eq!(env.run(&["ec2", "create", "spot-ok", "--no-bootstrap", "--spot"]).status.code(), Some(0));
     let i = instance_named(&env, "spot-ok");
     assert_eq!(i.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
@@ -100,7 +100,7 @@ fn spot_request_reaches_ec2() {
 
 #[test]
 fn throttling_is_retried() {
-    let env = Ec2Env::start_with_faults(Some(json!([fault("DescribeImages", "RequestLimitExceeded", Some(2))])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([fault("DescribeImages", "RequestLimitExceeded", Some(2))])));
     let out = env.run(&["ec2", "create", "throttled", "--no-bootstrap"]);
     assert_eq!(out.status.code(), Some(0));
     let images: Vec<_> = env.proxy_calls().into_iter().filter(|(a, _)| a == "DescribeImages").collect();
@@ -109,7 +109,8 @@ fn throttling_is_retried() {
 
 #[test]
 fn destroy_moves_to_the_default_group_and_retries_dependency_violation() {
-    let env = Ec2Env::start_with_faults(Some(json!([fault("DeleteSecurityGroup", "DependencyViolation", Some(2))])));
+    let env =
+        Ec2Env::start_with_faults(BIN, Some(json!([fault("DeleteSecurityGroup", "DependencyViolation", Some(2))])));
     assert_eq!(env.run(&["ec2", "create", "dv", "--no-bootstrap"]).status.code(), Some(0));
     let out = env.run(&["ec2", "destroy", "dv", "--yes"]);
     assert_eq!(out.status.code(), Some(0));
@@ -131,7 +132,7 @@ fn destroy_moves_to_the_default_group_and_retries_dependency_violation() {
 
 #[test]
 fn unauthorized_names_the_denied_action() {
-    let env = Ec2Env::start_with_faults(Some(json!([fault("RunInstances", "UnauthorizedOperation", None)])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([fault("RunInstances", "UnauthorizedOperation", None)])));
     let out = env.run(&["ec2", "create", "denied", "--no-bootstrap"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -141,7 +142,7 @@ fn unauthorized_names_the_denied_action() {
 
 #[test]
 fn vcpu_quota_says_which_quota_and_how_to_raise_it() {
-    let env = Ec2Env::start_with_faults(Some(json!([fault("RunInstances", "VcpuLimitExceeded", None)])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([fault("RunInstances", "VcpuLimitExceeded", None)])));
     let out = env.run(&["ec2", "create", "quota", "--no-bootstrap"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -155,7 +156,7 @@ fn vcpu_quota_says_which_quota_and_how_to_raise_it() {
 fn no_default_vpc_is_explained_and_creates_nothing() {
     let empty = "<DescribeVpcsResponse xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\">\
                  <requestId>r</requestId><vpcSet/></DescribeVpcsResponse>";
-    let env = Ec2Env::start_with_faults(Some(json!([{"action": "DescribeVpcs", "body": empty}])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([{"action": "DescribeVpcs", "body": empty}])));
     let out = env.run(&["ec2", "create", "novpc", "--no-bootstrap"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -165,7 +166,7 @@ fn no_default_vpc_is_explained_and_creates_nothing() {
 
 #[test]
 fn an_ami_that_does_not_exist_creates_nothing() {
-    let env = Ec2Env::start_with_faults(Some(json!([])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([])));
     let out = env.run(&["ec2", "create", "noami", "--no-bootstrap", "--ami", "ami-0123456789abcdef0"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("AMI ami-0123456789abcdef0 does not exist"), "{}", stderr(&out));
@@ -175,7 +176,7 @@ fn an_ami_that_does_not_exist_creates_nothing() {
 /// Bad input: exit 2, a message that says what to do, and no AWS call at all.
 #[test]
 fn bad_input_is_refused_before_any_aws_call() {
-    let env = Ec2Env::start_with_faults(Some(json!([])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([])));
     let dir = env.dir.path();
     std::fs::write(dir.join("public.pub"), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ0 me\n").unwrap();
     std::fs::write(dir.join("junk"), "not a key\n").unwrap();
@@ -213,7 +214,7 @@ fn bad_input_is_refused_before_any_aws_call() {
 
 #[test]
 fn no_credentials_is_explained_and_calls_nothing() {
-    let env = Ec2Env::start_with_faults(Some(json!([])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([])));
     let out = env
         .cmd()
         .args(["ec2", "create", "nocreds", "--no-bootstrap"])
@@ -232,7 +233,7 @@ fn no_credentials_is_explained_and_calls_nothing() {
 /// shows the calls a real run makes with their parameters.
 #[test]
 fn dry_run_prints_every_call_and_makes_none() {
-    let env = Ec2Env::start_with_faults(Some(json!([])));
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([])));
     let out = env
         .cmd()
         .args(["ec2", "create", "dry", "--dry-run", "--ttl", "4h", "--region", "eu-west-1"])
@@ -243,8 +244,16 @@ fn dry_run_prints_every_call_and_makes_none() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    let calls: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("ec2:")).map(|l| l.split(' ').next().unwrap()).collect();
-    for needed in ["DescribeImages", "DescribeVpcs", "CreateSecurityGroup", "AuthorizeSecurityGroupIngress", "ImportKeyPair", "RunInstances"] {
+    let calls: Vec<&str> =
+        text.lines().filter_map(|l| l.strip_prefix("ec2:")).map(|l| l.split(' ').next().unwrap()).collect();
+    for needed in [
+        "DescribeImages",
+        "DescribeVpcs",
+        "CreateSecurityGroup",
+        "AuthorizeSecurityGroupIngress",
+        "ImportKeyPair",
+        "RunInstances",
+    ] {
         assert!(calls.contains(&needed), "{needed} missing from {calls:?}");
     }
     let run = text.lines().find(|l| l.starts_with("ec2:RunInstances ")).unwrap();
@@ -269,7 +278,10 @@ fn dry_run_prints_every_call_and_makes_none() {
 /// create: one batched call, and on a duplicate, one call per rule.
 #[test]
 fn existing_rules_never_fail_a_create() {
-    let env = Ec2Env::start_with_faults(Some(json!([fault("AuthorizeSecurityGroupIngress", "InvalidPermission.Duplicate", Some(1))])));
+    let env = Ec2Env::start_with_faults(
+        BIN,
+        Some(json!([fault("AuthorizeSecurityGroupIngress", "InvalidPermission.Duplicate", Some(1))])),
+    );
     let out = env.run(&["ec2", "create", "dup", "--no-bootstrap"]);
     assert_eq!(out.status.code(), Some(0));
     let calls = env.proxy_calls();
@@ -291,7 +303,9 @@ fn existing_rules_never_fail_a_create() {
     // A second server whose group already holds part of its rules, added by hand.
     let vpc = rt().block_on(c.describe_vpcs().send()).unwrap().vpcs()[0].vpc_id().unwrap().to_owned();
     let gid = rt()
-        .block_on(c.create_security_group().group_name("image-provision-hand").description("by hand").vpc_id(&vpc).send())
+        .block_on(
+            c.create_security_group().group_name("image-provision-hand").description("by hand").vpc_id(&vpc).send(),
+        )
         .unwrap()
         .group_id()
         .unwrap()

@@ -1,21 +1,18 @@
-//! `image-provision bootstrap --host` against test hosts (tests/support/testhost.rs):
+//! `image-provision bootstrap --host` against test hosts (testsupport/src/testhost.rs):
 //! a real Debian 12 root under sshd, packages really installed from
 //! deb.debian.org where Debian has them, and stand-ins only for what needs
 //! hardware or a kernel (the GPU and its driver, Docker's daemon, systemd, a
 //! reboot). The Docker and NVIDIA repositories are a signed local copy of the
 //! stand-in repository, so the signed-by path is the real one.
 
-#[path = "support/testhost.rs"]
-mod testhost;
-#[path = "support/cli.rs"]
-mod cli;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cli::{BIN, outcomes, state_for, stderr, stdout};
-use testhost::{Distro, TestHost};
+use image_provision_testsupport::cli::{self, outcomes, state_for, stderr, stdout};
+use image_provision_testsupport::testhost::{Distro, TestHost};
+
+use crate::BIN;
 
 /// The bootstrap stand-ins, preferred over Debian's own packages of the same
 /// names: with non-free enabled (the NVIDIA step does it on Debian), the real
@@ -26,7 +23,7 @@ fn enable_standins(host: &TestHost) {
 
 fn bootstrap(host: &TestHost, user: &str, state: &Path, extra: &[&str]) -> Output {
     let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
-    let mut cmd = cli::on_host(host, user, state, &args);
+    let mut cmd = cli::on_host(BIN, host, user, state, &args);
     // Part 1's steps only; the IMAGE steps are tested in bootstrap_image.rs.
     cmd.env("IMAGE_PROVISION_NO_STACK", "1");
     cli::run(&mut cmd, &format!("bootstrap {user} {extra:?}"))
@@ -142,13 +139,17 @@ fn full_run(distro: Distro) {
 
     // verify on this --no-stack server: healthy on Docker and the GPU alone;
     // update has nothing to do and says so before connecting.
-    let verify = cli::run(&mut cli::on_host(&host, user, state.path(), &["verify", "--no-stack", "--json"]), "verify --no-stack");
+    let verify = cli::run(
+        &mut cli::on_host(BIN, &host, user, state.path(), &["verify", "--no-stack", "--json"]),
+        "verify --no-stack",
+    );
     assert_eq!(verify.status.code(), Some(0), "verify --no-stack: healthy");
     let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     assert_eq!(v["driver_version"].as_str().map(|d| d.starts_with("535.")), Some(true), "{v}");
     assert_eq!(v["docker_nvidia_runtime"], true);
     let calls_before = host.calls().len();
-    let update = cli::run(&mut cli::on_host(&host, user, state.path(), &["update", "--no-stack"]), "update --no-stack");
+    let update =
+        cli::run(&mut cli::on_host(BIN, &host, user, state.path(), &["update", "--no-stack"]), "update --no-stack");
     assert_eq!(update.status.code(), Some(2));
     assert!(stderr(&update).contains("this server has none (--no-stack)"), "{}", stderr(&update));
     assert_eq!(host.calls().len(), calls_before, "update --no-stack ran nothing");
@@ -190,10 +191,7 @@ fn failing_step_stops_with_command_and_stderr_then_next_run_finishes() {
     enable_standins(&host);
     let state = state_for(&host);
     // A repository that does not exist: apt-get update fails.
-    host.write(
-        "/etc/apt/sources.list.d/broken.list",
-        b"deb [trusted=yes] file:/srv/no-such-repo ./\n",
-    );
+    host.write("/etc/apt/sources.list.d/broken.list", b"deb [trusted=yes] file:/srv/no-such-repo ./\n");
     let out = bootstrap(&host, "admin", state.path(), &["--no-gpu"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
@@ -249,7 +247,10 @@ fn dry_run_on_a_bare_host_changes_nothing() {
     let out = bootstrap(&host, "admin", state.path(), &["--dry-run"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    assert!(text.contains("apt: would run: sudo -n env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a apt-get"), "{text}");
+    assert!(
+        text.contains("apt: would run: sudo -n env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=a apt-get"),
+        "{text}"
+    );
     assert!(text.contains("docker: would run: sudo -n systemctl enable --now docker"), "{text}");
     assert!(text.contains("nvidia: would run: sudo -n nvidia-ctk runtime configure '--runtime=docker'"), "{text}");
     assert!(text.contains("reboot: would run: reboot and wait for the new boot"), "{text}");
@@ -279,9 +280,7 @@ fn wait_for_file(host: &TestHost, path: &str, timeout: Duration) {
 }
 
 fn dpkg_installed(host: &TestHost, pkg: &str) -> bool {
-    host.sh(&format!("dpkg-query -W -f='${{Status}}' {pkg} | grep -q 'install ok installed'"))
-        .status
-        .success()
+    host.sh(&format!("dpkg-query -W -f='${{Status}}' {pkg} | grep -q 'install ok installed'")).status.success()
 }
 
 /// sshd (and with it the session and dpkg under it) killed while the driver

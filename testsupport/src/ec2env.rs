@@ -1,20 +1,22 @@
 //! A real EC2 API for tests: moto's EC2 server on a free loopback port, with a
-//! fixture of Canonical images, optionally behind `fault_proxy.py`; a real
-//! OpenSSH sshd on loopback to stand where the instance's port 22 would be;
-//! and the built binary, pointed at both.
+//! fixture of Canonical images (tests/fixtures/amis.json), optionally behind
+//! `fault_proxy.py` (in this crate's directory); a real OpenSSH sshd on
+//! loopback to stand where the instance's port 22 would be; and the built
+//! binary, pointed at both.
 //!
-//! Include with `#[path = "support/ec2env.rs"] mod ec2env;`.
+//! Behind this crate's `ec2` feature (it pulls in aws-sdk-ec2).
 //!
 //! moto comes from the virtualenv the README's test command makes
 //! (`$IMAGE_PROVISION_MOTO_VENV`, default /var/cache/image-provision-test/moto-venv).
 //! A missing prerequisite panics: it is a failure, never a skip.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::net::{free_port, wait_for_port};
+use crate::sshd::{SSHD, keygen, make_privsep_dir};
 
 pub const REGION: &str = "us-east-1";
 /// Image ids in tests/fixtures/amis.json.
@@ -24,33 +26,14 @@ pub const NOBLE_NEWEST: &str = "ami-0a1b2c3d4e5f60003";
 pub const EKS_DECOY: &str = "ami-0a1b2c3d4e5f60004";
 pub const IMPOSTOR: &str = "ami-0a1b2c3d4e5f60005";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn venv() -> PathBuf {
     std::env::var_os("IMAGE_PROVISION_MOTO_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/image-provision-test/moto-venv"))
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for_port(port: u16, child: &mut Child, what: &str) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited ({status}) before listening on {port}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
-}
+/// How long moto, the fault proxy and sshd get to listen.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Killed(Child);
 
@@ -71,6 +54,8 @@ pub fn fault(action: &str, code: &str, times: Option<u32>) -> serde_json::Value 
 }
 
 pub struct Ec2Env {
+    /// The built image-provision, run by [`Ec2Env::cmd`].
+    pub bin: PathBuf,
     pub dir: tempfile::TempDir,
     pub endpoint: String,
     pub moto_port: u16,
@@ -82,12 +67,13 @@ pub struct Ec2Env {
 }
 
 impl Ec2Env {
-    pub fn start() -> Ec2Env {
-        Self::start_with_faults(None)
+    /// moto, sshd, and `bin` (the built image-provision) to run against them.
+    pub fn start(bin: impl AsRef<Path>) -> Ec2Env {
+        Self::start_with_faults(bin, None)
     }
 
-    /// moto behind the fault proxy, with these rules.
-    pub fn start_with_faults(rules: Option<serde_json::Value>) -> Ec2Env {
+    /// Like [`Ec2Env::start`], with moto behind the fault proxy, with these rules.
+    pub fn start_with_faults(bin: impl AsRef<Path>, rules: Option<serde_json::Value>) -> Ec2Env {
         let dir = tempfile::tempdir().unwrap();
         let python = venv().join("bin/python");
         assert!(
@@ -98,12 +84,12 @@ impl Ec2Env {
         let moto_port = free_port();
         let mut moto = Command::new(venv().join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-            .env("MOTO_AMIS_PATH", repo().join("tests/fixtures/amis.json"))
+            .env("MOTO_AMIS_PATH", crate::repo_root().join("tests/fixtures/amis.json"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting moto_server");
-        wait_for_port(moto_port, &mut moto, "moto_server");
+        wait_for_port(moto_port, &mut moto, "moto_server", LISTEN_TIMEOUT);
         let moto = Killed(moto);
         let mut endpoint = format!("http://127.0.0.1:{moto_port}");
 
@@ -115,7 +101,7 @@ impl Ec2Env {
                 std::fs::write(&log, "").unwrap();
                 let port = free_port();
                 let mut child = Command::new(&python)
-                    .arg(repo().join("tests/support/fault_proxy.py"))
+                    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fault_proxy.py"))
                     .arg(port.to_string())
                     .arg(&endpoint)
                     .arg(&rules_path)
@@ -126,7 +112,7 @@ impl Ec2Env {
                 let mut line = String::new();
                 BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
                 assert_eq!(line.trim(), "ready", "fault proxy did not start");
-                wait_for_port(port, &mut child, "fault_proxy.py");
+                wait_for_port(port, &mut child, "fault_proxy.py", LISTEN_TIMEOUT);
                 endpoint = format!("http://127.0.0.1:{port}");
                 (Some(Killed(child)), Some(log))
             }
@@ -134,7 +120,17 @@ impl Ec2Env {
         };
 
         let (sshd, ssh_addr) = start_sshd(dir.path());
-        Ec2Env { dir, endpoint, moto_port, ssh_addr, proxy_log, _moto: moto, _proxy: proxy, _sshd: sshd }
+        Ec2Env {
+            bin: bin.as_ref().to_owned(),
+            dir,
+            endpoint,
+            moto_port,
+            ssh_addr,
+            proxy_log,
+            _moto: moto,
+            _proxy: proxy,
+            _sshd: sshd,
+        }
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -144,7 +140,7 @@ impl Ec2Env {
     /// The binary with AWS pointed at this environment and nothing read from
     /// the real user's configuration.
     pub fn cmd(&self) -> Command {
-        self.command(env!("CARGO_BIN_EXE_image-provision"))
+        self.command(&self.bin)
     }
 
     /// Any program, in the same environment as [`Ec2Env::cmd`].
@@ -212,27 +208,26 @@ impl Ec2Env {
 }
 
 /// OpenSSH's sshd on a free loopback port with a fresh host key; the
-/// instance's port 22 as far as `ec2 create`'s wait is concerned.
+/// instance's port 22 as far as `ec2 create`'s wait is concerned. Only a
+/// banner and a host key: nobody logs in, so unlike [`crate::sshd::Sshd`]
+/// no client key and no configuration file.
 fn start_sshd(dir: &Path) -> (Killed, String) {
-    let sshd = Path::new("/usr/sbin/sshd");
-    assert!(sshd.exists(), "OpenSSH's sshd is missing: run the test command in README.md (installs openssh-server)");
-    std::fs::create_dir_all("/run/sshd").unwrap();
+    assert!(
+        Path::new(SSHD).exists(),
+        "OpenSSH's sshd is missing: run the test command in README.md (installs openssh-server)"
+    );
+    make_privsep_dir();
     let key = dir.join("ssh_host_ed25519_key");
-    let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-        .arg(&key)
-        .status()
-        .expect("running ssh-keygen");
-    assert!(status.success());
+    keygen(&key, "ed25519", "");
     let port = free_port();
-    let mut child = Command::new(sshd)
+    let mut child = Command::new(SSHD)
         .args(["-D", "-e", "-f", "/dev/null", "-o", "ListenAddress=127.0.0.1", "-o", "PidFile=none", "-h"])
         .arg(&key)
         .args(["-p", &port.to_string()])
         .stderr(Stdio::null())
         .spawn()
         .expect("starting sshd");
-    wait_for_port(port, &mut child, "sshd");
+    wait_for_port(port, &mut child, "sshd", LISTEN_TIMEOUT);
     (Killed(child), format!("127.0.0.1:{port}"))
 }
 

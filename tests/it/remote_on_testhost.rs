@@ -1,30 +1,24 @@
 //! The remote layer (image-provision-remote) against a real OpenSSH sshd
-//! serving a real Debian 12 root: tests/support/testhost.rs. Users: root,
+//! serving a real Debian 12 root: testsupport/src/testhost.rs. Users: root,
 //! admin (passwordless sudo), pwuser (sudo wants a password).
-
-#[path = "support/testhost.rs"]
-mod testhost;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use image_provision_remote::{
-    Cmd, ConnectOptions, Error, ExitStatus, HostKeyError, HostKeyPolicy, Identity, PublicKey,
-    RebootOptions, Session, Target, fingerprint,
+    Cmd, ConnectOptions, Error, ExitStatus, HostKeyError, HostKeyPolicy, Identity, PublicKey, RebootOptions, Session,
+    Target, fingerprint,
 };
-use testhost::{Distro, TestHost};
+use image_provision_testsupport::testhost::{Distro, TestHost};
 
 /// Options for `user` on `host`, trusting the host key the harness made.
 fn opts(host: &TestHost, user: &str) -> ConnectOptions {
     let target: Target = format!("{user}@{}", host.addr()).parse().unwrap();
-    ConnectOptions::new(target, host.known_hosts_file())
-        .identity(Identity::key_file(&host.client_key))
+    ConnectOptions::new(target, host.known_hosts_file()).identity(Identity::key_file(&host.client_key))
 }
 
 async fn connect(host: &TestHost, user: &str) -> Session {
-    Session::connect(opts(host, user))
-        .await
-        .unwrap_or_else(|e| panic!("connect as {user}: {e}\n{}", host.logs()))
+    Session::connect(opts(host, user)).await.unwrap_or_else(|e| panic!("connect as {user}: {e}\n{}", host.logs()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,48 +31,24 @@ async fn exit_codes_stderr_big_output_concurrency_and_silence_on_one_connection(
     let s = Arc::new(Session::connect(o).await.unwrap());
 
     // Exit codes and stderr.
-    let out = s
-        .exec(&Cmd::new("sh").args(["-c", "echo out; echo err >&2"]))
-        .await
-        .unwrap();
-    assert_eq!(
-        (out.stdout_str().as_ref(), out.stderr_str().as_ref()),
-        ("out\n", "err\n")
-    );
-    let e = s
-        .exec(&Cmd::script(
-            "echo 'E: Unable to locate package nope' >&2\nexit 100",
-        ))
-        .await
-        .unwrap_err();
+    let out = s.exec(&Cmd::new("sh").args(["-c", "echo out; echo err >&2"])).await.unwrap();
+    assert_eq!((out.stdout_str().as_ref(), out.stderr_str().as_ref()), ("out\n", "err\n"));
+    let e = s.exec(&Cmd::script("echo 'E: Unable to locate package nope' >&2\nexit 100")).await.unwrap_err();
     match &e {
-        Error::CommandFailed {
-            status,
-            stderr_tail,
-            ..
-        } => {
+        Error::CommandFailed { status, stderr_tail, .. } => {
             assert_eq!(*status, ExitStatus::Code(100));
             assert_eq!(stderr_tail, "E: Unable to locate package nope");
         }
         other => panic!("{other:?}"),
     }
-    let out = s
-        .exec(&Cmd::script("exit 100").ok_codes(&[0, 100]))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::script("exit 100").ok_codes(&[0, 100])).await.unwrap();
     assert_eq!(out.code(), Some(100));
-    let out = s
-        .exec_unchecked(&Cmd::script("kill -KILL $$"))
-        .await
-        .unwrap();
+    let out = s.exec_unchecked(&Cmd::script("kill -KILL $$")).await.unwrap();
     assert_eq!(out.status, ExitStatus::Signal("KILL".into()));
 
     // 50 MB of output.
     let t = Instant::now();
-    let out = s
-        .exec(&Cmd::new("head").args(["-c", "52428800", "/dev/urandom"]))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::new("head").args(["-c", "52428800", "/dev/urandom"])).await.unwrap();
     assert_eq!(out.stdout.len(), 52_428_800);
     eprintln!("50 MB of stdout in {:?}", t.elapsed());
 
@@ -88,10 +58,7 @@ async fn exit_codes_stderr_big_output_concurrency_and_silence_on_one_connection(
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let s = s.clone();
-            tokio::spawn(async move {
-                s.exec(&Cmd::script("sleep 1; echo \"$N\"").env("N", i.to_string()))
-                    .await
-            })
+            tokio::spawn(async move { s.exec(&Cmd::script("sleep 1; echo \"$N\"").env("N", i.to_string())).await })
         })
         .collect();
     for (i, t) in tasks.into_iter().enumerate() {
@@ -101,10 +68,7 @@ async fn exit_codes_stderr_big_output_concurrency_and_silence_on_one_connection(
     assert!(t.elapsed() < Duration::from_secs(10));
 
     // Silent for 5 s, five keepalive intervals: still fine.
-    let out = s
-        .exec(&Cmd::new("sh").args(["-c", "sleep 5; echo awake"]))
-        .await
-        .unwrap();
+    let out = s.exec(&Cmd::new("sh").args(["-c", "sleep 5; echo awake"])).await.unwrap();
     assert_eq!(out.stdout, b"awake\n");
 }
 
@@ -112,19 +76,9 @@ async fn exit_codes_stderr_big_output_concurrency_and_silence_on_one_connection(
 async fn sudo_as_admin_works_and_as_pwuser_says_what_to_do() {
     let host = TestHost::start(Distro::Debian12);
     let admin = connect(&host, "admin").await;
-    let out = admin
-        .exec(
-            &Cmd::script("id -un; echo \"$X\"")
-                .sudo()
-                .env("X", "kept through sudo"),
-        )
-        .await
-        .unwrap();
+    let out = admin.exec(&Cmd::script("id -un; echo \"$X\"").sudo().env("X", "kept through sudo")).await.unwrap();
     assert_eq!(out.stdout_str(), "root\nkept through sudo\n");
-    assert_eq!(
-        admin.exec(&Cmd::new("id").arg("-un")).await.unwrap().stdout,
-        b"admin\n"
-    );
+    assert_eq!(admin.exec(&Cmd::new("id").arg("-un")).await.unwrap().stdout, b"admin\n");
 
     let pw = connect(&host, "pwuser").await;
     let e = pw.exec(&Cmd::new("true").sudo()).await.unwrap_err();
@@ -132,10 +86,7 @@ async fn sudo_as_admin_works_and_as_pwuser_says_what_to_do() {
     let (msg, hint) = (e.to_string(), e.hint().unwrap_or_default());
     assert!(msg.contains("pwuser") && hint.contains("NOPASSWD"), "{msg} / {hint}");
     // Without sudo pwuser is fine.
-    assert_eq!(
-        pw.exec(&Cmd::new("id").arg("-un")).await.unwrap().stdout,
-        b"pwuser\n"
-    );
+    assert_eq!(pw.exec(&Cmd::new("id").arg("-un")).await.unwrap().stdout, b"pwuser\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,41 +94,19 @@ async fn upload_of_a_0600_secret_as_a_sudo_user() {
     let host = TestHost::start(Distro::Debian12);
     let s = connect(&host, "admin").await;
     let secret = b"GITHUB_TOKEN=ghp_not_a_real_token\n";
-    s.upload(
-        "/etc/image/secrets.env",
-        secret,
-        0o600,
-        Some("root:root"),
-        true,
-    )
-    .await
-    .unwrap();
+    s.upload("/etc/image/secrets.env", secret, 0o600, Some("root:root"), true).await.unwrap();
     let stat = host.sh_ok("stat -c '%a %U %G' /etc/image/secrets.env; stat -c %a /etc/image");
     assert_eq!(stat, "600 root root\n755\n");
     assert_eq!(host.read("/etc/image/secrets.env"), secret);
 
     // Overwrite, handing the file to admin; nothing left beside it.
-    s.upload(
-        "/etc/image/secrets.env",
-        b"v2\n",
-        0o640,
-        Some("admin"),
-        true,
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        host.sh_ok("stat -c '%a %U' /etc/image/secrets.env; ls -A /etc/image"),
-        "640 admin\nsecrets.env\n"
-    );
+    s.upload("/etc/image/secrets.env", b"v2\n", 0o640, Some("admin"), true).await.unwrap();
+    assert_eq!(host.sh_ok("stat -c '%a %U' /etc/image/secrets.env; ls -A /etc/image"), "640 admin\nsecrets.env\n");
     assert_eq!(host.read("/etc/image/secrets.env"), b"v2\n");
 
     // pwuser cannot sudo: a clear error, and no file.
     let pw = connect(&host, "pwuser").await;
-    let e = pw
-        .upload("/etc/image/other", b"x", 0o600, None, true)
-        .await
-        .unwrap_err();
+    let e = pw.upload("/etc/image/other", b"x", 0o600, None, true).await.unwrap_err();
     assert!(matches!(e, Error::SudoNeedsPassword { .. }), "{e:?}");
     assert!(!host.exists("/etc/image/other"));
 }
@@ -208,17 +137,8 @@ async fn host_keys_first_time_refused_unless_accepted_and_changed_refused() {
     // Accepted when told; then known.
     let mut accept = o.clone();
     accept.policy = HostKeyPolicy::AcceptNew;
-    Session::connect(accept.clone())
-        .await
-        .unwrap()
-        .close()
-        .await
-        .unwrap();
-    assert!(
-        std::fs::read_to_string(&kh)
-            .unwrap()
-            .starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", host.port))
-    );
+    Session::connect(accept.clone()).await.unwrap().close().await.unwrap();
+    assert!(std::fs::read_to_string(&kh).unwrap().starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", host.port)));
     Session::connect(o.clone()).await.unwrap();
 
     // The host gets a new key (a reinstall, or someone in the middle).
@@ -228,14 +148,8 @@ async fn host_keys_first_time_refused_unless_accepted_and_changed_refused() {
     let new_key = PublicKey::from_openssh(new_pub.trim()).unwrap();
     let e = Session::connect(accept).await.unwrap_err();
     let msg = e.to_string();
-    assert!(
-        matches!(e, Error::HostKey(HostKeyError::Changed { line: 1, .. })),
-        "{e:?}"
-    );
-    assert!(
-        msg.contains(&fingerprint(&host_key)) && msg.contains(&fingerprint(&new_key)),
-        "{msg}"
-    );
+    assert!(matches!(e, Error::HostKey(HostKeyError::Changed { line: 1, .. })), "{e:?}");
+    assert!(msg.contains(&fingerprint(&host_key)) && msg.contains(&fingerprint(&new_key)), "{msg}");
     assert!(msg.contains(&kh.display().to_string()), "{msg}");
 
     // Known another way (as EC2 hands it over): accepted and recorded.
@@ -257,10 +171,7 @@ async fn sshd_killed_mid_command_is_an_error_within_seconds() {
             tokio::task::spawn_blocking(move || {
                 let t = Instant::now();
                 while !host.sh("pgrep -x sleep").status.success() {
-                    assert!(
-                        t.elapsed() < Duration::from_secs(10),
-                        "the command never started"
-                    );
+                    assert!(t.elapsed() < Duration::from_secs(10), "the command never started");
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 host.kill_sshd();
@@ -270,20 +181,16 @@ async fn sshd_killed_mid_command_is_an_error_within_seconds() {
             .unwrap()
         }
     };
-    let (r, killed_at) =
-        tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(run, kill) })
-            .await
-            .expect("exec hung after sshd was killed");
+    let (r, killed_at) = tokio::time::timeout(Duration::from_secs(60), async { tokio::join!(run, kill) })
+        .await
+        .expect("exec hung after sshd was killed");
     let noticed = killed_at.elapsed();
     let e = r.unwrap_err();
     assert!(matches!(e, Error::ConnectionLost { .. }), "{e:?}");
     assert!(e.to_string().contains("sleep 300"), "{e}");
     eprintln!("connection loss noticed {noticed:?} after kill");
     assert!(noticed < Duration::from_secs(5), "{noticed:?}");
-    assert!(matches!(
-        s.exec(&Cmd::new("true")).await,
-        Err(Error::ConnectionLost { .. })
-    ));
+    assert!(matches!(s.exec(&Cmd::new("true")).await, Err(Error::ConnectionLost { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,28 +218,16 @@ async fn reboot_is_ridden_through_as_a_sudo_user() {
     assert!(calls.trim_end().ends_with("uid=0 reboot"), "{calls}");
     // Back within about a second of sshd (which returns after `delay`).
     assert!(report.reconnected_after >= delay, "{report:?}");
-    assert!(
-        report.reconnected_after < delay + Duration::from_secs(3),
-        "{report:?}"
-    );
+    assert!(report.reconnected_after < delay + Duration::from_secs(3), "{report:?}");
 
     // The same session keeps working on the new boot.
     assert_eq!(s.boot_id().await.unwrap(), report.new_boot_id);
-    assert_eq!(
-        s.exec(&Cmd::new("id").arg("-un").sudo())
-            .await
-            .unwrap()
-            .stdout,
-        b"root\n"
-    );
+    assert_eq!(s.exec(&Cmd::new("id").arg("-un").sudo()).await.unwrap().stdout, b"root\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reboot_that_never_comes_back_times_out_clearly() {
-    let host = Arc::new(TestHost::start_with(
-        Distro::Debian12,
-        Duration::from_millis(200),
-    ));
+    let host = Arc::new(TestHost::start_with(Distro::Debian12, Duration::from_millis(200)));
     let mut s = connect(&host, "root").await;
     // Ask for a reboot with a command that only kills the connection: the
     // boot id never changes.

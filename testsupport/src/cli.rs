@@ -1,26 +1,17 @@
-//! The built image-provision run against a test host (tests/support/testhost.rs)
+//! The built image-provision run against a test host ([`crate::testhost`])
 //! the way every host test runs it: the host's stand-in Docker and NVIDIA
 //! repositories instead of the real ones, the HTTPS health check sent to the
 //! host's Traefik stand-in (or none, without the stand-in), logged in with
 //! the host's client key only, and a state directory of the test's own.
 //!
-//! Include it beside testhost.rs (it names `crate::testhost`):
-//!
-//! ```ignore
-//! #[path = "support/testhost.rs"]
-//! mod testhost;
-//! #[path = "support/cli.rs"]
-//! mod cli;
-//! ```
-#![allow(dead_code)]
+//! The binary is the caller's `env!("CARGO_BIN_EXE_image-provision")`
+//! (only the root package's tests and benches have it).
 
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
 use crate::testhost::TestHost;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
 
 /// A state directory whose known_hosts trusts the host's key, so the
 /// commands check it strictly, as for a person who verified it.
@@ -51,13 +42,14 @@ pub fn with_standins<'a>(cmd: &'a mut Command, host: &TestHost) -> &'a mut Comma
     cmd
 }
 
-/// `image-provision ARGS --host USER@127.0.0.1:PORT --identity CLIENT_KEY`,
-/// state in `state`, [`with_standins`], and no ssh-agent: the client key is
-/// the only way in, whatever agent the machine running the tests has.
+/// `image-provision ARGS --host USER@127.0.0.1:PORT --identity CLIENT_KEY`
+/// (`bin`, the built image-provision), state in `state`, [`with_standins`],
+/// and no ssh-agent: the client key is the only way in, whatever agent the
+/// machine running the tests has.
 /// Hermetic: none of the machine's IMAGE_PROVISION_* settings, and run in
 /// `state`, so no ./image-provision.toml of the checkout is read.
-pub fn on_host(host: &TestHost, user: &str, state: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+pub fn on_host(bin: impl AsRef<Path>, host: &TestHost, user: &str, state: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin.as_ref());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("IMAGE_PROVISION_") {
             cmd.env_remove(key);
@@ -176,7 +168,11 @@ pub fn update_runs_imageup_only(
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", stdout(&out)));
     assert_eq!(report["healthy"], true, "{report}");
     assert_eq!(imageups(host), imageups_before + 1, "update ran imageup once more");
-    assert_eq!(diff(&kept_before, &snapshot(host, kept)), Vec::<String>::new(), "update changed more than imageup does");
+    assert_eq!(
+        diff(&kept_before, &snapshot(host, kept)),
+        Vec::<String>::new(),
+        "update changed more than imageup does"
+    );
     assert_eq!(host.sh_ok(&files), files_before, "update rewrote a configuration file");
     let calls = host.calls()[calls_before..].to_vec();
     let other: Vec<&String> = calls

@@ -1,11 +1,10 @@
 //! `ec2 create | list | destroy` against moto's EC2 server, read back through
 //! the EC2 API with the SDK (not through image-provision's own view).
 
-#[path = "support/ec2env.rs"]
-mod ec2env;
-
 use aws_sdk_ec2::types::{Filter, Instance, InstanceStateName, Tag};
-use ec2env::*;
+use image_provision_testsupport::ec2env::*;
+
+use crate::BIN;
 
 fn f(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
@@ -63,7 +62,7 @@ fn counts(env: &Ec2Env, name: &str) -> (usize, usize, usize) {
 
 #[test]
 fn create_makes_what_the_guide_asks_and_destroy_leaves_nothing() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     let out = env.run(&["ec2", "create", "gpu-1", "--no-bootstrap", "--ttl", "4h"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
@@ -160,7 +159,7 @@ fn create_makes_what_the_guide_asks_and_destroy_leaves_nothing() {
 
 #[test]
 fn rerun_reuses_everything_and_destroy_of_nothing_says_so() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     assert_eq!(env.run(&["ec2", "create", "again", "--no-bootstrap"]).status.code(), Some(0));
     let second = env.run(&["ec2", "create", "again", "--no-bootstrap"]);
     assert_eq!(second.status.code(), Some(0));
@@ -183,10 +182,22 @@ fn rerun_reuses_everything_and_destroy_of_nothing_says_so() {
 
 #[test]
 fn noble_ami_override_and_options_reach_ec2() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     let out = env.run(&[
-        "ec2", "create", "noble", "--no-bootstrap", "--ubuntu", "24.04", "--instance-type", "g5.2xlarge",
-        "--volume-size", "200", "--volume-type", "gp2", "--ssh-cidr", "203.0.113.0/24",
+        "ec2",
+        "create",
+        "noble",
+        "--no-bootstrap",
+        "--ubuntu",
+        "24.04",
+        "--instance-type",
+        "g5.2xlarge",
+        "--volume-size",
+        "200",
+        "--volume-type",
+        "gp2",
+        "--ssh-cidr",
+        "203.0.113.0/24",
     ]);
     assert_eq!(out.status.code(), Some(0));
     let rt = rt();
@@ -197,14 +208,28 @@ fn noble_ami_override_and_options_reach_ec2() {
     assert_eq!(i.instance_type().unwrap().as_str(), "g5.2xlarge");
     let bdm = &i.block_device_mappings()[0];
     assert_eq!(bdm.device_name(), Some("/dev/xvda"), "the AMI's own root device name");
-    let vol = rt.block_on(client.describe_volumes().volume_ids(bdm.ebs().unwrap().volume_id().unwrap()).send()).unwrap();
+    let vol =
+        rt.block_on(client.describe_volumes().volume_ids(bdm.ebs().unwrap().volume_id().unwrap()).send()).unwrap();
     assert_eq!(vol.volumes()[0].size(), Some(200));
     assert_eq!(vol.volumes()[0].volume_type().unwrap().as_str(), "gp2");
     let ssh = c.groups[0].ip_permissions().iter().find(|p| p.from_port() == Some(22)).unwrap();
     let v4: Vec<_> = ssh.ip_ranges().iter().filter_map(|r| r.cidr_ip()).collect();
     assert_eq!(v4, ["203.0.113.0/24"]);
     assert!(ssh.ipv6_ranges().is_empty());
-    assert!(rt.block_on(client.describe_instance_attribute().instance_id(i.instance_id().unwrap()).attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior).send()).unwrap().instance_initiated_shutdown_behavior().and_then(|v| v.value()) != Some("terminate"), "no --ttl: shutdown does not terminate");
+    assert!(
+        rt.block_on(
+            client
+                .describe_instance_attribute()
+                .instance_id(i.instance_id().unwrap())
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+                .send()
+        )
+        .unwrap()
+        .instance_initiated_shutdown_behavior()
+        .and_then(|v| v.value())
+            != Some("terminate"),
+        "no --ttl: shutdown does not terminate"
+    );
 
     let out = env.run(&["ec2", "create", "pinned", "--no-bootstrap", "--ami", JAMMY_OLDER]);
     assert_eq!(out.status.code(), Some(0));
@@ -213,13 +238,10 @@ fn noble_ami_override_and_options_reach_ec2() {
 
 #[test]
 fn config_file_then_environment_then_flags() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     let config = env.dir.path().join("image-provision.toml");
-    std::fs::write(
-        &config,
-        "[ec2]\ninstance_type = \"g5.4xlarge\"\nvolume_size = 300\nvolume_type = \"gp2\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[ec2]\ninstance_type = \"g5.4xlarge\"\nvolume_size = 300\nvolume_type = \"gp2\"\n")
+        .unwrap();
     // The file applies (found in the current directory)...
     assert_eq!(env.run(&["ec2", "create", "layered", "--no-bootstrap", "--volume-size", "400"]).status.code(), Some(0));
     let rt = rt();
@@ -247,7 +269,7 @@ fn config_file_then_environment_then_flags() {
 /// create again: every time, exactly one instance, group and key pair.
 #[test]
 fn create_killed_after_any_call_converges_on_rerun() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     let mut n = 1;
     loop {
         let name = format!("kill-{n}");
@@ -276,7 +298,7 @@ fn create_killed_after_any_call_converges_on_rerun() {
 
 #[test]
 fn destroy_expired_removes_only_expired_servers() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     assert_eq!(env.run(&["ec2", "create", "keep", "--no-bootstrap", "--ttl", "10h"]).status.code(), Some(0));
     assert_eq!(env.run(&["ec2", "create", "old", "--no-bootstrap", "--ttl", "1s"]).status.code(), Some(0));
     assert_eq!(env.run(&["ec2", "create", "forever", "--no-bootstrap"]).status.code(), Some(0));
@@ -293,7 +315,7 @@ fn destroy_expired_removes_only_expired_servers() {
 
 #[test]
 fn destroy_without_a_terminal_needs_yes() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     assert_eq!(env.run(&["ec2", "create", "safe", "--no-bootstrap"]).status.code(), Some(0));
     let out = env.run(&["ec2", "destroy", "safe"]);
     assert_eq!(out.status.code(), Some(2));
@@ -303,7 +325,7 @@ fn destroy_without_a_terminal_needs_yes() {
 
 #[test]
 fn destroy_releases_an_elastic_ip_of_the_instance() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     assert_eq!(env.run(&["ec2", "create", "eip", "--no-bootstrap"]).status.code(), Some(0));
     let client = env.client();
     let rt = rt();
@@ -322,7 +344,7 @@ fn destroy_releases_an_elastic_ip_of_the_instance() {
 /// region and credentials then apply, as with the aws CLI.
 #[test]
 fn profile_selects_region_and_credentials() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     let home = env.dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
     let config = home.join("profiles-config");
@@ -358,7 +380,7 @@ fn profile_selects_region_and_credentials() {
 /// On a terminal, destroy asks; anything but yes keeps the server.
 #[test]
 fn destroy_asks_on_a_terminal() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     assert_eq!(env.run(&["ec2", "create", "ask", "--no-bootstrap"]).status.code(), Some(0));
     let bin = env!("CARGO_BIN_EXE_image-provision");
     let on_tty = |answer: &str| {
@@ -388,7 +410,7 @@ fn destroy_asks_on_a_terminal() {
 /// the printed ssh command verifies it: no trust on first use.
 #[test]
 fn create_hands_the_instance_its_host_key_and_records_it() {
-    let env = Ec2Env::start();
+    let env = Ec2Env::start(BIN);
     let out = env.run(&["ec2", "create", "hostkey", "--no-bootstrap"]);
     assert_eq!(out.status.code(), Some(0));
     let dir = env.state_dir().join("hostkey");

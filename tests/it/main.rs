@@ -1,0 +1,32 @@
+//! The root package's integration tests, in one test binary (one link of the
+//! whole stack, not one per area): one module per area. The harness they
+//! share (test hosts, moto's EC2, the CLI run against a host) is the
+//! image-provision-testsupport crate (testsupport/); the test hosts' scripts
+//! are in tests/testhost, moto's image fixture in tests/fixtures.
+//!
+//! Run them all with `bash tests/run` (README.md, "Testing"), or some with
+//! `cargo nextest run -E 'test(/^ec2_errors::/)'`.
+
+/// `image-provision bootstrap --host`, part 1's steps, on test hosts.
+mod bootstrap_host;
+/// The IMAGE steps of `bootstrap --host` on test hosts.
+mod bootstrap_image;
+/// shellcheck over every script the binary sends and every stand-in.
+mod bootstrap_shellcheck;
+/// `ec2 create` end to end: moto's EC2 API and a test host as the instance.
+mod ec2_bootstrap;
+/// Faults moto cannot produce, injected by the fault proxy; bad input.
+mod ec2_errors;
+/// `ec2 create | list | destroy` against moto, read back with the SDK.
+mod ec2_lifecycle;
+/// The remote crate against a test host: sudo users, reboots.
+mod remote_on_testhost;
+/// The test host harness itself, through OpenSSH's client.
+mod testhost_selftest;
+/// `verify` and `update` on a finished test host.
+mod verify_update;
+
+/// The binary under test. Only this package's tests and benches can name it
+/// (Cargo's CARGO_BIN_EXE_*), so it is handed to the support crate's helpers
+/// from here.
+const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
