@@ -92,24 +92,15 @@ fn main() {
     println!();
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
-    host.write(
-        "/var/lib/standin/hooks/slow-postinst",
-        format!("{}\n", DRIVER_UNITS * UNIT_SECS).as_bytes(),
-    );
-    host.write(
-        "/var/lib/standin/hooks/pull-seconds-image",
-        format!("{}\n", PULL_UNITS * UNIT_SECS).as_bytes(),
-    );
+    host.write("/var/lib/standin/hooks/slow-postinst", format!("{}\n", DRIVER_UNITS * UNIT_SECS).as_bytes());
+    host.write("/var/lib/standin/hooks/pull-seconds-image", format!("{}\n", PULL_UNITS * UNIT_SECS).as_bytes());
     let state = state_for(&host);
     let (first, fresh) = bootstrap(&host, state.path(), &extra);
     let fresh_reboots = host.reboots();
 
     // sshd at DEBUG1 from here on (a drop-in read before the distribution's
     // settings; the restart keeps nothing else from changing).
-    host.write(
-        "/etc/ssh/sshd_config.d/00-bench-loglevel.conf",
-        b"LogLevel DEBUG1\n",
-    );
+    host.write("/etc/ssh/sshd_config.d/00-bench-loglevel.conf", b"LogLevel DEBUG1\n");
     host.restart_sshd();
     let sshd_log = host.dir().join("ctl/sshd.log");
 
@@ -158,23 +149,13 @@ fn main() {
         table.row("  first exec request -> its command exited (on the host)", &phases[2], "");
         table.row("  command exited -> CLI exited", &phases[3], "");
     }
-    table.row(
-        "fresh bootstrap, hooks at zero (non-hooked part)",
-        &[zero_fresh],
-        &format!("{zero_reboots} reboot(s)"),
-    );
+    table.row("fresh bootstrap, hooks at zero (non-hooked part)", &[zero_fresh], &format!("{zero_reboots} reboot(s)"));
     let in_order = zero_fresh + unit * ((DRIVER_UNITS + REBOOT_UNITS) as u32);
-    let beside_pull: Duration = OVERLAP_PULL
-        .iter()
-        .map(|s| *zero_steps.get(*s).unwrap_or_else(|| panic!("no step {s} in the summary")))
-        .sum();
+    let beside_pull: Duration =
+        OVERLAP_PULL.iter().map(|s| *zero_steps.get(*s).unwrap_or_else(|| panic!("no step {s} in the summary"))).sum();
     let pull_chain = zero_fresh.saturating_sub(beside_pull) + unit * ((PULL_UNITS + REBOOT_UNITS) as u32);
     let critical = in_order.max(pull_chain);
-    table.row(
-        "  chain: the steps in order + driver + reboot",
-        &[in_order],
-        "",
-    );
+    table.row("  chain: the steps in order + driver + reboot", &[in_order], "");
     table.row(
         "  chain: the steps not beside the pull + pull + reboot",
         &[pull_chain],
@@ -184,10 +165,7 @@ fn main() {
     table.row(
         "fresh bootstrap, driver 3 / pull 10 / reboot 1 units",
         &[fresh],
-        &format!(
-            "{:.2}x the critical path; {fresh_reboots} reboot(s)",
-            ratio(fresh, critical)
-        ),
+        &format!("{:.2}x the critical path; {fresh_reboots} reboot(s)", ratio(fresh, critical)),
     );
     table.note(format!(
         "critical path: max(zero-hook run + {DRIVER_UNITS} + {REBOOT_UNITS} units, zero-hook run - its {} steps + {PULL_UNITS} + {REBOOT_UNITS} units); \
@@ -203,13 +181,7 @@ fn main() {
     let last = counts.last().expect("converged runs");
     println!(
         "round trips (sshd DEBUG1 log): `ssh host true` {} channel request(s) over {} connection(s); converged re-run {:?} per run ({} exec, {} subsystem, {} shell) over {} connection(s)",
-        ssh_rt[0],
-        ssh_counts[0].connections,
-        conv_rt,
-        last.exec,
-        last.subsystem,
-        last.shell,
-        last.connections,
+        ssh_rt[0], ssh_counts[0].connections, conv_rt, last.exec, last.subsystem, last.shell, last.connections,
     );
     println!("converged steps (last run): {outcomes_seen}");
     println!("fresh steps: {}", summary(&first));
@@ -225,10 +197,7 @@ fn main() {
         ms(ssh_median * 2),
         met(within)
     );
-    println!(
-        "  converged re-run in at most 3 round trips: {max_rt}: {}",
-        met(max_rt <= 3)
-    );
+    println!("  converged re-run in at most 3 round trips: {max_rt}: {}", met(max_rt <= 3));
     println!(
         "  fresh bootstrap within 1.15x of the critical path: {} vs {} = {ratio_fresh:.2}x: {}",
         ms(fresh),
@@ -343,11 +312,7 @@ struct Watcher {
 }
 
 impl Watcher {
-    const MARKS: [&'static str; 3] = [
-        "Accepted publickey for",
-        "request exec reply",
-        "session_exit_message:",
-    ];
+    const MARKS: [&'static str; 3] = ["Accepted publickey for", "request exec reply", "session_exit_message:"];
 
     fn start(sshd_log: PathBuf, from: usize) -> Self {
         use std::sync::atomic::Ordering;

@@ -56,18 +56,14 @@ fn main() {
     let ssh: Vec<Duration> = (0..SSH_TRUE_REPS).map(|_| ssh_true(&mut host.ssh_command(USER))).collect();
     table.row("`ssh host true` (OpenSSH client, whole process)", &ssh, "");
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(measure(&host, &mut table));
     println!("{}", table.render());
 }
 
 async fn measure(host: &TestHost, table: &mut Table) {
     let target: Target = format!("{USER}@{}", host.addr()).parse().unwrap();
-    let opts = ConnectOptions::new(target, host.known_hosts_file())
-        .identity(Identity::key_file(&host.client_key));
+    let opts = ConnectOptions::new(target, host.known_hosts_file()).identity(Identity::key_file(&host.client_key));
 
     // Our connect: TCP, key exchange, host key check, key auth.
     let mut connects = Vec::new();
@@ -99,11 +95,7 @@ async fn measure(host: &TestHost, table: &mut Table) {
         seq_total.push(t.elapsed());
     }
     table.row("100 execs in sequence: total", &seq_total, "");
-    table.row(
-        "  per command",
-        &seq_total.iter().map(|d| *d / 100).collect::<Vec<_>>(),
-        "",
-    );
+    table.row("  per command", &seq_total.iter().map(|d| *d / 100).collect::<Vec<_>>(), "");
 
     let mut par_total = Vec::new();
     let mut par_each = Vec::new();
@@ -124,21 +116,9 @@ async fn measure(host: &TestHost, table: &mut Table) {
         par_total.push(t.elapsed());
     }
     let max_channels = session.options().max_channels;
-    table.row(
-        "100 execs at once on one connection: total",
-        &par_total,
-        &format!("{max_channels} channels at a time"),
-    );
-    table.row(
-        "  wall time / 100",
-        &par_total.iter().map(|d| *d / 100).collect::<Vec<_>>(),
-        "",
-    );
-    table.row(
-        "  each, from start to done (queueing included)",
-        &par_each,
-        "",
-    );
+    table.row("100 execs at once on one connection: total", &par_total, &format!("{max_channels} channels at a time"));
+    table.row("  wall time / 100", &par_total.iter().map(|d| *d / 100).collect::<Vec<_>>(), "");
+    table.row("  each, from start to done (queueing included)", &par_each, "");
     drop(par_each);
 
     // Reboots: the supervisor kills everything, waits REBOOT_DELAY and starts
@@ -156,23 +136,13 @@ async fn measure(host: &TestHost, table: &mut Table) {
         let watcher = ListenWatcher::start(sshd_log.clone(), before);
         let report = session.reboot(ropts.clone()).await.expect("reboot");
         let returned = Instant::now();
-        let listening = watcher
-            .finish()
-            .expect("sshd's \"Server listening\" line did not appear during the reboot");
+        let listening = watcher.finish().expect("sshd's \"Server listening\" line did not appear during the reboot");
         back.push(returned.saturating_duration_since(listening));
         totals.push(report.elapsed);
         reconnected.push(report.reconnected_after);
     }
-    table.row(
-        "reboot: sshd listening again -> reboot() returned",
-        &back,
-        "target < 1 s",
-    );
-    table.row(
-        "reboot: reboot() total elapsed",
-        &totals,
-        &format!("reboot delay {}", ms(REBOOT_DELAY)),
-    );
+    table.row("reboot: sshd listening again -> reboot() returned", &back, "target < 1 s");
+    table.row("reboot: reboot() total elapsed", &totals, &format!("reboot delay {}", ms(REBOOT_DELAY)));
     table.row("reboot: asked -> reconnected to the new boot", &reconnected, "");
     table.note(format!(
         "reboot probes: every {}..{} plus jitter, TCP connect limit {} (RebootOptions::default())",
@@ -185,10 +155,7 @@ async fn measure(host: &TestHost, table: &mut Table) {
 }
 
 fn listening_count(sshd_log: &PathBuf) -> usize {
-    std::fs::read_to_string(sshd_log)
-        .unwrap_or_default()
-        .matches("Server listening on")
-        .count()
+    std::fs::read_to_string(sshd_log).unwrap_or_default().matches("Server listening on").count()
 }
 
 /// Polls sshd's log every millisecond on a thread of its own and notes when

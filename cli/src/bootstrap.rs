@@ -105,11 +105,7 @@ fn failure_error(r: &StepReport, log_path: &Path) -> anyhow::Error {
                 "fix the cause and run the same command again: finished steps are kept and found ok".into()
             });
             hint.push_str(&format!("; the whole output is in {}", log_path.display()));
-            if f.usage {
-                UsageError::new(message).hint(hint).into()
-            } else {
-                Failed { message, hint }.into()
-            }
+            if f.usage { UsageError::new(message).hint(hint).into() } else { Failed { message, hint }.into() }
         }
         other => Failed {
             message: format!("step {name}: the host is unreachable: {}", other.detail()),

@@ -3,7 +3,9 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::Context;
-use image_provision_provision::{self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, UbuntuRelease};
+use image_provision_provision::{
+    self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, UbuntuRelease,
+};
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
 use crate::args::Ubuntu;
@@ -25,7 +27,8 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
     let progress = Progress::new();
 
     if settings.dry_run {
-        let from_env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()));
+        let from_env =
+            ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|v| std::env::var(v).ok().filter(|r| !r.is_empty()));
         let region = settings.aws.region.clone().or(from_env).or(settings.aws.fallback_region.clone());
         println!(
             "dry run: the AWS calls `ec2 create {}` would make in region {}, in order; none is made",
@@ -76,7 +79,9 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
     let known_hosts = if created.reused && host_key.generated {
         let _ = std::fs::remove_file(&host_key.private_path);
         let _ = std::fs::remove_file(state_dir.join(format!("{}.pub", state::HOST_KEY)));
-        progress.line("the server's host key is not known here (its state directory was lost): verify it on first connection");
+        progress.line(
+            "the server's host key is not known here (its state directory was lost): verify it on first connection",
+        );
         None
     } else {
         Some(state::write_known_hosts(&state_dir, &ip, &host_key.public_openssh)?)
@@ -105,7 +110,10 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
     // The host steps, trusting only the host key handed over in user data.
     let Some(known_hosts) = known_hosts else {
         return Err(Failed {
-            message: format!("{} is up, but its host key is not known here, so the host steps did not run", settings.name),
+            message: format!(
+                "{} is up, but its host key is not known here, so the host steps did not run",
+                settings.name
+            ),
             hint: format!(
                 "compare the key fingerprints in the instance's console output (EC2 console, \
                  Actions > Monitor > Get system log) with what `ssh-keyscan {ip}` shows, then run \
@@ -245,7 +253,9 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> a
                 .await
                 .map_err(|e| ec2(e, None))?
                 .into_iter()
-                .filter(|i| i.expires_at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok()).is_some_and(|a| a <= now))
+                .filter(|i| {
+                    i.expires_at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok()).is_some_and(|a| a <= now)
+                })
                 .map(|i| format!("{} ({})", i.name, i.id))
                 .collect();
             if expired.is_empty() {

@@ -156,9 +156,11 @@ pub fn connect_hint(e: &ConnectError) -> Option<String> {
         ConnectError::NoRegion => {
             "pass --region, set AWS_REGION, put region in the config file, or set one in your AWS profile".into()
         }
-        ConnectError::NoCredentials(_) => "configure them as for the aws CLI: `aws configure`, `aws sso login --profile NAME` with \
+        ConnectError::NoCredentials(_) => {
+            "configure them as for the aws CLI: `aws configure`, `aws sso login --profile NAME` with \
              --profile NAME, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment"
-            .into(),
+                .into()
+        }
     })
 }
 

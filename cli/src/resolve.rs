@@ -58,7 +58,8 @@ impl TestHooks {
         let ssh_addr = var(TEST_SSH_ADDR)
             .map(|v| {
                 v.parse().map_err(|_| {
-                    UsageError::new(format!("{TEST_SSH_ADDR}={v:?} is not an address")).hint("write it as 127.0.0.1:2222")
+                    UsageError::new(format!("{TEST_SSH_ADDR}={v:?} is not an address"))
+                        .hint("write it as 127.0.0.1:2222")
                 })
             })
             .transpose()?;
@@ -238,7 +239,9 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     if let Some(ami) = &ami
         && !(ami.starts_with("ami-") && ami.len() > 4 && ami[4..].bytes().all(|b| b.is_ascii_hexdigit()))
     {
-        return Err(UsageError::new(format!("{ami:?} is not an AMI id")).hint("AMI ids look like ami-0123456789abcdef0"));
+        return Err(
+            UsageError::new(format!("{ami:?} is not an AMI id")).hint("AMI ids look like ami-0123456789abcdef0")
+        );
     }
     let volume_size = args.volume_size.or(f.volume_size).unwrap_or(DEFAULT_VOLUME_SIZE);
     if !(8..=65536).contains(&volume_size) {
@@ -264,7 +267,11 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         return Err(UsageError::new("--spot-only needs --spot"));
     }
     let ttl = args.ttl.as_ref().or(f.ttl.as_ref()).map(|t| duration("--ttl", t)).transpose()?;
-    let ready_timeout = duration_or("--ready-timeout", args.ready_timeout.as_ref().or(f.ready_timeout.as_ref()), DEFAULT_READY_TIMEOUT)?;
+    let ready_timeout = duration_or(
+        "--ready-timeout",
+        args.ready_timeout.as_ref().or(f.ready_timeout.as_ref()),
+        DEFAULT_READY_TIMEOUT,
+    )?;
     let ssh_user = ssh_user(args.ssh_user.as_ref(), f.ssh_user.as_ref())?;
     let aws = aws_options(&args.aws, f, hooks)?;
     let steps = host_steps(&args.steps, &file.host, hooks)?;
@@ -273,7 +280,11 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         aws,
         ami,
         ubuntu,
-        instance_type: args.instance_type.clone().or_else(|| f.instance_type.clone()).unwrap_or(DEFAULT_INSTANCE_TYPE.into()),
+        instance_type: args
+            .instance_type
+            .clone()
+            .or_else(|| f.instance_type.clone())
+            .unwrap_or(DEFAULT_INSTANCE_TYPE.into()),
         volume_size,
         volume_type,
         subnet: args.subnet.clone().or_else(|| f.subnet.clone()),
@@ -361,23 +372,53 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Con
     Ok(Config {
         gpu: !on(a.no_gpu, f.no_gpu),
         force_distro: on(a.force_distro, f.force_distro),
-        nvidia_driver_branch: checked("--nvidia-driver", a.nvidia_driver.as_ref(), f.nvidia_driver.as_ref(), validate::check_driver_branch)
-            .map_err(|e| e.hint("e.g. 535-server, 550-server or 570-server (the package is nvidia-driver-BRANCH)"))?
-            .unwrap_or(defaults.nvidia_driver_branch),
-        nvidia_repo: checked("--nvidia-repo", a.nvidia_repo.as_ref(), f.nvidia_repo.as_ref(), validate::check_apt_source)
-            .map_err(apt_source_hint)?
-            .unwrap_or(defaults.nvidia_repo),
-        nvidia_repo_key: checked("--nvidia-repo-key", a.nvidia_repo_key.as_ref(), f.nvidia_repo_key.as_ref(), validate::check_key_url)
-            .map_err(key_url_hint)?
-            .unwrap_or(defaults.nvidia_repo_key),
-        docker_repo: checked("--docker-repo", a.docker_repo.as_ref(), f.docker_repo.as_ref(), validate::check_apt_source)
-            .map_err(apt_source_hint)?
-            .unwrap_or(defaults.docker_repo),
-        docker_repo_key: checked("--docker-repo-key", a.docker_repo_key.as_ref(), f.docker_repo_key.as_ref(), validate::check_key_url)
-            .map_err(key_url_hint)?
-            .unwrap_or(defaults.docker_repo_key),
+        nvidia_driver_branch: checked(
+            "--nvidia-driver",
+            a.nvidia_driver.as_ref(),
+            f.nvidia_driver.as_ref(),
+            validate::check_driver_branch,
+        )
+        .map_err(|e| e.hint("e.g. 535-server, 550-server or 570-server (the package is nvidia-driver-BRANCH)"))?
+        .unwrap_or(defaults.nvidia_driver_branch),
+        nvidia_repo: checked(
+            "--nvidia-repo",
+            a.nvidia_repo.as_ref(),
+            f.nvidia_repo.as_ref(),
+            validate::check_apt_source,
+        )
+        .map_err(apt_source_hint)?
+        .unwrap_or(defaults.nvidia_repo),
+        nvidia_repo_key: checked(
+            "--nvidia-repo-key",
+            a.nvidia_repo_key.as_ref(),
+            f.nvidia_repo_key.as_ref(),
+            validate::check_key_url,
+        )
+        .map_err(key_url_hint)?
+        .unwrap_or(defaults.nvidia_repo_key),
+        docker_repo: checked(
+            "--docker-repo",
+            a.docker_repo.as_ref(),
+            f.docker_repo.as_ref(),
+            validate::check_apt_source,
+        )
+        .map_err(apt_source_hint)?
+        .unwrap_or(defaults.docker_repo),
+        docker_repo_key: checked(
+            "--docker-repo-key",
+            a.docker_repo_key.as_ref(),
+            f.docker_repo_key.as_ref(),
+            validate::check_key_url,
+        )
+        .map_err(key_url_hint)?
+        .unwrap_or(defaults.docker_repo_key),
         reboot_timeout: timeout("--reboot-timeout", &a.reboot_timeout, &f.reboot_timeout, defaults.reboot_timeout)?,
-        cloud_init_timeout: timeout("--cloud-init-timeout", &a.cloud_init_timeout, &f.cloud_init_timeout, defaults.cloud_init_timeout)?,
+        cloud_init_timeout: timeout(
+            "--cloud-init-timeout",
+            &a.cloud_init_timeout,
+            &f.cloud_init_timeout,
+            defaults.cloud_init_timeout,
+        )?,
         lock_timeout: timeout("--apt-lock-timeout", &a.apt_lock_timeout, &f.apt_lock_timeout, defaults.lock_timeout)?,
         apt_lists_max_age: defaults.apt_lists_max_age,
         image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks)?) },
@@ -407,7 +448,8 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
         ));
     }
     if domain.is_none() && acme_email.is_some() {
-        return Err(UsageError::new("--acme-email without --domain").hint("the e-mail is for the certificate of --domain; give both"));
+        return Err(UsageError::new("--acme-email without --domain")
+            .hint("the e-mail is for the certificate of --domain; give both"));
     }
     let profile = match (a.image_profile, &f.image_profile) {
         (Some(p), _) => p,
@@ -433,9 +475,18 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
     }
     let text = |v: Option<String>, default: String| v.unwrap_or(default);
     Ok(ImageConfig {
-        base_dir: text(checked("--base-dir", a.base_dir.as_ref(), f.base_dir.as_ref(), validate::check_base_dir)?, defaults.base_dir),
-        repo_url: text(checked("--repo-url", a.repo_url.as_ref(), f.repo_url.as_ref(), validate::check_repo_url)?, defaults.repo_url),
-        repo_branch: text(checked("--repo-branch", a.repo_branch.as_ref(), f.repo_branch.as_ref(), validate::check_branch)?, defaults.repo_branch),
+        base_dir: text(
+            checked("--base-dir", a.base_dir.as_ref(), f.base_dir.as_ref(), validate::check_base_dir)?,
+            defaults.base_dir,
+        ),
+        repo_url: text(
+            checked("--repo-url", a.repo_url.as_ref(), f.repo_url.as_ref(), validate::check_repo_url)?,
+            defaults.repo_url,
+        ),
+        repo_branch: text(
+            checked("--repo-branch", a.repo_branch.as_ref(), f.repo_branch.as_ref(), validate::check_branch)?,
+            defaults.repo_branch,
+        ),
         domain,
         acme_email,
         registry_tag: text(
@@ -449,8 +500,16 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
         pii_logging: a.pii_logging || f.pii_logging.unwrap_or(false),
         env_files,
         imageup: !(a.no_imageup || f.no_imageup.unwrap_or(false)),
-        imageup_timeout: duration_or("--imageup-timeout", a.imageup_timeout.as_ref().or(f.imageup_timeout.as_ref()), defaults.imageup_timeout)?,
-        health_timeout: duration_or("--health-timeout", a.health_timeout.as_ref().or(f.health_timeout.as_ref()), defaults.health_timeout)?,
+        imageup_timeout: duration_or(
+            "--imageup-timeout",
+            a.imageup_timeout.as_ref().or(f.imageup_timeout.as_ref()),
+            defaults.imageup_timeout,
+        )?,
+        health_timeout: duration_or(
+            "--health-timeout",
+            a.health_timeout.as_ref().or(f.health_timeout.as_ref()),
+            defaults.health_timeout,
+        )?,
         https_check: hooks.https_check,
         https_addr: hooks.https_addr,
     })
@@ -502,7 +561,8 @@ pub struct ServerSettings {
 
 fn server(a: &ServerArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<ServerSettings, UsageError> {
     let f = &file.host;
-    let domain = checked("--domain", a.domain.as_ref(), f.domain.as_ref(), validate::check_domain)?.map(|d| d.to_ascii_lowercase());
+    let domain = checked("--domain", a.domain.as_ref(), f.domain.as_ref(), validate::check_domain)?
+        .map(|d| d.to_ascii_lowercase());
     let base_dir = checked("--base-dir", a.base_dir.as_ref(), f.base_dir.as_ref(), validate::check_base_dir)?;
     let report = ReportOptions {
         base_dir: base_dir.unwrap_or_else(|| settings::DEFAULT_BASE_DIR.into()),
@@ -514,7 +574,11 @@ fn server(a: &ServerArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Server
     };
     let id = identity(a.identity.as_ref())?;
     let server = match (&a.host, &a.name) {
-        (Some(host), _) => Server::Host { target: target(host)?, identity: id.unwrap_or(Identity::Agent), policy: policy(a.accept_new_host_key) },
+        (Some(host), _) => Server::Host {
+            target: target(host)?,
+            identity: id.unwrap_or(Identity::Agent),
+            policy: policy(a.accept_new_host_key),
+        },
         (None, Some(name)) => {
             check_name(name)?;
             Server::Ec2 {
@@ -567,7 +631,12 @@ mod tests {
     use crate::config::parse;
 
     fn hooks() -> TestHooks {
-        TestHooks { ssh_addr: None, https_check: true, https_addr: settings::DEFAULT_HTTPS_ADDR, kill_after_calls: None }
+        TestHooks {
+            ssh_addr: None,
+            https_check: true,
+            https_addr: settings::DEFAULT_HTTPS_ADDR,
+            kill_after_calls: None,
+        }
     }
 
     fn create_with(f: &dyn Fn(&mut CreateArgs), file: &ConfigFile) -> Result<CreateSettings, UsageError> {

@@ -112,8 +112,9 @@ fn read_private_key(path: &Path) -> Result<Option<PrivateKey>, UsageError> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(UsageError::new(format!("--ssh-key {shown}: no such file"))
-                .hint("give the path of a private key, e.g. ~/.ssh/id_ed25519, or leave --ssh-key out to generate one"));
+            return Err(UsageError::new(format!("--ssh-key {shown}: no such file")).hint(
+                "give the path of a private key, e.g. ~/.ssh/id_ed25519, or leave --ssh-key out to generate one",
+            ));
         }
         Err(e) => {
             return Err(UsageError::new(format!("--ssh-key {shown}: cannot read it: {e}"))
@@ -122,9 +123,9 @@ fn read_private_key(path: &Path) -> Result<Option<PrivateKey>, UsageError> {
     };
     let trimmed = text.trim_start();
     if trimmed.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
-        return PrivateKey::from_openssh(&text).map(Some).map_err(|e| {
-            UsageError::new(format!("--ssh-key {shown}: not a readable OpenSSH private key: {e}"))
-        });
+        return PrivateKey::from_openssh(&text)
+            .map(Some)
+            .map_err(|e| UsageError::new(format!("--ssh-key {shown}: not a readable OpenSSH private key: {e}")));
     }
     if ["-----BEGIN RSA PRIVATE KEY-----", "-----BEGIN EC PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----"]
         .iter()

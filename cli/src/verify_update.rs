@@ -157,7 +157,8 @@ fn show(host: &str, r: &Report, json: bool, log: Option<&Path>) -> anyhow::Resul
     }
     let details: Vec<String> =
         r.checks.iter().filter(|c| c.status == Status::Failed).map(|c| format!("{}: {}", c.name, c.detail)).collect();
-    let mut hint = format!("{}; fix the cause (or run `image-provision update`), then verify again", details.join("; "));
+    let mut hint =
+        format!("{}; fix the cause (or run `image-provision update`), then verify again", details.join("; "));
     if let Some(log) = log {
         hint.push_str(&format!("; the log is {}", log.display()));
     }
@@ -197,7 +198,9 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         let cmd = stack::update_command(&o.base_dir, u.imageup, u.imageup_timeout);
         let out = exec(&session, &cmd, what, &mut Some(&mut log)).await;
         spinner.finish();
-        let out = out.map_err(|e| Failed::remote(format!("{what}: {e}"), &e, &format!("run update again; the log is {}", log_path.display())))?;
+        let out = out.map_err(|e| {
+            Failed::remote(format!("{what}: {e}"), &e, &format!("run update again; the log is {}", log_path.display()))
+        })?;
         if out.code() != Some(0) {
             let tail = tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, 20, 4096);
             return Err(Failed {

@@ -85,7 +85,11 @@ mod tests {
                     });
                     if calls {
                         assert!(text.contains(lib_text), "{name} calls {f} but is sent without {lib}");
-                        assert_eq!(text.matches(&format!("\n{f}() {{")).count(), 1, "{name} defines {f} more than once");
+                        assert_eq!(
+                            text.matches(&format!("\n{f}() {{")).count(),
+                            1,
+                            "{name} defines {f} more than once"
+                        );
                     }
                 }
             }

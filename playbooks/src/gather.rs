@@ -165,7 +165,9 @@ mod tests {
     #[test]
     fn the_watched_packages_are_the_steps_own() {
         let packages = Inputs::for_config(&Config::default()).packages;
-        for p in docker::TOOLS.iter().chain(["docker.io", "docker-ce", "nvidia-container-toolkit", "nvidia-driver", "nvidia-driver-535-server"].iter()) {
+        for p in docker::TOOLS.iter().chain(
+            ["docker.io", "docker-ce", "nvidia-container-toolkit", "nvidia-driver", "nvidia-driver-535-server"].iter(),
+        ) {
             assert!(packages.iter().any(|w| w == p), "{p} is not watched: {packages:?}");
         }
     }
@@ -174,7 +176,8 @@ mod tests {
     #[test]
     fn https_check_inputs() {
         let img = ImageConfig { domain: Some("image.example.org".into()), ..ImageConfig::default() };
-        let shown = command(&Inputs::for_config(&Config { image: Some(img.clone()), ..Config::default() })).render(true);
+        let shown =
+            command(&Inputs::for_config(&Config { image: Some(img.clone()), ..Config::default() })).render(true);
         assert!(shown.contains("DOMAIN=image.example.org") && shown.contains("HTTPS_CHECK=yes"), "{shown}");
         assert!(shown.contains("HTTPS_ADDR=127.0.0.1"), "{shown}");
         let elsewhere = ImageConfig { https_addr: "127.77.1.2".parse().unwrap(), ..img.clone() };
@@ -184,7 +187,10 @@ mod tests {
         let shown = command(&Inputs::for_config(&Config { image: Some(off), ..Config::default() })).render(true);
         assert!(shown.contains("HTTPS_CHECK=no") && !shown.contains("DOMAIN=image"), "{shown}");
         let shown = command(&Inputs::for_report("/srv/image", None, true, "127.77.1.2".parse().unwrap())).render(true);
-        assert!(shown.contains("BASE_DIR=/srv/image") && shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.77.1.2"), "{shown}");
+        assert!(
+            shown.contains("BASE_DIR=/srv/image") && shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.77.1.2"),
+            "{shown}"
+        );
     }
 
     /// Without the IMAGE steps, no IMAGE facts are gathered.

@@ -142,7 +142,11 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         check(
             "nvidia-runtime",
             nvidia_runtime,
-            if nvidia_runtime { "Docker lists the nvidia runtime".into() } else { "Docker does not list the nvidia runtime".into() },
+            if nvidia_runtime {
+                "Docker lists the nvidia runtime".into()
+            } else {
+                "Docker does not list the nvidia runtime".into()
+            },
         );
     }
 
@@ -183,7 +187,9 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         if let Some(d) = &domain {
             match &f.health.https {
                 Some(Ok(())) => check("https", true, format!("GET https://{d}/health at {} answered", o.https_addr)),
-                Some(Err(e)) => check("https", false, format!("GET https://{d}/health at {} failed: {e}", o.https_addr)),
+                Some(Err(e)) => {
+                    check("https", false, format!("GET https://{d}/health at {} failed: {e}", o.https_addr))
+                }
                 None => extra.push(skip("https", "not checked from here")),
             }
         } else {

@@ -25,7 +25,10 @@ pub enum Outcome {
     /// The host could not be reached (or reached again).
     Unreachable(String),
     /// Dry run: what would be done, and the commands.
-    WouldChange { why: String, actions: Vec<String> },
+    WouldChange {
+        why: String,
+        actions: Vec<String>,
+    },
 }
 
 impl Outcome {
@@ -112,7 +115,13 @@ fn remote_failure(e: &RemoteError, command: Option<String>) -> Stop {
     match e {
         RemoteError::ConnectionLost { .. } | RemoteError::NoExitStatus { .. } => Stop::Lost(e.to_string()),
         e if e.is_transient() => Stop::Lost(e.to_string()),
-        e => Stop::Failed(Failure { message: e.to_string(), command, output_tail: String::new(), hint: e.hint(), usage: false }),
+        e => Stop::Failed(Failure {
+            message: e.to_string(),
+            command,
+            output_tail: String::new(),
+            hint: e.hint(),
+            usage: false,
+        }),
     }
 }
 
@@ -172,27 +181,22 @@ impl Runner {
         match plan {
             Plan::Ok(why) => Outcome::Ok(why),
             Plan::Skip(why) => Outcome::Skipped(why),
-            Plan::Pending(why) => Outcome::WouldChange { why: format!("after the steps above: {why}"), actions: Vec::new() },
+            Plan::Pending(why) => {
+                Outcome::WouldChange { why: format!("after the steps above: {why}"), actions: Vec::new() }
+            }
             // What verify checks is what the steps above would make so.
             Plan::Refuse { .. } if step == Step::GpuCheck && *driver_would_install => Outcome::WouldChange {
                 why: "check nvidia-smi and Docker's nvidia runtime once the steps above have run".into(),
                 actions: Vec::new(),
             },
-            Plan::Refuse { message, hint, usage } => Outcome::Failed(Failure {
-                message,
-                command: None,
-                output_tail: String::new(),
-                hint: Some(hint),
-                usage,
-            }),
+            Plan::Refuse { message, hint, usage } => {
+                Outcome::Failed(Failure { message, command: None, output_tail: String::new(), hint: Some(hint), usage })
+            }
             Plan::Act { why, actions } => {
                 if step == Step::Nvidia && nvidia::installs_driver(&why) {
                     *driver_would_install = true;
                 }
-                Outcome::WouldChange {
-                    why,
-                    actions: actions.iter().map(|a| a.describe(self.user_is_root)).collect(),
-                }
+                Outcome::WouldChange { why, actions: actions.iter().map(|a| a.describe(self.user_is_root)).collect() }
             }
         }
     }
@@ -269,20 +273,25 @@ impl Runner {
                         .await
                         .map_err(|e| remote_failure(&e, Some(shown.clone())))?;
                     let done = Output { status: ExitStatus::Code(0), stdout: Vec::new(), stderr: Vec::new() };
-                    events.command(step, &format!("upload {path} ({} bytes, mode {mode:04o})", content.len()), &done, start.elapsed());
+                    events.command(
+                        step,
+                        &format!("upload {path} ({} bytes, mode {mode:04o})", content.len()),
+                        &done,
+                        start.elapsed(),
+                    );
                     changed = true;
                 }
                 Action::Reconnect => {
                     events.note(step, "reconnecting so the new group membership applies");
-                    self.session.reconnect()
-                        .await
-                        .map_err(|e| Stop::Failed(Failure {
+                    self.session.reconnect().await.map_err(|e| {
+                        Stop::Failed(Failure {
                             message: format!("reconnecting failed: {e}"),
                             command: None,
                             output_tail: String::new(),
                             hint: None,
                             usage: false,
-                        }))?;
+                        })
+                    })?;
                 }
                 Action::Reboot => {
                     events.note(step, "rebooting");
@@ -292,7 +301,10 @@ impl Runner {
                             message: e.to_string(),
                             command: Some("reboot".into()),
                             output_tail: String::new(),
-                            hint: Some("look at the host's console (EC2: Get system log); run bootstrap again once it answers".into()),
+                            hint: Some(
+                                "look at the host's console (EC2: Get system log); run bootstrap again once it answers"
+                                    .into(),
+                            ),
                             usage: false,
                         }),
                         e => remote_failure(&e, Some("reboot".into())),
@@ -311,11 +323,7 @@ impl Runner {
     async fn exec(&self, step: Step, cmd: &Cmd, events: &mut dyn Events) -> Result<(), Stop> {
         let shown = cmd.redacted(self.user_is_root);
         let start = Instant::now();
-        let out = self
-            .session
-            .exec_unchecked(cmd)
-            .await
-            .map_err(|e| remote_failure(&e, Some(shown.clone())))?;
+        let out = self.session.exec_unchecked(cmd).await.map_err(|e| remote_failure(&e, Some(shown.clone())))?;
         events.command(step, &shown, &out, start.elapsed());
         if let ExitStatus::Signal(signal) = &out.status {
             // sshd going away kills the session's processes, and may report
@@ -350,5 +358,4 @@ impl Runner {
             }
         }
     }
-
 }

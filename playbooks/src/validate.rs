@@ -8,7 +8,6 @@ pub const SUPPLIED_ENV_FILES: &[&str] = &["llm.env", "maps.env", "azure-api.env"
 /// What llm.env must set (non-empty): the orchestrator's LLM client.
 pub const LLM_KEYS: &[&str] = &["LLM_URL", "LLM_API_KEY", "LLM_MODEL"];
 
-
 /// A host name the site can be reached at: letters, digits, hyphens in
 /// labels of at most 63, at least two labels, at most 253 in all.
 pub fn check_domain(d: &str) -> Result<(), String> {

@@ -141,13 +141,7 @@ pub trait Ec2Api {
     /// Managed security groups for a NAME, in any VPC (destroy works from tags).
     async fn managed_security_groups(&self, name: &str) -> Result<Vec<SecurityGroup>>;
     async fn default_security_group(&self, vpc_id: &str) -> Result<Option<String>>;
-    async fn create_security_group(
-        &self,
-        vpc_id: &str,
-        name: &str,
-        description: &str,
-        tags: &[Tag],
-    ) -> Result<String>;
+    async fn create_security_group(&self, vpc_id: &str, name: &str, description: &str, tags: &[Tag]) -> Result<String>;
     /// Adds rules; a rule that already exists is not an error.
     async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()>;
     async fn delete_security_group(&self, group_id: &str) -> Result<()>;

@@ -13,13 +13,44 @@ use crate::SdkApi;
 /// Regions EC2 offers (commercial, GovCloud and China partitions), checked
 /// before any call so that a typo is a usage error and not a DNS failure.
 pub const KNOWN_REGIONS: &[&str] = &[
-    "af-south-1", "ap-east-1", "ap-east-2", "ap-northeast-1", "ap-northeast-2", "ap-northeast-3",
-    "ap-south-1", "ap-south-2", "ap-southeast-1", "ap-southeast-2", "ap-southeast-3",
-    "ap-southeast-4", "ap-southeast-5", "ap-southeast-6", "ap-southeast-7", "ca-central-1",
-    "ca-west-1", "cn-north-1", "cn-northwest-1", "eu-central-1", "eu-central-2", "eu-north-1",
-    "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-2", "eu-west-3", "il-central-1",
-    "me-central-1", "me-south-1", "mx-central-1", "sa-east-1", "us-east-1", "us-east-2",
-    "us-gov-east-1", "us-gov-west-1", "us-west-1", "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-6",
+    "ap-southeast-7",
+    "ca-central-1",
+    "ca-west-1",
+    "cn-north-1",
+    "cn-northwest-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "il-central-1",
+    "me-central-1",
+    "me-south-1",
+    "mx-central-1",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-gov-east-1",
+    "us-gov-west-1",
+    "us-west-1",
+    "us-west-2",
 ];
 
 #[derive(Debug, Clone, Default)]
@@ -51,19 +82,14 @@ fn env_set(name: &str) -> bool {
 
 /// Check a region name before anything uses it.
 pub fn check_region(region: &str) -> Result<(), ConnectError> {
-    if KNOWN_REGIONS.contains(&region) {
-        Ok(())
-    } else {
-        Err(ConnectError::UnknownRegion(region.to_owned()))
-    }
+    if KNOWN_REGIONS.contains(&region) { Ok(()) } else { Err(ConnectError::UnknownRegion(region.to_owned())) }
 }
 
 /// Load configuration, check the region and that credentials resolve.
 pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    let profile = opts.profile.clone().or_else(|| {
-        if env_set("AWS_PROFILE") { None } else { opts.fallback_profile.clone() }
-    });
+    let profile =
+        opts.profile.clone().or_else(|| if env_set("AWS_PROFILE") { None } else { opts.fallback_profile.clone() });
     if let Some(p) = &profile {
         loader = loader.profile_name(p);
     }

@@ -51,8 +51,7 @@ fn is_capacity_error(e: &Error) -> Option<&AwsError> {
 /// The ingress rules of a server's group: SSH from `ssh_cidrs`, web from anywhere.
 pub fn ingress_rules(ssh_cidrs: &[String]) -> Vec<IngressRule> {
     let world = ["0.0.0.0/0", "::/0"];
-    let mut rules: Vec<IngressRule> =
-        ssh_cidrs.iter().map(|c| IngressRule { port: 22, cidr: c.clone() }).collect();
+    let mut rules: Vec<IngressRule> = ssh_cidrs.iter().map(|c| IngressRule { port: 22, cidr: c.clone() }).collect();
     for port in [80, 443] {
         rules.extend(world.iter().map(|c| IngressRule { port, cidr: (*c).into() }));
     }
@@ -63,8 +62,11 @@ pub fn ingress_rules(ssh_cidrs: &[String]) -> Vec<IngressRule> {
 fn zone_order(mut subnets: Vec<Subnet>, first: Option<&str>) -> Vec<Subnet> {
     // Prefer the zone's default subnet: it gives instances a public IP.
     subnets.sort_by(|a, b| {
-        (a.availability_zone.as_str(), !a.default_for_az, a.id.as_str())
-            .cmp(&(b.availability_zone.as_str(), !b.default_for_az, b.id.as_str()))
+        (a.availability_zone.as_str(), !a.default_for_az, a.id.as_str()).cmp(&(
+            b.availability_zone.as_str(),
+            !b.default_for_az,
+            b.id.as_str(),
+        ))
     });
     let mut by_zone: BTreeMap<String, Subnet> = BTreeMap::new();
     for s in subnets {
@@ -203,10 +205,7 @@ pub async fn create<A: Ec2Api>(api: &A, spec: &CreateSpec, mut log: impl FnMut(S
                 key_name: key_pair_name.clone(),
                 security_group_ids: vec![security_group_id.clone()],
                 subnet_id: subnet.id.clone(),
-                client_token: tags::client_token(
-                    &spec.name,
-                    &format!("{security_group_id}/{}/{market}", subnet.id),
-                ),
+                client_token: tags::client_token(&spec.name, &format!("{security_group_id}/{}/{market}", subnet.id)),
                 root_device_name: image.root_device_name.clone(),
                 volume_size_gib: spec.volume_size_gib,
                 volume_type: spec.volume_type.clone(),
@@ -300,9 +299,7 @@ pub async fn wait_for_ssh<A: Ec2Api>(
     log(format!("{instance_id} is running at {ip}"));
     let addr = match ssh_addr_override {
         Some(a) => a,
-        None => format!("{ip}:22")
-            .parse()
-            .map_err(|_| timed_out("report a usable public IP", &ip))?,
+        None => format!("{ip}:22").parse().map_err(|_| timed_out("report a usable public IP", &ip))?,
     };
     let mut delays = poll_delays();
     loop {
@@ -343,9 +340,7 @@ async fn ssh_banner(addr: SocketAddr) -> std::result::Result<String, String> {
         }
         Err("no SSH banner in the first 4 KiB".to_string())
     };
-    tokio::time::timeout(Duration::from_secs(5), read)
-        .await
-        .map_err(|_| "no banner within 5 s".to_string())?
+    tokio::time::timeout(Duration::from_secs(5), read).await.map_err(|_| "no banner within 5 s".to_string())?
 }
 
 #[cfg(test)]

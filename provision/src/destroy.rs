@@ -134,10 +134,7 @@ pub async fn destroy_expired<A: Ec2Api>(
         .await?
         .into_iter()
         .filter(|i| {
-            i.expires_at
-                .as_deref()
-                .and_then(|at| at.parse::<jiff::Timestamp>().ok())
-                .is_some_and(|at| at <= now)
+            i.expires_at.as_deref().and_then(|at| at.parse::<jiff::Timestamp>().ok()).is_some_and(|at| at <= now)
         })
         .map(|i| i.name)
         .collect();

@@ -92,10 +92,7 @@ impl Ec2Api for DryRunApi {
     }
 
     async fn security_group(&self, vpc_id: &str, name: &str) -> Result<Option<SecurityGroup>> {
-        self.call(
-            "DescribeSecurityGroups",
-            json!({"Filters": filters(&[("vpc-id", vpc_id), ("group-name", name)])}),
-        );
+        self.call("DescribeSecurityGroups", json!({"Filters": filters(&[("vpc-id", vpc_id), ("group-name", name)])}));
         // Pretend it is absent so the dry run shows the whole creation path.
         Ok(None)
     }
@@ -116,13 +113,7 @@ impl Ec2Api for DryRunApi {
         Ok(Some("<default security group id>".into()))
     }
 
-    async fn create_security_group(
-        &self,
-        vpc_id: &str,
-        name: &str,
-        description: &str,
-        tags: &[Tag],
-    ) -> Result<String> {
+    async fn create_security_group(&self, vpc_id: &str, name: &str, description: &str, tags: &[Tag]) -> Result<String> {
         self.call(
             "CreateSecurityGroup",
             json!({

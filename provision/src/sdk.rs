@@ -22,10 +22,8 @@ impl SdkApi {
     async fn authorize(&self, group_id: &str, rules: &[IngressRule]) -> std::result::Result<(), AwsError> {
         let mut req = self.client.authorize_security_group_ingress().group_id(group_id);
         for rule in rules {
-            let perm = t::IpPermission::builder()
-                .ip_protocol("tcp")
-                .from_port(rule.port.into())
-                .to_port(rule.port.into());
+            let perm =
+                t::IpPermission::builder().ip_protocol("tcp").from_port(rule.port.into()).to_port(rule.port.into());
             let perm = if rule.is_ipv6() {
                 perm.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(&rule.cidr).build())
             } else {
@@ -128,19 +126,13 @@ fn instance_from(i: &t::Instance) -> Instance {
     let tags = i.tags();
     Instance {
         id: i.instance_id().unwrap_or_default().to_owned(),
-        name: tag_value(tags, tags::SERVER_NAME)
-            .or_else(|| tag_value(tags, tags::NAME))
-            .unwrap_or_default(),
-        state: i
-            .state()
-            .and_then(|s| s.name())
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or_else(|| "unknown".into()),
+        name: tag_value(tags, tags::SERVER_NAME).or_else(|| tag_value(tags, tags::NAME)).unwrap_or_default(),
+        state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_else(|| "unknown".into()),
         instance_type: i.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
         public_ip: i.public_ip_address().map(str::to_owned),
-        launch_time: i.launch_time().map(|t| {
-            t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_else(|_| t.to_string())
-        }),
+        launch_time: i
+            .launch_time()
+            .map(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_else(|_| t.to_string())),
         expires_at: tag_value(tags, tags::EXPIRES_AT),
         vpc_id: i.vpc_id().map(str::to_owned),
         availability_zone: i.placement().and_then(|p| p.availability_zone()).map(str::to_owned),
@@ -171,11 +163,7 @@ impl Ec2Api for SdkApi {
             Err(e) => {
                 let e = aws("DescribeImages")(e);
                 // A malformed or unknown id is "no such image", not a failure.
-                if e.code.as_deref().is_some_and(|c| c.starts_with("InvalidAMIID")) {
-                    Ok(None)
-                } else {
-                    Err(e.into())
-                }
+                if e.code.as_deref().is_some_and(|c| c.starts_with("InvalidAMIID")) { Ok(None) } else { Err(e.into()) }
             }
         }
     }
@@ -244,13 +232,7 @@ impl Ec2Api for SdkApi {
         Ok(self.security_group(vpc_id, "default").await?.map(|g| g.id))
     }
 
-    async fn create_security_group(
-        &self,
-        vpc_id: &str,
-        name: &str,
-        description: &str,
-        tags: &[Tag],
-    ) -> Result<String> {
+    async fn create_security_group(&self, vpc_id: &str, name: &str, description: &str, tags: &[Tag]) -> Result<String> {
         let out = self
             .client
             .create_security_group()
@@ -285,12 +267,7 @@ impl Ec2Api for SdkApi {
     }
 
     async fn delete_security_group(&self, group_id: &str) -> Result<()> {
-        self.client
-            .delete_security_group()
-            .group_id(group_id)
-            .send()
-            .await
-            .map_err(aws("DeleteSecurityGroup"))?;
+        self.client.delete_security_group().group_id(group_id).send().await.map_err(aws("DeleteSecurityGroup"))?;
         Ok(())
     }
 
@@ -332,14 +309,10 @@ impl Ec2Api for SdkApi {
     }
 
     async fn find_instances(&self, name: Option<&str>) -> Result<Vec<Instance>> {
-        let mut req = self
-            .client
-            .describe_instances()
-            .filters(filter(&format!("tag:{}", tags::MANAGED), &["true"]))
-            .filters(filter(
-                "instance-state-name",
-                &["pending", "running", "stopping", "stopped", "shutting-down"],
-            ));
+        let mut req =
+            self.client.describe_instances().filters(filter(&format!("tag:{}", tags::MANAGED), &["true"])).filters(
+                filter("instance-state-name", &["pending", "running", "stopping", "stopped", "shutting-down"]),
+            );
         if let Some(name) = name {
             req = req.filters(filter(&format!("tag:{}", tags::SERVER_NAME), &[name]));
         }
@@ -356,12 +329,7 @@ impl Ec2Api for SdkApi {
 
     async fn instance(&self, instance_id: &str) -> Result<Option<Instance>> {
         match self.client.describe_instances().instance_ids(instance_id).send().await {
-            Ok(out) => Ok(out
-                .reservations()
-                .iter()
-                .flat_map(|r| r.instances())
-                .next()
-                .map(instance_from)),
+            Ok(out) => Ok(out.reservations().iter().flat_map(|r| r.instances()).next().map(instance_from)),
             Err(e) => {
                 let e = aws("DescribeInstances")(e);
                 // Eventual consistency: a just-launched id can be unknown briefly.
@@ -436,12 +404,7 @@ impl Ec2Api for SdkApi {
     }
 
     async fn terminate_instance(&self, instance_id: &str) -> Result<()> {
-        self.client
-            .terminate_instances()
-            .instance_ids(instance_id)
-            .send()
-            .await
-            .map_err(aws("TerminateInstances"))?;
+        self.client.terminate_instances().instance_ids(instance_id).send().await.map_err(aws("TerminateInstances"))?;
         Ok(())
     }
 

@@ -14,11 +14,7 @@ pub fn resource_name(name: &str) -> String {
 
 /// The tags every managed resource carries.
 pub fn managed_tags(name: &str, expires_at: Option<&str>) -> Vec<Tag> {
-    let mut tags = vec![
-        Tag::new(NAME, name),
-        Tag::new(SERVER_NAME, name),
-        Tag::new(MANAGED, "true"),
-    ];
+    let mut tags = vec![Tag::new(NAME, name), Tag::new(SERVER_NAME, name), Tag::new(MANAGED, "true")];
     if let Some(at) = expires_at {
         tags.push(Tag::new(EXPIRES_AT, at));
     }

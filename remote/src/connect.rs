@@ -238,7 +238,11 @@ async fn authenticate(handle: &mut Handle<Client>, target: &Target, identity: &I
                     Err(e) => debug!(target: "remote", host = %target, "agent could not sign: {e}"),
                 }
             }
-            Err(Error::AuthFailed { target: target.to_string(), user: target.user.clone(), method: format!("ssh-agent keys ({})", tried.join(", ")) })
+            Err(Error::AuthFailed {
+                target: target.to_string(),
+                user: target.user.clone(),
+                method: format!("ssh-agent keys ({})", tried.join(", ")),
+            })
         }
     }
 }

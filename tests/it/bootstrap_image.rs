@@ -110,7 +110,20 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(
         names,
-        ["host", "ready", "apt", "docker", "layout", "pull", "nvidia", "reboot", "gpu-check", "traefik", "stack", "health"]
+        [
+            "host",
+            "ready",
+            "apt",
+            "docker",
+            "layout",
+            "pull",
+            "nvidia",
+            "reboot",
+            "gpu-check",
+            "traefik",
+            "stack",
+            "health"
+        ]
     );
     for (step, outcome) in &steps {
         let want = if matches!(step.as_str(), "host" | "ready" | "gpu-check" | "health") { "ok" } else { "changed" };

@@ -123,15 +123,9 @@ async fn host_keys_first_time_refused_unless_accepted_and_changed_refused() {
 
     // First time, not accepted: refused, showing the fingerprint and the flag.
     let e = Session::connect(o.clone()).await.unwrap_err();
-    assert!(
-        matches!(e, Error::HostKey(HostKeyError::Unknown { .. })),
-        "{e:?}"
-    );
+    assert!(matches!(e, Error::HostKey(HostKeyError::Unknown { .. })), "{e:?}");
     let (msg, hint) = (e.to_string(), e.hint().unwrap_or_default());
-    assert!(
-        msg.contains(&fingerprint(&host_key)) && hint.contains("--accept-new-host-key"),
-        "{msg} / {hint}"
-    );
+    assert!(msg.contains(&fingerprint(&host_key)) && hint.contains("--accept-new-host-key"), "{msg} / {hint}");
     assert!(!kh.exists(), "nothing recorded");
 
     // Accepted when told; then known.

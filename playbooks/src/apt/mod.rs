@@ -38,7 +38,11 @@ pub fn apt_get(cfg: &Config, args: &[&str]) -> Cmd {
 pub fn apt_update(cfg: &Config) -> Cmd {
     apt_get(
         cfg,
-        &["-o", &format!("APT::Update::Post-Invoke-Success::=mkdir -p /var/lib/apt/periodic && touch {APT_UPDATE_STAMP}"), "update"],
+        &[
+            "-o",
+            &format!("APT::Update::Post-Invoke-Success::=mkdir -p /var/lib/apt/periodic && touch {APT_UPDATE_STAMP}"),
+            "update",
+        ],
     )
 }
 
@@ -90,7 +94,9 @@ impl SourceFacts {
 
     /// The repository `name` is there with exactly `source`.
     pub fn has(&self, name: &str, source: &str) -> bool {
-        self.lines.get(name).is_some_and(|l| *l == format!("deb [signed-by=/etc/apt/keyrings/image-provision-{name}.asc] {source}"))
+        self.lines
+            .get(name)
+            .is_some_and(|l| *l == format!("deb [signed-by=/etc/apt/keyrings/image-provision-{name}.asc] {source}"))
     }
 }
 
@@ -108,10 +114,17 @@ mod tests {
     /// The line apt-source.sh writes is the line the facts compare with.
     #[test]
     fn a_source_is_there_as_apt_source_writes_it() {
-        assert!(APT_SOURCE_SH.contains("line=\"deb [signed-by=$keyring] $SOURCE\""), "apt-source.sh's deb line changed");
-        let raw = RawFacts::parse("source.docker=deb [signed-by=/etc/apt/keyrings/image-provision-docker.asc] https://d bookworm stable\n");
+        assert!(
+            APT_SOURCE_SH.contains("line=\"deb [signed-by=$keyring] $SOURCE\""),
+            "apt-source.sh's deb line changed"
+        );
+        let raw = RawFacts::parse(
+            "source.docker=deb [signed-by=/etc/apt/keyrings/image-provision-docker.asc] https://d bookworm stable\n",
+        );
         let sources = SourceFacts::parse(&raw);
         assert!(sources.has("docker", "https://d bookworm stable"));
-        assert!(!sources.has("docker", "https://d trixie stable") && !sources.has("nvidia", "https://d bookworm stable"));
+        assert!(
+            !sources.has("docker", "https://d trixie stable") && !sources.has("nvidia", "https://d bookworm stable")
+        );
     }
 }

@@ -41,9 +41,9 @@ impl RawFacts {
     /// The keys that start with `prefix`, with the prefix taken off, and
     /// their (last) values.
     pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a str)> {
-        self.values.iter().filter_map(move |(k, v)| {
-            Some((k.strip_prefix(prefix)?, v.last().map(String::as_str).unwrap_or_default()))
-        })
+        self.values
+            .iter()
+            .filter_map(move |(k, v)| Some((k.strip_prefix(prefix)?, v.last().map(String::as_str).unwrap_or_default())))
     }
 
     pub fn yes(&self, key: &str) -> bool {

@@ -61,7 +61,10 @@ impl DockerFacts {
             enabled: raw.get("docker.enabled") == Some("enabled"),
             active: raw.get("docker.active") == Some("active"),
             user_access: raw.yes("docker.user_access"),
-            group_members: raw.get("docker.group").map(|m| m.split(',').map(str::to_string).collect()).unwrap_or_default(),
+            group_members: raw
+                .get("docker.group")
+                .map(|m| m.split(',').map(str::to_string).collect())
+                .unwrap_or_default(),
             gid: raw.string("docker.gid"),
             runtimes: raw.string("docker.runtimes").filter(|r| r != "null"),
         }
@@ -118,7 +121,10 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
         return Plan::Ok(format!("{version}; {compose}; running{group}; {} installed", TOOLS.join(" ")));
     }
     let changes = actions.iter().any(|a| matches!(a, Action::Change(_)));
-    Plan::Act { why: if changes { why.join(", ") } else { format!("re-login so {user}'s docker group applies") }, actions }
+    Plan::Act {
+        why: if changes { why.join(", ") } else { format!("re-login so {user}'s docker group applies") },
+        actions,
+    }
 }
 
 #[cfg(test)]
@@ -133,7 +139,9 @@ mod tests {
         assert!(d.group_members.iter().any(|m| m == "bob") && !d.group_members.iter().any(|m| m == "bo"));
         assert!(d.has_runtime("nvidia") && !d.has_runtime("nvidi"));
         assert!(d.compose.is_some());
-        let old = DockerFacts::parse(&RawFacts::parse("docker.compose=docker-compose version 1.29.2\ndocker.runtimes=null\n"));
+        let old = DockerFacts::parse(&RawFacts::parse(
+            "docker.compose=docker-compose version 1.29.2\ndocker.runtimes=null\n",
+        ));
         assert!(old.compose.is_none() && old.runtimes.is_none());
     }
 }

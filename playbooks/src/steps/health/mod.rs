@@ -68,7 +68,10 @@ impl HealthFacts {
 pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig) -> Plan {
     let url = img.health_url();
     let addr = img.https_addr;
-    let tell = img.extension_url().map(|u| format!("; extension URL {u}")).unwrap_or_else(|| "; no --domain: no public URL".into());
+    let tell = img
+        .extension_url()
+        .map(|u| format!("; extension URL {u}"))
+        .unwrap_or_else(|| "; no --domain: no public URL".into());
     if stack.service_health("orchestrator") == Some("healthy") {
         match &url {
             None => return Plan::Ok(format!("orchestrator healthy{tell}")),

@@ -139,7 +139,11 @@ pub fn plan(docker_gid: Option<&str>, facts: &LayoutFacts, files: &FileFacts, im
     let clone_needed =
         !facts.cloned || facts.origin.as_deref() != Some(img.repo_url.as_str()) || !facts.submodule || !rewrite;
     if clone_needed {
-        why.push(if facts.cloned { "update the clone's remote and submodule".into() } else { format!("clone {}", img.repo_url) });
+        why.push(if facts.cloned {
+            "update the clone's remote and submodule".into()
+        } else {
+            format!("clone {}", img.repo_url)
+        });
         actions.push(Action::Change(
             Cmd::script(CLONE_SH)
                 .named("clone.sh")
@@ -158,7 +162,8 @@ pub fn plan(docker_gid: Option<&str>, facts: &LayoutFacts, files: &FileFacts, im
     for (name, target) in links {
         if facts.links.get(name) != Some(&target) {
             why.push(format!("link {name}"));
-            actions.push(Action::Change(Cmd::new("ln").args(["-sfnT", "--", &target, &format!("{base}/{name}")]).sudo()));
+            actions
+                .push(Action::Change(Cmd::new("ln").args(["-sfnT", "--", &target, &format!("{base}/{name}")]).sudo()));
         }
     }
 
@@ -191,7 +196,8 @@ pub fn plan(docker_gid: Option<&str>, facts: &LayoutFacts, files: &FileFacts, im
     let env_gap = !facts.env_absent.is_empty() || !facts.env_open.is_empty();
     if clone_needed || env_gap {
         why.push("every config/*.env present and 0600".into());
-        actions.push(Action::Change(Cmd::script(env_files_script()).named("env-files.sh").sudo().env("BASE_DIR", base)));
+        actions
+            .push(Action::Change(Cmd::script(env_files_script()).named("env-files.sh").sudo().env("BASE_DIR", base)));
     }
 
     Plan::from_actions(why, actions, || {

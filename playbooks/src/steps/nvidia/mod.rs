@@ -215,7 +215,10 @@ mod tests {
     fn parses_nvidia_smi() {
         let (_, nvidia) = facts("nvidia.smi=NVIDIA A10G, 535.230.02, 23028 MiB\n");
         let smi = nvidia.smi.unwrap();
-        assert_eq!((smi.name.as_str(), smi.driver.as_str(), smi.memory.as_str()), ("NVIDIA A10G", "535.230.02", "23028 MiB"));
+        assert_eq!(
+            (smi.name.as_str(), smi.driver.as_str(), smi.memory.as_str()),
+            ("NVIDIA A10G", "535.230.02", "23028 MiB")
+        );
     }
 
     /// The dry run's reboot prediction reads the reason this plan gives.
@@ -223,7 +226,8 @@ mod tests {
     fn a_driver_install_says_so() {
         let (host, nvidia) = facts("");
         let fam = host.family(false).unwrap();
-        let Plan::Act { why, .. } = plan(&host, &SourceFacts::default(), &DockerFacts::default(), &nvidia, &Config::default(), fam)
+        let Plan::Act { why, .. } =
+            plan(&host, &SourceFacts::default(), &DockerFacts::default(), &nvidia, &Config::default(), fam)
         else {
             panic!("expected actions")
         };

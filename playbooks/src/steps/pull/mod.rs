@@ -28,7 +28,10 @@ pub enum PullFacts {
     None,
     Running,
     /// Ended with this exit code, for the .env of this sha256.
-    Done { code: String, env_sha: String },
+    Done {
+        code: String,
+        env_sha: String,
+    },
 }
 
 impl PullFacts {
@@ -79,7 +82,11 @@ pub fn plan(
             img.base_dir
         ),
         actions: vec![Action::Change(
-            Cmd::script(START_PULL_SH).named("start-pull.sh").sudo().env("BASE_DIR", &img.base_dir).env("ENV_SHA", want),
+            Cmd::script(START_PULL_SH)
+                .named("start-pull.sh")
+                .sudo()
+                .env("BASE_DIR", &img.base_dir)
+                .env("ENV_SHA", want),
         )],
     }
 }

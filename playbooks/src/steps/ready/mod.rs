@@ -35,7 +35,8 @@ pub fn plan(facts: &ReadyFacts, cfg: &Config) -> Plan {
     let cloud_init = facts.cloud_init.as_str();
     let cloud_init_done = matches!(cloud_init, "absent" | "done" | "disabled");
     if cloud_init_done && facts.apt_locked.is_none() {
-        let what = if cloud_init == "absent" { "no cloud-init".to_string() } else { format!("cloud-init {cloud_init}") };
+        let what =
+            if cloud_init == "absent" { "no cloud-init".to_string() } else { format!("cloud-init {cloud_init}") };
         return Plan::Ok(format!("{what}; dpkg and apt locks free"));
     }
     let why = match &facts.apt_locked {

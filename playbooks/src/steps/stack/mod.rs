@@ -77,7 +77,8 @@ impl StackFacts {
 
     /// The services with a running container, sorted, once each.
     pub fn running(&self) -> Vec<String> {
-        let mut running: Vec<String> = self.containers.iter().filter(|c| c.running()).map(|c| c.service.clone()).collect();
+        let mut running: Vec<String> =
+            self.containers.iter().filter(|c| c.running()).map(|c| c.service.clone()).collect();
         running.sort();
         running.dedup();
         running
