@@ -26,7 +26,7 @@
 //!    longer of the two chains that cannot overlap:
 //!    - the steps in order: all non-hooked work + driver 3 + reboot 1 units;
 //!    - the pull: all non-hooked work except the steps that run while the
-//!      images pull in the background (nvidia, verify, traefik), + pull 10 +
+//!      images pull in the background (nvidia, gpu-check, traefik), + pull 10 +
 //!      reboot 1 units (nothing on the host progresses while it is down: a
 //!      reboot interrupts the pull; the stand-in keeps its progress).
 //!

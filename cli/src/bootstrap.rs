@@ -107,14 +107,17 @@ fn failure_error(r: &StepReport, log_path: &Path) -> anyhow::Error {
             hint.push_str(&format!("; the whole output is in {}", log_path.display()));
             if f.usage { UsageError::new(message).hint(hint).into() } else { Failed { message, hint }.into() }
         }
-        other => Failed {
-            message: format!("step {name}: the host is unreachable: {}", other.detail()),
-            hint: format!(
+        other => {
+            let then = format!(
                 "check that the host is up and answers SSH, then run the same command again; the log is {}",
                 log_path.display()
-            ),
+            );
+            let hint = match other {
+                Outcome::Unreachable { hint: Some(h), .. } => format!("{h}; {then}"),
+                _ => then,
+            };
+            Failed { message: format!("step {name}: the host is unreachable: {}", other.detail()), hint }.into()
         }
-        .into(),
     }
 }
 

@@ -10,7 +10,7 @@ use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
 use crate::args::Ubuntu;
 use crate::bootstrap::{HostRun, run_host_steps};
-use crate::errors::{Failed, UsageError, ec2};
+use crate::errors::{Failed, UsageError, ec2_error};
 use crate::output::{Progress, table};
 use crate::resolve::{CreateSettings, DestroySettings};
 use crate::state;
@@ -42,7 +42,7 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
         let api = DryRunApi::new(|line| println!("{line}"));
         let mut spec = spec(&settings, public, settings.ttl.map(expiry).transpose()?);
         spec.user_data = Some("<cloud-config carrying the server's SSH host key>".into());
-        provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2(e, None))?;
+        provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2_error(e, None))?;
         println!("then: wait for the instance to run and answer SSH on port 22");
         if !settings.no_bootstrap {
             println!("then: run the host steps over SSH");
@@ -64,12 +64,12 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
     spec.user_data = Some(cloud_config(&state::private_key_text(&host_key.private_path)?, &host_key.public_openssh));
     let itype = settings.instance_type.clone();
     progress.line(format!("creating {} ({itype}) in {region}", settings.name));
-    let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| ec2(e, Some(&itype)))?;
+    let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| ec2_error(e, Some(&itype)))?;
     let spinner = progress.spinner(format!("waiting for {} to run and answer SSH", created.instance.id));
     let instance =
         provision::wait_for_ssh(&api, &created.instance.id, ssh_addr, settings.ready_timeout, |l| spinner.line(l))
             .await
-            .map_err(|e| ec2(e, Some(&itype)))?;
+            .map_err(|e| ec2_error(e, Some(&itype)))?;
     spinner.finish();
 
     let ip = instance.public_ip.clone().unwrap_or_default();
@@ -180,7 +180,7 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
 
 pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
     let (api, _) = connect(aws).await?;
-    let servers = provision::list(&api).await.map_err(|e| ec2(e, None))?;
+    let servers = provision::list(&api).await.map_err(|e| ec2_error(e, None))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&servers.iter().map(server_json).collect::<Vec<_>>())?);
         return Ok(());
@@ -251,7 +251,7 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> a
         if ask {
             let expired: Vec<String> = provision::list(api)
                 .await
-                .map_err(|e| ec2(e, None))?
+                .map_err(|e| ec2_error(e, None))?
                 .into_iter()
                 .filter(|i| {
                     i.expires_at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok()).is_some_and(|a| a <= now)
@@ -267,14 +267,14 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> a
                 return Ok(());
             }
         }
-        reports = provision::destroy_expired(api, now, |l| progress.line(l)).await.map_err(|e| ec2(e, None))?;
+        reports = provision::destroy_expired(api, now, |l| progress.line(l)).await.map_err(|e| ec2_error(e, None))?;
         if reports.is_empty() && !args.json {
             println!("no managed server has expired");
         }
     } else {
         let name = args.name.as_deref().expect("clap requires NAME without --expired");
         if ask {
-            let found = api.find_instances(Some(name)).await.map_err(|e| ec2(e, None))?;
+            let found = api.find_instances(Some(name)).await.map_err(|e| ec2_error(e, None))?;
             let what = if found.is_empty() {
                 "(no instance found; any security group or key pair left of it)".to_string()
             } else {
@@ -285,7 +285,7 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> a
                 return Ok(());
             }
         }
-        reports.push(provision::destroy(api, name, |l| progress.line(l)).await.map_err(|e| ec2(e, None))?);
+        reports.push(provision::destroy(api, name, |l| progress.line(l)).await.map_err(|e| ec2_error(e, None))?);
     }
     let mut summary = Vec::new();
     for report in &reports {

@@ -76,7 +76,7 @@ impl fmt::Display for Ec2Failed {
 impl std::error::Error for Ec2Failed {}
 
 /// A provision error, kept with the instance type for its hint.
-pub fn ec2(error: Ec2Error, instance_type: Option<&str>) -> anyhow::Error {
+pub fn ec2_error(error: Ec2Error, instance_type: Option<&str>) -> anyhow::Error {
     Ec2Failed { error, instance_type: instance_type.map(str::to_string) }.into()
 }
 

@@ -185,14 +185,32 @@ fn target(host: &str) -> Result<Target, UsageError> {
     })
 }
 
-/// --identity: a private key file that exists.
-fn identity(path: Option<&PathBuf>) -> Result<Option<Identity>, UsageError> {
+/// --identity: a private key file that exists. `otherwise`: what logs in
+/// without it.
+fn identity(path: Option<&PathBuf>, otherwise: &str) -> Result<Option<Identity>, UsageError> {
     match path {
         Some(p) if !p.is_file() => Err(UsageError::new(format!("--identity {}: no such file", p.display()))
-            .hint("give the private key file (not the .pub), or leave out --identity to use the ssh-agent")),
+            .hint(format!("give the private key file (not the .pub), or leave out --identity to use {otherwise}"))),
         Some(p) => Ok(Some(Identity::key_file(p))),
         None => Ok(None),
     }
+}
+
+/// A switch is on when its flag or the file turns it on.
+fn on(flag: bool, file: Option<bool>) -> bool {
+    flag || file.unwrap_or(false)
+}
+
+/// The stack's time limits, the flags' over the file's: (imageup, health).
+fn stack_timeouts(
+    imageup: Option<&String>,
+    health: Option<&String>,
+    f: &HostConfig,
+) -> Result<(Duration, Duration), UsageError> {
+    Ok((
+        duration_or("--imageup-timeout", imageup.or(f.imageup_timeout.as_ref()), settings::DEFAULT_IMAGEUP_TIMEOUT)?,
+        duration_or("--health-timeout", health.or(f.health_timeout.as_ref()), settings::DEFAULT_HEALTH_TIMEOUT)?,
+    ))
 }
 
 fn policy(accept_new: bool) -> HostKeyPolicy {
@@ -261,8 +279,8 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     for c in &ssh_cidrs {
         check_cidr(c)?;
     }
-    let spot = args.spot || f.spot.unwrap_or(false);
-    let spot_only = args.spot_only || f.spot_only.unwrap_or(false);
+    let spot = on(args.spot, f.spot);
+    let spot_only = on(args.spot_only, f.spot_only);
     if spot_only && !spot {
         return Err(UsageError::new("--spot-only needs --spot"));
     }
@@ -339,7 +357,7 @@ pub struct BootstrapSettings {
 fn bootstrap(a: &BootstrapArgs, file: &HostConfig, hooks: &TestHooks) -> Result<BootstrapSettings, UsageError> {
     Ok(BootstrapSettings {
         target: target(&a.host)?,
-        identity: identity(a.identity.as_ref())?.unwrap_or(Identity::Agent),
+        identity: identity(a.identity.as_ref(), "the ssh-agent")?.unwrap_or(Identity::Agent),
         policy: policy(a.accept_new_host_key),
         dry_run: a.dry_run,
         steps: host_steps(&a.steps, file, hooks)?,
@@ -365,7 +383,6 @@ fn checked(
 /// and checked here, before anything connects.
 fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Config, UsageError> {
     let defaults = Config::default();
-    let on = |flag: bool, file: Option<bool>| flag || file.unwrap_or(false);
     let timeout = |flag: &str, value: &Option<String>, file: &Option<String>, default| {
         duration_or(flag, value.as_ref().or(file.as_ref()), default)
     };
@@ -473,6 +490,7 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
         }
         env_files.push((name, content));
     }
+    let (imageup_timeout, health_timeout) = stack_timeouts(a.imageup_timeout.as_ref(), a.health_timeout.as_ref(), f)?;
     let text = |v: Option<String>, default: String| v.unwrap_or(default);
     Ok(ImageConfig {
         base_dir: text(
@@ -497,19 +515,11 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
             ImageProfile::Production => Profile::Production,
             ImageProfile::Test => Profile::Test,
         },
-        pii_logging: a.pii_logging || f.pii_logging.unwrap_or(false),
+        pii_logging: on(a.pii_logging, f.pii_logging),
         env_files,
-        imageup: !(a.no_imageup || f.no_imageup.unwrap_or(false)),
-        imageup_timeout: duration_or(
-            "--imageup-timeout",
-            a.imageup_timeout.as_ref().or(f.imageup_timeout.as_ref()),
-            defaults.imageup_timeout,
-        )?,
-        health_timeout: duration_or(
-            "--health-timeout",
-            a.health_timeout.as_ref().or(f.health_timeout.as_ref()),
-            defaults.health_timeout,
-        )?,
+        imageup: !on(a.no_imageup, f.no_imageup),
+        imageup_timeout,
+        health_timeout,
         https_check: hooks.https_check,
         https_addr: hooks.https_addr,
     })
@@ -567,12 +577,13 @@ fn server(a: &ServerArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Server
     let report = ReportOptions {
         base_dir: base_dir.unwrap_or_else(|| settings::DEFAULT_BASE_DIR.into()),
         domain,
-        gpu: !(a.no_gpu || f.no_gpu.unwrap_or(false)),
+        gpu: !on(a.no_gpu, f.no_gpu),
         https_check: hooks.https_check,
         https_addr: hooks.https_addr,
-        stack: !(a.no_stack || f.no_stack.unwrap_or(false)),
+        stack: !on(a.no_stack, f.no_stack),
     };
-    let id = identity(a.identity.as_ref())?;
+    let otherwise = if a.host.is_some() { "the ssh-agent" } else { "the key image-provision made for the server" };
+    let id = identity(a.identity.as_ref(), otherwise)?;
     let server = match (&a.host, &a.name) {
         (Some(host), _) => Server::Host {
             target: target(host)?,
@@ -609,20 +620,8 @@ fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Update
         return Err(UsageError::new("update keeps the IMAGE stack current, and this server has none (--no-stack)")
             .hint("run `image-provision bootstrap` without --no-stack to add the stack"));
     }
-    Ok(UpdateSettings {
-        imageup: !(a.no_imageup || f.no_imageup.unwrap_or(false)),
-        imageup_timeout: duration_or(
-            "--imageup-timeout",
-            a.imageup_timeout.as_ref().or(f.imageup_timeout.as_ref()),
-            settings::DEFAULT_IMAGEUP_TIMEOUT,
-        )?,
-        health_timeout: duration_or(
-            "--health-timeout",
-            a.health_timeout.as_ref().or(f.health_timeout.as_ref()),
-            settings::DEFAULT_HEALTH_TIMEOUT,
-        )?,
-        server,
-    })
+    let (imageup_timeout, health_timeout) = stack_timeouts(a.imageup_timeout.as_ref(), a.health_timeout.as_ref(), f)?;
+    Ok(UpdateSettings { imageup: !on(a.no_imageup, f.no_imageup), imageup_timeout, health_timeout, server })
 }
 
 #[cfg(test)]

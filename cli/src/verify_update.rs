@@ -15,11 +15,12 @@ use std::time::Instant;
 
 use image_provision_playbooks::Facts;
 use image_provision_playbooks::report::{self, Report, ReportOptions, Status};
+use image_provision_playbooks::runner::{TAIL_BYTES, TAIL_LINES};
 use image_provision_playbooks::steps::{health, stack};
 use image_provision_provision::Ec2Api;
 use image_provision_remote::{Cmd, ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target, tail};
 
-use crate::errors::{Failed, UsageError, ec2};
+use crate::errors::{Failed, UsageError, ec2_error};
 use crate::output::{Progress, table};
 use crate::resolve::{Server, ServerSettings, UpdateSettings};
 use crate::runlog::RunLog;
@@ -53,7 +54,7 @@ async fn connection(server: Server) -> anyhow::Result<Connection> {
             .into());
     }
     let (api, _) = crate::ec2::connect(&aws).await?;
-    let found = api.find_instances(Some(&name)).await.map_err(|e| ec2(e, None))?;
+    let found = api.find_instances(Some(&name)).await.map_err(|e| ec2_error(e, None))?;
     let Some(instance) = found.iter().find(|i| i.state == "running" && i.public_ip.is_some()) else {
         return Err(Failed {
             message: format!("no running instance named {name} with a public IP"),
@@ -110,14 +111,16 @@ async fn exec(
 async fn read_report(session: &Session, o: &ReportOptions, mut log: Option<&mut RunLog>) -> anyhow::Result<Report> {
     let cmd = report::facts_command(o);
     // For verify nothing was changed; update has acted by now, and says where its log is.
-    let hint = match &log {
+    let then = match &log {
         Some(log) => format!("run update again; the log is {}", log.path.display()),
         None => "nothing was changed".into(),
     };
-    let failed = |why: String| Failed { message: format!("reading the facts failed: {why}"), hint: hint.clone() };
-    let out = exec(session, &cmd, "verify", &mut log).await.map_err(|e| failed(e.to_string()))?;
+    let out = exec(session, &cmd, "verify", &mut log)
+        .await
+        .map_err(|e| Failed::remote(format!("reading the facts failed: {e}"), &e, &then))?;
     if !out.code().is_some_and(|c| cmd.accepts(c)) {
-        return Err(failed(format!("{}\n{}", out.status, tail(&out.stderr, 20, 4096))).into());
+        let why = format!("{}\n{}", out.status, tail(&out.stderr, TAIL_LINES, TAIL_BYTES));
+        return Err(Failed { message: format!("reading the facts failed: {why}"), hint: then }.into());
     }
     Ok(report::evaluate(&Facts::parse(&out.stdout_str()), o))
 }
@@ -202,7 +205,7 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
             Failed::remote(format!("{what}: {e}"), &e, &format!("run update again; the log is {}", log_path.display()))
         })?;
         if out.code() != Some(0) {
-            let tail = tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, 20, 4096);
+            let tail = tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, TAIL_LINES, TAIL_BYTES);
             return Err(Failed {
                 message: format!("{what} failed ({}):\n{tail}", out.status),
                 hint: format!("fix the cause and run update again; the whole output is in {}", log_path.display()),

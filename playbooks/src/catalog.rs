@@ -5,7 +5,7 @@
 //! that no shell file under playbooks/src goes unchecked.
 
 use crate::steps::{health, layout, nvidia, pull, ready, stack};
-use crate::{apt, containers, facts, gather, host, template};
+use crate::{apt_get, facts, gather};
 
 /// Libraries: files that define functions only, put in front of the
 /// scripts that call them. shellcheck checks each alone too.
@@ -16,30 +16,12 @@ pub const LIBRARIES: &[(&str, &str)] = &[
     ("steps/health/https-check.sh", health::HTTPS_CHECK_SH),
 ];
 
-/// Facts scripts: sent inside the facts command only.
-pub const FACTS_SCRIPTS: &[(&str, &str)] = &[
-    ("facts/prelude.sh", facts::PRELUDE_SH),
-    ("host/facts.sh", host::FACTS_SH),
-    ("apt/sources-facts.sh", apt::SOURCES_FACTS_SH),
-    ("steps/ready/facts.sh", ready::FACTS_SH),
-    ("steps/apt/facts.sh", crate::steps::apt::FACTS_SH),
-    ("steps/docker/facts.sh", crate::steps::docker::FACTS_SH),
-    ("steps/nvidia/facts.sh", nvidia::FACTS_SH),
-    ("steps/reboot/facts.sh", crate::steps::reboot::FACTS_SH),
-    ("steps/layout/facts.sh", layout::FACTS_SH),
-    ("template/files-facts.sh", template::FILES_FACTS_SH),
-    ("steps/pull/facts.sh", pull::FACTS_SH),
-    ("containers/facts.sh", containers::FACTS_SH),
-    ("steps/stack/facts.sh", stack::FACTS_SH),
-    ("steps/health/facts.sh", health::FACTS_SH),
-];
-
 /// Every script the binary sends, as sent, then each library alone.
 pub fn scripts() -> Vec<(&'static str, String)> {
     let mut all = vec![
         ("facts.sh", gather::default_script()),
         ("steps/ready/wait-ready.sh", ready::WAIT_READY_SH.to_string()),
-        ("apt/apt-source.sh", apt::APT_SOURCE_SH.to_string()),
+        ("apt_get/apt-source.sh", apt_get::APT_SOURCE_SH.to_string()),
         ("steps/nvidia/debian-components.sh", nvidia::debian_components_script()),
         ("steps/layout/clone.sh", layout::CLONE_SH.to_string()),
         ("steps/layout/env-files.sh", layout::env_files_script()),
@@ -53,9 +35,13 @@ pub fn scripts() -> Vec<(&'static str, String)> {
     all
 }
 
-/// The files under playbooks/src that are sent only inside other scripts.
-pub fn parts() -> impl Iterator<Item = (&'static str, &'static str)> {
-    LIBRARIES.iter().chain(FACTS_SCRIPTS).copied()
+/// The files under playbooks/src that are sent only inside other scripts:
+/// the libraries, the facts prelude and every facts script.
+pub fn sent_inside() -> Vec<(&'static str, &'static str)> {
+    let mut files = LIBRARIES.to_vec();
+    files.push(("facts/prelude.sh", facts::PRELUDE_SH));
+    files.extend(gather::all_parts().iter().map(|p| (p.path, p.file)));
+    files
 }
 
 #[cfg(test)]
@@ -96,11 +82,11 @@ mod tests {
         }
     }
 
-    /// Every facts script is in the facts command as sent.
+    /// Every library and facts script is in a script as sent.
     #[test]
     fn every_part_is_sent() {
         let sent = scripts();
-        for (name, text) in parts() {
+        for (name, text) in sent_inside() {
             assert!(sent.iter().any(|(_, s)| s.contains(text)), "{name} is sent in no script");
         }
     }

@@ -6,10 +6,10 @@ use std::net::IpAddr;
 
 use image_provision_remote::Cmd;
 
-use crate::apt::{self, SourceFacts};
+use crate::apt_get::{self, SourceFacts};
 use crate::containers::{self, Containers};
 use crate::facts::{self, FactsScript, RawFacts};
-use crate::host::{self, HostFacts};
+use crate::host_facts::{self, HostFacts};
 use crate::settings::{Config, DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR};
 use crate::steps::apt::AptFacts;
 use crate::steps::docker::{self, DockerFacts};
@@ -66,7 +66,7 @@ impl Facts {
 
 /// What the facts command asks about.
 #[derive(Clone, Debug)]
-pub struct Inputs {
+pub struct FactsInputs {
     /// The packages whose installed version to report.
     pub packages: Vec<String>,
     /// The IMAGE working directory; None: no IMAGE facts (--no-stack).
@@ -80,14 +80,14 @@ pub struct Inputs {
     pub https_addr: IpAddr,
 }
 
-impl Inputs {
+impl FactsInputs {
     /// For the host steps of `cfg`: every step's packages, and with the
     /// IMAGE steps the files they write and the domain they serve.
-    pub fn for_config(cfg: &Config) -> Inputs {
+    pub fn for_config(cfg: &Config) -> FactsInputs {
         let mut packages = docker::watched_packages();
         packages.extend(nvidia::watched_packages(cfg));
         let img = cfg.image.as_ref();
-        Inputs {
+        FactsInputs {
             packages,
             base_dir: img.map(|i| i.base_dir.clone()),
             files: img.map(|i| [layout::written_files(i), traefik::written_files(i)].concat()).unwrap_or_default(),
@@ -98,13 +98,13 @@ impl Inputs {
     }
 
     /// For verify and update: what is on the host, in `base_dir`.
-    pub fn for_report(base_dir: &str, domain: Option<&str>, https_check: bool, https_addr: IpAddr) -> Inputs {
-        Inputs {
+    pub fn for_report(base_dir: &str, domain: Option<&str>, https_check: bool, https_addr: IpAddr) -> FactsInputs {
+        FactsInputs {
             base_dir: Some(base_dir.to_string()),
             domain: domain.map(str::to_string),
             https_check,
             https_addr,
-            ..Inputs::for_config(&Config { image: None, ..Config::default() })
+            ..FactsInputs::for_config(&Config { image: None, ..Config::default() })
         }
     }
 }
@@ -112,10 +112,10 @@ impl Inputs {
 /// The facts scripts for `inputs`, in order: the IMAGE parts only with a
 /// base directory; the containers before the stack (whose root function
 /// reads what theirs left).
-fn parts(inputs: &Inputs) -> Vec<FactsScript> {
+fn parts(inputs: &FactsInputs) -> Vec<FactsScript> {
     let mut parts = vec![
-        host::facts_script(),
-        apt::facts_script(),
+        host_facts::facts_script(),
+        apt_get::facts_script(),
         ready::facts_script(),
         crate::steps::apt::facts_script(),
         docker::facts_script(),
@@ -136,7 +136,7 @@ fn parts(inputs: &Inputs) -> Vec<FactsScript> {
 }
 
 /// The whole facts command: one round trip, reads only.
-pub fn command(inputs: &Inputs) -> Cmd {
+pub fn command(inputs: &FactsInputs) -> Cmd {
     let cmd = Cmd::script(facts::compose(&parts(inputs)))
         .named("facts.sh")
         .env("PACKAGES", inputs.packages.join(" "))
@@ -149,10 +149,14 @@ pub fn command(inputs: &Inputs) -> Cmd {
         .env("HTTPS_ADDR", inputs.https_addr.to_string())
 }
 
-/// The facts command as sent for a default configuration (the shellcheck
-/// test checks it).
+/// Every facts script, the IMAGE steps' included.
+pub fn all_parts() -> Vec<FactsScript> {
+    parts(&FactsInputs::for_report(DEFAULT_BASE_DIR, None, true, DEFAULT_HTTPS_ADDR))
+}
+
+/// The facts command as sent with every part (the shellcheck test checks it).
 pub fn default_script() -> String {
-    facts::compose(&parts(&Inputs::for_report(DEFAULT_BASE_DIR, None, true, DEFAULT_HTTPS_ADDR)))
+    facts::compose(&all_parts())
 }
 
 #[cfg(test)]
@@ -164,7 +168,7 @@ mod tests {
     /// own lists, never kept by hand.
     #[test]
     fn the_watched_packages_are_the_steps_own() {
-        let packages = Inputs::for_config(&Config::default()).packages;
+        let packages = FactsInputs::for_config(&Config::default()).packages;
         for p in docker::TOOLS.iter().chain(
             ["docker.io", "docker-ce", "nvidia-container-toolkit", "nvidia-driver", "nvidia-driver-535-server"].iter(),
         ) {
@@ -177,16 +181,18 @@ mod tests {
     fn https_check_inputs() {
         let img = ImageConfig { domain: Some("image.example.org".into()), ..ImageConfig::default() };
         let shown =
-            command(&Inputs::for_config(&Config { image: Some(img.clone()), ..Config::default() })).render(true);
+            command(&FactsInputs::for_config(&Config { image: Some(img.clone()), ..Config::default() })).render(true);
         assert!(shown.contains("DOMAIN=image.example.org") && shown.contains("HTTPS_CHECK=yes"), "{shown}");
         assert!(shown.contains("HTTPS_ADDR=127.0.0.1"), "{shown}");
         let elsewhere = ImageConfig { https_addr: "127.77.1.2".parse().unwrap(), ..img.clone() };
-        let shown = command(&Inputs::for_config(&Config { image: Some(elsewhere), ..Config::default() })).render(true);
+        let shown =
+            command(&FactsInputs::for_config(&Config { image: Some(elsewhere), ..Config::default() })).render(true);
         assert!(shown.contains("HTTPS_ADDR=127.77.1.2"), "{shown}");
         let off = ImageConfig { https_check: false, ..img };
-        let shown = command(&Inputs::for_config(&Config { image: Some(off), ..Config::default() })).render(true);
+        let shown = command(&FactsInputs::for_config(&Config { image: Some(off), ..Config::default() })).render(true);
         assert!(shown.contains("HTTPS_CHECK=no") && !shown.contains("DOMAIN=image"), "{shown}");
-        let shown = command(&Inputs::for_report("/srv/image", None, true, "127.77.1.2".parse().unwrap())).render(true);
+        let shown =
+            command(&FactsInputs::for_report("/srv/image", None, true, "127.77.1.2".parse().unwrap())).render(true);
         assert!(
             shown.contains("BASE_DIR=/srv/image") && shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.77.1.2"),
             "{shown}"
@@ -196,7 +202,7 @@ mod tests {
     /// Without the IMAGE steps, no IMAGE facts are gathered.
     #[test]
     fn no_stack_no_image_facts() {
-        let shown = command(&Inputs::for_config(&Config { image: None, ..Config::default() })).render(true);
+        let shown = command(&FactsInputs::for_config(&Config { image: None, ..Config::default() })).render(true);
         assert!(!shown.contains("BASE_DIR") && !shown.contains("HTTPS_CHECK"), "{shown}");
     }
 }

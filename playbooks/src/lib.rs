@@ -43,12 +43,12 @@
 //! shellcheck in the tests), embedded here and fed to the host on stdin with
 //! its inputs as environment variables.
 
-pub mod apt;
+pub mod apt_get;
 pub mod catalog;
 pub mod containers;
 pub mod facts;
 pub mod gather;
-pub mod host;
+pub mod host_facts;
 pub mod plan;
 pub mod report;
 pub mod runner;

@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use image_provision_remote::Cmd;
 use serde::Serialize;
 
-use crate::gather::{self, Facts, Inputs};
-use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR};
+use crate::gather::{self, Facts, FactsInputs};
+use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, extension_url, health_url};
 use crate::steps::traefik;
 
 /// What to check, and where.
@@ -45,7 +45,7 @@ impl Default for ReportOptions {
 
 /// The facts the report needs, in one round trip; reads only.
 pub fn facts_command(o: &ReportOptions) -> Cmd {
-    gather::command(&Inputs::for_report(&o.base_dir, o.domain.as_deref(), o.https_check, o.https_addr))
+    gather::command(&FactsInputs::for_report(&o.base_dir, o.domain.as_deref(), o.https_check, o.https_addr))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -107,7 +107,7 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
     let skip = |name, detail: &str| Check { name, status: Status::Skipped, detail: detail.into() };
 
     let smi = f.nvidia.smi.as_ref();
-    let gpu = Gpu { name: smi.map(|s| s.name.clone()), memory: smi.map(|s| s.memory.clone()) };
+    let gpu = Gpu { name: smi.and_then(|s| s.name.clone()), memory: smi.and_then(|s| s.memory.clone()) };
     let mut extra = Vec::new();
     if o.gpu {
         match smi {
@@ -186,10 +186,8 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         );
         if let Some(d) = &domain {
             match &f.health.https {
-                Some(Ok(())) => check("https", true, format!("GET https://{d}/health at {} answered", o.https_addr)),
-                Some(Err(e)) => {
-                    check("https", false, format!("GET https://{d}/health at {} failed: {e}", o.https_addr))
-                }
+                Some(Ok(())) => check("https", true, format!("GET {} at {} answered", health_url(d), o.https_addr)),
+                Some(Err(e)) => check("https", false, format!("GET {} at {} failed: {e}", health_url(d), o.https_addr)),
                 None => extra.push(skip("https", "not checked from here")),
             }
         } else {
@@ -201,7 +199,7 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
     Report {
         healthy: failed.is_empty(),
         os: f.host.pretty.clone(),
-        driver_version: smi.map(|s| s.driver.clone()),
+        driver_version: smi.and_then(|s| s.driver.clone()),
         gpu,
         docker_version,
         docker_nvidia_runtime: nvidia_runtime,
@@ -209,7 +207,7 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         services,
         running,
         orchestrator,
-        extension_url: domain.as_ref().filter(|_| o.stack).map(|d| format!("https://{d}/")),
+        extension_url: domain.as_ref().filter(|_| o.stack).map(|d| extension_url(d)),
         domain,
         checks,
         failed,
@@ -223,7 +221,7 @@ mod tests {
     /// A --no-stack server is healthy with Docker and the GPU alone.
     #[test]
     fn no_stack_checks_only_docker_and_the_gpu() {
-        let text = "docker.version=Docker version 27.1\ndocker.networks=bridge\ndocker.runtimes={\"nvidia\":{}}\n\
+        let text = "docker.version=Docker version 27.1\ncontainers.listed=yes\ndocker.networks=bridge\ndocker.runtimes={\"nvidia\":{}}\n\
                     nvidia.smi=NVIDIA A10G, 535.230.02, 23028 MiB\n";
         let r = evaluate(&Facts::parse(text), &ReportOptions { stack: false, ..Default::default() });
         assert!(r.healthy, "{:?}", r.failed);
@@ -248,7 +246,7 @@ mod tests {
 
     #[test]
     fn healthy_and_not() {
-        let text = "docker.version=Docker version 27.1\ndocker.networks=bridge image traefik\n\
+        let text = "docker.version=Docker version 27.1\ncontainers.listed=yes\ndocker.networks=bridge image traefik\n\
                     docker.runtimes={\"nvidia\":{}}\nnvidia.smi=NVIDIA A10G, 535.230.02, 23028 MiB\n\
                     container=traefik\t/var/docker/traefik\ttraefik\trunning\ttraefik\tUp 1 hour\n\
                     stack.project_dirs=/var/docker/image\nstack.services=orchestrator tat\n\

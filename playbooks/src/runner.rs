@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use image_provision_remote::{Cmd, Error as RemoteError, ExitStatus, Output, RebootOptions, Session, tail};
 
-use crate::gather::{self, Facts, Inputs};
+use crate::gather::{self, Facts, FactsInputs};
 use crate::plan::{Action, Plan};
 use crate::sequence::Step;
 use crate::settings::Config;
@@ -22,8 +22,12 @@ pub enum Outcome {
     /// Not for this host: why.
     Skipped(String),
     Failed(Failure),
-    /// The host could not be reached (or reached again).
-    Unreachable(String),
+    /// The host could not be reached (or reached again): why, and what to
+    /// do when the SSH error says.
+    Unreachable {
+        message: String,
+        hint: Option<String>,
+    },
     /// Dry run: what would be done, and the commands.
     WouldChange {
         why: String,
@@ -39,21 +43,23 @@ impl Outcome {
             Outcome::Changed(_) => "changed",
             Outcome::Skipped(_) => "skipped",
             Outcome::Failed(_) => "failed",
-            Outcome::Unreachable(_) => "unreachable",
+            Outcome::Unreachable { .. } => "unreachable",
             Outcome::WouldChange { .. } => "would change",
         }
     }
 
     pub fn detail(&self) -> String {
         match self {
-            Outcome::Ok(s) | Outcome::Changed(s) | Outcome::Skipped(s) | Outcome::Unreachable(s) => s.clone(),
+            Outcome::Ok(s) | Outcome::Changed(s) | Outcome::Skipped(s) | Outcome::Unreachable { message: s, .. } => {
+                s.clone()
+            }
             Outcome::Failed(f) => f.message.clone(),
             Outcome::WouldChange { why, .. } => why.clone(),
         }
     }
 
     pub fn stops(&self) -> bool {
-        matches!(self, Outcome::Failed(_) | Outcome::Unreachable(_))
+        matches!(self, Outcome::Failed(_) | Outcome::Unreachable { .. })
     }
 }
 
@@ -107,9 +113,12 @@ enum Stop {
     Lost(String),
 }
 
+/// What to do when the host does not come back from a reboot.
+const REBOOT_HINT: &str = "look at the host's console (EC2: Get system log); run bootstrap again once it answers";
+
 /// How much of a failed command's output a failure shows (the log has all).
-const TAIL_LINES: usize = 20;
-const TAIL_BYTES: usize = 4096;
+pub const TAIL_LINES: usize = 20;
+pub const TAIL_BYTES: usize = 4096;
 
 fn remote_failure(e: &RemoteError, command: Option<String>) -> Stop {
     match e {
@@ -128,12 +137,8 @@ fn remote_failure(e: &RemoteError, command: Option<String>) -> Stop {
 impl Runner {
     pub fn new(session: Session, cfg: Config, dry_run: bool) -> Runner {
         let user_is_root = session.target().is_root();
-        let facts_cmd = gather::command(&Inputs::for_config(&cfg));
+        let facts_cmd = gather::command(&FactsInputs::for_config(&cfg));
         Runner { session, cfg, facts_cmd, dry_run, user_is_root, unchanged_facts: None }
-    }
-
-    pub fn session(&self) -> &Session {
-        &self.session
     }
 
     pub fn into_session(self) -> Session {
@@ -175,7 +180,7 @@ impl Runner {
     async fn dry_run_step(&mut self, step: Step, driver_would_install: &mut bool) -> Outcome {
         let facts = match self.facts().await {
             Ok(f) => f,
-            Err(e) => return Outcome::Unreachable(e.to_string()),
+            Err(e) => return Outcome::Unreachable { message: e.to_string(), hint: e.hint() },
         };
         let plan = step.plan(&facts, &self.cfg, *driver_would_install);
         match plan {
@@ -184,7 +189,7 @@ impl Runner {
             Plan::Pending(why) => {
                 Outcome::WouldChange { why: format!("after the steps above: {why}"), actions: Vec::new() }
             }
-            // What verify checks is what the steps above would make so.
+            // What the GPU check checks is what the steps above would make so.
             Plan::Refuse { .. } if step == Step::GpuCheck && *driver_would_install => Outcome::WouldChange {
                 why: "check nvidia-smi and Docker's nvidia runtime once the steps above have run".into(),
                 actions: Vec::new(),
@@ -214,11 +219,14 @@ impl Runner {
                     lost_once = true;
                     events.note(step, &format!("connection lost ({why}); reconnecting"));
                     if let Err(e) = self.session.reconnect().await {
-                        return Outcome::Unreachable(format!("{why}; reconnecting failed: {e}"));
+                        return Outcome::Unreachable {
+                            message: format!("{why}; reconnecting failed: {e}"),
+                            hint: e.hint(),
+                        };
                     }
                 }
                 Err(Stop::Lost(why)) => {
-                    return Outcome::Unreachable(format!("{why} (again, after reconnecting)"));
+                    return Outcome::Unreachable { message: format!("{why} (again, after reconnecting)"), hint: None };
                 }
             }
         }
@@ -288,7 +296,7 @@ impl Runner {
                             message: format!("reconnecting failed: {e}"),
                             command: None,
                             output_tail: String::new(),
-                            hint: None,
+                            hint: e.hint(),
                             usage: false,
                         })
                     })?;
@@ -301,10 +309,10 @@ impl Runner {
                             message: e.to_string(),
                             command: Some("reboot".into()),
                             output_tail: String::new(),
-                            hint: Some(
-                                "look at the host's console (EC2: Get system log); run bootstrap again once it answers"
-                                    .into(),
-                            ),
+                            hint: Some(match e.hint() {
+                                Some(h) => format!("{h}; {REBOOT_HINT}"),
+                                None => REBOOT_HINT.into(),
+                            }),
                             usage: false,
                         }),
                         e => remote_failure(&e, Some("reboot".into())),

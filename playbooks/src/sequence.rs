@@ -4,7 +4,7 @@
 //! that runs apt are made here, once, not in each step.
 
 use crate::gather::Facts;
-use crate::host::{HostFacts, Sudo};
+use crate::host_facts::{HostFacts, Sudo};
 use crate::plan::Plan;
 use crate::settings::Config;
 use crate::steps;

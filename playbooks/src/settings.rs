@@ -156,9 +156,9 @@ impl ImageConfig {
     pub fn traefik_path(&self) -> String {
         format!("{TRAEFIK_DIR}/docker-compose.yml")
     }
-    /// The extension's custom server URL (trailing slash: it POSTs to `<url>render`).
+    /// The extension's custom server URL, with a domain.
     pub fn extension_url(&self) -> Option<String> {
-        self.domain.as_ref().map(|d| format!("https://{d}/"))
+        self.domain.as_deref().map(extension_url)
     }
     /// The domain the HTTPS health check asks for, when it runs.
     pub fn checked_domain(&self) -> Option<&str> {
@@ -169,6 +169,24 @@ impl ImageConfig {
     pub fn health_url(&self) -> Option<String> {
         self.checked_domain().map(health_url)
     }
+}
+
+#[cfg(test)]
+impl ImageConfig {
+    /// The defaults with a site (the steps' unit tests).
+    pub fn with_site() -> ImageConfig {
+        ImageConfig {
+            domain: Some("image.example.org".into()),
+            acme_email: Some("ops@example.org".into()),
+            ..ImageConfig::default()
+        }
+    }
+}
+
+/// `https://DOMAIN/`: the browser extension's custom server URL (with the
+/// trailing slash: it POSTs to `<url>render`).
+pub fn extension_url(domain: &str) -> String {
+    format!("https://{domain}/")
 }
 
 /// `https://DOMAIN/health`: what the HTTPS health check asks for.

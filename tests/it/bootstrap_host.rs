@@ -69,7 +69,7 @@ fn full_run(distro: Distro) {
         };
         assert_eq!(outcome, want, "step {step}");
     }
-    assert!(stdout(&first).contains("NVIDIA A10G"), "verify reports the GPU");
+    assert!(stdout(&first).contains("NVIDIA A10G"), "the GPU check reports the GPU");
     // The log file is in the state directory and its path is printed.
     let log_line = stdout(&first).lines().find(|l| l.starts_with("log: ")).unwrap().to_string();
     let log_path = log_line.trim_start_matches("log: ");

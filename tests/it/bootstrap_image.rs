@@ -273,7 +273,15 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     }
     assert!(sudo_log.contains("COMMAND="), "sudo logged the run's commands:\n{sudo_log}");
     // Scripts go on stdin: no function body or script text on a command line.
-    for script_text in ["declare", "image_facts ()", "kv ()", "set -euo pipefail"] {
+    let root_functions = image_provision_playbooks::gather::all_parts()
+        .iter()
+        .flat_map(|p| p.root_functions)
+        .map(|f| format!("{f} ()"))
+        .collect::<Vec<_>>();
+    assert!(root_functions.len() >= 5, "{root_functions:?}");
+    for script_text in
+        ["declare", "kv ()", "set -euo pipefail"].into_iter().chain(root_functions.iter().map(String::as_str))
+    {
         assert!(!sudo_log.contains(script_text), "{script_text:?} on a command line sudo logged:\n{sudo_log}");
     }
 
@@ -432,22 +440,19 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     host.enable_image_server_standins();
     let state = state_for(&host);
     let base = "/srv/image";
-    let out = bootstrap(
-        &host,
-        state.path(),
-        &[
-            "--no-imageup",
-            "--image-profile",
-            "test",
-            "--registry-tag",
-            "unstable",
-            "--pii-logging",
-            "--base-dir",
-            base,
-            "--imageup-timeout",
-            "2m",
-        ],
-    );
+    let args = [
+        "--no-imageup",
+        "--image-profile",
+        "test",
+        "--registry-tag",
+        "unstable",
+        "--pii-logging",
+        "--base-dir",
+        base,
+        "--imageup-timeout",
+        "2m",
+    ];
+    let out = bootstrap(&host, state.path(), &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let steps = outcomes(&out);
     assert!(steps.iter().all(|(_, o)| o != "failed"), "{steps:?}");
@@ -469,22 +474,7 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     assert!(up >= 1, "compose up ran:\n{}", calls.join("\n"));
     assert!(!host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "no domain, no Traefik");
 
-    let again = bootstrap(
-        &host,
-        state.path(),
-        &[
-            "--no-imageup",
-            "--image-profile",
-            "test",
-            "--registry-tag",
-            "unstable",
-            "--pii-logging",
-            "--base-dir",
-            base,
-            "--imageup-timeout",
-            "2m",
-        ],
-    );
+    let again = bootstrap(&host, state.path(), &args);
     assert!(again.status.success());
     // ok, or skipped with its reason (no domain: nothing for Traefik to route).
     let changed: Vec<_> = outcomes(&again).into_iter().filter(|(_, o)| o != "ok" && o != "skipped").collect();

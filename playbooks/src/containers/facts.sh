@@ -15,6 +15,7 @@ containers_facts() {
     listing=$(timeout 20 docker ps -a --format '{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}\t{{.Status}}' 2>/dev/null) ||
         return 0
     containers_listed=yes
+    kv containers.listed yes
     kv docker.networks "$(timeout 20 docker network ls --format '{{.Name}}' | sort | tr '\n' ' ' || true)"
     # PROJECT<TAB>WORKING_DIR<TAB>SERVICE<TAB>STATE<TAB>NAME<TAB>STATUS
     while IFS= read -r line; do

@@ -9,7 +9,7 @@ pub const FACTS_SH: &str = include_str!("facts.sh");
 /// The containers facts script (root: Docker's socket is root's). It goes
 /// before any facts script whose root functions read `containers_listed`.
 pub fn facts_script() -> FactsScript {
-    FactsScript::root(FACTS_SH, &["containers_facts"])
+    FactsScript::new("containers/facts.sh", FACTS_SH).root(&["containers_facts"])
 }
 
 /// One container, with the labels compose gives it.
@@ -72,7 +72,7 @@ pub struct Containers {
 impl Containers {
     pub fn parse(raw: &RawFacts) -> Containers {
         Containers {
-            listed: raw.get("docker.networks").is_some(),
+            listed: raw.yes("containers.listed"),
             networks: raw.words("docker.networks"),
             all: raw.all("container").filter_map(Container::parse).collect(),
         }
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn containers_and_their_health() {
         let raw = RawFacts::parse(
-            "docker.networks=bridge image traefik\n\
+            "containers.listed=yes\ndocker.networks=bridge image traefik\n\
              container=image\t/var/docker/image\torchestrator\trunning\timage-orchestrator-1\tUp 2 minutes (healthy)\n\
              container=image\t/var/docker/image\ttat\texited\timage-tat-1\tExited (1) 3 minutes ago\n\
              container=\t\t\trunning\tloose\tUp 1 second (health: starting)\n",

@@ -68,19 +68,32 @@ impl RawFacts {
 /// one `run_root_facts` call after every part.
 #[derive(Clone, Debug)]
 pub struct FactsScript {
+    /// The file it is made from, under playbooks/src.
+    pub path: &'static str,
+    /// That file's own text.
+    pub file: &'static str,
+    /// As sent: the file with the libraries it calls in front.
     pub text: String,
     pub root_functions: &'static [&'static str],
 }
 
 impl FactsScript {
-    /// A script that runs as the SSH user only.
-    pub fn user(text: impl Into<String>) -> FactsScript {
-        FactsScript { text: text.into(), root_functions: &[] }
+    /// The facts script `file` (at `path` under playbooks/src), run as the
+    /// SSH user.
+    pub fn new(path: &'static str, file: &'static str) -> FactsScript {
+        FactsScript { path, file, text: file.to_string(), root_functions: &[] }
     }
 
-    /// A script that defines `root_functions` for `run_root_facts`.
-    pub fn root(text: impl Into<String>, root_functions: &'static [&'static str]) -> FactsScript {
-        FactsScript { text: text.into(), root_functions }
+    /// With `libraries` in front.
+    pub fn with_libraries(mut self, libraries: &[&str]) -> FactsScript {
+        self.text = crate::shell::with_libraries(libraries, self.file);
+        self
+    }
+
+    /// It defines `root_functions` for `run_root_facts`.
+    pub fn root(mut self, root_functions: &'static [&'static str]) -> FactsScript {
+        self.root_functions = root_functions;
+        self
     }
 }
 
@@ -119,7 +132,10 @@ mod tests {
 
     #[test]
     fn root_functions_run_in_one_call_after_every_part() {
-        let text = compose(&[FactsScript::user("echo one"), FactsScript::root("two() { :; }", &["two", "three"])]);
+        let text = compose(&[
+            FactsScript::new("a.sh", "echo one"),
+            FactsScript::new("b.sh", "two() { :; }").root(&["two", "three"]),
+        ]);
         assert!(text.starts_with(PRELUDE_SH));
         assert!(text.ends_with("echo one\ntwo() { :; }\nrun_root_facts two three\n"), "{text}");
     }

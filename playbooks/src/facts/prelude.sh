@@ -25,7 +25,13 @@ root_facts_env=()
 run_root_facts() {
     local out name
     local -a inputs=()
-    for name in "${root_facts_env[@]}"; do inputs+=("$name=${!name:-}"); done
+    local -A passed=()
+    # ${a[@]+...}: an empty array under `set -u` before bash 4.4.
+    for name in ${root_facts_env[@]+"${root_facts_env[@]}"}; do
+        [ -z "${passed[$name]:-}" ] || continue
+        passed[$name]=1
+        inputs+=("$name=${!name:-}")
+    done
     if [ "$EUID" -eq 0 ]; then
         kv sudo root
         (cd / && for f in "$@"; do "$f"; done)
@@ -43,7 +49,7 @@ run_root_facts() {
             printf 'set -euo pipefail\nkv sudo nopasswd\ncd /\n'
             printf '%q\n' "$@"
             echo '}'
-        } | sudo -n env ROOT_FACTS_VIA=sudo "${inputs[@]}" bash -s 2>/dev/null
+        } | sudo -n env ROOT_FACTS_VIA=sudo ${inputs[@]+"${inputs[@]}"} bash -s 2>/dev/null
     ) || [[ $out == sudo=nopasswd* ]]; then
         printf '%s\n' "$out"
     else

@@ -41,7 +41,7 @@ pub fn upload(path: String, content: impl Into<Vec<u8>>, mode: u32, secret: bool
 
 /// The files facts script (input FILES: the paths the steps write).
 pub fn facts_script() -> FactsScript {
-    FactsScript::root(FILES_FACTS_SH, &["files_facts"])
+    FactsScript::new("template/files-facts.sh", FILES_FACTS_SH).root(&["files_facts"])
 }
 
 /// The sha256 and octal mode of each watched file that exists.

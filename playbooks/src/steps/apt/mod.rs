@@ -2,7 +2,7 @@
 //! for every step that runs apt, an interrupted dpkg finished first
 //! ([`repair_first`]).
 
-use crate::apt::{apt_get, apt_update, dpkg_configure_pending};
+use crate::apt_get::{apt_get, apt_update, dpkg_configure_pending};
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::Config;
@@ -10,7 +10,7 @@ use crate::settings::Config;
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
 pub fn facts_script() -> FactsScript {
-    FactsScript::user(FACTS_SH)
+    FactsScript::new("steps/apt/facts.sh", FACTS_SH)
 }
 
 #[derive(Clone, Debug)]

@@ -5,16 +5,16 @@
 
 use image_provision_remote::Cmd;
 
-use crate::apt::{SourceFacts, add_source, apt_install, apt_update};
+use crate::apt_get::{SourceFacts, add_source, apt_install, apt_update};
 use crate::facts::{FactsScript, RawFacts};
-use crate::host::{Family, HostFacts};
+use crate::host_facts::{Family, HostFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::Config;
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
 pub fn facts_script() -> FactsScript {
-    FactsScript::root(FACTS_SH, &["docker_root_facts"])
+    FactsScript::new("steps/docker/facts.sh", FACTS_SH).root(&["docker_root_facts"])
 }
 
 /// What the IMAGE scripts and the other steps run on the host.

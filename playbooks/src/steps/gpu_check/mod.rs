@@ -2,7 +2,7 @@
 //! the nvidia runtime; otherwise the run stops here with what to look at.
 //! It reads the nvidia and docker steps' facts and has none of its own.
 
-use crate::host::HostFacts;
+use crate::host_facts::HostFacts;
 use crate::plan::Plan;
 use crate::settings::Config;
 use crate::steps::docker::DockerFacts;
@@ -34,5 +34,11 @@ pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Conf
             usage: false,
         };
     }
-    Plan::Ok(format!("{}, driver {}, {}; Docker runtime nvidia", smi.name, smi.driver, smi.memory))
+    let field = |f: &Option<String>| f.clone().unwrap_or_else(|| "?".into());
+    Plan::Ok(format!(
+        "{}, driver {}, {}; Docker runtime nvidia",
+        field(&smi.name),
+        field(&smi.driver),
+        field(&smi.memory)
+    ))
 }

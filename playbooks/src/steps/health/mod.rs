@@ -22,7 +22,7 @@ pub const HTTPS_CHECK_SH: &str = include_str!("https-check.sh");
 /// The facts script (inputs BASE_DIR, DOMAIN, HTTPS_CHECK, HTTPS_ADDR),
 /// with the HTTPS check in front.
 pub fn facts_script() -> FactsScript {
-    FactsScript::user(with_libraries(&[HTTPS_CHECK_SH], FACTS_SH))
+    FactsScript::new("steps/health/facts.sh", FACTS_SH).with_libraries(&[HTTPS_CHECK_SH])
 }
 
 /// health.sh as sent, with the HTTPS check in front.
@@ -59,7 +59,7 @@ impl HealthFacts {
             domain: raw.string("health.domain"),
             https: raw.get("health.https").map(|v| match v {
                 "ok" => Ok(()),
-                failed => Err(failed.strip_prefix("failed: ").unwrap_or(failed).to_string()),
+                failed => Err(failed.strip_prefix("failed:").unwrap_or(failed).trim().to_string()),
             }),
         }
     }
@@ -94,17 +94,9 @@ mod tests {
     use super::*;
     use crate::containers::Containers;
 
-    fn cfg() -> ImageConfig {
-        ImageConfig {
-            domain: Some("image.example.org".into()),
-            acme_email: Some("ops@example.org".into()),
-            ..ImageConfig::default()
-        }
-    }
-
     fn facts(orchestrator: &str, https: &str) -> (StackFacts, HealthFacts) {
         let raw = RawFacts::parse(&format!(
-            "docker.networks=bridge\nstack.project_dirs=/var/docker/image\n\
+            "containers.listed=yes\ndocker.networks=bridge\nstack.project_dirs=/var/docker/image\n\
              container=image\t/var/docker/image\torchestrator\trunning\to\tUp 1 minute ({orchestrator})\n{https}"
         ));
         (StackFacts::parse(&raw, &Containers::parse(&raw)), HealthFacts::parse(&raw))
@@ -114,7 +106,7 @@ mod tests {
     /// answer through Traefik; otherwise it runs health.sh, which waits.
     #[test]
     fn health_needs_the_https_answer_when_there_is_a_domain() {
-        let img = cfg();
+        let img = ImageConfig::with_site();
         let (stack, health) = facts("healthy", "");
         match plan(&stack, &health, &img) {
             Plan::Act { why, .. } => assert!(why.contains("GET https://image.example.org/health"), "{why}"),
@@ -128,7 +120,10 @@ mod tests {
         let (stack, health) = facts("health: starting", "health.https=ok\n");
         assert!(matches!(plan(&stack, &health, &img), Plan::Act { .. }));
         let (stack, health) = facts("healthy", "");
-        assert!(matches!(plan(&stack, &health, &ImageConfig { domain: None, ..cfg() }), Plan::Ok(_)));
+        assert!(matches!(
+            plan(&stack, &health, &ImageConfig { domain: None, ..ImageConfig::with_site() }),
+            Plan::Ok(_)
+        ));
     }
 
     /// The HTTPS check goes to the host's own Traefik: DOMAIN resolved to
@@ -143,10 +138,10 @@ mod tests {
             },
             other => panic!("{other:?}"),
         };
-        let (why, cmd) = shown(&cfg());
+        let (why, cmd) = shown(&ImageConfig::with_site());
         assert!(why.contains("GET https://image.example.org/health at 127.0.0.1"), "{why}");
         assert!(cmd.contains("URL=https://image.example.org/health") && cmd.contains("HTTPS_ADDR=127.0.0.1"), "{cmd}");
-        let elsewhere = ImageConfig { https_addr: "127.77.1.2".parse().unwrap(), ..cfg() };
+        let elsewhere = ImageConfig { https_addr: "127.77.1.2".parse().unwrap(), ..ImageConfig::with_site() };
         let (why, cmd) = shown(&elsewhere);
         assert!(why.contains("at 127.77.1.2"), "{why}");
         assert!(cmd.contains("HTTPS_ADDR=127.77.1.2"), "{cmd}");

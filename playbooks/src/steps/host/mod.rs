@@ -3,7 +3,7 @@
 //! unsupported distribution, no root) are made before any step plans
 //! ([`crate::sequence`]), so this is where a run stops for them.
 
-use crate::host::{HostFacts, Sudo};
+use crate::host_facts::{HostFacts, Sudo};
 use crate::plan::Plan;
 use crate::settings::Config;
 

@@ -28,7 +28,7 @@ pub const SITE_COMPOSE_TEMPLATE: &str = include_str!("site-compose.yml");
 
 /// The facts script (input BASE_DIR), with the env files' list in front.
 pub fn facts_script() -> FactsScript {
-    FactsScript::root(with_libraries(&[COMPOSE_ENV_FILES_SH], FACTS_SH), &["layout_facts"])
+    FactsScript::new("steps/layout/facts.sh", FACTS_SH).with_libraries(&[COMPOSE_ENV_FILES_SH]).root(&["layout_facts"])
 }
 
 /// env-files.sh as sent, with the env files' list in front.
@@ -211,17 +211,9 @@ mod tests {
     use super::*;
     use crate::template::sha256_hex;
 
-    fn cfg() -> ImageConfig {
-        ImageConfig {
-            domain: Some("image.example.org".into()),
-            acme_email: Some("ops@example.org".into()),
-            ..ImageConfig::default()
-        }
-    }
-
     #[test]
     fn env_names_compose_files_absolutely() {
-        let env = env_text(&cfg(), "998");
+        let env = env_text(&ImageConfig::with_site(), "998");
         assert!(env.contains(
             "\nCOMPOSE_FILE=/var/docker/image/docker-compose.yml:/var/docker/image/site-docker-compose.yml\n"
         ));
@@ -233,7 +225,7 @@ mod tests {
 
     #[test]
     fn imageup_env_is_plain_key_value() {
-        let text = imageup_env_text(&cfg());
+        let text = imageup_env_text(&ImageConfig::with_site());
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (k, v) = line.split_once('=').unwrap();
             assert!(!k.is_empty() && !v.contains(['"', '\'', ' ', '#']), "{line}");
@@ -243,7 +235,7 @@ mod tests {
 
     #[test]
     fn converged_layout_is_ok_and_a_changed_secret_is_uploaded_secretly() {
-        let mut img = cfg();
+        let mut img = ImageConfig::with_site();
         img.env_files = vec![("llm.env".into(), b"LLM_URL=u\nLLM_API_KEY=k\nLLM_MODEL=m\n".to_vec())];
         let mut text = String::from(
             "layout.dirs_missing=\nlayout.clone=yes\nlayout.submodule=yes\n\

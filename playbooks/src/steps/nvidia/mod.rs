@@ -7,9 +7,9 @@
 
 use image_provision_remote::Cmd;
 
-use crate::apt::{SourceFacts, add_source, apt_install, apt_update};
+use crate::apt_get::{SourceFacts, add_source, apt_install, apt_update};
 use crate::facts::{FactsScript, RawFacts};
-use crate::host::{Family, HostFacts};
+use crate::host_facts::{Family, HostFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::Config;
 use crate::shell::with_libraries;
@@ -29,7 +29,7 @@ pub const TOOLKIT: &str = "nvidia-container-toolkit";
 
 /// The facts script (input DEBIAN_COMPONENTS), with the rewrite in front.
 pub fn facts_script() -> FactsScript {
-    FactsScript::user(with_libraries(&[DEBIAN_SOURCES_REWRITE_SH], FACTS_SH))
+    FactsScript::new("steps/nvidia/facts.sh", FACTS_SH).with_libraries(&[DEBIAN_SOURCES_REWRITE_SH])
 }
 
 /// debian-components.sh as sent, with the rewrite in front.
@@ -51,21 +51,20 @@ pub fn watched_packages(cfg: &Config) -> Vec<String> {
     [TOOLKIT.to_string(), driver_package(Family::Debian, cfg), driver_package(Family::Ubuntu, cfg)].into()
 }
 
-/// What nvidia-smi reports when the driver works.
+/// What nvidia-smi reports when the driver works (`name, driver, memory`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Smi {
-    pub name: String,
-    pub driver: String,
-    pub memory: String,
-    /// The whole line: `name, driver, memory`.
+    pub name: Option<String>,
+    pub driver: Option<String>,
+    pub memory: Option<String>,
+    /// The whole line.
     pub line: String,
 }
 
 impl Smi {
     fn parse(line: &str) -> Smi {
-        let mut parts = line.split(',').map(|p| p.trim().to_string());
-        let mut next = || parts.next().unwrap_or_else(|| "?".into());
-        Smi { name: next(), driver: next(), memory: next(), line: line.to_string() }
+        let mut parts = line.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+        Smi { name: parts.next(), driver: parts.next(), memory: parts.next(), line: line.to_string() }
     }
 }
 
@@ -215,10 +214,10 @@ mod tests {
     fn parses_nvidia_smi() {
         let (_, nvidia) = facts("nvidia.smi=NVIDIA A10G, 535.230.02, 23028 MiB\n");
         let smi = nvidia.smi.unwrap();
-        assert_eq!(
-            (smi.name.as_str(), smi.driver.as_str(), smi.memory.as_str()),
-            ("NVIDIA A10G", "535.230.02", "23028 MiB")
-        );
+        let fields = [smi.name, smi.driver, smi.memory];
+        assert_eq!(fields.map(|f| f.unwrap_or_default()), ["NVIDIA A10G", "535.230.02", "23028 MiB"]);
+        let (_, partial) = facts("nvidia.smi=NVIDIA A10G\n");
+        assert_eq!(partial.smi.unwrap().driver, None);
     }
 
     /// The dry run's reboot prediction reads the reason this plan gives.

@@ -18,14 +18,14 @@ pub const START_PULL_SH: &str = include_str!("start-pull.sh");
 pub const WAIT_PULL_SH: &str = include_str!("wait-pull.sh");
 
 pub fn facts_script() -> FactsScript {
-    FactsScript::root(FACTS_SH, &["pull_facts"])
+    FactsScript::new("steps/pull/facts.sh", FACTS_SH).root(&["pull_facts"])
 }
 
 /// The background pull.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum PullFacts {
     #[default]
-    None,
+    NotStarted,
     Running,
     /// Ended with this exit code, for the .env of this sha256.
     Done {
@@ -40,9 +40,9 @@ impl PullFacts {
             Some("running") => PullFacts::Running,
             Some(done) => match done.strip_prefix("done ").and_then(|r| r.split_once(' ')) {
                 Some((code, sha)) => PullFacts::Done { code: code.into(), env_sha: sha.into() },
-                None => PullFacts::None,
+                None => PullFacts::NotStarted,
             },
-            None => PullFacts::None,
+            None => PullFacts::NotStarted,
         }
     }
 }
@@ -99,8 +99,8 @@ mod tests {
     fn pull_states() {
         let state = |s: &str| PullFacts::parse(&RawFacts::parse(&format!("pull.state={s}\n")));
         assert_eq!(state("running"), PullFacts::Running);
-        assert_eq!(state("none"), PullFacts::None);
+        assert_eq!(state("none"), PullFacts::NotStarted);
         assert_eq!(state("done 0 abc"), PullFacts::Done { code: "0".into(), env_sha: "abc".into() });
-        assert_eq!(state("done 1"), PullFacts::None);
+        assert_eq!(state("done 1"), PullFacts::NotStarted);
     }
 }

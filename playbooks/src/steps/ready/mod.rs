@@ -11,7 +11,7 @@ pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const WAIT_READY_SH: &str = include_str!("wait-ready.sh");
 
 pub fn facts_script() -> FactsScript {
-    FactsScript::user(FACTS_SH)
+    FactsScript::new("steps/ready/facts.sh", FACTS_SH)
 }
 
 #[derive(Clone, Debug)]

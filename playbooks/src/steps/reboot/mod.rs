@@ -2,7 +2,7 @@
 //! loaded yet, or when a package asked for it, and waits for the new boot.
 
 use crate::facts::{FactsScript, RawFacts};
-use crate::host::{Family, HostFacts};
+use crate::host_facts::{Family, HostFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::Config;
 use crate::steps::nvidia::{self, NvidiaFacts};
@@ -10,7 +10,7 @@ use crate::steps::nvidia::{self, NvidiaFacts};
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
 pub fn facts_script() -> FactsScript {
-    FactsScript::user(FACTS_SH)
+    FactsScript::new("steps/reboot/facts.sh", FACTS_SH)
 }
 
 #[derive(Clone, Debug)]

@@ -29,7 +29,7 @@ pub const RUN_IMAGEUP_SH: &str = include_str!("run-imageup.sh");
 /// The facts script (input BASE_DIR). It reads what the containers facts
 /// left, so it goes after them.
 pub fn facts_script() -> FactsScript {
-    FactsScript::root(FACTS_SH, &["stack_facts"])
+    FactsScript::new("steps/stack/facts.sh", FACTS_SH).root(&["stack_facts"])
 }
 
 /// stack-up.sh as sent, with the bring-up in front.
@@ -56,7 +56,7 @@ pub fn update_command(base_dir: &str, imageup: bool, timeout: Duration) -> Cmd {
 #[derive(Clone, Debug, Default)]
 pub struct StackFacts {
     /// The stamp of the settings the stack was last brought up with.
-    pub deployed: Option<String>,
+    pub deployed_stamp: Option<String>,
     /// The services compose would run.
     pub services: Vec<String>,
     /// The stack's containers: those compose recorded in its project
@@ -69,7 +69,7 @@ impl StackFacts {
     pub fn parse(raw: &RawFacts, containers: &Containers) -> StackFacts {
         let dirs = raw.words("stack.project_dirs");
         StackFacts {
-            deployed: raw.string("stack.deployed"),
+            deployed_stamp: raw.string("stack.deployed"),
             services: raw.words("stack.services"),
             containers: containers.all.iter().filter(|c| dirs.contains(&c.working_dir)).cloned().collect(),
         }
@@ -97,7 +97,7 @@ impl StackFacts {
 
     /// Up with the settings `stamp` stands for, every service running.
     pub fn deployed_as(&self, stamp: &str) -> bool {
-        self.deployed.as_deref() == Some(stamp) && !self.services.is_empty() && self.down().is_empty()
+        self.deployed_stamp.as_deref() == Some(stamp) && !self.services.is_empty() && self.down().is_empty()
     }
 }
 
@@ -156,7 +156,7 @@ pub fn plan(
     } else {
         "docker compose pull and up (--no-imageup)".into()
     };
-    let why = if stack.deployed.is_some() { "settings changed or services down" } else { "not deployed yet" };
+    let why = if stack.deployed_stamp.is_some() { "settings changed or services down" } else { "not deployed yet" };
     Plan::Act { why: format!("{why}: {how}"), actions }
 }
 
@@ -172,7 +172,7 @@ mod tests {
     #[test]
     fn the_stack_is_its_project_directorys_containers() {
         let base = "stack.project_dirs=/var/docker/image /var/docker/image/IMAGE-server\n\
-                    stack.services=orchestrator tat\ndocker.networks=bridge\n\
+                    stack.services=orchestrator tat\ncontainers.listed=yes\ndocker.networks=bridge\n\
                     container=image\t/var/docker/image\torchestrator\trunning\to\tUp (healthy)\n\
                     container=other\t/srv/other\ttat\trunning\tt\tUp\n";
         let s = facts(base);

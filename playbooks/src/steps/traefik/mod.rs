@@ -72,11 +72,7 @@ mod tests {
 
     #[test]
     fn traefik_compose_never_says_image_in_a_name() {
-        let img = ImageConfig {
-            domain: Some("image.example.org".into()),
-            acme_email: Some("ops@example.org".into()),
-            ..ImageConfig::default()
-        };
+        let img = ImageConfig::with_site();
         let text = compose_text(&img).unwrap();
         assert!(text.contains("container_name: traefik\n"));
         assert!(!text.lines().any(|l| l.contains("name:") && l.contains("image")), "{text}");

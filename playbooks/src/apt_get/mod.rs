@@ -76,7 +76,7 @@ pub fn add_source(name: &str, source: &str, key_url: &str) -> Cmd {
 
 /// The sources facts script.
 pub fn facts_script() -> FactsScript {
-    FactsScript::user(SOURCES_FACTS_SH)
+    FactsScript::new("apt_get/sources-facts.sh", SOURCES_FACTS_SH)
 }
 
 /// The repositories [`add_source`] wrote: name, and the `deb` line in its file.

@@ -10,7 +10,7 @@ pub const FACTS_SH: &str = include_str!("facts.sh");
 
 /// The host facts script (input PACKAGES: the names the steps watch).
 pub fn facts_script() -> FactsScript {
-    FactsScript::user(FACTS_SH)
+    FactsScript::new("host_facts/facts.sh", FACTS_SH)
 }
 
 /// How the SSH user gets root (reported by the prelude's run_root_facts).
