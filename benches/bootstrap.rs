@@ -185,7 +185,8 @@ fn main() {
     );
     println!("converged steps (last run): {outcomes_seen}");
     println!("fresh steps: {}", summary(&first));
-    let times: Vec<String> = cli::summary_rows(&zero_out).iter().filter_map(|w| Some(format!("{}={}", w.first()?, w.get(2)?))).collect();
+    let times: Vec<String> =
+        cli::summary_rows(&zero_out).iter().filter_map(|w| Some(format!("{}={}", w.first()?, w.get(2)?))).collect();
     println!("fresh steps, hooks at zero (time each): {}", times.join(" "));
     println!();
     let within = conv_median.as_secs_f64() <= 2.0 * ssh_median.as_secs_f64();

@@ -314,8 +314,14 @@ pub struct CreateArgs {
     #[arg(long, env = "IMAGE_PROVISION_INSTANCE_TYPE", value_name = "TYPE")]
     pub instance_type: Option<String>,
 
-    /// Root volume size in GiB [default: 1000]
-    #[arg(long, env = "IMAGE_PROVISION_VOLUME_SIZE", value_name = "GIB")]
+    /// Root volume size in GiB, 8 to 65536 [default: 1000]
+    #[arg(
+        long,
+        env = "IMAGE_PROVISION_VOLUME_SIZE",
+        value_name = "GIB",
+        allow_negative_numbers = true,
+        value_parser = volume_gib
+    )]
     pub volume_size: Option<i32>,
 
     /// Root volume type [default: gp3]
@@ -365,6 +371,25 @@ pub struct CreateArgs {
     /// Print every AWS call with its parameters and make none
     #[arg(long)]
     pub dry_run: bool,
+
+    /// One JSON object on stdout at the end (the server, where the time
+    /// went, each host step) instead of the text summary
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What EBS allows for a root volume, in GiB.
+pub const VOLUME_GIB: std::ops::RangeInclusive<i32> = 8..=65536;
+
+/// `--volume-size`: a whole number of GiB in [`VOLUME_GIB`]; clap's error
+/// names the flag, and this says the range (a negative number is a value
+/// here, not a flag).
+fn volume_gib(text: &str) -> Result<i32, String> {
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|n| VOLUME_GIB.contains(n))
+        .ok_or_else(|| format!("give a whole number of GiB from {} to {}", VOLUME_GIB.start(), VOLUME_GIB.end()))
 }
 
 #[derive(Debug, Args, Clone, Default)]

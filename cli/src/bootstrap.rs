@@ -18,15 +18,16 @@ use crate::state;
 pub async fn run(s: BootstrapSettings) -> anyhow::Result<()> {
     let base = state::base_dir()?;
     state::ensure_private_dir(&base)?;
-    run_host_steps(HostRun {
+    let run = HostRun {
         target: s.target,
         identity: s.identity,
         policy: s.policy,
         known_hosts: base.join(state::KNOWN_HOSTS),
         dry_run: s.dry_run,
         steps: s.steps,
-    })
-    .await
+        summary: true,
+    };
+    run_host_steps(run).await.result
 }
 
 /// Where and how to run the host steps (`bootstrap`, or `ec2 create` once
@@ -38,11 +39,29 @@ pub(crate) struct HostRun {
     pub known_hosts: PathBuf,
     pub dry_run: bool,
     pub steps: Config,
+    /// Print the summary table (and the log and extension URL lines) on
+    /// stdout; off when the caller prints its own (`ec2 create --json`).
+    pub summary: bool,
+}
+
+/// How the host steps went.
+pub(crate) struct HostRunEnd {
+    /// Each step that ran, with its outcome and time.
+    pub reports: Vec<StepReport>,
+    pub log: Option<PathBuf>,
+    pub result: anyhow::Result<()>,
 }
 
 /// Connect, run every step with progress, print the summary; the log goes to
 /// the state directory's logs/.
-pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
+pub(crate) async fn run_host_steps(s: HostRun) -> HostRunEnd {
+    match host_steps(s).await {
+        Ok(end) => end,
+        Err(e) => HostRunEnd { reports: Vec::new(), log: None, result: Err(e) },
+    }
+}
+
+async fn host_steps(s: HostRun) -> anyhow::Result<HostRunEnd> {
     let known_hosts = s.known_hosts;
     let mut log = RunLog::create("bootstrap", &s.target, s.dry_run)?;
     let log_path = log.path.clone();
@@ -58,7 +77,8 @@ pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
         Err(e) => {
             log.line(&format!("connect failed: {e}"));
             let then = format!("nothing was changed; the log is {}", log_path.display());
-            return Err(Failed::remote(format!("cannot reach {}: {e}", s.target), &e, &then).into());
+            let result = Err(Failed::remote(format!("cannot reach {}: {e}", s.target), &e, &then).into());
+            return Ok(HostRunEnd { reports: Vec::new(), log: Some(log_path), result });
         }
     };
 
@@ -80,17 +100,21 @@ pub(crate) async fn run_host_steps(s: HostRun) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!("{}", table(&["STEP", "OUTCOME", "TIME", "DETAIL"], &rows));
-    println!("log: {}", log_path.display());
     log.flush();
-
-    let Some(failed) = reports.iter().find(|r| r.outcome.stops()) else {
-        if let Some(url) = extension_url.filter(|_| !s.dry_run) {
-            println!("extension URL: {url}  (enter it in the IMAGE browser extension's options page)");
+    if s.summary {
+        print!("{}", table(&["STEP", "OUTCOME", "TIME", "DETAIL"], &rows));
+        println!("log: {}", log_path.display());
+    }
+    let result = match reports.iter().find(|r| r.outcome.stops()) {
+        Some(failed) => Err(failure_error(failed, &log_path)),
+        None => {
+            if let Some(url) = extension_url.filter(|_| !s.dry_run && s.summary) {
+                println!("extension URL: {url}  (enter it in the IMAGE browser extension's options page)");
+            }
+            Ok(())
         }
-        return Ok(());
     };
-    Err(failure_error(failed, &log_path))
+    Ok(HostRunEnd { reports, log: Some(log_path), result })
 }
 
 fn failure_error(r: &StepReport, log_path: &Path) -> anyhow::Error {

@@ -2,7 +2,11 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
+use image_provision_playbooks::StepReport;
+use image_provision_playbooks::preview::{FreshImage, preview};
 use image_provision_provision::{
     self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, UbuntuRelease,
 };
@@ -45,7 +49,18 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
         provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2_error(e, None))?;
         println!("then: wait for the instance to run and answer SSH on port 22");
         if !settings.no_bootstrap {
-            println!("then: run the host steps over SSH");
+            let (version, codename) = match settings.ubuntu {
+                Ubuntu::Jammy => ("22.04", "jammy"),
+                Ubuntu::Noble => ("24.04", "noble"),
+            };
+            let image = FreshImage { version, codename, user: &settings.ssh_user };
+            println!(
+                "then: the host steps over SSH as {}, as planned for a fresh Ubuntu {version} image:",
+                settings.ssh_user
+            );
+            for (step, what) in preview(&settings.steps, &image) {
+                println!("  {:<9}: {what}", step.name());
+            }
         }
         return Ok(());
     }
@@ -64,13 +79,17 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
     spec.user_data = Some(cloud_config(&state::private_key_text(&host_key.private_path)?, &host_key.public_openssh));
     let itype = settings.instance_type.clone();
     progress.line(format!("creating {} ({itype}) in {region}", settings.name));
+    let started = Instant::now();
     let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| ec2_error(e, Some(&itype)))?;
+    let launch = started.elapsed();
     let spinner = progress.spinner(format!("waiting for {} to run and answer SSH", created.instance.id));
-    let instance =
+    let ready =
         provision::wait_for_ssh(&api, &created.instance.id, ssh_addr, settings.ready_timeout, |l| spinner.line(l))
             .await
             .map_err(|e| ec2_error(e, Some(&itype)))?;
     spinner.finish();
+    let instance = ready.instance;
+    let phases = Phases { launch, to_running: ready.to_running, to_ssh: ready.to_ssh };
 
     let ip = instance.public_ip.clone().unwrap_or_default();
     // The host key is known only if this run's key is the one the instance
@@ -95,16 +114,33 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
         Some(a) => format!("ssh -i {}{verify} -p {} {user}@{}", key.private_path.display(), a.port(), a.ip()),
         None => format!("ssh -i {}{verify} {user}@{ip}", key.private_path.display()),
     };
-    println!("name       {}", settings.name);
-    println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
-    println!("public IP  {ip}");
-    println!("zones      {}", created.zones_tried.join(", "));
-    if let Some(at) = &expires_at {
-        println!("expires    {at} (remove with: image-provision ec2 destroy --expired)");
+    let mut summary = serde_json::json!({
+        "name": settings.name,
+        "instance_id": instance.id,
+        "reused": created.reused,
+        "public_ip": ip,
+        "zones_tried": created.zones_tried,
+        "expires_at": expires_at,
+        "ssh": ssh,
+        "state_dir": state_dir.display().to_string(),
+    });
+    if !settings.json {
+        println!("name       {}", settings.name);
+        println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
+        println!("public IP  {ip}");
+        println!("zones      {}", created.zones_tried.join(", "));
+        if let Some(at) = &expires_at {
+            println!("expires    {at} (remove with: image-provision ec2 destroy --expired)");
+        }
+        println!("ssh        {ssh}");
+        println!("state      {}", state_dir.display());
+        println!("time       {}", phases.line());
     }
-    println!("ssh        {ssh}");
-    println!("state      {}", state_dir.display());
     if settings.no_bootstrap {
+        if settings.json {
+            summary["time"] = phases.json(&[]);
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
         return Ok(());
     }
     // The host steps, trusting only the host key handed over in user data.
@@ -127,15 +163,86 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
         Some(a) => (a.ip().to_string(), a.port()),
         None => (ip.clone(), image_provision_remote::DEFAULT_PORT),
     };
-    run_host_steps(HostRun {
+    let end = run_host_steps(HostRun {
         target: Target::new(user.clone(), host, port),
         identity: Identity::key_file(&key.private_path),
         policy: HostKeyPolicy::expect_openssh(&host_key.public_openssh).context("reading the server's host key")?,
         known_hosts,
         dry_run: false,
         steps: settings.steps,
+        summary: !settings.json,
     })
-    .await
+    .await;
+    if settings.json {
+        summary["time"] = phases.json(&end.reports);
+        summary["steps"] = end
+            .reports
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.step.name(),
+                    "outcome": r.outcome.label(),
+                    "seconds": secs(r.duration),
+                    "detail": r.outcome.detail(),
+                })
+            })
+            .collect();
+        summary["log"] = serde_json::json!(end.log.map(|l| l.display().to_string()));
+        summary["ok"] = serde_json::json!(end.result.is_ok());
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else if !end.reports.is_empty() {
+        println!("total      {}", phases.total_line(&end.reports));
+    }
+    end.result
+}
+
+/// Where a create's minutes went, before the host steps.
+struct Phases {
+    /// The AWS calls up to the instance launched (or found).
+    launch: Duration,
+    to_running: Duration,
+    to_ssh: Duration,
+}
+
+/// Seconds, to a tenth.
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+impl Phases {
+    fn before_steps(&self) -> Duration {
+        self.launch + self.to_running + self.to_ssh
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "launch {:.1}s, to running {:.1}s, to SSH {:.1}s",
+            self.launch.as_secs_f64(),
+            self.to_running.as_secs_f64(),
+            self.to_ssh.as_secs_f64()
+        )
+    }
+
+    fn total_line(&self, steps: &[StepReport]) -> String {
+        let host: Duration = steps.iter().map(|r| r.duration).sum();
+        format!(
+            "{:.1}s: up and answering SSH {:.1}s, host steps {:.1}s",
+            (self.before_steps() + host).as_secs_f64(),
+            self.before_steps().as_secs_f64(),
+            host.as_secs_f64()
+        )
+    }
+
+    fn json(&self, steps: &[StepReport]) -> serde_json::Value {
+        let host: Duration = steps.iter().map(|r| r.duration).sum();
+        serde_json::json!({
+            "launch_seconds": secs(self.launch),
+            "to_running_seconds": secs(self.to_running),
+            "to_ssh_seconds": secs(self.to_ssh),
+            "host_steps_seconds": secs(host),
+            "total_seconds": secs(self.before_steps() + host),
+        })
+    }
 }
 
 /// cloud-init user data that installs the host key we made, and only it, so

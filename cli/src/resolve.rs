@@ -18,7 +18,7 @@ use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
 use crate::args::{
     AwsArgs, BootstrapArgs, Command, CreateArgs, DestroyArgs, Ec2Command, HostStepArgs, ImageProfile, ListArgs,
-    ServerArgs, Ubuntu, UpdateArgs,
+    ServerArgs, Ubuntu, UpdateArgs, VOLUME_GIB,
 };
 use crate::config::{ConfigFile, Ec2Config, HostConfig};
 use crate::errors::UsageError;
@@ -237,6 +237,7 @@ pub struct CreateSettings {
     pub ready_timeout: Duration,
     pub no_bootstrap: bool,
     pub dry_run: bool,
+    pub json: bool,
     /// The host steps, once the instance answers.
     pub steps: Config,
     /// Test-only: where SSH goes instead of the instance's address.
@@ -262,9 +263,14 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         );
     }
     let volume_size = args.volume_size.or(f.volume_size).unwrap_or(DEFAULT_VOLUME_SIZE);
-    if !(8..=65536).contains(&volume_size) {
-        return Err(UsageError::new(format!("volume size {volume_size} GiB is out of range"))
-            .hint("give 8 to 65536 GiB; IMAGE's images want the default 1000"));
+    if !VOLUME_GIB.contains(&volume_size) {
+        return Err(UsageError::new(format!("config file: volume_size = {volume_size} is out of range")).hint(
+            format!(
+                "give {} to {} GiB; IMAGE's images want the default {DEFAULT_VOLUME_SIZE}",
+                VOLUME_GIB.start(),
+                VOLUME_GIB.end()
+            ),
+        ));
     }
     let volume_type = args.volume_type.clone().or_else(|| f.volume_type.clone()).unwrap_or(DEFAULT_VOLUME_TYPE.into());
     if !VOLUME_TYPES.contains(&volume_type.as_str()) {
@@ -315,6 +321,7 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         ready_timeout,
         no_bootstrap: args.no_bootstrap,
         dry_run: args.dry_run,
+        json: args.json,
         steps,
         ssh_addr: hooks.ssh_addr,
     })

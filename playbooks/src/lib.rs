@@ -33,6 +33,7 @@
 //!   gather.rs           the ONE facts command (every part) and Facts, parsed once
 //!   sequence.rs         Step: the order, and which facts each step plans from
 //!   runner.rs           runs the steps over one SSH session: outcomes, reconnects, reboots
+//!   preview.rs          what the steps would do on a fresh image (ec2 create --dry-run)
 //!   report.rs           verify's checks from the same facts
 //!   catalog.rs          every script as sent, for shellcheck
 //! ```
@@ -50,6 +51,7 @@ pub mod facts;
 pub mod gather;
 pub mod host_facts;
 pub mod plan;
+pub mod preview;
 pub mod report;
 pub mod runner;
 pub mod sequence;

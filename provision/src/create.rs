@@ -262,6 +262,16 @@ pub(crate) fn poll_delays() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// An instance that runs and answers SSH, and how long each took.
+#[derive(Debug, Clone)]
+pub struct SshReady {
+    pub instance: Instance,
+    /// From the first look to running with a public IP.
+    pub to_running: Duration,
+    /// From running to SSH's banner.
+    pub to_ssh: Duration,
+}
+
 /// Wait until the instance runs with a public IP and `ssh_addr` (or the
 /// public IP's port 22) answers with an SSH banner. Returns the instance as
 /// last seen.
@@ -271,7 +281,7 @@ pub async fn wait_for_ssh<A: Ec2Api>(
     ssh_addr_override: Option<SocketAddr>,
     timeout: Duration,
     mut log: impl FnMut(String),
-) -> Result<Instance> {
+) -> Result<SshReady> {
     let start = Instant::now();
     let mut delays = poll_delays();
     let mut last: String;
@@ -295,6 +305,7 @@ pub async fn wait_for_ssh<A: Ec2Api>(
         }
         tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
     };
+    let to_running = start.elapsed();
     let ip = instance.public_ip.clone().unwrap_or_default();
     log(format!("{instance_id} is running at {ip}"));
     let addr = match ssh_addr_override {
@@ -306,7 +317,7 @@ pub async fn wait_for_ssh<A: Ec2Api>(
         match ssh_banner(addr).await {
             Ok(banner) => {
                 log(format!("SSH answers at {addr}: {banner}"));
-                return Ok(instance);
+                return Ok(SshReady { instance, to_running, to_ssh: start.elapsed() - to_running });
             }
             Err(why) => last = format!("SSH at {addr}: {why}"),
         }

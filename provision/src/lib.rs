@@ -18,7 +18,7 @@ pub mod tags;
 
 pub use api::*;
 pub use connect::{AwsOptions, ConnectError, KNOWN_REGIONS, check_region, connect};
-pub use create::{CreateReport, Created, create, wait_for_ssh};
+pub use create::{CreateReport, Created, SshReady, create, wait_for_ssh};
 pub use destroy::{DestroyReport, destroy, destroy_expired};
 pub use dry::DryRunApi;
 pub use error::{AwsError, Error, Result};

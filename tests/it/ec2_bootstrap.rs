@@ -13,15 +13,15 @@ use image_provision_testsupport::testhost::{Distro, TestHost};
 use crate::BIN;
 
 fn create(env: &Ec2Env, host: &TestHost, name: &str) -> Output {
-    create_with(env, host, name, false)
+    create_with(env, host, name, false, &[])
 }
 
 /// `ec2 create`; with `stack` all steps to the IMAGE stack behind Traefik
 /// (the stand-in IMAGE-server repository, the site for a test domain),
 /// else part 1's steps only.
-fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool) -> Output {
+fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool, extra: &[&str]) -> Output {
     let mut cmd = env.cmd();
-    cmd.args(["ec2", "create", name, "--ssh-key"]).arg(&host.client_key);
+    cmd.args(["ec2", "create", name, "--ssh-key"]).arg(&host.client_key).args(extra);
     if stack {
         cmd.args(["--domain", "image.example.org", "--acme-email", "ops@example.org", "--imageup-timeout", "3m"])
             .args(["--repo-url", "https://github.com/Shared-Reality-Lab/IMAGE-server.git"]);
@@ -76,10 +76,14 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     host.enable_traefik_standin("image.example.org");
     let public = host_key_installed(&env, &host, "e2e");
 
-    let out = create_with(&env, &host, "e2e", true);
+    let out = create_with(&env, &host, "e2e", true, &[]);
     assert_eq!(out.status.code(), Some(0));
     let summary = stdout(&out);
     assert!(summary.contains("extension URL: https://image.example.org/"), "{summary}");
+    let time = summary.lines().find(|l| l.starts_with("time       ")).unwrap_or_default();
+    assert!(time.contains("to running ") && time.contains("to SSH "), "{summary}");
+    let total = summary.lines().find(|l| l.starts_with("total      ")).unwrap_or_default();
+    assert!(total.contains("up and answering SSH ") && total.contains("host steps "), "{summary}");
     let health = summary.lines().find(|l| l.starts_with("health")).unwrap_or_default();
     assert!(health.contains("GET https://image.example.org/health"), "{health}");
     assert!(
@@ -121,13 +125,22 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     assert!(log.starts_with(&format!("{}/logs/update-", env.state_dir().display())), "{log}");
     verify();
 
-    // Converged: a second create reuses the instance and changes nothing.
-    let again = create_with(&env, &host, "e2e", true);
+    // Converged: a second create (as JSON) reuses the instance and changes
+    // nothing; each host step is there with its time.
+    let again = create_with(&env, &host, "e2e", true, &["--json"]);
     assert_eq!(again.status.code(), Some(0));
-    assert!(stdout(&again).contains("(existing)"));
-    let again_text = stdout(&again);
-    let changed: Vec<&str> = again_text.lines().filter(|l| l.contains("changed")).collect();
-    assert!(changed.is_empty(), "a converged run changed {changed:?}");
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).expect("one JSON object on stdout");
+    assert_eq!((v["reused"].clone(), v["ok"].clone()), (true.into(), true.into()), "{v}");
+    let steps = v["steps"].as_array().unwrap_or_else(|| panic!("no steps in {v}"));
+    let names: Vec<&str> = steps.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names.first(), Some(&"host"), "{names:?}");
+    assert_eq!(names.last(), Some(&"health"), "{names:?}");
+    let changed: Vec<&serde_json::Value> =
+        steps.iter().filter(|s| s["outcome"] != "ok" && s["outcome"] != "skipped").collect();
+    assert!(changed.is_empty(), "a converged run did {changed:?}");
+    let step_secs: f64 = steps.iter().filter_map(|s| s["seconds"].as_f64()).sum();
+    let host_secs = v["time"]["host_steps_seconds"].as_f64().unwrap();
+    assert!((host_secs - step_secs).abs() < 0.1 * steps.len() as f64, "{host_secs} vs {step_secs}");
     assert_eq!(host.reboots(), 1);
 
     let out = env.run(&["ec2", "destroy", "e2e", "--yes"]);

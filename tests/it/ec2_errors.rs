@@ -182,6 +182,7 @@ fn bad_input_is_refused_before_any_aws_call() {
     std::fs::write(dir.join("junk"), "not a key\n").unwrap();
     std::fs::write(dir.join("bad.toml"), "[ec2]\ninstance_type = \"g5.xlarge\"\nvolume_size = \"huge\"\n").unwrap();
     std::fs::write(dir.join("typo.toml"), "[ec2]\ninstance_typo = \"g5.xlarge\"\n").unwrap();
+    std::fs::write(dir.join("small.toml"), "[ec2]\nvolume_size = 5\n").unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["ec2", "create", "Not_A_Label"], "is not a DNS label"),
         (&["ec2", "create", "ok", "--region", "us-esst-1"], "unknown AWS region \"us-esst-1\""),
@@ -196,6 +197,16 @@ fn bad_input_is_refused_before_any_aws_call() {
         (&["ec2", "create", "ok", "--ssh-cidr", "1.2.3.4"], "is not a CIDR block"),
         (&["ec2", "create", "ok", "--ami", "ubuntu"], "is not an AMI id"),
         (&["ec2", "create", "ok", "--ubuntu", "20.04"], "invalid value '20.04'"),
+        (
+            &["ec2", "create", "ok", "--volume-size", "-5"],
+            "'--volume-size <GIB>': give a whole number of GiB from 8 to 65536",
+        ),
+        (
+            &["ec2", "create", "ok", "--volume-size", "big"],
+            "'--volume-size <GIB>': give a whole number of GiB from 8 to 65536",
+        ),
+        (&["ec2", "create", "ok", "--volume-size", "7"], "from 8 to 65536"),
+        (&["--config", "small.toml", "ec2", "create", "ok"], "config file: volume_size = 5 is out of range"),
         (&["ec2", "create", "ok", "--spot-only"], "--spot-only needs --spot"),
         (&["ec2", "destroy", "Bad.Name", "--yes"], "is not a DNS label"),
         (&["ec2", "destroy"], "required"),
@@ -265,6 +276,34 @@ fn dry_run_prints_every_call_and_makes_none() {
     let tags = params["TagSpecifications"].to_string();
     assert!(tags.contains("image-provision:expires-at") && tags.contains("\"volume\""), "{tags}");
     assert!(text.contains("eu-west-1"), "{text}");
+    // Then the host steps, as planned for a fresh Ubuntu 22.04 image: each
+    // step named, with what it would install or write.
+    let steps: Vec<(&str, &str)> =
+        text.lines().filter_map(|l| l.strip_prefix("  ")).filter_map(|l| l.split_once(": ")).collect();
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.trim()).collect();
+    assert_eq!(
+        names,
+        [
+            "host",
+            "ready",
+            "apt",
+            "docker",
+            "layout",
+            "pull",
+            "nvidia",
+            "reboot",
+            "gpu-check",
+            "traefik",
+            "stack",
+            "health"
+        ],
+        "{text}"
+    );
+    let what = |step: &str| steps.iter().find(|(s, _)| s.trim() == step).map(|(_, w)| *w).unwrap_or_default();
+    assert!(what("docker").contains("install docker.io docker-compose-v2"), "{text}");
+    assert!(what("nvidia").contains("install nvidia-driver-535-server"), "{text}");
+    assert!(what("layout").contains("clone https://github.com/Shared-Reality-Lab/IMAGE-server.git"), "{text}");
+    assert!(what("stack").contains("bin/imageup"), "{text}");
     assert!(actions(&env).is_empty(), "the dry run called AWS: {:?}", actions(&env));
     assert!(!env.state_dir().exists(), "the dry run wrote local state");
 

@@ -69,6 +69,9 @@ fn create_makes_what_the_guide_asks_and_destroy_leaves_nothing() {
     let key_path = env.state_dir().join("gpu-1/id_ed25519");
     assert!(text.contains(&format!("ssh -i {}", key_path.display())), "{text}");
     assert!(text.contains("state      ") && text.contains("public IP  "), "{text}");
+    // Where the time went: the AWS calls, to running, to SSH.
+    let time = text.lines().find(|l| l.starts_with("time       ")).unwrap_or_else(|| panic!("no time line in\n{text}"));
+    assert!(time.contains("launch ") && time.contains("to running ") && time.contains("to SSH "), "{time}");
 
     let client = env.client();
     let rt = rt();
@@ -96,6 +99,18 @@ fn create_makes_what_the_guide_asks_and_destroy_leaves_nothing() {
         )
         .unwrap();
     assert_eq!(shutdown.instance_initiated_shutdown_behavior().and_then(|v| v.value()), Some("terminate"));
+
+    // The same create again, as JSON: the instance found, the phases timed.
+    let again = env.run(&["ec2", "create", "gpu-1", "--no-bootstrap", "--ttl", "4h", "--json"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).expect("one JSON object on stdout");
+    assert_eq!(v["instance_id"], i.instance_id().unwrap());
+    assert_eq!(v["reused"], true);
+    for phase in ["launch_seconds", "to_running_seconds", "to_ssh_seconds", "total_seconds"] {
+        assert!(v["time"][phase].as_f64().is_some_and(|s| s >= 0.0), "{phase} in {v}");
+    }
+    assert_eq!(v["time"]["host_steps_seconds"], 0.0, "--no-bootstrap ran no host step");
+    assert!(v.get("steps").is_none(), "{v}");
 
     // Root volume: 1000 GiB gp3 on the AMI's root device, deleted with the instance.
     let bdm = &i.block_device_mappings()[0];

@@ -1,0 +1,101 @@
+//! What the host steps would do on a host that does not exist yet (`ec2
+//! create --dry-run`): each step planned from the facts of a fresh cloud
+//! image (nothing of ours installed, cloud-init still running, an NVIDIA
+//! GPU), the IMAGE steps from those facts as the steps before them leave
+//! them (Docker running with its group, then the clone). Plans, not
+//! guesses: the same code that plans a real run.
+
+use crate::gather::Facts;
+use crate::plan::Plan;
+use crate::sequence::Step;
+use crate::settings::Config;
+
+/// The Ubuntu release a fresh image runs: its version and codename.
+pub struct FreshImage<'a> {
+    pub version: &'a str,
+    pub codename: &'a str,
+    /// The image's login user.
+    pub user: &'a str,
+}
+
+fn fresh_facts(image: &FreshImage, more: &str) -> Facts {
+    Facts::parse(&format!(
+        "os.id=ubuntu\nos.version={v}\nos.codename={c}\nos.pretty=Ubuntu {v} (a fresh image)\nuser={u}\n\
+         sudo=nopasswd\ngpu=00:1e.0 3D controller [0302]: the instance's NVIDIA GPU\ncloud_init=running\n{more}",
+        v = image.version,
+        c = image.codename,
+        u = image.user,
+    ))
+}
+
+/// Each step this configuration runs, with what it would do.
+pub fn preview(cfg: &Config, image: &FreshImage) -> Vec<(Step, String)> {
+    const DOCKER: &str = "docker.gid=999\ncontainers.listed=yes\ndocker.networks=bridge host none\n";
+    let fresh = fresh_facts(image, "");
+    // After the docker step: the group exists, the daemon lists containers;
+    // the IMAGE working directory is still empty.
+    let with_docker = fresh_facts(image, &format!("{DOCKER}layout.dirs_missing=cache testing/warmup\n"));
+    // After the layout step: the clone is there; then the pull it starts.
+    let with_clone = fresh_facts(image, &format!("{DOCKER}layout.clone=yes\n"));
+    let pulling = fresh_facts(image, &format!("{DOCKER}layout.clone=yes\npull.state=running\n"));
+    Step::for_config(cfg)
+        .into_iter()
+        .map(|step| {
+            let facts = match step {
+                Step::Layout | Step::Traefik => &with_docker,
+                Step::Pull => &with_clone,
+                Step::Stack | Step::Health => &pulling,
+                _ => &fresh,
+            };
+            let what = match step.plan(facts, cfg, true) {
+                Plan::Act { why, .. } => why,
+                Plan::Ok(why) => why,
+                Plan::Skip(why) => format!("skipped: {why}"),
+                Plan::Pending(why) => format!("after the steps above: {why}"),
+                // The GPU check's refusal: no driver yet on a fresh image.
+                Plan::Refuse { .. } if step == Step::GpuCheck => {
+                    "check nvidia-smi and Docker's nvidia runtime once the steps above have run".into()
+                }
+                Plan::Refuse { message, .. } => format!("would stop: {message}"),
+            };
+            (step, what)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::ImageConfig;
+
+    /// Every step says what it would install or write on a fresh image.
+    #[test]
+    fn a_fresh_image_gets_every_step() {
+        let cfg = Config { image: Some(ImageConfig::with_site()), ..Config::default() };
+        let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu" };
+        let plan = preview(&cfg, &image);
+        let names: Vec<&str> = plan.iter().map(|(s, _)| s.name()).collect();
+        assert_eq!(names, Step::for_config(&cfg).iter().map(|s| s.name()).collect::<Vec<_>>());
+        let what = |name: &str| plan.iter().find(|(s, _)| s.name() == name).map(|(_, w)| w.clone()).unwrap();
+        assert!(what("ready").contains("cloud-init running"), "{}", what("ready"));
+        assert!(what("docker").contains("install docker.io docker-compose-v2"), "{}", what("docker"));
+        assert!(what("docker").contains("add ubuntu to the docker group"), "{}", what("docker"));
+        assert!(what("nvidia").contains("install nvidia-driver-535-server"), "{}", what("nvidia"));
+        assert!(what("nvidia").contains("install nvidia-container-toolkit"), "{}", what("nvidia"));
+        assert!(what("reboot").contains("NVIDIA driver"), "{}", what("reboot"));
+        assert!(
+            what("layout").contains("clone https://github.com/Shared-Reality-Lab/IMAGE-server.git"),
+            "{}",
+            what("layout")
+        );
+        assert!(what("layout").contains("write .env") && what("layout").contains("write site-docker-compose.yml"));
+        assert!(what("layout").contains("create /var/docker/image/cache"), "{}", what("layout"));
+        assert!(what("pull").contains("start pulling"), "{}", what("pull"));
+        assert!(what("traefik").contains("write /var/docker/traefik/docker-compose.yml"), "{}", what("traefik"));
+        assert!(what("stack").contains("bin/imageup"), "{}", what("stack"));
+        assert!(what("health").contains("https://image.example.org/health"), "{}", what("health"));
+        for (step, w) in &plan {
+            assert!(!w.starts_with("would stop") && !w.starts_with("after the steps above"), "{}: {w}", step.name());
+        }
+    }
+}
