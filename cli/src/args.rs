@@ -207,6 +207,18 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_ACME_EMAIL", value_name = "EMAIL")]
     pub acme_email: Option<String>,
 
+    /// Certificates from Let's Encrypt's staging server (with --domain):
+    /// far higher rate limits, for test and ephemeral servers; browsers do
+    /// not trust them. Switching a server to or from staging clears the
+    /// certificates the other server issued
+    #[arg(long, env = "IMAGE_PROVISION_ACME_STAGING", value_parser = clap::builder::BoolishValueParser::new(), conflicts_with = "acme_server")]
+    pub acme_staging: bool,
+
+    /// Another ACME directory for the certificates (with --domain), e.g. a
+    /// test server [default: Let's Encrypt's production directory]
+    #[arg(long, env = "IMAGE_PROVISION_ACME_SERVER", value_name = "URL")]
+    pub acme_server: Option<String>,
+
     /// Tag of the IMAGE images to run (REGISTRY_TAG) [default: latest]
     #[arg(long, env = "IMAGE_PROVISION_REGISTRY_TAG", value_name = "TAG")]
     pub registry_tag: Option<String>,

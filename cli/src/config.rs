@@ -38,6 +38,8 @@ pub struct HostConfig {
     pub no_stack: Option<bool>,
     pub domain: Option<String>,
     pub acme_email: Option<String>,
+    pub acme_staging: Option<bool>,
+    pub acme_server: Option<String>,
     pub registry_tag: Option<String>,
     pub image_profile: Option<String>,
     /// NAME = PATH, e.g. `"llm.env" = "/home/me/image/llm.env"`.

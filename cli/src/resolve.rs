@@ -471,6 +471,22 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
             "Let's Encrypt registers the certificate's account under an e-mail address: pass --acme-email you@example.org",
         ));
     }
+    let staging = on(a.acme_staging, f.acme_staging);
+    let acme_server =
+        checked("--acme-server", a.acme_server.as_ref(), f.acme_server.as_ref(), validate::check_acme_server)?;
+    if staging && acme_server.is_some() {
+        return Err(UsageError::new("--acme-staging and --acme-server name two ACME servers")
+            .hint("give one: --acme-staging for Let's Encrypt's staging server, or --acme-server URL for another"));
+    }
+    if domain.is_none() && (staging || acme_server.is_some()) {
+        return Err(UsageError::new("--acme-staging or --acme-server without --domain")
+            .hint("they choose where the certificate of --domain comes from; give --domain too"));
+    }
+    let acme_server = match (staging, acme_server) {
+        (true, _) => settings::LETS_ENCRYPT_STAGING.to_string(),
+        (false, Some(url)) => url,
+        (false, None) => settings::LETS_ENCRYPT.to_string(),
+    };
     if domain.is_none() && acme_email.is_some() {
         return Err(UsageError::new("--acme-email without --domain")
             .hint("the e-mail is for the certificate of --domain; give both"));
@@ -514,6 +530,7 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
         ),
         domain,
         acme_email,
+        acme_server,
         registry_tag: text(
             checked("--registry-tag", a.registry_tag.as_ref(), f.registry_tag.as_ref(), validate::check_registry_tag)?,
             defaults.registry_tag,

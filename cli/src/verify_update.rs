@@ -144,6 +144,9 @@ fn show(host: &str, r: &Report, json: bool, log: Option<&Path>) -> anyhow::Resul
         println!("docker          {}", dash(&r.docker_version));
         println!("nvidia runtime  {}", if r.docker_nvidia_runtime { "yes" } else { "no" });
         println!("traefik         {}", if r.traefik_running { "running" } else { "not running" });
+        if let Some(s) = &r.acme_server {
+            println!("certificates    {}", image_provision_playbooks::settings::acme_server_name(s));
+        }
         println!("orchestrator    {}", dash(&r.orchestrator));
         println!("extension URL   {}", dash(&r.extension_url));
         println!();

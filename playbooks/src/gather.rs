@@ -10,7 +10,7 @@ use crate::apt_get::{self, SourceFacts};
 use crate::containers::{self, Containers};
 use crate::facts::{self, FactsScript, RawFacts};
 use crate::host_facts::{self, HostFacts};
-use crate::settings::{Config, DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR};
+use crate::settings::{Config, DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, TRAEFIK_DIR};
 use crate::steps::apt::AptFacts;
 use crate::steps::docker::{self, DockerFacts};
 use crate::steps::health::{self, HealthFacts};
@@ -20,7 +20,7 @@ use crate::steps::pull::{self, PullFacts};
 use crate::steps::ready::{self, ReadyFacts};
 use crate::steps::reboot::{self, RebootFacts};
 use crate::steps::stack::{self, StackFacts};
-use crate::steps::traefik;
+use crate::steps::traefik::{self, TraefikFacts};
 use crate::template::{self, FileFacts};
 
 /// Everything the steps and the verify report know about the host, parsed
@@ -38,6 +38,7 @@ pub struct Facts {
     pub files: FileFacts,
     pub pull: PullFacts,
     pub containers: Containers,
+    pub traefik: TraefikFacts,
     pub stack: StackFacts,
     pub health: HealthFacts,
 }
@@ -57,6 +58,7 @@ impl Facts {
             layout: LayoutFacts::parse(&raw),
             files: FileFacts::parse(&raw),
             pull: PullFacts::parse(&raw),
+            traefik: TraefikFacts::parse(&raw),
             stack: StackFacts::parse(&raw, &containers),
             health: HealthFacts::parse(&raw),
             containers,
@@ -128,6 +130,7 @@ fn parts(inputs: &FactsInputs) -> Vec<FactsScript> {
             template::facts_script(),
             pull::facts_script(),
             containers::facts_script(),
+            traefik::facts_script(),
             stack::facts_script(),
             health::facts_script(),
         ]);
@@ -143,6 +146,7 @@ pub fn command(inputs: &FactsInputs) -> Cmd {
         .env("DEBIAN_COMPONENTS", DEBIAN_NVIDIA_COMPONENTS);
     let Some(base) = &inputs.base_dir else { return cmd };
     cmd.env("BASE_DIR", base)
+        .env("TRAEFIK_DIR", TRAEFIK_DIR)
         .env("FILES", inputs.files.join(" "))
         .env("DOMAIN", inputs.domain.clone().unwrap_or_default())
         .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })

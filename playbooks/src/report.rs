@@ -8,7 +8,7 @@ use image_provision_remote::Cmd;
 use serde::Serialize;
 
 use crate::gather::{self, Facts, FactsInputs};
-use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, extension_url, health_url};
+use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, acme_server_name, extension_url, health_url};
 use crate::steps::traefik;
 
 /// What to check, and where.
@@ -88,6 +88,8 @@ pub struct Report {
     pub docker_version: Option<String>,
     pub docker_nvidia_runtime: bool,
     pub traefik_running: bool,
+    /// The ACME directory Traefik asks for certificates, when it is set up.
+    pub acme_server: Option<String>,
     pub services: Vec<String>,
     pub running: Vec<String>,
     pub orchestrator: Option<String>,
@@ -164,7 +166,11 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
             check(
                 "traefik",
                 traefik_running,
-                if traefik_running { "container traefik running".to_string() } else { "Traefik is not running".into() },
+                match (traefik_running, &f.traefik.acme_server) {
+                    (true, Some(s)) => format!("container traefik running; certificates from {}", acme_server_name(s)),
+                    (true, None) => "container traefik running".to_string(),
+                    (false, _) => "Traefik is not running".into(),
+                },
             );
         }
         let down = f.stack.down();
@@ -204,6 +210,7 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         docker_version,
         docker_nvidia_runtime: nvidia_runtime,
         traefik_running,
+        acme_server: f.traefik.acme_server.clone(),
         services,
         running,
         orchestrator,
@@ -258,6 +265,12 @@ mod tests {
         assert_eq!(r.driver_version.as_deref(), Some("535.230.02"));
         assert_eq!(r.gpu.memory.as_deref(), Some("23028 MiB"));
         assert_eq!(r.extension_url.as_deref(), Some("https://image.example.org/"));
+        let staging =
+            format!("{text}traefik.configured=yes\ntraefik.acme_server={}\n", crate::settings::LETS_ENCRYPT_STAGING);
+        let r = evaluate(&Facts::parse(&staging), &ReportOptions { https_check: false, ..Default::default() });
+        let traefik = r.checks.iter().find(|c| c.name == "traefik").unwrap();
+        assert!(traefik.detail.contains("Let's Encrypt staging"), "{}", traefik.detail);
+        assert_eq!(r.acme_server.as_deref(), Some(crate::settings::LETS_ENCRYPT_STAGING));
         let down = text.replace("orchestrator\trunning", "orchestrator\texited");
         let r = evaluate(&Facts::parse(&down), &ReportOptions::default());
         assert_eq!(r.failed, ["stack", "orchestrator"]);

@@ -110,7 +110,7 @@ impl Step {
                 let deployed = steps::stack::deployed(gid, &f.stack, img);
                 steps::pull::plan(gid, &f.layout, &f.containers, deployed, &f.pull, img)
             }
-            (Step::Traefik, Some(img)) => steps::traefik::plan(&f.containers, &f.files, img),
+            (Step::Traefik, Some(img)) => steps::traefik::plan(&f.containers, &f.files, &f.traefik, img),
             (Step::Stack, Some(img)) => steps::stack::plan(gid, &f.layout, &f.containers, &f.pull, &f.stack, img),
             (Step::Health, Some(img)) => steps::health::plan(&f.stack, &f.health, img),
         };

@@ -19,6 +19,12 @@ pub const DEFAULT_REGISTRY_TAG: &str = "latest";
 pub const DEFAULT_IMAGEUP_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Let's Encrypt's ACME directories: production (Traefik's default), and
+/// staging, whose certificates browsers do not trust but whose rate limits
+/// are far higher (for test and ephemeral servers).
+pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
 /// Traefik's own compose project, beside the stack's.
 pub const TRAEFIK_DIR: &str = "/var/docker/traefik";
 /// The site's compose override, in the IMAGE working directory.
@@ -101,6 +107,10 @@ pub struct ImageConfig {
     /// certifies it. None: no Traefik routes and no HTTPS check.
     pub domain: Option<String>,
     pub acme_email: Option<String>,
+    /// The ACME directory Traefik's certresolver asks for certificates:
+    /// [`LETS_ENCRYPT`], [`LETS_ENCRYPT_STAGING`], or another (a test
+    /// server).
+    pub acme_server: String,
     pub registry_tag: String,
     pub profile: Profile,
     pub pii_logging: bool,
@@ -127,6 +137,7 @@ impl Default for ImageConfig {
             repo_branch: DEFAULT_REPO_BRANCH.into(),
             domain: None,
             acme_email: None,
+            acme_server: LETS_ENCRYPT.into(),
             registry_tag: DEFAULT_REGISTRY_TAG.into(),
             profile: Profile::Production,
             pii_logging: false,
@@ -180,6 +191,15 @@ impl ImageConfig {
             acme_email: Some("ops@example.org".into()),
             ..ImageConfig::default()
         }
+    }
+}
+
+/// What a person calls an ACME directory.
+pub fn acme_server_name(url: &str) -> &str {
+    match url {
+        LETS_ENCRYPT => "Let's Encrypt",
+        LETS_ENCRYPT_STAGING => "Let's Encrypt staging (certificates browsers do not trust)",
+        other => other,
     }
 }
 

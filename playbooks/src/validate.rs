@@ -111,6 +111,14 @@ pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An ACME directory URL (https, no white space or quotes: it goes into
+/// Traefik's command line in a compose file).
+pub fn check_acme_server(u: &str) -> Result<(), String> {
+    let ok = u.strip_prefix("https://").is_some_and(|rest| !rest.is_empty())
+        && !u.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'');
+    if ok { Ok(()) } else { Err(format!("{u:?} is not an https:// URL")) }
+}
+
 /// An Ubuntu NVIDIA server driver branch (the package is nvidia-driver-BRANCH).
 pub fn check_driver_branch(b: &str) -> Result<(), String> {
     if b.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
@@ -140,6 +148,14 @@ pub fn check_key_url(u: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acme_servers() {
+        assert!(check_acme_server("https://acme-staging-v02.api.letsencrypt.org/directory").is_ok());
+        for bad in ["http://x/dir", "https://", "https://x/ dir", "https://x/\"dir", "acme.example.org"] {
+            assert!(check_acme_server(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn domains() {

@@ -320,6 +320,46 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(step_line(&third, "health").contains(&format!("GET https://{DOMAIN}/health")));
     assert_eq!(cli::imageups(&host), 1, "bringing Traefik back needs no imageup");
 
+    // Switched to Let's Encrypt's staging server: Traefik is stopped, the
+    // production certificates it stored are cleared, and it comes back
+    // asking staging; verify says so. Nothing else changes.
+    let traefik_compose = "/var/docker/traefik/docker-compose.yml";
+    assert!(text(&host, traefik_compose).contains("acme.caserver=https://acme-v02.api.letsencrypt.org/directory"));
+    host.sh_ok("mkdir -p /var/docker/traefik/letsencrypt && echo '{\"myresolver\":{}}' > /var/docker/traefik/letsencrypt/acme.json");
+    let staging_args: Vec<&str> = args.iter().copied().chain(["--acme-staging"]).collect();
+    let fourth = bootstrap(&host, state.path(), &staging_args);
+    assert!(fourth.status.success(), "{}", stderr(&fourth));
+    let changed: Vec<String> =
+        outcomes(&fourth).into_iter().filter(|(_, o)| o != "ok").map(|(s, o)| format!("{s}={o}")).collect();
+    assert_eq!(changed, ["traefik=changed"]);
+    let traefik_line = step_line(&fourth, "traefik");
+    assert!(
+        traefik_line.contains("clear the certificates of Let's Encrypt for Let's Encrypt staging"),
+        "{traefik_line}"
+    );
+    assert!(!host.exists("/var/docker/traefik/letsencrypt/acme.json"), "the production certificates were kept");
+    assert!(
+        text(&host, traefik_compose).contains("acme.caserver=https://acme-staging-v02.api.letsencrypt.org/directory")
+    );
+    let calls = host.calls();
+    let last = |verb: &str| {
+        calls.iter().rposition(|c| c.contains("--project-directory /var/docker/traefik") && c.ends_with(verb))
+    };
+    let (stop, up) = (last(" stop"), last("up -d"));
+    assert!(stop.is_some() && stop < up, "Traefik stopped, then up:\n{}", calls.join("\n"));
+    assert!(host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "Traefik is back");
+    assert!(step_line(&fourth, "health").contains(&format!("GET https://{DOMAIN}/health")));
+    let verify =
+        cli::run(&mut cli::on_host(BIN, &host, host.default_user(), state.path(), &["verify", "--json"]), "verify");
+    assert_eq!(verify.status.code(), Some(0), "verify on staging: {}", stderr(&verify));
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["acme_server"], "https://acme-staging-v02.api.letsencrypt.org/directory", "{v}");
+    let traefik_check = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "traefik").unwrap();
+    assert!(traefik_check["detail"].as_str().unwrap().contains("Let's Encrypt staging"), "{traefik_check}");
+    // Staging again: converged, nothing cleared.
+    let fifth = bootstrap(&host, state.path(), &staging_args);
+    assert!(outcomes(&fifth).iter().all(|(_, o)| o == "ok"), "{:?}", outcomes(&fifth));
+
     // health.sh itself (the health step runs it when the facts did not see
     // the stack answer yet): through the stand-in's address it answers;
     // through an address where nothing listens it fails, naming it.
@@ -393,6 +433,27 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
             vec!["--domain: \"not_a host\" is not a host name".into()],
         ),
         (vec!["--domain".into(), DOMAIN.into()], vec!["--domain needs --acme-email".into()]),
+        (vec!["--acme-staging".into()], vec!["--acme-staging or --acme-server without --domain".into()]),
+        (
+            ["--domain", DOMAIN, "--acme-email", "ops@example.org", "--acme-server", "http://acme.test/dir"]
+                .map(String::from)
+                .to_vec(),
+            vec!["--acme-server: \"http://acme.test/dir\" is not an https:// URL".into()],
+        ),
+        (
+            [
+                "--domain",
+                DOMAIN,
+                "--acme-email",
+                "ops@example.org",
+                "--acme-staging",
+                "--acme-server",
+                "https://a.test/d",
+            ]
+            .map(String::from)
+            .to_vec(),
+            vec!["cannot be used with".into()],
+        ),
         (
             vec!["--base-dir".into(), "relative/dir".into()],
             vec!["--base-dir: \"relative/dir\" is not an absolute path".into()],

@@ -7,11 +7,43 @@
 use image_provision_remote::Cmd;
 
 use crate::containers::Containers;
+use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{ImageConfig, TRAEFIK_DIR};
+use crate::settings::{ImageConfig, LETS_ENCRYPT, TRAEFIK_DIR, acme_server_name};
 use crate::template::{FileFacts, render, upload};
 
 pub const COMPOSE_TEMPLATE: &str = include_str!("traefik-compose.yml");
+pub const FACTS_SH: &str = include_str!("facts.sh");
+
+/// The facts script (input TRAEFIK_DIR).
+pub fn facts_script() -> FactsScript {
+    FactsScript::new("steps/traefik/facts.sh", FACTS_SH).root(&["traefik_facts"])
+}
+
+/// Where Traefik keeps the certificates it was issued (the compose file
+/// mounts ./letsencrypt).
+pub fn certificate_store() -> String {
+    format!("{TRAEFIK_DIR}/letsencrypt/acme.json")
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TraefikFacts {
+    /// The ACME directory Traefik's compose file asks, when there is one.
+    pub acme_server: Option<String>,
+    /// Traefik has stored certificates.
+    pub certificates: bool,
+}
+
+impl TraefikFacts {
+    pub fn parse(raw: &RawFacts) -> TraefikFacts {
+        let configured = raw.yes("traefik.configured");
+        TraefikFacts {
+            // A file without the setting asks Traefik's default, production.
+            acme_server: configured.then(|| raw.string("traefik.acme_server").unwrap_or_else(|| LETS_ENCRYPT.into())),
+            certificates: raw.yes("traefik.certificates"),
+        }
+    }
+}
 
 /// Pinned: a Traefik upgrade is a decision, not a side effect of a re-run.
 /// v3.6.1 is the first release that talks to Docker 29's API.
@@ -21,7 +53,10 @@ pub const TRAEFIK_IMAGE: &str = "traefik:v3.6.13";
 pub fn compose_text(img: &ImageConfig) -> Option<String> {
     let email = img.acme_email.as_deref()?;
     img.domain.as_ref()?;
-    Some(render(COMPOSE_TEMPLATE, &[("TRAEFIK_IMAGE", TRAEFIK_IMAGE), ("ACME_EMAIL", email)]))
+    Some(render(
+        COMPOSE_TEMPLATE,
+        &[("TRAEFIK_IMAGE", TRAEFIK_IMAGE), ("ACME_EMAIL", email), ("ACME_SERVER", &img.acme_server)],
+    ))
 }
 
 /// The files this step writes.
@@ -34,7 +69,7 @@ pub fn running(containers: &Containers) -> bool {
     containers.all.iter().any(|c| c.project == "traefik" && c.name == "traefik" && c.running())
 }
 
-pub fn plan(containers: &Containers, files: &FileFacts, img: &ImageConfig) -> Plan {
+pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, img: &ImageConfig) -> Plan {
     if !containers.listed {
         return Plan::Pending("Docker must be running".into());
     }
@@ -57,13 +92,30 @@ pub fn plan(containers: &Containers, files: &FileFacts, img: &ImageConfig) -> Pl
         why.push(format!("write {path}"));
         actions.push(upload(path.clone(), compose, 0o644, false));
     }
+    // Certificates another ACME server issued (staging's, or production's
+    // on a server switched to staging) would be served on: stop Traefik and
+    // clear them, so the new server issues the right ones.
+    let compose_cmd =
+        |verb: &str| Cmd::new("docker").args(["compose", "--project-directory", TRAEFIK_DIR, "-f", &path, verb]).sudo();
+    if traefik.certificates && traefik.acme_server.as_ref().is_some_and(|s| *s != img.acme_server) {
+        why.push(format!(
+            "clear the certificates of {} for {}",
+            acme_server_name(traefik.acme_server.as_deref().unwrap_or_default()),
+            acme_server_name(&img.acme_server)
+        ));
+        actions.push(Action::Change(compose_cmd("stop")));
+        actions.push(Action::Change(Cmd::new("rm").args(["-f", "--", &certificate_store()]).sudo()));
+    }
     if changed || !running(containers) {
         why.push("bring Traefik up".into());
-        actions.push(Action::Change(
-            Cmd::new("docker").args(["compose", "--project-directory", TRAEFIK_DIR, "-f", &path, "up", "-d"]).sudo(),
-        ));
+        actions.push(Action::Change(compose_cmd("up").arg("-d")));
     }
-    Plan::from_actions(why, actions, || format!("{TRAEFIK_IMAGE} running on 80/443, network traefik"))
+    Plan::from_actions(why, actions, || {
+        format!(
+            "{TRAEFIK_IMAGE} running on 80/443, network traefik; certificates from {}",
+            acme_server_name(&img.acme_server)
+        )
+    })
 }
 
 #[cfg(test)]
@@ -77,5 +129,50 @@ mod tests {
         assert!(text.contains("container_name: traefik\n"));
         assert!(!text.lines().any(|l| l.contains("name:") && l.contains("image")), "{text}");
         assert!(text.contains("acme.email=ops@example.org"));
+        assert!(text.contains(&format!("acme.caserver={}\"", crate::settings::LETS_ENCRYPT)), "{text}");
+    }
+
+    fn commands(plan: Plan) -> Vec<String> {
+        match plan {
+            Plan::Act { actions, .. } => actions.iter().map(|a| a.describe(false)).collect(),
+            other => panic!("expected actions, got {other:?}"),
+        }
+    }
+
+    /// Switching ACME servers clears the certificates the other one issued,
+    /// with Traefik stopped, before Traefik comes up with the new server.
+    #[test]
+    fn switching_acme_servers_clears_the_stored_certificates() {
+        use crate::settings::{LETS_ENCRYPT, LETS_ENCRYPT_STAGING};
+        let raw = RawFacts::parse(
+            "containers.listed=yes\ndocker.networks=bridge traefik\n\
+             container=traefik\t/var/docker/traefik\ttraefik\trunning\ttraefik\tUp 1 hour\n",
+        );
+        let containers = Containers::parse(&raw);
+        let staging = ImageConfig { acme_server: LETS_ENCRYPT_STAGING.into(), ..ImageConfig::with_site() };
+        let was = |server: &str, certificates: bool| TraefikFacts { acme_server: Some(server.into()), certificates };
+        let cmds = commands(plan(&containers, &FileFacts::default(), &was(LETS_ENCRYPT, true), &staging));
+        let at = |needle: &str| {
+            cmds.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("{needle} in {cmds:?}"))
+        };
+        assert!(at("upload") < at(" stop") && at(" stop") < at("rm -f -- /var/docker/traefik/letsencrypt/acme.json"));
+        assert!(at("acme.json") < at("up -d"), "{cmds:?}");
+        // Back to production: the staging certificates go too.
+        let cmds = commands(plan(
+            &containers,
+            &FileFacts::default(),
+            &was(LETS_ENCRYPT_STAGING, true),
+            &ImageConfig::with_site(),
+        ));
+        assert!(cmds.iter().any(|c| c.contains("acme.json")), "{cmds:?}");
+        // Same server, or nothing stored: nothing cleared.
+        for facts in [was(LETS_ENCRYPT_STAGING, true), was(LETS_ENCRYPT, false)] {
+            let cmds = commands(plan(&containers, &FileFacts::default(), &facts, &staging));
+            assert!(!cmds.iter().any(|c| c.contains("acme.json")), "{facts:?}: {cmds:?}");
+        }
+        // A compose file from before the setting asks production.
+        let old = TraefikFacts::parse(&RawFacts::parse("traefik.configured=yes\ntraefik.certificates=yes\n"));
+        assert_eq!(old.acme_server.as_deref(), Some(LETS_ENCRYPT));
+        assert_eq!(TraefikFacts::parse(&RawFacts::parse("")).acme_server, None);
     }
 }

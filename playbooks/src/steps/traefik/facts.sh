@@ -1,0 +1,20 @@
+# shellcheck shell=bash
+# The traefik step's facts (playbooks/src/steps/traefik): the ACME directory
+# the running configuration asks for certificates (from its compose file),
+# and whether certificates are stored (acme.json), so that switching between
+# Let's Encrypt's staging and production clears the ones the other issued.
+# As root (Traefik's directory is root's): traefik_facts runs in
+# run_root_facts.
+# Inputs: TRAEFIK_DIR.
+
+root_facts_env+=(TRAEFIK_DIR)
+traefik_facts() {
+    local compose=$TRAEFIK_DIR/docker-compose.yml server=''
+    if [ -f "$compose" ]; then
+        server=$(grep -o 'acme\.caserver=[^"]*' "$compose" | head -n 1 || true)
+        # A compose file without the line asks Traefik's default: production.
+        kv traefik.acme_server "${server#acme.caserver=}"
+        kv traefik.configured yes
+    fi
+    if [ -s "$TRAEFIK_DIR/letsencrypt/acme.json" ]; then kv traefik.certificates yes; else kv traefik.certificates no; fi
+}
