@@ -78,6 +78,10 @@ impl DockerFacts {
 
 pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: &Config, fam: Family) -> Plan {
     let user = host.user.as_str();
+    // A Docker that answers with compose v2 is left alone, whatever packages
+    // it came from: Docker's own docker-ce on Ubuntu (a cloud image's, or
+    // one a person installed) conflicts with Ubuntu's docker.io.
+    let working = docker.version.is_some() && docker.compose.is_some();
     let mut actions = Vec::new();
     let mut why = Vec::new();
 
@@ -86,7 +90,7 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
         why.push(format!("install {}", tools.join(" ")));
         actions.push(Action::Change(apt_install(cfg, &tools)));
     }
-    if fam == Family::Debian {
+    if fam == Family::Debian && !working {
         let source = cfg.docker_repo.replace("{codename}", &host.codename);
         if !sources.has("docker", &source) {
             why.push("add Docker's apt repository".into());
@@ -94,7 +98,11 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
             actions.push(Action::Change(apt_update(cfg)));
         }
     }
-    let packages: Vec<&str> = docker_packages(fam).iter().copied().filter(|p| !host.installed(p)).collect();
+    let packages: Vec<&str> = if working {
+        Vec::new()
+    } else {
+        docker_packages(fam).iter().copied().filter(|p| !host.installed(p)).collect()
+    };
     if !packages.is_empty() {
         why.push(format!("install {}", packages.join(" ")));
         actions.push(Action::Change(apt_install(cfg, &packages)));
@@ -130,6 +138,37 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Docker CE with its compose plugin (Docker's repository, as on AWS's
+    /// GPU images) is a working Docker: Ubuntu's docker.io, which conflicts
+    /// with it, is not installed over it.
+    #[test]
+    fn a_working_docker_from_other_packages_is_left_alone() {
+        let raw = RawFacts::parse(
+            "os.id=ubuntu\nos.version=22.04\nos.codename=jammy\nuser=ubuntu\nsudo=nopasswd\n\
+             pkg.docker-ce=5:27.1\npkg.docker-compose-plugin=2.29\npkg.git=1\npkg.python3-pip=1\npkg.jq=1\n\
+             pkg.curl=1\npkg.ca-certificates=1\ndocker.version=Docker version 27.1.1\n\
+             docker.compose=Docker Compose version v2.29.1\ndocker.enabled=enabled\ndocker.active=active\n\
+             docker.group=ubuntu\ndocker.user_access=yes\n",
+        );
+        let (host, docker) = (HostFacts::parse(&raw), DockerFacts::parse(&raw));
+        let left_alone = plan(&host, &SourceFacts::default(), &docker, &Config::default(), Family::Ubuntu);
+        assert!(matches!(left_alone, Plan::Ok(_)), "{left_alone:?}");
+        // Without compose v2 it is not enough: the packages are installed.
+        let raw = RawFacts::parse(&format!(
+            "{}docker.compose=\n",
+            "os.id=ubuntu\nos.version=22.04\nuser=ubuntu\nsudo=nopasswd\ndocker.version=Docker version 27.1.1\n"
+        ));
+        let installed = plan(
+            &HostFacts::parse(&raw),
+            &SourceFacts::default(),
+            &DockerFacts::parse(&raw),
+            &Config::default(),
+            Family::Ubuntu,
+        );
+        let Plan::Act { why, .. } = installed else { panic!("expected actions") };
+        assert!(why.contains("install docker.io docker-compose-v2"), "{why}");
+    }
 
     #[test]
     fn parses_docker() {
