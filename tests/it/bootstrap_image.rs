@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use image_provision_testsupport::cli::{self, outcomes, state_for, stderr, stdout, step_line};
+use image_provision_testsupport::cli::{self, IMAGE_STEPS, outcomes, state_for, stderr, stdout, step_line};
 use image_provision_testsupport::testhost::{Distro, TestHost};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -108,23 +108,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(first.status.success(), "first run failed");
     let steps = outcomes(&first);
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "host",
-            "ready",
-            "apt",
-            "docker",
-            "layout",
-            "pull",
-            "nvidia",
-            "reboot",
-            "gpu-check",
-            "traefik",
-            "stack",
-            "health"
-        ]
-    );
+    assert_eq!(names, IMAGE_STEPS);
     for (step, outcome) in &steps {
         let want = if matches!(step.as_str(), "host" | "ready" | "gpu-check" | "health") { "ok" } else { "changed" };
         assert_eq!(outcome, want, "step {step}");

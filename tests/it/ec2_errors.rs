@@ -1,6 +1,7 @@
 //! What moto cannot produce, injected by testsupport/fault_proxy.py in front
 //! of it; and bad input, which must fail clearly and create nothing.
 
+use image_provision_testsupport::cli::IMAGE_STEPS;
 use image_provision_testsupport::ec2env::*;
 use serde_json::json;
 
@@ -281,24 +282,7 @@ fn dry_run_prints_every_call_and_makes_none() {
     let steps: Vec<(&str, &str)> =
         text.lines().filter_map(|l| l.strip_prefix("  ")).filter_map(|l| l.split_once(": ")).collect();
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.trim()).collect();
-    assert_eq!(
-        names,
-        [
-            "host",
-            "ready",
-            "apt",
-            "docker",
-            "layout",
-            "pull",
-            "nvidia",
-            "reboot",
-            "gpu-check",
-            "traefik",
-            "stack",
-            "health"
-        ],
-        "{text}"
-    );
+    assert_eq!(names, IMAGE_STEPS, "{text}");
     let what = |step: &str| steps.iter().find(|(s, _)| s.trim() == step).map(|(_, w)| *w).unwrap_or_default();
     assert!(what("docker").contains("install docker.io docker-compose-v2"), "{text}");
     assert!(what("nvidia").contains("install nvidia-driver-535-server"), "{text}");

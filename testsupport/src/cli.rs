@@ -121,6 +121,10 @@ pub fn summary_rows(o: &Output) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// Every host step with the IMAGE steps, in the order they run.
+pub const IMAGE_STEPS: [&str; 12] =
+    ["host", "ready", "apt", "docker", "layout", "pull", "nvidia", "reboot", "gpu-check", "traefik", "stack", "health"];
+
 /// The summary table's (STEP, OUTCOME) rows; a dry run's "would change" is
 /// one outcome.
 pub fn outcomes(o: &Output) -> Vec<(String, String)> {
