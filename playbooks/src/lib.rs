@@ -27,7 +27,7 @@
 //!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
 //!     layout/           the IMAGE working directory: clone, links, .env, config/*.env; templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
-//!     traefik/          the traefik network and Traefik; traefik-compose.yml
+//!     traefik/          the traefik network, Traefik, its ACME server; traefik-compose.yml
 //!     stack/            imageup (or compose up), the deploy stamp; update.sh
 //!     health/           orchestrator healthy, the one HTTPS check; health.sh
 //!   gather.rs           the ONE facts command (every part) and Facts, parsed once
