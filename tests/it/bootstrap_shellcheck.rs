@@ -79,3 +79,14 @@ fn standin_scripts_pass_shellcheck() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testhost/standins");
     shellcheck(&dir, &bash_files(&dir));
 }
+
+#[test]
+fn test_host_scripts_pass_shellcheck() {
+    // The harness's own: start.sh, boot.sh, build-root.sh, build-archive.sh...
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testhost");
+    let files = bash_files(&dir);
+    assert!(files.iter().any(|f| f == "boot.sh"), "{files:?}");
+    shellcheck(&dir, &files);
+    let registry = dir.join("registry");
+    shellcheck(&registry, &bash_files(&registry));
+}

@@ -7,6 +7,8 @@
 //! Run them all with `bash tests/run` (README.md, "Testing"), or some with
 //! `cargo nextest run -E 'test(/^ec2_errors::/)'`.
 
+/// The host steps on booted test hosts: real systemd, Docker and compose v2.
+mod booted_host;
 /// `image-provision bootstrap --host`, part 1's steps, on test hosts.
 mod bootstrap_host;
 /// The IMAGE steps of `bootstrap --host` on test hosts.

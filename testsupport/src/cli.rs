@@ -42,7 +42,7 @@ pub fn with_standins<'a>(cmd: &'a mut Command, host: &TestHost) -> &'a mut Comma
     cmd
 }
 
-/// `image-provision ARGS --host USER@127.0.0.1:PORT --identity CLIENT_KEY`
+/// `image-provision ARGS --host USER@ADDR --identity CLIENT_KEY`
 /// (`bin`, the built image-provision), state in `state`, [`with_standins`],
 /// and no ssh-agent: the client key is the only way in, whatever agent the
 /// machine running the tests has.
@@ -58,7 +58,7 @@ pub fn on_host(bin: impl AsRef<Path>, host: &TestHost, user: &str, state: &Path,
     cmd.current_dir(state);
     cmd.args(args)
         .arg("--host")
-        .arg(format!("{user}@127.0.0.1:{}", host.port))
+        .arg(format!("{user}@{}", host.addr()))
         .arg("--identity")
         .arg(&host.client_key)
         .env("IMAGE_PROVISION_STATE_DIR", state)

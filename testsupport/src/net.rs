@@ -30,7 +30,11 @@ pub fn wait_for_port(port: u16, child: &mut Child, what: &str, timeout: Duration
 
 /// True when something on 127.0.0.1:`port` answers with an SSH banner.
 pub fn ssh_banner(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    ssh_banner_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+}
+
+/// True when something at `addr` answers with an SSH banner.
+pub fn ssh_banner_at(addr: SocketAddr) -> bool {
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
         return false;
     };

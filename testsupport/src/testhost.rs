@@ -55,6 +55,28 @@
 //!   invoke-rc.d refuses), and /proc/sys is read-only (the kernel is the machine's).
 //! - If the test process dies without dropping its hosts, each host notices
 //!   within 50 ms, kills its processes and removes its directory.
+//!
+//! # Booted hosts: real systemd, real Docker
+//!
+//! [`TestHost::boot`] (tests/testhost/boot.sh) runs the same kind of root
+//! (`build-root.sh booted`: plus systemd, networkd and a unit that makes the
+//! cgroup controllers writable for dockerd) under `systemd-nspawn --boot`:
+//! - systemd is PID 1; `systemctl`, journald and `reboot` are the real ones.
+//!   A reboot shuts systemd down, nspawn exits 133 and boot.sh boots the host
+//!   again with a new boot id ([`TestHost::reboots`] counts them).
+//! - A network of its own: a veth pair, the machine's end 10.96.x.y+1/30, the
+//!   host's `host0` +2 ([`TestHost::ip`]); sshd on port 22 there. Nothing
+//!   routes beyond the machine, so the host's only apt source is the archive
+//!   stand-in (build-archive.sh): REAL Debian packages under the names the
+//!   tool installs on Ubuntu (docker.io; compose v2 as docker-compose-v2),
+//!   read-only at /srv/archive-standin. dockerd runs there for real, its
+//!   data in a directory of the host's own bound at /var/lib/docker.
+//! - Stand-ins remain for the GPU only (the NVIDIA packages of
+//!   [`TestHost::enable_standin_repo`], nvidia-smi, nvidia-ctk, the runtime
+//!   hook dockerd runs for a GPU request) and lspci.
+//! - [`TestHost::sh`], [`TestHost::read`] and [`TestHost::write`] enter the
+//!   namespaces of this boot's PID 1; [`TestHost::kill_sshd`] and
+//!   [`TestHost::restart_sshd`] are chroot hosts' only.
 
 use std::collections::hash_map::RandomState;
 use std::fs;
@@ -67,7 +89,7 @@ use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use crate::net::ssh_banner;
+use crate::net::ssh_banner_at;
 use crate::{find_tool, kill_pid, running_as_root};
 
 /// Which system the host says it is.
@@ -95,7 +117,10 @@ impl Distro {
 /// One running test host. Dropping it kills every process of the host and
 /// removes its overlay and temporary directory.
 pub struct TestHost {
-    /// sshd's port on 127.0.0.1.
+    /// sshd's address: 127.0.0.1 on a chroot host, the host's own on a
+    /// booted one ([`TestHost::boot`]).
+    pub ip: Ipv4Addr,
+    /// sshd's port: a random one on a chroot host, 22 on a booted one.
     pub port: u16,
     /// The host's public key, "ssh-ed25519 AAAA... testhost-host".
     pub host_key_pub: String,
@@ -105,17 +130,24 @@ pub struct TestHost {
     /// pwuser's password (sudo asks for it; SSH never accepts passwords).
     pub pwuser_password: String,
     pub distro: Distro,
+    /// Booted under real systemd ([`TestHost::boot`]) rather than chrooted.
+    booted: bool,
     supervisor_pid: u32,
     merged: PathBuf,
     ctl: PathBuf,
     child: Child,
     /// The Traefik stand-in's socat, once enabled (its process group).
     https: std::sync::Mutex<Option<Child>>,
+    /// Services run on the machine for this host (the registry), each in a
+    /// process group of its own.
+    services: std::sync::Mutex<Vec<Child>>,
     // Declared last: removed after Drop::drop has stopped the host.
     dir: tempfile::TempDir,
 }
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// A booted host's first boot; under load systemd and sshd take a few seconds.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The scripts' directory, tests/testhost of the root package.
@@ -154,21 +186,46 @@ pub fn ensure_root() -> PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         check_prerequisites();
-        let script = scripts_dir().join("build-root.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let root = stdout.lines().last().unwrap_or_default().trim();
-        if !out.status.success() || root.is_empty() {
-            panic!("building the test host root failed ({}); its stderr is above. stdout: {stdout}", out.status);
-        }
-        PathBuf::from(root)
+        built_path("build-root.sh", &[])
     })
     .clone()
+}
+
+/// The booted hosts' root (`build-root.sh booted`) and their archive
+/// stand-in (build-archive.sh), built first if missing or stale. Once per process.
+pub fn ensure_booted_root() -> (PathBuf, PathBuf) {
+    static ROOT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        check_prerequisites();
+        for (tool, package) in [("systemd-nspawn", "systemd-container"), ("ip", "iproute2")] {
+            assert!(
+                find_tool(tool).is_some(),
+                "booted test host prerequisite missing: `{tool}` (apt-get install {package})"
+            );
+        }
+        let root = built_path("build-root.sh", &["booted"]);
+        let archive = built_path("build-archive.sh", &[&root.display().to_string()]);
+        (root, archive)
+    })
+    .clone()
+}
+
+/// Run one of tests/testhost's build scripts; the path it prints last.
+fn built_path(script: &str, args: &[&str]) -> PathBuf {
+    let script = scripts_dir().join(script);
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let path = stdout.lines().last().unwrap_or_default().trim();
+    if !out.status.success() || path.is_empty() {
+        panic!("{} {args:?} failed ({}); its stderr is above. stdout: {stdout}", script.display(), out.status);
+    }
+    PathBuf::from(path)
 }
 
 fn random_u64() -> u64 {
@@ -200,6 +257,9 @@ enum Started {
     PortTaken,
 }
 
+/// boot.sh's exit code when the network it was given is in use.
+const NETWORK_TAKEN: i32 = 3;
+
 impl TestHost {
     /// Start a bare host; returns once sshd answers with an SSH banner.
     /// The reboot delay is `IMAGE_PROVISION_TESTHOST_REBOOT_DELAY` seconds (default 1).
@@ -210,6 +270,93 @@ impl TestHost {
     /// Like [`TestHost::start`], with the time sshd stays away during a reboot.
     pub fn start_with(distro: Distro, reboot_delay: Duration) -> TestHost {
         Self::start_inner(distro, Some(reboot_delay))
+    }
+
+    /// Boot a bare host under real systemd (tests/testhost/boot.sh): its
+    /// own network (sshd on port 22 of [`TestHost::ip`]), journald, real
+    /// `systemctl` and `reboot`, and the archive stand-in of real Debian
+    /// packages as its only apt source, so the tool installs real Docker and
+    /// compose v2 there. Returns once sshd answers. [`TestHost::kill_sshd`]
+    /// and [`TestHost::restart_sshd`] are for chroot hosts only.
+    pub fn boot(distro: Distro) -> TestHost {
+        let (root, archive) = ensure_booted_root();
+        for _ in 0..5 {
+            let index = (random_u64() % 16384) as u16;
+            match Self::try_boot(distro, &root, &archive, index) {
+                Started::Ready(host) => return *host,
+                Started::PortTaken => continue,
+            }
+        }
+        panic!("booted test host: could not find a free network in 5 tries");
+    }
+
+    fn try_boot(distro: Distro, root: &Path, archive: &Path, index: u16) -> Started {
+        let dir = tempfile::Builder::new()
+            .prefix("image-provision-booted-")
+            .tempdir()
+            .expect("creating the test host's temporary directory");
+        let ctl = dir.path().join("ctl");
+        fs::create_dir(&ctl).expect("creating ctl/");
+        let log = fs::File::create(ctl.join("supervisor.log")).expect("creating supervisor.log");
+        let mut child = Command::new("bash")
+            .arg(scripts_dir().join("boot.sh"))
+            .arg(dir.path())
+            .arg(root)
+            .arg(archive)
+            .arg(index.to_string())
+            .arg(distro.arg())
+            .env("TESTHOST_OWNER", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawning tests/testhost/boot.sh");
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        let ip = loop {
+            let address = fs::read_to_string(ctl.join("address")).ok().and_then(|a| a.trim().parse().ok());
+            if let Some(ip) = address
+                && ctl.join("leader").exists()
+                && ssh_banner_at(SocketAddr::from((ip, 22)))
+            {
+                break ip;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.and_then(|s| s.code()) == Some(NETWORK_TAKEN) {
+                return Started::PortTaken;
+            }
+            if exited.is_some() || Instant::now() > deadline {
+                let logs = logs_of(&ctl);
+                stop_booted(&ctl);
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "booted test host did not start ({}):\n{logs}",
+                    match exited {
+                        Some(status) => format!("boot.sh exited: {status}"),
+                        None => format!("no SSH banner after {BOOT_TIMEOUT:?}"),
+                    }
+                );
+            }
+            sleep(Duration::from_millis(20));
+        };
+        let host = TestHost {
+            ip,
+            port: 22,
+            host_key_pub: read_trimmed(&ctl.join("host_ed25519_key.pub")),
+            client_key: ctl.join("client_ed25519_key"),
+            pwuser_password: read_trimmed(&ctl.join("pwuser_password")),
+            distro,
+            booted: true,
+            supervisor_pid: read_trimmed(&ctl.join("supervisor.pid")).parse().expect("supervisor.pid"),
+            merged: dir.path().join("merged"),
+            ctl,
+            child,
+            https: std::sync::Mutex::new(None),
+            services: std::sync::Mutex::new(Vec::new()),
+            dir,
+        };
+        fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n").expect("writing known_hosts");
+        Started::Ready(Box::new(host))
     }
 
     fn start_inner(distro: Distro, reboot_delay: Option<Duration>) -> TestHost {
@@ -252,7 +399,10 @@ impl TestHost {
         loop {
             let sshd_log = fs::read_to_string(ctl.join("sshd.log")).unwrap_or_default();
             let pid_file = ctl.join("supervisor.pid");
-            if sshd_log.contains(&listening) && pid_file.exists() && ssh_banner(port) {
+            if sshd_log.contains(&listening)
+                && pid_file.exists()
+                && ssh_banner_at(SocketAddr::from(([127, 0, 0, 1], port)))
+            {
                 break;
             }
             let port_taken = sshd_log.contains("Address already in use");
@@ -279,25 +429,37 @@ impl TestHost {
         }
 
         let host = TestHost {
+            ip: Ipv4Addr::LOCALHOST,
             port,
             host_key_pub: read_trimmed(&ctl.join("host_ed25519_key.pub")),
             client_key: ctl.join("client_ed25519_key"),
             pwuser_password: read_trimmed(&ctl.join("pwuser_password")),
             distro,
+            booted: false,
             supervisor_pid: read_trimmed(&ctl.join("supervisor.pid")).parse().expect("supervisor.pid"),
             merged: dir.path().join("merged"),
             ctl,
             child,
             https: std::sync::Mutex::new(None),
+            services: std::sync::Mutex::new(Vec::new()),
             dir,
         };
         fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n").expect("writing known_hosts");
         Started::Ready(Box::new(host))
     }
 
-    /// "127.0.0.1:PORT".
+    /// "IP:PORT": "127.0.0.1:PORT" on a chroot host, "10.x.y.z:22" on a booted one.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    fn sock_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.port))
+    }
+
+    /// Whether this host runs real systemd ([`TestHost::boot`]).
+    pub fn is_booted(&self) -> bool {
+        self.booted
     }
 
     /// The user a cloud image of this distro would give: "admin" on Debian,
@@ -309,9 +471,14 @@ impl TestHost {
         }
     }
 
-    /// "[127.0.0.1]:PORT ssh-ed25519 AAAA..." (OpenSSH known_hosts format).
+    /// "[127.0.0.1]:PORT ssh-ed25519 AAAA...", or "IP ssh-ed25519 AAAA..."
+    /// for port 22 (OpenSSH's known_hosts format).
     pub fn known_hosts_line(&self) -> String {
-        format!("[127.0.0.1]:{} {}", self.port, self.host_key_pub)
+        if self.port == 22 {
+            format!("{} {}", self.ip, self.host_key_pub)
+        } else {
+            format!("[{}]:{} {}", self.ip, self.port, self.host_key_pub)
+        }
     }
 
     /// A known_hosts file holding [`TestHost::known_hosts_line`].
@@ -331,7 +498,7 @@ impl TestHost {
             .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=5"])
             .args(["-o", "LogLevel=ERROR", "-F", "/dev/null"])
             .args(["-p", &self.port.to_string()])
-            .arg(format!("{user}@127.0.0.1"))
+            .arg(format!("{user}@{}", self.ip))
             .stdin(Stdio::null());
         cmd
     }
@@ -348,6 +515,16 @@ impl TestHost {
 
     /// A command run as root inside the host (its namespaces and chroot), not over SSH.
     fn inside(&self) -> Command {
+        if self.booted {
+            // The namespaces of this boot's PID 1: its root is the host's.
+            let leader = read_trimmed(&self.ctl.join("leader"));
+            let mut cmd = Command::new("nsenter");
+            cmd.args(["-t", &leader, "-a", "--", "env", "-i"])
+                .arg(format!("PATH={CHROOT_PATH}"))
+                .args(["HOME=/root", "USER=root", "LOGNAME=root", "LANG=C.UTF-8"])
+                .stdin(Stdio::null());
+            return cmd;
+        }
         let mut cmd = Command::new("nsenter");
         cmd.arg("-t")
             .arg(self.supervisor_pid.to_string())
@@ -470,13 +647,18 @@ impl TestHost {
                 .unwrap_or_else(|e| panic!("running {}: {e}", path.display()));
             assert!(out.status.success(), "{script} failed: {}", String::from_utf8_lossy(&out.stderr));
         };
-        run("build-docker-debs.sh", &[inside("/srv/standin-apt")]);
+        // A booted host installs real Docker from its archive stand-in and
+        // has real systemd: no Docker or systemctl stand-ins there.
+        if !self.booted {
+            run("build-docker-debs.sh", &[inside("/srv/standin-apt")]);
+        }
         self.enable_standin_repo();
         run("sign-repo.sh", &[inside("/srv/standin-apt"), inside("/srv/standin-signed")]);
         // The same signed repository under a second URI, for the NVIDIA
         // option: apt refuses one URI with two different signed-by keys.
         self.sh_ok("ln -sfn standin-signed /srv/standin-nvidia");
-        for tool in ["systemctl", "lspci"] {
+        let tools: &[&str] = if self.booted { &["lspci"] } else { &["systemctl", "lspci"] };
+        for tool in tools {
             let text = fs::read(scripts_dir().join("standins").join(tool))
                 .unwrap_or_else(|e| panic!("reading the {tool} stand-in: {e}"));
             self.write(&format!("/usr/bin/{tool}"), &text);
@@ -539,22 +721,7 @@ impl TestHost {
         let ip = self.standin_https_addr();
         let tls = self.ctl.join("traefik-tls");
         fs::create_dir_all(&tls).expect("creating ctl/traefik-tls");
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(
-                r#"set -e; cd "$1"
-                openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2                     -subj "/CN=image-provision test CA" -keyout ca.key -out ca.crt 2>/dev/null
-                openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes                     -subj "/CN=$2" -keyout server.key -out server.csr 2>/dev/null
-                printf 'subjectAltName=DNS:%s
-basicConstraints=CA:FALSE
-extendedKeyUsage=serverAuth
-' "$2" >server.ext
-                openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2                     -extfile server.ext -out server.crt 2>/dev/null"#,
-            )
-            .args(["bash", &tls.display().to_string(), domain])
-            .output()
-            .expect("running openssl (apt-get install openssl)");
-        assert!(out.status.success(), "making the test certificates: {}", String::from_utf8_lossy(&out.stderr));
+        make_test_certs(&tls, domain);
         let ca = fs::read(tls.join("ca.crt")).expect("ca.crt");
         self.sh_ok("mkdir -p /usr/local/share/ca-certificates");
         self.write("/usr/local/share/ca-certificates/image-provision-test-ca.crt", &ca);
@@ -588,6 +755,62 @@ extendedKeyUsage=serverAuth
             );
             sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Serve ghcr.io to a booted host from a real registry (Debian's
+    /// docker-registry) holding the stand-in IMAGE service images under
+    /// their real names (tests/testhost/registry/build-registry.sh), the
+    /// way dockerd meets the real one: HTTPS on port 443 with a certificate
+    /// for ghcr.io from a test CA the host trusts for that registry
+    /// (/etc/docker/certs.d/ghcr.io/ca.crt), at the machine's end of the
+    /// host's network, which the host's /etc/hosts gives as ghcr.io. Not a
+    /// loopback address: dockerd skips certificate checks for 127.0.0.0/8.
+    /// The registry runs on the machine until the host is dropped.
+    pub fn enable_registry(&self) {
+        assert!(self.booted, "enable_registry is for booted hosts (TestHost::boot)");
+        static STORAGE: OnceLock<PathBuf> = OnceLock::new();
+        let storage = STORAGE.get_or_init(|| built_path("registry/build-registry.sh", &[]));
+        let octets = self.ip.octets();
+        let outer = Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3] - 1);
+        let dir = self.ctl.join("registry");
+        fs::create_dir_all(&dir).expect("creating ctl/registry");
+        make_test_certs(&dir, "ghcr.io");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
+             maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
+             http:\n  addr: {outer}:443\n  tls:\n    certificate: {dir}/server.crt\n    key: {dir}/server.key\n",
+            storage.display(),
+            dir = dir.display()
+        );
+        fs::write(dir.join("config.yml"), config).expect("writing the registry's config");
+        // Beside a watcher that ends it when this process goes.
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(
+                r#"docker-registry serve "$1" & pid=$!
+                while kill -0 "$2" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+                kill "$pid" 2>/dev/null"#,
+            )
+            .args(["bash", &dir.join("config.yml").display().to_string()])
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("registry.log")).expect("registry.log"));
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd.spawn().expect("spawning docker-registry (apt-get install docker-registry)");
+        self.services.lock().unwrap().push(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&SocketAddr::from((outer, 443)), Duration::from_millis(200)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry is not listening on {outer}:443: {}",
+                fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
+            sleep(Duration::from_millis(20));
+        }
+        let ca = fs::read(dir.join("ca.crt")).expect("ca.crt");
+        self.write("/etc/docker/certs.d/ghcr.io/ca.crt", &ca);
+        self.sh_ok(&format!("echo '{outer} ghcr.io' >>/etc/hosts"));
     }
 
     /// Whether [`TestHost::enable_traefik_standin`] ran: HTTPS checks can work.
@@ -669,17 +892,19 @@ extendedKeyUsage=serverAuth
     /// Kill sshd and all its children (every SSH session and the commands they
     /// run) with SIGKILL, and leave sshd down until [`TestHost::restart_sshd`].
     pub fn kill_sshd(&self) {
+        assert!(!self.booted, "kill_sshd is for chroot hosts (a booted host has systemctl)");
         self.request("kill-sshd");
     }
 
     /// Start sshd again (after [`TestHost::kill_sshd`]), or restart its listener
     /// like `systemctl restart ssh` (open sessions survive). Returns once it answers.
     pub fn restart_sshd(&self) {
+        assert!(!self.booted, "restart_sshd is for chroot hosts (a booted host has systemctl)");
         let count = || self.sshd_log().matches("Server listening on").count();
         let before = count();
         self.request("restart-sshd");
         let deadline = Instant::now() + Duration::from_secs(15);
-        while count() <= before || !ssh_banner(self.port) {
+        while count() <= before || !ssh_banner_at(self.sock_addr()) {
             if Instant::now() > deadline {
                 panic!("sshd did not come back:\n{}", self.logs());
             }
@@ -690,7 +915,7 @@ extendedKeyUsage=serverAuth
     /// Wait until sshd answers with a banner (e.g. after a reboot); panics after `timeout`.
     pub fn wait_for_sshd(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !ssh_banner(self.port) {
+        while !ssh_banner_at(self.sock_addr()) {
             if Instant::now() > deadline {
                 panic!("sshd did not answer within {timeout:?}:\n{}", self.logs());
             }
@@ -700,6 +925,9 @@ extendedKeyUsage=serverAuth
 
     /// The host's current boot id (what /proc/sys/kernel/random/boot_id says inside).
     pub fn boot_id(&self) -> String {
+        if self.booted {
+            return self.sh_ok("cat /proc/sys/kernel/random/boot_id").trim().to_owned();
+        }
         read_trimmed(&self.ctl.join("boot_id"))
     }
 
@@ -713,20 +941,64 @@ extendedKeyUsage=serverAuth
     }
 }
 
+/// A test CA (DIR/ca.crt, ca.key) and a server certificate for DNS name
+/// `name` signed by it (DIR/server.crt, server.key), valid two days.
+fn make_test_certs(dir: &Path, name: &str) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"set -e; cd "$1"
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+                -subj "/CN=image-provision test CA" -keyout ca.key -out ca.crt 2>/dev/null
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -subj "/CN=$2" -keyout server.key -out server.csr 2>/dev/null
+            printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$2" >server.ext
+            openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+                -extfile server.ext -out server.crt 2>/dev/null"#,
+        )
+        .args(["bash", &dir.display().to_string(), name])
+        .output()
+        .expect("running openssl (apt-get install openssl)");
+    assert!(out.status.success(), "making the test certificates: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Stop a booted host at once: SIGKILL to its PID 1 ends its PID namespace,
+/// nspawn returns, and boot.sh, finding no reboot, exits.
+fn stop_booted(ctl: &Path) {
+    if let Ok(leader) = fs::read_to_string(ctl.join("leader")) {
+        kill_pid(leader.trim());
+    }
+}
+
 fn logs_of(ctl: &Path) -> String {
     let read = |name: &str| fs::read_to_string(ctl.join(name)).unwrap_or_default();
-    format!("--- supervisor.log\n{}--- sshd.log\n{}", read("supervisor.log"), read("sshd.log"))
+    let mut logs = format!("--- supervisor.log\n{}--- sshd.log\n{}", read("supervisor.log"), read("sshd.log"));
+    // A booted host's console: systemd's boot and shutdown messages.
+    let console = read("console.log");
+    if !console.is_empty() {
+        let tail: Vec<&str> = console.lines().rev().take(60).collect();
+        logs += &format!("--- console.log (last lines)\n{}\n", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+    }
+    logs
 }
 
 impl Drop for TestHost {
     fn drop(&mut self) {
         // PID 1 of the host's PID namespace: when it dies, the kernel kills every
         // other process of the host, and the mount namespace (overlay, /proc,
-        // boot_id) goes with the last of them. unshare waits for it.
+        // boot_id) goes with the last of them. unshare waits for it. A booted
+        // host's PID 1 is systemd under nspawn, ended first.
+        if self.booted {
+            stop_booted(&self.ctl);
+        }
         kill_pid(&self.supervisor_pid.to_string());
         if let Some(mut socat) = self.https.lock().map(|mut g| g.take()).unwrap_or(None) {
             kill_pid(&format!("-{}", socat.id()));
             let _ = socat.wait();
+        }
+        for mut service in self.services.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default() {
+            kill_pid(&format!("-{}", service.id()));
+            let _ = service.wait();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();

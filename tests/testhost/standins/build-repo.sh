@@ -14,7 +14,9 @@
 #   nvidia-driver             Debian's (non-free) driver; depends on nvidia-smi
 #   nvidia-smi                Debian's nvidia-smi (the stand-in ./nvidia-smi)
 #   nvidia-container-toolkit  NVIDIA's repository: nvidia-ctk (./nvidia-ctk),
-#                             nvidia-container-runtime and nvidia-container-cli (./not-runnable)
+#                             nvidia-container-runtime and nvidia-container-cli (./not-runnable),
+#                             nvidia-container-runtime-hook (./nvidia-container-runtime-hook,
+#                             for real dockerd's GPU requests)
 # The driver packages' postinst records "VERSION BOOT_ID" in
 # /var/lib/standin/nvidia/driver: nvidia-smi works only once the boot id has
 # changed, i.e. after a reboot. A test can make the next configure of a
@@ -109,6 +111,7 @@ pkg nvidia-driver "$debian_version" "nvidia-smi (= $debian_version)" \
 bin nvidia-container-toolkit nvidia-ctk nvidia-ctk
 bin nvidia-container-toolkit not-runnable nvidia-container-runtime
 bin nvidia-container-toolkit not-runnable nvidia-container-cli
+bin nvidia-container-toolkit nvidia-container-runtime-hook nvidia-container-runtime-hook
 pkg nvidia-container-toolkit 1.17.8-1 "" "" "NVIDIA Container toolkit"
 
 # The Packages index (what dpkg-scanpackages would write).

@@ -1,0 +1,173 @@
+//! The host steps on BOOTED test hosts (TestHost::boot, tests/testhost/boot.sh):
+//! systemd as PID 1 under systemd-nspawn, a network of the host's own, and
+//! the archive stand-in of real Debian packages. Here Docker, compose v2,
+//! systemctl and the reboot are the real ones; only the GPU (the NVIDIA
+//! packages, nvidia-smi, nvidia-ctk and the runtime hook) is a stand-in.
+
+use std::time::{Duration, Instant};
+
+use image_provision_testsupport::cli::{self, outcomes, state_for, stdout};
+use image_provision_testsupport::testhost::{Distro, TestHost};
+
+use crate::BIN;
+
+fn boot_timed(distro: Distro) -> TestHost {
+    let t = Instant::now();
+    let host = TestHost::boot(distro);
+    eprintln!("TestHost::boot({distro:?}) took {:.1}s at {}", t.elapsed().as_secs_f64(), host.addr());
+    host
+}
+
+fn ssh_ok(host: &TestHost, user: &str, command: &str) -> String {
+    let out = host.ssh_command(user).arg(command).output().expect("running ssh");
+    assert!(
+        out.status.success(),
+        "ssh {user}@{} {command:?}: {}\nstderr: {}\n{}",
+        host.addr(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        host.logs()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Wait until the host has rebooted `n` times in all and sshd answers again.
+fn wait_for_reboots(host: &TestHost, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while host.reboots() < n {
+        assert!(Instant::now() < deadline, "no reboot within 90 s:\n{}", host.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.wait_for_sshd(Duration::from_secs(60));
+}
+
+#[test]
+fn a_booted_host_runs_systemd_on_its_own_network_and_reboots_for_real() {
+    let host = boot_timed(Distro::Ubuntu2204Standin);
+    assert!(host.is_booted());
+    assert_eq!(host.port, 22);
+    assert!(!host.ip.is_loopback(), "a booted host has an address of its own: {}", host.ip);
+    assert_eq!(host.known_hosts_line(), format!("{} {}", host.ip, host.host_key_pub));
+    assert_eq!(ssh_ok(&host, "ubuntu", "sudo -n id -un"), "root");
+    assert_eq!(ssh_ok(&host, "ubuntu", "ps -o comm= -p 1"), "systemd");
+    // The whole boot finished: no unit failed.
+    let state = ssh_ok(&host, "ubuntu", "systemctl is-system-running --wait || true");
+    assert_eq!(state, "running", "{}", ssh_ok(&host, "ubuntu", "systemctl --failed --no-pager"));
+    // The archive stand-in is the only apt source.
+    let sources = ssh_ok(&host, "ubuntu", "grep -rh '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/ || true");
+    assert_eq!(sources, "deb [trusted=yes] file:/srv/archive-standin ./");
+
+    // A real reboot: systemd shuts down, the host comes back with a new
+    // boot id, and the SSH connection that asked for it is dropped.
+    let boot_id = host.boot_id();
+    let t = Instant::now();
+    let _ = host.ssh_command("ubuntu").arg("sudo systemctl reboot").output();
+    wait_for_reboots(&host, 1);
+    eprintln!("reboot round trip: {:.1}s", t.elapsed().as_secs_f64());
+    assert_ne!(host.boot_id(), boot_id, "a new boot id after the reboot");
+    assert_eq!(ssh_ok(&host, "ubuntu", "cat /proc/sys/kernel/random/boot_id"), host.boot_id());
+}
+
+#[test]
+fn host_steps_install_real_docker_and_compose_and_reboot_through_systemd() {
+    let host = boot_timed(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    let state = state_for(&host);
+    let user = host.default_user();
+    let run =
+        |what: &str| cli::run(&mut cli::on_host(BIN, &host, user, state.path(), &["bootstrap", "--no-stack"]), what);
+
+    let t = Instant::now();
+    let first = run("bootstrap --no-stack");
+    eprintln!("first bootstrap --no-stack: {:.1}s", t.elapsed().as_secs_f64());
+    assert_eq!(first.status.code(), Some(0), "{}", host.logs());
+    let steps = outcomes(&first);
+    let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
+    assert_eq!(names, ["host", "ready", "apt", "docker", "nvidia", "reboot", "gpu-check"]);
+    assert_eq!(steps[3].1, "changed", "docker installed");
+    assert_eq!(host.reboots(), 1, "one real reboot, for the driver");
+
+    // Real Docker (Debian's dockerd), started and enabled by real systemd,
+    // with real compose v2; the SSH user reaches it without sudo.
+    assert_eq!(ssh_ok(&host, user, "systemctl is-enabled docker; systemctl is-active docker"), "enabled\nactive");
+    assert!(ssh_ok(&host, user, "docker info --format '{{.ServerVersion}}'").starts_with("20.10."));
+    assert!(ssh_ok(&host, user, "docker compose version").contains("2.26"));
+    // The daemon restarted with the nvidia runtime nvidia-ctk registered.
+    assert!(ssh_ok(&host, user, "docker info --format '{{json .Runtimes}}'").contains("\"nvidia\""));
+    // A container asking for the GPU, as compose's `driver: nvidia` does,
+    // starts through the runtime hook's stand-in: dockerd found it at boot.
+    let image = ssh_ok(
+        &host,
+        "root",
+        "set -e; d=$(mktemp -d); mkdir -p $d/bin $d/lib $d/lib64; \
+         cp /usr/bin/true $d/bin/; cp /lib/x86_64-linux-gnu/libc.so.6 $d/lib/; \
+         cp /lib64/ld-linux-x86-64.so.2 $d/lib64/; \
+         tar -C $d -c . | docker import - local/true:1 >/dev/null; echo local/true:1",
+    );
+    ssh_ok(&host, user, &format!("docker run --rm --gpus all {image} /bin/true"));
+    assert!(
+        host.calls().iter().any(|c| c.contains("nvidia-container-runtime-hook") && c.contains("prestart")),
+        "{:?}",
+        host.calls()
+    );
+
+    // Converged: every step ok, no reboot.
+    let second = run("bootstrap --no-stack, again");
+    assert_eq!(second.status.code(), Some(0));
+    for (step, outcome) in outcomes(&second) {
+        assert_eq!(outcome, "ok", "step {step} on the second run:\n{}", stdout(&second));
+    }
+    assert_eq!(host.reboots(), 1);
+}
+
+#[test]
+fn the_stack_runs_on_real_docker_and_compose_from_images_pulled_over_tls() {
+    let host = boot_timed(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let state = state_for(&host);
+    let user = host.default_user();
+    let run = |what: &str| cli::run(&mut cli::on_host(BIN, &host, user, state.path(), &["bootstrap"]), what);
+
+    let t = Instant::now();
+    let first = run("bootstrap");
+    eprintln!("first bootstrap: {:.1}s", t.elapsed().as_secs_f64());
+    assert_eq!(first.status.code(), Some(0), "{}", host.logs());
+    let names: Vec<String> = outcomes(&first).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(names, cli::IMAGE_STEPS);
+
+    // Pulled by real dockerd from the registry under ghcr.io's name, over
+    // HTTPS with the certificate checked.
+    let images = ssh_ok(&host, user, "docker images --format '{{.Repository}}:{{.Tag}}' | sort");
+    assert!(images.contains("ghcr.io/shared-reality-lab/image-orchestrator:latest"), "{images}");
+    let registry_log =
+        String::from_utf8_lossy(&std::fs::read(host.dir().join("ctl/registry/registry.log")).unwrap()).into_owned();
+    assert!(registry_log.contains("/v2/shared-reality-lab/image-orchestrator/manifests/latest"), "{registry_log}");
+
+    // Real compose started the default profile's services; the orchestrator
+    // is healthy by its own health check, run by dockerd.
+    let running = ssh_ok(&host, user, "docker ps --format '{{.Names}} {{.Status}}' | sort");
+    eprintln!("{running}");
+    let orchestrator = running.lines().find(|l| l.contains("orchestrator")).unwrap_or_default();
+    assert!(orchestrator.contains("(healthy)"), "{running}");
+    assert!(!running.contains("unstable-preprocessor"), "a test-profile service started: {running}");
+    assert_eq!(
+        ssh_ok(&host, user, "docker network inspect image --format '{{.Name}}'"),
+        "image",
+        "the stack's network"
+    );
+    // The GPU services asked dockerd for the GPU, through the hook.
+    assert!(host.calls().iter().any(|c| c.contains("nvidia-container-runtime-hook")), "{:?}", host.calls());
+
+    // Converged: all ok (Traefik has nothing to do without a domain), the
+    // containers untouched.
+    let ids = ssh_ok(&host, user, "docker ps -q --no-trunc | sort");
+    let second = run("bootstrap, again");
+    assert_eq!(second.status.code(), Some(0));
+    for (step, outcome) in outcomes(&second) {
+        let want = if step == "traefik" { "skipped" } else { "ok" };
+        assert_eq!(outcome, want, "step {step} on the second run:\n{}", stdout(&second));
+    }
+    assert_eq!(ssh_ok(&host, user, "docker ps -q --no-trunc | sort"), ids, "the second run recreated containers");
+}

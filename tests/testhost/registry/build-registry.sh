@@ -1,0 +1,90 @@
+#!/bin/bash
+# Build (or find) the ghcr.io stand-in's storage: a real registry's
+# (Debian's docker-registry) filesystem storage holding the stand-in IMAGE
+# service images (oci-images.py) under their real names,
+# shared-reality-lab/image-*:latest, one per image the stand-in
+# IMAGE-server's compose files name. Pushed by skopeo into a registry on a
+# loopback port here; the booted hosts' registry then serves the result
+# read-only under ghcr.io (TestHost::enable_registry).
+#
+# Usage: build-registry.sh
+# Prints the storage directory on its last line of stdout. Cached in
+#   ${IMAGE_PROVISION_TESTHOST_CACHE:-/var/cache/image-provision-testhost}/registry-<key>
+# keyed by this directory's scripts, the compose files and the busybox binary.
+# Needs: docker-registry, skopeo, busybox-static, python3, openssl (none of
+# them network).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+standins=$(cd "$here/../standins" && pwd)
+cache=${IMAGE_PROVISION_TESTHOST_CACHE:-/var/cache/image-provision-testhost}
+busybox=/bin/busybox
+die() { echo "build-registry.sh: $*" >&2; exit 1; }
+
+for tool in docker-registry skopeo python3 flock; do
+    command -v "$tool" >/dev/null || die "missing prerequisite '$tool' (apt-get install docker-registry skopeo python3 util-linux)"
+done
+# Static: the images hold nothing else.
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' ||
+    die "missing prerequisite $busybox, statically linked (apt-get install busybox-static)"
+
+composes=("$standins"/image-server/*.yml)
+names=$(grep -ho 'ghcr.io/shared-reality-lab/[a-z0-9-]*' "${composes[@]}" | sed 's|.*/||' | sort -u)
+[ -n "$names" ] || die "no ghcr.io/shared-reality-lab images in ${composes[*]}"
+key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "${composes[@]}"; sha256sum "$busybox") |
+    sha256sum | cut -c1-16)
+dir=$cache/registry-$key
+if [ -e "$dir/ok" ]; then
+    echo "$dir/storage"
+    exit 0
+fi
+mkdir -p "$cache"
+exec 9>"$cache/lock"
+flock 9
+if [ -e "$dir/ok" ]; then
+    echo "$dir/storage"
+    exit 0
+fi
+
+echo "build-registry.sh: building the ghcr.io stand-in's images in $dir" >&2
+tmp=$cache/registry-$key.tmp
+rm -rf "$tmp"
+mkdir -p "$tmp/oci" "$tmp/storage"
+# shellcheck disable=SC2086 # one image name per word
+python3 "$here/oci-images.py" "$tmp/oci" "$busybox" $names
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$tmp/config.yml" <<CONFIG
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $tmp/storage
+http:
+  addr: 127.0.0.1:$port
+CONFIG
+docker-registry serve "$tmp/config.yml" >"$tmp/registry.log" 2>&1 &
+registry=$!
+trap 'kill "$registry" 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+    sleep 0.1
+done
+for name in $names; do
+    skopeo copy --quiet --dest-tls-verify=false \
+        "oci:$tmp/oci/$name:latest" "docker://127.0.0.1:$port/shared-reality-lab/$name:latest" >&2
+done
+kill "$registry"
+wait "$registry" 2>/dev/null || true
+trap - EXIT
+
+mkdir -p "$dir.new"
+mv "$tmp/storage" "$dir.new/storage"
+echo "$names" >"$dir.new/images"
+rm -rf "$tmp"
+touch "$dir.new/ok"
+rm -rf "$dir"
+mv "$dir.new" "$dir"
+echo "build-registry.sh: $(echo "$names" | wc -l) images" >&2
+echo "$dir/storage"
