@@ -27,14 +27,21 @@ pub fn state_for(host: &TestHost) -> tempfile::TempDir {
 /// check: when the host serves HTTPS through the Traefik stand-in
 /// ([`TestHost::enable_traefik_standin`]), sent to the stand-in's address
 /// ([`TestHost::https_addr`]) where a real server's goes to 127.0.0.1;
-/// else none (nothing would answer: the health step and verify then check
-/// the orchestrator, not https://DOMAIN/health). For a command that reaches
+/// with real Traefik and an ACME server on a booted host
+/// ([`TestHost::enable_acme`]), to the host's own 127.0.0.1 as on a real
+/// server; else none (nothing would answer: the health step and verify then
+/// check the orchestrator, not https://DOMAIN/health). For a command that reaches
 /// the host some other way (`ec2 create`).
 pub fn with_standins<'a>(cmd: &'a mut Command, host: &TestHost) -> &'a mut Command {
     cmd.env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
         .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
         .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
         .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc");
+    if host.has_acme() {
+        // Real Traefik with a real certificate: the check goes to the host's
+        // own 127.0.0.1, as on a real server.
+        return cmd;
+    }
     match host.https_addr() {
         Some(addr) => cmd.env("IMAGE_PROVISION_TEST_HTTPS_ADDR", addr.to_string()),
         None => cmd.env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1"),

@@ -138,9 +138,11 @@ pub struct TestHost {
     child: Child,
     /// The Traefik stand-in's socat, once enabled (its process group).
     https: std::sync::Mutex<Option<Child>>,
-    /// Services run on the machine for this host (the registry), each in a
-    /// process group of its own.
+    /// Services run on the machine for this host (the registry, pebble),
+    /// each in a process group of its own.
     services: std::sync::Mutex<Vec<Child>>,
+    /// [`TestHost::enable_acme`] ran.
+    acme: std::sync::Mutex<bool>,
     // Declared last: removed after Drop::drop has stopped the host.
     dir: tempfile::TempDir,
 }
@@ -353,6 +355,7 @@ impl TestHost {
             child,
             https: std::sync::Mutex::new(None),
             services: std::sync::Mutex::new(Vec::new()),
+            acme: std::sync::Mutex::new(false),
             dir,
         };
         fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n").expect("writing known_hosts");
@@ -442,6 +445,7 @@ impl TestHost {
             child,
             https: std::sync::Mutex::new(None),
             services: std::sync::Mutex::new(Vec::new()),
+            acme: std::sync::Mutex::new(false),
             dir,
         };
         fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n").expect("writing known_hosts");
@@ -768,13 +772,10 @@ impl TestHost {
     /// The registry runs on the machine until the host is dropped.
     pub fn enable_registry(&self) {
         assert!(self.booted, "enable_registry is for booted hosts (TestHost::boot)");
-        static STORAGE: OnceLock<PathBuf> = OnceLock::new();
-        let storage = STORAGE.get_or_init(|| built_path("registry/build-registry.sh", &[]));
-        let octets = self.ip.octets();
-        let outer = Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3] - 1);
+        let (storage, ca) = registry_storage();
+        let outer = self.outer_ip();
         let dir = self.ctl.join("registry");
-        fs::create_dir_all(&dir).expect("creating ctl/registry");
-        make_test_certs(&dir, "ghcr.io");
+        issue_test_cert(&ca, &dir, "DNS:ghcr.io,DNS:registry-1.docker.io");
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
              maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
@@ -783,34 +784,120 @@ impl TestHost {
             dir = dir.display()
         );
         fs::write(dir.join("config.yml"), config).expect("writing the registry's config");
-        // Beside a watcher that ends it when this process goes.
+        self.spawn_service(
+            &dir,
+            "registry",
+            &["docker-registry", "serve", &dir.join("config.yml").display().to_string()],
+            &[],
+        );
+        wait_for_listener(SocketAddr::from((outer, 443)), &dir.join("registry.log"));
+        // Docker Hub's endpoint checks the system's roots; ghcr.io's also
+        // the registry's own directory, where a server's admin puts a CA.
+        let ca_pem = fs::read(ca.join("ca.crt")).expect("the tests' ca.crt");
+        self.write("/etc/docker/certs.d/ghcr.io/ca.crt", &ca_pem);
+        self.trust_ca("image-provision-tests-ca", &ca_pem);
+        self.sh_ok(&format!("echo '{outer} ghcr.io registry-1.docker.io' >>/etc/hosts"));
+    }
+
+    /// Let's Encrypt's test server, pebble, for a booted host: its ACME
+    /// directory (returned, for `--acme-server`) at the machine's end of the
+    /// host's network, with a certificate from the tests' CA that the
+    /// stand-in Traefik image trusts; its validation authority resolves
+    /// every name to the host (pebble-challtestsrv as its DNS), so the
+    /// HTTP-01 challenge for any domain really reaches the host's port 80.
+    /// The host trusts pebble's root, so a certificate pebble issued
+    /// passes the HTTPS health check there; the check then goes to the
+    /// host's own 127.0.0.1, as on a real server. Until the host is dropped.
+    pub fn enable_acme(&self) -> String {
+        assert!(self.booted, "enable_acme is for booted hosts (TestHost::boot)");
+        let (_, ca) = registry_storage();
+        let outer = self.outer_ip();
+        let dir = self.ctl.join("acme");
+        issue_test_cert(&ca, &dir, &format!("IP:{outer}"));
+        let dns = format!("{outer}:8053");
+        self.spawn_service(
+            &dir,
+            "challtestsrv",
+            &[
+                "pebble-challtestsrv",
+                "-defaultIPv4",
+                &self.ip.to_string(),
+                "-defaultIPv6",
+                "",
+                "-dns01",
+                &dns,
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                &format!("{outer}:8055"),
+            ],
+            &[],
+        );
+        let config = pebble_config(&outer, &dir);
+        fs::write(dir.join("pebble.json"), config).expect("writing pebble's config");
+        self.spawn_service(
+            &dir,
+            "pebble",
+            &["pebble", "-config", &dir.join("pebble.json").display().to_string(), "-dnsserver", &dns],
+            // No random waits before validating, no nonces refused on purpose.
+            &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
+        );
+        wait_for_listener(SocketAddr::from((outer, 15000)), &dir.join("pebble.log"));
+        let root = Command::new("curl")
+            .args(["-fsS", "--cacert"])
+            .arg(ca.join("ca.crt"))
+            .arg(format!("https://{outer}:15000/roots/0"))
+            .output()
+            .expect("running curl (apt-get install curl)");
+        assert!(root.status.success(), "pebble's root: {}", String::from_utf8_lossy(&root.stderr));
+        self.trust_ca("pebble-root", &root.stdout);
+        *self.acme.lock().unwrap() = true;
+        format!("https://{outer}:14000/dir")
+    }
+
+    /// Whether [`TestHost::enable_acme`] ran: Traefik on the host can get
+    /// real certificates, and the HTTPS check goes to the host itself.
+    pub fn has_acme(&self) -> bool {
+        self.acme.lock().map(|g| *g).unwrap_or(false)
+    }
+
+    /// The machine's end of a booted host's network.
+    fn outer_ip(&self) -> Ipv4Addr {
+        let o = self.ip.octets();
+        Ipv4Addr::new(o[0], o[1], o[2], o[3] - 1)
+    }
+
+    /// Add a CA to the host's system roots (update-ca-certificates).
+    fn trust_ca(&self, name: &str, pem: &[u8]) {
+        self.write(&format!("/usr/local/share/ca-certificates/{name}.crt"), pem);
+        self.sh_ok("update-ca-certificates >/dev/null 2>&1");
+    }
+
+    /// Run `argv` on the machine for this host, logging to DIR/NAME.log,
+    /// in a process group of its own beside a watcher that ends it when
+    /// this process goes; Drop ends it with the host.
+    fn spawn_service(&self, dir: &Path, name: &str, argv: &[&str], env: &[(&str, &str)]) {
         let mut cmd = Command::new("bash");
         cmd.arg("-c")
             .arg(
-                r#"docker-registry serve "$1" & pid=$!
-                while kill -0 "$2" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+                r#"owner=$1; shift; "$@" & pid=$!
+                while kill -0 "$owner" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
                 kill "$pid" 2>/dev/null"#,
             )
-            .args(["bash", &dir.join("config.yml").display().to_string()])
+            .arg("bash")
             .arg(std::process::id().to_string())
+            .args(argv)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("registry.log")).expect("registry.log"));
+            .stderr(fs::File::create(dir.join(format!("{name}.log"))).expect("a service's log"));
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().expect("spawning docker-registry (apt-get install docker-registry)");
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", argv[0]));
         self.services.lock().unwrap().push(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&SocketAddr::from((outer, 443)), Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the registry is not listening on {outer}:443: {}",
-                fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
-            );
-            sleep(Duration::from_millis(20));
-        }
-        let ca = fs::read(dir.join("ca.crt")).expect("ca.crt");
-        self.write("/etc/docker/certs.d/ghcr.io/ca.crt", &ca);
-        self.sh_ok(&format!("echo '{outer} ghcr.io' >>/etc/hosts"));
     }
 
     /// Whether [`TestHost::enable_traefik_standin`] ran: HTTPS checks can work.
@@ -960,6 +1047,60 @@ fn make_test_certs(dir: &Path, name: &str) {
         .output()
         .expect("running openssl (apt-get install openssl)");
     assert!(out.status.success(), "making the test certificates: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The test registry's storage and the directory holding the tests' CA
+/// (ca.crt, ca.key), built first if missing or stale
+/// (tests/testhost/registry/build-registry.sh). Once per process.
+fn registry_storage() -> (PathBuf, PathBuf) {
+    static STORAGE: OnceLock<PathBuf> = OnceLock::new();
+    let storage = STORAGE.get_or_init(|| built_path("registry/build-registry.sh", &[])).clone();
+    let ca = storage.parent().expect("the storage's directory").to_path_buf();
+    (storage, ca)
+}
+
+/// DIR/server.crt and server.key: a certificate for `sans` (openssl's
+/// subjectAltName syntax, "DNS:a,IP:b") signed by the tests' CA in `ca`.
+fn issue_test_cert(ca: &Path, dir: &Path, sans: &str) {
+    fs::create_dir_all(dir).expect("creating a certificate's directory");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"set -e; cd "$1"
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -subj "/CN=image-provision test server" -keyout server.key -out server.csr 2>/dev/null
+            printf 'subjectAltName=%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$2" >server.ext
+            openssl x509 -req -in server.csr -CA "$3/ca.crt" -CAkey "$3/ca.key" -CAcreateserial \
+                -CAserial server.srl -days 2 -extfile server.ext -out server.crt 2>/dev/null"#,
+        )
+        .args(["bash", &dir.display().to_string(), sans, &ca.display().to_string()])
+        .output()
+        .expect("running openssl (apt-get install openssl)");
+    assert!(out.status.success(), "issuing a test certificate: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// pebble's configuration: ACME on OUTER:14000, its management API (roots)
+/// on OUTER:15000, the challenges sent to the usual ports 80 and 443.
+fn pebble_config(outer: &Ipv4Addr, dir: &Path) -> String {
+    format!(
+        r#"{{"pebble": {{"listenAddress": "{outer}:14000", "managementListenAddress": "{outer}:15000",
+  "certificate": "{d}/server.crt", "privateKey": "{d}/server.key", "httpPort": 80, "tlsPort": 443,
+  "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
+        d = dir.display()
+    )
+}
+
+/// Wait until something accepts connections at `addr`; panics with `log`.
+fn wait_for_listener(addr: SocketAddr, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nothing listens on {addr}: {}",
+            fs::read_to_string(log).unwrap_or_default()
+        );
+        sleep(Duration::from_millis(20));
+    }
 }
 
 /// Stop a booted host at once: SIGKILL to its PID 1 ends its PID namespace,

