@@ -1,7 +1,9 @@
 //! `ec2 create` end to end: the instance from moto's EC2 API, and its host
 //! steps on a test host standing where the instance would be
 //! (IMAGE_PROVISION_TEST_SSH_ADDR), which serves the host key that create
-//! hands over in user data, as cloud-init would install it.
+//! hands over in user data, as cloud-init would install it. The end-to-end
+//! test's host is a booted one: real systemd, Docker, compose v2, Traefik,
+//! and pebble as the ACME server.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -68,15 +70,16 @@ fn pub_of(key: &Path) -> std::path::PathBuf {
 fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     let env = Ec2Env::start(BIN);
     // The Ubuntu 22.04 stand-in (a Debian root with Ubuntu's os-release): the AMI's distribution.
-    let host = TestHost::start(Distro::Ubuntu2204Standin);
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
-    // https://image.example.org/ answers through Traefik's stand-in: the
-    // health step and verify check it for real.
-    host.enable_traefik_standin("image.example.org");
+    host.enable_registry();
+    // https://image.example.org/ answers through real Traefik with a
+    // certificate from pebble: the health step and verify check it for real.
+    let acme = host.enable_acme();
     let public = host_key_installed(&env, &host, "e2e");
 
-    let out = create_with(&env, &host, "e2e", true, &[]);
+    let out = create_with(&env, &host, "e2e", true, &["--acme-server", &acme]);
     assert_eq!(out.status.code(), Some(0));
     let summary = stdout(&out);
     assert!(summary.contains("extension URL: https://image.example.org/"), "{summary}");
@@ -85,11 +88,7 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     let total = summary.lines().find(|l| l.starts_with("total      ")).unwrap_or_default();
     assert!(total.contains("up and answering SSH ") && total.contains("host steps "), "{summary}");
     let health = summary.lines().find(|l| l.starts_with("health")).unwrap_or_default();
-    assert!(health.contains("GET https://image.example.org/health"), "{health}");
-    assert!(
-        host.calls().iter().any(|c| c.ends_with("traefik GET https://image.example.org/health")),
-        "the health URL reached Traefik's stand-in"
-    );
+    assert!(health.contains("GET https://image.example.org/health answers at 127.0.0.1"), "{health}");
     for step in ["host", "docker", "nvidia", "reboot", "gpu-check", "layout", "traefik", "stack", "health"] {
         assert!(summary.lines().any(|l| l.starts_with(step)), "{step} missing from\n{summary}");
     }
@@ -99,7 +98,7 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     // The key the host served is the one recorded for it, from user data.
     let known = std::fs::read_to_string(env.state_dir().join("e2e/known_hosts")).unwrap();
     let key_fields: Vec<&str> = public.split_whitespace().take(2).collect();
-    assert!(known.contains(&format!("[127.0.0.1]:{} {}", host.port, key_fields.join(" "))), "{known}");
+    assert!(known.contains(&format!("{} {}", host.ip, key_fields.join(" "))), "{known}");
 
     // A healthy stack, as `verify NAME` finds it (instance by tag, the
     // state directory's known_hosts, strictly; the key create imported).
@@ -120,14 +119,14 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     let (_, v) = cli::update_runs_imageup_only(&host, "/var/docker/image", || {
         by_name(&env, &host, "update e2e --json --imageup-timeout 3m --health-timeout 1m")
     });
-    assert_eq!(v["host"], format!("ubuntu@{}", host.addr()), "the instance's login user, at the test address");
+    assert_eq!(v["host"], format!("ubuntu@{}", host.ip), "the instance's login user, at the test address");
     let log = v["log"].as_str().unwrap_or_else(|| panic!("no log in {v}"));
     assert!(log.starts_with(&format!("{}/logs/update-", env.state_dir().display())), "{log}");
     verify();
 
     // Converged: a second create (as JSON) reuses the instance and changes
     // nothing; each host step is there with its time.
-    let again = create_with(&env, &host, "e2e", true, &["--json"]);
+    let again = create_with(&env, &host, "e2e", true, &["--json", "--acme-server", &acme]);
     assert_eq!(again.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&again.stdout).expect("one JSON object on stdout");
     assert_eq!((v["reused"].clone(), v["ok"].clone()), (true.into(), true.into()), "{v}");

@@ -173,6 +173,10 @@ pub fn update_runs_imageup_only(
     let files_before = host.sh_ok(&files);
     let calls_before = host.calls().len();
     let imageups_before = imageups(host);
+    // On a booted host, real dockerd: Traefik's container (when there is
+    // one) must be the same one, still running since before.
+    let traefik = "docker inspect -f '{{.Id}} {{.State.StartedAt}}' traefik 2>/dev/null || true";
+    let traefik_before = if host.is_booted() { host.sh_ok(traefik) } else { String::new() };
     let out = update();
     assert_eq!(out.status.code(), Some(0), "update");
     let report: serde_json::Value =
@@ -185,6 +189,9 @@ pub fn update_runs_imageup_only(
         "update changed more than imageup does"
     );
     assert_eq!(host.sh_ok(&files), files_before, "update rewrote a configuration file");
+    if host.is_booted() {
+        assert_eq!(host.sh_ok(traefik), traefik_before, "update restarted Traefik");
+    }
     let calls = host.calls()[calls_before..].to_vec();
     let other: Vec<&String> = calls
         .iter()

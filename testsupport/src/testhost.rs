@@ -75,8 +75,8 @@
 //!   [`TestHost::enable_standin_repo`], nvidia-smi, nvidia-ctk, the runtime
 //!   hook dockerd runs for a GPU request) and lspci.
 //! - [`TestHost::sh`], [`TestHost::read`] and [`TestHost::write`] enter the
-//!   namespaces of this boot's PID 1; [`TestHost::kill_sshd`] and
-//!   [`TestHost::restart_sshd`] are chroot hosts' only.
+//!   namespaces of this boot's PID 1; [`TestHost::restart_sshd`] is
+//!   `systemctl restart ssh`; [`TestHost::kill_sshd`] is chroot hosts' only.
 
 use std::collections::hash_map::RandomState;
 use std::fs;
@@ -279,7 +279,7 @@ impl TestHost {
     /// `systemctl` and `reboot`, and the archive stand-in of real Debian
     /// packages as its only apt source, so the tool installs real Docker and
     /// compose v2 there. Returns once sshd answers. [`TestHost::kill_sshd`]
-    /// and [`TestHost::restart_sshd`] are for chroot hosts only.
+    /// is for chroot hosts only.
     pub fn boot(distro: Distro) -> TestHost {
         let (root, archive) = ensure_booted_root();
         for _ in 0..5 {
@@ -986,7 +986,12 @@ impl TestHost {
     /// Start sshd again (after [`TestHost::kill_sshd`]), or restart its listener
     /// like `systemctl restart ssh` (open sessions survive). Returns once it answers.
     pub fn restart_sshd(&self) {
-        assert!(!self.booted, "restart_sshd is for chroot hosts (a booted host has systemctl)");
+        if self.booted {
+            // Real systemd: its own restart (open sessions survive, as
+            // Debian's ssh.service kills the listener only).
+            self.sh_ok("systemctl restart ssh");
+            return self.wait_for_sshd(Duration::from_secs(15));
+        }
         let count = || self.sshd_log().matches("Server listening on").count();
         let before = count();
         self.request("restart-sshd");
