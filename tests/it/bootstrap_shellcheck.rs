@@ -87,6 +87,8 @@ fn test_host_scripts_pass_shellcheck() {
     let files = bash_files(&dir);
     assert!(files.iter().any(|f| f == "boot.sh"), "{files:?}");
     shellcheck(&dir, &files);
-    let registry = dir.join("registry");
-    shellcheck(&registry, &bash_files(&registry));
+    for sub in ["registry", "vm"] {
+        let sub = dir.join(sub);
+        shellcheck(&sub, &bash_files(&sub));
+    }
 }

@@ -27,6 +27,8 @@ mod remote_on_testhost;
 mod testhost_selftest;
 /// `verify` and `update` on a finished test host.
 mod verify_update;
+/// `ec2 create` end to end on a real virtual machine (qemu, cloud-init).
+mod vm_e2e;
 
 /// The binary under test. Only this package's tests and benches can name it
 /// (Cargo's CARGO_BIN_EXE_*), so it is handed to the support crate's helpers

@@ -13,6 +13,8 @@
 //!   fault_proxy.py, and a banner-only sshd where an instance's port 22 would be.
 //! - [`net`]: free loopback ports and waiting for a listener.
 //! - [`report`]: the benches' header, baseline and table of medians.
+//! - [`vm`]: a real virtual machine (qemu) booting the tests' stand-in for
+//!   Ubuntu's EC2 image with cloud-init, for the end-to-end test.
 //!
 //! The image-provision binary is the root package's: only its tests and
 //! benches can name it (Cargo's `CARGO_BIN_EXE_image-provision`), so the
@@ -32,6 +34,7 @@ pub mod net;
 pub mod report;
 pub mod sshd;
 pub mod testhost;
+pub mod vm;
 
 /// The workspace root (the root package's directory): tests/testhost,
 /// tests/fixtures and this crate live under it.

@@ -153,7 +153,7 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
 const CHROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The scripts' directory, tests/testhost of the root package.
-fn scripts_dir() -> PathBuf {
+pub(crate) fn scripts_dir() -> PathBuf {
     let dir = crate::repo_root().join("tests/testhost");
     assert!(dir.join("start.sh").exists(), "test host scripts not found in {}", dir.display());
     dir
@@ -213,7 +213,7 @@ pub fn ensure_booted_root() -> (PathBuf, PathBuf) {
 }
 
 /// Run one of tests/testhost's build scripts; the path it prints last.
-fn built_path(script: &str, args: &[&str]) -> PathBuf {
+pub(crate) fn built_path(script: &str, args: &[&str]) -> PathBuf {
     let script = scripts_dir().join(script);
     let out = Command::new("bash")
         .arg(&script)
@@ -230,7 +230,7 @@ fn built_path(script: &str, args: &[&str]) -> PathBuf {
     PathBuf::from(path)
 }
 
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut h = RandomState::new().build_hasher();
     h.write_u32(std::process::id());
     h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
@@ -810,51 +810,10 @@ impl TestHost {
     /// host's own 127.0.0.1, as on a real server. Until the host is dropped.
     pub fn enable_acme(&self) -> String {
         assert!(self.booted, "enable_acme is for booted hosts (TestHost::boot)");
-        let (_, ca) = registry_storage();
         let outer = self.outer_ip();
-        let dir = self.ctl.join("acme");
-        issue_test_cert(&ca, &dir, &format!("IP:{outer}"));
-        let dns = format!("{outer}:8053");
-        self.spawn_service(
-            &dir,
-            "challtestsrv",
-            &[
-                "pebble-challtestsrv",
-                "-defaultIPv4",
-                &self.ip.to_string(),
-                "-defaultIPv6",
-                "",
-                "-dns01",
-                &dns,
-                "-http01",
-                "",
-                "-https01",
-                "",
-                "-tlsalpn01",
-                "",
-                "-management",
-                &format!("{outer}:8055"),
-            ],
-            &[],
-        );
-        let config = pebble_config(&outer, &dir);
-        fs::write(dir.join("pebble.json"), config).expect("writing pebble's config");
-        self.spawn_service(
-            &dir,
-            "pebble",
-            &["pebble", "-config", &dir.join("pebble.json").display().to_string(), "-dnsserver", &dns],
-            // No random waits before validating, no nonces refused on purpose.
-            &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
-        );
-        wait_for_listener(SocketAddr::from((outer, 15000)), &dir.join("pebble.log"));
-        let root = Command::new("curl")
-            .args(["-fsS", "--cacert"])
-            .arg(ca.join("ca.crt"))
-            .arg(format!("https://{outer}:15000/roots/0"))
-            .output()
-            .expect("running curl (apt-get install curl)");
-        assert!(root.status.success(), "pebble's root: {}", String::from_utf8_lossy(&root.stderr));
-        self.trust_ca("pebble-root", &root.stdout);
+        let acme = start_acme(&self.ctl.join("acme"), outer, &format!("IP:{outer}"), self.ip, 80);
+        self.services.lock().unwrap().extend(acme.services);
+        self.trust_ca("pebble-root", &acme.root);
         *self.acme.lock().unwrap() = true;
         format!("https://{outer}:14000/dir")
     }
@@ -877,26 +836,10 @@ impl TestHost {
         self.sh_ok("update-ca-certificates >/dev/null 2>&1");
     }
 
-    /// Run `argv` on the machine for this host, logging to DIR/NAME.log,
-    /// in a process group of its own beside a watcher that ends it when
-    /// this process goes; Drop ends it with the host.
+    /// Run `argv` on the machine for this host ([`spawn_watched`]); Drop
+    /// ends it with the host.
     fn spawn_service(&self, dir: &Path, name: &str, argv: &[&str], env: &[(&str, &str)]) {
-        let mut cmd = Command::new("bash");
-        cmd.arg("-c")
-            .arg(
-                r#"owner=$1; shift; "$@" & pid=$!
-                while kill -0 "$owner" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
-                kill "$pid" 2>/dev/null"#,
-            )
-            .arg("bash")
-            .arg(std::process::id().to_string())
-            .args(argv)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join(format!("{name}.log"))).expect("a service's log"));
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", argv[0]));
+        let child = spawn_watched(dir, name, argv, env);
         self.services.lock().unwrap().push(child);
     }
 
@@ -1033,6 +976,87 @@ impl TestHost {
     }
 }
 
+/// Run `argv` on the machine, logging to DIR/NAME.log, in a process group
+/// of its own (end it with [`kill_pid`] of "-PID") beside a watcher that
+/// ends it when this process goes.
+pub(crate) fn spawn_watched(dir: &Path, name: &str, argv: &[&str], env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(
+            r#"owner=$1; shift; "$@" & pid=$!
+            while kill -0 "$owner" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
+            kill "$pid" 2>/dev/null"#,
+        )
+        .arg("bash")
+        .arg(std::process::id().to_string())
+        .args(argv)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.join(format!("{name}.log"))).expect("a service's log"));
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", argv[0]))
+}
+
+/// pebble and its DNS, running on the machine ([`start_acme`]).
+pub(crate) struct Acme {
+    /// pebble-challtestsrv and pebble (end them with [`kill_pid`] "-PID").
+    pub services: Vec<Child>,
+    /// pebble's root, PEM: what a host trusts to accept what it issues.
+    pub root: Vec<u8>,
+}
+
+/// Let's Encrypt's test server on the machine: pebble's ACME directory at
+/// https://LISTEN:14000/dir with a certificate from the tests' CA for
+/// `sans` (what the ACME client connects to), its management API on
+/// LISTEN:15000; its validation authority asks pebble-challtestsrv
+/// (LISTEN:8053), which answers every name with `answer`, and sends the
+/// HTTP-01 challenge to port `http_port` there. Logs in DIR.
+pub(crate) fn start_acme(dir: &Path, listen: Ipv4Addr, sans: &str, answer: Ipv4Addr, http_port: u16) -> Acme {
+    let (_, ca) = registry_storage();
+    issue_test_cert(&ca, dir, sans);
+    let dns = format!("{listen}:8053");
+    let challtestsrv = spawn_watched(
+        dir,
+        "challtestsrv",
+        &[
+            "pebble-challtestsrv",
+            "-defaultIPv4",
+            &answer.to_string(),
+            "-defaultIPv6",
+            "",
+            "-dns01",
+            &dns,
+            "-http01",
+            "",
+            "-https01",
+            "",
+            "-tlsalpn01",
+            "",
+            "-management",
+            &format!("{listen}:8055"),
+        ],
+        &[],
+    );
+    fs::write(dir.join("pebble.json"), pebble_config(&listen, dir, http_port)).expect("writing pebble's config");
+    let pebble = spawn_watched(
+        dir,
+        "pebble",
+        &["pebble", "-config", &dir.join("pebble.json").display().to_string(), "-dnsserver", &dns],
+        // No random waits before validating, no nonces refused on purpose.
+        &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
+    );
+    wait_for_listener(SocketAddr::from((listen, 15000)), &dir.join("pebble.log"));
+    let root = Command::new("curl")
+        .args(["-fsS", "--cacert"])
+        .arg(ca.join("ca.crt"))
+        .arg(format!("https://{listen}:15000/roots/0"))
+        .output()
+        .expect("running curl (apt-get install curl)");
+    assert!(root.status.success(), "pebble's root: {}", String::from_utf8_lossy(&root.stderr));
+    Acme { services: vec![challtestsrv, pebble], root: root.stdout }
+}
+
 /// A test CA (DIR/ca.crt, ca.key) and a server certificate for DNS name
 /// `name` signed by it (DIR/server.crt, server.key), valid two days.
 fn make_test_certs(dir: &Path, name: &str) {
@@ -1057,7 +1081,7 @@ fn make_test_certs(dir: &Path, name: &str) {
 /// The test registry's storage and the directory holding the tests' CA
 /// (ca.crt, ca.key), built first if missing or stale
 /// (tests/testhost/registry/build-registry.sh). Once per process.
-fn registry_storage() -> (PathBuf, PathBuf) {
+pub(crate) fn registry_storage() -> (PathBuf, PathBuf) {
     static STORAGE: OnceLock<PathBuf> = OnceLock::new();
     let storage = STORAGE.get_or_init(|| built_path("registry/build-registry.sh", &[])).clone();
     let ca = storage.parent().expect("the storage's directory").to_path_buf();
@@ -1066,7 +1090,7 @@ fn registry_storage() -> (PathBuf, PathBuf) {
 
 /// DIR/server.crt and server.key: a certificate for `sans` (openssl's
 /// subjectAltName syntax, "DNS:a,IP:b") signed by the tests' CA in `ca`.
-fn issue_test_cert(ca: &Path, dir: &Path, sans: &str) {
+pub(crate) fn issue_test_cert(ca: &Path, dir: &Path, sans: &str) {
     fs::create_dir_all(dir).expect("creating a certificate's directory");
     let out = Command::new("bash")
         .arg("-c")
@@ -1084,19 +1108,20 @@ fn issue_test_cert(ca: &Path, dir: &Path, sans: &str) {
     assert!(out.status.success(), "issuing a test certificate: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// pebble's configuration: ACME on OUTER:14000, its management API (roots)
-/// on OUTER:15000, the challenges sent to the usual ports 80 and 443.
-fn pebble_config(outer: &Ipv4Addr, dir: &Path) -> String {
+/// pebble's configuration: ACME on LISTEN:14000, its management API (roots)
+/// on LISTEN:15000, its certificate DIR/server.crt, the HTTP-01 challenge
+/// sent to port `http_port` of the name's address.
+pub(crate) fn pebble_config(listen: &Ipv4Addr, dir: &Path, http_port: u16) -> String {
     format!(
-        r#"{{"pebble": {{"listenAddress": "{outer}:14000", "managementListenAddress": "{outer}:15000",
-  "certificate": "{d}/server.crt", "privateKey": "{d}/server.key", "httpPort": 80, "tlsPort": 443,
+        r#"{{"pebble": {{"listenAddress": "{listen}:14000", "managementListenAddress": "{listen}:15000",
+  "certificate": "{d}/server.crt", "privateKey": "{d}/server.key", "httpPort": {http_port}, "tlsPort": 443,
   "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
         d = dir.display()
     )
 }
 
 /// Wait until something accepts connections at `addr`; panics with `log`.
-fn wait_for_listener(addr: SocketAddr, log: &Path) {
+pub(crate) fn wait_for_listener(addr: SocketAddr, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         assert!(
