@@ -341,14 +341,21 @@ impl TestHost {
             }
             sleep(Duration::from_millis(20));
         };
+        Self::ready(dir, child, distro, ip, 22, true)
+    }
+
+    /// The started host, from what its script left in ctl/, with a
+    /// known_hosts file trusting its key.
+    fn ready(dir: tempfile::TempDir, child: Child, distro: Distro, ip: Ipv4Addr, port: u16, booted: bool) -> Started {
+        let ctl = dir.path().join("ctl");
         let host = TestHost {
             ip,
-            port: 22,
+            port,
             host_key_pub: read_trimmed(&ctl.join("host_ed25519_key.pub")),
             client_key: ctl.join("client_ed25519_key"),
             pwuser_password: read_trimmed(&ctl.join("pwuser_password")),
             distro,
-            booted: true,
+            booted,
             supervisor_pid: read_trimmed(&ctl.join("supervisor.pid")).parse().expect("supervisor.pid"),
             merged: dir.path().join("merged"),
             ctl,
@@ -431,25 +438,7 @@ impl TestHost {
             sleep(Duration::from_millis(10));
         }
 
-        let host = TestHost {
-            ip: Ipv4Addr::LOCALHOST,
-            port,
-            host_key_pub: read_trimmed(&ctl.join("host_ed25519_key.pub")),
-            client_key: ctl.join("client_ed25519_key"),
-            pwuser_password: read_trimmed(&ctl.join("pwuser_password")),
-            distro,
-            booted: false,
-            supervisor_pid: read_trimmed(&ctl.join("supervisor.pid")).parse().expect("supervisor.pid"),
-            merged: dir.path().join("merged"),
-            ctl,
-            child,
-            https: std::sync::Mutex::new(None),
-            services: std::sync::Mutex::new(Vec::new()),
-            acme: std::sync::Mutex::new(false),
-            dir,
-        };
-        fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n").expect("writing known_hosts");
-        Started::Ready(Box::new(host))
+        Self::ready(dir, child, distro, Ipv4Addr::LOCALHOST, port, false)
     }
 
     /// "IP:PORT": "127.0.0.1:PORT" on a chroot host, "10.x.y.z:22" on a booted one.
