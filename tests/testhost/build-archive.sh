@@ -36,17 +36,9 @@ done
 tools="git python3-pip jq curl ca-certificates"
 key=$( (cat "$here/build-archive.sh"; echo "$root") | sha256sum | cut -c1-16)
 dir=$cache/archive-$key
-if [ -e "$dir/ok" ]; then
-    echo "$dir/repo"
-    exit 0
-fi
-mkdir -p "$cache"
-exec 9>"$cache/lock"
-flock 9
-if [ -e "$dir/ok" ]; then
-    echo "$dir/repo"
-    exit 0
-fi
+# shellcheck source=/dev/null # tests/testhost/cache.sh
+source "$here/cache.sh"
+reuse_or_lock "$cache" "$dir" "$dir/repo"
 
 echo "build-archive.sh: building the archive stand-in in $dir" >&2
 start=$(date +%s)

@@ -36,19 +36,9 @@ packages=$(cat "${lists[@]}" | grep -v '^[[:space:]]*\(#\|$\)' | tr -s '[:space:
 key=$( (cat "$here/build-root.sh" "${lists[@]}"; echo "$variant") | sha256sum | cut -c1-16)
 dir=$cache/$key
 
-if [ -e "$dir/ok" ]; then
-    echo "$dir/root"
-    exit 0
-fi
-
-mkdir -p "$cache"
-exec 9>"$cache/lock"
-flock 9
-# Another process may have built it while we waited for the lock.
-if [ -e "$dir/ok" ]; then
-    echo "$dir/root"
-    exit 0
-fi
+# shellcheck source=/dev/null # tests/testhost/cache.sh
+source "$here/cache.sh"
+reuse_or_lock "$cache" "$dir" "$dir/root"
 
 echo "build-root.sh: building Debian 12 root in $dir (packages: $packages)" >&2
 start=$(date +%s)

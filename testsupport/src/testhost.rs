@@ -300,8 +300,8 @@ impl TestHost {
         let ctl = dir.path().join("ctl");
         fs::create_dir(&ctl).expect("creating ctl/");
         let log = fs::File::create(ctl.join("supervisor.log")).expect("creating supervisor.log");
-        let mut child = Command::new("bash")
-            .arg(scripts_dir().join("boot.sh"))
+        let mut cmd = Command::new("bash");
+        cmd.arg(scripts_dir().join("boot.sh"))
             .arg(dir.path())
             .arg(root)
             .arg(archive)
@@ -310,15 +310,22 @@ impl TestHost {
             .env("TESTHOST_OWNER", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("spawning tests/testhost/boot.sh");
+            .stderr(log);
+        // A process group of its own: a test runner that kills this test's
+        // group (a timeout) leaves boot.sh alive to notice its owner is gone
+        // and stop the host, which nspawn would otherwise outlive.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.spawn().expect("spawning tests/testhost/boot.sh");
         let deadline = Instant::now() + BOOT_TIMEOUT;
         let ip = loop {
             let address = fs::read_to_string(ctl.join("address")).ok().and_then(|a| a.trim().parse().ok());
+            // sshd answers early in the boot, but until systemd-user-sessions
+            // has run, /run/nologin makes PAM refuse every user but root
+            // (which a client sees as its key refused): ready once it is gone.
             if let Some(ip) = address
                 && ctl.join("leader").exists()
                 && ssh_banner_at(SocketAddr::from((ip, 22)))
+                && logins_allowed(&ctl)
             {
                 break ip;
             }
@@ -937,9 +944,10 @@ impl TestHost {
     }
 
     /// Wait until sshd answers with a banner (e.g. after a reboot); panics after `timeout`.
+    /// On a booted host, also until users may log in (no /run/nologin).
     pub fn wait_for_sshd(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while !ssh_banner_at(self.sock_addr()) {
+        while !ssh_banner_at(self.sock_addr()) || (self.booted && !logins_allowed(&self.ctl)) {
             if Instant::now() > deadline {
                 panic!("sshd did not answer within {timeout:?}:\n{}", self.logs());
             }
@@ -1120,6 +1128,16 @@ pub(crate) fn wait_for_listener(addr: SocketAddr, log: &Path) {
         );
         sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether a booted host lets users other than root log in: no
+/// /run/nologin (systemd removes it when the boot reaches user sessions).
+fn logins_allowed(ctl: &Path) -> bool {
+    let Ok(leader) = fs::read_to_string(ctl.join("leader")) else { return false };
+    Command::new("nsenter")
+        .args(["-t", leader.trim(), "-m", "--", "test", "!", "-e", "/run/nologin"])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Stop a booted host at once: SIGKILL to its PID 1 ends its PID namespace,

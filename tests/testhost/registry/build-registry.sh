@@ -43,17 +43,9 @@ traefik_version=$(sed -n 's/.*TRAEFIK_IMAGE: &str = "traefik:v\([0-9.]*\)";.*/\1
 key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "${composes[@]}"; sha256sum "$busybox"
     echo "$traefik_version") | sha256sum | cut -c1-16)
 dir=$cache/registry-$key
-if [ -e "$dir/ok" ]; then
-    echo "$dir/storage"
-    exit 0
-fi
-mkdir -p "$cache"
-exec 9>"$cache/lock"
-flock 9
-if [ -e "$dir/ok" ]; then
-    echo "$dir/storage"
-    exit 0
-fi
+# shellcheck source=/dev/null # tests/testhost/cache.sh
+source "$here/../cache.sh"
+reuse_or_lock "$cache" "$dir" "$dir/storage"
 
 echo "build-registry.sh: building the ghcr.io stand-in's images in $dir" >&2
 tmp=$cache/registry-$key.tmp

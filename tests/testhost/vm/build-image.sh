@@ -49,17 +49,9 @@ packages="linux-image-amd64 openssh-server sudo cloud-init ifupdown isc-dhcp-cli
 key=$( (cat "$here/build-image.sh" "$testhost"/standins/* "$testhost"/standins/image-server/*/* \
     "$testhost/os-release.ubuntu-22.04" "$ca_dir/ca.crt" 2>/dev/null; echo "$base $packages") | sha256sum | cut -c1-16)
 dir=$cache/vm-$key
-if [ -e "$dir/ok" ]; then
-    echo "$dir"
-    exit 0
-fi
-mkdir -p "$cache"
-exec 9>"$cache/lock"
-flock 9
-if [ -e "$dir/ok" ]; then
-    echo "$dir"
-    exit 0
-fi
+# shellcheck source=/dev/null # tests/testhost/cache.sh
+source "$here/../cache.sh"
+reuse_or_lock "$cache" "$dir" "$dir"
 
 echo "build-image.sh: building the VM image in $dir" >&2
 start=$(date +%s)
