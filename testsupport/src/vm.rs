@@ -143,33 +143,52 @@ impl Vm {
             .expect("qemu-img");
         assert!(out.status.success(), "qemu-img: {}", String::from_utf8_lossy(&out.stderr));
         let console = self.dir.path().join("console.log");
-        let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-machine", "q35,accel=tcg", "-cpu", "max", "-smp", "2", "-m", "3072"])
-            .args(["-display", "none", "-monitor", "none"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .arg("-kernel")
-            .arg(self.image.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(self.image.join("initrd.img"))
-            .args(["-append", "root=/dev/vda rw console=ttyS0 ds=nocloud-net;s=http://10.0.2.2:18080/seed/"])
-            .arg("-drive")
-            .arg(format!("file={},if=virtio,format=qcow2", disk.display()))
-            .arg("-netdev")
-            .arg(format!(
+        let image = |name: &str| self.image.join(name).display().to_string();
+        let argv: Vec<String> = [
+            "qemu-system-x86_64",
+            "-machine",
+            "q35,accel=tcg",
+            "-cpu",
+            "max",
+            "-smp",
+            "2",
+            "-m",
+            "3072",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([
+            "-serial".into(),
+            format!("file:{}", console.display()),
+            "-kernel".into(),
+            image("vmlinuz"),
+            "-initrd".into(),
+            image("initrd.img"),
+            "-append".into(),
+            "root=/dev/vda rw console=ttyS0 ds=nocloud-net;s=http://10.0.2.2:18080/seed/".into(),
+            "-drive".into(),
+            format!("file={},if=virtio,format=qcow2", disk.display()),
+            "-netdev".into(),
+            format!(
                 "user,id=n0,hostfwd=tcp:127.0.0.1:{}-:22,hostfwd=tcp:127.0.0.1:{}-:80",
                 self.ssh_port, self.http_port
-            ))
-            .args(["-device", "virtio-net-pci,netdev=n0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(self.dir.path().join("qemu.log")).expect("qemu.log"));
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        self.qemu = Some(cmd.spawn().expect("spawning qemu-system-x86_64"));
+            ),
+            "-device".into(),
+            "virtio-net-pci,netdev=n0".into(),
+        ])
+        .collect();
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        // Watched like the services: a test killed by its runner (a
+        // timeout) must not leave qemu running.
+        self.qemu = Some(spawn_watched(self.dir.path(), "qemu", &argv, &[]));
     }
 
     /// Whether the qemu process that booted the guest still runs (a reboot
-    /// inside keeps it).
+    /// inside keeps it; qemu's watcher ends with it).
     pub fn qemu_running(&mut self) -> bool {
         self.qemu.as_mut().is_some_and(|q| q.try_wait().ok().flatten().is_none())
     }
