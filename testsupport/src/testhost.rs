@@ -768,25 +768,10 @@ impl TestHost {
     /// The registry runs on the machine until the host is dropped.
     pub fn enable_registry(&self) {
         assert!(self.booted, "enable_registry is for booted hosts (TestHost::boot)");
-        let (storage, ca) = registry_storage();
+        let (_, ca) = registry_storage();
         let outer = self.outer_ip();
-        let dir = self.ctl.join("registry");
-        issue_test_cert(&ca, &dir, "DNS:ghcr.io,DNS:registry-1.docker.io");
-        let config = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
-             http:\n  addr: {outer}:443\n  tls:\n    certificate: {dir}/server.crt\n    key: {dir}/server.key\n",
-            storage.display(),
-            dir = dir.display()
-        );
-        fs::write(dir.join("config.yml"), config).expect("writing the registry's config");
-        self.spawn_service(
-            &dir,
-            "registry",
-            &["docker-registry", "serve", &dir.join("config.yml").display().to_string()],
-            &[],
-        );
-        wait_for_listener(SocketAddr::from((outer, 443)), &dir.join("registry.log"));
+        let registry = start_registry(&self.ctl.join("registry"), outer);
+        self.services.lock().unwrap().push(registry);
         // Docker Hub's endpoint checks the system's roots; ghcr.io's also
         // the registry's own directory, where a server's admin puts a CA.
         let ca_pem = fs::read(ca.join("ca.crt")).expect("the tests' ca.crt");
@@ -830,13 +815,6 @@ impl TestHost {
     fn trust_ca(&self, name: &str, pem: &[u8]) {
         self.write(&format!("/usr/local/share/ca-certificates/{name}.crt"), pem);
         self.sh_ok("update-ca-certificates >/dev/null 2>&1");
-    }
-
-    /// Run `argv` on the machine for this host ([`spawn_watched`]); Drop
-    /// ends it with the host.
-    fn spawn_service(&self, dir: &Path, name: &str, argv: &[&str], env: &[(&str, &str)]) {
-        let child = spawn_watched(dir, name, argv, env);
-        self.services.lock().unwrap().push(child);
     }
 
     /// Whether [`TestHost::enable_traefik_standin`] ran: HTTPS checks can work.
@@ -993,6 +971,31 @@ pub(crate) fn spawn_watched(dir: &Path, name: &str, argv: &[&str], env: &[(&str,
         .stderr(fs::File::create(dir.join(format!("{name}.log"))).expect("a service's log"));
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.spawn().unwrap_or_else(|e| panic!("spawning {}: {e}", argv[0]))
+}
+
+/// The test registry on the machine: Debian's docker-registry serving
+/// [`registry_storage`] read-only at LISTEN:443, with a certificate from the
+/// tests' CA for ghcr.io and registry-1.docker.io; config and log in DIR.
+/// Returns once it listens (end it with [`kill_pid`] "-PID").
+pub(crate) fn start_registry(dir: &Path, listen: Ipv4Addr) -> Child {
+    let (storage, ca) = registry_storage();
+    issue_test_cert(&ca, dir, "DNS:ghcr.io,DNS:registry-1.docker.io");
+    let config = format!(
+        "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
+         maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
+         http:\n  addr: {listen}:443\n  tls:\n    certificate: {dir}/server.crt\n    key: {dir}/server.key\n",
+        storage.display(),
+        dir = dir.display()
+    );
+    fs::write(dir.join("config.yml"), config).expect("writing the registry's config");
+    let child = spawn_watched(
+        dir,
+        "registry",
+        &["docker-registry", "serve", &dir.join("config.yml").display().to_string()],
+        &[],
+    );
+    wait_for_listener(SocketAddr::from((listen, 443)), &dir.join("registry.log"));
+    child
 }
 
 /// pebble and its DNS, running on the machine ([`start_acme`]).

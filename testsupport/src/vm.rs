@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::net::{free_port, ssh_banner_at};
 use crate::testhost::{
-    built_path, ensure_booted_root, issue_test_cert, registry_storage, spawn_watched, start_acme, wait_for_listener,
+    built_path, ensure_booted_root, registry_storage, spawn_watched, start_acme, start_registry, wait_for_listener,
 };
 use crate::{find_tool, kill_pid};
 
@@ -57,7 +57,7 @@ impl Vm {
             assert!(find_tool(tool).is_some(), "VM test prerequisite missing: `{tool}` (apt-get install {package})");
         }
         let (_, archive) = ensure_booted_root();
-        let (storage, ca) = registry_storage();
+        let (_, ca) = registry_storage();
         let image = built_path("vm/build-image.sh", &[&archive.display().to_string(), &ca.display().to_string()]);
         let lock = lock_vm();
         let dir = tempfile::Builder::new().prefix("image-provision-vm-").tempdir().expect("a temporary directory");
@@ -81,23 +81,7 @@ impl Vm {
         )];
         wait_for_listener(SocketAddr::from(([127, 0, 0, 1], 18080)), &dir.path().join("http.log"));
 
-        let registry = dir.path().join("registry");
-        issue_test_cert(&ca, &registry, "DNS:ghcr.io,DNS:registry-1.docker.io");
-        let config = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-             maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
-             http:\n  addr: 127.0.0.1:443\n  tls:\n    certificate: {r}/server.crt\n    key: {r}/server.key\n",
-            storage.display(),
-            r = registry.display()
-        );
-        fs::write(registry.join("config.yml"), config).expect("the registry's config");
-        services.push(spawn_watched(
-            &registry,
-            "registry",
-            &["docker-registry", "serve", &registry.join("config.yml").display().to_string()],
-            &[],
-        ));
-        wait_for_listener(SocketAddr::from(([127, 0, 0, 1], 443)), &registry.join("registry.log"));
+        services.push(start_registry(&dir.path().join("registry"), Ipv4Addr::LOCALHOST));
 
         // pebble validates http://DOMAIN:80/ on the guest: every name is
         // 127.0.0.1 to it, and the guest's port 80 a forwarded port here.
