@@ -1,34 +1,32 @@
 //! Figures for `image-provision bootstrap --host` (with the IMAGE steps)
-//! against real test hosts (prints a table; no assertions on the figures, not
-//! a timed test):
+//! against booted test hosts (prints a table; no assertions on the
+//! figures, not a timed test):
 //!
 //! ```text
 //! cargo bench --profile dev --bench bootstrap   # reuses the dev build; quick
 //! cargo bench --bench bootstrap                 # the bench (release) profile
 //! ```
 //!
-//! Needs what the test host needs (root, util-linux, debootstrap; `bash
-//! tests/run` sets it up) and OpenSSH's client for the `ssh host true` line.
-//! In one run (issue 5's "Benchmark"):
+//! Needs what the booted test hosts need (root, systemd-container,
+//! debootstrap, the registry and pebble; `bash tests/run` sets it up) and
+//! OpenSSH's client for the `ssh host true` line. The hosts are booted ones
+//! (real systemd, Docker, compose v2, Traefik with pebble's certificate,
+//! the images pulled from the test registry, a real reboot); only the
+//! driver's install is given a duration. In one run (issue 5's
+//! "Benchmark"):
 //!
-//! 1. A converged re-run of the whole bootstrap on a finished Debian 12 test
-//!    host: wall time (median of CONVERGED_REPS runs of the CLI binary) and its
-//!    SSH round trips, beside OpenSSH's `ssh host true` against the same host.
-//!    Round trips are counted from the test host's sshd log (LogLevel DEBUG1,
-//!    set by a drop-in before these runs): one per channel request that runs
+//! 1. A converged re-run of the whole bootstrap on a finished host: wall
+//!    time (median of CONVERGED_REPS runs of the CLI binary) and its SSH
+//!    round trips, beside OpenSSH's `ssh host true` against the same host.
+//!    Round trips are counted from the host's sshd log (LogLevel DEBUG1 to
+//!    a file, set before these runs): one per channel request that runs
 //!    something (`exec`, `subsystem`, `shell`), plus the connections opened
 //!    (`Accepted publickey`). The product is not instrumented.
-//! 2. A fresh bootstrap with the stand-ins given realistic relative durations
-//!    (driver install 3 units, image pull 10 units, reboot 1 unit; UNIT below),
-//!    beside the critical path. The same fresh bootstrap measured on another
-//!    host with every hook at zero (reboot delay 0) gives the non-hooked work,
-//!    step by step (the summary's TIME column); the critical path is the
-//!    longer of the two chains that cannot overlap:
-//!    - the steps in order: all non-hooked work + driver 3 + reboot 1 units;
-//!    - the pull: all non-hooked work except the steps that run while the
-//!      images pull in the background (nvidia, gpu-check, traefik), + pull 10 +
-//!      reboot 1 units (nothing on the host progresses while it is down: a
-//!      reboot interrupts the pull; the stand-in keeps its progress).
+//! 2. A fresh bootstrap with the driver's install given DRIVER_UNITS
+//!    (UNIT below) beside the critical path: the same fresh bootstrap of
+//!    another host with no duration given, plus the driver's units. The
+//!    pull runs beside the steps from layout on; were it in the way, the
+//!    fresh run would exceed that path.
 //!
 //! It runs only when given `--bench` (as `cargo bench` does): under `cargo
 //! test --benches` or a test runner's `--list` it does nothing.
@@ -46,14 +44,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_image-provision");
 
 const DOMAIN: &str = "image.example.org";
 
-/// One unit of the relative durations, in seconds.
+/// One unit of the durations given, in seconds.
 const UNIT_SECS: u64 = 1;
 const DRIVER_UNITS: u64 = 3;
-const PULL_UNITS: u64 = 10;
-const REBOOT_UNITS: u64 = 1;
-
-/// The steps that run while the images pull in the background.
-const OVERLAP_PULL: &[&str] = &["nvidia", "gpu-check", "traefik"];
 
 const SSH_TRUE_REPS: usize = 10;
 const CONVERGED_REPS: usize = 5;
@@ -64,45 +57,42 @@ fn main() {
     }
     let unit = Duration::from_secs(UNIT_SECS);
     let local = tempfile::tempdir().unwrap();
-    let extra = image_args(local.path());
-    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
 
-    // The non-hooked part: a fresh bootstrap with every duration at zero.
+    // No duration given: a fresh bootstrap of one host.
     let t = Instant::now();
-    let zero = TestHost::start_with(Distro::Debian12, Duration::ZERO);
+    let zero = ready_host();
     let zero_started = t.elapsed();
-    zero.enable_pinned_bootstrap_standins();
-    zero.enable_image_server_standins();
-    let zero_state = state_for(&zero);
-    let (zero_out, zero_fresh) = bootstrap(&zero, zero_state.path(), &extra);
-    let zero_steps = step_times(&zero_out);
-    let zero_reboots = zero.reboots();
+    let extra = image_args(local.path(), &zero);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let zero_state = state_for(&zero.host);
+    let (zero_out, zero_fresh) = bootstrap(&zero.host, zero_state.path(), &extra);
+    let zero_reboots = zero.host.reboots();
     drop(zero);
 
-    // The host with realistic durations: fresh, then converged re-runs.
+    // The driver's install given its units: fresh, then converged re-runs.
     let t = Instant::now();
-    let host = TestHost::start_with(Distro::Debian12, unit * REBOOT_UNITS as u32);
+    let ready = ready_host();
+    let host = &ready.host;
     println!(
-        "test hosts: Debian 12 (started in {} and {}), user {} (passwordless sudo) for ssh and bootstrap alike; unit {}: driver install {DRIVER_UNITS}, image pull {PULL_UNITS}, reboot {REBOOT_UNITS}",
+        "test hosts: booted Ubuntu 22.04 stand-ins (started in {} and {}), user {} (passwordless sudo) for ssh and bootstrap alike; unit {}: driver install {DRIVER_UNITS}",
         ms(zero_started),
         ms(t.elapsed()),
         host.default_user(),
         ms(unit)
     );
     println!();
-    host.enable_pinned_bootstrap_standins();
-    host.enable_image_server_standins();
     host.write("/var/lib/standin/hooks/slow-postinst", format!("{}\n", DRIVER_UNITS * UNIT_SECS).as_bytes());
-    host.write("/var/lib/standin/hooks/pull-seconds-image", format!("{}\n", PULL_UNITS * UNIT_SECS).as_bytes());
-    let state = state_for(&host);
-    let (first, fresh) = bootstrap(&host, state.path(), &extra);
+    let extra = image_args(local.path(), &ready);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let state = state_for(host);
+    let (first, fresh) = bootstrap(host, state.path(), &extra);
     let fresh_reboots = host.reboots();
 
-    // sshd at DEBUG1 from here on (a drop-in read before the distribution's
-    // settings; the restart keeps nothing else from changing).
-    host.write("/etc/ssh/sshd_config.d/00-bench-loglevel.conf", b"LogLevel DEBUG1\n");
+    // sshd at DEBUG1 to a file from here on (Debian's ssh.service reads
+    // its options from /etc/default/ssh; open sessions survive the restart).
+    host.write("/etc/default/ssh", b"SSHD_OPTS='-o LogLevel=DEBUG1 -E /var/log/sshd-bench.log'\n");
     host.restart_sshd();
-    let sshd_log = host.dir().join("ctl/sshd.log");
+    let sshd_log = host.path_from_machine("/var/log/sshd-bench.log");
 
     let mut ssh = Vec::new();
     let mut ssh_counts = Vec::new();
@@ -120,7 +110,7 @@ fn main() {
         let before = log_len(&sshd_log);
         let watcher = Watcher::start(sshd_log.clone(), before);
         let t0 = Instant::now();
-        let (out, d) = bootstrap(&host, state.path(), &extra);
+        let (out, d) = bootstrap(host, state.path(), &extra);
         let end = t0 + d;
         if let [Some(auth), Some(exec), Some(exit)] = watcher.finish() {
             phases[0].push(auth.saturating_duration_since(t0));
@@ -149,29 +139,18 @@ fn main() {
         table.row("  first exec request -> its command exited (on the host)", &phases[2], "");
         table.row("  command exited -> CLI exited", &phases[3], "");
     }
-    table.row("fresh bootstrap, hooks at zero (non-hooked part)", &[zero_fresh], &format!("{zero_reboots} reboot(s)"));
-    let in_order = zero_fresh + unit * ((DRIVER_UNITS + REBOOT_UNITS) as u32);
-    let beside_pull: Duration =
-        OVERLAP_PULL.iter().map(|s| *zero_steps.get(*s).unwrap_or_else(|| panic!("no step {s} in the summary"))).sum();
-    let pull_chain = zero_fresh.saturating_sub(beside_pull) + unit * ((PULL_UNITS + REBOOT_UNITS) as u32);
-    let critical = in_order.max(pull_chain);
-    table.row("  chain: the steps in order + driver + reboot", &[in_order], "");
+    table.row("fresh bootstrap, no duration given", &[zero_fresh], &format!("{zero_reboots} reboot(s)"));
+    let critical = zero_fresh + unit * DRIVER_UNITS as u32;
+    table.row("critical path: that + the driver's units", &[critical], "");
     table.row(
-        "  chain: the steps not beside the pull + pull + reboot",
-        &[pull_chain],
-        &format!("{} beside the pull", ms(beside_pull)),
-    );
-    table.row("critical path: the longer chain", &[critical], "");
-    table.row(
-        "fresh bootstrap, driver 3 / pull 10 / reboot 1 units",
+        &format!("fresh bootstrap, driver {DRIVER_UNITS} units"),
         &[fresh],
         &format!("{:.2}x the critical path; {fresh_reboots} reboot(s)", ratio(fresh, critical)),
     );
-    table.note(format!(
-        "critical path: max(zero-hook run + {DRIVER_UNITS} + {REBOOT_UNITS} units, zero-hook run - its {} steps + {PULL_UNITS} + {REBOOT_UNITS} units); \
-         nothing progresses while the host is down",
-        OVERLAP_PULL.join("/")
-    ));
+    table.note(
+        "the steps in order with the driver's units; the pull (real, from the test registry) runs beside them"
+            .to_string(),
+    );
     println!("{}", table.render());
     println!();
 
@@ -187,7 +166,7 @@ fn main() {
     println!("fresh steps: {}", summary(&first));
     let times: Vec<String> =
         cli::summary_rows(&zero_out).iter().filter_map(|w| Some(format!("{}={}", w.first()?, w.get(2)?))).collect();
-    println!("fresh steps, hooks at zero (time each): {}", times.join(" "));
+    println!("fresh steps, no duration given (time each): {}", times.join(" "));
     println!();
     let within = conv_median.as_secs_f64() <= 2.0 * ssh_median.as_secs_f64();
     let max_rt = *conv_rt.iter().max().unwrap();
@@ -209,18 +188,40 @@ fn main() {
     );
 }
 
-fn image_args(dir: &Path) -> Vec<String> {
-    std::fs::write(
-        dir.join("llm.env"),
-        "LLM_URL=https://llm.example.org/v1\nLLM_API_KEY=sk-bench\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n",
-    )
-    .unwrap();
+/// A booted host with what the IMAGE steps reach (the stand-ins, the
+/// registry, pebble) and the `--acme-server` URL of its pebble.
+struct Ready {
+    host: TestHost,
+    acme: String,
+    llm_url: String,
+}
+
+/// The LLM stand-in's key and model (a bench, not a secret).
+const LLM_KEY: &str = "sk-bench";
+const LLM_MODEL: &str = "Qwen/Qwen2.5-VL-7B-Instruct";
+
+fn ready_host() -> Ready {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let acme = host.enable_acme();
+    let llm_url = host.enable_llm(LLM_KEY, &[LLM_MODEL]);
+    Ready { host, acme, llm_url }
+}
+
+fn image_args(dir: &Path, ready: &Ready) -> Vec<String> {
+    let Ready { acme, llm_url, .. } = ready;
+    std::fs::write(dir.join("llm.env"), format!("LLM_URL={llm_url}\nLLM_API_KEY={LLM_KEY}\nLLM_MODEL={LLM_MODEL}\n"))
+        .unwrap();
     std::fs::write(dir.join("maps.env"), "GOOGLE_PLACES_API_KEY=maps-placeholder\n").unwrap();
     vec![
         "--domain".into(),
         DOMAIN.into(),
         "--acme-email".into(),
         "ops@example.org".into(),
+        "--acme-server".into(),
+        acme.clone(),
         "--env-file".into(),
         format!("llm.env={}", dir.join("llm.env").display()),
         "--env-file".into(),
@@ -246,17 +247,6 @@ fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> (Output, Duration
         cli::stderr(&out)
     );
     (out, took)
-}
-
-/// Each step's TIME from the summary table (0.1 s resolution).
-fn step_times(o: &Output) -> std::collections::BTreeMap<String, Duration> {
-    cli::summary_rows(o)
-        .into_iter()
-        .filter_map(|w| {
-            let secs: f64 = w.get(2)?.strip_suffix('s')?.parse().ok()?;
-            Some((w[0].clone(), Duration::from_secs_f64(secs)))
-        })
-        .collect()
 }
 
 /// "step=outcome ..." from the summary table.

@@ -89,6 +89,11 @@ pub struct ServerArgs {
     #[arg(long)]
     pub no_stack: bool,
 
+    /// Do not send the request that proves the stack (POST
+    /// /render/preprocess with a small graphic) after the other checks
+    #[arg(long)]
+    pub no_request: bool,
+
     /// JSON for scripts instead of a table
     #[arg(long)]
     pub json: bool,
@@ -234,6 +239,25 @@ pub struct HostStepArgs {
     /// The ones not given are created empty
     #[arg(long = "env-file", value_name = "NAME=PATH")]
     pub env_file: Vec<String>,
+
+    /// Run the stack without an LLM: the services that need one
+    /// (content-categoriser, graphic-caption, text-followup,
+    /// multistage-diagram-segmentation, object-detection-llm) exit at start,
+    /// so there are no photo descriptions, follow-up questions, diagram
+    /// segmentation or photo audio. The alternative: --env-file llm.env=PATH
+    #[arg(long, env = "IMAGE_PROVISION_NO_LLM", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_llm: bool,
+
+    /// The Overpass API the openstreetmap preprocessor asks (its SERVERS;
+    /// IMAGE's compose file names McGill's own server)
+    /// [default: https://overpass-api.de/api/interpreter]
+    #[arg(long, env = "IMAGE_PROVISION_OVERPASS_URL", value_name = "URL")]
+    pub overpass_url: Option<String>,
+
+    /// The Nominatim server nominatim-preprocessor falls back to when
+    /// McGill's does not answer [default: https://nominatim.openstreetmap.org]
+    #[arg(long, env = "IMAGE_PROVISION_NOMINATIM_FALLBACK", value_name = "URL")]
+    pub nominatim_fallback: Option<String>,
 
     /// Let the IMAGE services log personal information (PII_LOGGING_ENABLED=true)
     #[arg(long)]

@@ -44,6 +44,9 @@ pub struct HostConfig {
     pub image_profile: Option<String>,
     /// NAME = PATH, e.g. `"llm.env" = "/home/me/image/llm.env"`.
     pub env_files: Option<std::collections::BTreeMap<String, PathBuf>>,
+    pub no_llm: Option<bool>,
+    pub overpass_url: Option<String>,
+    pub nominatim_fallback: Option<String>,
     pub pii_logging: Option<bool>,
     pub base_dir: Option<String>,
     pub repo_url: Option<String>,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use image_provision_playbooks::report::ReportOptions;
-use image_provision_playbooks::settings::{self, Config, ImageConfig, Profile};
+use image_provision_playbooks::settings::{self, Config, ImageConfig, Llm, Profile};
 use image_provision_playbooks::validate;
 use image_provision_provision::AwsOptions;
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
@@ -33,13 +33,9 @@ const VOLUME_TYPES: &[&str] = &["gp3", "gp2", "io1", "io2", "st1", "sc1", "stand
 /// Test-only: send everything that goes over SSH to this address instead of
 /// an EC2 instance's public IP (moto's addresses are not real).
 pub const TEST_SSH_ADDR: &str = "IMAGE_PROVISION_TEST_SSH_ADDR";
-/// Test-only: a test host without Traefik's stand-in has nothing serving
-/// https://DOMAIN/, so no HTTPS health check.
+/// Test-only: a test host without real Traefik and an ACME server has
+/// nothing serving https://DOMAIN/, so no HTTPS health check.
 pub const TEST_NO_HTTPS_HEALTH: &str = "IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH";
-/// Test-only: the address the HTTPS health check sends DOMAIN to instead of
-/// 127.0.0.1 (test hosts share the machine's network, so each one's Traefik
-/// stand-in listens on a loopback address of its own).
-pub const TEST_HTTPS_ADDR: &str = "IMAGE_PROVISION_TEST_HTTPS_ADDR";
 /// Test-only: end the process once this many AWS calls have completed.
 pub const TEST_KILL_AFTER_CALLS: &str = "IMAGE_PROVISION_TEST_KILL_AFTER_CALLS";
 
@@ -48,7 +44,6 @@ pub const TEST_KILL_AFTER_CALLS: &str = "IMAGE_PROVISION_TEST_KILL_AFTER_CALLS";
 pub struct TestHooks {
     pub ssh_addr: Option<SocketAddr>,
     pub https_check: bool,
-    pub https_addr: IpAddr,
     pub kill_after_calls: Option<usize>,
 }
 
@@ -63,17 +58,9 @@ impl TestHooks {
                 })
             })
             .transpose()?;
-        let https_addr = match std::env::var_os(TEST_HTTPS_ADDR) {
-            None => settings::DEFAULT_HTTPS_ADDR,
-            Some(v) => v.to_str().and_then(|s| s.trim().parse().ok()).ok_or_else(|| {
-                UsageError::new(format!("{TEST_HTTPS_ADDR}={v:?} is not an IP address"))
-                    .hint("it is for the tests only: unset it")
-            })?,
-        };
         Ok(TestHooks {
             ssh_addr,
             https_check: std::env::var_os(TEST_NO_HTTPS_HEALTH).is_none(),
-            https_addr,
             kill_after_calls: var(TEST_KILL_AFTER_CALLS).and_then(|v| v.parse().ok()),
         })
     }
@@ -298,7 +285,8 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     )?;
     let ssh_user = ssh_user(args.ssh_user.as_ref(), f.ssh_user.as_ref())?;
     let aws = aws_options(&args.aws, f, hooks)?;
-    let steps = host_steps(&args.steps, &file.host, hooks)?;
+    // --no-bootstrap: the steps do not run now, so no LLM need be chosen.
+    let steps = host_steps(&args.steps, &file.host, hooks, !args.no_bootstrap)?;
     Ok(CreateSettings {
         name: args.name.clone(),
         aws,
@@ -367,7 +355,7 @@ fn bootstrap(a: &BootstrapArgs, file: &HostConfig, hooks: &TestHooks) -> Result<
         identity: identity(a.identity.as_ref(), "the ssh-agent")?.unwrap_or(Identity::Agent),
         policy: policy(a.accept_new_host_key),
         dry_run: a.dry_run,
-        steps: host_steps(&a.steps, file, hooks)?,
+        steps: host_steps(&a.steps, file, hooks, true)?,
     })
 }
 
@@ -388,7 +376,9 @@ fn checked(
 /// The host steps' settings (`bootstrap`, `ec2 create`): the flags over the
 /// file's `[host]` table over the defaults. Every supplied env file is read
 /// and checked here, before anything connects.
-fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Config, UsageError> {
+/// The host steps' settings. `running`: they run now (not only recorded
+/// with `ec2 create --no-bootstrap`), so the stack needs its LLM chosen.
+fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool) -> Result<Config, UsageError> {
     let defaults = Config::default();
     let timeout = |flag: &str, value: &Option<String>, file: &Option<String>, default| {
         duration_or(flag, value.as_ref().or(file.as_ref()), default)
@@ -445,7 +435,7 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Con
         )?,
         lock_timeout: timeout("--apt-lock-timeout", &a.apt_lock_timeout, &f.apt_lock_timeout, defaults.lock_timeout)?,
         apt_lists_max_age: defaults.apt_lists_max_age,
-        image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks)?) },
+        image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks, running)?) },
     })
 }
 
@@ -458,7 +448,7 @@ fn key_url_hint(e: UsageError) -> UsageError {
 }
 
 /// The IMAGE steps' settings.
-fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<ImageConfig, UsageError> {
+fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool) -> Result<ImageConfig, UsageError> {
     let defaults = ImageConfig::default();
     let domain = checked("--domain", a.domain.as_ref(), f.domain.as_ref(), validate::check_domain)
         .map_err(|e| {
@@ -513,6 +503,26 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
         }
         env_files.push((name, content));
     }
+    // The LLM, decided before anything connects: several IMAGE services
+    // exit at start-up without one, so a stack brought up without a choice
+    // never gets healthy.
+    let has_llm = env_files.iter().any(|(n, _)| n == "llm.env");
+    let llm = match (has_llm, on(a.no_llm, f.no_llm)) {
+        (true, false) => Llm::EnvFile,
+        (false, true) => Llm::Without,
+        (true, true) => {
+            return Err(UsageError::new("--no-llm with --env-file llm.env: two choices for the LLM")
+                .hint("give one: --env-file llm.env=PATH to use that LLM, or --no-llm to run without one"));
+        }
+        (false, false) if !running => Llm::Without,
+        (false, false) => {
+            return Err(UsageError::new("no LLM chosen: the IMAGE services that describe photos, answer follow-up questions and segment diagrams need one")
+                .hint(format!(
+                    "give --env-file llm.env=PATH (LLM_URL, LLM_API_KEY and LLM_MODEL of an OpenAI-compatible server, e.g. vLLM), or --no-llm to run without them ({}); in a config file: [host.env_files] \"llm.env\" = \"PATH\", or [host] no_llm = true",
+                    image_provision_playbooks::steps::stack::NO_LLM_LOSS
+                )));
+        }
+    };
     let (imageup_timeout, health_timeout) = stack_timeouts(a.imageup_timeout.as_ref(), a.health_timeout.as_ref(), f)?;
     let text = |v: Option<String>, default: String| v.unwrap_or(default);
     Ok(ImageConfig {
@@ -541,11 +551,24 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks) -> Result<Im
         },
         pii_logging: on(a.pii_logging, f.pii_logging),
         env_files,
+        llm,
+        overpass_url: text(
+            checked("--overpass-url", a.overpass_url.as_ref(), f.overpass_url.as_ref(), validate::check_service_url)?,
+            defaults.overpass_url,
+        ),
+        nominatim_fallback: text(
+            checked(
+                "--nominatim-fallback",
+                a.nominatim_fallback.as_ref(),
+                f.nominatim_fallback.as_ref(),
+                validate::check_service_url,
+            )?,
+            defaults.nominatim_fallback,
+        ),
         imageup: !on(a.no_imageup, f.no_imageup),
         imageup_timeout,
         health_timeout,
         https_check: hooks.https_check,
-        https_addr: hooks.https_addr,
     })
 }
 
@@ -571,7 +594,7 @@ fn read_env_file(spec: &str) -> Result<(String, Vec<u8>), UsageError> {
     })?;
     validate::check_env_file(name, &text).map_err(|e| {
         UsageError::new(format!("--env-file {name}={path}: {e}")).hint(
-            "fix the file (KEY=value lines; blank lines and # comments are fine) and run again; nothing was changed on the host",
+            "fix the file (KEY=value lines as compose reads them: `KEY = value`, quotes, `export `, # comments are fine) and run again; nothing was changed on the host",
         )
     })?;
     Ok((name.to_string(), text.into_bytes()))
@@ -603,8 +626,8 @@ fn server(a: &ServerArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Server
         domain,
         gpu: !on(a.no_gpu, f.no_gpu),
         https_check: hooks.https_check,
-        https_addr: hooks.https_addr,
         stack: !on(a.no_stack, f.no_stack),
+        request: !a.no_request,
     };
     let otherwise = if a.host.is_some() { "the ssh-agent" } else { "the key image-provision made for the server" };
     let id = identity(a.identity.as_ref(), otherwise)?;
@@ -654,16 +677,13 @@ mod tests {
     use crate::config::parse;
 
     fn hooks() -> TestHooks {
-        TestHooks {
-            ssh_addr: None,
-            https_check: true,
-            https_addr: settings::DEFAULT_HTTPS_ADDR,
-            kill_after_calls: None,
-        }
+        TestHooks { ssh_addr: None, https_check: true, kill_after_calls: None }
     }
 
+    /// `ec2 create x` (the LLM chosen: --no-llm) with `f`'s changes.
     fn create_with(f: &dyn Fn(&mut CreateArgs), file: &ConfigFile) -> Result<CreateSettings, UsageError> {
         let mut a = CreateArgs { name: "x".into(), ..Default::default() };
+        a.steps.no_llm = true;
         f(&mut a);
         create(&a, file, &hooks())
     }
@@ -681,6 +701,9 @@ mod tests {
     #[test]
     fn the_example_config_is_valid_and_complete() {
         let file = parse(include_str!("../../examples/image-provision.toml")).expect("examples/image-provision.toml");
+        // It leaves the LLM to be chosen: refused until it is.
+        let err = create_with(&|a| a.steps.no_llm = false, &file).unwrap_err();
+        assert!(err.to_string().contains("no LLM chosen"), "{err}");
         let s = create_with(&|_| {}, &file).unwrap();
         assert_eq!((s.instance_type.as_str(), s.volume_size, s.volume_type.as_str()), ("g5.xlarge", 1000, "gp3"));
         let img = s.steps.image.expect("the example runs the IMAGE steps");
@@ -700,7 +723,7 @@ mod tests {
         ))
         .unwrap();
         let args = HostStepArgs { registry_tag: Some("v1".into()), ..Default::default() };
-        let cfg = host_steps(&args, &file.host, &hooks()).unwrap();
+        let cfg = host_steps(&args, &file.host, &hooks(), true).unwrap();
         let img = cfg.image.unwrap();
         assert_eq!(img.domain.as_deref(), Some("image.example.org"));
         assert_eq!(img.registry_tag, "v1", "the flag wins");
@@ -709,7 +732,54 @@ mod tests {
         assert_eq!(img.env_files.len(), 1);
         assert_eq!(img.env_files[0].0, "llm.env");
         let bad = parse("[host]\nimage_profile = \"staging\"\n").unwrap();
-        assert!(host_steps(&HostStepArgs::default(), &bad.host, &hooks()).is_err());
+        assert!(host_steps(&HostStepArgs::default(), &bad.host, &hooks(), true).is_err());
+    }
+
+    /// The LLM is chosen before anything runs: llm.env or --no-llm, one of
+    /// the two; none is refused with both choices named, unless the steps
+    /// do not run now (`ec2 create --no-bootstrap`) or the stack is off.
+    #[test]
+    fn the_llm_is_an_env_file_or_none_and_never_left_undecided() {
+        let dir = tempfile::tempdir().unwrap();
+        let llm = dir.path().join("llm.env");
+        std::fs::write(&llm, "LLM_URL=http://x/v1\nLLM_API_KEY=k\nLLM_MODEL=m\n").unwrap();
+        let env_file = vec![format!("llm.env={}", llm.display())];
+        let none = ConfigFile::default().host;
+        let choice =
+            |a: HostStepArgs, running: bool| host_steps(&a, &none, &hooks(), running).map(|c| c.image.unwrap().llm);
+        assert_eq!(
+            choice(HostStepArgs { env_file: env_file.clone(), ..Default::default() }, true).unwrap(),
+            Llm::EnvFile
+        );
+        assert_eq!(choice(HostStepArgs { no_llm: true, ..Default::default() }, true).unwrap(), Llm::Without);
+        let err = choice(HostStepArgs::default(), true).unwrap_err();
+        assert!(err.message.starts_with("no LLM chosen"), "{err}");
+        let hint = err.hint.unwrap();
+        assert!(hint.contains("--env-file llm.env=PATH") && hint.contains("--no-llm"), "{hint}");
+        let both = choice(HostStepArgs { env_file, no_llm: true, ..Default::default() }, true).unwrap_err();
+        assert!(both.message.contains("two choices"), "{both}");
+        assert_eq!(choice(HostStepArgs::default(), false).unwrap(), Llm::Without, "not running now");
+        let no_stack = HostStepArgs { no_stack: true, ..Default::default() };
+        assert!(host_steps(&no_stack, &none, &hooks(), true).unwrap().image.is_none());
+        let from_file = parse("[host]\nno_llm = true\n").unwrap();
+        let cfg = host_steps(&HostStepArgs::default(), &from_file.host, &hooks(), true).unwrap();
+        assert_eq!(cfg.image.unwrap().llm, Llm::Without);
+    }
+
+    #[test]
+    fn the_acme_server_is_production_staging_or_the_one_given() {
+        let file =
+            parse("[host]\ndomain = \"image.example.org\"\nacme_email = \"ops@example.org\"\nno_llm = true\n").unwrap();
+        let server = |a: HostStepArgs| host_steps(&a, &file.host, &hooks(), true).unwrap().image.unwrap().acme_server;
+        assert_eq!(server(HostStepArgs::default()), settings::LETS_ENCRYPT);
+        assert_eq!(server(HostStepArgs { acme_staging: true, ..Default::default() }), settings::LETS_ENCRYPT_STAGING);
+        let other = "https://acme.example.org/directory";
+        assert_eq!(server(HostStepArgs { acme_server: Some(other.into()), ..Default::default() }), other);
+        let staging_file =
+            parse("[host]\ndomain = \"image.example.org\"\nacme_email = \"ops@example.org\"\nacme_staging = true\nno_llm = true\n")
+                .unwrap();
+        let from_file = host_steps(&HostStepArgs::default(), &staging_file.host, &hooks(), true).unwrap();
+        assert_eq!(from_file.image.unwrap().acme_server, settings::LETS_ENCRYPT_STAGING);
     }
 
     #[test]
@@ -765,7 +835,8 @@ mod tests {
         let a = BootstrapArgs { host: "a@b@c:x".into(), ..Default::default() };
         let e = bootstrap(&a, &HostConfig::default(), &hooks()).err().expect("refused");
         assert!(e.message.starts_with("--host:"), "{}", e.message);
-        let ok = BootstrapArgs { host: "ubuntu@203.0.113.7".into(), ..Default::default() };
+        let mut ok = BootstrapArgs { host: "ubuntu@203.0.113.7".into(), ..Default::default() };
+        ok.steps.no_llm = true;
         let s = bootstrap(&ok, &HostConfig::default(), &hooks()).unwrap();
         assert_eq!(s.steps.nvidia_driver_branch, settings::DEFAULT_NVIDIA_DRIVER_BRANCH);
         assert!(s.steps.gpu);

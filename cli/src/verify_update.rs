@@ -16,6 +16,7 @@ use std::time::Instant;
 use image_provision_playbooks::Facts;
 use image_provision_playbooks::report::{self, Report, ReportOptions, Status};
 use image_provision_playbooks::runner::{TAIL_BYTES, TAIL_LINES};
+use image_provision_playbooks::settings;
 use image_provision_playbooks::steps::{health, stack};
 use image_provision_provision::Ec2Api;
 use image_provision_remote::{Cmd, ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target, tail};
@@ -171,12 +172,43 @@ fn show(host: &str, r: &Report, json: bool, log: Option<&Path>) -> anyhow::Resul
     Err(Failed { message: format!("{host} is not healthy: failed check(s) {}", r.failed.join(", ")), hint }.into())
 }
 
+/// The request that proves the stack, when the report allows it (every
+/// other check passed, and not --no-request), added to the report.
+async fn with_request(
+    session: &Session,
+    o: &ReportOptions,
+    mut r: Report,
+    timeout: std::time::Duration,
+    progress: &Progress,
+    log: &mut Option<&mut RunLog>,
+) -> Report {
+    let Some(cmd) = report::request_command(&r, o, timeout) else { return r };
+    let spinner = progress.spinner(format!("POST {} (time limit {} s)", health::PREPROCESS_PATH, timeout.as_secs()));
+    let out = exec(session, &cmd, "request", log).await;
+    spinner.finish();
+    r.add_request(match out {
+        Ok(out) if out.code() == Some(0) => Ok(out
+            .stdout_str()
+            .lines()
+            .find_map(|l| l.strip_prefix("result: ").map(str::to_string))
+            .unwrap_or_else(|| "answered".into())),
+        Ok(out) => Err(tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, TAIL_LINES, TAIL_BYTES)
+            .trim()
+            .to_string()),
+        Err(e) => Err(format!("sending it failed: {e}")),
+    });
+    r
+}
+
 pub async fn verify(s: ServerSettings) -> anyhow::Result<()> {
     let c = connection(s.server).await?;
     let host = c.target.to_string();
     let progress = Progress::new();
     let session = open(c, &progress).await?;
-    let r = read_report(&session, &s.report, None).await;
+    let r = match read_report(&session, &s.report, None).await {
+        Ok(r) => Ok(with_request(&session, &s.report, r, settings::DEFAULT_HEALTH_TIMEOUT, &progress, &mut None).await),
+        Err(e) => Err(e),
+    };
     let _ = session.close().await;
     show(&host, &r?, s.json, None)
 }
@@ -216,12 +248,20 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
             .into());
         }
         progress.line(format!("{what} done in {:.1}s", started.elapsed().as_secs_f64()));
-        // Wait for the orchestrator; the report then says how it ended.
-        let spinner = progress.spinner("waiting for the orchestrator to be healthy");
-        let wait = health::wait_command(&o.base_dir, u.health_timeout, None);
+        // Every service well already, or a wait for those that must run
+        // (the report says which); the report then says how it ended.
+        let report = read_report(&session, &o, Some(&mut log)).await?;
+        if report.not_ok.is_empty() {
+            return Ok(with_request(&session, &o, report, u.health_timeout, &progress, &mut Some(&mut log)).await);
+        }
+        let spinner = progress.spinner("waiting for the services to be healthy");
+        let expected: Vec<String> =
+            report.services.iter().filter(|s| !report.without_llm.contains(s)).cloned().collect();
+        let wait = health::wait_command(&o.base_dir, &expected, u.health_timeout, None);
         let _ = exec(&session, &wait, "health", &mut Some(&mut log)).await;
         spinner.finish();
-        read_report(&session, &o, Some(&mut log)).await
+        let report = read_report(&session, &o, Some(&mut log)).await?;
+        anyhow::Ok(with_request(&session, &o, report, u.health_timeout, &progress, &mut Some(&mut log)).await)
     }
     .await;
     let _ = session.close().await;

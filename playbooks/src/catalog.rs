@@ -27,9 +27,11 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/layout/env-files.sh", layout::env_files_script()),
         ("steps/pull/start-pull.sh", pull::START_PULL_SH.to_string()),
         ("steps/pull/wait-pull.sh", pull::WAIT_PULL_SH.to_string()),
+        ("steps/stack/llm-check.sh", stack::LLM_CHECK_SH.to_string()),
         ("steps/stack/stack-up.sh", stack::stack_up_script()),
         ("steps/stack/update.sh", stack::update_script()),
         ("steps/health/health.sh", health::health_script()),
+        ("steps/health/render-request.sh", health::RENDER_REQUEST_SH.to_string()),
     ];
     all.extend(LIBRARIES.iter().map(|(name, text)| (*name, text.to_string())));
     all

@@ -2,8 +2,6 @@
 //! and each step's facts script (so a converged re-run is one round trip),
 //! and [`Facts`], its output parsed once into each step's typed facts.
 
-use std::net::IpAddr;
-
 use image_provision_remote::Cmd;
 
 use crate::apt_get::{self, SourceFacts};
@@ -79,7 +77,6 @@ pub struct FactsInputs {
     pub domain: Option<String>,
     /// Check https://DOMAIN/health through the host's Traefik.
     pub https_check: bool,
-    pub https_addr: IpAddr,
 }
 
 impl FactsInputs {
@@ -95,17 +92,15 @@ impl FactsInputs {
             files: img.map(|i| [layout::written_files(i), traefik::written_files(i)].concat()).unwrap_or_default(),
             domain: img.and_then(|i| i.checked_domain()).map(str::to_string),
             https_check: img.is_some_and(|i| i.checked_domain().is_some()),
-            https_addr: img.map(|i| i.https_addr).unwrap_or(DEFAULT_HTTPS_ADDR),
         }
     }
 
     /// For verify and update: what is on the host, in `base_dir`.
-    pub fn for_report(base_dir: &str, domain: Option<&str>, https_check: bool, https_addr: IpAddr) -> FactsInputs {
+    pub fn for_report(base_dir: &str, domain: Option<&str>, https_check: bool) -> FactsInputs {
         FactsInputs {
             base_dir: Some(base_dir.to_string()),
             domain: domain.map(str::to_string),
             https_check,
-            https_addr,
             ..FactsInputs::for_config(&Config { image: None, ..Config::default() })
         }
     }
@@ -150,12 +145,12 @@ pub fn command(inputs: &FactsInputs) -> Cmd {
         .env("FILES", inputs.files.join(" "))
         .env("DOMAIN", inputs.domain.clone().unwrap_or_default())
         .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })
-        .env("HTTPS_ADDR", inputs.https_addr.to_string())
+        .env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string())
 }
 
 /// Every facts script, the IMAGE steps' included.
 pub fn all_parts() -> Vec<FactsScript> {
-    parts(&FactsInputs::for_report(DEFAULT_BASE_DIR, None, true, DEFAULT_HTTPS_ADDR))
+    parts(&FactsInputs::for_report(DEFAULT_BASE_DIR, None, true))
 }
 
 /// The facts command as sent with every part (the shellcheck test checks it).
@@ -180,7 +175,7 @@ mod tests {
         }
     }
 
-    /// The HTTPS check runs with a domain, at the configured address.
+    /// The HTTPS check runs with a domain, at the host's own 127.0.0.1.
     #[test]
     fn https_check_inputs() {
         let img = ImageConfig { domain: Some("image.example.org".into()), ..ImageConfig::default() };
@@ -188,17 +183,12 @@ mod tests {
             command(&FactsInputs::for_config(&Config { image: Some(img.clone()), ..Config::default() })).render(true);
         assert!(shown.contains("DOMAIN=image.example.org") && shown.contains("HTTPS_CHECK=yes"), "{shown}");
         assert!(shown.contains("HTTPS_ADDR=127.0.0.1"), "{shown}");
-        let elsewhere = ImageConfig { https_addr: "127.77.1.2".parse().unwrap(), ..img.clone() };
-        let shown =
-            command(&FactsInputs::for_config(&Config { image: Some(elsewhere), ..Config::default() })).render(true);
-        assert!(shown.contains("HTTPS_ADDR=127.77.1.2"), "{shown}");
         let off = ImageConfig { https_check: false, ..img };
         let shown = command(&FactsInputs::for_config(&Config { image: Some(off), ..Config::default() })).render(true);
         assert!(shown.contains("HTTPS_CHECK=no") && !shown.contains("DOMAIN=image"), "{shown}");
-        let shown =
-            command(&FactsInputs::for_report("/srv/image", None, true, "127.77.1.2".parse().unwrap())).render(true);
+        let shown = command(&FactsInputs::for_report("/srv/image", None, true)).render(true);
         assert!(
-            shown.contains("BASE_DIR=/srv/image") && shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.77.1.2"),
+            shown.contains("BASE_DIR=/srv/image") && shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.0.0.1"),
             "{shown}"
         );
     }

@@ -25,11 +25,14 @@
 //!     nvidia/           driver, container toolkit, runtime; debian-components.sh
 //!     reboot/           reboot when the driver waits for one
 //!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
-//!     layout/           the IMAGE working directory: clone, links, .env, config/*.env; templates
+//!     layout/           the IMAGE working directory: clone, links, .env, config/*.env, the site override
+//!                       (map servers, test profile, --no-llm, the domain's routes); templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
 //!     traefik/          the traefik network, Traefik, its ACME server; traefik-compose.yml
-//!     stack/            imageup (or compose up), the deploy stamp; update.sh
-//!     health/           orchestrator healthy, the one HTTPS check; health.sh
+//!     stack/            the LLM check, imageup (or compose up), the deploy stamp, services not well;
+//!                       llm-check.sh, stack-up.sh, update.sh
+//!     health/           every service well, the one HTTPS check, the request that proves the stack;
+//!                       health.sh, render-request.sh, probe.png
 //!   gather.rs           the ONE facts command (every part) and Facts, parsed once
 //!   sequence.rs         Step: the order, and which facts each step plans from
 //!   runner.rs           runs the steps over one SSH session: outcomes, reconnects, reboots

@@ -2,13 +2,13 @@
 //! facts as the host steps, in one round trip that changes nothing, turned
 //! into named checks ([`evaluate`]).
 
-use std::net::IpAddr;
-
 use image_provision_remote::Cmd;
 use serde::Serialize;
 
 use crate::gather::{self, Facts, FactsInputs};
 use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, acme_server_name, extension_url, health_url};
+use crate::steps::health;
+use crate::steps::stack::ServiceTrouble;
 use crate::steps::traefik;
 
 /// What to check, and where.
@@ -20,14 +20,15 @@ pub struct ReportOptions {
     /// Check the NVIDIA driver and Docker's nvidia runtime.
     pub gpu: bool,
     /// GET https://DOMAIN/health from the host, through its own Traefik
-    /// (off only in tests without Traefik's stand-in).
+    /// at [`DEFAULT_HTTPS_ADDR`] (`curl --resolve`; off only in tests
+    /// without real Traefik).
     pub https_check: bool,
-    /// The address that check sends DOMAIN to (`curl --resolve`):
-    /// [`DEFAULT_HTTPS_ADDR`], another only in tests.
-    pub https_addr: IpAddr,
     /// Check the IMAGE stack, Traefik and HTTPS (off for a server
     /// bootstrapped with --no-stack).
     pub stack: bool,
+    /// Send the request that proves the stack (POST /render/preprocess)
+    /// once everything else is well (off with --no-request).
+    pub request: bool,
 }
 
 impl Default for ReportOptions {
@@ -37,15 +38,15 @@ impl Default for ReportOptions {
             domain: None,
             gpu: true,
             https_check: true,
-            https_addr: DEFAULT_HTTPS_ADDR,
             stack: true,
+            request: true,
         }
     }
 }
 
 /// The facts the report needs, in one round trip; reads only.
 pub fn facts_command(o: &ReportOptions) -> Cmd {
-    gather::command(&FactsInputs::for_report(&o.base_dir, o.domain.as_deref(), o.https_check, o.https_addr))
+    gather::command(&FactsInputs::for_report(&o.base_dir, o.domain.as_deref(), o.https_check))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -92,12 +93,49 @@ pub struct Report {
     pub acme_server: Option<String>,
     pub services: Vec<String>,
     pub running: Vec<String>,
+    /// The services that need the LLM.
+    pub llm_services: Vec<String>,
+    /// Services left out for want of an LLM (no key in config/llm.env: a
+    /// server set up with --no-llm).
+    pub without_llm: Vec<String>,
+    /// The services that must run and are not running or not healthy, with
+    /// their state and the last lines of their log.
+    pub not_ok: Vec<ServiceTrouble>,
     pub orchestrator: Option<String>,
     pub domain: Option<String>,
     pub extension_url: Option<String>,
     pub checks: Vec<Check>,
     /// Names of the failed checks.
     pub failed: Vec<&'static str>,
+}
+
+/// The request that proves the stack, once every other check passed (and
+/// not with --no-request): POST /render/preprocess through the site's
+/// Traefik when the server has one, else to the orchestrator; with the LLM
+/// configured, the categoriser and the caption must answer.
+pub fn request_command(r: &Report, o: &ReportOptions, timeout: std::time::Duration) -> Option<Cmd> {
+    if !o.stack || !o.request || !r.healthy || r.services.is_empty() {
+        return None;
+    }
+    let site = r.domain.as_deref().filter(|_| o.https_check).map(|d| format!("https://{d}{}", health::PREPROCESS_PATH));
+    let llm = !r.llm_services.is_empty() && r.without_llm.is_empty();
+    Some(health::request_command(&o.base_dir, site.as_deref().map(|u| (u, DEFAULT_HTTPS_ADDR)), llm, timeout))
+}
+
+impl Report {
+    /// Add the request's verdict (`Ok(what answered)` or `Err(why)`) as the
+    /// check "request".
+    pub fn add_request(&mut self, result: Result<String, String>) {
+        let (status, detail) = match result {
+            Ok(detail) => (Status::Ok, detail),
+            Err(why) => (Status::Failed, why),
+        };
+        if status == Status::Failed {
+            self.failed.push("request");
+            self.healthy = false;
+        }
+        self.checks.push(Check { name: "request", status, detail });
+    }
 }
 
 /// The checks, from the facts of [`facts_command`].
@@ -173,16 +211,19 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
                 },
             );
         }
-        let down = f.stack.down();
+        let not_ok = f.stack.not_ok();
         check(
             "stack",
-            !services.is_empty() && down.is_empty(),
+            !services.is_empty() && not_ok.is_empty(),
             if services.is_empty() {
                 format!("no IMAGE stack in {}", o.base_dir)
-            } else if down.is_empty() {
-                format!("{} services running", services.len())
+            } else if not_ok.is_empty() {
+                format!("{}, healthy where their images check", f.stack.running_summary())
             } else {
-                format!("not running: {}", down.join(", "))
+                format!(
+                    "not running or not healthy: {}",
+                    not_ok.iter().map(ServiceTrouble::describe).collect::<Vec<_>>().join(", ")
+                )
             },
         );
         check(
@@ -192,8 +233,10 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         );
         if let Some(d) = &domain {
             match &f.health.https {
-                Some(Ok(())) => check("https", true, format!("GET {} at {} answered", health_url(d), o.https_addr)),
-                Some(Err(e)) => check("https", false, format!("GET {} at {} failed: {e}", health_url(d), o.https_addr)),
+                Some(Ok(())) => check("https", true, format!("GET {} at {DEFAULT_HTTPS_ADDR} answered", health_url(d))),
+                Some(Err(e)) => {
+                    check("https", false, format!("GET {} at {DEFAULT_HTTPS_ADDR} failed: {e}", health_url(d)))
+                }
                 None => extra.push(skip("https", "not checked from here")),
             }
         } else {
@@ -213,6 +256,9 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         acme_server: f.traefik.acme_server.clone(),
         services,
         running,
+        llm_services: f.stack.llm_services.clone(),
+        without_llm: f.stack.without_llm(),
+        not_ok: if o.stack { f.stack.not_ok() } else { Vec::new() },
         orchestrator,
         extension_url: domain.as_ref().filter(|_| o.stack).map(|d| extension_url(d)),
         domain,
@@ -238,17 +284,16 @@ mod tests {
     }
 
     /// verify's HTTPS check goes to the host's own Traefik: the domain
-    /// resolved to 127.0.0.1, or to the address given (the tests' stand-in).
+    /// resolved to 127.0.0.1.
     #[test]
     fn https_check_goes_to_the_local_traefik() {
         let shown = facts_command(&ReportOptions::default()).render(true);
         assert!(shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.0.0.1"), "{shown}");
-        let o = ReportOptions { https_addr: "127.77.1.2".parse().unwrap(), ..Default::default() };
-        assert!(facts_command(&o).render(true).contains("HTTPS_ADDR=127.77.1.2"));
+        let o = ReportOptions::default();
         let text = "health.domain=image.example.org\nhealth.https=ok\n";
         let r = evaluate(&Facts::parse(text), &o);
         let https = r.checks.iter().find(|c| c.name == "https").unwrap();
-        assert_eq!(https.detail, "GET https://image.example.org/health at 127.77.1.2 answered");
+        assert_eq!(https.detail, "GET https://image.example.org/health at 127.0.0.1 answered");
     }
 
     #[test]

@@ -265,13 +265,14 @@ impl Runner {
             Plan::Act { why, actions } => (why, actions),
         };
         let mut changed = false;
+        let mut results = Vec::new();
         for action in actions {
             match action {
                 Action::Change(cmd) => {
-                    self.exec(step, &cmd, events).await?;
+                    results.extend(self.exec(step, &cmd, events).await?);
                     changed = true;
                 }
-                Action::Check(cmd) => self.exec(step, &cmd, events).await?,
+                Action::Check(cmd) => results.extend(self.exec(step, &cmd, events).await?),
                 Action::Upload { path, content, mode, secret } => {
                     let shown = Action::Upload { path: path.clone(), content: Vec::new(), mode, secret }
                         .describe(self.user_is_root);
@@ -325,10 +326,19 @@ impl Runner {
                 }
             }
         }
-        Ok(if changed { Outcome::Changed(why) } else { Outcome::Ok(format!("{why}: done")) })
+        let with_results = |text: String| {
+            if results.is_empty() { text } else { format!("{text}; {}", results.join("; ")) }
+        };
+        Ok(if changed {
+            Outcome::Changed(with_results(why))
+        } else {
+            Outcome::Ok(with_results(format!("{why}: done")))
+        })
     }
 
-    async fn exec(&self, step: Step, cmd: &Cmd, events: &mut dyn Events) -> Result<(), Stop> {
+    /// Run `cmd`; its stdout's "result: ..." lines (a check's findings, for
+    /// the summary), when it succeeds.
+    async fn exec(&self, step: Step, cmd: &Cmd, events: &mut dyn Events) -> Result<Vec<String>, Stop> {
         let shown = cmd.redacted(self.user_is_root);
         let start = Instant::now();
         let out = self.session.exec_unchecked(cmd).await.map_err(|e| remote_failure(&e, Some(shown.clone())))?;
@@ -347,7 +357,12 @@ impl Runner {
             }
         }
         match out.code() {
-            Some(code) if cmd.accepts(code) => Ok(()),
+            Some(code) if cmd.accepts(code) => Ok(out
+                .stdout_str()
+                .lines()
+                .filter_map(|l| l.strip_prefix("result: "))
+                .map(|l| l.trim().to_string())
+                .collect()),
             _ => {
                 let output_tail = if cmd.is_quiet() {
                     String::new()

@@ -105,13 +105,15 @@ impl Step {
             (Step::Reboot, _) => steps::reboot::plan(&f.host, &f.nvidia, &f.reboot, cfg, dry_run_driver),
             (Step::GpuCheck, _) => steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg),
             (_, None) => Plan::Skip("--no-stack".into()),
-            (Step::Layout, Some(img)) => steps::layout::plan(gid, &f.layout, &f.files, img),
+            (Step::Layout, Some(img)) => steps::layout::plan(gid, &f.layout, &f.files, &f.stack.llm_services, img),
             (Step::Pull, Some(img)) => {
                 let deployed = steps::stack::deployed(gid, &f.stack, img);
                 steps::pull::plan(gid, &f.layout, &f.containers, deployed, &f.pull, img)
             }
             (Step::Traefik, Some(img)) => steps::traefik::plan(&f.containers, &f.files, &f.traefik, img),
-            (Step::Stack, Some(img)) => steps::stack::plan(gid, &f.layout, &f.containers, &f.pull, &f.stack, img),
+            (Step::Stack, Some(img)) => {
+                steps::stack::plan(gid, &f.layout, &f.containers, &f.pull, &f.stack, &f.files, img)
+            }
             (Step::Health, Some(img)) => steps::health::plan(&f.stack, &f.health, img),
         };
         if self.runs_apt() { steps::apt::repair_first(plan, &f.apt, self == Step::Apt) } else { plan }

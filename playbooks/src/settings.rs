@@ -97,6 +97,23 @@ impl Profile {
 }
 
 /// The IMAGE steps' settings.
+/// The public Overpass API, as IMAGE-server's ec2-docker-compose.yml
+/// points openstreetmap at it.
+pub const DEFAULT_OVERPASS_URL: &str = "https://overpass-api.de/api/interpreter";
+/// The public Nominatim, as IMAGE-server's prod-docker-compose.yml gives
+/// nominatim-preprocessor its fallback.
+pub const DEFAULT_NOMINATIM_FALLBACK: &str = "https://nominatim.openstreetmap.org";
+
+/// The LLM several IMAGE services call (they exit at start-up without one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Llm {
+    /// An OpenAI-compatible server named by the supplied config/llm.env.
+    EnvFile,
+    /// None (--no-llm): config/llm.env stays empty and the services that
+    /// need it are left out of what must run.
+    Without,
+}
+
 #[derive(Clone, Debug)]
 pub struct ImageConfig {
     pub base_dir: String,
@@ -116,17 +133,22 @@ pub struct ImageConfig {
     pub pii_logging: bool,
     /// Supplied env files: (name under config/, content), already checked.
     pub env_files: Vec<(String, Vec<u8>)>,
+    /// Where the LLM the stack calls comes from.
+    pub llm: Llm,
+    /// The Overpass API openstreetmap asks (its SERVERS): the compose
+    /// file's default is McGill's own server.
+    pub overpass_url: String,
+    /// The Nominatim server nominatim-preprocessor falls back to when its
+    /// own (McGill's) does not answer.
+    pub nominatim_fallback: String,
     /// Run scripts/imageup (else plain compose pull and up).
     pub imageup: bool,
     pub imageup_timeout: Duration,
     /// How long the health step waits for the orchestrator (and HTTPS).
     pub health_timeout: Duration,
     /// GET https://DOMAIN/health from the host, through its own Traefik
-    /// (off only in tests without Traefik's stand-in).
+    /// at [`DEFAULT_HTTPS_ADDR`] (off only in tests without real Traefik).
     pub https_check: bool,
-    /// The address that check sends DOMAIN to: [`DEFAULT_HTTPS_ADDR`]
-    /// (another only in tests, whose Traefik stand-in listens elsewhere).
-    pub https_addr: IpAddr,
 }
 
 impl Default for ImageConfig {
@@ -142,11 +164,13 @@ impl Default for ImageConfig {
             profile: Profile::Production,
             pii_logging: false,
             env_files: Vec::new(),
+            llm: Llm::Without,
+            overpass_url: DEFAULT_OVERPASS_URL.into(),
+            nominatim_fallback: DEFAULT_NOMINATIM_FALLBACK.into(),
             imageup: true,
             imageup_timeout: DEFAULT_IMAGEUP_TIMEOUT,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             https_check: true,
-            https_addr: DEFAULT_HTTPS_ADDR,
         }
     }
 }
@@ -176,7 +200,7 @@ impl ImageConfig {
         self.domain.as_deref().filter(|_| self.https_check)
     }
     /// The stack's health URL through Traefik, checked when there is a domain
-    /// (at [`ImageConfig::https_addr`], not wherever DNS points).
+    /// (at [`DEFAULT_HTTPS_ADDR`], not wherever DNS points).
     pub fn health_url(&self) -> Option<String> {
         self.checked_domain().map(health_url)
     }

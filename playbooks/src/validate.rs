@@ -75,31 +75,155 @@ pub fn check_branch(b: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("{b:?} is not a branch name")) }
 }
 
-/// A supplied env file: `KEY=value` lines (blank lines and `#` comments
-/// allowed), and for llm.env the LLM settings, non-empty. Errors name the
-/// line but never show it: the file holds credentials.
-pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
-    let mut keys = std::collections::BTreeMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+/// An env file as compose's env_file reader takes it, the entries it
+/// yields in order: `KEY=value` lines, also `KEY = value` (the repository's
+/// config README writes it so), `export KEY=value`, `KEY: value`, a value in
+/// single quotes (literal) or double quotes (`\"` inside, several lines
+/// allowed), an unquoted value ending at ` #` (a comment) and trimmed,
+/// blank lines and `#` comments; a line with a name alone takes the
+/// variable from compose's environment (none here: no entry). Names are
+/// letters, digits and `_ . - [ ]`. What compose refuses is refused: another
+/// character in a name, a space inside it, an unterminated quote. Errors
+/// name the line, never its content (the files hold credentials).
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut entries = Vec::new();
+    let (mut i, mut line) = (0, 1);
+    loop {
+        // The next statement: past white space and comments.
+        while i < chars.len() && (chars[i].is_whitespace() || chars[i] == '#') {
+            if chars[i] == '#' {
+                while i < chars.len() && chars[i] != '\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            if chars[i] == '\n' {
+                line += 1;
+            }
+            i += 1;
         }
-        let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("line {} is not KEY=value", i + 1));
-        };
-        let key_ok = key.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !key_ok {
+        if i >= chars.len() {
+            return Ok(entries);
+        }
+        // `export ` before the name.
+        let rest: String = chars[i..chars.len().min(i + 7)].iter().collect();
+        if rest.starts_with("export") && rest.chars().nth(6).is_some_and(|c| c == ' ' || c == '\t') {
+            i += 6;
+            while i < chars.len() && (chars[i] == ' ' || chars[i] == '\t') {
+                i += 1;
+            }
+        }
+        // The name, up to '=', ':' or the end of the line (a name alone).
+        let start = i;
+        let mut alone = true;
+        while i < chars.len() {
+            let c = chars[i];
+            if c == '=' || c == ':' {
+                alone = false;
+                break;
+            }
+            if c == '\n' {
+                break;
+            }
+            if !(c.is_whitespace() || c.is_alphanumeric() || "_.-[]".contains(c)) {
+                return Err(format!(
+                    "line {line}: a variable name has a character compose refuses (letters, digits, _ . - [ ] only)"
+                ));
+            }
+            i += 1;
+        }
+        let key: String = chars[start..i].iter().collect::<String>().trim_end().to_string();
+        if key.contains(char::is_whitespace) {
             return Err(format!(
-                "line {} is not KEY=value (the name before '=' must be letters, digits and '_', with no spaces)",
-                i + 1
+                "line {line}: a variable name contains a space (KEY = value is fine, KEY NAME = value is not)"
             ));
         }
-        keys.insert(key.to_string(), !value.trim().is_empty());
+        if alone {
+            // Taken from compose's environment, where there is none of it.
+            continue;
+        }
+        i += 1;
+        while i < chars.len() && (chars[i] == ' ' || chars[i] == '\t') {
+            i += 1;
+        }
+        let value = match chars.get(i) {
+            Some(&quote) if quote == '"' || quote == '\'' => {
+                let first = line;
+                let mut value = String::new();
+                let mut escaped = false;
+                i += 1;
+                loop {
+                    let Some(&c) = chars.get(i) else {
+                        return Err(format!("line {first}: a quoted value is not terminated"));
+                    };
+                    i += 1;
+                    if c == '\n' {
+                        line += 1;
+                    }
+                    if escaped {
+                        escaped = false;
+                        if c != quote {
+                            value.push('\\');
+                        }
+                        value.push(c);
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == quote {
+                        break;
+                    } else {
+                        value.push(c);
+                    }
+                }
+                // What follows the closing quote on its line: a comment, or
+                // (as compose reads it) names alone, which add nothing.
+                if quote == '"' { expand_escapes(&value) } else { value }
+            }
+            _ => {
+                let end = chars[i..].iter().position(|&c| c == '\n').map_or(chars.len(), |p| i + p);
+                let raw: String = chars[i..end].iter().collect();
+                i = end;
+                let value = raw.split(" #").next().unwrap_or_default();
+                value.trim_end().to_string()
+            }
+        };
+        entries.push((key, value));
     }
+}
+
+/// A double-quoted value's escapes, as compose expands them: `\n` and `\r`
+/// become the characters, then a backslash before anything but `$` goes.
+fn expand_escapes(value: &str) -> String {
+    let pass = |text: &str, each: &dyn Fn(char) -> String| {
+        let mut out = String::new();
+        let mut it = text.chars();
+        while let Some(c) = it.next() {
+            match (c, it.clone().next()) {
+                ('\\', Some(next)) => {
+                    it.next();
+                    out.push_str(&each(next));
+                }
+                _ => out.push(c),
+            }
+        }
+        out
+    };
+    let first = pass(value, &|c| match c {
+        'n' => "\n".into(),
+        'r' => "\r".into(),
+        other => format!("\\{other}"),
+    });
+    pass(&first, &|c| if c == '$' { "\\$".into() } else { c.to_string() })
+}
+
+/// A supplied env file, read as compose reads it ([`parse_env_file`]), and
+/// for llm.env the LLM settings, non-empty. Errors name the line but never
+/// show it: the file holds credentials.
+pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
+    let entries = parse_env_file(text)?;
     if name == "llm.env" {
-        let lacking: Vec<&str> = LLM_KEYS.iter().copied().filter(|k| keys.get(*k) != Some(&true)).collect();
+        let set = |k: &str| entries.iter().rev().find(|(key, _)| key == k).is_some_and(|(_, v)| !v.trim().is_empty());
+        let lacking: Vec<&str> = LLM_KEYS.iter().copied().filter(|k| !set(k)).collect();
         if !lacking.is_empty() {
             return Err(format!(
                 "{} not set (each must be non-empty: LLM_URL the OpenAI-compatible base URL ending in /v1, \
@@ -117,6 +241,16 @@ pub fn check_acme_server(u: &str) -> Result<(), String> {
     let ok = u.strip_prefix("https://").is_some_and(|rest| !rest.is_empty())
         && !u.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'');
     if ok { Ok(()) } else { Err(format!("{u:?} is not an https:// URL")) }
+}
+
+/// A URL a service of the stack calls (http:// or https://), safe to write
+/// into the site's compose file: no spaces, quotes or backslashes, and no
+/// `$` (compose would read it as a variable).
+pub fn check_service_url(u: &str) -> Result<(), String> {
+    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
+    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+        && !u.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$'));
+    if ok { Ok(()) } else { Err(format!("{u:?} is not an http:// or https:// URL compose can take")) }
 }
 
 /// An Ubuntu NVIDIA server driver branch (the package is nvidia-driver-BRANCH).
@@ -168,12 +302,32 @@ mod tests {
     #[test]
     fn env_file_checks_name_the_line_not_its_content() {
         assert!(check_env_file("maps.env", "# c\n\nA=1\nB=\n").is_ok());
-        let e = check_env_file("maps.env", "A=1\nsecret-value-here\n").unwrap_err();
-        assert_eq!(e, "line 2 is not KEY=value");
+        let e = check_env_file("maps.env", "A=1\nsecret$value\n").unwrap_err();
+        assert!(e.starts_with("line 2: ") && !e.contains("secret"), "{e}");
         let e = check_env_file("maps.env", "A B=secret\n").unwrap_err();
-        assert!(e.starts_with("line 1 ") && !e.contains("secret"), "{e}");
+        assert!(e.starts_with("line 1: ") && !e.contains("secret"), "{e}");
+        let e = check_env_file("maps.env", "A=1\n\nB=\"secret\n").unwrap_err();
+        assert!(e.starts_with("line 3: a quoted value is not terminated") && !e.contains("secret"), "{e}");
         let e = check_env_file("llm.env", "LLM_API_KEY=k\nLLM_MODEL=m\nLLM_URL=\n").unwrap_err();
         assert!(e.starts_with("LLM_URL not set"), "{e}");
         assert!(check_env_file("llm.env", "LLM_URL=http://x/v1\nLLM_API_KEY=k\nLLM_MODEL=m\n").is_ok());
+        // As the repository's config README writes it.
+        assert!(check_env_file("llm.env", "LLM_URL = http://x/v1\nLLM_API_KEY = k\nLLM_MODEL = m\n").is_ok());
+    }
+
+    /// compose's reader, case by case (the same table runs against the real
+    /// compose in tests/it/env_files.rs).
+    #[test]
+    fn env_files_parse_as_compose_reads_them() {
+        let parsed = |t: &str| parse_env_file(t).unwrap();
+        let one = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert_eq!(parsed("export  KEY = \"v\" # c\n"), one("KEY", "v"));
+        assert_eq!(parsed("KEY: yaml\n"), one("KEY", "yaml"));
+        assert_eq!(parsed("KEY=value#not a comment\n"), one("KEY", "value#not a comment"));
+        assert_eq!(parsed("KEY='a\\nb'\n"), one("KEY", "a\\nb"));
+        assert_eq!(parsed("KEY=\"a \\\" b\"\n"), one("KEY", "a \" b"));
+        assert_eq!(parsed("KEY=\"multi\\nline\"\n"), one("KEY", "multi\nline"));
+        assert_eq!(parsed("KEY=\"multi\\\\nline\"\n"), one("KEY", "multi\\nline"));
+        assert_eq!(parsed("sk-abc123\n"), vec![], "a name alone: from compose's environment");
     }
 }

@@ -1,9 +1,11 @@
 //! The IMAGE steps of `image-provision bootstrap --host` (layout, pull,
-//! traefik, stack, health) on test hosts (testsupport/src/testhost.rs): a
-//! Debian 12 root under sshd with part 1's stand-ins, the stand-in
+//! traefik, stack, health) on test hosts (testsupport/src/testhost.rs). The
+//! stack runs on booted hosts (real systemd; real Docker and compose v2
+//! from the archive stand-in; images from the test registry under ghcr.io's
+//! names; real Traefik with certificates from pebble), the stand-in
 //! IMAGE-server repository served as https://github.com/... by the
-//! git-remote-https stand-in, and the Docker and compose stand-ins keeping
-//! containers, networks and images in files.
+//! git-remote-https stand-in. What never starts a container (bad input, a
+//! dry run) runs on the quicker chroot hosts.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -17,6 +19,8 @@ use crate::BIN;
 
 const DOMAIN: &str = "image.example.org";
 const BASE: &str = "/var/docker/image";
+/// An address where nothing answers (TEST-NET-1, RFC 5737).
+const NOWHERE: &str = "192.0.2.1";
 
 fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
     let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
@@ -58,40 +62,72 @@ fn position(calls: &[String], what: &str) -> usize {
         .unwrap_or_else(|| panic!("no call with {what:?} in\n{}", calls.join("\n")))
 }
 
+/// When the registry first served one of the stack's manifests, from its
+/// log (logrus' `time="RFC 3339"` field).
+fn first_manifest_request(host: &TestHost) -> jiff::Timestamp {
+    let log = std::fs::read_to_string(host.dir().join("ctl/registry/registry.log")).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("/v2/shared-reality-lab/") && l.contains("/manifests/") && l.contains("time=\""))
+        .unwrap_or_else(|| panic!("no manifest request in the registry's log:\n{log}"));
+    let time = line.split("time=\"").nth(1).and_then(|t| t.split('"').next()).unwrap();
+    time.parse().unwrap_or_else(|e| panic!("{time:?} in {line}: {e}"))
+}
+
+/// When the stand-in driver package's postinst recorded `what`
+/// (configure-start, configure-done) in the calls log.
+fn driver_postinst(calls: &[String], what: &str) -> jiff::Timestamp {
+    let line = calls[position(calls, &format!("postinst {what}"))].clone();
+    line.split_whitespace().next().unwrap().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// The issuer of the certificate the host's port 443 presents for DOMAIN,
+/// after a 200 from https://DOMAIN/health with the host's own trust store.
+fn issuer(host: &TestHost) -> String {
+    host.sh_ok(&format!(
+        "curl -sS -o /dev/null -w '%{{http_code}} ' --resolve {DOMAIN}:443:127.0.0.1 https://{DOMAIN}/health && \
+         echo | openssl s_client -connect 127.0.0.1:443 -servername {DOMAIN} 2>/dev/null | openssl x509 -noout -issuer"
+    ))
+}
+
+/// The bare booted host (real systemd, the archive stand-in's real Docker
+/// and compose v2) to the stack behind real Traefik: images pulled by
+/// dockerd from the registry under ghcr.io's names, the certificate issued
+/// by pebble through the HTTP-01 challenge; then converged, repaired, moved
+/// to another ACME server, and updated past a held bring-up lock.
 #[test]
 fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
-    let host = TestHost::start(Distro::Debian12);
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
-    // https://DOMAIN/ reaches Traefik's stand-in: the health step's HTTPS
-    // check runs for real, against the host's own Traefik (the stand-in's
-    // address in place of 127.0.0.1). The host's own resolver sends DOMAIN
-    // elsewhere (a stale record: nothing listens on 127.0.0.2), so the
-    // check passes only if it does not ask DNS.
-    host.enable_traefik_standin(DOMAIN);
-    let https_addr = host.https_addr().expect("the Traefik stand-in's address");
-    host.sh_ok(&format!("echo '127.0.0.2 {DOMAIN}' >>/etc/hosts"));
+    host.enable_registry();
+    let acme = host.enable_acme();
+    // The host's own resolver sends DOMAIN elsewhere (a stale record:
+    // nothing answers at TEST-NET-1's 192.0.2.1), so the HTTPS check passes
+    // only if it sends the domain to 127.0.0.1 itself, as it must on a real
+    // server. (Not another loopback address: Traefik's published ports
+    // answer on every one.)
+    host.sh_ok(&format!("echo '{NOWHERE} {DOMAIN}' >>/etc/hosts"));
     // sudo logs every command line it runs (as sudo's logfile option does on
     // servers that keep one): no secret and no script may be on them.
     host.write("/etc/sudoers.d/00-logfile", b"Defaults logfile=/var/log/sudo.log\n");
     host.sh_ok("chmod 0440 /etc/sudoers.d/00-logfile");
-    // The driver's configure takes 4 s and the pull 6 s: a pull started
-    // right after Docker is still running when the driver is done.
+    // The driver's configure takes 4 s: a pull started right after Docker
+    // has asked the registry for the stack's images before it ends.
     host.write("/var/lib/standin/hooks/slow-postinst", b"4\n");
-    host.write("/var/lib/standin/hooks/pull-seconds-image", b"6\n");
     let state = state_for(&host);
 
     let secret = format!("sk-test-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
+    let llm_url = host.enable_llm(&secret, &["Qwen/Qwen2.5-VL-7B-Instruct"]);
     let local = tempfile::tempdir().unwrap();
-    let llm = format!(
-        "# the LLM endpoint\nLLM_URL=https://llm.example.org/v1\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n"
-    );
+    let llm =
+        format!("# the LLM endpoint\nLLM_URL={llm_url}\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n");
     let maps = "GOOGLE_PLACES_API_KEY=maps-placeholder\n";
     std::fs::write(local.path().join("llm.env"), &llm).unwrap();
     std::fs::write(local.path().join("maps.env"), maps).unwrap();
     let llm_arg = format!("llm.env={}", local.path().join("llm.env").display());
     let maps_arg = format!("maps.env={}", local.path().join("maps.env").display());
-    let args = [
+    let common = [
         "--domain",
         DOMAIN,
         "--acme-email",
@@ -103,9 +139,10 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         "--imageup-timeout",
         "3m",
     ];
+    let args: Vec<&str> = common.iter().copied().chain(["--acme-server", &acme]).collect();
 
     let first = bootstrap(&host, state.path(), &args);
-    assert!(first.status.success(), "first run failed");
+    assert!(first.status.success(), "first run failed:\n{}", host.logs());
     let steps = outcomes(&first);
     let names: Vec<&str> = steps.iter().map(|(s, _)| s.as_str()).collect();
     assert_eq!(names, IMAGE_STEPS);
@@ -114,9 +151,29 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         assert_eq!(outcome, want, "step {step}");
     }
     assert!(stdout(&first).contains(&format!("extension URL: https://{DOMAIN}/")), "{}", stdout(&first));
+    // The LLM was asked for its models, with the key, before the stack
+    // started; then the health step's request made the categoriser and the
+    // caption ask it about the graphic (JSON for the categoriser), and both
+    // answered under their ids.
+    let model = "model=Qwen/Qwen2.5-VL-7B-Instruct";
+    assert_eq!(
+        host.llm_requests(),
+        [
+            "GET /v1/models auth=ok".to_string(),
+            format!("POST /v1/chat/completions auth=ok {model} image=yes json=yes"),
+            format!("POST /v1/chat/completions auth=ok {model} image=yes json=no"),
+        ]
+    );
+    let health = step_line(&first, "health");
+    assert!(
+        health.contains("POST /render/preprocess answered in ")
+            && health.contains(image_provision_playbooks::steps::health::CATEGORISER_ID)
+            && health.contains(image_provision_playbooks::steps::health::CAPTION_ID),
+        "{health}"
+    );
     let health = step_line(&first, "health");
     assert!(health.contains(&format!("GET https://{DOMAIN}/health")), "{health}");
-    assert!(health.contains(&format!(" at {https_addr}")), "sent to the stand-in's address: {health}");
+    assert!(health.contains(" at 127.0.0.1"), "sent to the host's own address: {health}");
 
     // .env: compose's settings, DOCKER_GID the host's docker group.
     let gid = host.sh_ok("getent group docker | cut -d: -f3").trim().to_string();
@@ -196,6 +253,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         "--certificatesresolvers.myresolver.acme.httpchallenge=true",
         "--certificatesresolvers.myresolver.acme.httpchallenge.entrypoint=web",
         "--certificatesresolvers.myresolver.acme.email=ops@example.org",
+        &format!("--certificatesresolvers.myresolver.acme.caserver={acme}"),
     ] {
         assert!(command.iter().any(|c| c == want), "{want} not in {command:?}");
     }
@@ -223,25 +281,42 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         assert!(imageup_env.lines().any(|l| l == want), "{want} not in\n{imageup_env}");
     }
 
-    // What the stand-ins were asked: the network, Traefik up, the pull
-    // started before the driver was installed, imageup once.
-    assert!(calls.iter().any(|c| c.ends_with("docker network create traefik")), "traefik network created");
-    let traefik_up = position(&calls, "docker-compose compose --project-directory /var/docker/traefik");
-    assert!(calls[traefik_up].ends_with("up -d"), "{}", calls[traefik_up]);
-    let pull = position(&calls, "pull --quiet");
-    let driver_done = position(&calls, "nvidia-driver.postinst configure-done");
-    assert!(pull < driver_done, "the pull started before the driver step ended:\n{}", calls.join("\n"));
-    assert!(pull < position(&calls, "nvidia-driver.postinst configure-start"));
-    let imageup: Vec<&String> = calls.iter().filter(|c| c.split_whitespace().nth(2) == Some("imageup")).collect();
-    assert_eq!(imageup.len(), 1, "{imageup:?}");
-    assert!(traefik_up < position(&calls, " imageup"), "Traefik and its network before the stack");
-    // The stack runs, on the image network, the orchestrator healthy.
-    assert!(host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "image-orchestrator-1"));
+    // Pulled by real dockerd from the registry under ghcr.io's name (HTTPS,
+    // the certificate checked), and the pull began while the driver was
+    // still configuring: the registry's first manifest request is before
+    // the driver's postinst ended.
+    let images = host.sh_ok("docker images --format '{{.Repository}}:{{.Tag}}' | sort");
+    assert!(images.contains("ghcr.io/shared-reality-lab/image-orchestrator:latest"), "{images}");
+    assert!(images.contains("traefik:v3."), "{images}");
+    let pulled = first_manifest_request(&host);
+    let (driver_start, driver_done) =
+        (driver_postinst(&calls, "configure-start"), driver_postinst(&calls, "configure-done"));
     assert!(
-        host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"),
-        "imageup left Traefik alone"
+        pulled < driver_done,
+        "the pull started at {pulled}, after the driver's configure ({driver_start} to {driver_done})"
     );
-    assert!(host.exists(&format!("{BASE}/testing/warmup/warmup.log")), "warmup ran");
+    // imageup once; Traefik and its network made before the stack's
+    // containers, and left alone by imageup; warmup ran.
+    assert_eq!(cli::imageups(&host), 1);
+    let created = |name: &str| host.sh_ok(&format!("docker inspect -f '{{{{.Created}}}}' {name}")).trim().to_string();
+    let (traefik_created, orchestrator_created) = (created("traefik"), created("image-orchestrator-1"));
+    assert!(traefik_created < orchestrator_created, "Traefik {traefik_created}, the stack {orchestrator_created}");
+    assert_eq!(host.sh_ok("docker network inspect -f '{{.Name}}' traefik").trim(), "traefik");
+    let running = host.sh_ok("docker ps --format '{{.Names}} {{.Status}}' | sort");
+    let orchestrator = running.lines().find(|l| l.starts_with("image-orchestrator-1 ")).unwrap_or_default();
+    assert!(orchestrator.contains("(healthy)"), "healthy by its own health check:\n{running}");
+    assert!(running.lines().any(|l| l.starts_with("traefik ")), "imageup left Traefik alone:\n{running}");
+    assert!(!running.contains("unstable-preprocessor"), "a test-profile service started: {running}");
+    let warmup = host.sh_ok(&format!("cat {BASE}/testing/warmup/warmup_*.log"));
+    assert!(warmup.contains("image-graphic-caption-1 warmed successfully"), "warmup ran:\n{warmup}");
+    // The GPU services asked dockerd for the GPU, through the hook.
+    assert!(calls.iter().any(|c| c.contains("nvidia-container-runtime-hook")), "{calls:?}");
+    // Real Traefik got the domain's certificate from pebble through the
+    // HTTP-01 challenge on port 80 and routes the domain to the orchestrator.
+    let acme_json = host.sh_ok("cat /var/docker/traefik/letsencrypt/acme.json");
+    assert!(acme_json.contains(&format!("\"main\": \"{DOMAIN}\"")), "{acme_json}");
+    let first_issuer = issuer(&host);
+    assert!(first_issuer.starts_with("200 ") && first_issuer.contains("Pebble"), "{first_issuer}");
 
     // The secret went nowhere but the file.
     let log = log_file(&first);
@@ -252,6 +327,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         ("the log file", log),
         ("the host's recorded calls", calls.join("\n")),
         ("sudo's log on the host", sudo_log.clone()),
+        ("the host's journal", host.sh_ok("journalctl --no-pager -o cat 2>/dev/null || true")),
     ] {
         assert!(!content.contains(&secret), "the secret is in {place}");
     }
@@ -269,8 +345,10 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         assert!(!sudo_log.contains(script_text), "{script_text:?} on a command line sudo logged:\n{sudo_log}");
     }
 
-    // Second run: everything ok, nothing changed, imageup not run again.
+    // Second run: everything ok, nothing changed, no container recreated,
+    // imageup not run again.
     let before = snapshot(&host);
+    let ids = host.sh_ok("docker ps -q --no-trunc | sort");
     let started = Instant::now();
     let second = bootstrap(&host, state.path(), &args);
     let took = started.elapsed();
@@ -281,10 +359,12 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let after = snapshot(&host);
     let diff = cli::diff(&before, &after);
     assert!(diff.is_empty(), "the second run changed {diff:#?}");
+    assert_eq!(host.sh_ok("docker ps -q --no-trunc | sort"), ids, "the second run recreated containers");
     assert_eq!(cli::imageups(&host), 1, "imageup ran once in all");
+    assert_eq!(host.llm_requests().len(), 3, "a converged run does not ask the LLM again");
     // The health step was ok from the facts' own HTTPS check (one round trip).
     let health = step_line(&second, "health");
-    assert!(health.contains(&format!("GET https://{DOMAIN}/health answers at {https_addr}")), "{health}");
+    assert!(health.contains(&format!("GET https://{DOMAIN}/health answers at 127.0.0.1")), "{health}");
     eprintln!("converged re-run with the IMAGE steps took {:.2}s", took.as_secs_f64());
 
     // Traefik stopped behind our back: verify says so (the container and
@@ -304,61 +384,53 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(step_line(&third, "health").contains(&format!("GET https://{DOMAIN}/health")));
     assert_eq!(cli::imageups(&host), 1, "bringing Traefik back needs no imageup");
 
-    // Switched to Let's Encrypt's staging server: Traefik is stopped, the
-    // production certificates it stored are cleared, and it comes back
-    // asking staging; verify says so. Nothing else changes.
-    let traefik_compose = "/var/docker/traefik/docker-compose.yml";
-    assert!(text(&host, traefik_compose).contains("acme.caserver=https://acme-v02.api.letsencrypt.org/directory"));
-    host.sh_ok("mkdir -p /var/docker/traefik/letsencrypt && echo '{\"myresolver\":{}}' > /var/docker/traefik/letsencrypt/acme.json");
-    let staging_args: Vec<&str> = args.iter().copied().chain(["--acme-staging"]).collect();
-    let fourth = bootstrap(&host, state.path(), &staging_args);
+    // Moved to another ACME server (another pebble: another CA): Traefik is
+    // stopped, the certificates the first one issued are cleared, and it
+    // comes back with a certificate from the second; verify says which
+    // server. Nothing else changes.
+    let other_acme = host.enable_acme();
+    let traefik_started = || host.sh_ok("docker inspect -f '{{.State.StartedAt}}' traefik").trim().to_string();
+    let started_before = traefik_started();
+    let moved_args: Vec<&str> = common.iter().copied().chain(["--acme-server", &other_acme]).collect();
+    let fourth = bootstrap(&host, state.path(), &moved_args);
     assert!(fourth.status.success(), "{}", stderr(&fourth));
     let changed: Vec<String> =
         outcomes(&fourth).into_iter().filter(|(_, o)| o != "ok").map(|(s, o)| format!("{s}={o}")).collect();
     assert_eq!(changed, ["traefik=changed"]);
     let traefik_line = step_line(&fourth, "traefik");
-    assert!(
-        traefik_line.contains("clear the certificates of Let's Encrypt for Let's Encrypt staging"),
-        "{traefik_line}"
-    );
-    assert!(!host.exists("/var/docker/traefik/letsencrypt/acme.json"), "the production certificates were kept");
-    assert!(
-        text(&host, traefik_compose).contains("acme.caserver=https://acme-staging-v02.api.letsencrypt.org/directory")
-    );
-    let calls = host.calls();
-    let last = |verb: &str| {
-        calls.iter().rposition(|c| c.contains("--project-directory /var/docker/traefik") && c.ends_with(verb))
-    };
-    let (stop, up) = (last(" stop"), last("up -d"));
-    assert!(stop.is_some() && stop < up, "Traefik stopped, then up:\n{}", calls.join("\n"));
-    assert!(host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "Traefik is back");
+    assert!(traefik_line.contains("clear the certificates of "), "{traefik_line}");
+    assert!(traefik_started() > started_before, "Traefik was restarted");
+    let traefik_compose = "/var/docker/traefik/docker-compose.yml";
+    assert!(text(&host, traefik_compose).contains(&format!("acme.caserver={other_acme}")));
+    let second_issuer = issuer(&host);
+    assert!(second_issuer.starts_with("200 ") && second_issuer.contains("Pebble"), "{second_issuer}");
+    assert_ne!(second_issuer, first_issuer, "the certificate is from the second CA");
     assert!(step_line(&fourth, "health").contains(&format!("GET https://{DOMAIN}/health")));
     let verify =
         cli::run(&mut cli::on_host(BIN, &host, host.default_user(), state.path(), &["verify", "--json"]), "verify");
-    assert_eq!(verify.status.code(), Some(0), "verify on staging: {}", stderr(&verify));
+    assert_eq!(verify.status.code(), Some(0), "verify on the other server: {}", stderr(&verify));
     let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
-    assert_eq!(v["acme_server"], "https://acme-staging-v02.api.letsencrypt.org/directory", "{v}");
-    let traefik_check = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "traefik").unwrap();
-    assert!(traefik_check["detail"].as_str().unwrap().contains("Let's Encrypt staging"), "{traefik_check}");
-    // Staging again: converged, nothing cleared.
-    let fifth = bootstrap(&host, state.path(), &staging_args);
+    assert_eq!(v["acme_server"], other_acme.as_str(), "{v}");
+    // The same server again: converged, nothing cleared.
+    let fifth = bootstrap(&host, state.path(), &moved_args);
     assert!(outcomes(&fifth).iter().all(|(_, o)| o == "ok"), "{:?}", outcomes(&fifth));
+    assert_eq!(issuer(&host), second_issuer);
 
     // health.sh itself (the health step runs it when the facts did not see
-    // the stack answer yet): through the stand-in's address it answers;
-    // through an address where nothing listens it fails, naming it.
+    // the stack answer yet): at 127.0.0.1 it answers; at an address where
+    // nothing listens it fails, naming it.
     host.write("/tmp/health.sh", image_provision_playbooks::steps::health::health_script().as_bytes());
     let health_sh = |addr: &str, timeout: u32| {
         host.sh(&format!(
-            "BASE_DIR={BASE} TIMEOUT={timeout} URL=https://{DOMAIN}/health HTTPS_ADDR={addr} bash /tmp/health.sh"
+            "BASE_DIR={BASE} SERVICES=orchestrator TIMEOUT={timeout} URL=https://{DOMAIN}/health HTTPS_ADDR={addr} bash /tmp/health.sh"
         ))
     };
-    let ok = health_sh(&https_addr.to_string(), 10);
+    let ok = health_sh("127.0.0.1", 10);
     let ok_out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success() && ok_out.contains(&format!("GET https://{DOMAIN}/health")), "{ok_out}");
-    let refused = health_sh("127.0.0.2", 1);
+    let refused = health_sh(NOWHERE, 1);
     let refused_err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && refused_err.contains("127.0.0.2"), "{refused_err}");
+    assert!(!refused.status.success() && refused_err.contains(NOWHERE), "{refused_err}");
 
     // An imageup left running by an earlier run (here: its lock held for
     // 4 s): update waits for it, says so, then brings the stack up itself.
@@ -387,11 +459,27 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
         p.display().to_string()
     };
     let no_url = write("no-url.env", "LLM_API_KEY=sk-hidden-1\nLLM_MODEL=qwen\n");
-    let not_kv = write("not-kv.env", "LLM_URL=https://x/v1\nsk-hidden-2\nLLM_API_KEY=k\nLLM_MODEL=m\n");
+    let not_kv = write("not-kv.env", "LLM_URL=https://x/v1\nsk$hidden-2\nLLM_API_KEY=k\nLLM_MODEL=m\n");
     let spaced = write("spaced.env", "API KEY=sk-hidden-3\n");
+    let good_llm = write("good-llm.env", "LLM_URL=https://llm.example.org/v1\nLLM_API_KEY=sk-hidden-4\nLLM_MODEL=m\n");
     let before = snapshot(&host);
     let calls_before = host.calls();
+    // Every case but the first two chooses the LLM (--no-llm, unless it
+    // gives llm.env), so that the error is the case's own.
     let cases: Vec<(Vec<String>, Vec<String>)> = vec![
+        (
+            vec![],
+            vec![
+                "no LLM chosen".into(),
+                "--env-file llm.env=PATH".into(),
+                "--no-llm".into(),
+                "no photo descriptions".into(),
+            ],
+        ),
+        (
+            vec!["--env-file".into(), format!("llm.env={good_llm}"), "--no-llm".into()],
+            vec!["--no-llm with --env-file llm.env: two choices for the LLM".into()],
+        ),
         (
             vec!["--env-file".into(), "llm.env=/no/such/llm.env".into()],
             vec!["--env-file llm.env=/no/such/llm.env: cannot read /no/such/llm.env".into()],
@@ -402,11 +490,11 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
         ),
         (
             vec!["--env-file".into(), format!("llm.env={not_kv}")],
-            vec![format!("--env-file llm.env={not_kv}: line 2 is not KEY=value")],
+            vec![format!("--env-file llm.env={not_kv}: line 2: a variable name has a character compose refuses")],
         ),
         (
             vec!["--env-file".into(), format!("maps.env={spaced}")],
-            vec![format!("--env-file maps.env={spaced}: line 1 is not KEY=value")],
+            vec![format!("--env-file maps.env={spaced}: line 1: a variable name contains a space")],
         ),
         (
             vec!["--env-file".into(), format!("secrets.env={spaced}")],
@@ -447,7 +535,10 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
             vec!["--registry-tag: \"latest tag\" is not an image tag".into()],
         ),
     ];
-    for (args, wants) in cases {
+    for (mut args, wants) in cases {
+        if !args.is_empty() && !args.iter().any(|a| a.starts_with("llm.env=")) {
+            args.push("--no-llm".into());
+        }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = bootstrap(&host, state.path(), &args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -474,18 +565,29 @@ fn image_server_standin_scripts_pass_shellcheck() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 }
 
-/// The Ubuntu 22.04 stand-in (a Debian root with Ubuntu's os-release and
-/// package names) with the other stack options: plain compose instead of
-/// imageup, the test profile, another tag and base directory, PII logging,
-/// no domain (so no site override and no Traefik container).
+/// The manifest requests (a pull's first: HEAD when dockerd has the image,
+/// GET otherwise) the registry has answered so far, from its log.
+fn manifest_requests(host: &TestHost) -> usize {
+    let log = std::fs::read_to_string(host.dir().join("ctl/registry/registry.log")).unwrap_or_default();
+    log.lines().filter(|l| l.contains("msg=\"response completed\"") && l.contains("/manifests/")).count()
+}
+
+/// The Ubuntu 22.04 stand-in, booted (real Docker and compose v2), with the
+/// other stack options: plain compose instead of imageup, the test profile
+/// (with object detection, which IMAGE's compose file leaves out of it),
+/// another tag, another base directory (reached through /var/docker/image,
+/// which IMAGE's compose file names), PII logging, no LLM, no domain (so
+/// only the map servers in the site override and no Traefik container).
 #[test]
 fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
-    let host = TestHost::start(Distro::Ubuntu2204Standin);
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
+    host.enable_registry();
     let state = state_for(&host);
     let base = "/srv/image";
-    let args = [
+    let args_bootstrap = [
+        "--no-llm",
         "--no-imageup",
         "--image-profile",
         "test",
@@ -497,6 +599,7 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
         "--imageup-timeout",
         "2m",
     ];
+    let args = args_bootstrap;
     let out = bootstrap(&host, state.path(), &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let steps = outcomes(&out);
@@ -508,16 +611,47 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     }
     let gid = host.sh_ok("getent group docker | cut -d: -f3");
     assert!(env.lines().any(|l| l == format!("DOCKER_GID={}", gid.trim())), "{env}");
-    assert!(!host.exists(&format!("{base}/site-docker-compose.yml")), "no domain, no site override");
-    assert!(!host.exists("/var/docker/image"), "nothing in the default base directory");
+    let site = text(&host, &format!("{base}/site-docker-compose.yml"));
+    assert!(!site.contains("traefik"), "no domain, no routes:\n{site}");
+    assert_eq!(host.sh_ok("readlink /var/docker/image").trim(), base, "/var/docker/image leads to {base}");
     for link in ["bin", "config", "docker-compose.yml"] {
         assert!(host.sh(&format!("test -L {base}/{link}")).status.success(), "{link} is a link");
     }
-    let calls = host.calls();
-    assert_eq!(cli::imageups(&host), 0, "--no-imageup ran imageup:\n{}", calls.join("\n"));
-    let up = calls.iter().filter(|c| c.contains("docker-compose") && c.ends_with("up -d")).count();
-    assert!(up >= 1, "compose up ran:\n{}", calls.join("\n"));
-    assert!(!host.sh_ok("docker ps --format '{{.Names}}'").lines().any(|n| n == "traefik"), "no domain, no Traefik");
+    assert_eq!(cli::imageups(&host), 0, "--no-imageup ran imageup");
+    // Real compose started the test profile's services from the tag's images.
+    let running = host.sh_ok("docker ps --format '{{.Names}} {{.Image}}' | sort");
+    assert!(running.lines().any(|l| l.contains("unstable-preprocessor")), "the test profile's own service:\n{running}");
+    let orchestrator = running.lines().find(|l| l.starts_with("image-orchestrator-1 ")).unwrap_or_default();
+    assert!(orchestrator.ends_with("image-orchestrator:unstable"), "{running}");
+    assert!(!running.lines().any(|l| l.starts_with("traefik ")), "no domain, no Traefik:\n{running}");
+    assert!(running.lines().any(|l| l.starts_with("image-object-detection-1 ")), "object detection:\n{running}");
+    // Without an LLM the services that need one (those reading
+    // config/llm.env) are not started at all, by the site override: started,
+    // they would exit, and warmup would wait for one forever.
+    let all = host.sh_ok("docker ps -a --format '{{.Names}}' | sort");
+    for llm in ["content-categoriser", "graphic-caption", "text-followup"] {
+        assert!(!all.contains(llm), "{llm} has a container:\n{all}");
+    }
+    let stack_line = step_line(&out, "stack");
+    assert!(
+        stack_line.contains("--no-llm: content-categoriser, graphic-caption, text-followup not started"),
+        "{stack_line}"
+    );
+    let site = text(&host, &format!("{base}/site-docker-compose.yml"));
+    assert!(site.contains("  graphic-caption:\n    deploy:\n      replicas: 0\n"), "{site}");
+    // The map servers as compose merged the site override into the
+    // containers (IMAGE's compose file names McGill's).
+    let env_of = |c: &str| host.sh_ok(&format!("docker inspect -f '{{{{join .Config.Env \"\\n\"}}}}' {c}"));
+    assert!(env_of("image-openstreetmap-1").lines().any(|l| l == "SERVERS=https://overpass-api.de/api/interpreter"));
+    assert!(
+        env_of("image-nominatim-preprocessor-1")
+            .lines()
+            .any(|l| l == "NOMINATIM_FALLBACK_SERVER=https://nominatim.openstreetmap.org")
+    );
+    // The orchestrator's cache, bind-mounted from /var/docker/image/cache,
+    // is the base directory's.
+    host.sh_ok("docker exec image-orchestrator-1 sh -c 'echo probe >/var/cache/image/probe'");
+    assert_eq!(text(&host, &format!("{base}/cache/probe")), "probe\n");
 
     let again = bootstrap(&host, state.path(), &args);
     assert!(again.status.success());
@@ -525,19 +659,46 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     let changed: Vec<_> = outcomes(&again).into_iter().filter(|(_, o)| o != "ok" && o != "skipped").collect();
     assert!(changed.is_empty(), "a converged run changed {changed:?}");
 
-    // `update` on this --no-imageup server: compose's pull and up again,
-    // never imageup; healthy after.
-    let calls_before = host.calls().len();
+    // `update` on this --no-imageup server: compose's pull (the registry
+    // asked again) and up, never imageup; healthy after.
+    let pulls_before = manifest_requests(&host);
     let args = ["update", "--no-imageup", "--base-dir", base, "--imageup-timeout", "2m", "--json"];
     let update =
         cli::run(&mut cli::on_host(BIN, &host, host.default_user(), state.path(), &args), "update --no-imageup");
     assert_eq!(update.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&update.stdout).unwrap();
     assert_eq!(v["healthy"], true, "{v}");
-    let calls = host.calls()[calls_before..].to_vec();
-    assert!(!calls.iter().any(|c| c.split_whitespace().nth(2) == Some("imageup")), "{calls:#?}");
-    assert!(calls.iter().any(|c| c.contains("docker-compose") && c.ends_with(" pull")), "{calls:#?}");
-    assert!(calls.iter().any(|c| c.contains("docker-compose") && c.ends_with("up -d")), "{calls:#?}");
+    assert_eq!(cli::imageups(&host), 0, "update --no-imageup ran imageup");
+    assert!(manifest_requests(&host) > pulls_before, "update pulled nothing");
+    let log = std::fs::read_to_string(v["log"].as_str().unwrap()).unwrap();
+    assert!(log.contains("compose pull and up done"), "compose's pull and up ran:\n{log}");
+
+    // A service that runs but never gets healthy (the stand-in's fault,
+    // set in the env file it reads): the health step waits out its time
+    // limit, then names it with its state and its log's last lines; verify
+    // lists it too.
+    let local = tempfile::tempdir().unwrap();
+    let maps = local.path().join("maps.env");
+    std::fs::write(&maps, "STANDIN_HEALTH=never\n").unwrap();
+    let maps_arg = format!("maps.env={}", maps.display());
+    let sick_args: Vec<&str> =
+        args_bootstrap.iter().copied().chain(["--env-file", &maps_arg, "--health-timeout", "20s"]).collect();
+    let sick = bootstrap(&host, state.path(), &sick_args);
+    assert_eq!(sick.status.code(), Some(1), "a service never healthy");
+    let err = stderr(&sick);
+    assert!(err.contains("step health failed"), "{err}");
+    assert!(err.contains("not running or not healthy after 20 s: openstreetmap"), "{err}");
+    assert!(err.contains("loading the model failed (STANDIN_HEALTH=never)"), "its log: {err}");
+    let verify = cli::run(
+        &mut cli::on_host(BIN, &host, host.default_user(), state.path(), &["verify", "--json", "--base-dir", base]),
+        "verify",
+    );
+    assert_eq!(verify.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(v["not_ok"][0]["service"], "openstreetmap", "{v}");
+    assert_eq!(v["not_ok"][0]["state"], "unhealthy", "{v}");
+    assert!(v["not_ok"][0]["log"].as_str().unwrap().contains("loading the model failed"), "{v}");
+    assert_eq!(v["not_ok"].as_array().unwrap().len(), 1, "the LLM services are not counted: {v}");
 }
 
 /// `--dry-run` on a bare host shows the IMAGE steps too, and changes nothing.
@@ -549,7 +710,11 @@ fn dry_run_shows_the_image_steps_and_changes_nothing() {
     let state = state_for(&host);
     let before = snapshot(&host);
     let calls_before = host.calls().len();
-    let out = bootstrap(&host, state.path(), &["--dry-run", "--domain", DOMAIN, "--acme-email", "admin@example.org"]);
+    let out = bootstrap(
+        &host,
+        state.path(),
+        &["--dry-run", "--no-llm", "--domain", DOMAIN, "--acme-email", "admin@example.org"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let names: Vec<String> = outcomes(&out).into_iter().map(|(s, _)| s).collect();
     for step in ["layout", "pull", "traefik", "stack", "health"] {

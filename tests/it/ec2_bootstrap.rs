@@ -25,7 +25,8 @@ fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool, extra: &[
     let mut cmd = env.cmd();
     cmd.args(["ec2", "create", name, "--ssh-key"]).arg(&host.client_key).args(extra);
     if stack {
-        cmd.args(["--domain", "image.example.org", "--acme-email", "ops@example.org", "--imageup-timeout", "3m"])
+        cmd.args(["--no-llm", "--domain", "image.example.org", "--acme-email", "ops@example.org"])
+            .args(["--imageup-timeout", "3m"])
             .args(["--repo-url", "https://github.com/Shared-Reality-Lab/IMAGE-server.git"]);
     } else {
         cmd.env("IMAGE_PROVISION_NO_STACK", "1");
@@ -88,7 +89,8 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     let total = summary.lines().find(|l| l.starts_with("total      ")).unwrap_or_default();
     assert!(total.contains("up and answering SSH ") && total.contains("host steps "), "{summary}");
     let health = summary.lines().find(|l| l.starts_with("health")).unwrap_or_default();
-    assert!(health.contains("GET https://image.example.org/health answers at 127.0.0.1"), "{health}");
+    assert!(health.contains("GET https://image.example.org/health") && health.contains(" at 127.0.0.1"), "{health}");
+    assert!(health.contains("POST /render/preprocess answered in "), "the request went through Traefik: {health}");
     for step in ["host", "docker", "nvidia", "reboot", "gpu-check", "layout", "traefik", "stack", "health"] {
         assert!(summary.lines().any(|l| l.starts_with(step)), "{step} missing from\n{summary}");
     }

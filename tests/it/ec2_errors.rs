@@ -212,12 +212,18 @@ fn bad_input_is_refused_before_any_aws_call() {
         (&["ec2", "destroy", "Bad.Name", "--yes"], "is not a DNS label"),
         (&["ec2", "destroy"], "required"),
     ];
+    // The LLM chosen (--no-llm), so that each error is the case's own.
     for (args, expected) in cases {
-        let out = env.run(args);
+        let out = env.cmd().args(*args).env("IMAGE_PROVISION_NO_LLM", "1").output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(stderr(&out).contains(expected), "{args:?}: expected {expected:?} in {}", stderr(&out));
     }
-    let with_region = env.cmd().args(["ec2", "create", "ok"]).env("AWS_REGION", "mars-north-1").output().unwrap();
+    // No LLM chosen: refused before anything, naming both choices.
+    let out = env.run(&["ec2", "create", "ok"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no LLM chosen") && stderr(&out).contains("--no-llm"), "{}", stderr(&out));
+    let with_region =
+        env.cmd().args(["ec2", "create", "ok", "--no-llm"]).env("AWS_REGION", "mars-north-1").output().unwrap();
     assert_eq!(with_region.status.code(), Some(2));
     assert!(stderr(&with_region).contains("unknown AWS region \"mars-north-1\""), "{}", stderr(&with_region));
     assert!(actions(&env).is_empty(), "AWS was called: {:?}", actions(&env));
@@ -248,7 +254,7 @@ fn dry_run_prints_every_call_and_makes_none() {
     let env = Ec2Env::start_with_faults(BIN, Some(json!([])));
     let out = env
         .cmd()
-        .args(["ec2", "create", "dry", "--dry-run", "--ttl", "4h", "--region", "eu-west-1"])
+        .args(["ec2", "create", "dry", "--dry-run", "--no-llm", "--ttl", "4h", "--region", "eu-west-1"])
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_REGION")

@@ -21,6 +21,8 @@ mod ec2_bootstrap;
 mod ec2_errors;
 /// `ec2 create | list | destroy` against moto, read back with the SDK.
 mod ec2_lifecycle;
+/// --env-file files read as the real compose reads them, case by case.
+mod env_files;
 /// The remote crate against a test host: sudo users, reboots.
 mod remote_on_testhost;
 /// The test host harness itself, through OpenSSH's client.

@@ -47,10 +47,18 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     host.enable_registry();
     let acme = host.enable_acme();
     let state = state_for(&host);
-    let bootstrap = ["bootstrap", "--domain", DOMAIN, "--acme-email", "ops@example.org", "--acme-server", &acme];
+    // Without an LLM: the services that need one exit at start (the
+    // stand-in images do as the real ones), and are left out of "deployed"
+    // and "healthy", by name.
+    let bootstrap =
+        ["bootstrap", "--no-llm", "--domain", DOMAIN, "--acme-email", "ops@example.org", "--acme-server", &acme];
     let boot = run(&host, state.path(), &[&bootstrap[..], &["--imageup-timeout", "3m"]].concat());
     assert!(boot.status.success(), "bootstrap failed");
     assert_eq!(imageups(&host), 1);
+    let stack_line = cli::step_line(&boot, "stack");
+    assert!(stack_line.contains("not started (no photo descriptions"), "{stack_line}");
+    let all = host.sh_ok("docker ps -a --format '{{.Names}}'");
+    assert!(!all.contains("graphic-caption") && !all.contains("text-followup"), "{all}");
 
     // verify: healthy, from the site override's domain; nothing changed.
     let before = snapshot(&host, ALL);
@@ -72,6 +80,15 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     assert!(v["gpu"]["memory"].as_str().is_some_and(|m| m.contains("MiB")), "{v}");
     assert!(v["docker_version"].as_str().is_some_and(|d| d.starts_with("Docker version")), "{v}");
     assert!(v["services"].as_array().unwrap().iter().any(|s| s == "orchestrator"), "{v}");
+    assert_eq!(v["without_llm"], serde_json::json!(["content-categoriser", "graphic-caption", "text-followup"]), "{v}");
+    let stack_detail = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "stack").unwrap()["detail"].clone();
+    assert!(
+        stack_detail
+            .as_str()
+            .unwrap()
+            .contains("without an LLM, not running: content-categoriser, graphic-caption, text-followup"),
+        "{stack_detail}"
+    );
     for check in ["driver", "docker", "nvidia-runtime", "traefik", "stack", "orchestrator"] {
         assert_eq!(check_status(&v, check), "ok", "{check}");
     }
@@ -158,34 +175,35 @@ fn logs(state: &Path) -> Vec<String> {
 }
 
 /// One config file sets the server up and is all verify and update need:
-/// its [host] table's base directory (not the default) and no_gpu are
-/// honoured by both, a flag still beats it, and update's timeouts come from
-/// it. update keeps a 0600 log, without the value of a secret the bootstrap
-/// uploaded; verify keeps none. A malformed config file is refused with
-/// exit 2, naming the file and line, before anything connects.
+/// its [host] table's base directory (not the default) is honoured by both,
+/// as no_gpu is by verify, a flag still beats it, and update's timeouts come
+/// from it. update keeps a 0600 log, without the value of a secret the
+/// bootstrap uploaded; verify keeps none. A malformed config file is
+/// refused with exit 2, naming the file and line, before anything connects.
 #[test]
 fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_without_secrets() {
-    // A chroot host with the Docker stand-in: real dockerd refuses the
-    // stack's GPU services on a no_gpu host without NVIDIA's toolkit, so
-    // imageup fails there (a known defect of --no-gpu, see the README).
-    let host = TestHost::start(Distro::Debian12);
+    // Booted: real Docker and compose. The server has its GPU (no_gpu is
+    // checked by verify below): real dockerd refuses the stack's GPU
+    // services on a host without NVIDIA's toolkit (a known defect of
+    // --no-gpu, see the README).
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
+    host.enable_registry();
     let state = state_for(&host);
     let local = tempfile::tempdir().unwrap();
     let secret = format!("sk-test-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
+    let llm_url = host.enable_llm(&secret, &["Qwen/Qwen2.5-VL-7B-Instruct"]);
     let llm = local.path().join("llm.env");
-    std::fs::write(
-        &llm,
-        format!("LLM_URL=https://llm.example.org/v1\nLLM_API_KEY={secret}\nLLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct\n"),
-    )
-    .unwrap();
+    let llm_env = |model: &str| format!("LLM_URL={llm_url}\nLLM_API_KEY={secret}\nLLM_MODEL={model}\n");
+    // First a model the LLM does not serve.
+    std::fs::write(&llm, llm_env("Qwen/Qwen3-VL-4B-Instruct")).unwrap();
     let base = "/srv/image";
     let config = local.path().join("image-provision.toml");
     std::fs::write(
         &config,
         format!(
-            "[host]\nbase_dir = \"{base}\"\nno_gpu = true\nimageup_timeout = \"3m\"\nhealth_timeout = \"1m\"\n\n\
+            "[host]\nbase_dir = \"{base}\"\nimageup_timeout = \"3m\"\nhealth_timeout = \"1m\"\n\n\
              [host.env_files]\n\"llm.env\" = \"{}\"\n",
             llm.display()
         ),
@@ -193,21 +211,36 @@ fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_wit
     .unwrap();
     let config = config.to_str().unwrap();
 
+    // The LLM check stops the run before the stack starts, naming the URL
+    // and the model, never the key; with the model fixed, the next run goes on.
+    let boot = run(&host, state.path(), &["--config", config, "bootstrap"]);
+    assert_eq!(boot.status.code(), Some(1), "a model the LLM does not serve");
+    let err = stderr(&boot);
+    assert!(err.contains("step stack failed"), "{err}");
+    assert!(
+        err.contains(&format!("the LLM at {llm_url} does not serve LLM_MODEL Qwen/Qwen3-VL-4B-Instruct"))
+            && err.contains("it lists: Qwen/Qwen2.5-VL-7B-Instruct"),
+        "{err}"
+    );
+    assert!(!err.contains(&secret) && !stdout(&boot).contains(&secret), "the key was shown");
+    assert_eq!(imageups(&host), 0, "the stack was not started");
+    assert_eq!(host.llm_requests(), ["GET /v1/models auth=ok"]);
+    std::fs::write(&llm, llm_env("Qwen/Qwen2.5-VL-7B-Instruct")).unwrap();
     let boot = run(&host, state.path(), &["--config", config, "bootstrap"]);
     assert!(boot.status.success(), "bootstrap from the config file");
-    assert!(host.exists(&format!("{base}/.env")) && !host.exists(BASE), "the stack is in {base} only");
-    assert!(!host.exists("/usr/bin/nvidia-smi"), "no_gpu: no driver installed");
+    assert!(host.exists(&format!("{base}/.env")), "the stack is in {base}");
+    assert_eq!(host.sh_ok(&format!("readlink {BASE}")).trim(), base, "{BASE} leads there");
     let uploaded = String::from_utf8_lossy(&host.read(&format!("{base}/IMAGE-server/config/llm.env"))).into_owned();
     assert!(uploaded.contains(&secret), "the secret reached the host (so a leak into update's log would be caught)");
     assert_eq!(imageups(&host), 1);
 
-    // Without the file: the default base directory (no stack there) and a GPU
-    // expected (none): unhealthy. With it: healthy, the driver not checked.
+    // Without the file: the default base directory (no stack there):
+    // unhealthy. With it: healthy.
     let out = run(&host, state.path(), &["verify", "--json"]);
     assert_eq!(out.status.code(), Some(1), "the defaults do not describe this host");
     let v = json(&out);
     assert_eq!(check_status(&v, "stack"), "failed");
-    assert_eq!(check_status(&v, "driver"), "failed");
+    assert_eq!(check_status(&v, "driver"), "ok");
     let logs_before = logs(state.path());
     let calls_before = host.calls().len();
     let out = run(&host, state.path(), &["--config", config, "verify", "--json"]);
@@ -215,14 +248,24 @@ fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_wit
     let v = json(&out);
     assert_eq!(v["healthy"], true, "{v}");
     assert_eq!(check_status(&v, "stack"), "ok");
-    assert_eq!(check_status(&v, "driver"), "skipped", "no_gpu from the file");
+    assert_eq!(check_status(&v, "driver"), "ok");
     assert!(v.get("log").is_none(), "verify keeps no log: {v}");
+    // no_gpu in a file: verify leaves the driver out (here a driver that
+    // fails: nvidia-smi gone).
+    let no_gpu = local.path().join("no-gpu.toml");
+    std::fs::write(&no_gpu, format!("[host]\nbase_dir = \"{base}\"\nno_gpu = true\n")).unwrap();
+    host.sh_ok("mv /usr/bin/nvidia-smi /usr/bin/nvidia-smi.away");
+    let out = run(&host, state.path(), &["--config", no_gpu.to_str().unwrap(), "verify", "--json"]);
+    assert_eq!(check_status(&json(&out), "driver"), "skipped", "no_gpu from the file: {}", stdout(&out));
+    let out = run(&host, state.path(), &["--config", config, "verify", "--json"]);
+    assert_eq!(check_status(&json(&out), "driver"), "failed", "{}", stdout(&out));
+    host.sh_ok("mv /usr/bin/nvidia-smi.away /usr/bin/nvidia-smi");
     assert_eq!(logs(state.path()), logs_before, "verify wrote a log");
     assert_eq!(imageups(&host), 1);
     assert!(host.calls().len() > calls_before, "verify did read the host");
 
     // A flag beats the file: --base-dir to where no stack is.
-    let out = run(&host, state.path(), &["--config", config, "verify", "--json", "--base-dir", BASE]);
+    let out = run(&host, state.path(), &["--config", config, "verify", "--json", "--base-dir", "/srv/elsewhere"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(check_status(&json(&out), "stack"), "failed", "--base-dir beat the file");
 

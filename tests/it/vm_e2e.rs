@@ -72,7 +72,7 @@ fn ec2_create_on_a_real_vm_cloud_init_installs_the_handed_over_key_the_kernel_re
     create
         .args(["ec2", "create", "vm1", "--ssh-key"])
         .arg(&key)
-        .args(["--domain", DOMAIN, "--acme-email", "ops@example.org", "--acme-server", ACME_URL])
+        .args(["--no-llm", "--domain", DOMAIN, "--acme-email", "ops@example.org", "--acme-server", ACME_URL])
         .args(["--repo-url", "https://github.com/Shared-Reality-Lab/IMAGE-server.git", "--imageup-timeout", "10m"])
         .args(["--health-timeout", "5m"])
         // The NVIDIA stand-in repositories baked into the image.

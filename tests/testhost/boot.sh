@@ -165,6 +165,9 @@ echo $$ >"$ctl/supervisor.pid"
 boot
 while :; do
     if ! kill -0 "$owner" 2>/dev/null; then
+        # Killed (a runner's timeout): its TempDir will never remove the
+        # host's directory (the root's upper layer, Docker's data), so this does.
+        trap 'rm -rf -- "$dir"' EXIT
         shutdown_host "owner $owner is gone"
     fi
     if ! kill -0 "$nspawn_pid" 2>/dev/null; then

@@ -1,8 +1,8 @@
 //! The built image-provision run against a test host ([`crate::testhost`])
 //! the way every host test runs it: the host's stand-in Docker and NVIDIA
-//! repositories instead of the real ones, the HTTPS health check sent to the
-//! host's Traefik stand-in (or none, without the stand-in), logged in with
-//! the host's client key only, and a state directory of the test's own.
+//! repositories instead of the real ones, the HTTPS health check only where
+//! real Traefik can answer it, logged in with the host's client key only,
+//! and a state directory of the test's own.
 //!
 //! The binary is the caller's `env!("CARGO_BIN_EXE_image-provision")`
 //! (only the root package's tests and benches have it).
@@ -23,29 +23,20 @@ pub fn state_for(host: &TestHost) -> tempfile::TempDir {
 
 /// The host steps' Docker and NVIDIA repositories: the signed local copies
 /// of the stand-in repository that [`TestHost::enable_bootstrap_standins`]
-/// makes (so the signed-by path is the real one), and the HTTPS health
-/// check: when the host serves HTTPS through the Traefik stand-in
-/// ([`TestHost::enable_traefik_standin`]), sent to the stand-in's address
-/// ([`TestHost::https_addr`]) where a real server's goes to 127.0.0.1;
+/// makes (so the signed-by path is the real one). The HTTPS health check:
 /// with real Traefik and an ACME server on a booted host
-/// ([`TestHost::enable_acme`]), to the host's own 127.0.0.1 as on a real
-/// server; else none (nothing would answer: the health step and verify then
-/// check the orchestrator, not https://DOMAIN/health). For a command that reaches
-/// the host some other way (`ec2 create`).
+/// ([`TestHost::enable_acme`]), it goes to the host's own 127.0.0.1 as on a
+/// real server; else none (nothing would answer: the health step and verify
+/// then check the orchestrator, not https://DOMAIN/health). For a command
+/// that reaches the host some other way (`ec2 create`).
 pub fn with_standins<'a>(cmd: &'a mut Command, host: &TestHost) -> &'a mut Command {
     cmd.env("IMAGE_PROVISION_DOCKER_REPO", "file:/srv/standin-signed /")
         .env("IMAGE_PROVISION_DOCKER_REPO_KEY", "file:///srv/standin-signed/key.asc")
         .env("IMAGE_PROVISION_NVIDIA_REPO", "file:/srv/standin-nvidia /")
         .env("IMAGE_PROVISION_NVIDIA_REPO_KEY", "file:///srv/standin-nvidia/key.asc");
-    if host.has_acme() {
-        // Real Traefik with a real certificate: the check goes to the host's
-        // own 127.0.0.1, as on a real server.
-        return cmd;
+    if !host.has_acme() {
+        cmd.env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1");
     }
-    match host.https_addr() {
-        Some(addr) => cmd.env("IMAGE_PROVISION_TEST_HTTPS_ADDR", addr.to_string()),
-        None => cmd.env("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH", "1"),
-    };
     cmd
 }
 

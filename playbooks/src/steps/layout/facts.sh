@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# The layout step's facts (playbooks/src/steps/layout): the directories, the
-# links, the clone and its submodule, root's git rewrite of GitHub's SSH URLs,
+# The layout step's facts (playbooks/src/steps/layout): the directories
+# (and, with another base directory, what /var/docker/image is), the links, the clone and its submodule, root's git rewrite of GitHub's SSH URLs,
 # and the config/*.env files compose reads that are absent or readable by
 # more than root. All as root (the layout is root's): layout_facts runs in
 # run_root_facts.
@@ -14,6 +14,17 @@ layout_facts() {
     local missing='' d l f m
     for d in cache testing/warmup; do [ -d "$base/$d" ] || missing="$missing $d"; done
     kv layout.dirs_missing "${missing# }"
+    # IMAGE's compose file and warmup use /var/docker/image literally: with
+    # another base directory it must lead there.
+    if [ "$base" != /var/docker/image ]; then
+        if [ -L /var/docker/image ]; then
+            kv layout.default_dir "link $(readlink /var/docker/image)"
+        elif [ -e /var/docker/image ]; then
+            kv layout.default_dir exists
+        else
+            kv layout.default_dir absent
+        fi
+    fi
     local -A link=()
     while IFS=/ read -r l f; do link[$l]=$f; done < <(
         find "$base" -mindepth 1 -maxdepth 1 -type l \( -name bin -o -name config -o -name docker-compose.yml \) -printf '%f/%l\n' 2>/dev/null || true

@@ -1,7 +1,8 @@
 //! The layout step: the IMAGE working directory as the IMAGE team's scripts
 //! expect it: cache/ and testing/warmup/, the IMAGE-server clone over HTTPS
 //! with its schemas submodule (clone.sh), the links bin, config and
-//! docker-compose.yml, compose's .env, the site override (with a domain),
+//! docker-compose.yml, compose's .env, the site override (the map servers;
+//! with a domain, Traefik's routes),
 //! config/imageup.env, the supplied env files, and every config/*.env compose
 //! reads present and 0600 (env-files.sh).
 
@@ -11,7 +12,10 @@ use image_provision_remote::Cmd;
 
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{ImageConfig, SITE_COMPOSE};
+use crate::settings::{DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, SITE_COMPOSE};
+
+/// Where [`DEFAULT_BASE_DIR`] lives.
+const DEFAULT_BASE_PARENT: &str = "/var/docker";
 use crate::shell::with_libraries;
 use crate::template::{FileFacts, render, upload};
 
@@ -25,6 +29,10 @@ pub const COMPOSE_ENV_FILES_SH: &str = include_str!("compose-env-files.sh");
 pub const ENV_TEMPLATE: &str = include_str!("env.template");
 pub const IMAGEUP_ENV_TEMPLATE: &str = include_str!("imageup.env.template");
 pub const SITE_COMPOSE_TEMPLATE: &str = include_str!("site-compose.yml");
+/// The site override's services and network for a domain (Traefik's routes).
+pub const SITE_DOMAIN_TEMPLATE: &str = include_str!("site-domain.yml");
+/// The site override's part for the test profile on a one-GPU server.
+pub const SITE_TEST_PROFILE: &str = include_str!("site-test-profile.yml");
 
 /// The facts script (input BASE_DIR), with the env files' list in front.
 pub fn facts_script() -> FactsScript {
@@ -45,11 +53,7 @@ pub fn written_files(img: &ImageConfig) -> Vec<String> {
 
 /// COMPOSE_FILE: absolute paths, as imageup runs compose from inside the clone too.
 fn compose_file(img: &ImageConfig) -> String {
-    let mut files = vec![format!("{}/docker-compose.yml", img.base_dir)];
-    if img.domain.is_some() {
-        files.push(img.site_path());
-    }
-    files.join(":")
+    [format!("{}/docker-compose.yml", img.base_dir), img.site_path()].join(":")
 }
 
 /// compose's .env for the stack.
@@ -66,9 +70,33 @@ pub fn env_text(img: &ImageConfig, docker_gid: &str) -> String {
     )
 }
 
-/// The site's compose override, with a domain.
-pub fn site_text(img: &ImageConfig) -> Option<String> {
-    img.domain.as_ref().map(|d| render(SITE_COMPOSE_TEMPLATE, &[("DOMAIN", d)]))
+/// The site's compose override: the map servers, object detection in the
+/// test profile, with --no-llm none of `llm_services` (those that read
+/// config/llm.env, as the stack's facts found them in the clone's compose
+/// files; none known before the clone) started, and with a domain Traefik's
+/// routes.
+pub fn site_text(img: &ImageConfig, llm_services: &[String]) -> String {
+    let domain = img.domain.as_deref().map(|d| render(SITE_DOMAIN_TEMPLATE, &[("DOMAIN", d)])).unwrap_or_default();
+    let mut without_llm = String::new();
+    if img.llm == Llm::Without && !llm_services.is_empty() {
+        // Not started at all: they would exit at once without a key, and
+        // warmup, finding one still up, would wait for its health forever.
+        // (A profile cannot do it: compose merges an override's profiles.)
+        without_llm.push_str("\n  # --no-llm: the services that need an LLM are not started.\n");
+        for service in llm_services {
+            without_llm.push_str(&format!("  {service}:\n    deploy:\n      replicas: 0\n"));
+        }
+    }
+    render(
+        SITE_COMPOSE_TEMPLATE,
+        &[
+            ("OVERPASS_URL", &img.overpass_url),
+            ("NOMINATIM_FALLBACK", &img.nominatim_fallback),
+            ("PROFILE_SERVICES", if img.profile == Profile::Test { SITE_TEST_PROFILE } else { "" }),
+            ("NO_LLM_SERVICES", &without_llm),
+            ("DOMAIN_SERVICES", &domain),
+        ],
+    )
 }
 
 /// config/imageup.env, for the IMAGE team's imageup.
@@ -89,6 +117,9 @@ pub fn imageup_env_text(img: &ImageConfig) -> String {
 pub struct LayoutFacts {
     /// cache, testing/warmup: those missing under the base directory.
     pub dirs_missing: Vec<String>,
+    /// With another base directory: /var/docker/image is "absent", a
+    /// "link TARGET", or "exists" (a directory or file).
+    pub default_dir: Option<String>,
     /// The links' targets, by name (bin, config, docker-compose.yml).
     pub links: BTreeMap<String, String>,
     /// root's git rewrites of https://github.com/ (insteadOf values).
@@ -105,6 +136,7 @@ impl LayoutFacts {
     pub fn parse(raw: &RawFacts) -> LayoutFacts {
         LayoutFacts {
             dirs_missing: raw.words("layout.dirs_missing"),
+            default_dir: raw.string("layout.default_dir"),
             links: raw
                 .with_prefix("layout.link.")
                 .filter(|(_, v)| !v.is_empty())
@@ -120,7 +152,15 @@ impl LayoutFacts {
     }
 }
 
-pub fn plan(docker_gid: Option<&str>, facts: &LayoutFacts, files: &FileFacts, img: &ImageConfig) -> Plan {
+/// `llm_services`: the stack's services that need the LLM, once known (see
+/// [`site_text`]).
+pub fn plan(
+    docker_gid: Option<&str>,
+    facts: &LayoutFacts,
+    files: &FileFacts,
+    llm_services: &[String],
+    img: &ImageConfig,
+) -> Plan {
     let Some(gid) = docker_gid else {
         return Plan::Pending("the docker group does not exist yet (the docker step makes it)".into());
     };
@@ -129,6 +169,32 @@ pub fn plan(docker_gid: Option<&str>, facts: &LayoutFacts, files: &FileFacts, im
     let mut actions = Vec::new();
     let mut why = Vec::new();
 
+    // IMAGE's compose file bind-mounts /var/docker/image/cache and warmup
+    // logs under /var/docker/image/testing whatever the working directory:
+    // another base directory works through a link from there, and only then.
+    if base != DEFAULT_BASE_DIR {
+        match facts.default_dir.as_deref() {
+            Some(d) if d == format!("link {base}") => {}
+            None | Some("absent") => {
+                why.push(format!("link {DEFAULT_BASE_DIR} to {base} (IMAGE's compose file uses that path)"));
+                actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--", DEFAULT_BASE_PARENT]).sudo()));
+                actions.push(Action::Change(Cmd::new("ln").args(["-sfnT", "--", base, DEFAULT_BASE_DIR]).sudo()));
+            }
+            Some(other) => {
+                let what =
+                    other.strip_prefix("link ").map(|t| format!("a link to {t}")).unwrap_or("a directory".into());
+                return Plan::Refuse {
+                    message: format!(
+                        "{DEFAULT_BASE_DIR} is {what}: IMAGE's compose file and warmup use that path whatever the working directory, so a stack in {base} needs it to be a link to {base}"
+                    ),
+                    hint: format!(
+                        "move {DEFAULT_BASE_DIR} aside on the host (or use --base-dir {DEFAULT_BASE_DIR}), then run again"
+                    ),
+                    usage: false,
+                };
+            }
+        }
+    }
     let missing: Vec<String> = facts.dirs_missing.iter().map(|d| format!("{base}/{d}")).collect();
     if !missing.is_empty() {
         why.push(format!("create {}", missing.join(" ")));
@@ -172,9 +238,8 @@ pub fn plan(docker_gid: Option<&str>, facts: &LayoutFacts, files: &FileFacts, im
         why.push("write .env".into());
         actions.push(upload(img.env_path(), env, 0o644, false));
     }
-    if let Some(site) = site_text(img)
-        && !files.is(&img.site_path(), site.as_bytes(), "644")
-    {
+    let site = site_text(img, llm_services);
+    if !files.is(&img.site_path(), site.as_bytes(), "644") {
         why.push(format!("write {SITE_COMPOSE}"));
         actions.push(upload(img.site_path(), site, 0o644, false));
     }
@@ -220,7 +285,41 @@ mod tests {
         assert!(env.contains("\nDOCKER_GID=998\n") && env.contains("\nPII_LOGGING_ENABLED=false\n"));
         assert!(env.contains("\nCOMPOSE_PROFILES=production\n") && env.contains("\nREGISTRY_TAG=latest\n"));
         let bare = env_text(&ImageConfig::default(), "1");
-        assert!(bare.contains("\nCOMPOSE_FILE=/var/docker/image/docker-compose.yml\n"), "{bare}");
+        assert!(
+            bare.contains(
+                "\nCOMPOSE_FILE=/var/docker/image/docker-compose.yml:/var/docker/image/site-docker-compose.yml\n"
+            ),
+            "without a domain too (the map servers): {bare}"
+        );
+    }
+
+    /// The site override points the map services at public servers (or the
+    /// ones given), with or without a domain; Traefik's routes only with one.
+    #[test]
+    fn the_site_override_has_the_map_servers_and_with_a_domain_the_routes() {
+        let bare = site_text(&ImageConfig::default(), &[]);
+        assert!(bare.contains("- \"SERVERS=https://overpass-api.de/api/interpreter\""), "{bare}");
+        assert!(bare.contains("- \"NOMINATIM_FALLBACK_SERVER=https://nominatim.openstreetmap.org\""), "{bare}");
+        assert!(!bare.contains("traefik") && !bare.contains("networks:"), "{bare}");
+        assert!(!bare.contains("object-detection"), "production has it already: {bare}");
+        let llm = ["graphic-caption".to_string(), "text-followup".to_string()];
+        let without = site_text(&ImageConfig { llm: Llm::Without, ..ImageConfig::default() }, &llm);
+        assert!(
+            without.contains(
+                "  graphic-caption:\n    deploy:\n      replicas: 0\n  text-followup:\n    deploy:\n      replicas: 0\n"
+            ),
+            "--no-llm: not started: {without}"
+        );
+        let with = site_text(&ImageConfig { llm: Llm::EnvFile, ..ImageConfig::default() }, &llm);
+        assert!(!with.contains("replicas"), "{with}");
+        let test = site_text(&ImageConfig { profile: Profile::Test, ..ImageConfig::default() }, &[]);
+        assert!(test.contains("  object-detection:\n    profiles: [production, test, default]\n"), "{test}");
+        let own =
+            ImageConfig { overpass_url: "http://overpass.lan/api/interpreter".into(), ..ImageConfig::with_site() };
+        let site = site_text(&own, &[]);
+        assert!(site.contains("- \"SERVERS=http://overpass.lan/api/interpreter\""), "{site}");
+        assert!(site.contains("traefik.http.routers.orchestrator.rule=Host(`image.example.org`)"), "{site}");
+        assert!(site.trim_end().ends_with("networks:\n  traefik:\n    external: true"), "{site}");
     }
 
     #[test]
@@ -244,12 +343,12 @@ mod tests {
         );
         text.push_str(&format!("layout.origin={}\n", img.repo_url));
         text.push_str(&format!("file.{}={} 644\n", img.env_path(), sha256_hex(env_text(&img, "998"))));
-        text.push_str(&format!("file.{}={} 644\n", img.site_path(), sha256_hex(site_text(&img).unwrap())));
+        text.push_str(&format!("file.{}={} 644\n", img.site_path(), sha256_hex(site_text(&img, &[]))));
         text.push_str(&format!("file.{}={} 600\n", img.config_path("imageup.env"), sha256_hex(imageup_env_text(&img))));
         let converged = format!("{text}file.{}={} 600\n", img.config_path("llm.env"), sha256_hex(&img.env_files[0].1));
         let plan_of = |text: &str| {
             let raw = RawFacts::parse(text);
-            plan(Some("998"), &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &img)
+            plan(Some("998"), &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], &img)
         };
         assert!(matches!(plan_of(&converged), Plan::Ok(_)));
         let stale = format!("{text}file.{}=0000 600\n", img.config_path("llm.env"));
@@ -262,6 +361,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(plan(None, &LayoutFacts::default(), &FileFacts::default(), &img), Plan::Pending(_)));
+        assert!(matches!(plan(None, &LayoutFacts::default(), &FileFacts::default(), &[], &img), Plan::Pending(_)));
+    }
+
+    /// Another base directory: /var/docker/image made a link to it (IMAGE's
+    /// compose file and warmup use that path), kept when it is one, and
+    /// never replaced when it is something else.
+    #[test]
+    fn another_base_dir_is_reached_through_the_default_path() {
+        let img = ImageConfig { base_dir: "/srv/image".into(), ..ImageConfig::default() };
+        let plan_for = |default_dir: &str| {
+            let raw = RawFacts::parse(&format!("layout.default_dir={default_dir}\n"));
+            plan(Some("998"), &LayoutFacts::parse(&raw), &FileFacts::default(), &[], &img)
+        };
+        match plan_for("absent") {
+            Plan::Act { why, actions } => {
+                assert!(why.starts_with("link /var/docker/image to /srv/image"), "{why}");
+                let shown: Vec<String> = actions.iter().map(|a| a.describe(false)).collect();
+                assert!(shown.iter().any(|c| c.contains("ln -sfnT -- /srv/image /var/docker/image")), "{shown:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match plan_for("link /srv/image") {
+            Plan::Act { why, .. } => assert!(!why.contains("link /var/docker/image"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        for (facts, what) in [("exists", "a directory"), ("link /data/old", "a link to /data/old")] {
+            match plan_for(facts) {
+                Plan::Refuse { message, hint, usage } => {
+                    assert!(message.starts_with(&format!("/var/docker/image is {what}:")), "{message}");
+                    assert!(hint.contains("--base-dir /var/docker/image") && !usage, "{hint}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

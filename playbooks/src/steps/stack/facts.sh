@@ -2,7 +2,8 @@
 # The stack step's facts (playbooks/src/steps/stack): what was deployed (the
 # stamp stack-up.sh writes), the directories compose records as the stack's
 # project directory (its containers are picked from the shared listing by
-# them), and the services compose would run. As root: stack_facts runs in
+# them), the services compose would run, those of them that need the LLM,
+# and whether config/llm.env has a key. As root: stack_facts runs in
 # run_root_facts, after containers_facts.
 # Inputs: BASE_DIR.
 
@@ -19,24 +20,65 @@ stack_facts() {
     real_dir=$(readlink -f -- "$base/docker-compose.yml" 2>/dev/null || true)
     kv stack.project_dirs "$base ${real_dir%/*}"
 
-    # The services compose would run: `config --services` loads the whole
-    # project, so its answer is kept, keyed by what it depends on (.env,
-    # which holds COMPOSE_FILE and COMPOSE_PROFILES, and the compose files).
-    local key f cache=/var/cache/image-provision/compose-services services=''
+    # Whether config/llm.env gives the LLM services a key (never the key).
+    local llm_key=no
+    # (As compose reads it: `export `, `=` or `:`, a value quoted or not.)
+    if grep -Eq "^[[:space:]]*(export[[:space:]]+)?LLM_API_KEY[[:space:]]*[=:][[:space:]]*(\"[^\"]|'[^']|[^[:space:]#\"'])" \
+        "$base/config/llm.env" 2>/dev/null; then
+        llm_key=yes
+    fi
+    kv stack.llm_key "$llm_key"
+
+    # The services compose would run, and those of them that read
+    # config/llm.env (they exit at start-up without a key). Loading the
+    # whole project is slow, so the answer is kept, keyed by what it depends
+    # on (.env, which holds COMPOSE_FILE and COMPOSE_PROFILES, and the
+    # compose files).
+    local key f cache=/var/cache/image-provision/compose-services services='' llm='' json
+    local compose=(docker compose --project-directory "$base" --env-file "$base/.env")
     key="$base $(
         for f in .env $(sed -n 's/^COMPOSE_FILE=//p' "$base/.env" | tail -n 1 | tr ':' ' '); do
             case $f in /*) ;; *) f=$base/$f ;; esac
             cat -- "$f" 2>/dev/null || echo "absent $f"
         done | sha256sum | cut -d' ' -f1
     )"
-    if [ -f "$cache" ] && [ "$(head -n 1 "$cache")" = "$key" ]; then
+    if [ -f "$cache" ] && [ "$(head -n 1 "$cache")" = "v3 $key" ]; then
         services=$(sed -n 2p "$cache")
+        llm=$(sed -n 3p "$cache")
     fi
     if [ -z "$services" ]; then
-        services=$(timeout 60 docker compose --project-directory "$base" --env-file "$base/.env" config --services 2>/dev/null | sort | tr '\n' ' ' || true)
+        services=$(timeout 60 "${compose[@]}" config --services 2>/dev/null | sort | tr '\n' ' ' || true)
+        # The model as written: compose's normalized one has read the env
+        # files into each service's environment and dropped env_file.
+        # Entries are paths, or {path, required} objects (compose 2.24+).
+        json=$(timeout 60 "${compose[@]}" config --no-normalize --no-interpolate --format json 2>/dev/null || true)
+        llm=$(jq -r --arg active " $services" '.services | to_entries[]
+            | select(.key as $k | $active | contains(" " + $k + " "))
+            | select([.value.env_file // [] | if type == "array" then .[] else . end
+                      | if type == "object" then .path else . end
+                      | select(endswith("/llm.env"))] | length > 0)
+            | .key' <<<"$json" 2>/dev/null | sort | tr '\n' ' ' || true)
         if [ -n "$services" ]; then
-            { mkdir -p "${cache%/*}" && printf '%s\n%s\n' "$key" "$services" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
+            { mkdir -p "${cache%/*}" && printf 'v3 %s\n%s\n%s\n' "$key" "$services" "$llm" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
         fi
     fi
     kv stack.services "$services"
+    kv stack.llm_services "$llm"
+
+    # The last lines of the log of each of the stack's containers that is
+    # not running or not healthy (none on a healthy stack, so nothing to
+    # pay for then), but those left out for want of an LLM.
+    local dir service state name status lines
+    while IFS=$'\t' read -r _ dir service state name status; do
+        [ -n "$name" ] || continue
+        case " $base ${real_dir%/*} " in *" $dir "*) ;; *) continue ;; esac
+        if [ "$state" = running ] && [[ $status != *"(unhealthy)"* && $status != *"(health: starting)"* ]]; then
+            continue
+        fi
+        if [ "${llm_key:-no}" = no ] && [[ " $llm " == *" $service "* ]]; then
+            continue
+        fi
+        lines=$(timeout 10 docker logs --tail 5 "$name" 2>&1 | tr -d '\r' | tail -n 5 | tr '\n' '\036' || true)
+        kv "stack.log.$service" "${lines%$'\036'}"
+    done <<<"${containers_listing:-}"
 }

@@ -13,15 +13,23 @@ use sha2::{Digest, Sha256};
 use crate::containers::{Container, Containers};
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::ImageConfig;
+use crate::settings::{ImageConfig, Llm, SITE_COMPOSE};
 use crate::shell::with_libraries;
 use crate::steps::layout::{self, LayoutFacts};
 use crate::steps::pull::{self, PullFacts};
-use crate::template::{hex, sha256_hex};
+use crate::template::{FileFacts, hex, sha256_hex, upload};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
+
+/// What a server without an LLM (--no-llm) goes without.
+pub const NO_LLM_LOSS: &str = "no photo descriptions, follow-up questions, diagram segmentation or photo audio";
 pub const STACK_UP_SH: &str = include_str!("stack-up.sh");
 pub const UPDATE_SH: &str = include_str!("update.sh");
+/// Before the stack starts: the LLM of config/llm.env answers and serves
+/// its model.
+pub const LLM_CHECK_SH: &str = include_str!("llm-check.sh");
+/// How long the LLM check waits for the model list.
+const LLM_CHECK_TIMEOUT_SECS: u64 = 20;
 /// A library: the bring-up (imageup or compose) under its lock and time
 /// limit, for stack-up.sh and update.sh alike.
 pub const RUN_IMAGEUP_SH: &str = include_str!("run-imageup.sh");
@@ -42,6 +50,15 @@ pub fn update_script() -> String {
     with_libraries(&[RUN_IMAGEUP_SH], UPDATE_SH)
 }
 
+/// The LLM check (llm-check.sh) against the config/llm.env in `img`'s clone.
+pub fn llm_check_command(img: &ImageConfig) -> Cmd {
+    Cmd::script(LLM_CHECK_SH)
+        .named("llm-check.sh")
+        .sudo()
+        .env("LLM_ENV", img.config_path("llm.env"))
+        .env("TIMEOUT", LLM_CHECK_TIMEOUT_SECS.to_string())
+}
+
 /// `update`: imageup again (with `imageup` false, compose pull and up) under
 /// `timeout`; nothing else.
 pub fn update_command(base_dir: &str, imageup: bool, timeout: Duration) -> Cmd {
@@ -53,12 +70,42 @@ pub fn update_command(base_dir: &str, imageup: bool, timeout: Duration) -> Cmd {
         .env("TIMEOUT", timeout.as_secs().to_string())
 }
 
+/// A service that must run and is not well, as `verify` and the health
+/// step report it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceTrouble {
+    pub service: String,
+    /// What Docker says: its status ("Exited (1) 2 minutes ago"),
+    /// "unhealthy", "health: starting" or "no container".
+    pub state: String,
+    /// The last lines of its log.
+    pub log: String,
+}
+
+impl ServiceTrouble {
+    /// "SERVICE (STATE; last log: LINE)", the log's last line only.
+    pub fn describe(&self) -> String {
+        match self.log.lines().rfind(|l| !l.trim().is_empty()) {
+            Some(line) => format!("{} ({}; last log: {})", self.service, self.state, line.trim()),
+            None => format!("{} ({})", self.service, self.state),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct StackFacts {
     /// The stamp of the settings the stack was last brought up with.
     pub deployed_stamp: Option<String>,
     /// The services compose would run.
     pub services: Vec<String>,
+    /// Those of them that read config/llm.env: without a key there they
+    /// exit at start-up (IMAGE's LLM client needs one).
+    pub llm_services: Vec<String>,
+    /// config/llm.env gives LLM_API_KEY a value.
+    pub llm_key: bool,
+    /// The last lines of the log of each service whose container is not
+    /// running or not healthy, by service.
+    pub logs: std::collections::BTreeMap<String, String>,
     /// The stack's containers: those compose recorded in its project
     /// directory (the base directory, or the clone should compose resolve
     /// docker-compose.yml's symlink).
@@ -71,6 +118,12 @@ impl StackFacts {
         StackFacts {
             deployed_stamp: raw.string("stack.deployed"),
             services: raw.words("stack.services"),
+            llm_services: raw.words("stack.llm_services"),
+            llm_key: raw.get("stack.llm_key") == Some("yes"),
+            logs: raw
+                .with_prefix("stack.log.")
+                .map(|(service, lines)| (service.to_string(), lines.replace('\u{1e}', "\n")))
+                .collect(),
             containers: containers.all.iter().filter(|c| dirs.contains(&c.working_dir)).cloned().collect(),
         }
     }
@@ -84,10 +137,55 @@ impl StackFacts {
         running
     }
 
-    /// The services compose would run that have no running container.
+    /// The services that cannot run: those needing the LLM, when
+    /// config/llm.env has no key (a server set up with --no-llm).
+    pub fn without_llm(&self) -> Vec<String> {
+        if self.llm_key { Vec::new() } else { self.llm_services.clone() }
+    }
+
+    /// The services that must run: compose's, but those [`Self::without_llm`].
+    pub fn expected(&self) -> Vec<String> {
+        let left_out = self.without_llm();
+        self.services.iter().filter(|s| !left_out.contains(s)).cloned().collect()
+    }
+
+    /// The services that must run and have no running container.
     pub fn down(&self) -> Vec<String> {
         let running = self.running();
-        self.services.iter().filter(|s| !running.contains(s)).cloned().collect()
+        self.expected().into_iter().filter(|s| !running.contains(s)).collect()
+    }
+
+    /// The services that must run and are not well: no container, not
+    /// running, or running but not healthy by its image's health check
+    /// (unhealthy, or still starting), each with the last lines of its log.
+    pub fn not_ok(&self) -> Vec<ServiceTrouble> {
+        self.expected()
+            .into_iter()
+            .filter_map(|service| {
+                let state = match self.containers.iter().find(|c| c.service == service) {
+                    None => "no container".to_string(),
+                    Some(c) if !c.running() => c.status.clone(),
+                    Some(c) => match c.health() {
+                        "unhealthy" => "unhealthy".into(),
+                        "starting" => "health: starting".into(),
+                        _ => return None,
+                    },
+                };
+                let log = self.logs.get(&service).cloned().unwrap_or_default();
+                Some(ServiceTrouble { service, state, log })
+            })
+            .collect()
+    }
+
+    /// "N services running", and with services left out for want of an LLM,
+    /// which and what that costs.
+    pub fn running_summary(&self) -> String {
+        let mut text = format!("{} services running", self.expected().len());
+        let left_out = self.without_llm();
+        if !left_out.is_empty() {
+            text.push_str(&format!("; without an LLM, not running: {} ({NO_LLM_LOSS})", left_out.join(", ")));
+        }
+        text
     }
 
     /// A service's health check verdict (or state), from its first container.
@@ -103,10 +201,10 @@ impl StackFacts {
 
 /// What a deployed stack was brought up with: every generated and supplied
 /// file (by hash). A different stamp means `up` again.
-pub fn deploy_stamp(img: &ImageConfig, docker_gid: &str) -> String {
+pub fn deploy_stamp(img: &ImageConfig, docker_gid: &str, llm_services: &[String]) -> String {
     let mut h = Sha256::new();
     h.update(layout::env_text(img, docker_gid));
-    h.update(layout::site_text(img).unwrap_or_default());
+    h.update(layout::site_text(img, llm_services));
     h.update(layout::imageup_env_text(img));
     for (name, content) in &img.env_files {
         h.update(name);
@@ -117,7 +215,7 @@ pub fn deploy_stamp(img: &ImageConfig, docker_gid: &str) -> String {
 
 /// The stack is up with these settings, every service running.
 pub fn deployed(docker_gid: Option<&str>, stack: &StackFacts, img: &ImageConfig) -> bool {
-    docker_gid.is_some_and(|gid| stack.deployed_as(&deploy_stamp(img, gid)))
+    docker_gid.is_some_and(|gid| stack.deployed_as(&deploy_stamp(img, gid, &stack.llm_services)))
 }
 
 pub fn plan(
@@ -126,6 +224,7 @@ pub fn plan(
     containers: &Containers,
     pull: &PullFacts,
     stack: &StackFacts,
+    files: &FileFacts,
     img: &ImageConfig,
 ) -> Plan {
     let Some(gid) = docker_gid else {
@@ -134,11 +233,22 @@ pub fn plan(
     if !layout.cloned || !containers.listed {
         return Plan::Pending("the clone and a running Docker come first".into());
     }
-    let stamp = deploy_stamp(img, gid);
+    let stamp = deploy_stamp(img, gid, &stack.llm_services);
     if stack.deployed_as(&stamp) {
-        return Plan::Ok(format!("{} services running, deployed with these settings", stack.services.len()));
+        return Plan::Ok(format!("{}, deployed with these settings", stack.running_summary()));
     }
     let mut actions = Vec::new();
+    // On a fresh host the layout step wrote the site override before the
+    // clone said which services need the LLM: with --no-llm, it is written
+    // again now that they are known, before the bring-up.
+    let site = layout::site_text(img, &stack.llm_services);
+    let rewrite_site = !files.is(&img.site_path(), site.as_bytes(), "644");
+    if rewrite_site {
+        actions.push(upload(img.site_path(), site, 0o644, false));
+    }
+    if img.llm == Llm::EnvFile {
+        actions.push(Action::Check(llm_check_command(img)));
+    }
     if *pull == PullFacts::Running {
         actions.push(Action::Check(pull::wait_command(img.imageup_timeout)));
     }
@@ -157,7 +267,14 @@ pub fn plan(
         "docker compose pull and up (--no-imageup)".into()
     };
     let why = if stack.deployed_stamp.is_some() { "settings changed or services down" } else { "not deployed yet" };
-    Plan::Act { why: format!("{why}: {how}"), actions }
+    let llm = match img.llm {
+        Llm::Without if rewrite_site => {
+            format!("; --no-llm: {} not started ({NO_LLM_LOSS}), in {SITE_COMPOSE}", stack.llm_services.join(", "))
+        }
+        Llm::Without => format!("; --no-llm: the services that need an LLM will not run ({NO_LLM_LOSS})"),
+        Llm::EnvFile => String::new(),
+    };
+    Plan::Act { why: format!("{why}: {how}{llm}"), actions }
 }
 
 #[cfg(test)]
@@ -182,5 +299,55 @@ mod tests {
         let clone = format!("{base}container=image\t/var/docker/image/IMAGE-server\ttat\trunning\tt2\tUp\n");
         let s = facts(&format!("{clone}stack.deployed=abc\n"));
         assert!(s.down().is_empty() && s.deployed_as("abc") && !s.deployed_as("abd"));
+    }
+
+    /// Without a key in config/llm.env the LLM services are left out of what
+    /// must run (they exit at start-up), and the summary says so; with one
+    /// they count like any other.
+    #[test]
+    fn the_llm_services_are_expected_only_with_a_key() {
+        let base = "stack.project_dirs=/var/docker/image\nstack.services=graphic-caption orchestrator text-followup\n\
+                    stack.llm_services=graphic-caption text-followup\ncontainers.listed=yes\ndocker.networks=bridge\n\
+                    container=image\t/var/docker/image\torchestrator\trunning\to\tUp (healthy)\n\
+                    container=image\t/var/docker/image\tgraphic-caption\texited\tg\tExited (1)\n\
+                    stack.deployed=abc\n";
+        let without = facts(&format!("{base}stack.llm_key=no\n"));
+        assert_eq!(without.expected(), ["orchestrator"]);
+        assert!(without.down().is_empty() && without.deployed_as("abc"));
+        let summary = without.running_summary();
+        assert!(
+            summary.starts_with("1 services running; without an LLM, not running: graphic-caption, text-followup (")
+        );
+        assert!(summary.contains("photo audio"), "{summary}");
+        let with = facts(&format!("{base}stack.llm_key=yes\n"));
+        assert_eq!(with.down(), ["graphic-caption", "text-followup"]);
+        assert!(!with.deployed_as("abc"));
+        assert_eq!(with.running_summary(), "3 services running");
+    }
+
+    /// Not well: not running (its status), or running but unhealthy or
+    /// still starting by its image's health check; with its log's last line.
+    #[test]
+    fn services_not_running_or_not_healthy_are_named_with_their_log() {
+        let s = facts(
+            "stack.project_dirs=/var/docker/image\nstack.services=a b c d e\nstack.llm_key=yes\n\
+             containers.listed=yes\ndocker.networks=bridge\n\
+             container=image\t/var/docker/image\ta\trunning\ta1\tUp 2 minutes (healthy)\n\
+             container=image\t/var/docker/image\tb\trunning\tb1\tUp 2 minutes\n\
+             container=image\t/var/docker/image\tc\trunning\tc1\tUp 2 minutes (unhealthy)\n\
+             container=image\t/var/docker/image\td\texited\td1\tExited (1) 1 minute ago\n\
+             stack.log.c=loading model\u{1e}CUDA error: out of memory\n\
+             stack.log.d=Traceback\u{1e}KeyError: LLM_API_KEY\n",
+        );
+        let names: Vec<String> = s.not_ok().iter().map(ServiceTrouble::describe).collect();
+        assert_eq!(
+            names,
+            [
+                "c (unhealthy; last log: CUDA error: out of memory)",
+                "d (Exited (1) 1 minute ago; last log: KeyError: LLM_API_KEY)",
+                "e (no container)"
+            ]
+        );
+        assert_eq!(s.not_ok()[0].log, "loading model\nCUDA error: out of memory");
     }
 }

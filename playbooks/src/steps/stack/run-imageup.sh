@@ -22,6 +22,18 @@ bring_up_lock() {
     fi
 }
 
+# not_healthy_on_image_network: each container on the `image` network that
+# is not healthy (what warmup waits for), with its status and the last lines
+# of its log.
+not_healthy_on_image_network() {
+    local name status
+    while read -r name status; do
+        [ -n "$name" ] || continue
+        echo "  $name: $status"
+        docker logs --tail 3 "$name" 2>&1 | sed 's/^/    /' || true
+    done < <(docker ps -a --filter network=image --format '{{.Names}} {{.Status}}' 2>/dev/null | grep -v '(healthy)' || true)
+}
+
 # run_imageup BASE TIMEOUT: BASE's bin/imageup (the IMAGE team's
 # scripts/imageup) under a time limit of TIMEOUT seconds: its warm-up waits
 # for every warm-up service to be healthy and has no time limit of its own.
@@ -32,8 +44,9 @@ run_imageup() {
     # timeout signals its whole process group: warmup's waits go too.
     timeout --kill-after=30 "$limit" "$base/bin/imageup" || rc=$?
     if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        echo "imageup did not finish within $limit s: its warm-up waits for every warm-up service to become healthy;" \
-            "see \`docker compose ps\` in $base and $base/testing/warmup/" >&2
+        echo "imageup did not finish within $limit s: its warm-up waits, with no limit of its own, for every warm-up service to become healthy;" \
+            "see $base/testing/warmup/. Not healthy on the image network:" >&2
+        not_healthy_on_image_network >&2
         exit 1
     fi
     if [ "$rc" -ne 0 ]; then

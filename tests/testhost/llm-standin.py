@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""A stand-in for the OpenAI-compatible LLM server IMAGE's services call
+(vLLM, Ollama or a hosted one: not reachable from the tests), on the machine.
+
+Usage: llm-standin.py LISTEN PORT KEY_FILE MODEL...
+
+Serves, for requests carrying "Authorization: Bearer KEY" (KEY the content
+of KEY_FILE, so it is never on a command line; 401 with an OpenAI error body
+otherwise), as vLLM does:
+- GET /v1/models, the OpenAI API's model list: {"object": "list", "data":
+  [{"id": MODEL, ...}]};
+- POST /v1/chat/completions for one of the MODELs (404 for another), with a
+  fixed answer: with a json_schema response format (IMAGE's content
+  categoriser asks one) a JSON object of categories, else one sentence (its
+  graphic caption).
+Anything else is answered 404 and logged as unknown. Each request is logged
+on stderr as "METHOD PATH auth=ok|wrong|missing ..." (never the key).
+"""
+
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def main():
+    listen, port, key_file, models = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+    with open(key_file) as f:
+        key = f.read().strip()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def auth(self):
+            given = self.headers.get("Authorization")
+            if given is None:
+                return "missing"
+            return "ok" if given == "Bearer " + key else "wrong"
+
+        def answer(self, code, body):
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            auth = self.auth()
+            known = self.path.rstrip("/") == "/v1/models"
+            print(f"GET {self.path} auth={auth}{'' if known else ' unknown'}", file=sys.stderr, flush=True)
+            if not known:
+                self.answer(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            elif auth != "ok":
+                self.answer(401, {"error": {"message": "invalid API key", "type": "invalid_request_error"}})
+            else:
+                data = [{"id": m, "object": "model", "created": 0, "owned_by": "image-provision-tests"} for m in models]
+                self.answer(200, {"object": "list", "data": data})
+
+        def do_POST(self):
+            auth = self.auth()
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+            except ValueError:
+                body = None
+            if self.path.rstrip("/") != "/v1/chat/completions" or not isinstance(body, dict):
+                print(f"POST {self.path} auth={auth} unknown", file=sys.stderr, flush=True)
+                return self.answer(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            model = body.get("model")
+            content = (body.get("messages") or [{}])[-1].get("content")
+            image = isinstance(content, list) and any(part.get("type") == "image_url" for part in content)
+            wants_json = (body.get("response_format") or {}).get("type") == "json_schema"
+            print(
+                f"POST /v1/chat/completions auth={auth} model={model} image={'yes' if image else 'no'} "
+                f"json={'yes' if wants_json else 'no'}",
+                file=sys.stderr,
+                flush=True,
+            )
+            if auth != "ok":
+                return self.answer(401, {"error": {"message": "invalid API key", "type": "invalid_request_error"}})
+            if model not in models:
+                return self.answer(404, {"error": {"message": f"model {model} does not exist", "type": "not_found"}})
+            if wants_json:
+                categories = ["photo", "diagram", "multistage_diagram", "contains_text", "collage", "chart_or_graph"]
+                answer = json.dumps({"categories": {**{c: False for c in categories}, "illustration": True}})
+            else:
+                answer = "A small square of a single colour."
+            choice = {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
+            self.answer(200, {"id": "chatcmpl-test", "object": "chat.completion", "model": model, "choices": [choice]})
+
+    ThreadingHTTPServer((listen, port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
