@@ -161,7 +161,8 @@ pub struct HostStepArgs {
     #[arg(long)]
     pub force_distro: bool,
 
-    /// Ubuntu NVIDIA server driver branch: installs nvidia-driver-BRANCH [default: 535-server]
+    /// Ubuntu NVIDIA server driver branch: installs nvidia-driver-BRANCH
+    /// [default: 570-server, which supports the A10G and CUDA 12.8 images]
     #[arg(long, env = "IMAGE_PROVISION_NVIDIA_DRIVER", value_name = "BRANCH")]
     pub nvidia_driver: Option<String>,
 

@@ -251,13 +251,17 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         // Every service well already, or a wait for those that must run
         // (the report says which); the report then says how it ended.
         let report = read_report(&session, &o, Some(&mut log)).await?;
-        if report.not_ok.is_empty() {
+        if report.healthy {
             return Ok(with_request(&session, &o, report, u.health_timeout, &progress, &mut Some(&mut log)).await);
         }
+        // Services still starting, and Traefik routes a container only once
+        // it is healthy: wait for both, within the time limit.
         let spinner = progress.spinner("waiting for the services to be healthy");
         let expected: Vec<String> =
             report.services.iter().filter(|s| !report.without_llm.contains(s)).cloned().collect();
-        let wait = health::wait_command(&o.base_dir, &expected, u.health_timeout, None);
+        let url = report.domain.as_deref().filter(|_| o.https_check).map(settings::health_url);
+        let site = url.as_deref().map(|u| (u, settings::DEFAULT_HTTPS_ADDR));
+        let wait = health::wait_command(&o.base_dir, &expected, u.health_timeout, site);
         let _ = exec(&session, &wait, "health", &mut Some(&mut log)).await;
         spinner.finish();
         let report = read_report(&session, &o, Some(&mut log)).await?;

@@ -28,6 +28,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/pull/start-pull.sh", pull::START_PULL_SH.to_string()),
         ("steps/pull/wait-pull.sh", pull::WAIT_PULL_SH.to_string()),
         ("steps/stack/llm-check.sh", stack::LLM_CHECK_SH.to_string()),
+        ("steps/stack/cuda-check.sh", stack::CUDA_CHECK_SH.to_string()),
         ("steps/stack/stack-up.sh", stack::stack_up_script()),
         ("steps/stack/update.sh", stack::update_script()),
         ("steps/health/health.sh", health::health_script()),

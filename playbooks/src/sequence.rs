@@ -112,7 +112,26 @@ impl Step {
             }
             (Step::Traefik, Some(img)) => steps::traefik::plan(&f.containers, &f.files, &f.traefik, img),
             (Step::Stack, Some(img)) => {
-                steps::stack::plan(gid, &f.layout, &f.containers, &f.pull, &f.stack, &f.files, img)
+                {
+                    // What to suggest should the driver be too old: the default
+                    // branch, or past it when it is the one installed.
+                    let default = crate::settings::DEFAULT_NVIDIA_DRIVER_BRANCH;
+                    let suggest = if cfg.nvidia_driver_branch == default {
+                        format!("a nvidia-driver-*-server branch newer than {default}")
+                    } else {
+                        format!("nvidia-driver-{default}")
+                    };
+                    let gpu = cfg.gpu.then_some(suggest.as_str());
+                    let facts = steps::stack::StackInputs {
+                        docker_gid: gid,
+                        layout: &f.layout,
+                        containers: &f.containers,
+                        pull: &f.pull,
+                        stack: &f.stack,
+                        files: &f.files,
+                    };
+                    steps::stack::plan(facts, gpu, img)
+                }
             }
             (Step::Health, Some(img)) => steps::health::plan(&f.stack, &f.health, img),
         };

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-pub const DEFAULT_NVIDIA_DRIVER_BRANCH: &str = "535-server";
+pub const DEFAULT_NVIDIA_DRIVER_BRANCH: &str = "570-server";
 pub const DEFAULT_NVIDIA_REPO: &str = "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /";
 pub const DEFAULT_NVIDIA_REPO_KEY: &str = "https://nvidia.github.io/libnvidia-container/gpgkey";
 pub const DEFAULT_DOCKER_REPO: &str = "https://download.docker.com/linux/debian {codename} stable";

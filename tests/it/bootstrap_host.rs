@@ -93,7 +93,7 @@ fn full_run(distro: Distro) {
     }
     let driver = match distro {
         Distro::Debian12 => "nvidia-driver",
-        Distro::Ubuntu2204Standin => "nvidia-driver-535-server",
+        Distro::Ubuntu2204Standin => "nvidia-driver-570-server",
     };
     host.sh_ok(&format!("dpkg-query -W -f='${{Status}}' {driver} | grep -q 'install ok installed'"));
     assert!(host.sh_ok("getent group docker").trim().ends_with(user), "{user} in the docker group");
@@ -145,7 +145,8 @@ fn full_run(distro: Distro) {
     );
     assert_eq!(verify.status.code(), Some(0), "verify --no-stack: healthy");
     let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
-    assert_eq!(v["driver_version"].as_str().map(|d| d.starts_with("535.")), Some(true), "{v}");
+    let branch = if distro == Distro::Debian12 { "535." } else { "570." };
+    assert_eq!(v["driver_version"].as_str().map(|d| d.starts_with(branch)), Some(true), "{v}");
     assert_eq!(v["docker_nvidia_runtime"], true);
     let calls_before = host.calls().len();
     let update =
@@ -179,7 +180,7 @@ fn debian12_bare_host_to_verified_gpu_then_converged() {
 }
 
 /// The Ubuntu 22.04 STAND-IN (Debian's root with Ubuntu's os-release): takes
-/// the Ubuntu branch (docker.io + docker-compose-v2, nvidia-driver-535-server).
+/// the Ubuntu branch (docker.io + docker-compose-v2, nvidia-driver-570-server).
 #[test]
 fn ubuntu2204_standin_bare_host_to_verified_gpu_then_converged() {
     full_run(Distro::Ubuntu2204Standin);

@@ -164,6 +164,12 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
             format!("POST /v1/chat/completions auth=ok {model} image=yes json=no"),
         ]
     );
+    // The driver (570-server, CUDA 12.8) meets the GPU images' needs.
+    let stack = step_line(&first, "stack");
+    assert!(
+        stack.contains("driver 570.195.03 (CUDA 12.8) meets the GPU images' cuda>=12.4 (ghcr.io/shared-reality-lab/image-object-detection:latest)"),
+        "{stack}"
+    );
     let health = step_line(&first, "health");
     assert!(
         health.contains("POST /render/preprocess answered in ")
@@ -734,4 +740,28 @@ fn dry_run_shows_the_image_steps_and_changes_nothing() {
         .collect();
     assert!(acting.is_empty(), "the dry run acted: {acting:?}");
     assert_eq!(host.reboots(), 0);
+}
+
+/// A driver branch too old for the CUDA a GPU image was built for (535:
+/// CUDA 12.2; the stand-in object-detection image says cuda>=12.4, as its
+/// NVIDIA_REQUIRE_CUDA): the stack step stops before the bring-up, naming
+/// the image and what to install, instead of NVIDIA's toolkit refusing the
+/// container deep inside compose.
+#[test]
+fn a_driver_too_old_for_the_gpu_images_stops_before_the_stack_naming_the_image() {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let state = state_for(&host);
+    let out = bootstrap(&host, state.path(), &["--no-llm", "--nvidia-driver", "535-server", "--no-imageup"]);
+    assert_eq!(out.status.code(), Some(1), "a driver too old");
+    let err = stderr(&out);
+    assert!(err.contains("step stack failed"), "{err}");
+    assert!(
+        err.contains("the NVIDIA driver 535.230.02 supports CUDA 12.2, but ghcr.io/shared-reality-lab/image-object-detection:latest needs cuda>=12.4"),
+        "{err}"
+    );
+    assert!(err.contains("install nvidia-driver-570-server on the host"), "{err}");
+    assert_eq!(host.sh_ok("docker ps -aq --filter name=image-").trim(), "", "the stack was not started");
 }

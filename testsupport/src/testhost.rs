@@ -593,8 +593,9 @@ impl TestHost {
     }
 
     /// Add the local apt repository of stand-in packages
-    /// (tests/testhost/standins/build-repo.sh: nvidia-driver-535-server,
-    /// nvidia-utils-535-server, nvidia-driver, nvidia-smi, nvidia-container-toolkit)
+    /// (tests/testhost/standins/build-repo.sh: nvidia-driver-570-server and
+    /// -535-server, their nvidia-utils, nvidia-driver, nvidia-smi,
+    /// nvidia-container-toolkit)
     /// to the host: the .debs in /srv/standin-apt and
     /// `deb [trusted=yes] file:/srv/standin-apt ./` in
     /// /etc/apt/sources.list.d/standin.list. Packages install after `apt-get update`.
@@ -636,7 +637,7 @@ impl TestHost {
         self.write(
             "/etc/apt/preferences.d/standin.pref",
             b"# image-provision tests: the stand-ins (local file: repositories) win\n\
-              Package: nvidia-driver nvidia-smi nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
+              Package: nvidia-driver nvidia-smi nvidia-driver-570-server nvidia-utils-570-server nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
               Pin: origin \"\"\n\
               Pin-Priority: 1001\n",
         );

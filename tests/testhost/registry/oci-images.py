@@ -52,6 +52,14 @@ PORTS = {
 }
 DEFAULT_PORT = 5000
 
+# The CUDA each GPU image was built for, as its NVIDIA_REQUIRE_CUDA says it
+# (the real multilang-support is built on CUDA 11.8, depth-map-gen on 12.4):
+# NVIDIA's container toolkit starts it only on a driver that supports it.
+CUDA = {
+    "image-multilang-support": "11.8",
+    "image-object-detection": "12.4",
+}
+
 # The images whose real service builds an OpenAI client at start-up from
 # LLM_URL, LLM_API_KEY and LLM_MODEL (utils/llm/client.py in IMAGE-server)
 # and exits when the key is empty.
@@ -202,7 +210,8 @@ def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None,
             "Entrypoint": entrypoint or ["/bin/sh", "/standin/service"],
             "Env": env
             or ["PATH=/bin", "STANDIN_SERVICE=" + name, "STANDIN_PORT=%d" % port]
-            + (["STANDIN_NEEDS_LLM=yes"] if name in NEEDS_LLM else []),
+            + (["STANDIN_NEEDS_LLM=yes"] if name in NEEDS_LLM else [])
+            + (["NVIDIA_REQUIRE_CUDA=cuda>=%s brand=tesla,driver>=470,driver<471" % CUDA[name]] if name in CUDA else []),
             "ExposedPorts": {"%d/tcp" % port: {}},
             "Labels": {"org.opencontainers.image.description": "image-provision test stand-in for " + name},
         },

@@ -9,8 +9,9 @@
 #
 # The packages carry the names the real ones have where the real ones cannot
 # work here (no GPU, no Debian non-free, no NVIDIA apt repository):
-#   nvidia-driver-535-server  Ubuntu's server driver; depends on nvidia-utils-535-server
-#   nvidia-utils-535-server   Ubuntu's nvidia-smi (the stand-in ./nvidia-smi)
+#   nvidia-driver-570-server  Ubuntu's server driver (the default branch); depends on nvidia-utils-570-server
+#   nvidia-utils-570-server   Ubuntu's nvidia-smi (the stand-in ./nvidia-smi)
+#   nvidia-driver-535-server, nvidia-utils-535-server   the older branch (CUDA 12.2)
 #   nvidia-driver             Debian's (non-free) driver; depends on nvidia-smi
 #   nvidia-smi                Debian's nvidia-smi (the stand-in ./nvidia-smi)
 #   nvidia-container-toolkit  NVIDIA's repository: nvidia-ctk (./nvidia-ctk),
@@ -95,18 +96,28 @@ POSTRM
 ubuntu_version=535.230.02-0ubuntu0.22.04.3
 bin nvidia-utils-535-server nvidia-smi nvidia-smi
 pkg nvidia-utils-535-server "$ubuntu_version" "" \
-    "Conflicts: nvidia-smi" "NVIDIA Server Driver support binaries"
+    "Conflicts: nvidia-smi, nvidia-utils-570-server" "NVIDIA Server Driver support binaries"
 driver_postinst nvidia-driver-535-server 535.230.02
 pkg nvidia-driver-535-server "$ubuntu_version" "nvidia-utils-535-server (= $ubuntu_version)" \
     "Conflicts: nvidia-driver" "NVIDIA Server Driver metapackage"
 
+# The default branch (a current server branch: CUDA 12.8, which current
+# images need). Each branch's utils ship nvidia-smi: they conflict, as in Ubuntu.
+ubuntu_570=570.195.03-0ubuntu0.22.04.1
+bin nvidia-utils-570-server nvidia-smi nvidia-smi
+pkg nvidia-utils-570-server "$ubuntu_570" "" \
+    "Conflicts: nvidia-smi, nvidia-utils-535-server" "NVIDIA Server Driver support binaries"
+driver_postinst nvidia-driver-570-server 570.195.03
+pkg nvidia-driver-570-server "$ubuntu_570" "nvidia-utils-570-server (= $ubuntu_570)" \
+    "Conflicts: nvidia-driver, nvidia-driver-535-server" "NVIDIA Server Driver metapackage"
+
 debian_version=535.247.01-1~deb12u1
 bin nvidia-smi nvidia-smi nvidia-smi
 pkg nvidia-smi "$debian_version" "" \
-    "Conflicts: nvidia-utils-535-server" "NVIDIA System Management Interface"
+    "Conflicts: nvidia-utils-535-server, nvidia-utils-570-server" "NVIDIA System Management Interface"
 driver_postinst nvidia-driver 535.247.01
 pkg nvidia-driver "$debian_version" "nvidia-smi (= $debian_version)" \
-    "Conflicts: nvidia-driver-535-server" "NVIDIA metapackage"
+    "Conflicts: nvidia-driver-535-server, nvidia-driver-570-server" "NVIDIA metapackage"
 
 bin nvidia-container-toolkit nvidia-ctk nvidia-ctk
 bin nvidia-container-toolkit not-runnable nvidia-container-runtime

@@ -207,7 +207,7 @@ mod tests {
              gpu=x [0302]: NVIDIA [10de:2237]\nnvidia.debian_components_lacking=/etc/apt/sources.list\n",
         );
         let cmds = commands(&HostFacts::parse(&raw), &NvidiaFacts::parse(&raw));
-        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver-535-server"), "{cmds:?}");
+        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver-570-server"), "{cmds:?}");
     }
 
     #[test]

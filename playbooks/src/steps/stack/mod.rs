@@ -28,6 +28,9 @@ pub const UPDATE_SH: &str = include_str!("update.sh");
 /// Before the stack starts: the LLM of config/llm.env answers and serves
 /// its model.
 pub const LLM_CHECK_SH: &str = include_str!("llm-check.sh");
+/// Once the images are pulled, with a GPU: the driver supports the CUDA the
+/// GPU images need.
+pub const CUDA_CHECK_SH: &str = include_str!("cuda-check.sh");
 /// How long the LLM check waits for the model list.
 const LLM_CHECK_TIMEOUT_SECS: u64 = 20;
 /// A library: the bring-up (imageup or compose) under its lock and time
@@ -218,15 +221,20 @@ pub fn deployed(docker_gid: Option<&str>, stack: &StackFacts, img: &ImageConfig)
     docker_gid.is_some_and(|gid| stack.deployed_as(&deploy_stamp(img, gid, &stack.llm_services)))
 }
 
-pub fn plan(
-    docker_gid: Option<&str>,
-    layout: &LayoutFacts,
-    containers: &Containers,
-    pull: &PullFacts,
-    stack: &StackFacts,
-    files: &FileFacts,
-    img: &ImageConfig,
-) -> Plan {
+/// The facts the stack step plans from.
+pub struct StackInputs<'a> {
+    pub docker_gid: Option<&'a str>,
+    pub layout: &'a LayoutFacts,
+    pub containers: &'a Containers,
+    pub pull: &'a PullFacts,
+    pub stack: &'a StackFacts,
+    pub files: &'a FileFacts,
+}
+
+/// `gpu`: the host has its GPU (not --no-gpu), with the driver to suggest
+/// should the installed one be too old for the images.
+pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
+    let StackInputs { docker_gid, layout, containers, pull, stack, files } = facts;
     let Some(gid) = docker_gid else {
         return Plan::Pending("the docker group does not exist yet".into());
     };
@@ -251,6 +259,15 @@ pub fn plan(
     }
     if *pull == PullFacts::Running {
         actions.push(Action::Check(pull::wait_command(img.imageup_timeout)));
+    }
+    if let Some(suggest) = gpu {
+        actions.push(Action::Check(
+            Cmd::script(CUDA_CHECK_SH)
+                .named("cuda-check.sh")
+                .sudo()
+                .env("BASE_DIR", &img.base_dir)
+                .env("SUGGEST", suggest),
+        ));
     }
     actions.push(Action::Change(
         Cmd::script(stack_up_script())
