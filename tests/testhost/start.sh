@@ -201,7 +201,20 @@ list_procs() {
 
 # Kill the given processes (all of the host's when none) and wait until they are gone.
 kill_all() {
-    local i
+    local i n=-1
+    if [ $# -gt 0 ]; then
+        # A tree is stopped first, whole, until a listing finds nothing new:
+        # a process forked between a listing and the kill would be
+        # reparented to this supervisor when its parent dies, and no later
+        # listing of the tree would find it (a killed dpkg's child finishing
+        # its configure, say). Stopped, nothing forks; then all are killed.
+        for ((i = 1; i <= 50; i++)); do
+            list_procs "$@"
+            [ "${#procs[@]}" -ne "$n" ] || break
+            n=${#procs[@]}
+            [ "$n" -eq 0 ] || kill -STOP "${procs[@]}" 2>/dev/null || true
+        done
+    fi
     for ((i = 1; i <= 100; i++)); do
         list_procs "$@"
         [ ${#procs[@]} -gt 0 ] || return 0
