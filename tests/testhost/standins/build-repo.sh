@@ -93,23 +93,22 @@ POSTRM
     chmod 0755 "$work/$1/DEBIAN/postinst" "$work/$1/DEBIAN/postrm"
 }
 
-ubuntu_version=535.230.02-0ubuntu0.22.04.3
-bin nvidia-utils-535-server nvidia-smi nvidia-smi
-pkg nvidia-utils-535-server "$ubuntu_version" "" \
-    "Conflicts: nvidia-smi, nvidia-utils-570-server" "NVIDIA Server Driver support binaries"
-driver_postinst nvidia-driver-535-server 535.230.02
-pkg nvidia-driver-535-server "$ubuntu_version" "nvidia-utils-535-server (= $ubuntu_version)" \
-    "Conflicts: nvidia-driver" "NVIDIA Server Driver metapackage"
-
-# The default branch (a current server branch: CUDA 12.8, which current
-# images need). Each branch's utils ship nvidia-smi: they conflict, as in Ubuntu.
-ubuntu_570=570.195.03-0ubuntu0.22.04.1
-bin nvidia-utils-570-server nvidia-smi nvidia-smi
-pkg nvidia-utils-570-server "$ubuntu_570" "" \
-    "Conflicts: nvidia-smi, nvidia-utils-535-server" "NVIDIA Server Driver support binaries"
-driver_postinst nvidia-driver-570-server 570.195.03
-pkg nvidia-driver-570-server "$ubuntu_570" "nvidia-utils-570-server (= $ubuntu_570)" \
-    "Conflicts: nvidia-driver, nvidia-driver-535-server" "NVIDIA Server Driver metapackage"
+# ubuntu_branch BRANCH DRIVER_VERSION PACKAGE_VERSION OTHER_BRANCH: Ubuntu's
+# nvidia-driver-BRANCH and nvidia-utils-BRANCH (its nvidia-smi). Each
+# branch's utils ship nvidia-smi: branches conflict, as in Ubuntu.
+ubuntu_branch() {
+    local branch=$1 driver=$2 version=$3 other=$4
+    bin "nvidia-utils-$branch" nvidia-smi nvidia-smi
+    pkg "nvidia-utils-$branch" "$version" "" \
+        "Conflicts: nvidia-smi, nvidia-utils-$other" "NVIDIA Server Driver support binaries"
+    driver_postinst "nvidia-driver-$branch" "$driver"
+    pkg "nvidia-driver-$branch" "$version" "nvidia-utils-$branch (= $version)" \
+        "Conflicts: nvidia-driver, nvidia-driver-$other" "NVIDIA Server Driver metapackage"
+}
+# The default branch (CUDA 12.8, which current images need), and the older
+# one (CUDA 12.2).
+ubuntu_branch 570-server 570.195.03 570.195.03-0ubuntu0.22.04.1 535-server
+ubuntu_branch 535-server 535.230.02 535.230.02-0ubuntu0.22.04.3 570-server
 
 debian_version=535.247.01-1~deb12u1
 bin nvidia-smi nvidia-smi nvidia-smi
