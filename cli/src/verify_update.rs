@@ -183,7 +183,7 @@ async fn with_request(
     log: &mut Option<&mut RunLog>,
 ) -> Report {
     let Some(cmd) = report::request_command(&r, o, timeout) else { return r };
-    let spinner = progress.spinner(format!("POST {} (time limit {} s)", health::PREPROCESS_PATH, timeout.as_secs()));
+    let spinner = progress.spinner(format!("POST {} (time limit {} s)", settings::PREPROCESS_PATH, timeout.as_secs()));
     let out = exec(session, &cmd, "request", log).await;
     spinner.finish();
     r.add_request(match out {
@@ -259,8 +259,7 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         let spinner = progress.spinner("waiting for the services to be healthy");
         let expected: Vec<String> =
             report.services.iter().filter(|s| !report.without_llm.contains(s)).cloned().collect();
-        let url = report.domain.as_deref().filter(|_| o.https_check).map(settings::health_url);
-        let site = url.as_deref().map(|u| (u, settings::DEFAULT_HTTPS_ADDR));
+        let site = report.domain.as_deref().filter(|_| o.https_check);
         let wait = health::wait_command(&o.base_dir, &expected, u.health_timeout, site);
         let _ = exec(&session, &wait, "health", &mut Some(&mut log)).await;
         spinner.finish();

@@ -117,9 +117,9 @@ pub fn request_command(r: &Report, o: &ReportOptions, timeout: std::time::Durati
     if !o.stack || !o.request || !r.healthy || r.services.is_empty() {
         return None;
     }
-    let site = r.domain.as_deref().filter(|_| o.https_check).map(|d| format!("https://{d}{}", health::PREPROCESS_PATH));
+    let site = r.domain.as_deref().filter(|_| o.https_check);
     let llm = !r.llm_services.is_empty() && r.without_llm.is_empty();
-    Some(health::request_command(&o.base_dir, site.as_deref().map(|u| (u, DEFAULT_HTTPS_ADDR)), llm, timeout))
+    Some(health::request_command(&o.base_dir, site, llm, timeout))
 }
 
 impl Report {

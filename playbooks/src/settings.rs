@@ -237,3 +237,13 @@ pub fn extension_url(domain: &str) -> String {
 pub fn health_url(domain: &str) -> String {
     format!("https://{domain}/health")
 }
+
+/// `https://DOMAIN/render/preprocess`: where the request that proves the
+/// stack goes through the site's Traefik.
+pub fn preprocess_url(domain: &str) -> String {
+    format!("https://{domain}{PREPROCESS_PATH}")
+}
+
+/// The orchestrator's route that runs the preprocessors and answers with
+/// their outputs (POST /render goes on to the handlers).
+pub const PREPROCESS_PATH: &str = "/render/preprocess";

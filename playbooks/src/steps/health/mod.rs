@@ -3,14 +3,13 @@
 //! host's own Traefik (the one HTTPS check, https-check.sh, shared by the
 //! facts and health.sh). verify and update read the same facts.
 
-use std::net::IpAddr;
 use std::time::Duration;
 
 use image_provision_remote::Cmd;
 
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{DEFAULT_HTTPS_ADDR, ImageConfig, Llm};
+use crate::settings::{DEFAULT_HTTPS_ADDR, ImageConfig, Llm, PREPROCESS_PATH, health_url, preprocess_url};
 use crate::shell::with_libraries;
 use crate::steps::stack::StackFacts;
 
@@ -39,9 +38,6 @@ const PROBE_DIMENSIONS: [u32; 2] = [64, 48];
 /// and graphic-caption (their `name`, the keys of `preprocessors`).
 pub const CATEGORISER_ID: &str = "ca.mcgill.a11y.image.preprocessor.contentCategoriser";
 pub const CAPTION_ID: &str = "ca.mcgill.a11y.image.preprocessor.graphic-caption";
-/// The orchestrator's route that runs the preprocessors and answers with
-/// their outputs (POST /render goes on to the handlers).
-pub const PREPROCESS_PATH: &str = "/render/preprocess";
 
 /// A graphic request for the probe PNG, valid against IMAGE's
 /// request.schema.json (a fresh UUID v4 and the time, so no cache answers it).
@@ -62,10 +58,19 @@ pub fn probe_request() -> String {
     .to_string()
 }
 
+/// `url` through the host's own Traefik: its name resolved to
+/// [`DEFAULT_HTTPS_ADDR`], whatever DNS says.
+fn through_traefik(cmd: Cmd, url: Option<String>) -> Cmd {
+    match url {
+        Some(url) => cmd.env("URL", url).env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string()),
+        None => cmd,
+    }
+}
+
 /// POST the probe request to /render/preprocess: through the host's Traefik
-/// at `url`'s site when there is one, else to the orchestrator on the image
-/// network; with `llm`, the categoriser and the caption must answer.
-pub fn request_command(base_dir: &str, url: Option<(&str, IpAddr)>, llm: bool, timeout: Duration) -> Cmd {
+/// when the server has a `site` (its domain), else to the orchestrator on
+/// the image network; with `llm`, the categoriser and the caption must answer.
+pub fn request_command(base_dir: &str, site: Option<&str>, llm: bool, timeout: Duration) -> Cmd {
     let require = if llm { format!("{CATEGORISER_ID} {CAPTION_ID}") } else { String::new() };
     let cmd = Cmd::script(RENDER_REQUEST_SH)
         .named("render-request.sh")
@@ -74,26 +79,20 @@ pub fn request_command(base_dir: &str, url: Option<(&str, IpAddr)>, llm: bool, t
         .env("REQUEST", probe_request())
         .env("REQUIRE", require)
         .env("TIMEOUT", timeout.as_secs().to_string());
-    match url {
-        Some((url, addr)) => cmd.env("URL", url).env("HTTPS_ADDR", addr.to_string()),
-        None => cmd,
-    }
+    through_traefik(cmd, site.map(preprocess_url))
 }
 
 /// Wait (up to `timeout`) for every one of `services` to run, healthy
-/// where its image checks, and, with `url`, for `url` to answer at
-/// `https_addr`.
-pub fn wait_command(base_dir: &str, services: &[String], timeout: Duration, url: Option<(&str, IpAddr)>) -> Cmd {
+/// where its image checks, and, with a `site` (its domain), for
+/// https://SITE/health to answer through the host's Traefik.
+pub fn wait_command(base_dir: &str, services: &[String], timeout: Duration, site: Option<&str>) -> Cmd {
     let cmd = Cmd::script(health_script())
         .named("health.sh")
         .sudo()
         .env("BASE_DIR", base_dir)
         .env("SERVICES", services.join(" "))
         .env("TIMEOUT", timeout.as_secs().to_string());
-    match url {
-        Some((url, addr)) => cmd.env("URL", url).env("HTTPS_ADDR", addr.to_string()),
-        None => cmd,
-    }
+    through_traefik(cmd, site.map(health_url))
 }
 
 #[derive(Clone, Debug, Default)]
@@ -140,14 +139,9 @@ pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig) -> Plan
     if let Some(u) = &url {
         what.push_str(&format!(", GET {u} at {addr}"));
     }
-    let wait = wait_command(&img.base_dir, &expected, img.health_timeout, url.as_deref().map(|u| (u, addr)));
-    let site = img.checked_domain().map(|d| (format!("https://{d}{PREPROCESS_PATH}"), addr));
-    let request = request_command(
-        &img.base_dir,
-        site.as_ref().map(|(u, a)| (u.as_str(), *a)),
-        img.llm == Llm::EnvFile,
-        img.health_timeout,
-    );
+    let site = img.checked_domain();
+    let wait = wait_command(&img.base_dir, &expected, img.health_timeout, site);
+    let request = request_command(&img.base_dir, site, img.llm == Llm::EnvFile, img.health_timeout);
     what.push_str(&format!(", POST {PREPROCESS_PATH} answered"));
     if img.llm == Llm::EnvFile {
         what.push_str(" by the categoriser and the caption");

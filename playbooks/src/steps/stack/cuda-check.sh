@@ -10,8 +10,10 @@
 set -euo pipefail
 compose=(docker compose --project-directory "$BASE_DIR" --env-file "$BASE_DIR/.env")
 
-driver_cuda=$(timeout 30 nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9][0-9.]*\).*/\1/p' | head -n 1 || true)
-driver=$(timeout 30 nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n 1 || true)
+# One call: its table's header says both.
+header=$(timeout 30 nvidia-smi 2>/dev/null | grep -m 1 'CUDA Version:' || true)
+driver_cuda=$(sed -n 's/.*CUDA Version: *\([0-9][0-9.]*\).*/\1/p' <<<"$header")
+driver=$(sed -n 's/.*Driver Version: *\([0-9][0-9.]*\).*/\1/p' <<<"$header")
 if [ -z "$driver_cuda" ]; then
     echo "nvidia-smi does not say the driver's CUDA version; run \`nvidia-smi\` on the host" >&2
     exit 1
