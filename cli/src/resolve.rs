@@ -436,6 +436,8 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool
         lock_timeout: timeout("--apt-lock-timeout", &a.apt_lock_timeout, &f.apt_lock_timeout, defaults.lock_timeout)?,
         apt_lists_max_age: defaults.apt_lists_max_age,
         image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks, running)?) },
+        // Set by `ec2 create` from the instance's expires-at tag.
+        expires_at: None,
     })
 }
 

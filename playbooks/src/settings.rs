@@ -59,6 +59,9 @@ pub struct Config {
     /// The IMAGE steps (layout, pull, traefik, stack, health); None with
     /// --no-stack: the run ends at the GPU check.
     pub image: Option<ImageConfig>,
+    /// When the server ends itself (RFC 3339, UTC): the instance's
+    /// expires-at tag, from `ec2 create --ttl`. None: it does not.
+    pub expires_at: Option<String>,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             reboot_timeout: Duration::from_secs(600),
             apt_lists_max_age: Duration::from_secs(3600),
             image: Some(ImageConfig::default()),
+            expires_at: None,
         }
     }
 }
