@@ -23,7 +23,7 @@ pub(crate) async fn connect(opts: &AwsOptions) -> anyhow::Result<(provision::Sdk
     Ok(provision::connect(opts).await?)
 }
 
-pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
+pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     let ssh_addr = settings.ssh_addr;
     // A user key is checked before anything else happens.
     let user_key = settings.ssh_key.as_deref().map(state::user_key).transpose()?;
@@ -46,7 +46,8 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
         let api = DryRunApi::new(|line| println!("{line}"));
         let mut spec = spec(&settings, public, settings.ttl.map(expiry).transpose()?);
         spec.user_data = Some("<cloud-config carrying the server's SSH host key>".into());
-        provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2_error(e, None))?;
+        let created = provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2_error(e, None))?;
+        settings.steps.expires_at = created.expires_at;
         println!("then: wait for the instance to run and answer SSH on port 22");
         if !settings.no_bootstrap {
             let (version, codename) = match settings.ubuntu {
@@ -74,14 +75,16 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
         progress.line(format!("generated SSH key {}", key.private_path.display()));
     }
     let host_key = state::ensure_key(&state_dir, state::HOST_KEY)?;
-    let expires_at = settings.ttl.map(expiry).transpose()?;
-    let mut spec = spec(&settings, key.public_openssh.clone(), expires_at.clone());
+    let mut spec = spec(&settings, key.public_openssh.clone(), settings.ttl.map(expiry).transpose()?);
     spec.user_data = Some(cloud_config(&state::private_key_text(&host_key.private_path)?, &host_key.public_openssh));
     let itype = settings.instance_type.clone();
     progress.line(format!("creating {} ({itype}) in {region}", settings.name));
     let started = Instant::now();
     let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| ec2_error(e, Some(&itype)))?;
     let launch = started.elapsed();
+    // The host steps arrange the server's own end at its expiry after this
+    // run: a --ttl given now, or the one it already had.
+    settings.steps.expires_at = created.expires_at.clone();
     let spinner = progress.spinner(format!("waiting for {} to run and answer SSH", created.instance.id));
     let ready =
         provision::wait_for_ssh(&api, &created.instance.id, ssh_addr, settings.ready_timeout, |l| spinner.line(l))
@@ -120,7 +123,7 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
         "reused": created.reused,
         "public_ip": ip,
         "zones_tried": created.zones_tried,
-        "expires_at": expires_at,
+        "expires_at": created.expires_at,
         "ssh": ssh,
         "state_dir": state_dir.display().to_string(),
     });
@@ -129,7 +132,7 @@ pub async fn create(settings: CreateSettings) -> anyhow::Result<()> {
         println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
         println!("public IP  {ip}");
         println!("zones      {}", created.zones_tried.join(", "));
-        if let Some(at) = &expires_at {
+        if let Some(at) = &created.expires_at {
             println!("expires    {at} (remove with: image-provision ec2 destroy --expired)");
         }
         println!("ssh        {ssh}");
@@ -288,8 +291,10 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
 pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
     let (api, _) = connect(aws).await?;
     let servers = provision::list(&api).await.map_err(|e| ec2_error(e, None))?;
+    let now = jiff::Timestamp::now();
     if json {
-        println!("{}", serde_json::to_string_pretty(&servers.iter().map(server_json).collect::<Vec<_>>())?);
+        let servers: Vec<_> = servers.iter().map(|i| server_json(i, now)).collect();
+        println!("{}", serde_json::to_string_pretty(&servers)?);
         return Ok(());
     }
     if servers.is_empty() {
@@ -307,14 +312,31 @@ pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
                 i.public_ip.clone().unwrap_or_else(|| "-".into()),
                 i.launch_time.clone().unwrap_or_else(|| "-".into()),
                 i.expires_at.clone().unwrap_or_else(|| "-".into()),
+                time_left(i.seconds_left(now)),
             ]
         })
         .collect();
-    print!("{}", table(&["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES"], &rows));
+    print!("{}", table(&["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES", "LEFT"], &rows));
     Ok(())
 }
 
-fn server_json(i: &Instance) -> serde_json::Value {
+/// The time until expiry, for a person: its two largest units (`2d 4h`,
+/// `3h 12m`, `45m`), `expired` once past, `-` without an expiry.
+fn time_left(seconds_left: Option<i64>) -> String {
+    let Some(secs) = seconds_left else { return "-".into() };
+    if secs <= 0 {
+        return "expired".into();
+    }
+    let (days, hours, minutes) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (days, hours) {
+        (0, 0) if minutes == 0 => "<1m".into(),
+        (0, 0) => format!("{minutes}m"),
+        (0, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+fn server_json(i: &Instance, now: jiff::Timestamp) -> serde_json::Value {
     serde_json::json!({
         "name": i.name,
         "instance_id": i.id,
@@ -323,6 +345,7 @@ fn server_json(i: &Instance) -> serde_json::Value {
         "public_ip": i.public_ip,
         "launch_time": i.launch_time,
         "expires_at": i.expires_at,
+        "seconds_left": i.seconds_left(now),
     })
 }
 
@@ -360,9 +383,7 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> a
                 .await
                 .map_err(|e| ec2_error(e, None))?
                 .into_iter()
-                .filter(|i| {
-                    i.expires_at.as_deref().and_then(|a| a.parse::<jiff::Timestamp>().ok()).is_some_and(|a| a <= now)
-                })
+                .filter(|i| i.has_expired(now))
                 .map(|i| format!("{} ({})", i.name, i.id))
                 .collect();
             if expired.is_empty() {
@@ -432,4 +453,22 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> a
         println!("{}", serde_json::to_string_pretty(&summary)?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_left_shows_the_two_largest_units() {
+        assert_eq!(time_left(None), "-");
+        assert_eq!(time_left(Some(0)), "expired");
+        assert_eq!(time_left(Some(-3600)), "expired");
+        assert_eq!(time_left(Some(59)), "<1m");
+        assert_eq!(time_left(Some(45 * 60 + 30)), "45m");
+        assert_eq!(time_left(Some(3600)), "1h 0m");
+        assert_eq!(time_left(Some(3 * 3600 + 12 * 60 + 59)), "3h 12m");
+        assert_eq!(time_left(Some(2 * 86_400 + 4 * 3600 + 59 * 60)), "2d 4h");
+        assert_eq!(time_left(Some(86_400)), "1d 0h");
+    }
 }

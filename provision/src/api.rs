@@ -77,12 +77,30 @@ pub struct Instance {
     pub security_group_ids: Vec<String>,
     pub key_name: Option<String>,
     pub image_id: Option<String>,
+    /// The EBS volumes attached to it (its root volume among them).
+    pub volume_ids: Vec<String>,
 }
 
 impl Instance {
     /// States in which an instance still exists and costs or may cost money.
     pub fn is_live(&self) -> bool {
         !matches!(self.state.as_str(), "terminated" | "shutting-down")
+    }
+
+    /// When the server expires, if its expires-at tag holds a valid time.
+    pub fn expiry(&self) -> Option<jiff::Timestamp> {
+        self.expires_at.as_deref().and_then(|at| at.parse().ok())
+    }
+
+    /// Seconds from `now` until it expires, negative once it has; None
+    /// without a (valid) expiry.
+    pub fn seconds_left(&self, now: jiff::Timestamp) -> Option<i64> {
+        self.expiry().map(|at| at.duration_since(now).as_secs())
+    }
+
+    /// Whether it has expired at `now` (what `destroy --expired` removes).
+    pub fn has_expired(&self, now: jiff::Timestamp) -> bool {
+        self.expiry().is_some_and(|at| at <= now)
     }
 }
 
@@ -156,8 +174,55 @@ pub trait Ec2Api {
     async fn instance(&self, instance_id: &str) -> Result<Option<Instance>>;
     async fn run_instance(&self, request: &RunInstancesRequest) -> Result<Instance>;
     async fn set_instance_security_groups(&self, instance_id: &str, group_ids: &[String]) -> Result<()>;
+    /// Whether a shutdown from inside the instance terminates it (rather than
+    /// stopping it).
+    async fn shutdown_terminates(&self, instance_id: &str) -> Result<bool>;
+    /// Make a shutdown from inside the instance terminate it.
+    async fn set_shutdown_terminates(&self, instance_id: &str) -> Result<()>;
     async fn terminate_instance(&self, instance_id: &str) -> Result<()>;
+
+    /// Adds `tags` to every resource, replacing the value of a key already there.
+    async fn create_tags(&self, resource_ids: &[String], tags: &[Tag]) -> Result<()>;
 
     async fn addresses(&self, instance_id: &str) -> Result<Vec<Address>>;
     async fn release_address(&self, address: &Address) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expiring(expires_at: Option<&str>) -> Instance {
+        Instance {
+            id: "i-1".into(),
+            name: "web".into(),
+            state: "running".into(),
+            instance_type: "g5.xlarge".into(),
+            public_ip: None,
+            launch_time: None,
+            expires_at: expires_at.map(str::to_owned),
+            vpc_id: None,
+            availability_zone: None,
+            security_group_ids: vec![],
+            key_name: None,
+            image_id: None,
+            volume_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn seconds_left_counts_down_past_zero_and_only_with_a_valid_expiry() {
+        let now: jiff::Timestamp = "2026-01-01T10:00:00Z".parse().unwrap();
+        let at_noon = expiring(Some("2026-01-01T12:00:00Z"));
+        assert_eq!(at_noon.seconds_left(now), Some(7200));
+        assert!(!at_noon.has_expired(now));
+        let at_nine = expiring(Some("2026-01-01T09:00:00Z"));
+        assert_eq!(at_nine.seconds_left(now), Some(-3600));
+        assert!(at_nine.has_expired(now));
+        assert!(expiring(Some("2026-01-01T10:00:00Z")).has_expired(now));
+        for never in [expiring(None), expiring(Some("soon"))] {
+            assert_eq!(never.seconds_left(now), None);
+            assert!(!never.has_expired(now));
+        }
+    }
 }

@@ -24,6 +24,9 @@ pub struct Created {
     /// Availability zones tried, in order, the last one being where it runs.
     pub zones_tried: Vec<String>,
     pub spot: bool,
+    /// When the server expires after this run (RFC 3339 UTC): the spec's
+    /// expiry when it has one, else a reused server's own; None: never.
+    pub expires_at: Option<String>,
 }
 
 /// Progress lines for a person, one per thing done.
@@ -160,15 +163,49 @@ async fn ensure_key_pair<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl F
     Ok(name)
 }
 
+/// `--ttl` on a server that exists: its expiry moves to `expires_at` on the
+/// instance and on everything made for it (found as destroy finds it), and a
+/// shutdown from inside it now terminates it, as after a launch with `--ttl`.
+async fn move_expiry<A: Ec2Api>(
+    api: &A,
+    instance: &Instance,
+    expires_at: &str,
+    log: &mut impl FnMut(String),
+) -> Result<()> {
+    let name = &instance.name;
+    // Before the tags, so that an expiry tag always comes with a terminating
+    // shutdown, even when this run is killed in between.
+    if !api.shutdown_terminates(&instance.id).await? {
+        api.set_shutdown_terminates(&instance.id).await?;
+        log(format!("{name} now terminates, rather than stops, when it shuts itself down"));
+    }
+    let mut resources = vec![instance.id.clone()];
+    resources.extend(instance.volume_ids.iter().cloned());
+    resources.extend(api.managed_security_groups(name).await?.into_iter().map(|g| g.id));
+    resources.extend(api.key_pair(&tags::resource_name(name)).await?.map(|k| k.id));
+    resources.retain(|id| !id.is_empty());
+    api.create_tags(&resources, &[Tag::new(tags::EXPIRES_AT, expires_at)]).await?;
+    log(match &instance.expires_at {
+        Some(old) => format!("expiry of {name} moved from {old} to {expires_at}"),
+        None => format!("expiry of {name} set to {expires_at}"),
+    });
+    Ok(())
+}
+
 /// Create (or find) the server NAME. Does not wait for it: see [`wait_for_ssh`].
 pub async fn create<A: Ec2Api>(api: &A, spec: &CreateSpec, mut log: impl FnMut(String)) -> Result<Created> {
-    if let Some(existing) = api.find_instances(Some(&spec.name)).await?.into_iter().find(Instance::is_live) {
+    if let Some(mut existing) = api.find_instances(Some(&spec.name)).await?.into_iter().find(Instance::is_live) {
         if !matches!(existing.state.as_str(), "pending" | "running") {
             return Err(Error::InstanceFailed { instance_id: existing.id, state: existing.state });
         }
         log(format!("server {} exists: instance {} ({}), reusing it", spec.name, existing.id, existing.state));
+        if let Some(at) = &spec.expires_at {
+            move_expiry(api, &existing, at, &mut log).await?;
+            existing.expires_at = Some(at.clone());
+        }
         let security_group_id = existing.security_group_ids.first().cloned().unwrap_or_default();
         return Ok(Created {
+            expires_at: existing.expires_at.clone(),
             image_id: existing.image_id.clone().unwrap_or_default(),
             key_pair_name: existing.key_name.clone().unwrap_or_default(),
             zones_tried: existing.availability_zone.iter().cloned().collect(),
@@ -232,6 +269,7 @@ pub async fn create<A: Ec2Api>(api: &A, spec: &CreateSpec, mut log: impl FnMut(S
                         key_pair_name,
                         zones_tried,
                         spot,
+                        expires_at: spec.expires_at.clone(),
                     });
                 }
                 Err(e) => match is_capacity_error(&e) {

@@ -129,15 +129,8 @@ pub async fn destroy_expired<A: Ec2Api>(
     now: jiff::Timestamp,
     mut log: impl FnMut(String),
 ) -> Result<Vec<DestroyReport>> {
-    let mut names: Vec<String> = api
-        .find_instances(None)
-        .await?
-        .into_iter()
-        .filter(|i| {
-            i.expires_at.as_deref().and_then(|at| at.parse::<jiff::Timestamp>().ok()).is_some_and(|at| at <= now)
-        })
-        .map(|i| i.name)
-        .collect();
+    let mut names: Vec<String> =
+        api.find_instances(None).await?.into_iter().filter(|i| i.has_expired(now)).map(|i| i.name).collect();
     names.sort();
     names.dedup();
     let mut reports = Vec::new();

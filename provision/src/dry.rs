@@ -28,11 +28,12 @@ fn filters(pairs: &[(&str, &str)]) -> Value {
     Value::Array(pairs.iter().map(|(n, v)| json!({"Name": n, "Values": v.split(',').collect::<Vec<_>>()})).collect())
 }
 
+fn tags_json(tags: &[Tag]) -> Value {
+    Value::Array(tags.iter().map(|t| json!({"Key": t.key, "Value": t.value})).collect())
+}
+
 fn tag_json(resource: &str, tags: &[Tag]) -> Value {
-    json!({
-        "ResourceType": resource,
-        "Tags": tags.iter().map(|t| json!({"Key": t.key, "Value": t.value})).collect::<Vec<_>>(),
-    })
+    json!({"ResourceType": resource, "Tags": tags_json(tags)})
 }
 
 impl Ec2Api for DryRunApi {
@@ -231,6 +232,7 @@ impl Ec2Api for DryRunApi {
             security_group_ids: r.security_group_ids.clone(),
             key_name: Some(r.key_name.clone()),
             image_id: Some(r.image_id.clone()),
+            volume_ids: Vec::new(),
         })
     }
 
@@ -239,8 +241,29 @@ impl Ec2Api for DryRunApi {
         Ok(())
     }
 
+    async fn shutdown_terminates(&self, instance_id: &str) -> Result<bool> {
+        self.call(
+            "DescribeInstanceAttribute",
+            json!({"InstanceId": instance_id, "Attribute": "instanceInitiatedShutdownBehavior"}),
+        );
+        Ok(false)
+    }
+
+    async fn set_shutdown_terminates(&self, instance_id: &str) -> Result<()> {
+        self.call(
+            "ModifyInstanceAttribute",
+            json!({"InstanceId": instance_id, "Attribute": "instanceInitiatedShutdownBehavior", "Value": "terminate"}),
+        );
+        Ok(())
+    }
+
     async fn terminate_instance(&self, instance_id: &str) -> Result<()> {
         self.call("TerminateInstances", json!({"InstanceIds": [instance_id]}));
+        Ok(())
+    }
+
+    async fn create_tags(&self, resource_ids: &[String], tags: &[Tag]) -> Result<()> {
+        self.call("CreateTags", json!({"Resources": resource_ids, "Tags": tags_json(tags)}));
         Ok(())
     }
 

@@ -139,6 +139,12 @@ fn instance_from(i: &t::Instance) -> Instance {
         security_group_ids: i.security_groups().iter().filter_map(|g| g.group_id()).map(str::to_owned).collect(),
         key_name: i.key_name().map(str::to_owned),
         image_id: i.image_id().map(str::to_owned),
+        volume_ids: i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| m.ebs().and_then(|e| e.volume_id()))
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
@@ -403,8 +409,46 @@ impl Ec2Api for SdkApi {
         Ok(())
     }
 
+    async fn shutdown_terminates(&self, instance_id: &str) -> Result<bool> {
+        let out = self
+            .client
+            .describe_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(t::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .send()
+            .await
+            .map_err(aws("DescribeInstanceAttribute"))?;
+        Ok(out.instance_initiated_shutdown_behavior().and_then(|v| v.value()) == Some("terminate"))
+    }
+
+    async fn set_shutdown_terminates(&self, instance_id: &str) -> Result<()> {
+        // The Attribute/Value form: EC2 takes it as well as the
+        // InstanceInitiatedShutdownBehavior.Value one, and moto only the former.
+        self.client
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(t::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .value("terminate")
+            .send()
+            .await
+            .map_err(aws("ModifyInstanceAttribute"))?;
+        Ok(())
+    }
+
     async fn terminate_instance(&self, instance_id: &str) -> Result<()> {
         self.client.terminate_instances().instance_ids(instance_id).send().await.map_err(aws("TerminateInstances"))?;
+        Ok(())
+    }
+
+    async fn create_tags(&self, resource_ids: &[String], tags: &[Tag]) -> Result<()> {
+        let mut req = self.client.create_tags();
+        for id in resource_ids {
+            req = req.resources(id);
+        }
+        for tag in tags {
+            req = req.tags(t::Tag::builder().key(&tag.key).value(&tag.value).build());
+        }
+        req.send().await.map_err(aws("CreateTags"))?;
         Ok(())
     }
 

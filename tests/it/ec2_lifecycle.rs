@@ -462,3 +462,114 @@ fn create_hands_the_instance_its_host_key_and_records_it() {
     assert!(text.contains(&format!("-o UserKnownHostsFile={}", dir.join("known_hosts").display())), "{text}");
     assert!(!text.contains(private.lines().nth(1).unwrap()) && !stderr(&out).contains(private.lines().nth(1).unwrap()));
 }
+
+const EXPIRES_AT: &str = "image-provision:expires-at";
+
+/// The expires-at tag of each resource of server NAME (instance, its volumes,
+/// security group, key pair), as EC2 holds it.
+fn expiry_tags(env: &Ec2Env, name: &str) -> Vec<(String, Option<String>)> {
+    let client = env.client();
+    let rt = rt();
+    let c = rt.block_on(cloud(&client, name));
+    assert_eq!((c.instances.len(), c.groups.len(), c.keys.len()), (1, 1, 1));
+    let i = &c.instances[0];
+    let mut found = vec![(format!("instance {}", i.instance_id().unwrap()), tag(i.tags(), EXPIRES_AT))];
+    let vol_ids: Vec<String> =
+        i.block_device_mappings().iter().filter_map(|m| m.ebs()?.volume_id().map(str::to_owned)).collect();
+    assert!(!vol_ids.is_empty(), "{i:?}");
+    let vols = rt.block_on(client.describe_volumes().set_volume_ids(Some(vol_ids)).send()).unwrap();
+    for v in vols.volumes() {
+        found.push((format!("volume {}", v.volume_id().unwrap()), tag(v.tags(), EXPIRES_AT)));
+    }
+    found.push(("security group".into(), tag(c.groups[0].tags(), EXPIRES_AT)));
+    found.push(("key pair".into(), tag(c.keys[0].tags(), EXPIRES_AT)));
+    found.into_iter().map(|(what, at)| (what, at.map(str::to_owned))).collect()
+}
+
+/// Asserts every resource of NAME expires at one time, about `hours` from
+/// now, and returns that time as tagged.
+fn assert_expiry_in(env: &Ec2Env, name: &str, hours: i64) -> String {
+    let tags = expiry_tags(env, name);
+    let at = tags[0].1.clone().unwrap_or_else(|| panic!("no expiry in {tags:?}"));
+    assert!(tags.iter().all(|(_, t)| t.as_deref() == Some(at.as_str())), "not one expiry: {tags:?}");
+    let left = at.parse::<jiff::Timestamp>().expect("RFC 3339").duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((hours * 3600 - 120..=hours * 3600).contains(&left), "{name} expires in {left} s, not {hours} h");
+    at
+}
+
+fn shutdown_behavior(env: &Ec2Env, name: &str) -> String {
+    let client = env.client();
+    let rt = rt();
+    let id = rt.block_on(cloud(&client, name)).instances[0].instance_id().unwrap().to_owned();
+    let attr = rt
+        .block_on(
+            client
+                .describe_instance_attribute()
+                .instance_id(id)
+                .attribute(aws_sdk_ec2::types::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+                .send(),
+        )
+        .unwrap();
+    attr.instance_initiated_shutdown_behavior().and_then(|v| v.value()).unwrap_or_default().to_owned()
+}
+
+/// `create --ttl` on a server that exists moves its expiry on everything made
+/// for it; a create without --ttl leaves it; `list` shows the time left.
+#[test]
+fn ttl_on_an_existing_server_moves_its_expiry() {
+    let env = Ec2Env::start(BIN);
+    assert_eq!(env.run(&["ec2", "create", "ext", "--no-bootstrap", "--ttl", "2h"]).status.code(), Some(0));
+    let first = assert_expiry_in(&env, "ext", 2);
+
+    let out = env.run(&["ec2", "create", "ext", "--no-bootstrap", "--ttl", "5h"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let moved = assert_expiry_in(&env, "ext", 5);
+    assert!(stderr(&out).contains(&format!("expiry of ext moved from {first} to {moved}")), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("expires    {moved}")), "{}", stdout(&out));
+    assert_eq!(shutdown_behavior(&env, "ext"), "terminate");
+
+    // Without --ttl the expiry stays, and is what the run reports.
+    let out = env.run(&["ec2", "create", "ext", "--no-bootstrap", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("expiry of"), "{}", stderr(&out));
+    assert_eq!(assert_expiry_in(&env, "ext", 5), moved);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(v["expires_at"], moved.as_str());
+
+    // list: the time left, and "-" for a server that never expires.
+    assert_eq!(env.run(&["ec2", "create", "forever", "--no-bootstrap"]).status.code(), Some(0));
+    let out = env.run(&["ec2", "list"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let header = text.lines().next().unwrap();
+    assert!(header.contains("EXPIRES") && header.trim_end().ends_with("LEFT"), "{text}");
+    let row =
+        |name: &str| text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{text}"));
+    let ext_left = row("ext").split_whitespace().rev().take(2).collect::<Vec<_>>();
+    assert!(ext_left == ["59m", "4h"] || ext_left == ["58m", "4h"], "{text}");
+    assert!(row("forever").trim_end().ends_with(" -"), "{text}");
+    let out = env.run(&["ec2", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let server = |name: &str| list.as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    let left = server("ext")["seconds_left"].as_i64().unwrap_or_else(|| panic!("{list}"));
+    assert!((5 * 3600 - 300..=5 * 3600).contains(&left), "{list}");
+    assert!(server("forever")["seconds_left"].is_null(), "{list}");
+}
+
+/// A server made without --ttl stops on shutdown; given a --ttl later, it gets
+/// an expiry everywhere and terminates on shutdown, so its bill ends with it.
+#[test]
+fn ttl_on_a_server_made_without_one_makes_its_shutdown_terminate() {
+    let env = Ec2Env::start(BIN);
+    assert_eq!(env.run(&["ec2", "create", "late", "--no-bootstrap"]).status.code(), Some(0));
+    assert!(expiry_tags(&env, "late").iter().all(|(_, at)| at.is_none()));
+    assert_eq!(shutdown_behavior(&env, "late"), "stop");
+
+    let out = env.run(&["ec2", "create", "late", "--no-bootstrap", "--ttl", "3h", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let at = assert_expiry_in(&env, "late", 3);
+    assert_eq!(shutdown_behavior(&env, "late"), "terminate");
+    assert!(stderr(&out).contains(&format!("expiry of late set to {at}")), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!((v["reused"].as_bool(), v["expires_at"].as_str()), (Some(true), Some(at.as_str())));
+}
