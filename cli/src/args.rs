@@ -124,6 +124,17 @@ pub struct UpdateArgs {
     /// [default: the config file's, else 5m]
     #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION")]
     pub health_timeout: Option<String>,
+
+    /// First upgrade the NVIDIA driver, which bootstrap holds against
+    /// unattended upgrades: lift the hold, upgrade, hold again, and reboot
+    /// when it changed (the stack comes back at boot), then update the stack
+    #[arg(long)]
+    pub upgrade_driver: bool,
+
+    /// With --upgrade-driver: how long the reboot may take [default: the
+    /// config file's reboot_timeout, else 10m]
+    #[arg(long, value_name = "DURATION")]
+    pub reboot_timeout: Option<String>,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -292,6 +303,28 @@ pub struct HostStepArgs {
     /// and, with --domain, for https://DOMAIN/health to answer [default: 5m]
     #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION")]
     pub health_timeout: Option<String>,
+
+    /// Do not start the stack's containers at boot (every IMAGE service has
+    /// restart: "no"; by default a systemd unit starts them and warms up)
+    #[arg(long)]
+    pub no_start_at_boot: bool,
+
+    /// Run the IMAGE team's scripts/healthcheck this often (a systemd
+    /// timer), or `off` [default: 10m]
+    #[arg(long, value_name = "DURATION|off")]
+    pub healthcheck_every: Option<String>,
+
+    /// Update the stack by itself, as the IMAGE team's image_daily_cron
+    /// does (imageup --service): `daily` (04:00 UTC), HH:MM (UTC) or `off`.
+    /// Test servers only: imageup skips such runs on production
+    /// [default: off]
+    #[arg(long, value_name = "daily|HH:MM|off")]
+    pub auto_update: Option<String>,
+
+    /// Remove dangling Docker images (what newer pulls leave): daily,
+    /// weekly, monthly or off [default: weekly]
+    #[arg(long, value_name = "daily|weekly|monthly|off")]
+    pub prune: Option<String>,
 }
 
 /// The IMAGE compose profiles a server runs.

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use image_provision_playbooks::report::ReportOptions;
-use image_provision_playbooks::settings::{self, Config, ImageConfig, Llm, Profile};
+use image_provision_playbooks::settings::{self, Config, ImageConfig, Llm, Profile, Upkeep};
 use image_provision_playbooks::validate;
 use image_provision_provision::AwsOptions;
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
@@ -571,7 +571,56 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         imageup_timeout,
         health_timeout,
         https_check: hooks.https_check,
+        upkeep: upkeep(a, f, profile)?,
     })
+}
+
+/// What runs on the server by itself: the flags over the file.
+fn upkeep(a: &HostStepArgs, f: &HostConfig, profile: ImageProfile) -> Result<Upkeep, UsageError> {
+    let defaults = Upkeep::default();
+    let healthcheck_every = match a.healthcheck_every.as_ref().or(f.healthcheck_every.as_ref()).map(String::as_str) {
+        None => defaults.healthcheck_every,
+        Some("off") => None,
+        Some(v) => {
+            let every = duration("--healthcheck-every", v)?;
+            if every < Duration::from_secs(60) {
+                return Err(UsageError::new(format!("--healthcheck-every {v:?} is under a minute"))
+                    .hint("the check lists every container and asks nvidia-smi: e.g. 5m, 10m, 1h, or off"));
+            }
+            Some(every)
+        }
+    };
+    let auto_update = match a.auto_update.as_ref().or(f.auto_update.as_ref()).map(String::as_str) {
+        None | Some("off") => None,
+        Some(when) => {
+            let calendar = auto_update_calendar(when).ok_or_else(|| {
+                UsageError::new(format!("--auto-update {when:?} is not a time"))
+                    .hint("give daily (04:00 UTC), a time of day as HH:MM in UTC (e.g. 03:30), or off")
+            })?;
+            if profile == ImageProfile::Production {
+                return Err(UsageError::new("--auto-update on a production server: the IMAGE team's imageup skips runs started by a timer when ENVIRONMENT is production")
+                    .hint("update a production server on purpose with `image-provision update`; --auto-update is for --image-profile test"));
+            }
+            Some(calendar)
+        }
+    };
+    let prune = match a.prune.as_ref().or(f.prune.as_ref()).map(String::as_str) {
+        None => defaults.prune,
+        Some("off") => None,
+        Some(when @ ("daily" | "weekly" | "monthly")) => Some(when.to_string()),
+        Some(other) => {
+            return Err(UsageError::new(format!("--prune {other:?} is not a schedule"))
+                .hint("give daily, weekly, monthly or off"));
+        }
+    };
+    Ok(Upkeep { start_at_boot: !on(a.no_start_at_boot, f.no_start_at_boot), healthcheck_every, auto_update, prune })
+}
+
+/// `daily` or HH:MM (UTC) as a systemd calendar event.
+fn auto_update_calendar(when: &str) -> Option<String> {
+    let (h, m) = if when == "daily" { ("04", "00") } else { when.split_once(':')? };
+    let valid = |v: &str, max: u32| v.len() == 2 && v.parse::<u32>().is_ok_and(|n| n <= max);
+    (valid(h, 23) && valid(m, 59)).then(|| format!("*-*-* {h}:{m}:00 UTC"))
 }
 
 /// `--env-file NAME=PATH`: read and check the file. Messages name the file
@@ -660,6 +709,9 @@ pub struct UpdateSettings {
     pub imageup: bool,
     pub imageup_timeout: Duration,
     pub health_timeout: Duration,
+    /// Upgrade the held NVIDIA driver first (and reboot when it changed),
+    /// with this time limit for the reboot.
+    pub upgrade_driver: Option<Duration>,
 }
 
 fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<UpdateSettings, UsageError> {
@@ -670,7 +722,29 @@ fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Update
             .hint("run `image-provision bootstrap` without --no-stack to add the stack"));
     }
     let (imageup_timeout, health_timeout) = stack_timeouts(a.imageup_timeout.as_ref(), a.health_timeout.as_ref(), f)?;
-    Ok(UpdateSettings { imageup: !on(a.no_imageup, f.no_imageup), imageup_timeout, health_timeout, server })
+    if a.reboot_timeout.is_some() && !a.upgrade_driver {
+        return Err(UsageError::new(
+            "--reboot-timeout is for --upgrade-driver (update reboots only for a driver upgrade)",
+        )
+        .hint("add --upgrade-driver, or leave --reboot-timeout out"));
+    }
+    let upgrade_driver = a
+        .upgrade_driver
+        .then(|| {
+            duration_or(
+                "--reboot-timeout",
+                a.reboot_timeout.as_ref().or(f.reboot_timeout.as_ref()),
+                Config::default().reboot_timeout,
+            )
+        })
+        .transpose()?;
+    Ok(UpdateSettings {
+        imageup: !on(a.no_imageup, f.no_imageup),
+        imageup_timeout,
+        health_timeout,
+        upgrade_driver,
+        server,
+    })
 }
 
 #[cfg(test)]
@@ -804,6 +878,45 @@ mod tests {
         let v = server(&a.server, &ConfigFile::default(), &hooks()).unwrap();
         assert_eq!(v.report.base_dir, settings::DEFAULT_BASE_DIR);
         assert!(v.report.gpu, "no file, no change");
+    }
+
+    /// What runs by itself: the flags over the file; bad schedules and a
+    /// timer-driven update of a production server are usage errors.
+    #[test]
+    fn upkeep_flags_and_keys() {
+        let upkeep = |s: &CreateSettings| s.steps.image.as_ref().unwrap().upkeep.clone();
+        let d = create_with(&|_| {}, &ConfigFile::default()).unwrap();
+        assert_eq!(upkeep(&d), Upkeep::default());
+        let file = parse(
+            "[host]\nimage_profile = \"test\"\nauto_update = \"daily\"\nprune = \"off\"\nhealthcheck_every = \"1h\"\n\
+             no_start_at_boot = true\n",
+        )
+        .unwrap();
+        let s = create_with(&|a| a.steps.healthcheck_every = Some("5m".into()), &file).unwrap();
+        let u = upkeep(&s);
+        assert!(!u.start_at_boot);
+        assert_eq!(u.healthcheck_every, Some(Duration::from_secs(300)), "the flag wins");
+        assert_eq!(u.auto_update.as_deref(), Some("*-*-* 04:00:00 UTC"));
+        assert_eq!(u.prune, None);
+        let s = create_with(&|a| a.steps.auto_update = Some("23:05".into()), &file).unwrap();
+        assert_eq!(upkeep(&s).auto_update.as_deref(), Some("*-*-* 23:05:00 UTC"));
+        for bad in ["24:00", "7:30", "nightly", "03:60"] {
+            assert!(create_with(&|a| a.steps.auto_update = Some(bad.into()), &file).is_err(), "{bad}");
+        }
+        let production = create_with(&|a| a.steps.auto_update = Some("daily".into()), &ConfigFile::default());
+        assert!(production.err().unwrap().to_string().contains("production"));
+        for (flag, value) in [("healthcheck", "30s"), ("healthcheck", "often"), ("prune", "hourly")] {
+            let r = create_with(
+                &|a| match flag {
+                    "healthcheck" => a.steps.healthcheck_every = Some(value.into()),
+                    _ => a.steps.prune = Some(value.into()),
+                },
+                &file,
+            );
+            assert!(r.is_err(), "{flag} {value}");
+        }
+        let off = create_with(&|a| a.steps.healthcheck_every = Some("off".into()), &file).unwrap();
+        assert_eq!(upkeep(&off).healthcheck_every, None);
     }
 
     #[test]

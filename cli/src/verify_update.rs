@@ -17,9 +17,11 @@ use image_provision_playbooks::Facts;
 use image_provision_playbooks::report::{self, Report, ReportOptions, Status};
 use image_provision_playbooks::runner::{TAIL_BYTES, TAIL_LINES};
 use image_provision_playbooks::settings;
-use image_provision_playbooks::steps::{health, stack};
+use image_provision_playbooks::steps::{health, nvidia, stack};
 use image_provision_provision::Ec2Api;
-use image_provision_remote::{Cmd, ConnectOptions, HostKeyPolicy, Identity, Output, Session, Target, tail};
+use image_provision_remote::{
+    Cmd, ConnectOptions, HostKeyPolicy, Identity, Output, RebootOptions, Session, Target, tail,
+};
 
 use crate::errors::{Failed, UsageError, ec2_error};
 use crate::output::{Progress, table};
@@ -213,6 +215,48 @@ pub async fn verify(s: ServerSettings) -> anyhow::Result<()> {
     show(&host, &r?, s.json, None)
 }
 
+/// `update --upgrade-driver`: the held driver upgraded and held again
+/// (upgrade-driver.sh), then, when it changed, a reboot: the new libraries
+/// need the kernel module that loads at boot. The stack's unit starts the
+/// stack at boot, and the imageup that follows waits for it (the bring-up
+/// lock).
+async fn upgrade_driver(
+    session: &mut Session,
+    reboot_timeout: std::time::Duration,
+    progress: &Progress,
+    log: &mut RunLog,
+) -> anyhow::Result<()> {
+    let then = format!("fix the cause and run update again; the log is {}", log.path.display());
+    let spinner = progress.spinner("upgrading the NVIDIA driver");
+    let cmd = nvidia::upgrade_driver_command(image_provision_playbooks::Config::default().lock_timeout);
+    let out = exec(session, &cmd, "upgrade-driver", &mut Some(&mut *log)).await;
+    spinner.finish();
+    let out = out.map_err(|e| Failed::remote(format!("upgrading the driver: {e}"), &e, &then))?;
+    if out.code() != Some(0) {
+        let tail = tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, TAIL_LINES, TAIL_BYTES);
+        return Err(Failed {
+            message: format!("upgrading the NVIDIA driver failed ({}):\n{tail}", out.status),
+            hint: then,
+        }
+        .into());
+    }
+    let text = out.stdout_str();
+    for line in text.lines().filter(|l| *l != nvidia::REBOOT_NEEDED) {
+        progress.line(line);
+    }
+    if !text.lines().any(|l| l == nvidia::REBOOT_NEEDED) {
+        return Ok(());
+    }
+    let spinner = progress.spinner("rebooting: the new driver's kernel module loads at boot");
+    let opts = RebootOptions { timeout: reboot_timeout, ..RebootOptions::default() };
+    let report = session.reboot(opts).await;
+    spinner.finish();
+    let report = report.map_err(|e| Failed::remote(format!("the reboot after the driver upgrade: {e}"), &e, &then))?;
+    log.line(&format!("rebooted: boot id {} -> {}", report.old_boot_id, report.new_boot_id));
+    progress.line(format!("rebooted in {:.0}s", report.elapsed.as_secs_f64()));
+    Ok(())
+}
+
 pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
     let o = u.server.report;
     let c = connection(u.server.server).await?;
@@ -222,7 +266,7 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
     let log_path = log.path.clone();
     let progress = Progress::new();
     progress.line(format!("log: {}", log_path.display()));
-    let session = match open(c, &progress).await {
+    let mut session = match open(c, &progress).await {
         Ok(session) => session,
         Err(e) => {
             log.line(&format!("connect failed: {e}"));
@@ -230,6 +274,9 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         }
     };
     let result = async {
+        if let Some(reboot_timeout) = u.upgrade_driver {
+            upgrade_driver(&mut session, reboot_timeout, &progress, &mut log).await?;
+        }
         let what = if u.imageup { "imageup" } else { "compose pull and up" };
         let spinner = progress.spinner(format!("{what} (time limit {} s)", u.imageup_timeout.as_secs()));
         let started = Instant::now();

@@ -4,7 +4,7 @@
 //! scripts). The tests run shellcheck over each script as sent and check
 //! that no shell file under playbooks/src goes unchecked.
 
-use crate::steps::{health, layout, nvidia, pull, ready, stack};
+use crate::steps::{health, layout, nvidia, pull, ready, stack, upkeep};
 use crate::{apt_get, facts, gather};
 
 /// Libraries: files that define functions only, put in front of the
@@ -12,7 +12,8 @@ use crate::{apt_get, facts, gather};
 pub const LIBRARIES: &[(&str, &str)] = &[
     ("steps/nvidia/debian-sources-rewrite.sh", nvidia::DEBIAN_SOURCES_REWRITE_SH),
     ("steps/layout/compose-env-files.sh", layout::COMPOSE_ENV_FILES_SH),
-    ("steps/stack/run-imageup.sh", stack::RUN_IMAGEUP_SH),
+    ("bring_up/bring-up-lock.sh", crate::bring_up::BRING_UP_LOCK_SH),
+    ("bring_up/run-imageup.sh", crate::bring_up::RUN_IMAGEUP_SH),
     ("steps/health/https-check.sh", health::HTTPS_CHECK_SH),
 ];
 
@@ -23,6 +24,10 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/ready/wait-ready.sh", ready::WAIT_READY_SH.to_string()),
         ("apt_get/apt-source.sh", apt_get::APT_SOURCE_SH.to_string()),
         ("steps/nvidia/debian-components.sh", nvidia::debian_components_script()),
+        ("steps/nvidia/hold-driver.sh", nvidia::HOLD_DRIVER_SH.to_string()),
+        ("steps/nvidia/upgrade-driver.sh", nvidia::UPGRADE_DRIVER_SH.to_string()),
+        ("steps/upkeep/stack-at-boot.sh", upkeep::stack_at_boot_script()),
+        ("steps/upkeep/auto-update.sh", upkeep::auto_update_script()),
         ("steps/layout/clone.sh", layout::CLONE_SH.to_string()),
         ("steps/layout/env-files.sh", layout::env_files_script()),
         ("steps/pull/start-pull.sh", pull::START_PULL_SH.to_string()),

@@ -19,6 +19,7 @@ use crate::steps::ready::{self, ReadyFacts};
 use crate::steps::reboot::{self, RebootFacts};
 use crate::steps::stack::{self, StackFacts};
 use crate::steps::traefik::{self, TraefikFacts};
+use crate::steps::upkeep::{self, UpkeepFacts};
 use crate::template::{self, FileFacts};
 
 /// Everything the steps and the verify report know about the host, parsed
@@ -39,6 +40,7 @@ pub struct Facts {
     pub traefik: TraefikFacts,
     pub stack: StackFacts,
     pub health: HealthFacts,
+    pub upkeep: UpkeepFacts,
 }
 
 impl Facts {
@@ -59,6 +61,7 @@ impl Facts {
             traefik: TraefikFacts::parse(&raw),
             stack: StackFacts::parse(&raw, &containers),
             health: HealthFacts::parse(&raw),
+            upkeep: UpkeepFacts::parse(&raw),
             containers,
         }
     }
@@ -89,7 +92,11 @@ impl FactsInputs {
         FactsInputs {
             packages,
             base_dir: img.map(|i| i.base_dir.clone()),
-            files: img.map(|i| [layout::written_files(i), traefik::written_files(i)].concat()).unwrap_or_default(),
+            files: [
+                img.map(|i| [layout::written_files(i), traefik::written_files(i)].concat()).unwrap_or_default(),
+                upkeep::written_files(),
+            ]
+            .concat(),
             domain: img.and_then(|i| i.checked_domain()).map(str::to_string),
             https_check: img.is_some_and(|i| i.checked_domain().is_some()),
         }
@@ -118,11 +125,12 @@ fn parts(inputs: &FactsInputs) -> Vec<FactsScript> {
         docker::facts_script(),
         nvidia::facts_script(),
         reboot::facts_script(),
+        template::facts_script(),
+        upkeep::facts_script(),
     ];
     if inputs.base_dir.is_some() {
         parts.extend([
             layout::facts_script(),
-            template::facts_script(),
             pull::facts_script(),
             containers::facts_script(),
             traefik::facts_script(),
@@ -138,11 +146,12 @@ pub fn command(inputs: &FactsInputs) -> Cmd {
     let cmd = Cmd::script(facts::compose(&parts(inputs)))
         .named("facts.sh")
         .env("PACKAGES", inputs.packages.join(" "))
-        .env("DEBIAN_COMPONENTS", DEBIAN_NVIDIA_COMPONENTS);
+        .env("DEBIAN_COMPONENTS", DEBIAN_NVIDIA_COMPONENTS)
+        .env("FILES", inputs.files.join(" "))
+        .env("UPKEEP_UNITS", upkeep::units_input());
     let Some(base) = &inputs.base_dir else { return cmd };
     cmd.env("BASE_DIR", base)
         .env("TRAEFIK_DIR", TRAEFIK_DIR)
-        .env("FILES", inputs.files.join(" "))
         .env("DOMAIN", inputs.domain.clone().unwrap_or_default())
         .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })
         .env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string())

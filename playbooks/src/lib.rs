@@ -17,22 +17,27 @@
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
 //!   containers/         Docker's containers and networks, listed once; facts.sh
 //!   template/           render, sha256, upload; files-facts.sh (hash and mode)
+//!   bring_up/           the stack's bring-up, one at a time: bring-up-lock.sh, run-imageup.sh
 //!   steps/
 //!     host/             says what host this is
 //!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
 //!     apt/              lists fresh, upgraded, dpkg repaired first
 //!     docker/           Docker, compose v2, the docker group
-//!     nvidia/           driver, container toolkit, runtime; debian-components.sh
+//!     nvidia/           driver (held against unattended upgrades), container toolkit, runtime;
+//!                       debian-components.sh, hold-driver.sh
 //!     reboot/           reboot when the driver waits for one
 //!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
-//!     layout/           the IMAGE working directory: clone, links, .env, config/*.env, the site override
-//!                       (map servers, test profile, --no-llm, the domain's routes); templates
+//!     layout/           the IMAGE working directory: clone, links, .env, config/*.env (the operator
+//!                       scripts' too), the site override (map servers, test profile, --no-llm,
+//!                       the domain's routes); templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
 //!     traefik/          the traefik network, Traefik, its ACME server; traefik-compose.yml
 //!     stack/            the LLM check, imageup (or compose up), the deploy stamp, services not well;
 //!                       llm-check.sh, stack-up.sh, update.sh
 //!     health/           every service well, the one HTTPS check, the request that proves the stack;
 //!                       health.sh, render-request.sh, probe.png
+//!     upkeep/           systemd units: the stack at boot, IMAGE's healthcheck, the nightly
+//!                       update, image pruning, the power-off at the expiry; their scripts
 //!   gather.rs           the ONE facts command (every part) and Facts, parsed once
 //!   sequence.rs         Step: the order, and which facts each step plans from
 //!   runner.rs           runs the steps over one SSH session: outcomes, reconnects, reboots
@@ -48,6 +53,7 @@
 //! its inputs as environment variables.
 
 pub mod apt_get;
+pub mod bring_up;
 pub mod catalog;
 pub mod containers;
 pub mod facts;

@@ -62,3 +62,15 @@ impl Plan {
         if actions.is_empty() { Plan::Ok(ok()) } else { Plan::Act { why: why.join(", "), actions } }
     }
 }
+
+#[cfg(test)]
+impl Plan {
+    /// The actions as a dry run shows them (the steps' unit tests compare
+    /// plans by these).
+    pub fn commands(&self) -> Vec<String> {
+        match self {
+            Plan::Act { actions, .. } => actions.iter().map(|a| a.describe(false)).collect(),
+            other => panic!("expected actions, got {other:?}"),
+        }
+    }
+}

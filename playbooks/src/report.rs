@@ -10,6 +10,7 @@ use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, acme_server_name, ex
 use crate::steps::health;
 use crate::steps::stack::ServiceTrouble;
 use crate::steps::traefik;
+use crate::steps::upkeep::UpkeepFacts;
 
 /// What to check, and where.
 #[derive(Clone, Debug)]
@@ -104,6 +105,8 @@ pub struct Report {
     pub orchestrator: Option<String>,
     pub domain: Option<String>,
     pub extension_url: Option<String>,
+    /// image-provision's units on the host: "ENABLED ACTIVE" by name.
+    pub upkeep: std::collections::BTreeMap<String, String>,
     pub checks: Vec<Check>,
     /// Names of the failed checks.
     pub failed: Vec<&'static str>,
@@ -158,7 +161,10 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
                 f.nvidia
                     .smi_error
                     .as_ref()
-                    .map(|e| format!("nvidia-smi fails: {e}"))
+                    .map(|e| match crate::steps::nvidia::smi_error_advice(e) {
+                        Some(advice) => format!("nvidia-smi fails: {e}: {advice}"),
+                        None => format!("nvidia-smi fails: {e}"),
+                    })
                     .unwrap_or_else(|| "nvidia-smi not found (no NVIDIA driver)".into()),
             ),
         }
@@ -243,6 +249,10 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
             extra.push(skip("traefik", "no domain: no site to route"));
         }
     }
+    if o.stack || !f.upkeep.units.is_empty() {
+        let (ok, detail) = upkeep_check(&f.upkeep);
+        check("upkeep", ok, detail);
+    }
     checks.extend(extra);
     let failed: Vec<&'static str> = checks.iter().filter(|c| c.status == Status::Failed).map(|c| c.name).collect();
     Report {
@@ -262,8 +272,37 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         orchestrator,
         extension_url: domain.as_ref().filter(|_| o.stack).map(|d| extension_url(d)),
         domain,
+        upkeep: f.upkeep.units.iter().map(|(u, s)| (u.clone(), format!("{} {}", s.enabled, s.active))).collect(),
         checks,
         failed,
+    }
+}
+
+/// What runs on the server by itself: well when each timer installed is
+/// enabled and waiting and no unit failed its last run. A stack that does
+/// not start at boot is said, not failed (--no-start-at-boot chose it).
+fn upkeep_check(u: &UpkeepFacts) -> (bool, String) {
+    let mut trouble = Vec::new();
+    let mut said = Vec::new();
+    match u.state("image-provision-stack.service") {
+        Some(s) if s.enabled == "enabled" => said.push("the stack starts at boot".to_string()),
+        _ => said.push("the stack does not start at boot (run bootstrap again to install the unit)".to_string()),
+    }
+    for (unit, s) in &u.units {
+        if unit.ends_with(".timer") {
+            if s.enabled == "enabled" && s.active == "active" {
+                said.push(format!("{unit} waiting"));
+            } else {
+                trouble.push(format!("{unit} {} {}", s.enabled, s.active));
+            }
+        } else if s.active == "failed" {
+            trouble.push(format!("{unit} failed its last run (journalctl -u {unit})"));
+        }
+    }
+    if trouble.is_empty() {
+        (true, said.join("; "))
+    } else {
+        (false, format!("{}; {}", trouble.join("; "), said.join("; ")))
     }
 }
 

@@ -24,13 +24,14 @@ pub enum Step {
     Traefik,
     Stack,
     Health,
+    Upkeep,
 }
 
 impl Step {
     /// In the order they run. The layout and the background pull come right
     /// after Docker, so the pull (the longest wait) overlaps the driver
     /// install; Traefik and the stack come after the reboot.
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::Host,
         Step::Ready,
         Step::Apt,
@@ -43,6 +44,7 @@ impl Step {
         Step::Traefik,
         Step::Stack,
         Step::Health,
+        Step::Upkeep,
     ];
 
     /// The IMAGE steps (not run with --no-stack).
@@ -50,9 +52,14 @@ impl Step {
         matches!(self, Step::Layout | Step::Pull | Step::Traefik | Step::Stack | Step::Health)
     }
 
-    /// The steps this configuration runs, in order.
+    /// The steps this configuration runs, in order. The upkeep step runs
+    /// with the stack or an expiry: without either nothing runs by itself.
     pub fn for_config(cfg: &Config) -> Vec<Step> {
-        Step::ALL.into_iter().filter(|s| cfg.image.is_some() || !s.is_image()).collect()
+        Step::ALL
+            .into_iter()
+            .filter(|s| cfg.image.is_some() || !s.is_image())
+            .filter(|s| *s != Step::Upkeep || cfg.image.is_some() || cfg.expires_at.is_some())
+            .collect()
     }
 
     pub fn name(self) -> &'static str {
@@ -69,6 +76,7 @@ impl Step {
             Step::Traefik => "traefik",
             Step::Stack => "stack",
             Step::Health => "health",
+            Step::Upkeep => "upkeep",
         }
     }
 
@@ -104,6 +112,7 @@ impl Step {
             (Step::Nvidia, _) => steps::nvidia::plan(&f.host, &f.sources, &f.docker, &f.nvidia, cfg, fam),
             (Step::Reboot, _) => steps::reboot::plan(&f.host, &f.nvidia, &f.reboot, cfg, dry_run_driver),
             (Step::GpuCheck, _) => steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg),
+            (Step::Upkeep, _) => steps::upkeep::plan(&f.upkeep, &f.files, cfg),
             (_, None) => Plan::Skip("--no-stack".into()),
             (Step::Layout, Some(img)) => steps::layout::plan(gid, &f.layout, &f.files, &f.stack.llm_services, img),
             (Step::Pull, Some(img)) => {
@@ -161,13 +170,6 @@ fn sudo_refusal(host: &HostFacts) -> Option<Plan> {
 mod tests {
     use super::*;
 
-    fn commands(plan: &Plan) -> Vec<String> {
-        match plan {
-            Plan::Act { actions, .. } => actions.iter().map(|a| a.describe(false)).collect(),
-            other => panic!("expected actions, got {other:?}"),
-        }
-    }
-
     #[test]
     fn interrupted_dpkg_is_finished_before_apt() {
         let f = Facts::parse(
@@ -176,10 +178,10 @@ mod tests {
              dpkg.interrupted=yes\napt.lists_age=10\napt.upgradable=0\n",
         );
         let cfg = Config::default();
-        let cmds = commands(&Step::Apt.plan(&f, &cfg, false));
+        let cmds = Step::Apt.plan(&f, &cfg, false).commands();
         assert_eq!(cmds.len(), 1);
         assert!(cmds[0].ends_with("dpkg --force-confdef --force-confold --configure -a"), "{cmds:?}");
-        let cmds = commands(&Step::Nvidia.plan(&f, &cfg, false));
+        let cmds = Step::Nvidia.plan(&f, &cfg, false).commands();
         assert!(cmds[0].ends_with("--configure -a"), "{cmds:?}");
         // Ready and the GPU check never run apt.
         assert!(matches!(Step::Ready.plan(&f, &cfg, false), Plan::Ok(_)));

@@ -118,6 +118,35 @@ pub enum Llm {
     Without,
 }
 
+/// What runs on the server by itself once bootstrap is done (the upkeep
+/// step's units).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upkeep {
+    /// The stack's containers started, and warmed up, at every boot.
+    pub start_at_boot: bool,
+    /// IMAGE's scripts/healthcheck this often; None: not run.
+    pub healthcheck_every: Option<Duration>,
+    /// imageup --service at these times (a systemd calendar event); None:
+    /// never (production's default: imageup skips such runs there).
+    pub auto_update: Option<String>,
+    /// Dangling images removed at these times (a calendar event); None: never.
+    pub prune: Option<String>,
+}
+
+pub const DEFAULT_HEALTHCHECK_EVERY: Duration = Duration::from_secs(600);
+pub const DEFAULT_PRUNE: &str = "weekly";
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Upkeep {
+            start_at_boot: true,
+            healthcheck_every: Some(DEFAULT_HEALTHCHECK_EVERY),
+            auto_update: None,
+            prune: Some(DEFAULT_PRUNE.into()),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ImageConfig {
     pub base_dir: String,
@@ -153,6 +182,7 @@ pub struct ImageConfig {
     /// GET https://DOMAIN/health from the host, through its own Traefik
     /// at [`DEFAULT_HTTPS_ADDR`] (off only in tests without real Traefik).
     pub https_check: bool,
+    pub upkeep: Upkeep,
 }
 
 impl Default for ImageConfig {
@@ -175,6 +205,7 @@ impl Default for ImageConfig {
             imageup_timeout: DEFAULT_IMAGEUP_TIMEOUT,
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             https_check: true,
+            upkeep: Upkeep::default(),
         }
     }
 }
@@ -191,6 +222,15 @@ impl ImageConfig {
     }
     pub fn config_path(&self, name: &str) -> String {
         format!("{}/config/{name}", self.clone_dir())
+    }
+    /// Where IMAGE's scripts/healthcheck logs (its config/healthcheck.env's
+    /// LOG_DIR).
+    pub fn healthcheck_log_dir(&self) -> String {
+        format!("{}/logs/healthcheck", self.base_dir)
+    }
+    /// The log directory of the IMAGE team's image_daily_cron.
+    pub fn daily_log_dir(&self) -> String {
+        format!("{}/logs/daily", self.base_dir)
     }
     pub fn traefik_path(&self) -> String {
         format!("{TRAEFIK_DIR}/docker-compose.yml")

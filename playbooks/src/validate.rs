@@ -4,7 +4,8 @@
 //! variable without breaking its syntax.
 
 /// The env files a person may supply with `--env-file NAME=PATH`.
-pub const SUPPLIED_ENV_FILES: &[&str] = &["llm.env", "maps.env", "azure-api.env", "apis-and-selection.env"];
+pub const SUPPLIED_ENV_FILES: &[&str] =
+    &["llm.env", "maps.env", "azure-api.env", "apis-and-selection.env", "healthcheck.env"];
 /// What llm.env must set (non-empty): the orchestrator's LLM client.
 pub const LLM_KEYS: &[&str] = &["LLM_URL", "LLM_API_KEY", "LLM_MODEL"];
 
@@ -230,6 +231,27 @@ pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
                  LLM_API_KEY a key or a placeholder for a server without one, LLM_MODEL a Qwen-VL model)",
                 lacking.join(", ")
             ));
+        }
+    }
+    if name == "healthcheck.env" {
+        // IMAGE's scripts/healthcheck exports its lines through xargs, not
+        // as compose reads them: plain KEY=value only.
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let plain = line.split_once('=').is_some_and(|(k, v)| {
+                !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !v.chars().any(|c| c.is_whitespace() || matches!(c, '"' | '\'' | '\\' | '$' | '#'))
+            });
+            if !plain {
+                return Err(format!(
+                    "line {}: IMAGE's scripts/healthcheck reads plain KEY=value lines only (no spaces, quotes, `export ` or trailing comments), e.g. SLACK_WEBHOOK_URL=https://hooks.slack.com/services/...",
+                    n + 1
+                ));
+            }
         }
     }
     Ok(())

@@ -95,7 +95,9 @@ fn full_run(distro: Distro) {
         Distro::Debian12 => "nvidia-driver",
         Distro::Ubuntu2204Standin => "nvidia-driver-570-server",
     };
-    host.sh_ok(&format!("dpkg-query -W -f='${{Status}}' {driver} | grep -q 'install ok installed'"));
+    // Installed and held against unattended upgrades (apt-mark hold).
+    host.sh_ok(&format!("dpkg-query -W -f='${{Status}}' {driver} | grep -q 'hold ok installed'"));
+    assert!(host.sh_ok("apt-mark showhold").lines().any(|l| l == driver), "{driver} held");
     assert!(host.sh_ok("getent group docker").trim().ends_with(user), "{user} in the docker group");
     assert!(host.sh_ok("cat /etc/docker/daemon.json").contains("nvidia-container-runtime"));
     if distro == Distro::Debian12 {
@@ -280,8 +282,9 @@ fn wait_for_file(host: &TestHost, path: &str, timeout: Duration) {
     }
 }
 
+/// Installed, whether held (apt-mark hold, as the driver is) or not.
 fn dpkg_installed(host: &TestHost, pkg: &str) -> bool {
-    host.sh(&format!("dpkg-query -W -f='${{Status}}' {pkg} | grep -q 'install ok installed'")).status.success()
+    host.sh(&format!("dpkg-query -W -f='${{Status}}' {pkg} | grep -Eq '^(install|hold) ok installed'")).status.success()
 }
 
 /// sshd (and with it the session and dpkg under it) killed while the driver

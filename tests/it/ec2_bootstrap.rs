@@ -63,6 +63,17 @@ fn by_name(env: &Ec2Env, host: &TestHost, args: &str) -> Output {
     cli::run(&mut cmd, args)
 }
 
+/// The expiry timer's calendar on the host.
+fn tag_calendar(host: &TestHost) -> String {
+    host.sh_ok("systemctl show -p TimersCalendar --value image-provision-expire.timer")
+}
+
+/// systemd's rendering of the calendar event for an RFC 3339 expiry.
+fn calendar(expires_at: &str) -> String {
+    let at: jiff::Timestamp = expires_at.parse().unwrap_or_else(|e| panic!("{expires_at:?}: {e}"));
+    format!("OnCalendar={} ;", at.strftime("%Y-%m-%d %H:%M:%S UTC"))
+}
+
 fn pub_of(key: &Path) -> std::path::PathBuf {
     key.with_extension("pub")
 }
@@ -80,9 +91,14 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     let acme = host.enable_acme();
     let public = host_key_installed(&env, &host, "e2e");
 
-    let out = create_with(&env, &host, "e2e", true, &["--acme-server", &acme]);
+    let out = create_with(&env, &host, "e2e", true, &["--acme-server", &acme, "--ttl", "2h"]);
     assert_eq!(out.status.code(), Some(0));
     let summary = stdout(&out);
+    // The server ends itself at its expiry: a timer on the host, armed at
+    // the tag's time.
+    let expires = summary.lines().find_map(|l| l.strip_prefix("expires    ")).unwrap_or_default();
+    let expires = expires.split_whitespace().next().unwrap_or_default().to_string();
+    assert!(tag_calendar(&host).contains(&calendar(&expires)), "{}: {summary}", tag_calendar(&host));
     assert!(summary.contains("extension URL: https://image.example.org/"), "{summary}");
     let time = summary.lines().find(|l| l.starts_with("time       ")).unwrap_or_default();
     assert!(time.contains("to running ") && time.contains("to SSH "), "{summary}");
@@ -127,18 +143,25 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     verify();
 
     // Converged: a second create (as JSON) reuses the instance and changes
-    // nothing; each host step is there with its time.
-    let again = create_with(&env, &host, "e2e", true, &["--json", "--acme-server", &acme]);
+    // nothing but the expiry it moves (tag and timer); each host step is
+    // there with its time.
+    let again = create_with(&env, &host, "e2e", true, &["--json", "--acme-server", &acme, "--ttl", "5h"]);
     assert_eq!(again.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&again.stdout).expect("one JSON object on stdout");
     assert_eq!((v["reused"].clone(), v["ok"].clone()), (true.into(), true.into()), "{v}");
     let steps = v["steps"].as_array().unwrap_or_else(|| panic!("no steps in {v}"));
     let names: Vec<&str> = steps.iter().filter_map(|s| s["name"].as_str()).collect();
     assert_eq!(names.first(), Some(&"host"), "{names:?}");
-    assert_eq!(names.last(), Some(&"health"), "{names:?}");
-    let changed: Vec<&serde_json::Value> =
-        steps.iter().filter(|s| s["outcome"] != "ok" && s["outcome"] != "skipped").collect();
-    assert!(changed.is_empty(), "a converged run did {changed:?}");
+    assert_eq!(names.last(), Some(&"upkeep"), "{names:?}");
+    let changed: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["outcome"] != "ok" && s["outcome"] != "skipped")
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(changed, ["upkeep"], "a converged run did more than move the expiry: {steps:?}");
+    let moved = v["expires_at"].as_str().unwrap().to_string();
+    assert!(moved > expires, "{moved} after {expires}");
+    assert!(tag_calendar(&host).contains(&calendar(&moved)), "re-armed at {moved}: {}", tag_calendar(&host));
     let step_secs: f64 = steps.iter().filter_map(|s| s["seconds"].as_f64()).sum();
     let host_secs = v["time"]["host_steps_seconds"].as_f64().unwrap();
     assert!((host_secs - step_secs).abs() < 0.1 * steps.len() as f64, "{host_secs} vs {step_secs}");

@@ -27,6 +27,8 @@ mod env_files;
 mod remote_on_testhost;
 /// The test host harness itself, through OpenSSH's client.
 mod testhost_selftest;
+/// What runs on a bootstrapped server by itself: units, timers, a reboot.
+mod upkeep;
 /// `verify` and `update` on a finished test host.
 mod verify_update;
 /// `ec2 create` end to end on a real virtual machine (qemu, cloud-init).

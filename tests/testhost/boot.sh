@@ -122,8 +122,12 @@ nspawn_pid=
 boot() {
     log "booting $machine ($host_ip)"
     rm -f "$ctl/leader"
+    # --console=read-only: the host's console is read into console.log. A
+    # passive console is read by no one: once its buffer fills, PID 1
+    # blocks on its next status line and the host freezes (it did, after a
+    # reboot, on the units the upkeep test starts).
     systemd-nspawn --quiet -D "$m" --boot --register=no --keep-unit -M "$machine" \
-        --network-veth --console=passive \
+        --network-veth --console=read-only \
         --capability=all --system-call-filter='add_key keyctl bpf' \
         --bind="$dir/docker:/var/lib/docker" --bind="$dir/containerd:/var/lib/containerd" \
         --bind-ro="$archive:/srv/archive-standin" \

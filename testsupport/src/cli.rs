@@ -120,8 +120,21 @@ pub fn summary_rows(o: &Output) -> Vec<Vec<String>> {
 }
 
 /// Every host step with the IMAGE steps, in the order they run.
-pub const IMAGE_STEPS: [&str; 12] =
-    ["host", "ready", "apt", "docker", "layout", "pull", "nvidia", "reboot", "gpu-check", "traefik", "stack", "health"];
+pub const IMAGE_STEPS: [&str; 13] = [
+    "host",
+    "ready",
+    "apt",
+    "docker",
+    "layout",
+    "pull",
+    "nvidia",
+    "reboot",
+    "gpu-check",
+    "traefik",
+    "stack",
+    "health",
+    "upkeep",
+];
 
 /// The summary table's (STEP, OUTCOME) rows; a dry run's "would change" is
 /// one outcome.

@@ -30,11 +30,16 @@ else
 fi
 kv gpu "$gpu"
 
-# Installed packages among those asked about: pkg.NAME=VERSION.
+# Installed packages among those asked about: pkg.NAME=VERSION, and
+# held.NAME=yes for those held.
 if [ -n "${PACKAGES:-}" ]; then
     # shellcheck disable=SC2086 # PACKAGES is a list of words on purpose
     dpkg-query -W -f='${Package}\t${db:Status-Abbrev}\t${Version}\n' $PACKAGES 2>/dev/null |
         while IFS=$'\t' read -r name status version; do
-            case $status in ii*) kv "pkg.$name" "$version" ;; esac
+            # ii: installed; hi: installed and held (apt-mark hold).
+            case $status in
+            ii*) kv "pkg.$name" "$version" ;;
+            hi*) kv "pkg.$name" "$version" && kv "held.$name" yes ;;
+            esac
         done || true
 fi

@@ -42,6 +42,8 @@ pub struct HostFacts {
     pub gpu: Option<String>,
     /// Installed versions of the watched packages that are installed.
     pub packages: BTreeMap<String, String>,
+    /// The watched packages held (apt-mark hold): upgrades leave them.
+    pub held: Vec<String>,
 }
 
 impl HostFacts {
@@ -66,11 +68,16 @@ impl HostFacts {
                 .filter(|(_, v)| !v.is_empty())
                 .map(|(name, version)| (name.to_string(), version.to_string()))
                 .collect(),
+            held: raw.with_prefix("held.").filter(|(_, v)| *v == "yes").map(|(name, _)| name.to_string()).collect(),
         }
     }
 
     pub fn installed(&self, package: &str) -> bool {
         self.packages.contains_key(package)
+    }
+
+    pub fn held(&self, package: &str) -> bool {
+        self.held.iter().any(|p| p == package)
     }
 
     pub fn is_root(&self) -> bool {

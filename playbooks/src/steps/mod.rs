@@ -15,3 +15,4 @@ pub mod ready;
 pub mod reboot;
 pub mod stack;
 pub mod traefik;
+pub mod upkeep;

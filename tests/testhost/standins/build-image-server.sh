@@ -1,8 +1,8 @@
 #!/bin/bash
 # Builds the stand-in IMAGE-server repository the test host clones instead of
 # GitHub's: OUTDIR/Shared-Reality-Lab/IMAGE-server.git, a bare repository with
-# branch main (the files under image-server/: scripts/imageup and
-# scripts/warmup, config/express-common.env, docker-compose.yml,
+# branch main (the files under image-server/: scripts/imageup, warmup,
+# healthcheck and imagelogs, config/express-common.env, docker-compose.yml,
 # ec2-docker-compose.yml) and branch schemas, the content of the `schemas`
 # submodule, whose URL in .gitmodules is the SSH form, as in the real one.
 # Runs on the test machine (its git); the host reaches the repository

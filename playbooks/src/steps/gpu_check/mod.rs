@@ -13,6 +13,13 @@ pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Conf
         return Plan::Skip(why);
     }
     let Some(smi) = &nv.smi else {
+        if let Some(advice) = nv.smi_error.as_deref().and_then(nvidia::smi_error_advice) {
+            return Plan::Refuse {
+                message: format!("nvidia-smi does not work: {}", nv.smi_error.as_deref().unwrap_or_default()),
+                hint: advice.into(),
+                usage: false,
+            };
+        }
         return Plan::Refuse {
             message: format!(
                 "nvidia-smi does not work: {}",

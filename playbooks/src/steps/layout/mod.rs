@@ -48,7 +48,54 @@ pub fn env_files_script() -> String {
 pub fn written_files(img: &ImageConfig) -> Vec<String> {
     let mut files = vec![img.env_path(), img.site_path(), img.config_path("imageup.env")];
     files.extend(img.env_files.iter().map(|(name, _)| img.config_path(name)));
+    for f in operator_env_files(img) {
+        if !files.contains(&f.path) {
+            files.push(f.path);
+        }
+    }
     files
+}
+
+/// An env file one of the IMAGE team's operator scripts reads.
+pub struct OperatorEnvFile {
+    pub path: String,
+    pub content: String,
+    /// It holds what the person supplied (healthcheck.env's Slack webhook).
+    pub secret: bool,
+}
+
+/// The env files the IMAGE team's operator scripts read from config/, so
+/// they work on a fresh server: bin/imagelogs (DOCKER_DIR),
+/// image_daily_cron (LOG_DIR), and healthcheck (LOG_DIR, which the upkeep
+/// step's timer prunes; the supplied healthcheck.env's lines, such as
+/// SLACK_WEBHOOK_URL, before it). Plain KEY=value lines: the scripts export
+/// them through xargs.
+pub fn operator_env_files(img: &ImageConfig) -> Vec<OperatorEnvFile> {
+    let header = "# Written by image-provision for the IMAGE team's operator scripts.\n";
+    let supplied = img.env_files.iter().find(|(name, _)| name == "healthcheck.env").map(|(_, c)| c);
+    let mut healthcheck = header.to_string();
+    if let Some(content) = supplied {
+        let text = String::from_utf8_lossy(content);
+        // Ours last: the scripts' export takes the last of a key.
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("LOG_DIR=")) {
+            healthcheck.push_str(line);
+            healthcheck.push('\n');
+        }
+    }
+    healthcheck.push_str(&format!("LOG_DIR={}\n", img.healthcheck_log_dir()));
+    vec![
+        OperatorEnvFile {
+            path: img.config_path("imagelogs.env"),
+            content: format!("{header}DOCKER_DIR={}\n", img.base_dir),
+            secret: false,
+        },
+        OperatorEnvFile {
+            path: img.config_path("image_daily_cron.env"),
+            content: format!("{header}LOG_DIR={}\n", img.daily_log_dir()),
+            secret: false,
+        },
+        OperatorEnvFile { path: img.config_path("healthcheck.env"), content: healthcheck, secret: supplied.is_some() },
+    ]
 }
 
 /// COMPOSE_FILE: absolute paths, as imageup runs compose from inside the clone too.
@@ -249,11 +296,20 @@ pub fn plan(
         why.push("write config/imageup.env".into());
         actions.push(upload(imageup_path, imageup_env, 0o600, false));
     }
-    for (name, content) in &img.env_files {
+    for (name, content) in img.env_files.iter().filter(|(name, _)| name != "healthcheck.env") {
         let path = img.config_path(name);
         if !files.is(&path, content, "600") {
             why.push(format!("write config/{name}"));
             actions.push(upload(path, content.clone(), 0o600, true));
+        }
+    }
+    for f in operator_env_files(img) {
+        // healthcheck.env may hold a Slack webhook: root's only, like the
+        // supplied files; the others name directories.
+        let (mode, bits) = if f.path.ends_with("/healthcheck.env") { ("600", 0o600) } else { ("644", 0o644) };
+        if !files.is(&f.path, f.content.as_bytes(), mode) {
+            why.push(format!("write config/{}", f.path.rsplit('/').next().unwrap_or_default()));
+            actions.push(upload(f.path, f.content, bits, f.secret));
         }
     }
     // After the uploads: they make some of the files this would otherwise
@@ -332,6 +388,36 @@ mod tests {
         assert!(text.contains("GIT_REMOTE=https://github.com/Shared-Reality-Lab/IMAGE-server.git\n"));
     }
 
+    /// The operator scripts' env files: plain lines, the directories under
+    /// the base directory, a supplied healthcheck.env's webhook kept and
+    /// its LOG_DIR replaced (the timer prunes that directory).
+    #[test]
+    fn operator_env_files_name_the_directories_and_keep_the_webhook() {
+        let mut img = ImageConfig::default();
+        let by_name = |img: &ImageConfig, name: &str| {
+            operator_env_files(img).into_iter().find(|f| f.path.ends_with(&format!("/{name}"))).unwrap()
+        };
+        assert!(by_name(&img, "imagelogs.env").content.ends_with("\nDOCKER_DIR=/var/docker/image\n"));
+        assert!(by_name(&img, "image_daily_cron.env").content.ends_with("\nLOG_DIR=/var/docker/image/logs/daily\n"));
+        let plain = by_name(&img, "healthcheck.env");
+        assert!(plain.content.ends_with("\nLOG_DIR=/var/docker/image/logs/healthcheck\n") && !plain.secret);
+        img.env_files = vec![(
+            "healthcheck.env".into(),
+            b"SLACK_WEBHOOK_URL=https://hooks.slack.test/T/B/x\nLOG_DIR=/tmp\n".to_vec(),
+        )];
+        let supplied = by_name(&img, "healthcheck.env");
+        assert!(supplied.secret);
+        assert!(
+            supplied.content.contains("\nSLACK_WEBHOOK_URL=https://hooks.slack.test/T/B/x\n"),
+            "{}",
+            supplied.content
+        );
+        assert!(!supplied.content.contains("LOG_DIR=/tmp"), "{}", supplied.content);
+        // Written once, by the operator files, not also as a supplied file.
+        let paths = written_files(&img);
+        assert_eq!(paths.iter().filter(|p| p.ends_with("/healthcheck.env")).count(), 1, "{paths:?}");
+    }
+
     #[test]
     fn converged_layout_is_ok_and_a_changed_secret_is_uploaded_secretly() {
         let mut img = ImageConfig::with_site();
@@ -345,6 +431,10 @@ mod tests {
         text.push_str(&format!("file.{}={} 644\n", img.env_path(), sha256_hex(env_text(&img, "998"))));
         text.push_str(&format!("file.{}={} 644\n", img.site_path(), sha256_hex(site_text(&img, &[]))));
         text.push_str(&format!("file.{}={} 600\n", img.config_path("imageup.env"), sha256_hex(imageup_env_text(&img))));
+        for f in operator_env_files(&img) {
+            let mode = if f.path.ends_with("/healthcheck.env") { 600 } else { 644 };
+            text.push_str(&format!("file.{}={} {mode}\n", f.path, sha256_hex(&f.content)));
+        }
         let converged = format!("{text}file.{}={} 600\n", img.config_path("llm.env"), sha256_hex(&img.env_files[0].1));
         let plan_of = |text: &str| {
             let raw = RawFacts::parse(text);

@@ -108,6 +108,42 @@ pub fn installs_driver(why: &str) -> bool {
     why.contains("install nvidia-driver")
 }
 
+pub const HOLD_DRIVER_SH: &str = include_str!("hold-driver.sh");
+
+/// hold-driver.sh for `driver`.
+pub fn hold_driver(driver: &str) -> Cmd {
+    Cmd::script(HOLD_DRIVER_SH).named("hold-driver.sh").sudo().env("DRIVER", driver)
+}
+
+pub const UPGRADE_DRIVER_SH: &str = include_str!("upgrade-driver.sh");
+
+/// What `update --upgrade-driver` runs: the held driver packages upgraded
+/// and held again (upgrade-driver.sh); its output ends with
+/// [`REBOOT_NEEDED`] when one changed.
+pub fn upgrade_driver_command(lock_timeout: std::time::Duration) -> Cmd {
+    Cmd::script(UPGRADE_DRIVER_SH)
+        .named("upgrade-driver.sh")
+        .sudo()
+        .env("LOCK_TIMEOUT", lock_timeout.as_secs().to_string())
+}
+
+/// upgrade-driver.sh's last line when the driver changed.
+pub const REBOOT_NEEDED: &str = "reboot needed";
+
+/// What nvidia-smi says when the driver's libraries were upgraded (by hand
+/// or by unattended-upgrades) while the old kernel module stays loaded.
+pub const VERSION_MISMATCH: &str = "Driver/library version mismatch";
+
+/// What to do about nvidia-smi's error, when it is one we know.
+pub fn smi_error_advice(error: &str) -> Option<&'static str> {
+    error.contains(VERSION_MISMATCH).then_some(
+        "the NVIDIA driver was upgraded without the reboot it needs: its libraries no longer match the kernel module \
+         that is loaded. Reboot the server (`sudo reboot`), then run again; image-provision holds the driver packages \
+         (apt-mark hold) so that unattended upgrades do not do this, and `update --upgrade-driver` upgrades on purpose, \
+         with the reboot",
+    )
+}
+
 pub fn plan(
     host: &HostFacts,
     sources: &SourceFacts,
@@ -137,6 +173,15 @@ pub fn plan(
         }
         why.push(format!("install {driver}"));
         actions.push(Action::Change(apt_install(cfg, &[&driver])));
+    }
+    // Held once installed: a driver upgrade needs its reboot, so it comes
+    // only on purpose (update --upgrade-driver).
+    if host.installed(&driver) && !host.held(&driver) {
+        why.push(format!("hold {driver} against unattended upgrades"));
+        actions.push(Action::Change(hold_driver(&driver)));
+    } else if !host.installed(&driver) && nvidia.smi.is_none() {
+        why.push(format!("then hold {driver}"));
+        actions.push(Action::Change(hold_driver(&driver)));
     }
     let toolkit = host.installed(TOOLKIT);
     if !toolkit {
@@ -231,5 +276,47 @@ mod tests {
             panic!("expected actions")
         };
         assert!(installs_driver(&why), "{why}");
+    }
+
+    /// The driver is held once installed (in the same run as its install),
+    /// and a held driver needs nothing more.
+    #[test]
+    fn the_driver_is_held_against_unattended_upgrades() {
+        let held = |cmds: &[String]| cmds.iter().position(|c| c.contains("hold-driver.sh"));
+        let (host, nvidia) = facts("");
+        let cmds = commands(&host, &nvidia);
+        let install = cmds.iter().position(|c| c.contains("install") && c.contains("nvidia-driver")).unwrap();
+        assert!(held(&cmds).is_some_and(|h| h > install), "{cmds:?}");
+        let (host, nvidia) =
+            facts("pkg.nvidia-driver=535.247.01-1~deb12u1\nnvidia.smi=NVIDIA A10G, 535.247.01, 23028 MiB\n");
+        assert!(held(&commands(&host, &nvidia)).is_some(), "installed, not held");
+        let (host, nvidia) = facts(
+            "pkg.nvidia-driver=535.247.01-1~deb12u1\nheld.nvidia-driver=yes\nnvidia.smi=NVIDIA A10G, 535.247.01, 23028 MiB\n",
+        );
+        assert!(host.held("nvidia-driver") && host.installed("nvidia-driver"));
+        let fam = host.family(false).unwrap();
+        let plan = plan(&host, &SourceFacts::default(), &DockerFacts::default(), &nvidia, &Config::default(), fam);
+        let shown = format!("{plan:?}");
+        assert!(!shown.contains("hold-driver"), "{shown}");
+    }
+
+    /// Libraries upgraded under the loaded module: nvidia-smi's own words
+    /// get what to do.
+    #[test]
+    fn a_version_mismatch_says_reboot() {
+        let (host, nvidia) = facts(
+            "nvidia.smi_error=Failed to initialize NVML: Driver/library version mismatch NVML library version: 570.211\n",
+        );
+        let docker = DockerFacts::default();
+        match crate::steps::gpu_check::plan(&host, &docker, &nvidia, &Config::default()) {
+            Plan::Refuse { message, hint, .. } => {
+                assert!(message.contains("Driver/library version mismatch"), "{message}");
+                assert!(hint.contains("upgraded without the reboot") && hint.contains("sudo reboot"), "{hint}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            smi_error_advice("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver").is_none()
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use image_provision_remote::Cmd;
 use sha2::{Digest, Sha256};
 
+use crate::bring_up::BRING_UP;
 use crate::containers::{Container, Containers};
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
@@ -33,9 +34,6 @@ pub const LLM_CHECK_SH: &str = include_str!("llm-check.sh");
 pub const CUDA_CHECK_SH: &str = include_str!("cuda-check.sh");
 /// How long the LLM check waits for the model list.
 const LLM_CHECK_TIMEOUT_SECS: u64 = 20;
-/// A library: the bring-up (imageup or compose) under its lock and time
-/// limit, for stack-up.sh and update.sh alike.
-pub const RUN_IMAGEUP_SH: &str = include_str!("run-imageup.sh");
 
 /// The facts script (input BASE_DIR). It reads what the containers facts
 /// left, so it goes after them.
@@ -45,12 +43,12 @@ pub fn facts_script() -> FactsScript {
 
 /// stack-up.sh as sent, with the bring-up in front.
 pub fn stack_up_script() -> String {
-    with_libraries(&[RUN_IMAGEUP_SH], STACK_UP_SH)
+    with_libraries(&BRING_UP, STACK_UP_SH)
 }
 
 /// update.sh as sent, with the bring-up in front.
 pub fn update_script() -> String {
-    with_libraries(&[RUN_IMAGEUP_SH], UPDATE_SH)
+    with_libraries(&BRING_UP, UPDATE_SH)
 }
 
 /// The LLM check (llm-check.sh) against the config/llm.env in `img`'s clone.

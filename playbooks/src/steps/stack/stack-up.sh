@@ -10,7 +10,7 @@ state=$BASE_DIR/.image-provision
 mkdir -p -- "$state"
 rm -f -- "$state/deployed"
 
-# run_imageup, run_compose_up: run-imageup.sh beside this file, put in front
+# run_imageup, run_compose_up: playbooks/src/bring_up/run-imageup.sh, put in front
 # of this script (update.sh uses it too).
 if [ "$IMAGEUP" = yes ]; then
     run_imageup "$BASE_DIR" "$TIMEOUT"

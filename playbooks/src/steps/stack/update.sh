@@ -10,7 +10,7 @@ if [ ! -x "$BASE_DIR/bin/imageup" ] || [ ! -f "$BASE_DIR/.env" ]; then
     echo "$BASE_DIR/bin/imageup or $BASE_DIR/.env not found: this host is not bootstrapped (run \`image-provision bootstrap\` first)" >&2
     exit 3
 fi
-# run_imageup, run_compose_up: run-imageup.sh beside this file, put in front
+# run_imageup, run_compose_up: playbooks/src/bring_up/run-imageup.sh, put in front
 # of this script (stack-up.sh uses it too).
 if [ "$IMAGEUP" = yes ]; then
     run_imageup "$BASE_DIR" "$TIMEOUT"

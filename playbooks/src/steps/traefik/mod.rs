@@ -132,13 +132,6 @@ mod tests {
         assert!(text.contains(&format!("acme.caserver={}\"", crate::settings::LETS_ENCRYPT)), "{text}");
     }
 
-    fn commands(plan: Plan) -> Vec<String> {
-        match plan {
-            Plan::Act { actions, .. } => actions.iter().map(|a| a.describe(false)).collect(),
-            other => panic!("expected actions, got {other:?}"),
-        }
-    }
-
     /// Switching ACME servers clears the certificates the other one issued,
     /// with Traefik stopped, before Traefik comes up with the new server.
     #[test]
@@ -151,23 +144,20 @@ mod tests {
         let containers = Containers::parse(&raw);
         let staging = ImageConfig { acme_server: LETS_ENCRYPT_STAGING.into(), ..ImageConfig::with_site() };
         let was = |server: &str, certificates: bool| TraefikFacts { acme_server: Some(server.into()), certificates };
-        let cmds = commands(plan(&containers, &FileFacts::default(), &was(LETS_ENCRYPT, true), &staging));
+        let cmds = plan(&containers, &FileFacts::default(), &was(LETS_ENCRYPT, true), &staging).commands();
         let at = |needle: &str| {
             cmds.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("{needle} in {cmds:?}"))
         };
         assert!(at("upload") < at(" stop") && at(" stop") < at("rm -f -- /var/docker/traefik/letsencrypt/acme.json"));
         assert!(at("acme.json") < at("up -d"), "{cmds:?}");
         // Back to production: the staging certificates go too.
-        let cmds = commands(plan(
-            &containers,
-            &FileFacts::default(),
-            &was(LETS_ENCRYPT_STAGING, true),
-            &ImageConfig::with_site(),
-        ));
+        let cmds =
+            plan(&containers, &FileFacts::default(), &was(LETS_ENCRYPT_STAGING, true), &ImageConfig::with_site())
+                .commands();
         assert!(cmds.iter().any(|c| c.contains("acme.json")), "{cmds:?}");
         // Same server, or nothing stored: nothing cleared.
         for facts in [was(LETS_ENCRYPT_STAGING, true), was(LETS_ENCRYPT, false)] {
-            let cmds = commands(plan(&containers, &FileFacts::default(), &facts, &staging));
+            let cmds = plan(&containers, &FileFacts::default(), &facts, &staging).commands();
             assert!(!cmds.iter().any(|c| c.contains("acme.json")), "{facts:?}: {cmds:?}");
         }
         // A compose file from before the setting asks production.

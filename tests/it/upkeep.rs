@@ -1,0 +1,263 @@
+//! What keeps a server right after bootstrap (the upkeep step), on a booted
+//! test host: real systemd runs the units and timers bootstrap installs,
+//! real Docker the stack. The stack comes back after a real reboot with no
+//! command from outside; the IMAGE team's healthcheck (the stand-in
+//! repository's, which behaves as the real one) fires and logs; pruning
+//! removes a dangling image and nothing in use; the nightly update runs
+//! imageup --service; turned off, a unit is removed.
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use image_provision_testsupport::cli::{self, outcomes, state_for, stderr, stdout};
+use image_provision_testsupport::testhost::{Distro, TestHost};
+
+use crate::BIN;
+
+const BASE: &str = "/var/docker/image";
+const LOGS: &str = "/var/docker/image/logs/healthcheck";
+
+/// The newer driver's version (the stand-in archive has 570.195.03).
+const NEWER: &str = "570.211.01-0ubuntu0.22.04.1";
+
+/// A newer build of the installed driver (its metapackage and utilities,
+/// made from the installed ones, the version changed) in a local apt
+/// source: what Ubuntu's archive publishes when NVIDIA releases a fix.
+const NEWER_DRIVER: &str = r#"set -euo pipefail
+v=570.211.01-0ubuntu0.22.04.1
+repo=/srv/newer-driver
+work=$(mktemp -d)
+mkdir -p "$repo"
+for p in nvidia-utils-570-server nvidia-driver-570-server; do
+    mkdir -p "$work/$p/DEBIAN"
+    dpkg-query -s "$p" | grep -E '^(Package|Architecture|Maintainer|Depends|Conflicts|Description):' |
+        sed "s/570\.195\.03-0ubuntu0\.22\.04\.1/$v/g" >"$work/$p/DEBIAN/control"
+    echo "Version: $v" >>"$work/$p/DEBIAN/control"
+    for f in postinst postrm; do
+        if [ -f "/var/lib/dpkg/info/$p.$f" ]; then
+            sed 's/570\.195\.03/570.211.01/g' "/var/lib/dpkg/info/$p.$f" >"$work/$p/DEBIAN/$f"
+            chmod 0755 "$work/$p/DEBIAN/$f"
+        fi
+    done
+    dpkg-query -L "$p" | while read -r f; do
+        if [ -f "$f" ]; then mkdir -p "$work/$p$(dirname "$f")"; cp -a "$f" "$work/$p$f"; fi
+    done
+    dpkg-deb --build -Zgzip "$work/$p" "$repo/$p.deb" >/dev/null
+done
+cd "$repo"
+for deb in *.deb; do
+    dpkg-deb -f "$deb"
+    echo "Filename: ./$deb"
+    echo "Size: $(stat -c %s "$deb")"
+    echo "SHA256: $(sha256sum "$deb" | cut -d' ' -f1)"
+    echo
+done >Packages
+echo "deb [trusted=yes] file:$repo ./" >/etc/apt/sources.list.d/newer-driver.list
+"#;
+
+fn run(host: &TestHost, state: &Path, args: &[&str]) -> Output {
+    cli::run(&mut cli::on_host(BIN, host, host.default_user(), state, args), &format!("{args:?}"))
+}
+
+/// The stack's containers on the image network that run, sorted.
+fn running(host: &TestHost) -> Vec<String> {
+    let names = host.sh_ok("docker ps --filter network=image --format '{{.Names}}' | sort");
+    names.lines().map(str::to_string).collect()
+}
+
+/// The newest healthcheck log's text.
+fn newest_log(host: &TestHost) -> String {
+    host.sh_ok(&format!("cat \"$(ls -t {LOGS}/docker_healthcheck_*.log | head -n 1)\""))
+}
+
+#[test]
+fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let state = state_for(&host);
+    let local = tempfile::tempdir().unwrap();
+    // A webhook no one answers (the discard port): the check's post fails
+    // and says so in its log; the URL is a credential and is never shown.
+    let webhook = format!("http://127.0.0.1:9/services/T0/B0/{:016x}", std::process::id() as u64 * 0x9e37_79b9);
+    let hook_env = local.path().join("healthcheck.env");
+    std::fs::write(&hook_env, format!("# the team's channel\nSLACK_WEBHOOK_URL={webhook}\n")).unwrap();
+    let hook_arg = format!("healthcheck.env={}", hook_env.display());
+    let common = [
+        "bootstrap",
+        "--no-llm",
+        "--image-profile",
+        "test",
+        "--imageup-timeout",
+        "3m",
+        "--healthcheck-every",
+        "5m",
+        "--env-file",
+        &hook_arg,
+    ];
+    let args = [&common[..], &["--auto-update", "03:30"]].concat();
+    let boot = run(&host, state.path(), &args);
+    assert!(boot.status.success(), "bootstrap failed");
+    let shown = format!("{}{}", stdout(&boot), stderr(&boot));
+    assert!(!shown.contains(&webhook), "the webhook was shown");
+    let upkeep = cli::step_line(&boot, "upkeep");
+    assert!(
+        upkeep.contains(
+            "install: the stack starts at boot; health check every 300s; update at *-*-* 03:30:00 UTC; \
+             dangling images pruned weekly"
+        ),
+        "{upkeep}"
+    );
+    assert_eq!(upkeep.split_whitespace().nth(1), Some("changed"), "{upkeep}");
+
+    // Installed, enabled, and the timers waiting with their schedules.
+    let units = "image-provision-stack.service image-provision-healthcheck.timer image-provision-update.timer \
+                 image-provision-prune.timer";
+    assert_eq!(host.sh_ok(&format!("systemctl is-enabled {units}")), "enabled\n".repeat(4));
+    let timers = "image-provision-healthcheck.timer image-provision-update.timer image-provision-prune.timer";
+    assert_eq!(host.sh_ok(&format!("systemctl is-active {timers}")), "active\n".repeat(3));
+    let calendar = host.sh_ok("systemctl show -p TimersCalendar --value image-provision-update.timer");
+    assert!(calendar.contains("03:30:00 UTC"), "{calendar}");
+    let monotonic = host.sh_ok("systemctl show -p TimersMonotonic --value image-provision-healthcheck.timer");
+    assert!(monotonic.contains("OnUnitActiveUSec=5min"), "{monotonic}");
+    assert!(!host.exists("/etc/systemd/system/image-provision-expire.timer"), "no --ttl, no power-off");
+    // The driver is held against unattended upgrades.
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-570-server") && held.contains("nvidia-utils-570-server"), "{held}");
+    // The operator scripts' env files: healthcheck.env root's only, with
+    // the webhook and our LOG_DIR; bin/imagelogs works as written.
+    let env = format!("{BASE}/IMAGE-server/config/healthcheck.env");
+    assert_eq!(host.sh_ok(&format!("stat -c %a {env}")).trim(), "600");
+    let text = String::from_utf8(host.read(&env)).unwrap();
+    assert!(text.contains(&format!("SLACK_WEBHOOK_URL={webhook}\n")) && text.contains(&format!("LOG_DIR={LOGS}\n")));
+    let logs = host.sh(&format!("{BASE}/bin/imagelogs"));
+    assert!(logs.status.success(), "imagelogs: {}", String::from_utf8_lossy(&logs.stderr));
+
+    // The healthcheck, triggered as its timer would: a log of every
+    // container, and logs older than two weeks pruned.
+    let stack = running(&host);
+    assert!(stack.len() >= 5, "{stack:?}");
+    host.sh_ok(&format!("mkdir -p {LOGS} && touch -d '20 days ago' {LOGS}/docker_healthcheck_20000101_000000.log"));
+    host.sh_ok("systemctl start image-provision-healthcheck.service");
+    let log = newest_log(&host);
+    assert!(log.contains("No issues detected") && log.contains(&stack[0]), "{log}");
+    assert!(!host.exists(&format!("{LOGS}/docker_healthcheck_20000101_000000.log")), "the old log stays");
+    // A stopped service is flagged, and the post to the webhook tried.
+    let stopped = stack.iter().find(|c| !c.contains("orchestrator")).unwrap().clone();
+    host.sh_ok(&format!("docker stop {stopped} >/dev/null; sleep 1"));
+    host.sh_ok("systemctl start image-provision-healthcheck.service");
+    let log = newest_log(&host);
+    assert!(log.contains(&format!("Expected container *{stopped}")) && log.contains("not running"), "{log}");
+    assert!(log.contains("Error sending Slack notification"), "{log}");
+
+    // Pruning: a dangling image goes, every image a container uses stays.
+    let commit = format!("docker commit {} local/scratch:1 >/dev/null", stack[0]);
+    host.sh_ok(&format!("{commit}; {commit}"));
+    assert_eq!(host.sh_ok("docker images -q -f dangling=true | wc -l").trim(), "1");
+    host.sh_ok("systemctl start image-provision-prune.service");
+    assert_eq!(host.sh_ok("docker images -q -f dangling=true | wc -l").trim(), "0");
+    host.sh_ok("docker ps -a --format '{{.Image}}' | sort -u | xargs docker image inspect >/dev/null");
+    host.sh_ok("docker image inspect local/scratch:1 >/dev/null");
+
+    // A re-run changes nothing.
+    host.sh_ok(&format!("docker start {stopped} >/dev/null"));
+    let again = run(&host, state.path(), &args);
+    assert!(again.status.success());
+    for (step, outcome) in outcomes(&again) {
+        let want = if step == "traefik" { "skipped" } else { "ok" }; // no --domain
+        assert_eq!(outcome, want, "step {step} on the re-run:\n{}", stdout(&again));
+    }
+    host.sh_ok(&format!("docker stop {stopped} >/dev/null"));
+
+    // A real reboot: every IMAGE service has restart: "no", yet the stack
+    // (the stopped service too) is back with no command from outside.
+    let reboots = host.reboots();
+    let _ = host.ssh_command("root").arg("systemctl reboot").output();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while host.reboots() <= reboots {
+        assert!(Instant::now() < deadline, "no reboot within 120 s:\n{}", host.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    host.wait_for_sshd(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let done = host.sh("systemctl is-active image-provision-stack.service").stdout == b"active\n";
+        if done && running(&host) == stack {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stack is not back 240 s after the reboot: {:?}\n{}",
+            running(&host),
+            host.sh_ok("journalctl -b -u image-provision-stack --no-pager | tail -n 30")
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let journal = host.sh_ok("journalctl -b -u image-provision-stack --no-pager");
+    assert!(journal.contains("starting the stack's containers") && journal.contains("the stack is up"), "{journal}");
+    let warmups = host.sh_ok(&format!("ls {BASE}/testing/warmup | wc -l"));
+    assert!(warmups.trim().parse::<u32>().unwrap() >= 2, "warmup ran at boot too: {warmups}");
+    // Healthy once the images' own checks have run (warmup waits only for
+    // the services that warm up), as a person's verify would see it.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let v = loop {
+        let out = run(&host, state.path(), &["verify", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["healthy"] == true {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "not healthy 120 s after the stack came back: {v}");
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    let check = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "upkeep").unwrap().clone();
+    assert_eq!(check["status"], "ok", "{check}");
+    assert!(check["detail"].as_str().unwrap().contains("the stack starts at boot"), "{check}");
+
+    // The nightly update, triggered as its timer would: imageup --service
+    // under the lock, then the health check.
+    let imageups = cli::imageups(&host);
+    let checks = host.sh_ok(&format!("ls {LOGS} | wc -l"));
+    host.sh_ok("systemctl start image-provision-update.service");
+    assert_eq!(cli::imageups(&host), imageups + 1);
+    assert!(host.calls().iter().any(|c| c.ends_with("imageup --service")), "{:?}", host.calls());
+    let journal = host.sh_ok("journalctl -u image-provision-update --no-pager");
+    assert!(journal.contains("imageup --service done"), "{journal}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while host.sh_ok(&format!("ls {LOGS} | wc -l")) == checks {
+        assert!(Instant::now() < deadline, "no health check after the update");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    // A driver upgrade on purpose: with nothing newer, no reboot; with a
+    // newer driver in an apt source, upgraded, held again, one reboot, and
+    // the stack back and updated after it.
+    let update = ["update", "--upgrade-driver", "--imageup-timeout", "3m", "--health-timeout", "2m"];
+    let reboots = host.reboots();
+    let same = run(&host, state.path(), &update);
+    assert!(same.status.success(), "update --upgrade-driver with nothing newer");
+    assert!(stderr(&same).contains("the driver is the newest available: "), "{}", stderr(&same));
+    assert_eq!(host.reboots(), reboots);
+    host.sh_ok(NEWER_DRIVER);
+    let newer = run(&host, state.path(), &update);
+    assert!(newer.status.success(), "update --upgrade-driver");
+    let said = stderr(&newer);
+    assert!(said.contains(&format!("upgraded nvidia-driver-570-server {NEWER}")), "{said}");
+    assert!(said.contains("rebooted in "), "{said}");
+    assert_eq!(host.reboots(), reboots + 1);
+    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("570.211.01"));
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-570-server") && held.contains("nvidia-utils-570-server"), "{held}");
+    let v: serde_json::Value = serde_json::from_slice(&run(&host, state.path(), &["verify", "--json"]).stdout).unwrap();
+    assert_eq!(v["driver_version"], "570.211.01", "{v}");
+
+    // Turned off: the update timer and its unit stopped and removed.
+    let off = run(&host, state.path(), &[&common[..], &["--auto-update", "off"]].concat());
+    assert!(off.status.success());
+    let line = cli::step_line(&off, "upkeep");
+    assert!(line.contains("remove: image-provision-update.timer") && !line.contains("update.service"), "{line}");
+    assert!(!host.exists("/etc/systemd/system/image-provision-update.timer"));
+    assert!(!host.exists("/etc/systemd/system/image-provision-update.service"));
+    assert_eq!(host.sh("systemctl is-active image-provision-update.timer").status.code(), Some(3));
+}
