@@ -435,6 +435,16 @@ pub struct CreateArgs {
     #[arg(long)]
     pub no_bootstrap: bool,
 
+    /// With --domain: no Elastic IP; the name points at the instance's own
+    /// public IP, which changes when it stops and starts
+    #[arg(long)]
+    pub no_elastic_ip: bool,
+
+    /// With --domain: make no Route 53 record for it (point its DNS at the
+    /// server yourself)
+    #[arg(long)]
+    pub no_dns: bool,
+
     #[command(flatten)]
     pub steps: HostStepArgs,
 

@@ -78,6 +78,8 @@ pub struct Ec2Config {
     pub spot_only: Option<bool>,
     pub ttl: Option<String>,
     pub ready_timeout: Option<String>,
+    pub no_elastic_ip: Option<bool>,
+    pub no_dns: Option<bool>,
 }
 
 /// Read the file named by `--config`, or ./image-provision.toml if present.

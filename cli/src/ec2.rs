@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use image_provision_playbooks::StepReport;
 use image_provision_playbooks::preview::{FreshImage, preview};
+use image_provision_provision::dns::DnsOutcome;
 use image_provision_provision::{
-    self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, UbuntuRelease,
+    self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, Route53Api, UbuntuRelease,
 };
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
@@ -48,7 +49,23 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         spec.user_data = Some("<cloud-config carrying the server's SSH host key>".into());
         let created = provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2_error(e, None))?;
         settings.steps.expires_at = created.expires_at;
-        println!("then: wait for the instance to run and answer SSH on port 22");
+        match &created.elastic_ip {
+            Some(address) => {
+                println!("then: wait for the instance to run, and associate its Elastic IP");
+                provision::associate_elastic_ip(&api, address, &created.instance.id, |_| {})
+                    .await
+                    .map_err(|e| ec2_error(e, None))?;
+                println!("then: wait until it answers SSH on port 22");
+            }
+            None => println!("then: wait for the instance to run and answer SSH on port 22"),
+        }
+        if let Some(domain) = &settings.dns_domain {
+            let address = created.elastic_ip.as_ref().map_or("<the instance's public IP>", |a| &a.public_ip);
+            println!("then: its DNS records, in the public Route 53 zone that holds {domain}");
+            provision::dns::publish(&api, &settings.name, domain, address, None, |_| {})
+                .await
+                .map_err(|e| ec2_error(e, None))?;
+        }
         if !settings.no_bootstrap {
             let (version, codename) = match settings.ubuntu {
                 Ubuntu::Jammy => ("22.04", "jammy"),
@@ -86,15 +103,32 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     // run: a --ttl given now, or the one it already had.
     settings.steps.expires_at = created.expires_at.clone();
     let spinner = progress.spinner(format!("waiting for {} to run and answer SSH", created.instance.id));
-    let ready =
-        provision::wait_for_ssh(&api, &created.instance.id, ssh_addr, settings.ready_timeout, |l| spinner.line(l))
-            .await
-            .map_err(|e| ec2_error(e, Some(&itype)))?;
+    let ready = provision::wait_for_ssh(
+        &api,
+        &created.instance.id,
+        created.elastic_ip.as_ref(),
+        ssh_addr,
+        settings.ready_timeout,
+        |l| spinner.line(l),
+    )
+    .await
+    .map_err(|e| ec2_error(e, Some(&itype)))?;
     spinner.finish();
     let instance = ready.instance;
     let phases = Phases { launch, to_running: ready.to_running, to_ssh: ready.to_ssh };
 
+    // With an Elastic IP, the public IP is the Elastic IP by now.
     let ip = instance.public_ip.clone().unwrap_or_default();
+    let dns = match &settings.dns_domain {
+        Some(domain) => Some(
+            provision::dns::publish(&api, &settings.name, domain, &ip, instance.ipv6_address.as_deref(), |l| {
+                progress.line(l)
+            })
+            .await
+            .map_err(|e| ec2_error(e, None))?,
+        ),
+        None => None,
+    };
     // The host key is known only if this run's key is the one the instance
     // was launched with: not so for an instance found running after the
     // state directory was lost.
@@ -126,11 +160,16 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         "expires_at": created.expires_at,
         "ssh": ssh,
         "state_dir": state_dir.display().to_string(),
+        "elastic_ip": created.elastic_ip.as_ref().map(|a| &a.public_ip),
+        "dns": dns,
     });
     if !settings.json {
         println!("name       {}", settings.name);
         println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
-        println!("public IP  {ip}");
+        println!("public IP  {ip}{}", if created.elastic_ip.is_some() { " (Elastic IP)" } else { "" });
+        if let Some(dns) = &dns {
+            println!("DNS        {}", dns_line(dns));
+        }
         println!("zones      {}", created.zones_tried.join(", "));
         if let Some(at) = &created.expires_at {
             println!("expires    {at} (remove with: image-provision ec2 destroy --expired)");
@@ -197,6 +236,23 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         println!("total      {}", phases.total_line(&end.reports));
     }
     end.result
+}
+
+/// The summary's DNS line: what Route 53 holds now, or what to do by hand.
+fn dns_line(outcome: &DnsOutcome) -> String {
+    let records =
+        |records: &[provision::RecordSet]| records.iter().map(provision::dns::describe).collect::<Vec<_>>().join(", ");
+    match outcome {
+        DnsOutcome::Published { zone, records: r, .. } => format!("{} (Route 53 zone {zone})", records(r)),
+        DnsOutcome::NoZone { records: r } => {
+            format!("no Route 53 zone of this account holds it: create {} where its DNS is served", records(r))
+        }
+        DnsOutcome::LeftAlone { zone, existing, wanted } => format!(
+            "left alone: zone {zone} has {}, not made for this server; change it to {} by hand",
+            records(existing),
+            records(wanted)
+        ),
+    }
 }
 
 /// Where a create's minutes went, before the host steps.
@@ -284,6 +340,8 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
         spot_only: s.spot_only,
         expires_at,
         user_data: None,
+        elastic_ip: s.elastic_ip,
+        dns_domain: s.dns_domain.clone(),
         ready_timeout: s.ready_timeout,
     }
 }
@@ -373,7 +431,7 @@ pub async fn destroy(args: &DestroySettings) -> anyhow::Result<()> {
     run_destroy(&api, args, !args.yes).await
 }
 
-async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> anyhow::Result<()> {
+async fn run_destroy<A: Ec2Api + Route53Api>(api: &A, args: &DestroySettings, ask: bool) -> anyhow::Result<()> {
     let progress = Progress::new();
     let mut reports = Vec::new();
     if args.expired {
@@ -445,6 +503,10 @@ async fn run_destroy<A: Ec2Api>(api: &A, args: &DestroySettings, ask: bool) -> a
         list("security groups", &report.security_groups);
         list("key pairs", &report.key_pairs);
         list("Elastic IPs", &report.addresses);
+        list("DNS records", &report.dns_records);
+        if !report.dns_left_alone.is_empty() {
+            println!("  {:<16}{} (not made for {})", "kept DNS", report.dns_left_alone.join(", "), report.name);
+        }
         if let Some(dir) = local {
             println!("  {:<16}{dir}", "local state");
         }

@@ -88,10 +88,13 @@ pub fn aws_hint(e: &AwsError, instance_type: Option<&str>) -> Option<String> {
     let itype = instance_type.unwrap_or("the instance type");
     Some(match code {
         "UnauthorizedOperation" | "AccessDenied" | "AccessDeniedException" => format!(
-            "your AWS identity may not call ec2:{}; ask your AWS administrator to allow it \
+            "your AWS identity may not call {}; ask your AWS administrator to allow it \
              (decode the message with `aws sts decode-authorization-message` for details)",
-            e.action
+            if e.action.contains(':') { e.action.to_string() } else { format!("ec2:{}", e.action) }
         ),
+        "AddressLimitExceeded" => "this region's Elastic IP quota (5 by default) is used up: release addresses \
+             no server uses, ask for more at https://console.aws.amazon.com/servicequotas/, or pass --no-elastic-ip"
+            .into(),
         "AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch" | "ExpiredToken" | "RequestExpired" => {
             "AWS rejected the credentials: check them with `aws sts get-caller-identity`, \
              refresh an SSO session with `aws sso login`, or pick another --profile"
@@ -137,6 +140,11 @@ pub fn ec2_hint(e: &Ec2Error, instance_type: Option<&str>) -> Option<String> {
         Ec2Error::Timeout { .. } => Some(
             "the instance may still be booting: run the same command again to keep waiting (it reuses the instance), \
              or look at its console output in the EC2 console"
+                .into(),
+        ),
+        Ec2Error::DnsNotInSync { .. } => Some(
+            "Route 53 is slow to spread the change: run the same command again, which finds the server and its \
+             records and waits again"
                 .into(),
         ),
         Ec2Error::InstanceFailed { .. } => Some(

@@ -222,6 +222,10 @@ pub struct CreateSettings {
     pub spot_only: bool,
     pub ttl: Option<Duration>,
     pub ready_timeout: Duration,
+    /// Give the server a tagged Elastic IP (with --domain, unless --no-elastic-ip).
+    pub elastic_ip: bool,
+    /// Make Route 53 records for this host name (--domain, unless --no-dns).
+    pub dns_domain: Option<String>,
     pub no_bootstrap: bool,
     pub dry_run: bool,
     pub json: bool,
@@ -284,6 +288,9 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         DEFAULT_READY_TIMEOUT,
     )?;
     let ssh_user = ssh_user(args.ssh_user.as_ref(), f.ssh_user.as_ref())?;
+    // Checked here as well as in the host steps: with --no-stack those do
+    // not read it, and the name still gets its address and record.
+    let domain = domain(args.steps.domain.as_ref(), file.host.domain.as_ref())?;
     let aws = aws_options(&args.aws, f, hooks)?;
     // --no-bootstrap: the steps do not run now, so no LLM need be chosen.
     let steps = host_steps(&args.steps, &file.host, hooks, !args.no_bootstrap)?;
@@ -307,6 +314,8 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         spot_only,
         ttl,
         ready_timeout,
+        elastic_ip: domain.is_some() && !on(args.no_elastic_ip, f.no_elastic_ip),
+        dns_domain: domain.filter(|_| !on(args.no_dns, f.no_dns)),
         no_bootstrap: args.no_bootstrap,
         dry_run: args.dry_run,
         json: args.json,
@@ -357,6 +366,15 @@ fn bootstrap(a: &BootstrapArgs, file: &HostConfig, hooks: &TestHooks) -> Result<
         dry_run: a.dry_run,
         steps: host_steps(&a.steps, file, hooks, true)?,
     })
+}
+
+/// --domain over the file's `[host] domain`: checked, lowercase.
+fn domain(flag: Option<&String>, file: Option<&String>) -> Result<Option<String>, UsageError> {
+    Ok(checked("--domain", flag, file, validate::check_domain)
+        .map_err(|e| {
+            e.hint("give the server's public host name, e.g. --domain image.example.org, whose DNS record points at the server")
+        })?
+        .map(|d| d.to_ascii_lowercase()))
 }
 
 /// A text flag over the file's value: trimmed, not empty, and `check`ed.
@@ -452,11 +470,7 @@ fn key_url_hint(e: UsageError) -> UsageError {
 /// The IMAGE steps' settings.
 fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool) -> Result<ImageConfig, UsageError> {
     let defaults = ImageConfig::default();
-    let domain = checked("--domain", a.domain.as_ref(), f.domain.as_ref(), validate::check_domain)
-        .map_err(|e| {
-            e.hint("give the server's public host name, e.g. --domain image.example.org, whose DNS record points at the server")
-        })?
-        .map(|d| d.to_ascii_lowercase());
+    let domain = domain(a.domain.as_ref(), f.domain.as_ref())?;
     let acme_email = checked("--acme-email", a.acme_email.as_ref(), f.acme_email.as_ref(), validate::check_email)?;
     if domain.is_some() && acme_email.is_none() {
         return Err(UsageError::new("--domain needs --acme-email").hint(
@@ -669,8 +683,7 @@ pub struct ServerSettings {
 
 fn server(a: &ServerArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<ServerSettings, UsageError> {
     let f = &file.host;
-    let domain = checked("--domain", a.domain.as_ref(), f.domain.as_ref(), validate::check_domain)?
-        .map(|d| d.to_ascii_lowercase());
+    let domain = domain(a.domain.as_ref(), f.domain.as_ref())?;
     let base_dir = checked("--base-dir", a.base_dir.as_ref(), f.base_dir.as_ref(), validate::check_base_dir)?;
     let report = ReportOptions {
         base_dir: base_dir.unwrap_or_else(|| settings::DEFAULT_BASE_DIR.into()),
@@ -927,6 +940,56 @@ mod tests {
         assert_eq!(s.volume_size, 200);
         assert_eq!(s.volume_type, "gp3");
         assert_eq!(s.ssh_cidrs, ["0.0.0.0/0", "::/0"]);
+    }
+
+    /// --domain brings an Elastic IP and Route 53 records, each of which can
+    /// be switched off by flag or config key, also with --no-stack.
+    #[test]
+    fn a_domain_brings_an_elastic_ip_and_dns_records_unless_switched_off() {
+        let none = ConfigFile::default();
+        let with_domain = |a: &mut CreateArgs| {
+            a.steps.domain = Some("Srv.Lab.Example.org".into());
+            a.steps.acme_email = Some("ops@example.org".into());
+        };
+        let s = create_with(&with_domain, &none).unwrap();
+        assert!(s.elastic_ip);
+        assert_eq!(s.dns_domain.as_deref(), Some("srv.lab.example.org"));
+        let s = create_with(&|a| a.no_elastic_ip = true, &none).unwrap();
+        assert!(!s.elastic_ip && s.dns_domain.is_none(), "no domain: nothing to switch off, and no error");
+        let s = create_with(
+            &|a| {
+                with_domain(a);
+                a.no_elastic_ip = true;
+                a.no_dns = true;
+            },
+            &none,
+        )
+        .unwrap();
+        assert!(!s.elastic_ip && s.dns_domain.is_none());
+        let file = parse("[ec2]\nno_elastic_ip = true\nno_dns = true\n").unwrap();
+        let s = create_with(&with_domain, &file).unwrap();
+        assert!(!s.elastic_ip && s.dns_domain.is_none(), "from the file");
+        let s = create_with(
+            &|a| {
+                a.steps.domain = Some("srv.example.org".into());
+                a.steps.no_stack = true;
+            },
+            &none,
+        )
+        .unwrap();
+        assert_eq!((s.elastic_ip, s.dns_domain.as_deref()), (true, Some("srv.example.org")), "--no-stack");
+        for bad in ["srv..example.org", "srv_example", "-srv.example.org", "srv.example.org/x"] {
+            let e = create_with(
+                &|a| {
+                    a.steps.domain = Some(bad.into());
+                    a.steps.no_stack = true;
+                },
+                &none,
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"));
+            assert!(e.message.starts_with("--domain"), "{bad}: {e}");
+        }
     }
 
     #[test]

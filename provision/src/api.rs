@@ -1,4 +1,4 @@
-//! The EC2 calls image-provision makes, as plain data.
+//! The EC2 and Route 53 calls image-provision makes, as plain data.
 //!
 //! Requests are our own serializable structs rather than SDK builders so that
 //! the dry run can print exactly what a real run would send.
@@ -70,6 +70,8 @@ pub struct Instance {
     pub state: String,
     pub instance_type: String,
     pub public_ip: Option<String>,
+    /// Its first IPv6 address, when its subnet gives it one.
+    pub ipv6_address: Option<String>,
     pub launch_time: Option<String>,
     pub expires_at: Option<String>,
     pub vpc_id: Option<String>,
@@ -79,6 +81,8 @@ pub struct Instance {
     pub image_id: Option<String>,
     /// The EBS volumes attached to it (its root volume among them).
     pub volume_ids: Vec<String>,
+    /// The host name whose DNS records were made for it (its domain tag).
+    pub domain: Option<String>,
 }
 
 impl Instance {
@@ -104,11 +108,16 @@ impl Instance {
     }
 }
 
+/// An Elastic IP.
 #[derive(Debug, Clone, Serialize)]
 pub struct Address {
     pub allocation_id: String,
     pub association_id: Option<String>,
     pub public_ip: String,
+    /// The instance it is associated with.
+    pub instance_id: Option<String>,
+    /// Its domain tag: the host name whose DNS records point at it.
+    pub domain: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -184,8 +193,68 @@ pub trait Ec2Api {
     /// Adds `tags` to every resource, replacing the value of a key already there.
     async fn create_tags(&self, resource_ids: &[String], tags: &[Tag]) -> Result<()>;
 
+    /// Elastic IPs associated with the instance.
     async fn addresses(&self, instance_id: &str) -> Result<Vec<Address>>;
+    /// Managed Elastic IPs of server NAME, associated or not (found by tags).
+    async fn managed_addresses(&self, name: &str) -> Result<Vec<Address>>;
+    /// A new Elastic IP for use in a VPC, tagged at allocation.
+    async fn allocate_address(&self, tags: &[Tag]) -> Result<Address>;
+    /// Returns the association id.
+    async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<String>;
+    /// Disassociates it first if it is associated.
     async fn release_address(&self, address: &Address) -> Result<()>;
+}
+
+/// A Route 53 hosted zone.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostedZone {
+    /// As Route 53 gives it, e.g. `/hostedzone/Z0123456789`.
+    pub id: String,
+    /// Fully qualified, with the final dot: `example.org.`.
+    pub name: String,
+    /// Answers only inside the VPCs attached to it.
+    pub private: bool,
+}
+
+/// A simple (not alias, not weighted) Route 53 record set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordSet {
+    /// Fully qualified, with the final dot.
+    pub name: String,
+    /// `A`, `AAAA`, `TXT`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub ttl: Option<i64>,
+    /// TXT values carry their double quotes, as Route 53 stores them.
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChangeAction {
+    Upsert,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordChange {
+    pub action: ChangeAction,
+    pub record: RecordSet,
+}
+
+/// The Route 53 API as image-provision uses it. Implemented, like [`Ec2Api`],
+/// by [`crate::SdkApi`] and [`crate::DryRunApi`]. Route 53 is a global
+/// service: the region does not matter.
+#[allow(async_fn_in_trait)]
+pub trait Route53Api {
+    /// Every hosted zone of the account, public and private.
+    async fn hosted_zones(&self) -> Result<Vec<HostedZone>>;
+    /// The record sets named exactly `name` (fully qualified) in the zone.
+    async fn record_sets(&self, zone_id: &str, name: &str) -> Result<Vec<RecordSet>>;
+    /// Applies the changes as one batch, all or none; returns the change id.
+    async fn change_record_sets(&self, zone_id: &str, comment: &str, changes: &[RecordChange]) -> Result<String>;
+    /// Whether the change has reached every Route 53 name server.
+    async fn change_in_sync(&self, change_id: &str) -> Result<bool>;
 }
 
 #[cfg(test)]
@@ -207,6 +276,8 @@ mod tests {
             key_name: None,
             image_id: None,
             volume_ids: vec![],
+            ipv6_address: None,
+            domain: None,
         }
     }
 

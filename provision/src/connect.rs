@@ -1,6 +1,7 @@
-//! Building an EC2 client the way the aws CLI would: the standard chain for
+//! Building the EC2 and Route 53 clients the way the aws CLI would: the standard chain for
 //! credentials and region, with `--region` / `--profile` on top.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_config::BehaviorVersion;
@@ -110,10 +111,19 @@ pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError
         return Err(ConnectError::NoCredentials(aws_sdk_ec2::error::DisplayErrorContext(&e).to_string()));
     }
     let mut ec2 = aws_sdk_ec2::config::Builder::from(&config);
+    // Route 53 is global: a client from the same configuration reaches it
+    // whatever the region.
+    let mut route53 = aws_sdk_route53::config::Builder::from(&config);
     if let Some(n) = opts.test_kill_after_calls {
-        ec2 = ec2.interceptor(KillAfterCalls { remaining: AtomicUsize::new(n) });
+        // One count for the calls of both services.
+        let remaining = Arc::new(AtomicUsize::new(n));
+        ec2 = ec2.interceptor(KillAfterCalls { remaining: remaining.clone() });
+        route53 = route53.interceptor(KillAfterCalls { remaining });
     }
-    Ok((SdkApi::new(aws_sdk_ec2::Client::from_conf(ec2.build())), region))
+    Ok((
+        SdkApi::new(aws_sdk_ec2::Client::from_conf(ec2.build()), aws_sdk_route53::Client::from_conf(route53.build())),
+        region,
+    ))
 }
 
 /// Test-only (the command line's IMAGE_PROVISION_TEST_KILL_AFTER_CALLS=N): end the process
@@ -121,7 +131,7 @@ pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError
 /// it to prove that a create killed at any point converges when run again.
 #[derive(Debug)]
 struct KillAfterCalls {
-    remaining: AtomicUsize,
+    remaining: Arc<AtomicUsize>,
 }
 
 impl Intercept for KillAfterCalls {

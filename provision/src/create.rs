@@ -27,6 +27,8 @@ pub struct Created {
     /// When the server expires after this run (RFC 3339 UTC): the spec's
     /// expiry when it has one, else a reused server's own; None: never.
     pub expires_at: Option<String>,
+    /// Its Elastic IP, found or allocated; associated by [`wait_for_ssh`].
+    pub elastic_ip: Option<Address>,
 }
 
 /// Progress lines for a person, one per thing done.
@@ -183,6 +185,7 @@ async fn move_expiry<A: Ec2Api>(
     resources.extend(instance.volume_ids.iter().cloned());
     resources.extend(api.managed_security_groups(name).await?.into_iter().map(|g| g.id));
     resources.extend(api.key_pair(&tags::resource_name(name)).await?.map(|k| k.id));
+    resources.extend(api.managed_addresses(name).await?.into_iter().map(|a| a.allocation_id));
     resources.retain(|id| !id.is_empty());
     api.create_tags(&resources, &[Tag::new(tags::EXPIRES_AT, expires_at)]).await?;
     log(match &instance.expires_at {
@@ -192,15 +195,105 @@ async fn move_expiry<A: Ec2Api>(
     Ok(())
 }
 
-/// Create (or find) the server NAME. Does not wait for it: see [`wait_for_ssh`].
-pub async fn create<A: Ec2Api>(api: &A, spec: &CreateSpec, mut log: impl FnMut(String)) -> Result<Created> {
+/// The tags of server NAME's Elastic IP, and of its instance at launch:
+/// the managed ones and, when DNS records are made for it, its domain.
+fn server_tags(spec: &CreateSpec, expires_at: Option<&str>) -> Vec<Tag> {
+    let mut server_tags = tags::managed_tags(&spec.name, expires_at);
+    server_tags.extend(spec.dns_domain.as_ref().map(|d| Tag::new(tags::DOMAIN, d)));
+    server_tags
+}
+
+/// The Elastic IP of server NAME, found by its tags or allocated (tagged at
+/// allocation, so a run killed right after finds it again).
+async fn ensure_elastic_ip<A: Ec2Api>(
+    api: &A,
+    spec: &CreateSpec,
+    expires_at: Option<&str>,
+    log: &mut impl FnMut(String),
+) -> Result<Address> {
+    let found = api.managed_addresses(&spec.name).await?;
+    // Two only if another run raced this one: keep using the one in use.
+    if let Some(address) = found.iter().find(|a| a.instance_id.is_some()).or(found.first()) {
+        log(format!("Elastic IP {} ({}) exists", address.public_ip, address.allocation_id));
+        return Ok(address.clone());
+    }
+    let address = api.allocate_address(&server_tags(spec, expires_at)).await?;
+    log(format!("allocated Elastic IP {} ({})", address.public_ip, address.allocation_id));
+    Ok(address)
+}
+
+/// Associate the Elastic IP with the instance unless it already is. EC2
+/// associates only an instance that runs (or is stopped), not a pending one.
+pub async fn associate_elastic_ip<A: Ec2Api>(
+    api: &A,
+    address: &Address,
+    instance_id: &str,
+    mut log: impl FnMut(String),
+) -> Result<()> {
+    if address.instance_id.as_deref() == Some(instance_id) {
+        return Ok(());
+    }
+    api.associate_address(&address.allocation_id, instance_id).await?;
+    log(format!("associated Elastic IP {} with {instance_id}", address.public_ip));
+    Ok(())
+}
+
+/// DNS records are about to be made for DOMAIN: the instance and its Elastic
+/// IP carry DOMAIN in their domain tag first (a launch or an allocation of
+/// this run tagged them already), so that destroy finds the records even
+/// after a run killed in between. A server whose records were made for
+/// another name has those deleted first.
+async fn tag_domain<A: Ec2Api + Route53Api>(
+    api: &A,
+    created: &mut Created,
+    domain: &str,
+    log: &mut impl FnMut(String),
+) -> Result<()> {
+    let instance = &mut created.instance;
+    if let Some(old) = instance.domain.as_deref().filter(|old| *old != domain) {
+        crate::dns::remove(api, &instance.name, old, &mut *log).await?;
+    }
+    let mut untagged = Vec::new();
+    if instance.domain.as_deref() != Some(domain) {
+        untagged.push(instance.id.clone());
+        instance.domain = Some(domain.to_owned());
+    }
+    if let Some(address) = created.elastic_ip.as_mut().filter(|a| a.domain.as_deref() != Some(domain)) {
+        untagged.push(address.allocation_id.clone());
+        address.domain = Some(domain.to_owned());
+    }
+    if !untagged.is_empty() {
+        api.create_tags(&untagged, &[Tag::new(tags::DOMAIN, domain)]).await?;
+    }
+    Ok(())
+}
+
+/// Create (or find) the server NAME, and its Elastic IP with `spec.elastic_ip`.
+/// Does not wait for it: see [`wait_for_ssh`], which also associates the
+/// Elastic IP, and [`crate::dns::publish`] for its DNS records.
+pub async fn create<A: Ec2Api + Route53Api>(
+    api: &A,
+    spec: &CreateSpec,
+    mut log: impl FnMut(String),
+) -> Result<Created> {
+    let mut created = find_or_launch(api, spec, &mut log).await?;
+    if spec.elastic_ip {
+        created.elastic_ip = Some(ensure_elastic_ip(api, spec, created.expires_at.as_deref(), &mut log).await?);
+    }
+    if let Some(domain) = &spec.dns_domain {
+        tag_domain(api, &mut created, domain, &mut log).await?;
+    }
+    Ok(created)
+}
+
+async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl FnMut(String)) -> Result<Created> {
     if let Some(mut existing) = api.find_instances(Some(&spec.name)).await?.into_iter().find(Instance::is_live) {
         if !matches!(existing.state.as_str(), "pending" | "running") {
             return Err(Error::InstanceFailed { instance_id: existing.id, state: existing.state });
         }
         log(format!("server {} exists: instance {} ({}), reusing it", spec.name, existing.id, existing.state));
         if let Some(at) = &spec.expires_at {
-            move_expiry(api, &existing, at, &mut log).await?;
+            move_expiry(api, &existing, at, log).await?;
             existing.expires_at = Some(at.clone());
         }
         let security_group_id = existing.security_group_ids.first().cloned().unwrap_or_default();
@@ -213,16 +306,18 @@ pub async fn create<A: Ec2Api>(api: &A, spec: &CreateSpec, mut log: impl FnMut(S
             reused: true,
             security_group_id,
             spot: false,
+            elastic_ip: None,
         });
     }
 
     let image = pick_image(api, spec).await?;
     log(format!("image {} {}", image.id, image.name));
     let (vpc_id, subnets) = subnets_to_try(api, spec).await?;
-    let security_group_id = ensure_security_group(api, spec, &vpc_id, &mut log).await?;
-    let key_pair_name = ensure_key_pair(api, spec, &mut log).await?;
+    let security_group_id = ensure_security_group(api, spec, &vpc_id, log).await?;
+    let key_pair_name = ensure_key_pair(api, spec, log).await?;
 
-    let tags = tags::managed_tags(&spec.name, spec.expires_at.as_deref());
+    let volume_tags = tags::managed_tags(&spec.name, spec.expires_at.as_deref());
+    let instance_tags = server_tags(spec, spec.expires_at.as_deref());
     let mut markets = Vec::new();
     if spec.spot {
         markets.push(true);
@@ -251,8 +346,8 @@ pub async fn create<A: Ec2Api>(api: &A, spec: &CreateSpec, mut log: impl FnMut(S
                 // Spot one-time requests must terminate on interruption; a TTL
                 // server should stop costing money when it shuts itself down.
                 shutdown_terminates: spec.expires_at.is_some() || spot,
-                instance_tags: tags.clone(),
-                volume_tags: tags.clone(),
+                instance_tags: instance_tags.clone(),
+                volume_tags: volume_tags.clone(),
                 user_data: spec.user_data.clone(),
             };
             match api.run_instance(&request).await {
@@ -270,6 +365,7 @@ pub async fn create<A: Ec2Api>(api: &A, spec: &CreateSpec, mut log: impl FnMut(S
                         zones_tried,
                         spot,
                         expires_at: spec.expires_at.clone(),
+                        elastic_ip: None,
                     });
                 }
                 Err(e) => match is_capacity_error(&e) {
@@ -311,11 +407,13 @@ pub struct SshReady {
 }
 
 /// Wait until the instance runs with a public IP and `ssh_addr` (or the
-/// public IP's port 22) answers with an SSH banner. Returns the instance as
-/// last seen.
+/// public IP's port 22) answers with an SSH banner. With `elastic_ip`, it is
+/// associated once the instance runs, and the public IP waited for is the
+/// Elastic IP. Returns the instance as last seen.
 pub async fn wait_for_ssh<A: Ec2Api>(
     api: &A,
     instance_id: &str,
+    elastic_ip: Option<&Address>,
     ssh_addr_override: Option<SocketAddr>,
     timeout: Duration,
     mut log: impl FnMut(String),
@@ -329,9 +427,23 @@ pub async fn wait_for_ssh<A: Ec2Api>(
         waited_secs: start.elapsed().as_secs(),
         last: last.to_owned(),
     };
+    let mut associated = false;
     let instance = loop {
         match api.instance(instance_id).await? {
-            Some(i) if i.state == "running" && i.public_ip.is_some() => break i,
+            Some(i) if i.state == "running" && !associated && elastic_ip.is_some() => {
+                if let Some(address) = elastic_ip {
+                    associate_elastic_ip(api, address, instance_id, &mut log).await?;
+                }
+                associated = true;
+                continue;
+            }
+            Some(i)
+                if i.state == "running"
+                    && i.public_ip.is_some()
+                    && elastic_ip.is_none_or(|a| i.public_ip.as_deref() == Some(&a.public_ip)) =>
+            {
+                break i;
+            }
             Some(i) if matches!(i.state.as_str(), "terminated" | "shutting-down" | "stopped" | "stopping") => {
                 return Err(Error::InstanceFailed { instance_id: instance_id.to_owned(), state: i.state });
             }

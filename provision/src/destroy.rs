@@ -1,4 +1,5 @@
-//! `ec2 destroy`: remove everything of a server, found by tags alone.
+//! `ec2 destroy`: remove everything of a server, found by tags alone, and
+//! the DNS records made for it.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,10 @@ pub struct DestroyReport {
     pub security_groups: Vec<String>,
     pub key_pairs: Vec<String>,
     pub addresses: Vec<String>,
+    /// DNS records deleted, one record set a line.
+    pub dns_records: Vec<String>,
+    /// DNS records of the server's domain that were not made for it: kept.
+    pub dns_left_alone: Vec<String>,
 }
 
 impl DestroyReport {
@@ -23,7 +28,8 @@ impl DestroyReport {
         !(self.instances.is_empty()
             && self.security_groups.is_empty()
             && self.key_pairs.is_empty()
-            && self.addresses.is_empty())
+            && self.addresses.is_empty()
+            && self.dns_records.is_empty())
     }
 }
 
@@ -31,16 +37,44 @@ impl DestroyReport {
 const TERMINATE_TIMEOUT: Duration = Duration::from_secs(600);
 const GROUP_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn destroy<A: Ec2Api>(api: &A, name: &str, mut log: impl FnMut(String)) -> Result<DestroyReport> {
+pub async fn destroy<A: Ec2Api + Route53Api>(
+    api: &A,
+    name: &str,
+    mut log: impl FnMut(String),
+) -> Result<DestroyReport> {
     let mut report = DestroyReport { name: name.to_owned(), ..Default::default() };
     let instances: Vec<Instance> = api.find_instances(Some(name)).await?;
 
+    // The Elastic IPs of the instances, and any of NAME's own not (or no
+    // longer) associated, e.g. after a create killed before it associated one.
+    let mut addresses = api.managed_addresses(name).await?;
     for instance in &instances {
         for address in api.addresses(&instance.id).await? {
-            api.release_address(&address).await?;
-            log(format!("released Elastic IP {}", address.public_ip));
-            report.addresses.push(address.public_ip);
+            if !addresses.iter().any(|a| a.allocation_id == address.allocation_id) {
+                addresses.push(address);
+            }
         }
+    }
+    // The DNS records first: they name the addresses about to go.
+    let mut domains: Vec<&str> = instances
+        .iter()
+        .filter_map(|i| i.domain.as_deref())
+        .chain(addresses.iter().filter_map(|a| a.domain.as_deref()))
+        .collect();
+    domains.sort();
+    domains.dedup();
+    for domain in domains {
+        let removal = crate::dns::remove(api, name, domain, &mut log).await?;
+        report.dns_records.extend(removal.deleted);
+        report.dns_left_alone.extend(removal.left_alone);
+    }
+    for address in addresses {
+        api.release_address(&address).await?;
+        log(format!("released Elastic IP {}", address.public_ip));
+        report.addresses.push(address.public_ip);
+    }
+
+    for instance in &instances {
         // Moving the instance to its VPC's default group frees our group at
         // once, instead of after the network interface is gone (SkyPilot: a
         // 58 s teardown became 13 s).
@@ -124,7 +158,7 @@ async fn delete_group_retrying<A: Ec2Api>(api: &A, group_id: &str) -> Result<()>
 }
 
 /// Destroy every managed server whose expires-at tag is before `now` (RFC 3339).
-pub async fn destroy_expired<A: Ec2Api>(
+pub async fn destroy_expired<A: Ec2Api + Route53Api>(
     api: &A,
     now: jiff::Timestamp,
     mut log: impl FnMut(String),

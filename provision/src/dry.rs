@@ -1,11 +1,11 @@
-//! [`Ec2Api`] for `--dry-run`: prints every call with its parameters and makes
+//! [`Ec2Api`] and [`Route53Api`] for `--dry-run`: prints every call with its parameters and makes
 //! none. Needs no credentials and no network; where a real run would learn
 //! something from a look-up, it answers with a `<placeholder>` that says what.
 
 use serde_json::{Value, json};
 
-use crate::Result;
 use crate::api::*;
+use crate::{Result, tags};
 
 pub struct DryRunApi {
     print: Box<dyn Fn(&str) + Send + Sync>,
@@ -19,7 +19,11 @@ impl DryRunApi {
     }
 
     fn call(&self, action: &str, params: Value) {
-        (self.print)(&format!("ec2:{action} {params}"));
+        self.service_call("ec2", action, params);
+    }
+
+    fn service_call(&self, service: &str, action: &str, params: Value) {
+        (self.print)(&format!("{service}:{action} {params}"));
     }
 }
 
@@ -225,6 +229,7 @@ impl Ec2Api for DryRunApi {
             state: "pending".into(),
             instance_type: r.instance_type.clone(),
             public_ip: None,
+            ipv6_address: None,
             launch_time: None,
             expires_at: None,
             vpc_id: None,
@@ -233,6 +238,7 @@ impl Ec2Api for DryRunApi {
             key_name: Some(r.key_name.clone()),
             image_id: Some(r.image_id.clone()),
             volume_ids: Vec::new(),
+            domain: tags::value_of(&r.instance_tags, tags::DOMAIN),
         })
     }
 
@@ -272,8 +278,83 @@ impl Ec2Api for DryRunApi {
         Ok(vec![])
     }
 
+    async fn managed_addresses(&self, name: &str) -> Result<Vec<Address>> {
+        self.call(
+            "DescribeAddresses",
+            json!({"Filters": filters(&[("tag:image-provision:managed", "true"), ("tag:image-provision:name", name)])}),
+        );
+        Ok(vec![])
+    }
+
+    async fn allocate_address(&self, address_tags: &[Tag]) -> Result<Address> {
+        self.call(
+            "AllocateAddress",
+            json!({"Domain": "vpc", "TagSpecifications": [tag_json("elastic-ip", address_tags)]}),
+        );
+        Ok(Address {
+            allocation_id: "<new allocation id>".into(),
+            association_id: None,
+            public_ip: "<new Elastic IP>".into(),
+            instance_id: None,
+            domain: tags::value_of(address_tags, tags::DOMAIN),
+        })
+    }
+
+    async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<String> {
+        self.call("AssociateAddress", json!({"AllocationId": allocation_id, "InstanceId": instance_id}));
+        Ok("<new association id>".into())
+    }
+
     async fn release_address(&self, address: &Address) -> Result<()> {
         self.call("ReleaseAddress", json!({"AllocationId": address.allocation_id}));
         Ok(())
+    }
+}
+
+impl Route53Api for DryRunApi {
+    async fn hosted_zones(&self) -> Result<Vec<HostedZone>> {
+        self.service_call("route53", "ListHostedZones", json!({}));
+        Ok(vec![HostedZone {
+            id: "<the longest public zone holding the domain>".into(),
+            name: "<its name>".into(),
+            private: false,
+        }])
+    }
+
+    async fn record_sets(&self, zone_id: &str, name: &str) -> Result<Vec<RecordSet>> {
+        self.service_call(
+            "route53",
+            "ListResourceRecordSets",
+            json!({"HostedZoneId": zone_id, "StartRecordName": name, "MaxItems": 100}),
+        );
+        Ok(vec![])
+    }
+
+    async fn change_record_sets(&self, zone_id: &str, comment: &str, changes: &[RecordChange]) -> Result<String> {
+        let changes: Vec<Value> = changes
+            .iter()
+            .map(|c| {
+                let mut record = json!({
+                    "Name": c.record.name,
+                    "Type": c.record.kind,
+                    "ResourceRecords": c.record.values.iter().map(|v| json!({"Value": v})).collect::<Vec<_>>(),
+                });
+                if let Some(ttl) = c.record.ttl {
+                    record["TTL"] = json!(ttl);
+                }
+                json!({"Action": c.action, "ResourceRecordSet": record})
+            })
+            .collect();
+        self.service_call(
+            "route53",
+            "ChangeResourceRecordSets",
+            json!({"HostedZoneId": zone_id, "ChangeBatch": {"Comment": comment, "Changes": changes}}),
+        );
+        Ok("<change id>".into())
+    }
+
+    async fn change_in_sync(&self, change_id: &str) -> Result<bool> {
+        self.service_call("route53", "GetChange", json!({"Id": change_id}));
+        Ok(true)
     }
 }

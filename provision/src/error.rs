@@ -5,7 +5,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// An error AWS returned (or the SDK raised before AWS could answer).
 #[derive(Debug, Clone)]
 pub struct AwsError {
-    /// The EC2 action, e.g. `RunInstances`.
+    /// The EC2 action, e.g. `RunInstances`, or another service's with its
+    /// prefix, e.g. `route53:GetChange`.
     pub action: &'static str,
     /// The AWS error code, e.g. `UnauthorizedOperation`; `None` when the
     /// request never got an answer (network, credentials).
@@ -53,6 +54,9 @@ pub enum Error {
 
     #[error("instance {instance_id} did not {what} within {waited_secs} s (last seen: {last})")]
     Timeout { instance_id: String, what: &'static str, waited_secs: u64, last: String },
+
+    #[error("Route 53 change {change_id} was not on every name server (INSYNC) within {waited_secs} s")]
+    DnsNotInSync { change_id: String, waited_secs: u64 },
 
     #[error("instance {0} disappeared while waiting for it")]
     InstanceVanished(String),

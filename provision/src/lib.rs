@@ -1,15 +1,17 @@
 //! The EC2 half of image-provision: find the AMI, make the security group and
-//! key pair, launch the instance, wait for SSH, list and destroy managed servers.
+//! key pair, launch the instance, give it an Elastic IP and its name in
+//! Route 53, wait for SSH, list and destroy managed servers.
 //!
-//! Everything goes through the [`Ec2Api`] trait so that one flow serves both a
-//! real run ([`SdkApi`]) and `--dry-run` ([`DryRunApi`], which prints each call
-//! and makes none). The cloud's tags are the source of truth: nothing here
+//! Everything goes through the [`Ec2Api`] and [`Route53Api`] traits so that
+//! one flow serves both a real run ([`SdkApi`]) and `--dry-run`
+//! ([`DryRunApi`], which prints each call and makes none). The cloud's tags are the source of truth: nothing here
 //! depends on local state to find what it made.
 
 mod api;
 mod connect;
 mod create;
 mod destroy;
+pub mod dns;
 mod dry;
 mod error;
 mod sdk;
@@ -18,7 +20,7 @@ pub mod tags;
 
 pub use api::*;
 pub use connect::{AwsOptions, ConnectError, KNOWN_REGIONS, check_region, connect};
-pub use create::{CreateReport, Created, SshReady, create, wait_for_ssh};
+pub use create::{CreateReport, Created, SshReady, associate_elastic_ip, create, wait_for_ssh};
 pub use destroy::{DestroyReport, destroy, destroy_expired};
 pub use dry::DryRunApi;
 pub use error::{AwsError, Error, Result};

@@ -1,22 +1,24 @@
-//! [`Ec2Api`] over the real AWS SDK.
+//! [`Ec2Api`] and [`Route53Api`] over the real AWS SDK.
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::primitives::Blob;
 use aws_sdk_ec2::types as t;
+use aws_sdk_route53::types as r53;
 
 use crate::api::*;
 use crate::tags;
 use crate::{AwsError, Result};
 
-/// The real EC2 API.
+/// The real EC2 and Route 53 APIs.
 pub struct SdkApi {
     client: Client,
+    route53: aws_sdk_route53::Client,
 }
 
 impl SdkApi {
-    pub fn new(client: Client) -> Self {
-        SdkApi { client }
+    pub fn new(client: Client, route53: aws_sdk_route53::Client) -> Self {
+        SdkApi { client, route53 }
     }
 
     async fn authorize(&self, group_id: &str, rules: &[IngressRule]) -> std::result::Result<(), AwsError> {
@@ -130,6 +132,7 @@ fn instance_from(i: &t::Instance) -> Instance {
         state: i.state().and_then(|s| s.name()).map(|n| n.as_str().to_owned()).unwrap_or_else(|| "unknown".into()),
         instance_type: i.instance_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
         public_ip: i.public_ip_address().map(str::to_owned),
+        ipv6_address: i.ipv6_address().map(str::to_owned),
         launch_time: i
             .launch_time()
             .map(|t| t.fmt(aws_smithy_types::date_time::Format::DateTime).unwrap_or_else(|_| t.to_string())),
@@ -145,6 +148,30 @@ fn instance_from(i: &t::Instance) -> Instance {
             .filter_map(|m| m.ebs().and_then(|e| e.volume_id()))
             .map(str::to_owned)
             .collect(),
+        domain: tag_value(tags, tags::DOMAIN),
+    }
+}
+
+fn address_from(a: &t::Address) -> Option<Address> {
+    Some(Address {
+        allocation_id: a.allocation_id()?.to_owned(),
+        association_id: a.association_id().map(str::to_owned),
+        public_ip: a.public_ip().unwrap_or_default().to_owned(),
+        instance_id: a.instance_id().filter(|id| !id.is_empty()).map(str::to_owned),
+        domain: tag_value(a.tags(), tags::DOMAIN),
+    })
+}
+
+impl SdkApi {
+    async fn describe_addresses(&self, filters: Vec<t::Filter>) -> Result<Vec<Address>> {
+        let out = self
+            .client
+            .describe_addresses()
+            .set_filters(Some(filters))
+            .send()
+            .await
+            .map_err(aws("DescribeAddresses"))?;
+        Ok(out.addresses().iter().filter_map(address_from).collect())
     }
 }
 
@@ -453,24 +480,45 @@ impl Ec2Api for SdkApi {
     }
 
     async fn addresses(&self, instance_id: &str) -> Result<Vec<Address>> {
+        self.describe_addresses(vec![filter("instance-id", &[instance_id])]).await
+    }
+
+    async fn managed_addresses(&self, name: &str) -> Result<Vec<Address>> {
+        self.describe_addresses(vec![
+            filter(&format!("tag:{}", tags::MANAGED), &["true"]),
+            filter(&format!("tag:{}", tags::SERVER_NAME), &[name]),
+        ])
+        .await
+    }
+
+    async fn allocate_address(&self, address_tags: &[Tag]) -> Result<Address> {
         let out = self
             .client
-            .describe_addresses()
-            .filters(filter("instance-id", &[instance_id]))
+            .allocate_address()
+            .domain(t::DomainType::Vpc)
+            .tag_specifications(tag_spec(t::ResourceType::ElasticIp, address_tags))
             .send()
             .await
-            .map_err(aws("DescribeAddresses"))?;
-        Ok(out
-            .addresses()
-            .iter()
-            .filter_map(|a| {
-                Some(Address {
-                    allocation_id: a.allocation_id()?.to_owned(),
-                    association_id: a.association_id().map(str::to_owned),
-                    public_ip: a.public_ip().unwrap_or_default().to_owned(),
-                })
-            })
-            .collect())
+            .map_err(aws("AllocateAddress"))?;
+        Ok(Address {
+            allocation_id: out.allocation_id().unwrap_or_default().to_owned(),
+            association_id: None,
+            public_ip: out.public_ip().unwrap_or_default().to_owned(),
+            instance_id: None,
+            domain: tags::value_of(address_tags, tags::DOMAIN),
+        })
+    }
+
+    async fn associate_address(&self, allocation_id: &str, instance_id: &str) -> Result<String> {
+        let out = self
+            .client
+            .associate_address()
+            .allocation_id(allocation_id)
+            .instance_id(instance_id)
+            .send()
+            .await
+            .map_err(aws("AssociateAddress"))?;
+        Ok(out.association_id().unwrap_or_default().to_owned())
     }
 
     async fn release_address(&self, address: &Address) -> Result<()> {
@@ -489,5 +537,100 @@ impl Ec2Api for SdkApi {
             .await
             .map_err(aws("ReleaseAddress"))?;
         Ok(())
+    }
+}
+
+fn record_set_from(r: &r53::ResourceRecordSet) -> RecordSet {
+    RecordSet {
+        name: r.name().to_owned(),
+        kind: r.r#type().as_str().to_owned(),
+        ttl: r.ttl(),
+        values: r.resource_records().iter().map(|v| v.value().to_owned()).collect(),
+    }
+}
+
+/// The SDK's form of a change; its builders fail only on a missing required
+/// field, which every change here has.
+fn change_to_sdk(c: &RecordChange) -> std::result::Result<r53::Change, aws_smithy_types::error::operation::BuildError> {
+    let mut record =
+        r53::ResourceRecordSet::builder().name(&c.record.name).r#type(r53::RrType::from(c.record.kind.as_str()));
+    if let Some(ttl) = c.record.ttl {
+        record = record.ttl(ttl);
+    }
+    for value in &c.record.values {
+        record = record.resource_records(r53::ResourceRecord::builder().value(value).build()?);
+    }
+    let action = match c.action {
+        ChangeAction::Upsert => r53::ChangeAction::Upsert,
+        ChangeAction::Delete => r53::ChangeAction::Delete,
+    };
+    r53::Change::builder().action(action).resource_record_set(record.build()?).build()
+}
+
+/// A request the SDK refused to build: a bug here, reported as the action's failure.
+fn unbuildable(action: &'static str) -> impl FnOnce(aws_smithy_types::error::operation::BuildError) -> AwsError {
+    move |e| AwsError { action, code: None, message: format!("the request could not be built: {e}") }
+}
+
+impl Route53Api for SdkApi {
+    async fn hosted_zones(&self) -> Result<Vec<HostedZone>> {
+        let mut zones = Vec::new();
+        let mut pages = self.route53.list_hosted_zones().into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(aws("route53:ListHostedZones"))?;
+            zones.extend(page.hosted_zones().iter().map(|z| HostedZone {
+                id: z.id().to_owned(),
+                name: z.name().to_owned(),
+                private: z.config().is_some_and(|c| c.private_zone()),
+            }));
+        }
+        Ok(zones)
+    }
+
+    async fn record_sets(&self, zone_id: &str, name: &str) -> Result<Vec<RecordSet>> {
+        // Listed in name order from `name`: its own record sets come first.
+        let out = self
+            .route53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .start_record_name(name)
+            .max_items(100)
+            .send()
+            .await
+            .map_err(aws("route53:ListResourceRecordSets"))?;
+        Ok(out
+            .resource_record_sets()
+            .iter()
+            .map(record_set_from)
+            .filter(|r| crate::dns::same_name(&r.name, name))
+            .collect())
+    }
+
+    async fn change_record_sets(&self, zone_id: &str, comment: &str, changes: &[RecordChange]) -> Result<String> {
+        const ACTION: &str = "route53:ChangeResourceRecordSets";
+        let changes = changes
+            .iter()
+            .map(change_to_sdk)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(unbuildable(ACTION))?;
+        let batch = r53::ChangeBatch::builder()
+            .comment(comment)
+            .set_changes(Some(changes))
+            .build()
+            .map_err(unbuildable(ACTION))?;
+        let out = self
+            .route53
+            .change_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .change_batch(batch)
+            .send()
+            .await
+            .map_err(aws(ACTION))?;
+        Ok(out.change_info().map(|c| c.id().to_owned()).unwrap_or_default())
+    }
+
+    async fn change_in_sync(&self, change_id: &str) -> Result<bool> {
+        let out = self.route53.get_change().id(change_id).send().await.map_err(aws("route53:GetChange"))?;
+        Ok(out.change_info().is_some_and(|c| *c.status() == r53::ChangeStatus::Insync))
     }
 }

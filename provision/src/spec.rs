@@ -52,6 +52,11 @@ pub struct CreateSpec {
     /// RFC 3339 UTC time after which `destroy --expired` removes the server.
     pub expires_at: Option<String>,
     pub user_data: Option<String>,
+    /// Find or allocate a tagged Elastic IP, associated once the instance runs.
+    pub elastic_ip: bool,
+    /// The host name whose DNS records are made for the server (tagged on
+    /// its instance and Elastic IP); None: no DNS records.
+    pub dns_domain: Option<String>,
     /// How long to wait for running + SSH banner.
     pub ready_timeout: Duration,
 }

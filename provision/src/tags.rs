@@ -6,6 +6,16 @@ pub const NAME: &str = "Name";
 pub const SERVER_NAME: &str = "image-provision:name";
 pub const MANAGED: &str = "image-provision:managed";
 pub const EXPIRES_AT: &str = "image-provision:expires-at";
+/// On the instance and its Elastic IP: the host name whose DNS records were
+/// made for the server, so that destroy finds them from the tags alone.
+pub const DOMAIN: &str = "image-provision:domain";
+
+/// The label before DOMAIN of the TXT record that says which server DOMAIN's
+/// A/AAAA records were made for (external-dns' ownership record). At a name
+/// of its own rather than at DOMAIN itself: an UPSERT replaces every TXT
+/// value at its name, so a TXT at DOMAIN would wipe the owner's SPF or
+/// site-verification values there, and a name holding a CNAME can hold no TXT.
+pub const OWNERSHIP_LABEL: &str = "_image-provision";
 
 /// The name given to the security group and the key pair of server `name`.
 pub fn resource_name(name: &str) -> String {
@@ -19,6 +29,21 @@ pub fn managed_tags(name: &str, expires_at: Option<&str>) -> Vec<Tag> {
         tags.push(Tag::new(EXPIRES_AT, at));
     }
     tags
+}
+
+/// The value of tag `key` among `tags`.
+pub fn value_of(tags: &[Tag], key: &str) -> Option<String> {
+    tags.iter().find(|t| t.key == key).map(|t| t.value.clone())
+}
+
+/// The name of DOMAIN's ownership TXT record (see [`OWNERSHIP_LABEL`]).
+pub fn ownership_record_name(domain: &str) -> String {
+    format!("{OWNERSHIP_LABEL}.{domain}")
+}
+
+/// The ownership TXT value for server NAME, quoted as Route 53 stores TXT values.
+pub fn ownership_value(name: &str) -> String {
+    format!("\"heritage=image-provision,server={name}\"")
 }
 
 /// RunInstances' idempotency token. Derived from NAME and the security group

@@ -17,6 +17,8 @@ mod bootstrap_image;
 mod bootstrap_shellcheck;
 /// `ec2 create` end to end: moto's EC2 API and a test host as the instance.
 mod ec2_bootstrap;
+/// `ec2 create --domain`: the Elastic IP and the Route 53 records, against moto.
+mod ec2_dns;
 /// Faults moto cannot produce, injected by the fault proxy; bad input.
 mod ec2_errors;
 /// `ec2 create | list | destroy` against moto, read back with the SDK.

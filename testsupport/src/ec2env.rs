@@ -4,7 +4,7 @@
 //! loopback to stand where the instance's port 22 would be; and the built
 //! binary, pointed at both.
 //!
-//! Behind this crate's `ec2` feature (it pulls in aws-sdk-ec2).
+//! Behind this crate's `ec2` feature (it pulls in aws-sdk-ec2 and aws-sdk-route53).
 //!
 //! moto comes from the virtualenv the README's test command makes
 //! (`$IMAGE_PROVISION_MOTO_VENV`, default /var/cache/image-provision-test/moto-venv).
@@ -191,6 +191,19 @@ impl Ec2Env {
             .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
             .build();
         aws_sdk_ec2::Client::from_conf(conf)
+    }
+
+    /// A Route 53 client on moto itself, like [`Ec2Env::client`]: moto's
+    /// server answers every service at the one endpoint.
+    pub fn route53(&self) -> aws_sdk_route53::Client {
+        let creds = aws_sdk_route53::config::Credentials::new("testing", "testing", None, None, "tests");
+        let conf = aws_sdk_route53::config::Builder::new()
+            .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
+            .region(aws_sdk_route53::config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
+            .build();
+        aws_sdk_route53::Client::from_conf(conf)
     }
 
     /// Actions seen by the fault proxy, in order, with the injected fault if any.
