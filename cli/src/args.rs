@@ -304,6 +304,16 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION")]
     pub health_timeout: Option<String>,
 
+    /// Do not wait for --domain to resolve to the server before Traefik asks
+    /// Let's Encrypt for its certificate (e.g. a server behind NAT)
+    #[arg(long, env = "IMAGE_PROVISION_NO_DNS_CHECK", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_dns_check: bool,
+
+    /// How long to wait for --domain's DNS record to point at the server
+    /// [default: 10m]
+    #[arg(long, env = "IMAGE_PROVISION_DNS_TIMEOUT", value_name = "DURATION")]
+    pub dns_timeout: Option<String>,
+
     /// Do not start the stack's containers at boot (every IMAGE service has
     /// restart: "no"; by default a systemd unit starts them and warms up)
     #[arg(long)]

@@ -15,9 +15,14 @@ use crate::resolve::BootstrapSettings;
 use crate::runlog::RunLog;
 use crate::state;
 
-pub async fn run(s: BootstrapSettings) -> anyhow::Result<()> {
+pub async fn run(mut s: BootstrapSettings) -> anyhow::Result<()> {
     let base = state::base_dir()?;
     state::ensure_private_dir(&base)?;
+    // The domain must point at the address the host is reached at: it, or
+    // what its name resolves to here.
+    if let Some(img) = s.steps.image.as_mut() {
+        img.check_dns_for(public_ipv4(&s.target.host, s.target.port));
+    }
     let run = HostRun {
         target: s.target,
         identity: s.identity,
@@ -28,6 +33,17 @@ pub async fn run(s: BootstrapSettings) -> anyhow::Result<()> {
         summary: true,
     };
     run_host_steps(run).await.result
+}
+
+/// The IPv4 address `host` is: itself, or its name's first IPv4 address
+/// as this machine resolves it; None for IPv6 or a name that does not
+/// resolve (no DNS check then).
+fn public_ipv4(host: &str, port: u16) -> Option<String> {
+    use std::net::{IpAddr, ToSocketAddrs};
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.is_ipv4().then(|| ip.to_string());
+    }
+    (host, port).to_socket_addrs().ok()?.find(|a| a.is_ipv4()).map(|a| a.ip().to_string())
 }
 
 /// Where and how to run the host steps (`bootstrap`, or `ec2 create` once

@@ -54,6 +54,8 @@ pub struct HostConfig {
     pub no_imageup: Option<bool>,
     pub imageup_timeout: Option<String>,
     pub health_timeout: Option<String>,
+    pub no_dns_check: Option<bool>,
+    pub dns_timeout: Option<String>,
     pub no_start_at_boot: Option<bool>,
     pub healthcheck_every: Option<String>,
     pub auto_update: Option<String>,

@@ -205,6 +205,11 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         Some(a) => (a.ip().to_string(), a.port()),
         None => (ip.clone(), image_provision_remote::DEFAULT_PORT),
     };
+    // The domain must point at the server's public address (the Elastic IP
+    // when there is one) before Traefik asks for its certificate.
+    if let Some(img) = settings.steps.image.as_mut() {
+        img.check_dns_for(instance.public_ip.clone().filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok()));
+    }
     let end = run_host_steps(HostRun {
         target: Target::new(user.clone(), host, port),
         identity: Identity::key_file(&key.private_path),

@@ -471,6 +471,7 @@ fn key_url_hint(e: UsageError) -> UsageError {
 fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool) -> Result<ImageConfig, UsageError> {
     let defaults = ImageConfig::default();
     let domain = domain(a.domain.as_ref(), f.domain.as_ref())?;
+    let domain_for_dns = domain.clone();
     let acme_email = checked("--acme-email", a.acme_email.as_ref(), f.acme_email.as_ref(), validate::check_email)?;
     if domain.is_some() && acme_email.is_none() {
         return Err(UsageError::new("--domain needs --acme-email").hint(
@@ -586,6 +587,18 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         health_timeout,
         https_check: hooks.https_check,
         upkeep: upkeep(a, f, profile)?,
+        // The address is filled in by the command that reaches the server.
+        dns_check: match (&domain_for_dns, on(a.no_dns_check, f.no_dns_check)) {
+            (Some(_), false) => Some(settings::DnsCheck {
+                address: String::new(),
+                timeout: duration_or(
+                    "--dns-timeout",
+                    a.dns_timeout.as_ref().or(f.dns_timeout.as_ref()),
+                    settings::DEFAULT_DNS_TIMEOUT,
+                )?,
+            }),
+            _ => None,
+        },
     })
 }
 

@@ -80,6 +80,9 @@ pub struct FactsInputs {
     pub domain: Option<String>,
     /// Check https://DOMAIN/health through the host's Traefik.
     pub https_check: bool,
+    /// Read the certificate Traefik serves (verify and update: a TLS
+    /// handshake a converged bootstrap does not need).
+    pub certificate: bool,
 }
 
 impl FactsInputs {
@@ -99,6 +102,7 @@ impl FactsInputs {
             .concat(),
             domain: img.and_then(|i| i.checked_domain()).map(str::to_string),
             https_check: img.is_some_and(|i| i.checked_domain().is_some()),
+            certificate: false,
         }
     }
 
@@ -108,6 +112,7 @@ impl FactsInputs {
             base_dir: Some(base_dir.to_string()),
             domain: domain.map(str::to_string),
             https_check,
+            certificate: https_check,
             ..FactsInputs::for_config(&Config { image: None, ..Config::default() })
         }
     }
@@ -155,6 +160,7 @@ pub fn command(inputs: &FactsInputs) -> Cmd {
         .env("DOMAIN", inputs.domain.clone().unwrap_or_default())
         .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })
         .env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string())
+        .env("CERTIFICATE", if inputs.certificate { "yes" } else { "no" })
 }
 
 /// Every facts script, the IMAGE steps' included.

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::gather::{self, Facts, FactsInputs};
 use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, acme_server_name, extension_url, health_url};
-use crate::steps::health;
+use crate::steps::health::{self, CERTIFICATE_WARN_DAYS, Certificate};
 use crate::steps::stack::ServiceTrouble;
 use crate::steps::traefik;
 use crate::steps::upkeep::UpkeepFacts;
@@ -54,6 +54,8 @@ pub fn facts_command(o: &ReportOptions) -> Cmd {
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Ok,
+    /// Well now, not for long (a certificate about to end): not a failure.
+    Warning,
     Failed,
     Skipped,
 }
@@ -62,6 +64,7 @@ impl Status {
     pub fn label(self) -> &'static str {
         match self {
             Status::Ok => "ok",
+            Status::Warning => "warning",
             Status::Failed => "failed",
             Status::Skipped => "skipped",
         }
@@ -84,6 +87,8 @@ pub struct Gpu {
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub healthy: bool,
+    /// The certificate Traefik serves for the domain, when read.
+    pub certificate: Option<CertificateReport>,
     pub os: String,
     pub driver_version: Option<String>,
     pub gpu: Gpu,
@@ -245,6 +250,10 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
                 }
                 None => extra.push(skip("https", "not checked from here")),
             }
+            if let Some(c) = &f.health.certificate {
+                let (status, detail) = certificate_check(c, d, jiff::Timestamp::now());
+                extra.push(Check { name: "certificate", status, detail });
+            }
         } else {
             extra.push(skip("traefik", "no domain: no site to route"));
         }
@@ -257,6 +266,7 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
     let failed: Vec<&'static str> = checks.iter().filter(|c| c.status == Status::Failed).map(|c| c.name).collect();
     Report {
         healthy: failed.is_empty(),
+        certificate: f.health.certificate.as_ref().map(|c| CertificateReport::of(c, jiff::Timestamp::now())),
         os: f.host.pretty.clone(),
         driver_version: smi.and_then(|s| s.driver.clone()),
         gpu,
@@ -276,6 +286,57 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         checks,
         failed,
     }
+}
+
+/// The served certificate in the report's JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct CertificateReport {
+    pub issuer: String,
+    /// RFC 3339.
+    pub not_after: Option<String>,
+    pub days_left: Option<i64>,
+    pub staging: bool,
+    pub traefik_default: bool,
+}
+
+impl CertificateReport {
+    fn of(c: &Certificate, now: jiff::Timestamp) -> CertificateReport {
+        CertificateReport {
+            issuer: c.issuer.clone(),
+            not_after: c.not_after.map(|t| t.to_string()),
+            days_left: c.days_left(now),
+            staging: c.is_staging(),
+            traefik_default: c.is_traefik_default(),
+        }
+    }
+}
+
+/// The certificate Traefik serves for `domain`: Traefik's own default
+/// (Let's Encrypt issued none: the usual cause is DNS) and an ended one
+/// fail; one ending within [`CERTIFICATE_WARN_DAYS`] days is a warning.
+fn certificate_check(c: &Certificate, domain: &str, now: jiff::Timestamp) -> (Status, String) {
+    if c.is_traefik_default() {
+        return (
+            Status::Failed,
+            format!(
+                "Traefik serves its own default certificate for {domain}: no ACME certificate was issued. \
+                 The HTTP challenge needs {domain}'s DNS A record to point at this server and port 80 to reach it; \
+                 Traefik tries again by itself once they do"
+            ),
+        );
+    }
+    let staging = if c.is_staging() { "; Let's Encrypt staging: browsers do not trust it" } else { "" };
+    let Some(days) = c.days_left(now) else {
+        return (Status::Ok, format!("issued by {}{staging}", c.issuer));
+    };
+    let end = c.not_after.map(|t| t.strftime("%Y-%m-%d").to_string()).unwrap_or_default();
+    let detail = format!("issued by {}, ends {end} ({days} days left){staging}", c.issuer);
+    let status = match days {
+        d if d < 0 => Status::Failed,
+        d if d < CERTIFICATE_WARN_DAYS => Status::Warning,
+        _ => Status::Ok,
+    };
+    (status, detail)
 }
 
 /// What runs on the server by itself: well when each timer installed is
@@ -333,6 +394,33 @@ mod tests {
         let r = evaluate(&Facts::parse(text), &o);
         let https = r.checks.iter().find(|c| c.name == "https").unwrap();
         assert_eq!(https.detail, "GET https://image.example.org/health at 127.0.0.1 answered");
+    }
+
+    /// The served certificate: issuer and days left; Traefik's default and
+    /// an ended one fail, one ending within two weeks warns, staging is said.
+    #[test]
+    fn certificate_states() {
+        let now: jiff::Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let raw = |issuer: &str, end: &str| {
+            let f = Facts::parse(&format!("health.cert_issuer={issuer}\nhealth.cert_not_after={end}\n"));
+            f.health.certificate.unwrap()
+        };
+        let pebble = raw("CN = Pebble Intermediate CA 6a1d5e", "2027-03-01 12:00:00Z");
+        let (status, detail) = certificate_check(&pebble, "image.example.org", now);
+        assert_eq!(status, Status::Ok);
+        assert_eq!(detail, "issued by CN = Pebble Intermediate CA 6a1d5e, ends 2027-03-01 (90 days left)");
+        let soon = raw("C = US, O = Let's Encrypt, CN = R11", "2026-12-10 00:00:00Z");
+        assert_eq!(certificate_check(&soon, "d.example", now).0, Status::Warning);
+        let ended = raw("C = US, O = Let's Encrypt, CN = R11", "2026-11-30 00:00:00Z");
+        assert_eq!(certificate_check(&ended, "d.example", now).0, Status::Failed);
+        let staging =
+            raw("C = US, O = (STAGING) Let's Encrypt, CN = (STAGING) Counterfeit Cashew R10", "2027-02-01 00:00:00Z");
+        assert!(certificate_check(&staging, "d.example", now).1.contains("staging: browsers do not trust it"));
+        assert!(CertificateReport::of(&staging, now).staging);
+        let default = raw("CN = TRAEFIK DEFAULT CERT", "2027-12-01 00:00:00Z");
+        let (status, detail) = certificate_check(&default, "d.example", now);
+        assert_eq!(status, Status::Failed);
+        assert!(detail.contains("DNS A record") && detail.contains("port 80"), "{detail}");
     }
 
     #[test]

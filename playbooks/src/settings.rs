@@ -147,6 +147,18 @@ impl Default for Upkeep {
     }
 }
 
+/// Before Traefik asks for a certificate: the domain must resolve to the
+/// server's public address, within a time limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DnsCheck {
+    /// The server's public IPv4 address ([`ImageConfig::check_dns_for`]
+    /// fills it in once the command knows it).
+    pub address: String,
+    pub timeout: Duration,
+}
+
+pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(600);
+
 #[derive(Clone, Debug)]
 pub struct ImageConfig {
     pub base_dir: String,
@@ -183,6 +195,9 @@ pub struct ImageConfig {
     /// at [`DEFAULT_HTTPS_ADDR`] (off only in tests without real Traefik).
     pub https_check: bool,
     pub upkeep: Upkeep,
+    /// With a domain: wait for its DNS before Traefik starts; None with
+    /// --no-dns-check, or while the address is not known.
+    pub dns_check: Option<DnsCheck>,
 }
 
 impl Default for ImageConfig {
@@ -206,6 +221,7 @@ impl Default for ImageConfig {
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             https_check: true,
             upkeep: Upkeep::default(),
+            dns_check: None,
         }
     }
 }
@@ -227,6 +243,14 @@ impl ImageConfig {
     /// LOG_DIR).
     pub fn healthcheck_log_dir(&self) -> String {
         format!("{}/logs/healthcheck", self.base_dir)
+    }
+    /// The DNS check waits for `address`, the server's public IPv4 address
+    /// as the command that reaches it knows it; with none known, no check.
+    pub fn check_dns_for(&mut self, address: Option<String>) {
+        match (address, &mut self.dns_check) {
+            (Some(a), Some(check)) => check.address = a,
+            _ => self.dns_check = None,
+        }
     }
     /// The log directory of the IMAGE team's image_daily_cron.
     pub fn daily_log_dir(&self) -> String {

@@ -52,11 +52,37 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     // and "healthy", by name.
     let bootstrap =
         ["bootstrap", "--no-llm", "--domain", DOMAIN, "--acme-email", "ops@example.org", "--acme-server", &acme];
-    let boot = run(&host, state.path(), &[&bootstrap[..], &["--imageup-timeout", "3m"]].concat());
+    // The DNS check: Traefik does not ask for a certificate while the
+    // domain points elsewhere; the run fails within --dns-timeout naming
+    // the record to create, and goes on once the record is right.
+    let with_dns_check = |extra: &[&str]| {
+        let args = [&bootstrap[..], &["--imageup-timeout", "3m"], extra].concat();
+        let mut cmd = cli::on_host(BIN, &host, host.default_user(), state.path(), &args);
+        cmd.env_remove("IMAGE_PROVISION_NO_DNS_CHECK");
+        cli::run(&mut cmd, &format!("{args:?}"))
+    };
+    host.point_name(DOMAIN, "203.0.113.9");
+    let early = with_dns_check(&["--dns-timeout", "6s"]);
+    assert_eq!(early.status.code(), Some(1), "the domain points elsewhere");
+    let err = stderr(&early);
+    assert!(err.contains("step traefik failed"), "{err}");
+    assert!(err.contains(&format!("{DOMAIN} still resolves to 203.0.113.9")), "{err}");
+    assert!(err.contains(&format!("{DOMAIN}. A {}", host.ip)), "the record to create: {err}");
+    assert!(!host.sh_ok("docker ps -a --format '{{.Names}}'").contains("traefik"), "Traefik was started");
+    assert_eq!(imageups(&host), 0);
+    let boot = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_secs(4));
+            host.point_name(DOMAIN, &host.ip.to_string());
+        });
+        with_dns_check(&["--dns-timeout", "60s"])
+    });
     assert!(boot.status.success(), "bootstrap failed");
+    let traefik_line = cli::step_line(&boot, "traefik");
+    assert!(traefik_line.contains(&format!("wait for {DOMAIN} to resolve to {}", host.ip)), "{traefik_line}");
     assert_eq!(imageups(&host), 1);
     let stack_line = cli::step_line(&boot, "stack");
-    assert!(stack_line.contains("not started (no photo descriptions"), "{stack_line}");
+    assert!(stack_line.contains("will not run (no photo descriptions"), "{stack_line}");
     let all = host.sh_ok("docker ps -a --format '{{.Names}}'");
     assert!(!all.contains("graphic-caption") && !all.contains("text-followup"), "{all}");
 
@@ -72,6 +98,12 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     assert_eq!(v["healthy"], true, "{v}");
     assert_eq!(v["domain"], DOMAIN);
     assert_eq!(v["extension_url"], format!("https://{DOMAIN}/"));
+    // The certificate Traefik serves: pebble's, with its end and days left.
+    assert_eq!(check_status(&v, "certificate"), "ok", "{v}");
+    let cert = &v["certificate"];
+    assert!(cert["issuer"].as_str().is_some_and(|i| i.contains("Pebble")), "{cert}");
+    assert!(cert["days_left"].as_i64().is_some_and(|d| d > 14), "{cert}");
+    assert_eq!((cert["staging"].clone(), cert["traefik_default"].clone()), (false.into(), false.into()), "{cert}");
     assert_eq!(v["orchestrator"], "healthy");
     assert_eq!(v["traefik_running"], true);
     assert_eq!(v["docker_nvidia_runtime"], true);

@@ -735,6 +735,13 @@ impl TestHost {
         self.sh_ok(&format!("echo '{outer} ghcr.io registry-1.docker.io' >>/etc/hosts"));
     }
 
+    /// What the host's resolver answers for `name`: `address` (its
+    /// /etc/hosts, which getent reads before DNS), replacing an earlier
+    /// answer: the test's stand-in for the public DNS record of a domain.
+    pub fn point_name(&self, name: &str, address: &str) {
+        self.sh_ok(&format!("sed -i '/ {name}$/d' /etc/hosts && echo '{address} {name}' >>/etc/hosts"));
+    }
+
     /// Let's Encrypt's test server, pebble, for a booted host: its ACME
     /// directory (returned, for `--acme-server`) at the machine's end of the
     /// host's network, with a certificate from the tests' CA that the

@@ -5,8 +5,11 @@
 # through the host's own Traefik (https_check: https-check.sh beside this
 # file, put in front of this script), as health.https: `ok`, or `failed: `
 # and curl's error. Reads only; runs as the SSH user.
+# With CERTIFICATE=yes (verify and update only: it costs a TLS handshake),
+# the certificate Traefik serves for the domain: its issuer and its end
+# (health.cert_issuer, health.cert_not_after, ISO 8601).
 # Inputs: BASE_DIR; DOMAIN (optional); HTTPS_CHECK (yes|no); HTTPS_ADDR
-# (where Traefik listens; 127.0.0.1 when empty).
+# (where Traefik listens; 127.0.0.1 when empty); CERTIFICATE (yes|no).
 
 site_domain=${DOMAIN:-}
 if [ -z "$site_domain" ] && [ -r "$BASE_DIR/site-docker-compose.yml" ]; then
@@ -21,4 +24,14 @@ if [ -n "$site_domain" ] && [ "${HTTPS_CHECK:-no}" = yes ]; then
     else
         kv health.https "failed: $answer"
     fi
+fi
+if [ -n "$site_domain" ] && [ "${CERTIFICATE:-no}" = yes ] && command -v openssl >/dev/null 2>&1; then
+    cert=$(timeout 10 openssl s_client -connect "${HTTPS_ADDR:-127.0.0.1}:443" -servername "$site_domain" \
+        </dev/null 2>/dev/null | openssl x509 -noout -issuer -enddate -dateopt iso_8601 -nameopt oneline 2>/dev/null || true)
+    while IFS='=' read -r key value; do
+        case $key in
+        issuer) kv health.cert_issuer "${value# }" ;;
+        notAfter) kv health.cert_not_after "$value" ;;
+        esac
+    done <<<"$cert"
 fi

@@ -102,6 +102,35 @@ pub struct HealthFacts {
     /// https://DOMAIN/health through the host's Traefik: Ok, or curl's
     /// error; None when not checked.
     pub https: Option<Result<(), String>>,
+    /// The certificate Traefik serves for the domain (verify and update
+    /// ask): its issuer, and when it ends.
+    pub certificate: Option<Certificate>,
+}
+
+/// A served certificate, as openssl read it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Certificate {
+    pub issuer: String,
+    pub not_after: Option<jiff::Timestamp>,
+}
+
+/// Where a certificate that expires this soon is a warning.
+pub const CERTIFICATE_WARN_DAYS: i64 = 14;
+
+impl Certificate {
+    /// Traefik's own certificate, served while no ACME certificate exists
+    /// for the name (the challenge failed, or has not run yet).
+    pub fn is_traefik_default(&self) -> bool {
+        self.issuer.contains("TRAEFIK DEFAULT CERT")
+    }
+    /// Let's Encrypt's staging intermediates are named "(STAGING) ...".
+    pub fn is_staging(&self) -> bool {
+        self.issuer.contains("(STAGING)")
+    }
+    /// Whole days from `now` to its end (negative once it has ended).
+    pub fn days_left(&self, now: jiff::Timestamp) -> Option<i64> {
+        self.not_after.map(|end| end.as_second().saturating_sub(now.as_second()).div_euclid(86_400))
+    }
 }
 
 impl HealthFacts {
@@ -111,6 +140,11 @@ impl HealthFacts {
             https: raw.get("health.https").map(|v| match v {
                 "ok" => Ok(()),
                 failed => Err(failed.strip_prefix("failed:").unwrap_or(failed).trim().to_string()),
+            }),
+            certificate: raw.string("health.cert_issuer").map(|issuer| Certificate {
+                issuer,
+                // openssl's ISO 8601: "2027-03-01 12:00:00Z".
+                not_after: raw.string("health.cert_not_after").and_then(|t| t.replacen(' ', "T", 1).parse().ok()),
             }),
         }
     }

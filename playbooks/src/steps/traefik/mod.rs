@@ -14,6 +14,17 @@ use crate::template::{FileFacts, render, upload};
 
 pub const COMPOSE_TEMPLATE: &str = include_str!("traefik-compose.yml");
 pub const FACTS_SH: &str = include_str!("facts.sh");
+pub const DNS_WAIT_SH: &str = include_str!("dns-wait.sh");
+
+/// dns-wait.sh: DOMAIN resolves to `address` within `timeout`.
+pub fn dns_wait(domain: &str, address: &str, timeout: std::time::Duration) -> Cmd {
+    Cmd::script(DNS_WAIT_SH)
+        .named("dns-wait.sh")
+        .sudo()
+        .env("DOMAIN", domain)
+        .env("ADDRESS", address)
+        .env("TIMEOUT", timeout.as_secs().to_string())
+}
 
 /// The facts script (input TRAEFIK_DIR).
 pub fn facts_script() -> FactsScript {
@@ -107,6 +118,12 @@ pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, 
         actions.push(Action::Change(Cmd::new("rm").args(["-f", "--", &certificate_store()]).sudo()));
     }
     if changed || !running(containers) {
+        // Traefik asks for the certificate as it starts: not while the name
+        // points elsewhere.
+        if let (Some(domain), Some(dns)) = (&img.domain, &img.dns_check) {
+            why.push(format!("wait for {domain} to resolve to {}", dns.address));
+            actions.push(Action::Check(dns_wait(domain, &dns.address, dns.timeout)));
+        }
         why.push("bring Traefik up".into());
         actions.push(Action::Change(compose_cmd("up").arg("-d")));
     }
@@ -164,5 +181,27 @@ mod tests {
         let old = TraefikFacts::parse(&RawFacts::parse("traefik.configured=yes\ntraefik.certificates=yes\n"));
         assert_eq!(old.acme_server.as_deref(), Some(LETS_ENCRYPT));
         assert_eq!(TraefikFacts::parse(&RawFacts::parse("")).acme_server, None);
+    }
+
+    /// With a DNS check, Traefik comes up only after the domain resolves to
+    /// the server; a running Traefik needs no check.
+    #[test]
+    fn the_dns_check_comes_before_traefik_starts() {
+        let mut img = ImageConfig::with_site();
+        img.dns_check =
+            Some(crate::settings::DnsCheck { address: String::new(), timeout: std::time::Duration::from_secs(90) });
+        img.check_dns_for(Some("198.51.100.7".into()));
+        let bare = Containers::parse(&RawFacts::parse("containers.listed=yes\ndocker.networks=bridge traefik\n"));
+        let cmds = plan(&bare, &FileFacts::default(), &TraefikFacts::default(), &img).commands();
+        let at =
+            |needle: &str| cmds.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("{needle}: {cmds:?}"));
+        assert!(at("dns-wait.sh") < at("up -d"), "{cmds:?}");
+        assert!(cmds[at("dns-wait.sh")].ends_with("(check)"), "{cmds:?}");
+        let shown = dns_wait("image.example.org", "198.51.100.7", std::time::Duration::from_secs(90)).render(true);
+        assert!(shown.contains("DOMAIN=image.example.org ADDRESS=198.51.100.7 TIMEOUT=90"), "{shown}");
+        // No address known: no check.
+        img.check_dns_for(None);
+        let cmds = plan(&bare, &FileFacts::default(), &TraefikFacts::default(), &img).commands();
+        assert!(!cmds.iter().any(|c| c.contains("dns-wait")), "{cmds:?}");
     }
 }
