@@ -260,6 +260,21 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_NO_LLM", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_llm: bool,
 
+    /// `local`: run the vision LLM on this server's GPU (vLLM, sized to the
+    /// GPU's memory), instead of --env-file llm.env or --no-llm
+    #[arg(long, value_name = "local")]
+    pub llm: Option<String>,
+
+    /// With --llm local: the model [default: the largest that fits beside
+    /// IMAGE's own GPU services]
+    #[arg(long, value_name = "MODEL")]
+    pub llm_model: Option<String>,
+
+    /// With --llm local: how long its first start may take (the weights'
+    /// download) [default: 60m]
+    #[arg(long, value_name = "DURATION")]
+    pub llm_timeout: Option<String>,
+
     /// The Overpass API the openstreetmap preprocessor asks (its SERVERS;
     /// IMAGE's compose file names McGill's own server)
     /// [default: https://overpass-api.de/api/interpreter]

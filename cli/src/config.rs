@@ -45,6 +45,9 @@ pub struct HostConfig {
     /// NAME = PATH, e.g. `"llm.env" = "/home/me/image/llm.env"`.
     pub env_files: Option<std::collections::BTreeMap<String, PathBuf>>,
     pub no_llm: Option<bool>,
+    pub llm: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_timeout: Option<String>,
     pub overpass_url: Option<String>,
     pub nominatim_fallback: Option<String>,
     pub pii_logging: Option<bool>,

@@ -30,6 +30,9 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     let user_key = settings.ssh_key.as_deref().map(state::user_key).transpose()?;
     let state_dir = state::server_dir(&settings.name)?;
     let progress = Progress::new();
+    if let Some(line) = local_llm_note(&settings) {
+        progress.line(line);
+    }
 
     if settings.dry_run {
         let from_env =
@@ -349,6 +352,23 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
         dns_domain: s.dns_domain.clone(),
         ready_timeout: s.ready_timeout,
     }
+}
+
+/// With --llm local on a GPU under 40 GiB: the LLM shares it with IMAGE's
+/// own GPU services, so only a small model fits; where more room is.
+fn local_llm_note(s: &CreateSettings) -> Option<String> {
+    use image_provision_playbooks::settings::Llm;
+    let img = s.steps.image.as_ref().filter(|i| i.llm == Llm::Local)?;
+    let (gpu, gib) = provision::gpu_of(&s.instance_type)?;
+    let sizing = image_provision_playbooks::steps::llm::size(gib, img.local_llm.model.as_deref()).ok()?;
+    (gib < 40.0).then(|| {
+        format!(
+            "the local LLM shares the {}'s {gpu} with IMAGE's GPU services: {}. For a larger model: g6e.xlarge \
+             (an L40S, 48 GB); g5.2xlarge has the same GPU as g5.xlarge, g5.12xlarge four A10Gs (--instance-type)",
+            s.instance_type,
+            sizing.describe()
+        )
+    })
 }
 
 pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {

@@ -294,16 +294,24 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     let aws = aws_options(&args.aws, f, hooks)?;
     // --no-bootstrap: the steps do not run now, so no LLM need be chosen.
     let steps = host_steps(&args.steps, &file.host, hooks, !args.no_bootstrap)?;
+    let instance_type =
+        args.instance_type.clone().or_else(|| f.instance_type.clone()).unwrap_or(DEFAULT_INSTANCE_TYPE.into());
+    // A local LLM that cannot fit this instance's GPU stops before anything
+    // is launched.
+    if let Some(img) = steps.image.as_ref().filter(|i| i.llm == Llm::Local)
+        && let Some((gpu, gib)) = image_provision_provision::gpu_of(&instance_type)
+    {
+        image_provision_playbooks::steps::llm::size(gib, img.local_llm.model.as_deref()).map_err(|e| {
+            UsageError::new(format!("--llm local on a {instance_type} ({gpu}): {e}"))
+                .hint(image_provision_playbooks::steps::llm::TOO_SMALL_HINT)
+        })?;
+    }
     Ok(CreateSettings {
         name: args.name.clone(),
         aws,
         ami,
         ubuntu,
-        instance_type: args
-            .instance_type
-            .clone()
-            .or_else(|| f.instance_type.clone())
-            .unwrap_or(DEFAULT_INSTANCE_TYPE.into()),
+        instance_type,
         volume_size,
         volume_type,
         subnet: args.subnet.clone().or_else(|| f.subnet.clone()),
@@ -524,18 +532,44 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
     // exit at start-up without one, so a stack brought up without a choice
     // never gets healthy.
     let has_llm = env_files.iter().any(|(n, _)| n == "llm.env");
-    let llm = match (has_llm, on(a.no_llm, f.no_llm)) {
-        (true, false) => Llm::EnvFile,
-        (false, true) => Llm::Without,
-        (true, true) => {
-            return Err(UsageError::new("--no-llm with --env-file llm.env: two choices for the LLM")
-                .hint("give one: --env-file llm.env=PATH to use that LLM, or --no-llm to run without one"));
+    let local = match a.llm.as_ref().or(f.llm.as_ref()).map(String::as_str) {
+        None => false,
+        Some("local") => true,
+        Some(other) => {
+            return Err(UsageError::new(format!("--llm {other:?} is not a choice"))
+                .hint("--llm local runs the LLM on this server; an LLM elsewhere is --env-file llm.env=PATH"));
         }
+    };
+    let choices = [has_llm, on(a.no_llm, f.no_llm), local];
+    if choices.iter().filter(|c| **c).count() > 1 {
+        return Err(UsageError::new("more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local)")
+            .hint("give one: --env-file llm.env=PATH to use that LLM, --llm local to run one here, or --no-llm to run without one"));
+    }
+    if !local && (a.llm_model.is_some() || f.llm_model.is_some()) {
+        return Err(UsageError::new("--llm-model is for --llm local").hint("add --llm local, or leave --llm-model out"));
+    }
+    let local_llm = settings::LocalLlm {
+        model: a.llm_model.clone().or(f.llm_model.clone()),
+        timeout: duration_or(
+            "--llm-timeout",
+            a.llm_timeout.as_ref().or(f.llm_timeout.as_ref()),
+            settings::DEFAULT_LLM_TIMEOUT,
+        )?,
+    };
+    if let Some(model) = &local_llm.model {
+        // Known here, so a typo stops before anything is installed.
+        image_provision_playbooks::steps::llm::size(f64::MAX, Some(model))
+            .map_err(|e| UsageError::new(e).hint(image_provision_playbooks::steps::llm::TOO_SMALL_HINT))?;
+    }
+    let llm = match (has_llm, on(a.no_llm, f.no_llm)) {
+        _ if local => Llm::Local,
+        (true, _) => Llm::EnvFile,
+        (false, true) => Llm::Without,
         (false, false) if !running => Llm::Without,
         (false, false) => {
             return Err(UsageError::new("no LLM chosen: the IMAGE services that describe photos, answer follow-up questions and segment diagrams need one")
                 .hint(format!(
-                    "give --env-file llm.env=PATH (LLM_URL, LLM_API_KEY and LLM_MODEL of an OpenAI-compatible server, e.g. vLLM), or --no-llm to run without them ({}); in a config file: [host.env_files] \"llm.env\" = \"PATH\", or [host] no_llm = true",
+                    "give --env-file llm.env=PATH (LLM_URL, LLM_API_KEY and LLM_MODEL of an OpenAI-compatible server, e.g. vLLM), --llm local to run one on this server's GPU, or --no-llm to run without them ({}); in a config file: [host.env_files] \"llm.env\" = \"PATH\", or [host] no_llm = true",
                     image_provision_playbooks::steps::stack::NO_LLM_LOSS
                 )));
         }
@@ -569,6 +603,7 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         pii_logging: on(a.pii_logging, f.pii_logging),
         env_files,
         llm,
+        local_llm,
         overpass_url: text(
             checked("--overpass-url", a.overpass_url.as_ref(), f.overpass_url.as_ref(), validate::check_service_url)?,
             defaults.overpass_url,
@@ -858,8 +893,24 @@ mod tests {
         assert!(err.message.starts_with("no LLM chosen"), "{err}");
         let hint = err.hint.unwrap();
         assert!(hint.contains("--env-file llm.env=PATH") && hint.contains("--no-llm"), "{hint}");
-        let both = choice(HostStepArgs { env_file, no_llm: true, ..Default::default() }, true).unwrap_err();
-        assert!(both.message.contains("two choices"), "{both}");
+        let both = choice(HostStepArgs { env_file: env_file.clone(), no_llm: true, ..Default::default() }, true);
+        assert!(both.unwrap_err().message.contains("more than one choice"));
+        // --llm local: alone, with a known model; not with another choice.
+        let local = |model: Option<&str>| HostStepArgs {
+            llm: Some("local".into()),
+            llm_model: model.map(str::to_string),
+            ..Default::default()
+        };
+        assert_eq!(choice(local(None), true).unwrap(), Llm::Local);
+        let cfg = host_steps(&local(Some("Qwen/Qwen2.5-VL-3B-Instruct")), &none, &hooks(), true).unwrap();
+        assert_eq!(cfg.image.unwrap().local_llm.model.as_deref(), Some("Qwen/Qwen2.5-VL-3B-Instruct"));
+        assert!(choice(local(Some("some/model")), true).unwrap_err().message.contains("not one whose size is known"));
+        assert!(choice(HostStepArgs { env_file, ..local(None) }, true).unwrap_err().message.contains("more than one"));
+        let remote = HostStepArgs { llm: Some("remote".into()), ..Default::default() };
+        assert!(choice(remote, true).is_err());
+        let model_alone =
+            HostStepArgs { llm_model: Some("Qwen/Qwen2.5-VL-3B-Instruct".into()), no_llm: true, ..Default::default() };
+        assert!(choice(model_alone, true).unwrap_err().message.contains("--llm-model is for --llm local"));
         assert_eq!(choice(HostStepArgs::default(), false).unwrap(), Llm::Without, "not running now");
         let no_stack = HostStepArgs { no_stack: true, ..Default::default() };
         assert!(host_steps(&no_stack, &none, &hooks(), true).unwrap().image.is_none());
@@ -943,6 +994,23 @@ mod tests {
         }
         let off = create_with(&|a| a.steps.healthcheck_every = Some("off".into()), &file).unwrap();
         assert_eq!(upkeep(&off).healthcheck_every, None);
+    }
+
+    /// --llm local on an instance whose GPU cannot hold a model beside
+    /// IMAGE's services is refused before launch, with the numbers.
+    #[test]
+    fn a_local_llm_too_big_for_the_instance_is_refused() {
+        let local = |itype: &'static str| {
+            move |a: &mut CreateArgs| {
+                a.steps.no_llm = false;
+                a.steps.llm = Some("local".into());
+                a.instance_type = Some(itype.into());
+            }
+        };
+        let err = create_with(&local("g4dn.xlarge"), &ConfigFile::default()).unwrap_err();
+        assert!(err.message.contains("g4dn.xlarge (NVIDIA T4)") && err.message.contains("GiB left"), "{err}");
+        assert!(create_with(&local("g5.xlarge"), &ConfigFile::default()).is_ok());
+        assert!(create_with(&local("g6e.xlarge"), &ConfigFile::default()).is_ok());
     }
 
     #[test]

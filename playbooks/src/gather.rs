@@ -13,6 +13,7 @@ use crate::steps::apt::AptFacts;
 use crate::steps::docker::{self, DockerFacts};
 use crate::steps::health::{self, HealthFacts};
 use crate::steps::layout::{self, LayoutFacts};
+use crate::steps::llm::{self, LlmFacts};
 use crate::steps::nvidia::{self, DEBIAN_NVIDIA_COMPONENTS, NvidiaFacts};
 use crate::steps::pull::{self, PullFacts};
 use crate::steps::ready::{self, ReadyFacts};
@@ -38,6 +39,7 @@ pub struct Facts {
     pub pull: PullFacts,
     pub containers: Containers,
     pub traefik: TraefikFacts,
+    pub llm: LlmFacts,
     pub stack: StackFacts,
     pub health: HealthFacts,
     pub upkeep: UpkeepFacts,
@@ -59,6 +61,7 @@ impl Facts {
             files: FileFacts::parse(&raw),
             pull: PullFacts::parse(&raw),
             traefik: TraefikFacts::parse(&raw),
+            llm: LlmFacts::parse(&raw),
             stack: StackFacts::parse(&raw, &containers),
             health: HealthFacts::parse(&raw),
             upkeep: UpkeepFacts::parse(&raw),
@@ -96,7 +99,8 @@ impl FactsInputs {
             packages,
             base_dir: img.map(|i| i.base_dir.clone()),
             files: [
-                img.map(|i| [layout::written_files(i), traefik::written_files(i)].concat()).unwrap_or_default(),
+                img.map(|i| [layout::written_files(i), traefik::written_files(i), vec![llm::compose_path()]].concat())
+                    .unwrap_or_default(),
                 upkeep::written_files(),
             ]
             .concat(),
@@ -139,6 +143,7 @@ fn parts(inputs: &FactsInputs) -> Vec<FactsScript> {
             pull::facts_script(),
             containers::facts_script(),
             traefik::facts_script(),
+            llm::facts_script(),
             stack::facts_script(),
             health::facts_script(),
         ]);
@@ -157,6 +162,7 @@ pub fn command(inputs: &FactsInputs) -> Cmd {
     let Some(base) = &inputs.base_dir else { return cmd };
     cmd.env("BASE_DIR", base)
         .env("TRAEFIK_DIR", TRAEFIK_DIR)
+        .env("LLM_DIR", llm::LLM_DIR)
         .env("DOMAIN", inputs.domain.clone().unwrap_or_default())
         .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })
         .env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string())

@@ -22,6 +22,7 @@ pub enum Step {
     Layout,
     Pull,
     Traefik,
+    Llm,
     Stack,
     Health,
     Upkeep,
@@ -31,7 +32,7 @@ impl Step {
     /// In the order they run. The layout and the background pull come right
     /// after Docker, so the pull (the longest wait) overlaps the driver
     /// install; Traefik and the stack come after the reboot.
-    pub const ALL: [Step; 13] = [
+    pub const ALL: [Step; 14] = [
         Step::Host,
         Step::Ready,
         Step::Apt,
@@ -42,6 +43,7 @@ impl Step {
         Step::Reboot,
         Step::GpuCheck,
         Step::Traefik,
+        Step::Llm,
         Step::Stack,
         Step::Health,
         Step::Upkeep,
@@ -49,7 +51,7 @@ impl Step {
 
     /// The IMAGE steps (not run with --no-stack).
     pub fn is_image(self) -> bool {
-        matches!(self, Step::Layout | Step::Pull | Step::Traefik | Step::Stack | Step::Health)
+        matches!(self, Step::Layout | Step::Pull | Step::Traefik | Step::Llm | Step::Stack | Step::Health)
     }
 
     /// The steps this configuration runs, in order. The upkeep step runs
@@ -74,6 +76,7 @@ impl Step {
             Step::Layout => "layout",
             Step::Pull => "pull",
             Step::Traefik => "traefik",
+            Step::Llm => "llm",
             Step::Stack => "stack",
             Step::Health => "health",
             Step::Upkeep => "upkeep",
@@ -120,6 +123,7 @@ impl Step {
                 steps::pull::plan(gid, &f.layout, &f.containers, deployed, &f.pull, img)
             }
             (Step::Traefik, Some(img)) => steps::traefik::plan(&f.containers, &f.files, &f.traefik, img),
+            (Step::Llm, Some(img)) => steps::llm::plan(f.nvidia.smi.as_ref(), &f.containers, &f.files, &f.llm, img),
             (Step::Stack, Some(img)) => {
                 {
                     // What to suggest should the driver be too old: the default

@@ -116,6 +116,33 @@ pub enum Llm {
     /// None (--no-llm): config/llm.env stays empty and the services that
     /// need it are left out of what must run.
     Without,
+    /// vLLM on this server's GPU (--llm local), in its own compose project;
+    /// config/llm.env written from its generated key.
+    Local,
+}
+
+impl Llm {
+    /// The stack has an LLM to call.
+    pub fn present(self) -> bool {
+        self != Llm::Without
+    }
+}
+
+/// The local LLM's settings (with [`Llm::Local`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalLlm {
+    /// The model asked for; None: the largest that fits the GPU.
+    pub model: Option<String>,
+    /// How long the first start may take (the weights' download).
+    pub timeout: Duration,
+}
+
+pub const DEFAULT_LLM_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Default for LocalLlm {
+    fn default() -> Self {
+        LocalLlm { model: None, timeout: DEFAULT_LLM_TIMEOUT }
+    }
 }
 
 /// What runs on the server by itself once bootstrap is done (the upkeep
@@ -180,6 +207,8 @@ pub struct ImageConfig {
     pub env_files: Vec<(String, Vec<u8>)>,
     /// Where the LLM the stack calls comes from.
     pub llm: Llm,
+    /// With [`Llm::Local`]: its model and time limit.
+    pub local_llm: LocalLlm,
     /// The Overpass API openstreetmap asks (its SERVERS): the compose
     /// file's default is McGill's own server.
     pub overpass_url: String,
@@ -214,6 +243,7 @@ impl Default for ImageConfig {
             pii_logging: false,
             env_files: Vec::new(),
             llm: Llm::Without,
+            local_llm: LocalLlm::default(),
             overpass_url: DEFAULT_OVERPASS_URL.into(),
             nominatim_fallback: DEFAULT_NOMINATIM_FALLBACK.into(),
             imageup: true,

@@ -60,3 +60,20 @@ pub struct CreateSpec {
     /// How long to wait for running + SSH banner.
     pub ready_timeout: Duration,
 }
+
+/// One GPU of an instance type, with its memory as nvidia-smi reports it
+/// (GiB), for the families an IMAGE server runs on; None for others. The
+/// local LLM is sized to it before launch.
+pub fn gpu_of(instance_type: &str) -> Option<(&'static str, f64)> {
+    let family = instance_type.split('.').next()?;
+    let (gpu, mib) = match family {
+        "g5" => ("NVIDIA A10G", 23028.0),
+        "g6" => ("NVIDIA L4", 23034.0),
+        "g6e" => ("NVIDIA L40S", 46068.0),
+        "g4dn" => ("NVIDIA T4", 15360.0),
+        "p4d" => ("NVIDIA A100 40GB", 40960.0),
+        "p4de" | "p5" => ("NVIDIA A100/H100 80GB", 81559.0),
+        _ => return None,
+    };
+    Some((gpu, mib / 1024.0))
+}

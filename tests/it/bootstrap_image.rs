@@ -769,3 +769,93 @@ fn a_driver_too_old_for_the_gpu_images_stops_before_the_stack_naming_the_image()
     assert!(err.contains("install nvidia-driver-570-server on the host"), "{err}");
     assert_eq!(host.sh_ok("docker ps -aq --filter name=image-").trim(), "", "the stack was not started");
 }
+
+/// `--llm local` on a booted host: vLLM's compose project (the test
+/// registry's stand-in for vLLM's image, which answers as vLLM does and
+/// checks the key) sized to the GPU nvidia-smi reports, its key made on the
+/// host and config/llm.env written from it, the stack started only once
+/// the LLM served its model, the LLM services' answers in the end-to-end
+/// request, and a converged re-run.
+#[test]
+fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let state = state_for(&host);
+    let args = ["--llm", "local", "--imageup-timeout", "3m", "--llm-timeout", "2m"];
+    let first = bootstrap(&host, state.path(), &args);
+    assert!(first.status.success(), "bootstrap --llm local failed");
+    let llm_line = step_line(&first, "llm");
+    assert!(llm_line.contains("changed") && llm_line.contains("Qwen/Qwen2.5-VL-7B-Instruct-AWQ"), "{llm_line}");
+    assert!(llm_line.contains("generate its API key"), "{llm_line}");
+
+    // The compose file, as YAML: the pinned image, the command line from
+    // the GPU's 23028 MiB, the GPU reserved, its own network.
+    let compose = yaml(&host, "/var/docker/llm/docker-compose.yml");
+    let vllm = &compose["services"]["vllm"];
+    assert_eq!(vllm["image"].as_str(), Some("vllm/vllm-openai:v0.10.2"));
+    assert_eq!(vllm["container_name"].as_str(), Some("vllm"));
+    let command = strings(&vllm["command"]);
+    let after = |flag: &str| command[command.iter().position(|c| c == flag).unwrap() + 1].clone();
+    assert_eq!(after("--model"), "Qwen/Qwen2.5-VL-7B-Instruct-AWQ");
+    assert_eq!(after("--gpu-memory-utilization"), "0.64");
+    assert_eq!(after("--max-model-len"), "32768");
+    assert_eq!(after("--limit-mm-per-prompt"), "{\"image\": 2}");
+    let gpu = &vllm["deploy"]["resources"]["reservations"]["devices"][0];
+    assert_eq!(gpu["driver"].as_str(), Some("nvidia"));
+    assert_eq!(strings(&vllm["networks"]), ["llm"]);
+    // What the container was started with: the same command line.
+    let args_run = host.sh_ok("docker inspect -f '{{json .Args}}' vllm");
+    assert!(args_run.contains("\"--gpu-memory-utilization\",\"0.64\""), "{args_run}");
+
+    // The key: made on the host, the same in llm.env, both root's only,
+    // never in the output or the run's log.
+    let key_env = text(&host, "/var/docker/llm/key.env");
+    let key = key_env.strip_prefix("VLLM_API_KEY=").unwrap().trim().to_string();
+    assert!(key.len() >= 40, "a long random key: {} chars", key.len());
+    let llm_env = text(&host, &format!("{BASE}/config/llm.env"));
+    let entries: Vec<&str> = llm_env.lines().collect();
+    assert_eq!(
+        entries,
+        [
+            "LLM_URL=http://vllm:8000/v1".to_string(),
+            format!("LLM_API_KEY={key}"),
+            "LLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct-AWQ".into()
+        ]
+    );
+    for path in ["/var/docker/llm/key.env", &format!("{BASE}/IMAGE-server/config/llm.env")] {
+        assert_eq!(host.sh_ok(&format!("stat -c %a {path}")).trim(), "600", "{path}");
+    }
+    let shown = format!("{}{}{}", stdout(&first), stderr(&first), log_file(&first));
+    assert!(!shown.contains(&key), "the key was shown");
+
+    // The stack started only after the LLM served its model: the LLM's
+    // first answered model list comes before the orchestrator was created.
+    let vllm_log = host.sh_ok("docker logs -t vllm 2>&1");
+    let first_models = vllm_log
+        .lines()
+        .find(|l| l.contains("GET /v1/models auth=ok"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no answered model list in\n{vllm_log}"))
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    let created: jiff::Timestamp =
+        host.sh_ok("docker inspect -f '{{.Created}}' $(docker ps -aqf name=orchestrator)").trim().parse().unwrap();
+    assert!(first_models < created, "models answered at {first_models}, orchestrator created at {created}");
+    // The LLM services called it with its key, and their outputs are in
+    // the end-to-end request.
+    assert!(vllm_log.contains("POST /v1/chat/completions auth=ok model=Qwen/Qwen2.5-VL-7B-Instruct-AWQ"), "{vllm_log}");
+    assert!(!vllm_log.contains("auth=wrong") && !vllm_log.contains("auth=missing"), "{vllm_log}");
+    let health = step_line(&first, "health");
+    assert!(health.contains("answered by the categoriser and the caption"), "{health}");
+
+    // Converged: every step ok, the key kept.
+    let again = bootstrap(&host, state.path(), &args);
+    assert!(again.status.success());
+    for (step, outcome) in outcomes(&again) {
+        let want = if step == "traefik" { "skipped" } else { "ok" };
+        assert_eq!(outcome, want, "step {step} on the re-run:\n{}", stdout(&again));
+    }
+    assert_eq!(text(&host, "/var/docker/llm/key.env"), key_env);
+}

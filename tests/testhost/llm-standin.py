@@ -3,6 +3,14 @@
 (vLLM, Ollama or a hosted one: not reachable from the tests), on the machine.
 
 Usage: llm-standin.py LISTEN PORT KEY_FILE MODEL...
+   or: llm-standin.py --model MODEL [vLLM's options]   (as vLLM's image runs)
+
+The second form is the entry point of the test registry's stand-in for
+vLLM's image (vllm/vllm-openai): the options vLLM's OpenAI server takes
+(--model, --served-model-name, --host, --port, --gpu-memory-utilization,
+--max-model-len, --limit-mm-per-prompt; any other is refused, as an unknown
+option is by vLLM), the key from VLLM_API_KEY (required here), and GET
+/health as vLLM answers it.
 
 Serves, for requests carrying "Authorization: Bearer KEY" (KEY the content
 of KEY_FILE, so it is never on a command line; 401 with an OpenAI error body
@@ -17,15 +25,39 @@ Anything else is answered 404 and logged as unknown. Each request is logged
 on stderr as "METHOD PATH auth=ok|wrong|missing ..." (never the key).
 """
 
+import argparse
 import json
+import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def vllm_options(argv):
+    p = argparse.ArgumentParser(prog="vllm (test stand-in)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--served-model-name")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--gpu-memory-utilization", type=float, required=True)
+    p.add_argument("--max-model-len", type=int, required=True)
+    p.add_argument("--limit-mm-per-prompt", type=json.loads, required=True)
+    o = p.parse_args(argv)
+    if not 0 < o.gpu_memory_utilization <= 1:
+        p.error("--gpu-memory-utilization must be in (0, 1]")
+    key = os.environ.get("VLLM_API_KEY", "")
+    if not key:
+        p.error("VLLM_API_KEY is not set (image-provision's compose file always sets it)")
+    print("vllm (test stand-in): " + " ".join(argv), file=sys.stderr, flush=True)
+    return o.host, o.port, key, [o.served_model_name or o.model]
+
+
 def main():
-    listen, port, key_file, models = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
-    with open(key_file) as f:
-        key = f.read().strip()
+    if len(sys.argv) > 1 and sys.argv[1].startswith("--"):
+        listen, port, key, models = vllm_options(sys.argv[1:])
+    else:
+        listen, port, key_file, models = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+        with open(key_file) as f:
+            key = f.read().strip()
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -46,6 +78,8 @@ def main():
             self.wfile.write(data)
 
         def do_GET(self):
+            if self.path == "/health":
+                return self.answer(200, {})
             auth = self.auth()
             known = self.path.rstrip("/") == "/v1/models"
             print(f"GET {self.path} auth={auth}{'' if known else ' unknown'}", file=sys.stderr, flush=True)

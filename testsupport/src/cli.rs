@@ -123,7 +123,7 @@ pub fn summary_rows(o: &Output) -> Vec<Vec<String>> {
 }
 
 /// Every host step with the IMAGE steps, in the order they run.
-pub const IMAGE_STEPS: [&str; 13] = [
+pub const IMAGE_STEPS: [&str; 14] = [
     "host",
     "ready",
     "apt",
@@ -134,6 +134,7 @@ pub const IMAGE_STEPS: [&str; 13] = [
     "reboot",
     "gpu-check",
     "traefik",
+    "llm",
     "stack",
     "health",
     "upkeep",

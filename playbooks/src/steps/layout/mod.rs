@@ -134,6 +134,23 @@ pub fn site_text(img: &ImageConfig, llm_services: &[String]) -> String {
             without_llm.push_str(&format!("  {service}:\n    deploy:\n      replicas: 0\n"));
         }
     }
+    // With a local LLM its callers join its network, keeping the stack's
+    // own (an override's networks list replaces the service's default).
+    let mut local_llm = String::new();
+    if img.llm == Llm::Local && !llm_services.is_empty() {
+        local_llm.push_str("\n  # --llm local: the services that call the LLM reach vLLM on its network.\n");
+        for service in llm_services {
+            local_llm.push_str(&format!("  {service}:\n    networks:\n      - default\n      - llm\n"));
+        }
+    }
+    let mut networks = Vec::new();
+    if img.domain.is_some() {
+        networks.push("  traefik:\n    external: true\n");
+    }
+    if img.llm == Llm::Local {
+        networks.push("  llm:\n    external: true\n");
+    }
+    let networks = if networks.is_empty() { String::new() } else { format!("\nnetworks:\n{}", networks.concat()) };
     render(
         SITE_COMPOSE_TEMPLATE,
         &[
@@ -141,7 +158,9 @@ pub fn site_text(img: &ImageConfig, llm_services: &[String]) -> String {
             ("NOMINATIM_FALLBACK", &img.nominatim_fallback),
             ("PROFILE_SERVICES", if img.profile == Profile::Test { SITE_TEST_PROFILE } else { "" }),
             ("NO_LLM_SERVICES", &without_llm),
+            ("LOCAL_LLM_SERVICES", &local_llm),
             ("DOMAIN_SERVICES", &domain),
+            ("NETWORKS", &networks),
         ],
     )
 }

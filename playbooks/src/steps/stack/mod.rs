@@ -287,7 +287,8 @@ pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
             format!("; --no-llm: {} not started ({NO_LLM_LOSS}), in {SITE_COMPOSE}", stack.llm_services.join(", "))
         }
         Llm::Without => format!("; --no-llm: the services that need an LLM will not run ({NO_LLM_LOSS})"),
-        Llm::EnvFile => String::new(),
+        // A local LLM: the llm step has seen it serve its model.
+        Llm::EnvFile | Llm::Local => String::new(),
     };
     Plan::Act { why: format!("{why}: {how}{llm}"), actions }
 }
