@@ -18,7 +18,7 @@ use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
 use crate::args::{
     AwsArgs, BootstrapArgs, Command, CreateArgs, DestroyArgs, Ec2Command, HostStepArgs, ImageProfile, ListArgs,
-    ServerArgs, Ubuntu, UpdateArgs, VOLUME_GIB,
+    ServerArgs, Ubuntu, UpdateArgs,
 };
 use crate::config::{ConfigFile, Ec2Config, HostConfig};
 use crate::errors::UsageError;
@@ -94,13 +94,67 @@ pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Resul
 /// A duration flag: at least a second (the host's scripts count whole
 /// seconds, and EC2's tags whole seconds too).
 pub fn duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
-    let d = humantime::parse_duration(value).map_err(|e| {
-        UsageError::new(format!("{flag} {value:?} is not a duration: {e}")).hint("write it like 30s, 30m, 4h or 2d")
-    })?;
-    if d.as_secs() == 0 {
-        return Err(UsageError::new(format!("{flag} {value:?} is less than a second")).hint("e.g. 30s, 30m, 2h"));
+    duration_at_least(flag, value, Duration::from_secs(1))
+}
+
+/// A duration flag of at least `min`; the message names the flag and the
+/// least it takes, whatever was wrong (a negative one, a typo, too short).
+fn duration_at_least(flag: &str, value: &str, min: Duration) -> Result<Duration, UsageError> {
+    let least = humantime::format_duration(min);
+    let refused = |why: String| {
+        UsageError::new(format!("{flag} {value:?} is not a duration of at least {least}: {why}"))
+            .hint("write it like 30s, 30m, 4h or 2d")
+    };
+    if value.trim_start().starts_with('-') {
+        return Err(refused("it is negative".into()));
+    }
+    let d = humantime::parse_duration(value).map_err(|e| refused(e.to_string()))?;
+    if d < min {
+        return Err(refused("too short".into()));
     }
     Ok(d)
+}
+
+/// A whole-number `ec2 create` option, by flag and by `[ec2]` key, and the
+/// values EBS takes for it.
+pub struct WholeNumber {
+    pub flag: &'static str,
+    pub key: &'static str,
+    /// What the value is, for the message: "a size".
+    pub what: &'static str,
+    pub unit: &'static str,
+    pub range: std::ops::RangeInclusive<i32>,
+}
+
+/// A root volume: EBS's limits for gp2/gp3 (io1/io2/st1/sc1 take as much).
+pub const VOLUME_SIZE: WholeNumber =
+    WholeNumber { flag: "--volume-size", key: "volume_size", what: "a size", unit: "GiB", range: 8..=65536 };
+
+impl WholeNumber {
+    fn refused(&self, given: String) -> UsageError {
+        let (from, to) = (self.range.start(), self.range.end());
+        UsageError::new(format!("{given} is not {}: give whole {} from {from} to {to}", self.what, self.unit))
+    }
+
+    /// The flag's value over the config file's; `None` when neither is set.
+    /// The flag comes as text (so that `-5` reaches this check rather than
+    /// clap's "unexpected argument"), the file's as TOML's integer.
+    fn resolve(&self, flag: Option<&String>, file: Option<i64>) -> Result<Option<i32>, UsageError> {
+        let in_range = |n: i64| i32::try_from(n).ok().filter(|n| self.range.contains(n));
+        match (flag, file) {
+            (Some(text), _) => text
+                .trim()
+                .parse()
+                .ok()
+                .and_then(in_range)
+                .map(Some)
+                .ok_or_else(|| self.refused(format!("{} {text}", self.flag))),
+            (None, Some(n)) => {
+                in_range(n).map(Some).ok_or_else(|| self.refused(format!("config file: [ec2] {} = {n}", self.key)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 fn duration_or(flag: &str, value: Option<&String>, default: Duration) -> Result<Duration, UsageError> {
@@ -253,16 +307,7 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
             UsageError::new(format!("{ami:?} is not an AMI id")).hint("AMI ids look like ami-0123456789abcdef0")
         );
     }
-    let volume_size = args.volume_size.or(f.volume_size).unwrap_or(DEFAULT_VOLUME_SIZE);
-    if !VOLUME_GIB.contains(&volume_size) {
-        return Err(UsageError::new(format!("config file: volume_size = {volume_size} is out of range")).hint(
-            format!(
-                "give {} to {} GiB; IMAGE's images want the default {DEFAULT_VOLUME_SIZE}",
-                VOLUME_GIB.start(),
-                VOLUME_GIB.end()
-            ),
-        ));
-    }
+    let volume_size = VOLUME_SIZE.resolve(args.volume_size.as_ref(), f.volume_size)?.unwrap_or(DEFAULT_VOLUME_SIZE);
     let volume_type = args.volume_type.clone().or_else(|| f.volume_type.clone()).unwrap_or(DEFAULT_VOLUME_TYPE.into());
     if !VOLUME_TYPES.contains(&volume_type.as_str()) {
         return Err(UsageError::new(format!("volume type {volume_type:?} is not an EBS volume type"))
@@ -596,12 +641,12 @@ fn upkeep(a: &HostStepArgs, f: &HostConfig, profile: ImageProfile) -> Result<Upk
         None => defaults.healthcheck_every,
         Some("off") => None,
         Some(v) => {
-            let every = duration("--healthcheck-every", v)?;
-            if every < Duration::from_secs(60) {
-                return Err(UsageError::new(format!("--healthcheck-every {v:?} is under a minute"))
-                    .hint("the check lists every container and asks nvidia-smi: e.g. 5m, 10m, 1h, or off"));
-            }
-            Some(every)
+            // The check lists every container and asks nvidia-smi: not
+            // more often than once a minute.
+            Some(
+                duration_at_least("--healthcheck-every", v, Duration::from_secs(60))
+                    .map_err(|e| e.hint("e.g. 5m, 10m, 1h, or off"))?,
+            )
         }
     };
     let auto_update = match a.auto_update.as_ref().or(f.auto_update.as_ref()).map(String::as_str) {
@@ -935,7 +980,7 @@ mod tests {
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {
         let file = parse("[ec2]\ninstance_type = \"g5.2xlarge\"\nvolume_size = 500\n").unwrap();
-        let s = create_with(&|a| a.volume_size = Some(200), &file).unwrap();
+        let s = create_with(&|a| a.volume_size = Some("200".into()), &file).unwrap();
         assert_eq!(s.instance_type, "g5.2xlarge");
         assert_eq!(s.volume_size, 200);
         assert_eq!(s.volume_type, "gp3");
@@ -1006,6 +1051,13 @@ mod tests {
         assert!(create_with(&|a| a.steps.docker_repo = Some("https://x".into()), &file).is_err());
         assert!(create_with(&|a| a.steps.reboot_timeout = Some("0s".into()), &file).is_err());
         assert!(create_with(&|a| a.ttl = Some("4h".into()), &file).is_ok());
+        let e = create_with(&|a| a.volume_size = Some("-5".into()), &file).err().unwrap();
+        assert_eq!(e.message, "--volume-size -5 is not a size: give whole GiB from 8 to 65536");
+        let huge = parse("[ec2]\nvolume_size = 9999999999\n").unwrap();
+        let e = create_with(&|_| {}, &huge).err().unwrap();
+        assert!(e.message.starts_with("config file: [ec2] volume_size = 9999999999 is not a size"), "{e}");
+        let e = create_with(&|a| a.ttl = Some("-4h".into()), &file).err().unwrap();
+        assert_eq!(e.message, "--ttl \"-4h\" is not a duration of at least 1s: it is negative");
     }
 
     #[test]

@@ -184,6 +184,7 @@ fn bad_input_is_refused_before_any_aws_call() {
     std::fs::write(dir.join("bad.toml"), "[ec2]\ninstance_type = \"g5.xlarge\"\nvolume_size = \"huge\"\n").unwrap();
     std::fs::write(dir.join("typo.toml"), "[ec2]\ninstance_typo = \"g5.xlarge\"\n").unwrap();
     std::fs::write(dir.join("small.toml"), "[ec2]\nvolume_size = 5\n").unwrap();
+    std::fs::write(dir.join("negative.toml"), "[ec2]\nvolume_size = -5\n").unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["ec2", "create", "Not_A_Label"], "is not a DNS label"),
         (&["ec2", "create", "ok", "--region", "us-esst-1"], "unknown AWS region \"us-esst-1\""),
@@ -198,16 +199,49 @@ fn bad_input_is_refused_before_any_aws_call() {
         (&["ec2", "create", "ok", "--ssh-cidr", "1.2.3.4"], "is not a CIDR block"),
         (&["ec2", "create", "ok", "--ami", "ubuntu"], "is not an AMI id"),
         (&["ec2", "create", "ok", "--ubuntu", "20.04"], "invalid value '20.04'"),
+        // Every number names its flag (or key) and the values it takes,
+        // a negative one too (not clap's "unexpected argument").
         (
             &["ec2", "create", "ok", "--volume-size", "-5"],
-            "'--volume-size <GIB>': give a whole number of GiB from 8 to 65536",
+            "--volume-size -5 is not a size: give whole GiB from 8 to 65536",
+        ),
+        (&["ec2", "create", "ok", "--volume-size", "big"], "--volume-size big is not a size: give whole GiB from 8 to"),
+        (&["ec2", "create", "ok", "--volume-size", "7"], "--volume-size 7 is not a size: give whole GiB from 8 to"),
+        (&["ec2", "create", "ok", "--volume-size=99999"], "--volume-size 99999 is not a size: give whole GiB from 8"),
+        (
+            &["--config", "small.toml", "ec2", "create", "ok"],
+            "config file: [ec2] volume_size = 5 is not a size: give whole GiB from 8 to 65536",
+        ),
+        (&["--config", "negative.toml", "ec2", "create", "ok"], "[ec2] volume_size = -5 is not a size: give whole GiB"),
+        (&["ec2", "create", "ok", "--ttl", "-4h"], "--ttl \"-4h\" is not a duration of at least 1s"),
+        (
+            &["ec2", "create", "ok", "--ready-timeout", "-10m"],
+            "--ready-timeout \"-10m\" is not a duration of at least 1s",
         ),
         (
-            &["ec2", "create", "ok", "--volume-size", "big"],
-            "'--volume-size <GIB>': give a whole number of GiB from 8 to 65536",
+            &["ec2", "create", "ok", "--reboot-timeout", "-1"],
+            "--reboot-timeout \"-1\" is not a duration of at least 1s",
         ),
-        (&["ec2", "create", "ok", "--volume-size", "7"], "from 8 to 65536"),
-        (&["--config", "small.toml", "ec2", "create", "ok"], "config file: volume_size = 5 is out of range"),
+        (
+            &["ec2", "create", "ok", "--cloud-init-timeout", "-5m"],
+            "--cloud-init-timeout \"-5m\" is not a duration of at least 1s",
+        ),
+        (&["ec2", "create", "ok", "--apt-lock-timeout", "-5m"], "--apt-lock-timeout \"-5m\" is not a duration of at"),
+        (&["ec2", "create", "ok", "--imageup-timeout", "-1h"], "--imageup-timeout \"-1h\" is not a duration of at"),
+        (&["ec2", "create", "ok", "--health-timeout", "-5m"], "--health-timeout \"-5m\" is not a duration of at"),
+        (
+            &["ec2", "create", "ok", "--healthcheck-every", "-10m"],
+            "--healthcheck-every \"-10m\" is not a duration of at least 1m",
+        ),
+        (
+            &["ec2", "create", "ok", "--healthcheck-every", "30s"],
+            "--healthcheck-every \"30s\" is not a duration of at least 1m",
+        ),
+        (
+            &["update", "ok", "--upgrade-driver", "--reboot-timeout", "-5m"],
+            "--reboot-timeout \"-5m\" is not a duration of at least 1s",
+        ),
+        (&["update", "ok", "--imageup-timeout", "-1h"], "--imageup-timeout \"-1h\" is not a duration of at least"),
         (&["ec2", "create", "ok", "--spot-only"], "--spot-only needs --spot"),
         (&["ec2", "destroy", "Bad.Name", "--yes"], "is not a DNS label"),
         (&["ec2", "destroy"], "required"),
