@@ -388,6 +388,16 @@ pub struct CreateArgs {
     #[arg(long, env = "IMAGE_PROVISION_VOLUME_SIZE", value_name = "GIB", allow_hyphen_values = true)]
     pub volume_size: Option<String>,
 
+    /// gp3 root volume throughput in MiB/s, 125 to 1000 and at most
+    /// --volume-iops / 4 [default: gp3's baseline, 125]
+    #[arg(long, env = "IMAGE_PROVISION_VOLUME_THROUGHPUT", value_name = "MIBPS", allow_hyphen_values = true)]
+    pub volume_throughput: Option<String>,
+
+    /// gp3 root volume IOPS, 3000 to 16000 and at most 500 per GiB
+    /// [default: gp3's baseline, 3000]
+    #[arg(long, env = "IMAGE_PROVISION_VOLUME_IOPS", value_name = "IOPS", allow_hyphen_values = true)]
+    pub volume_iops: Option<String>,
+
     /// Root volume type [default: gp3]
     #[arg(long, env = "IMAGE_PROVISION_VOLUME_TYPE", value_name = "TYPE")]
     pub volume_type: Option<String>,

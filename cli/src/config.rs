@@ -70,6 +70,8 @@ pub struct Ec2Config {
     pub instance_type: Option<String>,
     /// TOML's integers: a negative or huge one reaches the range check.
     pub volume_size: Option<i64>,
+    pub volume_throughput: Option<i64>,
+    pub volume_iops: Option<i64>,
     pub volume_type: Option<String>,
     pub subnet: Option<String>,
     pub ssh_cidr: Option<Vec<String>>,

@@ -130,6 +130,72 @@ pub struct WholeNumber {
 pub const VOLUME_SIZE: WholeNumber =
     WholeNumber { flag: "--volume-size", key: "volume_size", what: "a size", unit: "GiB", range: 8..=65536 };
 
+/// gp3's provisioned throughput, above its baseline of 125 MiB/s.
+pub const VOLUME_THROUGHPUT: WholeNumber = WholeNumber {
+    flag: "--volume-throughput",
+    key: "volume_throughput",
+    what: "a throughput",
+    unit: "MiB/s",
+    range: 125..=1000,
+};
+
+/// gp3's provisioned IOPS, above its baseline of 3000.
+pub const VOLUME_IOPS: WholeNumber =
+    WholeNumber { flag: "--volume-iops", key: "volume_iops", what: "an IOPS rate", unit: "IOPS", range: 3000..=16000 };
+
+/// What a gp3 volume has without --volume-iops: its throughput limit is
+/// counted from this.
+const GP3_BASELINE_IOPS: i32 = 3000;
+/// gp3: at most 0.25 MiB/s of throughput per provisioned IOPS.
+const GP3_IOPS_PER_MIBPS: i32 = 4;
+/// gp3: at most 500 IOPS per GiB of volume size.
+const GP3_IOPS_PER_GIB: i32 = 500;
+
+/// --volume-throughput and --volume-iops: gp3's own, and within what gp3
+/// allows together with each other and the volume's size (EBS would refuse
+/// RunInstances otherwise, after the key pair and security group were made).
+fn gp3_performance(
+    args: &CreateArgs,
+    f: &Ec2Config,
+    volume_type: &str,
+    volume_size: i32,
+) -> Result<(Option<i32>, Option<i32>), UsageError> {
+    let throughput = VOLUME_THROUGHPUT.resolve(args.volume_throughput.as_ref(), f.volume_throughput)?;
+    let iops = VOLUME_IOPS.resolve(args.volume_iops.as_ref(), f.volume_iops)?;
+    if throughput.is_none() && iops.is_none() {
+        return Ok((None, None));
+    }
+    if volume_type != "gp3" {
+        return Err(UsageError::new(format!(
+            "--volume-throughput and --volume-iops are for gp3 volumes, and the volume type is {volume_type}"
+        ))
+        .hint("leave them out, or use --volume-type gp3"));
+    }
+    let provisioned = iops.unwrap_or(GP3_BASELINE_IOPS);
+    if let Some(t) = throughput
+        && t > provisioned / GP3_IOPS_PER_MIBPS
+    {
+        return Err(UsageError::new(format!(
+            "--volume-throughput {t} needs {} IOPS (gp3 gives at most 1 MiB/s per {GP3_IOPS_PER_MIBPS} IOPS), and the volume has {provisioned}",
+            t * GP3_IOPS_PER_MIBPS
+        ))
+        .hint(format!("add --volume-iops {}, or give at most {} MiB/s", t * GP3_IOPS_PER_MIBPS, provisioned / GP3_IOPS_PER_MIBPS)));
+    }
+    if let Some(i) = iops
+        && i64::from(i) > i64::from(volume_size) * i64::from(GP3_IOPS_PER_GIB)
+    {
+        return Err(UsageError::new(format!(
+            "--volume-iops {i} is more than gp3's {GP3_IOPS_PER_GIB} IOPS per GiB of the {volume_size} GiB volume"
+        ))
+        .hint(format!(
+            "give at most {} IOPS, or a --volume-size of at least {} GiB",
+            volume_size * GP3_IOPS_PER_GIB,
+            (i + GP3_IOPS_PER_GIB - 1) / GP3_IOPS_PER_GIB
+        )));
+    }
+    Ok((throughput, iops))
+}
+
 impl WholeNumber {
     fn refused(&self, given: String) -> UsageError {
         let (from, to) = (self.range.start(), self.range.end());
@@ -268,6 +334,10 @@ pub struct CreateSettings {
     pub instance_type: String,
     pub volume_size: i32,
     pub volume_type: String,
+    /// gp3 only: MiB/s above the baseline; None: EBS's default.
+    pub volume_throughput: Option<i32>,
+    /// gp3 only; None: EBS's default.
+    pub volume_iops: Option<i32>,
     pub subnet: Option<String>,
     pub ssh_cidrs: Vec<String>,
     pub ssh_key: Option<PathBuf>,
@@ -313,6 +383,7 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         return Err(UsageError::new(format!("volume type {volume_type:?} is not an EBS volume type"))
             .hint(format!("use one of {}", VOLUME_TYPES.join(", "))));
     }
+    let (volume_throughput, volume_iops) = gp3_performance(args, f, &volume_type, volume_size)?;
     let ssh_cidrs = if !args.ssh_cidr.is_empty() {
         args.ssh_cidr.clone()
     } else {
@@ -351,6 +422,8 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
             .unwrap_or(DEFAULT_INSTANCE_TYPE.into()),
         volume_size,
         volume_type,
+        volume_throughput,
+        volume_iops,
         subnet: args.subnet.clone().or_else(|| f.subnet.clone()),
         ssh_cidrs,
         ssh_key: args.ssh_key.clone().or_else(|| f.ssh_key.clone()),
@@ -1056,6 +1129,13 @@ mod tests {
         let huge = parse("[ec2]\nvolume_size = 9999999999\n").unwrap();
         let e = create_with(&|_| {}, &huge).err().unwrap();
         assert!(e.message.starts_with("config file: [ec2] volume_size = 9999999999 is not a size"), "{e}");
+        let gp3 = parse("[ec2]\nvolume_throughput = 1000\nvolume_iops = 4000\n").unwrap();
+        let s = create_with(&|_| {}, &gp3).unwrap();
+        assert_eq!((s.volume_throughput, s.volume_iops), (Some(1000), Some(4000)));
+        let e = create_with(&|a| a.volume_iops = Some("3000".into()), &gp3).err().unwrap();
+        assert!(e.message.starts_with("--volume-throughput 1000 needs 4000 IOPS"), "the flag's IOPS count: {e}");
+        let e = create_with(&|a| a.volume_type = Some("gp2".into()), &gp3).err().unwrap();
+        assert!(e.message.contains("are for gp3 volumes"), "{e}");
         let e = create_with(&|a| a.ttl = Some("-4h".into()), &file).err().unwrap();
         assert_eq!(e.message, "--ttl \"-4h\" is not a duration of at least 1s: it is negative");
     }
