@@ -14,8 +14,10 @@ RULES_JSON is a list of rules, read when the proxy starts:
    "code": "InsufficientInstanceCapacity", "message": "...",   # an EC2 error ...
    "body": "<xml .../>"}               # ... or this body instead (a success)
 Every request is logged to LOG_FILE as one JSON line:
-  {"action": ..., "injected": code-or-null}
-so a test can prove which calls were made and that each fault was hit.
+  {"action": ..., "injected": code-or-null, "params": {"Name": "value", ...}}
+so a test can prove which calls were made, with what (what moto drops, such
+as a gp3 volume's Throughput), and that each fault was hit. UserData is left
+out of the params: it carries the instance's SSH host private key.
 """
 import http.server
 import json
@@ -55,6 +57,10 @@ def match(params):
     return action, None
 
 
+def logged(params):
+    return {k: v[0] for k, v in params.items() if k != "UserData"}
+
+
 def log(entry):
     with LOCK, open(LOG_PATH, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")
@@ -78,10 +84,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 payload = ERROR_XML.format(code=rule["code"], message=rule.get("message", rule["code"])).encode()
                 injected = rule["code"]
-            log({"action": action, "injected": injected})
+            log({"action": action, "injected": injected, "params": logged(params)})
             self.reply(rule.get("status", 200 if "body" in rule else 400), payload)
             return
-        log({"action": action, "injected": None})
+        log({"action": action, "injected": None, "params": logged(params)})
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
         request = urllib.request.Request(UPSTREAM + self.path, data=body, headers=headers, method="POST")
         try:

@@ -117,12 +117,12 @@ pub struct UpdateArgs {
 
     /// Time limit for imageup (or the compose pull with --no-imageup)
     /// [default: the config file's, else 60m]
-    #[arg(long, env = "IMAGE_PROVISION_IMAGEUP_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_IMAGEUP_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub imageup_timeout: Option<String>,
 
     /// How long to wait for the orchestrator to be healthy afterwards
     /// [default: the config file's, else 5m]
-    #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub health_timeout: Option<String>,
 
     /// First upgrade the NVIDIA driver, which bootstrap holds against
@@ -133,7 +133,7 @@ pub struct UpdateArgs {
 
     /// With --upgrade-driver: how long the reboot may take [default: the
     /// config file's reboot_timeout, else 10m]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub reboot_timeout: Option<String>,
 }
 
@@ -198,16 +198,16 @@ pub struct HostStepArgs {
     pub docker_repo_key: Option<String>,
 
     /// How long to wait for the host to come back from a reboot [default: 10m]
-    #[arg(long, env = "IMAGE_PROVISION_REBOOT_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_REBOOT_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub reboot_timeout: Option<String>,
 
     /// How long to wait for cloud-init to finish (`cloud-init status --wait`) [default: 10m]
-    #[arg(long, env = "IMAGE_PROVISION_CLOUD_INIT_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_CLOUD_INIT_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub cloud_init_timeout: Option<String>,
 
     /// How long to wait for another process (unattended-upgrades) to release
     /// the dpkg/apt locks [default: 10m]
-    #[arg(long, env = "IMAGE_PROVISION_APT_LOCK_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_APT_LOCK_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub apt_lock_timeout: Option<String>,
 
     /// Stop after the GPU check: no IMAGE layout, Traefik or stack
@@ -311,12 +311,12 @@ pub struct HostStepArgs {
 
     /// Time limit for imageup (or the compose pull with --no-imageup): its
     /// warm-up waits for the services with no limit of its own [default: 60m]
-    #[arg(long, env = "IMAGE_PROVISION_IMAGEUP_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_IMAGEUP_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub imageup_timeout: Option<String>,
 
     /// How long the health step waits for the orchestrator to be healthy
     /// and, with --domain, for https://DOMAIN/health to answer [default: 5m]
-    #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub health_timeout: Option<String>,
 
     /// Do not wait for --domain to resolve to the server before Traefik asks
@@ -336,7 +336,7 @@ pub struct HostStepArgs {
 
     /// Run the IMAGE team's scripts/healthcheck this often (a systemd
     /// timer), or `off` [default: 10m]
-    #[arg(long, value_name = "DURATION|off")]
+    #[arg(long, value_name = "DURATION|off", allow_hyphen_values = true)]
     pub healthcheck_every: Option<String>,
 
     /// Update the stack by itself, as the IMAGE team's image_daily_cron
@@ -410,14 +410,18 @@ pub struct CreateArgs {
     pub instance_type: Option<String>,
 
     /// Root volume size in GiB, 8 to 65536 [default: 1000]
-    #[arg(
-        long,
-        env = "IMAGE_PROVISION_VOLUME_SIZE",
-        value_name = "GIB",
-        allow_negative_numbers = true,
-        value_parser = volume_gib
-    )]
-    pub volume_size: Option<i32>,
+    #[arg(long, env = "IMAGE_PROVISION_VOLUME_SIZE", value_name = "GIB", allow_hyphen_values = true)]
+    pub volume_size: Option<String>,
+
+    /// gp3 root volume throughput in MiB/s, 125 to 1000 and at most
+    /// --volume-iops / 4 [default: gp3's baseline, 125]
+    #[arg(long, env = "IMAGE_PROVISION_VOLUME_THROUGHPUT", value_name = "MIBPS", allow_hyphen_values = true)]
+    pub volume_throughput: Option<String>,
+
+    /// gp3 root volume IOPS, 3000 to 16000 and at most 500 per GiB
+    /// [default: gp3's baseline, 3000]
+    #[arg(long, env = "IMAGE_PROVISION_VOLUME_IOPS", value_name = "IOPS", allow_hyphen_values = true)]
+    pub volume_iops: Option<String>,
 
     /// Root volume type [default: gp3]
     #[arg(long, env = "IMAGE_PROVISION_VOLUME_TYPE", value_name = "TYPE")]
@@ -449,11 +453,11 @@ pub struct CreateArgs {
 
     /// Ephemeral server: tag an expiry (e.g. 4h, 2d) for `destroy --expired`,
     /// and make a shutdown from inside terminate it
-    #[arg(long, env = "IMAGE_PROVISION_TTL", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_TTL", value_name = "DURATION", allow_hyphen_values = true)]
     pub ttl: Option<String>,
 
     /// How long to wait for the instance to run and answer SSH [default: 10m]
-    #[arg(long, env = "IMAGE_PROVISION_READY_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_READY_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub ready_timeout: Option<String>,
 
     /// Stop once the instance answers on SSH (do not run the host steps)
@@ -481,20 +485,6 @@ pub struct CreateArgs {
     /// went, each host step) instead of the text summary
     #[arg(long)]
     pub json: bool,
-}
-
-/// What EBS allows for a root volume, in GiB.
-pub const VOLUME_GIB: std::ops::RangeInclusive<i32> = 8..=65536;
-
-/// `--volume-size`: a whole number of GiB in [`VOLUME_GIB`]; clap's error
-/// names the flag, and this says the range (a negative number is a value
-/// here, not a flag).
-fn volume_gib(text: &str) -> Result<i32, String> {
-    text.trim()
-        .parse()
-        .ok()
-        .filter(|n| VOLUME_GIB.contains(n))
-        .ok_or_else(|| format!("give a whole number of GiB from {} to {}", VOLUME_GIB.start(), VOLUME_GIB.end()))
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -73,7 +73,10 @@ pub struct Ec2Config {
     pub ami: Option<String>,
     pub ubuntu: Option<String>,
     pub instance_type: Option<String>,
-    pub volume_size: Option<i32>,
+    /// TOML's integers: a negative or huge one reaches the range check.
+    pub volume_size: Option<i64>,
+    pub volume_throughput: Option<i64>,
+    pub volume_iops: Option<i64>,
     pub volume_type: Option<String>,
     pub subnet: Option<String>,
     pub ssh_cidr: Option<Vec<String>>,

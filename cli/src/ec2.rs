@@ -341,6 +341,8 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
         instance_type: s.instance_type.clone(),
         volume_size_gib: s.volume_size,
         volume_type: s.volume_type.clone(),
+        volume_throughput_mibps: s.volume_throughput,
+        volume_iops: s.volume_iops,
         subnet: s.subnet.clone(),
         ssh_cidrs: s.ssh_cidrs.clone(),
         key: KeySource::Public(public_key),

@@ -18,7 +18,7 @@ use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
 use crate::args::{
     AwsArgs, BootstrapArgs, Command, CreateArgs, DestroyArgs, Ec2Command, HostStepArgs, ImageProfile, ListArgs,
-    ServerArgs, Ubuntu, UpdateArgs, VOLUME_GIB,
+    ServerArgs, Ubuntu, UpdateArgs,
 };
 use crate::config::{ConfigFile, Ec2Config, HostConfig};
 use crate::errors::UsageError;
@@ -94,13 +94,133 @@ pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Resul
 /// A duration flag: at least a second (the host's scripts count whole
 /// seconds, and EC2's tags whole seconds too).
 pub fn duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
-    let d = humantime::parse_duration(value).map_err(|e| {
-        UsageError::new(format!("{flag} {value:?} is not a duration: {e}")).hint("write it like 30s, 30m, 4h or 2d")
-    })?;
-    if d.as_secs() == 0 {
-        return Err(UsageError::new(format!("{flag} {value:?} is less than a second")).hint("e.g. 30s, 30m, 2h"));
+    duration_at_least(flag, value, Duration::from_secs(1))
+}
+
+/// A duration flag of at least `min`; the message names the flag and the
+/// least it takes, whatever was wrong (a negative one, a typo, too short).
+fn duration_at_least(flag: &str, value: &str, min: Duration) -> Result<Duration, UsageError> {
+    let least = humantime::format_duration(min);
+    let refused = |why: String| {
+        UsageError::new(format!("{flag} {value:?} is not a duration of at least {least}: {why}"))
+            .hint("write it like 30s, 30m, 4h or 2d")
+    };
+    if value.trim_start().starts_with('-') {
+        return Err(refused("it is negative".into()));
+    }
+    let d = humantime::parse_duration(value).map_err(|e| refused(e.to_string()))?;
+    if d < min {
+        return Err(refused("too short".into()));
     }
     Ok(d)
+}
+
+/// A whole-number `ec2 create` option, by flag and by `[ec2]` key, and the
+/// values EBS takes for it.
+pub struct WholeNumber {
+    pub flag: &'static str,
+    pub key: &'static str,
+    /// What the value is, for the message: "a size".
+    pub what: &'static str,
+    pub unit: &'static str,
+    pub range: std::ops::RangeInclusive<i32>,
+}
+
+/// A root volume: EBS's limits for gp2/gp3 (io1/io2/st1/sc1 take as much).
+pub const VOLUME_SIZE: WholeNumber =
+    WholeNumber { flag: "--volume-size", key: "volume_size", what: "a size", unit: "GiB", range: 8..=65536 };
+
+/// gp3's provisioned throughput, above its baseline of 125 MiB/s.
+pub const VOLUME_THROUGHPUT: WholeNumber = WholeNumber {
+    flag: "--volume-throughput",
+    key: "volume_throughput",
+    what: "a throughput",
+    unit: "MiB/s",
+    range: 125..=1000,
+};
+
+/// gp3's provisioned IOPS, above its baseline of 3000.
+pub const VOLUME_IOPS: WholeNumber =
+    WholeNumber { flag: "--volume-iops", key: "volume_iops", what: "an IOPS rate", unit: "IOPS", range: 3000..=16000 };
+
+/// What a gp3 volume has without --volume-iops: its throughput limit is
+/// counted from this.
+const GP3_BASELINE_IOPS: i32 = 3000;
+/// gp3: at most 0.25 MiB/s of throughput per provisioned IOPS.
+const GP3_IOPS_PER_MIBPS: i32 = 4;
+/// gp3: at most 500 IOPS per GiB of volume size.
+const GP3_IOPS_PER_GIB: i32 = 500;
+
+/// --volume-throughput and --volume-iops: gp3's own, and within what gp3
+/// allows together with each other and the volume's size (EBS would refuse
+/// RunInstances otherwise, after the key pair and security group were made).
+fn gp3_performance(
+    args: &CreateArgs,
+    f: &Ec2Config,
+    volume_type: &str,
+    volume_size: i32,
+) -> Result<(Option<i32>, Option<i32>), UsageError> {
+    let throughput = VOLUME_THROUGHPUT.resolve(args.volume_throughput.as_ref(), f.volume_throughput)?;
+    let iops = VOLUME_IOPS.resolve(args.volume_iops.as_ref(), f.volume_iops)?;
+    if throughput.is_none() && iops.is_none() {
+        return Ok((None, None));
+    }
+    if volume_type != "gp3" {
+        return Err(UsageError::new(format!(
+            "--volume-throughput and --volume-iops are for gp3 volumes, and the volume type is {volume_type}"
+        ))
+        .hint("leave them out, or use --volume-type gp3"));
+    }
+    let provisioned = iops.unwrap_or(GP3_BASELINE_IOPS);
+    if let Some(t) = throughput
+        && t > provisioned / GP3_IOPS_PER_MIBPS
+    {
+        return Err(UsageError::new(format!(
+            "--volume-throughput {t} needs {} IOPS (gp3 gives at most 1 MiB/s per {GP3_IOPS_PER_MIBPS} IOPS), and the volume has {provisioned}",
+            t * GP3_IOPS_PER_MIBPS
+        ))
+        .hint(format!("add --volume-iops {}, or give at most {} MiB/s", t * GP3_IOPS_PER_MIBPS, provisioned / GP3_IOPS_PER_MIBPS)));
+    }
+    if let Some(i) = iops
+        && i64::from(i) > i64::from(volume_size) * i64::from(GP3_IOPS_PER_GIB)
+    {
+        return Err(UsageError::new(format!(
+            "--volume-iops {i} is more than gp3's {GP3_IOPS_PER_GIB} IOPS per GiB of the {volume_size} GiB volume"
+        ))
+        .hint(format!(
+            "give at most {} IOPS, or a --volume-size of at least {} GiB",
+            volume_size * GP3_IOPS_PER_GIB,
+            (i + GP3_IOPS_PER_GIB - 1) / GP3_IOPS_PER_GIB
+        )));
+    }
+    Ok((throughput, iops))
+}
+
+impl WholeNumber {
+    fn refused(&self, given: String) -> UsageError {
+        let (from, to) = (self.range.start(), self.range.end());
+        UsageError::new(format!("{given} is not {}: give whole {} from {from} to {to}", self.what, self.unit))
+    }
+
+    /// The flag's value over the config file's; `None` when neither is set.
+    /// The flag comes as text (so that `-5` reaches this check rather than
+    /// clap's "unexpected argument"), the file's as TOML's integer.
+    fn resolve(&self, flag: Option<&String>, file: Option<i64>) -> Result<Option<i32>, UsageError> {
+        let in_range = |n: i64| i32::try_from(n).ok().filter(|n| self.range.contains(n));
+        match (flag, file) {
+            (Some(text), _) => text
+                .trim()
+                .parse()
+                .ok()
+                .and_then(in_range)
+                .map(Some)
+                .ok_or_else(|| self.refused(format!("{} {text}", self.flag))),
+            (None, Some(n)) => {
+                in_range(n).map(Some).ok_or_else(|| self.refused(format!("config file: [ec2] {} = {n}", self.key)))
+            }
+            (None, None) => Ok(None),
+        }
+    }
 }
 
 fn duration_or(flag: &str, value: Option<&String>, default: Duration) -> Result<Duration, UsageError> {
@@ -214,6 +334,10 @@ pub struct CreateSettings {
     pub instance_type: String,
     pub volume_size: i32,
     pub volume_type: String,
+    /// gp3 only: MiB/s above the baseline; None: EBS's default.
+    pub volume_throughput: Option<i32>,
+    /// gp3 only; None: EBS's default.
+    pub volume_iops: Option<i32>,
     pub subnet: Option<String>,
     pub ssh_cidrs: Vec<String>,
     pub ssh_key: Option<PathBuf>,
@@ -253,21 +377,13 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
             UsageError::new(format!("{ami:?} is not an AMI id")).hint("AMI ids look like ami-0123456789abcdef0")
         );
     }
-    let volume_size = args.volume_size.or(f.volume_size).unwrap_or(DEFAULT_VOLUME_SIZE);
-    if !VOLUME_GIB.contains(&volume_size) {
-        return Err(UsageError::new(format!("config file: volume_size = {volume_size} is out of range")).hint(
-            format!(
-                "give {} to {} GiB; IMAGE's images want the default {DEFAULT_VOLUME_SIZE}",
-                VOLUME_GIB.start(),
-                VOLUME_GIB.end()
-            ),
-        ));
-    }
+    let volume_size = VOLUME_SIZE.resolve(args.volume_size.as_ref(), f.volume_size)?.unwrap_or(DEFAULT_VOLUME_SIZE);
     let volume_type = args.volume_type.clone().or_else(|| f.volume_type.clone()).unwrap_or(DEFAULT_VOLUME_TYPE.into());
     if !VOLUME_TYPES.contains(&volume_type.as_str()) {
         return Err(UsageError::new(format!("volume type {volume_type:?} is not an EBS volume type"))
             .hint(format!("use one of {}", VOLUME_TYPES.join(", "))));
     }
+    let (volume_throughput, volume_iops) = gp3_performance(args, f, &volume_type, volume_size)?;
     let ssh_cidrs = if !args.ssh_cidr.is_empty() {
         args.ssh_cidr.clone()
     } else {
@@ -314,6 +430,8 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         instance_type,
         volume_size,
         volume_type,
+        volume_throughput,
+        volume_iops,
         subnet: args.subnet.clone().or_else(|| f.subnet.clone()),
         ssh_cidrs,
         ssh_key: args.ssh_key.clone().or_else(|| f.ssh_key.clone()),
@@ -644,12 +762,12 @@ fn upkeep(a: &HostStepArgs, f: &HostConfig, profile: ImageProfile) -> Result<Upk
         None => defaults.healthcheck_every,
         Some("off") => None,
         Some(v) => {
-            let every = duration("--healthcheck-every", v)?;
-            if every < Duration::from_secs(60) {
-                return Err(UsageError::new(format!("--healthcheck-every {v:?} is under a minute"))
-                    .hint("the check lists every container and asks nvidia-smi: e.g. 5m, 10m, 1h, or off"));
-            }
-            Some(every)
+            // The check lists every container and asks nvidia-smi: not
+            // more often than once a minute.
+            Some(
+                duration_at_least("--healthcheck-every", v, Duration::from_secs(60))
+                    .map_err(|e| e.hint("e.g. 5m, 10m, 1h, or off"))?,
+            )
         }
     };
     let auto_update = match a.auto_update.as_ref().or(f.auto_update.as_ref()).map(String::as_str) {
@@ -1016,7 +1134,7 @@ mod tests {
     #[test]
     fn flags_beat_the_file_which_beats_defaults() {
         let file = parse("[ec2]\ninstance_type = \"g5.2xlarge\"\nvolume_size = 500\n").unwrap();
-        let s = create_with(&|a| a.volume_size = Some(200), &file).unwrap();
+        let s = create_with(&|a| a.volume_size = Some("200".into()), &file).unwrap();
         assert_eq!(s.instance_type, "g5.2xlarge");
         assert_eq!(s.volume_size, 200);
         assert_eq!(s.volume_type, "gp3");
@@ -1087,6 +1205,20 @@ mod tests {
         assert!(create_with(&|a| a.steps.docker_repo = Some("https://x".into()), &file).is_err());
         assert!(create_with(&|a| a.steps.reboot_timeout = Some("0s".into()), &file).is_err());
         assert!(create_with(&|a| a.ttl = Some("4h".into()), &file).is_ok());
+        let e = create_with(&|a| a.volume_size = Some("-5".into()), &file).err().unwrap();
+        assert_eq!(e.message, "--volume-size -5 is not a size: give whole GiB from 8 to 65536");
+        let huge = parse("[ec2]\nvolume_size = 9999999999\n").unwrap();
+        let e = create_with(&|_| {}, &huge).err().unwrap();
+        assert!(e.message.starts_with("config file: [ec2] volume_size = 9999999999 is not a size"), "{e}");
+        let gp3 = parse("[ec2]\nvolume_throughput = 1000\nvolume_iops = 4000\n").unwrap();
+        let s = create_with(&|_| {}, &gp3).unwrap();
+        assert_eq!((s.volume_throughput, s.volume_iops), (Some(1000), Some(4000)));
+        let e = create_with(&|a| a.volume_iops = Some("3000".into()), &gp3).err().unwrap();
+        assert!(e.message.starts_with("--volume-throughput 1000 needs 4000 IOPS"), "the flag's IOPS count: {e}");
+        let e = create_with(&|a| a.volume_type = Some("gp2".into()), &gp3).err().unwrap();
+        assert!(e.message.contains("are for gp3 volumes"), "{e}");
+        let e = create_with(&|a| a.ttl = Some("-4h".into()), &file).err().unwrap();
+        assert_eq!(e.message, "--ttl \"-4h\" is not a duration of at least 1s: it is negative");
     }
 
     #[test]

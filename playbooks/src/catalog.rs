@@ -4,7 +4,7 @@
 //! scripts). The tests run shellcheck over each script as sent and check
 //! that no shell file under playbooks/src goes unchecked.
 
-use crate::steps::{health, layout, llm, nvidia, pull, ready, stack, traefik, upkeep};
+use crate::steps::{docker, health, layout, llm, nvidia, pull, ready, stack, traefik, upkeep};
 use crate::{apt_get, facts, gather};
 
 /// Libraries: files that define functions only, put in front of the
@@ -23,6 +23,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("facts.sh", gather::default_script()),
         ("steps/ready/wait-ready.sh", ready::WAIT_READY_SH.to_string()),
         ("apt_get/apt-source.sh", apt_get::APT_SOURCE_SH.to_string()),
+        ("steps/docker/daemon-downloads.sh", docker::DAEMON_DOWNLOADS_SH.to_string()),
         ("steps/nvidia/debian-components.sh", nvidia::debian_components_script()),
         ("steps/nvidia/hold-driver.sh", nvidia::HOLD_DRIVER_SH.to_string()),
         ("steps/nvidia/upgrade-driver.sh", nvidia::UPGRADE_DRIVER_SH.to_string()),

@@ -132,6 +132,11 @@ pub struct RunInstancesRequest {
     pub root_device_name: String,
     pub volume_size_gib: i32,
     pub volume_type: String,
+    /// gp3's throughput (MiB/s) and IOPS; None: EBS's defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_throughput_mibps: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_iops: Option<i32>,
     pub delete_on_termination: bool,
     pub spot: bool,
     /// Set for ephemeral servers: a shutdown inside the host ends its bill too.

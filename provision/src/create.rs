@@ -341,6 +341,8 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
                 root_device_name: image.root_device_name.clone(),
                 volume_size_gib: spec.volume_size_gib,
                 volume_type: spec.volume_type.clone(),
+                volume_throughput_mibps: spec.volume_throughput_mibps,
+                volume_iops: spec.volume_iops,
                 delete_on_termination: true,
                 spot,
                 // Spot one-time requests must terminate on interruption; a TTL

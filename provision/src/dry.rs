@@ -209,6 +209,13 @@ impl Ec2Api for DryRunApi {
             }],
             "TagSpecifications": [tag_json("instance", &r.instance_tags), tag_json("volume", &r.volume_tags)],
         });
+        let ebs = params["BlockDeviceMappings"][0]["Ebs"].as_object_mut().unwrap();
+        if let Some(t) = r.volume_throughput_mibps {
+            ebs.insert("Throughput".into(), json!(t));
+        }
+        if let Some(i) = r.volume_iops {
+            ebs.insert("Iops".into(), json!(i));
+        }
         let p = params.as_object_mut().unwrap();
         if r.shutdown_terminates {
             p.insert("InstanceInitiatedShutdownBehavior".into(), json!("terminate"));

@@ -389,6 +389,8 @@ impl Ec2Api for SdkApi {
                         t::EbsBlockDevice::builder()
                             .volume_size(r.volume_size_gib)
                             .volume_type(t::VolumeType::from(r.volume_type.as_str()))
+                            .set_throughput(r.volume_throughput_mibps)
+                            .set_iops(r.volume_iops)
                             .delete_on_termination(r.delete_on_termination)
                             .build(),
                     )

@@ -44,6 +44,9 @@ pub struct CreateSpec {
     pub instance_type: String,
     pub volume_size_gib: i32,
     pub volume_type: String,
+    /// gp3's throughput and IOPS; None: EBS's defaults.
+    pub volume_throughput_mibps: Option<i32>,
+    pub volume_iops: Option<i32>,
     pub subnet: Option<String>,
     pub ssh_cidrs: Vec<String>,
     pub key: KeySource,

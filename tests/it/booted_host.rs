@@ -94,6 +94,15 @@ fn host_steps_install_real_docker_and_compose_and_reboot_through_systemd() {
     assert!(ssh_ok(&host, user, "docker compose version").contains("2.26"));
     // The daemon restarted with the nvidia runtime nvidia-ctk registered.
     assert!(ssh_ok(&host, user, "docker info --format '{{json .Runtimes}}'").contains("\"nvidia\""));
+    // daemon.json holds both steps' keys, and the daemon that runs on it took
+    // them: dockerd refuses to start on a key or value it does not take
+    // (`docker info` does not show this one).
+    let daemon_json = ssh_ok(
+        &host,
+        user,
+        "jq -c '{d: .\"max-concurrent-downloads\", n: (.runtimes.nvidia != null)}' /etc/docker/daemon.json",
+    );
+    assert_eq!(daemon_json, "{\"d\":10,\"n\":true}");
     // A container asking for the GPU, as compose's `driver: nvidia` does,
     // starts through the runtime hook's stand-in: dockerd found it at boot.
     let image = ssh_ok(

@@ -184,6 +184,8 @@ fn bad_input_is_refused_before_any_aws_call() {
     std::fs::write(dir.join("bad.toml"), "[ec2]\ninstance_type = \"g5.xlarge\"\nvolume_size = \"huge\"\n").unwrap();
     std::fs::write(dir.join("typo.toml"), "[ec2]\ninstance_typo = \"g5.xlarge\"\n").unwrap();
     std::fs::write(dir.join("small.toml"), "[ec2]\nvolume_size = 5\n").unwrap();
+    std::fs::write(dir.join("negative.toml"), "[ec2]\nvolume_size = -5\n").unwrap();
+    std::fs::write(dir.join("slow.toml"), "[ec2]\nvolume_throughput = 100\n").unwrap();
     let cases: &[(&[&str], &str)] = &[
         (&["ec2", "create", "Not_A_Label"], "is not a DNS label"),
         (&["ec2", "create", "ok", "--region", "us-esst-1"], "unknown AWS region \"us-esst-1\""),
@@ -198,16 +200,73 @@ fn bad_input_is_refused_before_any_aws_call() {
         (&["ec2", "create", "ok", "--ssh-cidr", "1.2.3.4"], "is not a CIDR block"),
         (&["ec2", "create", "ok", "--ami", "ubuntu"], "is not an AMI id"),
         (&["ec2", "create", "ok", "--ubuntu", "20.04"], "invalid value '20.04'"),
+        // Every number names its flag (or key) and the values it takes,
+        // a negative one too (not clap's "unexpected argument").
         (
             &["ec2", "create", "ok", "--volume-size", "-5"],
-            "'--volume-size <GIB>': give a whole number of GiB from 8 to 65536",
+            "--volume-size -5 is not a size: give whole GiB from 8 to 65536",
+        ),
+        (&["ec2", "create", "ok", "--volume-size", "big"], "--volume-size big is not a size: give whole GiB from 8 to"),
+        (&["ec2", "create", "ok", "--volume-size", "7"], "--volume-size 7 is not a size: give whole GiB from 8 to"),
+        (&["ec2", "create", "ok", "--volume-size=99999"], "--volume-size 99999 is not a size: give whole GiB from 8"),
+        (
+            &["--config", "small.toml", "ec2", "create", "ok"],
+            "config file: [ec2] volume_size = 5 is not a size: give whole GiB from 8 to 65536",
+        ),
+        (&["--config", "negative.toml", "ec2", "create", "ok"], "[ec2] volume_size = -5 is not a size: give whole GiB"),
+        (
+            &["ec2", "create", "ok", "--volume-throughput", "-125"],
+            "--volume-throughput -125 is not a throughput: give whole MiB/s from 125 to 1000",
         ),
         (
-            &["ec2", "create", "ok", "--volume-size", "big"],
-            "'--volume-size <GIB>': give a whole number of GiB from 8 to 65536",
+            &["ec2", "create", "ok", "--volume-iops", "2000"],
+            "--volume-iops 2000 is not an IOPS rate: give whole IOPS from 3000 to 16000",
         ),
-        (&["ec2", "create", "ok", "--volume-size", "7"], "from 8 to 65536"),
-        (&["--config", "small.toml", "ec2", "create", "ok"], "config file: volume_size = 5 is out of range"),
+        (
+            &["ec2", "create", "ok", "--volume-throughput", "1000"],
+            "--volume-throughput 1000 needs 4000 IOPS (gp3 gives at most 1 MiB/s per 4 IOPS), and the volume has 3000",
+        ),
+        (
+            &["ec2", "create", "ok", "--volume-iops", "6000", "--volume-size", "10"],
+            "--volume-iops 6000 is more than gp3's 500 IOPS per GiB of the 10 GiB volume",
+        ),
+        (
+            &["ec2", "create", "ok", "--volume-type", "io2", "--volume-iops", "6000"],
+            "--volume-throughput and --volume-iops are for gp3 volumes, and the volume type is io2",
+        ),
+        (
+            &["--config", "slow.toml", "ec2", "create", "ok"],
+            "config file: [ec2] volume_throughput = 100 is not a throughput: give whole MiB/s from 125 to 1000",
+        ),
+        (&["ec2", "create", "ok", "--ttl", "-4h"], "--ttl \"-4h\" is not a duration of at least 1s"),
+        (
+            &["ec2", "create", "ok", "--ready-timeout", "-10m"],
+            "--ready-timeout \"-10m\" is not a duration of at least 1s",
+        ),
+        (
+            &["ec2", "create", "ok", "--reboot-timeout", "-1"],
+            "--reboot-timeout \"-1\" is not a duration of at least 1s",
+        ),
+        (
+            &["ec2", "create", "ok", "--cloud-init-timeout", "-5m"],
+            "--cloud-init-timeout \"-5m\" is not a duration of at least 1s",
+        ),
+        (&["ec2", "create", "ok", "--apt-lock-timeout", "-5m"], "--apt-lock-timeout \"-5m\" is not a duration of at"),
+        (&["ec2", "create", "ok", "--imageup-timeout", "-1h"], "--imageup-timeout \"-1h\" is not a duration of at"),
+        (&["ec2", "create", "ok", "--health-timeout", "-5m"], "--health-timeout \"-5m\" is not a duration of at"),
+        (
+            &["ec2", "create", "ok", "--healthcheck-every", "-10m"],
+            "--healthcheck-every \"-10m\" is not a duration of at least 1m",
+        ),
+        (
+            &["ec2", "create", "ok", "--healthcheck-every", "30s"],
+            "--healthcheck-every \"30s\" is not a duration of at least 1m",
+        ),
+        (
+            &["update", "ok", "--upgrade-driver", "--reboot-timeout", "-5m"],
+            "--reboot-timeout \"-5m\" is not a duration of at least 1s",
+        ),
+        (&["update", "ok", "--imageup-timeout", "-1h"], "--imageup-timeout \"-1h\" is not a duration of at least"),
         (&["ec2", "create", "ok", "--spot-only"], "--spot-only needs --spot"),
         (&["ec2", "destroy", "Bad.Name", "--yes"], "is not a DNS label"),
         (&["ec2", "destroy"], "required"),
@@ -279,6 +338,8 @@ fn dry_run_prints_every_call_and_makes_none() {
     assert_eq!(params["InstanceType"], "g5.xlarge");
     assert_eq!(params["BlockDeviceMappings"][0]["Ebs"]["VolumeSize"], 1000);
     assert_eq!(params["BlockDeviceMappings"][0]["Ebs"]["VolumeType"], "gp3");
+    let ebs = params["BlockDeviceMappings"][0]["Ebs"].as_object().unwrap();
+    assert!(!ebs.contains_key("Throughput") && !ebs.contains_key("Iops"), "gp3's baseline unless asked: {ebs:?}");
     assert_eq!(params["InstanceInitiatedShutdownBehavior"], "terminate");
     let tags = params["TagSpecifications"].to_string();
     assert!(tags.contains("image-provision:expires-at") && tags.contains("\"volume\""), "{tags}");
@@ -296,6 +357,24 @@ fn dry_run_prints_every_call_and_makes_none() {
     assert!(what("stack").contains("bin/imageup"), "{text}");
     assert!(actions(&env).is_empty(), "the dry run called AWS: {:?}", actions(&env));
     assert!(!env.state_dir().exists(), "the dry run wrote local state");
+
+    // gp3's throughput and IOPS, when given, are in the mapping shown.
+    let out = env.run(&[
+        "ec2",
+        "create",
+        "dry",
+        "--dry-run",
+        "--no-llm",
+        "--volume-throughput",
+        "400",
+        "--volume-iops",
+        "5000",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let run = stdout(&out).lines().find_map(|l| l.strip_prefix("ec2:RunInstances ").map(str::to_owned)).unwrap();
+    let params: serde_json::Value = serde_json::from_str(&run).unwrap();
+    assert_eq!(params["BlockDeviceMappings"][0]["Ebs"]["Throughput"], 400);
+    assert_eq!(params["BlockDeviceMappings"][0]["Ebs"]["Iops"], 5000);
 
     let out = env.run(&["ec2", "destroy", "dry", "--dry-run"]);
     assert_eq!(out.status.code(), Some(0));

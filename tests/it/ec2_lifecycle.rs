@@ -280,6 +280,31 @@ fn config_file_then_environment_then_flags() {
     assert_eq!(c.instances[0].instance_type().unwrap().as_str(), "g5.8xlarge");
 }
 
+/// gp3's throughput and IOPS reach RunInstances' block device mapping, from
+/// the flags or the file. moto keeps neither on the volume it makes, so the
+/// request as the fault proxy saw it is the evidence.
+#[test]
+fn gp3_throughput_and_iops_reach_run_instances() {
+    let env = Ec2Env::start_with_faults(BIN, Some(serde_json::json!([])));
+    let out =
+        env.run(&["ec2", "create", "fast", "--no-bootstrap", "--volume-throughput", "500", "--volume-iops", "6000"]);
+    assert_eq!(out.status.code(), Some(0));
+    std::fs::write(env.dir.path().join("image-provision.toml"), "[ec2]\nvolume_throughput = 250\n").unwrap();
+    assert_eq!(env.run(&["ec2", "create", "from-file", "--no-bootstrap"]).status.code(), Some(0));
+    let runs = env.proxy_params("RunInstances");
+    let ebs = |i: usize, key: &str| runs[i][format!("BlockDeviceMapping.1.Ebs.{key}")].as_str().map(str::to_owned);
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!((ebs(0, "Throughput"), ebs(0, "Iops")), (Some("500".into()), Some("6000".into())), "{runs:?}");
+    assert_eq!(ebs(0, "VolumeType").as_deref(), Some("gp3"));
+    assert_eq!((ebs(1, "Throughput"), ebs(1, "Iops")), (Some("250".into()), None), "EBS's default IOPS: {runs:?}");
+    assert!(runs.iter().all(|r| r.get("UserData").is_none()), "the host key stays out of the log");
+    // The instance is there, with its volume.
+    let rt = rt();
+    let client = env.client();
+    let c = rt.block_on(cloud(&client, "fast"));
+    assert!(c.instances[0].block_device_mappings()[0].ebs().unwrap().volume_id().is_some());
+}
+
 /// Kill the process right after each AWS call of a create in turn, then run
 /// create again: every time, exactly one instance, group and key pair.
 #[test]

@@ -208,15 +208,21 @@ impl Ec2Env {
 
     /// Actions seen by the fault proxy, in order, with the injected fault if any.
     pub fn proxy_calls(&self) -> Vec<(String, Option<String>)> {
-        let log = self.proxy_log.as_ref().expect("started without the fault proxy");
-        std::fs::read_to_string(log)
-            .unwrap()
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                (v["action"].as_str().unwrap().to_owned(), v["injected"].as_str().map(str::to_owned))
-            })
+        self.proxy_log_entries()
+            .iter()
+            .map(|v| (v["action"].as_str().unwrap().to_owned(), v["injected"].as_str().map(str::to_owned)))
             .collect()
+    }
+
+    /// The form parameters of each `action` request the fault proxy saw, in
+    /// order (UserData left out): what was asked, where moto does not keep it.
+    pub fn proxy_params(&self, action: &str) -> Vec<serde_json::Value> {
+        self.proxy_log_entries().into_iter().filter(|v| v["action"] == action).map(|v| v["params"].clone()).collect()
+    }
+
+    fn proxy_log_entries(&self) -> Vec<serde_json::Value> {
+        let log = self.proxy_log.as_ref().expect("started without the fault proxy");
+        std::fs::read_to_string(log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 }
 

@@ -742,6 +742,23 @@ impl TestHost {
         self.sh_ok(&format!("sed -i '/ {name}$/d' /etc/hosts && echo '{address} {name}' >>/etc/hosts"));
     }
 
+    /// After [`TestHost::enable_registry`]: another registry storage (e.g.
+    /// tests/testhost/registry/random-images.py's) served read-only beside
+    /// it, at ghcr.io:PORT, trusted as the first; returns "ghcr.io:PORT",
+    /// the images' registry part.
+    pub fn enable_extra_registry(&self, storage: &Path, port: u16) -> String {
+        let (_, ca) = registry_storage();
+        let registry = serve_registry(
+            &self.ctl.join(format!("registry-{port}")),
+            storage,
+            SocketAddr::from((self.outer_ip(), port)),
+        );
+        self.services.lock().unwrap().push(registry);
+        let name = format!("ghcr.io:{port}");
+        self.write(&format!("/etc/docker/certs.d/{name}/ca.crt"), &fs::read(ca.join("ca.crt")).expect("ca.crt"));
+        name
+    }
+
     /// Let's Encrypt's test server, pebble, for a booted host: its ACME
     /// directory (returned, for `--acme-server`) at the machine's end of the
     /// host's network, with a certificate from the tests' CA that the
@@ -962,12 +979,20 @@ pub(crate) fn spawn_watched(dir: &Path, name: &str, argv: &[&str], env: &[(&str,
 /// tests' CA for ghcr.io and registry-1.docker.io; config and log in DIR.
 /// Returns once it listens (end it with [`kill_pid`] "-PID").
 pub(crate) fn start_registry(dir: &Path, listen: Ipv4Addr) -> Child {
-    let (storage, ca) = registry_storage();
+    let (storage, _) = registry_storage();
+    serve_registry(dir, &storage, SocketAddr::from((listen, 443)))
+}
+
+/// Debian's docker-registry serving `storage` read-only at `addr` over
+/// HTTPS, with a certificate from the tests' CA for ghcr.io and Docker
+/// Hub's registry name; its files in `dir`.
+pub(crate) fn serve_registry(dir: &Path, storage: &Path, addr: SocketAddr) -> Child {
+    let (_, ca) = registry_storage();
     issue_test_cert(&ca, dir, "DNS:ghcr.io,DNS:registry-1.docker.io");
     let config = format!(
         "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
          maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: true\n\
-         http:\n  addr: {listen}:443\n  tls:\n    certificate: {dir}/server.crt\n    key: {dir}/server.key\n",
+         http:\n  addr: {addr}\n  tls:\n    certificate: {dir}/server.crt\n    key: {dir}/server.key\n",
         storage.display(),
         dir = dir.display()
     );
@@ -978,7 +1003,7 @@ pub(crate) fn start_registry(dir: &Path, listen: Ipv4Addr) -> Child {
         &["docker-registry", "serve", &dir.join("config.yml").display().to_string()],
         &[],
     );
-    wait_for_listener(SocketAddr::from((listen, 443)), &dir.join("registry.log"));
+    wait_for_listener(addr, &dir.join("registry.log"));
     child
 }
 

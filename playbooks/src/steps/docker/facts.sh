@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The docker step's facts (playbooks/src/steps/docker): the CLI, compose v2,
-# the service, the docker group, whether the SSH user reaches the daemon, and
+# the service, daemon.json's max-concurrent-downloads, the docker group, whether the SSH user reaches the daemon, and
 # (as root) the daemon's runtimes. The user's part runs as the SSH user,
 # docker_root_facts as root (run_root_facts).
 
@@ -23,6 +23,12 @@ fi
 if command -v systemctl >/dev/null 2>&1; then
     kv docker.enabled "$(systemctl is-enabled docker 2>/dev/null || true)"
     kv docker.active "$(systemctl is-active docker 2>/dev/null || true)"
+fi
+# The layer downloads the daemon runs at once per pull, as daemon.json sets
+# them (empty: unset, no file, or no jq yet to read it).
+if [ -r /etc/docker/daemon.json ] && command -v jq >/dev/null 2>&1; then
+    kv docker.max_concurrent_downloads \
+        "$(jq -r '."max-concurrent-downloads" // empty' /etc/docker/daemon.json 2>/dev/null || true)"
 fi
 IFS=: read -r _ _ gid members < <(getent group docker || true) || true
 kv docker.gid "${gid:-}"

@@ -1,7 +1,8 @@
 //! The docker step: the tools the IMAGE scripts need, Docker with compose
-//! v2 (Ubuntu's own packages; on Debian, Docker's repository), the service
-//! enabled and running, and the SSH user in the docker group (with a new
-//! connection, so the group applies).
+//! v2 (Ubuntu's own packages; on Debian, Docker's repository), more layer
+//! downloads at once than Docker's default, the service enabled and
+//! running, and the SSH user in the docker group (with a new connection, so
+//! the group applies).
 
 use image_provision_remote::Cmd;
 
@@ -15,6 +16,30 @@ pub const FACTS_SH: &str = include_str!("facts.sh");
 
 pub fn facts_script() -> FactsScript {
     FactsScript::new("steps/docker/facts.sh", FACTS_SH).root(&["docker_root_facts"])
+}
+
+pub const DAEMON_DOWNLOADS_SH: &str = include_str!("daemon-downloads.sh");
+
+/// Docker's daemon.json: this step's max-concurrent-downloads, and the
+/// nvidia step's runtimes (nvidia-ctk merges into it as this step does).
+pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
+
+/// Layers one pull downloads at once. Docker's default is 3, which leaves
+/// the link and the disk idle while a few large layers trickle in: IMAGE's
+/// stack pulls tens of GB in some 20 images of several layers each. 10 keeps
+/// gp3's baseline 125 MiB/s busy (the layers are written out as they
+/// arrive) and a registry's per-connection throttling spread over more
+/// connections, while staying well under what registries tolerate from one
+/// client (Docker Hub and GHCR rate-limit manifests, not blob connections).
+/// More buys nothing once the volume's throughput is the limit.
+pub const MAX_CONCURRENT_DOWNLOADS: u32 = 10;
+
+/// daemon-downloads.sh: [`MAX_CONCURRENT_DOWNLOADS`] merged into [`DAEMON_JSON`].
+pub fn set_concurrent_downloads() -> Cmd {
+    Cmd::script(DAEMON_DOWNLOADS_SH)
+        .named("daemon-downloads.sh")
+        .sudo()
+        .env("DOWNLOADS", MAX_CONCURRENT_DOWNLOADS.to_string())
 }
 
 /// What the IMAGE scripts and the other steps run on the host.
@@ -51,6 +76,8 @@ pub struct DockerFacts {
     pub gid: Option<String>,
     /// The daemon's runtimes (`docker info`'s JSON), when it answers root.
     pub runtimes: Option<String>,
+    /// daemon.json's max-concurrent-downloads, when set.
+    pub max_concurrent_downloads: Option<String>,
 }
 
 impl DockerFacts {
@@ -67,6 +94,7 @@ impl DockerFacts {
                 .unwrap_or_default(),
             gid: raw.string("docker.gid"),
             runtimes: raw.string("docker.runtimes").filter(|r| r != "null"),
+            max_concurrent_downloads: raw.string("docker.max_concurrent_downloads"),
         }
     }
 
@@ -90,6 +118,13 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
         why.push(format!("install {}", tools.join(" ")));
         actions.push(Action::Change(apt_install(cfg, &tools)));
     }
+    // Before Docker's packages: a Docker installed now starts with it.
+    let downloads = MAX_CONCURRENT_DOWNLOADS.to_string();
+    let set_downloads = docker.max_concurrent_downloads.as_deref() != Some(downloads.as_str());
+    if set_downloads {
+        why.push(format!("set max-concurrent-downloads {downloads} in {DAEMON_JSON}"));
+        actions.push(Action::Change(set_concurrent_downloads()));
+    }
     if fam == Family::Debian && !working {
         let source = cfg.docker_repo.replace("{codename}", &host.codename);
         if !sources.has("docker", &source) {
@@ -111,6 +146,15 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
         why.push("enable and start docker".into());
         actions.push(Action::Change(Cmd::new("systemctl").args(["enable", "--now", "docker"]).sudo()));
     }
+    // The daemon reads daemon.json when it starts: one already running
+    // restarts (refusing to start on a key it does not take). A Docker
+    // installed or started just now has read it. On a fresh GPU host that is
+    // the one start before the nvidia step's restart; a running Docker
+    // without nvidia's runtime yet restarts twice, once per step.
+    if set_downloads && docker.active && packages.is_empty() {
+        why.push("restart docker".into());
+        actions.push(Action::Change(Cmd::new("systemctl").args(["restart", "docker"]).sudo()));
+    }
     if !host.is_root() {
         if !docker.group_members.iter().any(|m| m == user) {
             why.push(format!("add {user} to the docker group"));
@@ -126,7 +170,10 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
         let compose = docker.compose.as_deref().unwrap_or("compose ?");
         let version = docker.version.as_deref().unwrap_or("docker");
         let group = if host.is_root() { String::new() } else { format!("; {user} in the docker group") };
-        return Plan::Ok(format!("{version}; {compose}; running{group}; {} installed", TOOLS.join(" ")));
+        return Plan::Ok(format!(
+            "{version}; {compose}; running, max-concurrent-downloads {downloads}{group}; {} installed",
+            TOOLS.join(" ")
+        ));
     }
     let changes = actions.iter().any(|a| matches!(a, Action::Change(_)));
     Plan::Act {
@@ -149,7 +196,7 @@ mod tests {
              pkg.docker-ce=5:27.1\npkg.docker-compose-plugin=2.29\npkg.git=1\npkg.python3-pip=1\npkg.jq=1\n\
              pkg.curl=1\npkg.ca-certificates=1\ndocker.version=Docker version 27.1.1\n\
              docker.compose=Docker Compose version v2.29.1\ndocker.enabled=enabled\ndocker.active=active\n\
-             docker.group=ubuntu\ndocker.user_access=yes\n",
+             docker.group=ubuntu\ndocker.user_access=yes\ndocker.max_concurrent_downloads=10\n",
         );
         let (host, docker) = (HostFacts::parse(&raw), DockerFacts::parse(&raw));
         let left_alone = plan(&host, &SourceFacts::default(), &docker, &Config::default(), Family::Ubuntu);
@@ -168,6 +215,59 @@ mod tests {
         );
         let Plan::Act { why, .. } = installed else { panic!("expected actions") };
         assert!(why.contains("install docker.io docker-compose-v2"), "{why}");
+    }
+
+    /// A running Ubuntu Docker, as the facts report it, with `extra`.
+    fn running_docker(extra: &str) -> (HostFacts, DockerFacts) {
+        let raw = RawFacts::parse(&format!(
+            "os.id=ubuntu\nos.version=22.04\nos.codename=jammy\nuser=root\nsudo=root\n\
+             pkg.docker.io=24.0\npkg.docker-compose-v2=2.24\npkg.git=1\npkg.python3-pip=1\npkg.jq=1\npkg.curl=1\n\
+             pkg.ca-certificates=1\ndocker.version=Docker version 24.0.7\n\
+             docker.compose=Docker Compose version v2.24.6\ndocker.enabled=enabled\ndocker.active=active\n{extra}"
+        ));
+        (HostFacts::parse(&raw), DockerFacts::parse(&raw))
+    }
+
+    fn commands(host: &HostFacts, docker: &DockerFacts) -> Vec<String> {
+        match plan(host, &SourceFacts::default(), docker, &Config::default(), Family::Ubuntu) {
+            Plan::Act { actions, .. } => actions.iter().map(|a| a.describe(false)).collect(),
+            other => panic!("expected actions, got {other:?}"),
+        }
+    }
+
+    /// max-concurrent-downloads: merged into daemon.json when it is not
+    /// ours (unset, or another value), then the running daemon restarted to
+    /// read it; converged, nothing.
+    #[test]
+    fn a_running_docker_gets_more_concurrent_downloads_and_one_restart() {
+        for extra in ["", "docker.max_concurrent_downloads=3\n"] {
+            let (host, docker) = running_docker(extra);
+            let cmds = commands(&host, &docker);
+            assert_eq!(cmds.len(), 2, "{extra:?}: {cmds:?}");
+            assert!(cmds[0].contains("DOWNLOADS=10") && cmds[0].contains("<script daemon-downloads.sh>"), "{cmds:?}");
+            assert!(cmds[1].ends_with("systemctl restart docker"), "{cmds:?}");
+        }
+        let (host, docker) = running_docker("docker.max_concurrent_downloads=10\n");
+        let ok = plan(&host, &SourceFacts::default(), &docker, &Config::default(), Family::Ubuntu);
+        assert!(matches!(&ok, Plan::Ok(m) if m.contains("max-concurrent-downloads 10")), "{ok:?}");
+    }
+
+    /// On a host without Docker, daemon.json is written before the packages
+    /// (after jq): the daemon's first start reads it, and no restart.
+    #[test]
+    fn a_new_docker_starts_with_the_setting_without_a_restart() {
+        let raw = RawFacts::parse("os.id=ubuntu\nos.version=22.04\nos.codename=jammy\nuser=root\nsudo=root\n");
+        let cmds = commands(&HostFacts::parse(&raw), &DockerFacts::parse(&raw));
+        let at = |what: &str| cmds.iter().position(|c| c.contains(what)).unwrap_or_else(|| panic!("{what}: {cmds:?}"));
+        assert!(at("install --no-install-recommends git") < at("daemon-downloads.sh"), "jq first: {cmds:?}");
+        assert!(at("daemon-downloads.sh") < at("docker.io"), "{cmds:?}");
+        assert!(at("docker.io") < at("enable --now docker"), "{cmds:?}");
+        assert!(!cmds.iter().any(|c| c.contains("restart")), "{cmds:?}");
+        // Installed but stopped: started, which reads it; no restart either.
+        let (host, docker) = running_docker("docker.active=inactive\n");
+        let cmds = commands(&host, &docker);
+        assert!(cmds.last().unwrap().ends_with("enable --now docker"), "{cmds:?}");
+        assert!(!cmds.iter().any(|c| c.contains("restart")), "{cmds:?}");
     }
 
     #[test]
