@@ -272,7 +272,7 @@ pub struct HostStepArgs {
 
     /// With --llm local: how long its first start may take (the weights'
     /// download) [default: 60m]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub llm_timeout: Option<String>,
 
     /// The Overpass API the openstreetmap preprocessor asks (its SERVERS;
@@ -326,7 +326,7 @@ pub struct HostStepArgs {
 
     /// How long to wait for --domain's DNS record to point at the server
     /// [default: 10m]
-    #[arg(long, env = "IMAGE_PROVISION_DNS_TIMEOUT", value_name = "DURATION")]
+    #[arg(long, env = "IMAGE_PROVISION_DNS_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub dns_timeout: Option<String>,
 
     /// Do not start the stack's containers at boot (every IMAGE service has

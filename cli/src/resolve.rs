@@ -598,6 +598,12 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
     let defaults = ImageConfig::default();
     let domain = domain(a.domain.as_ref(), f.domain.as_ref())?;
     let domain_for_dns = domain.clone();
+    // Checked whether or not it is used: bad input is refused either way.
+    let dns_timeout = duration_or(
+        "--dns-timeout",
+        a.dns_timeout.as_ref().or(f.dns_timeout.as_ref()),
+        settings::DEFAULT_DNS_TIMEOUT,
+    )?;
     let acme_email = checked("--acme-email", a.acme_email.as_ref(), f.acme_email.as_ref(), validate::check_email)?;
     if domain.is_some() && acme_email.is_none() {
         return Err(UsageError::new("--domain needs --acme-email").hint(
@@ -742,14 +748,7 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         upkeep: upkeep(a, f, profile)?,
         // The address is filled in by the command that reaches the server.
         dns_check: match (&domain_for_dns, on(a.no_dns_check, f.no_dns_check)) {
-            (Some(_), false) => Some(settings::DnsCheck {
-                address: String::new(),
-                timeout: duration_or(
-                    "--dns-timeout",
-                    a.dns_timeout.as_ref().or(f.dns_timeout.as_ref()),
-                    settings::DEFAULT_DNS_TIMEOUT,
-                )?,
-            }),
+            (Some(_), false) => Some(settings::DnsCheck { address: String::new(), timeout: dns_timeout }),
             _ => None,
         },
     })
