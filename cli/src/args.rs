@@ -405,6 +405,12 @@ pub struct CreateArgs {
     #[arg(long, env = "IMAGE_PROVISION_UBUNTU", value_name = "VERSION")]
     pub ubuntu: Option<Ubuntu>,
 
+    /// `dlami`: AWS's Deep Learning Base OSS Nvidia Driver GPU AMI for that
+    /// Ubuntu release (driver, Docker and container toolkit preinstalled: no
+    /// driver install, no reboot); `ubuntu`: Canonical's [default: ubuntu]
+    #[arg(long, env = "IMAGE_PROVISION_BASE_IMAGE", value_name = "ubuntu|dlami")]
+    pub base_image: Option<String>,
+
     /// EC2 instance type [default: g5.xlarge]
     #[arg(long, env = "IMAGE_PROVISION_INSTANCE_TYPE", value_name = "TYPE")]
     pub instance_type: Option<String>,

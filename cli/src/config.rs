@@ -71,6 +71,7 @@ pub struct Ec2Config {
     pub region: Option<String>,
     pub profile: Option<String>,
     pub ami: Option<String>,
+    pub base_image: Option<String>,
     pub ubuntu: Option<String>,
     pub instance_type: Option<String>,
     /// TOML's integers: a negative or huge one reaches the range check.

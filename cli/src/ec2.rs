@@ -69,12 +69,15 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| ec2_error(e, None))?;
         }
+        let cost = estimate(&api, &settings, settings.spot).await;
+        println!("cost: {}", cost.line());
         if !settings.no_bootstrap {
             let (version, codename) = match settings.ubuntu {
                 Ubuntu::Jammy => ("22.04", "jammy"),
                 Ubuntu::Noble => ("24.04", "noble"),
             };
-            let image = FreshImage { version, codename, user: &settings.ssh_user };
+            let gpu_ready = settings.base_image == provision::BaseImage::Dlami;
+            let image = FreshImage { version, codename, user: &settings.ssh_user, gpu_ready };
             println!(
                 "then: the host steps over SSH as {}, as planned for a fresh Ubuntu {version} image:",
                 settings.ssh_user
@@ -154,7 +157,9 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         Some(a) => format!("ssh -i {}{verify} -p {} {user}@{}", key.private_path.display(), a.port(), a.ip()),
         None => format!("ssh -i {}{verify} {user}@{ip}", key.private_path.display()),
     };
+    let cost = estimate(&api, &settings, created.spot).await;
     let mut summary = serde_json::json!({
+        "cost": cost,
         "name": settings.name,
         "instance_id": instance.id,
         "reused": created.reused,
@@ -174,6 +179,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
             println!("DNS        {}", dns_line(dns));
         }
         println!("zones      {}", created.zones_tried.join(", "));
+        println!("cost       {}", cost.line());
         if let Some(at) = &created.expires_at {
             println!("expires    {at} (remove with: image-provision ec2 destroy --expired)");
         }
@@ -338,6 +344,7 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
             Ubuntu::Jammy => UbuntuRelease::Jammy2204,
             Ubuntu::Noble => UbuntuRelease::Noble2404,
         },
+        base_image: s.base_image,
         instance_type: s.instance_type.clone(),
         volume_size_gib: s.volume_size,
         volume_type: s.volume_type.clone(),
@@ -353,6 +360,15 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
         elastic_ip: s.elastic_ip,
         dns_domain: s.dns_domain.clone(),
         ready_timeout: s.ready_timeout,
+    }
+}
+
+/// What the server costs (spot: EC2's current price, when it answers).
+async fn estimate<A: Ec2Api>(api: &A, s: &CreateSettings, spot: bool) -> provision::cost::Estimate {
+    let (itype, vtype) = (&s.instance_type, &s.volume_type);
+    match provision::cost::estimate(api, itype, spot, vtype, s.volume_size, s.volume_throughput, s.volume_iops).await {
+        Ok(e) => e,
+        Err(_) => provision::cost::Estimate::new(itype, None, vtype, s.volume_size, s.volume_throughput, s.volume_iops),
     }
 }
 
@@ -398,10 +414,13 @@ pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
                 i.launch_time.clone().unwrap_or_else(|| "-".into()),
                 i.expires_at.clone().unwrap_or_else(|| "-".into()),
                 time_left(i.seconds_left(now)),
+                instance_cost(&i.instance_type),
             ]
         })
         .collect();
-    print!("{}", table(&["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES", "LEFT"], &rows));
+    let header = ["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES", "LEFT", "INSTANCE $/H"];
+    print!("{}", table(&header, &rows));
+    println!("(instance prices: on-demand, {}; an estimate)", provision::cost::PRICES_OF);
     Ok(())
 }
 
@@ -431,7 +450,13 @@ fn server_json(i: &Instance, now: jiff::Timestamp) -> serde_json::Value {
         "launch_time": i.launch_time,
         "expires_at": i.expires_at,
         "seconds_left": i.seconds_left(now),
+        "instance_hourly_usd": provision::cost::on_demand_hourly(&i.instance_type),
     })
+}
+
+/// The instance's on-demand price an hour, as `ec2 list` shows it.
+fn instance_cost(instance_type: &str) -> String {
+    provision::cost::on_demand_hourly(instance_type).map(|p| format!("~${p:.3}")).unwrap_or_else(|| "-".into())
 }
 
 fn confirm(question: &str) -> anyhow::Result<bool> {

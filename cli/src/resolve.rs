@@ -331,6 +331,7 @@ pub struct CreateSettings {
     pub aws: AwsOptions,
     pub ami: Option<String>,
     pub ubuntu: Ubuntu,
+    pub base_image: image_provision_provision::BaseImage,
     pub instance_type: String,
     pub volume_size: i32,
     pub volume_type: String,
@@ -370,6 +371,18 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         (None, None) => Ubuntu::Jammy,
     };
     let ami = args.ami.clone().or_else(|| f.ami.clone());
+    let base_image = match args.base_image.as_ref().or(f.base_image.as_ref()).map(String::as_str) {
+        None | Some("ubuntu") => image_provision_provision::BaseImage::Ubuntu,
+        Some("dlami") if ami.is_some() => {
+            return Err(UsageError::new("--base-image dlami with --ami: two choices of image")
+                .hint("give one: --ami ID launches that image, --base-image dlami the newest Deep Learning Base AMI"));
+        }
+        Some("dlami") => image_provision_provision::BaseImage::Dlami,
+        Some(other) => {
+            return Err(UsageError::new(format!("--base-image {other:?} is not a base image"))
+                .hint("give ubuntu (Canonical's Ubuntu server image) or dlami (AWS's Deep Learning Base GPU AMI)"));
+        }
+    };
     if let Some(ami) = &ami
         && !(ami.starts_with("ami-") && ami.len() > 4 && ami[4..].bytes().all(|b| b.is_ascii_hexdigit()))
     {
@@ -427,6 +440,7 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         aws,
         ami,
         ubuntu,
+        base_image,
         instance_type,
         volume_size,
         volume_type,
@@ -599,11 +613,8 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
     let domain = domain(a.domain.as_ref(), f.domain.as_ref())?;
     let domain_for_dns = domain.clone();
     // Checked whether or not it is used: bad input is refused either way.
-    let dns_timeout = duration_or(
-        "--dns-timeout",
-        a.dns_timeout.as_ref().or(f.dns_timeout.as_ref()),
-        settings::DEFAULT_DNS_TIMEOUT,
-    )?;
+    let dns_timeout =
+        duration_or("--dns-timeout", a.dns_timeout.as_ref().or(f.dns_timeout.as_ref()), settings::DEFAULT_DNS_TIMEOUT)?;
     let acme_email = checked("--acme-email", a.acme_email.as_ref(), f.acme_email.as_ref(), validate::check_email)?;
     if domain.is_some() && acme_email.is_none() {
         return Err(UsageError::new("--domain needs --acme-email").hint(

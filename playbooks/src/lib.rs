@@ -22,7 +22,7 @@
 //!     host/             says what host this is
 //!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
 //!     apt/              lists fresh, upgraded, dpkg repaired first
-//!     docker/           Docker, compose v2, the docker group
+//!     docker/           Docker, compose v2, the docker group, pull concurrency (daemon-downloads.sh)
 //!     nvidia/           driver (held against unattended upgrades), container toolkit, runtime;
 //!                       debian-components.sh, hold-driver.sh
 //!     reboot/           reboot when the driver waits for one
@@ -31,7 +31,10 @@
 //!                       scripts' too), the site override (map servers, test profile, --no-llm,
 //!                       the domain's routes); templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
-//!     traefik/          the traefik network, Traefik, its ACME server; traefik-compose.yml
+//!     traefik/          the traefik network, the domain's DNS before Traefik starts (dns-wait.sh),
+//!                       Traefik, its ACME server; traefik-compose.yml
+//!     llm/              --llm local: vLLM sized to the GPU, its key and config/llm.env; llm-compose.yml,
+//!                       llm-up.sh, llm-wait.sh
 //!     stack/            the LLM check, imageup (or compose up), the deploy stamp, services not well;
 //!                       llm-check.sh, stack-up.sh, update.sh
 //!     health/           every service well, the one HTTPS check, the request that proves the stack;

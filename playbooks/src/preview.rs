@@ -16,15 +16,25 @@ pub struct FreshImage<'a> {
     pub codename: &'a str,
     /// The image's login user.
     pub user: &'a str,
+    /// A GPU-ready image (AWS's Deep Learning Base AMI): its NVIDIA driver,
+    /// Docker with compose v2 and the container toolkit come installed.
+    pub gpu_ready: bool,
 }
+
+/// What a GPU-ready image's facts show before the first run.
+const GPU_READY: &str = "nvidia.smi=the instance's NVIDIA GPU, its preinstalled driver, ? MiB\n\
+    nvidia.daemon_json=yes\npkg.nvidia-container-toolkit=preinstalled\n\
+    docker.version=Docker (preinstalled)\ndocker.compose=Docker Compose version v2 (preinstalled)\n\
+    docker.enabled=enabled\ndocker.active=active\ndocker.runtimes=nvidia runc\n";
 
 fn fresh_facts(image: &FreshImage, more: &str) -> Facts {
     Facts::parse(&format!(
         "os.id=ubuntu\nos.version={v}\nos.codename={c}\nos.pretty=Ubuntu {v} (a fresh image)\nuser={u}\n\
-         sudo=nopasswd\ngpu=00:1e.0 3D controller [0302]: the instance's NVIDIA GPU\ncloud_init=running\n{more}",
+         sudo=nopasswd\ngpu=00:1e.0 3D controller [0302]: the instance's NVIDIA GPU\ncloud_init=running\n{ready}{more}",
         v = image.version,
         c = image.codename,
         u = image.user,
+        ready = if image.gpu_ready { GPU_READY } else { "" },
     ))
 }
 
@@ -72,7 +82,7 @@ mod tests {
     #[test]
     fn a_fresh_image_gets_every_step() {
         let cfg = Config { image: Some(ImageConfig::with_site()), ..Config::default() };
-        let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu" };
+        let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu", gpu_ready: false };
         let plan = preview(&cfg, &image);
         let names: Vec<&str> = plan.iter().map(|(s, _)| s.name()).collect();
         assert_eq!(names, Step::for_config(&cfg).iter().map(|s| s.name()).collect::<Vec<_>>());
@@ -97,5 +107,17 @@ mod tests {
         for (step, w) in &plan {
             assert!(!w.starts_with("would stop") && !w.starts_with("after the steps above"), "{}: {w}", step.name());
         }
+    }
+
+    /// A GPU-ready image (--base-image dlami): no driver install, no reboot.
+    #[test]
+    fn a_gpu_ready_image_gets_no_driver_and_no_reboot() {
+        let cfg = Config { image: Some(ImageConfig::with_site()), ..Config::default() };
+        let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu", gpu_ready: true };
+        let plan = preview(&cfg, &image);
+        let what = |name: &str| plan.iter().find(|(s, _)| s.name() == name).map(|(_, w)| w.clone()).unwrap();
+        assert!(!what("nvidia").contains("install nvidia"), "{}", what("nvidia"));
+        assert!(!what("docker").contains("install docker.io"), "{}", what("docker"));
+        assert_eq!(what("reboot"), "no reboot needed");
     }
 }

@@ -173,6 +173,9 @@ pub trait Ec2Api {
     /// Managed security groups for a NAME, in any VPC (destroy works from tags).
     async fn managed_security_groups(&self, name: &str) -> Result<Vec<SecurityGroup>>;
     async fn default_security_group(&self, vpc_id: &str) -> Result<Option<String>>;
+    /// The lowest current spot price (USD an hour) of a Linux instance of
+    /// this type in the region; None when EC2 reports none.
+    async fn spot_price(&self, instance_type: &str) -> Result<Option<f64>>;
     async fn create_security_group(&self, vpc_id: &str, name: &str, description: &str, tags: &[Tag]) -> Result<String>;
     /// Adds rules; a rule that already exists is not an error.
     async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()>;

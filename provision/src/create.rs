@@ -9,7 +9,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::io::AsyncReadExt;
 
 use crate::api::*;
-use crate::spec::{CANONICAL_OWNER, CreateSpec, KeySource};
+use crate::spec::{CreateSpec, KeySource};
 use crate::{AwsError, Error, Result, tags};
 
 /// What `create` found or made.
@@ -91,16 +91,16 @@ async fn pick_image<A: Ec2Api>(api: &A, spec: &CreateSpec) -> Result<Image> {
     if let Some(id) = &spec.ami {
         return api.image(id).await?.ok_or_else(|| Error::ImageNotFound(id.clone()));
     }
-    let pattern = spec.ubuntu.image_pattern();
+    let (owner, pattern) = spec.ubuntu.image_source(spec.base_image);
     let prefix = pattern.trim_end_matches('*');
-    let images = api.find_images(CANONICAL_OWNER, pattern).await?;
+    let images = api.find_images(owner, pattern).await?;
     // EC2's name filter is a whole-name glob already; checking the prefix here
     // as well keeps a lax endpoint from handing us another family's image.
     images
         .into_iter()
         .filter(|i| api.is_dry_run() || i.name.starts_with(prefix))
         .max_by(|a, b| a.creation_date.cmp(&b.creation_date))
-        .ok_or_else(|| Error::NoImage { owner: CANONICAL_OWNER.into(), pattern: pattern.into() })
+        .ok_or_else(|| Error::NoImage { owner: owner.into(), pattern: pattern.into() })
 }
 
 async fn subnets_to_try<A: Ec2Api>(api: &A, spec: &CreateSpec) -> Result<(String, Vec<Subnet>)> {

@@ -110,6 +110,14 @@ impl Ec2Api for DryRunApi {
         Ok(vec![])
     }
 
+    async fn spot_price(&self, instance_type: &str) -> Result<Option<f64>> {
+        self.call(
+            "DescribeSpotPriceHistory",
+            json!({"InstanceTypes": [instance_type], "ProductDescriptions": ["Linux/UNIX"], "StartTime": "<now>"}),
+        );
+        Ok(None)
+    }
+
     async fn default_security_group(&self, vpc_id: &str) -> Result<Option<String>> {
         self.call(
             "DescribeSecurityGroups",

@@ -9,6 +9,7 @@
 
 mod api;
 mod connect;
+pub mod cost;
 mod create;
 mod destroy;
 pub mod dns;
@@ -25,7 +26,7 @@ pub use destroy::{DestroyReport, destroy, destroy_expired};
 pub use dry::DryRunApi;
 pub use error::{AwsError, Error, Result};
 pub use sdk::SdkApi;
-pub use spec::{CreateSpec, KeySource, UbuntuRelease, gpu_of};
+pub use spec::{BaseImage, CreateSpec, KeySource, UbuntuRelease, gpu_of};
 
 /// List managed servers, newest first.
 pub async fn list<A: Ec2Api>(api: &A) -> Result<Vec<Instance>> {

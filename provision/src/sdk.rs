@@ -261,6 +261,24 @@ impl Ec2Api for SdkApi {
         Ok(out.security_groups().iter().map(group_from).collect())
     }
 
+    async fn spot_price(&self, instance_type: &str) -> Result<Option<f64>> {
+        // StartTime now: only the current price of each zone.
+        let out = self
+            .client
+            .describe_spot_price_history()
+            .instance_types(t::InstanceType::from(instance_type))
+            .product_descriptions("Linux/UNIX")
+            .start_time(aws_sdk_ec2::primitives::DateTime::from(std::time::SystemTime::now()))
+            .send()
+            .await
+            .map_err(aws("DescribeSpotPriceHistory"))?;
+        Ok(out
+            .spot_price_history()
+            .iter()
+            .filter_map(|p| p.spot_price()?.parse::<f64>().ok())
+            .min_by(|a, b| a.total_cmp(b)))
+    }
+
     async fn default_security_group(&self, vpc_id: &str) -> Result<Option<String>> {
         Ok(self.security_group(vpc_id, "default").await?.map(|g| g.id))
     }

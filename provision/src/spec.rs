@@ -2,6 +2,19 @@ use std::time::Duration;
 
 /// Canonical's AWS account: the only owner whose Ubuntu images we trust.
 pub const CANONICAL_OWNER: &str = "099720109477";
+/// AWS's Deep Learning AMIs' account (owner alias "amazon").
+pub const DLAMI_OWNER: &str = "898082745236";
+
+/// Which image family a server starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseImage {
+    /// Canonical's Ubuntu server image: the host steps install everything.
+    Ubuntu,
+    /// AWS's Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu): its
+    /// NVIDIA driver, Docker and container toolkit come installed, so the
+    /// host steps skip the driver install and its reboot.
+    Dlami,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UbuntuRelease {
@@ -16,6 +29,22 @@ impl UbuntuRelease {
         match self {
             UbuntuRelease::Jammy2204 => "ubuntu/images/hvm-ssd/ubuntu-jammy-22.04-amd64-server-*",
             UbuntuRelease::Noble2404 => "ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*",
+        }
+    }
+
+    /// The Deep Learning Base AMI's name glob for this release.
+    pub fn dlami_pattern(self) -> &'static str {
+        match self {
+            UbuntuRelease::Jammy2204 => "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *",
+            UbuntuRelease::Noble2404 => "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) *",
+        }
+    }
+
+    /// The owner and name glob of the newest image to launch.
+    pub fn image_source(self, base: BaseImage) -> (&'static str, &'static str) {
+        match base {
+            BaseImage::Ubuntu => (CANONICAL_OWNER, self.image_pattern()),
+            BaseImage::Dlami => (DLAMI_OWNER, self.dlami_pattern()),
         }
     }
 
@@ -41,6 +70,7 @@ pub struct CreateSpec {
     pub name: String,
     pub ami: Option<String>,
     pub ubuntu: UbuntuRelease,
+    pub base_image: BaseImage,
     pub instance_type: String,
     pub volume_size_gib: i32,
     pub volume_type: String,

@@ -521,3 +521,37 @@ fn debian12_deb822_sources_get_non_free_once() {
     }
     assert_eq!(stat(), before, "a second run changes nothing");
 }
+
+/// A GPU-ready image (AWS's Deep Learning Base AMI, `ec2 create
+/// --base-image dlami`: the driver installed and loaded before the first
+/// run): the nvidia step sees it working and installs no driver, no reboot
+/// follows, and the GPU check passes.
+#[test]
+fn a_working_driver_gets_no_driver_install_and_no_reboot() {
+    let host = TestHost::start(Distro::Ubuntu2204Standin);
+    enable_standins(&host);
+    host.sh_ok(
+        "apt-get update -q >/dev/null && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -q nvidia-driver-570-server >/dev/null",
+    );
+    let _ = host.ssh_command("root").arg("reboot").output();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while host.reboots() < 1 {
+        assert!(std::time::Instant::now() < deadline, "no reboot:\n{}", host.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.wait_for_sshd(Duration::from_secs(60));
+    assert!(host.sh("nvidia-smi").status.success(), "the image's driver works before the first run");
+
+    let state = state_for(&host);
+    let out = bootstrap(&host, host.default_user(), state.path(), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let nvidia = detail_of(&out, "nvidia");
+    assert!(!nvidia.contains("install nvidia-driver"), "{nvidia}");
+    assert!(nvidia.contains("install nvidia-container-toolkit"), "{nvidia}");
+    let steps = outcomes(&out);
+    let outcome = |name: &str| steps.iter().find(|(s, _)| s == name).map(|(_, o)| o.as_str());
+    assert_eq!(outcome("reboot"), Some("ok"));
+    assert_eq!(outcome("gpu-check"), Some("ok"));
+    assert_eq!(host.reboots(), 1, "no reboot for the driver the image had");
+}

@@ -436,3 +436,40 @@ fn existing_rules_never_fail_a_create() {
     assert_eq!(out.status.code(), Some(0));
     assert!(stderr(&out).contains("security group image-provision-hand"), "{}", stderr(&out));
 }
+
+/// What a server costs, as an estimate: the dry run and the summary show
+/// the instance, the volume and the address; with --spot, EC2's current
+/// spot price (a recorded DescribeSpotPriceHistory answer through the
+/// fault proxy: moto has no prices); `ec2 list` shows each instance's.
+#[test]
+fn the_cost_is_estimated_in_the_dry_run_the_summary_and_the_list() {
+    let spot_prices = r#"<?xml version="1.0" encoding="UTF-8"?>
+<DescribeSpotPriceHistoryResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">
+  <requestId>recorded-0001</requestId>
+  <spotPriceHistorySet>
+    <item><instanceType>g5.xlarge</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>0.455300</spotPrice><timestamp>2026-12-01T00:00:00.000Z</timestamp><availabilityZone>us-east-1b</availabilityZone></item>
+    <item><instanceType>g5.xlarge</instanceType><productDescription>Linux/UNIX</productDescription><spotPrice>0.402100</spotPrice><timestamp>2026-12-01T00:00:00.000Z</timestamp><availabilityZone>us-east-1a</availabilityZone></item>
+  </spotPriceHistorySet>
+  <nextToken/>
+</DescribeSpotPriceHistoryResponse>"#;
+    let env = Ec2Env::start_with_faults(
+        BIN,
+        Some(json!([{"action": "DescribeSpotPriceHistory", "status": 200, "body": spot_prices}])),
+    );
+    let dry = env.run(&["ec2", "create", "c-1", "--no-bootstrap", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0));
+    let text = stdout(&dry);
+    let want = "cost: about $1.12/h, $818/month (g5.xlarge on-demand $1.006/h; volume $80.00/month; public IPv4 $0.005/h; an estimate";
+    assert!(text.contains(want), "{text}");
+    let out = env.run(&["ec2", "create", "c-1", "--no-bootstrap", "--volume-throughput", "500"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cost = stdout(&out).lines().find(|l| l.starts_with("cost       ")).unwrap_or_default().to_string();
+    assert!(cost.contains("volume $95.00/month"), "throughput above gp3's baseline: {cost}");
+    let spot = env.run(&["ec2", "create", "c-2", "--no-bootstrap", "--spot", "--json"]);
+    assert_eq!(spot.status.code(), Some(0), "{}", stderr(&spot));
+    let v: serde_json::Value = serde_json::from_slice(&spot.stdout).unwrap();
+    assert_eq!(v["cost"]["instance"]["spot"]["hourly"], 0.4021, "the lowest zone's price: {v}");
+    assert!(v["cost"]["basis"].as_str().unwrap().contains("an estimate"), "{v}");
+    let list = stdout(&env.run(&["ec2", "list"]));
+    assert!(list.contains("INSTANCE $/H") && list.contains("~$1.006"), "{list}");
+}

@@ -567,12 +567,13 @@ fn ttl_on_an_existing_server_moves_its_expiry() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     let header = text.lines().next().unwrap();
-    assert!(header.contains("EXPIRES") && header.trim_end().ends_with("LEFT"), "{text}");
+    assert!(header.contains("EXPIRES") && header.contains(" LEFT "), "{text}");
     let row =
         |name: &str| text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{text}"));
-    let ext_left = row("ext").split_whitespace().rev().take(2).collect::<Vec<_>>();
+    // The LEFT column, before the instance's price.
+    let ext_left = row("ext").split_whitespace().rev().skip(1).take(2).collect::<Vec<_>>();
     assert!(ext_left == ["59m", "4h"] || ext_left == ["58m", "4h"], "{text}");
-    assert!(row("forever").trim_end().ends_with(" -"), "{text}");
+    assert!(row("forever").trim_end().ends_with(" -       ~$1.006"), "{text}");
     let out = env.run(&["ec2", "list", "--json"]);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let server = |name: &str| list.as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
@@ -597,4 +598,30 @@ fn ttl_on_a_server_made_without_one_makes_its_shutdown_terminate() {
     assert!(stderr(&out).contains(&format!("expiry of late set to {at}")), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
     assert_eq!((v["reused"].as_bool(), v["expires_at"].as_str()), (Some(true), Some(at.as_str())));
+}
+
+/// `--base-image dlami`: the newest Deep Learning Base AMI of AWS's own
+/// account (not a newer one of the same name under another owner); the dry
+/// run says which owner and name it asks; with --ami, or another name, a
+/// usage error and nothing made.
+#[test]
+fn base_image_dlami_launches_aws_deep_learning_base_ami() {
+    let env = Ec2Env::start(BIN);
+    let dry = env.run(&["ec2", "create", "dl-1", "--no-bootstrap", "--base-image", "dlami", "--dry-run"]);
+    assert_eq!(dry.status.code(), Some(0));
+    let text = stdout(&dry);
+    assert!(
+        text.contains("898082745236") && text.contains("Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *"),
+        "{text}"
+    );
+    let out = env.run(&["ec2", "create", "dl-1", "--no-bootstrap", "--base-image", "dlami"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let c = rt().block_on(cloud(&env.client(), "dl-1"));
+    assert_eq!(c.instances[0].image_id(), Some(DLAMI_NEWEST), "not {DLAMI_IMPOSTOR}");
+    for bad in [&["--base-image", "dlami", "--ami", JAMMY_NEWEST][..], &["--base-image", "centos"][..]] {
+        let out = env.run(&[&["ec2", "create", "dl-2", "--no-bootstrap"][..], bad].concat());
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--base-image"), "{}", stderr(&out));
+    }
+    assert_eq!(rt().block_on(cloud(&env.client(), "dl-2")).instances.len(), 0);
 }

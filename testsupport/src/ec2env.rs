@@ -25,6 +25,10 @@ pub const JAMMY_OLDER: &str = "ami-0a1b2c3d4e5f60001";
 pub const NOBLE_NEWEST: &str = "ami-0a1b2c3d4e5f60003";
 pub const EKS_DECOY: &str = "ami-0a1b2c3d4e5f60004";
 pub const IMPOSTOR: &str = "ami-0a1b2c3d4e5f60005";
+/// The newest Deep Learning Base AMI (Ubuntu 22.04) of AWS's account; a
+/// newer one of the same name under another owner is an impostor.
+pub const DLAMI_NEWEST: &str = "ami-0a1b2c3d4e5f60007";
+pub const DLAMI_IMPOSTOR: &str = "ami-0a1b2c3d4e5f60008";
 
 fn venv() -> PathBuf {
     std::env::var_os("IMAGE_PROVISION_MOTO_VENV")
