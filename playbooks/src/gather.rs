@@ -86,6 +86,8 @@ pub struct FactsInputs {
     /// Read the certificate Traefik serves (verify and update: a TLS
     /// handshake a converged bootstrap does not need).
     pub certificate: bool,
+    /// Time a tiny chat with a local LLM (verify and update).
+    pub llm_chat: bool,
 }
 
 impl FactsInputs {
@@ -107,6 +109,7 @@ impl FactsInputs {
             domain: img.and_then(|i| i.checked_domain()).map(str::to_string),
             https_check: img.is_some_and(|i| i.checked_domain().is_some()),
             certificate: false,
+            llm_chat: false,
         }
     }
 
@@ -117,6 +120,7 @@ impl FactsInputs {
             domain: domain.map(str::to_string),
             https_check,
             certificate: https_check,
+            llm_chat: true,
             ..FactsInputs::for_config(&Config { image: None, ..Config::default() })
         }
     }
@@ -167,6 +171,7 @@ pub fn command(inputs: &FactsInputs) -> Cmd {
         .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })
         .env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string())
         .env("CERTIFICATE", if inputs.certificate { "yes" } else { "no" })
+        .env("LLM_CHAT", if inputs.llm_chat { "yes" } else { "no" })
 }
 
 /// Every facts script, the IMAGE steps' included.

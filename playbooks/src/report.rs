@@ -258,6 +258,12 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
             extra.push(skip("traefik", "no domain: no site to route"));
         }
     }
+    // A local LLM (its key on the host): running, serving the model the
+    // stack's llm.env names, and answering a tiny chat.
+    if o.stack && f.llm.key {
+        let (ok, detail) = llm_check(f);
+        check("llm", ok, detail);
+    }
     if o.stack || !f.upkeep.units.is_empty() {
         let (ok, detail) = upkeep_check(&f.upkeep);
         check("upkeep", ok, detail);
@@ -285,6 +291,25 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         upkeep: f.upkeep.units.iter().map(|(u, s)| (u.clone(), format!("{} {}", s.enabled, s.active))).collect(),
         checks,
         failed,
+    }
+}
+
+/// The local LLM, as verify sees it.
+fn llm_check(f: &Facts) -> (bool, String) {
+    let model = f.llm.env_model.clone().unwrap_or_default();
+    if !crate::steps::llm::running(&f.containers) {
+        return (false, "the vllm container is not running (docker logs vllm)".into());
+    }
+    let Some(serves) = &f.llm.serves else {
+        return (false, "vLLM does not answer GET /v1/models (still loading? docker logs vllm)".into());
+    };
+    if !serves.contains(&model) {
+        return (false, format!("vLLM serves {}, not llm.env's {model}", serves.join(", ")));
+    }
+    match &f.llm.chat {
+        Some(Ok(ms)) => (true, format!("vLLM serves {model}; a 4-token chat answered in {ms} ms")),
+        Some(Err(e)) => (false, format!("vLLM serves {model}, but a chat completion failed: {e}")),
+        None => (true, format!("vLLM serves {model}")),
     }
 }
 

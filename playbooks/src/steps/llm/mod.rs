@@ -171,6 +171,8 @@ pub struct LlmFacts {
     pub env_key: bool,
     /// What GET /v1/models lists; None when it does not answer.
     pub serves: Option<Vec<String>>,
+    /// verify's tiny chat completion: its time in ms, or curl's error.
+    pub chat: Option<Result<u64, String>>,
 }
 
 impl LlmFacts {
@@ -181,6 +183,11 @@ impl LlmFacts {
             env_url: raw.string("llm.env_url"),
             env_key: raw.yes("llm.env_key"),
             serves: raw.get("llm.serves").map(|_| raw.words("llm.serves")),
+            chat: match (raw.get("llm.chat_ms").and_then(|v| v.parse().ok()), raw.string("llm.chat_error")) {
+                (Some(ms), _) => Some(Ok(ms)),
+                (None, Some(e)) => Some(Err(e)),
+                (None, None) => None,
+            },
         }
     }
 }
