@@ -884,4 +884,20 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     let detail = llm["detail"].as_str().unwrap();
     assert!(detail.contains("vLLM serves Qwen/Qwen2.5-VL-7B-Instruct-AWQ; a 4-token chat answered in "), "{detail}");
     assert!(!stdout(&out).contains(&key), "the key was shown");
+
+    // Other GPUs, as nvidia-smi reports them: an L40S's 46068 MiB gets the
+    // 32B model at a 0.82 share (a dry run); a T4's 15360 MiB is refused with
+    // the numbers, and nothing changes.
+    host.write("/var/lib/standin/nvidia/gpu", b"46068 NVIDIA L40S\n");
+    let dry = bootstrap(&host, state.path(), &[&args[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "dry run on an L40S");
+    let line = step_line(&dry, "llm");
+    assert!(line.contains("Qwen/Qwen2.5-VL-32B-Instruct-AWQ on a 45.0 GiB GPU: vLLM takes 0.82"), "{line}");
+    host.write("/var/lib/standin/nvidia/gpu", b"15360 Tesla T4\n");
+    let before = snapshot(&host);
+    let small = bootstrap(&host, state.path(), &args);
+    assert_eq!(small.status.code(), Some(1), "a T4 cannot hold a model beside IMAGE");
+    let err = stderr(&small);
+    assert!(err.contains("no vision model fits") && err.contains("this GPU has 15.0 GiB"), "{err}");
+    assert!(cli::diff(&before, &snapshot(&host)).is_empty(), "the refused run changed something");
 }
