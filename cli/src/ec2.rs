@@ -9,7 +9,8 @@ use image_provision_playbooks::StepReport;
 use image_provision_playbooks::preview::{FreshImage, preview};
 use image_provision_provision::dns::DnsOutcome;
 use image_provision_provision::{
-    self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, Route53Api, UbuntuRelease,
+    self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, PriceListApi, Route53Api,
+    UbuntuRelease,
 };
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
@@ -69,7 +70,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| ec2_error(e, None))?;
         }
-        let cost = estimate(&api, &settings, settings.spot).await;
+        let cost = estimate(&api, region.as_deref().unwrap_or("<region>"), &settings, settings.spot).await;
         println!("cost: {}", cost.line());
         if !settings.no_bootstrap {
             let (version, codename) = match settings.ubuntu {
@@ -157,7 +158,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         Some(a) => format!("ssh -i {}{verify} -p {} {user}@{}", key.private_path.display(), a.port(), a.ip()),
         None => format!("ssh -i {}{verify} {user}@{ip}", key.private_path.display()),
     };
-    let cost = estimate(&api, &settings, created.spot).await;
+    let cost = estimate(&api, &region, &settings, created.spot).await;
     let mut summary = serde_json::json!({
         "cost": cost,
         "name": settings.name,
@@ -363,13 +364,23 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
     }
 }
 
-/// What the server costs (spot: EC2's current price, when it answers).
-async fn estimate<A: Ec2Api>(api: &A, s: &CreateSettings, spot: bool) -> provision::cost::Estimate {
-    let (itype, vtype) = (&s.instance_type, &s.volume_type);
-    match provision::cost::estimate(api, itype, spot, vtype, s.volume_size, s.volume_throughput, s.volume_iops).await {
-        Ok(e) => e,
-        Err(_) => provision::cost::Estimate::new(itype, None, vtype, s.volume_size, s.volume_throughput, s.volume_iops),
-    }
+/// What the server costs (spot: EC2's current price, when it answers; the
+/// rest from AWS's price list for `region`, or the shipped table).
+async fn estimate<A: Ec2Api + PriceListApi>(
+    api: &A,
+    region: &str,
+    s: &CreateSettings,
+    spot: bool,
+) -> provision::cost::Estimate {
+    let asked = provision::cost::Asked {
+        instance_type: &s.instance_type,
+        spot,
+        volume_type: &s.volume_type,
+        size_gib: s.volume_size,
+        throughput: s.volume_throughput,
+        iops: s.volume_iops,
+    };
+    provision::cost::estimate(api, region, &asked).await
 }
 
 /// With --llm local on a GPU under 40 GiB: the LLM shares it with IMAGE's
@@ -390,11 +401,12 @@ fn local_llm_note(s: &CreateSettings) -> Option<String> {
 }
 
 pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
-    let (api, _) = connect(aws).await?;
+    let (api, region) = connect(aws).await?;
     let servers = provision::list(&api).await.map_err(|e| ec2_error(e, None))?;
+    let prices = instance_prices(&api, &region, &servers).await;
     let now = jiff::Timestamp::now();
     if json {
-        let servers: Vec<_> = servers.iter().map(|i| server_json(i, now)).collect();
+        let servers: Vec<_> = servers.iter().map(|i| server_json(i, now, &prices)).collect();
         println!("{}", serde_json::to_string_pretty(&servers)?);
         return Ok(());
     }
@@ -414,14 +426,74 @@ pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
                 i.launch_time.clone().unwrap_or_else(|| "-".into()),
                 i.expires_at.clone().unwrap_or_else(|| "-".into()),
                 time_left(i.seconds_left(now)),
-                instance_cost(&i.instance_type),
+                prices.column(&i.instance_type),
             ]
         })
         .collect();
     let header = ["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES", "LEFT", "INSTANCE $/H"];
     print!("{}", table(&header, &rows));
-    println!("(instance prices: on-demand, {}; an estimate)", provision::cost::PRICES_OF);
+    println!("({})", prices.basis(&region));
     Ok(())
+}
+
+/// On-demand prices of the listed servers' types: from AWS's price list,
+/// asked once per type, or from the shipped table.
+struct InstancePrices {
+    listed: std::collections::BTreeMap<String, f64>,
+    /// Why the price list gave none for some type, when it did not.
+    unlisted: Option<String>,
+}
+
+async fn instance_prices<A: PriceListApi>(api: &A, region: &str, servers: &[Instance]) -> InstancePrices {
+    let mut prices = InstancePrices { listed: Default::default(), unlisted: None };
+    let types: std::collections::BTreeSet<&str> = servers.iter().map(|i| i.instance_type.as_str()).collect();
+    for t in types {
+        match provision::cost::listed_hourly(api, region, t).await {
+            Ok(Some(p)) => {
+                prices.listed.insert(t.to_owned(), p);
+            }
+            Ok(None) => {
+                prices.unlisted.get_or_insert(format!("no price for {t} in {region}"));
+            }
+            Err(why) => {
+                // Not asked again for the other types: each try may wait
+                // for its time limit.
+                prices.unlisted = Some(why);
+                break;
+            }
+        }
+    }
+    prices
+}
+
+impl InstancePrices {
+    fn hourly(&self, instance_type: &str) -> Option<(f64, provision::cost::Source)> {
+        use provision::cost::Source;
+        match self.listed.get(instance_type) {
+            Some(p) => Some((*p, Source::PriceList)),
+            None => provision::cost::on_demand_hourly(instance_type).map(|p| (p, Source::Table)),
+        }
+    }
+
+    /// `$1.006` from the price list, `~$1.006` from the table, `-` unknown.
+    fn column(&self, instance_type: &str) -> String {
+        match self.hourly(instance_type) {
+            Some((p, provision::cost::Source::PriceList)) => format!("${p:.3}"),
+            Some((p, provision::cost::Source::Table)) => format!("~${p:.3}"),
+            None => "-".into(),
+        }
+    }
+
+    fn basis(&self, region: &str) -> String {
+        match &self.unlisted {
+            None => format!("instance prices: on-demand, from AWS's price list for {region} now; an estimate"),
+            Some(why) => format!(
+                "instance prices: on-demand; ~ from AWS list prices of {} shipped with the tool (AWS's price \
+                 list: {why}); an estimate",
+                provision::cost::PRICES_OF
+            ),
+        }
+    }
 }
 
 /// The time until expiry, for a person: its two largest units (`2d 4h`,
@@ -440,7 +512,8 @@ fn time_left(seconds_left: Option<i64>) -> String {
     }
 }
 
-fn server_json(i: &Instance, now: jiff::Timestamp) -> serde_json::Value {
+fn server_json(i: &Instance, now: jiff::Timestamp, prices: &InstancePrices) -> serde_json::Value {
+    let price = prices.hourly(&i.instance_type);
     serde_json::json!({
         "name": i.name,
         "instance_id": i.id,
@@ -450,13 +523,9 @@ fn server_json(i: &Instance, now: jiff::Timestamp) -> serde_json::Value {
         "launch_time": i.launch_time,
         "expires_at": i.expires_at,
         "seconds_left": i.seconds_left(now),
-        "instance_hourly_usd": provision::cost::on_demand_hourly(&i.instance_type),
+        "instance_hourly_usd": price.map(|(p, _)| p),
+        "instance_price_source": price.map(|(_, source)| source),
     })
-}
-
-/// The instance's on-demand price an hour, as `ec2 list` shows it.
-fn instance_cost(instance_type: &str) -> String {
-    provision::cost::on_demand_hourly(instance_type).map(|p| format!("~${p:.3}")).unwrap_or_else(|| "-".into())
 }
 
 fn confirm(question: &str) -> anyhow::Result<bool> {

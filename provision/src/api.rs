@@ -224,6 +224,17 @@ pub struct HostedZone {
     pub private: bool,
 }
 
+/// AWS's Price List API as the cost estimate reads it.
+///
+/// Implemented by [`crate::SdkApi`] (GetProducts, through the API's own
+/// endpoint) and [`crate::DryRunApi`] (prints the call, answers nothing).
+#[allow(async_fn_in_trait)]
+pub trait PriceListApi {
+    /// The price-list documents (one JSON text per product) of
+    /// `service_code` whose attributes match every `(field, value)` exactly.
+    async fn products(&self, service_code: &str, filters: &[(&str, &str)]) -> Result<Vec<String>>;
+}
+
 /// A simple (not alias, not weighted) Route 53 record set.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordSet {

@@ -1,4 +1,4 @@
-//! Building the EC2 and Route 53 clients the way the aws CLI would: the standard chain for
+//! Building the EC2, Route 53 and Price List clients the way the aws CLI would: the standard chain for
 //! credentials and region, with `--region` / `--profile` on top.
 
 use std::sync::Arc;
@@ -120,10 +120,37 @@ pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError
         ec2 = ec2.interceptor(KillAfterCalls { remaining: remaining.clone() });
         route53 = route53.interceptor(KillAfterCalls { remaining });
     }
+    let pricing = aws_sdk_pricing::Client::from_conf(pricing_config(&config, &region));
     Ok((
-        SdkApi::new(aws_sdk_ec2::Client::from_conf(ec2.build()), aws_sdk_route53::Client::from_conf(route53.build())),
+        SdkApi::new(
+            aws_sdk_ec2::Client::from_conf(ec2.build()),
+            aws_sdk_route53::Client::from_conf(route53.build()),
+            pricing,
+        ),
         region,
     ))
+}
+
+/// The Price List API answers in a few regions only (us-east-1 for AWS's
+/// commercial regions, cn-northwest-1 for China), whatever region the
+/// servers are in. Only the cost estimate asks it, and that has a price
+/// table to fall back on: so short time limits and one retry, never a
+/// wait that holds up a create or a list.
+fn pricing_config(config: &aws_config::SdkConfig, region: &str) -> aws_sdk_pricing::Config {
+    use aws_sdk_pricing::config::{retry::RetryConfig, timeout::TimeoutConfig};
+    use std::time::Duration;
+    let endpoint_region = if region.starts_with("cn-") { "cn-northwest-1" } else { "us-east-1" };
+    aws_sdk_pricing::config::Builder::from(config)
+        .region(Region::new(endpoint_region))
+        .retry_config(RetryConfig::standard().with_max_attempts(2))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build()
 }
 
 /// Test-only (the command line's IMAGE_PROVISION_TEST_KILL_AFTER_CALLS=N): end the process

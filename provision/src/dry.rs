@@ -326,6 +326,20 @@ impl Ec2Api for DryRunApi {
     }
 }
 
+impl PriceListApi for DryRunApi {
+    async fn products(&self, service_code: &str, filters: &[(&str, &str)]) -> Result<Vec<String>> {
+        let filters: Vec<Value> =
+            filters.iter().map(|(f, v)| json!({"Type": "TERM_MATCH", "Field": f, "Value": v})).collect();
+        self.service_call(
+            "pricing",
+            "GetProducts",
+            json!({"ServiceCode": service_code, "FormatVersion": "aws_v1", "Filters": filters}),
+        );
+        // No answer in a dry run: the estimate uses the shipped table.
+        Ok(Vec::new())
+    }
+}
+
 impl Route53Api for DryRunApi {
     async fn hosted_zones(&self) -> Result<Vec<HostedZone>> {
         self.service_call("route53", "ListHostedZones", json!({}));

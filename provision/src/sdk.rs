@@ -1,4 +1,4 @@
-//! [`Ec2Api`] and [`Route53Api`] over the real AWS SDK.
+//! [`Ec2Api`], [`Route53Api`] and [`PriceListApi`] over the real AWS SDK.
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -10,15 +10,16 @@ use crate::api::*;
 use crate::tags;
 use crate::{AwsError, Result};
 
-/// The real EC2 and Route 53 APIs.
+/// The real EC2, Route 53 and Price List APIs.
 pub struct SdkApi {
     client: Client,
     route53: aws_sdk_route53::Client,
+    pricing: aws_sdk_pricing::Client,
 }
 
 impl SdkApi {
-    pub fn new(client: Client, route53: aws_sdk_route53::Client) -> Self {
-        SdkApi { client, route53 }
+    pub fn new(client: Client, route53: aws_sdk_route53::Client, pricing: aws_sdk_pricing::Client) -> Self {
+        SdkApi { client, route53, pricing }
     }
 
     async fn authorize(&self, group_id: &str, rules: &[IngressRule]) -> std::result::Result<(), AwsError> {
@@ -652,5 +653,37 @@ impl Route53Api for SdkApi {
     async fn change_in_sync(&self, change_id: &str) -> Result<bool> {
         let out = self.route53.get_change().id(change_id).send().await.map_err(aws("route53:GetChange"))?;
         Ok(out.change_info().is_some_and(|c| *c.status() == r53::ChangeStatus::Insync))
+    }
+}
+
+impl PriceListApi for SdkApi {
+    async fn products(&self, service_code: &str, filters: &[(&str, &str)]) -> Result<Vec<String>> {
+        use aws_sdk_pricing::types::{Filter, FilterType};
+        const ACTION: &str = "pricing:GetProducts";
+        let mut req = self.pricing.get_products().service_code(service_code).format_version("aws_v1").max_results(100);
+        for (field, value) in filters {
+            let filter =
+                Filter::builder().r#type(FilterType::TermMatch).field(*field).value(*value).build().map_err(|e| {
+                    AwsError { action: ACTION, code: None, message: format!("filter {field}={value}: {e}") }
+                })?;
+            req = req.filters(filter);
+        }
+        // One page: the filters name one product (and its few variants).
+        let out = req.send().await.map_err(|err| {
+            let code = err.code().map(str::to_owned);
+            // Said in a few words in the estimate, so no SDK error chain.
+            let message = match (&err, &code) {
+                (_, Some(_)) => err.message().unwrap_or_default().to_owned(),
+                (SdkError::TimeoutError(_), None) => "no answer in time".to_owned(),
+                (SdkError::DispatchFailure(_), None) => "no answer (no connection)".to_owned(),
+                (_, None) => match err.raw_response() {
+                    Some(r) => format!("an answer it could not read (HTTP {})", r.status().as_u16()),
+                    None => "no answer".to_owned(),
+                },
+            };
+            tracing::debug!(action = ACTION, ?code, %message, error = %DisplayErrorContext(&err), "aws error");
+            AwsError { action: ACTION, code, message }
+        })?;
+        Ok(out.price_list().to_vec())
     }
 }

@@ -473,3 +473,117 @@ fn the_cost_is_estimated_in_the_dry_run_the_summary_and_the_list() {
     let list = stdout(&env.run(&["ec2", "list"]));
     assert!(list.contains("INSTANCE $/H") && list.contains("~$1.006"), "{list}");
 }
+
+/// Prices from AWS's Price List API: recorded GetProducts answers
+/// (tests/fixtures/price-list, served by the fault proxy: moto has no price
+/// list) reach the summary and `ec2 list`, which say where they came from,
+/// and the proxy saw the filters asked; a type the list does not hold takes
+/// the table's price. Where the list refuses (AccessDeniedException: no
+/// `pricing:GetProducts` permission) or does not answer at all, the shipped
+/// table answers, the estimate says why, nothing is asked twice, and the
+/// create goes on.
+#[test]
+fn prices_come_from_the_price_list_or_the_table_when_it_cannot_be_read() {
+    let fixture = |name: &str| {
+        std::fs::read_to_string(image_provision_testsupport::repo_root().join("tests/fixtures/price-list").join(name))
+            .unwrap()
+    };
+    let env = Ec2Env::start_with_faults(
+        BIN,
+        Some(json!([
+            {"action": "GetProducts", "when": {"instanceType": "g5.xlarge"}, "status": 200,
+             "body": fixture("g5.xlarge-us-east-1.json")},
+            {"action": "GetProducts", "when": {"volumeApiName": "gp3"}, "status": 200,
+             "body": fixture("gp3-us-east-1.json")},
+            {"action": "GetProducts", "status": 200, "body": r#"{"FormatVersion": "aws_v1", "PriceList": []}"#},
+        ])),
+    );
+    let out = env.run(&["ec2", "create", "p-1", "--no-bootstrap"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let cost_line = |out: &std::process::Output| {
+        stdout(out).lines().find(|l| l.starts_with("cost       ")).unwrap_or_default().to_string()
+    };
+    let want = "cost       about $1.24/h, $904/month (g5.xlarge on-demand $1.111/h; volume $88.80/month; public IPv4 \
+                $0.005/h; an estimate: the instance and the volume from AWS's price list for us-east-1 now";
+    assert!(
+        cost_line(&out).starts_with(want),
+        "the on-demand term's price, not the reserved one's:\n{}",
+        cost_line(&out)
+    );
+    let instance = |t: &str| {
+        json!({"Action": "GetProducts", "ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1",
+            "instanceType": t, "regionCode": "us-east-1", "operatingSystem": "Linux", "tenancy": "Shared",
+            "preInstalledSw": "NA", "capacitystatus": "Used"})
+    };
+    let volume = json!({"Action": "GetProducts", "ServiceCode": "AmazonEC2", "FormatVersion": "aws_v1",
+        "productFamily": "Storage", "volumeApiName": "gp3", "regionCode": "us-east-1"});
+    assert_eq!(env.proxy_params("GetProducts"), vec![instance("g5.xlarge"), volume.clone()], "one look-up each");
+
+    // A type the list does not hold: the table's price for it, the volume's
+    // from the list.
+    let out = env.run(&["ec2", "create", "p-2", "--no-bootstrap", "--instance-type", "g4dn.xlarge", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cost"]["instance"]["on_demand"], json!({"hourly": 0.526, "source": "table"}), "{v}");
+    assert_eq!(
+        (v["cost"]["volume_source"].as_str(), v["cost"]["volume_monthly"].as_f64()),
+        (Some("price_list"), Some(88.8))
+    );
+    let basis = v["cost"]["basis"].as_str().unwrap();
+    assert!(
+        basis.starts_with("an estimate: the volume from AWS's price list for us-east-1 now, the rest from"),
+        "{basis}"
+    );
+
+    let list = stdout(&env.run(&["ec2", "list"]));
+    let row = |name: &str| list.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+    assert!(row("p-1").trim_end().ends_with(" $1.111"), "{list}");
+    assert!(row("p-2").trim_end().ends_with(" ~$0.526"), "{list}");
+    assert!(list.contains("~ from AWS list prices of 2026-11, us-east-1 shipped with the tool (AWS's price list: no price for g4dn.xlarge in us-east-1)"), "{list}");
+    let listed: serde_json::Value = serde_json::from_slice(&env.run(&["ec2", "list", "--json"]).stdout).unwrap();
+    let sources: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap().to_owned(), s["instance_price_source"].clone()))
+        .collect();
+    assert!(sources.contains(&("p-1".into(), json!("price_list"))), "{sources:?}");
+    assert!(sources.contains(&("p-2".into(), json!("table"))), "{sources:?}");
+
+    // An account without the permission: refused once, not asked again.
+    let env = Ec2Env::start_with_faults(
+        BIN,
+        Some(json!([{"action": "GetProducts", "code": "AccessDeniedException",
+            "message": "User: arn:aws:iam::123456789012:user/t is not authorized to perform: pricing:GetProducts"}])),
+    );
+    let out = env.run(&["ec2", "create", "p-3", "--no-bootstrap", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cost"]["instance"]["on_demand"], json!({"hourly": 1.006, "source": "table"}), "{v}");
+    let basis = v["cost"]["basis"].as_str().unwrap();
+    assert!(
+        basis.starts_with("an estimate: AWS list prices of 2026-11, us-east-1 shipped with the tool (AWS's price list: AccessDeniedException)"),
+        "{basis}"
+    );
+    assert_eq!(env.proxy_params("GetProducts"), vec![instance("g5.xlarge")], "after a refusal, no second look-up");
+    let list = stdout(&env.run(&["ec2", "list"]));
+    assert!(list.contains("~$1.006") && list.contains("(AWS's price list: AccessDeniedException)"), "{list}");
+
+    // No answer at all (the price list's endpoint closed): the table, said so.
+    let closed = format!("http://127.0.0.1:{}", image_provision_testsupport::net::free_port());
+    let started = std::time::Instant::now();
+    let out = env
+        .cmd()
+        .args(["ec2", "create", "p-3", "--no-bootstrap"])
+        .env("AWS_ENDPOINT_URL_PRICING", &closed)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        cost_line(&out).contains("on-demand $1.006/h")
+            && cost_line(&out).contains("(AWS's price list: no answer (no connection))"),
+        "{}",
+        cost_line(&out)
+    );
+    eprintln!("create of an existing server with the price list unreachable: {:?}", started.elapsed());
+}
