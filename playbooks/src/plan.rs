@@ -17,9 +17,10 @@ pub enum Action {
     Reconnect,
     /// Reboot and wait for the new boot.
     Reboot,
-    /// Write a file atomically (as root, via the session's upload). `secret`:
-    /// its content is credentials (only the path, size and mode are shown).
-    Upload { path: String, content: Vec<u8>, mode: u32, secret: bool },
+    /// Write a file atomically (as root, via the session's upload), owned by
+    /// root or `owner`. `secret`: its content is credentials (only the path,
+    /// size, mode and owner are shown).
+    Upload { path: String, content: Vec<u8>, mode: u32, owner: Option<String>, secret: bool },
 }
 
 impl Action {
@@ -30,9 +31,10 @@ impl Action {
             Action::Check(c) => format!("{} (check)", c.redacted(user_is_root)),
             Action::Reconnect => "reconnect over SSH (new group membership)".into(),
             Action::Reboot => "reboot and wait for the new boot".into(),
-            Action::Upload { path, content, mode, secret } => format!(
-                "upload {path} ({} bytes, mode {mode:04o}{})",
+            Action::Upload { path, content, mode, owner, secret } => format!(
+                "upload {path} ({} bytes, mode {mode:04o}{}{})",
                 content.len(),
+                owner.as_deref().map(|o| format!(", owner {o}")).unwrap_or_default(),
                 if *secret { ", secret" } else { "" }
             ),
         }

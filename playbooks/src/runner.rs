@@ -273,12 +273,13 @@ impl Runner {
                     changed = true;
                 }
                 Action::Check(cmd) => results.extend(self.exec(step, &cmd, events).await?),
-                Action::Upload { path, content, mode, secret } => {
-                    let shown = Action::Upload { path: path.clone(), content: Vec::new(), mode, secret }
-                        .describe(self.user_is_root);
+                Action::Upload { path, content, mode, owner, secret } => {
+                    let shown =
+                        Action::Upload { path: path.clone(), content: Vec::new(), mode, owner: owner.clone(), secret }
+                            .describe(self.user_is_root);
                     let start = Instant::now();
                     self.session
-                        .upload(&path, &content, mode, None, secret)
+                        .upload(&path, &content, mode, owner.as_deref(), secret)
                         .await
                         .map_err(|e| remote_failure(&e, Some(shown.clone())))?;
                     let done = Output { status: ExitStatus::Code(0), stdout: Vec::new(), stderr: Vec::new() };

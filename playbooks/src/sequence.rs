@@ -117,13 +117,17 @@ impl Step {
             (Step::GpuCheck, _) => steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg),
             (Step::Upkeep, _) => steps::upkeep::plan(&f.upkeep, &f.files, cfg),
             (_, None) => Plan::Skip("--no-stack".into()),
-            (Step::Layout, Some(img)) => steps::layout::plan(gid, &f.layout, &f.files, &f.stack.llm_services, img),
+            (Step::Layout, Some(img)) => {
+                steps::layout::plan(gid, &f.host.user, &f.layout, &f.files, &f.stack.llm_services, img)
+            }
             (Step::Pull, Some(img)) => {
                 let deployed = steps::stack::deployed(gid, &f.stack, img);
                 steps::pull::plan(gid, &f.layout, &f.containers, deployed, &f.pull, img)
             }
             (Step::Traefik, Some(img)) => steps::traefik::plan(&f.containers, &f.files, &f.traefik, img),
-            (Step::Llm, Some(img)) => steps::llm::plan(f.nvidia.smi.as_ref(), &f.containers, &f.files, &f.llm, img),
+            (Step::Llm, Some(img)) => {
+                steps::llm::plan(f.nvidia.smi.as_ref(), &f.host.user, &f.containers, &f.files, &f.llm, img)
+            }
             (Step::Stack, Some(img)) => {
                 {
                     // What to suggest should the driver be too old: the default

@@ -278,18 +278,35 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
         assert!(command.iter().any(|c| c == want), "{want} not in {command:?}");
     }
 
-    // config/*.env: every one present, 0600, with the content given.
-    let modes = host.sh_ok(&format!("cd {BASE}/IMAGE-server/config && stat -c '%n %a' *.env"));
+    // config/*.env: every one present, 0600 and the login user's, with the
+    // content given.
+    let modes = host.sh_ok(&format!("cd {BASE}/IMAGE-server/config && stat -c '%n %a %U' *.env"));
     let names: Vec<&str> = modes.lines().map(|l| l.split(' ').next().unwrap()).collect();
     for want in ["apis-and-selection.env", "azure-api.env", "express-common.env", "imageup.env", "llm.env", "maps.env"]
     {
         assert!(names.contains(&want), "{want} missing: {modes}");
     }
-    // Root's only, but for the operator scripts' files that name directories.
+    // Closed, but for the operator scripts' files that name directories.
+    let user = host.default_user();
     for line in modes.lines() {
         let open = line.starts_with("imagelogs.env ") || line.starts_with("image_daily_cron.env ");
-        assert!(line.ends_with(if open { " 644" } else { " 600" }), "{modes}");
+        let want = if open { " 644 root".to_string() } else { format!(" 600 {user}") };
+        assert!(line.ends_with(&want), "{modes}");
     }
+    // The IMAGE guide's workflow: the login user (in the docker group) runs
+    // compose in the working directory as themselves, which reads every
+    // env file.
+    let compose = host
+        .ssh_command(user)
+        .arg(format!("cd {BASE} && docker compose config --quiet && docker compose ps --format '{{{{.Name}}}}'"))
+        .output()
+        .unwrap();
+    assert!(compose.status.success(), "compose as {user}: {}", String::from_utf8_lossy(&compose.stderr));
+    assert!(
+        String::from_utf8_lossy(&compose.stdout).contains("orchestrator"),
+        "{}",
+        String::from_utf8_lossy(&compose.stdout)
+    );
     assert_eq!(text(&host, &format!("{BASE}/config/llm.env")), llm);
     assert_eq!(text(&host, &format!("{BASE}/config/maps.env")), maps);
     assert_eq!(text(&host, &format!("{BASE}/config/azure-api.env")), "");
@@ -822,11 +839,12 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     let args_run = host.sh_ok("docker inspect -f '{{json .Args}}' vllm");
     assert!(args_run.contains("\"--gpu-memory-utilization\",\"0.64\""), "{args_run}");
 
-    // The key: made on the host, the same in llm.env, both root's only,
-    // never in the output or the run's log.
+    // The key: made on the host, the same in llm.env, both 0600 (key.env
+    // root's, llm.env the login user's like every config/*.env), never in
+    // the output or the run's log.
     let key_env = text(&host, "/var/docker/llm/key.env");
     let key = key_env.strip_prefix("VLLM_API_KEY=").unwrap().trim().to_string();
-    assert!(key.len() >= 40, "a long random key: {} chars", key.len());
+    assert!(key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()), "32 random bytes in hex: {key:?}");
     let llm_env = text(&host, &format!("{BASE}/config/llm.env"));
     let entries: Vec<&str> = llm_env.lines().collect();
     assert_eq!(
@@ -837,8 +855,9 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
             "LLM_MODEL=Qwen/Qwen2.5-VL-7B-Instruct-AWQ".into()
         ]
     );
-    for path in ["/var/docker/llm/key.env", &format!("{BASE}/IMAGE-server/config/llm.env")] {
-        assert_eq!(host.sh_ok(&format!("stat -c %a {path}")).trim(), "600", "{path}");
+    let llm_env_path = format!("{BASE}/IMAGE-server/config/llm.env");
+    for (path, owner) in [("/var/docker/llm/key.env", "root"), (llm_env_path.as_str(), host.default_user())] {
+        assert_eq!(host.sh_ok(&format!("stat -c '%a %U' {path}")).trim(), format!("600 {owner}"), "{path}");
     }
     let shown = format!("{}{}{}", stdout(&first), stderr(&first), log_file(&first));
     assert!(!shown.contains(&key), "the key was shown");

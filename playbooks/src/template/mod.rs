@@ -36,7 +36,12 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Write `content` to `path` with `mode`, atomically, as root.
 pub fn upload(path: String, content: impl Into<Vec<u8>>, mode: u32, secret: bool) -> Action {
-    Action::Upload { path, content: content.into(), mode, secret }
+    Action::Upload { path, content: content.into(), mode, owner: None, secret }
+}
+
+/// Like [`upload`], owned by `owner` (a user name).
+pub fn upload_owned(path: String, content: impl Into<Vec<u8>>, mode: u32, owner: &str, secret: bool) -> Action {
+    Action::Upload { path, content: content.into(), mode, owner: Some(owner.to_owned()), secret }
 }
 
 /// The files facts script (input FILES: the paths the steps write).
@@ -44,10 +49,17 @@ pub fn facts_script() -> FactsScript {
     FactsScript::new("template/files-facts.sh", FILES_FACTS_SH).root(&["files_facts"])
 }
 
-/// The sha256 and octal mode of each watched file that exists.
+/// The sha256, octal mode and owner of each watched file that exists.
 #[derive(Clone, Debug, Default)]
 pub struct FileFacts {
-    files: BTreeMap<String, (String, String)>,
+    files: BTreeMap<String, WatchedFile>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct WatchedFile {
+    sha256: String,
+    mode: String,
+    owner: String,
 }
 
 impl FileFacts {
@@ -55,14 +67,24 @@ impl FileFacts {
         let files = raw
             .with_prefix("file.")
             .filter(|(_, v)| *v != "absent")
-            .filter_map(|(path, v)| v.split_once(' ').map(|(sum, mode)| (path.to_string(), (sum.into(), mode.into()))))
+            .filter_map(|(path, v)| {
+                let mut words = v.split(' ');
+                let (sha256, mode) = (words.next()?.to_owned(), words.next()?.to_owned());
+                let owner = words.next().unwrap_or_default().to_owned();
+                Some((path.to_string(), WatchedFile { sha256, mode, owner }))
+            })
             .collect();
         FileFacts { files }
     }
 
     /// `path` on the host has exactly `content`, with `mode` ("644").
     pub fn is(&self, path: &str, content: &[u8], mode: &str) -> bool {
-        self.files.get(path).is_some_and(|(sum, m)| *sum == sha256_hex(content) && m == mode)
+        self.files.get(path).is_some_and(|f| f.sha256 == sha256_hex(content) && f.mode == mode)
+    }
+
+    /// Like [`FileFacts::is`], and owned by `owner`.
+    pub fn is_owned(&self, path: &str, content: &[u8], mode: &str, owner: &str) -> bool {
+        self.is(path, content, mode) && self.files.get(path).is_some_and(|f| f.owner == owner)
     }
 }
 
@@ -72,9 +94,10 @@ mod tests {
 
     #[test]
     fn a_file_is_as_wanted_only_with_its_content_and_mode() {
-        let raw = RawFacts::parse(&format!("file./a={} 644\nfile./b=absent\n", sha256_hex("x")));
+        let raw = RawFacts::parse(&format!("file./a={} 644 ubuntu\nfile./b=absent\n", sha256_hex("x")));
         let files = FileFacts::parse(&raw);
-        assert!(files.is("/a", b"x", "644"));
+        assert!(files.is("/a", b"x", "644") && files.is_owned("/a", b"x", "644", "ubuntu"));
         assert!(!files.is("/a", b"x", "600") && !files.is("/a", b"y", "644") && !files.is("/b", b"", "644"));
+        assert!(!files.is_owned("/a", b"x", "644", "root") && !files.is_owned("/b", b"", "644", "ubuntu"));
     }
 }

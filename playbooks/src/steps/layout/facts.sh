@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # The layout step's facts (playbooks/src/steps/layout): the directories
 # (and, with another base directory, what /var/docker/image is), the links, the clone and its submodule, root's git rewrite of GitHub's SSH URLs,
-# and the config/*.env files compose reads that are absent or readable by
-# more than root. All as root (the layout is root's): layout_facts runs in
+# and the config/*.env files compose reads: those absent, and the mode and
+# owner of the others (`NAME=MODE:OWNER`). All as root (the layout is root's): layout_facts runs in
 # run_root_facts.
 # Inputs: BASE_DIR, the IMAGE working directory.
 
@@ -46,20 +46,20 @@ layout_facts() {
     # The config/*.env files compose will read (compose_env_files:
     # compose-env-files.sh beside this file, put in front of this script and
     # of env-files.sh, which creates the absent ones and closes them all).
-    local names absent='' open=''
+    local names absent='' stats='' m u f
     names=$(compose_env_files "$base")
-    local -A env_mode=()
+    local -A env_stat=()
     if [ -d "$clone/config" ]; then
         # shellcheck disable=SC2086 # one name per word
-        while read -r m f; do env_mode[$f]=$m; done < <(cd "$clone/config" 2>/dev/null && { stat -L -c '%a %n' -- $names 2>/dev/null || true; })
+        while read -r m u f; do env_stat[$f]="$m:$u"; done < <(cd "$clone/config" 2>/dev/null && { stat -L -c '%a %U %n' -- $names 2>/dev/null || true; })
         for f in $names; do
             if [ ! -f "$clone/config/$f" ]; then
                 absent="$absent $f"
-            elif [ "${env_mode[$f]:-}" != 600 ]; then
-                open="$open $f"
+            else
+                stats="$stats $f=${env_stat[$f]:-}"
             fi
         done
     fi
     kv layout.env_absent "${absent# }"
-    kv layout.env_open "${open# }"
+    kv layout.env_stat "${stats# }"
 }

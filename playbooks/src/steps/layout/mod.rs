@@ -4,7 +4,7 @@
 //! docker-compose.yml, compose's .env, the site override (the map servers;
 //! with a domain, Traefik's routes),
 //! config/imageup.env, the supplied env files, and every config/*.env compose
-//! reads present and 0600 (env-files.sh).
+//! reads present, 0600 and the login user's (env-files.sh).
 
 use std::collections::BTreeMap;
 
@@ -17,7 +17,7 @@ use crate::settings::{DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, SITE_COMPOSE}
 /// Where [`DEFAULT_BASE_DIR`] lives.
 const DEFAULT_BASE_PARENT: &str = "/var/docker";
 use crate::shell::with_libraries;
-use crate::template::{FileFacts, render, upload};
+use crate::template::{FileFacts, render, upload, upload_owned};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const CLONE_SH: &str = include_str!("clone.sh");
@@ -193,9 +193,10 @@ pub struct LayoutFacts {
     pub cloned: bool,
     pub origin: Option<String>,
     pub submodule: bool,
-    /// config/*.env files compose reads that are absent, or not 0600.
+    /// config/*.env files compose reads that are absent; the others' mode
+    /// and owner ("600", "ubuntu"), by name.
     pub env_absent: Vec<String>,
-    pub env_open: Vec<String>,
+    pub env_stat: BTreeMap<String, (String, String)>,
 }
 
 impl LayoutFacts {
@@ -213,15 +214,30 @@ impl LayoutFacts {
             origin: raw.string("layout.origin"),
             submodule: raw.yes("layout.submodule"),
             env_absent: raw.words("layout.env_absent"),
-            env_open: raw.words("layout.env_open"),
+            env_stat: raw
+                .words("layout.env_stat")
+                .iter()
+                .filter_map(|w| {
+                    let (name, stat) = w.split_once('=')?;
+                    let (mode, owner) = stat.split_once(':')?;
+                    Some((name.to_owned(), (mode.to_owned(), owner.to_owned())))
+                })
+                .collect(),
         }
+    }
+
+    /// The present config/*.env files that are not 0600 and `owner`'s.
+    pub fn env_not_closed(&self, owner: &str) -> Vec<&str> {
+        self.env_stat.iter().filter(|(_, (m, o))| m != "600" || o != owner).map(|(n, _)| n.as_str()).collect()
     }
 }
 
 /// `llm_services`: the stack's services that need the LLM, once known (see
-/// [`site_text`]).
+/// [`site_text`]). `env_owner`: the login user, who gets the config/*.env
+/// files compose reads (see env-files.sh).
 pub fn plan(
     docker_gid: Option<&str>,
+    env_owner: &str,
     facts: &LayoutFacts,
     files: &FileFacts,
     llm_services: &[String],
@@ -311,33 +327,43 @@ pub fn plan(
     }
     let imageup_env = imageup_env_text(img);
     let imageup_path = img.config_path("imageup.env");
-    if !files.is(&imageup_path, imageup_env.as_bytes(), "600") {
+    if !files.is_owned(&imageup_path, imageup_env.as_bytes(), "600", env_owner) {
         why.push("write config/imageup.env".into());
-        actions.push(upload(imageup_path, imageup_env, 0o600, false));
+        actions.push(upload_owned(imageup_path, imageup_env, 0o600, env_owner, false));
     }
     for (name, content) in img.env_files.iter().filter(|(name, _)| name != "healthcheck.env") {
         let path = img.config_path(name);
-        if !files.is(&path, content, "600") {
+        if !files.is_owned(&path, content, "600", env_owner) {
             why.push(format!("write config/{name}"));
-            actions.push(upload(path, content.clone(), 0o600, true));
+            actions.push(upload_owned(path, content.clone(), 0o600, env_owner, true));
         }
     }
     for f in operator_env_files(img) {
-        // healthcheck.env may hold a Slack webhook: root's only, like the
-        // supplied files; the others name directories.
-        let (mode, bits) = if f.path.ends_with("/healthcheck.env") { ("600", 0o600) } else { ("644", 0o644) };
-        if !files.is(&f.path, f.content.as_bytes(), mode) {
-            why.push(format!("write config/{}", f.path.rsplit('/').next().unwrap_or_default()));
-            actions.push(upload(f.path, f.content, bits, f.secret));
+        let name = f.path.rsplit('/').next().unwrap_or_default().to_owned();
+        // healthcheck.env may hold a Slack webhook: closed like the supplied
+        // files; the others name directories, root's and readable.
+        if f.path.ends_with("/healthcheck.env") {
+            if !files.is_owned(&f.path, f.content.as_bytes(), "600", env_owner) {
+                why.push(format!("write config/{name}"));
+                actions.push(upload_owned(f.path, f.content, 0o600, env_owner, f.secret));
+            }
+        } else if !files.is(&f.path, f.content.as_bytes(), "644") {
+            why.push(format!("write config/{name}"));
+            actions.push(upload(f.path, f.content, 0o644, f.secret));
         }
     }
     // After the uploads: they make some of the files this would otherwise
     // create empty.
-    let env_gap = !facts.env_absent.is_empty() || !facts.env_open.is_empty();
+    let env_gap = !facts.env_absent.is_empty() || !facts.env_not_closed(env_owner).is_empty();
     if clone_needed || env_gap {
-        why.push("every config/*.env present and 0600".into());
-        actions
-            .push(Action::Change(Cmd::script(env_files_script()).named("env-files.sh").sudo().env("BASE_DIR", base)));
+        why.push(format!("every config/*.env present, 0600 and {env_owner}'s"));
+        actions.push(Action::Change(
+            Cmd::script(env_files_script())
+                .named("env-files.sh")
+                .sudo()
+                .env("BASE_DIR", base)
+                .env("ENV_OWNER", env_owner),
+        ));
     }
 
     Plan::from_actions(why, actions, || {
@@ -449,28 +475,53 @@ mod tests {
         text.push_str(&format!("layout.origin={}\n", img.repo_url));
         text.push_str(&format!("file.{}={} 644\n", img.env_path(), sha256_hex(env_text(&img, "998"))));
         text.push_str(&format!("file.{}={} 644\n", img.site_path(), sha256_hex(site_text(&img, &[]))));
-        text.push_str(&format!("file.{}={} 600\n", img.config_path("imageup.env"), sha256_hex(imageup_env_text(&img))));
+        text.push_str(&format!(
+            "file.{}={} 600 ubuntu\n",
+            img.config_path("imageup.env"),
+            sha256_hex(imageup_env_text(&img))
+        ));
         for f in operator_env_files(&img) {
-            let mode = if f.path.ends_with("/healthcheck.env") { 600 } else { 644 };
-            text.push_str(&format!("file.{}={} {mode}\n", f.path, sha256_hex(&f.content)));
+            let stat = if f.path.ends_with("/healthcheck.env") { "600 ubuntu" } else { "644 root" };
+            text.push_str(&format!("file.{}={} {stat}\n", f.path, sha256_hex(&f.content)));
         }
-        let converged = format!("{text}file.{}={} 600\n", img.config_path("llm.env"), sha256_hex(&img.env_files[0].1));
+        text.push_str("layout.env_stat=imageup.env=600:ubuntu llm.env=600:ubuntu maps.env=600:ubuntu\n");
+        let llm = img.config_path("llm.env");
+        let converged = format!("{text}file.{llm}={} 600 ubuntu\n", sha256_hex(&img.env_files[0].1));
         let plan_of = |text: &str| {
             let raw = RawFacts::parse(text);
-            plan(Some("998"), &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], &img)
+            plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], &img)
         };
         assert!(matches!(plan_of(&converged), Plan::Ok(_)));
-        let stale = format!("{text}file.{}=0000 600\n", img.config_path("llm.env"));
+        let stale = format!("{text}file.{llm}=0000 600 ubuntu\n");
         match plan_of(&stale) {
             Plan::Act { actions, .. } => {
                 assert_eq!(actions.len(), 1);
-                assert!(matches!(&actions[0], Action::Upload { secret: true, mode: 0o600, .. }));
+                assert!(
+                    matches!(&actions[0], Action::Upload { secret: true, mode: 0o600, owner: Some(o), .. } if o == "ubuntu")
+                );
                 let shown = actions[0].describe(false);
                 assert!(!shown.contains("LLM_API_KEY") && shown.contains("llm.env"), "{shown}");
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(plan(None, &LayoutFacts::default(), &FileFacts::default(), &[], &img), Plan::Pending(_)));
+        // root's (as an earlier version left them): given to the login user,
+        // the supplied file uploaded again, the others by env-files.sh.
+        let roots = format!("{converged}layout.env_stat=imageup.env=600:ubuntu llm.env=600:ubuntu maps.env=600:root\n");
+        match plan_of(&roots) {
+            Plan::Act { why, actions } => {
+                assert_eq!(why, "every config/*.env present, 0600 and ubuntu's");
+                assert_eq!(actions.len(), 1);
+                let shown = actions[0].describe(false);
+                assert!(shown.contains("env-files.sh") && shown.contains("ENV_OWNER=ubuntu"), "{shown}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let root_llm = format!("{text}file.{llm}={} 600 root\n", sha256_hex(&img.env_files[0].1));
+        assert!(matches!(plan_of(&root_llm), Plan::Act { .. }), "a supplied file of root's is uploaded again");
+        assert!(matches!(
+            plan(None, "ubuntu", &LayoutFacts::default(), &FileFacts::default(), &[], &img),
+            Plan::Pending(_)
+        ));
     }
 
     /// Another base directory: /var/docker/image made a link to it (IMAGE's
@@ -481,7 +532,7 @@ mod tests {
         let img = ImageConfig { base_dir: "/srv/image".into(), ..ImageConfig::default() };
         let plan_for = |default_dir: &str| {
             let raw = RawFacts::parse(&format!("layout.default_dir={default_dir}\n"));
-            plan(Some("998"), &LayoutFacts::parse(&raw), &FileFacts::default(), &[], &img)
+            plan(Some("998"), "root", &LayoutFacts::parse(&raw), &FileFacts::default(), &[], &img)
         };
         match plan_for("absent") {
             Plan::Act { why, actions } => {

@@ -195,12 +195,13 @@ impl LlmFacts {
 /// vLLM's name on the llm network, as the stack's services reach it.
 pub const LLM_URL: &str = "http://vllm:8000/v1";
 
-fn llm_up(img: &ImageConfig, model: &str) -> Cmd {
+fn llm_up(img: &ImageConfig, model: &str, env_owner: &str) -> Cmd {
     Cmd::script(LLM_UP_SH)
         .named("llm-up.sh")
         .sudo()
         .env("LLM_DIR", LLM_DIR)
         .env("LLM_ENV", img.config_path("llm.env"))
+        .env("ENV_OWNER", env_owner)
         .env("MODEL", model)
 }
 
@@ -218,8 +219,11 @@ pub fn running(containers: &Containers) -> bool {
     containers.all.iter().any(|c| c.project == "llm" && c.name == "vllm" && c.running())
 }
 
+/// `env_owner`: the login user, who gets config/llm.env like the other
+/// config/*.env files (the layout step's env-files.sh).
 pub fn plan(
     smi: Option<&Smi>,
+    env_owner: &str,
     containers: &Containers,
     files: &FileFacts,
     facts: &LlmFacts,
@@ -257,7 +261,7 @@ pub fn plan(
             why.push("generate its API key".into());
         }
         why.push(format!("write config/llm.env for {model}, start vLLM"));
-        actions.push(Action::Change(llm_up(img, model)));
+        actions.push(Action::Change(llm_up(img, model, env_owner)));
     }
     let serving = facts.serves.as_ref().is_some_and(|s| s.iter().any(|m| m == model));
     if !actions.is_empty() || !serving {
