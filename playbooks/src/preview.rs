@@ -7,7 +7,7 @@
 
 use crate::gather::Facts;
 use crate::plan::Plan;
-use crate::sequence::Step;
+use crate::sequence::{Earlier, Step};
 use crate::settings::Config;
 
 /// The Ubuntu release a fresh image runs: its version and codename.
@@ -57,7 +57,7 @@ pub fn preview(cfg: &Config, image: &FreshImage) -> Vec<(Step, String)> {
                 Step::Stack | Step::Health => &pulling,
                 _ => &fresh,
             };
-            let what = match step.plan(facts, cfg, true) {
+            let what = match step.plan(facts, cfg, Earlier { driver_would_install: true, stack_changed: true }) {
                 Plan::Act { why, .. } => why,
                 Plan::Ok(why) => why,
                 Plan::Skip(why) => format!("skipped: {why}"),

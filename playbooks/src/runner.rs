@@ -8,7 +8,7 @@ use image_provision_remote::{Cmd, Error as RemoteError, ExitStatus, Output, Rebo
 
 use crate::gather::{self, Facts, FactsInputs};
 use crate::plan::{Action, Plan};
-use crate::sequence::Step;
+use crate::sequence::{Earlier, Step};
 use crate::settings::Config;
 use crate::steps::nvidia;
 
@@ -155,17 +155,18 @@ impl Runner {
     /// reach the host.
     pub async fn run(&mut self, events: &mut dyn Events) -> Vec<StepReport> {
         let mut reports = Vec::new();
-        // Dry run: the NVIDIA step would install the driver, so the reboot
-        // step would reboot.
-        let mut driver_would_install = false;
+        let mut earlier = Earlier::default();
         for step in Step::for_config(&self.cfg) {
             events.step_started(step);
             let start = Instant::now();
             let outcome = if self.dry_run {
-                self.dry_run_step(step, &mut driver_would_install).await
+                self.dry_run_step(step, &mut earlier).await
             } else {
-                self.run_step(step, events).await
+                self.run_step(step, earlier, events).await
             };
+            if step == Step::Stack && matches!(outcome, Outcome::Changed(_) | Outcome::WouldChange { .. }) {
+                earlier.stack_changed = true;
+            }
             let report = StepReport { step, outcome, duration: start.elapsed() };
             events.step_done(&report);
             let stop = report.outcome.stops();
@@ -177,12 +178,14 @@ impl Runner {
         reports
     }
 
-    async fn dry_run_step(&mut self, step: Step, driver_would_install: &mut bool) -> Outcome {
+    /// `earlier`: in a dry run, the NVIDIA step would install the driver, so
+    /// the reboot step would reboot.
+    async fn dry_run_step(&mut self, step: Step, earlier: &mut Earlier) -> Outcome {
         let facts = match self.facts().await {
             Ok(f) => f,
             Err(e) => return Outcome::Unreachable { message: e.to_string(), hint: e.hint() },
         };
-        let plan = step.plan(&facts, &self.cfg, *driver_would_install);
+        let plan = step.plan(&facts, &self.cfg, *earlier);
         match plan {
             Plan::Ok(why) => Outcome::Ok(why),
             Plan::Skip(why) => Outcome::Skipped(why),
@@ -190,7 +193,7 @@ impl Runner {
                 Outcome::WouldChange { why: format!("after the steps above: {why}"), actions: Vec::new() }
             }
             // What the GPU check checks is what the steps above would make so.
-            Plan::Refuse { .. } if step == Step::GpuCheck && *driver_would_install => Outcome::WouldChange {
+            Plan::Refuse { .. } if step == Step::GpuCheck && earlier.driver_would_install => Outcome::WouldChange {
                 why: "check nvidia-smi and Docker's nvidia runtime once the steps above have run".into(),
                 actions: Vec::new(),
             },
@@ -199,19 +202,19 @@ impl Runner {
             }
             Plan::Act { why, actions } => {
                 if step == Step::Nvidia && nvidia::installs_driver(&why) {
-                    *driver_would_install = true;
+                    earlier.driver_would_install = true;
                 }
                 Outcome::WouldChange { why, actions: actions.iter().map(|a| a.describe(self.user_is_root)).collect() }
             }
         }
     }
 
-    async fn run_step(&mut self, step: Step, events: &mut dyn Events) -> Outcome {
+    async fn run_step(&mut self, step: Step, earlier: Earlier, events: &mut dyn Events) -> Outcome {
         // One retry after a lost connection: every step re-plans from fresh
         // facts, so running it again does only what is still missing.
         let mut lost_once = false;
         loop {
-            let result = self.try_step(step, events).await;
+            let result = self.try_step(step, earlier, events).await;
             match result {
                 Ok(outcome) => return outcome,
                 Err(Stop::Failed(f)) => return Outcome::Failed(f),
@@ -232,12 +235,12 @@ impl Runner {
         }
     }
 
-    async fn try_step(&mut self, step: Step, events: &mut dyn Events) -> Result<Outcome, Stop> {
+    async fn try_step(&mut self, step: Step, earlier: Earlier, events: &mut dyn Events) -> Result<Outcome, Stop> {
         let facts = match self.unchanged_facts.take() {
             Some(f) => f,
             None => self.facts().await.map_err(|e| remote_failure(&e, Some("facts.sh".into())))?,
         };
-        let plan = step.plan(&facts, &self.cfg, false);
+        let plan = step.plan(&facts, &self.cfg, earlier);
         if matches!(plan, Plan::Ok(_) | Plan::Skip(_)) {
             self.unchanged_facts = Some(facts);
         }

@@ -10,6 +10,18 @@ use crate::settings::Config;
 use crate::steps;
 
 /// The steps, in the order they run.
+/// What the steps before this one did in this run, where a plan depends on
+/// it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Earlier {
+    /// In a dry run: the nvidia step would install the driver (so a reboot
+    /// would follow).
+    pub driver_would_install: bool,
+    /// The stack step brought the stack up (or, in a dry run, would): the
+    /// health step proves it with the request however well it looks.
+    pub stack_changed: bool,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
     Host,
@@ -88,9 +100,9 @@ impl Step {
         matches!(self, Step::Apt | Step::Docker | Step::Nvidia)
     }
 
-    /// This step's plan from the facts. `dry_run_driver`: in a dry run, the
-    /// nvidia step would install the driver (so a reboot would follow).
-    pub fn plan(self, f: &Facts, cfg: &Config, dry_run_driver: bool) -> Plan {
+    /// This step's plan from the facts and what the steps before it did in
+    /// this run.
+    pub fn plan(self, f: &Facts, cfg: &Config, earlier: Earlier) -> Plan {
         // Every step needs a supported distribution and root; the first
         // step reports why not.
         let fam = match f.host.family(cfg.force_distro) {
@@ -113,7 +125,7 @@ impl Step {
             (Step::Apt, _) => steps::apt::plan(&f.apt, cfg),
             (Step::Docker, _) => steps::docker::plan(&f.host, &f.sources, &f.docker, cfg, fam),
             (Step::Nvidia, _) => steps::nvidia::plan(&f.host, &f.sources, &f.docker, &f.nvidia, cfg, fam),
-            (Step::Reboot, _) => steps::reboot::plan(&f.host, &f.nvidia, &f.reboot, cfg, dry_run_driver),
+            (Step::Reboot, _) => steps::reboot::plan(&f.host, &f.nvidia, &f.reboot, cfg, earlier.driver_would_install),
             (Step::GpuCheck, _) => steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg),
             (Step::Upkeep, _) => steps::upkeep::plan(&f.upkeep, &f.files, cfg),
             (_, None) => Plan::Skip("--no-stack".into()),
@@ -150,7 +162,7 @@ impl Step {
                     steps::stack::plan(facts, gpu, img)
                 }
             }
-            (Step::Health, Some(img)) => steps::health::plan(&f.stack, &f.health, img),
+            (Step::Health, Some(img)) => steps::health::plan(&f.stack, &f.health, img, earlier.stack_changed),
         };
         if self.runs_apt() { steps::apt::repair_first(plan, &f.apt, self == Step::Apt) } else { plan }
     }
@@ -186,23 +198,25 @@ mod tests {
              dpkg.interrupted=yes\napt.lists_age=10\napt.upgradable=0\n",
         );
         let cfg = Config::default();
-        let cmds = Step::Apt.plan(&f, &cfg, false).commands();
+        let cmds = Step::Apt.plan(&f, &cfg, Earlier::default()).commands();
         assert_eq!(cmds.len(), 1);
         assert!(cmds[0].ends_with("dpkg --force-confdef --force-confold --configure -a"), "{cmds:?}");
-        let cmds = Step::Nvidia.plan(&f, &cfg, false).commands();
+        let cmds = Step::Nvidia.plan(&f, &cfg, Earlier::default()).commands();
         assert!(cmds[0].ends_with("--configure -a"), "{cmds:?}");
         // Ready and the GPU check never run apt.
-        assert!(matches!(Step::Ready.plan(&f, &cfg, false), Plan::Ok(_)));
+        assert!(matches!(Step::Ready.plan(&f, &cfg, Earlier::default()), Plan::Ok(_)));
     }
 
     #[test]
     fn every_step_refuses_a_host_it_cannot_handle() {
         let cfg = Config::default();
         let centos = Facts::parse("os.id=centos\nos.version=9\nuser=root\nsudo=root\n");
-        assert!(matches!(Step::Host.plan(&centos, &cfg, false), Plan::Refuse { usage: true, .. }));
+        assert!(matches!(Step::Host.plan(&centos, &cfg, Earlier::default()), Plan::Refuse { usage: true, .. }));
         let forced = Config { force_distro: true, ..Config::default() };
-        assert!(matches!(Step::Host.plan(&centos, &forced, false), Plan::Ok(why) if why.contains("(forced)")));
+        assert!(
+            matches!(Step::Host.plan(&centos, &forced, Earlier::default()), Plan::Ok(why) if why.contains("(forced)"))
+        );
         let no_sudo = Facts::parse("os.id=debian\nos.version=12\nuser=admin\nsudo=password\n");
-        assert!(matches!(Step::Docker.plan(&no_sudo, &cfg, false), Plan::Refuse { usage: false, .. }));
+        assert!(matches!(Step::Docker.plan(&no_sudo, &cfg, Earlier::default()), Plan::Refuse { usage: false, .. }));
     }
 }

@@ -150,7 +150,10 @@ impl HealthFacts {
     }
 }
 
-pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig) -> Plan {
+/// `stack_changed`: the stack step brought the stack up in this run, so the
+/// request is sent even when every service already looks well (a re-run
+/// that changed nothing needs no request: the stack answered one before).
+pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig, stack_changed: bool) -> Plan {
     let url = img.health_url();
     let addr = DEFAULT_HTTPS_ADDR;
     let tell = img
@@ -159,7 +162,7 @@ pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig) -> Plan
         .unwrap_or_else(|| "; no --domain: no public URL".into());
     let expected = stack.expected();
     let well = !expected.is_empty() && stack.not_ok().is_empty();
-    if well && stack.service_health("orchestrator") == Some("healthy") {
+    if well && !stack_changed && stack.service_health("orchestrator") == Some("healthy") {
         let all = format!("orchestrator healthy, {} services well", expected.len());
         match &url {
             None => return Plan::Ok(format!("{all}{tell}")),
@@ -203,22 +206,28 @@ mod tests {
     fn health_needs_the_https_answer_when_there_is_a_domain() {
         let img = ImageConfig::with_site();
         let (stack, health) = facts("healthy", "");
-        match plan(&stack, &health, &img) {
+        match plan(&stack, &health, &img, false) {
             Plan::Act { why, .. } => assert!(why.contains("GET https://image.example.org/health"), "{why}"),
             other => panic!("{other:?}"),
         }
         let (stack, health) = facts("healthy", "health.https=ok\n");
-        assert!(matches!(plan(&stack, &health, &img), Plan::Ok(_)));
+        assert!(matches!(plan(&stack, &health, &img, false), Plan::Ok(_)));
         let (stack, health) = facts("healthy", "health.https=failed: curl: (7) refused\n");
         assert_eq!(health.https, Some(Err("curl: (7) refused".into())));
-        assert!(matches!(plan(&stack, &health, &img), Plan::Act { .. }));
+        assert!(matches!(plan(&stack, &health, &img, false), Plan::Act { .. }));
         let (stack, health) = facts("health: starting", "health.https=ok\n");
-        assert!(matches!(plan(&stack, &health, &img), Plan::Act { .. }));
+        assert!(matches!(plan(&stack, &health, &img, false), Plan::Act { .. }));
         let (stack, health) = facts("healthy", "");
-        assert!(matches!(
-            plan(&stack, &health, &ImageConfig { domain: None, ..ImageConfig::with_site() }),
-            Plan::Ok(_)
-        ));
+        let no_domain = ImageConfig { domain: None, ..ImageConfig::with_site() };
+        assert!(matches!(plan(&stack, &health, &no_domain, false), Plan::Ok(_)));
+        // Just brought up: the request proves it, however well it looks.
+        match plan(&stack, &health, &no_domain, true) {
+            Plan::Act { why, actions } => {
+                assert!(why.contains("POST /render/preprocess answered"), "{why}");
+                assert_eq!(actions.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Another service unhealthy, or gone: the health step waits for it
@@ -233,7 +242,7 @@ mod tests {
              container=image\t/var/docker/image\tcaption\trunning\tc\tUp 1 minute (unhealthy)\n",
         );
         let (stack, health) = (StackFacts::parse(&raw, &Containers::parse(&raw)), HealthFacts::parse(&raw));
-        match plan(&stack, &health, &ImageConfig::with_site()) {
+        match plan(&stack, &health, &ImageConfig::with_site(), false) {
             Plan::Act { actions, .. } => match &actions[..] {
                 [Action::Check(cmd), Action::Check(_)] => {
                     assert!(cmd.render(true).contains("SERVICES='caption orchestrator'"))
@@ -251,7 +260,7 @@ mod tests {
     #[test]
     fn the_request_goes_through_the_site_and_needs_the_llm_preprocessors_with_an_llm() {
         let (stack, health) = facts("starting", "");
-        let request = |img: &ImageConfig| match plan(&stack, &health, img) {
+        let request = |img: &ImageConfig| match plan(&stack, &health, img, false) {
             Plan::Act { why, actions } => match &actions[..] {
                 [Action::Check(_), Action::Check(cmd)] => (why, cmd.render(true)),
                 other => panic!("{other:?}"),
@@ -284,7 +293,7 @@ mod tests {
     #[test]
     fn https_health_goes_to_the_local_traefik() {
         let (stack, health) = facts("healthy", "");
-        let shown = |img: &ImageConfig| match plan(&stack, &health, img) {
+        let shown = |img: &ImageConfig| match plan(&stack, &health, img, false) {
             Plan::Act { why, actions } => match &actions[..] {
                 [Action::Check(cmd), Action::Check(_)] => (why, cmd.render(true)),
                 other => panic!("{other:?}"),
