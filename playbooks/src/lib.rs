@@ -42,7 +42,8 @@
 //!     upkeep/           systemd units: the stack at boot, IMAGE's healthcheck, the nightly
 //!                       update, image pruning, the power-off at the expiry; their scripts
 //!   gather.rs           the ONE facts command (every part) and Facts, parsed once
-//!   sequence.rs         Step: the order, and which facts each step plans from
+//!   sequence.rs         Step: the order, which facts each step plans from; Earlier: what the
+//!                       steps before did in this run, where a plan depends on it
 //!   runner.rs           runs the steps over one SSH session: outcomes, reconnects, reboots
 //!   preview.rs          what the steps would do on a fresh image (ec2 create --dry-run)
 //!   report.rs           verify's checks from the same facts
