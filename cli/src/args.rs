@@ -247,8 +247,9 @@ pub struct HostStepArgs {
 
     /// A credentials file for the stack, copied to config/NAME with mode
     /// 0600 (repeatable). NAME: llm.env (needs LLM_URL, LLM_API_KEY,
-    /// LLM_MODEL), maps.env, azure-api.env, apis-and-selection.env.
-    /// The ones not given are created empty
+    /// LLM_MODEL), maps.env, azure-api.env, apis-and-selection.env,
+    /// healthcheck.env (SLACK_WEBHOOK_URL); hf.env (HF_TOKEN) goes to
+    /// vLLM with --llm local. The ones not given are created empty
     #[arg(long = "env-file", value_name = "NAME=PATH")]
     pub env_file: Vec<String>,
 

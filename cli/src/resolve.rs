@@ -683,6 +683,10 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
     if !local && (a.llm_model.is_some() || f.llm_model.is_some()) {
         return Err(UsageError::new("--llm-model is for --llm local").hint("add --llm local, or leave --llm-model out"));
     }
+    if !local && env_files.iter().any(|(n, _)| n == "hf.env") {
+        return Err(UsageError::new("--env-file hf.env is for --llm local (vLLM's Hugging Face token)")
+            .hint("add --llm local, or leave hf.env out"));
+    }
     let local_llm = settings::LocalLlm {
         model: a.llm_model.clone().or(f.llm_model.clone()),
         timeout: duration_or(
@@ -1039,6 +1043,13 @@ mod tests {
         let model_alone =
             HostStepArgs { llm_model: Some("Qwen/Qwen2.5-VL-3B-Instruct".into()), no_llm: true, ..Default::default() };
         assert!(choice(model_alone, true).unwrap_err().message.contains("--llm-model is for --llm local"));
+        // vLLM's Hugging Face token: with --llm local only.
+        let hf = dir.path().join("hf.env");
+        std::fs::write(&hf, "HF_TOKEN=hf_x\n").unwrap();
+        let hf_file = vec![format!("hf.env={}", hf.display())];
+        assert_eq!(choice(HostStepArgs { env_file: hf_file.clone(), ..local(None) }, true).unwrap(), Llm::Local);
+        let hf_alone = HostStepArgs { env_file: hf_file, no_llm: true, ..Default::default() };
+        assert!(choice(hf_alone, true).unwrap_err().message.contains("hf.env is for --llm local"));
         assert_eq!(choice(HostStepArgs::default(), false).unwrap(), Llm::Without, "not running now");
         let no_stack = HostStepArgs { no_stack: true, ..Default::default() };
         assert!(host_steps(&no_stack, &none, &hooks(), true).unwrap().image.is_none());

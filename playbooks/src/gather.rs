@@ -101,8 +101,11 @@ impl FactsInputs {
             packages,
             base_dir: img.map(|i| i.base_dir.clone()),
             files: [
-                img.map(|i| [layout::written_files(i), traefik::written_files(i), vec![llm::compose_path()]].concat())
-                    .unwrap_or_default(),
+                img.map(|i| {
+                    [layout::written_files(i), traefik::written_files(i), vec![llm::compose_path(), llm::hf_env_path()]]
+                        .concat()
+                })
+                .unwrap_or_default(),
                 upkeep::written_files(),
             ]
             .concat(),

@@ -5,7 +5,7 @@
 
 /// The env files a person may supply with `--env-file NAME=PATH`.
 pub const SUPPLIED_ENV_FILES: &[&str] =
-    &["llm.env", "maps.env", "azure-api.env", "apis-and-selection.env", "healthcheck.env"];
+    &["llm.env", "maps.env", "azure-api.env", "apis-and-selection.env", "healthcheck.env", "hf.env"];
 /// What llm.env must set (non-empty): the orchestrator's LLM client.
 pub const LLM_KEYS: &[&str] = &["LLM_URL", "LLM_API_KEY", "LLM_MODEL"];
 
@@ -233,6 +233,10 @@ pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
             ));
         }
     }
+    let last = |key: &str| entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim());
+    if name == "hf.env" && last("HF_TOKEN").is_none_or(str::is_empty) {
+        return Err("HF_TOKEN not set (a Hugging Face access token that may read the gated model)".into());
+    }
     if name == "healthcheck.env" {
         // IMAGE's scripts/healthcheck exports its lines through xargs, not
         // as compose reads them: plain KEY=value only.
@@ -333,6 +337,9 @@ mod tests {
         let e = check_env_file("llm.env", "LLM_API_KEY=k\nLLM_MODEL=m\nLLM_URL=\n").unwrap_err();
         assert!(e.starts_with("LLM_URL not set"), "{e}");
         assert!(check_env_file("llm.env", "LLM_URL=http://x/v1\nLLM_API_KEY=k\nLLM_MODEL=m\n").is_ok());
+        assert!(check_env_file("hf.env", "HF_TOKEN=hf_secret\n").is_ok());
+        let e = check_env_file("hf.env", "HF_TOKEN=\nOTHER=hf_secret\n").unwrap_err();
+        assert!(e.starts_with("HF_TOKEN not set") && !e.contains("hf_secret"), "{e}");
         // As the repository's config README writes it.
         assert!(check_env_file("llm.env", "LLM_URL = http://x/v1\nLLM_API_KEY = k\nLLM_MODEL = m\n").is_ok());
     }

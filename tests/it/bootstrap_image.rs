@@ -813,7 +813,13 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     host.enable_image_server_standins();
     host.enable_registry();
     let state = state_for(&host);
-    let args = ["--llm", "local", "--imageup-timeout", "3m", "--llm-timeout", "2m"];
+    // A Hugging Face token for vLLM (a gated model's), never shown.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let token = format!("hf_standin{nanos}");
+    let hf = state.path().join("hf.env");
+    std::fs::write(&hf, format!("HF_TOKEN={token}\n")).unwrap();
+    let hf_arg = format!("hf.env={}", hf.display());
+    let args = ["--llm", "local", "--imageup-timeout", "3m", "--llm-timeout", "2m", "--env-file", &hf_arg];
     let first = bootstrap(&host, state.path(), &args);
     assert!(first.status.success(), "bootstrap --llm local failed");
     let llm_line = step_line(&first, "llm");
@@ -860,6 +866,12 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
         assert_eq!(host.sh_ok(&format!("stat -c '%a %U' {path}")).trim(), format!("600 {owner}"), "{path}");
     }
     let shown = format!("{}{}{}", stdout(&first), stderr(&first), log_file(&first));
+    assert!(!shown.contains(&token), "the Hugging Face token was shown");
+    assert_eq!(host.sh_ok("stat -c '%a %U' /var/docker/llm/hf.env").trim(), "600 root");
+    assert_eq!(text(&host, "/var/docker/llm/hf.env"), format!("HF_TOKEN={token}\n"));
+    let vllm_env = host.sh_ok("docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' vllm");
+    assert!(vllm_env.lines().any(|l| l == format!("HF_TOKEN={token}")), "vLLM does not have the token");
+    assert!(!host.exists(&format!("{BASE}/IMAGE-server/config/hf.env")), "hf.env is vLLM's, not the stack's");
     assert!(!shown.contains(&key), "the key was shown");
 
     // The stack started only after the LLM served its model: the LLM's

@@ -47,7 +47,7 @@ pub fn env_files_script() -> String {
 /// The files this step writes (the files facts report their hash and mode).
 pub fn written_files(img: &ImageConfig) -> Vec<String> {
     let mut files = vec![img.env_path(), img.site_path(), img.config_path("imageup.env")];
-    files.extend(img.env_files.iter().map(|(name, _)| img.config_path(name)));
+    files.extend(img.env_files.iter().filter(|(name, _)| name != "hf.env").map(|(name, _)| img.config_path(name)));
     for f in operator_env_files(img) {
         if !files.contains(&f.path) {
             files.push(f.path);
@@ -331,7 +331,8 @@ pub fn plan(
         why.push("write config/imageup.env".into());
         actions.push(upload_owned(imageup_path, imageup_env, 0o600, env_owner, false));
     }
-    for (name, content) in img.env_files.iter().filter(|(name, _)| name != "healthcheck.env") {
+    // healthcheck.env is merged below; hf.env is vLLM's (the llm step).
+    for (name, content) in img.env_files.iter().filter(|(name, _)| name != "healthcheck.env" && name != "hf.env") {
         let path = img.config_path(name);
         if !files.is_owned(&path, content, "600", env_owner) {
             why.push(format!("write config/{name}"));

@@ -155,6 +155,12 @@ pub fn compose_path() -> String {
     format!("{LLM_DIR}/docker-compose.yml")
 }
 
+/// vLLM's Hugging Face token (`--env-file hf.env=PATH`), empty without one:
+/// compose needs the file either way.
+pub fn hf_env_path() -> String {
+    format!("{LLM_DIR}/hf.env")
+}
+
 /// The facts script (inputs LLM_DIR, BASE_DIR).
 pub fn facts_script() -> FactsScript {
     FactsScript::new("steps/llm/facts.sh", FACTS_SH).root(&["llm_facts"])
@@ -252,6 +258,16 @@ pub fn plan(
         actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--", LLM_DIR]).sudo()));
         actions.push(upload(compose_path(), compose, 0o644, false));
     }
+    let hf_env = img.env_files.iter().find(|(name, _)| name == "hf.env").map(|(_, c)| c.clone()).unwrap_or_default();
+    let hf_changed = !files.is(&hf_env_path(), &hf_env, "600");
+    if hf_changed {
+        why.push(if hf_env.is_empty() { "write an empty hf.env".into() } else { "write hf.env (HF_TOKEN)".into() });
+        if !changed {
+            actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--", LLM_DIR]).sudo()));
+        }
+        actions.push(upload(hf_env_path(), hf_env, 0o600, true));
+    }
+    let changed = changed || hf_changed;
     let env_right = facts.key
         && facts.env_key
         && facts.env_model.as_deref() == Some(model)
