@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::io::AsyncReadExt;
 
 use crate::api::*;
+use crate::poll::poll_delays;
 use crate::spec::{CreateSpec, KeySource};
 use crate::{AwsError, Error, Result, tags};
 
@@ -385,17 +385,6 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
         zones: zones_tried,
         last: last_capacity_error.expect("at least one attempt was made"),
     })
-}
-
-/// Delays for polling: from 1 s, growing to 5 s, with jitter.
-pub(crate) fn poll_delays() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(5))
-        .with_factor(1.5)
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 /// An instance that runs and answers SSH, and how long each took.

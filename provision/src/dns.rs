@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::api::*;
-use crate::create::poll_delays;
+use crate::poll::poll_delays;
 use crate::{Error, Result, tags};
 
 /// How long resolvers may keep the records: short, because a name whose

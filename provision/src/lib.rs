@@ -15,6 +15,7 @@ mod destroy;
 pub mod dns;
 mod dry;
 mod error;
+mod poll;
 mod sdk;
 mod spec;
 pub mod tags;

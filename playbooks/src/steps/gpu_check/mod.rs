@@ -49,3 +49,32 @@ pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Conf
         field(&smi.memory)
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::RawFacts;
+
+    /// Libraries upgraded under the loaded module: nvidia-smi's own words
+    /// get what to do.
+    #[test]
+    fn a_version_mismatch_says_reboot() {
+        let raw = RawFacts::parse(
+            "os.id=debian\nos.version=12\nos.codename=bookworm\nos.pretty=Debian GNU/Linux 12 (bookworm)\n\
+             user=admin\nsudo=nopasswd\ngpu=00:1e.0 3D controller [0302]: NVIDIA Corporation GA102GL [A10G] [10de:2237]\n\
+             nvidia.smi_error=Failed to initialize NVML: Driver/library version mismatch NVML library version: 570.211\n",
+        );
+        let (host, nv) = (HostFacts::parse(&raw), NvidiaFacts::parse(&raw));
+        match plan(&host, &DockerFacts::default(), &nv, &Config::default()) {
+            Plan::Refuse { message, hint, .. } => {
+                assert!(message.contains("Driver/library version mismatch"), "{message}");
+                assert!(hint.contains("upgraded without the reboot") && hint.contains("sudo reboot"), "{hint}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            nvidia::smi_error_advice("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver")
+                .is_none()
+        );
+    }
+}

@@ -299,24 +299,4 @@ mod tests {
         let shown = format!("{plan:?}");
         assert!(!shown.contains("hold-driver"), "{shown}");
     }
-
-    /// Libraries upgraded under the loaded module: nvidia-smi's own words
-    /// get what to do.
-    #[test]
-    fn a_version_mismatch_says_reboot() {
-        let (host, nvidia) = facts(
-            "nvidia.smi_error=Failed to initialize NVML: Driver/library version mismatch NVML library version: 570.211\n",
-        );
-        let docker = DockerFacts::default();
-        match crate::steps::gpu_check::plan(&host, &docker, &nvidia, &Config::default()) {
-            Plan::Refuse { message, hint, .. } => {
-                assert!(message.contains("Driver/library version mismatch"), "{message}");
-                assert!(hint.contains("upgraded without the reboot") && hint.contains("sudo reboot"), "{hint}");
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            smi_error_advice("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver").is_none()
-        );
-    }
 }
