@@ -222,8 +222,10 @@ fn expand_escapes(value: &str) -> String {
 /// show it: the file holds credentials.
 pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
     let entries = parse_env_file(text)?;
+    // A key's value as compose takes it: the last one set.
+    let last = |key: &str| entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim());
     if name == "llm.env" {
-        let set = |k: &str| entries.iter().rev().find(|(key, _)| key == k).is_some_and(|(_, v)| !v.trim().is_empty());
+        let set = |k: &str| last(k).is_some_and(|v| !v.is_empty());
         let lacking: Vec<&str> = LLM_KEYS.iter().copied().filter(|k| !set(k)).collect();
         if !lacking.is_empty() {
             return Err(format!(
@@ -233,7 +235,6 @@ pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
             ));
         }
     }
-    let last = |key: &str| entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim());
     if name == "hf.env" && last("HF_TOKEN").is_none_or(str::is_empty) {
         return Err("HF_TOKEN not set (a Hugging Face access token that may read the gated model)".into());
     }
