@@ -209,8 +209,8 @@ def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None,
     healthcheck = (
         {
             "Test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://localhost:%d/health" % port],
-            "Interval": 2 * seconds,
-            "Timeout": 5 * seconds,
+            "Interval": 5 * seconds,
+            "Timeout": 30 * seconds,
             "StartPeriod": 1 * seconds,
             "Retries": 3,
         }
@@ -237,7 +237,12 @@ def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None,
     if healthcheck:
         # As the real images declare theirs (wget here; the real ones curl):
         # dockerd runs it and reports the container healthy. Quicker than
-        # theirs (interval 60 s, start period 120 s).
+        # theirs (interval 60 s, start period 120 s), but no quicker than
+        # needed: every probe is a process started in the container, and at
+        # an interval of 2 s a stack's probes kept a software-emulated VM's
+        # two CPUs busy enough that they outran a 5 s timeout and healthy
+        # services were reported unhealthy. The timeout is Docker's default,
+        # which the real images keep.
         config["config"]["Healthcheck"] = healthcheck
     config_digest, config_size = blob(out, json.dumps(config, sort_keys=True).encode())
     manifest = {

@@ -166,7 +166,7 @@ def preprocess(req):
 
 class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
-        # Not the health checks' requests (every 2 s): they would bury the
+        # Not the health checks' requests (every 5 s): they would bury the
         # lines worth reading.
         if not self.path.startswith(("/health", "/warmup")):
             log(fmt % args)
