@@ -192,11 +192,10 @@ mod tests {
 
     #[test]
     fn interrupted_dpkg_is_finished_before_apt() {
-        let f = Facts::parse(
-            "os.id=debian\nos.version=12\nos.codename=bookworm\nuser=admin\nsudo=nopasswd\n\
-             gpu=00:1e.0 3D controller [0302]: NVIDIA Corporation GA102GL [A10G] [10de:2237]\n\
-             dpkg.interrupted=yes\napt.lists_age=10\napt.upgradable=0\n",
-        );
+        let f = Facts::parse(&format!(
+            "{}dpkg.interrupted=yes\napt.lists_age=10\napt.upgradable=0\n",
+            crate::host_facts::DEBIAN12_A10G
+        ));
         let cfg = Config::default();
         let cmds = Step::Apt.plan(&f, &cfg, Earlier::default()).commands();
         assert_eq!(cmds.len(), 1);

@@ -8,6 +8,13 @@ use crate::facts::{FactsScript, RawFacts};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
+/// The host facts of a Debian 12 server with an A10G, its user admin with
+/// passwordless sudo: the start of the steps' test facts.
+#[cfg(test)]
+pub(crate) const DEBIAN12_A10G: &str = "os.id=debian\nos.version=12\nos.codename=bookworm\n\
+    os.pretty=Debian GNU/Linux 12 (bookworm)\nuser=admin\nsudo=nopasswd\n\
+    gpu=00:1e.0 3D controller [0302]: NVIDIA Corporation GA102GL [A10G] [10de:2237]\n";
+
 /// The host facts script (input PACKAGES: the names the steps watch).
 pub fn facts_script() -> FactsScript {
     FactsScript::new("host_facts/facts.sh", FACTS_SH)

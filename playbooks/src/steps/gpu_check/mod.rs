@@ -59,11 +59,10 @@ mod tests {
     /// get what to do.
     #[test]
     fn a_version_mismatch_says_reboot() {
-        let raw = RawFacts::parse(
-            "os.id=debian\nos.version=12\nos.codename=bookworm\nos.pretty=Debian GNU/Linux 12 (bookworm)\n\
-             user=admin\nsudo=nopasswd\ngpu=00:1e.0 3D controller [0302]: NVIDIA Corporation GA102GL [A10G] [10de:2237]\n\
-             nvidia.smi_error=Failed to initialize NVML: Driver/library version mismatch NVML library version: 570.211\n",
-        );
+        let raw = RawFacts::parse(&format!(
+            "{}nvidia.smi_error=Failed to initialize NVML: Driver/library version mismatch NVML library version: 570.211\n",
+            crate::host_facts::DEBIAN12_A10G
+        ));
         let (host, nv) = (HostFacts::parse(&raw), NvidiaFacts::parse(&raw));
         match plan(&host, &DockerFacts::default(), &nv, &Config::default()) {
             Plan::Refuse { message, hint, .. } => {

@@ -215,10 +215,7 @@ mod tests {
     use super::*;
 
     fn facts(extra: &str) -> (HostFacts, NvidiaFacts) {
-        let raw = RawFacts::parse(&format!(
-            "os.id=debian\nos.version=12\nos.codename=bookworm\nos.pretty=Debian GNU/Linux 12 (bookworm)\n\
-             user=admin\nsudo=nopasswd\ngpu=00:1e.0 3D controller [0302]: NVIDIA Corporation GA102GL [A10G] [10de:2237]\n{extra}"
-        ));
+        let raw = RawFacts::parse(&format!("{}{extra}", crate::host_facts::DEBIAN12_A10G));
         (HostFacts::parse(&raw), NvidiaFacts::parse(&raw))
     }
 
