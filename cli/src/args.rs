@@ -438,6 +438,11 @@ pub struct CreateArgs {
     #[arg(long, env = "IMAGE_PROVISION_SUBNET", value_name = "ID")]
     pub subnet: Option<String>,
 
+    /// Encrypt the root volume with this KMS key (id, ARN, alias/NAME or
+    /// its ARN) [default: the account's default EBS key; always encrypted]
+    #[arg(long, env = "IMAGE_PROVISION_KMS_KEY", value_name = "KEY")]
+    pub kms_key: Option<String>,
+
     /// Allow SSH only from this CIDR (repeatable) [default: 0.0.0.0/0 and ::/0]
     #[arg(long = "ssh-cidr", value_name = "CIDR")]
     pub ssh_cidr: Vec<String>,

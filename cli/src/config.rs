@@ -80,6 +80,7 @@ pub struct Ec2Config {
     pub volume_iops: Option<i64>,
     pub volume_type: Option<String>,
     pub subnet: Option<String>,
+    pub kms_key: Option<String>,
     pub ssh_cidr: Option<Vec<String>>,
     pub ssh_key: Option<PathBuf>,
     pub ssh_user: Option<String>,

@@ -52,6 +52,11 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         let mut spec = spec(&settings, public, settings.ttl.map(expiry).transpose()?);
         spec.user_data = Some("<cloud-config carrying the server's SSH host key>".into());
         let created = provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2_error(e, None))?;
+        println!(
+            "secured: the root volume encrypted with {}; instance metadata IMDSv2 only, hop limit 1 (not reachable \
+             from containers)",
+            settings.kms_key.as_deref().unwrap_or("the account's default EBS key")
+        );
         settings.steps.expires_at = created.expires_at;
         match &created.elastic_ip {
             Some(address) => {
@@ -351,8 +356,10 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
         volume_type: s.volume_type.clone(),
         volume_throughput_mibps: s.volume_throughput,
         volume_iops: s.volume_iops,
+        kms_key_id: s.kms_key.clone(),
         subnet: s.subnet.clone(),
         ssh_cidrs: s.ssh_cidrs.clone(),
+        ssh_cidrs_asked: s.ssh_cidrs_asked,
         key: KeySource::Public(public_key),
         spot: s.spot,
         spot_only: s.spot_only,
@@ -555,26 +562,26 @@ pub async fn destroy(args: &DestroySettings) -> anyhow::Result<()> {
 async fn run_destroy<A: Ec2Api + Route53Api>(api: &A, args: &DestroySettings, ask: bool) -> anyhow::Result<()> {
     let progress = Progress::new();
     let mut reports = Vec::new();
+    let mut badly_named = Vec::new();
     if args.expired {
         let now = jiff::Timestamp::now();
         if ask {
-            let expired: Vec<String> = provision::list(api)
-                .await
-                .map_err(|e| ec2_error(e, None))?
-                .into_iter()
-                .filter(|i| i.has_expired(now))
-                .map(|i| format!("{} ({})", i.name, i.id))
-                .collect();
-            if expired.is_empty() {
+            let (names, bad) = provision::expired(provision::list(api).await.map_err(|e| ec2_error(e, None))?, now);
+            for b in &bad {
+                progress.line(b.advice());
+            }
+            if names.is_empty() {
                 println!("no managed server has expired");
                 return Ok(());
             }
-            if !confirm(&format!("Destroy expired servers {}?", expired.join(", ")))? {
+            if !confirm(&format!("Destroy expired servers {}?", names.join(", ")))? {
                 println!("nothing destroyed");
                 return Ok(());
             }
         }
-        reports = provision::destroy_expired(api, now, |l| progress.line(l)).await.map_err(|e| ec2_error(e, None))?;
+        let sweep = provision::destroy_expired(api, now, |l| progress.line(l)).await.map_err(|e| ec2_error(e, None))?;
+        reports = sweep.destroyed;
+        badly_named = sweep.left_alone;
         if reports.is_empty() && !args.json {
             println!("no managed server has expired");
         }
@@ -624,6 +631,14 @@ async fn run_destroy<A: Ec2Api + Route53Api>(api: &A, args: &DestroySettings, as
         list("security groups", &report.security_groups);
         list("key pairs", &report.key_pairs);
         list("Elastic IPs", &report.addresses);
+        if !report.addresses_left_alone.is_empty() {
+            println!(
+                "  {:<16}{} (not allocated for {}: still allocated)",
+                "kept addresses",
+                report.addresses_left_alone.join(", "),
+                report.name
+            );
+        }
         list("DNS records", &report.dns_records);
         if !report.dns_left_alone.is_empty() {
             println!("  {:<16}{} (not made for {})", "kept DNS", report.dns_left_alone.join(", "), report.name);
@@ -633,7 +648,16 @@ async fn run_destroy<A: Ec2Api + Route53Api>(api: &A, args: &DestroySettings, as
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        if args.expired {
+            let sweep = serde_json::json!({"destroyed": summary, "left_alone": badly_named});
+            println!("{}", serde_json::to_string_pretty(&sweep)?);
+        } else {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+    } else {
+        for b in &badly_named {
+            println!("left alone: {}", b.advice());
+        }
     }
     Ok(())
 }

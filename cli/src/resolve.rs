@@ -230,18 +230,53 @@ fn duration_or(flag: &str, value: Option<&String>, default: Duration) -> Result<
 /// A server name must be usable as a DNS label: it names resources and may
 /// become part of a host name.
 pub fn check_name(name: &str) -> Result<(), UsageError> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok {
+    if image_provision_provision::tags::is_server_name(name) {
         Ok(())
     } else {
         Err(UsageError::new(format!("server name {name:?} is not a DNS label")).hint(
             "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen, e.g. image-test-1",
         ))
     }
+}
+
+/// A KMS key as EC2's KmsKeyId takes it: a key id (a UUID, or `mrk-` and 32
+/// hex digits for a multi-Region key), `alias/NAME`, or the ARN of either.
+fn check_kms_key(key: &str) -> Result<(), UsageError> {
+    let key_id = |k: &str| {
+        let uuid = k.len() == 36
+            && k.bytes()
+                .enumerate()
+                .all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() });
+        let mrk = k.strip_prefix("mrk-").is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        uuid || mrk
+    };
+    let alias = |k: &str| {
+        k.strip_prefix("alias/").is_some_and(|n| {
+            !n.is_empty() && n.len() <= 250 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b))
+        })
+    };
+    let arn = |k: &str| {
+        let parts: Vec<&str> = k.splitn(6, ':').collect();
+        parts.len() == 6
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "kms"
+            && check_region_name(parts[3])
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && (parts[5].strip_prefix("key/").is_some_and(key_id) || alias(parts[5]))
+    };
+    if key_id(key) || alias(key) || arn(key) {
+        return Ok(());
+    }
+    Err(UsageError::new(format!("--kms-key {key:?} is not a KMS key")).hint(
+        "give a key id (1234abcd-12ab-34cd-56ef-1234567890ab), alias/NAME, or the ARN of either; \
+         leave it out for the account's default EBS key",
+    ))
+}
+
+fn check_region_name(region: &str) -> bool {
+    image_provision_provision::check_region(region).is_ok()
 }
 
 fn check_cidr(cidr: &str) -> Result<(), UsageError> {
@@ -340,7 +375,11 @@ pub struct CreateSettings {
     /// gp3 only; None: EBS's default.
     pub volume_iops: Option<i32>,
     pub subnet: Option<String>,
+    /// The root volume's KMS key; None: the account's default EBS key.
+    pub kms_key: Option<String>,
     pub ssh_cidrs: Vec<String>,
+    /// --ssh-cidr (or the config file's ssh_cidr) was given, not the default.
+    pub ssh_cidrs_asked: bool,
     pub ssh_key: Option<PathBuf>,
     pub ssh_user: String,
     pub spot: bool,
@@ -397,11 +436,20 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
             .hint(format!("use one of {}", VOLUME_TYPES.join(", "))));
     }
     let (volume_throughput, volume_iops) = gp3_performance(args, f, &volume_type, volume_size)?;
+    let ssh_cidrs_asked = !args.ssh_cidr.is_empty() || f.ssh_cidr.is_some();
     let ssh_cidrs = if !args.ssh_cidr.is_empty() {
         args.ssh_cidr.clone()
     } else {
         f.ssh_cidr.clone().unwrap_or_else(|| vec!["0.0.0.0/0".into(), "::/0".into()])
     };
+    if ssh_cidrs.is_empty() {
+        return Err(UsageError::new("ssh_cidr = [] in the config file leaves SSH closed to everyone")
+            .hint("name at least one CIDR block, e.g. ssh_cidr = [\"203.0.113.7/32\"]"));
+    }
+    let kms_key = args.kms_key.clone().or_else(|| f.kms_key.clone());
+    if let Some(key) = &kms_key {
+        check_kms_key(key)?;
+    }
     for c in &ssh_cidrs {
         check_cidr(c)?;
     }
@@ -447,7 +495,9 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         volume_throughput,
         volume_iops,
         subnet: args.subnet.clone().or_else(|| f.subnet.clone()),
+        kms_key,
         ssh_cidrs,
+        ssh_cidrs_asked,
         ssh_key: args.ssh_key.clone().or_else(|| f.ssh_key.clone()),
         ssh_user,
         spot,
@@ -955,6 +1005,31 @@ mod tests {
         a.steps.no_llm = true;
         f(&mut a);
         create(&a, file, &hooks())
+    }
+
+    #[test]
+    fn kms_keys_are_ids_aliases_or_their_arns() {
+        for ok in [
+            "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "mrk-1234abcd12ab34cd56ef1234567890ab",
+            "alias/image-servers",
+            "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:eu-west-1:111122223333:alias/image_servers",
+        ] {
+            assert!(check_kms_key(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "alias/",
+            "1234",
+            "{{x}}",
+            "../key",
+            "arn:aws:kms:nowhere-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+            "arn:aws:kms:us-east-1:1111:alias/x",
+            "alias/a\nb",
+        ] {
+            assert!(check_kms_key(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -29,8 +29,34 @@ pub fn base_dir() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/state/image-provision"))
 }
 
+/// Where the servers' own directories are, one each, apart from the
+/// state directory's other contents (logs/, known_hosts), so that no server
+/// name can reach them.
+pub const SERVERS: &str = "servers";
+
+/// The state files image-provision keeps for a server: a directory that
+/// holds one of them was made by it.
+const SERVER_FILES: [&str; 3] = [GENERATED_KEY, HOST_KEY, KNOWN_HOSTS];
+
+/// `STATE/servers/NAME`: server NAME's keys and known_hosts. NAME must be a
+/// server name (a DNS label) wherever it came from, a flag or a tag: no
+/// other string reaches the file system. A directory left by a version that
+/// kept it at `STATE/NAME` is moved here once, when it holds our files.
 pub fn server_dir(name: &str) -> anyhow::Result<PathBuf> {
-    Ok(base_dir()?.join(name))
+    if !image_provision_provision::tags::is_server_name(name) {
+        anyhow::bail!("{name:?} is not a server name: no state directory is kept for it");
+    }
+    let base = base_dir()?;
+    let dir = base.join(SERVERS).join(name);
+    let legacy = base.join(name);
+    let ours = |d: &Path| {
+        fs::symlink_metadata(d).is_ok_and(|m| m.is_dir()) && SERVER_FILES.iter().any(|f| d.join(f).is_file())
+    };
+    if !dir.exists() && ours(&legacy) {
+        ensure_private_dir(&base.join(SERVERS))?;
+        fs::rename(&legacy, &dir).with_context(|| format!("moving {} to {}", legacy.display(), dir.display()))?;
+    }
+    Ok(dir)
 }
 
 /// Create a directory only its owner can enter.
@@ -192,6 +218,30 @@ mod tests {
         let again = ensure_generated_key(&sub).unwrap();
         assert!(!again.generated);
         assert_eq!(again.public_openssh, first.public_openssh);
+    }
+
+    /// Names from anywhere reach only their own directory under servers/;
+    /// an old-layout directory of ours moves there, anything else stays.
+    #[test]
+    fn server_dirs_are_under_servers_and_only_for_server_names() {
+        let state = tempfile::tempdir().unwrap();
+        // SAFETY (test): this test alone sets the variable in this process.
+        unsafe { std::env::set_var("IMAGE_PROVISION_STATE_DIR", state.path()) };
+        for bad in ["", "..", "/etc", "logs/x", "a/../..", "UPPER", "-x"] {
+            assert!(server_dir(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(server_dir("logs").unwrap(), state.path().join("servers/logs"));
+        fs::create_dir_all(state.path().join("logs")).unwrap();
+        fs::write(state.path().join("logs/run.log"), "x").unwrap();
+        assert_eq!(server_dir("logs").unwrap(), state.path().join("servers/logs"));
+        assert!(state.path().join("logs/run.log").is_file(), "the logs are not a server's directory");
+        let old = state.path().join("web");
+        fs::create_dir_all(&old).unwrap();
+        fs::write(old.join(GENERATED_KEY), "key").unwrap();
+        let dir = server_dir("web").unwrap();
+        assert_eq!(dir, state.path().join("servers/web"));
+        assert_eq!(fs::read_to_string(dir.join(GENERATED_KEY)).unwrap(), "key");
+        assert!(!old.exists());
     }
 
     #[test]

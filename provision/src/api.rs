@@ -83,6 +83,9 @@ pub struct Instance {
     pub volume_ids: Vec<String>,
     /// The host name whose DNS records were made for it (its domain tag).
     pub domain: Option<String>,
+    /// Its instance metadata answers only with an IMDSv2 token and only one
+    /// network hop away (not to containers on Docker's bridge network).
+    pub imds_locked: bool,
 }
 
 impl Instance {
@@ -118,6 +121,9 @@ pub struct Address {
     pub instance_id: Option<String>,
     /// Its domain tag: the host name whose DNS records point at it.
     pub domain: Option<String>,
+    /// The server it was allocated for, when its tags say image-provision
+    /// made it (managed and named); None: not ours.
+    pub managed_for: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -138,6 +144,14 @@ pub struct RunInstancesRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume_iops: Option<i32>,
     pub delete_on_termination: bool,
+    /// The root volume is encrypted: with `kms_key_id`, else the account's
+    /// default EBS key.
+    pub encrypted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    /// Instance metadata: IMDSv2 tokens required, at most this many network
+    /// hops (1: the host itself, not its containers).
+    pub metadata_hop_limit: i32,
     pub spot: bool,
     /// Set for ephemeral servers: a shutdown inside the host ends its bill too.
     pub shutdown_terminates: bool,
@@ -179,6 +193,8 @@ pub trait Ec2Api {
     async fn create_security_group(&self, vpc_id: &str, name: &str, description: &str, tags: &[Tag]) -> Result<String>;
     /// Adds rules; a rule that already exists is not an error.
     async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()>;
+    /// Removes rules; a rule already gone is not an error.
+    async fn revoke_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()>;
     async fn delete_security_group(&self, group_id: &str) -> Result<()>;
 
     async fn key_pair(&self, name: &str) -> Result<Option<KeyPair>>;
@@ -197,6 +213,14 @@ pub trait Ec2Api {
     /// Make a shutdown from inside the instance terminate it.
     async fn set_shutdown_terminates(&self, instance_id: &str) -> Result<()>;
     async fn terminate_instance(&self, instance_id: &str) -> Result<()>;
+    /// Require IMDSv2 tokens with a hop limit of 1 on a running instance.
+    async fn lock_instance_metadata(&self, instance_id: &str) -> Result<()>;
+
+    /// The AWS account the calls are made in, and the region: what a DNS
+    /// ownership record names besides the server, so that two servers of one
+    /// name in two regions or accounts never take each other's records.
+    async fn account_id(&self) -> Result<String>;
+    fn region(&self) -> String;
 
     /// Adds `tags` to every resource, replacing the value of a key already there.
     async fn create_tags(&self, resource_ids: &[String], tags: &[Tag]) -> Result<()>;
@@ -297,6 +321,7 @@ mod tests {
             volume_ids: vec![],
             ipv6_address: None,
             domain: None,
+            imds_locked: true,
         }
     }
 

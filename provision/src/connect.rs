@@ -114,18 +114,24 @@ pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError
     // Route 53 is global: a client from the same configuration reaches it
     // whatever the region.
     let mut route53 = aws_sdk_route53::config::Builder::from(&config);
-    if let Some(n) = opts.test_kill_after_calls {
-        // One count for the calls of both services.
-        let remaining = Arc::new(AtomicUsize::new(n));
+    // One count for the calls of every service.
+    let kill_counter = opts.test_kill_after_calls.map(|n| Arc::new(AtomicUsize::new(n)));
+    if let Some(remaining) = &kill_counter {
         ec2 = ec2.interceptor(KillAfterCalls { remaining: remaining.clone() });
-        route53 = route53.interceptor(KillAfterCalls { remaining });
+        route53 = route53.interceptor(KillAfterCalls { remaining: remaining.clone() });
     }
     let pricing = aws_sdk_pricing::Client::from_conf(pricing_config(&config, &region));
+    let mut sts = aws_sdk_sts::config::Builder::from(&config);
+    if let Some(remaining) = &kill_counter {
+        sts = sts.interceptor(KillAfterCalls { remaining: remaining.clone() });
+    }
     Ok((
         SdkApi::new(
             aws_sdk_ec2::Client::from_conf(ec2.build()),
             aws_sdk_route53::Client::from_conf(route53.build()),
             pricing,
+            aws_sdk_sts::Client::from_conf(sts.build()),
+            region.clone(),
         ),
         region,
     ))

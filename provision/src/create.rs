@@ -118,6 +118,10 @@ async fn subnets_to_try<A: Ec2Api>(api: &A, spec: &CreateSpec) -> Result<(String
     Ok((vpc_id, subnets))
 }
 
+/// The ports whose rules image-provision decides; a rule on another port of
+/// the group (one a person added by hand) is left alone.
+const MANAGED_PORTS: [u16; 3] = [22, 80, 443];
+
 async fn ensure_security_group<A: Ec2Api>(
     api: &A,
     spec: &CreateSpec,
@@ -138,14 +142,69 @@ async fn ensure_security_group<A: Ec2Api>(
             (id, Vec::new())
         }
     };
-    let missing: Vec<IngressRule> =
-        ingress_rules(&spec.ssh_cidrs).into_iter().filter(|r| !existing.contains(r)).collect();
-    if !missing.is_empty() {
-        api.authorize_ingress(&id, &missing).await?;
-        let ports: Vec<String> = missing.iter().map(|r| format!("{}<-{}", r.port, r.cidr)).collect();
-        log(format!("opened {}", ports.join(" ")));
-    }
+    converge_ingress(api, &id, &existing, &spec.ssh_cidrs, log).await?;
     Ok(id)
+}
+
+/// Make the group's rules on SSH, HTTP and HTTPS exactly those asked for:
+/// missing ones added, ones no longer asked for (a wider SSH range after
+/// `--ssh-cidr` narrowed it, IPv4 or IPv6) revoked, each said.
+async fn converge_ingress<A: Ec2Api>(
+    api: &A,
+    group_id: &str,
+    existing: &[IngressRule],
+    ssh_cidrs: &[String],
+    log: &mut impl FnMut(String),
+) -> Result<()> {
+    let wanted = ingress_rules(ssh_cidrs);
+    let said = |rules: &[IngressRule]| rules.iter().map(|r| format!("{}<-{}", r.port, r.cidr)).collect::<Vec<_>>();
+    let missing: Vec<IngressRule> = wanted.iter().filter(|r| !existing.contains(r)).cloned().collect();
+    if !missing.is_empty() {
+        api.authorize_ingress(group_id, &missing).await?;
+        log(format!("opened {}", said(&missing).join(" ")));
+    }
+    let unwanted: Vec<IngressRule> =
+        existing.iter().filter(|r| MANAGED_PORTS.contains(&r.port) && !wanted.contains(r)).cloned().collect();
+    if !unwanted.is_empty() {
+        api.revoke_ingress(group_id, &unwanted).await?;
+        log(format!("closed {} (no longer asked for)", said(&unwanted).join(" ")));
+    }
+    Ok(())
+}
+
+/// A server that exists is brought to this run's settings where EC2 lets
+/// them change on a running instance: its group's rules and its instance
+/// metadata's lock. (Its volume's encryption is fixed at launch.)
+async fn converge_existing<A: Ec2Api>(
+    api: &A,
+    spec: &CreateSpec,
+    instance: &Instance,
+    log: &mut impl FnMut(String),
+) -> Result<()> {
+    let group_name = tags::resource_name(&spec.name);
+    match instance.vpc_id.as_deref() {
+        Some(vpc) => match api.security_group(vpc, &group_name).await? {
+            Some(g) if instance.security_group_ids.contains(&g.id) => {
+                // Without --ssh-cidr this run, SSH stays open to whom it is.
+                let kept: Vec<String> = g.ingress.iter().filter(|r| r.port == 22).map(|r| r.cidr.clone()).collect();
+                let ssh = if spec.ssh_cidrs_asked || kept.is_empty() { &spec.ssh_cidrs } else { &kept };
+                converge_ingress(api, &g.id, &g.ingress, ssh, log).await?;
+            }
+            _ => log(format!(
+                "{} does not use security group {group_name}: its rules were left as they are",
+                instance.id
+            )),
+        },
+        None => log(format!("{} has no VPC: its security group was left as it is", instance.id)),
+    }
+    if !instance.imds_locked {
+        api.lock_instance_metadata(&instance.id).await?;
+        log(format!(
+            "{}: instance metadata now requires IMDSv2 tokens, hop limit 1 (containers cannot reach it)",
+            instance.id
+        ));
+    }
+    Ok(())
 }
 
 async fn ensure_key_pair<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl FnMut(String)) -> Result<String> {
@@ -292,6 +351,7 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
             return Err(Error::InstanceFailed { instance_id: existing.id, state: existing.state });
         }
         log(format!("server {} exists: instance {} ({}), reusing it", spec.name, existing.id, existing.state));
+        converge_existing(api, spec, &existing, log).await?;
         if let Some(at) = &spec.expires_at {
             move_expiry(api, &existing, at, log).await?;
             existing.expires_at = Some(at.clone());
@@ -344,6 +404,9 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
                 volume_throughput_mibps: spec.volume_throughput_mibps,
                 volume_iops: spec.volume_iops,
                 delete_on_termination: true,
+                encrypted: true,
+                kms_key_id: spec.kms_key_id.clone(),
+                metadata_hop_limit: 1,
                 spot,
                 // Spot one-time requests must terminate on interruption; a TTL
                 // server should stop costing money when it shuts itself down.

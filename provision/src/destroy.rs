@@ -17,6 +17,9 @@ pub struct DestroyReport {
     pub security_groups: Vec<String>,
     pub key_pairs: Vec<String>,
     pub addresses: Vec<String>,
+    /// Elastic IPs associated with its instance that image-provision did not
+    /// allocate for it (no managed tags naming it): kept, still allocated.
+    pub addresses_left_alone: Vec<String>,
     /// DNS records deleted, one record set a line.
     pub dns_records: Vec<String>,
     /// DNS records of the server's domain that were not made for it: kept.
@@ -45,13 +48,21 @@ pub async fn destroy<A: Ec2Api + Route53Api>(
     let mut report = DestroyReport { name: name.to_owned(), ..Default::default() };
     let instances: Vec<Instance> = api.find_instances(Some(name)).await?;
 
-    // The Elastic IPs of the instances, and any of NAME's own not (or no
-    // longer) associated, e.g. after a create killed before it associated one.
-    let mut addresses = api.managed_addresses(name).await?;
+    // NAME's own Elastic IPs, found by their tags (associated or not, e.g.
+    // after a create killed before it associated one). Another address
+    // associated with its instance is the account's, not ours: it stays
+    // allocated (it comes loose when the instance terminates) and is said.
+    let addresses = api.managed_addresses(name).await?;
     for instance in &instances {
         for address in api.addresses(&instance.id).await? {
-            if !addresses.iter().any(|a| a.allocation_id == address.allocation_id) {
-                addresses.push(address);
+            let ours = address.managed_for.as_deref() == Some(name);
+            if !ours && !report.addresses_left_alone.contains(&address.public_ip) {
+                log(format!(
+                    "left alone: Elastic IP {} ({}) on {} was not allocated by image-provision for {name}; \
+                     it stays allocated (release it yourself if nothing needs it)",
+                    address.public_ip, address.allocation_id, instance.id
+                ));
+                report.addresses_left_alone.push(address.public_ip);
             }
         }
     }
@@ -157,20 +168,68 @@ async fn delete_group_retrying<A: Ec2Api>(api: &A, group_id: &str) -> Result<()>
     }
 }
 
+/// What `destroy --expired` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ExpiredSweep {
+    pub destroyed: Vec<DestroyReport>,
+    /// Expired instances left alone because their name tag is not a server
+    /// name (an empty name, a path, ...): nothing of them was touched.
+    pub left_alone: Vec<BadlyNamed>,
+}
+
+/// An instance whose name tag image-provision will not act on.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadlyNamed {
+    pub instance_id: String,
+    /// The tag's value, as read.
+    pub name: String,
+}
+
+impl BadlyNamed {
+    /// What a person can do about it.
+    pub fn advice(&self) -> String {
+        format!(
+            "instance {} has expired, but its tag {}={:?} is not a server name, so it was left alone: \
+             terminate it in the EC2 console (or `aws ec2 terminate-instances --instance-ids {}`) if it is \
+             yours, or give it a valid name tag and run `ec2 destroy --expired` again",
+            self.instance_id,
+            tags::SERVER_NAME,
+            self.name,
+            self.instance_id
+        )
+    }
+}
+
+/// The expired managed servers at `now`: the names to destroy (each a valid
+/// server name), and the instances whose name tag is not one.
+pub fn expired(instances: Vec<Instance>, now: jiff::Timestamp) -> (Vec<String>, Vec<BadlyNamed>) {
+    let (mut names, mut bad) = (Vec::new(), Vec::new());
+    for i in instances.into_iter().filter(|i| i.has_expired(now)) {
+        if tags::is_server_name(&i.name) {
+            names.push(i.name);
+        } else {
+            bad.push(BadlyNamed { instance_id: i.id, name: i.name });
+        }
+    }
+    names.sort();
+    names.dedup();
+    (names, bad)
+}
+
 /// Destroy every managed server whose expires-at tag is before `now` (RFC 3339).
 pub async fn destroy_expired<A: Ec2Api + Route53Api>(
     api: &A,
     now: jiff::Timestamp,
     mut log: impl FnMut(String),
-) -> Result<Vec<DestroyReport>> {
-    let mut names: Vec<String> =
-        api.find_instances(None).await?.into_iter().filter(|i| i.has_expired(now)).map(|i| i.name).collect();
-    names.sort();
-    names.dedup();
-    let mut reports = Vec::new();
+) -> Result<ExpiredSweep> {
+    let (names, left_alone) = expired(api.find_instances(None).await?, now);
+    let mut sweep = ExpiredSweep { left_alone, ..Default::default() };
+    for bad in &sweep.left_alone {
+        log(bad.advice());
+    }
     for name in names {
         log(format!("{name} has expired"));
-        reports.push(destroy(api, &name, &mut log).await?);
+        sweep.destroyed.push(destroy(api, &name, &mut log).await?);
     }
-    Ok(reports)
+    Ok(sweep)
 }

@@ -84,7 +84,12 @@ struct Current {
     owned_by_server: bool,
 }
 
-async fn current<A: Route53Api>(api: &A, zone: &HostedZone, server: &str, domain: &str) -> Result<Current> {
+/// The ownership value this server writes: its name, account and region.
+async fn ownership_value<A: Ec2Api>(api: &A, server: &str) -> Result<String> {
+    Ok(tags::ownership_value(server, &api.account_id().await?, &api.region()))
+}
+
+async fn current<A: Ec2Api + Route53Api>(api: &A, zone: &HostedZone, server: &str, domain: &str) -> Result<Current> {
     let at_domain: Vec<RecordSet> = api
         .record_sets(&zone.id, &fqdn(domain))
         .await?
@@ -96,7 +101,8 @@ async fn current<A: Route53Api>(api: &A, zone: &HostedZone, server: &str, domain
         .await?
         .into_iter()
         .find(|r| r.kind == "TXT");
-    let owned_by_server = ownership.as_ref().is_some_and(|r| r.values.contains(&tags::ownership_value(server)));
+    let ours = [ownership_value(api, server).await?, tags::legacy_ownership_value(server)];
+    let owned_by_server = ownership.as_ref().is_some_and(|r| r.values.iter().any(|v| ours.contains(v)));
     Ok(Current { at_domain, ownership, owned_by_server })
 }
 
@@ -138,7 +144,7 @@ pub async fn publish<A: Ec2Api + Route53Api>(
         name: fqdn(&tags::ownership_record_name(domain)),
         kind: "TXT".into(),
         ttl: Some(RECORD_TTL),
-        values: vec![tags::ownership_value(server)],
+        values: vec![ownership_value(api, server).await?],
     };
     let mut changes: Vec<RecordChange> = wanted
         .iter()

@@ -32,6 +32,18 @@ fn filters(pairs: &[(&str, &str)]) -> Value {
     Value::Array(pairs.iter().map(|(n, v)| json!({"Name": n, "Values": v.split(',').collect::<Vec<_>>()})).collect())
 }
 
+/// One rule as EC2's IpPermission.
+fn permission(rule: &IngressRule) -> Value {
+    let mut perm = json!({"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port});
+    let range = if rule.is_ipv6() {
+        ("Ipv6Ranges", json!([{"CidrIpv6": rule.cidr}]))
+    } else {
+        ("IpRanges", json!([{"CidrIp": rule.cidr}]))
+    };
+    perm[range.0] = range.1;
+    perm
+}
+
 fn tags_json(tags: &[Tag]) -> Value {
     Value::Array(tags.iter().map(|t| json!({"Key": t.key, "Value": t.value})).collect())
 }
@@ -140,20 +152,15 @@ impl Ec2Api for DryRunApi {
     }
 
     async fn authorize_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()> {
-        let perms: Vec<Value> = rules
-            .iter()
-            .map(|rule| {
-                let range = if rule.is_ipv6() {
-                    json!({"Ipv6Ranges": [{"CidrIpv6": rule.cidr}]})
-                } else {
-                    json!({"IpRanges": [{"CidrIp": rule.cidr}]})
-                };
-                let mut perm = json!({"IpProtocol": "tcp", "FromPort": rule.port, "ToPort": rule.port});
-                perm.as_object_mut().unwrap().extend(range.as_object().unwrap().clone());
-                perm
-            })
-            .collect();
+        let perms: Vec<Value> = rules.iter().map(permission).collect();
         self.call("AuthorizeSecurityGroupIngress", json!({"GroupId": group_id, "IpPermissions": perms}));
+        Ok(())
+    }
+
+    async fn revoke_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()> {
+        for rule in rules {
+            self.call("RevokeSecurityGroupIngress", json!({"GroupId": group_id, "IpPermissions": [permission(rule)]}));
+        }
         Ok(())
     }
 
@@ -224,7 +231,16 @@ impl Ec2Api for DryRunApi {
         if let Some(i) = r.volume_iops {
             ebs.insert("Iops".into(), json!(i));
         }
+        ebs.insert("Encrypted".into(), json!(r.encrypted));
+        ebs.insert(
+            "KmsKeyId".into(),
+            json!(r.kms_key_id.as_deref().unwrap_or("<the account's default EBS key (aws/ebs)>")),
+        );
         let p = params.as_object_mut().unwrap();
+        p.insert(
+            "MetadataOptions".into(),
+            json!({"HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": r.metadata_hop_limit}),
+        );
         if r.shutdown_terminates {
             p.insert("InstanceInitiatedShutdownBehavior".into(), json!("terminate"));
         }
@@ -254,6 +270,7 @@ impl Ec2Api for DryRunApi {
             image_id: Some(r.image_id.clone()),
             volume_ids: Vec::new(),
             domain: tags::value_of(&r.instance_tags, tags::DOMAIN),
+            imds_locked: true,
         })
     }
 
@@ -281,6 +298,23 @@ impl Ec2Api for DryRunApi {
     async fn terminate_instance(&self, instance_id: &str) -> Result<()> {
         self.call("TerminateInstances", json!({"InstanceIds": [instance_id]}));
         Ok(())
+    }
+
+    async fn lock_instance_metadata(&self, instance_id: &str) -> Result<()> {
+        self.call(
+            "ModifyInstanceMetadataOptions",
+            json!({"InstanceId": instance_id, "HttpEndpoint": "enabled", "HttpTokens": "required", "HttpPutResponseHopLimit": 1}),
+        );
+        Ok(())
+    }
+
+    async fn account_id(&self) -> Result<String> {
+        self.service_call("sts", "GetCallerIdentity", json!({}));
+        Ok("<account id>".into())
+    }
+
+    fn region(&self) -> String {
+        "<region>".into()
     }
 
     async fn create_tags(&self, resource_ids: &[String], tags: &[Tag]) -> Result<()> {
@@ -312,6 +346,7 @@ impl Ec2Api for DryRunApi {
             public_ip: "<new Elastic IP>".into(),
             instance_id: None,
             domain: tags::value_of(address_tags, tags::DOMAIN),
+            managed_for: tags::value_of(address_tags, tags::SERVER_NAME),
         })
     }
 

@@ -23,7 +23,7 @@ pub mod tags;
 pub use api::*;
 pub use connect::{AwsOptions, ConnectError, KNOWN_REGIONS, check_region, connect};
 pub use create::{CreateReport, Created, SshReady, associate_elastic_ip, create, wait_for_ssh};
-pub use destroy::{DestroyReport, destroy, destroy_expired};
+pub use destroy::{BadlyNamed, DestroyReport, ExpiredSweep, destroy, destroy_expired, expired};
 pub use dry::DryRunApi;
 pub use error::{AwsError, Error, Result};
 pub use sdk::SdkApi;

@@ -15,28 +15,42 @@ pub struct SdkApi {
     client: Client,
     route53: aws_sdk_route53::Client,
     pricing: aws_sdk_pricing::Client,
+    sts: aws_sdk_sts::Client,
+    region: String,
+    /// Asked once a command.
+    account: tokio::sync::OnceCell<String>,
 }
 
 impl SdkApi {
-    pub fn new(client: Client, route53: aws_sdk_route53::Client, pricing: aws_sdk_pricing::Client) -> Self {
-        SdkApi { client, route53, pricing }
+    pub fn new(
+        client: Client,
+        route53: aws_sdk_route53::Client,
+        pricing: aws_sdk_pricing::Client,
+        sts: aws_sdk_sts::Client,
+        region: String,
+    ) -> Self {
+        SdkApi { client, route53, pricing, sts, region, account: Default::default() }
     }
 
     async fn authorize(&self, group_id: &str, rules: &[IngressRule]) -> std::result::Result<(), AwsError> {
         let mut req = self.client.authorize_security_group_ingress().group_id(group_id);
         for rule in rules {
-            let perm =
-                t::IpPermission::builder().ip_protocol("tcp").from_port(rule.port.into()).to_port(rule.port.into());
-            let perm = if rule.is_ipv6() {
-                perm.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(&rule.cidr).build())
-            } else {
-                perm.ip_ranges(t::IpRange::builder().cidr_ip(&rule.cidr).build())
-            };
-            req = req.ip_permissions(perm.build());
+            req = req.ip_permissions(permission(rule));
         }
         req.send().await.map_err(aws("AuthorizeSecurityGroupIngress"))?;
         Ok(())
     }
+}
+
+/// One rule as EC2's IpPermission.
+fn permission(rule: &IngressRule) -> t::IpPermission {
+    let perm = t::IpPermission::builder().ip_protocol("tcp").from_port(rule.port.into()).to_port(rule.port.into());
+    let perm = if rule.is_ipv6() {
+        perm.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(&rule.cidr).build())
+    } else {
+        perm.ip_ranges(t::IpRange::builder().cidr_ip(&rule.cidr).build())
+    };
+    perm.build()
 }
 
 /// Turn an SDK error into ours, keeping AWS's code and message.
@@ -150,6 +164,9 @@ fn instance_from(i: &t::Instance) -> Instance {
             .map(str::to_owned)
             .collect(),
         domain: tag_value(tags, tags::DOMAIN),
+        imds_locked: i.metadata_options().is_some_and(|m| {
+            m.http_tokens() == Some(&t::HttpTokensState::Required) && m.http_put_response_hop_limit() == Some(1)
+        }),
     }
 }
 
@@ -160,6 +177,9 @@ fn address_from(a: &t::Address) -> Option<Address> {
         public_ip: a.public_ip().unwrap_or_default().to_owned(),
         instance_id: a.instance_id().filter(|id| !id.is_empty()).map(str::to_owned),
         domain: tag_value(a.tags(), tags::DOMAIN),
+        managed_for: (tag_value(a.tags(), tags::MANAGED).as_deref() == Some("true"))
+            .then(|| tag_value(a.tags(), tags::SERVER_NAME))
+            .flatten(),
     })
 }
 
@@ -318,6 +338,19 @@ impl Ec2Api for SdkApi {
         Ok(())
     }
 
+    async fn revoke_ingress(&self, group_id: &str, rules: &[IngressRule]) -> Result<()> {
+        // One call per rule: a rule already gone fails its own call only.
+        for rule in rules {
+            let req = self.client.revoke_security_group_ingress().group_id(group_id).ip_permissions(permission(rule));
+            match req.send().await.map_err(aws("RevokeSecurityGroupIngress")) {
+                Ok(_) => {}
+                Err(e) if e.is("InvalidPermission.NotFound") => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     async fn delete_security_group(&self, group_id: &str) -> Result<()> {
         self.client.delete_security_group().group_id(group_id).send().await.map_err(aws("DeleteSecurityGroup"))?;
         Ok(())
@@ -406,6 +439,8 @@ impl Ec2Api for SdkApi {
                     .device_name(&r.root_device_name)
                     .ebs(
                         t::EbsBlockDevice::builder()
+                            .encrypted(r.encrypted)
+                            .set_kms_key_id(r.kms_key_id.clone())
                             .volume_size(r.volume_size_gib)
                             .volume_type(t::VolumeType::from(r.volume_type.as_str()))
                             .set_throughput(r.volume_throughput_mibps)
@@ -413,6 +448,13 @@ impl Ec2Api for SdkApi {
                             .delete_on_termination(r.delete_on_termination)
                             .build(),
                     )
+                    .build(),
+            )
+            .metadata_options(
+                t::InstanceMetadataOptionsRequest::builder()
+                    .http_endpoint(t::InstanceMetadataEndpointState::Enabled)
+                    .http_tokens(t::HttpTokensState::Required)
+                    .http_put_response_hop_limit(r.metadata_hop_limit)
                     .build(),
             )
             .tag_specifications(tag_spec(t::ResourceType::Instance, &r.instance_tags))
@@ -488,6 +530,38 @@ impl Ec2Api for SdkApi {
         Ok(())
     }
 
+    async fn lock_instance_metadata(&self, instance_id: &str) -> Result<()> {
+        self.client
+            .modify_instance_metadata_options()
+            .instance_id(instance_id)
+            .http_endpoint(t::InstanceMetadataEndpointState::Enabled)
+            .http_tokens(t::HttpTokensState::Required)
+            .http_put_response_hop_limit(1)
+            .send()
+            .await
+            .map_err(aws("ModifyInstanceMetadataOptions"))?;
+        Ok(())
+    }
+
+    async fn account_id(&self) -> Result<String> {
+        let id = self
+            .account
+            .get_or_try_init(|| async {
+                let out = self.sts.get_caller_identity().send().await.map_err(aws("GetCallerIdentity"))?;
+                out.account().map(str::to_owned).ok_or_else(|| AwsError {
+                    action: "GetCallerIdentity",
+                    code: None,
+                    message: "the answer named no account".into(),
+                })
+            })
+            .await?;
+        Ok(id.clone())
+    }
+
+    fn region(&self) -> String {
+        self.region.clone()
+    }
+
     async fn create_tags(&self, resource_ids: &[String], tags: &[Tag]) -> Result<()> {
         let mut req = self.client.create_tags();
         for id in resource_ids {
@@ -527,6 +601,7 @@ impl Ec2Api for SdkApi {
             public_ip: out.public_ip().unwrap_or_default().to_owned(),
             instance_id: None,
             domain: tags::value_of(address_tags, tags::DOMAIN),
+            managed_for: tags::value_of(address_tags, tags::SERVER_NAME),
         })
     }
 

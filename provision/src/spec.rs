@@ -77,8 +77,15 @@ pub struct CreateSpec {
     /// gp3's throughput and IOPS; None: EBS's defaults.
     pub volume_throughput_mibps: Option<i32>,
     pub volume_iops: Option<i32>,
+    /// The KMS key the root volume is encrypted with; None: the account's
+    /// default EBS key. The volume is encrypted either way.
+    pub kms_key_id: Option<String>,
     pub subnet: Option<String>,
     pub ssh_cidrs: Vec<String>,
+    /// `ssh_cidrs` were asked for in this run (a flag or the config file),
+    /// not the default: only then does a re-run change an existing group's
+    /// SSH rules to them.
+    pub ssh_cidrs_asked: bool,
     pub key: KeySource,
     pub spot: bool,
     pub spot_only: bool,

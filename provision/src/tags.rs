@@ -17,6 +17,18 @@ pub const DOMAIN: &str = "image-provision:domain";
 /// site-verification values there, and a name holding a CNAME can hold no TXT.
 pub const OWNERSHIP_LABEL: &str = "_image-provision";
 
+/// Whether `name` is a server name: a DNS label (1 to 63 lowercase letters,
+/// digits and hyphens, no hyphen at either end). Typed names are checked
+/// against it, and so is every name read back from a tag before it names
+/// anything: a tag is anyone's to write who may tag instances.
+pub fn is_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
 /// The name given to the security group and the key pair of server `name`.
 pub fn resource_name(name: &str) -> String {
     format!("image-provision-{name}")
@@ -41,8 +53,18 @@ pub fn ownership_record_name(domain: &str) -> String {
     format!("{OWNERSHIP_LABEL}.{domain}")
 }
 
-/// The ownership TXT value for server NAME, quoted as Route 53 stores TXT values.
-pub fn ownership_value(name: &str) -> String {
+/// The ownership TXT value for server NAME of `account` in `region`, quoted
+/// as Route 53 stores TXT values. A server is known by all three: two
+/// servers called `demo` in two regions (or two accounts sharing a hosted
+/// zone) are two owners.
+pub fn ownership_value(name: &str, account: &str, region: &str) -> String {
+    format!("\"heritage=image-provision,server={name},account={account},region={region}\"")
+}
+
+/// The value versions before the account and the region wrote: still read as
+/// NAME's own, so that servers made then keep their records (a publish
+/// rewrites it in the form above).
+pub fn legacy_ownership_value(name: &str) -> String {
     format!("\"heritage=image-provision,server={name}\"")
 }
 

@@ -38,7 +38,7 @@ fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool, extra: &[
 /// Make the host key create will hand over, and install it on the host as
 /// cloud-init would from the user data.
 fn host_key_installed(env: &Ec2Env, host: &TestHost, name: &str) -> String {
-    let dir = env.state_dir().join(name);
+    let dir = env.server_dir(name);
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("ssh_host_ed25519_key");
     let st = Command::new("ssh-keygen")
@@ -114,7 +114,7 @@ fn ec2_create_runs_the_host_steps_verifying_the_handed_over_host_key() {
     assert!(host.sh("nvidia-smi").status.success(), "GPU verified on the host");
     assert!(host.sh_ok("getent group docker").contains("ubuntu"));
     // The key the host served is the one recorded for it, from user data.
-    let known = std::fs::read_to_string(env.state_dir().join("e2e/known_hosts")).unwrap();
+    let known = std::fs::read_to_string(env.server_dir("e2e").join("known_hosts")).unwrap();
     let key_fields: Vec<&str> = public.split_whitespace().take(2).collect();
     assert!(known.contains(&format!("{} {}", host.ip, key_fields.join(" "))), "{known}");
 

@@ -139,7 +139,7 @@ fn the_elastic_ip_is_tagged_associated_reused_and_released() {
         )),
         "{text}"
     );
-    let known_hosts = std::fs::read_to_string(env.state_dir().join("eip/known_hosts")).unwrap();
+    let known_hosts = std::fs::read_to_string(env.server_dir("eip").join("known_hosts")).unwrap();
     assert!(known_hosts.starts_with(&format!("{ip} ")), "{known_hosts}");
 
     // A re-run, as JSON: the same address, no second one.
@@ -182,7 +182,11 @@ fn records_go_to_the_longest_public_zone_and_only_ours_leave_with_the_server() {
     let (_, ip) = instance(&env, "srv");
     let ours = vec![
         record("srv.lab.example.org.", "A", &ip),
-        record("_image-provision.srv.lab.example.org.", "TXT", "\"heritage=image-provision,server=srv\""),
+        record(
+            "_image-provision.srv.lab.example.org.",
+            "TXT",
+            "\"heritage=image-provision,server=srv,account=123456789012,region=us-east-1\"",
+        ),
     ];
     let mut expected = ours.clone();
     expected.push(other.clone());

@@ -286,7 +286,7 @@ fn bad_input_is_refused_before_any_aws_call() {
     assert_eq!(with_region.status.code(), Some(2));
     assert!(stderr(&with_region).contains("unknown AWS region \"mars-north-1\""), "{}", stderr(&with_region));
     assert!(actions(&env).is_empty(), "AWS was called: {:?}", actions(&env));
-    assert!(!env.state_dir().join("ok").exists(), "a key was generated for refused input");
+    assert!(!env.server_dir("ok").exists(), "a key was generated for refused input");
 }
 
 #[test]
@@ -303,7 +303,7 @@ fn no_credentials_is_explained_and_calls_nothing() {
     let err = stderr(&out);
     assert!(err.contains("no AWS credentials found") && err.contains("aws configure"), "{err}");
     assert!(actions(&env).is_empty(), "{:?}", actions(&env));
-    assert!(!env.state_dir().join("nocreds").exists());
+    assert!(!env.server_dir("nocreds").exists());
 }
 
 /// The README's first command: needs no credentials and no network, and

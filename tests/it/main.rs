@@ -23,6 +23,9 @@ mod ec2_dns;
 mod ec2_errors;
 /// `ec2 create | list | destroy` against moto, read back with the SDK.
 mod ec2_lifecycle;
+/// Touch only what is ours: tags from others, foreign addresses, narrowing,
+/// DNS ownership, secure instance defaults, against moto.
+mod ec2_ours;
 /// --env-file files read as the real compose reads them, case by case.
 mod env_files;
 /// The remote crate against a test host: sudo users, reboots.

@@ -141,6 +141,11 @@ impl Ec2Env {
         self.dir.path().join("state")
     }
 
+    /// Server NAME's own directory in the state directory (keys, known_hosts).
+    pub fn server_dir(&self, name: &str) -> PathBuf {
+        self.state_dir().join("servers").join(name)
+    }
+
     /// The binary with AWS pointed at this environment and nothing read from
     /// the real user's configuration.
     pub fn cmd(&self) -> Command {
