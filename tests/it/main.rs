@@ -25,6 +25,9 @@ mod ec2_errors;
 mod ec2_lifecycle;
 /// --env-file files read as the real compose reads them, case by case.
 mod env_files;
+/// Hostile values for every value-taking flag of every subcommand: exit 2
+/// and a message, never a panic or a hang, nothing created.
+mod flags;
 /// The remote crate against a test host: sudo users, reboots.
 mod remote_on_testhost;
 /// The test host harness itself, through OpenSSH's client.
