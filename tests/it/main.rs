@@ -32,6 +32,9 @@ mod flags;
 mod remote_on_testhost;
 /// The test host harness itself, through OpenSSH's client.
 mod testhost_selftest;
+/// A create at trace level logs no secret: not the host key, the user
+/// data or the AWS secret key.
+mod trace_log;
 /// What runs on a bootstrapped server by itself: units, timers, a reboot.
 mod upkeep;
 /// `verify` and `update` on a finished test host.
