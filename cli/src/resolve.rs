@@ -798,6 +798,11 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         )?,
     };
     if let Some(model) = &local_llm.model {
+        if model.len() > 128 || !model.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
+            return Err(UsageError::new(format!("--llm-model {} is not a model id", shown(model))).hint(
+                "a Hugging Face model id such as Qwen/Qwen2.5-VL-3B-Instruct (README.md, \"Local LLM\", lists them)",
+            ));
+        }
         // Known here, so a typo stops before anything is installed.
         image_provision_playbooks::steps::llm::size(f64::MAX, Some(model))
             .map_err(|e| UsageError::new(e).hint(image_provision_playbooks::steps::llm::TOO_SMALL_HINT))?;
@@ -936,14 +941,16 @@ fn read_env_file(spec: &str) -> Result<(String, Vec<u8>), UsageError> {
             .hint(format!("NAME is one of {known}")));
     }
     let bytes = std::fs::read(path).map_err(|e| {
+        let path = plain(path);
         UsageError::new(format!("--env-file {name}={path}: cannot read {path}: {e}"))
             .hint("give the path of an existing file on this machine; nothing was changed on the host")
     })?;
     let text = String::from_utf8(bytes).map_err(|_| {
-        UsageError::new(format!("--env-file {name}={path}: not UTF-8 text")).hint("nothing was changed on the host")
+        UsageError::new(format!("--env-file {name}={}: not UTF-8 text", plain(path)))
+            .hint("nothing was changed on the host")
     })?;
     validate::check_env_file(name, &text).map_err(|e| {
-        UsageError::new(format!("--env-file {name}={path}: {e}")).hint(
+        UsageError::new(format!("--env-file {name}={}: {e}", plain(path))).hint(
             "fix the file (KEY=value lines as compose reads them: `KEY = value`, quotes, `export `, # comments are fine) and run again; nothing was changed on the host",
         )
     })?;
@@ -1343,6 +1350,59 @@ mod tests {
         assert!(e.message.contains("are for gp3 volumes"), "{e}");
         let e = create_with(&|a| a.ttl = Some("-4h".into()), &file).err().unwrap();
         assert_eq!(e.message, "--ttl \"-4h\" is not a duration of at least 1s: it is negative");
+    }
+
+    /// Values that cannot be right are refused, each naming its flag;
+    /// a URL's credentials are never shown back, and the hint says where
+    /// they go.
+    #[test]
+    fn values_that_cannot_be_right_are_refused() {
+        let file = ConfigFile::default();
+        let refused = |f: &dyn Fn(&mut CreateArgs)| create_with(f, &file).expect_err("refused");
+        assert!(refused(&|a| a.subnet = Some("subnet-123".into())).message.starts_with("--subnet"));
+        assert!(create_with(&|a| a.subnet = Some("subnet-0123456789abcdef0".into()), &file).is_ok());
+        for bad in ["g5", "{{x}}", "G5.xlarge", "g5.xlarge\n"] {
+            assert!(refused(&|a| a.instance_type = Some(bad.into())).message.starts_with("--instance-type"), "{bad}");
+        }
+        assert!(create_with(&|a| a.instance_type = Some("g6e.2xlarge".into()), &file).is_ok());
+        assert!(refused(&|a| a.ami = Some("ami-123".into())).message.contains("is not an AMI id"));
+        assert!(refused(&|a| a.aws.profile = Some("a b".into())).message.starts_with("--profile"));
+        assert!(create_with(&|a| a.aws.profile = Some("lab".into()), &file).is_ok());
+        for bad in ["1000", &"a".repeat(33), "-u"] {
+            assert!(refused(&|a| a.ssh_user = Some(bad.into())).message.starts_with("--ssh-user"), "{bad}");
+        }
+        let e = refused(&|a| a.ttl = Some("366d".into()));
+        assert_eq!(e.message, "--ttl \"366d\" is longer than 365d, the most any time limit or expiry takes");
+        assert!(create_with(&|a| a.ttl = Some("365d".into()), &file).is_ok());
+        let e = refused(&|a| a.steps.repo_url = Some("https://me:ghp_s3cr3t@github.com/x/y.git".into()));
+        assert!(e.message.starts_with("--repo-url: ") && !e.message.contains("s3cr3t"), "{e}");
+        assert_eq!(e.hint.as_deref(), Some(CREDENTIALS_HINT));
+        let e = refused(&|a| a.steps.overpass_url = Some("https://example.org/{{x}}".into()));
+        assert!(
+            e.message.starts_with("--overpass-url: ") && e.hint.unwrap().contains("overpass-api.de"),
+            "{}",
+            e.message
+        );
+        let e = refused(&|a| a.steps.nvidia_repo_key = Some("http://example.org/key".into()));
+        assert!(e.message.contains("is not an https:// URL"), "{e}");
+        let e = refused(&|a| {
+            a.steps.no_llm = false;
+            a.steps.llm = Some("local".into());
+            a.steps.llm_model = Some("a\nb".into());
+        });
+        assert_eq!(e.message, "--llm-model \"a\\nb\" is not a model id");
+        for bad in ["root@{{x}}", "{{x}}@example.org", "root@999", "root@exa mple.org"] {
+            let a = BootstrapArgs { host: bad.into(), ..Default::default() };
+            let e = bootstrap(&a, &HostConfig::default(), &hooks()).err().expect("refused");
+            assert!(e.message.starts_with("--host"), "{bad}: {e}");
+        }
+        // verify --host: the flags for an EC2 server are checked all the same.
+        let mut v = ServerArgs { host: Some("admin@203.0.113.7".into()), ..Default::default() };
+        v.aws.region = Some("{{x}}".into());
+        assert!(server(&v, &file, &hooks()).is_err());
+        v.aws.region = None;
+        v.ssh_user = Some("{{x}}".into());
+        assert!(server(&v, &file, &hooks()).is_err());
     }
 
     #[test]
