@@ -182,7 +182,7 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_NVIDIA_REPO", value_name = "SOURCE")]
     pub nvidia_repo: Option<String>,
 
-    /// URL of the ASCII-armored key that signs --nvidia-repo (https:// or file://)
+    /// URL of the ASCII-armored key that signs --nvidia-repo (https://, or file:///PATH on the host)
     /// [default: https://nvidia.github.io/libnvidia-container/gpgkey]
     #[arg(long, env = "IMAGE_PROVISION_NVIDIA_REPO_KEY", value_name = "URL")]
     pub nvidia_repo_key: Option<String>,

@@ -35,7 +35,43 @@ pub fn main() -> i32 {
     }
 }
 
+/// The libraries that log what goes over the wire at trace level: the AWS
+/// SDK's request and response bodies (RunInstances' user data carries the
+/// server's SSH host private key) and signing (credentials, session
+/// tokens), HTTP and TLS, and SSH's packets (the env files' credentials
+/// go over a channel's stdin). Their trace never reaches the log, whatever
+/// `IMAGE_PROVISION_LOG` asks for; their debug and above still do.
+const WIRE_TARGETS: &[&str] = &[
+    "aws_config",
+    "aws_credential_types",
+    "aws_runtime",
+    "aws_sdk_",
+    "aws_sigv4",
+    "aws_smithy_",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "log",
+    "reqwest",
+    "russh",
+    "rustls",
+    "ssh_key",
+    "tokio_rustls",
+    "tower",
+];
+
+/// `target` is one of [`WIRE_TARGETS`] or a module of one.
+fn is_wire(target: &str) -> bool {
+    WIRE_TARGETS.iter().any(|w| {
+        target.strip_prefix(w).is_some_and(|rest| rest.is_empty() || rest.starts_with("::") || w.ends_with('_'))
+    })
+}
+
 fn init_tracing(verbose: u8) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{FilterExt, filter_fn};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let default = match verbose {
         0 => "warn",
         1 => "info,image_provision=debug",
@@ -43,7 +79,9 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMAGE_PROVISION_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    let no_wire_trace = filter_fn(|meta| !(*meta.level() == tracing::Level::TRACE && is_wire(meta.target())));
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false);
+    tracing_subscriber::registry().with(stderr.with_filter(filter.and(no_wire_trace))).init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,5 +94,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Resolved::Bootstrap(s) => bootstrap::run(s).await,
         Resolved::Verify(s) => verify_update::verify(s).await,
         Resolved::Update(s) => verify_update::update(s).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_wire;
+
+    #[test]
+    fn the_wire_targets_are_the_libraries_and_their_modules_only() {
+        for wire in
+            ["aws_smithy_runtime::client::orchestrator", "aws_sdk_ec2", "aws_sigv4", "russh::client", "hyper", "log"]
+        {
+            assert!(is_wire(wire), "{wire}");
+        }
+        for ours in ["image_provision_cli", "remote", "hyperlocal_x", "logger", "aws"] {
+            assert!(!is_wire(ours), "{ours}");
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use image_provision_playbooks::report::ReportOptions;
 use image_provision_playbooks::settings::{self, Config, ImageConfig, Llm, Profile, Upkeep};
-use image_provision_playbooks::validate;
+use image_provision_playbooks::validate::{self, shown};
 use image_provision_provision::AwsOptions;
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
@@ -53,7 +53,7 @@ impl TestHooks {
         let ssh_addr = var(TEST_SSH_ADDR)
             .map(|v| {
                 v.parse().map_err(|_| {
-                    UsageError::new(format!("{TEST_SSH_ADDR}={v:?} is not an address"))
+                    UsageError::new(format!("{TEST_SSH_ADDR}={} is not an address", shown(&v)))
                         .hint("write it as 127.0.0.1:2222")
                 })
             })
@@ -91,18 +91,23 @@ pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Resul
     })
 }
 
+/// The longest duration any flag takes: a year. Longer cannot be meant
+/// (and a time limit far beyond it overflows the clocks it is added to).
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A duration flag: at least a second (the host's scripts count whole
-/// seconds, and EC2's tags whole seconds too).
+/// seconds, and EC2's tags whole seconds too), at most [`MAX_DURATION`].
 pub fn duration(flag: &str, value: &str) -> Result<Duration, UsageError> {
     duration_at_least(flag, value, Duration::from_secs(1))
 }
 
-/// A duration flag of at least `min`; the message names the flag and the
-/// least it takes, whatever was wrong (a negative one, a typo, too short).
+/// A duration flag of at least `min` (and at most [`MAX_DURATION`]); the
+/// message names the flag and the least it takes, whatever was wrong (a
+/// negative one, a typo, too short), or the most.
 fn duration_at_least(flag: &str, value: &str, min: Duration) -> Result<Duration, UsageError> {
     let least = humantime::format_duration(min);
     let refused = |why: String| {
-        UsageError::new(format!("{flag} {value:?} is not a duration of at least {least}: {why}"))
+        UsageError::new(format!("{flag} {} is not a duration of at least {least}: {why}", shown(value)))
             .hint("write it like 30s, 30m, 4h or 2d")
     };
     if value.trim_start().starts_with('-') {
@@ -111,6 +116,13 @@ fn duration_at_least(flag: &str, value: &str, min: Duration) -> Result<Duration,
     let d = humantime::parse_duration(value).map_err(|e| refused(e.to_string()))?;
     if d < min {
         return Err(refused("too short".into()));
+    }
+    if d > MAX_DURATION {
+        return Err(UsageError::new(format!(
+            "{flag} {} is longer than 365d, the most any time limit or expiry takes",
+            shown(value)
+        ))
+        .hint("write it like 30s, 30m, 4h or 2d"));
     }
     Ok(d)
 }
@@ -214,13 +226,19 @@ impl WholeNumber {
                 .ok()
                 .and_then(in_range)
                 .map(Some)
-                .ok_or_else(|| self.refused(format!("{} {text}", self.flag))),
+                .ok_or_else(|| self.refused(format!("{} {}", self.flag, plain(text)))),
             (None, Some(n)) => {
                 in_range(n).map(Some).ok_or_else(|| self.refused(format!("config file: [ec2] {} = {n}", self.key)))
             }
             (None, None) => Ok(None),
         }
     }
+}
+
+/// A value as a message shows it: as it is when short and printable, else
+/// as [`shown`] shows it (quoted, escaped, cut short).
+fn plain(v: &str) -> String {
+    if v.chars().count() <= 64 && !v.chars().any(char::is_control) { v.to_string() } else { shown(v) }
 }
 
 fn duration_or(flag: &str, value: Option<&String>, default: Duration) -> Result<Duration, UsageError> {
@@ -233,7 +251,7 @@ pub fn check_name(name: &str) -> Result<(), UsageError> {
     if image_provision_provision::tags::is_server_name(name) {
         Ok(())
     } else {
-        Err(UsageError::new(format!("server name {name:?} is not a DNS label")).hint(
+        Err(UsageError::new(format!("server name {} is not a DNS label", shown(name))).hint(
             "use 1 to 63 lowercase letters, digits and hyphens, not starting or ending with a hyphen, e.g. image-test-1",
         ))
     }
@@ -269,7 +287,7 @@ fn check_kms_key(key: &str) -> Result<(), UsageError> {
     if key_id(key) || alias(key) || arn(key) {
         return Ok(());
     }
-    Err(UsageError::new(format!("--kms-key {key:?} is not a KMS key")).hint(
+    Err(UsageError::new(format!("--kms-key {} is not a KMS key", shown(key))).hint(
         "give a key id (1234abcd-12ab-34cd-56ef-1234567890ab), alias/NAME, or the ARN of either; \
          leave it out for the account's default EBS key",
     ))
@@ -281,7 +299,7 @@ fn check_region_name(region: &str) -> bool {
 
 fn check_cidr(cidr: &str) -> Result<(), UsageError> {
     let bad = || {
-        UsageError::new(format!("--ssh-cidr {cidr:?} is not a CIDR block"))
+        UsageError::new(format!("--ssh-cidr {} is not a CIDR block", shown(cidr)))
             .hint("write it like 203.0.113.7/32 or 2001:db8::/48")
     };
     let (addr, len) = cidr.split_once('/').ok_or_else(bad)?;
@@ -294,7 +312,7 @@ fn check_cidr(cidr: &str) -> Result<(), UsageError> {
 }
 
 pub fn unknown_region(region: &str) -> UsageError {
-    UsageError::new(format!("unknown AWS region {region:?}"))
+    UsageError::new(format!("unknown AWS region {}", shown(region)))
         .hint(format!("use one of: {}", image_provision_provision::KNOWN_REGIONS.join(", ")))
 }
 
@@ -302,6 +320,9 @@ pub fn unknown_region(region: &str) -> UsageError {
 fn aws_options(args: &AwsArgs, file: &Ec2Config, hooks: &TestHooks) -> Result<AwsOptions, UsageError> {
     for r in args.region.iter().chain(file.region.iter()) {
         image_provision_provision::check_region(r).map_err(|_| unknown_region(r))?;
+    }
+    for p in args.profile.iter().chain(file.profile.iter()) {
+        check_profile(p)?;
     }
     Ok(AwsOptions {
         region: args.region.clone(),
@@ -312,19 +333,54 @@ fn aws_options(args: &AwsArgs, file: &Ec2Config, hooks: &TestHooks) -> Result<Aw
     })
 }
 
+/// An AWS profile's name, as it stands in ~/.aws/config's `[profile NAME]`.
+fn check_profile(p: &str) -> Result<(), UsageError> {
+    let ok = !p.is_empty()
+        && p.len() <= 128
+        && p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+=,@".contains(&b))
+        && !p.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!("--profile {} is not an AWS profile name", shown(p)))
+            .hint("give the name of a profile in ~/.aws/config (`aws configure list-profiles` lists them)"))
+    }
+}
+
+/// A login name as useradd takes it: at most 32 of letters, digits, `.`,
+/// `_` and `-`, not starting with `-`, not digits alone.
+fn is_user_name(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 32
+        && user.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !user.starts_with('-')
+        && !user.bytes().all(|b| b.is_ascii_digit())
+}
+
 fn ssh_user(flag: Option<&String>, file: Option<&String>) -> Result<String, UsageError> {
     let user = flag.or(file).cloned().unwrap_or_else(|| DEFAULT_SSH_USER.into());
-    if user.is_empty() || !user.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(UsageError::new(format!("--ssh-user {user:?} is not a user name"))
+    if !is_user_name(&user) {
+        return Err(UsageError::new(format!("--ssh-user {} is not a user name", shown(&user)))
             .hint("the AMI's login user, e.g. ubuntu"));
     }
     Ok(user)
 }
 
+/// --host: its user a login name, its host a host name or an IP address.
 fn target(host: &str) -> Result<Target, UsageError> {
-    host.parse().map_err(|e: image_provision_remote::Error| {
-        UsageError::new(format!("--host: {e}")).hint("e.g. --host ubuntu@203.0.113.7 or --host admin@example.org:2222")
-    })
+    let hint = "e.g. --host ubuntu@203.0.113.7 or --host admin@example.org:2222";
+    let target: Target =
+        host.parse().map_err(|e: image_provision_remote::Error| UsageError::new(format!("--host: {e}")).hint(hint))?;
+    if !is_user_name(&target.user) {
+        return Err(UsageError::new(format!("--host: the user {} is not a user name", shown(&target.user))).hint(hint));
+    }
+    let address = target.host.parse::<IpAddr>().is_ok();
+    if !address && !validate::is_host_name(&target.host) {
+        return Err(
+            UsageError::new(format!("--host: {} is not a host name or IP address", shown(&target.host))).hint(hint)
+        );
+    }
+    Ok(target)
 }
 
 /// --identity: a private key file that exists. `otherwise`: what logs in
@@ -357,6 +413,25 @@ fn stack_timeouts(
 
 fn policy(accept_new: bool) -> HostKeyPolicy {
     if accept_new { HostKeyPolicy::AcceptNew } else { HostKeyPolicy::Strict }
+}
+
+/// An EC2 id: `prefix` and 8 or 17 lowercase hex digits.
+fn is_resource_id(id: &str, prefix: &str) -> bool {
+    id.strip_prefix(prefix).is_some_and(|hex| {
+        matches!(hex.len(), 8 | 17) && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// An EC2 instance type: FAMILY.SIZE, lowercase letters, digits and hyphens.
+fn check_instance_type(t: &str) -> Result<(), UsageError> {
+    let word = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok = t.len() <= 32 && t.split_once('.').is_some_and(|(family, size)| word(family) && word(size));
+    if ok {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!("--instance-type {} is not an EC2 instance type", shown(t)))
+            .hint("instance types look like g5.xlarge or g6e.2xlarge"))
+    }
 }
 
 /// `ec2 create`, resolved.
@@ -405,7 +480,8 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     let ubuntu = match (&args.ubuntu, &f.ubuntu) {
         (Some(u), _) => *u,
         (None, Some(s)) => Ubuntu::from_str(s, false).map_err(|_| {
-            UsageError::new(format!("config file: ubuntu = {s:?} is not supported")).hint("use \"22.04\" or \"24.04\"")
+            UsageError::new(format!("config file: ubuntu = {} is not supported", shown(s)))
+                .hint("use \"22.04\" or \"24.04\"")
         })?,
         (None, None) => Ubuntu::Jammy,
     };
@@ -418,21 +494,28 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         }
         Some("dlami") => image_provision_provision::BaseImage::Dlami,
         Some(other) => {
-            return Err(UsageError::new(format!("--base-image {other:?} is not a base image"))
+            return Err(UsageError::new(format!("--base-image {} is not a base image", shown(other)))
                 .hint("give ubuntu (Canonical's Ubuntu server image) or dlami (AWS's Deep Learning Base GPU AMI)"));
         }
     };
     if let Some(ami) = &ami
-        && !(ami.starts_with("ami-") && ami.len() > 4 && ami[4..].bytes().all(|b| b.is_ascii_hexdigit()))
+        && !is_resource_id(ami, "ami-")
     {
         return Err(
-            UsageError::new(format!("{ami:?} is not an AMI id")).hint("AMI ids look like ami-0123456789abcdef0")
+            UsageError::new(format!("{} is not an AMI id", shown(ami))).hint("AMI ids look like ami-0123456789abcdef0")
         );
+    }
+    let subnet = args.subnet.clone().or_else(|| f.subnet.clone());
+    if let Some(subnet) = &subnet
+        && !is_resource_id(subnet, "subnet-")
+    {
+        return Err(UsageError::new(format!("--subnet {} is not a subnet id", shown(subnet)))
+            .hint("subnet ids look like subnet-0123456789abcdef0 (`aws ec2 describe-subnets` lists them)"));
     }
     let volume_size = VOLUME_SIZE.resolve(args.volume_size.as_ref(), f.volume_size)?.unwrap_or(DEFAULT_VOLUME_SIZE);
     let volume_type = args.volume_type.clone().or_else(|| f.volume_type.clone()).unwrap_or(DEFAULT_VOLUME_TYPE.into());
     if !VOLUME_TYPES.contains(&volume_type.as_str()) {
-        return Err(UsageError::new(format!("volume type {volume_type:?} is not an EBS volume type"))
+        return Err(UsageError::new(format!("volume type {} is not an EBS volume type", shown(&volume_type)))
             .hint(format!("use one of {}", VOLUME_TYPES.join(", "))));
     }
     let (volume_throughput, volume_iops) = gp3_performance(args, f, &volume_type, volume_size)?;
@@ -473,6 +556,7 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     let steps = host_steps(&args.steps, &file.host, hooks, !args.no_bootstrap)?;
     let instance_type =
         args.instance_type.clone().or_else(|| f.instance_type.clone()).unwrap_or(DEFAULT_INSTANCE_TYPE.into());
+    check_instance_type(&instance_type)?;
     // A local LLM that cannot fit this instance's GPU stops before anything
     // is launched.
     if let Some(img) = steps.image.as_ref().filter(|i| i.llm == Llm::Local)
@@ -494,7 +578,7 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
         volume_type,
         volume_throughput,
         volume_iops,
-        subnet: args.subnet.clone().or_else(|| f.subnet.clone()),
+        subnet,
         kms_key,
         ssh_cidrs,
         ssh_cidrs_asked,
@@ -649,12 +733,26 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool
     })
 }
 
+/// Where credentials go instead of a URL.
+const CREDENTIALS_HINT: &str = "credentials go in files, never on command lines or in URLs (ps, shell history and \
+    logs keep those): give the URL without USER:PASSWORD@";
+
+/// The hint for a refused URL: [`CREDENTIALS_HINT`] when it carried
+/// credentials, else `otherwise`.
+fn url_hint(e: UsageError, otherwise: &str) -> UsageError {
+    if e.message.contains(validate::URL_CREDENTIALS) { e.hint(CREDENTIALS_HINT) } else { e.hint(otherwise) }
+}
+
 fn apt_source_hint(e: UsageError) -> UsageError {
-    e.hint("e.g. \"https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /\" (a flat repository has SUITE /)")
+    url_hint(
+        e,
+        "an https:// repository, e.g. \"https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /\" (a flat \
+         repository has SUITE /), or file:/PATH for one on the host",
+    )
 }
 
 fn key_url_hint(e: UsageError) -> UsageError {
-    e.hint("give an https:// (or file:///) URL of an ASCII-armored key")
+    url_hint(e, "give an https:// URL of an ASCII-armored key, or file:///PATH for a key on the host")
 }
 
 /// The IMAGE steps' settings.
@@ -673,7 +771,11 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
     }
     let staging = on(a.acme_staging, f.acme_staging);
     let acme_server =
-        checked("--acme-server", a.acme_server.as_ref(), f.acme_server.as_ref(), validate::check_acme_server)?;
+        checked("--acme-server", a.acme_server.as_ref(), f.acme_server.as_ref(), validate::check_acme_server).map_err(
+            |e| {
+                url_hint(e, "an ACME directory over https, e.g. https://acme-staging-v02.api.letsencrypt.org/directory")
+            },
+        )?;
     if staging && acme_server.is_some() {
         return Err(UsageError::new("--acme-staging and --acme-server name two ACME servers")
             .hint("give one: --acme-staging for Let's Encrypt's staging server, or --acme-server URL for another"));
@@ -694,7 +796,7 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
     let profile = match (a.image_profile, &f.image_profile) {
         (Some(p), _) => p,
         (None, Some(p)) => ImageProfile::from_str(p, false).map_err(|_| {
-            UsageError::new(format!("config file: [host] image_profile = {p:?} is not a profile"))
+            UsageError::new(format!("config file: [host] image_profile = {} is not a profile", shown(p)))
                 .hint("use \"production\" or \"test\"")
         })?,
         (None, None) => ImageProfile::Production,
@@ -721,7 +823,7 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         None => false,
         Some("local") => true,
         Some(other) => {
-            return Err(UsageError::new(format!("--llm {other:?} is not a choice"))
+            return Err(UsageError::new(format!("--llm {} is not a choice", shown(other)))
                 .hint("--llm local runs the LLM on this server; an LLM elsewhere is --env-file llm.env=PATH"));
         }
     };
@@ -746,6 +848,11 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         )?,
     };
     if let Some(model) = &local_llm.model {
+        if model.len() > 128 || !model.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
+            return Err(UsageError::new(format!("--llm-model {} is not a model id", shown(model))).hint(
+                "a Hugging Face model id such as Qwen/Qwen2.5-VL-3B-Instruct (README.md, \"Local LLM\", lists them)",
+            ));
+        }
         // Known here, so a typo stops before anything is installed.
         image_provision_playbooks::steps::llm::size(f64::MAX, Some(model))
             .map_err(|e| UsageError::new(e).hint(image_provision_playbooks::steps::llm::TOO_SMALL_HINT))?;
@@ -771,7 +878,8 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
             defaults.base_dir,
         ),
         repo_url: text(
-            checked("--repo-url", a.repo_url.as_ref(), f.repo_url.as_ref(), validate::check_repo_url)?,
+            checked("--repo-url", a.repo_url.as_ref(), f.repo_url.as_ref(), validate::check_repo_url)
+                .map_err(|e| url_hint(e, "e.g. https://github.com/Shared-Reality-Lab/IMAGE-server.git"))?,
             defaults.repo_url,
         ),
         repo_branch: text(
@@ -794,7 +902,8 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         llm,
         local_llm,
         overpass_url: text(
-            checked("--overpass-url", a.overpass_url.as_ref(), f.overpass_url.as_ref(), validate::check_service_url)?,
+            checked("--overpass-url", a.overpass_url.as_ref(), f.overpass_url.as_ref(), validate::check_service_url)
+                .map_err(|e| url_hint(e, "e.g. https://overpass-api.de/api/interpreter"))?,
             defaults.overpass_url,
         ),
         nominatim_fallback: text(
@@ -803,7 +912,8 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
                 a.nominatim_fallback.as_ref(),
                 f.nominatim_fallback.as_ref(),
                 validate::check_service_url,
-            )?,
+            )
+            .map_err(|e| url_hint(e, "e.g. https://nominatim.openstreetmap.org"))?,
             defaults.nominatim_fallback,
         ),
         imageup: !on(a.no_imageup, f.no_imageup),
@@ -838,7 +948,7 @@ fn upkeep(a: &HostStepArgs, f: &HostConfig, profile: ImageProfile) -> Result<Upk
         None | Some("off") => None,
         Some(when) => {
             let calendar = auto_update_calendar(when).ok_or_else(|| {
-                UsageError::new(format!("--auto-update {when:?} is not a time"))
+                UsageError::new(format!("--auto-update {} is not a time", shown(when)))
                     .hint("give daily (04:00 UTC), a time of day as HH:MM in UTC (e.g. 03:30), or off")
             })?;
             if profile == ImageProfile::Production {
@@ -853,7 +963,7 @@ fn upkeep(a: &HostStepArgs, f: &HostConfig, profile: ImageProfile) -> Result<Upk
         Some("off") => None,
         Some(when @ ("daily" | "weekly" | "monthly")) => Some(when.to_string()),
         Some(other) => {
-            return Err(UsageError::new(format!("--prune {other:?} is not a schedule"))
+            return Err(UsageError::new(format!("--prune {} is not a schedule", shown(other)))
                 .hint("give daily, weekly, monthly or off"));
         }
     };
@@ -872,7 +982,7 @@ fn auto_update_calendar(when: &str) -> Option<String> {
 fn read_env_file(spec: &str) -> Result<(String, Vec<u8>), UsageError> {
     let known = validate::SUPPLIED_ENV_FILES.join(", ");
     let Some((name, path)) = spec.split_once('=') else {
-        return Err(UsageError::new(format!("--env-file {spec:?}: expected NAME=PATH"))
+        return Err(UsageError::new(format!("--env-file {}: expected NAME=PATH", shown(spec)))
             .hint(format!("e.g. --env-file llm.env=./llm.env; NAME is one of {known}")));
     };
     let name = name.trim();
@@ -881,14 +991,16 @@ fn read_env_file(spec: &str) -> Result<(String, Vec<u8>), UsageError> {
             .hint(format!("NAME is one of {known}")));
     }
     let bytes = std::fs::read(path).map_err(|e| {
+        let path = plain(path);
         UsageError::new(format!("--env-file {name}={path}: cannot read {path}: {e}"))
             .hint("give the path of an existing file on this machine; nothing was changed on the host")
     })?;
     let text = String::from_utf8(bytes).map_err(|_| {
-        UsageError::new(format!("--env-file {name}={path}: not UTF-8 text")).hint("nothing was changed on the host")
+        UsageError::new(format!("--env-file {name}={}: not UTF-8 text", plain(path)))
+            .hint("nothing was changed on the host")
     })?;
     validate::check_env_file(name, &text).map_err(|e| {
-        UsageError::new(format!("--env-file {name}={path}: {e}")).hint(
+        UsageError::new(format!("--env-file {name}={}: {e}", plain(path))).hint(
             "fix the file (KEY=value lines as compose reads them: `KEY = value`, quotes, `export `, # comments are fine) and run again; nothing was changed on the host",
         )
     })?;
@@ -925,6 +1037,10 @@ fn server(a: &ServerArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Server
     };
     let otherwise = if a.host.is_some() { "the ssh-agent" } else { "the key image-provision made for the server" };
     let id = identity(a.identity.as_ref(), otherwise)?;
+    // Checked with --host too, where they are not used: a bad value is
+    // refused whatever else was given.
+    let aws = aws_options(&a.aws, &file.ec2, hooks)?;
+    let ssh_user = ssh_user(a.ssh_user.as_ref(), file.ec2.ssh_user.as_ref())?;
     let server = match (&a.host, &a.name) {
         (Some(host), _) => Server::Host {
             target: target(host)?,
@@ -933,13 +1049,7 @@ fn server(a: &ServerArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Server
         },
         (None, Some(name)) => {
             check_name(name)?;
-            Server::Ec2 {
-                name: name.clone(),
-                aws: aws_options(&a.aws, &file.ec2, hooks)?,
-                identity: id,
-                ssh_user: ssh_user(a.ssh_user.as_ref(), file.ec2.ssh_user.as_ref())?,
-                ssh_addr: hooks.ssh_addr,
-            }
+            Server::Ec2 { name: name.clone(), aws, identity: id, ssh_user, ssh_addr: hooks.ssh_addr }
         }
         (None, None) => return Err(UsageError::new("give the server's NAME or --host")),
     };
@@ -1315,6 +1425,59 @@ mod tests {
         assert!(e.message.contains("are for gp3 volumes"), "{e}");
         let e = create_with(&|a| a.ttl = Some("-4h".into()), &file).err().unwrap();
         assert_eq!(e.message, "--ttl \"-4h\" is not a duration of at least 1s: it is negative");
+    }
+
+    /// Values that cannot be right are refused, each naming its flag;
+    /// a URL's credentials are never shown back, and the hint says where
+    /// they go.
+    #[test]
+    fn values_that_cannot_be_right_are_refused() {
+        let file = ConfigFile::default();
+        let refused = |f: &dyn Fn(&mut CreateArgs)| create_with(f, &file).expect_err("refused");
+        assert!(refused(&|a| a.subnet = Some("subnet-123".into())).message.starts_with("--subnet"));
+        assert!(create_with(&|a| a.subnet = Some("subnet-0123456789abcdef0".into()), &file).is_ok());
+        for bad in ["g5", "{{x}}", "G5.xlarge", "g5.xlarge\n"] {
+            assert!(refused(&|a| a.instance_type = Some(bad.into())).message.starts_with("--instance-type"), "{bad}");
+        }
+        assert!(create_with(&|a| a.instance_type = Some("g6e.2xlarge".into()), &file).is_ok());
+        assert!(refused(&|a| a.ami = Some("ami-123".into())).message.contains("is not an AMI id"));
+        assert!(refused(&|a| a.aws.profile = Some("a b".into())).message.starts_with("--profile"));
+        assert!(create_with(&|a| a.aws.profile = Some("lab".into()), &file).is_ok());
+        for bad in ["1000", &"a".repeat(33), "-u"] {
+            assert!(refused(&|a| a.ssh_user = Some(bad.into())).message.starts_with("--ssh-user"), "{bad}");
+        }
+        let e = refused(&|a| a.ttl = Some("366d".into()));
+        assert_eq!(e.message, "--ttl \"366d\" is longer than 365d, the most any time limit or expiry takes");
+        assert!(create_with(&|a| a.ttl = Some("365d".into()), &file).is_ok());
+        let e = refused(&|a| a.steps.repo_url = Some("https://me:ghp_s3cr3t@github.com/x/y.git".into()));
+        assert!(e.message.starts_with("--repo-url: ") && !e.message.contains("s3cr3t"), "{e}");
+        assert_eq!(e.hint.as_deref(), Some(CREDENTIALS_HINT));
+        let e = refused(&|a| a.steps.overpass_url = Some("https://example.org/{{x}}".into()));
+        assert!(
+            e.message.starts_with("--overpass-url: ") && e.hint.unwrap().contains("overpass-api.de"),
+            "{}",
+            e.message
+        );
+        let e = refused(&|a| a.steps.nvidia_repo_key = Some("http://example.org/key".into()));
+        assert!(e.message.contains("is not an https:// URL"), "{e}");
+        let e = refused(&|a| {
+            a.steps.no_llm = false;
+            a.steps.llm = Some("local".into());
+            a.steps.llm_model = Some("a\nb".into());
+        });
+        assert_eq!(e.message, "--llm-model \"a\\nb\" is not a model id");
+        for bad in ["root@{{x}}", "{{x}}@example.org", "root@999", "root@exa mple.org"] {
+            let a = BootstrapArgs { host: bad.into(), ..Default::default() };
+            let e = bootstrap(&a, &HostConfig::default(), &hooks()).err().expect("refused");
+            assert!(e.message.starts_with("--host"), "{bad}: {e}");
+        }
+        // verify --host: the flags for an EC2 server are checked all the same.
+        let mut v = ServerArgs { host: Some("admin@203.0.113.7".into()), ..Default::default() };
+        v.aws.region = Some("{{x}}".into());
+        assert!(server(&v, &file, &hooks()).is_err());
+        v.aws.region = None;
+        v.ssh_user = Some("{{x}}".into());
+        assert!(server(&v, &file, &hooks()).is_err());
     }
 
     #[test]

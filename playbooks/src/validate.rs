@@ -3,6 +3,23 @@
 //! Values that pass can go into a template, a compose file or a shell
 //! variable without breaking its syntax.
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// At most this many characters of a refused value are shown back.
+const SHOWN_CHARS: usize = 64;
+
+/// A value as an error message shows it back: quoted, escaped (a newline
+/// shows as `\n`), and cut short when long.
+pub fn shown(v: &str) -> String {
+    let n = v.chars().count();
+    if n <= SHOWN_CHARS {
+        format!("{v:?}")
+    } else {
+        let head: String = v.chars().take(SHOWN_CHARS).collect();
+        format!("{head:?}... ({n} characters)")
+    }
+}
+
 /// The env files a person may supply with `--env-file NAME=PATH`.
 pub const SUPPLIED_ENV_FILES: &[&str] =
     &["llm.env", "maps.env", "azure-api.env", "apis-and-selection.env", "healthcheck.env", "hf.env"];
@@ -21,21 +38,23 @@ pub fn check_domain(d: &str) -> Result<(), String> {
             && !l.ends_with('-')
     };
     if d.len() > 253 || labels.len() < 2 || !labels.iter().all(label_ok) {
-        return Err(format!("{d:?} is not a host name"));
+        return Err(format!("{} is not a host name", shown(d)));
     }
     if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
-        return Err(format!("{d:?} is an IP address: Let's Encrypt certifies host names only"));
+        return Err(format!("{} is an IP address: Let's Encrypt certifies host names only", shown(d)));
     }
     Ok(())
 }
 
 pub fn check_email(e: &str) -> Result<(), String> {
-    let ok = e.split_once('@').is_some_and(|(user, host)| {
-        !user.is_empty()
-            && user.chars().all(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c))
-            && check_domain(host).is_ok()
-    });
-    if ok { Ok(()) } else { Err(format!("{e:?} is not an e-mail address")) }
+    // RFC 5321's limit for a whole address.
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(user, host)| {
+            !user.is_empty()
+                && user.chars().all(|c| c.is_ascii_alphanumeric() || "._%+-".contains(c))
+                && check_domain(host).is_ok()
+        });
+    if ok { Ok(()) } else { Err(format!("{} is not an e-mail address", shown(e))) }
 }
 
 /// An absolute path compose and imageup can use (COMPOSE_FILE is
@@ -43,10 +62,15 @@ pub fn check_email(e: &str) -> Result<(), String> {
 pub fn check_base_dir(p: &str) -> Result<(), String> {
     let ok = p.starts_with('/')
         && p.len() > 1
+        && p.len() <= 255
         && !p.ends_with('/')
         && !p.split('/').any(|c| c == ".." || c == ".")
         && p.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
-    if ok { Ok(()) } else { Err(format!("{p:?} is not an absolute path of letters, digits, '/', '.', '_' and '-'")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{} is not an absolute path of letters, digits, '/', '.', '_' and '-' (at most 255)", shown(p)))
+    }
 }
 
 /// A Docker image tag.
@@ -55,25 +79,35 @@ pub fn check_registry_tag(t: &str) -> Result<(), String> {
         && t.len() <= 128
         && !t.starts_with(['.', '-'])
         && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok { Ok(()) } else { Err(format!("{t:?} is not an image tag (letters, digits, '_', '.', '-'; at most 128)")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{} is not an image tag (letters, digits, '_', '.', '-'; at most 128)", shown(t)))
+    }
 }
 
+/// The IMAGE-server repository: git over https (a fresh host has no
+/// GitHub key, and a clone over plain http could be swapped on the way for
+/// one that runs anything as root), or `file:///PATH`, a clone already on
+/// the host. It also goes into imageup.env, which imageup splits on white
+/// space and quotes.
 pub fn check_repo_url(u: &str) -> Result<(), String> {
-    let scheme_ok = u.starts_with("https://") || u.starts_with("file:///") || u.starts_with("http://");
-    if !scheme_ok || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{u:?} is not an HTTPS URL (a fresh host has no GitHub key, so the clone goes over HTTPS)"
-        ));
+    if let Some(local) = check_local_file_url(u, false) {
+        return local;
     }
-    Ok(())
+    check_network_url(u, &["https"]).map_err(|e| {
+        format!("{e} (git clones over HTTPS: a fresh host has no GitHub key, and plain http can be tampered with)")
+    })
 }
 
 pub fn check_branch(b: &str) -> Result<(), String> {
     let ok = !b.is_empty()
+        && b.len() <= 255
         && !b.starts_with(['-', '/'])
+        && !b.ends_with(['/', '.'])
         && !b.contains("..")
         && b.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
-    if ok { Ok(()) } else { Err(format!("{b:?} is not a branch name")) }
+    if ok { Ok(()) } else { Err(format!("{} is not a branch name", shown(b))) }
 }
 
 /// An env file as compose's env_file reader takes it, the entries it
@@ -262,53 +296,280 @@ pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// An ACME directory URL (https, no white space or quotes: it goes into
-/// Traefik's command line in a compose file).
+/// An ACME directory URL: https (the account key and certificates go
+/// there), and safe in Traefik's command line in a compose file.
 pub fn check_acme_server(u: &str) -> Result<(), String> {
-    let ok = u.strip_prefix("https://").is_some_and(|rest| !rest.is_empty())
-        && !u.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\'');
-    if ok { Ok(()) } else { Err(format!("{u:?} is not an https:// URL")) }
+    check_network_url(u, &["https"])
 }
 
-/// A URL a service of the stack calls (http:// or https://), safe to write
-/// into the site's compose file: no spaces, quotes or backslashes, and no
-/// `$` (compose would read it as a variable).
+/// A URL a service of the stack calls (http:// or https://: a site's own
+/// Overpass or Nominatim may answer on its own network), safe to write into
+/// the site's compose file.
 pub fn check_service_url(u: &str) -> Result<(), String> {
-    let rest = u.strip_prefix("https://").or_else(|| u.strip_prefix("http://"));
-    let ok = rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
-        && !u.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '\\' | '$'));
-    if ok { Ok(()) } else { Err(format!("{u:?} is not an http:// or https:// URL compose can take")) }
+    check_network_url(u, &["http", "https"])
 }
 
-/// An Ubuntu NVIDIA server driver branch (the package is nvidia-driver-BRANCH).
+/// An Ubuntu NVIDIA driver branch (the package is nvidia-driver-BRANCH):
+/// the branch's number, then `-server` and/or `-open` as Ubuntu names them.
 pub fn check_driver_branch(b: &str) -> Result<(), String> {
-    if b.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+    let rest = b.trim_start_matches(|c: char| c.is_ascii_digit());
+    let digits = b.len() - rest.len();
+    if (3..=4).contains(&digits) && ["", "-server", "-open", "-server-open"].contains(&rest) {
         Ok(())
     } else {
-        Err(format!("{b:?} is not a driver branch"))
+        Err(format!("{} is not a driver branch (a number such as 570, then -server and/or -open)", shown(b)))
     }
 }
 
-/// An apt source, "URI SUITE [COMPONENT...]".
+/// An apt source, "URI SUITE [COMPONENT...]", written into a sources.list
+/// file: the URI https (apt checks the packages' signatures, and https keeps
+/// the index from being replayed or read on the way), or a repository on the
+/// host itself (`file:/PATH`); the suite and components plain words. apt's
+/// `$(ARCH)` and the `{codename}` of --docker-repo may stand anywhere.
 pub fn check_apt_source(s: &str) -> Result<(), String> {
-    if s.split_whitespace().count() < 2 {
-        return Err(format!("{s:?}: expected \"URI SUITE [COMPONENT...]\""));
+    if s.chars().any(char::is_control) {
+        return Err(format!("{} has a control character (a newline?): one source line only", shown(s)));
+    }
+    let filled = s.replace("$(ARCH)", "ARCH").replace("{codename}", "codename");
+    let words: Vec<&str> = filled.split_whitespace().collect();
+    let Some((uri, rest)) = words.split_first().filter(|(_, rest)| !rest.is_empty()) else {
+        return Err(format!("{}: expected \"URI SUITE [COMPONENT...]\"", shown(s)));
+    };
+    match check_local_file_url(uri, true) {
+        Some(local) => local?,
+        None => check_network_url(uri, &["https"]).map_err(|e| format!("the URI: {e}"))?,
+    }
+    for word in rest {
+        if !word.chars().all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)) {
+            return Err(format!(
+                "{}: the suite and components are words of letters, digits, '.', '_', '-' and '/'",
+                shown(word)
+            ));
+        }
     }
     Ok(())
 }
 
-/// The URL of a signing key, fetched by curl on the host.
+/// The URL of a signing key, fetched by curl on the host: https (a key
+/// fetched over plain http could be swapped on the way, and with it every
+/// package the repository serves), or `file:/PATH`, a key on the host.
 pub fn check_key_url(u: &str) -> Result<(), String> {
-    if u.starts_with("https://") || u.starts_with("file:///") || u.starts_with("http://") {
+    if let Some(local) = check_local_file_url(u, true) {
+        return local;
+    }
+    check_network_url(u, &["https"])
+}
+
+/// What a URL with a user name or password is told (never showing it).
+pub const URL_CREDENTIALS: &str = "the URL carries a user name or password (USER:PASSWORD@HOST), not shown here";
+
+/// True when `s` holds a URL with a user name or password before its host.
+pub fn carries_credentials(s: &str) -> bool {
+    s.split_whitespace().any(|word| {
+        word.split_once("://").is_some_and(|(_, rest)| {
+            rest.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))
+        })
+    })
+}
+
+/// A URL to a host on the network: one of `schemes`, a host name or an IP
+/// address (IPv6 in brackets), an optional port, then a path, query and
+/// fragment of RFC 3986's characters (`%XX` escapes included) other than
+/// `$` and `'`, which the compose files and imageup.env the URLs go into
+/// would read. No user name or password: credentials go in files.
+fn check_network_url(u: &str, schemes: &[&str]) -> Result<(), String> {
+    let names: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
+    let kind = names.join(" or ");
+    if carries_credentials(u) {
+        return Err(URL_CREDENTIALS.to_string());
+    }
+    let not = |why: &str| Err(format!("{} is not an {kind} URL: {why}", shown(u)));
+    if u.len() > 2048 {
+        return not("longer than 2048 characters");
+    }
+    let Some(rest) = names.iter().find_map(|n| u.strip_prefix(n.as_str())) else {
+        return not(&format!("it does not start with {kind}"));
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((addr, after)) => {
+                if addr.parse::<Ipv6Addr>().is_err() {
+                    return not("the address in [] is not an IPv6 address");
+                }
+                (None, after.strip_prefix(':'))
+            }
+            None => return not("'[' without ']'"),
+        },
+        None => match authority.split_once(':') {
+            Some((h, p)) => (Some(h), Some(p)),
+            None => (Some(authority), None),
+        },
+    };
+    if let Some(host) = host
+        && !is_host_name(host)
+    {
+        return not("no host name or IP address after the scheme");
+    }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|p| p > 0)
+    {
+        return not("the port is not a number from 1 to 65535");
+    }
+    let mut chars = tail.chars();
+    while let Some(c) = chars.next() {
+        let fine = c.is_ascii_alphanumeric() || "-._~!&()*+,;=:@/?#".contains(c);
+        let escape = c == '%'
+            && chars.next().is_some_and(|h| h.is_ascii_hexdigit())
+            && chars.next().is_some_and(|h| h.is_ascii_hexdigit());
+        if !fine && !escape {
+            return not(&format!(
+                "{c:?} cannot stand in a URL's path (escape it as %XX; spaces, quotes, '$', braces and non-ASCII letters are refused)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A host name (letters, digits and hyphens in dot-separated labels of at
+/// most 63, at most 253 in all; one label is fine: a name on the site's own
+/// network) or an IPv4 address.
+pub fn is_host_name(h: &str) -> bool {
+    if h.parse::<Ipv4Addr>().is_ok() {
+        return true;
+    }
+    let labels: Vec<&str> = h.split('.').collect();
+    h.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+        && labels.last().is_some_and(|tld| !tld.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `file:///PATH` (or, where apt or curl reads it and `single_slash`,
+/// `file:/PATH`): a file on the host itself, which carries no network trust
+/// (whoever can write it there is root already); `None` when `u` is not a
+/// file: URL. The path: an absolute one of letters, digits and `/._-+~`.
+fn check_local_file_url(u: &str, single_slash: bool) -> Option<Result<(), String>> {
+    let rest = u.strip_prefix("file:")?;
+    let path = match rest.strip_prefix("//") {
+        Some(after) => after,
+        None if single_slash => rest,
+        None => return Some(Err(format!("{}: write a file on the host as file:///PATH", shown(u)))),
+    };
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.split('/').any(|c| c == "..")
+        && path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+~".contains(c));
+    Some(if ok {
         Ok(())
     } else {
-        Err(format!("{u:?} is not a URL"))
-    }
+        Err(format!(
+            "{} is not a file: URL of an absolute path on the host (letters, digits, '/', '.', '_', '-', '+', '~')",
+            shown(u)
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// URLs that carry trust are https (or a file on the host), every URL
+    /// is refused with credentials in it (and the message does not show
+    /// them), and nothing outside a URL's characters gets through.
+    #[test]
+    fn urls() {
+        use crate::settings::Config;
+        let d = Config::default();
+        for ok in [d.nvidia_repo_key.as_str(), d.docker_repo_key.as_str(), "file:///srv/k.asc", "file:/srv/k.asc"] {
+            assert_eq!(check_key_url(ok), Ok(()), "{ok}");
+        }
+        let credentials = "https://me:s3cr3t@example.org/key";
+        assert_eq!(check_key_url(credentials), Err(URL_CREDENTIALS.to_string()));
+        assert!(carries_credentials(credentials) && !carries_credentials("https://example.org/a@b"));
+        for bad in [
+            "http://example.org/key",
+            "file://host/k.asc",
+            "file:///a/../b",
+            "https://{{x}}/k",
+            "https://example.org/{{k}}",
+            "https://example.org/a b",
+            "https://example.org/a\nb",
+            "ftp://example.org/k",
+            "",
+            "https://",
+            "https://example.org:0/k",
+            "https://example.org:99999/k",
+            "https://-x.org/k",
+            "https://example.org/%zz",
+        ] {
+            assert!(check_key_url(bad).is_err(), "{bad}");
+        }
+        for ok in [
+            d.nvidia_repo.as_str(),
+            d.docker_repo.as_str(),
+            "file:/srv/standin-signed /",
+            "https://d.example.org/debian bookworm stable",
+        ] {
+            assert_eq!(check_apt_source(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "http://example.org/ /",
+            "https://example.org/ stable\ndeb [trusted=yes] http://evil.example.org/ /",
+            "https://example.org/",
+            "https://example.org/ st[able",
+            "{{x}} y",
+            "https://me:tok@example.org/ /",
+        ] {
+            assert!(check_apt_source(bad).is_err(), "{bad}");
+        }
+        assert!(!check_apt_source("https://me:tok@example.org/ /").unwrap_err().contains("tok"));
+        for ok in [crate::settings::ImageConfig::default().repo_url.as_str(), "file:///srv/IMAGE-server.git"] {
+            assert_eq!(check_repo_url(ok), Ok(()), "{ok}");
+        }
+        for bad in ["http://github.com/x/y.git", "file:/srv/x", "git@github.com:x/y.git", "https://github.com/x/y'.git"]
+        {
+            assert!(check_repo_url(bad).is_err(), "{bad}");
+        }
+        let token = check_repo_url("https://ghp_s3cr3t@github.com/x/y.git").unwrap_err();
+        assert!(token.contains("USER:PASSWORD@HOST") && !token.contains("s3cr3t"), "{token}");
+        for ok in ["http://overpass/api/interpreter", "https://[2001:db8::1]:8443/x?y=1&z=%20", "https://203.0.113.7/"]
+        {
+            assert_eq!(check_service_url(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "https://example.org/{{x}}",
+            "https://example.org/$HOME",
+            "https://example.org/'",
+            "https://\u{e9}.org/",
+            "https://[::g]/",
+        ] {
+            assert!(check_service_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn driver_branches() {
+        for ok in ["570-server", "535", "570-server-open", "550-open", "1010"] {
+            assert_eq!(check_driver_branch(ok), Ok(()), "{ok}");
+        }
+        for bad in ["535;rm", "99999999999999999999", "", "570-desktop", "-server", "57"] {
+            assert!(check_driver_branch(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn long_values_are_shown_cut_short() {
+        let e = check_registry_tag(&"a".repeat(5000)).unwrap_err();
+        assert!(e.contains("... (5000 characters)") && e.len() < 200, "{e}");
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
+    }
 
     #[test]
     fn acme_servers() {

@@ -28,10 +28,16 @@ mod ec2_lifecycle;
 mod ec2_ours;
 /// --env-file files read as the real compose reads them, case by case.
 mod env_files;
+/// Hostile values for every value-taking flag of every subcommand: exit 2
+/// and a message, never a panic or a hang, nothing created.
+mod flags;
 /// The remote crate against a test host: sudo users, reboots.
 mod remote_on_testhost;
 /// The test host harness itself, through OpenSSH's client.
 mod testhost_selftest;
+/// A create at trace level logs no secret: not the host key, the user
+/// data or the AWS secret key.
+mod trace_log;
 /// What runs on a bootstrapped server by itself: units, timers, a reboot.
 mod upkeep;
 /// `verify` and `update` on a finished test host.

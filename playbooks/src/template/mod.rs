@@ -12,17 +12,29 @@ use crate::plan::Action;
 
 pub const FILES_FACTS_SH: &str = include_str!("files-facts.sh");
 
-/// Fill `{{KEY}}` placeholders. Values are checked when the input is
-/// resolved ([`crate::validate`]), so none can break the file's syntax.
+/// Fill `{{KEY}}` placeholders, in one pass over the template: a value is
+/// never read again, so whatever it holds (`{{` included) goes in as it is.
+/// Values are checked when the input is resolved ([`crate::validate`]), so
+/// none can break the file's syntax.
 ///
 /// # Panics
-/// On a placeholder left unfilled: a template and its caller disagree.
+/// On a placeholder of the template that `values` does not fill: a template
+/// and its caller disagree (never on a value).
 pub fn render(template: &str, values: &[(&str, &str)]) -> String {
-    let mut out = template.to_string();
-    for (k, v) in values {
-        out = out.replace(&format!("{{{{{k}}}}}"), v);
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 2..];
+        let key = after.find("}}").map(|close| &after[..close]);
+        let value = key.and_then(|k| values.iter().find(|(name, _)| *name == k)).map(|(_, v)| *v);
+        let (Some(key), Some(value)) = (key, value) else {
+            panic!("template placeholder left unfilled in:\n{template}");
+        };
+        out.push_str(value);
+        rest = &after[key.len() + 2..];
     }
-    assert!(!out.contains("{{"), "template placeholder left unfilled in:\n{out}");
+    out.push_str(rest);
     out
 }
 
@@ -91,6 +103,23 @@ impl FileFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value goes in as it is, placeholders and braces included: never
+    /// expanded again, never a panic.
+    #[test]
+    fn values_are_never_expanded_again() {
+        let template = "a={{A}} b={{B}} {{A}}";
+        let out = render(template, &[("A", "{{B}}"), ("B", "{{x}} {{ }}")]);
+        assert_eq!(out, "a={{B}} b={{x}} {{ }} {{B}}");
+        assert_eq!(render("{{A}}", &[("A", "{{")]), "{{");
+        assert_eq!(render("no placeholder", &[]), "no placeholder");
+    }
+
+    #[test]
+    #[should_panic(expected = "placeholder left unfilled")]
+    fn a_placeholder_without_a_value_is_the_templates_bug() {
+        render("{{A}} {{B}}", &[("A", "a")]);
+    }
 
     #[test]
     fn a_file_is_as_wanted_only_with_its_content_and_mode() {
