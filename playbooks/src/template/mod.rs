@@ -60,16 +60,6 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Write `content` to `path` with `mode`, atomically, as root.
-pub fn upload(path: String, content: impl Into<Vec<u8>>, mode: u32, secret: bool) -> Action {
-    Action::Upload { path, content: content.into(), mode, owner: None, secret }
-}
-
-/// Like [`upload`], owned by `owner` (a user name).
-pub fn upload_owned(path: String, content: impl Into<Vec<u8>>, mode: u32, owner: &str, secret: bool) -> Action {
-    Action::Upload { path, content: content.into(), mode, owner: Some(owner.to_owned()), secret }
-}
-
 /// The files facts script (inputs FILES: the paths the steps write;
 /// WRITTEN_RECORD: [`RECORD`]).
 pub fn facts_script() -> FactsScript {
