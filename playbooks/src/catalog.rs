@@ -42,6 +42,8 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/stack/update.sh", stack::update_script()),
         ("steps/health/health.sh", health::health_script()),
         ("steps/health/render-request.sh", health::RENDER_REQUEST_SH.to_string()),
+        ("template/keep-copies.sh", crate::template::KEEP_COPIES_SH.to_string()),
+        ("template/record-written.sh", crate::template::RECORD_WRITTEN_SH.to_string()),
     ];
     all.extend(LIBRARIES.iter().map(|(name, text)| (*name, text.to_string())));
     all

@@ -16,7 +16,9 @@
 //!   host/               HostFacts: distribution, user, sudo, GPU, packages; facts.sh
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
 //!   containers/         Docker's containers and networks, listed once; facts.sh
-//!   template/           render, sha256, upload; files-facts.sh (hash and mode)
+//!   template/           render, sha256; Writes: a step's uploads and links, with a copy first of
+//!                       what image-provision did not write (keep-copies.sh) and its record of
+//!                       what it wrote (record-written.sh); files-facts.sh (hash, mode, link, record)
 //!   bring_up/           the stack's bring-up, one at a time: bring-up-lock.sh, run-imageup.sh
 //!   steps/
 //!     host/             says what host this is

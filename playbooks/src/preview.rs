@@ -106,6 +106,8 @@ mod tests {
         assert!(what("health").contains("https://image.example.org/health"), "{}", what("health"));
         for (step, w) in &plan {
             assert!(!w.starts_with("would stop") && !w.starts_with("after the steps above"), "{}: {w}", step.name());
+            // Nothing of the host's own on a fresh image: nothing to copy.
+            assert!(!w.contains("keep a copy") && !w.contains("keep copies"), "{}: {w}", step.name());
         }
     }
 

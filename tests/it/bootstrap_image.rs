@@ -55,6 +55,13 @@ fn snapshot(host: &TestHost) -> String {
     cli::snapshot(host, "/etc /var/docker /root /var/lib/standin /var/lib/dpkg/status")
 }
 
+/// The directories of copies bootstrap kept on the host (one a run that
+/// replaced something it did not write), oldest first.
+fn backup_dirs(host: &TestHost) -> Vec<String> {
+    let dirs = host.sh_ok("ls /var/backups/image-provision 2>/dev/null || true");
+    dirs.lines().map(|d| format!("/var/backups/image-provision/{d}")).collect()
+}
+
 /// The steps that were not ok, as STEP=OUTCOME; the llm step's skip (the
 /// LLM is elsewhere) is its ok here.
 fn not_ok(o: &Output) -> Vec<String> {
@@ -126,6 +133,20 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     // has asked the registry for the stack's images before it ends.
     host.write("/var/lib/standin/hooks/slow-postinst", b"4\n");
     let state = state_for(&host);
+    // The host has its own Traefik, set up by hand as the IMAGE guide has
+    // it: its compose file and certificates in /var/docker/traefik, a .env
+    // of its own in the working directory, a link to its own compose file,
+    // and a config link that leads where image-provision's would.
+    let own_traefik = "# Our own Traefik, set up by hand.\nservices:\n  traefik:\n    image: traefik:v2.11\n";
+    let own_certificates = "{\"myresolver\": {\"Certificates\": \"our own\"}}\n";
+    let own_env = "COMPOSE_PROFILES=production\nOUR_OWN_SETTING=kept\n";
+    host.write("/var/docker/traefik/docker-compose.yml", own_traefik.as_bytes());
+    host.write("/var/docker/traefik/letsencrypt/acme.json", own_certificates.as_bytes());
+    host.write(&format!("{BASE}/.env"), own_env.as_bytes());
+    host.sh_ok(&format!(
+        "chmod 0640 /var/docker/traefik/docker-compose.yml && chmod 0600 /var/docker/traefik/letsencrypt/acme.json {BASE}/.env && \
+         ln -s /srv/own/docker-compose.yml {BASE}/docker-compose.yml && ln -s {BASE}/IMAGE-server/config {BASE}/config"
+    ));
 
     let secret = format!("sk-test-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
     let llm_url = host.enable_llm(&secret, &["Qwen/Qwen2.5-VL-7B-Instruct"]);
@@ -195,6 +216,42 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(health.contains(&format!("GET https://{DOMAIN}/health")), "{health}");
     assert!(health.contains(" at 127.0.0.1"), "sent to the host's own address: {health}");
 
+    // Adopted: what the host had and image-provision did not write was
+    // copied, as it was, into one directory named by the run's UTC time
+    // before it was replaced, each copy named in the plan and the summary.
+    let copies = backup_dirs(&host);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let dir = &copies[0];
+    let kept = |path: &str| format!("{dir}{path}");
+    for (path, content, stat) in [
+        ("/var/docker/traefik/docker-compose.yml", own_traefik, "640 root"),
+        ("/var/docker/traefik/letsencrypt/acme.json", own_certificates, "600 root"),
+        (&format!("{BASE}/.env"), own_env, "600 root"),
+    ] {
+        assert_eq!(text(&host, &kept(path)), content, "the copy of {path}");
+        assert_eq!(host.sh_ok(&format!("stat -c '%a %U' {}", kept(path))).trim(), stat, "{path}");
+    }
+    let link_copy = kept(&format!("{BASE}/docker-compose.yml"));
+    assert_eq!(host.sh_ok(&format!("readlink {link_copy}")).trim(), "/srv/own/docker-compose.yml");
+    assert_eq!(host.sh_ok(&format!("stat -c %a {dir} /var/backups/image-provision")), "700\n700\n");
+    assert!(!host.exists(&kept(&format!("{BASE}/config"))), "a link leading where ours would is left alone");
+    let traefik_line = step_line(&first, "traefik");
+    for path in ["/var/docker/traefik/docker-compose.yml", "/var/docker/traefik/letsencrypt/acme.json"] {
+        assert!(traefik_line.contains(&format!("{path} as {}", kept(path))), "{traefik_line}");
+    }
+    let layout_line = step_line(&first, "layout");
+    for path in [format!("{BASE}/.env"), format!("{BASE}/docker-compose.yml")] {
+        assert!(layout_line.contains(&format!("{path} as {}", kept(&path))), "{layout_line}");
+    }
+    // Each copy made before its file was replaced (the log's commands).
+    let first_log = log_file(&first);
+    let logged = |what: &str| first_log.find(what).unwrap_or_else(|| panic!("{what} not in the log"));
+    assert!(logged("keep-copies.sh") < logged(&format!("upload {BASE}/.env")));
+    assert!(first_log.rfind("keep-copies.sh").unwrap() < logged("upload /var/docker/traefik/docker-compose.yml"));
+    assert!(
+        logged("upload /var/docker/traefik/docker-compose.yml") < logged("rm -f -- /var/docker/traefik/letsencrypt")
+    );
+
     // .env: compose's settings, DOCKER_GID the host's docker group.
     let gid = host.sh_ok("getent group docker | cut -d: -f3").trim().to_string();
     let env = text(&host, &format!("{BASE}/.env"));
@@ -213,7 +270,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     // The layout: directories, links, the clone with its submodule.
     host.sh_ok(&format!("test -d {BASE}/cache && test -d {BASE}/testing/warmup"));
     assert_eq!(host.sh_ok(&format!("readlink {BASE}/bin")).trim(), format!("{BASE}/IMAGE-server/scripts"));
-    assert_eq!(host.sh_ok(&format!("readlink {BASE}/config")).trim(), "IMAGE-server/config");
+    assert_eq!(host.sh_ok(&format!("readlink {BASE}/config")).trim(), format!("{BASE}/IMAGE-server/config"));
     assert_eq!(host.sh_ok(&format!("readlink {BASE}/docker-compose.yml")).trim(), "IMAGE-server/docker-compose.yml");
     assert!(
         host.exists(&format!("{BASE}/IMAGE-server/schemas/request.schema.json")),
@@ -404,6 +461,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert_eq!(host.sh_ok("docker ps -q --no-trunc | sort"), ids, "the second run recreated containers");
     assert_eq!(cli::imageups(&host), 1, "imageup ran once in all");
     assert_eq!(host.llm_requests().len(), 3, "a converged run does not ask the LLM again");
+    assert_eq!(backup_dirs(&host), copies, "the re-run copied nothing");
     // The health step was ok from the facts' own HTTPS check (one round trip).
     let health = step_line(&second, "health");
     assert!(health.contains(&format!("GET https://{DOMAIN}/health answers at 127.0.0.1")), "{health}");
@@ -418,10 +476,36 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
     let failed: Vec<&str> = v["failed"].as_array().unwrap().iter().filter_map(|f| f.as_str()).collect();
     assert_eq!(failed, ["traefik", "https"], "{v}");
+    // And .env changed by hand since image-provision wrote it: the dry run
+    // names the copy it would keep and changes nothing; the run keeps it,
+    // in a directory of its own, before writing .env again.
+    host.sh_ok(&format!("echo '# a line of our own' >>{BASE}/.env"));
+    let edited = text(&host, &format!("{BASE}/.env"));
+    let dry_args: Vec<&str> = args.iter().copied().chain(["--dry-run"]).collect();
+    let dry = bootstrap(&host, state.path(), &dry_args);
+    assert!(dry.status.success(), "{}", stderr(&dry));
+    let dry_layout = step_line(&dry, "layout");
+    assert!(
+        outcomes(&dry).contains(&("layout".into(), "would change".into()))
+            && dry_layout.contains(&format!("keep a copy of {BASE}/.env as /var/backups/image-provision/")),
+        "{dry_layout}"
+    );
+    assert!(
+        stdout(&dry).lines().any(|l| l.starts_with("layout: would run: ")
+            && l.contains("env BACKUP_DIR=/var/backups/image-provision/")
+            && l.contains(&format!("COPIES={BASE}/.env"))),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(backup_dirs(&host), copies, "the dry run copied nothing");
     let third = bootstrap(&host, state.path(), &args);
     assert!(third.status.success());
     let changed: Vec<String> = not_ok(&third);
-    assert_eq!(changed, ["traefik=changed"]);
+    assert_eq!(changed, ["layout=changed", "traefik=changed"]);
+    let copies = backup_dirs(&host);
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    assert_eq!(text(&host, &format!("{}{BASE}/.env", copies[1])), edited);
+    assert!(step_line(&third, "layout").contains(&format!("keep a copy of {BASE}/.env as {}{BASE}/.env", copies[1])));
     assert!(step_line(&third, "health").contains(&format!("GET https://{DOMAIN}/health")));
     assert_eq!(cli::imageups(&host), 1, "bringing Traefik back needs no imageup");
 
@@ -455,6 +539,9 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let fifth = bootstrap(&host, state.path(), &moved_args);
     assert!(not_ok(&fifth).is_empty(), "{:?}", outcomes(&fifth));
     assert_eq!(issuer(&host), second_issuer);
+    // The certificates cleared on the move were issued under image-provision's
+    // own configuration: no copy of them, nor of anything else.
+    assert_eq!(backup_dirs(&host), copies, "only the hand-made changes were copied");
 
     // health.sh itself (the health step runs it when the facts did not see
     // the stack answer yet): at 127.0.0.1 it answers; at an address where

@@ -1,9 +1,11 @@
 # shellcheck shell=bash
 # The layout step's facts (playbooks/src/steps/layout): the directories
-# (and, with another base directory, what /var/docker/image is), the links, the clone and its submodule, root's git rewrite of GitHub's SSH URLs,
-# and the config/*.env files compose reads: those absent, and the mode and
-# owner of the others (`NAME=MODE:OWNER`). All as root (the layout is root's): layout_facts runs in
-# run_root_facts.
+# (and, with another base directory, what /var/docker/image is), the clone
+# and its submodule, root's git rewrite of GitHub's SSH URLs, and the
+# config/*.env files compose reads: those absent, and the mode and owner of
+# the others (`NAME=MODE:OWNER`). The links, like every path the step
+# writes, are the files facts' (playbooks/src/template). All as root (the
+# layout is root's): layout_facts runs in run_root_facts.
 # Inputs: BASE_DIR, the IMAGE working directory.
 
 root_facts_helpers+=(compose_env_files)
@@ -11,7 +13,7 @@ root_facts_env+=(BASE_DIR)
 layout_facts() {
     # Few forks: this runs on every re-run.
     local base=$BASE_DIR clone=$BASE_DIR/IMAGE-server
-    local missing='' d l f m
+    local missing='' d
     for d in cache testing/warmup; do [ -d "$base/$d" ] || missing="$missing $d"; done
     kv layout.dirs_missing "${missing# }"
     # IMAGE's compose file and warmup use /var/docker/image literally: with
@@ -25,12 +27,6 @@ layout_facts() {
             kv layout.default_dir absent
         fi
     fi
-    local -A link=()
-    while IFS=/ read -r l f; do link[$l]=$f; done < <(
-        find "$base" -mindepth 1 -maxdepth 1 -type l \( -name bin -o -name config -o -name docker-compose.yml \) -printf '%f/%l\n' 2>/dev/null || true
-    )
-    for l in bin config docker-compose.yml; do kv "layout.link.$l" "${link[$l]:-}"; done
-
     if command -v git >/dev/null 2>&1; then
         # root's global config: imageup runs as root and updates the submodule too.
         kv layout.git_rewrite "$(HOME=/root git config --global --get-all url.https://github.com/.insteadof || true)"

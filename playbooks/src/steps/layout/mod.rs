@@ -17,7 +17,7 @@ use crate::settings::{DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, SITE_COMPOSE}
 /// Where [`DEFAULT_BASE_DIR`] lives.
 const DEFAULT_BASE_PARENT: &str = "/var/docker";
 use crate::shell::with_libraries;
-use crate::template::{FileFacts, render, upload, upload_owned};
+use crate::template::{FileFacts, Writes, backup_dir, render};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const CLONE_SH: &str = include_str!("clone.sh");
@@ -44,9 +44,21 @@ pub fn env_files_script() -> String {
     with_libraries(&[COMPOSE_ENV_FILES_SH], ENV_FILES_SH)
 }
 
-/// The files this step writes (the files facts report their hash and mode).
+/// The links this step makes in the working directory, with their targets.
+pub fn links(img: &ImageConfig) -> [(String, String); 3] {
+    let base = &img.base_dir;
+    [
+        (format!("{base}/bin"), format!("{}/scripts", img.clone_dir())),
+        (format!("{base}/config"), "IMAGE-server/config".to_string()),
+        (format!("{base}/docker-compose.yml"), "IMAGE-server/docker-compose.yml".to_string()),
+    ]
+}
+
+/// The files and links this step writes (the files facts report what is
+/// there: hash and mode, or a link's target).
 pub fn written_files(img: &ImageConfig) -> Vec<String> {
     let mut files = vec![img.env_path(), img.site_path(), img.config_path("imageup.env")];
+    files.extend(links(img).into_iter().map(|(path, _)| path));
     files.extend(img.env_files.iter().filter(|(name, _)| name != "hf.env").map(|(name, _)| img.config_path(name)));
     for f in operator_env_files(img) {
         if !files.contains(&f.path) {
@@ -186,8 +198,6 @@ pub struct LayoutFacts {
     /// With another base directory: /var/docker/image is "absent", a
     /// "link TARGET", or "exists" (a directory or file).
     pub default_dir: Option<String>,
-    /// The links' targets, by name (bin, config, docker-compose.yml).
-    pub links: BTreeMap<String, String>,
     /// root's git rewrites of https://github.com/ (insteadOf values).
     pub git_rewrite: Vec<String>,
     pub cloned: bool,
@@ -204,11 +214,6 @@ impl LayoutFacts {
         LayoutFacts {
             dirs_missing: raw.words("layout.dirs_missing"),
             default_dir: raw.string("layout.default_dir"),
-            links: raw
-                .with_prefix("layout.link.")
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(name, target)| (name.to_string(), target.to_string()))
-                .collect(),
             git_rewrite: raw.words("layout.git_rewrite"),
             cloned: raw.yes("layout.clone"),
             origin: raw.string("layout.origin"),
@@ -302,57 +307,42 @@ pub fn plan(
         ));
     }
 
-    let links = [
-        ("bin", format!("{clone}/scripts")),
-        ("config", "IMAGE-server/config".to_string()),
-        ("docker-compose.yml", "IMAGE-server/docker-compose.yml".to_string()),
-    ];
-    for (name, target) in links {
-        if facts.links.get(name) != Some(&target) {
-            why.push(format!("link {name}"));
-            actions
-                .push(Action::Change(Cmd::new("ln").args(["-sfnT", "--", &target, &format!("{base}/{name}")]).sudo()));
+    // The links, compose's files and config/*.env: what is there and not
+    // image-provision's is copied first (see template).
+    let mut writes = Writes::new(files, backup_dir());
+    let mut written = Vec::new();
+    for (path, target) in links(img) {
+        if writes.link(&path, &target) {
+            written.push(format!("link {}", path.rsplit('/').next().unwrap_or_default()));
         }
     }
-
-    let env = env_text(img, gid);
-    if !files.is(&img.env_path(), env.as_bytes(), "644") {
-        why.push("write .env".into());
-        actions.push(upload(img.env_path(), env, 0o644, false));
+    if writes.file(&img.env_path(), env_text(img, gid), 0o644, None, false) {
+        written.push("write .env".into());
     }
-    let site = site_text(img, llm_services);
-    if !files.is(&img.site_path(), site.as_bytes(), "644") {
-        why.push(format!("write {SITE_COMPOSE}"));
-        actions.push(upload(img.site_path(), site, 0o644, false));
+    if writes.file(&img.site_path(), site_text(img, llm_services), 0o644, None, false) {
+        written.push(format!("write {SITE_COMPOSE}"));
     }
-    let imageup_env = imageup_env_text(img);
-    let imageup_path = img.config_path("imageup.env");
-    if !files.is_owned(&imageup_path, imageup_env.as_bytes(), "600", env_owner) {
-        why.push("write config/imageup.env".into());
-        actions.push(upload_owned(imageup_path, imageup_env, 0o600, env_owner, false));
+    if writes.file(&img.config_path("imageup.env"), imageup_env_text(img), 0o600, Some(env_owner), false) {
+        written.push("write config/imageup.env".into());
     }
     // healthcheck.env is merged below; hf.env is vLLM's (the llm step).
     for (name, content) in img.env_files.iter().filter(|(name, _)| name != "healthcheck.env" && name != "hf.env") {
-        let path = img.config_path(name);
-        if !files.is_owned(&path, content, "600", env_owner) {
-            why.push(format!("write config/{name}"));
-            actions.push(upload_owned(path, content.clone(), 0o600, env_owner, true));
+        if writes.file(&img.config_path(name), content.clone(), 0o600, Some(env_owner), true) {
+            written.push(format!("write config/{name}"));
         }
     }
     for f in operator_env_files(img) {
         let name = f.path.rsplit('/').next().unwrap_or_default().to_owned();
         // healthcheck.env may hold a Slack webhook: closed like the supplied
         // files; the others name directories, root's and readable.
-        if f.path.ends_with("/healthcheck.env") {
-            if !files.is_owned(&f.path, f.content.as_bytes(), "600", env_owner) {
-                why.push(format!("write config/{name}"));
-                actions.push(upload_owned(f.path, f.content, 0o600, env_owner, f.secret));
-            }
-        } else if !files.is(&f.path, f.content.as_bytes(), "644") {
-            why.push(format!("write config/{name}"));
-            actions.push(upload(f.path, f.content, 0o644, f.secret));
+        let (mode, owner) = if name == "healthcheck.env" { (0o600, Some(env_owner)) } else { (0o644, None) };
+        if writes.file(&f.path, f.content, mode, owner, f.secret) {
+            written.push(format!("write config/{name}"));
         }
     }
+    why.extend(writes.copies());
+    why.extend(written);
+    actions.extend(writes.into_actions());
     // After the uploads: they make some of the files this would otherwise
     // create empty.
     let env_gap = !facts.env_absent.is_empty() || !facts.env_not_closed(env_owner).is_empty();
@@ -470,8 +460,9 @@ mod tests {
         img.env_files = vec![("llm.env".into(), b"LLM_URL=u\nLLM_API_KEY=k\nLLM_MODEL=m\n".to_vec())];
         let mut text = String::from(
             "layout.dirs_missing=\nlayout.clone=yes\nlayout.submodule=yes\n\
-             layout.git_rewrite=git@github.com:\nlayout.link.bin=/var/docker/image/IMAGE-server/scripts\n\
-             layout.link.config=IMAGE-server/config\nlayout.link.docker-compose.yml=IMAGE-server/docker-compose.yml\n",
+             layout.git_rewrite=git@github.com:\nfile./var/docker/image/bin=link /var/docker/image/IMAGE-server/scripts\n\
+             file./var/docker/image/config=link IMAGE-server/config\n\
+             file./var/docker/image/docker-compose.yml=link IMAGE-server/docker-compose.yml\n",
         );
         text.push_str(&format!("layout.origin={}\n", img.repo_url));
         text.push_str(&format!("file.{}={} 644\n", img.env_path(), sha256_hex(env_text(&img, "998"))));
@@ -496,12 +487,16 @@ mod tests {
         let stale = format!("{text}file.{llm}=0000 600 ubuntu\n");
         match plan_of(&stale) {
             Plan::Act { actions, .. } => {
-                assert_eq!(actions.len(), 1);
+                // A copy of what is there first (no record says
+                // image-provision wrote it), the upload, the record.
+                assert_eq!(actions.len(), 3, "{actions:?}");
                 assert!(
-                    matches!(&actions[0], Action::Upload { secret: true, mode: 0o600, owner: Some(o), .. } if o == "ubuntu")
+                    matches!(&actions[1], Action::Upload { secret: true, mode: 0o600, owner: Some(o), .. } if o == "ubuntu")
                 );
-                let shown = actions[0].describe(false);
+                let shown = actions[1].describe(false);
                 assert!(!shown.contains("LLM_API_KEY") && shown.contains("llm.env"), "{shown}");
+                let copy = actions[0].describe(false);
+                assert!(copy.contains("keep-copies.sh") && copy.contains(&format!("COPIES={llm}")), "{copy}");
             }
             other => panic!("{other:?}"),
         }
@@ -556,5 +551,54 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    /// Adopting a working directory made by hand (the IMAGE guide's): its
+    /// own .env and a link to its own compose file are copied before they
+    /// are replaced, the plan saying where; a link leading where ours would
+    /// is left alone. Once the record has what was written, nothing is
+    /// copied again.
+    #[test]
+    fn adopting_a_working_directory_copies_what_is_not_ours_first() {
+        let img = ImageConfig::with_site();
+        let base = &img.base_dir;
+        let own = format!(
+            "layout.dirs_missing=\nlayout.clone=yes\nlayout.submodule=yes\nlayout.git_rewrite=git@github.com:\n\
+             layout.origin={}\nfile.{base}/.env=1111 644 root\nfile.{base}/docker-compose.yml=link /srv/compose.yml\n\
+             file.{base}/config=link {base}/IMAGE-server/config\nfile.{base}/bin=link {base}/IMAGE-server/scripts\n",
+            img.repo_url
+        );
+        let plan_of = |text: &str| {
+            let raw = RawFacts::parse(text);
+            plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], &img)
+        };
+        let dir = backup_dir();
+        let Plan::Act { why, actions } = plan_of(&own) else { panic!() };
+        assert!(
+            why.starts_with(&format!(
+                "keep copies of what image-provision did not write: {base}/docker-compose.yml as \
+                 {dir}{base}/docker-compose.yml and {base}/.env as {dir}{base}/.env, link docker-compose.yml, write .env"
+            )),
+            "{why}"
+        );
+        let cmds: Vec<String> = actions.iter().map(|a| a.describe(false)).collect();
+        let at = |needle: &str| {
+            cmds.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("{needle}: {cmds:#?}"))
+        };
+        assert!(at("keep-copies.sh") < at("ln -sfnT") && at("ln -sfnT") < at("upload /var/docker/image/.env"));
+        assert!(at("upload /var/docker/image/.env") < at("record-written.sh"), "{cmds:#?}");
+        assert!(
+            !cmds.iter().any(|c| c.contains("/config") && c.contains("ln ")),
+            "an equivalent link is kept: {cmds:#?}"
+        );
+        // Written and recorded: a change of settings replaces them with no copy.
+        let env = sha256_hex("an older .env of ours\n");
+        let ours = format!(
+            "{own}file.{base}/.env={env} 644 root\nwritten.{base}/.env={env}\n\
+             file.{base}/docker-compose.yml=link old/compose.yml\nwritten.{base}/docker-compose.yml=link:old/compose.yml\n"
+        );
+        let Plan::Act { why, actions } = plan_of(&ours) else { panic!() };
+        assert!(why.starts_with("link docker-compose.yml, write .env"), "{why}");
+        assert!(!actions.iter().any(|a| a.describe(false).contains("keep-copies")));
     }
 }

@@ -20,7 +20,7 @@ use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::{ImageConfig, Llm};
 use crate::steps::nvidia::Smi;
-use crate::template::{FileFacts, render, upload};
+use crate::template::{FileFacts, Writes, backup_dir, render};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const COMPOSE_TEMPLATE: &str = include_str!("llm-compose.yml");
@@ -161,6 +161,16 @@ pub fn hf_env_path() -> String {
     format!("{LLM_DIR}/hf.env")
 }
 
+/// The files this step writes or, through llm-up.sh, replaces (the files
+/// facts report what is there).
+pub fn written_files(img: &ImageConfig) -> Vec<String> {
+    let mut files = vec![compose_path(), hf_env_path()];
+    if img.llm == Llm::Local {
+        files.push(img.config_path("llm.env"));
+    }
+    files
+}
+
 /// The facts script (inputs LLM_DIR, BASE_DIR).
 pub fn facts_script() -> FactsScript {
     FactsScript::new("steps/llm/facts.sh", FACTS_SH).root(&["llm_facts"])
@@ -252,27 +262,35 @@ pub fn plan(
     let mut why = Vec::new();
     let mut actions = Vec::new();
     let compose = compose_text(&sizing);
-    let changed = !files.is(&compose_path(), compose.as_bytes(), "644");
-    if changed {
-        why.push(format!("write {} ({})", compose_path(), sizing.describe()));
-        actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--", LLM_DIR]).sudo()));
-        actions.push(upload(compose_path(), compose, 0o644, false));
+    let mut writes = Writes::new(files, backup_dir());
+    let mut written = Vec::new();
+    let compose_changed = writes.file(&compose_path(), compose, 0o644, None, false);
+    if compose_changed {
+        written.push(format!("write {} ({})", compose_path(), sizing.describe()));
     }
     let hf_env = img.env_files.iter().find(|(name, _)| name == "hf.env").map(|(_, c)| c.clone()).unwrap_or_default();
-    let hf_changed = !files.is(&hf_env_path(), &hf_env, "600");
-    if hf_changed {
-        why.push(if hf_env.is_empty() { "write an empty hf.env".into() } else { "write hf.env (HF_TOKEN)".into() });
-        if !changed {
-            actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--", LLM_DIR]).sudo()));
-        }
-        actions.push(upload(hf_env_path(), hf_env, 0o600, true));
+    let hf_empty = hf_env.is_empty();
+    if writes.file(&hf_env_path(), hf_env, 0o600, None, true) {
+        written.push(if hf_empty { "write an empty hf.env".into() } else { "write hf.env (HF_TOKEN)".into() });
     }
-    let changed = changed || hf_changed;
+    let changed = !written.is_empty();
     let env_right = facts.key
         && facts.env_key
         && facts.env_model.as_deref() == Some(model)
         && facts.env_url.as_deref() == Some(LLM_URL);
-    if changed || !env_right || !running(containers) {
+    let up = changed || !env_right || !running(containers);
+    if up {
+        // llm-up.sh writes config/llm.env: one with the LLM's own key is
+        // image-provision's; another (an LLM elsewhere) is the host's.
+        writes.replaced_by_command(&img.config_path("llm.env"), facts.env_key);
+    }
+    why.extend(writes.copies());
+    why.extend(written);
+    if changed {
+        actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--", LLM_DIR]).sudo()));
+    }
+    actions.extend(writes.into_actions());
+    if up {
         if !facts.key {
             why.push("generate its API key".into());
         }
@@ -333,5 +351,35 @@ mod tests {
         }
         assert!(!text.lines().any(|l| l.contains("name:") && l.contains("image")), "{text}");
         assert!(!text.contains("- image\n"), "{text}");
+    }
+
+    /// llm-up.sh writes config/llm.env: the host's own (an LLM elsewhere)
+    /// is copied first, named in the plan; one with the LLM's own key is
+    /// image-provision's and is rewritten with no copy.
+    #[test]
+    fn a_hosts_own_llm_env_is_copied_before_llm_up_replaces_it() {
+        let img = ImageConfig { llm: Llm::Local, ..ImageConfig::default() };
+        let llm_env = img.config_path("llm.env");
+        let smi = Smi { name: None, driver: None, memory: Some("23028 MiB".into()), line: String::new() };
+        let containers = Containers::parse(&RawFacts::parse("containers.listed=yes\ndocker.networks=bridge\n"));
+        let plan_of = |facts: &str| {
+            let raw = RawFacts::parse(facts);
+            plan(Some(&smi), "ubuntu", &containers, &FileFacts::parse(&raw), &LlmFacts::parse(&raw), &img)
+        };
+        let theirs = format!("file.{llm_env}=abcd 600 ubuntu\n");
+        let Plan::Act { why, actions } = plan_of(&theirs) else { panic!() };
+        let shown: Vec<String> = actions.iter().map(|a| a.describe(false)).collect();
+        let at = |needle: &str| {
+            shown.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("{needle}: {shown:#?}"))
+        };
+        assert!(at(&format!("COPIES={llm_env}")) < at("llm-up.sh"), "{shown:#?}");
+        assert!(why.contains(&format!("keep a copy of {llm_env} as {}{llm_env}", backup_dir())), "{why}");
+        // With the LLM's own key: ours.
+        let ours = format!("{theirs}llm.key=yes\nllm.env_key=yes\nllm.env_model=other/model\n");
+        let Plan::Act { why, actions } = plan_of(&ours) else { panic!() };
+        assert!(
+            !why.contains("keep a copy") && actions.iter().all(|a| !a.describe(false).contains("keep-copies")),
+            "{why}"
+        );
     }
 }

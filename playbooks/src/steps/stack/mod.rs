@@ -18,7 +18,7 @@ use crate::settings::{ImageConfig, Llm, SITE_COMPOSE};
 use crate::shell::with_libraries;
 use crate::steps::layout::{self, LayoutFacts};
 use crate::steps::pull::{self, PullFacts};
-use crate::template::{FileFacts, hex, sha256_hex, upload};
+use crate::template::{FileFacts, Writes, backup_dir, hex, sha256_hex};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
@@ -247,11 +247,10 @@ pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
     // On a fresh host the layout step wrote the site override before the
     // clone said which services need the LLM: with --no-llm, it is written
     // again now that they are known, before the bring-up.
-    let site = layout::site_text(img, &stack.llm_services);
-    let rewrite_site = !files.is(&img.site_path(), site.as_bytes(), "644");
-    if rewrite_site {
-        actions.push(upload(img.site_path(), site, 0o644, false));
-    }
+    let mut writes = Writes::new(files, backup_dir());
+    let rewrite_site = writes.file(&img.site_path(), layout::site_text(img, &stack.llm_services), 0o644, None, false);
+    let copies = writes.copies();
+    actions.extend(writes.into_actions());
     if img.llm == Llm::EnvFile {
         actions.push(Action::Check(llm_check_command(img)));
     }
@@ -282,6 +281,10 @@ pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
         "docker compose pull and up (--no-imageup)".into()
     };
     let why = if stack.deployed_stamp.is_some() { "settings changed or services down" } else { "not deployed yet" };
+    let why = match copies {
+        Some(copies) => format!("{copies}, {why}"),
+        None => why.to_string(),
+    };
     let llm = match img.llm {
         Llm::Without if rewrite_site => {
             format!("; --no-llm: {} not started ({NO_LLM_LOSS}), in {SITE_COMPOSE}", stack.llm_services.join(", "))

@@ -10,7 +10,7 @@ use crate::containers::Containers;
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::{ImageConfig, LETS_ENCRYPT, TRAEFIK_DIR, acme_server_name};
-use crate::template::{FileFacts, render, upload};
+use crate::template::{FileFacts, Writes, backup_dir, render};
 
 pub const COMPOSE_TEMPLATE: &str = include_str!("traefik-compose.yml");
 pub const FACTS_SH: &str = include_str!("facts.sh");
@@ -98,17 +98,25 @@ pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, 
         return Plan::Act { why: format!("{} (no --domain: no Traefik container)", why.join(", ")), actions };
     };
     let path = img.traefik_path();
-    let changed = !files.is(&path, compose.as_bytes(), "644");
+    let clear = traefik.certificates && traefik.acme_server.as_ref().is_some_and(|s| *s != img.acme_server);
+    let mut writes = Writes::new(files, backup_dir());
+    let changed = writes.file(&path, compose, 0o644, None, false);
+    if clear {
+        // Certificates Traefik got under a configuration image-provision
+        // did not write (a host's own Traefik) are the host's too.
+        writes.replaced_by_command(&certificate_store(), files.ours(&path));
+    }
+    why.extend(writes.copies());
     if changed {
         why.push(format!("write {path}"));
-        actions.push(upload(path.clone(), compose, 0o644, false));
     }
+    actions.extend(writes.into_actions());
     // Certificates another ACME server issued (staging's, or production's
     // on a server switched to staging) would be served on: stop Traefik and
     // clear them, so the new server issues the right ones.
     let compose_cmd =
         |verb: &str| Cmd::new("docker").args(["compose", "--project-directory", TRAEFIK_DIR, "-f", &path, verb]).sudo();
-    if traefik.certificates && traefik.acme_server.as_ref().is_some_and(|s| *s != img.acme_server) {
+    if clear {
         why.push(format!(
             "clear the certificates of {} for {}",
             acme_server_name(traefik.acme_server.as_deref().unwrap_or_default()),
@@ -203,5 +211,50 @@ mod tests {
         img.check_dns_for(None);
         let cmds = plan(&bare, &FileFacts::default(), &TraefikFacts::default(), &img).commands();
         assert!(!cmds.iter().any(|c| c.contains("dns-wait")), "{cmds:?}");
+    }
+
+    /// A host with its own Traefik: its compose file, and the certificates
+    /// that configuration got, are copied before ours replaces the one and
+    /// the switch of ACME server clears the others; the plan names both
+    /// copies first. Once the compose file is ours (by the record), a
+    /// switch clears the certificates with no copy.
+    #[test]
+    fn adopting_a_hosts_own_traefik_copies_its_compose_file_and_certificates() {
+        use crate::settings::LETS_ENCRYPT_STAGING;
+        let containers = Containers::parse(&RawFacts::parse("containers.listed=yes\ndocker.networks=bridge traefik\n"));
+        let img = ImageConfig { acme_server: LETS_ENCRYPT_STAGING.into(), ..ImageConfig::with_site() };
+        let path = img.traefik_path();
+        let store = certificate_store();
+        // Its own compose file names no ACME server: production's.
+        let own = format!("file.{path}=1234 640 root\ntraefik.configured=yes\ntraefik.certificates=yes\n");
+        let plan_of = |text: &str| {
+            let raw = RawFacts::parse(text);
+            plan(&containers, &FileFacts::parse(&raw), &TraefikFacts::parse(&raw), &img)
+        };
+        let Plan::Act { why, actions } = plan_of(&own) else { panic!() };
+        let dir = backup_dir();
+        assert!(
+            why.starts_with(&format!(
+                "keep copies of what image-provision did not write: {path} as {dir}{path} and {store} as {dir}{store}, write {path}"
+            )),
+            "{why}"
+        );
+        let cmds: Vec<String> = actions.iter().map(|a| a.describe(false)).collect();
+        let at = |needle: &str| {
+            cmds.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("{needle}: {cmds:#?}"))
+        };
+        assert!(at("keep-copies.sh") < at("upload ") && at("upload ") < at("record-written.sh"), "{cmds:#?}");
+        assert!(at("record-written.sh") < at(" stop") && at(" stop") < at(&format!("rm -f -- {store}")), "{cmds:#?}");
+        // Ours, from a run on production: switched with no copy.
+        let compose = compose_text(&ImageConfig::with_site()).unwrap();
+        let sha = crate::template::sha256_hex(&compose);
+        let ours = format!(
+            "file.{path}={sha} 644 root\nwritten.{path}={sha}\ntraefik.configured=yes\ntraefik.certificates=yes\n\
+             traefik.acme_server={}\n",
+            crate::settings::LETS_ENCRYPT
+        );
+        let Plan::Act { why, actions } = plan_of(&ours) else { panic!() };
+        assert!(why.starts_with(&format!("write {path}, clear the certificates of ")), "{why}");
+        assert!(!actions.iter().any(|a| a.describe(false).contains("keep-copies")));
     }
 }

@@ -22,7 +22,7 @@ use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::{Config, ImageConfig};
 use crate::shell::with_libraries;
-use crate::template::{FileFacts, render, upload};
+use crate::template::{FileFacts, Writes, backup_dir, render};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const STACK_AT_BOOT_SH: &str = include_str!("stack-at-boot.sh");
@@ -240,7 +240,9 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
     };
     // (verb, what), said grouped by verb: "install: a; b, remove: c".
     let mut why: Vec<(&'static str, String)> = Vec::new();
-    let mut uploads = Vec::new();
+    // The unit files and scripts; what is at their paths and not
+    // image-provision's is copied first (see template).
+    let mut uploads = Writes::new(files, backup_dir());
     let mut after_reload = Vec::new();
     let mut reload = false;
 
@@ -266,10 +268,9 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         let mut changed = false;
         for f in &w.files {
             let mode = if f.path.ends_with(".sh") { "755" } else { "644" };
-            if !files.is(&f.path, f.content.as_bytes(), mode) {
+            let bits = if mode == "755" { 0o755 } else { 0o644 };
+            if uploads.file(&f.path, f.content.clone(), bits, None, false) {
                 changed = true;
-                let bits = if mode == "755" { 0o755 } else { 0o644 };
-                uploads.push(upload(f.path.clone(), f.content.clone(), bits, false));
             }
         }
         if changed {
@@ -308,8 +309,9 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         }
     }
 
+    let copies = uploads.copies();
     let mut actions = removals;
-    actions.extend(uploads);
+    actions.extend(uploads.into_actions());
     if reload {
         actions.push(systemctl(&["daemon-reload"]));
     }
@@ -317,7 +319,7 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
     if actions.is_empty() && wanted.is_empty() && cfg.image.is_none() {
         return Plan::Skip("--no-stack and no expiry: nothing runs by itself".into());
     }
-    let mut said: Vec<String> = Vec::new();
+    let mut said: Vec<String> = copies.into_iter().collect();
     for verb in ["remove", "install", "rewrite", "re-arm"] {
         let whats: Vec<&str> = why.iter().filter(|(v, _)| *v == verb).map(|(_, w)| w.as_str()).collect();
         if !whats.is_empty() {
