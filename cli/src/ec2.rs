@@ -52,11 +52,11 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         };
         let api = DryRunApi::new(|line| println!("{line}"));
         let mut spec = spec(&settings, public, settings.ttl.map(expiry).transpose()?);
-        spec.user_data = Some(match &spec.expires_at {
-            Some(at) => format!("<cloud-config carrying the server's SSH host key and its power-off at {at}>"),
-            None => "<cloud-config carrying the server's SSH host key>".into(),
-        });
+        spec.user_data = Some("<cloud-config carrying the server's SSH host key>".into());
         let created = provision::create(&api, &spec, |_| {}).await.map_err(|e| ec2_error(e, None))?;
+        if let Some(at) = created.expires_at.as_ref().filter(|_| !created.reused) {
+            println!("then: at its first boot, its cloud-init arms its power-off at {at} (from the user data)");
+        }
         settings.steps.expiry = created.expires_at.map_or(Expiry::Keep, Expiry::At);
         match &created.elastic_ip {
             Some(address) => {

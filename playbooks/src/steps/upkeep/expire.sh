@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The power-off at the server's expiry (playbooks/src/steps/upkeep), run by
-# image-provision-expire.service: at the expiry, at every boot and whenever
-# its timer is armed again. Before the expiry it says when and does nothing
+# image-provision-expire.service: at the expiry, at every boot, whenever
+# its timer is armed again (and systemd reloads its units). Before the expiry it says when and does nothing
 # else; once the expiry has passed it says so (the journal, the console,
 # which EC2's system log shows, and every logged-in terminal) and powers the
 # server off.
