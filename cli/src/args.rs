@@ -156,6 +156,12 @@ pub struct BootstrapArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Power the host off this long from now (e.g. 4h, 2d), or `off`: never.
+    /// On an instance made with `ec2 create --ttl`, powering off terminates
+    /// it [default: the expiry the host has, if any, is kept]
+    #[arg(long, value_name = "DURATION|off", allow_hyphen_values = true)]
+    pub ttl: Option<String>,
+
     #[command(flatten)]
     pub steps: HostStepArgs,
 }
@@ -463,8 +469,10 @@ pub struct CreateArgs {
     #[arg(long)]
     pub spot_only: bool,
 
-    /// Ephemeral server: tag an expiry (e.g. 4h, 2d) for `destroy --expired`,
-    /// and make a shutdown from inside terminate it
+    /// Ephemeral server: power it off this long from now (e.g. 4h, 2d),
+    /// armed from its first boot, and make that shutdown terminate it; tag
+    /// the expiry for `destroy --expired`. On a server that exists: move its
+    /// expiry, on its tags and on the host
     #[arg(long, env = "IMAGE_PROVISION_TTL", value_name = "DURATION", allow_hyphen_values = true)]
     pub ttl: Option<String>,
 

@@ -30,6 +30,7 @@ pub async fn run(mut s: BootstrapSettings) -> anyhow::Result<()> {
         known_hosts: base.join(state::KNOWN_HOSTS),
         dry_run: s.dry_run,
         steps: s.steps,
+        only: None,
         summary: true,
     };
     run_host_steps(run).await.result
@@ -55,6 +56,9 @@ pub(crate) struct HostRun {
     pub known_hosts: PathBuf,
     pub dry_run: bool,
     pub steps: Config,
+    /// Only these steps (e.g. [`Step::EXPIRY_ONLY`]); None: every step
+    /// `steps` runs.
+    pub only: Option<&'static [Step]>,
     /// Print the summary table (and the log and extension URL lines) on
     /// stdout; off when the caller prints its own (`ec2 create --json`).
     pub summary: bool,
@@ -101,7 +105,10 @@ async fn host_steps(s: HostRun) -> anyhow::Result<HostRunEnd> {
     let extension_url = s.steps.image.as_ref().and_then(|i| i.extension_url());
     let mut runner = Runner::new(session, s.steps, s.dry_run);
     let mut events = StepProgress { progress: &progress, spinner: None, log, dry_run: s.dry_run };
-    let reports = runner.run(&mut events).await;
+    let reports = match s.only {
+        Some(steps) => runner.run_steps(steps, &mut events).await,
+        None => runner.run(&mut events).await,
+    };
     let StepProgress { mut log, .. } = events;
     let _ = runner.into_session().close().await;
 

@@ -5,8 +5,10 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use image_provision_playbooks::StepReport;
 use image_provision_playbooks::preview::{FreshImage, preview};
+use image_provision_playbooks::settings::{self, Expiry};
+use image_provision_playbooks::steps::upkeep;
+use image_provision_playbooks::{Step, StepReport};
 use image_provision_provision::dns::DnsOutcome;
 use image_provision_provision::{
     self as provision, AwsOptions, CreateSpec, DryRunApi, Ec2Api, Instance, KeySource, PriceListApi, Route53Api,
@@ -57,7 +59,10 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
              from containers)",
             settings.kms_key.as_deref().unwrap_or("the account's default EBS key")
         );
-        settings.steps.expires_at = created.expires_at;
+        if let Some(at) = created.expires_at.as_ref().filter(|_| !created.reused) {
+            println!("then: at its first boot, its cloud-init arms its power-off at {at} (from the user data)");
+        }
+        settings.steps.expiry = created.expires_at.map_or(Expiry::Keep, Expiry::At);
         match &created.elastic_ip {
             Some(address) => {
                 println!("then: wait for the instance to run, and associate its Elastic IP");
@@ -105,15 +110,19 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     }
     let host_key = state::ensure_key(&state_dir, state::HOST_KEY)?;
     let mut spec = spec(&settings, key.public_openssh.clone(), settings.ttl.map(expiry).transpose()?);
-    spec.user_data = Some(cloud_config(&state::private_key_text(&host_key.private_path)?, &host_key.public_openssh));
+    spec.user_data = Some(cloud_config(
+        &state::private_key_text(&host_key.private_path)?,
+        &host_key.public_openssh,
+        spec.expires_at.as_deref(),
+    )?);
     let itype = settings.instance_type.clone();
     progress.line(format!("creating {} ({itype}) in {region}", settings.name));
     let started = Instant::now();
     let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| ec2_error(e, Some(&itype)))?;
     let launch = started.elapsed();
-    // The host steps arrange the server's own end at its expiry after this
-    // run: a --ttl given now, or the one it already had.
-    settings.steps.expires_at = created.expires_at.clone();
+    // The host steps arrange the server's own end at its expiry: a --ttl
+    // given now, or the one its tags hold; without either, the host's own.
+    settings.steps.expiry = created.expires_at.clone().map_or(Expiry::Keep, Expiry::At);
     let spinner = progress.spinner(format!("waiting for {} to run and answer SSH", created.instance.id));
     let ready = provision::wait_for_ssh(
         &api,
@@ -193,7 +202,12 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         println!("state      {}", state_dir.display());
         println!("time       {}", phases.line());
     }
-    if settings.no_bootstrap {
+    // With --no-bootstrap, only a --ttl for a server that exists goes to the
+    // host: its power-off moves with its tags (a new server's user data
+    // arms its own).
+    let expiry_only = settings.no_bootstrap && created.reused && settings.ttl.is_some();
+    let moved = || created.expires_at.clone().unwrap_or_default();
+    if settings.no_bootstrap && !expiry_only {
         if settings.json {
             summary["time"] = phases.json(&[]);
             println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -202,17 +216,29 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     }
     // The host steps, trusting only the host key handed over in user data.
     let Some(known_hosts) = known_hosts else {
-        return Err(Failed {
-            message: format!(
-                "{} is up, but its host key is not known here, so the host steps did not run",
-                settings.name
-            ),
-            hint: format!(
-                "compare the key fingerprints in the instance's console output (EC2 console, \
-                 Actions > Monitor > Get system log) with what `ssh-keyscan {ip}` shows, then run \
-                 `image-provision bootstrap --host {user}@{ip} --identity {} --accept-new-host-key`",
-                key.private_path.display()
-            ),
+        let check = format!(
+            "compare the key fingerprints in the instance's console output (EC2 console, \
+             Actions > Monitor > Get system log) with what `ssh-keyscan {ip}` shows, then run \
+             `image-provision bootstrap --host {user}@{ip} --identity {} --accept-new-host-key",
+            key.private_path.display()
+        );
+        return Err(if expiry_only {
+            Failed {
+                message: format!(
+                    "{}'s tags now expire at {}, but its host key is not known here, so its power-off was not moved",
+                    settings.name,
+                    moved()
+                ),
+                hint: format!("{check} --ttl DURATION` with the flags the server was set up with"),
+            }
+        } else {
+            Failed {
+                message: format!(
+                    "{} is up, but its host key is not known here, so the host steps did not run",
+                    settings.name
+                ),
+                hint: format!("{check}`"),
+            }
         }
         .into());
     };
@@ -225,16 +251,31 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     if let Some(img) = settings.steps.image.as_mut() {
         img.check_dns_for(instance.public_ip.clone().filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok()));
     }
+    let (steps, only) = match expiry_only {
+        // Without the stack the upkeep step changes only the power-off.
+        true => (image_provision_playbooks::Config { image: None, ..settings.steps }, Some(&Step::EXPIRY_ONLY[..])),
+        false => (settings.steps, None),
+    };
     let end = run_host_steps(HostRun {
         target: Target::new(user.clone(), host, port),
         identity: Identity::key_file(&key.private_path),
         policy: HostKeyPolicy::expect_openssh(&host_key.public_openssh).context("reading the server's host key")?,
         known_hosts,
         dry_run: false,
-        steps: settings.steps,
+        steps,
+        only,
         summary: !settings.json,
     })
     .await;
+    if expiry_only && end.result.is_err() {
+        progress.line(format!(
+            "{}'s tags now expire at {}, but its power-off on the host was not moved (why: below): until it \
+             is, the host powers off at its old expiry, if it had one; run the same command again once the host \
+             answers over SSH",
+            settings.name,
+            moved()
+        ));
+    }
     if settings.json {
         summary["time"] = phases.json(&end.reports);
         summary["steps"] = end
@@ -324,22 +365,52 @@ impl Phases {
     }
 }
 
-/// cloud-init user data that installs the host key we made, and only it, so
-/// the first SSH connection can verify the server. JSON is YAML, so no YAML
-/// writer is needed; the text travels in the RunInstances request only.
-fn cloud_config(host_private: &str, host_public: &str) -> String {
-    let config = serde_json::json!({
+/// cloud-init user data: the host key we made, and only it, so the first
+/// SSH connection can verify the server; with an expiry, the power-off armed
+/// from the first boot (the upkeep step's own files, the same bytes and
+/// modes, then its timer enabled), so it holds whatever becomes of the host
+/// steps, or with none (--no-bootstrap). JSON is YAML, so no YAML writer is
+/// needed; the text travels in the RunInstances request only.
+fn cloud_config(host_private: &str, host_public: &str, expires_at: Option<&str>) -> anyhow::Result<String> {
+    let mut config = serde_json::json!({
         "ssh_deletekeys": true,
         "ssh_genkeytypes": [],
         "ssh_keys": {"ed25519_private": host_private, "ed25519_public": host_public},
     });
-    format!("#cloud-config\n{config}\n")
+    if let Some(at) = expires_at {
+        use image_provision_playbooks::template;
+        let files = upkeep::expiry_files(at).map_err(anyhow::Error::msg)?;
+        let mut write_files: Vec<serde_json::Value> = files
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "path": f.path,
+                    "content": f.content,
+                    "permissions": format!("{:04o}", f.mode),
+                    "owner": "root:root",
+                })
+            })
+            .collect();
+        // Our record of what we wrote (template::RECORD), so that the
+        // upkeep step moving the expiry later knows these files are ours
+        // and keeps no copy of them.
+        let record: String =
+            files.iter().map(|f| format!("{} {}\n", template::sha256_hex(&f.content), f.path)).collect();
+        write_files.push(serde_json::json!({
+            "path": template::RECORD,
+            "content": record,
+            "permissions": "0600",
+            "owner": "root:root",
+        }));
+        config["write_files"] = serde_json::Value::Array(write_files);
+        config["runcmd"] =
+            serde_json::json!([["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", upkeep::EXPIRE_TIMER]]);
+    }
+    Ok(format!("#cloud-config\n{config}\n"))
 }
 
 fn expiry(ttl: std::time::Duration) -> anyhow::Result<String> {
-    let span = jiff::SignedDuration::try_from(ttl).context("--ttl is too long")?;
-    let at = jiff::Timestamp::now().checked_add(span).map_err(|_| UsageError::new("--ttl is too long"))?;
-    Ok(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+    Ok(settings::expires_after(ttl).map_err(UsageError::new)?)
 }
 
 fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> CreateSpec {
@@ -665,6 +736,47 @@ async fn run_destroy<A: Ec2Api + Route53Api>(api: &A, args: &DestroySettings, as
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The user data of a server with an expiry arms its power-off with the
+    /// upkeep step's own files and modes (its next run finds them as it
+    /// wants them), then enables the timer; without one, only the host key.
+    #[test]
+    fn cloud_config_arms_the_power_off_with_the_upkeep_steps_files() {
+        use image_provision_playbooks::template::{RECORD, sha256_hex};
+        let at = "2026-12-02T03:04:05Z";
+        let text = cloud_config("PRIVATE", "ssh-ed25519 AAAA host", Some(at)).unwrap();
+        let config: serde_json::Value = serde_json::from_str(text.strip_prefix("#cloud-config\n").unwrap()).unwrap();
+        let (record, units) = config["write_files"].as_array().unwrap().split_last().unwrap();
+        assert_eq!((record["path"].as_str(), record["permissions"].as_str()), (Some(RECORD), Some("0600")));
+        let files: Vec<(String, String, String)> = units
+            .iter()
+            .map(|f| {
+                assert_eq!(f["owner"], "root:root");
+                let text = |k: &str| f[k].as_str().unwrap().to_string();
+                (text("path"), text("content"), text("permissions"))
+            })
+            .collect();
+        let want: Vec<(String, String, String)> = upkeep::expiry_files(at)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.path, f.content, format!("{:04o}", f.mode)))
+            .collect();
+        assert_eq!(files, want);
+        let recorded: Vec<String> =
+            want.iter().map(|(path, content, _)| format!("{} {path}", sha256_hex(content))).collect();
+        assert_eq!(record["content"].as_str().unwrap().lines().collect::<Vec<_>>(), recorded);
+        assert!(files.iter().any(|(_, _, mode)| mode == "0755") && files.iter().any(|(_, _, mode)| mode == "0644"));
+        assert_eq!(
+            config["runcmd"],
+            serde_json::json!([
+                ["systemctl", "daemon-reload"],
+                ["systemctl", "enable", "--now", "image-provision-expire.timer"]
+            ])
+        );
+        assert_eq!(config["ssh_keys"]["ed25519_private"], "PRIVATE");
+        let plain = cloud_config("PRIVATE", "ssh-ed25519 AAAA host", None).unwrap();
+        assert!(!plain.contains("write_files") && !plain.contains("runcmd"), "{plain}");
+    }
 
     #[test]
     fn time_left_shows_the_two_largest_units() {

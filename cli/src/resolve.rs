@@ -633,12 +633,23 @@ pub struct BootstrapSettings {
 }
 
 fn bootstrap(a: &BootstrapArgs, file: &HostConfig, hooks: &TestHooks) -> Result<BootstrapSettings, UsageError> {
-    Ok(BootstrapSettings {
-        target: target(&a.host)?,
-        identity: identity(a.identity.as_ref(), "the ssh-agent")?.unwrap_or(Identity::Agent),
-        policy: policy(a.accept_new_host_key),
-        dry_run: a.dry_run,
-        steps: host_steps(&a.steps, file, hooks, true)?,
+    let target = target(&a.host)?;
+    let identity = identity(a.identity.as_ref(), "the ssh-agent")?.unwrap_or(Identity::Agent);
+    let mut steps = host_steps(&a.steps, file, hooks, true)?;
+    steps.expiry = bootstrap_expiry(a.ttl.as_deref())?;
+    Ok(BootstrapSettings { target, identity, policy: policy(a.accept_new_host_key), dry_run: a.dry_run, steps })
+}
+
+/// `bootstrap --ttl DURATION|off`: the power-off this long from now (read
+/// as `ec2 create --ttl` is), or none; without it, the host's is kept.
+fn bootstrap_expiry(ttl: Option<&str>) -> Result<settings::Expiry, UsageError> {
+    Ok(match ttl.map(str::trim) {
+        None => settings::Expiry::Keep,
+        Some("off") => settings::Expiry::Off,
+        Some(t) => {
+            let d = duration("--ttl", t).map_err(|e| e.hint("write it like 30m, 4h or 2d, or `off` for no expiry"))?;
+            settings::Expiry::At(settings::expires_after(d).map_err(UsageError::new)?)
+        }
     })
 }
 
@@ -728,8 +739,8 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool
         lock_timeout: timeout("--apt-lock-timeout", &a.apt_lock_timeout, &f.apt_lock_timeout, defaults.lock_timeout)?,
         apt_lists_max_age: defaults.apt_lists_max_age,
         image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks, running)?) },
-        // Set by `ec2 create` from the instance's expires-at tag.
-        expires_at: None,
+        // `bootstrap --ttl`; `ec2 create` sets it from the instance's tag.
+        expiry: settings::Expiry::Keep,
     })
 }
 
@@ -1490,5 +1501,29 @@ mod tests {
         let s = bootstrap(&ok, &HostConfig::default(), &hooks()).unwrap();
         assert_eq!(s.steps.nvidia_driver_branch, settings::DEFAULT_NVIDIA_DRIVER_BRANCH);
         assert!(s.steps.gpu);
+    }
+
+    /// bootstrap --ttl: a duration from now, as `ec2 create --ttl` reads it,
+    /// or `off`; without it the host's expiry is kept. Bad input is refused
+    /// naming the flag and both forms.
+    #[test]
+    fn bootstrap_ttl_is_a_duration_or_off() {
+        let with = |ttl: Option<&str>| {
+            let mut a =
+                BootstrapArgs { host: "ubuntu@203.0.113.7".into(), ttl: ttl.map(str::to_string), ..Default::default() };
+            a.steps.no_llm = true;
+            bootstrap(&a, &HostConfig::default(), &hooks()).map(|s| s.steps.expiry)
+        };
+        assert_eq!(with(None).unwrap(), settings::Expiry::Keep);
+        assert_eq!(with(Some("off")).unwrap(), settings::Expiry::Off);
+        let at = with(Some("4h")).unwrap();
+        let at = at.at().expect("a time").parse::<jiff::Timestamp>().unwrap();
+        let left = at.duration_since(jiff::Timestamp::now()).as_secs();
+        assert!((4 * 3600 - 5..=4 * 3600).contains(&left), "{left}");
+        for bad in ["-1h", "soon", "0s", "never"] {
+            let e = with(Some(bad)).err().unwrap_or_else(|| panic!("{bad} taken"));
+            assert!(e.message.starts_with(&format!("--ttl {bad:?} is not a duration")), "{e}");
+            assert!(e.hint.as_deref().is_some_and(|h| h.contains("`off`")), "{e:?}");
+        }
     }
 }

@@ -29,6 +29,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/nvidia/upgrade-driver.sh", nvidia::UPGRADE_DRIVER_SH.to_string()),
         ("steps/upkeep/stack-at-boot.sh", upkeep::stack_at_boot_script()),
         ("steps/upkeep/auto-update.sh", upkeep::auto_update_script()),
+        ("steps/upkeep/expire.sh", upkeep::EXPIRE_SH.to_string()),
         ("steps/layout/clone.sh", layout::CLONE_SH.to_string()),
         ("steps/traefik/dns-wait.sh", traefik::DNS_WAIT_SH.to_string()),
         ("steps/llm/llm-up.sh", llm::LLM_UP_SH.to_string()),

@@ -243,7 +243,11 @@ mod tests {
             ("hf.env".into(), b"HF_TOKEN=t\n".to_vec()),
             ("healthcheck.env".into(), b"SLACK_WEBHOOK_URL=u\n".to_vec()),
         ];
-        let cfg = Config { image: Some(img), expires_at: Some("2030-01-01T00:00:00Z".into()), ..Config::default() };
+        let cfg = Config {
+            image: Some(img),
+            expiry: crate::settings::Expiry::At("2030-01-01T00:00:00Z".into()),
+            ..Config::default()
+        };
         let watched = FactsInputs::for_config(&cfg).files;
         let facts = Facts::parse(&format!(
             "{}docker.gid=999\ncontainers.listed=yes\ndocker.networks=bridge\nlayout.clone=yes\n\

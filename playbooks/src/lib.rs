@@ -42,7 +42,8 @@
 //!     health/           every service well, the one HTTPS check, the request that proves the stack;
 //!                       health.sh, render-request.sh, probe.png
 //!     upkeep/           systemd units: the stack at boot, IMAGE's healthcheck, the nightly
-//!                       update, image pruning, the power-off at the expiry; their scripts
+//!                       update, image pruning, the power-off at the expiry (expire.sh; its
+//!                       files also go into ec2 create's user data); their scripts
 //!   gather.rs           the ONE facts command (every part) and Facts, parsed once
 //!   sequence.rs         Step: the order, which facts each step plans from; Earlier: what the
 //!                       steps before did in this run, where a plan depends on it

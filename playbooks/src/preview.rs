@@ -48,6 +48,8 @@ pub fn preview(cfg: &Config, image: &FreshImage) -> Vec<(Step, String)> {
     // After the layout step: the clone is there; then the pull it starts.
     let with_clone = fresh_facts(image, &format!("{DOCKER}layout.clone=yes\n"));
     let pulling = fresh_facts(image, &format!("{DOCKER}layout.clone=yes\npull.state=running\n"));
+    // With an expiry, cloud-init has armed the power-off from the user data.
+    let armed = fresh_facts(image, &cfg.expiry.at().map(crate::steps::upkeep::armed_facts).unwrap_or_default());
     Step::for_config(cfg)
         .into_iter()
         .map(|step| {
@@ -55,6 +57,7 @@ pub fn preview(cfg: &Config, image: &FreshImage) -> Vec<(Step, String)> {
                 Step::Layout | Step::Traefik => &with_docker,
                 Step::Pull => &with_clone,
                 Step::Stack | Step::Health => &pulling,
+                Step::Upkeep => &armed,
                 _ => &fresh,
             };
             let what = match step.plan(facts, cfg, Earlier { driver_would_install: true, stack_changed: true }) {

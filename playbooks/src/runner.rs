@@ -154,9 +154,15 @@ impl Runner {
     /// Every step in order; stops after the first that fails or cannot
     /// reach the host.
     pub async fn run(&mut self, events: &mut dyn Events) -> Vec<StepReport> {
+        self.run_steps(&Step::for_config(&self.cfg), events).await
+    }
+
+    /// These steps, in this order (e.g. [`Step::EXPIRY_ONLY`]); stops after
+    /// the first that fails or cannot reach the host.
+    pub async fn run_steps(&mut self, steps: &[Step], events: &mut dyn Events) -> Vec<StepReport> {
         let mut reports = Vec::new();
         let mut earlier = Earlier::default();
-        for step in Step::for_config(&self.cfg) {
+        for &step in steps {
             events.step_started(step);
             let start = Instant::now();
             let outcome = if self.dry_run {

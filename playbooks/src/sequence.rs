@@ -6,7 +6,7 @@
 use crate::gather::Facts;
 use crate::host_facts::{HostFacts, Sudo};
 use crate::plan::Plan;
-use crate::settings::Config;
+use crate::settings::{Config, Expiry};
 use crate::steps;
 
 /// The steps, in the order they run.
@@ -67,14 +67,20 @@ impl Step {
     }
 
     /// The steps this configuration runs, in order. The upkeep step runs
-    /// with the stack or an expiry: without either nothing runs by itself.
+    /// with the stack or an expiry to set or remove: without either, nothing
+    /// that runs by itself changes.
     pub fn for_config(cfg: &Config) -> Vec<Step> {
         Step::ALL
             .into_iter()
             .filter(|s| cfg.image.is_some() || !s.is_image())
-            .filter(|s| *s != Step::Upkeep || cfg.image.is_some() || cfg.expires_at.is_some())
+            .filter(|s| *s != Step::Upkeep || cfg.image.is_some() || cfg.expiry != Expiry::Keep)
             .collect()
     }
+
+    /// Only the host's expiry (`ec2 create NAME --ttl D --no-bootstrap` on
+    /// a server that exists): what host it is, then the upkeep step, which
+    /// without the stack changes only the power-off.
+    pub const EXPIRY_ONLY: [Step; 2] = [Step::Host, Step::Upkeep];
 
     pub fn name(self) -> &'static str {
         match self {

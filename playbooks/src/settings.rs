@@ -59,9 +59,8 @@ pub struct Config {
     /// The IMAGE steps (layout, pull, traefik, stack, health); None with
     /// --no-stack: the run ends at the GPU check.
     pub image: Option<ImageConfig>,
-    /// When the server ends itself (RFC 3339, UTC): the instance's
-    /// expires-at tag, from `ec2 create --ttl`. None: it does not.
-    pub expires_at: Option<String>,
+    /// When the server powers itself off (the upkeep step's timer).
+    pub expiry: Expiry,
 }
 
 impl Default for Config {
@@ -79,9 +78,41 @@ impl Default for Config {
             reboot_timeout: Duration::from_secs(600),
             apt_lists_max_age: Duration::from_secs(3600),
             image: Some(ImageConfig::default()),
-            expires_at: None,
+            expiry: Expiry::Keep,
         }
     }
+}
+
+/// When the server powers itself off: an EC2 instance made with `ec2 create
+/// --ttl` terminates then.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// Whatever the host has (none on a fresh host): `bootstrap` without
+    /// --ttl, `ec2 create` on a server without an expires-at tag.
+    #[default]
+    Keep,
+    /// At this time, RFC 3339 in UTC: --ttl, or the instance's expires-at tag.
+    At(String),
+    /// Never: `bootstrap --ttl off` removes the host's.
+    Off,
+}
+
+impl Expiry {
+    /// The time asked for, if one is.
+    pub fn at(&self) -> Option<&str> {
+        match self {
+            Expiry::At(at) => Some(at),
+            Expiry::Keep | Expiry::Off => None,
+        }
+    }
+}
+
+/// `ttl` from now, as the expiry's RFC 3339 time in UTC, to the second.
+pub fn expires_after(ttl: Duration) -> Result<String, String> {
+    let too_long = || format!("--ttl of {} s is too long", ttl.as_secs());
+    let span = jiff::SignedDuration::try_from(ttl).map_err(|_| too_long())?;
+    let at = jiff::Timestamp::now().checked_add(span).map_err(|_| too_long())?;
+    Ok(at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 
 /// The IMAGE compose profile a server runs (COMPOSE_PROFILES).

@@ -37,7 +37,7 @@ fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool, extra: &[
 
 /// Make the host key create will hand over, and install it on the host as
 /// cloud-init would from the user data.
-fn host_key_installed(env: &Ec2Env, host: &TestHost, name: &str) -> String {
+pub(crate) fn host_key_installed(env: &Ec2Env, host: &TestHost, name: &str) -> String {
     let dir = env.server_dir(name);
     std::fs::create_dir_all(&dir).unwrap();
     let key = dir.join("ssh_host_ed25519_key");

@@ -21,6 +21,8 @@ mod ec2_bootstrap;
 mod ec2_dns;
 /// Faults moto cannot produce, injected by the fault proxy; bad input.
 mod ec2_errors;
+/// `ec2 create --ttl`: the power-off armed by the user data, moved on the host.
+mod ec2_expiry;
 /// `ec2 create | list | destroy` against moto, read back with the SDK.
 mod ec2_lifecycle;
 /// Touch only what is ours: tags from others, foreign addresses, narrowing,

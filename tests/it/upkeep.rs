@@ -4,7 +4,8 @@
 //! command from outside; the IMAGE team's healthcheck (the stand-in
 //! repository's, which behaves as the real one) fires and logs; pruning
 //! removes a dangling image and nothing in use; the nightly update runs
-//! imageup --service; turned off, a unit is removed.
+//! imageup --service; turned off, a unit is removed; with --ttl, the host
+//! powers itself off at its expiry, which a bootstrap without --ttl keeps.
 
 use std::path::Path;
 use std::process::Output;
@@ -260,4 +261,71 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     assert!(!host.exists("/etc/systemd/system/image-provision-update.timer"));
     assert!(!host.exists("/etc/systemd/system/image-provision-update.service"));
     assert_eq!(host.sh("systemctl is-active image-provision-update.timer").status.code(), Some(3));
+
+    // The expiry. `--ttl 2h` arms it: the timer waits for its calendar
+    // time, and the check it ran as it started found the time not yet come.
+    let armed = run(&host, state.path(), &[&common[..], &["--auto-update", "off", "--ttl", "2h"]].concat());
+    assert!(armed.status.success(), "bootstrap --ttl 2h");
+    let line = cli::step_line(&armed, "upkeep");
+    let at = line.split("install: powers off at ").nth(1).unwrap_or_else(|| panic!("{line}")).trim().to_string();
+    let left = at.parse::<jiff::Timestamp>().unwrap().duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((7000..=7200).contains(&left), "{at} is not 2 h from now");
+    let expire = "image-provision-expire.timer";
+    assert_eq!(
+        host.sh_ok(&format!("systemctl is-enabled {expire}; systemctl is-active {expire}")),
+        "enabled\nactive\n"
+    );
+    let calendar = host.sh_ok(&format!("systemctl show -p TimersCalendar --value {expire}"));
+    let utc = at.parse::<jiff::Timestamp>().unwrap().strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    assert!(calendar.contains(&format!("OnCalendar={utc} ;")), "{calendar}");
+    let said = format!("this server expires at {at}, in 1h 59m");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !host.sh_ok("journalctl -u image-provision-expire --no-pager").contains(&said) {
+        assert!(
+            Instant::now() < deadline,
+            "the check at start did not run: {}",
+            host.sh_ok("journalctl -u image-provision-expire --no-pager")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Without --ttl, bootstrap keeps the host's expiry (it used to remove
+    // the power-off).
+    let kept = run(&host, state.path(), &[&common[..], &["--auto-update", "off"]].concat());
+    assert!(kept.status.success(), "bootstrap without --ttl");
+    let line = cli::step_line(&kept, "upkeep");
+    assert_eq!(line.split_whitespace().nth(1), Some("ok"), "{line}");
+    assert!(line.ends_with(&format!("; powers off at {at}")), "{line}");
+    assert_eq!(host.sh_ok(&format!("systemctl is-active {expire}")), "active\n");
+
+    // An expiry already past while the host runs: its power-off stopped
+    // (by hand, say) and the expiry then gone by, here moved an hour into
+    // the past as the upkeep step renders it. Nothing fires by itself; a
+    // bootstrap without --ttl keeps that expiry and starts the timer again,
+    // so the host says it expired and powers off at once. A power-off, not
+    // a reboot: nspawn exits for good.
+    let past = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_hours(1)).unwrap();
+    let past = past.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    host.sh_ok(&format!("systemctl stop {expire}"));
+    for f in image_provision_playbooks::steps::upkeep::expiry_files(&past).unwrap() {
+        host.write(&f.path, f.content.as_bytes());
+    }
+    host.sh_ok("systemctl daemon-reload");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!host.powered_off() && host.sh("true").status.success(), "the stopped timer fired:\n{}", host.logs());
+    let reboots = host.reboots();
+    let end = run(&host, state.path(), &[&common[..], &["--auto-update", "off"]].concat());
+    assert!(end.status.success(), "bootstrap without --ttl, the expiry past");
+    let line = cli::step_line(&end, "upkeep");
+    assert!(line.ends_with(&format!("install: powers off now (its expiry, {past}, has passed)")), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !host.powered_off() {
+        assert!(Instant::now() < deadline, "no power-off 90 s after re-arming the expiry {past}:\n{}", host.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let console = host.console();
+    assert!(
+        console.contains(&format!("image-provision: this server expired at {past}; powering it off now")),
+        "{console}"
+    );
+    assert_eq!(host.reboots(), reboots);
 }

@@ -20,7 +20,7 @@
 # sit on an overlay). A reboot inside is real: systemd shuts down, nspawn
 # exits 133 and this script boots it again (a new boot id, as nspawn gives
 # each boot). DIR/ctl, the harness's side:
-#   supervisor.pid  this script's pid        leader  the host's PID 1 (this boot)
+#   supervisor.pid  this script's pid        leader  the host's PID 1 (this boot; gone once it powers off)
 #   address         the host's address       reboots count of reboots
 #   client_ed25519_key, host_ed25519_key.pub, pwuser_password, console.log
 # Exit codes: 3 when INDEX's network is taken (the caller picks another).
@@ -178,6 +178,8 @@ while :; do
         rc=0
         wait "$nspawn_pid" || rc=$?
         if [ "$rc" -ne 133 ]; then
+            # Powered off: its PID 1 is gone, and its number may be reused.
+            rm -f "$ctl/leader"
             log "the host stopped (nspawn exited $rc)"
             exit 0
         fi

@@ -942,6 +942,18 @@ impl TestHost {
         read_trimmed(&self.ctl.join("boot_id"))
     }
 
+    /// A booted host that powered itself off (not a reboot): systemd
+    /// stopped, nspawn exited, boot.sh said so and ended.
+    pub fn powered_off(&self) -> bool {
+        self.booted && fs::read_to_string(self.ctl.join("supervisor.log")).is_ok_and(|l| l.contains("the host stopped"))
+    }
+
+    /// A booted host's whole console: systemd's boot and shutdown
+    /// messages, and what units print there.
+    pub fn console(&self) -> String {
+        fs::read_to_string(self.ctl.join("console.log")).unwrap_or_default()
+    }
+
     /// How many times the host has rebooted (also /var/lib/standin/reboots inside).
     pub fn reboots(&self) -> u32 {
         read_trimmed(&self.ctl.join("reboots")).parse().expect("ctl/reboots")
