@@ -224,4 +224,49 @@ mod tests {
         let no_sudo = Facts::parse("os.id=debian\nos.version=12\nuser=admin\nsudo=password\n");
         assert!(matches!(Step::Docker.plan(&no_sudo, &cfg, Earlier::default()), Plan::Refuse { usage: false, .. }));
     }
+
+    /// Every path a step writes (an upload, a link) is one the files facts
+    /// report on: what is there decides whether the step writes and
+    /// whether it keeps a copy first (template's Writes takes a path the
+    /// facts do not report on as absent).
+    #[test]
+    fn every_written_path_is_watched() {
+        use crate::plan::{Action, Plan};
+        use crate::settings::Llm;
+        let mut img = crate::settings::ImageConfig::with_site();
+        img.llm = Llm::Local;
+        img.env_files = vec![
+            ("maps.env".into(), b"K=v\n".to_vec()),
+            ("hf.env".into(), b"HF_TOKEN=t\n".to_vec()),
+            ("healthcheck.env".into(), b"SLACK_WEBHOOK_URL=u\n".to_vec()),
+        ];
+        let cfg = Config {
+            image: Some(img),
+            expiry: crate::settings::Expiry::At("2030-01-01T00:00:00Z".into()),
+            ..Config::default()
+        };
+        let watched = crate::gather::FactsInputs::for_config(&cfg).files;
+        let facts = Facts::parse(&format!(
+            "{}docker.gid=999\ncontainers.listed=yes\ndocker.networks=bridge\nlayout.clone=yes\n\
+             nvidia.smi=NVIDIA A10G, 570.195.03, 23028 MiB\nstack.llm_services=graphic-caption\n",
+            crate::host_facts::DEBIAN12_A10G
+        ));
+        let mut written = Vec::new();
+        for step in [Step::Layout, Step::Traefik, Step::Llm, Step::Stack, Step::Upkeep] {
+            let Plan::Act { actions, .. } = step.plan(&facts, &cfg, Earlier::default()) else {
+                panic!("{step:?} writes nothing here")
+            };
+            for action in actions {
+                match action {
+                    Action::Upload { path, .. } => written.push(path),
+                    Action::Change(cmd) if cmd.argv()[0] == "ln" => written.push(cmd.argv()[4].to_string()),
+                    _ => {}
+                }
+            }
+        }
+        assert!(written.len() >= 20, "{written:#?}");
+        for path in &written {
+            assert!(watched.contains(path), "{path} is written but not watched: {watched:#?}");
+        }
+    }
 }
