@@ -126,10 +126,13 @@ fn ec2_create_on_a_real_vm_cloud_init_installs_the_key_and_arms_the_expiry_which
     let out = create("1s").wait_with_output().expect("waiting for ec2 create");
     eprintln!("--- ec2 create --ttl 1s: {}\n{}", out.status, stdout(&out));
     assert_eq!(out.status.code(), Some(0), "{}", vm.logs());
-    let upkeep = cli::step_line(&out, "upkeep");
-    assert!(upkeep.contains("changed") && upkeep.contains("re-arm: powers off at"), "{upkeep}");
-    assert!(!upkeep.contains("keep copies"), "cloud-init wrote them for image-provision: {upkeep}");
     let moved = expires_at(&env, "vm1");
+    let upkeep = cli::step_line(&out, "upkeep");
+    assert!(
+        upkeep.contains(" changed ") && upkeep.contains(&format!("powers off now (its expiry, {moved}, has passed)")),
+        "{upkeep}"
+    );
+    assert!(!upkeep.contains("keep copies"), "cloud-init wrote them for image-provision: {upkeep}");
     let deadline = Instant::now() + Duration::from_secs(300);
     while vm.qemu_running() {
         assert!(Instant::now() < deadline, "the guest did not power off within 5 minutes:\n{}", vm.logs());
