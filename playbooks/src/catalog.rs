@@ -24,6 +24,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/ready/wait-ready.sh", ready::WAIT_READY_SH.to_string()),
         ("apt_get/apt-source.sh", apt_get::APT_SOURCE_SH.to_string()),
         ("steps/docker/daemon-downloads.sh", docker::DAEMON_DOWNLOADS_SH.to_string()),
+        ("steps/docker/restart-docker.sh", docker::RESTART_DOCKER_SH.to_string()),
         ("steps/nvidia/debian-components.sh", nvidia::debian_components_script()),
         ("steps/nvidia/hold-driver.sh", nvidia::HOLD_DRIVER_SH.to_string()),
         ("steps/nvidia/upgrade-driver.sh", nvidia::UPGRADE_DRIVER_SH.to_string()),

@@ -24,7 +24,8 @@
 //!     host/             says what host this is
 //!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
 //!     apt/              lists fresh, upgraded, dpkg repaired first
-//!     docker/           Docker, compose v2, the docker group, pull concurrency (daemon-downloads.sh)
+//!     docker/           Docker, compose v2, the docker group, pull concurrency (daemon-downloads.sh);
+//!                       restart-docker.sh (a restart waited for, the nvidia step's too)
 //!     nvidia/           driver (held against unattended upgrades), container toolkit, runtime;
 //!                       debian-components.sh, hold-driver.sh
 //!     reboot/           reboot when the driver waits for one

@@ -12,6 +12,13 @@ use crate::host_facts::{Family, HostFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::Config;
 
+/// restart-docker.sh: Docker restarted and answering, a failed restart
+/// waited out while systemd starts it again (at most two minutes).
+pub fn restart_docker() -> Cmd {
+    Cmd::script(RESTART_DOCKER_SH).named("restart-docker.sh").sudo().env("TIMEOUT", "120")
+}
+
+pub const RESTART_DOCKER_SH: &str = include_str!("restart-docker.sh");
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
 pub fn facts_script() -> FactsScript {
@@ -153,7 +160,7 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
     // without nvidia's runtime yet restarts twice, once per step.
     if set_downloads && docker.active && packages.is_empty() {
         why.push("restart docker".into());
-        actions.push(Action::Change(Cmd::new("systemctl").args(["restart", "docker"]).sudo()));
+        actions.push(Action::Change(restart_docker()));
     }
     if !host.is_root() {
         if !docker.group_members.iter().any(|m| m == user) {
@@ -245,7 +252,7 @@ mod tests {
             let cmds = commands(&host, &docker);
             assert_eq!(cmds.len(), 2, "{extra:?}: {cmds:?}");
             assert!(cmds[0].contains("DOWNLOADS=10") && cmds[0].contains("<script daemon-downloads.sh>"), "{cmds:?}");
-            assert!(cmds[1].ends_with("systemctl restart docker"), "{cmds:?}");
+            assert!(cmds[1].contains("restart-docker.sh"), "{cmds:?}");
         }
         let (host, docker) = running_docker("docker.max_concurrent_downloads=10\n");
         let ok = plan(&host, &SourceFacts::default(), &docker, &Config::default(), Family::Ubuntu);

@@ -199,7 +199,7 @@ pub fn plan(
     }
     if !docker.has_runtime("nvidia") || !actions.is_empty() {
         why.push("restart docker".into());
-        actions.push(Action::Change(Cmd::new("systemctl").args(["restart", "docker"]).sudo()));
+        actions.push(Action::Change(crate::steps::docker::restart_docker()));
     }
     Plan::from_actions(why, actions, || {
         let driver = match &nvidia.smi {

@@ -405,6 +405,16 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         if !enabled || !active {
             after_reload.push(systemctl(&["enable", "--now", w.unit]));
             say("install");
+        } else if changed && w.unit == EXPIRE_TIMER {
+            // Stopped before the reload, started after it: systemd (252)
+            // fires a running OnActiveSec= timer again at daemon-reload,
+            // which with an expiry now past powers the host off there, and
+            // a restart queued behind that power-off fails as canceled.
+            // Started after the reload, it fires a second later, once this
+            // step's commands have returned.
+            removals.push(systemctl(&["stop", w.unit]));
+            after_reload.push(systemctl(&["start", w.unit]));
+            say("re-arm");
         } else if changed || past {
             // A changed schedule takes effect when the timer restarts.
             after_reload.push(systemctl(&["restart", w.unit]));
@@ -596,7 +606,8 @@ mod tests {
         assert!(at("disable --now image-provision-update.timer") < at("disable --now image-provision-update.service"));
         assert!(at("rm -f -- /etc/systemd/system/image-provision-update.timer") < at("daemon-reload"));
         assert!(at("upload /etc/systemd/system/image-provision-expire.timer") < at("daemon-reload"));
-        assert!(at("daemon-reload") < at("systemctl restart image-provision-expire.timer"), "{cmds:?}");
+        assert!(at("systemctl stop image-provision-expire.timer") < at("daemon-reload"), "{cmds:?}");
+        assert!(at("daemon-reload") < at("systemctl start image-provision-expire.timer"), "{cmds:?}");
         assert!(!cmds.iter().any(|c| c.contains("healthcheck")), "unchanged: {cmds:?}");
         // No stack and no expiry: nothing to keep.
         let none = Config { image: None, ..Config::default() };
@@ -654,14 +665,23 @@ mod tests {
 
         let (why, cmds) = act(plan(&facts, &files, &no_stack(Expiry::At(EVEN_LATER.into()))));
         assert_eq!(why, "re-arm: powers off at 2026-12-02T08:00:00Z");
-        assert_eq!(cmds.len(), 5, "{cmds:?}");
-        assert!(cmds[0].starts_with("upload /etc/systemd/system/image-provision-expire.service ("), "{cmds:?}");
-        assert!(cmds[1].starts_with("upload /etc/systemd/system/image-provision-expire.timer ("), "{cmds:?}");
-        assert!(cmds[2].contains("record-written.sh"), "the record of what was written: {cmds:?}");
+        assert_eq!(cmds.len(), 6, "{cmds:?}");
+        // Stopped before the reload (which would fire it), started after.
+        assert!(cmds[0].ends_with("systemctl stop image-provision-expire.timer"), "{cmds:?}");
+        assert!(cmds[1].starts_with("upload /etc/systemd/system/image-provision-expire.service ("), "{cmds:?}");
+        assert!(cmds[2].starts_with("upload /etc/systemd/system/image-provision-expire.timer ("), "{cmds:?}");
+        assert!(cmds[3].contains("record-written.sh"), "the record of what was written: {cmds:?}");
         assert!(
-            cmds[3].ends_with("systemctl daemon-reload")
-                && cmds[4].ends_with("systemctl restart image-provision-expire.timer")
+            cmds[4].ends_with("systemctl daemon-reload")
+                && cmds[5].ends_with("systemctl start image-provision-expire.timer"),
+            "{cmds:?}"
         );
+        // Moved into the past on a running timer: the same order, nothing
+        // after the start that the power-off could cancel.
+        let (why, cmds) = act(plan(&facts, &files, &no_stack(Expiry::At(EARLIER.into()))));
+        assert!(why.contains("powers off now"), "{why}");
+        assert!(cmds[0].ends_with("systemctl stop image-provision-expire.timer"), "{cmds:?}");
+        assert!(cmds.last().unwrap().ends_with("systemctl start image-provision-expire.timer"), "{cmds:?}");
 
         let (why, cmds) = act(plan(&facts, &files, &no_stack(Expiry::Off)));
         assert_eq!(why, "remove: image-provision-expire.timer");
