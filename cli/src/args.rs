@@ -255,7 +255,8 @@ pub struct HostStepArgs {
     /// 0600 (repeatable). NAME: llm.env (needs LLM_URL, LLM_API_KEY,
     /// LLM_MODEL), maps.env, azure-api.env, apis-and-selection.env,
     /// healthcheck.env (SLACK_WEBHOOK_URL); hf.env (HF_TOKEN) goes to
-    /// vLLM with --llm local. The ones not given are created empty
+    /// vLLM with --llm local. One not given keeps what the server has (or
+    /// is created empty); NAME= (no path) empties it on the server
     #[arg(long = "env-file", value_name = "NAME=PATH")]
     pub env_file: Vec<String>,
 
@@ -346,8 +347,8 @@ pub struct HostStepArgs {
     #[arg(long, value_name = "DURATION|off", allow_hyphen_values = true)]
     pub healthcheck_every: Option<String>,
 
-    /// Update the stack by itself, as the IMAGE team's image_daily_cron
-    /// does (imageup --service): `daily` (04:00 UTC), HH:MM (UTC) or `off`.
+    /// Update the stack by itself (imageup --service, in place of the IMAGE
+    /// team's image_daily_cron): `daily` (04:00 UTC), HH:MM (UTC) or `off`.
     /// Test servers only: imageup skips such runs on production
     /// [default: off]
     #[arg(long, value_name = "daily|HH:MM|off")]

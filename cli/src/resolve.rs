@@ -1001,6 +1001,14 @@ fn read_env_file(spec: &str) -> Result<(String, Vec<u8>), UsageError> {
         return Err(UsageError::new(format!("--env-file {name}: not a file the IMAGE stack reads"))
             .hint(format!("NAME is one of {known}")));
     }
+    // `NAME=`, no path: empty it on the server (a file not given is kept).
+    if path.is_empty() {
+        if name == "llm.env" {
+            return Err(UsageError::new("--env-file llm.env= (no path): llm.env cannot be emptied")
+                .hint("the LLM is chosen with --env-file llm.env=PATH, --llm local or --no-llm"));
+        }
+        return Ok((name.to_string(), Vec::new()));
+    }
     let bytes = std::fs::read(path).map_err(|e| {
         let path = plain(path);
         UsageError::new(format!("--env-file {name}={path}: cannot read {path}: {e}"))
@@ -1252,6 +1260,32 @@ mod tests {
         let from_file = parse("[host]\nno_llm = true\n").unwrap();
         let cfg = host_steps(&HostStepArgs::default(), &from_file.host, &hooks(), true).unwrap();
         assert_eq!(cfg.image.unwrap().llm, Llm::Without);
+    }
+
+    /// `--env-file NAME=` (no path) empties that file on the server, the
+    /// way to remove a secret (a file not given is kept); llm.env cannot be
+    /// emptied (the LLM has its own choices), hf.env only with --llm local.
+    #[test]
+    fn an_env_file_with_no_path_is_emptied_on_purpose() {
+        let none = ConfigFile::default().host;
+        let files = |env_file: &[&str], a: HostStepArgs| {
+            let a = HostStepArgs { env_file: env_file.iter().map(|s| s.to_string()).collect(), ..a };
+            host_steps(&a, &none, &hooks(), true).map(|c| c.image.unwrap().env_files)
+        };
+        let no_llm = || HostStepArgs { no_llm: true, ..Default::default() };
+        let emptied = files(&["healthcheck.env=", "maps.env="], no_llm()).unwrap();
+        assert_eq!(emptied, [("healthcheck.env".to_string(), Vec::new()), ("maps.env".to_string(), Vec::new())]);
+        let local = HostStepArgs { llm: Some("local".into()), ..Default::default() };
+        assert_eq!(files(&["hf.env="], local).unwrap(), [("hf.env".to_string(), Vec::new())]);
+        let err = files(&["hf.env="], no_llm()).unwrap_err();
+        assert!(err.message.contains("hf.env is for --llm local"), "{err}");
+        let err = files(&["llm.env="], HostStepArgs::default()).unwrap_err();
+        assert!(err.message.contains("llm.env cannot be emptied"), "{err}");
+        assert!(err.hint.unwrap().contains("--no-llm"));
+        // The same from the config file: an empty path.
+        let file = parse("[host]\nno_llm = true\nenv_files = { \"healthcheck.env\" = \"\" }\n").unwrap();
+        let img = host_steps(&HostStepArgs::default(), &file.host, &hooks(), true).unwrap().image.unwrap();
+        assert_eq!(img.env_files, [("healthcheck.env".to_string(), Vec::new())]);
     }
 
     #[test]

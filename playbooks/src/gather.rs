@@ -97,15 +97,20 @@ impl FactsInputs {
         let mut packages = docker::watched_packages();
         packages.extend(nvidia::watched_packages(cfg));
         let img = cfg.image.as_ref();
+        let mut files: Vec<String> = Vec::new();
+        let steps_files = img
+            .map(|i| [layout::written_files(i), traefik::written_files(i), llm::written_files(i)].concat())
+            .unwrap_or_default();
+        // Once each (config/llm.env is the layout's and, local, the llm step's).
+        for f in [steps_files, upkeep::written_files()].concat() {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
         FactsInputs {
             packages,
             base_dir: img.map(|i| i.base_dir.clone()),
-            files: [
-                img.map(|i| [layout::written_files(i), traefik::written_files(i), llm::written_files(i)].concat())
-                    .unwrap_or_default(),
-                upkeep::written_files(),
-            ]
-            .concat(),
+            files,
             domain: img.and_then(|i| i.checked_domain()).map(str::to_string),
             https_check: img.is_some_and(|i| i.checked_domain().is_some()),
             certificate: false,

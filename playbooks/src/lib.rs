@@ -31,8 +31,9 @@
 //!     reboot/           reboot when the driver waits for one
 //!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
 //!     layout/           the IMAGE working directory: clone, links, .env, config/*.env (the operator
-//!                       scripts' too), the site override (map servers, test profile, --no-llm,
-//!                       the domain's routes); templates
+//!                       scripts' too; one not given kept as the server has it, healthcheck-env.sh),
+//!                       the site override (map servers, test profile, --no-llm, the domain's
+//!                       routes); templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
 //!     traefik/          the traefik network, the domain's DNS before Traefik starts (dns-wait.sh),
 //!                       Traefik, its ACME server; traefik-compose.yml

@@ -139,7 +139,7 @@ impl Step {
                 steps::layout::plan(gid, &f.host.user, &f.layout, &f.files, &f.stack.llm_services, img)
             }
             (Step::Pull, Some(img)) => {
-                let deployed = steps::stack::deployed(gid, &f.stack, img);
+                let deployed = steps::stack::deployed(gid, &f.stack, &f.files, img);
                 steps::pull::plan(gid, &f.layout, &f.containers, deployed, &f.pull, img)
             }
             (Step::Traefik, Some(img)) => steps::traefik::plan(&f.containers, &f.files, &f.traefik, img),

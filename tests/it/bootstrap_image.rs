@@ -989,6 +989,19 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
         assert_eq!(outcome, want, "step {step} on the re-run:\n{}", stdout(&again));
     }
     assert_eq!(text(&host, "/var/docker/llm/key.env"), key_env);
+    // A re-run that gives no hf.env keeps the server's token: every step
+    // ok, neither vLLM nor the stack restarted.
+    let imageups = cli::imageups(&host);
+    let vllm_started = host.sh_ok("docker inspect -f '{{.State.StartedAt}}' vllm");
+    let kept = bootstrap(&host, state.path(), &args[..6]);
+    assert!(kept.status.success(), "bootstrap without --env-file hf.env");
+    for (step, outcome) in outcomes(&kept) {
+        let want = if step == "traefik" { "skipped" } else { "ok" };
+        assert_eq!(outcome, want, "step {step} on the re-run without hf.env:\n{}", stdout(&kept));
+    }
+    assert_eq!(text(&host, "/var/docker/llm/hf.env"), format!("HF_TOKEN={token}\n"));
+    assert_eq!(host.sh_ok("docker inspect -f '{{.State.StartedAt}}' vllm"), vllm_started, "vLLM restarted");
+    assert_eq!(cli::imageups(&host), imageups, "a re-run without hf.env ran imageup");
 
     // verify: the LLM's container, its model, and a tiny chat's latency.
     let out = cli::run(

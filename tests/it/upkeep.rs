@@ -170,6 +170,35 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
         let want = if step == "traefik" || step == "llm" { "skipped" } else { "ok" }; // no --domain, no local LLM
         assert_eq!(outcome, want, "step {step} on the re-run:\n{}", stdout(&again));
     }
+    // A re-run that gives no healthcheck.env keeps the server's, webhook
+    // and all, and restarts nothing (the stack's deploy stamp is the same).
+    let hook_text = host.read(&env);
+    let imageups = cli::imageups(&host);
+    let without: Vec<&str> = args.iter().copied().filter(|a| *a != "--env-file" && *a != hook_arg).collect();
+    let kept = run(&host, state.path(), &without);
+    assert!(kept.status.success(), "bootstrap without --env-file healthcheck.env");
+    for (step, outcome) in outcomes(&kept) {
+        let want = if step == "traefik" || step == "llm" { "skipped" } else { "ok" };
+        assert_eq!(outcome, want, "step {step} on the re-run without healthcheck.env:\n{}", stdout(&kept));
+    }
+    assert_eq!(host.read(&env), hook_text, "healthcheck.env changed");
+    assert_eq!(cli::imageups(&host), imageups, "a re-run without healthcheck.env ran imageup");
+    // Removed on purpose (`healthcheck.env=`): ours, with no webhook; the
+    // stack untouched.
+    let emptied = run(&host, state.path(), &[&without[..], &["--env-file", "healthcheck.env="]].concat());
+    assert!(emptied.status.success(), "bootstrap --env-file healthcheck.env=");
+    for (step, outcome) in outcomes(&emptied) {
+        let want = match step.as_str() {
+            "traefik" | "llm" => "skipped",
+            "layout" => "changed",
+            _ => "ok",
+        };
+        assert_eq!(outcome, want, "step {step} with healthcheck.env=:\n{}", stdout(&emptied));
+    }
+    let text = String::from_utf8(host.read(&env)).unwrap();
+    assert!(!text.contains("SLACK_WEBHOOK_URL") && text.ends_with(&format!("\nLOG_DIR={LOGS}\n")), "{text}");
+    assert_eq!(host.sh_ok(&format!("stat -c %a {env}")).trim(), "600");
+    assert_eq!(cli::imageups(&host), imageups, "emptying healthcheck.env ran imageup");
     host.sh_ok(&format!("docker stop {stopped} >/dev/null"));
 
     // A real reboot: every IMAGE service has restart: "no", yet the stack

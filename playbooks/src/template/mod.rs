@@ -36,7 +36,7 @@ pub const RECORD: &str = "/var/lib/image-provision/written";
 pub const BACKUP_ROOT: &str = "/var/backups/image-provision";
 
 /// The sha256 of an empty file.
-const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 /// Fill `{{KEY}}` placeholders, in one pass over the template: a value is
 /// never read again, so whatever it holds (`{{` included) goes in as it is.
@@ -154,6 +154,30 @@ impl FileFacts {
     /// Like [`FileFacts::is`], and owned by `owner`.
     pub fn is_owned(&self, path: &str, content: &[u8], mode: &str, owner: &str) -> bool {
         self.is(path, content, mode) && matches!(self.files.get(path), Some(Found::File { owner: o, .. }) if o == owner)
+    }
+
+    /// The sha256 of the regular file at `path`; None when it is absent,
+    /// a link or not watched.
+    pub fn sha256(&self, path: &str) -> Option<&str> {
+        match self.files.get(path) {
+            Some(Found::File { sha256, .. }) => Some(sha256),
+            _ => None,
+        }
+    }
+
+    /// `path` is a regular file with something in it.
+    pub fn has_content(&self, path: &str) -> bool {
+        self.sha256(path).is_some_and(|s| s != EMPTY_SHA256)
+    }
+
+    /// `path` is a regular file with `mode` ("600"), owned by `owner`.
+    pub fn has_mode(&self, path: &str, mode: &str, owner: &str) -> bool {
+        matches!(self.files.get(path), Some(Found::File { mode: m, owner: o, .. }) if m == mode && o == owner)
+    }
+
+    /// Something (a file, a link, a directory) is at `path`.
+    pub fn exists(&self, path: &str) -> bool {
+        matches!(self.files.get(path), Some(Found::File { .. } | Found::Link(_) | Found::Other))
     }
 
     /// `path` is a link that leads where `target` would, read from the

@@ -3,7 +3,7 @@
 # (and, with another base directory, what /var/docker/image is), the clone
 # and its submodule, root's git rewrite of GitHub's SSH URLs, and the
 # config/*.env files compose reads: those absent, and the mode and owner of
-# the others (`NAME=MODE:OWNER`). The links, like every path the step
+# the others (`NAME=MODE:OWNER`); healthcheck.env's LOG_DIR. The links, like every path the step
 # writes, are the files facts' (playbooks/src/template). All as root (the
 # layout is root's): layout_facts runs in run_root_facts.
 # Inputs: BASE_DIR, the IMAGE working directory.
@@ -58,4 +58,9 @@ layout_facts() {
     fi
     kv layout.env_absent "${absent# }"
     kv layout.env_stat "${stats# }"
+    # healthcheck.env's LOG_DIR (a directory, no secret): the file is kept
+    # as the server has it, with this one line made ours (healthcheck-env.sh).
+    if [ -f "$clone/config/healthcheck.env" ]; then
+        kv layout.healthcheck_log_dir "$(sed -n 's/^[[:space:]]*LOG_DIR=//p' "$clone/config/healthcheck.env" | tail -n 1)"
+    fi
 }

@@ -5,6 +5,12 @@
 //! with a domain, Traefik's routes),
 //! config/imageup.env, the supplied env files, and every config/*.env compose
 //! reads present, 0600 and the login user's (env-files.sh).
+//!
+//! A secret on the server stays until the person replaces it: an env file
+//! not given on this run is left as the server has it (env-files.sh only
+//! creates the absent ones empty; healthcheck.env keeps its lines with our
+//! LOG_DIR, merged on the host by healthcheck-env.sh). `--env-file NAME=`
+//! (no path) empties one on purpose.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +28,8 @@ use crate::template::{FileFacts, Writes, backup_dir, render};
 pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const CLONE_SH: &str = include_str!("clone.sh");
 pub const ENV_FILES_SH: &str = include_str!("env-files.sh");
+/// config/healthcheck.env kept with our LOG_DIR, when none is given.
+pub const HEALTHCHECK_ENV_SH: &str = include_str!("healthcheck-env.sh");
 /// A library: the config/*.env files compose will read, for the facts and
 /// for env-files.sh alike.
 pub const COMPOSE_ENV_FILES_SH: &str = include_str!("compose-env-files.sh");
@@ -59,7 +67,10 @@ pub fn links(img: &ImageConfig) -> [(String, String); 3] {
 pub fn written_files(img: &ImageConfig) -> Vec<String> {
     let mut files = vec![img.env_path(), img.site_path(), img.config_path("imageup.env")];
     files.extend(links(img).into_iter().map(|(path, _)| path));
-    files.extend(img.env_files.iter().filter(|(name, _)| name != "hf.env").map(|(name, _)| img.config_path(name)));
+    // Every env file the stack's compose reads that a person may give,
+    // given this time or not: the stack's deploy stamp counts what the
+    // server has of those not given.
+    files.extend(STACK_ENV_FILES.iter().map(|name| img.config_path(name)));
     for f in operator_env_files(img) {
         if !files.contains(&f.path) {
             files.push(f.path);
@@ -67,6 +78,11 @@ pub fn written_files(img: &ImageConfig) -> Vec<String> {
     }
     files
 }
+
+/// The env files a person may give (`--env-file`) that the stack's
+/// compose reads (not healthcheck.env, which IMAGE's scripts/healthcheck
+/// reads, nor hf.env, vLLM's).
+pub const STACK_ENV_FILES: [&str; 4] = ["llm.env", "maps.env", "azure-api.env", "apis-and-selection.env"];
 
 /// An env file one of the IMAGE team's operator scripts reads.
 pub struct OperatorEnvFile {
@@ -80,8 +96,9 @@ pub struct OperatorEnvFile {
 /// they work on a fresh server: bin/imagelogs (DOCKER_DIR),
 /// image_daily_cron (LOG_DIR), and healthcheck (LOG_DIR, which the upkeep
 /// step's timer prunes; the supplied healthcheck.env's lines, such as
-/// SLACK_WEBHOOK_URL, before it). Plain KEY=value lines: the scripts export
-/// them through xargs.
+/// SLACK_WEBHOOK_URL, before it: without one given, the plan keeps the
+/// server's lines instead, see healthcheck-env.sh). Plain KEY=value lines:
+/// the scripts export them through xargs.
 pub fn operator_env_files(img: &ImageConfig) -> Vec<OperatorEnvFile> {
     let header = "# Written by image-provision for the IMAGE team's operator scripts.\n";
     let supplied = img.env_files.iter().find(|(name, _)| name == "healthcheck.env").map(|(_, c)| c);
@@ -106,7 +123,11 @@ pub fn operator_env_files(img: &ImageConfig) -> Vec<OperatorEnvFile> {
             content: format!("{header}LOG_DIR={}\n", img.daily_log_dir()),
             secret: false,
         },
-        OperatorEnvFile { path: img.config_path("healthcheck.env"), content: healthcheck, secret: supplied.is_some() },
+        OperatorEnvFile {
+            path: img.config_path("healthcheck.env"),
+            content: healthcheck,
+            secret: supplied.is_some_and(|c| !c.is_empty()),
+        },
     ]
 }
 
@@ -207,6 +228,8 @@ pub struct LayoutFacts {
     /// and owner ("600", "ubuntu"), by name.
     pub env_absent: Vec<String>,
     pub env_stat: BTreeMap<String, (String, String)>,
+    /// config/healthcheck.env's LOG_DIR (its last), when it sets one.
+    pub healthcheck_log_dir: Option<String>,
 }
 
 impl LayoutFacts {
@@ -219,6 +242,7 @@ impl LayoutFacts {
             origin: raw.string("layout.origin"),
             submodule: raw.yes("layout.submodule"),
             env_absent: raw.words("layout.env_absent"),
+            healthcheck_log_dir: raw.string("layout.healthcheck_log_dir"),
             env_stat: raw
                 .words("layout.env_stat")
                 .iter()
@@ -331,8 +355,29 @@ pub fn plan(
             written.push(format!("write config/{name}"));
         }
     }
+    let mut keep_healthcheck = None;
     for f in operator_env_files(img) {
         let name = f.path.rsplit('/').next().unwrap_or_default().to_owned();
+        if name == "healthcheck.env" && !img.env_files.iter().any(|(n, _)| *n == name) && files.has_content(&f.path) {
+            // None given: the server's lines stay (its webhook), merged on
+            // the host with our LOG_DIR when that or its mode is not right.
+            let log_dir = img.healthcheck_log_dir();
+            let right = facts.healthcheck_log_dir.as_deref() == Some(log_dir.as_str())
+                && files.has_mode(&f.path, "600", env_owner);
+            if !right {
+                written.push(format!("keep config/{name}'s lines with LOG_DIR={log_dir}, 0600 and {env_owner}'s"));
+                keep_healthcheck = Some(
+                    Cmd::script(HEALTHCHECK_ENV_SH)
+                        .named("healthcheck-env.sh")
+                        .sudo()
+                        .env("ENV_FILE", &f.path)
+                        .env("LOG_DIR", log_dir)
+                        .env("ENV_OWNER", env_owner)
+                        .env("RECORD", crate::template::RECORD),
+                );
+            }
+            continue;
+        }
         // healthcheck.env may hold a Slack webhook: closed like the supplied
         // files; the others name directories, root's and readable.
         let (mode, owner) = if name == "healthcheck.env" { (0o600, Some(env_owner)) } else { (0o644, None) };
@@ -343,6 +388,7 @@ pub fn plan(
     why.extend(writes.copies());
     why.extend(written);
     actions.extend(writes.into_actions());
+    actions.extend(keep_healthcheck.map(Action::Change));
     // After the uploads: they make some of the files this would otherwise
     // create empty.
     let env_gap = !facts.env_absent.is_empty() || !facts.env_not_closed(env_owner).is_empty();
@@ -477,6 +523,7 @@ mod tests {
             text.push_str(&format!("file.{}={} {stat}\n", f.path, sha256_hex(&f.content)));
         }
         text.push_str("layout.env_stat=imageup.env=600:ubuntu llm.env=600:ubuntu maps.env=600:ubuntu\n");
+        text.push_str(&format!("layout.healthcheck_log_dir={}\n", img.healthcheck_log_dir()));
         let llm = img.config_path("llm.env");
         let converged = format!("{text}file.{llm}={} 600 ubuntu\n", sha256_hex(&img.env_files[0].1));
         let plan_of = |text: &str| {
@@ -518,6 +565,85 @@ mod tests {
             plan(None, "ubuntu", &LayoutFacts::default(), &FileFacts::default(), &[], &img),
             Plan::Pending(_)
         ));
+    }
+
+    /// A converged layout's facts for `img`, but config/healthcheck.env's.
+    fn converged_but_healthcheck(img: &ImageConfig) -> String {
+        let base = &img.base_dir;
+        let mut text = format!(
+            "layout.dirs_missing=\nlayout.clone=yes\nlayout.submodule=yes\nlayout.git_rewrite=git@github.com:\n\
+             layout.origin={}\nfile.{base}/bin=link {base}/IMAGE-server/scripts\nfile.{base}/config=link IMAGE-server/config\n\
+             file.{base}/docker-compose.yml=link IMAGE-server/docker-compose.yml\n\
+             layout.env_stat=imageup.env=600:ubuntu llm.env=600:ubuntu maps.env=600:ubuntu\n",
+            img.repo_url
+        );
+        text.push_str(&format!("file.{}={} 644\n", img.env_path(), sha256_hex(env_text(img, "998"))));
+        text.push_str(&format!("file.{}={} 644\n", img.site_path(), sha256_hex(site_text(img, &[]))));
+        let imageup = sha256_hex(imageup_env_text(img));
+        text.push_str(&format!("file.{}={imageup} 600 ubuntu\n", img.config_path("imageup.env")));
+        for f in operator_env_files(img).iter().filter(|f| !f.path.ends_with("/healthcheck.env")) {
+            text.push_str(&format!("file.{}={} 644 root\n", f.path, sha256_hex(&f.content)));
+        }
+        text
+    }
+
+    /// A run that gives no healthcheck.env keeps the server's, its Slack
+    /// webhook with it: nothing uploaded; a LOG_DIR or a mode not ours is
+    /// put right on the host by healthcheck-env.sh, whose command carries
+    /// no content. An absent or empty one gets ours. One given replaces it,
+    /// and one given empty (`healthcheck.env=`) is ours, with no webhook.
+    #[test]
+    fn healthcheck_env_is_kept_unless_one_is_given() {
+        let mut img = ImageConfig::default();
+        let path = img.config_path("healthcheck.env");
+        let log_dir = img.healthcheck_log_dir();
+        let webhook = "SLACK_WEBHOOK_URL=https://hooks.slack.test/T/B/secret";
+        let on_host = format!("# ours\n{webhook}\nLOG_DIR={log_dir}\n");
+        let facts = |sha: &str, mode: &str, log: &str| {
+            format!(
+                "{}file.{path}={sha} {mode} ubuntu\nlayout.healthcheck_log_dir={log}\n",
+                converged_but_healthcheck(&img)
+            )
+        };
+        let plan_of = |img: &ImageConfig, text: &str| {
+            let raw = RawFacts::parse(text);
+            plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], img)
+        };
+        let kept = facts(&sha256_hex(&on_host), "600", &log_dir);
+        assert!(matches!(plan_of(&img, &kept), Plan::Ok(_)), "{:?}", plan_of(&img, &kept));
+        for (what, text) in [
+            ("another LOG_DIR", facts(&sha256_hex(&on_host), "600", "/tmp/logs")),
+            ("readable by all", facts(&sha256_hex(&on_host), "644", &log_dir)),
+        ] {
+            let Plan::Act { why, actions } = plan_of(&img, &text) else { panic!("{what}") };
+            assert_eq!(why, format!("keep config/healthcheck.env's lines with LOG_DIR={log_dir}, 0600 and ubuntu's"));
+            assert_eq!(actions.len(), 1, "{what}: {actions:?}");
+            let shown = actions[0].describe(false);
+            assert!(shown.contains("healthcheck-env.sh") && shown.contains(&format!("ENV_FILE={path}")), "{shown}");
+            assert!(shown.contains(&format!("LOG_DIR={log_dir}")) && !shown.contains("SLACK"), "{shown}");
+        }
+        let ours = operator_env_files(&img).into_iter().find(|f| f.path == path).unwrap().content;
+        assert!(!ours.contains("SLACK") && ours.ends_with(&format!("\nLOG_DIR={log_dir}\n")), "{ours}");
+        let uploaded = |plan: Plan| match plan {
+            Plan::Act { actions, .. } => actions
+                .into_iter()
+                .find_map(|a| match a {
+                    Action::Upload { path: p, content, secret, .. } if p == path => Some((content, secret)),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no upload of {path}")),
+            other => panic!("{other:?}"),
+        };
+        let absent = format!("{}file.{path}=absent\n", converged_but_healthcheck(&img));
+        assert_eq!(uploaded(plan_of(&img, &absent)), (ours.clone().into_bytes(), false));
+        let empty = facts(crate::template::EMPTY_SHA256, "600", "");
+        assert_eq!(uploaded(plan_of(&img, &empty)), (ours.clone().into_bytes(), false));
+        // Given: replaced, as a secret; given empty: ours, no webhook.
+        img.env_files = vec![("healthcheck.env".into(), format!("{webhook}2\n").into_bytes())];
+        let (content, secret) = uploaded(plan_of(&img, &kept));
+        assert!(secret && String::from_utf8(content).unwrap().contains(&format!("\n{webhook}2\n")));
+        img.env_files = vec![("healthcheck.env".into(), Vec::new())];
+        assert_eq!(uploaded(plan_of(&img, &kept)), (ours.into_bytes(), false));
     }
 
     /// Another base directory: /var/docker/image made a link to it (IMAGE's

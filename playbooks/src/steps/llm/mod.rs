@@ -156,7 +156,8 @@ pub fn compose_path() -> String {
 }
 
 /// vLLM's Hugging Face token (`--env-file hf.env=PATH`), empty without one:
-/// compose needs the file either way.
+/// compose needs the file either way. A run that gives none keeps the
+/// server's.
 pub fn hf_env_path() -> String {
     format!("{LLM_DIR}/hf.env")
 }
@@ -268,10 +269,15 @@ pub fn plan(
     if compose_changed {
         written.push(format!("write {} ({})", compose_path(), sizing.describe()));
     }
-    let hf_env = img.env_files.iter().find(|(name, _)| name == "hf.env").map(|(_, c)| c.clone()).unwrap_or_default();
-    let hf_empty = hf_env.is_empty();
-    if writes.file(&hf_env_path(), hf_env, 0o600, None, true) {
-        written.push(if hf_empty { "write an empty hf.env".into() } else { "write hf.env (HF_TOKEN)".into() });
+    // hf.env as given (`hf.env=` empties it); without one, the server's
+    // stays, and only an absent one is made, empty (compose needs it).
+    let given = img.env_files.iter().find(|(name, _)| name == "hf.env").map(|(_, c)| c.clone());
+    if given.is_some() || !files.exists(&hf_env_path()) {
+        let hf_env = given.unwrap_or_default();
+        let hf_empty = hf_env.is_empty();
+        if writes.file(&hf_env_path(), hf_env, 0o600, None, true) {
+            written.push(if hf_empty { "write an empty hf.env".into() } else { "write hf.env (HF_TOKEN)".into() });
+        }
     }
     let changed = !written.is_empty();
     let env_right = facts.key
@@ -351,6 +357,54 @@ mod tests {
         }
         assert!(!text.lines().any(|l| l.contains("name:") && l.contains("image")), "{text}");
         assert!(!text.contains("- image\n"), "{text}");
+    }
+
+    /// hf.env: a run that gives none keeps the server's (its token), so a
+    /// running vLLM is left alone; an absent one is made empty (compose
+    /// needs it); one given replaces it, `hf.env=` (given empty) empties it.
+    #[test]
+    fn hf_env_is_kept_unless_one_is_given() {
+        let mut img = ImageConfig { llm: Llm::Local, ..ImageConfig::default() };
+        let smi = Smi { name: None, driver: None, memory: Some("23028 MiB".into()), line: String::new() };
+        let sizing = size(23028.0 / 1024.0, None).unwrap();
+        let model = sizing.model.id;
+        let converged = format!(
+            "containers.listed=yes\ndocker.networks=bridge llm\n\
+             container=llm\t{LLM_DIR}\tvllm\trunning\tvllm\tUp 2 hours (healthy)\n\
+             llm.key=yes\nllm.env_key=yes\nllm.env_model={model}\nllm.env_url={LLM_URL}\nllm.serves={model}\n\
+             file.{}={} 644 root\n",
+            compose_path(),
+            crate::template::sha256_hex(compose_text(&sizing))
+        );
+        let token = "HF_TOKEN=hf_secret\n";
+        let plan_of = |img: &ImageConfig, facts: &str| {
+            let raw = RawFacts::parse(facts);
+            let containers = Containers::parse(&raw);
+            plan(Some(&smi), "ubuntu", &containers, &FileFacts::parse(&raw), &LlmFacts::parse(&raw), img)
+        };
+        let hf = hf_env_path();
+        // Written by image-provision (its record says so): replaced with no copy.
+        let sha = crate::template::sha256_hex(token);
+        let with_token = format!("{converged}file.{hf}={sha} 600 root\nwritten.{hf}={sha}\n");
+        let ok = plan_of(&img, &with_token);
+        assert!(matches!(ok, Plan::Ok(_)), "{ok:?}");
+        let absent = plan_of(&img, &format!("{converged}file.{hf}=absent\n"));
+        let Plan::Act { why, .. } = absent else { panic!("{absent:?}") };
+        assert!(why.starts_with("write an empty hf.env"), "{why}");
+        // Given: the same is ok, another replaces it; given empty: emptied.
+        img.env_files = vec![("hf.env".into(), token.as_bytes().to_vec())];
+        assert!(matches!(plan_of(&img, &with_token), Plan::Ok(_)));
+        img.env_files = vec![("hf.env".into(), b"HF_TOKEN=hf_other\n".to_vec())];
+        let Plan::Act { why, .. } = plan_of(&img, &with_token) else { panic!() };
+        assert!(why.starts_with("write hf.env (HF_TOKEN)"), "{why}");
+        img.env_files = vec![("hf.env".into(), Vec::new())];
+        let Plan::Act { why, actions } = plan_of(&img, &with_token) else { panic!() };
+        assert!(why.starts_with("write an empty hf.env"), "{why}");
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::Upload { path, content, .. } if *path == hf && content.is_empty()))
+        );
     }
 
     /// llm-up.sh writes config/llm.env: the host's own (an LLM elsewhere)

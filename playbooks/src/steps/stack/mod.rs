@@ -200,23 +200,32 @@ impl StackFacts {
     }
 }
 
-/// What a deployed stack was brought up with: every generated and supplied
-/// file (by hash). A different stamp means `up` again.
-pub fn deploy_stamp(img: &ImageConfig, docker_gid: &str, llm_services: &[String]) -> String {
+/// What a deployed stack was brought up with: the generated files and the
+/// env files its compose reads that a person may give
+/// ([`layout::STACK_ENV_FILES`]), by hash: the one given on this run, or
+/// what the server has (`files`), which the layout keeps when none is
+/// given. So a re-run that gives fewer files, or none, finds the stamp of
+/// the run that gave them. A different stamp means `up` again.
+/// healthcheck.env (IMAGE's scripts/healthcheck) and hf.env (vLLM) are not
+/// the stack's: changing them restarts nothing of it.
+pub fn deploy_stamp(img: &ImageConfig, docker_gid: &str, llm_services: &[String], files: &FileFacts) -> String {
     let mut h = Sha256::new();
     h.update(layout::env_text(img, docker_gid));
     h.update(layout::site_text(img, llm_services));
     h.update(layout::imageup_env_text(img));
-    for (name, content) in &img.env_files {
-        h.update(name);
-        h.update(sha256_hex(content));
+    for name in layout::STACK_ENV_FILES {
+        let content = match img.env_files.iter().find(|(n, _)| n == name) {
+            Some((_, given)) => sha256_hex(given),
+            None => files.sha256(&img.config_path(name)).unwrap_or("absent").to_owned(),
+        };
+        h.update(format!("{name} {content}\n"));
     }
     hex(&h.finalize())
 }
 
 /// The stack is up with these settings, every service running.
-pub fn deployed(docker_gid: Option<&str>, stack: &StackFacts, img: &ImageConfig) -> bool {
-    docker_gid.is_some_and(|gid| stack.deployed_as(&deploy_stamp(img, gid, &stack.llm_services)))
+pub fn deployed(docker_gid: Option<&str>, stack: &StackFacts, files: &FileFacts, img: &ImageConfig) -> bool {
+    docker_gid.is_some_and(|gid| stack.deployed_as(&deploy_stamp(img, gid, &stack.llm_services, files)))
 }
 
 /// The facts the stack step plans from.
@@ -239,7 +248,7 @@ pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
     if !layout.cloned || !containers.listed {
         return Plan::Pending("the clone and a running Docker come first".into());
     }
-    let stamp = deploy_stamp(img, gid, &stack.llm_services);
+    let stamp = deploy_stamp(img, gid, &stack.llm_services, files);
     if stack.deployed_as(&stamp) {
         return Plan::Ok(format!("{}, deployed with these settings", stack.running_summary()));
     }
@@ -342,6 +351,60 @@ mod tests {
         assert_eq!(with.down(), ["graphic-caption", "text-followup"]);
         assert!(!with.deployed_as("abc"));
         assert_eq!(with.running_summary(), "3 services running");
+    }
+
+    /// The deploy stamp counts the stack's env files as the server will
+    /// have them: a re-run that gives none, or fewer, finds the stamp of the
+    /// run that gave them (the layout keeps them), so it restarts nothing;
+    /// one given anew, emptied (`NAME=`) or changed on the server changes
+    /// it. healthcheck.env and hf.env are not the stack's.
+    #[test]
+    fn the_stamp_counts_the_env_files_the_server_keeps() {
+        let llm = b"LLM_URL=u\nLLM_API_KEY=k\nLLM_MODEL=m\n".to_vec();
+        let maps = b"MAPS_KEY=secret\n".to_vec();
+        let given = ImageConfig {
+            llm: Llm::EnvFile,
+            env_files: vec![
+                ("llm.env".into(), llm.clone()),
+                ("maps.env".into(), maps.clone()),
+                ("healthcheck.env".into(), b"SLACK_WEBHOOK_URL=https://hooks.slack.test/x\n".to_vec()),
+            ],
+            ..ImageConfig::default()
+        };
+        let host = |maps_sha: &str| {
+            let mut text = format!(
+                "file.{}={} 600 ubuntu\nfile.{}={maps_sha} 600 ubuntu\n",
+                given.config_path("llm.env"),
+                sha256_hex(&llm),
+                given.config_path("maps.env")
+            );
+            for name in ["azure-api.env", "apis-and-selection.env"] {
+                text.push_str(&format!("file.{}={} 600 ubuntu\n", given.config_path(name), sha256_hex("")));
+            }
+            FileFacts::parse(&RawFacts::parse(&text))
+        };
+        let kept = host(&sha256_hex(&maps));
+        let stamp = |img: &ImageConfig, files: &FileFacts| deploy_stamp(img, "998", &[], files);
+        let deployed = stamp(&given, &kept);
+        // Only llm.env given again (the LLM must be chosen on every run).
+        let fewer = ImageConfig { env_files: vec![("llm.env".into(), llm.clone())], ..given.clone() };
+        assert_eq!(stamp(&fewer, &kept), deployed, "a re-run without maps.env and healthcheck.env");
+        let other_hook = ImageConfig {
+            env_files: vec![("llm.env".into(), llm.clone()), ("healthcheck.env".into(), Vec::new())],
+            ..given.clone()
+        };
+        assert_eq!(stamp(&other_hook, &kept), deployed, "healthcheck.env is not the stack's");
+        assert_ne!(stamp(&fewer, &host("0000")), deployed, "maps.env changed on the server");
+        let emptied = ImageConfig {
+            env_files: vec![("llm.env".into(), llm.clone()), ("maps.env".into(), Vec::new())],
+            ..given.clone()
+        };
+        assert_ne!(stamp(&emptied, &kept), deployed, "maps.env emptied");
+        let new_maps = ImageConfig {
+            env_files: vec![("llm.env".into(), llm), ("maps.env".into(), b"MAPS_KEY=new\n".to_vec())],
+            ..given.clone()
+        };
+        assert_ne!(stamp(&new_maps, &kept), deployed, "maps.env given anew");
     }
 
     /// Not well: not running (its status), or running but unhealthy or
