@@ -700,8 +700,9 @@ fn manifest_requests(host: &TestHost) -> usize {
 }
 
 /// The Ubuntu 22.04 stand-in, booted (real Docker and compose v2), with the
-/// other stack options: plain compose instead of imageup, the test profile
-/// (with object detection, which IMAGE's compose file leaves out of it),
+/// other stack options: plain compose (and IMAGE's warmup) instead of
+/// imageup, the test profile (with object detection, which IMAGE's compose
+/// file leaves out of it),
 /// another tag, another base directory (reached through /var/docker/image,
 /// which IMAGE's compose file names), PII logging, no LLM, no domain (so
 /// only the map servers in the site override and no Traefik container).
@@ -745,6 +746,11 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
         assert!(host.sh(&format!("test -L {base}/{link}")).status.success(), "{link} is a link");
     }
     assert_eq!(cli::imageups(&host), 0, "--no-imageup ran imageup");
+    // Without imageup, its warm-up still ran before the health step's probe:
+    // a cold model's first answer can outlast the orchestrator's
+    // PREPROCESSOR_TIMEOUT.
+    let warmup = host.sh_ok(&format!("cat {base}/testing/warmup/warmup_*.log 2>/dev/null || true"));
+    assert!(warmup.contains("[Warmup] Completed at"), "no warm-up ran:\n{warmup}");
     // Real compose started the test profile's services from the tag's images.
     let running = host.sh_ok("docker ps --format '{{.Names}} {{.Image}}' | sort");
     assert!(running.lines().any(|l| l.contains("unstable-preprocessor")), "the test profile's own service:\n{running}");
