@@ -19,7 +19,8 @@
 //!   template/           render, sha256; Writes: a step's uploads and links, with a copy first of
 //!                       what image-provision did not write (keep-copies.sh) and its record of
 //!                       what it wrote (record-written.sh); files-facts.sh (hash, mode, link, record)
-//!   bring_up/           the stack's bring-up, one at a time: bring-up-lock.sh, run-imageup.sh
+//!   bring_up/           the stack's bring-up, one at a time, warm-up included: bring-up-lock.sh,
+//!                       run-imageup.sh
 //!   steps/
 //!     host/             says what host this is
 //!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
@@ -41,7 +42,8 @@
 //!                       llm-up.sh, llm-wait.sh
 //!     stack/            the LLM check, imageup (or compose up), the deploy stamp, services not well;
 //!                       llm-check.sh, stack-up.sh, update.sh
-//!     health/           every service well, the one HTTPS check, the request that proves the stack;
+//!     health/           every service well, the one HTTPS check, the request that proves the stack
+//!                       (a graphic of its own each time: the orchestrator caches by graphic);
 //!                       health.sh, render-request.sh, probe.png
 //!     upkeep/           systemd units: the stack at boot, IMAGE's healthcheck, the nightly
 //!                       update, image pruning, the power-off at the expiry (expire.sh; its

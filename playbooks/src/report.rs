@@ -126,7 +126,7 @@ pub fn request_command(r: &Report, o: &ReportOptions, timeout: std::time::Durati
         return None;
     }
     let site = r.domain.as_deref().filter(|_| o.https_check);
-    let llm = !r.llm_services.is_empty() && r.without_llm.is_empty();
+    let llm = (!r.llm_services.is_empty() && r.without_llm.is_empty()).then_some(&r.llm_services[..]);
     Some(health::request_command(&o.base_dir, site, llm, timeout))
 }
 

@@ -212,6 +212,8 @@ fn logs(state: &Path) -> Vec<String> {
 /// from it. update keeps a 0600 log, without the value of a secret the
 /// bootstrap uploaded; verify keeps none. A malformed config file is
 /// refused with exit 2, naming the file and line, before anything connects.
+/// Once the LLM dies, the next verify fails and names the LLM services
+/// (the orchestrator's cache cannot answer its probe).
 #[test]
 fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_without_secrets() {
     // Booted: real Docker and compose. The server has its GPU (no_gpu is
@@ -350,4 +352,28 @@ fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_wit
     assert_eq!(host.calls(), calls_before, "nothing ran on the host");
     assert_eq!(diff(&before, &snapshot(&host, &format!("{ALL} {base}"))), Vec::<String>::new(), "the host changed");
     assert_eq!(logs(state.path()), logs_before, "no log was started");
+
+    // The LLM dies. The orchestrator keeps the LLM preprocessors' answers
+    // for an hour, keyed by the graphic (the stand-in as IMAGE's does), so
+    // a probe sent before would be answered from that cache: each verify's
+    // probe is a graphic of its own, and the next one fails, naming the
+    // services that need the LLM.
+    let out = run(&host, state.path(), &["--config", config, "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "verify with the LLM up: {}", stdout(&out));
+    let asked = host.llm_requests().len();
+    host.stop_llm();
+    let started = std::time::Instant::now();
+    let out = run(&host, state.path(), &["--config", config, "verify", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "verify with the LLM down: {}", stdout(&out));
+    let v = json(&out);
+    assert_eq!(v["failed"], serde_json::json!(["request"]), "{v}");
+    let request = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "request").unwrap();
+    let detail = request["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the LLM services (content-categoriser graphic-caption text-followup) did not answer"),
+        "{detail}"
+    );
+    assert!(!detail.contains(&secret) && !stderr(&out).contains(&secret), "the key was shown");
+    assert_eq!(host.llm_requests().len(), asked, "the dead LLM answered nothing");
+    eprintln!("verify with the LLM down failed in {:.1}s", started.elapsed().as_secs_f64());
 }

@@ -806,9 +806,24 @@ impl TestHost {
         argv.extend(models.iter().map(|m| m.to_string()));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         let llm = spawn_watched(&dir, "llm", &argv, &[]);
+        fs::write(dir.join("pid"), llm.id().to_string()).expect("writing the LLM's pid");
         self.services.lock().unwrap().push(llm);
         wait_for_listener(SocketAddr::from((outer, 8000)), &dir.join("llm.log"));
         format!("http://{outer}:8000/v1")
+    }
+
+    /// Stop the LLM [`TestHost::enable_llm`] started (an LLM that died):
+    /// returns once nothing listens on its port (10 s at most).
+    pub fn stop_llm(&self) {
+        let pid = fs::read_to_string(self.ctl.join("llm/pid")).expect("enable_llm first");
+        // spawn_watched made it the leader of its own process group.
+        crate::kill_pid(&format!("-{}", pid.trim()));
+        let addr = SocketAddr::from((self.outer_ip(), 8000));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            assert!(Instant::now() < deadline, "the LLM stand-in still listens on {addr} 10 s after it was killed");
+            sleep(Duration::from_millis(50));
+        }
     }
 
     /// The requests the LLM stand-in answered, one line each

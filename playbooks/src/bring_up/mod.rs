@@ -1,8 +1,8 @@
 //! The stack's bring-up as every script that starts it runs it: one at a
-//! time under the bring-up lock, imageup (or compose) under a time limit,
-//! the same words on failure. Bootstrap's stack step, `update`, and the
-//! units the upkeep step installs (the stack at boot, the nightly update)
-//! all put these in front of their own script.
+//! time under the bring-up lock, imageup (or compose, then IMAGE's warmup)
+//! under a time limit, the same words on failure. Bootstrap's stack step,
+//! `update`, and the units the upkeep step installs (the stack at boot, the
+//! nightly update) all put these in front of their own script.
 
 /// A library (functions only): bring_up_lock, not_healthy_on_image_network.
 pub const BRING_UP_LOCK_SH: &str = include_str!("bring-up-lock.sh");

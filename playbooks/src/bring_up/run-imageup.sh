@@ -30,7 +30,11 @@ run_imageup() {
 
 # run_compose_up BASE TIMEOUT: without imageup (--no-imageup), compose's own
 # pull under the time limit, then `up -d` (which recreates only the services
-# whose image or settings changed).
+# whose image or settings changed), then BASE's bin/warmup (IMAGE's
+# scripts/warmup, which imageup ends with) under the time limit too: what
+# sends a request next (the health step's probe, verify, the health timer)
+# must not meet a cold model, whose first answer can outlast the
+# orchestrator's PREPROCESSOR_TIMEOUT and fail its priority group.
 run_compose_up() {
     local base=$1 limit=$2 rc=0
     bring_up_lock "$base" "$limit"
@@ -41,4 +45,16 @@ run_compose_up() {
         exit 1
     fi
     docker compose --env-file "$base/.env" up -d
+    [ -x "$base/bin/warmup" ] || return 0
+    timeout --kill-after=30 "$limit" "$base/bin/warmup" || rc=$?
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        echo "warmup did not finish within $limit s: it waits, with no limit of its own, for every warm-up service to become healthy;" \
+            "see $base/testing/warmup/. Not healthy on the image network:" >&2
+        not_healthy_on_image_network >&2
+        exit 1
+    fi
+    if [ "$rc" -ne 0 ]; then
+        echo "warmup failed (exit $rc); see $base/testing/warmup/" >&2
+        exit 1
+    fi
 }

@@ -10,9 +10,17 @@ the tests can see it:
   required field is missing or malformed), the preprocessors found on each
   request by their container labels through Docker's socket
   (ca.mcgill.a11y.image.preprocessor = priority group, .port, default 80),
-  called in priority order at http://SERVICE:PORT/preprocessor with the
-  request, a 200 answer kept under its `name`, 204 and failures skipped; the
-  answer is the request with `preprocessors`;
+  called at http://SERVICE:PORT/preprocessor with the request, a group at a
+  time in priority order, the group's members at once (PARALLEL_PREPROCESSORS
+  =ON, as IMAGE's compose file sets it), each within PREPROCESSOR_TIMEOUT
+  (milliseconds; 15000 when unset, as IMAGE's orchestrator has it), a 200
+  answer kept under its `name`, 204 and failures skipped; the answer is the
+  request with `preprocessors`. Its cache behaves as IMAGE's memcached one:
+  a preprocessor whose ca.mcgill.a11y.image.cacheTimeout label is above 0
+  has its 200 answers kept that many seconds, keyed by the request's graphic
+  (the whole data URL) and the preprocessor's service name, and a request
+  with that graphic gets the kept answer without the preprocessor being
+  called (nothing in a request skips it);
 - content-categoriser and graphic-caption: POST /preprocessor asks the LLM
   (LLM_URL/chat/completions, LLM_API_KEY, LLM_MODEL, the graphic as an
   image_url; JSON output for the categoriser), as IMAGE's LLM client does,
@@ -23,12 +31,15 @@ Those that need the LLM exit at start-up without LLM_API_KEY (the image's
 entry script does that, as the real ones do).
 """
 
+import concurrent.futures
+import hashlib
 import http.client
 import json
 import os
 import re
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,7 +47,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 SERVICE = os.environ.get("STANDIN_SERVICE", "")
 PORT = int(os.environ.get("STANDIN_PORT", "80"))
 HEALTHY = os.environ.get("STANDIN_HEALTH") != "never"
-PREPROCESSOR_TIMEOUT = 30
+PREPROCESSOR_TIMEOUT = int(os.environ.get("PREPROCESSOR_TIMEOUT") or "15000") / 1000
+
+# The orchestrator's cache: key -> (expires, name, data).
+CACHE = {}
+CACHE_LOCK = threading.Lock()
 
 CATEGORISER = "ca.mcgill.a11y.image.preprocessor.contentCategoriser"
 CAPTION = "ca.mcgill.a11y.image.preprocessor.graphic-caption"
@@ -83,7 +98,8 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 
 def preprocessors():
-    """(priority, service, port) of each container labelled a preprocessor."""
+    """(priority, service, port, cache seconds) of each container labelled a
+    preprocessor."""
     conn = UnixHTTPConnection("/var/run/docker.sock")
     conn.request("GET", "/containers/json")
     containers = json.loads(conn.getresponse().read())
@@ -98,8 +114,22 @@ def preprocessors():
             continue
         port = labels.get("ca.mcgill.a11y.image.port", "80")
         port = int(port) if port.isdigit() else 80
-        found.append((priority, labels.get("com.docker.compose.service", ""), port))
+        try:
+            cache = int(labels.get("ca.mcgill.a11y.image.cacheTimeout", "0"))
+        except ValueError:
+            cache = 0
+        found.append((priority, labels.get("com.docker.compose.service", ""), port, cache))
     return sorted(found)
+
+
+def cache_key(req, service):
+    """As IMAGE's orchestrator keys its cache: the graphic and the
+    preprocessor (a hash of both; here sha256 of their JSON)."""
+    key = {"reqData": req.get("graphic", ""), "preprocessor": service}
+    followup = req.get("followup")
+    if isinstance(followup, dict) and followup.get("query"):
+        key["followupQuery"] = followup["query"]
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
 def post_json(url, body, headers=None, timeout=PREPROCESSOR_TIMEOUT):
@@ -109,23 +139,50 @@ def post_json(url, body, headers=None, timeout=PREPROCESSOR_TIMEOUT):
         return resp.status, resp.read()
 
 
+def run_preprocessor(req, service, port, cache):
+    """(name, data) of one preprocessor's answer, from the cache when it
+    holds one; None when it has nothing to say or failed."""
+    key = cache_key(req, service)
+    if cache > 0:
+        with CACHE_LOCK:
+            hit = CACHE.get(key)
+        if hit and hit[0] > time.time():
+            log(f"{service}: answered from the cache")
+            return hit[1], hit[2]
+    url = f"http://{service}:{port}/preprocessor"
+    try:
+        status, body = post_json(url, req, {"X-Request-ID": req["request_uuid"]})
+    except Exception as e:  # a failing preprocessor is skipped, as IMAGE's orchestrator does
+        log(f"{url}: {e}")
+        return None
+    if status == 204:
+        return None
+    try:
+        answer = json.loads(body)
+        name, data = answer["name"], answer["data"]
+    except (ValueError, KeyError, TypeError) as e:
+        log(f"{url}: not a preprocessor response: {e}")
+        return None
+    if cache > 0:
+        with CACHE_LOCK:
+            CACHE[key] = (time.time() + cache, name, data)
+    return name, data
+
+
 def render_preprocess(req):
     req = dict(req)
     req.setdefault("preprocessors", {})
-    for priority, service, port in preprocessors():
-        url = f"http://{service}:{port}/preprocessor"
-        try:
-            status, body = post_json(url, req, {"X-Request-ID": req["request_uuid"]})
-        except Exception as e:  # a failing preprocessor is skipped, as IMAGE's orchestrator does
-            log(f"{url}: {e}")
-            continue
-        if status == 204:
-            continue
-        try:
-            answer = json.loads(body)
-            req["preprocessors"][answer["name"]] = answer["data"]
-        except (ValueError, KeyError, TypeError) as e:
-            log(f"{url}: not a preprocessor response: {e}")
+    groups = {}
+    for priority, service, port, cache in preprocessors():
+        groups.setdefault(priority, []).append((service, port, cache))
+    for priority in sorted(groups):
+        # Each sees the request with the earlier groups' answers.
+        seen = dict(req, preprocessors=dict(req["preprocessors"]))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(groups[priority])) as pool:
+            answers = list(pool.map(lambda p: run_preprocessor(seen, *p), groups[priority]))
+        for answer in answers:
+            if answer is not None:
+                req["preprocessors"][answer[0]] = answer[1]
     return req
 
 

@@ -40,15 +40,24 @@ pub const CATEGORISER_ID: &str = "ca.mcgill.a11y.image.preprocessor.contentCateg
 pub const CAPTION_ID: &str = "ca.mcgill.a11y.image.preprocessor.graphic-caption";
 
 /// A graphic request for the probe PNG, valid against IMAGE's
-/// request.schema.json (a fresh UUID v4 and the time, so no cache answers it).
+/// request.schema.json: a fresh UUID v4, the time, and a graphic of its
+/// own. IMAGE's orchestrator keeps each preprocessor's answer in memcached
+/// for an hour (a service's `ca.mcgill.a11y.image.cacheTimeout` label),
+/// keyed by the graphic's data URL and the preprocessor, and a request has
+/// no way to skip that cache: the same picture every time would be answered
+/// from it for an hour after a preprocessor or the LLM died. So the PNG
+/// carries the request's UUID in a text chunk ([`probe_png`]): other bytes,
+/// another key, the same pixels for the preprocessors.
 pub fn probe_request() -> String {
     use base64::Engine;
     let timestamp =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let png = probe_png(&uuid);
     serde_json::json!({
-        "request_uuid": uuid::Uuid::new_v4().to_string(),
+        "request_uuid": uuid,
         "timestamp": timestamp,
-        "graphic": format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(PROBE_PNG)),
+        "graphic": format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png)),
         "dimensions": PROBE_DIMENSIONS,
         "context": "",
         "language": "en",
@@ -56,6 +65,32 @@ pub fn probe_request() -> String {
         "renderers": ["ca.mcgill.a11y.image.renderer.Text"],
     })
     .to_string()
+}
+
+/// The probe PNG with a `tEXt` chunk "Comment" = "image-provision probe
+/// NONCE" right after IHDR (where PNG readers take it and ignore it).
+pub fn probe_png(nonce: &str) -> Vec<u8> {
+    // The signature (8 bytes), then IHDR: length, type, 13 bytes, CRC.
+    let after_ihdr = 8 + 4 + 4 + 13 + 4;
+    let mut data = b"Comment\0image-provision probe ".to_vec();
+    data.extend_from_slice(nonce.as_bytes());
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    let typed = [&b"tEXt"[..], &data[..]].concat();
+    chunk.extend_from_slice(&typed);
+    chunk.extend_from_slice(&crc32(&typed).to_be_bytes());
+    [&PROBE_PNG[..after_ihdr], &chunk[..], &PROBE_PNG[after_ihdr..]].concat()
+}
+
+/// PNG's CRC-32 (ISO 3309, reflected, polynomial 0xEDB88320).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
 }
 
 /// `url` through the host's own Traefik: its name resolved to
@@ -69,15 +104,18 @@ fn through_traefik(cmd: Cmd, url: Option<String>) -> Cmd {
 
 /// POST the probe request to /render/preprocess: through the host's Traefik
 /// when the server has a `site` (its domain), else to the orchestrator on
-/// the image network; with `llm`, the categoriser and the caption must answer.
-pub fn request_command(base_dir: &str, site: Option<&str>, llm: bool, timeout: Duration) -> Cmd {
-    let require = if llm { format!("{CATEGORISER_ID} {CAPTION_ID}") } else { String::new() };
+/// the image network; with `llm` (the services that need the LLM, from the
+/// compose file), the categoriser and the caption must answer, and a
+/// failure names those services.
+pub fn request_command(base_dir: &str, site: Option<&str>, llm: Option<&[String]>, timeout: Duration) -> Cmd {
+    let require = if llm.is_some() { format!("{CATEGORISER_ID} {CAPTION_ID}") } else { String::new() };
     let cmd = Cmd::script(RENDER_REQUEST_SH)
         .named("render-request.sh")
         .sudo()
         .env("BASE_DIR", base_dir)
         .env("REQUEST", probe_request())
         .env("REQUIRE", require)
+        .env("LLM_SERVICES", llm.unwrap_or_default().join(" "))
         .env("TIMEOUT", timeout.as_secs().to_string());
     through_traefik(cmd, site.map(preprocess_url))
 }
@@ -178,7 +216,8 @@ pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig, stack_c
     }
     let site = img.checked_domain();
     let wait = wait_command(&img.base_dir, &expected, img.health_timeout, site);
-    let request = request_command(&img.base_dir, site, img.llm.present(), img.health_timeout);
+    let llm = img.llm.present().then_some(&stack.llm_services[..]);
+    let request = request_command(&img.base_dir, site, llm, img.health_timeout);
     what.push_str(&format!(", POST {PREPROCESS_PATH} answered"));
     if img.llm.present() {
         what.push_str(" by the categoriser and the caption");
@@ -286,6 +325,53 @@ mod tests {
         assert_eq!((req["language"].as_str(), req["context"].as_str()), (Some("en"), Some("")));
         assert!(req["capabilities"].as_array().unwrap().is_empty());
         assert_ne!(probe_request(), probe_request(), "a fresh request each time");
+        // With the UUID inside (with llm: Some, the LLM services named).
+        use base64::Engine;
+        let png = base64::engine::general_purpose::STANDARD.decode(&graphic[22..]).unwrap();
+        assert_eq!(png, probe_png(uuid));
+        let services = ["content-categoriser".to_string(), "graphic-caption".into()];
+        let cmd = request_command("/b", None, Some(&services[..]), Duration::from_secs(5)).render(true);
+        assert!(cmd.contains("LLM_SERVICES='content-categoriser graphic-caption'"), "{cmd}");
+    }
+
+    /// The orchestrator's cache is keyed by the graphic: every probe's
+    /// differs (a nonce in a tEXt chunk after IHDR, every CRC right), and
+    /// the picture in it is the same.
+    #[test]
+    fn every_probe_graphic_differs_and_is_the_same_picture() {
+        use base64::Engine;
+        let graphic = |req: &str| {
+            let req: serde_json::Value = serde_json::from_str(req).unwrap();
+            req["graphic"].as_str().unwrap().to_string()
+        };
+        assert_ne!(graphic(&probe_request()), graphic(&probe_request()), "the cache would answer the second");
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926, "the CRC-32 check value");
+        let png = probe_png("0f6c1f4e-5c1a-4a57-9d0e-2a51c3f0b6a1");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(graphic(&probe_request()).strip_prefix("data:image/png;base64,").unwrap())
+            .unwrap();
+        assert_eq!(decoded.len(), png.len(), "the same nonce length: a UUID");
+        let chunks = |png: &[u8]| {
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+            let mut out = Vec::new();
+            let mut i = 8;
+            while i < png.len() {
+                let len = u32::from_be_bytes(png[i..i + 4].try_into().unwrap()) as usize;
+                let typed = &png[i + 4..i + 8 + len];
+                let crc = u32::from_be_bytes(png[i + 8 + len..i + 12 + len].try_into().unwrap());
+                assert_eq!(crc32(typed), crc, "the CRC of {:?}", String::from_utf8_lossy(&typed[..4]));
+                out.push((String::from_utf8_lossy(&typed[..4]).into_owned(), typed[4..].to_vec()));
+                i += 12 + len;
+            }
+            assert_eq!(i, png.len());
+            out
+        };
+        let ours = chunks(&png[..]);
+        let names: Vec<&str> = ours.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["IHDR", "tEXt", "IDAT", "IEND"]);
+        assert_eq!(ours[1].1, b"Comment\0image-provision probe 0f6c1f4e-5c1a-4a57-9d0e-2a51c3f0b6a1");
+        let plain: Vec<_> = ours.iter().filter(|(n, _)| n != "tEXt").cloned().collect();
+        assert_eq!(plain, chunks(PROBE_PNG), "the picture is the same");
     }
 
     /// The HTTPS check goes to the host's own Traefik: DOMAIN resolved to

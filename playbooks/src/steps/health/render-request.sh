@@ -7,8 +7,12 @@
 # network. The orchestrator runs every preprocessor it finds by label and
 # answers with their outputs under `preprocessors`; each id in REQUIRE must
 # be there. Prints "result: ..." (which answered, how long) for the summary.
+# The graphic differs on every request (a nonce in a PNG text chunk): the
+# orchestrator's cache, keyed by the graphic, cannot answer it.
 # Inputs: BASE_DIR; REQUEST (JSON); REQUIRE (ids, space-separated; may be
-# empty); TIMEOUT (seconds); URL (optional); HTTPS_ADDR (optional).
+# empty); LLM_SERVICES (the services that need the LLM, named when REQUIRE's
+# are missing; may be empty); TIMEOUT (seconds); URL (optional); HTTPS_ADDR
+# (optional).
 set -euo pipefail
 answer=$(mktemp)
 trap 'rm -f "$answer"' EXIT
@@ -50,7 +54,11 @@ for want in $REQUIRE; do
     [[ " $answered " == *" $want "* ]] || missing="$missing $want"
 done
 if [ -n "$missing" ]; then
-    echo "POST $where answered in $ms ms, but without:$missing (answered: ${answered:-none}); see their logs (\`docker compose logs\` in $BASE_DIR)" >&2
+    if [ -n "${LLM_SERVICES:-}" ]; then
+        echo "POST $where answered in $ms ms, but without:$missing (answered: ${answered:-none}): the LLM services ($LLM_SERVICES) did not answer: is the LLM at config/llm.env's LLM_URL up? see \`docker compose logs $LLM_SERVICES\` in $BASE_DIR" >&2
+    else
+        echo "POST $where answered in $ms ms, but without:$missing (answered: ${answered:-none}); see their logs (\`docker compose logs\` in $BASE_DIR)" >&2
+    fi
     exit 1
 fi
 echo "result: POST /render/preprocess answered in $ms ms by $(wc -w <<<"$answered") preprocessors: ${answered:-none}"
