@@ -184,7 +184,10 @@ while :; do
             exit 0
         fi
         n=$(($(cat "$ctl/reboots") + 1))
-        echo "$n" >"$ctl/reboots"
+        # Renamed into place: the tests poll this file and must never
+        # read it half written (empty).
+        echo "$n" >"$ctl/reboots.new"
+        mv -f "$ctl/reboots.new" "$ctl/reboots"
         log "the host rebooted ($n)"
         boot
     fi

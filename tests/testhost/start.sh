@@ -256,7 +256,10 @@ do_reboot() {
     read -r n <"$ctl/reboots"
     n=$((n + 1))
     echo "$n" >"$m/var/lib/standin/reboots"
-    echo "$n" >"$ctl/reboots"
+    # Renamed into place: the tests poll this file and must never read
+    # it half written (empty).
+    echo "$n" >"$ctl/reboots.new"
+    mv -f "$ctl/reboots.new" "$ctl/reboots"
     new_boot_id
     umount "$m/run"
     mount_run
