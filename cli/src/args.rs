@@ -253,8 +253,10 @@ pub struct HostStepArgs {
 
     /// A credentials file for the stack, copied to config/NAME with mode
     /// 0600 (repeatable). NAME: llm.env (needs LLM_URL, LLM_API_KEY,
-    /// LLM_MODEL), maps.env, azure-api.env, apis-and-selection.env,
-    /// healthcheck.env (SLACK_WEBHOOK_URL); hf.env (HF_TOKEN) goes to
+    /// LLM_MODEL), maps.env, azure-api.env, apis-and-selection.env
+    /// (AZURE_API_KEY and FREEOCR_API_KEY, for the test profile's OCR:
+    /// without them it is not started), healthcheck.env
+    /// (SLACK_WEBHOOK_URL); hf.env (HF_TOKEN) goes to
     /// vLLM with --llm local. One not given keeps what the server has (or
     /// is created empty); NAME= (no path) empties it on the server
     #[arg(long = "env-file", value_name = "NAME=PATH")]

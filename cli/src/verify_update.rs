@@ -304,8 +304,7 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         // Services still starting, and Traefik routes a container only once
         // it is healthy: wait for both, within the time limit.
         let spinner = progress.spinner("waiting for the services to be healthy");
-        let expected: Vec<String> =
-            report.services.iter().filter(|s| !report.without_llm.contains(s)).cloned().collect();
+        let expected: Vec<String> = report.services.iter().filter(|s| !report.left_out(s)).cloned().collect();
         let site = report.domain.as_deref().filter(|_| o.https_check);
         let wait = health::wait_command(&o.base_dir, &expected, u.health_timeout, site);
         let _ = exec(&session, &wait, "health", &mut Some(&mut log)).await;

@@ -34,7 +34,7 @@
 //!     layout/           the IMAGE working directory: clone, links, .env, config/*.env (the operator
 //!                       scripts' too; one not given kept as the server has it, healthcheck-env.sh),
 //!                       the site override (map servers, test profile, --no-llm, the domain's
-//!                       routes); templates
+//!                       routes, services off for want of their keys: keys.rs); templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
 //!     traefik/          the traefik network, the domain's DNS before Traefik starts (dns-wait.sh),
 //!                       Traefik, its ACME server; traefik-compose.yml

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::gather::{self, Facts, FactsInputs};
 use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, acme_server_name, extension_url, health_url};
 use crate::steps::health::{self, CERTIFICATE_WARN_DAYS, Certificate};
+use crate::steps::layout::keys::KeylessService;
 use crate::steps::stack::ServiceTrouble;
 use crate::steps::traefik;
 use crate::steps::upkeep::UpkeepFacts;
@@ -104,6 +105,10 @@ pub struct Report {
     /// Services left out for want of an LLM (no key in config/llm.env: a
     /// server set up with --no-llm).
     pub without_llm: Vec<String>,
+    /// Services left off for want of keys their config/*.env file does not
+    /// set (the OCR preprocessor without AZURE_API_KEY and FREEOCR_API_KEY),
+    /// each with the file and the keys.
+    pub without_keys: Vec<KeylessService>,
     /// The services that must run and are not running or not healthy, with
     /// their state and the last lines of their log.
     pub not_ok: Vec<ServiceTrouble>,
@@ -131,6 +136,12 @@ pub fn request_command(r: &Report, o: &ReportOptions, timeout: std::time::Durati
 }
 
 impl Report {
+    /// `service` is left out of what must run: for want of an LLM or of
+    /// its keys.
+    pub fn left_out(&self, service: &str) -> bool {
+        self.without_llm.iter().any(|s| s == service) || self.without_keys.iter().any(|k| k.service == service)
+    }
+
     /// Add the request's verdict (`Ok(what answered)` or `Err(why)`) as the
     /// check "request".
     pub fn add_request(&mut self, result: Result<String, String>) {
@@ -284,6 +295,7 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         running,
         llm_services: f.stack.llm_services.clone(),
         without_llm: f.stack.without_llm(),
+        without_keys: f.stack.without_keys(),
         not_ok: if o.stack { f.stack.not_ok() } else { Vec::new() },
         orchestrator,
         extension_url: domain.as_ref().filter(|_| o.stack).map(|d| extension_url(d)),

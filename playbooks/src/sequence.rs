@@ -136,7 +136,7 @@ impl Step {
             (Step::Upkeep, _) => steps::upkeep::plan(&f.upkeep, &f.files, cfg),
             (_, None) => Plan::Skip("--no-stack".into()),
             (Step::Layout, Some(img)) => {
-                steps::layout::plan(gid, &f.host.user, &f.layout, &f.files, &f.stack.llm_services, img)
+                steps::layout::plan(gid, &f.host.user, &f.layout, &f.files, &f.stack.site_services(img), img)
             }
             (Step::Pull, Some(img)) => {
                 let deployed = steps::stack::deployed(gid, &f.stack, &f.files, img);

@@ -775,6 +775,19 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     );
     let site = text(&host, &format!("{base}/site-docker-compose.yml"));
     assert!(site.contains("  graphic-caption:\n    deploy:\n      replicas: 0\n"), "{site}");
+    // The test profile's OCR preprocessor exits at start-up without
+    // AZURE_API_KEY and FREEOCR_API_KEY, which the empty
+    // config/apis-and-selection.env does not set: left off the same way,
+    // the step saying why and what to give, so the stack converges.
+    assert!(!all.contains("ocr-clouds-preprocessor"), "the OCR service has a container:\n{all}");
+    assert!(site.contains("  ocr-clouds-preprocessor:\n    deploy:\n      replicas: 0\n"), "{site}");
+    assert!(
+        stack_line.contains(
+            "without their keys, not running: ocr-clouds-preprocessor (no AZURE_API_KEY, FREEOCR_API_KEY in \
+             config/apis-and-selection.env: no text read from graphics; give --env-file apis-and-selection.env=PATH)"
+        ),
+        "{stack_line}"
+    );
     // The map servers as compose merged the site override into the
     // containers (IMAGE's compose file names McGill's).
     let env_of = |c: &str| host.sh_ok(&format!("docker inspect -f '{{{{join .Config.Env \"\\n\"}}}}' {c}"));
@@ -808,6 +821,27 @@ fn ubuntu2204_standin_compose_without_imageup_other_profile_tag_and_base_dir() {
     assert!(manifest_requests(&host) > pulls_before, "update pulled nothing");
     let log = std::fs::read_to_string(v["log"].as_str().unwrap()).unwrap();
     assert!(log.contains("compose pull and up done"), "compose's pull and up ran:\n{log}");
+    assert_eq!(v["without_keys"][0]["service"], "ocr-clouds-preprocessor", "{v}");
+    assert_eq!(v["without_keys"][0]["missing"], serde_json::json!(["AZURE_API_KEY", "FREEOCR_API_KEY"]), "{v}");
+
+    // The keys given (one empty: the cloud service not used needs none):
+    // the OCR service started, healthy and counted; the key never shown.
+    let local = tempfile::tempdir().unwrap();
+    let key = format!("azure-{:016x}", std::process::id() as u64 * 0x9e37_79b9);
+    let apis = local.path().join("apis-and-selection.env");
+    std::fs::write(&apis, format!("AZURE_API_KEY={key}\nFREEOCR_API_KEY=\nCLOUD_SERVICE=AZURE_READ\n")).unwrap();
+    let apis_arg = format!("apis-and-selection.env={}", apis.display());
+    let keyed_args: Vec<&str> = args_bootstrap.iter().copied().chain(["--env-file", &apis_arg]).collect();
+    let keyed = bootstrap(&host, state.path(), &keyed_args);
+    assert!(keyed.status.success(), "{}", stderr(&keyed));
+    assert!(!format!("{}{}", stdout(&keyed), stderr(&keyed)).contains(&key), "the key was shown");
+    let stack_line = step_line(&keyed, "stack");
+    assert!(outcomes(&keyed).contains(&("stack".into(), "changed".into())), "{stack_line}");
+    assert!(!stack_line.contains("without their keys"), "{stack_line}");
+    let site = text(&host, &format!("{base}/site-docker-compose.yml"));
+    assert!(!site.contains("ocr-clouds-preprocessor"), "{site}");
+    let ocr = host.sh_ok("docker ps --filter name=ocr-clouds-preprocessor --format '{{.Status}}'");
+    assert!(ocr.contains("(healthy)"), "the OCR service: {ocr:?}");
 
     // A service that runs but never gets healthy (the stand-in's fault,
     // set in the env file it reads): the health step waits out its time

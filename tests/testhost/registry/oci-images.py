@@ -22,8 +22,10 @@ file says what each service does). ghcr.io's real images cannot be fetched
 here, so these stand in for them, started and stopped by real dockerd and
 compose like the real ones. Each exposes the port its real image exposes and
 declares a health check that asks GET /health there; those whose real
-service needs the LLM (NEEDS_LLM) exit at start-up without LLM_API_KEY, as
-the real ones do. With STANDIN_HEALTH=never in its environment (from an env
+service needs the LLM (NEEDS_LLM) exit at start-up without LLM_API_KEY, and
+those whose real service reads keys of its own as it loads (NEEDS_KEYS)
+exit when one of them is not in their environment (set empty, they start),
+as the real ones do. With STANDIN_HEALTH=never in its environment (from an env
 file it reads) a service runs but never answers /health: a fault a test
 injects.
 """
@@ -69,6 +71,14 @@ NEEDS_LLM = {
     "image-text-followup",
 }
 
+# The images whose real service reads these variables from its environment
+# as it loads and fails to boot when one is absent (an empty one will do):
+# IMAGE-server's OCR preprocessor (preprocessors/ocr), whichever cloud
+# service it is set to use.
+NEEDS_KEYS = {
+    "image-preprocessor-ocr-clouds": ["AZURE_API_KEY", "FREEOCR_API_KEY"],
+}
+
 SERVICE = """#!/bin/sh
 # image-provision test stand-in for an IMAGE service ($STANDIN_SERVICE): the
 # service program (/standin/service.py) on the port its real image exposes.
@@ -76,6 +86,12 @@ if [ "${STANDIN_NEEDS_LLM:-}" = yes ] && [ -z "${LLM_API_KEY:-}" ]; then
     echo "$STANDIN_SERVICE (test stand-in): LLM_API_KEY is not set: cannot create the LLM client" >&2
     exit 1
 fi
+for key in ${STANDIN_NEEDS_KEYS:-}; do
+    if eval "[ -z \\"\\${$key+set}\\" ]"; then
+        echo "$STANDIN_SERVICE (test stand-in): KeyError: '$key': worker failed to boot" >&2
+        exit 1
+    fi
+done
 exec /usr/bin/python3.11 -B /standin/service.py
 """
 
@@ -227,6 +243,7 @@ def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None,
             "Env": env
             or ["PATH=/bin", "STANDIN_SERVICE=" + name, "STANDIN_PORT=%d" % port]
             + (["STANDIN_NEEDS_LLM=yes"] if name in NEEDS_LLM else [])
+            + (["STANDIN_NEEDS_KEYS=" + " ".join(NEEDS_KEYS[name])] if name in NEEDS_KEYS else [])
             + (["NVIDIA_REQUIRE_CUDA=cuda>=%s brand=tesla,driver>=470,driver<471" % CUDA[name]] if name in CUDA else []),
             "ExposedPorts": {"%d/tcp" % port: {}},
             "Labels": {"org.opencontainers.image.description": "image-provision test stand-in for " + name},

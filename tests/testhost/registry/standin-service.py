@@ -27,8 +27,9 @@ the tests can see it:
   and answers with their ids and outputs; 500 when the LLM does not answer;
 - any other preprocessor: 204 (nothing to say about this graphic).
 
-Those that need the LLM exit at start-up without LLM_API_KEY (the image's
-entry script does that, as the real ones do).
+Those that need the LLM exit at start-up without LLM_API_KEY, and the OCR
+preprocessor when AZURE_API_KEY or FREEOCR_API_KEY is not in its environment
+(the image's entry script does that, as the real ones do).
 """
 
 import concurrent.futures

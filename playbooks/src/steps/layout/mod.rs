@@ -16,6 +16,9 @@ use std::collections::BTreeMap;
 
 use image_provision_remote::Cmd;
 
+pub mod keys;
+use keys::KeylessService;
+
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::{DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, SITE_COMPOSE};
@@ -150,29 +153,51 @@ pub fn env_text(img: &ImageConfig, docker_gid: &str) -> String {
     )
 }
 
+/// What the site override must know of the clone's services, as the
+/// stack's facts found them in its compose files (nothing before the
+/// clone): those that call the LLM (they read config/llm.env), and those
+/// to leave off for want of their keys ([`keys`]).
+#[derive(Clone, Debug, Default)]
+pub struct SiteServices {
+    pub llm: Vec<String>,
+    pub keyless: Vec<KeylessService>,
+}
+
 /// The site's compose override: the map servers, object detection in the
-/// test profile, with --no-llm none of `llm_services` (those that read
-/// config/llm.env, as the stack's facts found them in the clone's compose
-/// files; none known before the clone) started, and with a domain Traefik's
-/// routes.
-pub fn site_text(img: &ImageConfig, llm_services: &[String]) -> String {
+/// test profile, with --no-llm none of the LLM's callers started, none of
+/// the services whose keys are missing started, with a local LLM its
+/// callers on its network, and with a domain Traefik's routes.
+pub fn site_text(img: &ImageConfig, services: &SiteServices) -> String {
     let domain = img.domain.as_deref().map(|d| render(SITE_DOMAIN_TEMPLATE, &[("DOMAIN", d)])).unwrap_or_default();
     let mut without_llm = String::new();
-    if img.llm == Llm::Without && !llm_services.is_empty() {
+    let llm_off = img.llm == Llm::Without;
+    if llm_off && !services.llm.is_empty() {
         // Not started at all: they would exit at once without a key, and
         // warmup, finding one still up, would wait for its health forever.
         // (A profile cannot do it: compose merges an override's profiles.)
         without_llm.push_str("\n  # --no-llm: the services that need an LLM are not started.\n");
-        for service in llm_services {
+        for service in &services.llm {
             without_llm.push_str(&format!("  {service}:\n    deploy:\n      replicas: 0\n"));
         }
+    }
+    // Off for the same reason as the LLM's callers; a service already off
+    // above is not named twice (compose refuses a key given twice).
+    let mut keyless = String::new();
+    for off in services.keyless.iter().filter(|k| !(llm_off && services.llm.contains(&k.service))) {
+        keyless.push_str(&format!(
+            "\n  # config/{} sets no {}: not started.\n  {}:\n    deploy:\n      replicas: 0\n",
+            off.env_file,
+            off.missing.join(", "),
+            off.service
+        ));
     }
     // With a local LLM its callers join its network, keeping the stack's
     // own (an override's networks list replaces the service's default).
     let mut local_llm = String::new();
-    if img.llm == Llm::Local && !llm_services.is_empty() {
+    let on = |s: &&String| !services.keyless.iter().any(|k| k.service == **s);
+    if img.llm == Llm::Local && services.llm.iter().any(|s| on(&s)) {
         local_llm.push_str("\n  # --llm local: the services that call the LLM reach vLLM on its network.\n");
-        for service in llm_services {
+        for service in services.llm.iter().filter(on) {
             local_llm.push_str(&format!("  {service}:\n    networks:\n      - default\n      - llm\n"));
         }
     }
@@ -191,6 +216,7 @@ pub fn site_text(img: &ImageConfig, llm_services: &[String]) -> String {
             ("NOMINATIM_FALLBACK", &img.nominatim_fallback),
             ("PROFILE_SERVICES", if img.profile == Profile::Test { SITE_TEST_PROFILE } else { "" }),
             ("NO_LLM_SERVICES", &without_llm),
+            ("KEYLESS_SERVICES", &keyless),
             ("LOCAL_LLM_SERVICES", &local_llm),
             ("DOMAIN_SERVICES", &domain),
             ("NETWORKS", &networks),
@@ -261,15 +287,15 @@ impl LayoutFacts {
     }
 }
 
-/// `llm_services`: the stack's services that need the LLM, once known (see
-/// [`site_text`]). `env_owner`: the login user, who gets the config/*.env
+/// `services`: what the site override must know of the clone's services,
+/// once known (see [`site_text`]). `env_owner`: the login user, who gets the config/*.env
 /// files compose reads (see env-files.sh).
 pub fn plan(
     docker_gid: Option<&str>,
     env_owner: &str,
     facts: &LayoutFacts,
     files: &FileFacts,
-    llm_services: &[String],
+    services: &SiteServices,
     img: &ImageConfig,
 ) -> Plan {
     let Some(gid) = docker_gid else {
@@ -343,7 +369,7 @@ pub fn plan(
     if writes.file(&img.env_path(), env_text(img, gid), 0o644, None, false) {
         written.push("write .env".into());
     }
-    if writes.file(&img.site_path(), site_text(img, llm_services), 0o644, None, false) {
+    if writes.file(&img.site_path(), site_text(img, services), 0o644, None, false) {
         written.push(format!("write {SITE_COMPOSE}"));
     }
     if writes.file(&img.config_path("imageup.env"), imageup_env_text(img), 0o600, Some(env_owner), false) {
@@ -435,12 +461,12 @@ mod tests {
     /// ones given), with or without a domain; Traefik's routes only with one.
     #[test]
     fn the_site_override_has_the_map_servers_and_with_a_domain_the_routes() {
-        let bare = site_text(&ImageConfig::default(), &[]);
+        let bare = site_text(&ImageConfig::default(), &SiteServices::default());
         assert!(bare.contains("- \"SERVERS=https://overpass-api.de/api/interpreter\""), "{bare}");
         assert!(bare.contains("- \"NOMINATIM_FALLBACK_SERVER=https://nominatim.openstreetmap.org\""), "{bare}");
         assert!(!bare.contains("traefik") && !bare.contains("networks:"), "{bare}");
         assert!(!bare.contains("object-detection"), "production has it already: {bare}");
-        let llm = ["graphic-caption".to_string(), "text-followup".to_string()];
+        let llm = SiteServices { llm: vec!["graphic-caption".into(), "text-followup".into()], keyless: Vec::new() };
         let without = site_text(&ImageConfig { llm: Llm::Without, ..ImageConfig::default() }, &llm);
         assert!(
             without.contains(
@@ -450,11 +476,33 @@ mod tests {
         );
         let with = site_text(&ImageConfig { llm: Llm::EnvFile, ..ImageConfig::default() }, &llm);
         assert!(!with.contains("replicas"), "{with}");
-        let test = site_text(&ImageConfig { profile: Profile::Test, ..ImageConfig::default() }, &[]);
+        // A service whose keys are missing is not started either, with why;
+        // one already off for want of the LLM is not named twice.
+        let ocr = KeylessService {
+            service: "ocr-clouds-preprocessor".into(),
+            env_file: "apis-and-selection.env".into(),
+            missing: vec!["AZURE_API_KEY".into(), "FREEOCR_API_KEY".into()],
+        };
+        let caption = KeylessService { service: "graphic-caption".into(), ..ocr.clone() };
+        let keyless = SiteServices { keyless: vec![caption, ocr], ..llm.clone() };
+        let site = site_text(&ImageConfig { llm: Llm::Without, ..ImageConfig::default() }, &keyless);
+        assert!(
+            site.contains(
+                "\n  # config/apis-and-selection.env sets no AZURE_API_KEY, FREEOCR_API_KEY: not started.\n  \
+                 ocr-clouds-preprocessor:\n    deploy:\n      replicas: 0\n"
+            ),
+            "{site}"
+        );
+        assert_eq!(site.matches("  graphic-caption:\n").count(), 1, "{site}");
+        let local = site_text(&ImageConfig { llm: Llm::Local, ..ImageConfig::default() }, &keyless);
+        assert_eq!(local.matches("  graphic-caption:\n").count(), 1, "off, so not on the LLM's network: {local}");
+        assert!(local.contains("  text-followup:\n    networks:\n"), "{local}");
+        let test =
+            site_text(&ImageConfig { profile: Profile::Test, ..ImageConfig::default() }, &SiteServices::default());
         assert!(test.contains("  object-detection:\n    profiles: [production, test, default]\n"), "{test}");
         let own =
             ImageConfig { overpass_url: "http://overpass.lan/api/interpreter".into(), ..ImageConfig::with_site() };
-        let site = site_text(&own, &[]);
+        let site = site_text(&own, &SiteServices::default());
         assert!(site.contains("- \"SERVERS=http://overpass.lan/api/interpreter\""), "{site}");
         assert!(site.contains("traefik.http.routers.orchestrator.rule=Host(`image.example.org`)"), "{site}");
         assert!(site.trim_end().ends_with("networks:\n  traefik:\n    external: true"), "{site}");
@@ -512,7 +560,11 @@ mod tests {
         );
         text.push_str(&format!("layout.origin={}\n", img.repo_url));
         text.push_str(&format!("file.{}={} 644\n", img.env_path(), sha256_hex(env_text(&img, "998"))));
-        text.push_str(&format!("file.{}={} 644\n", img.site_path(), sha256_hex(site_text(&img, &[]))));
+        text.push_str(&format!(
+            "file.{}={} 644\n",
+            img.site_path(),
+            sha256_hex(site_text(&img, &SiteServices::default()))
+        ));
         text.push_str(&format!(
             "file.{}={} 600 ubuntu\n",
             img.config_path("imageup.env"),
@@ -528,7 +580,14 @@ mod tests {
         let converged = format!("{text}file.{llm}={} 600 ubuntu\n", sha256_hex(&img.env_files[0].1));
         let plan_of = |text: &str| {
             let raw = RawFacts::parse(text);
-            plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], &img)
+            plan(
+                Some("998"),
+                "ubuntu",
+                &LayoutFacts::parse(&raw),
+                &FileFacts::parse(&raw),
+                &SiteServices::default(),
+                &img,
+            )
         };
         assert!(matches!(plan_of(&converged), Plan::Ok(_)));
         let stale = format!("{text}file.{llm}=0000 600 ubuntu\n");
@@ -562,7 +621,7 @@ mod tests {
         let root_llm = format!("{text}file.{llm}={} 600 root\n", sha256_hex(&img.env_files[0].1));
         assert!(matches!(plan_of(&root_llm), Plan::Act { .. }), "a supplied file of root's is uploaded again");
         assert!(matches!(
-            plan(None, "ubuntu", &LayoutFacts::default(), &FileFacts::default(), &[], &img),
+            plan(None, "ubuntu", &LayoutFacts::default(), &FileFacts::default(), &SiteServices::default(), &img),
             Plan::Pending(_)
         ));
     }
@@ -578,7 +637,11 @@ mod tests {
             img.repo_url
         );
         text.push_str(&format!("file.{}={} 644\n", img.env_path(), sha256_hex(env_text(img, "998"))));
-        text.push_str(&format!("file.{}={} 644\n", img.site_path(), sha256_hex(site_text(img, &[]))));
+        text.push_str(&format!(
+            "file.{}={} 644\n",
+            img.site_path(),
+            sha256_hex(site_text(img, &SiteServices::default()))
+        ));
         let imageup = sha256_hex(imageup_env_text(img));
         text.push_str(&format!("file.{}={imageup} 600 ubuntu\n", img.config_path("imageup.env")));
         for f in operator_env_files(img).iter().filter(|f| !f.path.ends_with("/healthcheck.env")) {
@@ -607,7 +670,14 @@ mod tests {
         };
         let plan_of = |img: &ImageConfig, text: &str| {
             let raw = RawFacts::parse(text);
-            plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], img)
+            plan(
+                Some("998"),
+                "ubuntu",
+                &LayoutFacts::parse(&raw),
+                &FileFacts::parse(&raw),
+                &SiteServices::default(),
+                img,
+            )
         };
         let kept = facts(&sha256_hex(&on_host), "600", &log_dir);
         assert!(matches!(plan_of(&img, &kept), Plan::Ok(_)), "{:?}", plan_of(&img, &kept));
@@ -654,7 +724,7 @@ mod tests {
         let img = ImageConfig { base_dir: "/srv/image".into(), ..ImageConfig::default() };
         let plan_for = |default_dir: &str| {
             let raw = RawFacts::parse(&format!("layout.default_dir={default_dir}\n"));
-            plan(Some("998"), "root", &LayoutFacts::parse(&raw), &FileFacts::default(), &[], &img)
+            plan(Some("998"), "root", &LayoutFacts::parse(&raw), &FileFacts::default(), &SiteServices::default(), &img)
         };
         match plan_for("absent") {
             Plan::Act { why, actions } => {
@@ -696,7 +766,14 @@ mod tests {
         );
         let plan_of = |text: &str| {
             let raw = RawFacts::parse(text);
-            plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], &img)
+            plan(
+                Some("998"),
+                "ubuntu",
+                &LayoutFacts::parse(&raw),
+                &FileFacts::parse(&raw),
+                &SiteServices::default(),
+                &img,
+            )
         };
         let dir = backup_dir();
         let Plan::Act { why, actions } = plan_of(&own) else { panic!() };

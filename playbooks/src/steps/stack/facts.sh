@@ -3,8 +3,10 @@
 # stamp stack-up.sh writes), the directories compose records as the stack's
 # project directory (its containers are picked from the shared listing by
 # them), the services compose would run, those of them that need the LLM,
-# and whether config/llm.env has a key. As root: stack_facts runs in
-# run_root_facts, after containers_facts.
+# and whether config/llm.env has a key; which of them read each config/*.env
+# file, and the names each of those files sets (never a value: a service
+# that exits without its keys is left off, see layout/keys.rs). As root:
+# stack_facts runs in run_root_facts, after containers_facts.
 # Inputs: BASE_DIR.
 
 root_facts_env+=(BASE_DIR)
@@ -29,12 +31,13 @@ stack_facts() {
     fi
     kv stack.llm_key "$llm_key"
 
-    # The services compose would run, and those of them that read
-    # config/llm.env (they exit at start-up without a key). Loading the
+    # The services compose would run, those of them that read
+    # config/llm.env (they exit at start-up without a key), and which read
+    # each config/*.env file ("FILE=SERVICE SERVICE;..."). Loading the
     # whole project is slow, so the answer is kept, keyed by what it depends
     # on (.env, which holds COMPOSE_FILE and COMPOSE_PROFILES, and the
     # compose files).
-    local key f cache=/var/cache/image-provision/compose-services services='' llm='' json
+    local key f cache=/var/cache/image-provision/compose-services services='' llm='' readers='' json
     local compose=(docker compose --project-directory "$base" --env-file "$base/.env")
     key="$base $(
         for f in .env $(sed -n 's/^COMPOSE_FILE=//p' "$base/.env" | tail -n 1 | tr ':' ' '); do
@@ -42,9 +45,10 @@ stack_facts() {
             cat -- "$f" 2>/dev/null || echo "absent $f"
         done | sha256sum | cut -d' ' -f1
     )"
-    if [ -f "$cache" ] && [ "$(head -n 1 "$cache")" = "v3 $key" ]; then
+    if [ -f "$cache" ] && [ "$(head -n 1 "$cache")" = "v4 $key" ]; then
         services=$(sed -n 2p "$cache")
         llm=$(sed -n 3p "$cache")
+        readers=$(sed -n 4p "$cache")
     fi
     if [ -z "$services" ]; then
         services=$(timeout 60 "${compose[@]}" config --services 2>/dev/null | sort | tr '\n' ' ' || true)
@@ -58,12 +62,41 @@ stack_facts() {
                       | if type == "object" then .path else . end
                       | select(endswith("/llm.env"))] | length > 0)
             | .key' <<<"$json" 2>/dev/null | sort | tr '\n' ' ' || true)
+        readers=$(jq -r --arg active " $services" '[.services | to_entries[]
+            | select(.key as $k | $active | contains(" " + $k + " "))
+            | .key as $service
+            | .value.env_file // [] | if type == "array" then .[] else . end
+            | if type == "object" then .path else . end
+            | sub(".*/"; "") | select(test("^[A-Za-z0-9_.-]+\\.env$"))
+            | {file: ., service: $service}]
+            | group_by(.file) | map("\(.[0].file)=\(map(.service) | unique | join(" "))") | join(";")' \
+            <<<"$json" 2>/dev/null || true)
         if [ -n "$services" ]; then
-            { mkdir -p "${cache%/*}" && printf 'v3 %s\n%s\n%s\n' "$key" "$services" "$llm" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
+            { mkdir -p "${cache%/*}" && printf 'v4 %s\n%s\n%s\n%s\n' "$key" "$services" "$llm" "$readers" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
         fi
     fi
     kv stack.services "$services"
     kv stack.llm_services "$llm"
+
+    # Per file its readers, and the names it sets as compose reads them
+    # (`export `, `=` or `:`; a name alone sets nothing), in bash: this runs
+    # on every re-run. Only the name is kept of a line, never its value.
+    local entry file names line
+    local -a entries
+    IFS=';' read -r -a entries <<<"$readers"
+    for entry in ${entries[@]+"${entries[@]}"}; do
+        file=${entry%%=*}
+        kv "stack.env_readers.$file" "${entry#*=}"
+        names=''
+        if [ -f "$base/config/$file" ]; then
+            while IFS= read -r line || [ -n "$line" ]; do
+                if [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z0-9_.-]+)[[:space:]]*[=:] ]]; then
+                    names="$names ${BASH_REMATCH[2]}"
+                fi
+            done <"$base/config/$file"
+        fi
+        kv "stack.env_keys.$file" "${names# }"
+    done
 
     # The last lines of the log of each of the stack's containers that is
     # not running or not healthy (none on a healthy stack, so nothing to

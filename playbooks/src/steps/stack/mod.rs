@@ -5,6 +5,7 @@
 //! re-run with the same settings and every service running does nothing.
 //! `update` brings the stack up the same way (update.sh).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use image_provision_remote::Cmd;
@@ -16,7 +17,8 @@ use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::{ImageConfig, Llm, SITE_COMPOSE};
 use crate::shell::with_libraries;
-use crate::steps::layout::{self, LayoutFacts};
+use crate::steps::layout::keys::{self, KeylessService};
+use crate::steps::layout::{self, LayoutFacts, SiteServices};
 use crate::steps::pull::{self, PullFacts};
 use crate::template::{FileFacts, Writes, backup_dir, hex, sha256_hex};
 
@@ -104,9 +106,13 @@ pub struct StackFacts {
     pub llm_services: Vec<String>,
     /// config/llm.env gives LLM_API_KEY a value.
     pub llm_key: bool,
+    /// The services that read each config/*.env file, by file name.
+    pub env_readers: BTreeMap<String, Vec<String>>,
+    /// The names each of those files sets on the server (never a value).
+    pub env_keys: BTreeMap<String, Vec<String>>,
     /// The last lines of the log of each service whose container is not
     /// running or not healthy, by service.
-    pub logs: std::collections::BTreeMap<String, String>,
+    pub logs: BTreeMap<String, String>,
     /// The stack's containers: those compose recorded in its project
     /// directory (the base directory, or the clone should compose resolve
     /// docker-compose.yml's symlink).
@@ -121,6 +127,8 @@ impl StackFacts {
             services: raw.words("stack.services"),
             llm_services: raw.words("stack.llm_services"),
             llm_key: raw.get("stack.llm_key") == Some("yes"),
+            env_readers: raw.with_prefix("stack.env_readers.").map(|(f, s)| (f.to_string(), words(s))).collect(),
+            env_keys: raw.with_prefix("stack.env_keys.").map(|(f, k)| (f.to_string(), words(k))).collect(),
             logs: raw
                 .with_prefix("stack.log.")
                 .map(|(service, lines)| (service.to_string(), lines.replace('\u{1e}', "\n")))
@@ -144,10 +152,36 @@ impl StackFacts {
         if self.llm_key { Vec::new() } else { self.llm_services.clone() }
     }
 
-    /// The services that must run: compose's, but those [`Self::without_llm`].
+    /// The services that cannot run for want of keys their config/*.env
+    /// file does not set on the server (see [`keys`]).
+    pub fn without_keys(&self) -> Vec<KeylessService> {
+        keys::keyless(&self.env_readers, &|file| self.env_keys.get(file).into_iter().flatten().cloned().collect())
+    }
+
+    /// The same once this run has written the env files `img` gives (the
+    /// layout step writes them and the site override together).
+    pub fn without_keys_for(&self, img: &ImageConfig) -> Vec<KeylessService> {
+        keys::keyless(&self.env_readers, &|file| match img.env_files.iter().find(|(name, _)| name == file) {
+            Some((_, given)) => keys::names_set(given),
+            None => self.env_keys.get(file).into_iter().flatten().cloned().collect::<BTreeSet<_>>(),
+        })
+    }
+
+    /// What the site override must know of the services for `img`.
+    pub fn site_services(&self, img: &ImageConfig) -> SiteServices {
+        SiteServices { llm: self.llm_services.clone(), keyless: self.without_keys_for(img) }
+    }
+
+    /// The services that must run: compose's, but those
+    /// [`Self::without_llm`] and [`Self::without_keys`].
     pub fn expected(&self) -> Vec<String> {
         let left_out = self.without_llm();
-        self.services.iter().filter(|s| !left_out.contains(s)).cloned().collect()
+        let keyless = self.without_keys();
+        self.services
+            .iter()
+            .filter(|s| !left_out.contains(s) && !keyless.iter().any(|k| k.service == **s))
+            .cloned()
+            .collect()
     }
 
     /// The services that must run and have no running container.
@@ -178,13 +212,17 @@ impl StackFacts {
             .collect()
     }
 
-    /// "N services running", and with services left out for want of an LLM,
-    /// which and what that costs.
+    /// "N services running", and with services left out for want of an LLM
+    /// or of their keys, which, why and what that costs.
     pub fn running_summary(&self) -> String {
         let mut text = format!("{} services running", self.expected().len());
         let left_out = self.without_llm();
         if !left_out.is_empty() {
             text.push_str(&format!("; without an LLM, not running: {} ({NO_LLM_LOSS})", left_out.join(", ")));
+        }
+        let keyless = self.without_keys();
+        if !keyless.is_empty() {
+            text.push_str(&format!("; {}", keyless_summary(&keyless)));
         }
         text
     }
@@ -200,6 +238,16 @@ impl StackFacts {
     }
 }
 
+/// "without their keys, not running: SERVICE (why; what to give), ...".
+pub fn keyless_summary(keyless: &[KeylessService]) -> String {
+    let named: Vec<String> = keyless.iter().map(KeylessService::describe).collect();
+    format!("without their keys, not running: {}", named.join(", "))
+}
+
+fn words(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
 /// What a deployed stack was brought up with: the generated files and the
 /// env files its compose reads that a person may give
 /// ([`layout::STACK_ENV_FILES`]), by hash: the one given on this run, or
@@ -208,10 +256,10 @@ impl StackFacts {
 /// the run that gave them. A different stamp means `up` again.
 /// healthcheck.env (IMAGE's scripts/healthcheck) and hf.env (vLLM) are not
 /// the stack's: changing them restarts nothing of it.
-pub fn deploy_stamp(img: &ImageConfig, docker_gid: &str, llm_services: &[String], files: &FileFacts) -> String {
+pub fn deploy_stamp(img: &ImageConfig, docker_gid: &str, services: &SiteServices, files: &FileFacts) -> String {
     let mut h = Sha256::new();
     h.update(layout::env_text(img, docker_gid));
-    h.update(layout::site_text(img, llm_services));
+    h.update(layout::site_text(img, services));
     h.update(layout::imageup_env_text(img));
     for name in layout::STACK_ENV_FILES {
         let content = match img.env_files.iter().find(|(n, _)| n == name) {
@@ -225,7 +273,7 @@ pub fn deploy_stamp(img: &ImageConfig, docker_gid: &str, llm_services: &[String]
 
 /// The stack is up with these settings, every service running.
 pub fn deployed(docker_gid: Option<&str>, stack: &StackFacts, files: &FileFacts, img: &ImageConfig) -> bool {
-    docker_gid.is_some_and(|gid| stack.deployed_as(&deploy_stamp(img, gid, &stack.llm_services, files)))
+    docker_gid.is_some_and(|gid| stack.deployed_as(&deploy_stamp(img, gid, &stack.site_services(img), files)))
 }
 
 /// The facts the stack step plans from.
@@ -248,16 +296,18 @@ pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
     if !layout.cloned || !containers.listed {
         return Plan::Pending("the clone and a running Docker come first".into());
     }
-    let stamp = deploy_stamp(img, gid, &stack.llm_services, files);
+    let services = stack.site_services(img);
+    let stamp = deploy_stamp(img, gid, &services, files);
     if stack.deployed_as(&stamp) {
         return Plan::Ok(format!("{}, deployed with these settings", stack.running_summary()));
     }
     let mut actions = Vec::new();
     // On a fresh host the layout step wrote the site override before the
-    // clone said which services need the LLM: with --no-llm, it is written
-    // again now that they are known, before the bring-up.
+    // clone said which services need the LLM or keys: with --no-llm, or
+    // keys missing, it is written again now that they are known, before the
+    // bring-up.
     let mut writes = Writes::new(files, backup_dir());
-    let rewrite_site = writes.file(&img.site_path(), layout::site_text(img, &stack.llm_services), 0o644, None, false);
+    let rewrite_site = writes.file(&img.site_path(), layout::site_text(img, &services), 0o644, None, false);
     let copies = writes.copies();
     actions.extend(writes.into_actions());
     if img.llm == Llm::EnvFile {
@@ -302,7 +352,9 @@ pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
         // A local LLM: the llm step has seen it serve its model.
         Llm::EnvFile | Llm::Local => String::new(),
     };
-    Plan::Act { why: format!("{why}: {how}{llm}"), actions }
+    let keyless =
+        if services.keyless.is_empty() { String::new() } else { format!("; {}", keyless_summary(&services.keyless)) };
+    Plan::Act { why: format!("{why}: {how}{llm}{keyless}"), actions }
 }
 
 #[cfg(test)]
@@ -353,6 +405,82 @@ mod tests {
         assert_eq!(with.running_summary(), "3 services running");
     }
 
+    /// IMAGE's OCR preprocessor (the test and default profiles) reads
+    /// config/apis-and-selection.env and exits at start-up without
+    /// AZURE_API_KEY and FREEOCR_API_KEY. With the empty file the layout
+    /// creates, the site override leaves it off and the step says why and
+    /// what to give; what must run does not wait for it, so the stack
+    /// converges. Given the keys (`--env-file apis-and-selection.env=PATH`),
+    /// or once the server's file sets them, it is started and counted.
+    #[test]
+    fn the_ocr_service_runs_only_with_its_keys() {
+        use crate::settings::Profile;
+        let img = ImageConfig { profile: Profile::Test, llm: Llm::Without, ..ImageConfig::default() };
+        let base = "stack.project_dirs=/var/docker/image\nstack.services=ocr-clouds-preprocessor orchestrator\n\
+                    stack.env_readers.apis-and-selection.env=ocr-clouds-preprocessor\n\
+                    stack.env_readers.express-common.env=orchestrator\nstack.env_keys.express-common.env=\n\
+                    containers.listed=yes\ndocker.networks=bridge\n\
+                    container=image\t/var/docker/image\torchestrator\trunning\to\tUp (healthy)\n";
+        let raw = RawFacts::parse(&format!("{base}stack.env_keys.apis-and-selection.env=\n"));
+        let containers = Containers::parse(&raw);
+        let layout = LayoutFacts { cloned: true, ..LayoutFacts::default() };
+        let plan_of = |stack: &StackFacts, img: &ImageConfig| {
+            let inputs = StackInputs {
+                docker_gid: Some("998"),
+                layout: &layout,
+                containers: &containers,
+                pull: &PullFacts::NotStarted,
+                stack,
+                files: &FileFacts::default(),
+            };
+            match plan(inputs, None, img) {
+                Plan::Act { why, actions } => {
+                    let site = actions.iter().find_map(|a| match a {
+                        Action::Upload { path, content, .. } if *path == img.site_path() => {
+                            Some(String::from_utf8(content.clone()).unwrap())
+                        }
+                        _ => None,
+                    });
+                    (why, site.expect("the site override written"))
+                }
+                other => panic!("{other:?}"),
+            }
+        };
+        let without = StackFacts::parse(&raw, &containers);
+        let (why, site) = plan_of(&without, &img);
+        let reason = "ocr-clouds-preprocessor (no AZURE_API_KEY, FREEOCR_API_KEY in config/apis-and-selection.env: \
+                      no text read from graphics; give --env-file apis-and-selection.env=PATH)";
+        assert!(why.ends_with(&format!("; without their keys, not running: {reason}")), "{why}");
+        assert!(site.contains("  ocr-clouds-preprocessor:\n    deploy:\n      replicas: 0\n"), "{site}");
+        assert_eq!(without.expected(), ["orchestrator"]);
+        assert!(without.down().is_empty() && without.not_ok().is_empty());
+        assert_eq!(without.running_summary(), format!("1 services running; without their keys, not running: {reason}"));
+
+        // Given on this run: the layout writes it with the override, so
+        // the override starts the service already.
+        let given = ImageConfig {
+            env_files: vec![(
+                "apis-and-selection.env".into(),
+                b"AZURE_API_KEY=k\nFREEOCR_API_KEY=\nCLOUD_SERVICE=AZURE_READ\n".to_vec(),
+            )],
+            ..img.clone()
+        };
+        let (why, site) = plan_of(&without, &given);
+        assert!(!why.contains("without their keys") && !site.contains("replicas"), "{why}\n{site}");
+        // On the server: counted, and down until it runs.
+        let raw =
+            RawFacts::parse(&format!("{base}stack.env_keys.apis-and-selection.env=AZURE_API_KEY FREEOCR_API_KEY\n"));
+        let with = StackFacts::parse(&raw, &containers);
+        assert!(with.without_keys().is_empty());
+        assert_eq!(with.down(), ["ocr-clouds-preprocessor"]);
+        // Only one of them set: still off (the service needs both).
+        let raw =
+            RawFacts::parse(&format!("{base}stack.env_keys.apis-and-selection.env=CLOUD_SERVICE FREEOCR_API_KEY\n"));
+        let one = StackFacts::parse(&raw, &containers);
+        assert_eq!(one.without_keys()[0].missing, ["AZURE_API_KEY"]);
+        assert!(one.down().is_empty());
+    }
+
     /// The deploy stamp counts the stack's env files as the server will
     /// have them: a re-run that gives none, or fewer, finds the stamp of the
     /// run that gave them (the layout keeps them), so it restarts nothing;
@@ -384,7 +512,7 @@ mod tests {
             FileFacts::parse(&RawFacts::parse(&text))
         };
         let kept = host(&sha256_hex(&maps));
-        let stamp = |img: &ImageConfig, files: &FileFacts| deploy_stamp(img, "998", &[], files);
+        let stamp = |img: &ImageConfig, files: &FileFacts| deploy_stamp(img, "998", &SiteServices::default(), files);
         let deployed = stamp(&given, &kept);
         // Only llm.env given again (the LLM must be chosen on every run).
         let fewer = ImageConfig { env_files: vec![("llm.env".into(), llm.clone())], ..given.clone() };
