@@ -5,7 +5,7 @@
 //! re-run with the same settings and every service running does nothing.
 //! `update` brings the stack up the same way (update.sh).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use image_provision_remote::Cmd;
@@ -155,15 +155,20 @@ impl StackFacts {
     /// The services that cannot run for want of keys their config/*.env
     /// file does not set on the server (see [`keys`]).
     pub fn without_keys(&self) -> Vec<KeylessService> {
-        keys::keyless(&self.env_readers, &|file| self.env_keys.get(file).into_iter().flatten().cloned().collect())
+        self.without_keys_given(&[])
     }
 
     /// The same once this run has written the env files `img` gives (the
     /// layout step writes them and the site override together).
     pub fn without_keys_for(&self, img: &ImageConfig) -> Vec<KeylessService> {
-        keys::keyless(&self.env_readers, &|file| match img.env_files.iter().find(|(name, _)| name == file) {
-            Some((_, given)) => keys::names_set(given),
-            None => self.env_keys.get(file).into_iter().flatten().cloned().collect::<BTreeSet<_>>(),
+        self.without_keys_given(&img.env_files)
+    }
+
+    /// `given`: env files by name, which replace the server's.
+    fn without_keys_given(&self, given: &[(String, Vec<u8>)]) -> Vec<KeylessService> {
+        keys::keyless(&self.env_readers, &|file| match given.iter().find(|(name, _)| name == file) {
+            Some((_, content)) => keys::names_set(content),
+            None => self.env_keys.get(file).into_iter().flatten().cloned().collect(),
         })
     }
 
