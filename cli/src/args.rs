@@ -216,6 +216,12 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_APT_LOCK_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub apt_lock_timeout: Option<String>,
 
+    /// How long any one command on the host may run when it has no time
+    /// limit of its own (imageup, the pulls and the waits have theirs):
+    /// past it the run stops, naming the command [default: 30m]
+    #[arg(long, env = "IMAGE_PROVISION_COMMAND_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
+    pub command_timeout: Option<String>,
+
     /// Stop after the GPU check: no IMAGE layout, Traefik or stack
     #[arg(long, env = "IMAGE_PROVISION_NO_STACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_stack: bool,

@@ -35,6 +35,7 @@ pub struct HostConfig {
     pub reboot_timeout: Option<String>,
     pub cloud_init_timeout: Option<String>,
     pub apt_lock_timeout: Option<String>,
+    pub command_timeout: Option<String>,
     pub no_stack: Option<bool>,
     pub domain: Option<String>,
     pub acme_email: Option<String>,

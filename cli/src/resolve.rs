@@ -737,6 +737,12 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool
             defaults.cloud_init_timeout,
         )?,
         lock_timeout: timeout("--apt-lock-timeout", &a.apt_lock_timeout, &f.apt_lock_timeout, defaults.lock_timeout)?,
+        command_time_limit: timeout(
+            "--command-timeout",
+            &a.command_timeout,
+            &f.command_timeout,
+            defaults.command_time_limit,
+        )?,
         apt_lists_max_age: defaults.apt_lists_max_age,
         image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks, running)?) },
         // `bootstrap --ttl`; `ec2 create` sets it from the instance's tag.

@@ -17,8 +17,9 @@
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
 //!   containers/         Docker's containers and networks, listed once; facts.sh
 //!   template/           render, sha256; Writes: a step's uploads and links, with a copy first of
-//!                       what image-provision did not write (keep-copies.sh) and its record of
-//!                       what it wrote (record-written.sh); files-facts.sh (hash, mode, link, record)
+//!                       what image-provision did not write (keep-copies.sh), its record of what
+//!                       it wrote (record-written.sh) and of writes not yet applied
+//!                       (mark-pending.sh); files-facts.sh (hash, mode, link, records)
 //!   bring_up/           the stack's bring-up, one at a time, warm-up included: bring-up-lock.sh,
 //!                       run-imageup.sh
 //!   steps/

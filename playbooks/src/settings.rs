@@ -19,6 +19,25 @@ pub const DEFAULT_REGISTRY_TAG: &str = "latest";
 pub const DEFAULT_IMAGEUP_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The SSH side's limit for a command with a time limit of its own inside
+/// (a script's TIMEOUT): longer, so the script's own message, naming what
+/// it waited for, comes first. Commands without one have the session's
+/// (--command-timeout).
+pub fn outer_limit(inner: Duration) -> Duration {
+    inner + Duration::from_secs(5 * 60)
+}
+
+/// The SSH side's limit for a bring-up of the stack under `timeout`: the
+/// wait for another bring-up's lock, then imageup (warm-up included), or
+/// compose's pull, `up` and the warm-up, each within `timeout`.
+pub fn bring_up_limit(timeout: Duration) -> Duration {
+    outer_limit(timeout * 3)
+}
+
+/// How long Traefik's `compose up` may take: its image's pull (about 50 MB)
+/// and its start.
+pub const TRAEFIK_UP_LIMIT: Duration = Duration::from_secs(10 * 60);
+
 /// Let's Encrypt's ACME directories: production (Traefik's default), and
 /// staging, whose certificates browsers do not trust but whose rate limits
 /// are far higher (for test and ephemeral servers).
@@ -54,6 +73,9 @@ pub struct Config {
     pub cloud_init_timeout: Duration,
     pub lock_timeout: Duration,
     pub reboot_timeout: Duration,
+    /// How long one command may run without a time limit of its own
+    /// (--command-timeout; see [`image_provision_remote::Cmd::time_limit`]).
+    pub command_time_limit: Duration,
     /// Package lists younger than this are not fetched again.
     pub apt_lists_max_age: Duration,
     /// The IMAGE steps (layout, pull, traefik, stack, health); None with
@@ -76,6 +98,7 @@ impl Default for Config {
             cloud_init_timeout: Duration::from_secs(600),
             lock_timeout: Duration::from_secs(600),
             reboot_timeout: Duration::from_secs(600),
+            command_time_limit: image_provision_remote::DEFAULT_COMMAND_TIME_LIMIT,
             apt_lists_max_age: Duration::from_secs(3600),
             image: Some(ImageConfig::default()),
             expiry: Expiry::Keep,

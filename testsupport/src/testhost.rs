@@ -855,6 +855,26 @@ impl TestHost {
         String::from_utf8_lossy(&self.read("/var/log/standin/calls.log")).lines().map(str::to_owned).collect()
     }
 
+    /// Cut the SSH connection that runs `program args` (exactly those words),
+    /// once, before the call runs: tests/testhost/standins/cut-before,
+    /// installed as /usr/local/sbin/PROGRAM in front of the real one (sudo's
+    /// secure_path finds it first). Booted hosts only (a real sshd per
+    /// connection to kill). [`TestHost::cuts`] says which cuts happened.
+    pub fn cut_ssh_before(&self, program: &str, args: &str) {
+        assert!(self.booted, "cut_ssh_before is for booted hosts (TestHost::boot)");
+        let text = fs::read(scripts_dir().join("standins/cut-before"))
+            .unwrap_or_else(|e| panic!("reading the cut-before interposer: {e}"));
+        let path = format!("/usr/local/sbin/{program}");
+        self.write(&path, &text);
+        self.sh_ok(&format!("chmod 0755 {path}"));
+        self.write(&format!("/var/lib/standin/hooks/cut-before-{program}"), args.as_bytes());
+    }
+
+    /// The cuts [`TestHost::cut_ssh_before`] made, a line each.
+    pub fn cuts(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.read("/var/log/standin/cuts.log")).lines().map(str::to_owned).collect()
+    }
+
     /// Install the `cloud-init` stand-in (tests/testhost/standins/cloud-init)
     /// at /usr/bin/cloud-init, running until `done_after` from now (this boot
     /// only) and then finishing with `result`: "done", "degraded" (done with
