@@ -313,6 +313,16 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_REPO_URL", value_name = "URL")]
     pub repo_url: Option<String>,
 
+    /// Credentials for a private IMAGE-server repository: a file of yours,
+    /// mode 0600, holding one line `https://USER:TOKEN@HOST` (git's
+    /// credential store format, as in ~/.git-credentials). It goes to the
+    /// server as root's /etc/image-provision/git-credentials (0600), which
+    /// every git in the clone reads through git's credential helper: never
+    /// in a URL, a command line or a log. A run without it keeps the
+    /// server's; `none` removes them
+    #[arg(long, value_name = "PATH")]
+    pub repo_credentials: Option<String>,
+
     /// The branch to clone [default: main] (imageup resets the clone to
     /// origin/main whenever it runs; use --no-imageup to stay on another)
     #[arg(long, env = "IMAGE_PROVISION_REPO_BRANCH", value_name = "BRANCH")]

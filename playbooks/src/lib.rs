@@ -32,7 +32,8 @@
 //!                       debian-components.sh, hold-driver.sh
 //!     reboot/           reboot when the driver waits for one
 //!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
-//!     layout/           the IMAGE working directory: clone, links, .env, config/*.env (the operator
+//!     layout/           the IMAGE working directory: clone (a private repository's credentials in a
+//!                       root-only file its git config names), links, .env, config/*.env (the operator
 //!                       scripts' too; one not given kept as the server has it, healthcheck-env.sh),
 //!                       the site override (map servers, test profile, --no-llm, the domain's
 //!                       routes); templates

@@ -44,6 +44,12 @@ pub const TRAEFIK_UP_LIMIT: Duration = Duration::from_secs(10 * 60);
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
 
+/// Where the IMAGE-server repository's credentials live on the host
+/// (`--repo-credentials`): root's, 0600, outside the clone, in git's
+/// credential store format. The clone's git config names this file (its
+/// credential helper is `store --file=` it), never the token.
+pub const REPO_CREDENTIALS: &str = "/etc/image-provision/git-credentials";
+
 /// Traefik's own compose project, beside the stack's.
 pub const TRAEFIK_DIR: &str = "/var/docker/traefik";
 /// The site's compose override, in the IMAGE working directory.
@@ -240,12 +246,41 @@ pub struct DnsCheck {
 
 pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The repository's credentials on the host ([`REPO_CREDENTIALS`]), for a
+/// private IMAGE-server.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum RepoCredentials {
+    /// Whatever the host has (none on a fresh host): a run without
+    /// `--repo-credentials`.
+    #[default]
+    Keep,
+    /// This content, one line of git's credential store
+    /// (`https://USER:TOKEN@HOST`), already checked and written as git's
+    /// store writes it back, so git's own rewrite leaves it the same.
+    Set(Vec<u8>),
+    /// None: `--repo-credentials none` removes the host's.
+    Remove,
+}
+
+/// Never the token, whoever prints the settings.
+impl std::fmt::Debug for RepoCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepoCredentials::Keep => f.write_str("Keep"),
+            RepoCredentials::Set(line) => write!(f, "Set(<{} bytes, not shown>)", line.len()),
+            RepoCredentials::Remove => f.write_str("Remove"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ImageConfig {
     pub base_dir: String,
     /// HTTPS (or, for tests, file://) URL of IMAGE-server.
     pub repo_url: String,
     pub repo_branch: String,
+    /// Credentials for a private repository, kept on the host.
+    pub repo_credentials: RepoCredentials,
     /// The server's public host name: Traefik routes it, Let's Encrypt
     /// certifies it. None: no Traefik routes and no HTTPS check.
     pub domain: Option<String>,
@@ -289,6 +324,7 @@ impl Default for ImageConfig {
             base_dir: DEFAULT_BASE_DIR.into(),
             repo_url: DEFAULT_REPO_URL.into(),
             repo_branch: DEFAULT_REPO_BRANCH.into(),
+            repo_credentials: RepoCredentials::Keep,
             domain: None,
             acme_email: None,
             acme_server: LETS_ENCRYPT.into(),

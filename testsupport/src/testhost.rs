@@ -683,7 +683,10 @@ impl TestHost {
     /// later keeps the stand-in. A URL rewrite in git's config could not do
     /// this: git applies one `insteadOf` rewrite, never a second, so the
     /// submodule's SSH URL, rewritten to HTTPS by bootstrap, would not be
-    /// rewritten again to a local path.
+    /// rewritten again to a local path. A copy of the repository made
+    /// private (the sha256 of `USER:TOKEN` in its `standin-private` file)
+    /// is served only to a git that gives that credential, as GitHub serves
+    /// a private repository (see the stand-in's header).
     pub fn enable_image_server_standins(&self) {
         let inside = format!("/proc/{}/root{}/srv", self.supervisor_pid, self.merged.display());
         let script = scripts_dir().join("standins/build-image-server.sh");
