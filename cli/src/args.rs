@@ -216,6 +216,12 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_APT_LOCK_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub apt_lock_timeout: Option<String>,
 
+    /// How long any one command on the host may run when it has no time
+    /// limit of its own (imageup, the pulls and the waits have theirs):
+    /// past it the run stops, naming the command [default: 30m]
+    #[arg(long, env = "IMAGE_PROVISION_COMMAND_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
+    pub command_timeout: Option<String>,
+
     /// Stop after the GPU check: no IMAGE layout, Traefik or stack
     #[arg(long, env = "IMAGE_PROVISION_NO_STACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_stack: bool,
@@ -308,6 +314,16 @@ pub struct HostStepArgs {
     /// [default: https://github.com/Shared-Reality-Lab/IMAGE-server.git]
     #[arg(long, env = "IMAGE_PROVISION_REPO_URL", value_name = "URL")]
     pub repo_url: Option<String>,
+
+    /// Credentials for a private IMAGE-server repository: a file of yours,
+    /// mode 0600, holding one line `https://USER:TOKEN@HOST` (git's
+    /// credential store format, as in ~/.git-credentials). It goes to the
+    /// server as root's /etc/image-provision/git-credentials (0600), which
+    /// every git in the clone reads through git's credential helper: never
+    /// in a URL, a command line or a log. A run without it keeps the
+    /// server's; `none` removes them
+    #[arg(long, value_name = "PATH")]
+    pub repo_credentials: Option<String>,
 
     /// The branch to clone [default: main] (imageup resets the clone to
     /// origin/main whenever it runs; use --no-imageup to stay on another)

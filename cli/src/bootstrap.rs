@@ -89,7 +89,8 @@ async fn host_steps(s: HostRun) -> anyhow::Result<HostRunEnd> {
     let progress = Progress::new();
     progress.line(format!("log: {}", log_path.display()));
     let spinner = progress.spinner(format!("connecting to {}", s.target));
-    let opts = ConnectOptions::new(s.target.clone(), &known_hosts).identity(s.identity).policy(s.policy);
+    let mut opts = ConnectOptions::new(s.target.clone(), &known_hosts).identity(s.identity).policy(s.policy);
+    opts.command_time_limit = s.steps.command_time_limit;
     let session = Session::connect(opts).await;
     spinner.finish();
     let session = match session {

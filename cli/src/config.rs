@@ -35,6 +35,7 @@ pub struct HostConfig {
     pub reboot_timeout: Option<String>,
     pub cloud_init_timeout: Option<String>,
     pub apt_lock_timeout: Option<String>,
+    pub command_timeout: Option<String>,
     pub no_stack: Option<bool>,
     pub domain: Option<String>,
     pub acme_email: Option<String>,
@@ -53,6 +54,8 @@ pub struct HostConfig {
     pub pii_logging: Option<bool>,
     pub base_dir: Option<String>,
     pub repo_url: Option<String>,
+    /// A path, or "none" (see `--repo-credentials`).
+    pub repo_credentials: Option<String>,
     pub repo_branch: Option<String>,
     pub no_imageup: Option<bool>,
     pub imageup_timeout: Option<String>,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 use image_provision_playbooks::report::ReportOptions;
-use image_provision_playbooks::settings::{self, Config, ImageConfig, Llm, Profile, Upkeep};
+use image_provision_playbooks::settings::{self, Config, ImageConfig, Llm, Profile, RepoCredentials, Upkeep};
 use image_provision_playbooks::validate::{self, shown};
 use image_provision_provision::AwsOptions;
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
@@ -737,6 +737,12 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool
             defaults.cloud_init_timeout,
         )?,
         lock_timeout: timeout("--apt-lock-timeout", &a.apt_lock_timeout, &f.apt_lock_timeout, defaults.lock_timeout)?,
+        command_time_limit: timeout(
+            "--command-timeout",
+            &a.command_timeout,
+            &f.command_timeout,
+            defaults.command_time_limit,
+        )?,
         apt_lists_max_age: defaults.apt_lists_max_age,
         image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks, running)?) },
         // `bootstrap --ttl`; `ec2 create` sets it from the instance's tag.
@@ -753,6 +759,11 @@ const CREDENTIALS_HINT: &str = "credentials go in files, never on command lines 
 fn url_hint(e: UsageError, otherwise: &str) -> UsageError {
     if e.message.contains(validate::URL_CREDENTIALS) { e.hint(CREDENTIALS_HINT) } else { e.hint(otherwise) }
 }
+
+/// Where a private repository's credentials go instead of --repo-url.
+const REPO_CREDENTIALS_HINT: &str = "credentials go in files, never on command lines or in URLs (ps, shell \
+    history and logs keep those): give the URL without USER:TOKEN@, and the credential as one line \
+    https://USER:TOKEN@HOST in a file of mode 0600 with --repo-credentials PATH";
 
 fn apt_source_hint(e: UsageError) -> UsageError {
     url_hint(
@@ -883,16 +894,23 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
     };
     let (imageup_timeout, health_timeout) = stack_timeouts(a.imageup_timeout.as_ref(), a.health_timeout.as_ref(), f)?;
     let text = |v: Option<String>, default: String| v.unwrap_or(default);
+    let repo_url = text(
+        checked("--repo-url", a.repo_url.as_ref(), f.repo_url.as_ref(), validate::check_repo_url).map_err(|e| {
+            if e.message.contains(validate::URL_CREDENTIALS) {
+                e.hint(REPO_CREDENTIALS_HINT)
+            } else {
+                e.hint("e.g. https://github.com/Shared-Reality-Lab/IMAGE-server.git")
+            }
+        })?,
+        defaults.repo_url,
+    );
     Ok(ImageConfig {
         base_dir: text(
             checked("--base-dir", a.base_dir.as_ref(), f.base_dir.as_ref(), validate::check_base_dir)?,
             defaults.base_dir,
         ),
-        repo_url: text(
-            checked("--repo-url", a.repo_url.as_ref(), f.repo_url.as_ref(), validate::check_repo_url)
-                .map_err(|e| url_hint(e, "e.g. https://github.com/Shared-Reality-Lab/IMAGE-server.git"))?,
-            defaults.repo_url,
-        ),
+        repo_credentials: repo_credentials(a.repo_credentials.as_ref(), f.repo_credentials.as_ref(), &repo_url)?,
+        repo_url,
         repo_branch: text(
             checked("--repo-branch", a.repo_branch.as_ref(), f.repo_branch.as_ref(), validate::check_branch)?,
             defaults.repo_branch,
@@ -1024,6 +1042,63 @@ fn read_env_file(spec: &str) -> Result<(String, Vec<u8>), UsageError> {
         )
     })?;
     Ok((name.to_string(), text.into_bytes()))
+}
+
+/// `--repo-credentials PATH|none` over the file's `repo_credentials`:
+/// without either the server's are kept. The local file must be a regular
+/// file only its owner can read or write (it holds a token), with one
+/// credential for `repo_url`'s host. Messages name the file and the line,
+/// never a value.
+fn repo_credentials(
+    flag: Option<&String>,
+    file: Option<&String>,
+    repo_url: &str,
+) -> Result<RepoCredentials, UsageError> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let Some(spec) = flag.or(file) else {
+        return Ok(RepoCredentials::Keep);
+    };
+    let usage = "give a file of yours, mode 0600, with one line https://USER:TOKEN@HOST (git's credential \
+                 store format), or none to remove the server's; nothing was changed on the host";
+    match spec.as_str() {
+        "none" => return Ok(RepoCredentials::Remove),
+        "" => return Err(UsageError::new("--repo-credentials is empty").hint(usage)),
+        _ => {}
+    }
+    let shown_path = plain(spec);
+    let refused = |why: String| UsageError::new(format!("--repo-credentials {shown_path}: {why}"));
+    let Some(host) = validate::https_host(repo_url) else {
+        return Err(refused(format!(
+            "the repository {} is not fetched over https://, where credentials are asked",
+            plain(repo_url)
+        ))
+        .hint("credentials are for an https:// --repo-url; leave --repo-credentials out for a file:// one"));
+    };
+    // Its kind first: opening a FIFO would wait for a writer.
+    let kind = std::fs::metadata(spec).map_err(|e| refused(format!("cannot read it: {e}")).hint(usage))?;
+    if !kind.is_file() {
+        return Err(refused("not a regular file".into()).hint(usage));
+    }
+    let mut f = std::fs::File::open(spec).map_err(|e| refused(format!("cannot read it: {e}")).hint(usage))?;
+    // The mode of the file read, not of whatever the path named before.
+    let mode = f.metadata().map_err(|e| refused(format!("cannot read it: {e}")))?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(refused(format!("mode {mode:04o} lets others than its owner read or change the token in it"))
+            .hint(format!("chmod 600 {shown_path}, then run again; nothing was changed on the host")));
+    }
+    let mut text = String::new();
+    f.read_to_string(&mut text).map_err(|e| refused(format!("cannot read it as text: {e}")).hint(usage))?;
+    let credential = validate::parse_git_credential(&text).map_err(|e| refused(e).hint(usage))?;
+    if credential.host != host {
+        return Err(refused(format!(
+            "the credential is for {}, and the repository {} is on {host}",
+            plain(&credential.host),
+            plain(repo_url)
+        ))
+        .hint("give the credential for the --repo-url's host (the same host and port)"));
+    }
+    Ok(RepoCredentials::Set(credential.line.into_bytes()))
 }
 
 /// Which server `verify` and `update` talk to.
@@ -1288,6 +1363,83 @@ mod tests {
         assert_eq!(img.env_files, [("healthcheck.env".to_string(), Vec::new())]);
     }
 
+    /// --repo-credentials: a 0600 regular file with one credential for the
+    /// repository's host, read and written as git's store writes it; kept
+    /// when not given, removed with `none`; the same from the config file.
+    /// Every refusal is a usage error naming the file, never the token.
+    #[test]
+    fn repo_credentials_come_from_a_private_file_for_the_repositorys_host() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str, mode: u32| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            p.display().to_string()
+        };
+        let none = HostConfig::default();
+        let creds = |flag: Option<String>, repo: Option<&str>, f: &HostConfig| {
+            let a = HostStepArgs {
+                no_llm: true,
+                repo_credentials: flag,
+                repo_url: repo.map(str::to_string),
+                ..Default::default()
+            };
+            host_steps(&a, f, &hooks(), true).map(|c| c.image.unwrap().repo_credentials)
+        };
+        let good = write("good", "# deploy token\nhttps://x-access-token:ghp_S3cr3t%2F1@github.com\n", 0o600);
+        let line = b"https://x-access-token:ghp_S3cr3t%2f1@github.com\n".to_vec();
+        assert_eq!(creds(Some(good.clone()), None, &none).unwrap(), RepoCredentials::Set(line.clone()));
+        let read_only = write("read-only", "https://u:ghp_S3cr3t@github.com\n", 0o400);
+        assert!(matches!(creds(Some(read_only), None, &none).unwrap(), RepoCredentials::Set(_)), "0400 is stricter");
+        assert_eq!(creds(None, None, &none).unwrap(), RepoCredentials::Keep);
+        assert_eq!(creds(Some("none".into()), None, &none).unwrap(), RepoCredentials::Remove);
+        let file = parse(&format!("[host]\nno_llm = true\nrepo_credentials = {good:?}\n")).unwrap();
+        assert_eq!(creds(None, None, &file.host).unwrap(), RepoCredentials::Set(line), "from the config file");
+        let file = parse("[host]\nrepo_credentials = \"none\"\n").unwrap();
+        assert_eq!(creds(None, None, &file.host).unwrap(), RepoCredentials::Remove);
+        assert!(
+            matches!(creds(Some(good.clone()), None, &file.host).unwrap(), RepoCredentials::Set(_)),
+            "the flag wins"
+        );
+
+        let other_host = write("gitlab", "https://u:ghp_S3cr3t@gitlab.com\n", 0o600);
+        let open = write("open", "https://u:ghp_S3cr3t@github.com\n", 0o644);
+        let group = write("group", "https://u:ghp_S3cr3t@github.com\n", 0o660);
+        let empty = write("empty", "", 0o600);
+        let two = write("two", "https://u:ghp_S3cr3t@github.com\nhttps://v:ghp_S3cr3t@github.com\n", 0o600);
+        let dir_path = dir.path().display().to_string();
+        let local_repo = Some("file:///srv/IMAGE-server");
+        for (flag, repo, says) in [
+            (
+                other_host,
+                None,
+                "the credential is for gitlab.com, and the repository https://github.com/Shared-Reality-Lab/IMAGE-server.git is on github.com",
+            ),
+            (open.clone(), None, "mode 0644 lets others than its owner read or change the token"),
+            (group, None, "mode 0660"),
+            (empty, None, "no credential in it"),
+            (two, None, "line 2: a second credential"),
+            (dir_path, None, "not a regular file"),
+            (format!("{}/absent", dir.path().display()), None, "cannot read it"),
+            (String::new(), None, "--repo-credentials is empty"),
+            (good.clone(), local_repo, "is not fetched over https://"),
+        ] {
+            let e = creds(Some(flag.clone()), repo, &none).err().unwrap_or_else(|| panic!("{flag} taken"));
+            assert!(e.message.contains(says), "{flag}: {e}");
+            assert!(e.message.starts_with("--repo-credentials"), "{e}");
+            assert!(!e.message.contains("S3cr3t") && !e.hint.as_deref().unwrap_or_default().contains("S3cr3t"), "{e}");
+        }
+        let e = creds(Some(open.clone()), None, &none).unwrap_err();
+        assert_eq!(
+            e.hint.as_deref(),
+            Some(format!("chmod 600 {open}, then run again; nothing was changed on the host").as_str())
+        );
+        // --repo-url with credentials in it: the hint names the file instead.
+        let e = creds(None, Some("https://me:ghp_S3cr3t@github.com/lab/IMAGE-server.git"), &none).unwrap_err();
+        assert!(e.hint.unwrap().contains("--repo-credentials PATH"));
+    }
+
     #[test]
     fn the_acme_server_is_production_staging_or_the_one_given() {
         let file =
@@ -1496,7 +1648,7 @@ mod tests {
         assert!(create_with(&|a| a.ttl = Some("365d".into()), &file).is_ok());
         let e = refused(&|a| a.steps.repo_url = Some("https://me:ghp_s3cr3t@github.com/x/y.git".into()));
         assert!(e.message.starts_with("--repo-url: ") && !e.message.contains("s3cr3t"), "{e}");
-        assert_eq!(e.hint.as_deref(), Some(CREDENTIALS_HINT));
+        assert_eq!(e.hint.as_deref(), Some(REPO_CREDENTIALS_HINT));
         let e = refused(&|a| a.steps.overpass_url = Some("https://example.org/{{x}}".into()));
         assert!(
             e.message.starts_with("--overpass-url: ") && e.hint.unwrap().contains("overpass-api.de"),

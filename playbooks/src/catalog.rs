@@ -47,6 +47,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/health/render-request.sh", health::RENDER_REQUEST_SH.to_string()),
         ("template/keep-copies.sh", crate::template::KEEP_COPIES_SH.to_string()),
         ("template/record-written.sh", crate::template::RECORD_WRITTEN_SH.to_string()),
+        ("template/mark-pending.sh", crate::template::MARK_PENDING_SH.to_string()),
     ];
     all.extend(LIBRARIES.iter().map(|(name, text)| (*name, text.to_string())));
     all
@@ -105,6 +106,32 @@ mod tests {
         let sent = scripts();
         for (name, text) in sent_inside() {
             assert!(sent.iter().any(|(_, s)| s.contains(text)), "{name} is sent in no script");
+        }
+    }
+    /// Every wait has a limit: each curl in a script we send gives up
+    /// (--max-time), and each oneshot unit we install has a start limit
+    /// (systemd gives a oneshot none by default).
+    #[test]
+    fn every_curl_and_every_oneshot_unit_is_bounded() {
+        for (name, text) in scripts() {
+            // A command continued over lines counts as one.
+            let joined = text.replace("\\\n", " ");
+            for line in joined.lines().filter(|l| !l.trim_start().starts_with('#')) {
+                let calls_curl = line.split(|c: char| c.is_whitespace() || c == '(' || c == '$').any(|w| w == "curl");
+                if calls_curl {
+                    assert!(line.contains("--max-time"), "{name}: curl without --max-time: {line}");
+                }
+            }
+        }
+        let units = [
+            ("expire.service", include_str!("steps/upkeep/expire.service")),
+            ("healthcheck.service", include_str!("steps/upkeep/healthcheck.service")),
+            ("prune.service", include_str!("steps/upkeep/prune.service")),
+            ("stack.service", include_str!("steps/upkeep/stack.service")),
+            ("update.service", include_str!("steps/upkeep/update.service")),
+        ];
+        for (name, text) in units {
+            assert!(text.contains("Type=oneshot") && text.contains("\nTimeoutStartSec="), "{name} has no start limit");
         }
     }
 }

@@ -168,6 +168,7 @@ pub fn command(inputs: &FactsInputs) -> Cmd {
         .env("DEBIAN_COMPONENTS", DEBIAN_NVIDIA_COMPONENTS)
         .env("FILES", inputs.files.join(" "))
         .env("WRITTEN_RECORD", template::RECORD)
+        .env("PENDING_RECORD", template::PENDING)
         .env("UPKEEP_UNITS", upkeep::units_input());
     let Some(base) = &inputs.base_dir else { return cmd };
     cmd.env("BASE_DIR", base)

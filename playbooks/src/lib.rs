@@ -17,8 +17,9 @@
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
 //!   containers/         Docker's containers and networks, listed once; facts.sh
 //!   template/           render, sha256; Writes: a step's uploads and links, with a copy first of
-//!                       what image-provision did not write (keep-copies.sh) and its record of
-//!                       what it wrote (record-written.sh); files-facts.sh (hash, mode, link, record)
+//!                       what image-provision did not write (keep-copies.sh), its record of what
+//!                       it wrote (record-written.sh) and of writes not yet applied
+//!                       (mark-pending.sh); files-facts.sh (hash, mode, link, records)
 //!   bring_up/           the stack's bring-up, one at a time, warm-up included: bring-up-lock.sh,
 //!                       run-imageup.sh
 //!   steps/
@@ -31,7 +32,8 @@
 //!                       debian-components.sh, hold-driver.sh
 //!     reboot/           reboot when the driver waits for one
 //!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
-//!     layout/           the IMAGE working directory: clone, links, .env, config/*.env (the operator
+//!     layout/           the IMAGE working directory: clone (a private repository's credentials in a
+//!                       root-only file its git config names), links, .env, config/*.env (the operator
 //!                       scripts' too; one not given kept as the server has it, healthcheck-env.sh),
 //!                       the site override (map servers, test profile, --no-llm, the domain's
 //!                       routes, services off for want of their keys: keys.rs); templates

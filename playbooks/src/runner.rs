@@ -116,6 +116,9 @@ enum Stop {
 /// What to do when the host does not come back from a reboot.
 const REBOOT_HINT: &str = "look at the host's console (EC2: Get system log); run bootstrap again once it answers";
 
+/// A command's own time limit from which the run says it as it starts.
+const LIMIT_WORTH_SAYING: Duration = Duration::from_secs(60);
+
 /// How much of a failed command's output a failure shows (the log has all).
 pub const TAIL_LINES: usize = 20;
 pub const TAIL_BYTES: usize = 4096;
@@ -350,6 +353,11 @@ impl Runner {
     /// the summary), when it succeeds.
     async fn exec(&self, step: Step, cmd: &Cmd, events: &mut dyn Events) -> Result<Vec<String>, Stop> {
         let shown = cmd.redacted(self.user_is_root);
+        if let Some(limit) = cmd.own_time_limit().filter(|l| *l >= LIMIT_WORTH_SAYING) {
+            // A wait that may be long says what it waits for and how long
+            // it may take, before it starts (the default limit goes unsaid).
+            events.note(step, &format!("{} (time limit {} s)", cmd.label(), limit.as_secs()));
+        }
         let start = Instant::now();
         let out = self.session.exec_unchecked(cmd).await.map_err(|e| remote_failure(&e, Some(shown.clone())))?;
         events.command(step, &shown, &out, start.elapsed());

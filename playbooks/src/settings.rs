@@ -19,11 +19,36 @@ pub const DEFAULT_REGISTRY_TAG: &str = "latest";
 pub const DEFAULT_IMAGEUP_TIMEOUT: Duration = Duration::from_secs(3600);
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The SSH side's limit for a command with a time limit of its own inside
+/// (a script's TIMEOUT): longer, so the script's own message, naming what
+/// it waited for, comes first. Commands without one have the session's
+/// (--command-timeout).
+pub fn outer_limit(inner: Duration) -> Duration {
+    inner + Duration::from_secs(5 * 60)
+}
+
+/// The SSH side's limit for a bring-up of the stack under `timeout`: the
+/// wait for another bring-up's lock, then imageup (warm-up included), or
+/// compose's pull, `up` and the warm-up, each within `timeout`.
+pub fn bring_up_limit(timeout: Duration) -> Duration {
+    outer_limit(timeout * 3)
+}
+
+/// How long Traefik's `compose up` may take: its image's pull (about 50 MB)
+/// and its start.
+pub const TRAEFIK_UP_LIMIT: Duration = Duration::from_secs(10 * 60);
+
 /// Let's Encrypt's ACME directories: production (Traefik's default), and
 /// staging, whose certificates browsers do not trust but whose rate limits
 /// are far higher (for test and ephemeral servers).
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 pub const LETS_ENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// Where the IMAGE-server repository's credentials live on the host
+/// (`--repo-credentials`): root's, 0600, outside the clone, in git's
+/// credential store format. The clone's git config names this file (its
+/// credential helper is `store --file=` it), never the token.
+pub const REPO_CREDENTIALS: &str = "/etc/image-provision/git-credentials";
 
 /// Traefik's own compose project, beside the stack's.
 pub const TRAEFIK_DIR: &str = "/var/docker/traefik";
@@ -54,6 +79,9 @@ pub struct Config {
     pub cloud_init_timeout: Duration,
     pub lock_timeout: Duration,
     pub reboot_timeout: Duration,
+    /// How long one command may run without a time limit of its own
+    /// (--command-timeout; see [`image_provision_remote::Cmd::time_limit`]).
+    pub command_time_limit: Duration,
     /// Package lists younger than this are not fetched again.
     pub apt_lists_max_age: Duration,
     /// The IMAGE steps (layout, pull, traefik, stack, health); None with
@@ -76,6 +104,7 @@ impl Default for Config {
             cloud_init_timeout: Duration::from_secs(600),
             lock_timeout: Duration::from_secs(600),
             reboot_timeout: Duration::from_secs(600),
+            command_time_limit: image_provision_remote::DEFAULT_COMMAND_TIME_LIMIT,
             apt_lists_max_age: Duration::from_secs(3600),
             image: Some(ImageConfig::default()),
             expiry: Expiry::Keep,
@@ -217,12 +246,41 @@ pub struct DnsCheck {
 
 pub const DEFAULT_DNS_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The repository's credentials on the host ([`REPO_CREDENTIALS`]), for a
+/// private IMAGE-server.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum RepoCredentials {
+    /// Whatever the host has (none on a fresh host): a run without
+    /// `--repo-credentials`.
+    #[default]
+    Keep,
+    /// This content, one line of git's credential store
+    /// (`https://USER:TOKEN@HOST`), already checked and written as git's
+    /// store writes it back, so git's own rewrite leaves it the same.
+    Set(Vec<u8>),
+    /// None: `--repo-credentials none` removes the host's.
+    Remove,
+}
+
+/// Never the token, whoever prints the settings.
+impl std::fmt::Debug for RepoCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RepoCredentials::Keep => f.write_str("Keep"),
+            RepoCredentials::Set(line) => write!(f, "Set(<{} bytes, not shown>)", line.len()),
+            RepoCredentials::Remove => f.write_str("Remove"),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ImageConfig {
     pub base_dir: String,
     /// HTTPS (or, for tests, file://) URL of IMAGE-server.
     pub repo_url: String,
     pub repo_branch: String,
+    /// Credentials for a private repository, kept on the host.
+    pub repo_credentials: RepoCredentials,
     /// The server's public host name: Traefik routes it, Let's Encrypt
     /// certifies it. None: no Traefik routes and no HTTPS check.
     pub domain: Option<String>,
@@ -266,6 +324,7 @@ impl Default for ImageConfig {
             base_dir: DEFAULT_BASE_DIR.into(),
             repo_url: DEFAULT_REPO_URL.into(),
             repo_branch: DEFAULT_REPO_BRANCH.into(),
+            repo_credentials: RepoCredentials::Keep,
             domain: None,
             acme_email: None,
             acme_server: LETS_ENCRYPT.into(),

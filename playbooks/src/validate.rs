@@ -432,6 +432,119 @@ fn check_network_url(u: &str, schemes: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// The host (and port) an https:// URL names, as git's credential lookup
+/// sees it (`HOST` or `HOST:PORT`); None for another scheme.
+pub fn https_host(u: &str) -> Option<&str> {
+    let rest = u.strip_prefix("https://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    Some(authority.rsplit_once('@').map_or(authority, |(_, host)| host))
+}
+
+/// A repository credential (`--repo-credentials`), checked: the host it is
+/// for, and the line git's credential store reads.
+pub struct GitCredential {
+    /// `HOST` or `HOST:PORT`, as in the line.
+    pub host: String,
+    /// `https://USER:TOKEN@HOST\n`, the user name and token escaped exactly
+    /// as git's store escapes them when it writes the line back (every byte
+    /// but RFC 3986's unreserved characters as `%xx`, lowercase): a fetch
+    /// that rewrites the file leaves it as it was.
+    pub line: String,
+}
+
+/// A repository credentials file as git's credential store keeps one
+/// (~/.git-credentials): one line `https://USER:TOKEN@HOST` (a port may
+/// follow the host), `%XX` escapes in the user name and token; blank lines
+/// and `#` comments around it. No path: the store matches the host alone,
+/// as git asks it. Errors name the line, never its content.
+pub fn parse_git_credential(text: &str) -> Result<GitCredential, String> {
+    let mut lines =
+        text.lines().enumerate().map(|(i, l)| (i + 1, l.trim())).filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
+    let Some((n, line)) = lines.next() else {
+        return Err("no credential in it (one line: https://USER:TOKEN@HOST)".into());
+    };
+    if let Some((second, _)) = lines.next() {
+        return Err(format!(
+            "line {second}: a second credential (one is used, for the repository's host: give that one only)"
+        ));
+    }
+    let format = "https://USER:TOKEN@HOST, as git's credential store writes it";
+    let Some(rest) = line.strip_prefix("https://") else {
+        return Err(format!("line {n}: not {format}"));
+    };
+    let (authority, path) = rest.split_at(rest.find(['/', '?', '#']).unwrap_or(rest.len()));
+    if !path.is_empty() && path != "/" {
+        return Err(format!(
+            "line {n}: a path after the host (git's store matches the host alone): write {format}, without the repository's path"
+        ));
+    }
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return Err(format!("line {n}: no USER:TOKEN@ before the host: write {format}"));
+    };
+    let (name, port) = host.split_once(':').unwrap_or((host, ""));
+    if !is_host_name(name) || !(port.is_empty() || port.parse::<u16>().is_ok_and(|p| p > 0)) {
+        return Err(format!("line {n}: no host name (and port) after the '@': write {format}"));
+    }
+    let Some((user, token)) = userinfo.split_once(':') else {
+        return Err(format!("line {n}: no ':' between the user name and the token: write {format}"));
+    };
+    let unescaped = |what: &str, v: &str| {
+        percent_decode(v).ok_or_else(|| {
+            format!(
+                "line {n}: the {what} holds a character a URL cannot (write '@', ':', '/', spaces and the like as %XX)"
+            )
+        })
+    };
+    let (user, token) = (unescaped("user name", user)?, unescaped("token", token)?);
+    if user.is_empty() || token.is_empty() {
+        return Err(format!("line {n}: the user name or the token is empty: write {format}"));
+    }
+    if user.iter().chain(&token).any(|b| b.is_ascii_control()) {
+        return Err(format!("line {n}: a control character (an escaped newline?) in the user name or token"));
+    }
+    Ok(GitCredential {
+        host: host.to_string(),
+        line: format!("https://{}:{}@{host}\n", git_escaped(&user), git_escaped(&token)),
+    })
+}
+
+/// A URL's user name or token, its `%XX` escapes decoded; None when it holds
+/// a character that must be escaped there (RFC 3986's userinfo: unreserved
+/// characters, sub-delims, ':' and escapes).
+fn percent_decode(v: &str) -> Option<Vec<u8>> {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok().filter(|_| hex.bytes().all(|h| h.is_ascii_hexdigit()))?);
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:".contains(&b)) {
+            return None;
+        }
+        out.push(b);
+        i += 1;
+    }
+    Some(out)
+}
+
+/// As git's credential store escapes a user name or token.
+fn git_escaped(v: &[u8]) -> String {
+    v.iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02x}")
+            }
+        })
+        .collect()
+}
+
 /// A host name (letters, digits and hyphens in dot-separated labels of at
 /// most 63, at most 253 in all; one label is fine: a name on the site's own
 /// network) or an IPv4 address.
@@ -620,5 +733,46 @@ mod tests {
         assert_eq!(parsed("KEY=\"multi\\nline\"\n"), one("KEY", "multi\nline"));
         assert_eq!(parsed("KEY=\"multi\\\\nline\"\n"), one("KEY", "multi\\nline"));
         assert_eq!(parsed("sk-abc123\n"), vec![], "a name alone: from compose's environment");
+    }
+
+    /// A credentials file: one `https://USER:TOKEN@HOST` line, comments and
+    /// blank lines around it, written back as git's store writes it; every
+    /// refusal names the line and never shows the token.
+    #[test]
+    fn a_git_credential_is_one_line_written_as_gits_store_writes_it() {
+        let c =
+            parse_git_credential("# the lab's deploy token\n\nhttps://x-access-token:ghp_S3cr3t@github.com\n").unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.line.as_str()),
+            ("github.com", "https://x-access-token:ghp_S3cr3t@github.com\n")
+        );
+        // What git's store writes for the same credential (checked against git 2.47).
+        let c = parse_git_credential("https://us%40er:t~o:k%2FenA@git.example.org:8443/").unwrap();
+        assert_eq!(c.line, "https://us%40er:t~o%3ak%2fenA@git.example.org:8443\n");
+        assert_eq!(c.host, "git.example.org:8443");
+        let token = "ghp_S3cr3t";
+        for (text, says) in [
+            ("", "no credential in it"),
+            ("# only a comment\n", "no credential in it"),
+            ("https://u:ghp_S3cr3t@github.com\nhttps://u:ghp_S3cr3t@gitlab.com\n", "line 2: a second credential"),
+            ("ghp_S3cr3t\n", "line 1: not https://USER:TOKEN@HOST"),
+            ("http://u:ghp_S3cr3t@github.com\n", "line 1: not https://"),
+            ("https://u:ghp_S3cr3t@github.com/lab/IMAGE-server.git\n", "line 1: a path after the host"),
+            ("https://github.com\n", "line 1: no USER:TOKEN@"),
+            ("https://ghp_S3cr3t@github.com\n", "line 1: no ':' between"),
+            ("https://u:@github.com\n", "the user name or the token is empty"),
+            ("https://u:ghp S3cr3t@github.com\n", "the token holds a character"),
+            ("https://u:ghp_S3cr3t%zz@github.com\n", "the token holds a character"),
+            ("https://u:ghp_S3cr3t%0a@github.com\n", "a control character"),
+            ("https://u:ghp_S3cr3t@github_com\n", "no host name"),
+            ("https://u:ghp_S3cr3t@github.com:99999\n", "no host name"),
+        ] {
+            let e = parse_git_credential(text).err().unwrap_or_else(|| panic!("{text:?} taken"));
+            assert!(e.contains(says), "{text:?}: {e}");
+            assert!(!e.contains(token) && !e.contains("S3cr3t"), "{e}");
+        }
+        assert_eq!(https_host("https://github.com/lab/IMAGE-server.git"), Some("github.com"));
+        assert_eq!(https_host("https://git.example.org:8443"), Some("git.example.org:8443"));
+        assert_eq!(https_host("file:///srv/IMAGE-server"), None);
     }
 }

@@ -5,6 +5,7 @@
 //! tests compare rendered commands with exact strings.
 
 use std::fmt;
+use std::time::Duration;
 
 /// What [`fmt::Display`] prints in place of a secret argument or value.
 pub const REDACTED: &str = "<redacted>";
@@ -36,6 +37,8 @@ pub struct Cmd {
     quiet: bool,
     /// Shown instead of the command line (for long internal scripts).
     shown_as: Option<String>,
+    /// How long the session waits for it (else the session's default).
+    time_limit: Option<Duration>,
 }
 
 impl Cmd {
@@ -55,6 +58,7 @@ impl Cmd {
             script: None,
             quiet: false,
             shown_as: None,
+            time_limit: None,
         }
     }
 
@@ -190,6 +194,31 @@ impl Cmd {
 
     pub fn is_quiet(&self) -> bool {
         self.quiet
+    }
+
+    /// Wait at most `limit` for it to end: past it the session asks the
+    /// host to stop it and reports [`crate::Error::TimedOut`]. Without one,
+    /// the session's [`crate::ConnectOptions::command_time_limit`] holds.
+    /// A command with a limit of its own inside (a script's TIMEOUT) gets a
+    /// longer one here, so its own message comes first.
+    pub fn time_limit(mut self, limit: Duration) -> Self {
+        self.time_limit = Some(limit);
+        self
+    }
+
+    /// What it is, in a word or two: a script's name, else the program and
+    /// its first argument (a secret one never).
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.script {
+            return name.clone();
+        }
+        let words: Vec<&str> = self.argv.iter().take(2).map(|w| if w.secret { REDACTED } else { &w.text }).collect();
+        words.join(" ")
+    }
+
+    /// Its own time limit, if it has one.
+    pub fn own_time_limit(&self) -> Option<Duration> {
+        self.time_limit
     }
 
     pub fn accepted_codes(&self) -> &[u32] {

@@ -44,7 +44,16 @@ pub struct ConnectOptions {
     /// Commands running at once on this connection; more wait their turn.
     /// OpenSSH refuses more than `MaxSessions` (10 by default) channels.
     pub max_channels: usize,
+    /// How long a command without a limit of its own ([`crate::Cmd::time_limit`])
+    /// may run: a host that stops answering is noticed by the keepalive,
+    /// but one whose command hangs only by this.
+    pub command_time_limit: Duration,
 }
+
+/// [`ConnectOptions::command_time_limit`]'s default: longer than any step's
+/// own waits need (each has its limit inside), short enough that a hung
+/// command ends a run the same hour.
+pub const DEFAULT_COMMAND_TIME_LIMIT: Duration = Duration::from_secs(30 * 60);
 
 impl ConnectOptions {
     /// Defaults: the ssh-agent, strict host keys, 15 s connect timeout, 5
@@ -62,6 +71,7 @@ impl ConnectOptions {
             keepalive_interval: Duration::from_secs(3),
             keepalive_max: 3,
             max_channels: 8,
+            command_time_limit: DEFAULT_COMMAND_TIME_LIMIT,
         }
     }
 

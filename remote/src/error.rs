@@ -106,6 +106,12 @@ pub enum Error {
     #[error("`{command}` on {host} ended without an exit status")]
     NoExitStatus { host: String, command: String },
 
+    #[error(
+        "`{command}` on {host} did not finish within its time limit of {} s; the run stopped waiting and asked it to stop",
+        limit.as_secs()
+    )]
+    TimedOut { host: String, command: String, limit: std::time::Duration },
+
     #[error("`{command}` on {host} failed ({status}){}", tail_suffix(stderr_tail))]
     CommandFailed {
         host: String,
@@ -192,6 +198,11 @@ impl Error {
                 Some(format!("add {user} to the sudo group with NOPASSWD, or connect as root"))
             }
             Error::RebootTimeout { last_hint, .. } => last_hint.clone(),
+            Error::TimedOut { .. } => Some(
+                "see what it waits for on the host (its output above, `ps -ef`, `journalctl -f`), then run the same command again; \
+                 a slow but healthy host needs a longer limit (--command-timeout)"
+                    .into(),
+            ),
             // The message says it all (a new variant decides here too).
             Error::BadTarget { .. }
             | Error::KeyRead { .. }

@@ -117,6 +117,7 @@ impl Session {
         // writer is dropped when the channel closes, since a command that
         // exits without reading leaves it waiting for window space forever.
         let stdin = cmd.stdin_to_send();
+        let tx = &tx;
         let writer = async move {
             if let Some(bytes) = stdin {
                 tx.data_bytes(bytes).await?;
@@ -124,11 +125,13 @@ impl Session {
             // EOF even with no stdin, so a command that reads it (a prompt)
             // gets end-of-file instead of waiting forever.
             tx.eof().await?;
-            Ok::<_, russh::Error>(tx)
+            Ok::<_, russh::Error>(())
         };
         tokio::pin!(writer);
         let mut writer_done = false;
-        let mut _tx_keepalive = None;
+        let limit = cmd.own_time_limit().unwrap_or(self.opts.command_time_limit);
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
 
         let quiet = cmd.is_quiet();
         let mut stdout = Stream::new("stdout", quiet);
@@ -139,11 +142,19 @@ impl Session {
             tokio::select! {
                 r = &mut writer, if !writer_done => {
                     writer_done = true;
-                    match r {
-                        Ok(tx) => _tx_keepalive = Some(tx),
+                    if let Err(e) = r {
                         // The reader sees why (close or lost connection).
-                        Err(e) => debug!(target: "remote", host = %host, "stdin not fully sent: {e}"),
+                        debug!(target: "remote", host = %host, "stdin not fully sent: {e}");
                     }
+                }
+                () = &mut deadline => {
+                    // sshd passes the signal to the session's process (sudo
+                    // relays it to the command) for a non-root login (root's
+                    // has no privilege separation, which it needs); closing
+                    // the channel ends the rest once it next writes.
+                    let _ = tx.signal(russh::Sig::TERM).await;
+                    let _ = tx.close().await;
+                    return Err(Error::TimedOut { host, command: shown, limit });
                 }
                 msg = rx.wait() => match msg {
                     Some(ChannelMsg::Data { data }) => stdout.feed(&data, &host),

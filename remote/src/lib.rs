@@ -32,7 +32,7 @@ mod upload;
 mod sshd_tests;
 
 pub use cmd::{Cmd, REDACTED};
-pub use connect::ConnectOptions;
+pub use connect::{ConnectOptions, DEFAULT_COMMAND_TIME_LIMIT};
 pub use error::{Error, HostKeyError, Result};
 pub use identity::Identity;
 pub use known_hosts::{HostKeyPolicy, KnownHosts, Lookup, fingerprint};

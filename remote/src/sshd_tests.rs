@@ -147,6 +147,32 @@ async fn silent_command_outlives_keepalive_interval() {
     assert_eq!(out.stdout, b"done\n");
 }
 
+/// A command past its time limit: an error naming it and the limit, in
+/// bounded time; the session goes on. The session's default holds for a
+/// command without a limit of its own.
+#[tokio::test]
+async fn a_command_past_its_time_limit_is_stopped_and_named() {
+    let sshd = Sshd::start("limit");
+    let mut o = sshd.trusted();
+    o.command_time_limit = Duration::from_secs(2);
+    let s = Session::connect(o).await.unwrap();
+    // (sshd passes a signal on only for a non-root login, with privilege
+    // separation; these tests log in as root, so only the wait is tested.)
+    let hang = Cmd::new("sh").args(["-c", "sleep 30"]);
+    let t0 = Instant::now();
+    let e = s.exec(&hang.clone().time_limit(Duration::from_secs(1))).await.unwrap_err();
+    assert!(matches!(e, Error::TimedOut { .. }), "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    let said = e.to_string();
+    assert!(said.contains("sleep 30") && said.contains("time limit of 1 s"), "{said}");
+    assert!(e.hint().unwrap().contains("--command-timeout"), "{:?}", e.hint());
+    let t0 = Instant::now();
+    let e = s.exec(&hang).await.unwrap_err();
+    assert!(matches!(e, Error::TimedOut { .. }) && e.to_string().contains("time limit of 2 s"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+    assert_eq!(s.exec(&Cmd::new("echo").arg("on")).await.unwrap().stdout, b"on\n", "the session goes on");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sshd_killed_mid_command_is_an_error_not_a_hang() {
     let mut sshd = Sshd::start("kill");

@@ -241,6 +241,29 @@ fn unsupported_distro_is_refused_and_nothing_changes() {
     assert_eq!(cli::diff(&before, &snapshot(&host)), Vec::<String>::new(), "nothing changed");
 }
 
+/// A command that hangs on the host (here dpkg-query, which the facts
+/// ask): the run stops at --command-timeout, naming the command, its limit
+/// and what to try, instead of waiting for ever.
+#[test]
+fn a_hung_command_stops_the_run_at_its_time_limit_naming_it() {
+    let host = TestHost::start(Distro::Debian12);
+    host.sh_ok("mv /usr/bin/dpkg-query /usr/bin/dpkg-query.real && printf '#!/bin/sh\\nexec sleep 600\\n' >/usr/bin/dpkg-query && chmod 0755 /usr/bin/dpkg-query");
+    let state = state_for(&host);
+    let started = Instant::now();
+    let out = bootstrap(&host, "admin", state.path(), &["--command-timeout", "3s"]);
+    let took = started.elapsed();
+    host.sh_ok("mv -f /usr/bin/dpkg-query.real /usr/bin/dpkg-query");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("facts.sh") && err.contains("did not finish within its time limit of 3 s"), "{err}");
+    assert!(err.contains("--command-timeout"), "{err}");
+    assert!(took < Duration::from_secs(30), "stopped in bounded time: {took:?}");
+    // The flag is checked like every duration.
+    let bad = bootstrap(&host, "admin", state.path(), &["--command-timeout", "0s"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("--command-timeout"), "{}", stderr(&bad));
+}
+
 #[test]
 fn dry_run_on_a_bare_host_changes_nothing() {
     let host = TestHost::start(Distro::Debian12);

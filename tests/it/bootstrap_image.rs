@@ -512,6 +512,24 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     assert!(step_line(&third, "health").contains(&format!("GET https://{DOMAIN}/health")));
     assert_eq!(cli::imageups(&host), 1, "bringing Traefik back needs no imageup");
 
+    // Applied means applied: Traefik's compose file changed (another ACME
+    // e-mail) and the connection cut after its upload, before `up`. The run
+    // reconnects, finds the file as wanted and Traefik running the old
+    // one, and still brings Traefik up with it: it was pending until then.
+    host.cut_ssh_before(
+        "docker",
+        "compose --project-directory /var/docker/traefik -f /var/docker/traefik/docker-compose.yml up -d",
+    );
+    let email_args: Vec<&str> =
+        args.iter().map(|a| if *a == "ops@example.org" { "team@example.org" } else { *a }).collect();
+    let cut = bootstrap(&host, state.path(), &email_args);
+    assert!(cut.status.success(), "a run cut before Traefik's up: {}", stderr(&cut));
+    assert!(stderr(&cut).contains("traefik: connection lost"), "{}", stderr(&cut));
+    assert_eq!(host.cuts().len(), 1, "{:?}", host.cuts());
+    let command = host.sh_ok("docker inspect -f '{{json .Config.Cmd}}' traefik");
+    assert!(command.contains("acme.email=team@example.org"), "Traefik runs the new file: {command}");
+    assert_eq!(not_ok(&bootstrap(&host, state.path(), &email_args)), Vec::<String>::new(), "applied once");
+
     // Moved to another ACME server (another pebble: another CA): Traefik is
     // stopped, the certificates the first one issued are cleared, and it
     // comes back with a certificate from the second; verify says which

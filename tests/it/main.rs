@@ -35,6 +35,9 @@ mod env_files;
 mod flags;
 /// The remote crate against a test host: sudo users, reboots.
 mod remote_on_testhost;
+/// A private IMAGE-server repository: its credentials from a 0600 file,
+/// used by every git in the clone, never shown.
+mod repo_credentials;
 /// The test host harness itself, through OpenSSH's client.
 mod testhost_selftest;
 /// A create at trace level logs no secret: not the host key, the user

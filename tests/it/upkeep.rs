@@ -291,6 +291,37 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     assert!(!host.exists("/etc/systemd/system/image-provision-update.service"));
     assert_eq!(host.sh("systemctl is-active image-provision-update.timer").status.code(), Some(3));
 
+    // Applied means applied: the connection cut after a changed unit is
+    // uploaded, before systemd has it (before the daemon-reload; then,
+    // changed back, before the timer's restart). The run reconnects, plans
+    // again from the host as it is, finds the files as wanted, and still
+    // applies them: they were pending until the apply.
+    let every = |span: &'static str| -> Vec<&str> {
+        let mut args: Vec<&str> = common.iter().map(|a| if *a == "5m" { span } else { a }).collect();
+        args.extend(["--auto-update", "off"]);
+        args
+    };
+    let timer = "image-provision-healthcheck.timer";
+    let started = |host: &TestHost| host.sh_ok(&format!("systemctl show -p ActiveEnterTimestampMonotonic {timer}"));
+    host.cut_ssh_before("systemctl", "daemon-reload");
+    let cut = run(&host, state.path(), &every("7m"));
+    assert!(cut.status.success(), "a run cut before the daemon-reload");
+    assert!(stderr(&cut).contains("upkeep: connection lost"), "{}", stderr(&cut));
+    assert_eq!(host.cuts().len(), 1, "{:?}", host.cuts());
+    let monotonic = host.sh_ok(&format!("systemctl show -p TimersMonotonic --value {timer}"));
+    assert!(monotonic.contains("OnUnitActiveUSec=7min"), "systemd has the new schedule: {monotonic}");
+    let before = started(&host);
+    host.cut_ssh_before("systemctl", &format!("restart {timer}"));
+    let cut = run(&host, state.path(), &every("5m"));
+    assert!(cut.status.success(), "a run cut before the timer's restart");
+    assert!(stderr(&cut).contains("upkeep: connection lost"), "{}", stderr(&cut));
+    assert_eq!(host.cuts().len(), 2, "{:?}", host.cuts());
+    assert_ne!(started(&host), before, "the timer was restarted with its new schedule after the cut");
+    let monotonic = host.sh_ok(&format!("systemctl show -p TimersMonotonic --value {timer}"));
+    assert!(monotonic.contains("OnUnitActiveUSec=5min"), "{monotonic}");
+    let line = cli::step_line(&run(&host, state.path(), &every("5m")), "upkeep");
+    assert_eq!(line.split_whitespace().nth(1), Some("ok"), "applied once, nothing left to do: {line}");
+
     // The expiry. `--ttl 2h` arms it: the timer waits for its calendar
     // time, and the check it ran as it started found the time not yet come.
     let armed = run(&host, state.path(), &[&common[..], &["--auto-update", "off", "--ttl", "2h"]].concat());

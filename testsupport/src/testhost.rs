@@ -683,7 +683,10 @@ impl TestHost {
     /// later keeps the stand-in. A URL rewrite in git's config could not do
     /// this: git applies one `insteadOf` rewrite, never a second, so the
     /// submodule's SSH URL, rewritten to HTTPS by bootstrap, would not be
-    /// rewritten again to a local path.
+    /// rewritten again to a local path. A copy of the repository made
+    /// private (the sha256 of `USER:TOKEN` in its `standin-private` file)
+    /// is served only to a git that gives that credential, as GitHub serves
+    /// a private repository (see the stand-in's header).
     pub fn enable_image_server_standins(&self) {
         let inside = format!("/proc/{}/root{}/srv", self.supervisor_pid, self.merged.display());
         let script = scripts_dir().join("standins/build-image-server.sh");
@@ -853,6 +856,26 @@ impl TestHost {
     /// The lines of the stand-ins' call log (/var/log/standin/calls.log).
     pub fn calls(&self) -> Vec<String> {
         String::from_utf8_lossy(&self.read("/var/log/standin/calls.log")).lines().map(str::to_owned).collect()
+    }
+
+    /// Cut the SSH connection that runs `program args` (exactly those words),
+    /// once, before the call runs: tests/testhost/standins/cut-before,
+    /// installed as /usr/local/sbin/PROGRAM in front of the real one (sudo's
+    /// secure_path finds it first). Booted hosts only (a real sshd per
+    /// connection to kill). [`TestHost::cuts`] says which cuts happened.
+    pub fn cut_ssh_before(&self, program: &str, args: &str) {
+        assert!(self.booted, "cut_ssh_before is for booted hosts (TestHost::boot)");
+        let text = fs::read(scripts_dir().join("standins/cut-before"))
+            .unwrap_or_else(|e| panic!("reading the cut-before interposer: {e}"));
+        let path = format!("/usr/local/sbin/{program}");
+        self.write(&path, &text);
+        self.sh_ok(&format!("chmod 0755 {path}"));
+        self.write(&format!("/var/lib/standin/hooks/cut-before-{program}"), args.as_bytes());
+    }
+
+    /// The cuts [`TestHost::cut_ssh_before`] made, a line each.
+    pub fn cuts(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.read("/var/log/standin/cuts.log")).lines().map(str::to_owned).collect()
     }
 
     /// Install the `cloud-init` stand-in (tests/testhost/standins/cloud-init)

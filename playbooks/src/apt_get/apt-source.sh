@@ -9,8 +9,10 @@ set -euo pipefail
 keyring=/etc/apt/keyrings/image-provision-$NAME.asc
 list=/etc/apt/sources.list.d/image-provision-$NAME.list
 
-key=$(curl -fsSL --retry 3 "$KEY_URL") || {
-    echo "cannot download the signing key of the $NAME repository from $KEY_URL" >&2
+# Bounded: 15 s to connect, 60 s an attempt (a key is a few KB).
+key=$(curl -fsSL --connect-timeout 15 --max-time 60 --retry 3 "$KEY_URL") || {
+    echo "cannot download the signing key of the $NAME repository from $KEY_URL within 60 s (3 retries):" \
+        "check the host's network and DNS, then run again" >&2
     exit 1
 }
 case $key in

@@ -7,11 +7,14 @@
 #   file.PATH=absent
 # and what image-provision's own record says it last wrote there
 # (`written.PATH=SHA256`, or `link:TARGET` for a link it made), so a step
-# tells its own files from the host's (record-written.sh writes the record).
+# tells its own files from the host's (record-written.sh writes the record);
+# and `pending.PATH=yes` for a path written but whose apply has not yet
+# succeeded (mark-pending.sh).
 # As root: files_facts runs in run_root_facts.
-# Inputs: FILES, the space-separated paths; WRITTEN_RECORD, the record.
+# Inputs: FILES, the space-separated paths; WRITTEN_RECORD, the record;
+# PENDING_RECORD, the record of writes not yet applied.
 
-root_facts_env+=(FILES WRITTEN_RECORD)
+root_facts_env+=(FILES WRITTEN_RECORD PENDING_RECORD)
 files_facts() {
     local present=() links=() sum m u f l fp
     local -A mode=() owner=() watched=()
@@ -39,5 +42,10 @@ files_facts() {
         while read -r fp f; do
             if [ -n "$f" ] && [ -n "${watched[$f]:-}" ]; then kv "written.$f" "$fp"; fi
         done <"$WRITTEN_RECORD"
+    fi
+    if [ -n "${PENDING_RECORD:-}" ] && [ -f "$PENDING_RECORD" ]; then
+        while read -r f; do
+            if [ -n "$f" ] && [ -n "${watched[$f]:-}" ]; then kv "pending.$f" yes; fi
+        done <"$PENDING_RECORD"
     fi
 }

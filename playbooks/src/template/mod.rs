@@ -15,6 +15,14 @@
 //! one that already has the content wanted (it is not replaced). A file an
 //! earlier version wrote (before the record) is copied once, the first
 //! time a run changes it: it cannot be told from a hand-made one.
+//!
+//! A write that takes effect only through a command after it (Traefik's
+//! `compose up`, systemd's daemon-reload and a timer's restart) counts as
+//! done only once that command succeeded: [`Writes::applied_by_commands`]
+//! marks its paths pending ([`PENDING`]) before the upload and
+//! [`Writes::applied`] clears them after the step's apply, so a run cut
+//! short between the two leaves them marked and the next run, finding the
+//! files as wanted, still applies them.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -28,9 +36,12 @@ use crate::plan::Action;
 pub const FILES_FACTS_SH: &str = include_str!("files-facts.sh");
 pub const KEEP_COPIES_SH: &str = include_str!("keep-copies.sh");
 pub const RECORD_WRITTEN_SH: &str = include_str!("record-written.sh");
+pub const MARK_PENDING_SH: &str = include_str!("mark-pending.sh");
 
 /// image-provision's record of what it wrote on the host (record-written.sh).
 pub const RECORD: &str = "/var/lib/image-provision/written";
+/// image-provision's record of writes not yet applied (mark-pending.sh).
+pub const PENDING: &str = "/var/lib/image-provision/pending";
 /// Where the copies of what it replaced go: a directory per run, named by
 /// the run's UTC time, each copy at its own path beneath.
 pub const BACKUP_ROOT: &str = "/var/backups/image-provision";
@@ -118,6 +129,8 @@ impl Found {
 pub struct FileFacts {
     files: BTreeMap<String, Found>,
     written: BTreeMap<String, String>,
+    /// Written by a run whose apply did not succeed (see [`PENDING`]).
+    pending: std::collections::BTreeSet<String>,
 }
 
 impl FileFacts {
@@ -142,7 +155,14 @@ impl FileFacts {
             })
             .collect();
         let written = raw.with_prefix("written.").map(|(path, v)| (path.to_string(), v.to_string())).collect();
-        FileFacts { files, written }
+        let pending = raw.with_prefix("pending.").filter(|(_, v)| *v == "yes").map(|(p, _)| p.to_string()).collect();
+        FileFacts { files, written, pending }
+    }
+
+    /// `path` was written by a run whose apply did not succeed: applying
+    /// it is still to do, whatever the file holds.
+    pub fn pending(&self, path: &str) -> bool {
+        self.pending.contains(path)
     }
 
     /// `path` on the host is a file (not a link) with exactly `content`,
@@ -239,15 +259,38 @@ pub struct Writes<'a> {
     backup_dir: &'a str,
     /// [`RECORD`] (elsewhere in tests).
     record_path: &'a str,
+    /// [`PENDING`] (elsewhere in tests).
+    pending_path: &'a str,
     copies: Vec<String>,
     writes: Vec<Action>,
     record: Vec<(String, String)>,
+    /// With [`Writes::applied_by_commands`]: the paths this step's apply
+    /// makes take effect (written now, or pending from a run cut short).
+    applying: Option<Vec<String>>,
 }
 
 impl<'a> Writes<'a> {
     /// `backup_dir`: this run's directory for copies ([`backup_dir`]).
     pub fn new(files: &'a FileFacts, backup_dir: &'a str) -> Writes<'a> {
-        Writes { files, backup_dir, record_path: RECORD, copies: Vec::new(), writes: Vec::new(), record: Vec::new() }
+        Writes {
+            files,
+            backup_dir,
+            record_path: RECORD,
+            pending_path: PENDING,
+            copies: Vec::new(),
+            writes: Vec::new(),
+            record: Vec::new(),
+            applying: None,
+        }
+    }
+
+    /// The writes take effect only through the step's own commands after
+    /// them: each is marked pending before it is written, and a path still
+    /// pending from a run cut short counts as a write to apply even when
+    /// the file is as wanted. Put [`Writes::applied`] after the apply.
+    pub fn applied_by_commands(mut self) -> Self {
+        self.applying = Some(Vec::new());
+        self
     }
 
     /// `content` at `path` with `mode`, root's or `owner`'s, unless it is so
@@ -268,7 +311,15 @@ impl<'a> Writes<'a> {
             None => self.files.is(path, &content, &octal),
         };
         if so {
+            // Written by a run that was cut short before its apply.
+            if let Some(applying) = self.applying.as_mut().filter(|_| self.files.pending(path)) {
+                applying.push(path.to_owned());
+                return true;
+            }
             return false;
+        }
+        if let Some(applying) = self.applying.as_mut() {
+            applying.push(path.to_owned());
         }
         let sha = sha256_hex(&content);
         self.keep(path, Some(&sha));
@@ -324,12 +375,25 @@ impl<'a> Writes<'a> {
         Some(format!("keep copies of what image-provision did not write: {}", all.join(" and ")))
     }
 
-    /// The copy of what is not ours (when anything is), the writes, then
-    /// the record of them (when any).
+    /// With [`Writes::applied_by_commands`], the command that clears what
+    /// this step applies from the pending record: the step's last, after
+    /// the commands that apply the writes. None when nothing is applied.
+    pub fn applied(&self) -> Option<Action> {
+        let applying = self.applying.as_ref().filter(|a| !a.is_empty())?;
+        Some(Action::Change(mark_pending(self.pending_path, &[], applying)))
+    }
+
+    /// The copy of what is not ours (when anything is), the writes (with
+    /// [`Writes::applied_by_commands`], marked pending first), then the
+    /// record of them (when any).
     pub fn into_actions(self) -> Vec<Action> {
         let mut actions = Vec::new();
         if !self.copies.is_empty() {
             actions.push(Action::Change(keep_copies(self.backup_dir, &self.copies)));
+        }
+        if self.applying.is_some() && !self.record.is_empty() {
+            let written: Vec<String> = self.record.iter().map(|(path, _)| path.clone()).collect();
+            actions.push(Action::Change(mark_pending(self.pending_path, &written, &[])));
         }
         actions.extend(self.writes);
         if !self.record.is_empty() {
@@ -346,6 +410,17 @@ pub fn keep_copies(backup_dir: &str, paths: &[String]) -> Cmd {
         .sudo()
         .env("BACKUP_DIR", backup_dir)
         .env("COPIES", paths.join(" "))
+}
+
+/// mark-pending.sh: `mark` into the record of writes not yet applied
+/// (`pending`, [`PENDING`]), `clear` out of it.
+pub fn mark_pending(pending: &str, mark: &[String], clear: &[String]) -> Cmd {
+    Cmd::script(MARK_PENDING_SH)
+        .named("mark-pending.sh")
+        .sudo()
+        .env("PENDING", pending)
+        .env("MARK", mark.join(" "))
+        .env("CLEAR", clear.join(" "))
 }
 
 /// record-written.sh: `written` (path, fingerprint) into `record` ([`RECORD`]).
@@ -562,8 +637,72 @@ mod tests {
     /// hop), for `paths` and `record`.
     fn facts_here(paths: &[&str], record: &str) -> FileFacts {
         let script = format!("{}\n{FILES_FACTS_SH}\nfiles_facts\n", crate::facts::PRELUDE_SH);
-        let cmd = Cmd::script(script).env("FILES", paths.join(" ")).env("WRITTEN_RECORD", record);
+        let pending = format!("{record}.pending");
+        let cmd = Cmd::script(script)
+            .env("FILES", paths.join(" "))
+            .env("WRITTEN_RECORD", record)
+            .env("PENDING_RECORD", pending);
         FileFacts::parse(&RawFacts::parse(&run_here(&cmd)))
+    }
+
+    /// A write applied by the step's commands: marked pending before the
+    /// upload, cleared only by the command after the apply. Cut short in
+    /// between, the next run finds the file as wanted yet still applies
+    /// it; once cleared, nothing is left to do.
+    #[test]
+    fn a_write_counts_as_applied_only_after_its_apply() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_str().unwrap();
+        let (unit, other) = (format!("{root}/u.timer"), format!("{root}/other.timer"));
+        let record = format!("{root}/lib/written");
+        let pending = format!("{record}.pending");
+        let paths = [unit.as_str(), other.as_str()];
+        let files = facts_here(&paths, &record);
+        let mut w = Writes::new(&files, DIR).applied_by_commands();
+        w.record_path = &record;
+        w.pending_path = &pending;
+        assert!(w.file(&unit, "[Timer]\n", 0o644, None, false));
+        let applied = w.applied().expect("the write is to apply").describe(false);
+        assert!(applied.contains(&format!("CLEAR={unit}")) && applied.contains("mark-pending.sh"), "{applied}");
+        let actions = w.into_actions();
+        let cmds = shown(&actions);
+        assert!(
+            cmds[0].contains("mark-pending.sh") && cmds[1].starts_with("upload ") && cmds[2].contains("record-written")
+        );
+        // The run: marked, written, recorded, then cut before the apply.
+        let Action::Change(mark) = &actions[0] else { panic!() };
+        run_here(mark);
+        std::fs::write(&unit, "[Timer]\n").unwrap();
+        std::fs::write(&other, "[Timer]\n").unwrap();
+        let Action::Change(rec) = &actions[2] else { panic!() };
+        run_here(rec);
+        assert_eq!(
+            std::fs::metadata(&pending)
+                .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+                .unwrap(),
+            0o600
+        );
+
+        // The next run: the file is as wanted, and still to apply; a file
+        // as wanted that was never pending is not.
+        let files = facts_here(&paths, &record);
+        assert!(files.pending(&unit) && !files.pending(&other));
+        let mut w = Writes::new(&files, DIR).applied_by_commands();
+        w.pending_path = &pending;
+        assert!(w.file(&unit, "[Timer]\n", 0o644, None, false), "pending: to apply");
+        assert!(!w.file(&other, "[Timer]\n", 0o644, None, false));
+        let Some(Action::Change(clear)) = w.applied() else { panic!() };
+        assert!(w.into_actions().is_empty(), "nothing written again");
+        run_here(&clear);
+        let files = facts_here(&paths, &record);
+        assert!(!files.pending(&unit));
+        assert!(!std::path::Path::new(&pending).exists(), "an empty record is removed");
+        let mut w = Writes::new(&files, DIR).applied_by_commands();
+        assert!(!w.file(&unit, "[Timer]\n", 0o644, None, false));
+        assert!(w.applied().is_none());
+        // Without applied_by_commands, pending means nothing.
+        let files = facts(&format!("file.{unit}={} 644 root\npending.{unit}=yes\n", sha256_hex("[Timer]\n")));
+        assert!(!Writes::new(&files, DIR).file(&unit, "[Timer]\n", 0o644, None, false));
     }
 
     /// The scripts on real files: the facts see a file, a link and an empty

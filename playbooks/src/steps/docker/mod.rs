@@ -15,7 +15,11 @@ use crate::settings::Config;
 /// restart-docker.sh: Docker restarted and answering, a failed restart
 /// waited out while systemd starts it again (at most two minutes).
 pub fn restart_docker() -> Cmd {
-    Cmd::script(RESTART_DOCKER_SH).named("restart-docker.sh").sudo().env("TIMEOUT", "120")
+    Cmd::script(RESTART_DOCKER_SH)
+        .named("restart-docker.sh")
+        .sudo()
+        .env("TIMEOUT", "120")
+        .time_limit(crate::settings::outer_limit(std::time::Duration::from_secs(120)))
 }
 
 pub const RESTART_DOCKER_SH: &str = include_str!("restart-docker.sh");

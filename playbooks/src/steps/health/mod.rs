@@ -116,7 +116,8 @@ pub fn request_command(base_dir: &str, site: Option<&str>, llm: Option<&[String]
         .env("REQUEST", probe_request())
         .env("REQUIRE", require)
         .env("LLM_SERVICES", llm.unwrap_or_default().join(" "))
-        .env("TIMEOUT", timeout.as_secs().to_string());
+        .env("TIMEOUT", timeout.as_secs().to_string())
+        .time_limit(crate::settings::outer_limit(timeout));
     through_traefik(cmd, site.map(preprocess_url))
 }
 
@@ -129,7 +130,8 @@ pub fn wait_command(base_dir: &str, services: &[String], timeout: Duration, site
         .sudo()
         .env("BASE_DIR", base_dir)
         .env("SERVICES", services.join(" "))
-        .env("TIMEOUT", timeout.as_secs().to_string());
+        .env("TIMEOUT", timeout.as_secs().to_string())
+        .time_limit(crate::settings::outer_limit(timeout));
     through_traefik(cmd, site.map(health_url))
 }
 

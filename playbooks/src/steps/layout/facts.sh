@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The layout step's facts (playbooks/src/steps/layout): the directories
 # (and, with another base directory, what /var/docker/image is), the clone
-# and its submodule, root's git rewrite of GitHub's SSH URLs, and the
+# and its submodule (and the credential helpers their configs name), root's
+# git rewrite of GitHub's SSH URLs, and the
 # config/*.env files compose reads: those absent, and the mode and owner of
 # the others (`NAME=MODE:OWNER`); healthcheck.env's LOG_DIR. The links, like every path the step
 # writes, are the files facts' (playbooks/src/template). All as root (the
@@ -34,7 +35,17 @@ layout_facts() {
     if [ -d "$clone/.git" ]; then
         kv layout.clone yes
         kv layout.origin "$(git -C "$clone" config --get remote.origin.url || true)"
-        if [ -e "$clone/schemas/.git" ]; then kv layout.submodule yes; else kv layout.submodule no; fi
+        # The credential helpers of the clone's own config and of its
+        # submodule's (the names and the file's path, never a token), each
+        # value after a '|': an empty one (which resets git's list) shows.
+        kv layout.credential_helper "$(git -C "$clone" config --local --get-all credential.helper | sed 's/^/|/' | tr -d '\n' || true)"
+        if [ -e "$clone/schemas/.git" ]; then
+            kv layout.submodule yes
+            kv layout.schemas_credential_helper \
+                "$(git -C "$clone/schemas" config --local --get-all credential.helper | sed 's/^/|/' | tr -d '\n' || true)"
+        else
+            kv layout.submodule no
+        fi
     else
         kv layout.clone no
     fi

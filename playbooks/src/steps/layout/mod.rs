@@ -11,6 +11,12 @@
 //! creates the absent ones empty; healthcheck.env keeps its lines with our
 //! LOG_DIR, merged on the host by healthcheck-env.sh). `--env-file NAME=`
 //! (no path) empties one on purpose.
+//!
+//! A private repository's credentials (`--repo-credentials`) live in
+//! [`REPO_CREDENTIALS`], root's and 0600, outside the clone; the clone's git
+//! config (and its submodule's) names git's `store` helper with that path,
+//! never the token (clone.sh). Kept like the env files: a run without the
+//! flag leaves the server's, `none` removes them.
 
 use std::collections::BTreeMap;
 
@@ -21,7 +27,7 @@ use keys::KeylessService;
 
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, SITE_COMPOSE};
+use crate::settings::{DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, REPO_CREDENTIALS, RepoCredentials, SITE_COMPOSE};
 
 /// Where [`DEFAULT_BASE_DIR`] lives.
 const DEFAULT_BASE_PARENT: &str = "/var/docker";
@@ -68,7 +74,7 @@ pub fn links(img: &ImageConfig) -> [(String, String); 3] {
 /// The files and links this step writes (the files facts report what is
 /// there: hash and mode, or a link's target).
 pub fn written_files(img: &ImageConfig) -> Vec<String> {
-    let mut files = vec![img.env_path(), img.site_path(), img.config_path("imageup.env")];
+    let mut files = vec![img.env_path(), img.site_path(), img.config_path("imageup.env"), REPO_CREDENTIALS.to_string()];
     files.extend(links(img).into_iter().map(|(path, _)| path));
     // Every env file the stack's compose reads that a person may give,
     // given this time or not: the stack's deploy stamp counts what the
@@ -238,6 +244,14 @@ pub fn imageup_env_text(img: &ImageConfig) -> String {
     )
 }
 
+/// The credential helper list clone.sh gives the clone's config and its
+/// submodule's, as the facts report it (each value after a '|'): an empty
+/// value (no helper from root's or the system's config), then git's store
+/// with [`REPO_CREDENTIALS`].
+pub fn credential_helper_fact() -> String {
+    format!("||store --file={REPO_CREDENTIALS}")
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct LayoutFacts {
     /// cache, testing/warmup: those missing under the base directory.
@@ -250,6 +264,10 @@ pub struct LayoutFacts {
     pub cloned: bool,
     pub origin: Option<String>,
     pub submodule: bool,
+    /// The credential helpers of the clone's own git config and of its
+    /// submodule's, as [`credential_helper_fact`] writes them; None: none.
+    pub credential_helper: Option<String>,
+    pub schemas_credential_helper: Option<String>,
     /// config/*.env files compose reads that are absent; the others' mode
     /// and owner ("600", "ubuntu"), by name.
     pub env_absent: Vec<String>,
@@ -267,6 +285,8 @@ impl LayoutFacts {
             cloned: raw.yes("layout.clone"),
             origin: raw.string("layout.origin"),
             submodule: raw.yes("layout.submodule"),
+            credential_helper: raw.string("layout.credential_helper"),
+            schemas_credential_helper: raw.string("layout.schemas_credential_helper"),
             env_absent: raw.words("layout.env_absent"),
             healthcheck_log_dir: raw.string("layout.healthcheck_log_dir"),
             env_stat: raw
@@ -338,14 +358,41 @@ pub fn plan(
         actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--"]).args(missing).sudo()));
     }
 
+    // The repository's credentials: in their file before the clone asks
+    // for them, uploaded over stdin (never a command line), removed on
+    // purpose only. Not among the writes: the file is image-provision's own,
+    // and a copy of an old token kept beside the backups would outlive it.
+    let use_credentials = match &img.repo_credentials {
+        RepoCredentials::Set(line) => {
+            if !files.is_owned(REPO_CREDENTIALS, line, "600", "root") {
+                why.push(format!("put the repository's credentials in {REPO_CREDENTIALS} (root's, 0600)"));
+                actions.push(Action::Upload {
+                    path: REPO_CREDENTIALS.into(),
+                    content: line.clone(),
+                    mode: 0o600,
+                    owner: Some("root".into()),
+                    secret: true,
+                });
+            }
+            true
+        }
+        RepoCredentials::Keep => files.has_content(REPO_CREDENTIALS),
+        RepoCredentials::Remove => false,
+    };
+    let ours = credential_helper_fact();
+    let helper_right = |now: &Option<String>| (now.as_deref() == Some(ours.as_str())) == use_credentials;
+    let helpers_right = helper_right(&facts.credential_helper) && helper_right(&facts.schemas_credential_helper);
     let rewrite = facts.git_rewrite.iter().any(|w| w == "git@github.com:");
-    let clone_needed =
-        !facts.cloned || facts.origin.as_deref() != Some(img.repo_url.as_str()) || !facts.submodule || !rewrite;
-    if clone_needed {
-        why.push(if facts.cloned {
-            "update the clone's remote and submodule".into()
-        } else {
-            format!("clone {}", img.repo_url)
+    let remote_right = facts.origin.as_deref() == Some(img.repo_url.as_str()) && facts.submodule && rewrite;
+    let clone_needed = !facts.cloned || !remote_right;
+    if clone_needed || !helpers_right {
+        why.push(match (facts.cloned, remote_right) {
+            (false, _) => format!("clone {}", img.repo_url),
+            (true, false) => "update the clone's remote and submodule".into(),
+            (true, true) if use_credentials => {
+                format!("make git in the clone read the credentials in {REPO_CREDENTIALS}")
+            }
+            (true, true) => format!("stop git in the clone reading {REPO_CREDENTIALS}"),
         });
         actions.push(Action::Change(
             Cmd::script(CLONE_SH)
@@ -353,8 +400,14 @@ pub fn plan(
                 .sudo()
                 .env("BASE_DIR", base)
                 .env("REPO_URL", &img.repo_url)
-                .env("BRANCH", &img.repo_branch),
+                .env("BRANCH", &img.repo_branch)
+                .env("CREDENTIALS_FILE", REPO_CREDENTIALS)
+                .env("USE_CREDENTIALS", if use_credentials { "yes" } else { "no" }),
         ));
+    }
+    if img.repo_credentials == RepoCredentials::Remove && files.exists(REPO_CREDENTIALS) {
+        why.push(format!("remove the repository's credentials, {REPO_CREDENTIALS} (--repo-credentials none)"));
+        actions.push(Action::Change(Cmd::new("rm").args(["-f", "--", REPO_CREDENTIALS]).sudo()));
     }
 
     // The links, compose's files and config/*.env: what is there and not
@@ -431,7 +484,9 @@ pub fn plan(
 
     Plan::from_actions(why, actions, || {
         let site = img.domain.as_deref().map(|d| format!("; site {d}")).unwrap_or_default();
-        format!("{clone} cloned with schemas; links, .env and config/*.env in place{site}")
+        let credentials =
+            if use_credentials { format!("; git reads the credentials in {REPO_CREDENTIALS}") } else { String::new() };
+        format!("{clone} cloned with schemas; links, .env and config/*.env in place{site}{credentials}")
     })
 }
 
@@ -714,6 +769,89 @@ mod tests {
         assert!(secret && String::from_utf8(content).unwrap().contains(&format!("\n{webhook}2\n")));
         img.env_files = vec![("healthcheck.env".into(), Vec::new())];
         assert_eq!(uploaded(plan_of(&img, &kept)), (ours.into_bytes(), false));
+    }
+
+    /// A private repository's credentials: uploaded as a secret, root's and
+    /// 0600, before clone.sh, which makes the clone's git (and its
+    /// submodule's) use them; no command shows the token. Converged, nothing
+    /// runs; a run without the flag keeps the server's (and its helper);
+    /// `none` removes both.
+    #[test]
+    fn repo_credentials_are_a_root_file_the_clones_git_reads() {
+        let token = "ghp_S3cr3t";
+        let line = format!("https://x-access-token:{token}@github.com\n").into_bytes();
+        let mut img = ImageConfig::default();
+        let healthcheck = operator_env_files(&img).into_iter().find(|f| f.path.ends_with("/healthcheck.env")).unwrap();
+        let converged = format!(
+            "{}file.{}={} 600 ubuntu\nlayout.healthcheck_log_dir={}\n",
+            converged_but_healthcheck(&img),
+            healthcheck.path,
+            sha256_hex(&healthcheck.content),
+            img.healthcheck_log_dir()
+        );
+        let helper = credential_helper_fact();
+        let with_file = format!("{converged}file.{REPO_CREDENTIALS}={} 600 root\n", sha256_hex(&line));
+        let with_helpers =
+            format!("{with_file}layout.credential_helper={helper}\nlayout.schemas_credential_helper={helper}\n");
+        let plan_of = |img: &ImageConfig, text: &str| {
+            let raw = RawFacts::parse(text);
+            plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], img)
+        };
+        let shown = |plan: Plan| match plan {
+            Plan::Act { why, actions } => (why, actions.iter().map(|a| a.describe(false)).collect::<Vec<_>>()),
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(plan_of(&img, &converged), Plan::Ok(_)), "no credentials anywhere: nothing to do");
+
+        img.repo_credentials = RepoCredentials::Set(line.clone());
+        let (why, cmds) = shown(plan_of(&img, &converged));
+        assert_eq!(
+            why,
+            format!(
+                "put the repository's credentials in {REPO_CREDENTIALS} (root's, 0600), \
+                 make git in the clone read the credentials in {REPO_CREDENTIALS}"
+            )
+        );
+        assert_eq!(cmds[0], format!("upload {REPO_CREDENTIALS} ({} bytes, mode 0600, owner root, secret)", line.len()));
+        assert!(cmds[1].contains("clone.sh") && cmds[1].contains("USE_CREDENTIALS=yes"), "{cmds:?}");
+        assert!(cmds[1].contains(&format!("CREDENTIALS_FILE={REPO_CREDENTIALS}")), "{cmds:?}");
+        assert!(cmds.iter().all(|c| !c.contains(token)), "{cmds:?}");
+        let Plan::Act { actions, .. } = plan_of(&img, &converged) else { panic!() };
+        assert!(matches!(&actions[0], Action::Upload { content, secret: true, .. } if *content == line));
+        match plan_of(&img, &with_helpers) {
+            Plan::Ok(done) => {
+                assert!(done.ends_with(&format!("; git reads the credentials in {REPO_CREDENTIALS}")), "{done}")
+            }
+            other => panic!("a re-run with the same file: {other:?}"),
+        }
+        let other_token = format!("{converged}file.{REPO_CREDENTIALS}={} 600 root\n", sha256_hex("old\n"));
+        let (why, _) = shown(plan_of(
+            &img,
+            &format!("{other_token}layout.credential_helper={helper}\nlayout.schemas_credential_helper={helper}\n"),
+        ));
+        assert_eq!(why, format!("put the repository's credentials in {REPO_CREDENTIALS} (root's, 0600)"));
+
+        img.repo_credentials = RepoCredentials::Keep;
+        assert!(matches!(plan_of(&img, &with_helpers), Plan::Ok(_)), "kept, with its helper");
+        let (why, cmds) = shown(plan_of(&img, &with_file));
+        assert_eq!(why, format!("make git in the clone read the credentials in {REPO_CREDENTIALS}"));
+        assert!(cmds.len() == 1 && cmds[0].contains("USE_CREDENTIALS=yes"), "{cmds:?}");
+
+        img.repo_credentials = RepoCredentials::Remove;
+        let (why, cmds) = shown(plan_of(&img, &with_helpers));
+        assert_eq!(
+            why,
+            format!(
+                "stop git in the clone reading {REPO_CREDENTIALS}, \
+                 remove the repository's credentials, {REPO_CREDENTIALS} (--repo-credentials none)"
+            )
+        );
+        assert!(cmds[0].contains("USE_CREDENTIALS=no"), "{cmds:?}");
+        assert_eq!(cmds[1], format!("sudo -n rm -f -- {REPO_CREDENTIALS}"));
+        let gone = format!("{converged}file.{REPO_CREDENTIALS}=absent\n");
+        assert!(matches!(plan_of(&img, &gone), Plan::Ok(_)), "nothing to remove");
+        let by_hand = format!("{gone}layout.credential_helper=|cache\n");
+        assert!(matches!(plan_of(&img, &by_hand), Plan::Ok(_)), "a helper of the host's own is left alone");
     }
 
     /// Another base directory: /var/docker/image made a link to it (IMAGE's

@@ -4,7 +4,10 @@
 # config/llm.env written from it (LLM_URL to vLLM by name on the llm
 # network; 0600 and the login user's, like every config/*.env), then vLLM's
 # compose project up.
-# Inputs: LLM_DIR; LLM_ENV (the stack's config/llm.env); ENV_OWNER; MODEL.
+# `up` pulls vLLM's image (about 10 GB) first: it gets TIMEOUT seconds,
+# and past them says what hung and what to try.
+# Inputs: LLM_DIR; LLM_ENV (the stack's config/llm.env); ENV_OWNER; MODEL;
+# TIMEOUT.
 set -euo pipefail
 umask 077
 mkdir -p -- "$LLM_DIR/huggingface"
@@ -20,4 +23,13 @@ printf 'LLM_URL=http://vllm:8000/v1\nLLM_API_KEY=%s\nLLM_MODEL=%s\n' "$key" "$MO
 chown -- "$ENV_OWNER" "$LLM_ENV.tmp"
 chmod 0600 -- "$LLM_ENV.tmp"
 mv -- "$LLM_ENV.tmp" "$LLM_ENV"
-docker compose --project-directory "$LLM_DIR" -f "$LLM_DIR/docker-compose.yml" up -d
+echo "starting vLLM (its image's pull may take minutes; time limit $TIMEOUT s)"
+rc=0
+timeout --kill-after=30 "$TIMEOUT" docker compose --project-directory "$LLM_DIR" -f "$LLM_DIR/docker-compose.yml" up -d || rc=$?
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "vLLM's compose up (its image's pull, or its start) did not finish within $TIMEOUT s;" \
+        "see \`docker compose --project-directory $LLM_DIR ps\` and the Docker daemon's log (journalctl -u docker)," \
+        "then run again with a longer --llm-timeout if the pull was only slow" >&2
+    exit 1
+fi
+exit "$rc"

@@ -220,6 +220,8 @@ fn llm_up(img: &ImageConfig, model: &str, env_owner: &str) -> Cmd {
         .env("LLM_ENV", img.config_path("llm.env"))
         .env("ENV_OWNER", env_owner)
         .env("MODEL", model)
+        .env("TIMEOUT", img.local_llm.timeout.as_secs().to_string())
+        .time_limit(crate::settings::outer_limit(img.local_llm.timeout))
 }
 
 fn llm_wait(model: &str, timeout: Duration) -> Cmd {
@@ -229,6 +231,7 @@ fn llm_wait(model: &str, timeout: Duration) -> Cmd {
         .env("LLM_DIR", LLM_DIR)
         .env("MODEL", model)
         .env("TIMEOUT", timeout.as_secs().to_string())
+        .time_limit(crate::settings::outer_limit(timeout))
 }
 
 /// vLLM's container runs.
@@ -263,7 +266,9 @@ pub fn plan(
     let mut why = Vec::new();
     let mut actions = Vec::new();
     let compose = compose_text(&sizing);
-    let mut writes = Writes::new(files, backup_dir());
+    // Its compose file and hf.env take effect only through llm-up.sh: a run
+    // cut short between the upload and it leaves them pending (template).
+    let mut writes = Writes::new(files, backup_dir()).applied_by_commands();
     let mut written = Vec::new();
     let compose_changed = writes.file(&compose_path(), compose, 0o644, None, false);
     if compose_changed {
@@ -295,6 +300,7 @@ pub fn plan(
     if changed {
         actions.push(Action::Change(Cmd::new("mkdir").args(["-p", "--", LLM_DIR]).sudo()));
     }
+    let applied = writes.applied();
     actions.extend(writes.into_actions());
     if up {
         if !facts.key {
@@ -303,6 +309,7 @@ pub fn plan(
         why.push(format!("write config/llm.env for {model}, start vLLM"));
         actions.push(Action::Change(llm_up(img, model, env_owner)));
     }
+    actions.extend(applied);
     let serving = facts.serves.as_ref().is_some_and(|s| s.iter().any(|m| m == model));
     if !actions.is_empty() || !serving {
         why.push(format!(

@@ -49,7 +49,11 @@ impl PullFacts {
 
 /// Wait for the background pull to end, at most `timeout`.
 pub fn wait_command(timeout: Duration) -> Cmd {
-    Cmd::script(WAIT_PULL_SH).named("wait-pull.sh").sudo().env("TIMEOUT", timeout.as_secs().to_string())
+    Cmd::script(WAIT_PULL_SH)
+        .named("wait-pull.sh")
+        .sudo()
+        .env("TIMEOUT", timeout.as_secs().to_string())
+        .time_limit(crate::settings::outer_limit(timeout))
 }
 
 /// `deployed`: the stack is up with these settings (the stack step's facts).

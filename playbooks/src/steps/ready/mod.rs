@@ -48,6 +48,7 @@ pub fn plan(facts: &ReadyFacts, cfg: &Config) -> Plan {
         .named("wait-ready.sh")
         .sudo()
         .env("CLOUD_INIT_TIMEOUT", cfg.cloud_init_timeout.as_secs().to_string())
-        .env("LOCK_TIMEOUT", cfg.lock_timeout.as_secs().to_string());
+        .env("LOCK_TIMEOUT", cfg.lock_timeout.as_secs().to_string())
+        .time_limit(crate::settings::outer_limit(cfg.cloud_init_timeout + cfg.lock_timeout));
     Plan::Act { why: format!("waiting: {why}"), actions: vec![Action::Check(cmd)] }
 }

@@ -60,6 +60,7 @@ pub fn llm_check_command(img: &ImageConfig) -> Cmd {
         .sudo()
         .env("LLM_ENV", img.config_path("llm.env"))
         .env("TIMEOUT", LLM_CHECK_TIMEOUT_SECS.to_string())
+        .time_limit(crate::settings::outer_limit(Duration::from_secs(LLM_CHECK_TIMEOUT_SECS)))
 }
 
 /// `update`: imageup again (with `imageup` false, compose pull and up) under
@@ -71,6 +72,7 @@ pub fn update_command(base_dir: &str, imageup: bool, timeout: Duration) -> Cmd {
         .env("BASE_DIR", base_dir)
         .env("IMAGEUP", if imageup { "yes" } else { "no" })
         .env("TIMEOUT", timeout.as_secs().to_string())
+        .time_limit(crate::settings::bring_up_limit(timeout))
 }
 
 /// A service that must run and is not well, as `verify` and the health
@@ -337,7 +339,8 @@ pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
             .env("BASE_DIR", &img.base_dir)
             .env("IMAGEUP", if img.imageup { "yes" } else { "no" })
             .env("TIMEOUT", img.imageup_timeout.as_secs().to_string())
-            .env("STAMP", stamp),
+            .env("STAMP", stamp)
+            .time_limit(crate::settings::bring_up_limit(img.imageup_timeout)),
     ));
     let how = if img.imageup {
         format!("bin/imageup (time limit {} s)", img.imageup_timeout.as_secs())

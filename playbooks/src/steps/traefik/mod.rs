@@ -9,7 +9,7 @@ use image_provision_remote::Cmd;
 use crate::containers::Containers;
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{ImageConfig, LETS_ENCRYPT, TRAEFIK_DIR, acme_server_name};
+use crate::settings::{ImageConfig, LETS_ENCRYPT, TRAEFIK_DIR, TRAEFIK_UP_LIMIT, acme_server_name};
 use crate::template::{FileFacts, Writes, backup_dir, render};
 
 pub const COMPOSE_TEMPLATE: &str = include_str!("traefik-compose.yml");
@@ -24,6 +24,7 @@ pub fn dns_wait(domain: &str, address: &str, timeout: std::time::Duration) -> Cm
         .env("DOMAIN", domain)
         .env("ADDRESS", address)
         .env("TIMEOUT", timeout.as_secs().to_string())
+        .time_limit(crate::settings::outer_limit(timeout))
 }
 
 /// The facts script (input TRAEFIK_DIR).
@@ -99,7 +100,10 @@ pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, 
     };
     let path = img.traefik_path();
     let clear = traefik.certificates && traefik.acme_server.as_ref().is_some_and(|s| *s != img.acme_server);
-    let mut writes = Writes::new(files, backup_dir());
+    // Written means nothing until `up` has run with it: a run cut short
+    // between the two leaves it pending, and the next run brings it up.
+    let mut writes = Writes::new(files, backup_dir()).applied_by_commands();
+    let compose_bytes = compose.clone();
     let changed = writes.file(&path, compose, 0o644, None, false);
     if clear {
         // Certificates Traefik got under a configuration image-provision
@@ -107,9 +111,12 @@ pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, 
         writes.replaced_by_command(&certificate_store(), files.ours(&path));
     }
     why.extend(writes.copies());
-    if changed {
+    if changed && files.pending(&path) && files.is(&path, compose_bytes.as_bytes(), "644") {
+        why.push(format!("apply {path} (written by a run cut short before Traefik came up with it)"));
+    } else if changed {
         why.push(format!("write {path}"));
     }
+    let applied = writes.applied();
     actions.extend(writes.into_actions());
     // Certificates another ACME server issued (staging's, or production's
     // on a server switched to staging) would be served on: stop Traefik and
@@ -133,8 +140,9 @@ pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, 
             actions.push(Action::Check(dns_wait(domain, &dns.address, dns.timeout)));
         }
         why.push("bring Traefik up".into());
-        actions.push(Action::Change(compose_cmd("up").arg("-d")));
+        actions.push(Action::Change(compose_cmd("up").arg("-d").time_limit(TRAEFIK_UP_LIMIT)));
     }
+    actions.extend(applied);
     Plan::from_actions(why, actions, || {
         format!(
             "{TRAEFIK_IMAGE} running on 80/443, network traefik; certificates from {}",
@@ -189,6 +197,30 @@ mod tests {
         let old = TraefikFacts::parse(&RawFacts::parse("traefik.configured=yes\ntraefik.certificates=yes\n"));
         assert_eq!(old.acme_server.as_deref(), Some(LETS_ENCRYPT));
         assert_eq!(TraefikFacts::parse(&RawFacts::parse("")).acme_server, None);
+    }
+
+    /// A compose file written by a run cut short before `up`: as wanted on
+    /// the host, Traefik running the old one, and still brought up with it;
+    /// the pending mark cleared only after `up`.
+    #[test]
+    fn a_compose_file_written_but_not_brought_up_is_applied_next_run() {
+        let img = ImageConfig::with_site();
+        let path = img.traefik_path();
+        let sha = crate::template::sha256_hex(compose_text(&img).unwrap());
+        let running = "containers.listed=yes\ndocker.networks=bridge traefik\n\
+                       container=traefik\t/var/docker/traefik\ttraefik\trunning\ttraefik\tUp 1 hour\n";
+        let on_host = format!("{running}file.{path}={sha} 644 root\nwritten.{path}={sha}\ntraefik.configured=yes\n");
+        let plan_of = |text: &str| {
+            let raw = RawFacts::parse(text);
+            plan(&Containers::parse(&raw), &FileFacts::parse(&raw), &TraefikFacts::parse(&raw), &img)
+        };
+        assert!(matches!(plan_of(&on_host), Plan::Ok(_)), "applied: nothing to do");
+        let Plan::Act { why, actions } = plan_of(&format!("{on_host}pending.{path}=yes\n")) else { panic!() };
+        assert!(why.starts_with(&format!("apply {path} (written by a run cut short")), "{why}");
+        let cmds: Vec<String> = actions.iter().map(|a| a.describe(false)).collect();
+        assert_eq!(cmds.len(), 2, "not written again: {cmds:#?}");
+        assert!(cmds[0].ends_with("up -d"), "{cmds:#?}");
+        assert!(cmds[1].contains(&format!("CLEAR={path}")) && cmds[1].contains("mark-pending.sh"), "{cmds:#?}");
     }
 
     /// With a DNS check, Traefik comes up only after the domain resolves to

@@ -30,7 +30,7 @@ use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::{Config, Expiry, ImageConfig};
 use crate::shell::with_libraries;
-use crate::template::{FileFacts, Writes, backup_dir, render};
+use crate::template::{FileFacts, PENDING, Writes, backup_dir, mark_pending, render};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const STACK_AT_BOOT_SH: &str = include_str!("stack-at-boot.sh");
@@ -341,8 +341,12 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
     let mut why: Vec<(&'static str, String)> = Vec::new();
     // The unit files and scripts; what is at their paths and not
     // image-provision's is copied first (see template).
-    let mut uploads = Writes::new(files, backup_dir());
+    // A unit file counts as written only once systemd has it: marked
+    // pending before the upload, cleared after the reload and restarts, so
+    // a run cut short between them leaves the next run to apply it.
+    let mut uploads = Writes::new(files, backup_dir()).applied_by_commands();
     let mut after_reload = Vec::new();
+    let mut expire_last = Vec::new();
     let mut reload = false;
 
     // Turned off (or never wanted): stopped, disabled and removed with
@@ -355,6 +359,7 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         .filter(|u| !wanted.iter().any(|w| w.unit == *u) && upkeep.state(u).is_some())
         .collect();
     let mut removals = Vec::new();
+    let mut pending_removed = Vec::new();
     for u in &unwanted {
         if u.ends_with(".timer") || !unwanted.contains(&u.replace(".service", ".timer").as_str()) {
             why.push(("remove", u.to_string()));
@@ -362,6 +367,7 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         removals.push(systemctl(&["disable", "--now", u]));
         let mut paths = vec![unit_path(u)];
         paths.extend(script_of(u));
+        pending_removed.extend(paths.iter().filter(|p| files.pending(p)).cloned());
         removals.push(Action::Change(Cmd::new("rm").arg("-f").arg("--").args(paths).sudo()));
         reload = true;
     }
@@ -402,6 +408,11 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         // An expiry already past: the timer, started again, fires at once
         // (a calendar time in the past never fires by itself).
         let past = w.unit == EXPIRE_TIMER && expiry.ok().flatten().is_some_and(|at| has_passed(at, upkeep.now));
+        // The power-off's timer starts last, after the pending record is
+        // cleared: it may power the host off a second later, cancelling
+        // whatever comes after it. A cut between the two leaves the timer
+        // stopped or disabled, which the next run sees and starts.
+        let after_reload = if w.unit == EXPIRE_TIMER { &mut expire_last } else { &mut after_reload };
         if !enabled || !active {
             after_reload.push(systemctl(&["enable", "--now", w.unit]));
             say("install");
@@ -422,13 +433,19 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         }
     }
 
+    if !pending_removed.is_empty() {
+        removals.push(Action::Change(mark_pending(PENDING, &[], &pending_removed)));
+    }
     let copies = uploads.copies();
+    let applied = uploads.applied();
     let mut actions = removals;
     actions.extend(uploads.into_actions());
     if reload {
         actions.push(systemctl(&["daemon-reload"]));
     }
     actions.extend(after_reload);
+    actions.extend(applied);
+    actions.extend(expire_last);
     const UNREAD: &str =
         "a power-off whose expiry cannot be read, left as found (--ttl DURATION or --ttl off replaces it)";
     if actions.is_empty() && wanted.is_empty() && cfg.image.is_none() {
@@ -665,17 +682,19 @@ mod tests {
 
         let (why, cmds) = act(plan(&facts, &files, &no_stack(Expiry::At(EVEN_LATER.into()))));
         assert_eq!(why, "re-arm: powers off at 2026-12-02T08:00:00Z");
-        assert_eq!(cmds.len(), 6, "{cmds:?}");
-        // Stopped before the reload (which would fire it), started after.
+        assert_eq!(cmds.len(), 8, "{cmds:?}");
+        // Stopped before the reload (which would fire it), started after;
+        // the files pending from before the upload until after the reload.
         assert!(cmds[0].ends_with("systemctl stop image-provision-expire.timer"), "{cmds:?}");
-        assert!(cmds[1].starts_with("upload /etc/systemd/system/image-provision-expire.service ("), "{cmds:?}");
-        assert!(cmds[2].starts_with("upload /etc/systemd/system/image-provision-expire.timer ("), "{cmds:?}");
-        assert!(cmds[3].contains("record-written.sh"), "the record of what was written: {cmds:?}");
-        assert!(
-            cmds[4].ends_with("systemctl daemon-reload")
-                && cmds[5].ends_with("systemctl start image-provision-expire.timer"),
-            "{cmds:?}"
-        );
+        let pending = "MARK='/etc/systemd/system/image-provision-expire.service /etc/systemd/system/image-provision-expire.timer'";
+        assert!(cmds[1].contains(pending) && cmds[1].contains("mark-pending.sh"), "{cmds:?}");
+        assert!(cmds[2].starts_with("upload /etc/systemd/system/image-provision-expire.service ("), "{cmds:?}");
+        assert!(cmds[3].starts_with("upload /etc/systemd/system/image-provision-expire.timer ("), "{cmds:?}");
+        assert!(cmds[4].contains("record-written.sh"), "the record of what was written: {cmds:?}");
+        assert!(cmds[5].ends_with("systemctl daemon-reload"), "{cmds:?}");
+        let cleared = pending.replace("MARK", "CLEAR");
+        assert!(cmds[6].contains(&cleared) && cmds[6].contains("MARK=''"), "{cmds:?}");
+        assert!(cmds[7].ends_with("systemctl start image-provision-expire.timer"), "{cmds:?}");
         // Moved into the past on a running timer: the same order, nothing
         // after the start that the power-off could cancel.
         let (why, cmds) = act(plan(&facts, &files, &no_stack(Expiry::At(EARLIER.into()))));
