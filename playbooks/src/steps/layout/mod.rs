@@ -795,7 +795,14 @@ mod tests {
             format!("{with_file}layout.credential_helper={helper}\nlayout.schemas_credential_helper={helper}\n");
         let plan_of = |img: &ImageConfig, text: &str| {
             let raw = RawFacts::parse(text);
-            plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &[], img)
+            plan(
+                Some("998"),
+                "ubuntu",
+                &LayoutFacts::parse(&raw),
+                &FileFacts::parse(&raw),
+                &SiteServices::default(),
+                img,
+            )
         };
         let shown = |plan: Plan| match plan {
             Plan::Act { why, actions } => (why, actions.iter().map(|a| a.describe(false)).collect::<Vec<_>>()),
