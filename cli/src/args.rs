@@ -222,6 +222,14 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_COMMAND_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
     pub command_timeout: Option<String>,
 
+    /// Power the server off once no request has reached the IMAGE
+    /// orchestrator for this long (e.g. 30m, 2h), or `off`: never. Counted
+    /// from the orchestrator's log, from boot (or arming) on; an EC2
+    /// instance given `ec2 create --autostop` stops, not terminates [default:
+    /// the idle stop the host has, if any, is kept]
+    #[arg(long, value_name = "DURATION|off", allow_hyphen_values = true)]
+    pub autostop: Option<String>,
+
     /// Stop after the GPU check: no IMAGE layout, Traefik or stack
     #[arg(long, env = "IMAGE_PROVISION_NO_STACK", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_stack: bool,

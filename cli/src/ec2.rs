@@ -173,6 +173,12 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         None => format!("ssh -i {}{verify} {user}@{ip}", key.private_path.display()),
     };
     let cost = estimate(&api, &region, &settings, created.spot).await;
+    // The idle stop its tags give it after this run.
+    let autostop = match spec.autostop.as_deref() {
+        Some(provision::tags::AUTOSTOP_OFF) => None,
+        Some(a) => Some(a.to_string()),
+        None => instance.autostop.clone().filter(|_| instance.stops_when_idle()),
+    };
     let mut summary = serde_json::json!({
         "cost": cost,
         "name": settings.name,
@@ -181,6 +187,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         "public_ip": ip,
         "zones_tried": created.zones_tried,
         "expires_at": created.expires_at,
+        "autostop": autostop,
         "ssh": ssh,
         "state_dir": state_dir.display().to_string(),
         "elastic_ip": created.elastic_ip.as_ref().map(|a| &a.public_ip),
@@ -198,15 +205,44 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         if let Some(at) = &created.expires_at {
             println!("expires    {at} (remove with: image-provision ec2 destroy --expired)");
         }
+        if let Some(after) = &autostop {
+            println!("autostop   stops after {after} without a request (stopped, not terminated: its disk stays)");
+        }
         println!("ssh        {ssh}");
         println!("state      {}", state_dir.display());
         println!("time       {}", phases.line());
     }
-    // With --no-bootstrap, only a --ttl for a server that exists goes to the
-    // host: its power-off moves with its tags (a new server's user data
-    // arms its own).
-    let expiry_only = settings.no_bootstrap && created.reused && settings.ttl.is_some();
-    let moved = || created.expires_at.clone().unwrap_or_default();
+    // With --no-bootstrap, only a --ttl or an --autostop for a server that
+    // exists goes to the host: its power-off moves with its tags (a new
+    // server's user data arms its own expiry; its idle stop waits for the
+    // host steps, which need the stack).
+    let expiry_only = settings.no_bootstrap
+        && created.reused
+        && (settings.ttl.is_some() || settings.steps.autostop != settings::Autostop::Keep);
+    // What the tags now say that the host does not yet: "expire at T", "give
+    // it an idle stop after 30m".
+    let autostop_asked = autostop_tag(&settings.steps.autostop);
+    let ttl_asked = settings.ttl.is_some();
+    let moved = || {
+        let mut said = Vec::new();
+        if ttl_asked {
+            said.push(format!("expire at {}", created.expires_at.clone().unwrap_or_default()));
+        }
+        match autostop_asked.as_deref() {
+            Some(provision::tags::AUTOSTOP_OFF) => said.push("give it no idle stop".to_string()),
+            Some(after) => said.push(format!("give it an idle stop after {after}")),
+            None => {}
+        }
+        said.join(" and ")
+    };
+    // The host's power-off, and its idle stop when that was asked for.
+    let on_host = if autostop_asked.is_none() {
+        "its power-off"
+    } else if ttl_asked {
+        "its power-off and idle stop"
+    } else {
+        "its idle stop"
+    };
     if settings.no_bootstrap && !expiry_only {
         if settings.json {
             summary["time"] = phases.json(&[]);
@@ -225,11 +261,13 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         return Err(if expiry_only {
             Failed {
                 message: format!(
-                    "{}'s tags now expire at {}, but its host key is not known here, so its power-off was not moved",
+                    "{}'s tags now {}, but its host key is not known here, so {on_host} on the host was not moved",
                     settings.name,
                     moved()
                 ),
-                hint: format!("{check} --ttl DURATION` with the flags the server was set up with"),
+                hint: format!(
+                    "{check} --ttl DURATION` (or `--autostop DURATION`) with the flags the server was set up with"
+                ),
             }
         } else {
             Failed {
@@ -269,9 +307,9 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     .await;
     if expiry_only && end.result.is_err() {
         progress.line(format!(
-            "{}'s tags now expire at {}, but its power-off on the host was not moved (why: below): until it \
-             is, the host powers off at its old expiry, if it had one; run the same command again once the host \
-             answers over SSH",
+            "{}'s tags now {}, but {on_host} on the host was not moved (why: below): until it \
+             is, the host keeps what it had (its old expiry, its old idle stop, if any); run the same command \
+             again once the host answers over SSH",
             settings.name,
             moved()
         ));
@@ -409,6 +447,16 @@ fn cloud_config(host_private: &str, host_public: &str, expires_at: Option<&str>)
     Ok(format!("#cloud-config\n{config}\n"))
 }
 
+/// The autostop tag's value for `--autostop`: its duration (`30m`), or
+/// `off`; None without the flag.
+fn autostop_tag(autostop: &settings::Autostop) -> Option<String> {
+    match autostop {
+        settings::Autostop::Keep => None,
+        settings::Autostop::After(d) => Some(upkeep::say_duration(d.as_secs())),
+        settings::Autostop::Off => Some(provision::tags::AUTOSTOP_OFF.into()),
+    }
+}
+
 fn expiry(ttl: std::time::Duration) -> anyhow::Result<String> {
     Ok(settings::expires_after(ttl).map_err(UsageError::new)?)
 }
@@ -436,6 +484,7 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
         spot_only: s.spot_only,
         expires_at,
         user_data: None,
+        autostop: autostop_tag(&s.steps.autostop),
         elastic_ip: s.elastic_ip,
         dns_domain: s.dns_domain.clone(),
         ready_timeout: s.ready_timeout,
@@ -504,11 +553,13 @@ pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
                 i.launch_time.clone().unwrap_or_else(|| "-".into()),
                 i.expires_at.clone().unwrap_or_else(|| "-".into()),
                 time_left(i.seconds_left(now)),
+                i.autostop.clone().filter(|_| i.stops_when_idle()).unwrap_or_else(|| "-".into()),
                 prices.column(&i.instance_type),
             ]
         })
         .collect();
-    let header = ["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES", "LEFT", "INSTANCE $/H"];
+    let header =
+        ["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES", "LEFT", "AUTOSTOP", "INSTANCE $/H"];
     print!("{}", table(&header, &rows));
     println!("({})", prices.basis(&region));
     Ok(())
@@ -601,6 +652,7 @@ fn server_json(i: &Instance, now: jiff::Timestamp, prices: &InstancePrices) -> s
         "launch_time": i.launch_time,
         "expires_at": i.expires_at,
         "seconds_left": i.seconds_left(now),
+        "autostop": i.autostop.clone().filter(|_| i.stops_when_idle()),
         "instance_hourly_usd": price.map(|(p, _)| p),
         "instance_price_source": price.map(|(_, source)| source),
     })

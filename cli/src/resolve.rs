@@ -554,6 +554,12 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     let aws = aws_options(&args.aws, f, hooks)?;
     // --no-bootstrap: the steps do not run now, so no LLM need be chosen.
     let steps = host_steps(&args.steps, &file.host, hooks, !args.no_bootstrap)?;
+    if spot && matches!(steps.autostop, settings::Autostop::After(_)) {
+        return Err(UsageError::new(
+            "--autostop with --spot: a one-time spot instance cannot be stopped, only terminated",
+        )
+        .hint("drop --spot for a server that stops itself when idle, or use --ttl DURATION to end a spot server"));
+    }
     let instance_type =
         args.instance_type.clone().or_else(|| f.instance_type.clone()).unwrap_or(DEFAULT_INSTANCE_TYPE.into());
     check_instance_type(&instance_type)?;
@@ -747,6 +753,34 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool
         image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks, running)?) },
         // `bootstrap --ttl`; `ec2 create` sets it from the instance's tag.
         expiry: settings::Expiry::Keep,
+        autostop: autostop(a.autostop.as_deref(), on(a.no_stack, f.no_stack))?,
+    })
+}
+
+/// The shortest `--autostop`: its check runs every 5 s at the least.
+const MIN_AUTOSTOP: Duration = Duration::from_secs(10);
+
+/// `--autostop DURATION|off` (bootstrap and ec2 create): a stop after this
+/// long without a request, or none; without it, the host's is kept. Idle
+/// is counted from the orchestrator's requests, so a --no-stack server
+/// takes only `off`.
+fn autostop(value: Option<&str>, no_stack: bool) -> Result<settings::Autostop, UsageError> {
+    Ok(match value.map(str::trim) {
+        None => settings::Autostop::Keep,
+        Some("off") => settings::Autostop::Off,
+        Some(t) => {
+            let d = duration_at_least("--autostop", t, MIN_AUTOSTOP)
+                .map_err(|e| e.hint("write it like 30m, 2h or 1d, or `off` for no idle stop"))?;
+            if no_stack {
+                return Err(UsageError::new(format!(
+                    "--autostop {} with --no-stack: idle is counted from the requests that reach the IMAGE \
+                     orchestrator, and a server without the stack has none",
+                    shown(t)
+                ))
+                .hint("drop --no-stack, or use --ttl DURATION for a server that ends at a time"));
+            }
+            settings::Autostop::After(d)
+        }
     })
 }
 
@@ -1711,5 +1745,49 @@ mod tests {
             assert!(e.message.starts_with(&format!("--ttl {bad:?} is not a duration")), "{e}");
             assert!(e.hint.as_deref().is_some_and(|h| h.contains("`off`")), "{e:?}");
         }
+    }
+
+    /// --autostop (bootstrap and ec2 create): a duration of at least 10 s or
+    /// `off`; without it the host's is kept. Refused with --no-stack (but
+    /// `off`) and, on ec2 create, with --spot; bad input names the flag and
+    /// both forms.
+    #[test]
+    fn autostop_is_a_duration_or_off_and_needs_the_stack() {
+        let with = |value: &str, no_stack: bool| {
+            let mut a = BootstrapArgs { host: "ubuntu@203.0.113.7".into(), ..Default::default() };
+            a.steps.no_llm = true;
+            a.steps.no_stack = no_stack;
+            a.steps.autostop = Some(value.to_string());
+            bootstrap(&a, &HostConfig::default(), &hooks()).map(|s| s.steps.autostop)
+        };
+        let mut keep = BootstrapArgs { host: "ubuntu@203.0.113.7".into(), ..Default::default() };
+        keep.steps.no_llm = true;
+        assert_eq!(
+            bootstrap(&keep, &HostConfig::default(), &hooks()).unwrap().steps.autostop,
+            settings::Autostop::Keep
+        );
+        assert_eq!(with("30m", false).unwrap(), settings::Autostop::After(Duration::from_secs(1800)));
+        assert_eq!(with("off", false).unwrap(), settings::Autostop::Off);
+        assert_eq!(with("off", true).unwrap(), settings::Autostop::Off);
+        for bad in ["-1h", "soon", "5s", "0s", "366d"] {
+            let e = with(bad, false).err().unwrap_or_else(|| panic!("{bad} taken"));
+            assert!(e.message.starts_with(&format!("--autostop {bad:?}")), "{e}");
+        }
+        let e = with("5s", false).err().unwrap();
+        assert!(e.message.contains("at least 10s") && e.hint.as_deref().is_some_and(|h| h.contains("`off`")), "{e:?}");
+        let e = with("30m", true).err().unwrap();
+        assert!(e.message.contains("with --no-stack"), "{e}");
+        let file = ConfigFile::default();
+        let e = create_with(
+            &|a| {
+                a.spot = true;
+                a.steps.autostop = Some("30m".into());
+            },
+            &file,
+        )
+        .err()
+        .unwrap();
+        assert!(e.message.contains("cannot be stopped"), "{e}");
+        assert!(create_with(&|a| a.steps.autostop = Some("30m".into()), &file).is_ok());
     }
 }

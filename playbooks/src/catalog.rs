@@ -31,6 +31,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/upkeep/stack-at-boot.sh", upkeep::stack_at_boot_script()),
         ("steps/upkeep/auto-update.sh", upkeep::auto_update_script()),
         ("steps/upkeep/expire.sh", upkeep::EXPIRE_SH.to_string()),
+        ("steps/upkeep/autostop.sh", upkeep::AUTOSTOP_SH.to_string()),
         ("steps/layout/clone.sh", layout::CLONE_SH.to_string()),
         ("steps/traefik/dns-wait.sh", traefik::DNS_WAIT_SH.to_string()),
         ("steps/llm/llm-up.sh", llm::LLM_UP_SH.to_string()),

@@ -49,7 +49,8 @@
 //!                       health.sh, render-request.sh, probe.png
 //!     upkeep/           systemd units: the stack at boot, IMAGE's healthcheck, the nightly
 //!                       update, image pruning, the power-off at the expiry (expire.sh; its
-//!                       files also go into ec2 create's user data); their scripts
+//!                       files also go into ec2 create's user data), the idle stop once no
+//!                       request reached the orchestrator (autostop.sh); their scripts
 //!   gather.rs           the ONE facts command (every part) and Facts, parsed once
 //!   sequence.rs         Step: the order, which facts each step plans from; Earlier: what the
 //!                       steps before did in this run, where a plan depends on it

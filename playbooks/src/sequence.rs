@@ -6,7 +6,7 @@
 use crate::gather::Facts;
 use crate::host_facts::{HostFacts, Sudo};
 use crate::plan::Plan;
-use crate::settings::{Config, Expiry};
+use crate::settings::{Autostop, Config, Expiry};
 use crate::steps;
 
 /// The steps, in the order they run.
@@ -73,7 +73,12 @@ impl Step {
         Step::ALL
             .into_iter()
             .filter(|s| cfg.image.is_some() || !s.is_image())
-            .filter(|s| *s != Step::Upkeep || cfg.image.is_some() || cfg.expiry != Expiry::Keep)
+            .filter(|s| {
+                *s != Step::Upkeep
+                    || cfg.image.is_some()
+                    || cfg.expiry != Expiry::Keep
+                    || cfg.autostop != Autostop::Keep
+            })
             .collect()
     }
 

@@ -89,6 +89,9 @@ pub struct Config {
     pub image: Option<ImageConfig>,
     /// When the server powers itself off (the upkeep step's timer).
     pub expiry: Expiry,
+    /// Whether the server stops itself once no request has reached the
+    /// orchestrator for a while (the upkeep step's autostop timer).
+    pub autostop: Autostop,
 }
 
 impl Default for Config {
@@ -108,6 +111,7 @@ impl Default for Config {
             apt_lists_max_age: Duration::from_secs(3600),
             image: Some(ImageConfig::default()),
             expiry: Expiry::Keep,
+            autostop: Autostop::Keep,
         }
     }
 }
@@ -134,6 +138,21 @@ impl Expiry {
             Expiry::Keep | Expiry::Off => None,
         }
     }
+}
+
+/// The idle stop (`--autostop`): the server powers itself off once no
+/// request has reached the IMAGE orchestrator for a while. An instance made
+/// or given `ec2 create --autostop` stops (not terminates) when it powers
+/// itself off.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Autostop {
+    /// Whatever the host has (none on a fresh host): no --autostop.
+    #[default]
+    Keep,
+    /// After this long without a request (whole seconds).
+    After(Duration),
+    /// Never: `--autostop off` removes the host's.
+    Off,
 }
 
 /// `ttl` from now, as the expiry's RFC 3339 time in UTC, to the second.

@@ -86,9 +86,17 @@ pub struct Instance {
     /// Its instance metadata answers only with an IMDSv2 token and only one
     /// network hop away (not to containers on Docker's bridge network).
     pub imds_locked: bool,
+    /// Its idle stop, from its autostop tag (`30m`; `off` once removed).
+    pub autostop: Option<String>,
 }
 
 impl Instance {
+    /// Whether its tags give it an idle stop (it then stops, rather than
+    /// terminates, when it shuts itself down).
+    pub fn stops_when_idle(&self) -> bool {
+        self.autostop.as_deref().is_some_and(|a| !a.is_empty() && a != crate::tags::AUTOSTOP_OFF)
+    }
+
     /// States in which an instance still exists and costs or may cost money.
     pub fn is_live(&self) -> bool {
         !matches!(self.state.as_str(), "terminated" | "shutting-down")
@@ -212,6 +220,8 @@ pub trait Ec2Api {
     async fn shutdown_terminates(&self, instance_id: &str) -> Result<bool>;
     /// Make a shutdown from inside the instance terminate it.
     async fn set_shutdown_terminates(&self, instance_id: &str) -> Result<()>;
+    /// Make a shutdown from inside the instance stop it (EC2's default).
+    async fn set_shutdown_stops(&self, instance_id: &str) -> Result<()>;
     async fn terminate_instance(&self, instance_id: &str) -> Result<()>;
     /// Require IMDSv2 tokens with a hop limit of 1 on a running instance.
     async fn lock_instance_metadata(&self, instance_id: &str) -> Result<()>;
@@ -322,6 +332,7 @@ mod tests {
             ipv6_address: None,
             domain: None,
             imds_locked: true,
+            autostop: None,
         }
     }
 

@@ -226,17 +226,20 @@ async fn ensure_key_pair<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl F
 
 /// `--ttl` on a server that exists: its expiry moves to `expires_at` on the
 /// instance and on everything made for it (found as destroy finds it), and a
-/// shutdown from inside it now terminates it, as after a launch with `--ttl`.
+/// shutdown from inside it now terminates it, as after a launch with `--ttl`
+/// (unless it has an idle stop: `idle`; then it stops, and `destroy
+/// --expired` terminates it).
 async fn move_expiry<A: Ec2Api>(
     api: &A,
     instance: &Instance,
     expires_at: &str,
+    idle: bool,
     log: &mut impl FnMut(String),
 ) -> Result<()> {
     let name = &instance.name;
     // Before the tags, so that an expiry tag always comes with a terminating
     // shutdown, even when this run is killed in between.
-    if !api.shutdown_terminates(&instance.id).await? {
+    if !idle && !api.shutdown_terminates(&instance.id).await? {
         api.set_shutdown_terminates(&instance.id).await?;
         log(format!("{name} now terminates, rather than stops, when it shuts itself down"));
     }
@@ -251,6 +254,40 @@ async fn move_expiry<A: Ec2Api>(
         Some(old) => format!("expiry of {name} moved from {old} to {expires_at}"),
         None => format!("expiry of {name} set to {expires_at}"),
     });
+    Ok(())
+}
+
+/// `--autostop` on a server that exists: given (`30m`), a shutdown from
+/// inside it stops it from now on (set before the tag, so the tag always
+/// comes with a stopping shutdown), and its autostop tag says so; `off`
+/// (when it had one): the tag says `off`, and a server with an expiry
+/// terminates on shutdown again.
+async fn converge_autostop<A: Ec2Api>(
+    api: &A,
+    instance: &Instance,
+    autostop: &str,
+    expires: bool,
+    log: &mut impl FnMut(String),
+) -> Result<()> {
+    let name = &instance.name;
+    let tag = |value: &str| vec![Tag::new(tags::AUTOSTOP, value)];
+    if autostop != tags::AUTOSTOP_OFF {
+        if api.shutdown_terminates(&instance.id).await? {
+            api.set_shutdown_stops(&instance.id).await?;
+            log(format!("{name} now stops, rather than terminates, when it shuts itself down (--autostop)"));
+        }
+        if instance.autostop.as_deref() != Some(autostop) {
+            api.create_tags(std::slice::from_ref(&instance.id), &tag(autostop)).await?;
+            log(format!("{name} stops itself after {autostop} without a request"));
+        }
+    } else if instance.stops_when_idle() {
+        api.create_tags(std::slice::from_ref(&instance.id), &tag(tags::AUTOSTOP_OFF)).await?;
+        if expires && !api.shutdown_terminates(&instance.id).await? {
+            api.set_shutdown_terminates(&instance.id).await?;
+            log(format!("{name} terminates again when it shuts itself down (its --ttl)"));
+        }
+        log(format!("{name} no longer stops itself when idle"));
+    }
     Ok(())
 }
 
@@ -352,9 +389,17 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
         }
         log(format!("server {} exists: instance {} ({}), reusing it", spec.name, existing.id, existing.state));
         converge_existing(api, spec, &existing, log).await?;
+        let idle = match &spec.autostop {
+            Some(a) => a != tags::AUTOSTOP_OFF,
+            None => existing.stops_when_idle(),
+        };
         if let Some(at) = &spec.expires_at {
-            move_expiry(api, &existing, at, log).await?;
+            move_expiry(api, &existing, at, idle, log).await?;
             existing.expires_at = Some(at.clone());
+        }
+        if let Some(autostop) = &spec.autostop {
+            converge_autostop(api, &existing, autostop, existing.expires_at.is_some(), log).await?;
+            existing.autostop = Some(autostop.clone());
         }
         let security_group_id = existing.security_group_ids.first().cloned().unwrap_or_default();
         return Ok(Created {
@@ -377,7 +422,14 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
     let key_pair_name = ensure_key_pair(api, spec, log).await?;
 
     let volume_tags = tags::managed_tags(&spec.name, spec.expires_at.as_deref());
-    let instance_tags = server_tags(spec, spec.expires_at.as_deref());
+    let mut instance_tags = server_tags(spec, spec.expires_at.as_deref());
+    // An idle stop must only stop: the instance then stops on a shutdown
+    // from inside (EC2's default), its expiry's power-off included, and
+    // `destroy --expired` terminates it once expired.
+    let idle = spec.autostop.as_deref().is_some_and(|a| a != tags::AUTOSTOP_OFF);
+    if idle {
+        instance_tags.extend(spec.autostop.as_ref().map(|a| Tag::new(tags::AUTOSTOP, a)));
+    }
     let mut markets = Vec::new();
     if spec.spot {
         markets.push(true);
@@ -409,8 +461,9 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
                 metadata_hop_limit: 1,
                 spot,
                 // Spot one-time requests must terminate on interruption; a TTL
-                // server should stop costing money when it shuts itself down.
-                shutdown_terminates: spec.expires_at.is_some() || spot,
+                // server should stop costing money when it shuts itself down,
+                // unless it stops itself when idle (then it only stops).
+                shutdown_terminates: (spec.expires_at.is_some() && !idle) || spot,
                 instance_tags: instance_tags.clone(),
                 volume_tags: volume_tags.clone(),
                 user_data: spec.user_data.clone(),

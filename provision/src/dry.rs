@@ -271,6 +271,7 @@ impl Ec2Api for DryRunApi {
             volume_ids: Vec::new(),
             domain: tags::value_of(&r.instance_tags, tags::DOMAIN),
             imds_locked: true,
+            autostop: tags::value_of(&r.instance_tags, tags::AUTOSTOP),
         })
     }
 
@@ -291,6 +292,14 @@ impl Ec2Api for DryRunApi {
         self.call(
             "ModifyInstanceAttribute",
             json!({"InstanceId": instance_id, "Attribute": "instanceInitiatedShutdownBehavior", "Value": "terminate"}),
+        );
+        Ok(())
+    }
+
+    async fn set_shutdown_stops(&self, instance_id: &str) -> Result<()> {
+        self.call(
+            "ModifyInstanceAttribute",
+            json!({"InstanceId": instance_id, "Attribute": "instanceInitiatedShutdownBehavior", "Value": "stop"}),
         );
         Ok(())
     }

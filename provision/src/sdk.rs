@@ -167,6 +167,7 @@ fn instance_from(i: &t::Instance) -> Instance {
         imds_locked: i.metadata_options().is_some_and(|m| {
             m.http_tokens() == Some(&t::HttpTokensState::Required) && m.http_put_response_hop_limit() == Some(1)
         }),
+        autostop: tag_value(tags, tags::AUTOSTOP),
     }
 }
 
@@ -193,6 +194,21 @@ impl SdkApi {
             .await
             .map_err(aws("DescribeAddresses"))?;
         Ok(out.addresses().iter().filter_map(address_from).collect())
+    }
+
+    /// What a shutdown from inside the instance does: `terminate` or `stop`.
+    async fn set_shutdown_behavior(&self, instance_id: &str, behavior: &str) -> Result<()> {
+        // The Attribute/Value form: EC2 takes it as well as the
+        // InstanceInitiatedShutdownBehavior.Value one, and moto only the former.
+        self.client
+            .modify_instance_attribute()
+            .instance_id(instance_id)
+            .attribute(t::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .value(behavior)
+            .send()
+            .await
+            .map_err(aws("ModifyInstanceAttribute"))?;
+        Ok(())
     }
 }
 
@@ -512,17 +528,11 @@ impl Ec2Api for SdkApi {
     }
 
     async fn set_shutdown_terminates(&self, instance_id: &str) -> Result<()> {
-        // The Attribute/Value form: EC2 takes it as well as the
-        // InstanceInitiatedShutdownBehavior.Value one, and moto only the former.
-        self.client
-            .modify_instance_attribute()
-            .instance_id(instance_id)
-            .attribute(t::InstanceAttributeName::InstanceInitiatedShutdownBehavior)
-            .value("terminate")
-            .send()
-            .await
-            .map_err(aws("ModifyInstanceAttribute"))?;
-        Ok(())
+        self.set_shutdown_behavior(instance_id, "terminate").await
+    }
+
+    async fn set_shutdown_stops(&self, instance_id: &str) -> Result<()> {
+        self.set_shutdown_behavior(instance_id, "stop").await
     }
 
     async fn terminate_instance(&self, instance_id: &str) -> Result<()> {

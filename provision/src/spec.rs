@@ -92,6 +92,10 @@ pub struct CreateSpec {
     /// RFC 3339 UTC time after which `destroy --expired` removes the server.
     pub expires_at: Option<String>,
     pub user_data: Option<String>,
+    /// The idle stop (`--autostop`), as its tag's value: a duration (`30m`)
+    /// gives one (a shutdown from inside then stops the instance, never
+    /// terminates it), `off` removes it; None: as the server has it.
+    pub autostop: Option<String>,
     /// Find or allocate a tagged Elastic IP, associated once the instance runs.
     pub elastic_ip: bool,
     /// The host name whose DNS records are made for the server (tagged on

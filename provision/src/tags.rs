@@ -6,6 +6,11 @@ pub const NAME: &str = "Name";
 pub const SERVER_NAME: &str = "image-provision:name";
 pub const MANAGED: &str = "image-provision:managed";
 pub const EXPIRES_AT: &str = "image-provision:expires-at";
+/// On the instance: its idle stop (`--autostop`), as a duration (`30m`,
+/// `1h 30m`), or `off` once removed.
+pub const AUTOSTOP: &str = "image-provision:autostop";
+/// The autostop tag's value of a server whose idle stop was removed.
+pub const AUTOSTOP_OFF: &str = "off";
 /// On the instance and its Elastic IP: the host name whose DNS records were
 /// made for the server, so that destroy finds them from the tags alone.
 pub const DOMAIN: &str = "image-provision:domain";

@@ -203,3 +203,105 @@ fn a_later_ttl_moves_the_power_off_on_the_host_too_even_with_no_bootstrap() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(steps_run(&out).is_empty(), "{}", stdout(&out));
 }
+
+/// Server NAME's shutdown behaviour (`stop` or `terminate`) and tags, as EC2
+/// holds them.
+fn shutdown_and_tags(env: &Ec2Env, name: &str) -> (String, Vec<(String, String)>) {
+    let client = env.client();
+    rt().block_on(async {
+        let filter = Filter::builder().name("tag:Name").values(name).build();
+        let res = client.describe_instances().filters(filter).send().await.unwrap();
+        let instance = res
+            .reservations()
+            .iter()
+            .flat_map(|r| r.instances())
+            .find(|i| i.state().and_then(|s| s.name()) != Some(&InstanceStateName::Terminated))
+            .unwrap_or_else(|| panic!("no instance {name}"))
+            .clone();
+        let attr = client
+            .describe_instance_attribute()
+            .instance_id(instance.instance_id().unwrap())
+            .attribute(InstanceAttributeName::InstanceInitiatedShutdownBehavior)
+            .send()
+            .await
+            .unwrap();
+        let behaviour = attr.instance_initiated_shutdown_behavior().and_then(|v| v.value()).unwrap_or_default();
+        let tags = instance
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .collect();
+        (behaviour.to_string(), tags)
+    })
+}
+
+fn tag_of(tags: &[(String, String)], key: &str) -> Option<String> {
+    tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+}
+
+/// `ec2 create --autostop`: an idle stop must only stop. The instance stops
+/// (never terminates) when it powers itself off, with a --ttl too (its
+/// expiry's power-off then stops it, and `destroy --expired` terminates
+/// it); its autostop tag says after how long, and `list` shows it. `off`
+/// on the server removes it: tagged off, and a server with an expiry
+/// terminates on shutdown again. With --spot (a one-time spot instance
+/// cannot stop): refused, nothing made.
+#[test]
+fn autostop_makes_a_shutdown_stop_and_list_shows_it() {
+    const AUTOSTOP: &str = "image-provision:autostop";
+    // Behind the fault proxy with no faults: it records the calls.
+    let env = Ec2Env::start_with_faults(BIN, Some(serde_json::json!([])));
+    let out = env.run(&["ec2", "create", "idle", "--no-bootstrap", "--autostop", "30m"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("autostop   stops after 30m without a request"), "{}", stdout(&out));
+    let (behaviour, tags) = shutdown_and_tags(&env, "idle");
+    assert_eq!((behaviour.as_str(), tag_of(&tags, AUTOSTOP).as_deref()), ("stop", Some("30m")));
+
+    // With a --ttl: still a stop; the expiry tagged as ever.
+    let out = env.run(&["ec2", "create", "both", "--no-bootstrap", "--ttl", "2h", "--autostop", "90m"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (behaviour, tags) = shutdown_and_tags(&env, "both");
+    assert_eq!((behaviour.as_str(), tag_of(&tags, AUTOSTOP).as_deref()), ("stop", Some("1h 30m")));
+    assert!(tag_of(&tags, "image-provision:expires-at").is_some(), "{tags:?}");
+    let launches = env.proxy_params("RunInstances");
+    assert!(launches.iter().all(|p| p["InstanceInitiatedShutdownBehavior"] != "terminate"), "{launches:?}");
+    // A --ttl alone terminates, as before.
+    let out = env.run(&["ec2", "create", "eph", "--no-bootstrap", "--ttl", "2h"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(shutdown_and_tags(&env, "eph").0, "terminate");
+
+    // list: the AUTOSTOP column, `-` without one; in JSON too.
+    let text = stdout(&env.run(&["ec2", "list"]));
+    assert!(text.lines().next().unwrap().contains(" AUTOSTOP "), "{text}");
+    let row = |name: &str| text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap().to_string();
+    assert_eq!(row("idle").split_whitespace().rev().nth(1), Some("30m"), "{text}");
+    assert_eq!(row("eph").split_whitespace().rev().nth(1), Some("-"), "{text}");
+    let list: serde_json::Value = serde_json::from_slice(&env.run(&["ec2", "list", "--json"]).stdout).unwrap();
+    let server = |name: &str| list.as_array().unwrap().iter().find(|s| s["name"] == name).unwrap().clone();
+    assert_eq!((server("both")["autostop"].as_str(), server("eph")["autostop"].as_str()), (Some("1h 30m"), None));
+
+    // `off` on the server: the tags at once (its host, standing nowhere
+    // here, is not reached: exit 1, said), and it terminates on shutdown
+    // again, for its expiry.
+    let out = env.run(&["ec2", "create", "both", "--no-bootstrap", "--autostop", "off"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("both's tags now give it no idle stop, but its idle stop on the host was not moved"),
+        "{}",
+        stderr(&out)
+    );
+    let (behaviour, tags) = shutdown_and_tags(&env, "both");
+    assert_eq!((behaviour.as_str(), tag_of(&tags, AUTOSTOP).as_deref()), ("terminate", Some("off")));
+    // Given one later, an expiring server stops on shutdown instead.
+    let out = env.run(&["ec2", "create", "eph", "--no-bootstrap", "--autostop", "1h"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("eph now stops, rather than terminates"), "{}", stderr(&out));
+    assert_eq!(shutdown_and_tags(&env, "eph").0, "stop");
+
+    // --spot: refused before any AWS call.
+    let calls = env.proxy_calls().len();
+    let out = env.run(&["ec2", "create", "cheap", "--no-bootstrap", "--spot", "--autostop", "30m"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("a one-time spot instance cannot be stopped"), "{}", stderr(&out));
+    assert_eq!(env.proxy_calls().len(), calls);
+}

@@ -4,8 +4,10 @@
 //! command from outside; the IMAGE team's healthcheck (the stand-in
 //! repository's, which behaves as the real one) fires and logs; pruning
 //! removes a dangling image and nothing in use; the nightly update runs
-//! imageup --service; turned off, a unit is removed; with --ttl, the host
-//! powers itself off at its expiry, which a bootstrap without --ttl keeps.
+//! imageup --service; turned off, a unit is removed; with --autostop, the
+//! host's idle stop fires once no request has come for that long; with
+//! --ttl, the host powers itself off at its expiry, which a bootstrap
+//! without --ttl keeps.
 
 use std::path::Path;
 use std::process::Output;
@@ -321,6 +323,41 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     assert!(monotonic.contains("OnUnitActiveUSec=5min"), "{monotonic}");
     let line = cli::step_line(&run(&host, state.path(), &every("5m")), "upkeep");
     assert_eq!(line.split_whitespace().nth(1), Some("ok"), "applied once, nothing left to do: {line}");
+
+    // The idle stop. `--autostop 20s` and no request after it: its timer
+    // looks every 5 s, counting from its arming, and once 20 s have gone by
+    // with no request in the orchestrator's log, the host powers itself
+    // off. Here poweroff.target is masked, so that this host lives on for
+    // the expiry below (which proves the power-off itself): what this part
+    // sees is the decision, made by real systemd and read from real
+    // Docker's log, and the power-off asked for.
+    host.sh_ok("systemctl mask poweroff.target");
+    let idle = run(&host, state.path(), &[&common[..], &["--auto-update", "off", "--autostop", "20s"]].concat());
+    assert!(idle.status.success(), "bootstrap --autostop 20s");
+    let line = cli::step_line(&idle, "upkeep");
+    assert!(line.contains("install: stops after 20s without a request"), "{line}");
+    let journal = || host.sh_ok("journalctl -u image-provision-autostop --no-pager");
+    let fired = "image-provision: no request has reached the orchestrator for ";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !journal().contains(fired) {
+        assert!(Instant::now() < deadline, "no idle stop 60 s after --autostop 20s:\n{}", journal());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let text = journal();
+    assert!(text.contains("image-provision: idle for ") && text.contains("since the idle stop was armed"), "{text}");
+    let idled: u64 = text.split(fired).nth(1).and_then(|t| t.split('s').next()).unwrap().parse().unwrap();
+    assert!((20..40).contains(&idled), "fired after {idled} s idle, not 20 s: {text}");
+    // Asked for, and refused (logind's answer to a masked target).
+    let asked = text.contains("Call to PowerOff failed") || text.contains("poweroff.target is masked");
+    assert!(asked, "the power-off was asked for: {text}");
+    host.sh_ok("systemctl unmask poweroff.target");
+    // `--autostop off` removes it.
+    let off = run(&host, state.path(), &[&common[..], &["--auto-update", "off", "--autostop", "off"]].concat());
+    assert!(off.status.success(), "bootstrap --autostop off");
+    let line = cli::step_line(&off, "upkeep");
+    assert!(line.contains("remove: image-provision-autostop.timer"), "{line}");
+    assert!(!host.exists("/etc/systemd/system/image-provision-autostop.timer"));
+    assert!(!host.exists("/usr/local/lib/image-provision/autostop.sh"));
 
     // The expiry. `--ttl 2h` arms it: the timer waits for its calendar
     // time, and the check it ran as it started found the time not yet come.

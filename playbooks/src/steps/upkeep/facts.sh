@@ -42,3 +42,15 @@ if [ -e "$upkeep_expire.service" ]; then
     kv expire.at "$upkeep_at"
 fi
 kv expire.now "$EPOCHSECONDS"
+
+# The idle stop the host has: its IDLE_AFTER (seconds) and BASE_DIR, from
+# its service, read without a fork.
+upkeep_autostop=/etc/systemd/system/image-provision-autostop.service
+if [ -e "$upkeep_autostop" ]; then
+    while IFS= read -r upkeep_line; do
+        case $upkeep_line in
+        Environment=IDLE_AFTER=*) kv autostop.after "${upkeep_line#Environment=IDLE_AFTER=}" ;;
+        Environment=BASE_DIR=*) kv autostop.base_dir "${upkeep_line#Environment=BASE_DIR=}" ;;
+        esac
+    done <"$upkeep_autostop"
+fi

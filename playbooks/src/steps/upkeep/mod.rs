@@ -16,10 +16,16 @@
 //!   ([`expiry_files`]), so the expiry holds from the first boot whatever
 //!   happens to the host steps, and this step then finds them as wanted.
 //!   Without --ttl, the host's own expiry is kept; `--ttl off` removes it.
+//! - with --autostop, an idle stop (autostop.sh): a timer looks every little
+//!   while whether a request has reached the orchestrator (its own log) and
+//!   powers the host off once none has for the duration; an instance given
+//!   `ec2 create --autostop` stops on it rather than terminates. Kept
+//!   without the flag, removed by `--autostop off`, as the expiry is.
 //!
 //! The stack-at-boot and update scripts carry the bring-up library in front,
 //! so they wait for a running imageup, never fight it. With --no-stack only
-//! the expiry's units are this step's: the IMAGE units are left as found.
+//! the expiry's and the idle stop's units are this step's: the IMAGE units
+//! are left as found.
 
 use std::time::Duration;
 
@@ -28,7 +34,7 @@ use image_provision_remote::Cmd;
 use crate::bring_up::{BRING_UP, BRING_UP_LOCK_SH};
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{Config, Expiry, ImageConfig};
+use crate::settings::{Autostop, Config, Expiry, ImageConfig};
 use crate::shell::with_libraries;
 use crate::template::{FileFacts, PENDING, Writes, backup_dir, mark_pending, render};
 
@@ -36,6 +42,7 @@ pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const STACK_AT_BOOT_SH: &str = include_str!("stack-at-boot.sh");
 pub const AUTO_UPDATE_SH: &str = include_str!("auto-update.sh");
 pub const EXPIRE_SH: &str = include_str!("expire.sh");
+pub const AUTOSTOP_SH: &str = include_str!("autostop.sh");
 
 /// Where units and their scripts live on the host.
 const UNIT_DIR: &str = "/etc/systemd/system";
@@ -44,7 +51,7 @@ const SCRIPT_DIR: &str = "/usr/local/lib/image-provision";
 pub const HEALTHCHECK_LOG_DAYS: u32 = 14;
 
 /// Every unit this step may install, in the order it enables them.
-pub const UNITS: [&str; 9] = [
+pub const UNITS: [&str; 11] = [
     "image-provision-stack.service",
     "image-provision-healthcheck.service",
     "image-provision-healthcheck.timer",
@@ -54,12 +61,20 @@ pub const UNITS: [&str; 9] = [
     "image-provision-prune.timer",
     "image-provision-expire.service",
     "image-provision-expire.timer",
+    "image-provision-autostop.service",
+    "image-provision-autostop.timer",
 ];
 
 /// The power-off at the expiry: its service, then its timer.
 pub const EXPIRE_UNITS: [&str; 2] = ["image-provision-expire.service", "image-provision-expire.timer"];
 /// The timer that arms the power-off (what cloud-init enables).
 pub const EXPIRE_TIMER: &str = EXPIRE_UNITS[1];
+/// The idle stop: its service, then its timer.
+pub const AUTOSTOP_UNITS: [&str; 2] = ["image-provision-autostop.service", "image-provision-autostop.timer"];
+/// The idle stop's timer: its start is when the idle clock starts.
+pub const AUTOSTOP_TIMER: &str = AUTOSTOP_UNITS[1];
+/// The units that may power the host off: whatever the stack, this step's.
+const POWER_UNITS: [&str; 4] = [EXPIRE_UNITS[0], EXPIRE_UNITS[1], AUTOSTOP_UNITS[0], AUTOSTOP_UNITS[1]];
 
 /// The script a service runs, removed with it.
 fn script_of(unit: &str) -> Option<String> {
@@ -67,6 +82,7 @@ fn script_of(unit: &str) -> Option<String> {
         "image-provision-stack.service" => "stack-at-boot.sh",
         "image-provision-update.service" => "auto-update.sh",
         "image-provision-expire.service" => "expire.sh",
+        "image-provision-autostop.service" => "autostop.sh",
         _ => return None,
     };
     Some(format!("{SCRIPT_DIR}/{name}"))
@@ -110,6 +126,18 @@ pub struct UpkeepFacts {
     pub expires_at: Option<String>,
     /// The host's clock, in seconds since the epoch.
     pub now: Option<i64>,
+    /// The host's idle stop: after how many seconds without a request, and
+    /// the stack's directory it watches; None without one, or unreadable.
+    pub autostop: Option<IdleStop>,
+}
+
+/// An idle stop, as armed on a host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdleStop {
+    /// Seconds without a request before the host powers off.
+    pub after: u64,
+    /// The stack's compose directory, whose orchestrator it watches.
+    pub base_dir: String,
 }
 
 impl UpkeepFacts {
@@ -123,7 +151,10 @@ impl UpkeepFacts {
             .collect();
         let expires_at = raw.string("expire.at").filter(|at| at.parse::<jiff::Timestamp>().is_ok());
         let now = raw.get("expire.now").and_then(|n| n.parse().ok());
-        UpkeepFacts { units, expires_at, now }
+        let after = raw.get("autostop.after").and_then(|n| n.parse::<u64>().ok()).filter(|n| *n > 0);
+        let base_dir = raw.string("autostop.base_dir").filter(|d| d.starts_with('/'));
+        let autostop = after.zip(base_dir).map(|(after, base_dir)| IdleStop { after, base_dir });
+        UpkeepFacts { units, expires_at, now, autostop }
     }
 
     pub fn state(&self, unit: &str) -> Option<&UnitState> {
@@ -302,12 +333,85 @@ fn expiry_wanted<'a>(cfg: &'a Config, host: &'a UpkeepFacts) -> Result<Option<&'
     }
 }
 
+/// How often the idle stop looks, for a stop after `after` seconds: a
+/// quarter of it, at least 5 s and at most a minute (the stop comes at most
+/// that late).
+pub fn autostop_check(after: u64) -> u64 {
+    (after / 4).clamp(5, 60)
+}
+
+/// A duration for a person: `20s`, `30m`, `1h 30m`, `2d 4h`.
+pub fn say_duration(secs: u64) -> String {
+    let units = [(86_400, "d"), (3600, "h"), (60, "m"), (1, "s")];
+    let mut parts = Vec::new();
+    let mut left = secs;
+    for (size, unit) in units {
+        if left >= size && parts.len() < 2 {
+            parts.push(format!("{}{unit}", left / size));
+            left %= size;
+        } else if !parts.is_empty() {
+            break;
+        }
+    }
+    if parts.is_empty() { "0s".into() } else { parts.join(" ") }
+}
+
+/// The idle stop: its service with its script, then its timer.
+fn autostop_units(idle: &IdleStop) -> Vec<Wanted> {
+    let script = format!("{SCRIPT_DIR}/autostop.sh");
+    let after = say_duration(idle.after);
+    let seconds = idle.after.to_string();
+    let check = format!("{}s", autostop_check(idle.after));
+    let values = [
+        ("AFTER", after.as_str()),
+        ("SECONDS", seconds.as_str()),
+        ("CHECK", check.as_str()),
+        ("BASE_DIR", idle.base_dir.as_str()),
+        ("SCRIPT", script.as_str()),
+    ];
+    let mut service = unit(AUTOSTOP_UNITS[0], include_str!("autostop.service"), &values, false, String::new());
+    service.files.push(UnitFile::new(script.clone(), AUTOSTOP_SH.to_string()));
+    let what = format!("stops after {after} without a request");
+    vec![service, unit(AUTOSTOP_TIMER, include_str!("autostop.timer"), &values, true, what)]
+}
+
+/// The idle stop this run leaves on the host: the one asked for (watching
+/// this run's stack), or (without --autostop) the host's own. `Err`: the
+/// host has one that cannot be read, left as found.
+fn autostop_wanted(cfg: &Config, host: &UpkeepFacts) -> Result<Option<IdleStop>, ()> {
+    match &cfg.autostop {
+        Autostop::After(d) => {
+            // Without this run's stack settings (`ec2 create --no-bootstrap`
+            // on a server that exists): the host's, else the default.
+            let base_dir = cfg.image.as_ref().map(|i| i.base_dir.clone());
+            let base_dir = base_dir
+                .or_else(|| host.autostop.as_ref().map(|a| a.base_dir.clone()))
+                .unwrap_or_else(|| crate::settings::DEFAULT_BASE_DIR.into());
+            Ok(Some(IdleStop { after: d.as_secs().max(1), base_dir }))
+        }
+        Autostop::Off => Ok(None),
+        Autostop::Keep => match &host.autostop {
+            Some(idle) => Ok(Some(idle.clone())),
+            None if AUTOSTOP_UNITS.iter().any(|u| host.state(u).is_some()) => Err(()),
+            None => Ok(None),
+        },
+    }
+}
+
 /// Every unit wanted on the host, with its files: the IMAGE units of `cfg`,
-/// and the power-off at `expires_at`.
-pub fn wanted(cfg: &Config, expires_at: Option<&str>, now: Option<i64>) -> Result<Vec<Wanted>, String> {
+/// the power-off at `expires_at`, and the idle stop.
+pub fn wanted(
+    cfg: &Config,
+    expires_at: Option<&str>,
+    now: Option<i64>,
+    autostop: Option<&IdleStop>,
+) -> Result<Vec<Wanted>, String> {
     let mut wanted = cfg.image.as_ref().map(image_units).unwrap_or_default();
     if let Some(at) = expires_at {
         wanted.extend(expiry_units(at, now)?);
+    }
+    if let Some(idle) = autostop {
+        wanted.extend(autostop_units(idle));
     }
     Ok(wanted)
 }
@@ -328,15 +432,18 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
     // A power-off whose expiry cannot be read is left as found (without
     // --ttl): neither kept by rewriting it nor removed.
     let expiry = expiry_wanted(cfg, upkeep);
-    let left_alone = |u: &str| expiry.is_err() && EXPIRE_UNITS.contains(&u);
-    let wanted = match wanted(cfg, expiry.unwrap_or(None), upkeep.now) {
+    let autostop = autostop_wanted(cfg, upkeep);
+    let left_alone =
+        |u: &str| (expiry.is_err() && EXPIRE_UNITS.contains(&u)) || (autostop.is_err() && AUTOSTOP_UNITS.contains(&u));
+    let idle = autostop.clone().ok().flatten();
+    let wanted = match wanted(cfg, expiry.unwrap_or(None), upkeep.now, idle.as_ref()) {
         Ok(w) => w,
         Err(message) => {
             return Plan::Refuse { message, hint: "give --ttl as a duration, e.g. 4h".into(), usage: true };
         }
     };
     // With --no-stack, the IMAGE units are not this run's to change.
-    let ours = |u: &str| cfg.image.is_some() || EXPIRE_UNITS.contains(&u);
+    let ours = |u: &str| cfg.image.is_some() || POWER_UNITS.contains(&u);
     // (verb, what), said grouped by verb: "install: a; b, remove: c".
     let mut why: Vec<(&'static str, String)> = Vec::new();
     // The unit files and scripts; what is at their paths and not
@@ -412,11 +519,12 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         // cleared: it may power the host off a second later, cancelling
         // whatever comes after it. A cut between the two leaves the timer
         // stopped or disabled, which the next run sees and starts.
-        let after_reload = if w.unit == EXPIRE_TIMER { &mut expire_last } else { &mut after_reload };
+        let after_reload =
+            if w.unit == EXPIRE_TIMER || w.unit == AUTOSTOP_TIMER { &mut expire_last } else { &mut after_reload };
         if !enabled || !active {
             after_reload.push(systemctl(&["enable", "--now", w.unit]));
             say("install");
-        } else if changed && w.unit == EXPIRE_TIMER {
+        } else if changed && (w.unit == EXPIRE_TIMER || w.unit == AUTOSTOP_TIMER) {
             // Stopped before the reload, started after it: systemd (252)
             // fires a running OnActiveSec= timer again at daemon-reload,
             // which with an expiry now past powers the host off there, and
@@ -448,10 +556,19 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
     actions.extend(expire_last);
     const UNREAD: &str =
         "a power-off whose expiry cannot be read, left as found (--ttl DURATION or --ttl off replaces it)";
+    const UNREAD_IDLE: &str =
+        "an idle stop that cannot be read, left as found (--autostop DURATION or --autostop off replaces it)";
     if actions.is_empty() && wanted.is_empty() && cfg.image.is_none() {
-        return Plan::Skip(match expiry {
-            Ok(_) => "--no-stack and no expiry: nothing runs by itself".into(),
-            Err(()) => format!("--no-stack and {UNREAD}"),
+        let mut unread = Vec::new();
+        if expiry.is_err() {
+            unread.push(UNREAD);
+        }
+        if autostop.is_err() {
+            unread.push(UNREAD_IDLE);
+        }
+        return Plan::Skip(match unread.is_empty() {
+            true => "--no-stack and no expiry: nothing runs by itself".into(),
+            false => format!("--no-stack and {}", unread.join("; ")),
         });
     }
     let mut said: Vec<String> = copies.into_iter().collect();
@@ -465,6 +582,9 @@ pub fn plan(upkeep: &UpkeepFacts, files: &FileFacts, cfg: &Config) -> Plan {
         let mut said: Vec<&str> = wanted.iter().map(|w| w.what.as_str()).filter(|w| !w.is_empty()).collect();
         if expiry.is_err() {
             said.push(UNREAD);
+        }
+        if autostop.is_err() {
+            said.push(UNREAD_IDLE);
         }
         if said.is_empty() {
             return "nothing runs by itself (all turned off)".into();
@@ -509,7 +629,11 @@ mod tests {
     /// The facts of a host where `cfg`'s units are installed as planned.
     fn converged(cfg: &Config) -> (UpkeepFacts, FileFacts) {
         let mut raw = String::new();
-        for w in wanted(cfg, cfg.expiry.at(), Some(NOW)).unwrap() {
+        let idle = match &cfg.autostop {
+            Autostop::After(d) => Some(IdleStop { after: d.as_secs(), base_dir: "/var/docker/image".into() }),
+            _ => None,
+        };
+        for w in wanted(cfg, cfg.expiry.at(), Some(NOW), idle.as_ref()).unwrap() {
             let active = if w.start { "active" } else { "inactive" };
             let enabled = if w.start || w.unit.ends_with("stack.service") { "enabled" } else { "static" };
             raw.push_str(&format!("upkeep.{}={enabled} {active}\n", w.unit));
@@ -517,6 +641,9 @@ mod tests {
         }
         if let Some(at) = cfg.expiry.at() {
             raw.push_str(&format!("expire.at={at}\n"));
+        }
+        if let Some(idle) = &idle {
+            raw.push_str(&format!("autostop.after={}\nautostop.base_dir={}\n", idle.after, idle.base_dir));
         }
         facts(&raw)
     }
@@ -575,7 +702,7 @@ mod tests {
             auto_update: Some("*-*-* 03:30:00 UTC".into()),
             prune: Some("daily".into()),
         };
-        let all = wanted(&with_upkeep(upkeep, None), Some(LATER), Some(NOW)).unwrap();
+        let all = wanted(&with_upkeep(upkeep, None), Some(LATER), Some(NOW), None).unwrap();
         let text = |unit: &str| {
             all.iter().find(|w| w.unit == unit).map(|w| w.files[0].content.clone()).unwrap_or_else(|| panic!("{unit}"))
         };
@@ -765,5 +892,197 @@ mod tests {
         for f in &files {
             assert!(written_files().contains(&f.path), "{} is not in the files facts", f.path);
         }
+    }
+
+    fn idling(autostop: Autostop) -> Config {
+        Config { autostop, ..Config::default() }
+    }
+
+    /// --autostop: its units written (the timer started last: it may power
+    /// the host off), kept as they are without the flag, re-armed when the
+    /// duration changes, removed with `off`; the IMAGE units untouched.
+    #[test]
+    fn autostop_written_kept_rearmed_and_removed_with_off() {
+        let twenty = idling(Autostop::After(Duration::from_secs(20)));
+        let (fresh, no_files) = facts("");
+        let (why, cmds) = act(plan(&fresh, &no_files, &twenty));
+        assert!(why.ends_with("; stops after 20s without a request"), "{why}");
+        for path in [
+            "/etc/systemd/system/image-provision-autostop.service",
+            "/etc/systemd/system/image-provision-autostop.timer",
+            "/usr/local/lib/image-provision/autostop.sh",
+        ] {
+            assert!(cmds.iter().any(|c| c.starts_with(&format!("upload {path} ("))), "{path}: {cmds:?}");
+        }
+        assert!(cmds.last().unwrap().ends_with("systemctl enable --now image-provision-autostop.timer"), "{cmds:?}");
+        // Rendered: the seconds and the stack's directory for the script,
+        // a check every 5 s, to the second.
+        let all =
+            wanted(&twenty, None, Some(NOW), Some(&IdleStop { after: 20, base_dir: "/srv/image".into() })).unwrap();
+        let text = |unit: &str| all.iter().find(|w| w.unit == unit).unwrap().files[0].content.clone();
+        let service = text("image-provision-autostop.service");
+        assert!(service.contains("\nEnvironment=IDLE_AFTER=20\nEnvironment=BASE_DIR=/srv/image\n"), "{service}");
+        assert!(service.contains("\nExecStart=/bin/bash /usr/local/lib/image-provision/autostop.sh\n"), "{service}");
+        let timer = text("image-provision-autostop.timer");
+        assert!(timer.contains("\nOnActiveSec=5s\nOnUnitActiveSec=5s\nAccuracySec=1s\n"), "{timer}");
+        assert!(!timer.contains("{{") && !service.contains("{{"), "{timer}{service}");
+        assert_eq!((autostop_check(20), autostop_check(1800), autostop_check(120)), (5, 60, 30));
+        assert_eq!(
+            (say_duration(20), say_duration(5400), say_duration(187_200)),
+            ("20s".into(), "1h 30m".into(), "2d 4h".into())
+        );
+
+        // Converged, and kept without the flag (the host's own read back).
+        let (facts, files) = converged(&twenty);
+        assert_eq!(facts.autostop, Some(IdleStop { after: 20, base_dir: "/var/docker/image".into() }));
+        assert!(matches!(plan(&facts, &files, &twenty), Plan::Ok(_)));
+        match plan(&facts, &files, &Config::default()) {
+            Plan::Ok(why) => assert!(why.ends_with("; stops after 20s without a request"), "{why}"),
+            other => panic!("kept: {other:?}"),
+        }
+        // Another duration: the timer stopped before the reload, started
+        // after it (which restarts the idle clock), last.
+        let (why, cmds) = act(plan(&facts, &files, &idling(Autostop::After(Duration::from_secs(1800)))));
+        assert_eq!(why, "re-arm: stops after 30m without a request");
+        assert!(cmds[0].ends_with("systemctl stop image-provision-autostop.timer"), "{cmds:?}");
+        assert!(cmds.last().unwrap().ends_with("systemctl start image-provision-autostop.timer"), "{cmds:?}");
+        // Off: stopped, disabled, removed with its script; nothing else.
+        let (why, cmds) = act(plan(&facts, &files, &idling(Autostop::Off)));
+        assert_eq!(why, "remove: image-provision-autostop.timer");
+        let ends = [
+            "systemctl disable --now image-provision-autostop.timer",
+            "rm -f -- /etc/systemd/system/image-provision-autostop.timer",
+            "systemctl disable --now image-provision-autostop.service",
+            "rm -f -- /etc/systemd/system/image-provision-autostop.service /usr/local/lib/image-provision/autostop.sh",
+            "systemctl daemon-reload",
+        ];
+        assert_eq!(cmds.len(), ends.len(), "{cmds:?}");
+        for (cmd, end) in cmds.iter().zip(ends) {
+            assert!(cmd.ends_with(end), "{cmd} is not {end}: {cmds:?}");
+        }
+        // --no-stack: `off` still removes it; an unreadable one is left
+        // as found without the flag.
+        let no_stack = Config { image: None, autostop: Autostop::Off, ..Config::default() };
+        assert!(matches!(plan(&facts, &files, &no_stack), Plan::Act { .. }));
+        let unread = "upkeep.image-provision-autostop.service=static inactive\n\
+                      upkeep.image-provision-autostop.timer=enabled active\nautostop.after=soon\n";
+        let (facts, files) = self::facts(unread);
+        match plan(&facts, &files, &Config { image: None, ..Config::default() }) {
+            Plan::Skip(why) => assert!(why.contains("an idle stop that cannot be read, left as found"), "{why}"),
+            other => panic!("left alone: {other:?}"),
+        }
+    }
+
+    /// autostop.sh's decision, run here against stand-ins for docker,
+    /// systemctl and wall on PATH that answer as the real ones do and
+    /// record what they were asked: the later of the arming, the
+    /// orchestrator's start and its last request starts the idle clock;
+    /// only requests count; Docker not answering stops nothing.
+    #[test]
+    fn autostop_script_powers_off_only_after_the_idle_duration() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let stand_in = |name: &str, body: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, format!("#!/bin/bash\nD={d}\n{body}")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        stand_in(
+            "systemctl",
+            r#"case "$*" in
+"show -p ActiveEnterTimestamp --value image-provision-autostop.timer") cat "$D/armed" ;;
+"--no-block poweroff") echo poweroff >>"$D/powered" ;;
+*) echo "systemctl stand-in: unknown $*" >&2; exit 2 ;;
+esac
+"#,
+        );
+        stand_in("wall", "cat >/dev/null; echo \"$1\" >>\"$D/walled\"\n");
+        stand_in(
+            "docker",
+            r#"echo "$*" >>"$D/docker.calls"
+if [ -e "$D/down" ]; then echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock" >&2; exit 1; fi
+case "$1 $2" in
+"ps -q")
+    [ "$*" = "ps -q --filter label=com.docker.compose.project.working_dir=/var/docker/image --filter label=com.docker.compose.service=orchestrator" ] || exit 2
+    cat "$D/ps" 2>/dev/null || true ;;
+"inspect -f") [ "$3 $4" = "{{.State.StartedAt}} 0a1b2c3d" ] || exit 2; cat "$D/started" ;;
+"logs --timestamps")
+    [ "$3 $5" = "--since 0a1b2c3d" ] || exit 2
+    while IFS= read -r line; do
+        [ "$(date -u -d "${line%% *}" +%s)" -lt "$4" ] || printf '%s\n' "$line"
+    done <"$D/logs" ;;
+*) echo "docker stand-in: unknown $*" >&2; exit 2 ;;
+esac
+"#,
+        );
+        let ago = |secs: i64| {
+            let t = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(secs)).unwrap();
+            t.strftime("%Y-%m-%dT%H:%M:%S.123456789Z").to_string()
+        };
+        let put = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        let run = || {
+            let _ = std::fs::remove_file(dir.path().join("powered"));
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(AUTOSTOP_SH)
+                .env("PATH", format!("{d}:{}", std::env::var("PATH").unwrap()))
+                .env("IDLE_AFTER", "60")
+                .env("BASE_DIR", "/var/docker/image")
+                .output()
+                .unwrap();
+            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            (out.status.success(), dir.path().join("powered").exists(), said)
+        };
+        // systemd's own format for the timer's start.
+        let armed = |secs: i64| {
+            let t = jiff::Timestamp::now().checked_sub(jiff::SignedDuration::from_secs(secs)).unwrap();
+            put("armed", &format!("{}\n", t.strftime("%a %Y-%m-%d %H:%M:%S UTC")));
+        };
+
+        // Armed 100 s ago, no orchestrator running: no request can reach
+        // it, so idle since the arming: powered off, and said.
+        armed(100);
+        let (ok, powered, said) = run();
+        assert!(ok && powered, "{said}");
+        assert!(said.contains("no request has reached the orchestrator for 10"), "{said}");
+        assert!(said.contains("the orchestrator is not running"), "{said}");
+        assert!(std::fs::read_to_string(dir.path().join("walled")).unwrap().contains("powering the server off now"));
+
+        // Running since before the arming, its last request 30 s ago (a
+        // POST /render/preprocess of IMAGE's orchestrator), then only its
+        // cron's noise: idle 30 s of 60, no power-off.
+        put("ps", "0a1b2c3d\n");
+        put("started", &format!("{}\n", ago(500)));
+        let request = format!("{} req=3f0e Running preprocessors in parallel...\n", ago(30));
+        let noise = format!("{} cleaned 0 files\n", ago(5));
+        put("logs", &format!("{} Started server on port 8080\n{request}{noise}", ago(499)));
+        let (ok, powered, said) = run();
+        assert!(ok && !powered, "{said}");
+        assert!(said.contains("idle for 3") && said.contains("since the last request at"), "{said}");
+        // Asked for the log since the arming only, not the container's life.
+        let calls = std::fs::read_to_string(dir.path().join("docker.calls")).unwrap();
+        let since: i64 = calls.lines().last().unwrap().split(' ').nth(3).unwrap().parse().unwrap();
+        let armed_at = jiff::Timestamp::now().as_second() - 100;
+        assert!((armed_at - 2..=armed_at + 2).contains(&since), "{calls}");
+
+        // The last request (a POST /render) 90 s ago, the cron since: idle.
+        put("logs", &format!("{} req=77 Received request\n{noise}", ago(90)));
+        armed(300);
+        let (ok, powered, said) = run();
+        assert!(ok && powered, "{said}");
+        assert!(said.contains("since the last request"), "{said}");
+
+        // The orchestrator started 20 s ago (an update recreated it; its
+        // older log is gone): the clock starts there.
+        put("started", &format!("{}\n", ago(20)));
+        put("logs", "");
+        let (ok, powered, said) = run();
+        assert!(ok && !powered && said.contains("since the orchestrator started"), "{said}");
+
+        // Docker does not answer: it cannot tell, and stops nothing.
+        put("down", "");
+        let (ok, powered, said) = run();
+        assert!(!ok && !powered && said.contains("Docker does not answer"), "{said}");
     }
 }
