@@ -206,7 +206,11 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
             println!("expires    {at} (remove with: image-provision ec2 destroy --expired)");
         }
         if let Some(after) = &autostop {
-            println!("autostop   stops after {after} without a request (stopped, not terminated: its disk stays)");
+            // A new server's idle stop is installed by the host steps.
+            let armed = if settings.no_bootstrap && !created.reused { ", once the host steps install it" } else { "" };
+            println!(
+                "autostop   stops after {after} without a request{armed} (stopped, not terminated: its disk stays)"
+            );
         }
         println!("ssh        {ssh}");
         println!("state      {}", state_dir.display());
