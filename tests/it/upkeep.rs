@@ -345,6 +345,9 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     }
     let text = journal();
     assert!(text.contains("image-provision: idle for ") && text.contains("since the idle stop was armed"), "{text}");
+    // It found the stack's orchestrator (running since before the arming)
+    // and read its log.
+    assert!(!text.contains("the orchestrator is not running"), "{text}");
     let idled: u64 = text.split(fired).nth(1).and_then(|t| t.split('s').next()).unwrap().parse().unwrap();
     assert!((20..40).contains(&idled), "fired after {idled} s idle, not 20 s: {text}");
     // Asked for, and refused (logind's answer to a masked target).
