@@ -177,6 +177,17 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     assert!(again.status.success());
     assert_eq!(imageups(&host), 4, "bootstrap after update found the stack deployed");
     assert!(host.exists(PIN), "bootstrap lifted the pin without bringing the stack up");
+    // One that brings the stack up (a service is down) runs imageup, which
+    // follows the branch and `latest`: it lifts the pin, and says so.
+    host.sh_ok("docker stop image-tat-1 >/dev/null");
+    let again = run(&host, state.path(), &[&bootstrap[..], &["--imageup-timeout", "3m"]].concat());
+    assert!(again.status.success());
+    assert_eq!(imageups(&host), 5);
+    let stack_line = cli::step_line(&again, "stack");
+    assert!(stack_line.contains("the rollback to commit") && stack_line.contains("is undone"), "{stack_line}");
+    assert!(!host.exists(PIN), "the pin stayed after imageup");
+    let history = String::from_utf8_lossy(&host.read(&format!("{RECORD}/history"))).into_owned();
+    assert!(history.lines().last().is_some_and(|l| l.contains("unpinned by bootstrap")), "{history}");
 }
 
 const RECORD: &str = "/var/lib/image-provision/stack";
@@ -202,6 +213,12 @@ fn updates_roll_back(host: &TestHost, state: &Path) {
     let service = "nominatim-preprocessor";
     let good = image_of(host, service);
     let commit = host.sh_ok(&format!("git -C {BASE}/IMAGE-server rev-parse HEAD")).trim().to_string();
+    // The release: a commit on IMAGE-server's main, and a new image.
+    host.sh_ok(
+        "set -e; d=$(mktemp -d); g='git -c safe.directory=* -c user.name=t -c user.email=t@example.org'; \
+         $g clone -q /srv/github/Shared-Reality-Lab/IMAGE-server.git \"$d\"; cd \"$d\"; echo 2 >RELEASE; \
+         $g add RELEASE; $g commit -qm 'release 2'; $g push -q origin HEAD:main; cd /; rm -rf \"$d\"",
+    );
     let broken = host.publish_image("image-preprocessor-nominatim", &["STANDIN_HEALTH=never"]);
     let started = std::time::Instant::now();
     let out = run(host, state, &["update", "--json", "--imageup-timeout", "3m", "--health-timeout", "40s"]);
@@ -210,7 +227,8 @@ fn updates_roll_back(host: &TestHost, state: &Path) {
     assert_eq!(out.status.code(), Some(1), "a broken release fails update: {err}");
     assert!(err.contains("the update failed: the stack was not healthy within 40 s after imageup"), "{err}");
     assert!(err.contains(&format!("{service} (")), "the service named: {err}");
-    assert!(err.contains(&format!("rolled back from commit {}", &commit[..12])), "{err}");
+    assert!(err.contains(&format!(") to commit {} (", &commit[..12])), "{err}");
+    assert!(!err.contains(&format!("rolled back from commit {}", &commit[..12])), "the release's commit: {err}");
     assert!(err.contains("the stack is healthy again and answered the request"), "{err}");
     let v = json(&out);
     assert_eq!(v["healthy"], true, "{v}");

@@ -142,7 +142,7 @@ stack_restore() {
             printf '  %s:\n    image: %s\n' "$service" "$ref"
         done < <(grep '^image ' "$file")
     } >"$STACK_RECORD_DIR/pin.yml.tmp"
-    chmod 0644 "$STACK_RECORD_DIR/pin.yml.tmp"
+    chmod 0600 "$STACK_RECORD_DIR/pin.yml.tmp"
     mv -f -- "$STACK_RECORD_DIR/pin.yml.tmp" "$STACK_RECORD_DIR/pin.yml"
     files=$(sed -n 's/^COMPOSE_FILE=//p' "$base/.env" | tail -n 1)
     (cd -- "$base" && COMPOSE_FILE="${files:-$base/docker-compose.yml}:$STACK_RECORD_DIR/pin.yml" \

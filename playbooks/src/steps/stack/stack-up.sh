@@ -17,8 +17,11 @@ rm -f -- "$state/deployed"
 # bring-up follows the branch and `latest` (imageup), so it lifts the pin,
 # and says so (the step's output, the record's history).
 if [ -f "$STACK_RECORD_DIR/pin.yml" ]; then
+    undone="the rollback to $(stack_describe "$STACK_RECORD_DIR/current") is undone: this bring-up follows the branch and its latest images"
     rm -f -- "$STACK_RECORD_DIR/pin.yml"
-    stack_history "unpinned by bootstrap, which brings the stack up at the branch's latest images: the rollback of $(stack_describe "$STACK_RECORD_DIR/current") is undone"
+    stack_history "unpinned by bootstrap: $undone" >/dev/null
+    # The step's summary shows it.
+    echo "result: $undone"
 fi
 if [ "$IMAGEUP" = yes ]; then
     run_imageup "$BASE_DIR" "$TIMEOUT"
