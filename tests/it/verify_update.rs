@@ -175,14 +175,14 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     // the stack rolled back by hand stays pinned, as the README says.
     let again = run(&host, state.path(), &[&bootstrap[..], &["--imageup-timeout", "3m"]].concat());
     assert!(again.status.success());
-    assert_eq!(imageups(&host), 4, "bootstrap after update found the stack deployed");
+    assert_eq!(imageups(&host), 3, "bootstrap after update found the stack deployed");
     assert!(host.exists(PIN), "bootstrap lifted the pin without bringing the stack up");
     // One that brings the stack up (a service is down) runs imageup, which
     // follows the branch and `latest`: it lifts the pin, and says so.
     host.sh_ok("docker stop image-tat-1 >/dev/null");
     let again = run(&host, state.path(), &[&bootstrap[..], &["--imageup-timeout", "3m"]].concat());
     assert!(again.status.success());
-    assert_eq!(imageups(&host), 5);
+    assert_eq!(imageups(&host), 4);
     let stack_line = cli::step_line(&again, "stack");
     assert!(stack_line.contains("the rollback to commit") && stack_line.contains("is undone"), "{stack_line}");
     assert!(!host.exists(PIN), "the pin stayed after imageup");
@@ -206,9 +206,9 @@ fn request_ok(v: &serde_json::Value) {
 /// a release whose nominatim never gets healthy is rolled back to the
 /// recorded commit and digests (compose pinned to them), the request
 /// answered afterwards, update exiting 1 naming the service and the
-/// rollback; a good release then updates (lifting the pin), the prune
-/// keeps the images a rollback needs, and `update --rollback` returns to
-/// them by hand.
+/// rollback; a good release then updates by the nightly update's script
+/// (lifting the pin), the prune keeps the images a rollback needs, and
+/// `update --rollback` returns to them by hand.
 fn updates_roll_back(host: &TestHost, state: &Path) {
     let service = "nominatim-preprocessor";
     let good = image_of(host, service);
@@ -247,10 +247,26 @@ fn updates_roll_back(host: &TestHost, state: &Path) {
     assert_eq!(out.status.code(), Some(0), "verify after the rollback: {}", stdout(&out));
     request_ok(&json(&out));
 
-    // A good release: the update lifts the pin and moves on.
+    let nightly = |health: u32| {
+        host.write("/root/auto-update.sh", image_provision_playbooks::steps::upkeep::auto_update_script().as_bytes());
+        host.sh(&format!("BASE_DIR={BASE} TIMEOUT=180 HEALTH_TIMEOUT={health} IMAGEUP=no bash /root/auto-update.sh"))
+    };
+
+    // A good release, by the nightly update's script as its unit runs it
+    // (IMAGEUP=no: imageup --service skips a production server, as this
+    // one is): what runs recorded, compose's pull and up, the stack
+    // healthy within HEALTH_TIMEOUT, the update recorded, the pin lifted.
     host.publish_image("image-preprocessor-nominatim", &["STANDIN_HEALTH=yes", "STANDIN_RELEASE=3"]);
-    let out = run(host, state, &["update", "--json", "--imageup-timeout", "3m", "--health-timeout", "1m"]);
-    assert_eq!(out.status.code(), Some(0), "a good release: {}", stderr(&out));
+    let out = nightly(60);
+    assert!(out.status.success(), "the nightly update of a good release: {}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("compose pull and up done; the stack is healthy") && text.contains("updated from commit"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("  {service} ")), "the image that changed: {text}");
+    let out = run(host, state, &["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "verify after the nightly update: {}", stdout(&out));
     request_ok(&json(&out));
     let newer = image_of(host, service);
     assert_ne!(newer, good);
