@@ -1,7 +1,11 @@
 //! `image-provision verify` and `update`, for an EC2 server by NAME or any
 //! host by --host. verify reads facts in one round trip and changes nothing;
-//! update runs imageup again (under its time limit), waits for the
-//! orchestrator, then reports as verify does.
+//! update records what runs (the clone's commit, each service's image
+//! digest), runs imageup again (under its time limit), waits for the
+//! services, sends the request, and reports as verify does; when the stack
+//! is not healthy within its limits it rolls back to the record (pinned by
+//! digest) and exits 1 saying so. `update --rollback` returns by hand to
+//! what ran before the last good update.
 //!
 //! update keeps a run log as bootstrap does (it acts: imageup recreates the
 //! stack, and a failure needs imageup's whole output, not the tail shown).

@@ -1,7 +1,8 @@
 //! `verify` and `update` on a finished test host (bootstrapped with the
 //! IMAGE-server stand-ins as in bootstrap_image.rs): verify reports
 //! healthy and changes nothing, names the failed check once the orchestrator
-//! is stopped; update runs imageup once more and nothing else. The hosts
+//! is stopped; update runs imageup once more and nothing else; a release
+//! that never gets healthy is rolled back (updates_roll_back). The hosts
 //! with a stack are booted ones: real systemd, Docker, compose v2 and
 //! Traefik, with certificates from pebble.
 
