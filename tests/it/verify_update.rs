@@ -422,6 +422,13 @@ fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_wit
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(check_status(&json(&out), "stack"), "failed", "--base-dir beat the file");
 
+    // `update --rollback` before any update succeeded: nothing to return
+    // to, said so, exit 1, nothing run.
+    let out = run(&host, state.path(), &["--config", config, "update", "--rollback"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no earlier state recorded"), "{}", stderr(&out));
+    assert_eq!(imageups(&host), 1);
+
     // update: imageup once more in the file's base directory (nothing
     // else), its timeouts from the file, and a log like bootstrap's.
     let (out, v) = cli::update_runs_imageup_only(&host, base, || {
