@@ -135,6 +135,12 @@ pub struct UpdateArgs {
     /// config file's reboot_timeout, else 10m]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub reboot_timeout: Option<String>,
+
+    /// No update: return to what ran before the last good update (the
+    /// recorded repository commit and image digests, compose pinned to them
+    /// until the next update), then report as verify does
+    #[arg(long, conflicts_with = "upgrade_driver")]
+    pub rollback: bool,
 }
 
 #[derive(Debug, Args, Clone, Default)]

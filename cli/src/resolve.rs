@@ -1193,6 +1193,8 @@ pub struct UpdateSettings {
     /// Upgrade the held NVIDIA driver first (and reboot when it changed),
     /// with this time limit for the reboot.
     pub upgrade_driver: Option<Duration>,
+    /// `--rollback`: no update, back to what ran before the last good one.
+    pub rollback: bool,
 }
 
 fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<UpdateSettings, UsageError> {
@@ -1224,6 +1226,7 @@ fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Update
         imageup_timeout,
         health_timeout,
         upgrade_driver,
+        rollback: a.rollback,
         server,
     })
 }

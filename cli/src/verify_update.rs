@@ -1,7 +1,11 @@
 //! `image-provision verify` and `update`, for an EC2 server by NAME or any
 //! host by --host. verify reads facts in one round trip and changes nothing;
-//! update runs imageup again (under its time limit), waits for the
-//! orchestrator, then reports as verify does.
+//! update records what runs (the clone's commit, each service's image
+//! digest), runs imageup again (under its time limit), waits for the
+//! services, sends the request, and reports as verify does; when the stack
+//! is not healthy within its limits it rolls back to the record (pinned by
+//! digest) and exits 1 saying so. `update --rollback` returns by hand to
+//! what ran before the last good update.
 //!
 //! update keeps a run log as bootstrap does (it acts: imageup recreates the
 //! stack, and a failure needs imageup's whole output, not the tail shown).
@@ -130,12 +134,19 @@ async fn read_report(session: &Session, o: &ReportOptions, mut log: Option<&mut 
 
 /// Print the report (with the run's log, if it kept one); an error (exit 1)
 /// naming the failed checks unless healthy.
-fn show(host: &str, r: &Report, json: bool, log: Option<&Path>) -> anyhow::Result<()> {
+/// A rollback's summary line, its lines and the update's failure, for
+/// the report.
+type RollBack<'a> = (&'a str, &'a [String], Option<&'a str>);
+
+fn show(host: &str, r: &Report, json: bool, log: Option<&Path>, rolled_back: Option<RollBack>) -> anyhow::Result<()> {
     if json {
         let mut v = serde_json::to_value(r)?;
         v["host"] = serde_json::json!(host);
         if let Some(log) = log {
             v["log"] = serde_json::json!(log.display().to_string());
+        }
+        if let Some((summary, lines, failed)) = rolled_back {
+            v["rolled_back"] = serde_json::json!({"summary": summary, "lines": lines, "update_failed": failed});
         }
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -156,6 +167,14 @@ fn show(host: &str, r: &Report, json: bool, log: Option<&Path>) -> anyhow::Resul
         let rows: Vec<Vec<String>> =
             r.checks.iter().map(|c| vec![c.name.to_string(), c.status.label().to_string(), c.detail.clone()]).collect();
         print!("{}", table(&["CHECK", "STATUS", "DETAIL"], &rows));
+        if let Some((_, lines, failed)) = rolled_back {
+            if let Some(failed) = failed {
+                println!("update failed: {failed}");
+            }
+            for line in lines {
+                println!("{line}");
+            }
+        }
         println!("{}", if r.healthy { "healthy" } else { "UNHEALTHY" });
         if let Some(log) = log {
             println!("log: {}", log.display());
@@ -212,7 +231,7 @@ pub async fn verify(s: ServerSettings) -> anyhow::Result<()> {
         Err(e) => Err(e),
     };
     let _ = session.close().await;
-    show(&host, &r?, s.json, None)
+    show(&host, &r?, s.json, None, None)
 }
 
 /// `update --upgrade-driver`: the held driver upgraded and held again
@@ -257,6 +276,85 @@ async fn upgrade_driver(
     Ok(())
 }
 
+/// The checks whose failure after an update rolls it back: the stack's own
+/// (a driver or a certificate is not what an update changes).
+const STACK_CHECKS: [&str; 3] = ["stack", "orchestrator", "request"];
+
+/// The report once the services are well or `timeout` has passed, the
+/// request included: at once when every check passes, else after a wait
+/// for what must run (services still starting; and with a domain HTTPS:
+/// Traefik routes a container only once it is healthy).
+async fn settle(
+    session: &Session,
+    o: &ReportOptions,
+    timeout: std::time::Duration,
+    progress: &Progress,
+    log: &mut RunLog,
+) -> anyhow::Result<Report> {
+    let report = read_report(session, o, Some(&mut *log)).await?;
+    if report.healthy {
+        return Ok(with_request(session, o, report, timeout, progress, &mut Some(log)).await);
+    }
+    let spinner = progress.spinner("waiting for the services to be healthy");
+    let expected: Vec<String> = report.services.iter().filter(|s| !report.left_out(s)).cloned().collect();
+    let site = report.domain.as_deref().filter(|_| o.https_check);
+    let wait = health::wait_command(&o.base_dir, &expected, timeout, site);
+    let _ = exec(session, &wait, "health", &mut Some(&mut *log)).await;
+    spinner.finish();
+    let report = read_report(session, o, Some(&mut *log)).await?;
+    Ok(with_request(session, o, report, timeout, progress, &mut Some(log)).await)
+}
+
+/// What the report says failed, for a message: the services not well by
+/// name and state, else the failed checks with their details.
+fn what_failed(r: &Report) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if !r.not_ok.is_empty() {
+        let names: Vec<String> = r.not_ok.iter().map(|t| t.describe()).collect();
+        parts.push(format!("not healthy: {}", names.join(", ")));
+    }
+    for c in r.checks.iter().filter(|c| c.status == Status::Failed && c.name != "stack") {
+        parts.push(format!("{}: {}", c.name, c.detail));
+    }
+    parts.join("; ")
+}
+
+/// rollback.sh for `record`: its output's lines, or an error naming why.
+async fn record(
+    session: &Session,
+    base_dir: &str,
+    record: stack::Record,
+    timeout: std::time::Duration,
+    progress: &Progress,
+    log: &mut RunLog,
+) -> Result<Vec<String>, String> {
+    let label = match record {
+        stack::Record::Updated => "recording the update",
+        stack::Record::RollBack => "rolling back",
+        stack::Record::RollBackByHand => "rolling back (--rollback)",
+    };
+    let spinner = progress.spinner(format!("{label} (time limit {} s)", timeout.as_secs()));
+    let out = exec(session, &stack::record_command(base_dir, record, timeout), label, &mut Some(log)).await;
+    spinner.finish();
+    match out {
+        Ok(out) if out.code() == Some(0) => Ok(out.stdout_str().lines().map(str::to_string).collect()),
+        Ok(out) => Err(tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, TAIL_LINES, TAIL_BYTES)
+            .trim()
+            .to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// How an update ended: the report of the stack as it is now, and when it
+/// was rolled back, why and to what.
+struct Updated {
+    report: Report,
+    /// The update's failure (None for `--rollback` by hand).
+    failed: Option<String>,
+    /// rollback.sh's lines: "rolled back from X to Y", the images changed.
+    rolled_back: Option<Vec<String>>,
+}
+
 pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
     let o = u.server.report;
     let c = connection(u.server.server).await?;
@@ -273,7 +371,22 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
             return Err(e);
         }
     };
+    let again = format!("run update again; the log is {}", log_path.display());
     let result = async {
+        if u.rollback {
+            let lines =
+                record(&session, &o.base_dir, stack::Record::RollBackByHand, u.imageup_timeout, &progress, &mut log)
+                    .await
+                    .map_err(|why| Failed {
+                        message: format!("update --rollback failed: {why}"),
+                        hint: format!("the whole output is in {}", log_path.display()),
+                    })?;
+            for line in &lines {
+                progress.line(line);
+            }
+            let report = settle(&session, &o, u.health_timeout, &progress, &mut log).await?;
+            return anyhow::Ok(Updated { report, failed: None, rolled_back: Some(lines) });
+        }
         if let Some(reboot_timeout) = u.upgrade_driver {
             upgrade_driver(&mut session, reboot_timeout, &progress, &mut log).await?;
         }
@@ -283,34 +396,57 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         let cmd = stack::update_command(&o.base_dir, u.imageup, u.imageup_timeout);
         let out = exec(&session, &cmd, what, &mut Some(&mut log)).await;
         spinner.finish();
-        let out = out.map_err(|e| {
-            Failed::remote(format!("{what}: {e}"), &e, &format!("run update again; the log is {}", log_path.display()))
-        })?;
-        if out.code() != Some(0) {
-            let tail = tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, TAIL_LINES, TAIL_BYTES);
-            return Err(Failed {
-                message: format!("{what} failed ({}):\n{tail}", out.status),
-                hint: format!("fix the cause and run update again; the whole output is in {}", log_path.display()),
+        let out = out.map_err(|e| Failed::remote(format!("{what}: {e}"), &e, &again))?;
+        let failed = match out.code() {
+            Some(0) => {
+                progress.line(format!("{what} done in {:.1}s", started.elapsed().as_secs_f64()));
+                let report = settle(&session, &o, u.health_timeout, &progress, &mut log).await?;
+                if report.healthy || !report.failed.iter().any(|f| STACK_CHECKS.contains(f)) {
+                    if report.healthy {
+                        match record(
+                            &session,
+                            &o.base_dir,
+                            stack::Record::Updated,
+                            u.imageup_timeout,
+                            &progress,
+                            &mut log,
+                        )
+                        .await
+                        {
+                            Ok(lines) => lines.iter().for_each(|l| progress.line(l)),
+                            Err(why) => progress.line(format!("warning: recording the update failed: {why}")),
+                        }
+                    }
+                    return Ok(Updated { report, failed: None, rolled_back: None });
+                }
+                format!(
+                    "the stack was not healthy within {} s after {what}: {}",
+                    u.health_timeout.as_secs(),
+                    what_failed(&report)
+                )
             }
-            .into());
+            // update.sh: not bootstrapped.
+            Some(3) => {
+                let tail = tail(&out.stderr, TAIL_LINES, TAIL_BYTES);
+                return Err(Failed { message: tail.trim().to_string(), hint: "nothing was changed".into() }.into());
+            }
+            _ => {
+                let tail = tail(if out.stderr.is_empty() { &out.stdout } else { &out.stderr }, TAIL_LINES, TAIL_BYTES);
+                format!("{what} failed ({}):\n{}", out.status, tail.trim())
+            }
+        };
+        progress.line(format!("the update failed, rolling back: {failed}"));
+        let lines = record(&session, &o.base_dir, stack::Record::RollBack, u.imageup_timeout, &progress, &mut log)
+            .await
+            .map_err(|why| Failed {
+                message: format!("the update failed: {failed}\nand rolling back failed: {why}"),
+                hint: format!("the whole output is in {}", log_path.display()),
+            })?;
+        for line in &lines {
+            progress.line(line);
         }
-        progress.line(format!("{what} done in {:.1}s", started.elapsed().as_secs_f64()));
-        // Every service well already, or a wait for those that must run
-        // (the report says which); the report then says how it ended.
-        let report = read_report(&session, &o, Some(&mut log)).await?;
-        if report.healthy {
-            return Ok(with_request(&session, &o, report, u.health_timeout, &progress, &mut Some(&mut log)).await);
-        }
-        // Services still starting, and Traefik routes a container only once
-        // it is healthy: wait for both, within the time limit.
-        let spinner = progress.spinner("waiting for the services to be healthy");
-        let expected: Vec<String> = report.services.iter().filter(|s| !report.left_out(s)).cloned().collect();
-        let site = report.domain.as_deref().filter(|_| o.https_check);
-        let wait = health::wait_command(&o.base_dir, &expected, u.health_timeout, site);
-        let _ = exec(&session, &wait, "health", &mut Some(&mut log)).await;
-        spinner.finish();
-        let report = read_report(&session, &o, Some(&mut log)).await?;
-        anyhow::Ok(with_request(&session, &o, report, u.health_timeout, &progress, &mut Some(&mut log)).await)
+        let report = settle(&session, &o, u.health_timeout, &progress, &mut log).await?;
+        Ok(Updated { report, failed: Some(failed), rolled_back: Some(lines) })
     }
     .await;
     let _ = session.close().await;
@@ -318,5 +454,23 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         log.line(&format!("update failed: {e}"));
     }
     log.flush();
-    show(&host, &result?, u.server.json, Some(&log_path))
+    let Updated { report, failed, rolled_back } = result?;
+    let Some(lines) = rolled_back else {
+        return show(&host, &report, u.server.json, Some(&log_path), None);
+    };
+    let summary = lines.iter().find(|l| l.starts_with("rolled back")).cloned().unwrap_or_default();
+    let shown = show(&host, &report, u.server.json, Some(&log_path), Some((&summary, &lines, failed.as_deref())));
+    let Some(failed) = failed else { return shown };
+    let after = match &shown {
+        Ok(()) => "the stack is healthy again and answered the request".to_string(),
+        Err(e) => format!("and after the rollback: {e}"),
+    };
+    Err(Failed {
+        message: format!("{host}: the update failed: {failed}\n{summary}; {after}"),
+        hint: format!(
+            "the stack stays pinned to the recorded images until the next update; fix the cause (or wait for a fixed release), then run update again; the log is {}",
+            log_path.display()
+        ),
+    }
+    .into())
 }

@@ -14,6 +14,7 @@ pub const LIBRARIES: &[(&str, &str)] = &[
     ("steps/layout/compose-env-files.sh", layout::COMPOSE_ENV_FILES_SH),
     ("bring_up/bring-up-lock.sh", crate::bring_up::BRING_UP_LOCK_SH),
     ("bring_up/run-imageup.sh", crate::bring_up::RUN_IMAGEUP_SH),
+    ("bring_up/stack-record.sh", crate::bring_up::STACK_RECORD_SH),
     ("steps/health/https-check.sh", health::HTTPS_CHECK_SH),
 ];
 
@@ -44,6 +45,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/stack/cuda-check.sh", stack::CUDA_CHECK_SH.to_string()),
         ("steps/stack/stack-up.sh", stack::stack_up_script()),
         ("steps/stack/update.sh", stack::update_script()),
+        ("steps/stack/rollback.sh", stack::rollback_script()),
         ("steps/health/health.sh", health::health_script()),
         ("steps/health/render-request.sh", health::RENDER_REQUEST_SH.to_string()),
         ("template/keep-copies.sh", crate::template::KEEP_COPIES_SH.to_string()),

@@ -21,7 +21,8 @@
 //!                       it wrote (record-written.sh) and of writes not yet applied
 //!                       (mark-pending.sh); files-facts.sh (hash, mode, link, records)
 //!   bring_up/           the stack's bring-up, one at a time, warm-up included: bring-up-lock.sh,
-//!                       run-imageup.sh
+//!                       run-imageup.sh; what runs recorded (commit, image digests), kept from the
+//!                       prune, restored pinned by digest, health waited for: stack-record.sh
 //!   steps/
 //!     host/             says what host this is
 //!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
@@ -43,14 +44,16 @@
 //!     llm/              --llm local: vLLM sized to the GPU, its key and config/llm.env; llm-compose.yml,
 //!                       llm-up.sh, llm-wait.sh
 //!     stack/            the LLM check, imageup (or compose up), the deploy stamp, services not well;
-//!                       llm-check.sh, stack-up.sh, update.sh
+//!                       llm-check.sh, stack-up.sh, update.sh, rollback.sh (an update recorded or
+//!                       rolled back, `update --rollback`)
 //!     health/           every service well, the one HTTPS check, the request that proves the stack
 //!                       (a graphic of its own each time: the orchestrator caches by graphic);
 //!                       health.sh, render-request.sh, probe.png
 //!     upkeep/           systemd units: the stack at boot, IMAGE's healthcheck, the nightly
-//!                       update, image pruning, the power-off at the expiry (expire.sh; its
-//!                       files also go into ec2 create's user data), the idle stop once no
-//!                       request reached the orchestrator (autostop.sh); their scripts
+//!                       update (rolled back as `update` is), image pruning, the power-off at the
+//!                       expiry (expire.sh; its files also go into ec2 create's user data), the
+//!                       idle stop once no request reached the orchestrator (autostop.sh); their
+//!                       scripts
 //!   gather.rs           the ONE facts command (every part) and Facts, parsed once
 //!   sequence.rs         Step: the order, which facts each step plans from; Earlier: what the
 //!                       steps before did in this run, where a plan depends on it

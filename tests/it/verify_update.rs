@@ -1,7 +1,8 @@
 //! `verify` and `update` on a finished test host (bootstrapped with the
 //! IMAGE-server stand-ins as in bootstrap_image.rs): verify reports
 //! healthy and changes nothing, names the failed check once the orchestrator
-//! is stopped; update runs imageup once more and nothing else. The hosts
+//! is stopped; update runs imageup once more and nothing else; a release
+//! that never gets healthy is rolled back (updates_roll_back). The hosts
 //! with a stack are booted ones: real systemd, Docker, compose v2 and
 //! Traefik, with certificates from pebble.
 
@@ -44,7 +45,8 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     let host = TestHost::boot(Distro::Ubuntu2204Standin);
     host.enable_pinned_bootstrap_standins();
     host.enable_image_server_standins();
-    host.enable_registry();
+    // Its own registry: newer releases are published to it below.
+    host.enable_own_registry();
     let acme = host.enable_acme();
     let state = state_for(&host);
     // Without an LLM: the services that need one exit at start (the
@@ -168,10 +170,127 @@ fn verify_reports_healthy_changes_nothing_and_names_a_failed_check_then_update_r
     });
     assert_eq!(imageups(&host), 2);
 
-    // And bootstrap afterwards finds everything as it was (nothing drifted).
+    updates_roll_back(&host, state.path());
+
+    // And bootstrap afterwards finds everything as it was (nothing drifted):
+    // the stack rolled back by hand stays pinned, as the README says.
     let again = run(&host, state.path(), &[&bootstrap[..], &["--imageup-timeout", "3m"]].concat());
     assert!(again.status.success());
-    assert_eq!(imageups(&host), 2, "bootstrap after update found the stack deployed");
+    assert_eq!(imageups(&host), 3, "bootstrap after update found the stack deployed");
+    assert!(host.exists(PIN), "bootstrap lifted the pin without bringing the stack up");
+    // One that brings the stack up (a service is down) runs imageup, which
+    // follows the branch and `latest`: it lifts the pin, and says so.
+    host.sh_ok("docker stop image-tat-1 >/dev/null");
+    let again = run(&host, state.path(), &[&bootstrap[..], &["--imageup-timeout", "3m"]].concat());
+    assert!(again.status.success());
+    assert_eq!(imageups(&host), 4);
+    let stack_line = cli::step_line(&again, "stack");
+    assert!(stack_line.contains("the rollback to commit") && stack_line.contains("is undone"), "{stack_line}");
+    assert!(!host.exists(PIN), "the pin stayed after imageup");
+    let history = String::from_utf8_lossy(&host.read(&format!("{RECORD}/history"))).into_owned();
+    assert!(history.lines().last().is_some_and(|l| l.contains("unpinned by bootstrap")), "{history}");
+}
+
+const RECORD: &str = "/var/lib/image-provision/stack";
+const PIN: &str = "/var/lib/image-provision/stack/pin.yml";
+
+/// The image a service's container runs (its id).
+fn image_of(host: &TestHost, service: &str) -> String {
+    host.sh_ok(&format!("docker inspect -f '{{{{.Image}}}}' image-{service}-1")).trim().to_string()
+}
+
+fn request_ok(v: &serde_json::Value) {
+    assert_eq!(check_status(v, "request"), "ok", "the request answered: {v}");
+}
+
+/// Updates that roll back, on a deployed host whose registry is its own:
+/// a release whose nominatim never gets healthy is rolled back to the
+/// recorded commit and digests (compose pinned to them), the request
+/// answered afterwards, update exiting 1 naming the service and the
+/// rollback; a good release then updates by the nightly update's script
+/// (lifting the pin), the prune keeps the images a rollback needs, and
+/// `update --rollback` returns to them by hand.
+fn updates_roll_back(host: &TestHost, state: &Path) {
+    let service = "nominatim-preprocessor";
+    let good = image_of(host, service);
+    let commit = host.sh_ok(&format!("git -C {BASE}/IMAGE-server rev-parse HEAD")).trim().to_string();
+    // The release: a commit on IMAGE-server's main, and a new image.
+    host.sh_ok(
+        "set -e; d=$(mktemp -d); g='git -c safe.directory=* -c user.name=t -c user.email=t@example.org'; \
+         $g clone -q /srv/github/Shared-Reality-Lab/IMAGE-server.git \"$d\"; cd \"$d\"; echo 2 >RELEASE; \
+         $g add RELEASE; $g commit -qm 'release 2'; $g push -q origin HEAD:main; cd /; rm -rf \"$d\"",
+    );
+    let broken = host.publish_image("image-preprocessor-nominatim", &["STANDIN_HEALTH=never"]);
+    let started = std::time::Instant::now();
+    let out = run(host, state, &["update", "--json", "--imageup-timeout", "3m", "--health-timeout", "40s"]);
+    eprintln!("the broken update and its rollback took {:.1}s", started.elapsed().as_secs_f64());
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "a broken release fails update: {err}");
+    assert!(err.contains("the update failed: the stack was not healthy within 40 s after imageup"), "{err}");
+    assert!(err.contains(&format!("{service} (")), "the service named: {err}");
+    assert!(err.contains(&format!(") to commit {} (", &commit[..12])), "{err}");
+    assert!(!err.contains(&format!("rolled back from commit {}", &commit[..12])), "the release's commit: {err}");
+    assert!(err.contains("the stack is healthy again and answered the request"), "{err}");
+    let v = json(&out);
+    assert_eq!(v["healthy"], true, "{v}");
+    request_ok(&v);
+    let lines = v["rolled_back"]["lines"].as_array().unwrap_or_else(|| panic!("no rollback in {v}"));
+    assert!(lines.iter().any(|l| l.as_str().unwrap().trim_start().starts_with(&format!("{service} "))), "{v}");
+    assert_eq!(image_of(host, service), good, "back on the recorded image");
+    assert_eq!(host.sh_ok(&format!("git -C {BASE}/IMAGE-server rev-parse HEAD")).trim(), commit);
+    let pin = String::from_utf8_lossy(&host.read(PIN)).into_owned();
+    assert!(pin.contains("image: ghcr.io/shared-reality-lab/image-preprocessor-nominatim@sha256:"), "{pin}");
+    assert!(!pin.contains(&broken), "pinned to the broken release: {pin}");
+    assert_eq!(host.sh_ok(&format!("stat -c %a {RECORD}")).trim(), "700", "the record is root's");
+    let history = String::from_utf8_lossy(&host.read(&format!("{RECORD}/history"))).into_owned();
+    assert!(history.contains("rolled back from commit"), "{history}");
+    let out = run(host, state, &["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "verify after the rollback: {}", stdout(&out));
+    request_ok(&json(&out));
+
+    let nightly = |health: u32| {
+        host.write("/root/auto-update.sh", image_provision_playbooks::steps::upkeep::auto_update_script().as_bytes());
+        host.sh(&format!("BASE_DIR={BASE} TIMEOUT=180 HEALTH_TIMEOUT={health} IMAGEUP=no bash /root/auto-update.sh"))
+    };
+
+    // A good release, by the nightly update's script as its unit runs it
+    // (IMAGEUP=no: imageup --service skips a production server, as this
+    // one is): what runs recorded, compose's pull and up, the stack
+    // healthy within HEALTH_TIMEOUT, the update recorded, the pin lifted.
+    host.publish_image("image-preprocessor-nominatim", &["STANDIN_HEALTH=yes", "STANDIN_RELEASE=3"]);
+    let out = nightly(60);
+    assert!(out.status.success(), "the nightly update of a good release: {}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("compose pull and up done; the stack is healthy") && text.contains("updated from commit"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("  {service} ")), "the image that changed: {text}");
+    let out = run(host, state, &["verify", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "verify after the nightly update: {}", stdout(&out));
+    request_ok(&json(&out));
+    let newer = image_of(host, service);
+    assert_ne!(newer, good);
+    assert!(!host.exists(PIN), "the update lifted the pin");
+    // The prune timer's command keeps the images a rollback needs (tagged
+    // image-provision/rollback:SERVICE), though `latest` moved on.
+    host.sh_ok("docker image prune --force");
+    host.sh_ok(&format!("docker image inspect {good} >/dev/null"));
+    assert!(
+        host.sh_ok("docker images --format '{{.Repository}}:{{.Tag}}'")
+            .contains(&format!("image-provision/rollback:{service}"))
+    );
+
+    // By hand: back to what ran before the good update.
+    let out =
+        run(host, state, &["update", "--rollback", "--json", "--imageup-timeout", "3m", "--health-timeout", "1m"]);
+    assert_eq!(out.status.code(), Some(0), "update --rollback: {}", stderr(&out));
+    let v = json(&out);
+    request_ok(&v);
+    assert!(v["rolled_back"]["summary"].as_str().is_some_and(|s| s.starts_with("rolled back from commit")), "{v}");
+    assert!(v["rolled_back"]["update_failed"].is_null(), "{v}");
+    assert_eq!(image_of(host, service), good, "back on the image before the good update");
+    assert!(host.exists(PIN));
 }
 
 #[test]
@@ -302,6 +421,13 @@ fn verify_and_update_take_the_config_files_host_table_and_update_keeps_a_log_wit
     let out = run(&host, state.path(), &["--config", config, "verify", "--json", "--base-dir", "/srv/elsewhere"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(check_status(&json(&out), "stack"), "failed", "--base-dir beat the file");
+
+    // `update --rollback` before any update succeeded: nothing to return
+    // to, said so, exit 1, nothing run.
+    let out = run(&host, state.path(), &["--config", config, "update", "--rollback"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no earlier state recorded"), "{}", stderr(&out));
+    assert_eq!(imageups(&host), 1);
 
     // update: imageup once more in the file's base directory (nothing
     // else), its timeouts from the file, and a log like bootstrap's.

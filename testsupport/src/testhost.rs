@@ -725,10 +725,28 @@ impl TestHost {
     /// loopback address: dockerd skips certificate checks for 127.0.0.0/8.
     /// The registry runs on the machine until the host is dropped.
     pub fn enable_registry(&self) {
+        self.registry_up(false)
+    }
+
+    /// [`TestHost::enable_registry`] from a copy of the registry's storage
+    /// of this host's own, which [`TestHost::publish_image`] changes: for
+    /// the tests that need a newer `latest` (update and its rollback).
+    pub fn enable_own_registry(&self) {
+        self.registry_up(true)
+    }
+
+    fn registry_up(&self, own: bool) {
         assert!(self.booted, "enable_registry is for booted hosts (TestHost::boot)");
-        let (_, ca) = registry_storage();
+        let (storage, ca) = registry_storage();
         let outer = self.outer_ip();
-        let registry = start_registry(&self.ctl.join("registry"), outer);
+        let registry = if own {
+            let copy = self.ctl.join("registry-storage");
+            let out = Command::new("cp").arg("-a").arg(&storage).arg(&copy).output().expect("running cp");
+            assert!(out.status.success(), "copying the registry's storage: {}", String::from_utf8_lossy(&out.stderr));
+            serve_registry(&self.ctl.join("registry"), &copy, SocketAddr::from((outer, 443)))
+        } else {
+            start_registry(&self.ctl.join("registry"), outer)
+        };
         self.services.lock().unwrap().push(registry);
         // Docker Hub's endpoint checks the system's roots; ghcr.io's also
         // the registry's own directory, where a server's admin puts a CA.
@@ -736,6 +754,27 @@ impl TestHost {
         self.write("/etc/docker/certs.d/ghcr.io/ca.crt", &ca_pem);
         self.trust_ca("image-provision-tests-ca", &ca_pem);
         self.sh_ok(&format!("echo '{outer} ghcr.io registry-1.docker.io' >>/etc/hosts"));
+    }
+
+    /// After [`TestHost::enable_own_registry`]: a new version of `image`
+    /// (e.g. "image-preprocessor-nominatim", below ghcr.io/shared-reality-lab)
+    /// published as its `latest`, as a push to ghcr.io would: the same
+    /// layers, its environment with `env` (NAME=VALUE) added
+    /// (tests/testhost/registry/republish.py; STANDIN_HEALTH=never makes a
+    /// release that never gets healthy). Returns its manifest digest.
+    pub fn publish_image(&self, image: &str, env: &[&str]) -> String {
+        let storage = self.ctl.join("registry-storage");
+        assert!(storage.is_dir(), "publish_image needs enable_own_registry");
+        let out = Command::new("python3")
+            .arg(scripts_dir().join("registry/republish.py"))
+            .arg(&storage)
+            .arg(format!("shared-reality-lab/{image}"))
+            .arg("latest")
+            .args(env)
+            .output()
+            .expect("running republish.py");
+        assert!(out.status.success(), "republish.py: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// What the host's resolver answers for `name`: `address` (its

@@ -28,6 +28,9 @@ pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const NO_LLM_LOSS: &str = "no photo descriptions, follow-up questions, diagram segmentation or photo audio";
 pub const STACK_UP_SH: &str = include_str!("stack-up.sh");
 pub const UPDATE_SH: &str = include_str!("update.sh");
+/// `update`'s record after the update: a good one recorded, a bad one
+/// rolled back, `update --rollback`.
+pub const ROLLBACK_SH: &str = include_str!("rollback.sh");
 /// Before the stack starts: the LLM of config/llm.env answers and serves
 /// its model.
 pub const LLM_CHECK_SH: &str = include_str!("llm-check.sh");
@@ -51,6 +54,43 @@ pub fn stack_up_script() -> String {
 /// update.sh as sent, with the bring-up in front.
 pub fn update_script() -> String {
     with_libraries(&BRING_UP, UPDATE_SH)
+}
+
+/// rollback.sh as sent, with the bring-up in front.
+pub fn rollback_script() -> String {
+    with_libraries(&BRING_UP, ROLLBACK_SH)
+}
+
+/// What `update` records or restores once the update has run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// The stack was healthy and answered: what ran before becomes the
+    /// previous state, what runs the current one.
+    Updated,
+    /// It was not: back to what ran when the update started.
+    RollBack,
+    /// `update --rollback`: back to what ran before the last good update.
+    RollBackByHand,
+}
+
+/// The exit status of rollback.sh when nothing is recorded to return to.
+pub const NOTHING_RECORDED: i32 = 4;
+
+/// rollback.sh for `record` in `base_dir`; a rollback within `timeout`
+/// (compose up at the recorded images, then the warm-up, each).
+pub fn record_command(base_dir: &str, record: Record, timeout: Duration) -> Cmd {
+    let action = match record {
+        Record::Updated => "updated",
+        Record::RollBack => "before",
+        Record::RollBackByHand => "previous",
+    };
+    Cmd::script(rollback_script())
+        .named("rollback.sh")
+        .sudo()
+        .env("BASE_DIR", base_dir)
+        .env("ACTION", action)
+        .env("TIMEOUT", timeout.as_secs().to_string())
+        .time_limit(crate::settings::bring_up_limit(timeout))
 }
 
 /// The LLM check (llm-check.sh) against the config/llm.env in `img`'s clone.

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use image_provision_remote::Cmd;
 
-use crate::bring_up::{BRING_UP, BRING_UP_LOCK_SH};
+use crate::bring_up::{BRING_UP, BRING_UP_LOCK_SH, STACK_RECORD_SH};
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::{Autostop, Config, Expiry, ImageConfig};
@@ -100,7 +100,7 @@ pub fn units_input() -> String {
 
 /// stack-at-boot.sh as installed, with the bring-up in front.
 pub fn stack_at_boot_script() -> String {
-    with_libraries(&[BRING_UP_LOCK_SH], STACK_AT_BOOT_SH)
+    with_libraries(&[BRING_UP_LOCK_SH, STACK_RECORD_SH], STACK_AT_BOOT_SH)
 }
 
 /// auto-update.sh as installed, with the bring-up in front.
@@ -241,12 +241,17 @@ fn image_units(img: &ImageConfig) -> Vec<Wanted> {
     if let Some(when) = &img.upkeep.auto_update {
         let script = format!("{SCRIPT_DIR}/auto-update.sh");
         let imageup = if img.imageup { "yes" } else { "no" };
+        let health = img.health_timeout.as_secs().to_string();
+        // The update, the wait for health, and should it fail the
+        // rollback (compose up, then the warm-up) and a second wait.
+        let update_limit = span(img.imageup_timeout * 3 + img.health_timeout * 2 + Duration::from_secs(120));
         let values = [
             ("BASE_DIR", base),
             ("TIMEOUT", &limit),
+            ("HEALTH_TIMEOUT", &health),
             ("IMAGEUP", imageup),
             ("SCRIPT", &script),
-            ("UNIT_LIMIT", &unit_limit),
+            ("UNIT_LIMIT", &update_limit),
             ("WHEN", when),
         ];
         let mut w =
@@ -715,6 +720,13 @@ mod tests {
         assert!(health.contains("-mtime +14 -delete"), "{health}");
         assert!(text("image-provision-healthcheck.timer").contains("OnUnitActiveSec=300s\n"));
         assert!(text("image-provision-update.timer").contains("OnCalendar=*-*-* 03:30:00 UTC\n"));
+        let update = text("image-provision-update.service");
+        assert!(
+            update.contains("Environment=BASE_DIR=/var/docker/image TIMEOUT=3600 HEALTH_TIMEOUT=300 IMAGEUP=yes\n"),
+            "{update}"
+        );
+        // Room for the update, the wait, a rollback and a second wait.
+        assert!(update.contains("TimeoutStartSec=11520s\n"), "{update}");
         assert!(text("image-provision-prune.timer").contains("OnCalendar=daily\n"));
         assert!(text("image-provision-prune.service").contains("ExecStart=/usr/bin/docker image prune --force\n"));
         // The power-off: at the calendar time, and at once whenever the
@@ -1084,5 +1096,24 @@ esac
         put("down", "");
         let (ok, powered, said) = run();
         assert!(!ok && !powered && said.contains("Docker does not answer"), "{said}");
+    /// The nightly update rolls back as `update` does: the same library
+    /// functions (stack-record.sh) record what runs before imageup, wait
+    /// for the stack's health within HEALTH_TIMEOUT, and on failure return
+    /// to the record; the unit then fails, having said so in the journal.
+    #[test]
+    fn the_nightly_update_rolls_back_as_update_does() {
+        let script = auto_update_script();
+        let stack_update = crate::steps::stack::update_script();
+        let rollback = crate::steps::stack::rollback_script();
+        for s in [&script, &stack_update, &rollback] {
+            assert!(s.contains(crate::bring_up::STACK_RECORD_SH), "the library in front");
+            assert!(s.contains(&format!("STACK_RECORD_DIR={}\n", crate::bring_up::STACK_RECORD_DIR)));
+        }
+        let at = |needle: &str| script.rfind(needle).unwrap_or_else(|| panic!("{needle} not in auto-update.sh"));
+        assert!(at("\nstack_before_update \"$BASE_DIR\"") < at("run_imageup \"$BASE_DIR\" \"$TIMEOUT\" --service"));
+        assert!(at("stack_wait_healthy \"$BASE_DIR\" \"$HEALTH_TIMEOUT\"") > at("--service"));
+        assert!(at("\nstack_rollback \"$BASE_DIR\" before \"$TIMEOUT\"") > at("stack_updated \"$BASE_DIR\""));
+        assert!(script.trim_end().ends_with("exit 1"), "a rolled-back update fails the unit");
+        assert!(rollback.contains("before | previous) stack_rollback \"$BASE_DIR\" \"$ACTION\" \"$TIMEOUT\""));
     }
 }

@@ -17,7 +17,9 @@ cd -- "$BASE_DIR"
 echo "starting the stack's containers"
 # --no-recreate: what imageup last created, as it was; --pull never: a boot
 # must not wait on (or be changed by) the registry.
-docker compose --env-file "$BASE_DIR/.env" up -d --no-recreate --pull never --no-build
+# stack_compose: pinned to the recorded images while rolled back
+# (playbooks/src/bring_up/stack-record.sh, put in front).
+stack_compose "$BASE_DIR" up -d --no-recreate --pull never --no-build
 echo "warming up"
 rc=0
 timeout --kill-after=30 "$TIMEOUT" "$BASE_DIR/bin/warmup" || rc=$?
