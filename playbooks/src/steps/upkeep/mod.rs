@@ -1096,6 +1096,8 @@ esac
         put("down", "");
         let (ok, powered, said) = run();
         assert!(!ok && !powered && said.contains("Docker does not answer"), "{said}");
+    }
+
     /// The nightly update rolls back as `update` does: the same library
     /// functions (stack-record.sh) record what runs before imageup, wait
     /// for the stack's health within HEALTH_TIMEOUT, and on failure return
