@@ -802,7 +802,8 @@ pub async fn start(s: StartSettings) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let (host, report) = crate::verify_update::wait_until_healthy(&s.name, s.server, s.health_timeout).await?;
+    let (host, report) =
+        crate::verify_update::wait_until_healthy(&s.name, s.server, s.health_timeout, &progress).await?;
     if json {
         summary["verify"] = serde_json::to_value(&report)?;
         println!("{}", serde_json::to_string_pretty(&summary)?);

@@ -202,8 +202,9 @@ pub fn write_known_hosts(dir: &Path, host: &str, public_openssh: &str) -> anyhow
 
 /// The server's public address is now `ip` (a start without an Elastic IP
 /// gives it a new one): its known_hosts line moves to `ip`, keeping the key
-/// it pins, so the host key is still checked strictly. Lines for other
-/// hosts (e.g. `[host]:port`) stay. Returns the address it moved from, when
+/// it pins, so the host key is still checked strictly. The first line keyed
+/// by an address is the server's (create writes it); lines for other hosts
+/// stay. Returns the address it moved from, when
 /// it moved one; nothing happens without a known_hosts file or a line keyed
 /// by an address.
 pub fn move_known_host(dir: &Path, ip: &str) -> anyhow::Result<Option<String>> {
@@ -224,7 +225,7 @@ pub fn move_known_host(dir: &Path, ip: &str) -> anyhow::Result<Option<String>> {
     let moved: String = text
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| match by_address(l) {
+        .map(|l| match by_address(l).filter(|host| *host == old) {
             Some(host) => format!("{ip}{}\n", &l[host.len()..]),
             None => format!("{l}\n"),
         })
@@ -247,13 +248,13 @@ mod tests {
         write_known_hosts(dir.path(), "198.51.100.1", "ssh-ed25519 AAAAkey host").unwrap();
         let path = dir.path().join(KNOWN_HOSTS);
         let mut text = fs::read_to_string(&path).unwrap();
-        text.push_str("[127.0.0.1]:2222 ssh-ed25519 AAAAkey\n");
+        text.push_str("[127.0.0.1]:2222 ssh-ed25519 AAAAkey\n10.0.0.1 ssh-ed25519 AAAAkey\n");
         fs::write(&path, text).unwrap();
         assert_eq!(move_known_host(dir.path(), "198.51.100.1").unwrap(), None, "same address");
         assert_eq!(move_known_host(dir.path(), "198.51.100.2").unwrap().as_deref(), Some("198.51.100.1"));
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
-            "198.51.100.2 ssh-ed25519 AAAAkey\n[127.0.0.1]:2222 ssh-ed25519 AAAAkey\n"
+            "198.51.100.2 ssh-ed25519 AAAAkey\n[127.0.0.1]:2222 ssh-ed25519 AAAAkey\n10.0.0.1 ssh-ed25519 AAAAkey\n"
         );
     }
 

@@ -343,10 +343,10 @@ pub async fn wait_until_healthy(
     name: &str,
     s: ServerSettings,
     timeout: std::time::Duration,
+    progress: &Progress,
 ) -> anyhow::Result<(String, Report)> {
     let c = connection(s.server).await?;
     let host = c.target.to_string();
-    let progress = Progress::new();
     let started = Instant::now();
     let spinner = progress.spinner(format!(
         "waiting for the stack, which image-provision-stack.service brings up at boot, to pass verify \
@@ -389,8 +389,7 @@ pub async fn wait_until_healthy(
     };
     spinner.finish();
     let waited = started.elapsed();
-    let report =
-        with_request(&session, &s.report, report, settings::DEFAULT_HEALTH_TIMEOUT, &progress, &mut None).await;
+    let report = with_request(&session, &s.report, report, settings::DEFAULT_HEALTH_TIMEOUT, progress, &mut None).await;
     let _ = session.close().await;
     if report.healthy {
         progress.line(format!("the stack passed verify after {:.1}s", waited.as_secs_f64()));
