@@ -369,6 +369,21 @@ pub async fn wait_until_healthy(
                 tokio::time::sleep(pause).await;
                 continue;
             }
+            // A restarted instance offers the key it had: another key is
+            // another machine, or the key was never pinned here.
+            Err(e @ image_provision_remote::Error::HostKey(_)) => {
+                spinner.finish();
+                return Err(Failed {
+                    message: format!("cannot reach {host}: {e}"),
+                    hint: format!(
+                        "a started server offers the host key pinned in {} (the key is on its volume); \
+                         compare the fingerprints with its console output (EC2 console, Actions > Monitor > \
+                         Get system log) before trusting it; nothing was sent to it",
+                        c.known_hosts.display()
+                    ),
+                }
+                .into());
+            }
             Err(e) => {
                 spinner.finish();
                 return Err(Failed::remote(format!("cannot reach {host}: {e}"), &e, &then).into());

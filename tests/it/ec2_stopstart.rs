@@ -154,10 +154,11 @@ fn stop_and_start_keep_the_instance_its_volume_its_address_and_its_record() {
 
     // Verify's SSH checks the host key strictly: moto's instance is the
     // test's sshd, which holds another key, so the start says plainly that
-    // it could not reach the server, and exits 1 (the instance runs).
+    // it could not reach the server and why, and exits 1 (the instance runs).
     let out = env.run(&["ec2", "start", "pause", "--health-timeout", "5s", "--ready-timeout", "60s"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot reach"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("cannot reach") && err.contains("offers the host key pinned in"), "{err}");
 
     ok(&env.run(&["ec2", "stop", "pause"]));
     let text = ok(&env.run(&["ec2", "destroy", "pause", "--yes"]));
