@@ -723,6 +723,12 @@ pub async fn stop(s: &StopSettings) -> anyhow::Result<()> {
 
 pub async fn start(s: StartSettings) -> anyhow::Result<()> {
     let dir = state::server_dir(&s.name)?;
+    let json = s.server.json;
+    let (api, _) = connect(&s.aws).await?;
+    // A name no server has is said as such (exit 1) before anything else.
+    if api.find_instances(Some(&s.name)).await.map_err(|e| ec2_error(e, None))?.is_empty() {
+        return Err(ec2_error(provision::Error::NoServer(s.name.clone()), None));
+    }
     // Checked before anything is started: verify needs the pinned host key.
     if s.verify && !dir.join(state::KNOWN_HOSTS).is_file() {
         return Err(UsageError::new(format!(
@@ -738,8 +744,6 @@ pub async fn start(s: StartSettings) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let json = s.server.json;
-    let (api, _) = connect(&s.aws).await?;
     let progress = Progress::new();
     let spinner = progress.spinner(format!(
         "starting {}: waiting for it to run and answer SSH (time limit {} s, --ready-timeout)",

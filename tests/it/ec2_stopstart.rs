@@ -212,7 +212,8 @@ fn without_an_elastic_ip_the_record_and_the_pinned_key_follow_the_new_address() 
 }
 
 /// A name no server has is a clear error (1), a bad name a usage error (2);
-/// neither touches anything.
+/// neither touches anything. A start to verify with no pinned host key is
+/// refused before anything starts.
 #[test]
 fn stop_and_start_of_a_missing_or_bad_name() {
     let env = Ec2Env::start(BIN);
@@ -225,10 +226,18 @@ fn stop_and_start_of_a_missing_or_bad_name() {
     for args in [&["ec2", "stop", "Bad_Name"][..], &["ec2", "start", "../x", "--no-verify", "--ready-timeout", "60s"]] {
         assert_eq!(env.run(args).status.code(), Some(2), "{args:?}");
     }
-    // start without --no-verify needs the pinned host key, checked first.
     let out = env.run(&["ec2", "start", "nobody"]);
+    assert_eq!(out.status.code(), Some(1), "a missing server is said first");
+    assert!(stderr(&out).contains("no server named nobody"), "{}", stderr(&out));
+    // start without --no-verify needs the pinned host key: checked before
+    // the server is started (exit 2, still stopped).
+    ok(&env.run(&["ec2", "create", "lost", "--no-bootstrap"]));
+    ok(&env.run(&["ec2", "stop", "lost"]));
+    std::fs::remove_file(env.server_dir("lost").join("known_hosts")).unwrap();
+    let out = env.run(&["ec2", "start", "lost"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--no-verify"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no known host key") && stderr(&out).contains("--no-verify"), "{}", stderr(&out));
+    assert_eq!(state(&live(&env, "lost")), "stopped");
 }
 
 /// A TTL keeps counting while a server is stopped (its on-host timer does
