@@ -407,6 +407,10 @@ pub enum Ec2Command {
     Create(CreateArgs),
     /// List the servers image-provision manages
     List(ListArgs),
+    /// Stop a server: its instance, volume, Elastic IP and DNS records stay
+    Stop(StopArgs),
+    /// Start a stopped server, wait for SSH and its stack, and verify it
+    Start(StartArgs),
     /// Remove a server and everything made for it
     Destroy(DestroyArgs),
 }
@@ -545,6 +549,74 @@ pub struct ListArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
     /// JSON for scripts instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct StopArgs {
+    /// The server to stop
+    pub name: String,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// How long to wait for the instance to stop [default: 10m]
+    #[arg(long, env = "IMAGE_PROVISION_STOP_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
+    pub stop_timeout: Option<String>,
+    /// JSON for scripts instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct StartArgs {
+    /// The server to start
+    pub name: String,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// How long to wait for the instance to run and answer SSH [default: 10m]
+    #[arg(long, env = "IMAGE_PROVISION_READY_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
+    pub ready_timeout: Option<String>,
+
+    /// How long to wait, once SSH answers, for the stack (brought up at boot)
+    /// to pass verify [default: the config file's, else 5m]
+    #[arg(long, env = "IMAGE_PROVISION_HEALTH_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
+    pub health_timeout: Option<String>,
+
+    /// Do not wait for the stack or verify it: done once SSH answers
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Private key to log in with [default: the key image-provision made for the server]
+    #[arg(long, env = "IMAGE_PROVISION_IDENTITY", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    /// The image's login user [default: ubuntu]
+    #[arg(long, env = "IMAGE_PROVISION_SSH_USER", value_name = "USER")]
+    pub ssh_user: Option<String>,
+
+    /// The site's host name, for verify [default: the config file's, else the one in the host's site override]
+    #[arg(long, env = "IMAGE_PROVISION_DOMAIN", value_name = "HOST")]
+    pub domain: Option<String>,
+
+    /// The IMAGE working directory on the host [default: the config file's, else /var/docker/image]
+    #[arg(long, env = "IMAGE_PROVISION_BASE_DIR", value_name = "PATH")]
+    pub base_dir: Option<String>,
+
+    /// A server without a GPU: verify checks no driver or nvidia runtime
+    #[arg(long)]
+    pub no_gpu: bool,
+
+    /// A server bootstrapped with --no-stack: verify checks no stack
+    #[arg(long)]
+    pub no_stack: bool,
+
+    /// Do not send the request that proves the stack after the other checks
+    #[arg(long)]
+    pub no_request: bool,
+
+    /// JSON for scripts instead of text
     #[arg(long)]
     pub json: bool,
 }

@@ -1,4 +1,4 @@
-//! `ec2 create | list | destroy`.
+//! `ec2 create | list | stop | start | destroy`.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -20,7 +20,7 @@ use crate::args::Ubuntu;
 use crate::bootstrap::{HostRun, run_host_steps};
 use crate::errors::{Failed, UsageError, ec2_error};
 use crate::output::{Progress, table};
-use crate::resolve::{CreateSettings, DestroySettings};
+use crate::resolve::{CreateSettings, DestroySettings, StartSettings, StopSettings};
 use crate::state;
 
 pub(crate) async fn connect(opts: &AwsOptions) -> anyhow::Result<(provision::SdkApi, String)> {
@@ -535,9 +535,24 @@ pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
     let (api, region) = connect(aws).await?;
     let servers = provision::list(&api).await.map_err(|e| ec2_error(e, None))?;
     let prices = instance_prices(&api, &region, &servers).await;
+    // A stopped server still pays for its volumes and its Elastic IPs.
+    let (mut listed, mut unreadable) = (Default::default(), prices.unlisted.is_some());
+    let mut stopped = std::collections::BTreeMap::new();
+    for i in servers.iter().filter(|i| matches!(i.state.as_str(), "stopped" | "stopping")) {
+        let addresses = api.addresses(&i.id).await.map_err(|e| ec2_error(e, None))?.len();
+        let cost = while_stopped(&api, &region, &i.volume_ids, addresses, &mut listed, &mut unreadable).await;
+        stopped.insert(i.id.clone(), cost);
+    }
     let now = jiff::Timestamp::now();
     if json {
-        let servers: Vec<_> = servers.iter().map(|i| server_json(i, now, &prices)).collect();
+        let servers: Vec<_> = servers
+            .iter()
+            .map(|i| {
+                let mut v = server_json(i, now, &prices);
+                v["cost_while_stopped"] = serde_json::json!(stopped.get(&i.id));
+                v
+            })
+            .collect();
         println!("{}", serde_json::to_string_pretty(&servers)?);
         return Ok(());
     }
@@ -545,7 +560,7 @@ pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
         println!("no managed servers in this region");
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = servers
+    let mut rows: Vec<Vec<String>> = servers
         .iter()
         .map(|i| {
             vec![
@@ -562,10 +577,34 @@ pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    let header =
-        ["NAME", "INSTANCE", "STATE", "TYPE", "PUBLIC IP", "LAUNCHED", "EXPIRES", "LEFT", "AUTOSTOP", "INSTANCE $/H"];
+    let mut header = vec![
+        "NAME",
+        "INSTANCE",
+        "STATE",
+        "TYPE",
+        "PUBLIC IP",
+        "LAUNCHED",
+        "EXPIRES",
+        "LEFT",
+        "AUTOSTOP",
+        "INSTANCE $/H",
+    ];
+    // What the stopped ones still cost: a column only when one is stopped.
+    if !stopped.is_empty() {
+        header.push("WHILE STOPPED");
+        for (row, i) in rows.iter_mut().zip(&servers) {
+            row.push(stopped.get(&i.id).map_or("-".into(), stopped_column));
+        }
+    }
     print!("{}", table(&header, &rows));
     println!("({})", prices.basis(&region));
+    if !stopped.is_empty() {
+        println!(
+            "(while stopped: no instance hours, but its volumes by the GB-month and its Elastic IPs at \
+             ${:.3}/h each; ~ from the table shipped with the tool; a TTL keeps counting)",
+            provision::cost::PUBLIC_IPV4_HOURLY
+        );
+    }
     Ok(())
 }
 
@@ -660,6 +699,187 @@ fn server_json(i: &Instance, now: jiff::Timestamp, prices: &InstancePrices) -> s
         "instance_hourly_usd": price.map(|(p, _)| p),
         "instance_price_source": price.map(|(_, source)| source),
     })
+}
+
+/// What a stopped server's volumes and Elastic IPs cost: each volume type's
+/// GB-month from AWS's price list (asked once per type, not again once it
+/// could not be read), else the shipped table.
+async fn while_stopped<A: Ec2Api + PriceListApi>(
+    api: &A,
+    region: &str,
+    volume_ids: &[String],
+    public_ipv4: usize,
+    listed: &mut std::collections::BTreeMap<String, f64>,
+    unreadable: &mut bool,
+) -> provision::cost::WhileStopped {
+    let volumes = api.volumes(volume_ids).await.unwrap_or_default();
+    for v in &volumes {
+        if *unreadable || listed.contains_key(&v.volume_type) {
+            continue;
+        }
+        match provision::cost::listed_gb_month(api, region, &v.volume_type).await {
+            Ok(Some(p)) => {
+                listed.insert(v.volume_type.clone(), p);
+            }
+            Ok(None) => {}
+            Err(_) => *unreadable = true,
+        }
+    }
+    provision::cost::while_stopped(&volumes, listed, public_ipv4)
+}
+
+/// `$0.115/h` from the price list, `~$0.115/h` from the table, `?` unknown.
+fn stopped_column(c: &provision::cost::WhileStopped) -> String {
+    match (c.hourly, c.volume_source) {
+        (Some(h), provision::cost::Source::PriceList) => format!("${h:.3}/h"),
+        (Some(h), provision::cost::Source::Table) => format!("~${h:.3}/h"),
+        (None, _) => "?".into(),
+    }
+}
+
+/// One line for a person: what a stopped server still costs, and why.
+fn stopped_line(c: &provision::cost::WhileStopped) -> String {
+    let volumes = c.volume_monthly.map_or("volumes ?".into(), |m| format!("volumes ${m:.2}/month"));
+    let addresses = match c.public_ipv4 {
+        0 => "no public IPv4 address kept".to_string(),
+        n => format!("{n} Elastic IP{} ${:.3}/h", if n == 1 { "" } else { "s" }, c.public_ipv4_hourly),
+    };
+    let total = c.hourly.map_or("not known".into(), |h| format!("about ${h:.3}/h, ${:.0}/month", h * 730.0));
+    format!("while stopped {total} ({volumes}; {addresses}; no instance hours); an estimate")
+}
+
+pub async fn stop(s: &StopSettings) -> anyhow::Result<()> {
+    let (api, region) = connect(&s.aws).await?;
+    let progress = Progress::new();
+    let report =
+        provision::stop(&api, &s.name, s.timeout, |l| progress.line(l)).await.map_err(|e| ec2_error(e, None))?;
+    let (mut listed, mut unreadable) = (Default::default(), false);
+    let cost =
+        while_stopped(&api, &region, &report.volume_ids, report.elastic_ips.len(), &mut listed, &mut unreadable).await;
+    if s.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["cost_while_stopped"] = serde_json::to_value(&cost)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    if report.already_stopped {
+        println!("{} ({}) is stopped already: nothing to do", s.name, report.instance_id);
+    } else {
+        println!("stopped {} ({}) in {:.1}s", s.name, report.instance_id, report.waited.as_secs_f64());
+    }
+    let mut kept = vec![format!("volume {}", report.volume_ids.join(", "))];
+    if !report.elastic_ips.is_empty() {
+        kept.push(format!("Elastic IP {}", report.elastic_ips.join(", ")));
+    }
+    if let Some(domain) = &report.domain {
+        kept.push(format!("DNS records of {domain}"));
+    }
+    println!("kept       {}", kept.join("; "));
+    println!("cost       {}", stopped_line(&cost));
+    if let Some(at) = &report.expires_at {
+        println!(
+            "expires    {at}: the TTL keeps counting while it is stopped; `ec2 destroy --expired` ends it then, \
+             stopped or not"
+        );
+    }
+    println!("start      image-provision ec2 start {}", s.name);
+    Ok(())
+}
+
+pub async fn start(s: StartSettings) -> anyhow::Result<()> {
+    let dir = state::server_dir(&s.name)?;
+    let json = s.server.json;
+    let (api, _) = connect(&s.aws).await?;
+    // A name no server has is said as such (exit 1) before anything else.
+    if api.find_instances(Some(&s.name)).await.map_err(|e| ec2_error(e, None))?.is_empty() {
+        return Err(ec2_error(provision::Error::NoServer(s.name.clone()), None));
+    }
+    // Checked before anything is started: verify needs the pinned host key.
+    if s.verify && !dir.join(state::KNOWN_HOSTS).is_file() {
+        return Err(UsageError::new(format!(
+            "{}: no known host key ({} is missing), so the started server could not be verified",
+            s.name,
+            dir.join(state::KNOWN_HOSTS).display()
+        ))
+        .hint(format!(
+            "pass --no-verify to start it without verifying, then check the key and verify with \
+             `image-provision verify --host USER@ADDRESS --accept-new-host-key`; or recreate the state with \
+             `image-provision ec2 create {}`",
+            s.name
+        ))
+        .into());
+    }
+    let progress = Progress::new();
+    let spinner = progress.spinner(format!(
+        "starting {}: waiting for it to run and answer SSH (time limit {} s, --ready-timeout)",
+        s.name,
+        s.ready_timeout.as_secs()
+    ));
+    let started = provision::start(&api, &s.name, s.ssh_addr, s.ready_timeout, |l| spinner.line(l)).await;
+    spinner.finish();
+    let started = started.map_err(|e| ec2_error(e, None))?;
+    let instance = &started.instance;
+    let ip = instance.public_ip.clone().unwrap_or_default();
+    // Without an Elastic IP the address is new: the DNS records made for
+    // NAME and the known_hosts line follow it (the host key stays pinned).
+    let dns = match &instance.domain {
+        Some(domain) => Some(
+            provision::dns::publish(&api, &s.name, domain, &ip, instance.ipv6_address.as_deref(), |l| progress.line(l))
+                .await
+                .map_err(|e| ec2_error(e, None))?,
+        ),
+        None => None,
+    };
+    let moved_from = state::move_known_host(&dir, &ip)?;
+    if let Some(old) = &moved_from {
+        progress.line(format!("known_hosts: the host key pinned for {old} is now pinned for {ip}"));
+    }
+    let mut summary = serde_json::json!({
+        "name": s.name,
+        "instance_id": instance.id,
+        "already_running": started.already_running,
+        "public_ip": ip,
+        "elastic_ip": started.elastic_ip.as_ref().map(|a| &a.public_ip),
+        "previous_public_ip": moved_from,
+        "dns": dns,
+        "time": {"to_running_seconds": secs(started.to_running), "to_ssh_seconds": secs(started.to_ssh)},
+    });
+    if !json {
+        match started.already_running {
+            true => println!("{} ({}) is running already", s.name, instance.id),
+            false => println!(
+                "started {} ({}): to running {:.1}s, to SSH {:.1}s",
+                s.name,
+                instance.id,
+                started.to_running.as_secs_f64(),
+                started.to_ssh.as_secs_f64()
+            ),
+        }
+        let how = match (&started.elastic_ip, &moved_from) {
+            (Some(_), _) => " (Elastic IP)".to_string(),
+            (None, Some(old)) => format!(" (new: it was {old})"),
+            (None, None) => String::new(),
+        };
+        println!("public IP  {ip}{how}");
+        if let Some(dns) = &dns {
+            println!("DNS        {}", dns_line(dns));
+        }
+    }
+    if !s.verify {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        return Ok(());
+    }
+    let (host, report) =
+        crate::verify_update::wait_until_healthy(&s.name, s.server, s.health_timeout, &progress).await?;
+    if json {
+        summary["verify"] = serde_json::to_value(&report)?;
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return crate::verify_update::verdict(&host, &report, None);
+    }
+    println!();
+    crate::verify_update::show(&host, &report, false, None, None)
 }
 
 fn confirm(question: &str) -> anyhow::Result<bool> {

@@ -151,6 +151,19 @@ pub fn ec2_hint(e: &Ec2Error, instance_type: Option<&str>) -> Option<String> {
             "start it again in the EC2 console, or remove it with `image-provision ec2 destroy NAME` and create it anew"
                 .into(),
         ),
+        Ec2Error::NoServer(_) => Some(
+            "check the name and the region (--region) with `image-provision ec2 list`; a server is created with \
+             `image-provision ec2 create NAME`"
+                .into(),
+        ),
+        Ec2Error::ManyInstances { .. } => Some(
+            "terminate the instances that should not be there in the EC2 console, or remove them all with \
+             `image-provision ec2 destroy NAME`"
+                .into(),
+        ),
+        Ec2Error::Ending { .. } => {
+            Some("it cannot be stopped or started any more: create the server anew with `ec2 create NAME`".into())
+        }
         _ => e.aws().and_then(|a| aws_hint(a, instance_type)),
     }
 }

@@ -91,6 +91,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Resolved::Create(s) => ec2::create(s).await,
         Resolved::List { aws, json } => ec2::list(&aws, json).await,
         Resolved::Destroy(s) => ec2::destroy(&s).await,
+        Resolved::Stop(s) => ec2::stop(&s).await,
+        Resolved::Start(s) => ec2::start(s).await,
         Resolved::Bootstrap(s) => bootstrap::run(s).await,
         Resolved::Verify(s) => verify_update::verify(s).await,
         Resolved::Update(s) => verify_update::update(s).await,

@@ -18,7 +18,7 @@ use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
 use crate::args::{
     AwsArgs, BootstrapArgs, Command, CreateArgs, DestroyArgs, Ec2Command, HostStepArgs, ImageProfile, ListArgs,
-    ServerArgs, Ubuntu, UpdateArgs,
+    ServerArgs, StartArgs, StopArgs, Ubuntu, UpdateArgs,
 };
 use crate::config::{ConfigFile, Ec2Config, HostConfig};
 use crate::errors::UsageError;
@@ -73,6 +73,8 @@ pub enum Resolved {
     Create(CreateSettings),
     List { aws: AwsOptions, json: bool },
     Destroy(DestroySettings),
+    Stop(StopSettings),
+    Start(StartSettings),
     Bootstrap(BootstrapSettings),
     Verify(ServerSettings),
     Update(UpdateSettings),
@@ -85,6 +87,8 @@ pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Resul
             Resolved::List { aws: aws_options(aws, &file.ec2, hooks)?, json: *json }
         }
         Command::Ec2(Ec2Command::Destroy(a)) => Resolved::Destroy(destroy(a, file, hooks)?),
+        Command::Ec2(Ec2Command::Stop(a)) => Resolved::Stop(stop(a, file, hooks)?),
+        Command::Ec2(Ec2Command::Start(a)) => Resolved::Start(start(a, file, hooks)?),
         Command::Bootstrap(a) => Resolved::Bootstrap(bootstrap(a, &file.host, hooks)?),
         Command::Verify(a) => Resolved::Verify(server(&a.server, file, hooks)?),
         Command::Update(a) => Resolved::Update(update(a, file, hooks)?),
@@ -626,6 +630,75 @@ fn destroy(a: &DestroyArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Dest
         yes: a.yes,
         dry_run: a.dry_run,
         json: a.json,
+    })
+}
+
+/// How long `ec2 stop` waits for the instance to stop, by default.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `ec2 stop`, resolved.
+#[derive(Debug, Clone)]
+pub struct StopSettings {
+    pub name: String,
+    pub aws: AwsOptions,
+    pub timeout: Duration,
+    pub json: bool,
+}
+
+fn stop(a: &StopArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<StopSettings, UsageError> {
+    check_name(&a.name)?;
+    Ok(StopSettings {
+        name: a.name.clone(),
+        aws: aws_options(&a.aws, &file.ec2, hooks)?,
+        timeout: duration_or("--stop-timeout", a.stop_timeout.as_ref(), DEFAULT_STOP_TIMEOUT)?,
+        json: a.json,
+    })
+}
+
+/// `ec2 start`, resolved: the server as verify reaches it by NAME.
+pub struct StartSettings {
+    pub name: String,
+    pub aws: AwsOptions,
+    pub ready_timeout: Duration,
+    pub health_timeout: Duration,
+    /// Wait for the stack and verify it (not --no-verify).
+    pub verify: bool,
+    pub server: ServerSettings,
+    /// Test-only: where SSH goes instead of the instance's address.
+    pub ssh_addr: Option<SocketAddr>,
+}
+
+fn start(a: &StartArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<StartSettings, UsageError> {
+    check_name(&a.name)?;
+    let as_verify = ServerArgs {
+        name: Some(a.name.clone()),
+        host: None,
+        identity: a.identity.clone(),
+        accept_new_host_key: false,
+        ssh_user: a.ssh_user.clone(),
+        aws: a.aws.clone(),
+        domain: a.domain.clone(),
+        base_dir: a.base_dir.clone(),
+        no_gpu: a.no_gpu,
+        no_stack: a.no_stack,
+        no_request: a.no_request,
+        json: a.json,
+    };
+    let server = server(&as_verify, file, hooks)?;
+    let ready_timeout = duration_or(
+        "--ready-timeout",
+        a.ready_timeout.as_ref().or(file.ec2.ready_timeout.as_ref()),
+        DEFAULT_READY_TIMEOUT,
+    )?;
+    let (_, health_timeout) = stack_timeouts(None, a.health_timeout.as_ref(), &file.host)?;
+    Ok(StartSettings {
+        name: a.name.clone(),
+        aws: aws_options(&a.aws, &file.ec2, hooks)?,
+        ready_timeout,
+        health_timeout,
+        verify: !a.no_verify,
+        server,
+        ssh_addr: hooks.ssh_addr,
     })
 }
 

@@ -200,9 +200,63 @@ pub fn write_known_hosts(dir: &Path, host: &str, public_openssh: &str) -> anyhow
     Ok(path)
 }
 
+/// The server's public address is now `ip` (a start without an Elastic IP
+/// gives it a new one): its known_hosts line moves to `ip`, keeping the key
+/// it pins, so the host key is still checked strictly. The first line keyed
+/// by an address is the server's (create writes it); lines for other hosts
+/// stay. Returns the address it moved from, when
+/// it moved one; nothing happens without a known_hosts file or a line keyed
+/// by an address.
+pub fn move_known_host(dir: &Path, ip: &str) -> anyhow::Result<Option<String>> {
+    let path = dir.join(KNOWN_HOSTS);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let by_address = |line: &str| {
+        let host = line.split_whitespace().next().unwrap_or_default();
+        host.parse::<std::net::IpAddr>().is_ok().then(|| host.to_owned())
+    };
+    let Some(old) = text.lines().find_map(by_address) else { return Ok(None) };
+    if old == ip {
+        return Ok(None);
+    }
+    let moved: String = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match by_address(l).filter(|host| *host == old) {
+            Some(host) => format!("{ip}{}\n", &l[host.len()..]),
+            None => format!("{l}\n"),
+        })
+        .collect();
+    // Two lines for one address with one key: keep one.
+    let mut seen = std::collections::HashSet::new();
+    let moved: String = moved.lines().filter(|l| seen.insert(l.to_string())).map(|l| format!("{l}\n")).collect();
+    fs::write(&path, moved).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(old))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_hosts_follow_the_address_with_the_same_key() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(move_known_host(dir.path(), "198.51.100.2").unwrap(), None, "no file: nothing to move");
+        write_known_hosts(dir.path(), "198.51.100.1", "ssh-ed25519 AAAAkey host").unwrap();
+        let path = dir.path().join(KNOWN_HOSTS);
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("[127.0.0.1]:2222 ssh-ed25519 AAAAkey\n10.0.0.1 ssh-ed25519 AAAAkey\n");
+        fs::write(&path, text).unwrap();
+        assert_eq!(move_known_host(dir.path(), "198.51.100.1").unwrap(), None, "same address");
+        assert_eq!(move_known_host(dir.path(), "198.51.100.2").unwrap().as_deref(), Some("198.51.100.1"));
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "198.51.100.2 ssh-ed25519 AAAAkey\n[127.0.0.1]:2222 ssh-ed25519 AAAAkey\n10.0.0.1 ssh-ed25519 AAAAkey\n"
+        );
+    }
 
     #[test]
     fn generated_key_is_private_and_reused() {

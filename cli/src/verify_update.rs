@@ -138,7 +138,13 @@ async fn read_report(session: &Session, o: &ReportOptions, mut log: Option<&mut 
 /// the report.
 type RollBack<'a> = (&'a str, &'a [String], Option<&'a str>);
 
-fn show(host: &str, r: &Report, json: bool, log: Option<&Path>, rolled_back: Option<RollBack>) -> anyhow::Result<()> {
+pub fn show(
+    host: &str,
+    r: &Report,
+    json: bool,
+    log: Option<&Path>,
+    rolled_back: Option<RollBack>,
+) -> anyhow::Result<()> {
     if json {
         let mut v = serde_json::to_value(r)?;
         v["host"] = serde_json::json!(host);
@@ -180,6 +186,11 @@ fn show(host: &str, r: &Report, json: bool, log: Option<&Path>, rolled_back: Opt
             println!("log: {}", log.display());
         }
     }
+    verdict(host, r, log)
+}
+
+/// Ok when healthy, else an error (exit 1) naming the failed checks.
+pub fn verdict(host: &str, r: &Report, log: Option<&Path>) -> anyhow::Result<()> {
     if r.healthy {
         return Ok(());
     }
@@ -473,4 +484,93 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         ),
     }
     .into())
+}
+
+/// Whether a failed connection may succeed if tried again: the host is not
+/// up yet, or its SSH server not yet ready. A host key or a login that is
+/// refused is an answer, not a delay.
+fn not_up_yet(e: &image_provision_remote::Error) -> bool {
+    use image_provision_remote::Error as E;
+    matches!(e, E::Connect { .. } | E::ConnectTimeout { .. } | E::Unreachable { .. } | E::Ssh { .. })
+}
+
+/// `ec2 start`'s last wait: the stack comes up by itself at boot (the unit
+/// image-provision-stack.service), so verify's facts are read again every
+/// few seconds until the server is healthy or `timeout` has passed; then
+/// the request that proves it, and verify's report (for [`show`]). The host key is checked
+/// strictly against the state directory's known_hosts, as verify does.
+pub async fn wait_until_healthy(
+    name: &str,
+    s: ServerSettings,
+    timeout: std::time::Duration,
+    progress: &Progress,
+) -> anyhow::Result<(String, Report)> {
+    let c = connection(s.server).await?;
+    let host = c.target.to_string();
+    let started = Instant::now();
+    let spinner = progress.spinner(format!(
+        "waiting for the stack, which image-provision-stack.service brings up at boot, to pass verify \
+         (time limit {} s, --health-timeout)",
+        timeout.as_secs()
+    ));
+    let then = format!(
+        "the server is running; look at `systemctl status image-provision-stack` and `docker compose ps` on it, \
+         then run `image-provision verify {name}` (or `image-provision update {name}` to bring the stack up again)"
+    );
+    let pause = std::time::Duration::from_secs(5);
+    let (session, report) = loop {
+        let opts =
+            ConnectOptions::new(c.target.clone(), &c.known_hosts).identity(c.identity.clone()).policy(c.policy.clone());
+        let late = started.elapsed() >= timeout;
+        let session = match Session::connect(opts).await {
+            Ok(session) => session,
+            Err(e) if not_up_yet(&e) && !late => {
+                spinner.line(format!("SSH not ready yet: {e}"));
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+            // A restarted instance offers the key it had: another key is
+            // another machine, or the key was never pinned here.
+            Err(e @ image_provision_remote::Error::HostKey(_)) => {
+                spinner.finish();
+                return Err(Failed {
+                    message: format!("cannot reach {host}: {e}"),
+                    hint: format!(
+                        "a started server offers the host key pinned in {} (the key is on its volume); \
+                         compare the fingerprints with its console output (EC2 console, Actions > Monitor > \
+                         Get system log) before trusting it; nothing was sent to it",
+                        c.known_hosts.display()
+                    ),
+                }
+                .into());
+            }
+            Err(e) => {
+                spinner.finish();
+                return Err(Failed::remote(format!("cannot reach {host}: {e}"), &e, &then).into());
+            }
+        };
+        match read_report(&session, &s.report, None).await {
+            Ok(r) if r.healthy || late => break (session, r),
+            Ok(r) => spinner.line(format!("not healthy yet: {}", r.failed.join(", "))),
+            Err(e) if late => {
+                spinner.finish();
+                let _ = session.close().await;
+                return Err(e.context(format!("the stack did not pass verify within {} s", timeout.as_secs())));
+            }
+            Err(e) => spinner.line(format!("reading the facts: {e}")),
+        }
+        let _ = session.close().await;
+        tokio::time::sleep(pause).await;
+    };
+    spinner.finish();
+    let waited = started.elapsed();
+    let report = with_request(&session, &s.report, report, settings::DEFAULT_HEALTH_TIMEOUT, progress, &mut None).await;
+    let _ = session.close().await;
+    if report.healthy {
+        progress.line(format!("the stack passed verify after {:.1}s", waited.as_secs_f64()));
+    } else {
+        progress
+            .line(format!("the stack did not pass verify within {} s (--health-timeout): {then}", timeout.as_secs()));
+    }
+    Ok((host, report))
 }

@@ -119,6 +119,16 @@ impl Instance {
     }
 }
 
+/// An EBS volume, as its price needs it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Volume {
+    pub id: String,
+    pub size_gib: i32,
+    pub volume_type: String,
+    pub iops: Option<i32>,
+    pub throughput_mibps: Option<i32>,
+}
+
 /// An Elastic IP.
 #[derive(Debug, Clone, Serialize)]
 pub struct Address {
@@ -223,6 +233,12 @@ pub trait Ec2Api {
     /// Make a shutdown from inside the instance stop it (EC2's default).
     async fn set_shutdown_stops(&self, instance_id: &str) -> Result<()>;
     async fn terminate_instance(&self, instance_id: &str) -> Result<()>;
+    /// StopInstances: the instance, its volumes and its Elastic IP stay.
+    async fn stop_instance(&self, instance_id: &str) -> Result<()>;
+    /// StartInstances, for a stopped instance.
+    async fn start_instance(&self, instance_id: &str) -> Result<()>;
+    /// The EBS volumes with these ids (those that exist).
+    async fn volumes(&self, volume_ids: &[String]) -> Result<Vec<Volume>>;
     /// Require IMDSv2 tokens with a hop limit of 1 on a running instance.
     async fn lock_instance_metadata(&self, instance_id: &str) -> Result<()>;
 

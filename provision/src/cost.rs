@@ -196,11 +196,62 @@ impl Estimate {
 /// gp3's provisioned throughput and IOPS above its baseline, a month (from
 /// the table: the price list prices them as separate products).
 fn above_baseline(asked: &Asked) -> f64 {
-    if asked.volume_type != "gp3" {
+    gp3_extra(asked.volume_type, asked.throughput, asked.iops)
+}
+
+fn gp3_extra(volume_type: &str, throughput: Option<i32>, iops: Option<i32>) -> f64 {
+    if volume_type != "gp3" {
         return 0.0;
     }
-    GP3_THROUGHPUT_MONTH * f64::from((asked.throughput.unwrap_or(125) - 125).max(0))
-        + GP3_IOPS_MONTH * f64::from((asked.iops.unwrap_or(3000) - 3000).max(0))
+    GP3_THROUGHPUT_MONTH * f64::from((throughput.unwrap_or(125) - 125).max(0))
+        + GP3_IOPS_MONTH * f64::from((iops.unwrap_or(3000) - 3000).max(0))
+}
+
+/// What a stopped server still costs: no instance hours, but its EBS
+/// volumes by the GB-month and its public IPv4 addresses (its Elastic IPs:
+/// AWS bills an address by the hour whether or not its instance runs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct WhileStopped {
+    /// All its volumes, a month; None when a volume's type has no price here.
+    pub volume_monthly: Option<f64>,
+    pub volume_source: Source,
+    /// How many public IPv4 addresses it keeps (Elastic IPs).
+    pub public_ipv4: usize,
+    pub public_ipv4_hourly: f64,
+    /// All of it, an hour.
+    pub hourly: Option<f64>,
+}
+
+/// What the `volumes` and `public_ipv4` addresses of a stopped server cost,
+/// each volume type at its price-list price a GB-month (`listed`) when
+/// known, else the table's.
+pub fn while_stopped(
+    volumes: &[crate::api::Volume],
+    listed: &std::collections::BTreeMap<String, f64>,
+    public_ipv4: usize,
+) -> WhileStopped {
+    let mut all_listed = !volumes.is_empty();
+    let monthly: Option<f64> = volumes
+        .iter()
+        .map(|v| {
+            let extra = gp3_extra(&v.volume_type, v.throughput_mibps, v.iops);
+            match listed.get(&v.volume_type) {
+                Some(per_gb) => Some(per_gb * f64::from(v.size_gib) + extra),
+                None => {
+                    all_listed = false;
+                    volume_monthly(&v.volume_type, v.size_gib, v.throughput_mibps, v.iops)
+                }
+            }
+        })
+        .sum();
+    let addresses = PUBLIC_IPV4_HOURLY * public_ipv4 as f64;
+    WhileStopped {
+        volume_monthly: monthly,
+        volume_source: if all_listed { Source::PriceList } else { Source::Table },
+        public_ipv4,
+        public_ipv4_hourly: addresses,
+        hourly: monthly.map(|m| m / HOURS_A_MONTH + addresses),
+    }
 }
 
 /// The price-list filters for a Linux, shared-tenancy, on-demand instance
@@ -258,7 +309,7 @@ pub async fn listed_hourly<A: PriceListApi>(
 
 /// A volume type's price a GB-month from AWS's price list, like
 /// [`listed_hourly`].
-async fn listed_gb_month<A: PriceListApi>(
+pub async fn listed_gb_month<A: PriceListApi>(
     api: &A,
     region: &str,
     volume_type: &str,
@@ -305,6 +356,33 @@ pub async fn estimate<A: Ec2Api + PriceListApi>(api: &A, region: &str, asked: &A
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stopped g5.xlarge's default 1000 GiB gp3 and its Elastic IP: the
+    /// volume by the GB-month, the address by the hour; listed prices win.
+    #[test]
+    fn a_stopped_server_costs_its_volumes_and_its_addresses() {
+        let gp3 = |size_gib, throughput_mibps| crate::api::Volume {
+            id: "vol-1".into(),
+            size_gib,
+            volume_type: "gp3".into(),
+            iops: Some(3000),
+            throughput_mibps,
+        };
+        let none = Default::default();
+        let c = while_stopped(&[gp3(1000, Some(125))], &none, 1);
+        assert_eq!((c.volume_monthly, c.volume_source, c.public_ipv4), (Some(80.0), Source::Table, 1));
+        assert!((c.hourly.unwrap() - (80.0 / 730.0 + 0.005)).abs() < 1e-9, "{c:?}");
+        // No Elastic IP: a stopped instance has no public address to pay for.
+        let c = while_stopped(&[gp3(100, Some(250))], &none, 0);
+        assert!((c.volume_monthly.unwrap() - (8.0 + 125.0 * 0.04)).abs() < 1e-9, "{c:?}");
+        assert_eq!(c.public_ipv4_hourly, 0.0);
+        let listed = [("gp3".to_string(), 0.1)].into_iter().collect();
+        let c = while_stopped(&[gp3(1000, None)], &listed, 2);
+        assert_eq!((c.volume_monthly, c.volume_source), (Some(100.0), Source::PriceList));
+        assert!((c.hourly.unwrap() - (100.0 / 730.0 + 0.01)).abs() < 1e-9, "{c:?}");
+        let odd = crate::api::Volume { volume_type: "io9".into(), ..gp3(10, None) };
+        assert_eq!(while_stopped(&[odd], &none, 0).hourly, None);
+    }
 
     fn asked(instance_type: &str) -> Asked<'_> {
         Asked { instance_type, spot: false, volume_type: "gp3", size_gib: 1000, throughput: None, iops: None }

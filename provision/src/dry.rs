@@ -309,6 +309,21 @@ impl Ec2Api for DryRunApi {
         Ok(())
     }
 
+    async fn stop_instance(&self, instance_id: &str) -> Result<()> {
+        self.call("StopInstances", json!({"InstanceIds": [instance_id]}));
+        Ok(())
+    }
+
+    async fn start_instance(&self, instance_id: &str) -> Result<()> {
+        self.call("StartInstances", json!({"InstanceIds": [instance_id]}));
+        Ok(())
+    }
+
+    async fn volumes(&self, volume_ids: &[String]) -> Result<Vec<Volume>> {
+        self.call("DescribeVolumes", json!({"VolumeIds": volume_ids}));
+        Ok(Vec::new())
+    }
+
     async fn lock_instance_metadata(&self, instance_id: &str) -> Result<()> {
         self.call(
             "ModifyInstanceMetadataOptions",

@@ -61,6 +61,15 @@ pub enum Error {
     #[error("instance {0} disappeared while waiting for it")]
     InstanceVanished(String),
 
+    #[error("no server named {0} exists in this region (no live instance tagged image-provision:name={0} and managed)")]
+    NoServer(String),
+
+    #[error("server {name} has more than one live instance ({}): image-provision acts on one only", ids.join(", "))]
+    ManyInstances { name: String, ids: Vec<String> },
+
+    #[error("instance {instance_id} is {state}: it is being (or was) terminated")]
+    Ending { instance_id: String, state: String },
+
     #[error("instance {instance_id} entered state {state} while waiting for it to run")]
     InstanceFailed { instance_id: String, state: String },
 }

@@ -1,6 +1,6 @@
 //! The EC2 half of image-provision: find the AMI, make the security group and
 //! key pair, launch the instance, give it an Elastic IP and its name in
-//! Route 53, wait for SSH, list and destroy managed servers.
+//! Route 53, wait for SSH, list, stop, start and destroy managed servers.
 //!
 //! Everything goes through the [`Ec2Api`] and [`Route53Api`] traits so that
 //! one flow serves both a real run ([`SdkApi`]) and `--dry-run`
@@ -18,6 +18,7 @@ mod error;
 mod poll;
 mod sdk;
 mod spec;
+mod stopstart;
 pub mod tags;
 
 pub use api::*;
@@ -28,6 +29,7 @@ pub use dry::DryRunApi;
 pub use error::{AwsError, Error, Result};
 pub use sdk::SdkApi;
 pub use spec::{BaseImage, CreateSpec, KeySource, UbuntuRelease, gpu_of};
+pub use stopstart::{StartReport, StopReport, start, stop};
 
 /// List managed servers, newest first.
 pub async fn list<A: Ec2Api>(api: &A) -> Result<Vec<Instance>> {

@@ -540,6 +540,40 @@ impl Ec2Api for SdkApi {
         Ok(())
     }
 
+    async fn stop_instance(&self, instance_id: &str) -> Result<()> {
+        self.client.stop_instances().instance_ids(instance_id).send().await.map_err(aws("StopInstances"))?;
+        Ok(())
+    }
+
+    async fn start_instance(&self, instance_id: &str) -> Result<()> {
+        self.client.start_instances().instance_ids(instance_id).send().await.map_err(aws("StartInstances"))?;
+        Ok(())
+    }
+
+    async fn volumes(&self, volume_ids: &[String]) -> Result<Vec<Volume>> {
+        if volume_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .describe_volumes()
+            .set_volume_ids(Some(volume_ids.to_vec()))
+            .send()
+            .await
+            .map_err(aws("DescribeVolumes"))?;
+        Ok(out
+            .volumes()
+            .iter()
+            .map(|v| Volume {
+                id: v.volume_id().unwrap_or_default().to_owned(),
+                size_gib: v.size().unwrap_or_default(),
+                volume_type: v.volume_type().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+                iops: v.iops(),
+                throughput_mibps: v.throughput(),
+            })
+            .collect())
+    }
+
     async fn lock_instance_metadata(&self, instance_id: &str) -> Result<()> {
         self.client
             .modify_instance_metadata_options()

@@ -69,6 +69,8 @@ fn base_args(path: &[String], host: &str) -> Vec<(&'static str, Vec<String>)> {
         ["ec2", "create"] => vec![("name", words(&["flags-test"])), ("no_bootstrap", words(&["--no-bootstrap"]))],
         ["ec2", "list"] => vec![],
         ["ec2", "destroy"] => vec![("name", words(&["flags-test"])), ("yes", words(&["--yes"]))],
+        ["ec2", "stop"] => vec![("name", words(&["flags-test"]))],
+        ["ec2", "start"] => vec![("name", words(&["flags-test"])), ("no_verify", words(&["--no-verify"]))],
         ["bootstrap"] => vec![("host", words(&["--host", host])), ("no_llm", words(&["--no-llm"]))],
         ["verify"] | ["update"] => vec![("host", words(&["--host", host]))],
         other => panic!("no base arguments for `{}`: add them to base_args", other.join(" ")),

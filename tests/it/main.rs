@@ -28,6 +28,8 @@ mod ec2_lifecycle;
 /// Touch only what is ours: tags from others, foreign addresses, narrowing,
 /// DNS ownership, secure instance defaults, against moto.
 mod ec2_ours;
+/// `ec2 stop | start` against moto: what is kept, what follows a new address.
+mod ec2_stopstart;
 /// --env-file files read as the real compose reads them, case by case.
 mod env_files;
 /// Hostile values for every value-taking flag of every subcommand: exit 2
