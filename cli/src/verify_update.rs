@@ -60,7 +60,7 @@ async fn connection(server: Server) -> anyhow::Result<Connection> {
             .hint(format!("use `--host USER@ADDRESS --accept-new-host-key` after checking the key, or recreate the state with `image-provision ec2 create {name}`"))
             .into());
     }
-    let (api, _) = crate::ec2::connect(&aws).await?;
+    let (api, _) = image_provision_provision::connect(&aws).await?;
     let found = api.find_instances(Some(&name)).await.map_err(|e| ec2_error(e, None))?;
     let Some(instance) = found.iter().find(|i| i.state == "running" && i.public_ip.is_some()) else {
         return Err(Failed {
