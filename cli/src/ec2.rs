@@ -563,16 +563,18 @@ pub async fn list(aws: &AwsOptions, json: bool) -> anyhow::Result<()> {
     let mut rows: Vec<Vec<String>> = servers
         .iter()
         .map(|i| {
+            // Tags are anyone's with the account's rights: what they hold
+            // reaches the terminal with its control characters escaped.
             vec![
-                i.name.clone(),
+                for_terminal(&i.name),
                 i.id.clone(),
                 i.state.clone(),
                 i.instance_type.clone(),
                 i.public_ip.clone().unwrap_or_else(|| "-".into()),
                 i.launch_time.clone().unwrap_or_else(|| "-".into()),
-                i.expires_at.clone().unwrap_or_else(|| "-".into()),
+                i.expires_at.as_deref().map_or_else(|| "-".into(), for_terminal),
                 time_left(i.seconds_left(now)),
-                i.autostop.clone().filter(|_| i.stops_when_idle()).unwrap_or_else(|| "-".into()),
+                i.autostop.as_deref().filter(|_| i.stops_when_idle()).map_or_else(|| "-".into(), for_terminal),
                 prices.column(&i.instance_type),
             ]
         })
@@ -682,6 +684,14 @@ fn time_left(seconds_left: Option<i64>) -> String {
         (0, _) => format!("{hours}h {minutes}m"),
         _ => format!("{days}d {hours}h"),
     }
+}
+
+/// `text` with each control character (an escape sequence's ESC, a
+/// newline, a carriage return) written as Rust escapes it (`\u{1b}`,
+/// `\n`), so a value from a tag cannot move the cursor, recolour or
+/// rewrite the terminal's lines.
+fn for_terminal(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 fn server_json(i: &Instance, now: jiff::Timestamp, prices: &InstancePrices) -> serde_json::Value {
@@ -1011,6 +1021,16 @@ async fn run_destroy<A: Ec2Api + Route53Api>(api: &A, args: &DestroySettings, as
 
 #[cfg(test)]
 mod tests {
+
+    /// A tag's value cannot drive the terminal: control characters come
+    /// out escaped, everything else (non-ASCII too) as it is.
+    #[test]
+    fn tag_values_reach_the_terminal_escaped() {
+        assert_eq!(for_terminal("demo"), "demo");
+        assert_eq!(for_terminal("d\u{e9}mo-\u{4e2d}"), "d\u{e9}mo-\u{4e2d}");
+        assert_eq!(for_terminal("\u{1b}[2J\u{1b}[31mowned\r\nx"), "\\u{1b}[2J\\u{1b}[31mowned\\r\\nx");
+        assert_eq!(for_terminal("a\tb\u{7f}"), "a\\tb\\u{7f}");
+    }
     use super::*;
 
     /// The user data of a server with an expiry arms its power-off with the

@@ -65,6 +65,28 @@ fn instance_of(client: &aws_sdk_ec2::Client, name: &str) -> aws_sdk_ec2::types::
 /// are reported and left alone: their instances keep running and no
 /// directory is removed; a name that is valid but collides with the state
 /// directory's own contents (`logs`) reaches only its own server directory.
+/// EC2 takes any character in a tag that its XML can carry: `ec2 list`
+/// shows a name and an expiry holding a carriage return, a line break and
+/// an 8-bit CSI (a one-character escape sequence to many terminals) escaped,
+/// never as themselves: no row faked, no line overwritten.
+#[test]
+fn ec2_list_shows_tag_values_with_control_characters_escaped() {
+    let env = Ec2Env::start(BIN);
+    launch_tagged(
+        &env,
+        &[
+            tag("image-provision:managed", "true"),
+            tag("image-provision:name", "\u{9b}2Jevil\r\nfake row"),
+            tag("image-provision:expires-at", "2099-01-01T00:00:00Z\u{9b}0m"),
+        ],
+    );
+    let out = env.run(&["ec2", "list"]);
+    let text = ok(&out);
+    assert!(!text.contains('\u{9b}') && !text.contains('\r'), "{text:?}");
+    assert!(text.contains("\\u{9b}2Jevil\\r\\nfake row"), "{text}");
+    assert!(!text.lines().any(|l| l.starts_with("fake row")), "{text}");
+}
+
 #[test]
 fn expired_instances_with_hostile_name_tags_are_left_alone_and_no_directory_outside_its_own_goes() {
     let env = Ec2Env::start(BIN);
