@@ -633,17 +633,7 @@ mod tests {
         text.push_str(&format!("layout.healthcheck_log_dir={}\n", img.healthcheck_log_dir()));
         let llm = img.config_path("llm.env");
         let converged = format!("{text}file.{llm}={} 600 ubuntu\n", sha256_hex(&img.env_files[0].1));
-        let plan_of = |text: &str| {
-            let raw = RawFacts::parse(text);
-            plan(
-                Some("998"),
-                "ubuntu",
-                &LayoutFacts::parse(&raw),
-                &FileFacts::parse(&raw),
-                &SiteServices::default(),
-                &img,
-            )
-        };
+        let plan_of = |text: &str| plan_from(&img, text);
         assert!(matches!(plan_of(&converged), Plan::Ok(_)));
         let stale = format!("{text}file.{llm}=0000 600 ubuntu\n");
         match plan_of(&stale) {
@@ -682,6 +672,13 @@ mod tests {
     }
 
     /// A converged layout's facts for `img`, but config/healthcheck.env's.
+    /// The plan for `img` on a host with the facts `text` (the docker
+    /// group 998, the login user ubuntu, no services known).
+    fn plan_from(img: &ImageConfig, text: &str) -> Plan {
+        let raw = RawFacts::parse(text);
+        plan(Some("998"), "ubuntu", &LayoutFacts::parse(&raw), &FileFacts::parse(&raw), &SiteServices::default(), img)
+    }
+
     fn converged_but_healthcheck(img: &ImageConfig) -> String {
         let base = &img.base_dir;
         let mut text = format!(
@@ -723,17 +720,7 @@ mod tests {
                 converged_but_healthcheck(&img)
             )
         };
-        let plan_of = |img: &ImageConfig, text: &str| {
-            let raw = RawFacts::parse(text);
-            plan(
-                Some("998"),
-                "ubuntu",
-                &LayoutFacts::parse(&raw),
-                &FileFacts::parse(&raw),
-                &SiteServices::default(),
-                img,
-            )
-        };
+        let plan_of = plan_from;
         let kept = facts(&sha256_hex(&on_host), "600", &log_dir);
         assert!(matches!(plan_of(&img, &kept), Plan::Ok(_)), "{:?}", plan_of(&img, &kept));
         for (what, text) in [
@@ -793,17 +780,7 @@ mod tests {
         let with_file = format!("{converged}file.{REPO_CREDENTIALS}={} 600 root\n", sha256_hex(&line));
         let with_helpers =
             format!("{with_file}layout.credential_helper={helper}\nlayout.schemas_credential_helper={helper}\n");
-        let plan_of = |img: &ImageConfig, text: &str| {
-            let raw = RawFacts::parse(text);
-            plan(
-                Some("998"),
-                "ubuntu",
-                &LayoutFacts::parse(&raw),
-                &FileFacts::parse(&raw),
-                &SiteServices::default(),
-                img,
-            )
-        };
+        let plan_of = plan_from;
         let shown = |plan: Plan| match plan {
             Plan::Act { why, actions } => (why, actions.iter().map(|a| a.describe(false)).collect::<Vec<_>>()),
             other => panic!("{other:?}"),
@@ -909,17 +886,7 @@ mod tests {
              file.{base}/config=link {base}/IMAGE-server/config\nfile.{base}/bin=link {base}/IMAGE-server/scripts\n",
             img.repo_url
         );
-        let plan_of = |text: &str| {
-            let raw = RawFacts::parse(text);
-            plan(
-                Some("998"),
-                "ubuntu",
-                &LayoutFacts::parse(&raw),
-                &FileFacts::parse(&raw),
-                &SiteServices::default(),
-                &img,
-            )
-        };
+        let plan_of = |text: &str| plan_from(&img, text);
         let dir = backup_dir();
         let Plan::Act { why, actions } = plan_of(&own) else { panic!() };
         assert!(
