@@ -29,7 +29,20 @@ import argparse
 import json
 import os
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+LOG_LOCK = threading.Lock()
+
+
+def log(line):
+    """One locked write per line: print() writes the text and its newline
+    apart, so two request threads logging at once could splice their lines
+    (a test reads this log line by line)."""
+    with LOG_LOCK:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
 
 
 def vllm_options(argv):
@@ -47,7 +60,7 @@ def vllm_options(argv):
     key = os.environ.get("VLLM_API_KEY", "")
     if not key:
         p.error("VLLM_API_KEY is not set (image-provision's compose file always sets it)")
-    print("vllm (test stand-in): " + " ".join(argv), file=sys.stderr, flush=True)
+    log("vllm (test stand-in): " + " ".join(argv))
     return o.host, o.port, key, [o.served_model_name or o.model]
 
 
@@ -82,7 +95,7 @@ def main():
                 return self.answer(200, {})
             auth = self.auth()
             known = self.path.rstrip("/") == "/v1/models"
-            print(f"GET {self.path} auth={auth}{'' if known else ' unknown'}", file=sys.stderr, flush=True)
+            log(f"GET {self.path} auth={auth}{'' if known else ' unknown'}")
             if not known:
                 self.answer(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             elif auth != "ok":
@@ -98,17 +111,15 @@ def main():
             except ValueError:
                 body = None
             if self.path.rstrip("/") != "/v1/chat/completions" or not isinstance(body, dict):
-                print(f"POST {self.path} auth={auth} unknown", file=sys.stderr, flush=True)
+                log(f"POST {self.path} auth={auth} unknown")
                 return self.answer(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             model = body.get("model")
             content = (body.get("messages") or [{}])[-1].get("content")
             image = isinstance(content, list) and any(part.get("type") == "image_url" for part in content)
             wants_json = (body.get("response_format") or {}).get("type") == "json_schema"
-            print(
+            log(
                 f"POST /v1/chat/completions auth={auth} model={model} image={'yes' if image else 'no'} "
-                f"json={'yes' if wants_json else 'no'}",
-                file=sys.stderr,
-                flush=True,
+                f"json={'yes' if wants_json else 'no'}"
             )
             if auth != "ok":
                 return self.answer(401, {"error": {"message": "invalid API key", "type": "invalid_request_error"}})

@@ -60,8 +60,15 @@ UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 GRAPHIC = re.compile(r"^data:image/[^;]+;base64,[a-zA-Z0-9+/=]+$")
 
 
+LOG_LOCK = threading.Lock()
+
+
 def log(msg):
-    print(f"{SERVICE} (test stand-in): {msg}", file=sys.stderr, flush=True)
+    # One locked write per line: print() writes the text and its newline
+    # apart, so two request threads logging at once could splice their lines.
+    with LOG_LOCK:
+        sys.stderr.write(f"{SERVICE} (test stand-in): {msg}\n")
+        sys.stderr.flush()
 
 
 def request_errors(req):
