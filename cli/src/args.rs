@@ -277,7 +277,7 @@ pub struct HostStepArgs {
     /// (AZURE_API_KEY and FREEOCR_API_KEY, for the test profile's OCR:
     /// without them it is not started), healthcheck.env
     /// (SLACK_WEBHOOK_URL); hf.env (HF_TOKEN) goes to
-    /// vLLM with --llm local. One not given keeps what the server has (or
+    /// vLLM's config/vllm.env with --llm local. One not given keeps what the server has (or
     /// is created empty); NAME= (no path) empties it on the server
     #[arg(long = "env-file", value_name = "NAME=PATH")]
     pub env_file: Vec<String>,
@@ -290,18 +290,20 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_NO_LLM", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_llm: bool,
 
-    /// `local`: run the vision LLM on this server's GPU (vLLM, sized to the
-    /// GPU's memory), instead of --env-file llm.env or --no-llm
-    #[arg(long, value_name = "local")]
+    /// `local`: run the vision LLM on this server's GPU with vLLM;
+    /// `ollama`: with Ollama; either sized to the GPU's memory, instead of
+    /// --env-file llm.env or --no-llm
+    #[arg(long, value_name = "local|ollama")]
     pub llm: Option<String>,
 
-    /// With --llm local: the model [default: the largest that fits beside
+    /// With --llm local or ollama: the model (a Hugging Face id for vLLM, an
+    /// Ollama name for Ollama) [default: the largest that fits beside
     /// IMAGE's own GPU services]
     #[arg(long, value_name = "MODEL")]
     pub llm_model: Option<String>,
 
-    /// With --llm local: how long its first start may take (the weights'
-    /// download) [default: 60m]
+    /// With --llm local or ollama: how long its first start may take (the
+    /// weights' download, Ollama's pull) [default: 60m]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub llm_timeout: Option<String>,
 

@@ -514,13 +514,14 @@ async fn estimate<A: Ec2Api + PriceListApi>(
     provision::cost::estimate(api, region, &asked).await
 }
 
-/// With --llm local on a GPU under 40 GiB: the LLM shares it with IMAGE's
+/// With a local LLM (--llm local or ollama) on a GPU under 40 GiB: the LLM shares it with IMAGE's
 /// own GPU services, so only a small model fits; where more room is.
 fn local_llm_note(s: &CreateSettings) -> Option<String> {
     use image_provision_playbooks::settings::Llm;
     let img = s.steps.image.as_ref().filter(|i| i.llm == Llm::Local)?;
     let (gpu, gib) = provision::gpu_of(&s.instance_type)?;
-    let sizing = image_provision_playbooks::steps::llm::size(gib, img.local_llm.model.as_deref()).ok()?;
+    let spec = image_provision_playbooks::steps::llm::spec(img.local_llm.runtime);
+    let sizing = image_provision_playbooks::steps::llm::size(spec, gib, img.local_llm.model.as_deref()).ok()?;
     (gib < 40.0).then(|| {
         format!(
             "the local LLM shares the {}'s {gpu} with IMAGE's GPU services: {}. For a larger model: g6e.xlarge \

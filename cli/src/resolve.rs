@@ -572,8 +572,9 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     if let Some(img) = steps.image.as_ref().filter(|i| i.llm == Llm::Local)
         && let Some((gpu, gib)) = image_provision_provision::gpu_of(&instance_type)
     {
-        image_provision_playbooks::steps::llm::size(gib, img.local_llm.model.as_deref()).map_err(|e| {
-            UsageError::new(format!("--llm local on a {instance_type} ({gpu}): {e}"))
+        let spec = image_provision_playbooks::steps::llm::spec(img.local_llm.runtime);
+        image_provision_playbooks::steps::llm::size(spec, gib, img.local_llm.model.as_deref()).map_err(|e| {
+            UsageError::new(format!("a local LLM ({}) on a {instance_type} ({gpu}): {e}", spec.name))
                 .hint(image_provision_playbooks::steps::llm::TOO_SMALL_HINT)
         })?;
     }
@@ -948,27 +949,32 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
     // exit at start-up without one, so a stack brought up without a choice
     // never gets healthy.
     let has_llm = env_files.iter().any(|(n, _)| n == "llm.env");
-    let local = match a.llm.as_ref().or(f.llm.as_ref()).map(String::as_str) {
-        None => false,
-        Some("local") => true,
+    let runtime = match a.llm.as_ref().or(f.llm.as_ref()).map(String::as_str) {
+        None => None,
+        Some("local") => Some(settings::Runtime::Vllm),
+        Some("ollama") => Some(settings::Runtime::Ollama),
         Some(other) => {
-            return Err(UsageError::new(format!("--llm {} is not a choice", shown(other)))
-                .hint("--llm local runs the LLM on this server; an LLM elsewhere is --env-file llm.env=PATH"));
+            return Err(UsageError::new(format!("--llm {} is not a choice", shown(other))).hint(
+                "--llm local runs the LLM on this server with vLLM, --llm ollama with Ollama; an LLM elsewhere is --env-file llm.env=PATH",
+            ));
         }
     };
+    let local = runtime.is_some();
     let choices = [has_llm, on(a.no_llm, f.no_llm), local];
     if choices.iter().filter(|c| **c).count() > 1 {
-        return Err(UsageError::new("more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local)")
-            .hint("give one: --env-file llm.env=PATH to use that LLM, --llm local to run one here, or --no-llm to run without one"));
+        return Err(UsageError::new("more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local|ollama)")
+            .hint("give one: --env-file llm.env=PATH to use that LLM, --llm local or --llm ollama to run one here, or --no-llm to run without one"));
     }
     if !local && (a.llm_model.is_some() || f.llm_model.is_some()) {
-        return Err(UsageError::new("--llm-model is for --llm local").hint("add --llm local, or leave --llm-model out"));
+        return Err(UsageError::new("--llm-model is for --llm local or --llm ollama")
+            .hint("add --llm local (vLLM) or --llm ollama, or leave --llm-model out"));
     }
-    if !local && env_files.iter().any(|(n, _)| n == "hf.env") {
+    if runtime != Some(settings::Runtime::Vllm) && env_files.iter().any(|(n, _)| n == "hf.env") {
         return Err(UsageError::new("--env-file hf.env is for --llm local (vLLM's Hugging Face token)")
-            .hint("add --llm local, or leave hf.env out"));
+            .hint("add --llm local, or leave hf.env out (Ollama pulls from its own library, with no token)"));
     }
     let local_llm = settings::LocalLlm {
+        runtime: runtime.unwrap_or_default(),
         model: a.llm_model.clone().or(f.llm_model.clone()),
         timeout: duration_or(
             "--llm-timeout",
@@ -977,13 +983,13 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         )?,
     };
     if let Some(model) = &local_llm.model {
-        if model.len() > 128 || !model.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
-            return Err(UsageError::new(format!("--llm-model {} is not a model id", shown(model))).hint(
-                "a Hugging Face model id such as Qwen/Qwen2.5-VL-3B-Instruct (README.md, \"Local LLM\", lists them)",
-            ));
+        let spec = image_provision_playbooks::steps::llm::spec(local_llm.runtime);
+        if model.len() > 128 || !model.chars().all(|c| c.is_ascii_alphanumeric() || "/._:-".contains(c)) {
+            return Err(UsageError::new(format!("--llm-model {} is not a model id", shown(model)))
+                .hint(format!("{} (docs/local-llm.md lists them)", spec.model_example)));
         }
         // Known here, so a typo stops before anything is installed.
-        image_provision_playbooks::steps::llm::size(f64::MAX, Some(model))
+        image_provision_playbooks::steps::llm::size(spec, f64::MAX, Some(model))
             .map_err(|e| UsageError::new(e).hint(image_provision_playbooks::steps::llm::TOO_SMALL_HINT))?;
     }
     let llm = match (has_llm, on(a.no_llm, f.no_llm)) {
@@ -1437,8 +1443,19 @@ mod tests {
         std::fs::write(&hf, "HF_TOKEN=hf_x\n").unwrap();
         let hf_file = vec![format!("hf.env={}", hf.display())];
         assert_eq!(choice(HostStepArgs { env_file: hf_file.clone(), ..local(None) }, true).unwrap(), Llm::Local);
-        let hf_alone = HostStepArgs { env_file: hf_file, no_llm: true, ..Default::default() };
+        let hf_alone = HostStepArgs { env_file: hf_file.clone(), no_llm: true, ..Default::default() };
         assert!(choice(hf_alone, true).unwrap_err().message.contains("hf.env is for --llm local"));
+        // --llm ollama: the same choice with Ollama's runtime and its own
+        // model names (a Hugging Face id is not one); no Hugging Face token.
+        let ollama = |model: Option<&str>| HostStepArgs { llm: Some("ollama".into()), ..local(model) };
+        let cfg = host_steps(&ollama(Some("qwen2.5vl:3b")), &none, &hooks(), true).unwrap().image.unwrap();
+        assert_eq!((cfg.llm, cfg.local_llm.runtime), (Llm::Local, settings::Runtime::Ollama));
+        assert_eq!(cfg.local_llm.model.as_deref(), Some("qwen2.5vl:3b"));
+        let vllm_id = choice(ollama(Some("Qwen/Qwen2.5-VL-3B-Instruct")), true).unwrap_err();
+        assert!(vllm_id.message.contains("not one whose size is known here for Ollama"), "{vllm_id}");
+        assert!(choice(ollama(Some("qwen2.5vl 3b")), true).unwrap_err().hint.unwrap().contains("qwen2.5vl:3b"));
+        let hf_ollama = HostStepArgs { env_file: hf_file, ..ollama(None) };
+        assert!(choice(hf_ollama, true).unwrap_err().message.contains("hf.env is for --llm local"));
         assert_eq!(choice(HostStepArgs::default(), false).unwrap(), Llm::Without, "not running now");
         let no_stack = HostStepArgs { no_stack: true, ..Default::default() };
         assert!(host_steps(&no_stack, &none, &hooks(), true).unwrap().image.is_none());
@@ -1642,6 +1659,20 @@ mod tests {
         assert!(err.message.contains("g4dn.xlarge (NVIDIA T4)") && err.message.contains("GiB left"), "{err}");
         assert!(create_with(&local("g5.xlarge"), &ConfigFile::default()).is_ok());
         assert!(create_with(&local("g6e.xlarge"), &ConfigFile::default()).is_ok());
+        // Ollama's 4-bit 3B fits a T4 beside IMAGE; its 32B does not fit an A10G.
+        let ollama = |itype: &'static str, model: &'static str| {
+            move |a: &mut CreateArgs| {
+                local(itype)(a);
+                a.steps.llm = Some("ollama".into());
+                a.steps.llm_model = Some(model.into());
+            }
+        };
+        assert!(create_with(&ollama("g4dn.xlarge", "qwen2.5vl:3b"), &ConfigFile::default()).is_ok());
+        let err = create_with(&ollama("g5.xlarge", "qwen2.5vl:32b"), &ConfigFile::default()).unwrap_err();
+        assert!(
+            err.message.contains("a local LLM (Ollama) on a g5.xlarge") && err.message.contains("needs 29.1 GiB"),
+            "{err}"
+        );
     }
 
     #[test]

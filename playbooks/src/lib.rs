@@ -35,7 +35,7 @@
 //!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
 //!     layout/           the IMAGE working directory: clone (a private repository's credentials in a
 //!                       root-only file its git config names), links, .env, config/*.env (the operator
-//!                       scripts' too; one not given kept as the server has it, healthcheck-env.sh),
+//!                       scripts' too; one not given kept as the server has it, keep-env-lines.sh),
 //!                       the site override (map servers, test profile, --no-llm, the domain's
 //!                       routes, services off for want of their keys: keys.rs); templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh

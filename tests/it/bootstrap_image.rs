@@ -626,7 +626,7 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
         ),
         (
             vec!["--env-file".into(), format!("llm.env={good_llm}"), "--no-llm".into()],
-            vec!["more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local)".into()],
+            vec!["more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local|ollama)".into()],
         ),
         (
             vec!["--env-file".into(), "llm.env=/no/such/llm.env".into()],
