@@ -1015,8 +1015,15 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     }
     let shown = format!("{}{}{}", stdout(&first), stderr(&first), log_file(&first));
     assert!(!shown.contains(&token), "the Hugging Face token was shown");
-    assert_eq!(host.sh_ok("stat -c '%a %U' /var/docker/llm/hf.env").trim(), "600 root");
-    assert_eq!(text(&host, "/var/docker/llm/hf.env"), format!("HF_TOKEN={token}\n"));
+    // Its settings and the token in config/vllm.env, the login user's
+    // 0600 like every config/*.env, read by the compose project (the
+    // command line above came from it).
+    let vllm_env_path = format!("{BASE}/IMAGE-server/config/vllm.env");
+    assert_eq!(host.sh_ok(&format!("stat -c '%a %U' {vllm_env_path}")).trim(), format!("600 {}", host.default_user()));
+    let vllm_settings = text(&host, &vllm_env_path);
+    assert!(vllm_settings.contains("\nGPU_MEMORY_UTILIZATION=0.64\n"), "{vllm_settings}");
+    assert!(vllm_settings.ends_with(&format!("\nHF_TOKEN={token}\n")), "{vllm_settings}");
+    assert_eq!(host.sh_ok("readlink /var/docker/llm/.env").trim(), vllm_env_path);
     let vllm_env = host.sh_ok("docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' vllm");
     assert!(vllm_env.lines().any(|l| l == format!("HF_TOKEN={token}")), "vLLM does not have the token");
     assert!(!host.exists(&format!("{BASE}/IMAGE-server/config/hf.env")), "hf.env is vLLM's, not the stack's");
@@ -1060,7 +1067,7 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
         let want = if step == "traefik" { "skipped" } else { "ok" };
         assert_eq!(outcome, want, "step {step} on the re-run without hf.env:\n{}", stdout(&kept));
     }
-    assert_eq!(text(&host, "/var/docker/llm/hf.env"), format!("HF_TOKEN={token}\n"));
+    assert_eq!(text(&host, &vllm_env_path), vllm_settings, "the token kept");
     assert_eq!(host.sh_ok("docker inspect -f '{{.State.StartedAt}}' vllm"), vllm_started, "vLLM restarted");
     assert_eq!(cli::imageups(&host), imageups, "a re-run without hf.env ran imageup");
 
@@ -1092,4 +1099,107 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     let err = stderr(&small);
     assert!(err.contains("no vision model fits") && err.contains("this GPU has 15.0 GiB"), "{err}");
     assert!(cli::diff(&before, &snapshot(&host)).is_empty(), "the refused run changed something");
+}
+
+/// `--llm ollama` on a booted host: Ollama's compose project in
+/// /var/docker/ollama (the test registry's stand-in for Ollama's image,
+/// which serves Ollama's pull API and its OpenAI-compatible one), its
+/// settings in config/ollama.env, the model sized to the GPU pulled through
+/// the API with its progress in the log and loaded before the stack starts,
+/// llm.env pointing at its /v1 with the placeholder key, the same
+/// end-to-end request answered by the LLM services, only the host and the
+/// llm network reaching it, and a converged re-run that pulls nothing.
+#[test]
+fn ollama_sized_pulled_and_wired_into_the_stack_then_converged() {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let state = state_for(&host);
+    let args = ["--llm", "ollama", "--imageup-timeout", "3m", "--llm-timeout", "2m"];
+    let first = bootstrap(&host, state.path(), &args);
+    assert!(first.status.success(), "bootstrap --llm ollama failed");
+    let llm_line = step_line(&first, "llm");
+    assert!(llm_line.contains("changed") && llm_line.contains("qwen2.5vl:7b"), "{llm_line}");
+
+    let compose = yaml(&host, "/var/docker/ollama/docker-compose.yml");
+    let ollama = &compose["services"]["ollama"];
+    assert_eq!(ollama["image"].as_str(), Some("ollama/ollama:0.32.15"));
+    assert_eq!(ollama["container_name"].as_str(), Some("ollama"));
+    assert_eq!(ollama["deploy"]["resources"]["reservations"]["devices"][0]["driver"].as_str(), Some("nvidia"));
+    assert_eq!(strings(&ollama["networks"]), ["llm"]);
+    assert_eq!(strings(&ollama["volumes"]), ["models:/root/.ollama"]);
+    // Published on the host's loopback only.
+    assert_eq!(host.sh_ok("docker port ollama").trim(), "11434/tcp -> 127.0.0.1:11434");
+    // Its settings: the login user's 0600 file, in the container's
+    // environment through the project's .env link.
+    let settings_path = format!("{BASE}/IMAGE-server/config/ollama.env");
+    assert_eq!(host.sh_ok(&format!("stat -c '%a %U' {settings_path}")).trim(), format!("600 {}", host.default_user()));
+    assert_eq!(host.sh_ok("readlink /var/docker/ollama/.env").trim(), settings_path);
+    let env = host.sh_ok("docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' ollama");
+    for want in ["OLLAMA_CONTEXT_LENGTH=32768", "OLLAMA_KEEP_ALIVE=-1", "MODEL=qwen2.5vl:7b"] {
+        assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
+    }
+    let llm_env = text(&host, &format!("{BASE}/config/llm.env"));
+    assert_eq!(
+        llm_env.lines().collect::<Vec<_>>(),
+        ["LLM_URL=http://ollama:11434/v1", "LLM_API_KEY=ollama", "LLM_MODEL=qwen2.5vl:7b"]
+    );
+    assert!(!host.exists("/var/docker/ollama/key.env") && !host.exists("/var/docker/llm"), "no vLLM here");
+
+    // Pulled through the API (its progress in the run's log), loaded, and
+    // only then the stack: the load comes before the orchestrator was made.
+    let log = log_file(&first);
+    assert!(
+        log.contains("pulling qwen2.5vl:7b") && log.contains("pulling manifest") && log.contains("100% of"),
+        "{log}"
+    );
+    let ollama_log = host.sh_ok("docker logs -t ollama 2>&1");
+    assert!(ollama_log.contains("serve OLLAMA_CONTEXT_LENGTH=32768"), "{ollama_log}");
+    let loaded = ollama_log
+        .lines()
+        .find(|l| l.contains("POST /api/generate model=qwen2.5vl:7b prompt=no"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no load in\n{ollama_log}"))
+        .parse::<jiff::Timestamp>()
+        .unwrap();
+    let created: jiff::Timestamp =
+        host.sh_ok("docker inspect -f '{{.Created}}' $(docker ps -aqf name=orchestrator)").trim().parse().unwrap();
+    assert!(loaded < created, "loaded at {loaded}, orchestrator created at {created}");
+    // The LLM services' requests: the categoriser's JSON schema, the
+    // graphic as a data URL (Ollama takes no other), both answered.
+    assert!(
+        ollama_log.contains("POST /v1/chat/completions auth=unchecked model=qwen2.5vl:7b image=yes json=yes"),
+        "{ollama_log}"
+    );
+    assert!(!ollama_log.contains(" unknown"), "{ollama_log}");
+    let health = step_line(&first, "health");
+    assert!(health.contains("answered by the categoriser and the caption"), "{health}");
+
+    // Converged: every step ok, nothing pulled again.
+    let again = bootstrap(&host, state.path(), &args);
+    assert!(again.status.success());
+    for (step, outcome) in outcomes(&again) {
+        let want = if step == "traefik" { "skipped" } else { "ok" };
+        assert_eq!(outcome, want, "step {step} on the re-run:\n{}", stdout(&again));
+    }
+    assert_eq!(host.sh_ok("docker logs ollama 2>&1").matches("POST /api/pull").count(), 1);
+    let out = cli::run(
+        &mut cli::on_host(BIN, &host, host.default_user(), state.path(), &["verify", "--json"]),
+        "verify --json",
+    );
+    assert_eq!(out.status.code(), Some(0), "verify");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let llm = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "llm").cloned().unwrap();
+    assert!(
+        llm["detail"].as_str().unwrap().contains("Ollama serves qwen2.5vl:7b; a 4-token chat answered in "),
+        "{llm}"
+    );
+
+    // An L40S: the 32B (a dry run).
+    host.write("/var/lib/standin/nvidia/gpu", b"46068 NVIDIA L40S\n");
+    let dry = bootstrap(&host, state.path(), &[&args[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "dry run on an L40S");
+    let line = step_line(&dry, "llm");
+    assert!(line.contains("qwen2.5vl:32b on a 45.0 GiB GPU: Ollama takes about 29.1 GiB"), "{line}");
 }

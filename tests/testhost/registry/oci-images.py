@@ -156,6 +156,21 @@ def vllm_layer(busybox, program):
     return uncompressed, gzip.compress(uncompressed, mtime=0)
 
 
+def ollama_layer(busybox, program):
+    """The stand-in for Ollama's image: /bin/ollama (`serve`, `list`), which
+    runs tests/testhost/llm-standin.py as Ollama, with busybox's shell."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ["bin", "standin", "tmp", "root"]:
+            add(tar, d, directory=True)
+        add(tar, "bin/busybox", busybox, mode=0o755)
+        add(tar, "bin/sh", link="busybox")
+        add(tar, "bin/ollama", b'#!/bin/sh\nexec %s /standin/llm-standin.py "$@"\n' % PYTHON.encode(), mode=0o755)
+        add(tar, "standin/llm-standin.py", program)
+    uncompressed = raw.getvalue()
+    return uncompressed, gzip.compress(uncompressed, mtime=0)
+
+
 # Debian's Python (the machine's /usr/bin/python3.11) for the service
 # program: the interpreter, its standard library without what a service never
 # imports, and the shared libraries it and its extension modules load (found
@@ -218,7 +233,7 @@ def traefik_layer(binary, ca):
     return uncompressed, gzip.compress(uncompressed, compresslevel=1, mtime=0)
 
 
-def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None, health=True):
+def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None, health=True, cmd=None):
     """OUT: an OCI layout of one image, LAYERS [(uncompressed, gzipped)], base first."""
     port = port or PORTS.get(name, DEFAULT_PORT)
     seconds = 1_000_000_000
@@ -245,6 +260,7 @@ def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None,
             + (["STANDIN_NEEDS_LLM=yes"] if name in NEEDS_LLM else [])
             + (["STANDIN_NEEDS_KEYS=" + " ".join(NEEDS_KEYS[name])] if name in NEEDS_KEYS else [])
             + (["NVIDIA_REQUIRE_CUDA=cuda>=%s brand=tesla,driver>=470,driver<471" % CUDA[name]] if name in CUDA else []),
+            **({"Cmd": cmd} if cmd else {}),
             "ExposedPorts": {"%d/tcp" % port: {}},
             "Labels": {"org.opencontainers.image.description": "image-provision test stand-in for " + name},
         },
@@ -325,10 +341,24 @@ def main():
             port=8000,
             health=False,
         )
+    elif len(args) == 5 and args[0] == "ollama":
+        # As Ollama's image: /bin/ollama serve, on 0.0.0.0:11434.
+        out, busybox, program, tag = args[1], read(args[2]), read(args[3]), args[4]
+        image(
+            out,
+            "ollama",
+            [python_layer(), ollama_layer(busybox, program)],
+            tag=tag,
+            entrypoint=["/bin/ollama"],
+            cmd=["serve"],
+            env=["PATH=/usr/bin:/bin", "OLLAMA_HOST=0.0.0.0:11434"],
+            port=11434,
+            health=False,
+        )
     else:
         sys.exit(
             "usage: oci-images.py services OUT BUSYBOX PROGRAM NAME... | traefik OUT TRAEFIK CA TAG"
-            " | vllm OUT BUSYBOX LLM_STANDIN TAG"
+            " | vllm OUT BUSYBOX LLM_STANDIN TAG | ollama OUT BUSYBOX LLM_STANDIN TAG"
         )
 
 

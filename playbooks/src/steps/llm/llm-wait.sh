@@ -20,7 +20,9 @@ fi
 base=http://127.0.0.1:$PORT
 deadline=$((SECONDS + TIMEOUT))
 give_up() {
-    echo "$1; $CONTAINER is $(docker inspect -f '{{.State.Status}}' "$CONTAINER" 2>/dev/null || echo absent); its log ends:" >&2
+    local state
+    state=$(docker inspect -f '{{.State.Status}}' "$CONTAINER" 2>/dev/null) || state=absent
+    echo "$1; $CONTAINER is $state; its log ends:" >&2
     docker logs --tail 5 "$CONTAINER" 2>&1 | sed 's/^/  /' >&2 || true
     exit 1
 }

@@ -484,9 +484,9 @@ fn settings_writes(
             return (Vec::new(), None);
         }
         let why = format!(
-            "write config/{} for {} (HF_TOKEN kept from {})",
+            "write config/{} ({}; HF_TOKEN kept from {})",
             spec.settings_env,
-            sizing.model.id,
+            sizing.describe(),
             from.rsplit('/').next().unwrap_or_default()
         );
         return (vec![why], Some(keep_env_lines(&path, &from, &settings, "HF_TOKEN", env_owner)));
@@ -495,7 +495,7 @@ fn settings_writes(
     let secret = text != settings;
     if writes.file(&path, text, 0o600, Some(env_owner), secret) {
         let token = if secret { ", HF_TOKEN" } else { "" };
-        return (vec![format!("write config/{} for {}{token}", spec.settings_env, sizing.model.id)], None);
+        return (vec![format!("write config/{} ({}{token})", spec.settings_env, sizing.describe())], None);
     }
     (Vec::new(), None)
 }
@@ -743,8 +743,11 @@ mod tests {
         let stale = converged_vllm(&img, &with_token.replace("=0.64", "=0.50"));
         let Plan::Act { why, actions } = plan_of(&img, &stale) else { panic!() };
         assert!(
-            why.starts_with("write config/vllm.env for Qwen/Qwen2.5-VL-7B-Instruct-AWQ (HF_TOKEN kept from vllm.env)")
+            why.starts_with(
+                "write config/vllm.env (Qwen/Qwen2.5-VL-7B-Instruct-AWQ on a 22.5 GiB GPU: vLLM takes 0.64"
+            )
         );
+        assert!(why.contains("; HF_TOKEN kept from vllm.env)"), "{why}");
         let shown: Vec<String> = actions.iter().map(|a| a.describe(false)).collect();
         let merge = shown.iter().find(|c| c.contains("keep-env-lines.sh")).expect("the merge");
         assert!(merge.contains("KEEP=HF_TOKEN") && merge.contains(&format!("ENV_FILE={path}")), "{merge}");
@@ -756,7 +759,11 @@ mod tests {
         assert!(matches!(plan_of(&img, &converged), Plan::Ok(_)));
         img.env_files = vec![("hf.env".into(), b"HF_TOKEN=hf_other\n".to_vec())];
         let Plan::Act { why, actions } = plan_of(&img, &converged) else { panic!() };
-        assert!(why.starts_with("write config/vllm.env for Qwen/Qwen2.5-VL-7B-Instruct-AWQ, HF_TOKEN"), "{why}");
+        assert!(
+            why.starts_with("write config/vllm.env (Qwen/Qwen2.5-VL-7B-Instruct-AWQ on a ")
+                && why.contains("GiB, HF_TOKEN)"),
+            "{why}"
+        );
         assert!(actions.iter().any(
             |a| matches!(a, Action::Upload { path: p, secret: true, content, .. } if *p == path && content.ends_with(b"HF_TOKEN=hf_other\n"))
         ));
@@ -770,7 +777,7 @@ mod tests {
         let older = converged_vllm(&img, &with_token).replace(&format!("file.{path}="), "was.")
             + &format!("file.{path}=absent\nfile.{}=abcd 600 root\n", legacy_hf_env_path());
         let Plan::Act { why, actions } = plan_of(&img, &older) else { panic!() };
-        assert!(why.contains("(HF_TOKEN kept from hf.env)"), "{why}");
+        assert!(why.contains("; HF_TOKEN kept from hf.env)"), "{why}");
         let merge = actions.iter().map(|a| a.describe(false)).find(|c| c.contains("keep-env-lines.sh")).unwrap();
         assert!(merge.contains(&format!("FROM={}", legacy_hf_env_path())), "{merge}");
     }
