@@ -88,7 +88,8 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
                 Ubuntu::Noble => ("24.04", "noble"),
             };
             let gpu_ready = settings.base_image == provision::BaseImage::Dlami;
-            let image = FreshImage { version, codename, user: &settings.ssh_user, gpu_ready };
+            let gpu = provision::gpu_of(&settings.instance_type).map(|(name, gib)| (name, (gib * 1024.0) as u32));
+            let image = FreshImage { version, codename, user: &settings.ssh_user, gpu_ready, gpu };
             println!(
                 "then: the host steps over SSH as {}, as planned for a fresh Ubuntu {version} image:",
                 settings.ssh_user

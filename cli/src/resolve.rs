@@ -986,7 +986,7 @@ fn image_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: boo
         let spec = image_provision_playbooks::steps::llm::spec(local_llm.runtime);
         if model.len() > 128 || !model.chars().all(|c| c.is_ascii_alphanumeric() || "/._:-".contains(c)) {
             return Err(UsageError::new(format!("--llm-model {} is not a model id", shown(model)))
-                .hint(format!("{} (docs/local-llm.md lists them)", spec.model_example)));
+                .hint(format!("{} (README.md, \"Local LLM\", lists them)", spec.model_example)));
         }
         // Known here, so a typo stops before anything is installed.
         image_provision_playbooks::steps::llm::size(spec, f64::MAX, Some(model))

@@ -16,7 +16,8 @@
 //!   host/               HostFacts: distribution, user, sudo, GPU, packages; facts.sh
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
 //!   containers/         Docker's containers and networks, listed once; facts.sh
-//!   template/           render, sha256; Writes: a step's uploads and links, with a copy first of
+//!   template/           render, sha256; keep-env-lines.sh (an env file's secret lines kept on the
+//!                       host beside ours); Writes: a step's uploads and links, with a copy first of
 //!                       what image-provision did not write (keep-copies.sh), its record of what
 //!                       it wrote (record-written.sh) and of writes not yet applied
 //!                       (mark-pending.sh); files-facts.sh (hash, mode, link, records)
@@ -41,8 +42,9 @@
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
 //!     traefik/          the traefik network, the domain's DNS before Traefik starts (dns-wait.sh),
 //!                       Traefik, its ACME server; traefik-compose.yml
-//!     llm/              --llm local: vLLM sized to the GPU, its key and config/llm.env; llm-compose.yml,
-//!                       llm-up.sh, llm-wait.sh
+//!     llm/              --llm local (vLLM) or --llm ollama: the runtime sized to the GPU, its settings
+//!                       (config/vllm.env, config/ollama.env), its key and config/llm.env, Ollama's
+//!                       pull; vllm-compose.yml, ollama-compose.yml, llm-up.sh, llm-wait.sh
 //!     stack/            the LLM check, imageup (or compose up), the deploy stamp, services not well;
 //!                       llm-check.sh, stack-up.sh, update.sh, rollback.sh (an update recorded or
 //!                       rolled back, `update --rollback`)

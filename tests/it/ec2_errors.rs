@@ -306,6 +306,26 @@ fn no_credentials_is_explained_and_calls_nothing() {
     assert!(!env.server_dir("nocreds").exists());
 }
 
+/// `ec2 create --dry-run --llm ollama`: the llm step planned as a real run
+/// plans it, for the instance type's GPU (a g5.xlarge's A10G: the 4-bit 7B,
+/// on a g6e.xlarge's L40S the 32B), and the A10G's note on sharing it.
+#[test]
+fn dry_run_plans_ollama_for_the_instance_gpu() {
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([])));
+    for (instance_type, want) in [
+        ("g5.xlarge", "write config/ollama.env (qwen2.5vl:7b on a 22.5 GiB GPU: Ollama takes about 8.8 GiB"),
+        ("g6e.xlarge", "write config/ollama.env (qwen2.5vl:32b on a 45.0 GiB GPU: Ollama takes about 29.1 GiB"),
+    ] {
+        let out = env.run(&["ec2", "create", "dry", "--dry-run", "--llm", "ollama", "--instance-type", instance_type]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let llm = text.lines().find(|l| l.trim_start().starts_with("llm ")).unwrap_or_else(|| panic!("{text}"));
+        assert!(llm.contains("write /var/docker/ollama/docker-compose.yml") && llm.contains(want), "{llm}");
+        assert!(llm.contains("start Ollama") && llm.contains("pull it first"), "{llm}");
+        assert!(actions(&env).is_empty(), "the dry run called AWS: {:?}", actions(&env));
+    }
+}
+
 /// The README's first command: needs no credentials and no network, and
 /// shows the calls a real run makes with their parameters.
 #[test]

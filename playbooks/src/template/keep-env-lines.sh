@@ -15,7 +15,7 @@
 # image-provision's record of what it wrote.
 set -euo pipefail
 umask 077
-before=$(sha256sum <"$ENV_FILE" 2>/dev/null | cut -d' ' -f1 || true)
+before=$( (sha256sum <"$ENV_FILE" | cut -d' ' -f1) 2>/dev/null || true)
 tmp=$(mktemp -- "$ENV_FILE.XXXXXX")
 trap 'rm -f -- "$tmp"' EXIT
 if [ "$KEEP" = all ]; then

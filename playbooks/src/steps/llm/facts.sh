@@ -15,6 +15,8 @@
 # LLM_CHAT (yes|no).
 
 root_facts_env+=(VLLM_DIR OLLAMA_DIR OLLAMA_KEY BASE_DIR LLM_CHAT)
+# Shipped to root's shell beside llm_facts, which calls it.
+root_facts_helpers+=(llm_runtime_facts)
 # llm_runtime_facts NAME PORT KEY: one runtime's facts (see above).
 llm_runtime_facts() {
     local name=$1 port=$2 key=$3 models settings config=$BASE_DIR/IMAGE-server/config
@@ -27,7 +29,7 @@ llm_runtime_facts() {
         kv "llm.$name.serves" "$(jq -r '[.data[]?.id] | join(" ")' <<<"$models" 2>/dev/null || true)"
     fi
     if [ -f "$config/$name.env" ]; then
-        settings=$(grep -v -E -e '^[[:space:]]*(#|$)' -e '^[[:space:]]*HF_TOKEN=' "$config/$name.env" | sort | sha256sum)
+        settings=$(grep -v -E -e '^[[:space:]]*(#|$)' -e '^[[:space:]]*HF_TOKEN=' "$config/$name.env" | LC_ALL=C sort | sha256sum)
         kv "llm.$name.settings" "${settings%% *}"
     fi
 }

@@ -255,7 +255,7 @@ pub fn settings_env_text(sizing: &Sizing, hf_env: &[u8]) -> String {
 }
 
 /// What the facts hash of a settings file: its lines but comments, blank
-/// ones and HF_TOKEN's, sorted (facts.sh: `sort | sha256sum`).
+/// ones and HF_TOKEN's, sorted by byte (facts.sh: `LC_ALL=C sort | sha256sum`).
 pub fn settings_fingerprint(text: &str) -> String {
     let mut lines: Vec<&str> = text
         .lines()
