@@ -283,7 +283,7 @@ pub(super) fn image_steps(
     if let Some(model) = &local_llm.model {
         if model.len() > 128 || !model.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
             return Err(UsageError::new(format!("--llm-model {} is not a model id", shown(model))).hint(
-                "a Hugging Face model id such as Qwen/Qwen2.5-VL-3B-Instruct (README.md, \"Local LLM\", lists them)",
+                "a Hugging Face model id such as Qwen/Qwen2.5-VL-3B-Instruct (docs/host.md, \"Local LLM\", lists them)",
             ));
         }
         // Known here, so a typo stops before anything is installed.
