@@ -35,8 +35,10 @@ listed() { jq -e --arg m "$MODEL" 'any(.data[]?; .id == $m)' >/dev/null; }
 # 200. Said: each status once, a layer's progress at each tenth; failed
 # unless the last is "success".
 pull_progress() {
-    jq -r --unbuffered 'if .error then "error: \(.error)"
-        elif .total and .completed then "\(.status): \((.completed * 10 / .total | floor) * 10)% of \(.total / 1e6 | floor) MB"
+    jq -r --unbuffered 'def size: if . >= 1e9 then "\(. / 1e8 | floor / 10) GB" elif . >= 1e6 then "\(. / 1e6 | floor) MB"
+            else "\(. / 1e3 | floor) kB" end;
+        if .error then "error: \(.error)"
+        elif .total and .completed then "\(.status): \((.completed * 10 / .total | floor) * 10)% of \(.total | size)"
         else .status end' |
         awk '$0 != last { print; fflush(); last = $0 } END { exit last != "success" }'
 }

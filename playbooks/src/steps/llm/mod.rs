@@ -323,7 +323,7 @@ pub const TOO_SMALL_HINT: &str = "use a GPU with more memory (on EC2: g6e.xlarge
     four 24 GB A10Gs), another model (--llm-model), or an LLM elsewhere (--env-file llm.env=PATH)";
 
 /// Where an earlier image-provision kept vLLM's Hugging Face token: its
-/// lines move into config/vllm.env when a run gives no hf.env.
+/// lines move into config/vllm.env when a run gives no hf.env, and it goes.
 pub fn legacy_hf_env_path() -> String {
     format!("{}/hf.env", VLLM.dir)
 }
@@ -464,7 +464,7 @@ fn settings_writes(
     files: &FileFacts,
     writes: &mut Writes,
     env_owner: &str,
-) -> (Vec<String>, Option<Cmd>) {
+) -> (Vec<String>, Vec<Cmd>) {
     let spec = sizing.spec;
     let path = img.config_path(spec.settings_env);
     let given = img.env_files.iter().find(|(name, _)| name == "hf.env").map(|(_, c)| c.as_slice());
@@ -481,7 +481,7 @@ fn settings_writes(
             && facts.settings.as_deref() == Some(settings_fingerprint(&settings).as_str())
             && files.has_mode(&path, "600", env_owner);
         if right {
-            return (Vec::new(), None);
+            return (Vec::new(), Vec::new());
         }
         let why = format!(
             "write config/{} ({}; HF_TOKEN kept from {})",
@@ -489,15 +489,15 @@ fn settings_writes(
             sizing.describe(),
             from.rsplit('/').next().unwrap_or_default()
         );
-        return (vec![why], Some(keep_env_lines(&path, &from, &settings, "HF_TOKEN", env_owner)));
+        return (vec![why], vec![keep_env_lines(&path, &from, &settings, "HF_TOKEN", env_owner)]);
     }
     let text = settings_env_text(sizing, given.unwrap_or_default());
     let secret = text != settings;
     if writes.file(&path, text, 0o600, Some(env_owner), secret) {
         let token = if secret { ", HF_TOKEN" } else { "" };
-        return (vec![format!("write config/{} ({}{token})", spec.settings_env, sizing.describe())], None);
+        return (vec![format!("write config/{} ({}{token})", spec.settings_env, sizing.describe())], Vec::new());
     }
-    (Vec::new(), None)
+    (Vec::new(), Vec::new())
 }
 
 /// `env_owner`: the login user, who gets config/llm.env and the runtime's
@@ -561,7 +561,13 @@ pub fn plan(
     }
     let applied = writes.applied();
     actions.extend(writes.into_actions());
-    actions.extend(merge.map(Action::Change));
+    actions.extend(merge.into_iter().map(Action::Change));
+    // After the merge that keeps its token: config/vllm.env holds it now
+    // (an older image-provision's file, by its record).
+    if spec.runtime == Runtime::Vllm && files.exists(&legacy_hf_env_path()) && files.ours(&legacy_hf_env_path()) {
+        why.push(format!("remove {} (its HF_TOKEN is in config/vllm.env)", legacy_hf_env_path()));
+        actions.push(Action::Change(Cmd::new("rm").args(["-f", "--", &legacy_hf_env_path()]).sudo()));
+    }
     if up {
         if !own.set_up && spec.placeholder_key.is_none() {
             why.push("generate its API key".into());
@@ -775,11 +781,13 @@ mod tests {
         // An older server: no vllm.env yet, the token in hf.env.
         img.env_files = Vec::new();
         let older = converged_vllm(&img, &with_token).replace(&format!("file.{path}="), "was.")
-            + &format!("file.{path}=absent\nfile.{}=abcd 600 root\n", legacy_hf_env_path());
+            + &format!("file.{path}=absent\nfile.{0}=abcd 600 root\nwritten.{0}=abcd\n", legacy_hf_env_path());
         let Plan::Act { why, actions } = plan_of(&img, &older) else { panic!() };
         assert!(why.contains("; HF_TOKEN kept from hf.env)"), "{why}");
         let merge = actions.iter().map(|a| a.describe(false)).find(|c| c.contains("keep-env-lines.sh")).unwrap();
         assert!(merge.contains(&format!("FROM={}", legacy_hf_env_path())), "{merge}");
+        let rm = format!("rm -f -- {}", legacy_hf_env_path());
+        assert!(actions.iter().any(|a| a.describe(false).contains(&rm)), "the older file goes: {actions:#?}");
     }
 
     /// llm-up.sh writes config/llm.env: the host's own (an LLM elsewhere)
