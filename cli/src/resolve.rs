@@ -17,8 +17,8 @@ use image_provision_provision::AwsOptions;
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
 use crate::args::{
-    AwsArgs, BootstrapArgs, Command, CreateArgs, DestroyArgs, Ec2Command, HostStepArgs, ImageProfile, ListArgs,
-    ServerArgs, StartArgs, StopArgs, Ubuntu, UpdateArgs,
+    AmiCommand, AmiDeleteArgs, AwsArgs, BakeArgs, BootstrapArgs, Command, CreateArgs, DestroyArgs, Ec2Command,
+    HostStepArgs, ImageProfile, ListArgs, ServerArgs, StartArgs, StopArgs, Ubuntu, UpdateArgs,
 };
 use crate::config::{ConfigFile, Ec2Config, HostConfig};
 use crate::errors::UsageError;
@@ -78,6 +78,9 @@ pub enum Resolved {
     Bootstrap(BootstrapSettings),
     Verify(ServerSettings),
     Update(UpdateSettings),
+    Bake(BakeSettings),
+    AmiList { aws: AwsOptions, json: bool },
+    AmiDelete(AmiDeleteSettings),
 }
 
 pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Result<Resolved, UsageError> {
@@ -92,6 +95,98 @@ pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Resul
         Command::Bootstrap(a) => Resolved::Bootstrap(bootstrap(a, &file.host, hooks)?),
         Command::Verify(a) => Resolved::Verify(server(&a.server, file, hooks)?),
         Command::Update(a) => Resolved::Update(update(a, file, hooks)?),
+        Command::Ami(AmiCommand::Bake(a)) => Resolved::Bake(bake(a, file, hooks)?),
+        Command::Ami(AmiCommand::List(a)) => {
+            Resolved::AmiList { aws: aws_options(&a.aws, &file.ec2, hooks)?, json: a.json }
+        }
+        Command::Ami(AmiCommand::Delete(a)) => Resolved::AmiDelete(ami_delete(a, file, hooks)?),
+    })
+}
+
+/// How long `ami bake` waits for its image to be available, by default:
+/// EC2 copies every written block of the volume to S3 for a first image.
+pub const DEFAULT_BAKE_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `ami bake`, resolved.
+pub struct BakeSettings {
+    pub server_name: String,
+    pub image_name: String,
+    pub aws: AwsOptions,
+    pub timeout: Duration,
+    /// Only put back what a cut bake held aside.
+    pub restore_only: bool,
+    /// How to reach the server, as verify reaches it by NAME.
+    pub server: ServerSettings,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+/// An image name given on the command line (IMAGE_NAME).
+pub fn check_image_name(flag: &str, name: &str) -> Result<(), UsageError> {
+    if image_provision_provision::tags::is_image_name(name) {
+        Ok(())
+    } else {
+        Err(UsageError::new(format!("{flag} {} is not an image name", shown(name))).hint(
+            "use 3 to 128 lowercase letters, digits, dots, hyphens and underscores, a letter or digit first, \
+             e.g. image-2026.12.07",
+        ))
+    }
+}
+
+fn bake(a: &BakeArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<BakeSettings, UsageError> {
+    check_name(&a.server)?;
+    let image_name = match &a.name {
+        Some(n) => {
+            check_image_name("--name", n)?;
+            n.clone()
+        }
+        None => {
+            let now = jiff::Timestamp::now().strftime("%Y%m%d-%H%M").to_string();
+            format!("{}-{now}", a.server)
+        }
+    };
+    if a.restore && a.name.is_some() {
+        return Err(UsageError::new("--restore makes no image: --name has nothing to name")
+            .hint("run `ami bake SERVER --restore` alone, then bake again"));
+    }
+    let as_verify = ServerArgs {
+        name: Some(a.server.clone()),
+        identity: a.identity.clone(),
+        ssh_user: a.ssh_user.clone(),
+        aws: a.aws.clone(),
+        base_dir: a.base_dir.clone(),
+        json: a.json,
+        ..Default::default()
+    };
+    Ok(BakeSettings {
+        server_name: a.server.clone(),
+        image_name,
+        aws: aws_options(&a.aws, &file.ec2, hooks)?,
+        timeout: duration_or("--bake-timeout", a.bake_timeout.as_ref(), DEFAULT_BAKE_TIMEOUT)?,
+        restore_only: a.restore,
+        server: server(&as_verify, file, hooks)?,
+        dry_run: a.dry_run,
+        json: a.json,
+    })
+}
+
+/// `ami delete`, resolved.
+pub struct AmiDeleteSettings {
+    pub name: String,
+    pub aws: AwsOptions,
+    pub yes: bool,
+    pub dry_run: bool,
+    pub json: bool,
+}
+
+fn ami_delete(a: &AmiDeleteArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<AmiDeleteSettings, UsageError> {
+    check_image_name("image name", &a.name)?;
+    Ok(AmiDeleteSettings {
+        name: a.name.clone(),
+        aws: aws_options(&a.aws, &file.ec2, hooks)?,
+        yes: a.yes,
+        dry_run: a.dry_run,
+        json: a.json,
     })
 }
 
@@ -504,10 +599,12 @@ fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<Cre
     };
     if let Some(ami) = &ami
         && !is_resource_id(ami, "ami-")
+        && (ami.starts_with("ami-") || !image_provision_provision::tags::is_image_name(ami))
     {
-        return Err(
-            UsageError::new(format!("{} is not an AMI id", shown(ami))).hint("AMI ids look like ami-0123456789abcdef0")
-        );
+        return Err(UsageError::new(format!("{} is not an AMI id or an image name", shown(ami))).hint(
+            "AMI ids look like ami-0123456789abcdef0; the names of images `ami bake` made, as `ami list` shows \
+             them, like image-2026.12.07",
+        ));
     }
     let subnet = args.subnet.clone().or_else(|| f.subnet.clone());
     if let Some(subnet) = &subnet
@@ -1710,7 +1807,7 @@ mod tests {
         assert!(create_with(&|a| a.ttl = Some("soon".into()), &file).is_err());
         assert!(create_with(&|a| a.ttl = Some("100ms".into()), &file).is_err());
         assert!(create_with(&|a| a.ssh_cidr = vec!["10.0.0.0/33".into()], &file).is_err());
-        assert!(create_with(&|a| a.ami = Some("ubuntu".into()), &file).is_err());
+        assert!(create_with(&|a| a.ami = Some("Ubuntu 22.04".into()), &file).is_err());
         assert!(create_with(&|a| a.aws.region = Some("us-est-1".into()), &file).is_err());
         assert!(create_with(&|a| a.spot_only = true, &file).is_err());
         assert!(create_with(&|a| a.volume_type = Some("ssd".into()), &file).is_err());
@@ -1748,6 +1845,13 @@ mod tests {
         }
         assert!(create_with(&|a| a.instance_type = Some("g6e.2xlarge".into()), &file).is_ok());
         assert!(refused(&|a| a.ami = Some("ami-123".into())).message.contains("is not an AMI id"));
+        for bad in ["Web Image", "-x", "ab", "a/b"] {
+            assert!(
+                refused(&|a| a.ami = Some(bad.into())).message.contains("is not an AMI id or an image name"),
+                "{bad}"
+            );
+        }
+        assert!(create_with(&|a| a.ami = Some("web-2026.12.07".into()), &file).is_ok());
         assert!(refused(&|a| a.aws.profile = Some("a b".into())).message.starts_with("--profile"));
         assert!(create_with(&|a| a.aws.profile = Some("lab".into()), &file).is_ok());
         for bad in ["1000", &"a".repeat(33), "-u"] {
