@@ -30,6 +30,10 @@ use crate::verify_update::{connection, open, read_report};
 /// whatever --bake-timeout says (EC2 names them within seconds).
 const SNAPSHOTS_NAMED_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// When the host puts back what it holds by itself (the tool cut off): past
+/// the wait for the snapshots, with time to spare for the put-back.
+const HOST_WATCHDOG: std::time::Duration = std::time::Duration::from_secs(900);
+
 /// What the clean-up holds aside, for the dry run and the docs.
 const HELD: &str = "the SSH host keys, root's and the login user's authorized_keys, the stack's env files \
                     (config/*.env), the local LLM's key, the repository credentials, the logs (/var/log, the \
@@ -147,7 +151,7 @@ async fn take_image<A: Ec2Api>(
     user: &str,
     progress: &Progress,
 ) -> anyhow::Result<Image> {
-    let held = run(session, &bake::hold_command(base_dir, user)).await?;
+    let held = run(session, &bake::hold_command(base_dir, user, HOST_WATCHDOG)).await?;
     progress.line(format!(
         "held aside in {} (off the disk): {} files, {} KiB",
         bake::HOLD_DIR,
@@ -254,7 +258,12 @@ async fn bake_dry_run(s: &BakeSettings) -> anyhow::Result<()> {
     ami::check_name_free(&api, &s.image_name).await.map_err(|e| ec2_error(e, None))?;
     println!("then: over SSH, verify's health checks (a server that fails one is not baked)");
     println!("then: over SSH, bake-hold.sh facts: the clone's commit, the driver branch, each service's image digest");
-    println!("then: over SSH, bake-hold.sh hold: moved off the disk into {} (RAM): {HELD}", bake::HOLD_DIR);
+    println!(
+        "then: over SSH, bake-hold.sh hold: moved off the disk into {} (RAM): {HELD}; a watchdog on the host puts \
+         them back by itself after {} s should this run be cut off",
+        bake::HOLD_DIR,
+        HOST_WATCHDOG.as_secs()
+    );
     let holds = Holds {
         repo_commit: "<the clone's commit>".into(),
         driver_branch: Some("<the driver branch>".into()),

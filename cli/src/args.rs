@@ -669,7 +669,7 @@ pub struct BakeArgs {
 
     /// The image's name: 3 to 128 lowercase letters, digits, dots, hyphens
     /// and underscores [default: SERVER-YYYYMMDD-HHMM, UTC]
-    #[arg(long, value_name = "IMAGE_NAME")]
+    #[arg(long, value_name = "IMAGE_NAME", allow_hyphen_values = true)]
     pub name: Option<String>,
 
     #[command(flatten)]

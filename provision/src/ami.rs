@@ -277,6 +277,9 @@ pub async fn delete<A: Ec2Api>(api: &A, name: &str, mut log: impl FnMut(String))
             (String::new(), left)
         }
     };
+    if api.is_dry_run() {
+        api.deregister_image(&image_id).await?;
+    }
     if let Some(image) = &image {
         // The snapshots as they are before the image goes (after it, a
         // snapshot of a deregistered image still says which image it was).

@@ -10,7 +10,8 @@
 #            it moves (names only) to the disk; then sync
 #   restore  put back what the record names, from the hold; say what the hold
 #            no longer has (a reboot in between empties /run)
-# Inputs: BASE_DIR, LOGIN_USER, LLM_DIR.
+# Inputs: BASE_DIR, LOGIN_USER, LLM_DIR; HOLD_LIMIT (hold: seconds after
+# which the host puts everything back by itself).
 #
 # What must not be shared: the SSH host keys; the login user's and root's
 # authorized_keys (the key the tool imported, and any other); the stack's
@@ -20,8 +21,12 @@
 # makes a new one at the first boot of an instance of the image).
 #
 # A cut between hold and restore (the tool killed, the connection lost)
-# leaves the hold in /run and the record on disk: the next `ami bake` (hold
-# restores first) or `ami bake --restore` puts them back. A reboot in
+# leaves the hold in /run and the record on disk, and the SSH host keys off
+# the disk, so that no new SSH connection is possible (sshd reads them for
+# each): hold therefore starts a watchdog that puts everything back by
+# itself after HOLD_LIMIT seconds (longer than the tool waits for the
+# image's snapshots), and the next `ami bake` (hold restores first) or
+# `ami bake --restore` finds nothing left to do, or puts back. A reboot in
 # between empties /run: restore then names what is lost. cloud-init, its
 # per-instance state held away, then takes the boot for an instance's first
 # and installs the host key from the user data and the key pair's public
@@ -34,6 +39,7 @@ set -euo pipefail
 HOLD=/run/image-provision/bake-hold
 RECORD_DIR=/var/lib/image-provision/bake
 RECORD=$RECORD_DIR/held
+WATCHDOG=/run/image-provision/bake-watchdog
 
 # host_identity: this host's instance id (cloud-init's record, else the
 # metadata's), else a hash of its machine id, else of the held machine id.
@@ -80,7 +86,8 @@ to_hold() {
 facts() {
     local branch
     kv repo.commit "$(git -C "$BASE_DIR/IMAGE-server" rev-parse HEAD 2>/dev/null || echo unknown)"
-    branch=$(dpkg-query -W -f '${Package} ${Status}\n' 'nvidia-driver-*' 2>/dev/null |
+    # dpkg-query fails when no package matches: no driver.
+    branch=$( (dpkg-query -W -f '${Package} ${Status}\n' 'nvidia-driver-*' 2>/dev/null || true) |
         sed -n 's/^nvidia-driver-\([0-9][0-9a-z-]*\) install ok installed$/\1/p' | head -n 1)
     kv driver.branch "${branch:-none}"
     if [ -f "$BASE_DIR/.env" ]; then
@@ -132,12 +139,41 @@ hold() {
         : >/var/lib/dbus/machine-id
     fi
     sync
+    start_watchdog
     kv held.count "${#paths[@]}"
     kv held.kib "$size"
 }
 
+# start_watchdog: restore by itself after HOLD_LIMIT seconds, in a session
+# of its own (it outlives this SSH session). The restore it runs is this
+# script's, written out: this script came on stdin.
+start_watchdog() {
+    {
+        echo 'set -euo pipefail'
+        declare -p HOLD RECORD_DIR RECORD WATCHDOG
+        declare -f kv host_identity restore stop_watchdog
+        echo 'IN_WATCHDOG=1 restore'
+    } >"$WATCHDOG.sh"
+    chmod 0700 -- "$WATCHDOG.sh"
+    # shellcheck disable=SC2016 # expanded by the watchdog's own bash
+    setsid bash -c 'sleep "$1"; exec bash "$2"' watchdog "${HOLD_LIMIT:-900}" "$WATCHDOG.sh" \
+        </dev/null >/dev/null 2>&1 &
+    echo "$!" >"$WATCHDOG.pid"
+    kv held.watchdog_seconds "${HOLD_LIMIT:-900}"
+}
+
+# stop_watchdog: the watchdog is not needed once restored (from the
+# watchdog itself, only its files go).
+stop_watchdog() {
+    if [ -z "${IN_WATCHDOG:-}" ] && [ -f "$WATCHDOG.pid" ]; then
+        kill "$(cat "$WATCHDOG.pid")" 2>/dev/null || true
+    fi
+    rm -f -- "$WATCHDOG.pid" "$WATCHDOG.sh"
+}
+
 restore() {
     local line path lost=0 back=0 recorded
+    stop_watchdog
     if [ ! -f "$RECORD" ]; then
         kv restore.state nothing-held
         return 0

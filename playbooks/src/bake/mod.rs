@@ -41,8 +41,11 @@ pub fn facts_command(base_dir: &str, login_user: &str) -> Cmd {
     command("facts", base_dir, login_user)
 }
 
-pub fn hold_command(base_dir: &str, login_user: &str) -> Cmd {
-    command("hold", base_dir, login_user)
+/// `watchdog`: after this long the host puts everything back by itself
+/// (the tool cut off, and no new SSH connection possible without the host
+/// keys).
+pub fn hold_command(base_dir: &str, login_user: &str, watchdog: Duration) -> Cmd {
+    command("hold", base_dir, login_user).env("HOLD_LIMIT", watchdog.as_secs().to_string())
 }
 
 pub fn restore_command(base_dir: &str, login_user: &str) -> Cmd {
