@@ -382,3 +382,85 @@ fn ami_bake_refuses_an_unhealthy_server_and_restore_puts_a_cut_bake_back() {
     assert!(stderr(&out).contains("sick: nothing was held aside"), "{}", stderr(&out));
     all_back(&host, &planted);
 }
+
+/// End to end on a booted test host (real systemd, Docker, compose v2,
+/// Traefik): a server made by `ec2 create` with its stack is baked; the
+/// image is tagged with what it holds and the host has every secret back.
+/// Then the host is brought to what an instance of the image starts from
+/// (the disk as the image took it: the hold applied and never put back; a
+/// new machine id, the new server's host key and authorized key, as
+/// systemd and cloud-init give them at a first boot) and `ec2 create
+/// --ami IMAGE_NAME` runs its host steps there: the driver, the reboot and
+/// the pull find everything in place (ok), and nothing reboots.
+#[test]
+fn a_baked_server_is_made_again_from_its_image_with_no_driver_install_reboot_or_pull() {
+    let env = Ec2Env::start(BIN);
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let acme = host.enable_acme();
+    let handed_over = host_key_installed(&env, &host, "src");
+    let out = crate::ec2_bootstrap::create_with(&env, &host, "src", true, &["--acme-server", &acme]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reboots = host.reboots();
+    let env_before = host.read("/var/docker/image/config/healthcheck.env");
+    let key_before = host.read("/etc/ssh/ssh_host_ed25519_key");
+    assert!(
+        String::from_utf8_lossy(&host.read("/etc/ssh/ssh_host_ed25519_key.pub"))
+            .contains(handed_over.split_whitespace().nth(1).unwrap())
+    );
+
+    let mut cmd = env.cmd();
+    cmd.args(["ami", "bake", "src", "--name", "src-baked", "--json", "--identity"]).arg(&host.client_key);
+    image_provision_testsupport::cli::with_standins(&mut cmd, &host).env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr());
+    let out = image_provision_testsupport::cli::run(&mut cmd, "ami bake src");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let baked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(baked["state"], "available");
+    assert_eq!(baked["holds"]["driver_branch"], "570-server", "{baked}");
+    assert!(!baked["holds"]["digests"].as_array().unwrap().is_empty(), "{baked}");
+    let image_id = baked["image_id"].as_str().unwrap().to_owned();
+    let described = rt().block_on(env.client().describe_images().image_ids(&image_id).send()).unwrap();
+    let tags = described.images()[0].tags();
+    let commit = host.sh_ok("git -C /var/docker/image/IMAGE-server rev-parse HEAD");
+    assert!(tags.iter().any(|t| t.key() == Some("image-provision:repo-commit") && t.value() == Some(commit.trim())));
+    assert!(tags.iter().any(|t| t.key() == Some("image-provision:source-server") && t.value() == Some("src")));
+    for snapshot in snapshots_of(&env, &image_id) {
+        let s = rt().block_on(env.client().describe_snapshots().snapshot_ids(&snapshot).send()).unwrap();
+        assert!(
+            s.snapshots()[0]
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some("image-provision:image-id") && t.value() == Some(image_id.as_str()))
+        );
+    }
+    // Everything back on the source.
+    assert_eq!(host.read("/var/docker/image/config/healthcheck.env"), env_before);
+    assert_eq!(host.read("/etc/ssh/ssh_host_ed25519_key"), key_before);
+    assert!(!host.exists("/var/lib/image-provision/bake/held"));
+    assert!(!host.read("/etc/machine-id").is_empty());
+    assert_eq!(host.reboots(), reboots, "a bake reboots nothing");
+
+    // The host as an instance of the image starts.
+    assert!(hold_script(&host, "hold").status.success());
+    host.sh_ok(
+        "kill \"$(cat /run/image-provision/bake-watchdog.pid)\"; rm -rf /run/image-provision; \
+                systemd-machine-id-setup",
+    );
+    host_key_installed(&env, &host, "copy");
+    let user = host.default_user();
+    let public = std::fs::read_to_string(host.client_key.with_extension("pub")).unwrap();
+    host.write(&format!("/home/{user}/.ssh/authorized_keys"), public.as_bytes());
+    host.sh_ok(&format!("chown -R {user}: /home/{user}/.ssh && chmod 600 /home/{user}/.ssh/authorized_keys"));
+    let out =
+        crate::ec2_bootstrap::create_with(&env, &host, "copy", true, &["--acme-server", &acme, "--ami", "src-baked"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("a baked image"), "{}", stderr(&out));
+    let outcomes = image_provision_testsupport::cli::outcomes(&out);
+    for step in ["nvidia", "reboot", "pull"] {
+        let outcome = outcomes.iter().find(|(s, _)| s == step).map(|(_, o)| o.as_str());
+        assert_eq!(outcome, Some("ok"), "{step}: {outcomes:?}\n{}", stdout(&out));
+    }
+    assert_eq!(host.reboots(), reboots, "no reboot");
+}
