@@ -92,7 +92,7 @@ pub fn is_ours(image: &Image, account: &str) -> bool {
 pub async fn list<A: Ec2Api>(api: &A) -> Result<Vec<Image>> {
     let account = api.account_id().await?;
     let mut ours: Vec<Image> = api
-        .own_images_tagged(tags::BAKED_IMAGE, None)
+        .own_images("tag-key", tags::BAKED_IMAGE)
         .await?
         .into_iter()
         .filter(|i| api.is_dry_run() || is_ours(i, &account))
@@ -105,7 +105,7 @@ pub async fn list<A: Ec2Api>(api: &A) -> Result<Vec<Image>> {
 pub async fn find<A: Ec2Api>(api: &A, name: &str) -> Result<Option<Image>> {
     let account = api.account_id().await?;
     Ok(api
-        .own_images_tagged(tags::BAKED_IMAGE, Some(name))
+        .own_images(&format!("tag:{}", tags::BAKED_IMAGE), name)
         .await?
         .into_iter()
         .find(|i| i.name == name && is_ours(i, &account)))
@@ -153,10 +153,10 @@ pub async fn check_name_free<A: Ec2Api>(api: &A, name: &str) -> Result<Option<Im
     if api.is_dry_run() {
         return Ok(None);
     }
-    // Any image of this account by that name: EC2 names are unique per
-    // account and region.
+    // Any image of this account by that name, tagged or not: EC2 names are
+    // unique per account and region.
     let account = api.account_id().await?;
-    let named = api.own_images_tagged(tags::NAME, None).await?;
+    let named = api.own_images("name", name).await?;
     if let Some(other) = named.into_iter().find(|i| i.name == name && !is_ours(i, &account)) {
         return Err(Error::ImageNameTaken { name: name.to_owned(), image_id: other.id });
     }
@@ -315,4 +315,48 @@ pub async fn delete<A: Ec2Api>(api: &A, name: &str, mut log: impl FnMut(String))
 async fn orphan_snapshots<A: Ec2Api>(api: &A, name: &str) -> Result<Vec<String>> {
     let tagged = api.own_snapshots_tagged(tags::BAKED_IMAGE, name).await?;
     Ok(tagged.into_iter().map(|s| s.id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(owner: &str, name: &str, tags: Vec<Tag>) -> Image {
+        Image {
+            id: "ami-1".into(),
+            name: name.into(),
+            creation_date: String::new(),
+            root_device_name: "/dev/sda1".into(),
+            state: "available".into(),
+            owner_id: owner.into(),
+            tags,
+            snapshot_ids: vec![],
+        }
+    }
+
+    #[test]
+    fn ours_needs_our_owner_the_managed_tag_and_its_own_name() {
+        let holds = Holds { repo_commit: "abc".into(), driver_branch: None, digests: vec![] };
+        let tags = image_tags("web-img", "web", &holds);
+        assert!(is_ours(&image("111", "web-img", tags.clone()), "111"));
+        assert!(!is_ours(&image("222", "web-img", tags.clone()), "111"), "shared by another account");
+        assert!(!is_ours(&image("111", "other-img", tags.clone()), "111"), "tags of another name");
+        let unmanaged: Vec<Tag> = tags.iter().filter(|t| t.key != tags::MANAGED).cloned().collect();
+        assert!(!is_ours(&image("111", "web-img", unmanaged), "111"));
+    }
+
+    #[test]
+    fn holds_go_to_tags_and_back_within_ec2s_limit() {
+        let digests: Vec<(String, String)> =
+            (0..60).map(|i| (format!("service-{i:02}"), format!("sha256:{i:064x}"))).collect();
+        let holds = Holds { repo_commit: "c0ffee".into(), driver_branch: Some("570-server".into()), digests };
+        let tags = image_tags("web-img", "web", &holds);
+        assert!(tags.len() <= 50, "{}", tags.len());
+        let back = Holds::from_tags(&image("111", "web-img", tags));
+        assert_eq!(back.repo_commit, "c0ffee");
+        assert_eq!(back.driver_branch.as_deref(), Some("570-server"));
+        assert_eq!(back.digests.len(), MAX_DIGEST_TAGS);
+        let none = Holds::from_tags(&image("111", "x", image_tags("x", "web", &Holds::default())));
+        assert_eq!(none.driver_branch, None);
+    }
 }

@@ -233,9 +233,9 @@ pub trait Ec2Api {
     /// available, x86_64.
     async fn find_images(&self, owner: &str, name_pattern: &str) -> Result<Vec<Image>>;
     async fn image(&self, image_id: &str) -> Result<Option<Image>>;
-    /// Images this account owns carrying tag `key` (any value, or `value`),
-    /// in every state.
-    async fn own_images_tagged(&self, key: &str, value: Option<&str>) -> Result<Vec<Image>>;
+    /// Images this account owns, in every state, matching DescribeImages'
+    /// filter `name` = `value` (`tag-key`, `tag:KEY`, `name`).
+    async fn own_images(&self, filter_name: &str, value: &str) -> Result<Vec<Image>>;
     /// Returns the new image's id.
     async fn create_image(&self, request: &CreateImageRequest) -> Result<String>;
     async fn deregister_image(&self, image_id: &str) -> Result<()>;

@@ -91,12 +91,8 @@ impl Ec2Api for DryRunApi {
         }))
     }
 
-    async fn own_images_tagged(&self, key: &str, value: Option<&str>) -> Result<Vec<Image>> {
-        let tag_filter = match value {
-            Some(v) => json!({"Name": format!("tag:{key}"), "Values": [v]}),
-            None => json!({"Name": "tag-key", "Values": [key]}),
-        };
-        self.call("DescribeImages", json!({"Owners": ["self"], "Filters": [tag_filter]}));
+    async fn own_images(&self, filter_name: &str, value: &str) -> Result<Vec<Image>> {
+        self.call("DescribeImages", json!({"Owners": ["self"], "Filters": filters(&[(filter_name, value)])}));
         // None yet: the dry run shows the path that makes one.
         Ok(vec![])
     }

@@ -256,16 +256,12 @@ impl Ec2Api for SdkApi {
         }
     }
 
-    async fn own_images_tagged(&self, key: &str, value: Option<&str>) -> Result<Vec<Image>> {
-        let tag_filter = match value {
-            Some(v) => filter(&format!("tag:{key}"), &[v]),
-            None => filter("tag-key", &[key]),
-        };
+    async fn own_images(&self, filter_name: &str, value: &str) -> Result<Vec<Image>> {
         let out = self
             .client
             .describe_images()
             .owners("self")
-            .filters(tag_filter)
+            .filters(filter(filter_name, &[value]))
             .send()
             .await
             .map_err(aws("DescribeImages"))?;

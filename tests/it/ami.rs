@@ -368,6 +368,15 @@ fn ami_bake_refuses_an_unhealthy_server_and_restore_puts_a_cut_bake_back() {
     assert_eq!(own_image_count(&env), images, "no image made");
     all_back(&host, &planted);
 
+    // A name another image of the account has: refused before anything is held.
+    let instance = launch(&env);
+    image(&env, &instance, "taken-img", vec![]);
+    let out = bake(&["--name", "taken-img"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("taken by"), "{}", stderr(&out));
+    assert_eq!(own_image_count(&env), images + 1, "no image made");
+    all_back(&host, &planted);
+
     // A bake cut after its hold: the watchdog puts everything back.
     assert!(hold_script_with(&host, "hold", 2).status.success());
     assert!(!host.exists("/var/docker/image/config/llm.env"));
