@@ -252,7 +252,7 @@ async fn bake_dry_run(s: &BakeSettings) -> anyhow::Result<()> {
         id: format!("<instance of {}>", s.server_name),
         name: s.server_name.clone(),
         state: "running".into(),
-        ..placeholder_instance()
+        ..Default::default()
     };
     api.find_instances(Some(&s.server_name)).await.map_err(|e| ec2_error(e, None))?;
     ami::check_name_free(&api, &s.image_name).await.map_err(|e| ec2_error(e, None))?;
@@ -291,28 +291,6 @@ async fn bake_dry_run(s: &BakeSettings) -> anyhow::Result<()> {
     }
     println!("then: wait (at most {} s, --bake-timeout) until the image is available", s.timeout.as_secs());
     Ok(())
-}
-
-fn placeholder_instance() -> Instance {
-    Instance {
-        id: String::new(),
-        name: String::new(),
-        state: String::new(),
-        instance_type: String::new(),
-        public_ip: None,
-        ipv6_address: None,
-        launch_time: None,
-        expires_at: None,
-        vpc_id: None,
-        availability_zone: None,
-        security_group_ids: vec![],
-        key_name: None,
-        image_id: None,
-        volume_ids: vec![],
-        domain: None,
-        imds_locked: true,
-        autostop: None,
-    }
 }
 
 pub async fn list(aws: &provision::AwsOptions, json: bool) -> anyhow::Result<()> {

@@ -100,7 +100,7 @@ pub struct KeyPair {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Instance {
     pub id: String,
     pub name: String,

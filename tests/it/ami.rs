@@ -30,19 +30,9 @@ fn baked_tags(name: &str) -> Vec<Tag> {
     ]
 }
 
+/// An instance made outside image-provision, untagged.
 fn launch(env: &Ec2Env) -> String {
-    let out = rt()
-        .block_on(
-            env.client()
-                .run_instances()
-                .image_id(JAMMY_NEWEST)
-                .instance_type(aws_sdk_ec2::types::InstanceType::T3Micro)
-                .min_count(1)
-                .max_count(1)
-                .send(),
-        )
-        .unwrap();
-    out.instances()[0].instance_id().unwrap().to_owned()
+    crate::ec2_ours::launch_tagged(env, &[tag("Name", "outside")])
 }
 
 /// CreateImage straight on moto; returns (image id, its snapshot ids).
