@@ -116,6 +116,8 @@ hold() {
             "shrink the journal first (journalctl --vacuum-size=100M)" >&2
         exit 3
     fi
+    # The journal's buffers on disk first, so the held copy is whole.
+    journalctl --sync >/dev/null 2>&1 || true
     mkdir -p -- "$RECORD_DIR" "$HOLD/files"
     chmod 0700 -- "$RECORD_DIR" /run/image-provision "$HOLD"
     {
@@ -215,6 +217,10 @@ restore() {
     sync
     rm -f -- "$RECORD"
     rm -rf -- "$HOLD"
+    # journald and rsyslog still write to the files moved away (now gone):
+    # they open the ones put back. What they wrote in between is lost.
+    journalctl --rotate >/dev/null 2>&1 || true
+    systemctl kill --signal=HUP rsyslog.service >/dev/null 2>&1 || true
     kv restore.back "$back"
     kv restore.lost_count "$lost"
     kv restore.state restored
