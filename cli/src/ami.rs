@@ -37,7 +37,7 @@ const HOST_WATCHDOG: std::time::Duration = std::time::Duration::from_secs(900);
 /// What the clean-up holds aside, for the dry run and the docs.
 const HELD: &str = "the SSH host keys, root's and the login user's authorized_keys, the stack's env files \
                     (config/*.env), the local LLM's key, the repository credentials, the logs (/var/log, the \
-                    journal, the pull log), cloud-init's per-instance state (/var/lib/cloud); /etc/machine-id \
+                    journal, the pull log, the containers' logs), cloud-init's per-instance state (/var/lib/cloud); /etc/machine-id \
                     emptied";
 
 pub async fn bake(s: BakeSettings) -> anyhow::Result<()> {

@@ -16,7 +16,8 @@
 # What must not be shared: the SSH host keys; the login user's and root's
 # authorized_keys (the key the tool imported, and any other); the stack's
 # credentials (BASE_DIR/config/*.env, the local LLM's key, the repository's
-# git-credentials); logs (/var/log, the journal, the pull log); cloud-init's
+# git-credentials); logs (/var/log, the journal, the pull log, BASE_DIR/logs,
+# the containers' logs); cloud-init's
 # per-instance state (/var/lib/cloud); /etc/machine-id (emptied: systemd
 # makes a new one at the first boot of an instance of the image).
 #
@@ -75,10 +76,16 @@ to_hold() {
         /etc/image-provision/git-credentials "$BASE_DIR"/.image-provision/*.log; do
         [ -f "$f" ] && echo "$f"
     done
-    # Logs: regular files under /var/log (rotated ones too) and the journal.
-    if [ -d /var/log ]; then
-        find /var/log -xdev -type f 2>/dev/null | sort
-    fi
+    # Logs: regular files under /var/log (rotated ones too) and the journal,
+    # the stack's own (healthcheck's, in BASE_DIR/logs), and the containers'
+    # (Docker's json-file logs: what the services printed, requests included).
+    local dir
+    for dir in /var/log "$BASE_DIR/logs"; do
+        [ -d "$dir" ] && find "$dir" -xdev -type f 2>/dev/null | sort
+    done
+    for f in /var/lib/docker/containers/*/*-json.log*; do
+        [ -f "$f" ] && echo "$f"
+    done
     [ -d /var/lib/cloud ] && echo /var/lib/cloud
     return 0
 }
@@ -86,9 +93,10 @@ to_hold() {
 facts() {
     local branch
     kv repo.commit "$(git -C "$BASE_DIR/IMAGE-server" rev-parse HEAD 2>/dev/null || echo unknown)"
-    # dpkg-query fails when no package matches: no driver.
+    # dpkg-query fails when no package matches: no driver. Bootstrap holds
+    # the driver it installs (selection `hold`).
     branch=$( (dpkg-query -W -f '${Package} ${Status}\n' 'nvidia-driver-*' 2>/dev/null || true) |
-        sed -n 's/^nvidia-driver-\([0-9][0-9a-z-]*\) install ok installed$/\1/p' | head -n 1)
+        sed -n 's/^nvidia-driver-\([0-9][0-9a-z-]*\) \(install\|hold\) ok installed$/\1/p' | head -n 1)
     kv driver.branch "${branch:-none}"
     if [ -f "$BASE_DIR/.env" ]; then
         local tmp
