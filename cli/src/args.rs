@@ -448,8 +448,8 @@ pub struct CreateArgs {
     /// the newest Canonical Ubuntu image. A baked image (known by its tags)
     /// already holds the driver, Docker, the toolkit, the clone and the
     /// pulled images: the host steps still read each step's facts, and find
-    /// no driver to install, no reboot and nothing to pull unless the
-    /// repository moved on; the server gets its own host key, machine id
+    /// no driver to install, no reboot and the images pulled (only what
+    /// moved on since the bake is fetched); the server gets its own host key, machine id
     /// and cloud-init first boot, IMDSv2 and an encrypted volume as always
     #[arg(long, env = "IMAGE_PROVISION_AMI", value_name = "IMAGE_NAME|ID")]
     pub ami: Option<String>,

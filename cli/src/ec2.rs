@@ -129,8 +129,8 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     if created.baked.is_some() && !created.reused {
         progress.line(
             "a baked image: the host steps read each step's facts and find the driver, the toolkit, Docker, the \
-             clone and the pulled images in place (no driver install, no reboot, no pull unless the repository \
-             moved on)",
+             clone and the pulled images in place (no driver install, no reboot; only what moved on since the \
+             bake is pulled)",
         );
     }
     // The host steps arrange the server's own end at its expiry: a --ttl
