@@ -51,6 +51,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("template/record-written.sh", crate::template::RECORD_WRITTEN_SH.to_string()),
         ("template/mark-pending.sh", crate::template::MARK_PENDING_SH.to_string()),
         ("template/keep-env-lines.sh", crate::template::KEEP_ENV_LINES_SH.to_string()),
+        ("bake/bake-hold.sh", crate::bake::script()),
     ];
     all.extend(LIBRARIES.iter().map(|(name, text)| (*name, text.to_string())));
     all

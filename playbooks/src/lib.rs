@@ -24,6 +24,9 @@
 //!   bring_up/           the stack's bring-up, one at a time, warm-up included: bring-up-lock.sh,
 //!                       run-imageup.sh; what runs recorded (commit, image digests), kept from the
 //!                       prune, restored pinned by digest, health waited for: stack-record.sh
+//!   bake/               `ami bake`'s host side: what the image holds (commit, driver, digests),
+//!                       what must not be shared held in /run while the image is taken, put back
+//!                       after (a cut recovered from the record on disk): bake-hold.sh
 //!   steps/
 //!     host/             says what host this is
 //!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
@@ -72,6 +75,7 @@
 //! its inputs as environment variables.
 
 pub mod apt_get;
+pub mod bake;
 pub mod bring_up;
 pub mod catalog;
 pub mod containers;

@@ -264,10 +264,12 @@ pub(super) fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) ->
     };
     if let Some(ami) = &ami
         && !is_resource_id(ami, "ami-")
+        && (ami.starts_with("ami-") || !image_provision_provision::tags::is_image_name(ami))
     {
-        return Err(
-            UsageError::new(format!("{} is not an AMI id", shown(ami))).hint("AMI ids look like ami-0123456789abcdef0")
-        );
+        return Err(UsageError::new(format!("{} is not an AMI id or an image name", shown(ami))).hint(
+            "AMI ids look like ami-0123456789abcdef0; the names of images `ami bake` made, as `ami list` shows \
+             them, like image-2026.12.07",
+        ));
     }
     let subnet = args.subnet.clone().or_else(|| f.subnet.clone());
     if let Some(subnet) = &subnet

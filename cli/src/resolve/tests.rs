@@ -429,7 +429,7 @@ fn bad_values_are_usage_errors() {
     assert!(create_with(&|a| a.ttl = Some("soon".into()), &file).is_err());
     assert!(create_with(&|a| a.ttl = Some("100ms".into()), &file).is_err());
     assert!(create_with(&|a| a.ssh_cidr = vec!["10.0.0.0/33".into()], &file).is_err());
-    assert!(create_with(&|a| a.ami = Some("ubuntu".into()), &file).is_err());
+    assert!(create_with(&|a| a.ami = Some("Ubuntu 22.04".into()), &file).is_err());
     assert!(create_with(&|a| a.aws.region = Some("us-est-1".into()), &file).is_err());
     assert!(create_with(&|a| a.spot_only = true, &file).is_err());
     assert!(create_with(&|a| a.volume_type = Some("ssd".into()), &file).is_err());
@@ -467,6 +467,10 @@ fn values_that_cannot_be_right_are_refused() {
     }
     assert!(create_with(&|a| a.instance_type = Some("g6e.2xlarge".into()), &file).is_ok());
     assert!(refused(&|a| a.ami = Some("ami-123".into())).message.contains("is not an AMI id"));
+    for bad in ["Web Image", "-x", "ab", "a/b"] {
+        assert!(refused(&|a| a.ami = Some(bad.into())).message.contains("is not an AMI id or an image name"), "{bad}");
+    }
+    assert!(create_with(&|a| a.ami = Some("web-2026.12.07".into()), &file).is_ok());
     assert!(refused(&|a| a.aws.profile = Some("a b".into())).message.starts_with("--profile"));
     assert!(create_with(&|a| a.aws.profile = Some("lab".into()), &file).is_ok());
     for bad in ["1000", &"a".repeat(33), "-u"] {
