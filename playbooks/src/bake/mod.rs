@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use image_provision_remote::Cmd;
 
-use crate::bring_up::STACK_RECORD_SH;
+use crate::bring_up::{BRING_UP_LOCK_SH, STACK_RECORD_SH};
 use crate::facts::RawFacts;
 use crate::shell::with_libraries;
 use crate::steps::llm::VLLM;
@@ -19,9 +19,10 @@ pub const HOLD_DIR: &str = "/run/image-provision/bake-hold";
 /// The record of a hold, on the disk: names only, no contents.
 pub const RECORD: &str = "/var/lib/image-provision/bake/held";
 
-/// bake-hold.sh as sent: stack-record.sh (its `stack_record`) in front.
+/// bake-hold.sh as sent: stack-record.sh (its `stack_record`) in front,
+/// with the bring-up lock that library names.
 pub fn script() -> String {
-    with_libraries(&[STACK_RECORD_SH], BAKE_HOLD_SH)
+    with_libraries(&[BRING_UP_LOCK_SH, STACK_RECORD_SH], BAKE_HOLD_SH)
 }
 
 /// One of bake-hold.sh's actions, as root. Each is quick (moves on one
