@@ -115,6 +115,65 @@ pub fn compose(parts: &[FactsScript]) -> String {
     text
 }
 
+/// [`compose`] with a mark before each part and each root function, and at
+/// the end: `facts.mark=LABEL SECONDS` lines (bash's `EPOCHREALTIME`, no
+/// fork), LABEL being the part's path or the root function's name; the time
+/// from one mark to the next is the labelled source's. `run_root_facts`
+/// marks the user's last moment before `sudo`, `root_end` root's last, `end`
+/// the user's once root's answer is printed. For the bench
+/// (benches/bootstrap.rs); the facts the steps read are the same lines.
+pub fn compose_timed(parts: &[FactsScript]) -> String {
+    let roots: Vec<&str> = parts.iter().flat_map(|p| p.root_functions.iter().copied()).collect();
+    let mut text = PRELUDE_SH.to_string();
+    text.push_str("\nfacts_mark() { kv facts.mark \"$1 $EPOCHREALTIME\"; }\n");
+    text.push_str("timed_root_end() { facts_mark root_end; }\n");
+    for part in parts {
+        text.push_str(&format!("\nfacts_mark {}\n", part.path));
+        text.push_str(&part.text);
+    }
+    // Each root function runs wrapped (timed_F marks, then calls F), so root's
+    // shell needs F itself as a helper.
+    text.push_str("\nroot_facts_helpers+=(facts_mark");
+    for f in &roots {
+        text.push_str(&format!(" {f}"));
+    }
+    text.push_str(")\n");
+    for f in &roots {
+        text.push_str(&format!("timed_{f}() {{ facts_mark {f}; {f}; }}\n"));
+    }
+    text.push_str("facts_mark run_root_facts\nrun_root_facts");
+    for f in &roots {
+        text.push_str(&format!(" timed_{f}"));
+    }
+    text.push_str(" timed_root_end\nfacts_mark end\n");
+    text
+}
+
+/// The sources' times from [`compose_timed`]'s output, in the order run:
+/// each mark's label with the time to the next mark; `sudo` for the time
+/// from `run_root_facts` to root's first mark (sudo and root's bash
+/// starting); `(printing root's answer)` after root's last.
+pub fn mark_times(raw: &RawFacts) -> Vec<(String, std::time::Duration)> {
+    let marks: Vec<(&str, f64)> = raw
+        .all("facts.mark")
+        .filter_map(|v| {
+            let (label, at) = v.rsplit_once(' ')?;
+            Some((label, at.parse().ok()?))
+        })
+        .collect();
+    marks
+        .windows(2)
+        .map(|w| {
+            let label = match w[0].0 {
+                "run_root_facts" => "sudo",
+                "root_end" => "(printing root's answer)",
+                other => other,
+            };
+            (label.to_string(), std::time::Duration::from_secs_f64((w[1].1 - w[0].1).max(0.0)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
