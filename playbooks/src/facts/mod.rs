@@ -145,8 +145,27 @@ pub fn compose_timed(parts: &[FactsScript]) -> String {
     for f in &roots {
         text.push_str(&format!(" timed_{f}"));
     }
-    text.push_str(" timed_root_end\nfacts_mark end\n");
+    // The CPU the command used (the shell's, then its children's: sudo and
+    // root's shell among them), as bash's `times` prints it: steadier than
+    // wall time on a busy machine.
+    text.push_str(" timed_root_end\nfacts_mark end\nkv facts.times below\ntimes\n");
     text
+}
+
+/// The CPU time [`compose_timed`]'s command used on the host (user and
+/// system, its shell's and its children's), from the two lines `times`
+/// printed after `facts.times=below`.
+pub fn cpu_time(text: &str) -> Option<std::time::Duration> {
+    let mut lines = text.lines().skip_while(|l| *l != "facts.times=below").skip(1).take(2);
+    let mut total = 0.0;
+    for line in [lines.next()?, lines.next()?] {
+        for field in line.split_whitespace() {
+            // 0m0.014s
+            let (m, s) = field.strip_suffix('s')?.split_once('m')?;
+            total += m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?;
+        }
+    }
+    Some(std::time::Duration::from_secs_f64(total))
 }
 
 /// The sources' times from [`compose_timed`]'s output, in the order run:
@@ -187,6 +206,26 @@ mod tests {
         assert_eq!(f.all("row").collect::<Vec<_>>(), ["\tx\trunning", "p\ty\texited"]);
         assert_eq!(f.with_prefix("file.").collect::<Vec<_>>(), [("/x", "abc 644")]);
         assert_eq!(f.number("a"), Some(1));
+    }
+
+    /// The bench's breakdown: a mark before each part and each root
+    /// function, their times in order, sudo's own, and the CPU used.
+    #[test]
+    fn timed_marks_each_source() {
+        let text = compose_timed(&[
+            FactsScript::new("a.sh", "echo one"),
+            FactsScript::new("b.sh", "two() { :; }").root(&["two"]),
+        ]);
+        assert!(text.contains("facts_mark a.sh\necho one\n") && text.contains("facts_mark b.sh\n"), "{text}");
+        assert!(text.contains("run_root_facts timed_two timed_root_end\nfacts_mark end\n"), "{text}");
+        let out = "facts.mark=a.sh 10.000000\nfacts.mark=b.sh 10.250000\nfacts.mark=run_root_facts 10.300000\n\
+                   facts.mark=two 10.320000\nfacts.mark=root_end 10.420000\nfacts.mark=end 10.421000\n\
+                   facts.times=below\n0m0.010s 0m0.020s\n0m1.000s 0m0.100s\n";
+        let times: Vec<(String, u128)> =
+            mark_times(&RawFacts::parse(out)).into_iter().map(|(l, d)| (l, d.as_millis())).collect();
+        let want = [("a.sh", 250), ("b.sh", 50), ("sudo", 20), ("two", 100), ("(printing root's answer)", 1)];
+        assert_eq!(times, want.map(|(l, ms)| (l.to_string(), ms)));
+        assert_eq!(cpu_time(out).map(|d| d.as_millis()), Some(1130));
     }
 
     #[test]
