@@ -188,8 +188,8 @@ echo "== end"
     assert!(out.contains("answered=yes\nread=yes\n"), "{out}");
     let cli = section(&out, "cli");
     assert_eq!(section(&out, "api"), cli, "{out}");
-    assert!(cli.iter().any(|l| *l == "proj\t/srv/proj\tweb\tcreated\tfacts-plain\tCreated"), "{out}");
-    assert!(cli.iter().any(|l| *l == "p2\t\tsvc\tcreated\tfacts-hard\tCreated"), "{out}");
+    assert!(cli.contains(&"proj\t/srv/proj\tweb\tcreated\tfacts-plain\tCreated"), "{out}");
+    assert!(cli.contains(&"p2\t\tsvc\tcreated\tfacts-hard\tCreated"), "{out}");
     assert_eq!(words(section(&out, "api networks")), words(section(&out, "cli networks")), "{out}");
     assert_eq!(section(&out, "api runtimes"), section(&out, "cli runtimes"), "{out}");
     let facts: Vec<String> = cli.iter().map(|l| format!("container={l}")).collect();
@@ -207,7 +207,7 @@ echo "== end"
     let out = run();
     assert!(out.contains("answered=yes\nread=no\n"), "{out}");
     let cli = section(&out, "cli");
-    assert!(cli.iter().any(|l| *l == "\t/srv/a&b\t\tcreated\tfacts-amp\tCreated"), "{out}");
+    assert!(cli.contains(&"\t/srv/a&b\t\tcreated\tfacts-amp\tCreated"), "{out}");
     let facts: Vec<String> = cli.iter().map(|l| format!("container={l}")).collect();
     let listed: Vec<&str> = section(&out, "facts").into_iter().filter(|l| l.starts_with("container=")).collect();
     assert_eq!(listed, facts, "{out}");
