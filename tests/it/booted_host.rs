@@ -135,8 +135,9 @@ fn host_steps_install_real_docker_and_compose_and_reboot_through_systemd() {
 /// (playbooks/src/containers/docker-api.sh): what they make of it is what
 /// the docker CLI prints, for containers whose labels hold JSON's hard
 /// cases (a label named Id, quotes, backslashes, braces, text that looks
-/// like the fields read). A value read that JSON escapes (`&` in a path)
-/// is left to the CLI, and the listing is still the CLI's.
+/// like the fields read; `&` and `<`, which dockerd leaves unescaped). A
+/// value read that JSON escapes (a quote in a path) is left to the CLI, and
+/// the listing is still the CLI's.
 fn facts_read_dockerd_as_the_cli_lists(host: &TestHost, image: &str) {
     use image_provision_playbooks::containers::{DOCKER_API_SH, FACTS_SH};
     use image_provision_playbooks::facts::PRELUDE_SH;
@@ -181,7 +182,9 @@ echo "== end"
                --label com.docker.compose.project.working_dir=/srv/proj --label com.docker.compose.service=web {image} /bin/true &&
                docker create --name facts-hard --label 'Id=x' --label 'a=}},{{"Id":"ff' \
                --label 'b=a quote " and a back \ slash' --label 'c={{"State":"running","Status":"Up"}}' \
-               --label com.docker.compose.project=p2 --label com.docker.compose.service=svc {image} /bin/true"#
+               --label com.docker.compose.project=p2 --label com.docker.compose.service=svc {image} /bin/true &&
+               docker create --name facts-amp --label 'com.docker.compose.project.working_dir=/srv/a&b<c>' \
+               {image} /bin/true"#
         ),
     );
     let out = run();
@@ -190,26 +193,28 @@ echo "== end"
     assert_eq!(section(&out, "api"), cli, "{out}");
     assert!(cli.contains(&"proj\t/srv/proj\tweb\tcreated\tfacts-plain\tCreated"), "{out}");
     assert!(cli.contains(&"p2\t\tsvc\tcreated\tfacts-hard\tCreated"), "{out}");
+    assert!(cli.contains(&"\t/srv/a&b<c>\t\tcreated\tfacts-amp\tCreated"), "{out}");
     assert_eq!(words(section(&out, "api networks")), words(section(&out, "cli networks")), "{out}");
     assert_eq!(section(&out, "api runtimes"), section(&out, "cli runtimes"), "{out}");
     let facts: Vec<String> = cli.iter().map(|l| format!("container={l}")).collect();
     let listed: Vec<&str> = section(&out, "facts").into_iter().filter(|l| l.starts_with("container=")).collect();
     assert_eq!(listed, facts, "{out}");
 
-    // JSON escapes `&`: not read here, the CLI's listing instead.
+    // A quote in a value read: JSON escapes it, so it is not read here but
+    // by the CLI, and the listing is still the CLI's.
     ssh_ok(
         host,
         "root",
         &format!(
-            "docker create --name facts-amp --label 'com.docker.compose.project.working_dir=/srv/a&b' {image} /bin/true"
+            r#"docker create --name facts-quote --label 'com.docker.compose.project.working_dir=/srv/q"b' {image} /bin/true"#
         ),
     );
     let out = run();
     assert!(out.contains("answered=yes\nread=no\n"), "{out}");
     let cli = section(&out, "cli");
-    assert!(cli.contains(&"\t/srv/a&b\t\tcreated\tfacts-amp\tCreated"), "{out}");
+    assert!(cli.contains(&"\t/srv/q\"b\t\tcreated\tfacts-quote\tCreated"), "{out}");
     let facts: Vec<String> = cli.iter().map(|l| format!("container={l}")).collect();
     let listed: Vec<&str> = section(&out, "facts").into_iter().filter(|l| l.starts_with("container=")).collect();
     assert_eq!(listed, facts, "{out}");
-    ssh_ok(host, "root", "docker rm facts-plain facts-hard facts-amp >/dev/null");
+    ssh_ok(host, "root", "docker rm facts-plain facts-hard facts-amp facts-quote >/dev/null");
 }

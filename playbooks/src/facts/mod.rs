@@ -99,7 +99,8 @@ impl FactsScript {
 
 /// The prelude, the parts in order, then one `run_root_facts` for all their
 /// root functions (in the parts' order: a root function may read what an
-/// earlier one left).
+/// earlier one left), then what the parts left to read after it
+/// (`facts_after_root`).
 pub fn compose(parts: &[FactsScript]) -> String {
     let mut text = PRELUDE_SH.to_string();
     for part in parts {
@@ -111,7 +112,7 @@ pub fn compose(parts: &[FactsScript]) -> String {
         text.push(' ');
         text.push_str(f);
     }
-    text.push('\n');
+    text.push_str("\nfacts_after_root_run\n");
     text
 }
 
@@ -119,8 +120,9 @@ pub fn compose(parts: &[FactsScript]) -> String {
 /// the end: `facts.mark=LABEL SECONDS` lines (bash's `EPOCHREALTIME`, no
 /// fork), LABEL being the part's path or the root function's name; the time
 /// from one mark to the next is the labelled source's. `run_root_facts`
-/// marks the user's last moment before `sudo`, `root_end` root's last, `end`
-/// the user's once root's answer is printed. For the bench
+/// marks the user's last moment before `sudo`, `root_end` root's last,
+/// `after_root` the user's once root's answer is printed (then what ran
+/// beside it is read: `facts_after_root`), `end` the last. For the bench
 /// (benches/bootstrap.rs); the facts the steps read are the same lines.
 pub fn compose_timed(parts: &[FactsScript]) -> String {
     let roots: Vec<&str> = parts.iter().flat_map(|p| p.root_functions.iter().copied()).collect();
@@ -148,7 +150,8 @@ pub fn compose_timed(parts: &[FactsScript]) -> String {
     // The CPU the command used (the shell's, then its children's: sudo and
     // root's shell among them), as bash's `times` prints it: steadier than
     // wall time on a busy machine.
-    text.push_str(" timed_root_end\nfacts_mark end\nkv facts.times below\ntimes\n");
+    text.push_str(" timed_root_end\nfacts_mark after_root\nfacts_after_root_run\nfacts_mark end\n");
+    text.push_str("kv facts.times below\ntimes\n");
     text
 }
 
@@ -186,6 +189,7 @@ pub fn mark_times(raw: &RawFacts) -> Vec<(String, std::time::Duration)> {
             let label = match w[0].0 {
                 "run_root_facts" => "sudo",
                 "root_end" => "(printing root's answer)",
+                "after_root" => "(answers read after root's part)",
                 other => other,
             };
             (label.to_string(), std::time::Duration::from_secs_f64((w[1].1 - w[0].1).max(0.0)))
@@ -217,7 +221,7 @@ mod tests {
             FactsScript::new("b.sh", "two() { :; }").root(&["two"]),
         ]);
         assert!(text.contains("facts_mark a.sh\necho one\n") && text.contains("facts_mark b.sh\n"), "{text}");
-        assert!(text.contains("run_root_facts timed_two timed_root_end\nfacts_mark end\n"), "{text}");
+        assert!(text.contains("run_root_facts timed_two timed_root_end\nfacts_mark after_root\n"), "{text}");
         let out = "facts.mark=a.sh 10.000000\nfacts.mark=b.sh 10.250000\nfacts.mark=run_root_facts 10.300000\n\
                    facts.mark=two 10.320000\nfacts.mark=root_end 10.420000\nfacts.mark=end 10.421000\n\
                    facts.times=below\n0m0.010s 0m0.020s\n0m1.000s 0m0.100s\n";
@@ -235,6 +239,6 @@ mod tests {
             FactsScript::new("b.sh", "two() { :; }").root(&["two", "three"]),
         ]);
         assert!(text.starts_with(PRELUDE_SH));
-        assert!(text.ends_with("echo one\ntwo() { :; }\nrun_root_facts two three\n"), "{text}");
+        assert!(text.ends_with("echo one\ntwo() { :; }\nrun_root_facts two three\nfacts_after_root_run\n"), "{text}");
     }
 }

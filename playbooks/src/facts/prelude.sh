@@ -50,6 +50,16 @@ facts_read() {
     while [[ $facts_file == *$'\n' ]]; do facts_file=${facts_file%$'\n'}; done
 }
 
+# A facts script that starts something in the background (a request that
+# waits on the network) adds the function that prints its answer to
+# facts_after_root: the command calls them after root's part, which they
+# run beside.
+facts_after_root=()
+facts_after_root_run() {
+    local f
+    for f in ${facts_after_root[@]+"${facts_after_root[@]}"}; do "$f"; done
+}
+
 # A facts script whose root functions call functions of their own adds them
 # to root_facts_helpers; one whose root functions read inputs adds their
 # names to root_facts_env (sudo resets the environment; none is a secret).
