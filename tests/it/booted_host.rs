@@ -149,9 +149,9 @@ echo "answered=$docker_api_answered"
 if docker_api_listing && docker_api_network_names && docker_api_runtimes; then echo read=yes; else echo read=no; fi
 echo "== api"; printf '%s\n' "$docker_api_listed"
 echo "== cli"; docker ps -a --format '{TEMPLATE}'
-echo "== api networks"; echo "$docker_api_networks_listed"
+echo "== api networks"; echo "${{docker_api_networks_listed:-}}"
 echo "== cli networks"; docker network ls --format '{{{{.Name}}}}' | sort | tr '\n' ' '; echo
-echo "== api runtimes"; echo "$docker_api_runtimes_json"
+echo "== api runtimes"; echo "${{docker_api_runtimes_json:-}}"
 echo "== cli runtimes"; docker info --format '{{{{json .Runtimes}}}}'
 echo "== facts"; containers_facts
 echo "== end"

@@ -615,7 +615,9 @@ fn facts_caches_see_a_change_of_what_they_depend_on() {
             .collect()
     };
 
+    host.install_cloud_init_standin(Duration::ZERO, "done");
     let first = facts();
+    assert_eq!(first.get("cloud_init"), Some("done"));
     assert_eq!(first.get("docker.version"), Some("Docker version 24.0.7, build afdd53b"));
     assert_eq!(first.get("docker.compose"), None, "no compose plugin yet");
     let installed: Vec<String> = first.with_prefix("pkg.").map(|(p, _)| p.to_string()).collect();
@@ -627,9 +629,17 @@ fn facts_caches_see_a_change_of_what_they_depend_on() {
     let before = all_calls();
     let second = facts();
     assert_eq!(versions_asked(before), Vec::<String>::new());
-    for key in ["docker.version", "docker.compose", "gpu", &format!("pkg.{package}")] {
+    for key in ["docker.version", "docker.compose", "gpu", &format!("pkg.{package}"), "cloud_init"] {
         assert_eq!(second.get(key), first.get(key), "{key}");
     }
+    let cloud_init_asked = |from: usize| {
+        String::from_utf8_lossy(&host.read("/var/log/standin/calls.log"))
+            .lines()
+            .skip(from)
+            .filter(|c| c.contains(" cloud-init status"))
+            .count()
+    };
+    assert_eq!(cloud_init_asked(before), 0, "cloud-init's final answer kept");
 
     // compose's plugin arrives: seen.
     host.write("/usr/libexec/docker/cli-plugins/docker-compose", &standin("docker-compose"));
@@ -641,6 +651,14 @@ fn facts_caches_see_a_change_of_what_they_depend_on() {
     host.sh_ok("sed -i 's/^version=24.0.7$/version=24.0.8/' /usr/bin/docker");
     let fourth = facts();
     assert_eq!(fourth.get("docker.version"), Some("Docker version 24.0.8, build afdd53b"));
+
+    // cloud-init replaced and running again (its binary is in the key; a
+    // running cloud-init writes its status files, which are too): asked.
+    let before = all_calls();
+    host.install_cloud_init_standin(Duration::from_secs(600), "done");
+    assert_eq!(facts().get("cloud_init"), Some("running"));
+    assert_eq!(facts().get("cloud_init"), Some("running"));
+    assert_eq!(cloud_init_asked(before), 2, "a running cloud-init is asked each time");
 
     // dpkg's status changes (a package held): seen.
     host.sh_ok(&format!("apt-mark hold {package} >/dev/null"));

@@ -3,8 +3,26 @@
 # does anyone hold the dpkg/apt locks? Runs as the SSH user.
 
 # cloud-init's state without waiting ("done", "running", "disabled", ...).
+# `cloud-init status` starts Python (a quarter of a second and more on a
+# small instance): a final answer (done, disabled) is kept in the user's
+# cache for this boot, keyed by the files cloud-init writes as its stages
+# run and those that enable or disable it; a change asks again.
 if command -v cloud-init >/dev/null 2>&1; then
-    kv cloud_init "$(cloud-init status 2>/dev/null | sed -n 's/^status: *//p' || true)"
+    ready_boot=''
+    [ ! -r /proc/sys/kernel/random/boot_id ] || read -r ready_boot </proc/sys/kernel/random/boot_id
+    hash cloud-init
+    ready_key="v1 $ready_boot $(stat -L -c '%n %i %s %y' -- "${BASH_CMDS[cloud-init]}" /run/cloud-init/status.json \
+        /run/cloud-init/result.json /run/cloud-init/enabled /run/cloud-init/disabled /etc/cloud/cloud-init.disabled \
+        2>/dev/null || true)"
+    if [ -n "$ready_boot" ] && facts_cache_get "$facts_user_cache/cloud-init" "$ready_key"; then
+        kv cloud_init "$facts_cached"
+    else
+        ready_status=$(cloud-init status 2>/dev/null | sed -n 's/^status: *//p' || true)
+        kv cloud_init "$ready_status"
+        case $ready_status in
+        done | disabled) [ -z "$ready_boot" ] || facts_cache_put "$facts_user_cache/cloud-init" "$ready_key" "$ready_status" ;;
+        esac
+    fi
 else
     kv cloud_init absent
 fi
