@@ -29,13 +29,21 @@ fi
 
 # The dpkg/apt locks: held when /proc/locks lists one of their inodes (apt
 # takes fcntl locks, which flock(1) cannot see; fuser may not be installed).
-locked=$(
-    stat -c '%i %n' /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock 2>/dev/null |
-        awk 'FILENAME == "/proc/locks" {
-                for (i = 2; i <= NF; i++) if ($i ~ /^[0-9a-f]+:[0-9a-f]+:[0-9]+$/) { split($i, d, ":"); held[d[3]] = 1; break }
-                next
-            }
-            $1 in held { print $2 }' /proc/locks - |
-        tr '\n' ' ' || true
-)
-kv apt.locked "${locked% }"
+# One stat; /proc/locks is read in bash (the first MAJ:MIN:INODE field of a
+# line is the locked file's).
+declare -A ready_held=()
+if [ -r /proc/locks ]; then
+    while read -r -a ready_fields; do
+        for ready_field in "${ready_fields[@]}"; do
+            if [[ $ready_field =~ ^[0-9a-f]+:[0-9a-f]+:([0-9]+)$ ]]; then
+                ready_held[${BASH_REMATCH[1]}]=1
+                break
+            fi
+        done
+    done </proc/locks
+fi
+locked=''
+while read -r ready_inode ready_path; do
+    [ -z "${ready_held[$ready_inode]:-}" ] || locked="$locked $ready_path"
+done < <(stat -c '%i %n' /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock 2>/dev/null || true)
+kv apt.locked "${locked# }"
