@@ -162,7 +162,17 @@ fn parts(inputs: &FactsInputs) -> Vec<FactsScript> {
 
 /// The whole facts command: one round trip, reads only.
 pub fn command(inputs: &FactsInputs) -> Cmd {
-    let cmd = Cmd::script(facts::compose(&parts(inputs)))
+    with_inputs(Cmd::script(facts::compose(&parts(inputs))), inputs)
+}
+
+/// [`command`] with each source's time marked ([`facts::compose_timed`]):
+/// the bench's breakdown of the facts on the host.
+pub fn timed_command(inputs: &FactsInputs) -> Cmd {
+    with_inputs(Cmd::script(facts::compose_timed(&parts(inputs))), inputs)
+}
+
+fn with_inputs(cmd: Cmd, inputs: &FactsInputs) -> Cmd {
+    let cmd = cmd
         .named("facts.sh")
         .env("PACKAGES", inputs.packages.join(" "))
         .env("DEBIAN_COMPONENTS", DEBIAN_NVIDIA_COMPONENTS)

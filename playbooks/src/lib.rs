@@ -12,10 +12,13 @@
 //!   settings.rs         Config, ImageConfig, defaults, paths on the host
 //!   validate.rs         checks of the person's input (domain, env files, ...)
 //!   shell.rs            scripts sent with their libraries in front
-//!   facts/              RawFacts (key=value), FactsScript; prelude.sh (kv, run_root_facts)
+//!   facts/              RawFacts (key=value), FactsScript, the timed command's marks (the bench);
+//!                       prelude.sh (kv, run_root_facts, the answer caches, facts_after_root)
 //!   host/               HostFacts: distribution, user, sudo, GPU, packages; facts.sh
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
-//!   containers/         Docker's containers and networks, listed once; facts.sh
+//!   containers/         Docker's containers and networks, listed once; facts.sh; dockerd asked
+//!                       through its socket once per facts command, its JSON read in bash
+//!                       (docker-api.sh)
 //!   template/           render, sha256; keep-env-lines.sh (an env file's secret lines kept on the
 //!                       host beside ours); Writes: a step's uploads and links, with a copy first of
 //!                       what image-provision did not write (keep-copies.sh), its record of what

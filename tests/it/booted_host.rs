@@ -120,6 +120,8 @@ fn host_steps_install_real_docker_and_compose_and_reboot_through_systemd() {
         host.calls()
     );
 
+    facts_read_dockerd_as_the_cli_lists(&host, &image);
+
     // Converged: every step ok, no reboot.
     let second = run("bootstrap --no-stack, again");
     assert_eq!(second.status.code(), Some(0));
@@ -127,4 +129,92 @@ fn host_steps_install_real_docker_and_compose_and_reboot_through_systemd() {
         assert_eq!(outcome, "ok", "step {step} on the second run:\n{}", stdout(&second));
     }
     assert_eq!(host.reboots(), 1);
+}
+
+/// The facts ask dockerd through its socket and read its JSON in bash
+/// (playbooks/src/containers/docker-api.sh): what they make of it is what
+/// the docker CLI prints, for containers whose labels hold JSON's hard
+/// cases (a label named Id, quotes, backslashes, braces, text that looks
+/// like the fields read; `&` and `<`, which dockerd leaves unescaped). A
+/// value read that JSON escapes (a quote in a path) is left to the CLI, and
+/// the listing is still the CLI's.
+fn facts_read_dockerd_as_the_cli_lists(host: &TestHost, image: &str) {
+    use image_provision_playbooks::containers::{DOCKER_API_SH, FACTS_SH};
+    use image_provision_playbooks::facts::PRELUDE_SH;
+    const TEMPLATE: &str = r#"{{.Label "com.docker.compose.project"}}\t{{.Label "com.docker.compose.project.working_dir"}}\t{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}\t{{.Status}}"#;
+    let check = format!(
+        r#"
+docker_api_ask
+echo "answered=$docker_api_answered"
+if docker_api_listing && docker_api_network_names && docker_api_runtimes; then echo read=yes; else echo read=no; fi
+echo "== api"; printf '%s\n' "$docker_api_listed"
+echo "== cli"; docker ps -a --format '{TEMPLATE}'
+echo "== api networks"; echo "${{docker_api_networks_listed:-}}"
+echo "== cli networks"; docker network ls --format '{{{{.Name}}}}' | sort | tr '\n' ' '; echo
+echo "== api runtimes"; echo "${{docker_api_runtimes_json:-}}"
+echo "== cli runtimes"; docker info --format '{{{{json .Runtimes}}}}'
+echo "== facts"; containers_facts
+echo "== end"
+"#
+    );
+    let script = format!("{PRELUDE_SH}\n{DOCKER_API_SH}\n{FACTS_SH}\n{check}");
+    let run = || {
+        let out = host.ssh_with_stdin("root", "bash -s", script.as_bytes());
+        assert!(out.status.success(), "{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        stdout(&out)
+    };
+    // The text between `== NAME` and the next `==` line.
+    fn section<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+        let start = format!("== {name}");
+        text.lines().skip_while(|l| *l != start).skip(1).take_while(|l| !l.starts_with("== ")).collect()
+    }
+    let words = |lines: Vec<&str>| {
+        let mut w: Vec<String> = lines.join(" ").split_whitespace().map(str::to_string).collect();
+        w.sort();
+        w
+    };
+
+    ssh_ok(
+        host,
+        "root",
+        &format!(
+            r#"docker create --name facts-plain --label com.docker.compose.project=proj \
+               --label com.docker.compose.project.working_dir=/srv/proj --label com.docker.compose.service=web {image} /bin/true &&
+               docker create --name facts-hard --label 'Id=x' --label 'a=}},{{"Id":"ff' \
+               --label 'b=a quote " and a back \ slash' --label 'c={{"State":"running","Status":"Up"}}' \
+               --label com.docker.compose.project=p2 --label com.docker.compose.service=svc {image} /bin/true &&
+               docker create --name facts-amp --label 'com.docker.compose.project.working_dir=/srv/a&b<c>' \
+               {image} /bin/true"#
+        ),
+    );
+    let out = run();
+    assert!(out.contains("answered=yes\nread=yes\n"), "{out}");
+    let cli = section(&out, "cli");
+    assert_eq!(section(&out, "api"), cli, "{out}");
+    assert!(cli.contains(&"proj\t/srv/proj\tweb\tcreated\tfacts-plain\tCreated"), "{out}");
+    assert!(cli.contains(&"p2\t\tsvc\tcreated\tfacts-hard\tCreated"), "{out}");
+    assert!(cli.contains(&"\t/srv/a&b<c>\t\tcreated\tfacts-amp\tCreated"), "{out}");
+    assert_eq!(words(section(&out, "api networks")), words(section(&out, "cli networks")), "{out}");
+    assert_eq!(section(&out, "api runtimes"), section(&out, "cli runtimes"), "{out}");
+    let facts: Vec<String> = cli.iter().map(|l| format!("container={l}")).collect();
+    let listed: Vec<&str> = section(&out, "facts").into_iter().filter(|l| l.starts_with("container=")).collect();
+    assert_eq!(listed, facts, "{out}");
+
+    // A quote in a value read: JSON escapes it, so it is not read here but
+    // by the CLI, and the listing is still the CLI's.
+    ssh_ok(
+        host,
+        "root",
+        &format!(
+            r#"docker create --name facts-quote --label 'com.docker.compose.project.working_dir=/srv/q"b' {image} /bin/true"#
+        ),
+    );
+    let out = run();
+    assert!(out.contains("answered=yes\nread=no\n"), "{out}");
+    let cli = section(&out, "cli");
+    assert!(cli.contains(&"\t/srv/q\"b\t\tcreated\tfacts-quote\tCreated"), "{out}");
+    let facts: Vec<String> = cli.iter().map(|l| format!("container={l}")).collect();
+    let listed: Vec<&str> = section(&out, "facts").into_iter().filter(|l| l.starts_with("container=")).collect();
+    assert_eq!(listed, facts, "{out}");
+    ssh_ok(host, "root", "docker rm facts-plain facts-hard facts-amp facts-quote >/dev/null");
 }

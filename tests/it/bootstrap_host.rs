@@ -578,3 +578,94 @@ fn a_working_driver_gets_no_driver_install_and_no_reboot() {
     assert_eq!(outcome("gpu-check"), Some("ok"));
     assert_eq!(host.reboots(), 1, "no reboot for the driver the image had");
 }
+
+/// The facts keep answers that are slow to get but depend only on files
+/// (docker's and compose's versions; lspci's and dpkg's answers), keyed by
+/// those files: unchanged, the next facts command asks no program again;
+/// a change of what they depend on (a new plugin, an upgraded binary, a
+/// package held) shows at once.
+#[test]
+fn facts_caches_see_a_change_of_what_they_depend_on() {
+    use image_provision_playbooks::Config;
+    use image_provision_playbooks::facts::RawFacts;
+    use image_provision_playbooks::gather::{FactsInputs, command};
+
+    let host = TestHost::start(Distro::Ubuntu2204Standin);
+    let user = host.default_user();
+    let standin = |name: &str| {
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testhost/standins").join(name)).unwrap()
+    };
+    host.write("/usr/bin/docker", &standin("docker"));
+    host.sh_ok("chmod 0755 /usr/bin/docker");
+    let cmd = command(&FactsInputs::for_config(&Config::default()));
+    let facts = || {
+        let out = host.ssh_with_stdin(user, &cmd.render(false), &cmd.stdin_to_send().unwrap());
+        assert!(out.status.success(), "facts: {}{}", stdout(&out), stderr(&out));
+        RawFacts::parse(&stdout(&out))
+    };
+    // The stand-ins' calls, and the version questions among those after
+    // the first `from`.
+    let all_calls = || String::from_utf8_lossy(&host.read("/var/log/standin/calls.log")).lines().count();
+    let versions_asked = |from: usize| -> Vec<String> {
+        String::from_utf8_lossy(&host.read("/var/log/standin/calls.log"))
+            .lines()
+            .skip(from)
+            .filter(|c| c.ends_with(" --version") || c.ends_with("compose version"))
+            .map(str::to_owned)
+            .collect()
+    };
+
+    host.install_cloud_init_standin(Duration::ZERO, "done");
+    let first = facts();
+    assert_eq!(first.get("cloud_init"), Some("done"));
+    assert_eq!(first.get("docker.version"), Some("Docker version 24.0.7, build afdd53b"));
+    assert_eq!(first.get("docker.compose"), None, "no compose plugin yet");
+    let installed: Vec<String> = first.with_prefix("pkg.").map(|(p, _)| p.to_string()).collect();
+    let package = installed.first().expect("a watched package installed on the test host").clone();
+    assert!(!first.yes(&format!("held.{package}")));
+    let gpu = first.get("gpu").map(str::to_string);
+
+    // Unchanged: the answers come from the cache, no version asked.
+    let before = all_calls();
+    let second = facts();
+    assert_eq!(versions_asked(before), Vec::<String>::new());
+    for key in ["docker.version", "docker.compose", "gpu", &format!("pkg.{package}"), "cloud_init"] {
+        assert_eq!(second.get(key), first.get(key), "{key}");
+    }
+    let cloud_init_asked = |from: usize| {
+        String::from_utf8_lossy(&host.read("/var/log/standin/calls.log"))
+            .lines()
+            .skip(from)
+            .filter(|c| c.contains(" cloud-init status"))
+            .count()
+    };
+    assert_eq!(cloud_init_asked(before), 0, "cloud-init's final answer kept");
+
+    // compose's plugin arrives: seen.
+    host.write("/usr/libexec/docker/cli-plugins/docker-compose", &standin("docker-compose"));
+    host.sh_ok("chmod 0755 /usr/libexec/docker/cli-plugins/docker-compose");
+    let third = facts();
+    assert_eq!(third.get("docker.compose"), Some("Docker Compose version v2.24.6"));
+
+    // The CLI is upgraded (a new file, as dpkg puts it): seen.
+    host.sh_ok("sed -i 's/^version=24.0.7$/version=24.0.8/' /usr/bin/docker");
+    let fourth = facts();
+    assert_eq!(fourth.get("docker.version"), Some("Docker version 24.0.8, build afdd53b"));
+
+    // cloud-init replaced and running again (its binary is in the key; a
+    // running cloud-init writes its status files, which are too): asked.
+    let before = all_calls();
+    host.install_cloud_init_standin(Duration::from_secs(600), "done");
+    assert_eq!(facts().get("cloud_init"), Some("running"));
+    assert_eq!(facts().get("cloud_init"), Some("running"));
+    assert_eq!(cloud_init_asked(before), 2, "a running cloud-init is asked each time");
+
+    // dpkg's status changes (a package held): seen.
+    host.sh_ok(&format!("apt-mark hold {package} >/dev/null"));
+    let fifth = facts();
+    assert!(fifth.yes(&format!("held.{package}")), "held.{package} after apt-mark hold");
+    assert_eq!(fifth.get("gpu").map(str::to_string), gpu);
+    let before = all_calls();
+    assert!(facts().yes(&format!("held.{package}")));
+    assert_eq!(versions_asked(before), Vec::<String>::new(), "cached again");
+}

@@ -500,6 +500,22 @@ impl TestHost {
         cmd
     }
 
+    /// `command_line` over SSH as `user` with OpenSSH's client, `stdin`
+    /// fed to it: a command as the tool sends one (`Cmd::render`, with
+    /// `Cmd::stdin_to_send` as `stdin`). Its output, whatever its status.
+    pub fn ssh_with_stdin(&self, user: &str, command_line: &str, stdin: &[u8]) -> Output {
+        let mut child = self
+            .ssh_command(user)
+            .arg(command_line)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running ssh (install openssh-client)");
+        child.stdin.take().unwrap().write_all(stdin).expect("feeding ssh");
+        child.wait_with_output().expect("waiting for ssh")
+    }
+
     /// This host's directory on the machine (ctl/ holds its logs).
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -6,6 +6,11 @@ use crate::facts::{FactsScript, RawFacts};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
+/// dockerd asked through its socket, once per facts command, its JSON read
+/// in bash: a library put in front of the docker step's facts script (the
+/// first to ask), whose answers [`FACTS_SH`] reads too.
+pub const DOCKER_API_SH: &str = include_str!("docker-api.sh");
+
 /// The containers facts script (root: Docker's socket is root's). It goes
 /// before any facts script whose root functions read `containers_listed`.
 pub fn facts_script() -> FactsScript {

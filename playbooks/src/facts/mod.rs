@@ -99,7 +99,8 @@ impl FactsScript {
 
 /// The prelude, the parts in order, then one `run_root_facts` for all their
 /// root functions (in the parts' order: a root function may read what an
-/// earlier one left).
+/// earlier one left), then what the parts left to read after it
+/// (`facts_after_root`).
 pub fn compose(parts: &[FactsScript]) -> String {
     let mut text = PRELUDE_SH.to_string();
     for part in parts {
@@ -111,8 +112,89 @@ pub fn compose(parts: &[FactsScript]) -> String {
         text.push(' ');
         text.push_str(f);
     }
-    text.push('\n');
+    text.push_str("\nfacts_after_root_run\n");
     text
+}
+
+/// [`compose`] with a mark before each part and each root function, and at
+/// the end: `facts.mark=LABEL SECONDS` lines (bash's `EPOCHREALTIME`, no
+/// fork), LABEL being the part's path or the root function's name; the time
+/// from one mark to the next is the labelled source's. `run_root_facts`
+/// marks the user's last moment before `sudo`, `root_end` root's last,
+/// `after_root` the user's once root's answer is printed (then what ran
+/// beside it is read: `facts_after_root`), `end` the last. For the bench
+/// (benches/bootstrap.rs); the facts the steps read are the same lines.
+pub fn compose_timed(parts: &[FactsScript]) -> String {
+    let roots: Vec<&str> = parts.iter().flat_map(|p| p.root_functions.iter().copied()).collect();
+    let mut text = PRELUDE_SH.to_string();
+    text.push_str("\nfacts_mark() { kv facts.mark \"$1 $EPOCHREALTIME\"; }\n");
+    text.push_str("timed_root_end() { facts_mark root_end; }\n");
+    for part in parts {
+        text.push_str(&format!("\nfacts_mark {}\n", part.path));
+        text.push_str(&part.text);
+    }
+    // Each root function runs wrapped (timed_F marks, then calls F), so root's
+    // shell needs F itself as a helper.
+    text.push_str("\nroot_facts_helpers+=(facts_mark");
+    for f in &roots {
+        text.push_str(&format!(" {f}"));
+    }
+    text.push_str(")\n");
+    for f in &roots {
+        text.push_str(&format!("timed_{f}() {{ facts_mark {f}; {f}; }}\n"));
+    }
+    text.push_str("facts_mark run_root_facts\nrun_root_facts");
+    for f in &roots {
+        text.push_str(&format!(" timed_{f}"));
+    }
+    // The CPU the command used (the shell's, then its children's: sudo and
+    // root's shell among them), as bash's `times` prints it: steadier than
+    // wall time on a busy machine.
+    text.push_str(" timed_root_end\nfacts_mark after_root\nfacts_after_root_run\nfacts_mark end\n");
+    text.push_str("kv facts.times below\ntimes\n");
+    text
+}
+
+/// The CPU time [`compose_timed`]'s command used on the host (user and
+/// system, its shell's and its children's), from the two lines `times`
+/// printed after `facts.times=below`.
+pub fn cpu_time(text: &str) -> Option<std::time::Duration> {
+    let mut lines = text.lines().skip_while(|l| *l != "facts.times=below").skip(1).take(2);
+    let mut total = 0.0;
+    for line in [lines.next()?, lines.next()?] {
+        for field in line.split_whitespace() {
+            // 0m0.014s
+            let (m, s) = field.strip_suffix('s')?.split_once('m')?;
+            total += m.parse::<f64>().ok()? * 60.0 + s.parse::<f64>().ok()?;
+        }
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+/// The sources' times from [`compose_timed`]'s output, in the order run:
+/// each mark's label with the time to the next mark; `sudo` for the time
+/// from `run_root_facts` to root's first mark (sudo and root's bash
+/// starting); `(printing root's answer)` after root's last.
+pub fn mark_times(raw: &RawFacts) -> Vec<(String, std::time::Duration)> {
+    let marks: Vec<(&str, f64)> = raw
+        .all("facts.mark")
+        .filter_map(|v| {
+            let (label, at) = v.rsplit_once(' ')?;
+            Some((label, at.parse().ok()?))
+        })
+        .collect();
+    marks
+        .windows(2)
+        .map(|w| {
+            let label = match w[0].0 {
+                "run_root_facts" => "sudo",
+                "root_end" => "(printing root's answer)",
+                "after_root" => "(answers read after root's part)",
+                other => other,
+            };
+            (label.to_string(), std::time::Duration::from_secs_f64((w[1].1 - w[0].1).max(0.0)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -130,6 +212,26 @@ mod tests {
         assert_eq!(f.number("a"), Some(1));
     }
 
+    /// The bench's breakdown: a mark before each part and each root
+    /// function, their times in order, sudo's own, and the CPU used.
+    #[test]
+    fn timed_marks_each_source() {
+        let text = compose_timed(&[
+            FactsScript::new("a.sh", "echo one"),
+            FactsScript::new("b.sh", "two() { :; }").root(&["two"]),
+        ]);
+        assert!(text.contains("facts_mark a.sh\necho one\n") && text.contains("facts_mark b.sh\n"), "{text}");
+        assert!(text.contains("run_root_facts timed_two timed_root_end\nfacts_mark after_root\n"), "{text}");
+        let out = "facts.mark=a.sh 10.000000\nfacts.mark=b.sh 10.250000\nfacts.mark=run_root_facts 10.300000\n\
+                   facts.mark=two 10.320000\nfacts.mark=root_end 10.420000\nfacts.mark=end 10.421000\n\
+                   facts.times=below\n0m0.010s 0m0.020s\n0m1.000s 0m0.100s\n";
+        let times: Vec<(String, u128)> =
+            mark_times(&RawFacts::parse(out)).into_iter().map(|(l, d)| (l, d.as_millis())).collect();
+        let want = [("a.sh", 250), ("b.sh", 50), ("sudo", 20), ("two", 100), ("(printing root's answer)", 1)];
+        assert_eq!(times, want.map(|(l, ms)| (l.to_string(), ms)));
+        assert_eq!(cpu_time(out).map(|d| d.as_millis()), Some(1130));
+    }
+
     #[test]
     fn root_functions_run_in_one_call_after_every_part() {
         let text = compose(&[
@@ -137,6 +239,6 @@ mod tests {
             FactsScript::new("b.sh", "two() { :; }").root(&["two", "three"]),
         ]);
         assert!(text.starts_with(PRELUDE_SH));
-        assert!(text.ends_with("echo one\ntwo() { :; }\nrun_root_facts two three\n"), "{text}");
+        assert!(text.ends_with("echo one\ntwo() { :; }\nrun_root_facts two three\nfacts_after_root_run\n"), "{text}");
     }
 }

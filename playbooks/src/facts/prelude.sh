@@ -12,10 +12,58 @@ set -euo pipefail
 # inside bash where they can.
 kv() { printf '%s=%s\n' "$1" "${2//$'\n'/ }"; }
 
+# Answers that are slow to get but depend only on files are kept in a
+# cache file: its first line the key (those files' stat or hash, made by
+# the caller), the answer after it. The SSH user's cache is under its home,
+# root's under /var/cache.
+facts_user_cache=${XDG_CACHE_HOME:-${HOME:-/nonexistent}/.cache}/image-provision
+
+# facts_cache_get FILE KEY: (KEY's lines are joined by spaces, here and in
+# facts_cache_put) the answer FILE holds for KEY, into
+# facts_cached; fails when FILE is missing or holds another key. Reads in
+# bash, no fork.
+facts_cache_get() {
+    local line
+    facts_cached=''
+    [ -f "$1" ] && [ -r "$1" ] || return 1
+    {
+        IFS= read -r line && [ "$line" = "${2//$'\n'/ }" ] || return 1
+        IFS= read -r -d '' facts_cached || true
+    } <"$1"
+    facts_cached=${facts_cached%$'\n'}
+}
+
+# facts_cache_put FILE KEY ANSWER: kept for the next run, written whole (a
+# rename). Best effort: an unwritable cache only costs the next run the
+# slow way.
+facts_cache_put() {
+    { mkdir -p "${1%/*}" && printf '%s\n%s\n' "${2//$'\n'/ }" "$3" >"$1.$$" && mv -f "$1.$$" "$1"; } 2>/dev/null || true
+}
+
+# facts_read FILE: FILE's text as $(cat FILE) gives it (its trailing line
+# breaks dropped) into facts_file, without a fork; fails, leaving it empty,
+# when FILE is not a file it can read.
+facts_read() {
+    facts_file=''
+    [ -f "$1" ] && [ -r "$1" ] || return 1
+    IFS= read -r -d '' facts_file <"$1" || true
+    while [[ $facts_file == *$'\n' ]]; do facts_file=${facts_file%$'\n'}; done
+}
+
+# A facts script that starts something in the background (a request that
+# waits on the network) adds the function that prints its answer to
+# facts_after_root: the command calls them after root's part, which they
+# run beside.
+facts_after_root=()
+facts_after_root_run() {
+    local f
+    for f in ${facts_after_root[@]+"${facts_after_root[@]}"}; do "$f"; done
+}
+
 # A facts script whose root functions call functions of their own adds them
 # to root_facts_helpers; one whose root functions read inputs adds their
 # names to root_facts_env (sudo resets the environment; none is a secret).
-root_facts_helpers=(kv)
+root_facts_helpers=(kv facts_cache_get facts_cache_put facts_read)
 root_facts_env=()
 
 # run_root_facts FUNCTION...: the functions, as root, with kv, the helpers

@@ -1,19 +1,45 @@
 # shellcheck shell=bash
 # The docker step's facts (playbooks/src/steps/docker): the CLI, compose v2,
-# the service, daemon.json's max-concurrent-downloads, the docker group, whether the SSH user reaches the daemon, and
-# (as root) the daemon's runtimes. The user's part runs as the SSH user,
-# docker_root_facts as root (run_root_facts).
+# the service, daemon.json's max-concurrent-downloads, the docker group,
+# whether the SSH user reaches the daemon, and (as root) the daemon's
+# runtimes. The user's part runs as the SSH user, docker_root_facts as root
+# (run_root_facts). Hot path: one stat, two systemctl, no docker CLI start,
+# no jq (cached answers; dockerd asked through its socket by root).
 
 if command -v docker >/dev/null 2>&1; then
-    kv docker.version "$(docker --version 2>/dev/null || true)"
-    kv docker.compose "$(docker compose version 2>/dev/null || true)"
+    # `docker --version` and `docker compose version` depend on nothing but
+    # the CLI's binary and the compose plugin it finds (the user's plugin
+    # directory or config first, then the system's), and each start costs
+    # 50 to 200 ms: kept in the user's cache, keyed by those files' inode,
+    # size and mtime (a package upgrade replaces them).
+    hash docker
+    docker_key=$(stat -L -c '%n %i %s %y' -- "${BASH_CMDS[docker]}" "${DOCKER_CONFIG:-${HOME:-/nonexistent}/.docker}"/{config.json,cli-plugins/docker-compose} \
+        /usr/local/lib/docker/cli-plugins/docker-compose /usr/local/libexec/docker/cli-plugins/docker-compose \
+        /usr/lib/docker/cli-plugins/docker-compose /usr/libexec/docker/cli-plugins/docker-compose 2>/dev/null || true)
+    if facts_cache_get "$facts_user_cache/docker-versions" "v1 $docker_key"; then
+        docker_version=${facts_cached%%$'\n'*}
+        docker_compose=${facts_cached#*$'\n'}
+    else
+        docker_version=$(docker --version 2>/dev/null || true)
+        docker_compose=$(docker compose version 2>/dev/null || true)
+        [ -z "$docker_version" ] || facts_cache_put "$facts_user_cache/docker-versions" "v1 $docker_key" "$docker_version"$'\n'"$docker_compose"
+    fi
+    kv docker.version "$docker_version"
+    kv docker.compose "$docker_compose"
     # As the user, without sudo: works only once the group applies to this
-    # session (root's answer comes from docker_root_facts). `docker info`
-    # exits 0 even when the daemon refuses it (Docker 23 and later print the
-    # error on stderr), so the answer is the server version it printed. A
-    # daemon that is restarting must not hang the facts: a time limit.
+    # session (root's answer comes from docker_root_facts). With Docker's
+    # socket, the question is whether this session may write it (access(2),
+    # as connect(2) checks it; no fork), and docker_root_facts says yes
+    # only if the daemon answers too. Without it (the chroot test hosts'
+    # stand-in), the CLI: `docker info` exits 0 even when the daemon refuses
+    # it (Docker 23 and later print the error on stderr), so the answer is
+    # the server version it printed. A daemon that is restarting must not
+    # hang the facts: a time limit.
     if [ "$EUID" -ne 0 ]; then
-        if [ -n "$(timeout 20 docker info --format '{{.ServerVersion}}' 2>/dev/null || true)" ]; then
+        if [ -S "$docker_api_socket" ]; then
+            # shellcheck disable=SC2034 # read by docker_root_facts
+            if [ -w "$docker_api_socket" ]; then docker_user_socket=yes; else docker_user_socket=no; fi
+        elif [ -n "$(timeout 20 docker info --format '{{.ServerVersion}}' 2>/dev/null || true)" ]; then
             kv docker.user_access yes
         else
             kv docker.user_access no
@@ -25,25 +51,49 @@ if command -v systemctl >/dev/null 2>&1; then
     kv docker.active "$(systemctl is-active docker 2>/dev/null || true)"
 fi
 # The layer downloads the daemon runs at once per pull, as daemon.json sets
-# them (empty: unset, no file, or no jq yet to read it).
+# them (empty: unset, no file, or no jq yet to read it). jq takes 30 to 70
+# ms to start: the answer is kept, keyed by the file's (and jq's) stat.
 if [ -r /etc/docker/daemon.json ] && command -v jq >/dev/null 2>&1; then
-    kv docker.max_concurrent_downloads \
-        "$(jq -r '."max-concurrent-downloads" // empty' /etc/docker/daemon.json 2>/dev/null || true)"
+    hash jq
+    docker_key=$(stat -L -c '%n %i %s %y' -- /etc/docker/daemon.json "${BASH_CMDS[jq]}" 2>/dev/null || true)
+    if ! facts_cache_get "$facts_user_cache/docker-downloads" "v1 $docker_key"; then
+        facts_cached=$(jq -r '."max-concurrent-downloads" // empty' /etc/docker/daemon.json 2>/dev/null) &&
+            facts_cache_put "$facts_user_cache/docker-downloads" "v1 $docker_key" "$facts_cached"
+    fi
+    kv docker.max_concurrent_downloads "$facts_cached"
 fi
 IFS=: read -r _ _ gid members < <(getent group docker || true) || true
 kv docker.gid "${gid:-}"
 kv docker.group "${members:-}"
 
-# As root: the daemon's runtimes (the nvidia step looks for its own there).
+# As root: the daemon's runtimes (the nvidia step looks for its own there),
+# from dockerd's socket (docker-api.sh, in front of this script) or, without
+# it, the CLI.
+root_facts_env+=(docker_user_socket)
 docker_root_facts() {
     command -v docker >/dev/null 2>&1 || return 0
-    local runtimes
-    # As above: judged by what it printed ("null" when the daemon refused).
-    runtimes=$(timeout 20 docker info --format '{{json .Runtimes}}' 2>/dev/null || true)
-    [ "$runtimes" != null ] || runtimes=''
+    local runtimes='' answered=no
+    if docker_api_ask; then
+        if [ "$docker_api_answered" = yes ] && docker_api_runtimes; then
+            runtimes=$docker_api_runtimes_json
+        fi
+        [ "$docker_api_answered" = no ] || answered=yes
+    else
+        # As above: judged by what it printed ("null" when the daemon refused).
+        runtimes=$(timeout 20 docker info --format '{{json .Runtimes}}' 2>/dev/null || true)
+        [ "$runtimes" != null ] || runtimes=''
+        [ -z "$runtimes" ] || answered=yes
+    fi
     kv docker.runtimes "$runtimes"
     if [ "${ROOT_FACTS_VIA:-}" != sudo ]; then
         # Running as root itself: root's own access is the same answer.
-        if [ -n "$runtimes" ]; then kv docker.user_access yes; else kv docker.user_access no; fi
+        kv docker.user_access "$answered"
+    elif [ -n "${docker_user_socket:-}" ]; then
+        # The user may write the socket, and the daemon behind it answers.
+        if [ "$answered" = yes ] && [ "$docker_user_socket" = yes ]; then
+            kv docker.user_access yes
+        else
+            kv docker.user_access no
+        fi
     fi
 }

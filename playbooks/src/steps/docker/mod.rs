@@ -26,7 +26,9 @@ pub const RESTART_DOCKER_SH: &str = include_str!("restart-docker.sh");
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
 pub fn facts_script() -> FactsScript {
-    FactsScript::new("steps/docker/facts.sh", FACTS_SH).root(&["docker_root_facts"])
+    FactsScript::new("steps/docker/facts.sh", FACTS_SH)
+        .with_libraries(&[crate::containers::DOCKER_API_SH])
+        .root(&["docker_root_facts"])
 }
 
 pub const DAEMON_DOWNLOADS_SH: &str = include_str!("daemon-downloads.sh");

@@ -19,11 +19,23 @@ if [ -z "$site_domain" ] && [ -r "$BASE_DIR/site-docker-compose.yml" ]; then
 fi
 kv health.domain "$site_domain"
 if [ -n "$site_domain" ] && [ "${HTTPS_CHECK:-no}" = yes ]; then
-    if answer=$(https_check "https://$site_domain/health" "${HTTPS_ADDR:-127.0.0.1}" 10); then
-        kv health.https ok
-    else
-        kv health.https "failed: $answer"
-    fi
+    # Started now and read after root's part (facts_after_root), so the
+    # request through Traefik runs beside it. A pipe holds the short answer
+    # until it is read.
+    exec {health_https_fd}< <(
+        if answer=$(https_check "https://$site_domain/health" "${HTTPS_ADDR:-127.0.0.1}" 10); then
+            echo ok
+        else
+            echo "failed: $answer"
+        fi
+    )
+    health_https_answer() {
+        local answer=''
+        IFS= read -r -d '' answer <&"$health_https_fd" || true
+        exec {health_https_fd}<&-
+        kv health.https "${answer%$'\n'}"
+    }
+    facts_after_root+=(health_https_answer)
 fi
 if [ -n "$site_domain" ] && [ "${CERTIFICATE:-no}" = yes ] && command -v openssl >/dev/null 2>&1; then
     cert=$(timeout 10 openssl s_client -connect "${HTTPS_ADDR:-127.0.0.1}:443" -servername "$site_domain" \

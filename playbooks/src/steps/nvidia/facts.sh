@@ -13,18 +13,33 @@ codename=$(
     # shellcheck source=/dev/null # the host's file
     . /etc/os-release && printf '%s' "${VERSION_CODENAME:-}"
 )
+# Two forks a file: the answer is kept in the user's cache, keyed by the
+# files' stat (one stat), the codename and the components.
 lacking=''
 if [ -n "$codename" ]; then
+    nvidia_files=()
     for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-        [ -f "$f" ] || continue
-        if [ "$(debian_sources_rewrite "$f" "$codename" "$DEBIAN_COMPONENTS")" != "$(cat "$f")" ]; then
-            lacking="$lacking $f"
-        fi
+        [ ! -f "$f" ] || nvidia_files+=("$f")
     done
+    nvidia_key="v1 $codename $DEBIAN_COMPONENTS"
+    if [ ${#nvidia_files[@]} -gt 0 ]; then
+        nvidia_key+=" $(stat -c '%n %i %s %y' -- "${nvidia_files[@]}" 2>/dev/null || true)"
+    fi
+    if facts_cache_get "$facts_user_cache/debian-components" "$nvidia_key"; then
+        lacking=$facts_cached
+    else
+        for f in ${nvidia_files[@]+"${nvidia_files[@]}"}; do
+            if [ "$(debian_sources_rewrite "$f" "$codename" "$DEBIAN_COMPONENTS")" != "$(cat "$f")" ]; then
+                lacking="$lacking $f"
+            fi
+        done
+        lacking=${lacking# }
+        facts_cache_put "$facts_user_cache/debian-components" "$nvidia_key" "$lacking"
+    fi
 fi
-kv nvidia.debian_components_lacking "${lacking# }"
+kv nvidia.debian_components_lacking "$lacking"
 
-if [ -r /etc/docker/daemon.json ] && grep -q '"nvidia"' /etc/docker/daemon.json; then
+if facts_read /etc/docker/daemon.json && [[ $facts_file == *'"nvidia"'* ]]; then
     kv nvidia.daemon_json yes
 else
     kv nvidia.daemon_json no

@@ -3,21 +3,47 @@
 # does anyone hold the dpkg/apt locks? Runs as the SSH user.
 
 # cloud-init's state without waiting ("done", "running", "disabled", ...).
+# `cloud-init status` starts Python (a quarter of a second and more on a
+# small instance): a final answer (done, disabled) is kept in the user's
+# cache for this boot, keyed by the files cloud-init writes as its stages
+# run and those that enable or disable it; a change asks again.
 if command -v cloud-init >/dev/null 2>&1; then
-    kv cloud_init "$(cloud-init status 2>/dev/null | sed -n 's/^status: *//p' || true)"
+    ready_boot=''
+    [ ! -r /proc/sys/kernel/random/boot_id ] || read -r ready_boot </proc/sys/kernel/random/boot_id
+    hash cloud-init
+    ready_key="v1 $ready_boot $(stat -L -c '%n %i %s %y' -- "${BASH_CMDS[cloud-init]}" /run/cloud-init/status.json \
+        /run/cloud-init/result.json /run/cloud-init/enabled /run/cloud-init/disabled /etc/cloud/cloud-init.disabled \
+        2>/dev/null || true)"
+    if [ -n "$ready_boot" ] && facts_cache_get "$facts_user_cache/cloud-init" "$ready_key"; then
+        kv cloud_init "$facts_cached"
+    else
+        ready_status=$(cloud-init status 2>/dev/null | sed -n 's/^status: *//p' || true)
+        kv cloud_init "$ready_status"
+        case $ready_status in
+        done | disabled) [ -z "$ready_boot" ] || facts_cache_put "$facts_user_cache/cloud-init" "$ready_key" "$ready_status" ;;
+        esac
+    fi
 else
     kv cloud_init absent
 fi
 
 # The dpkg/apt locks: held when /proc/locks lists one of their inodes (apt
 # takes fcntl locks, which flock(1) cannot see; fuser may not be installed).
-locked=$(
-    stat -c '%i %n' /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock 2>/dev/null |
-        awk 'FILENAME == "/proc/locks" {
-                for (i = 2; i <= NF; i++) if ($i ~ /^[0-9a-f]+:[0-9a-f]+:[0-9]+$/) { split($i, d, ":"); held[d[3]] = 1; break }
-                next
-            }
-            $1 in held { print $2 }' /proc/locks - |
-        tr '\n' ' ' || true
-)
-kv apt.locked "${locked% }"
+# One stat; /proc/locks is read in bash (the first MAJ:MIN:INODE field of a
+# line is the locked file's).
+declare -A ready_held=()
+if [ -r /proc/locks ]; then
+    while read -r -a ready_fields; do
+        for ready_field in "${ready_fields[@]}"; do
+            if [[ $ready_field =~ ^[0-9a-f]+:[0-9a-f]+:([0-9]+)$ ]]; then
+                ready_held[${BASH_REMATCH[1]}]=1
+                break
+            fi
+        done
+    done </proc/locks
+fi
+locked=''
+while read -r ready_inode ready_path; do
+    [ -z "${ready_held[$ready_inode]:-}" ] || locked="$locked $ready_path"
+done < <(stat -c '%i %n' /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock 2>/dev/null || true)
+kv apt.locked "${locked# }"

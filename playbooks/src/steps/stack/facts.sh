@@ -11,8 +11,10 @@
 
 root_facts_env+=(BASE_DIR)
 stack_facts() {
-    local base=$BASE_DIR real_dir
-    kv stack.deployed "$(cat "$base/.image-provision/deployed" 2>/dev/null || true)"
+    local base=$BASE_DIR real_dir line
+    # Few forks: this runs on every re-run (one readlink, one sha256sum).
+    facts_read "$base/.image-provision/deployed" || true
+    kv stack.deployed "$facts_file"
     # Docker must answer (containers_facts ran first), and the layout be there.
     [ "${containers_listed:-no}" = yes ] || return 0
     [ -f "$base/.env" ] && [ -e "$base/docker-compose.yml" ] || return 0
@@ -23,32 +25,42 @@ stack_facts() {
     kv stack.project_dirs "$base ${real_dir%/*}"
 
     # Whether config/llm.env gives the LLM services a key (never the key).
-    local llm_key=no
     # (As compose reads it: `export `, `=` or `:`, a value quoted or not.)
-    if grep -Eq "^[[:space:]]*(export[[:space:]]+)?LLM_API_KEY[[:space:]]*[=:][[:space:]]*(\"[^\"]|'[^']|[^[:space:]#\"'])" \
-        "$base/config/llm.env" 2>/dev/null; then
-        llm_key=yes
+    local llm_key=no
+    local key_re="^[[:space:]]*(export[[:space:]]+)?LLM_API_KEY[[:space:]]*[=:][[:space:]]*(\"[^\"]|'[^']|[^[:space:]#\"'])"
+    if facts_read "$base/config/llm.env"; then
+        while IFS= read -r line; do
+            if [[ $line =~ $key_re ]]; then
+                llm_key=yes
+                break
+            fi
+        done <<<"$facts_file"
     fi
     kv stack.llm_key "$llm_key"
 
     # The services compose would run, those of them that read
     # config/llm.env (they exit at start-up without a key), and which read
     # each config/*.env file ("FILE=SERVICE SERVICE;..."). Loading the
-    # whole project is slow, so the answer is kept, keyed by what it depends
-    # on (.env, which holds COMPOSE_FILE and COMPOSE_PROFILES, and the
-    # compose files).
-    local key f cache=/var/cache/image-provision/compose-services services='' llm='' readers='' json
+    # whole project is slow (two compose starts, two jq), so the answer is
+    # kept, keyed by what it depends on: .env (which holds COMPOSE_FILE and
+    # COMPOSE_PROFILES) and the compose files, by their content's hash.
+    local key f cache=/var/cache/image-provision/compose-services services='' llm='' readers='' json files='' content=''
     local compose=(docker compose --project-directory "$base" --env-file "$base/.env")
-    key="$base $(
-        for f in .env $(sed -n 's/^COMPOSE_FILE=//p' "$base/.env" | tail -n 1 | tr ':' ' '); do
-            case $f in /*) ;; *) f=$base/$f ;; esac
-            cat -- "$f" 2>/dev/null || echo "absent $f"
-        done | sha256sum | cut -d' ' -f1
-    )"
-    if [ -f "$cache" ] && [ "$(head -n 1 "$cache")" = "v4 $key" ]; then
-        services=$(sed -n 2p "$cache")
-        llm=$(sed -n 3p "$cache")
-        readers=$(sed -n 4p "$cache")
+    facts_read "$base/.env" || true
+    while IFS= read -r line; do
+        [[ $line != COMPOSE_FILE=* ]] || files=${line#COMPOSE_FILE=}
+    done <<<"$facts_file"
+    for f in .env ${files//:/ }; do
+        case $f in /*) ;; *) f=$base/$f ;; esac
+        if facts_read "$f"; then content+="$facts_file"$'\n'; else content+="absent $f"$'\n'; fi
+    done
+    key=$(sha256sum <<<"$content")
+    key="v5 $base ${key%% *}"
+    if facts_cache_get "$cache" "$key"; then
+        services=${facts_cached%%$'\n'*}
+        facts_cached=${facts_cached#*$'\n'}
+        llm=${facts_cached%%$'\n'*}
+        readers=${facts_cached#*$'\n'}
     fi
     if [ -z "$services" ]; then
         services=$(timeout 60 "${compose[@]}" config --services 2>/dev/null | sort | tr '\n' ' ' || true)
@@ -72,7 +84,7 @@ stack_facts() {
             | group_by(.file) | map("\(.[0].file)=\(map(.service) | unique | join(" "))") | join(";")' \
             <<<"$json" 2>/dev/null || true)
         if [ -n "$services" ]; then
-            { mkdir -p "${cache%/*}" && printf 'v4 %s\n%s\n%s\n%s\n' "$key" "$services" "$llm" "$readers" >"$cache.$$" && mv -f "$cache.$$" "$cache"; } 2>/dev/null || true
+            facts_cache_put "$cache" "$key" "$services"$'\n'"$llm"$'\n'"$readers"
         fi
     fi
     kv stack.services "$services"
