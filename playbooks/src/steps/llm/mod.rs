@@ -151,6 +151,11 @@ pub fn compose_text(sizing: &Sizing) -> String {
     )
 }
 
+/// The LLM's API key, made once on the host (llm-up.sh).
+pub fn key_path() -> String {
+    format!("{LLM_DIR}/key.env")
+}
+
 pub fn compose_path() -> String {
     format!("{LLM_DIR}/docker-compose.yml")
 }
