@@ -32,6 +32,11 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     // A user key is checked before anything else happens.
     let user_key = settings.ssh_key.as_deref().map(state::user_key).transpose()?;
     let state_dir = state::server_dir(&settings.name)?;
+    let webui_password = state::fill_webui_password(
+        &mut settings.steps,
+        |_| Ok(state_dir.join(state::WEBUI_PASSWORD)),
+        settings.dry_run,
+    )?;
     let progress = Progress::new();
     if let Some(line) = local_llm_note(&settings) {
         progress.line(line);
@@ -193,6 +198,13 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         "elastic_ip": created.elastic_ip.as_ref().map(|a| &a.public_ip),
         "dns": dns,
     });
+    if let (Some(w), Some(file)) = (settings.steps.image.as_ref().and_then(|i| i.webui.as_ref()), &webui_password) {
+        summary["webui"] = serde_json::json!({
+            "url": format!("https://{}/", w.host),
+            "admin": w.admin_email(),
+            "password_file": file.display().to_string(),
+        });
+    }
     if !settings.json {
         println!("name       {}", settings.name);
         println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
@@ -307,6 +319,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         steps,
         only,
         summary: !settings.json,
+        webui_password,
     })
     .await;
     if expiry_only && end.result.is_err() {
