@@ -67,7 +67,7 @@ fn backup_dirs(host: &TestHost) -> Vec<String> {
 fn not_ok(o: &Output) -> Vec<String> {
     outcomes(o)
         .into_iter()
-        .filter(|(s, o)| o != "ok" && !(s == "llm" && o == "skipped"))
+        .filter(|(s, o)| o != "ok" && !((s == "llm" || s == "webui") && o == "skipped"))
         .map(|(s, o)| format!("{s}={o}"))
         .collect()
 }
@@ -180,7 +180,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     for (step, outcome) in &steps {
         let want = match step.as_str() {
             "host" | "ready" | "gpu-check" | "health" => "ok",
-            "llm" => "skipped", // an LLM elsewhere (llm.env)
+            "llm" | "webui" => "skipped", // an LLM elsewhere (llm.env), no --llm-webui
             _ => "changed",
         };
         assert_eq!(outcome, want, "step {step}");
@@ -455,7 +455,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let took = started.elapsed();
     assert!(second.status.success());
     for (step, outcome) in outcomes(&second) {
-        let want = if step == "llm" { "skipped" } else { "ok" }; // an LLM elsewhere
+        let want = if step == "llm" || step == "webui" { "skipped" } else { "ok" }; // an LLM elsewhere
         assert_eq!(outcome, want, "step {step} on the second run");
     }
     let after = snapshot(&host);
@@ -1046,7 +1046,7 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     let again = bootstrap(&host, state.path(), &args);
     assert!(again.status.success());
     for (step, outcome) in outcomes(&again) {
-        let want = if step == "traefik" { "skipped" } else { "ok" };
+        let want = if step == "traefik" || step == "webui" { "skipped" } else { "ok" };
         assert_eq!(outcome, want, "step {step} on the re-run:\n{}", stdout(&again));
     }
     assert_eq!(text(&host, "/var/docker/llm/key.env"), key_env);
@@ -1057,7 +1057,7 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     let kept = bootstrap(&host, state.path(), &args[..6]);
     assert!(kept.status.success(), "bootstrap without --env-file hf.env");
     for (step, outcome) in outcomes(&kept) {
-        let want = if step == "traefik" { "skipped" } else { "ok" };
+        let want = if step == "traefik" || step == "webui" { "skipped" } else { "ok" };
         assert_eq!(outcome, want, "step {step} on the re-run without hf.env:\n{}", stdout(&kept));
     }
     assert_eq!(text(&host, "/var/docker/llm/hf.env"), format!("HF_TOKEN={token}\n"));

