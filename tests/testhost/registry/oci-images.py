@@ -146,6 +146,14 @@ def layer(busybox, program):
     return uncompressed, compressed
 
 
+# The stand-ins that are one Python program: the image's name, the
+# program's file name, the port its real image exposes, Python's options.
+PROGRAM_IMAGES = {
+    "vllm": ("vllm", "llm-standin.py", 8000, []),
+    "webui": ("open-webui", "webui-standin.py", 8080, ["-B"]),
+}
+
+
 def program_layer(busybox, program, name):
     """The stand-in for vLLM's image (NAME llm-standin.py) or Open WebUI's
     (webui-standin.py): the program as /standin/NAME, python3 (vLLM's
@@ -320,28 +328,17 @@ def main():
             port=80,
             health=False,
         )
-    elif len(args) == 5 and args[0] == "vllm":
+    elif len(args) == 5 and args[0] in PROGRAM_IMAGES:
+        name, file, port, python_options = PROGRAM_IMAGES[args[0]]
         out, busybox, program, tag = args[1], read(args[2]), read(args[3]), args[4]
         image(
             out,
-            "vllm",
-            [python_layer(), program_layer(busybox, program, "llm-standin.py")],
+            name,
+            [python_layer(), program_layer(busybox, program, file)],
             tag=tag,
-            entrypoint=[PYTHON, "/standin/llm-standin.py"],
+            entrypoint=[PYTHON] + python_options + ["/standin/" + file],
             env=["PATH=/usr/bin:/bin"],
-            port=8000,
-            health=False,
-        )
-    elif len(args) == 5 and args[0] == "webui":
-        out, busybox, program, tag = args[1], read(args[2]), read(args[3]), args[4]
-        image(
-            out,
-            "open-webui",
-            [python_layer(), program_layer(busybox, program, "webui-standin.py")],
-            tag=tag,
-            entrypoint=[PYTHON, "-B", "/standin/webui-standin.py"],
-            env=["PATH=/usr/bin:/bin"],
-            port=8080,
+            port=port,
             health=False,
         )
     else:
