@@ -212,6 +212,9 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         if let Some(dns) = &dns {
             println!("DNS        {}", dns_line(dns));
         }
+        if let (Some(w), Some(file)) = (settings.steps.image.as_ref().and_then(|i| i.webui.as_ref()), &webui_password) {
+            println!("web UI     https://{}/ (admin {}, password in {})", w.host, w.admin_email(), file.display());
+        }
         if let Some(dns) = &webui_dns {
             println!("web UI DNS {}", dns_line(dns));
         }

@@ -373,6 +373,12 @@ fn the_web_uis_name_gets_records_of_its_own_and_they_leave_with_the_server() {
     );
     assert!(text.contains("\"UPSERT\"") && text.contains("chat.lab.example.org."), "{text}");
     assert!(!env.server_dir("srv").join("webui-admin-password").exists(), "a dry run made the password");
+    let step =
+        text.lines().find(|l| l.starts_with("  webui    : ")).unwrap_or_else(|| panic!("no webui step in\n{text}"));
+    assert!(
+        step.contains("start Open WebUI, check the admin's sign-in on the host, then route chat.lab.example.org"),
+        "{step}"
+    );
 
     let out = create(&env, "srv", "srv.lab.example.org", &webui);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -393,10 +399,17 @@ fn the_web_uis_name_gets_records_of_its_own_and_they_leave_with_the_server() {
         text.contains(&format!("web UI DNS chat.lab.example.org. A {ip} (Route 53 zone lab.example.org.)")),
         "{text}"
     );
+    let password = env.server_dir("srv").join("webui-admin-password");
+    assert!(
+        text.contains(&format!(
+            "web UI     https://chat.lab.example.org/ (admin admin@chat.lab.example.org, password in {})",
+            password.display()
+        )),
+        "{text}"
+    );
     let described = rt().block_on(env.client().describe_instances().instance_ids(&id).send()).unwrap();
     let tags = described.reservations()[0].instances()[0].tags().to_vec();
     assert_eq!(tag(&tags, "image-provision:webui-domain"), Some("chat.lab.example.org"));
-    let password = env.server_dir("srv").join("webui-admin-password");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&password).unwrap().permissions().mode() & 0o777, 0o600);
     let kept = std::fs::read(&password).unwrap();

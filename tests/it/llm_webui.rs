@@ -170,3 +170,48 @@ fn llm_webui_behind_traefik_requires_the_generated_login_and_reaches_the_llm() {
     assert!(unrouted.ends_with(" 404"), "Traefik routes a web UI whose admin cannot sign in: {unrouted}");
     assert_eq!(text(&host, "/var/docker/webui/data/users.json").matches("\"email\"").count(), 1, "the admin kept");
 }
+
+/// Refused before anything connects or is written (exit 2, the state
+/// directory not even made): a name that is not a host name, no local LLM,
+/// no --domain, the web UI on --domain itself; for bootstrap and ec2 create.
+#[test]
+fn bad_llm_webui_values_exit_2_and_change_nothing() {
+    let site = ["--domain", DOMAIN, "--acme-email", "ops@example.org"];
+    let cases: [(&[&str], &str); 5] = [
+        (&["--llm", "local", "--llm-webui", "chat_ui"], "--llm-webui: \"chat_ui\" is not a host name"),
+        (&["--llm", "local", "--llm-webui", "198.51.100.7"], "is an IP address"),
+        (&["--no-llm", "--llm-webui", WEBUI], "--llm-webui needs a local LLM"),
+        (&["--llm", "local", "--llm-webui", WEBUI, "--no-domain-given"], "--llm-webui needs --domain"),
+        (&["--llm", "local", "--llm-webui", DOMAIN], "is --domain too"),
+    ];
+    for (command, base) in [
+        (&["bootstrap", "--host", "root@127.0.0.1:1"][..], &["--dry-run"][..]),
+        (&["ec2", "create", "webui-test"][..], &["--no-bootstrap"][..]),
+    ] {
+        for (flags, want) in cases {
+            let scratch = tempfile::tempdir().unwrap();
+            let state = scratch.path().join("state");
+            let mut args: Vec<&str> = [command, base].concat();
+            match flags.last() {
+                Some(&"--no-domain-given") => args.extend(&flags[..flags.len() - 1]),
+                _ => {
+                    args.extend(flags);
+                    args.extend(site);
+                }
+            }
+            let out = std::process::Command::new(BIN)
+                .args(&args)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .env("HOME", scratch.path())
+                .env("IMAGE_PROVISION_STATE_DIR", &state)
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(want), "{args:?}: {err}");
+            assert!(!state.exists(), "{args:?} made the state directory");
+        }
+    }
+}
