@@ -48,8 +48,9 @@ until curl -fsS --max-time 5 -o /dev/null "http://127.0.0.1:$LOCAL_PORT/health" 
     sleep 2
 done
 email=$(sed -n 's/^WEBUI_ADMIN_EMAIL=//p' admin.env)
-password=$(sed -n 's/^WEBUI_ADMIN_PASSWORD=//p' admin.env)
-body=$(jq -nc --arg e "$email" --arg p "$password" '{email: $e, password: $p}')
+# jq reads the password from the file: it is never in an argument.
+body=$(jq -Rnc '[inputs | capture("^(?<key>[A-Z_]+)=(?<value>.*)$")] | from_entries
+    | {email: .WEBUI_ADMIN_EMAIL, password: .WEBUI_ADMIN_PASSWORD}' admin.env)
 code=$(printf '%s' "$body" | curl -sS --max-time 30 -o /dev/null -w '%{http_code}' \
     -H 'Content-Type: application/json' --data-binary @- "http://127.0.0.1:$LOCAL_PORT/api/v1/auths/signin" || true)
 if [ "$code" != 200 ]; then
