@@ -190,6 +190,12 @@ pub fn plan(containers: &Containers, files: &FileFacts, facts: &WebUiFacts, img:
         if !facts.secret {
             why.push("generate its session key".into());
         }
+        // Traefik asks for its certificate once the route is on: not while
+        // its name points elsewhere (as the traefik step waits for --domain).
+        if let Some(dns) = img.dns_check.as_ref().filter(|_| !facts.routed) {
+            why.push(format!("wait for {} to resolve to {}", webui.host, dns.address));
+            actions.push(Action::Check(crate::steps::traefik::dns_wait(&webui.host, &dns.address, dns.timeout)));
+        }
         why.push(format!(
             "start Open WebUI, check the admin's sign-in on the host, then route {} through Traefik",
             webui.host
@@ -296,6 +302,20 @@ mod tests {
             ImageConfig { webui: Some(WebUi { admin_password: "pw-other".into(), ..webui.clone() }), ..img.clone() };
         let cmds = plan_of(&other, &converged).commands();
         assert!(cmds.iter().any(|c| c.starts_with("upload /var/docker/webui/admin.env")), "{cmds:#?}");
+    }
+
+    /// With the DNS check, the route comes on only once the web UI's own
+    /// name resolves to the server; a routed one needs no check.
+    #[test]
+    fn its_name_must_resolve_before_the_route_comes_on() {
+        let mut img = img();
+        img.dns_check =
+            Some(crate::settings::DnsCheck { address: "198.51.100.7".into(), timeout: Duration::from_secs(90) });
+        let cmds = plan_of(&img, "containers.listed=yes\n").commands();
+        let at = |needle: &str| cmds.iter().position(|c| c.contains(needle)).unwrap_or_else(|| panic!("{cmds:#?}"));
+        assert!(at("DOMAIN=chat.example.org ADDRESS=198.51.100.7") < at("webui-up.sh"), "{cmds:#?}");
+        let routed = plan_of(&img, "containers.listed=yes\nwebui.routed=yes\n").commands();
+        assert!(!routed.iter().any(|c| c.contains("dns-wait")), "{routed:#?}");
     }
 
     /// Without --llm-webui: skipped; without a local LLM: refused as usage.
