@@ -244,6 +244,7 @@ mod tests {
         use crate::settings::Llm;
         let mut img = crate::settings::ImageConfig::with_site();
         img.llm = Llm::Local;
+        img.webui = Some(crate::settings::WebUi { host: "chat.example.org".into(), admin_password: "pw".into() });
         img.env_files = vec![
             ("maps.env".into(), b"K=v\n".to_vec()),
             ("hf.env".into(), b"HF_TOKEN=t\n".to_vec()),
@@ -261,7 +262,7 @@ mod tests {
             crate::host_facts::DEBIAN12_A10G
         ));
         let mut written = Vec::new();
-        for step in [Step::Layout, Step::Traefik, Step::Llm, Step::Stack, Step::Upkeep] {
+        for step in [Step::Layout, Step::Traefik, Step::Llm, Step::WebUi, Step::Stack, Step::Upkeep] {
             let Plan::Act { actions, .. } = step.plan(&facts, &cfg, Earlier::default()) else {
                 panic!("{step:?} writes nothing here")
             };
