@@ -149,7 +149,8 @@ fn webui_up(connection: &Connection) -> Cmd {
         .env("LLM_KEY_VAR", var)
         .env("LLM_KEY_AS", as_)
         .env("TIMEOUT", WEBUI_UP_TIMEOUT.as_secs().to_string())
-        .time_limit(crate::settings::outer_limit(WEBUI_UP_TIMEOUT * 2))
+        // Its two `compose up`s and the wait for /health, each within TIMEOUT.
+        .time_limit(crate::settings::outer_limit(WEBUI_UP_TIMEOUT * 3))
 }
 
 pub fn plan(containers: &Containers, files: &FileFacts, facts: &WebUiFacts, img: &ImageConfig) -> Plan {
