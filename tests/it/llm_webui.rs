@@ -147,6 +147,21 @@ fn llm_webui_behind_traefik_requires_the_generated_login_and_reaches_the_llm() {
     assert_eq!(text(&host, "/var/docker/webui/secret.env"), secret);
     assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), password);
 
+    // A new LLM key (its file lost on the host): the web UI follows it,
+    // not the key Open WebUI stored at its first start.
+    host.sh_ok("rm /var/docker/llm/key.env");
+    let rekeyed = bootstrap(&host, state.path(), &args);
+    assert!(rekeyed.status.success(), "{}", stdout(&rekeyed));
+    assert!(step_line(&rekeyed, "webui").contains("changed"), "{}", stdout(&rekeyed));
+    let chat = webui(
+        &host,
+        &format!(
+            "{auth} -H 'Content-Type: application/json' -d '{{\"model\":\"{MODEL}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}'"
+        ),
+        "/api/chat/completions",
+    );
+    assert!(chat.ends_with(" 200"), "with the new key: {chat}");
+
     // The route stays off while the admin cannot sign in: the local state
     // lost (a new password, which the server's admin does not have) and the
     // route's record gone, the run fails at the webui step, saying why, and

@@ -11,7 +11,11 @@ It behaves as Open WebUI does where image-provision depends on it:
   not settings); WEBUI_AUTH must be True and WEBUI_SECRET_KEY set
   (image-provision always sets both); only the OpenAI-compatible connection
   is served here (ENABLE_OLLAMA_API=False), another stops it;
-- its data in /app/backend/data (users.json), kept across restarts;
+- its data in /app/backend/data (users.json), kept across restarts; with
+  ENABLE_PERSISTENT_CONFIG on (its default), the settings it stores
+  (sign-up, the LLM's URL and key) are those of its first start, whatever
+  the environment says later (config.json), as Open WebUI's
+  PersistentConfig does; off, the environment's hold;
 - at start-up, with WEBUI_ADMIN_EMAIL and WEBUI_ADMIN_PASSWORD and no user
   yet, it makes that admin before it listens (as Open WebUI's
   create_admin_user does), and sign-up is off from then on;
@@ -54,6 +58,7 @@ SETTINGS = {
     "OPENAI_API_KEY",
     "ENABLE_OLLAMA_API",
     "OLLAMA_BASE_URL",
+    "ENABLE_PERSISTENT_CONFIG",
 }
 # The container's own, and LC_CTYPE, which Python sets itself in the C
 # locale (PEP 538).
@@ -119,6 +124,16 @@ def main():
     llm_key = os.environ.get("OPENAI_API_KEY", "")
     signup = truthy("ENABLE_SIGNUP", "True")
     os.makedirs(DATA, exist_ok=True)
+    stored_path = os.path.join(DATA, "config.json")
+    if truthy("ENABLE_PERSISTENT_CONFIG", "True"):
+        try:
+            with open(stored_path) as f:
+                stored = json.load(f)
+            base, llm_key, signup = stored["openai_base"], stored["openai_key"], stored["signup"]
+            log("start: the stored settings hold (ENABLE_PERSISTENT_CONFIG)")
+        except FileNotFoundError:
+            with open(stored_path, "w") as f:
+                json.dump({"openai_base": base, "openai_key": llm_key, "signup": signup}, f)
     users = load_users()
     shown = sorted(k for k in os.environ if k in SETTINGS)
     log("start: settings " + " ".join(shown) + f"; {len(users)} user(s)")
@@ -127,6 +142,9 @@ def main():
     if admin_email and admin_password and not users:
         add_user(users, admin_email, admin_password, "admin")
         signup = False
+        if truthy("ENABLE_PERSISTENT_CONFIG", "True"):
+            with open(stored_path, "w") as f:
+                json.dump({"openai_base": base, "openai_key": llm_key, "signup": False}, f)
         log(f"start: admin {admin_email.lower()} made from the environment")
 
     def token_for(email):

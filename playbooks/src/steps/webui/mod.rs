@@ -237,6 +237,7 @@ mod tests {
             "    image: ghcr.io/open-webui/open-webui:v0.9.5\n",
             "      WEBUI_AUTH: \"True\"\n",
             "      ENABLE_SIGNUP: \"False\"\n",
+            "      ENABLE_PERSISTENT_CONFIG: \"False\"\n",
             "      OPENAI_API_BASE_URL: \"http://vllm:8000/v1\"\n",
             "      ENABLE_OLLAMA_API: \"False\"\n",
             "      - \"traefik.enable=${WEBUI_ROUTED:-false}\"\n",
