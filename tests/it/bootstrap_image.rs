@@ -22,7 +22,7 @@ const BASE: &str = "/var/docker/image";
 /// An address where nothing answers (TEST-NET-1, RFC 5737).
 const NOWHERE: &str = "192.0.2.1";
 
-fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
+pub(crate) fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
     let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
     cli::run(&mut cli::on_host(BIN, host, host.default_user(), state, &args), &format!("bootstrap {extra:?}"))
 }
@@ -32,7 +32,7 @@ fn log_file(o: &Output) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-fn text(host: &TestHost, path: &str) -> String {
+pub(crate) fn text(host: &TestHost, path: &str) -> String {
     String::from_utf8_lossy(&host.read(path)).into_owned()
 }
 

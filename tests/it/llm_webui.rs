@@ -5,26 +5,15 @@
 //! is configured with) behind the real Traefik with its own certificate
 //! from pebble, connected to the vLLM stand-in; then a converged re-run.
 
-use std::path::Path;
-use std::process::Output;
-
-use image_provision_testsupport::cli::{self, outcomes, state_for, stderr, stdout, step_line};
+use image_provision_testsupport::cli::{outcomes, state_for, stderr, stdout, step_line};
 use image_provision_testsupport::testhost::{Distro, TestHost};
 
 use crate::BIN;
+use crate::bootstrap_image::{bootstrap, text};
 
 const DOMAIN: &str = "image.example.org";
 const WEBUI: &str = "chat.example.org";
 const MODEL: &str = "Qwen/Qwen2.5-VL-7B-Instruct-AWQ";
-
-fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
-    let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
-    cli::run(&mut cli::on_host(BIN, host, host.default_user(), state, &args), &format!("bootstrap {extra:?}"))
-}
-
-fn text(host: &TestHost, path: &str) -> String {
-    String::from_utf8_lossy(&host.read(path)).into_owned()
-}
 
 /// `curl` on the host to https://WEBUI/PATH through its own Traefik, with
 /// the host's trust store (pebble's root): "CODE BODY".
@@ -99,7 +88,10 @@ fn llm_webui_behind_traefik_requires_the_generated_login_and_reaches_the_llm() {
     assert_eq!(users, [(format!("admin@{WEBUI}").as_str(), "admin")]);
     let log = standin_log();
     assert!(
-        log.contains("settings ENABLE_OLLAMA_API ENABLE_OPENAI_API ENABLE_SIGNUP OPENAI_API_BASE_URL OPENAI_API_KEY"),
+        log.contains(
+            "settings ENABLE_OLLAMA_API ENABLE_OPENAI_API ENABLE_PERSISTENT_CONFIG ENABLE_SIGNUP OPENAI_API_BASE_URL \
+             OPENAI_API_KEY"
+        ),
         "{log}"
     );
 

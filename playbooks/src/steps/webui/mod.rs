@@ -197,10 +197,14 @@ pub fn plan(containers: &Containers, files: &FileFacts, facts: &WebUiFacts, img:
             why.push(format!("wait for {} to resolve to {}", webui.host, dns.address));
             actions.push(Action::Check(crate::steps::traefik::dns_wait(&webui.host, &dns.address, dns.timeout)));
         }
-        why.push(format!(
-            "start Open WebUI, check the admin's sign-in on the host, then route {} through Traefik",
-            webui.host
-        ));
+        why.push(if facts.routed {
+            "bring Open WebUI up with its settings, check the admin's sign-in on the host".to_string()
+        } else {
+            format!(
+                "start Open WebUI, check the admin's sign-in on the host, then route {} through Traefik",
+                webui.host
+            )
+        });
         actions.push(Action::Change(webui_up(&connection)));
     }
     actions.extend(applied);
