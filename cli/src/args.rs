@@ -310,6 +310,15 @@ pub struct HostStepArgs {
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub llm_timeout: Option<String>,
 
+    /// With --llm local and --domain: a web UI for the LLM (Open WebUI) at
+    /// https://HOST/, its own certificate; login required, sign-up off; its
+    /// admin's password generated and kept in the local state directory
+    /// (ec2 create: STATE/servers/NAME/webui-admin-password; bootstrap:
+    /// STATE/webui/HOST/admin-password), never printed. HOST's DNS must
+    /// point at the server (ec2 create --domain makes its Route 53 record)
+    #[arg(long, env = "IMAGE_PROVISION_LLM_WEBUI", value_name = "HOST")]
+    pub llm_webui: Option<String>,
+
     /// The Overpass API the openstreetmap preprocessor asks (its SERVERS;
     /// IMAGE's compose file names McGill's own server)
     /// [default: https://overpass-api.de/api/interpreter]

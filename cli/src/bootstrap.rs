@@ -23,6 +23,7 @@ pub async fn run(mut s: BootstrapSettings) -> anyhow::Result<()> {
     if let Some(img) = s.steps.image.as_mut() {
         img.check_dns_for(public_ipv4(&s.target.host, s.target.port));
     }
+    let webui_password = state::fill_webui_password(&mut s.steps, state::bootstrap_webui_password, s.dry_run)?;
     let run = HostRun {
         target: s.target,
         identity: s.identity,
@@ -32,6 +33,7 @@ pub async fn run(mut s: BootstrapSettings) -> anyhow::Result<()> {
         steps: s.steps,
         only: None,
         summary: true,
+        webui_password,
     };
     run_host_steps(run).await.result
 }
@@ -62,6 +64,9 @@ pub(crate) struct HostRun {
     /// Print the summary table (and the log and extension URL lines) on
     /// stdout; off when the caller prints its own (`ec2 create --json`).
     pub summary: bool,
+    /// The file that holds the web UI admin's password (named in the
+    /// summary, never its content).
+    pub webui_password: Option<PathBuf>,
 }
 
 /// How the host steps went.
@@ -104,6 +109,10 @@ async fn host_steps(s: HostRun) -> anyhow::Result<HostRunEnd> {
     };
 
     let extension_url = s.steps.image.as_ref().and_then(|i| i.extension_url());
+    let webui_line =
+        s.steps.image.as_ref().and_then(|i| i.webui.as_ref()).zip(s.webui_password.as_ref()).map(|(w, file)| {
+            format!("web UI: https://{}/  (admin {}, password in {})", w.host, w.admin_email(), file.display())
+        });
     let mut runner = Runner::new(session, s.steps, s.dry_run);
     let mut events = StepProgress { progress: &progress, spinner: None, log, dry_run: s.dry_run };
     let reports = match s.only {
@@ -134,6 +143,9 @@ async fn host_steps(s: HostRun) -> anyhow::Result<HostRunEnd> {
         None => {
             if let Some(url) = extension_url.filter(|_| !s.dry_run && s.summary) {
                 println!("extension URL: {url}  (enter it in the IMAGE browser extension's options page)");
+            }
+            if let Some(line) = webui_line.filter(|_| !s.dry_run && s.summary) {
+                println!("{line}");
             }
             Ok(())
         }

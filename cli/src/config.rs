@@ -49,6 +49,7 @@ pub struct HostConfig {
     pub llm: Option<String>,
     pub llm_model: Option<String>,
     pub llm_timeout: Option<String>,
+    pub llm_webui: Option<String>,
     pub overpass_url: Option<String>,
     pub nominatim_fallback: Option<String>,
     pub pii_logging: Option<bool>,

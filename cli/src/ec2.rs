@@ -32,6 +32,11 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     // A user key is checked before anything else happens.
     let user_key = settings.ssh_key.as_deref().map(state::user_key).transpose()?;
     let state_dir = state::server_dir(&settings.name)?;
+    let webui_password = state::fill_webui_password(
+        &mut settings.steps,
+        |_| Ok(state_dir.join(state::WEBUI_PASSWORD)),
+        settings.dry_run,
+    )?;
     let progress = Progress::new();
     if let Some(line) = local_llm_note(&settings) {
         progress.line(line);
@@ -77,6 +82,13 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
             let address = created.elastic_ip.as_ref().map_or("<the instance's public IP>", |a| &a.public_ip);
             println!("then: its DNS records, in the public Route 53 zone that holds {domain}");
             provision::dns::publish(&api, &settings.name, domain, address, None, |_| {})
+                .await
+                .map_err(|e| ec2_error(e, None))?;
+        }
+        if let Some(host) = &settings.webui_dns_domain {
+            let address = created.elastic_ip.as_ref().map_or("<the instance's public IP>", |a| &a.public_ip);
+            println!("then: the web UI's DNS records, in the public Route 53 zone that holds {host}");
+            provision::dns::publish(&api, &settings.name, host, address, None, |_| {})
                 .await
                 .map_err(|e| ec2_error(e, None))?;
         }
@@ -154,16 +166,8 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
 
     // With an Elastic IP, the public IP is the Elastic IP by now.
     let ip = instance.public_ip.clone().unwrap_or_default();
-    let dns = match &settings.dns_domain {
-        Some(domain) => Some(
-            provision::dns::publish(&api, &settings.name, domain, &ip, instance.ipv6_address.as_deref(), |l| {
-                progress.line(l)
-            })
-            .await
-            .map_err(|e| ec2_error(e, None))?,
-        ),
-        None => None,
-    };
+    let dns = publish(&api, &settings.name, settings.dns_domain.as_deref(), &instance, &progress).await?;
+    let webui_dns = publish(&api, &settings.name, settings.webui_dns_domain.as_deref(), &instance, &progress).await?;
     // The host key is known only if this run's key is the one the instance
     // was launched with: not so for an instance found running after the
     // state directory was lost.
@@ -207,12 +211,26 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         "elastic_ip": created.elastic_ip.as_ref().map(|a| &a.public_ip),
         "dns": dns,
     });
+    if let (Some(w), Some(file)) = (settings.steps.image.as_ref().and_then(|i| i.webui.as_ref()), &webui_password) {
+        summary["webui"] = serde_json::json!({
+            "url": format!("https://{}/", w.host),
+            "admin": w.admin_email(),
+            "password_file": file.display().to_string(),
+            "dns": webui_dns,
+        });
+    }
     if !settings.json {
         println!("name       {}", settings.name);
         println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
         println!("public IP  {ip}{}", if created.elastic_ip.is_some() { " (Elastic IP)" } else { "" });
         if let Some(dns) = &dns {
             println!("DNS        {}", dns_line(dns));
+        }
+        if let (Some(w), Some(file)) = (settings.steps.image.as_ref().and_then(|i| i.webui.as_ref()), &webui_password) {
+            println!("web UI     https://{}/ (admin {}, password in {})", w.host, w.admin_email(), file.display());
+        }
+        if let Some(dns) = &webui_dns {
+            println!("web UI DNS {}", dns_line(dns));
         }
         println!("zones      {}", created.zones_tried.join(", "));
         println!("cost       {}", cost.line());
@@ -321,6 +339,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         steps,
         only,
         summary: !settings.json,
+        webui_password,
     })
     .await;
     if expiry_only && end.result.is_err() {
@@ -353,6 +372,23 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         println!("total      {}", phases.total_line(&end.reports));
     }
     end.result
+}
+
+/// Point `host` (when there is one) at the instance's public addresses, as
+/// records made for server `name`.
+async fn publish(
+    api: &provision::SdkApi,
+    name: &str,
+    host: Option<&str>,
+    instance: &Instance,
+    progress: &Progress,
+) -> anyhow::Result<Option<DnsOutcome>> {
+    let Some(host) = host else { return Ok(None) };
+    let ip = instance.public_ip.as_deref().unwrap_or_default();
+    let outcome = provision::dns::publish(api, name, host, ip, instance.ipv6_address.as_deref(), |l| progress.line(l))
+        .await
+        .map_err(|e| ec2_error(e, None))?;
+    Ok(Some(outcome))
 }
 
 /// The summary's DNS line: what Route 53 holds now, or what to do by hand.
@@ -505,6 +541,7 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
         autostop: autostop_tag(&s.steps.autostop),
         elastic_ip: s.elastic_ip,
         dns_domain: s.dns_domain.clone(),
+        webui_dns_domain: s.webui_dns_domain.clone(),
         ready_timeout: s.ready_timeout,
     }
 }
@@ -847,14 +884,9 @@ pub async fn start(s: StartSettings) -> anyhow::Result<()> {
     let ip = instance.public_ip.clone().unwrap_or_default();
     // Without an Elastic IP the address is new: the DNS records made for
     // NAME and the known_hosts line follow it (the host key stays pinned).
-    let dns = match &instance.domain {
-        Some(domain) => Some(
-            provision::dns::publish(&api, &s.name, domain, &ip, instance.ipv6_address.as_deref(), |l| progress.line(l))
-                .await
-                .map_err(|e| ec2_error(e, None))?,
-        ),
-        None => None,
-    };
+    let dns = publish(&api, &s.name, instance.domain.as_deref(), instance, &progress).await?;
+    // The web UI's name follows the address too.
+    publish(&api, &s.name, instance.webui_domain.as_deref(), instance, &progress).await?;
     let moved_from = state::move_known_host(&dir, &ip)?;
     if let Some(old) = &moved_from {
         progress.line(format!("known_hosts: the host key pinned for {old} is now pinned for {ip}"));

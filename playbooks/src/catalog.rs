@@ -4,7 +4,7 @@
 //! scripts). The tests run shellcheck over each script as sent and check
 //! that no shell file under playbooks/src goes unchecked.
 
-use crate::steps::{docker, health, layout, llm, nvidia, pull, ready, stack, traefik, upkeep};
+use crate::steps::{docker, health, layout, llm, nvidia, pull, ready, stack, traefik, upkeep, webui};
 use crate::{apt_get, facts, gather};
 
 /// Libraries: files that define functions only, put in front of the
@@ -38,6 +38,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/traefik/dns-wait.sh", traefik::DNS_WAIT_SH.to_string()),
         ("steps/llm/llm-up.sh", llm::LLM_UP_SH.to_string()),
         ("steps/llm/llm-wait.sh", llm::LLM_WAIT_SH.to_string()),
+        ("steps/webui/webui-up.sh", webui::WEBUI_UP_SH.to_string()),
         ("steps/layout/env-files.sh", layout::env_files_script()),
         ("steps/pull/start-pull.sh", pull::START_PULL_SH.to_string()),
         ("steps/pull/wait-pull.sh", pull::WAIT_PULL_SH.to_string()),

@@ -21,6 +21,7 @@ use crate::steps::reboot::{self, RebootFacts};
 use crate::steps::stack::{self, StackFacts};
 use crate::steps::traefik::{self, TraefikFacts};
 use crate::steps::upkeep::{self, UpkeepFacts};
+use crate::steps::webui::{self, WebUiFacts};
 use crate::template::{self, FileFacts};
 
 /// Everything the steps and the verify report know about the host, parsed
@@ -40,6 +41,7 @@ pub struct Facts {
     pub containers: Containers,
     pub traefik: TraefikFacts,
     pub llm: LlmFacts,
+    pub webui: WebUiFacts,
     pub stack: StackFacts,
     pub health: HealthFacts,
     pub upkeep: UpkeepFacts,
@@ -62,6 +64,7 @@ impl Facts {
             pull: PullFacts::parse(&raw),
             traefik: TraefikFacts::parse(&raw),
             llm: LlmFacts::parse(&raw),
+            webui: WebUiFacts::parse(&raw),
             stack: StackFacts::parse(&raw, &containers),
             health: HealthFacts::parse(&raw),
             upkeep: UpkeepFacts::parse(&raw),
@@ -88,6 +91,9 @@ pub struct FactsInputs {
     pub certificate: bool,
     /// Time a tiny chat with a local LLM (verify and update).
     pub llm_chat: bool,
+    /// The web UI's LLM key inputs (the runtime's key file and the
+    /// variable in it), empty without one.
+    pub webui_key: (String, String),
 }
 
 impl FactsInputs {
@@ -99,7 +105,10 @@ impl FactsInputs {
         let img = cfg.image.as_ref();
         let mut files: Vec<String> = Vec::new();
         let steps_files = img
-            .map(|i| [layout::written_files(i), traefik::written_files(i), llm::written_files(i)].concat())
+            .map(|i| {
+                [layout::written_files(i), traefik::written_files(i), llm::written_files(i), webui::written_files(i)]
+                    .concat()
+            })
             .unwrap_or_default();
         // Once each (config/llm.env is the layout's and, local, the llm step's).
         for f in [steps_files, upkeep::written_files()].concat() {
@@ -115,6 +124,7 @@ impl FactsInputs {
             https_check: img.is_some_and(|i| i.checked_domain().is_some()),
             certificate: false,
             llm_chat: false,
+            webui_key: img.map(webui::facts_key_inputs).unwrap_or_default(),
         }
     }
 
@@ -153,6 +163,7 @@ fn parts(inputs: &FactsInputs) -> Vec<FactsScript> {
             containers::facts_script(),
             traefik::facts_script(),
             llm::facts_script(),
+            webui::facts_script(),
             stack::facts_script(),
             health::facts_script(),
         ]);
@@ -191,6 +202,9 @@ fn with_inputs(cmd: Cmd, inputs: &FactsInputs) -> Cmd {
         .env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string())
         .env("CERTIFICATE", if inputs.certificate { "yes" } else { "no" })
         .env("LLM_CHAT", if inputs.llm_chat { "yes" } else { "no" })
+        .env("WEBUI_DIR", webui::WEBUI_DIR)
+        .env("WEBUI_KEY_FILE", &inputs.webui_key.0)
+        .env("WEBUI_KEY_VAR", &inputs.webui_key.1)
 }
 
 /// Every facts script, the IMAGE steps' included.

@@ -51,6 +51,9 @@
 //!     llm/              --llm local (vLLM) or --llm ollama: the runtime sized to the GPU, its settings
 //!                       (config/vllm.env, config/ollama.env), its key and config/llm.env, Ollama's
 //!                       pull; vllm-compose.yml, ollama-compose.yml, llm-up.sh, llm-wait.sh
+//!     webui/            --llm-webui: Open WebUI on its own host name behind Traefik, connected to the
+//!                       local LLM, its first admin ours, routed only once that admin signs in;
+//!                       webui-compose.yml, webui-up.sh
 //!     stack/            the LLM check, imageup (or compose up), the deploy stamp, services not well;
 //!                       llm-check.sh, stack-up.sh, update.sh, rollback.sh (an update recorded or
 //!                       rolled back, `update --rollback`)

@@ -67,7 +67,7 @@ pub fn preview(cfg: &Config, image: &FreshImage) -> Vec<(Step, String)> {
         .into_iter()
         .map(|step| {
             let facts = match step {
-                Step::Layout | Step::Traefik => &with_docker,
+                Step::Layout | Step::Traefik | Step::WebUi => &with_docker,
                 Step::Pull => &with_clone,
                 Step::Stack | Step::Health => &pulling,
                 Step::Upkeep => &armed,

@@ -35,6 +35,7 @@ pub enum Step {
     Pull,
     Traefik,
     Llm,
+    WebUi,
     Stack,
     Health,
     Upkeep,
@@ -44,7 +45,7 @@ impl Step {
     /// In the order they run. The layout and the background pull come right
     /// after Docker, so the pull (the longest wait) overlaps the driver
     /// install; Traefik and the stack come after the reboot.
-    pub const ALL: [Step; 14] = [
+    pub const ALL: [Step; 15] = [
         Step::Host,
         Step::Ready,
         Step::Apt,
@@ -56,6 +57,7 @@ impl Step {
         Step::GpuCheck,
         Step::Traefik,
         Step::Llm,
+        Step::WebUi,
         Step::Stack,
         Step::Health,
         Step::Upkeep,
@@ -63,7 +65,7 @@ impl Step {
 
     /// The IMAGE steps (not run with --no-stack).
     pub fn is_image(self) -> bool {
-        matches!(self, Step::Layout | Step::Pull | Step::Traefik | Step::Llm | Step::Stack | Step::Health)
+        matches!(self, Step::Layout | Step::Pull | Step::Traefik | Step::Llm | Step::WebUi | Step::Stack | Step::Health)
     }
 
     /// The steps this configuration runs, in order. The upkeep step runs
@@ -100,6 +102,7 @@ impl Step {
             Step::Pull => "pull",
             Step::Traefik => "traefik",
             Step::Llm => "llm",
+            Step::WebUi => "webui",
             Step::Stack => "stack",
             Step::Health => "health",
             Step::Upkeep => "upkeep",
@@ -151,6 +154,7 @@ impl Step {
             (Step::Llm, Some(img)) => {
                 steps::llm::plan(f.nvidia.smi.as_ref(), &f.host.user, &f.containers, &f.files, &f.llm, img)
             }
+            (Step::WebUi, Some(img)) => steps::webui::plan(&f.containers, &f.files, &f.webui, img),
             (Step::Stack, Some(img)) => {
                 {
                     // What to suggest should the driver be too old: the default
@@ -240,6 +244,7 @@ mod tests {
         use crate::settings::Llm;
         let mut img = crate::settings::ImageConfig::with_site();
         img.llm = Llm::Local;
+        img.webui = Some(crate::settings::WebUi { host: "chat.example.org".into(), admin_password: "pw".into() });
         img.env_files = vec![
             ("maps.env".into(), b"K=v\n".to_vec()),
             ("hf.env".into(), b"HF_TOKEN=t\n".to_vec()),
@@ -257,7 +262,7 @@ mod tests {
             crate::host_facts::DEBIAN12_A10G
         ));
         let mut written = Vec::new();
-        for step in [Step::Layout, Step::Traefik, Step::Llm, Step::Stack, Step::Upkeep] {
+        for step in [Step::Layout, Step::Traefik, Step::Llm, Step::WebUi, Step::Stack, Step::Upkeep] {
             let Plan::Act { actions, .. } = step.plan(&facts, &cfg, Earlier::default()) else {
                 panic!("{step:?} writes nothing here")
             };

@@ -235,6 +235,32 @@ impl Default for LocalLlm {
     }
 }
 
+/// The local LLM's web UI (`--llm-webui HOST`): Open WebUI behind Traefik
+/// on its own host name, its first admin made by image-provision.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebUi {
+    /// Its host name (its own router and certificate).
+    pub host: String,
+    /// The admin's password, generated and kept by the command line (its
+    /// local state); it reaches the host only in an upload (SSH stdin).
+    pub admin_password: String,
+}
+
+impl WebUi {
+    /// The first admin's login: an address on the UI's own host name, so
+    /// no person's e-mail is needed.
+    pub fn admin_email(&self) -> String {
+        format!("admin@{}", self.host)
+    }
+}
+
+/// Never the password, whoever prints the settings.
+impl std::fmt::Debug for WebUi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WebUi {{ host: {:?}, admin_password: <not shown> }}", self.host)
+    }
+}
+
 /// What runs on the server by itself once bootstrap is done (the upkeep
 /// step's units).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -328,6 +354,8 @@ pub struct ImageConfig {
     pub llm: Llm,
     /// With [`Llm::Local`]: its model and time limit.
     pub local_llm: LocalLlm,
+    /// With a local LLM and a domain: its web UI.
+    pub webui: Option<WebUi>,
     /// The Overpass API openstreetmap asks (its SERVERS): the compose
     /// file's default is McGill's own server.
     pub overpass_url: String,
@@ -364,6 +392,7 @@ impl Default for ImageConfig {
             env_files: Vec::new(),
             llm: Llm::Without,
             local_llm: LocalLlm::default(),
+            webui: None,
             overpass_url: DEFAULT_OVERPASS_URL.into(),
             nominatim_fallback: DEFAULT_NOMINATIM_FALLBACK.into(),
             imageup: true,

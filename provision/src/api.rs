@@ -120,6 +120,9 @@ pub struct Instance {
     pub volume_ids: Vec<String>,
     /// The host name whose DNS records were made for it (its domain tag).
     pub domain: Option<String>,
+    /// The web UI's host name whose DNS records were made for it (its
+    /// webui-domain tag).
+    pub webui_domain: Option<String>,
     /// Its instance metadata answers only with an IMDSv2 token and only one
     /// network hop away (not to containers on Docker's bridge network).
     pub imds_locked: bool,
@@ -395,6 +398,7 @@ mod tests {
             volume_ids: vec![],
             ipv6_address: None,
             domain: None,
+            webui_domain: None,
             imds_locked: true,
             autostop: None,
         }

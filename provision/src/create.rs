@@ -300,6 +300,7 @@ async fn converge_autostop<A: Ec2Api>(
 fn server_tags(spec: &CreateSpec, expires_at: Option<&str>) -> Vec<Tag> {
     let mut server_tags = tags::managed_tags(&spec.name, expires_at);
     server_tags.extend(spec.dns_domain.as_ref().map(|d| Tag::new(tags::DOMAIN, d)));
+    server_tags.extend(spec.webui_dns_domain.as_ref().map(|d| Tag::new(tags::WEBUI_DOMAIN, d)));
     server_tags
 }
 
@@ -368,6 +369,27 @@ async fn tag_domain<A: Ec2Api + Route53Api>(
     Ok(())
 }
 
+/// The web UI's DNS records are about to be made for HOST: the instance
+/// carries HOST in its webui-domain tag first, as [`tag_domain`] does for
+/// the server's own name; records made for another web UI name are
+/// deleted first.
+async fn tag_webui_domain<A: Ec2Api + Route53Api>(
+    api: &A,
+    instance: &mut Instance,
+    host: &str,
+    log: &mut impl FnMut(String),
+) -> Result<()> {
+    if instance.webui_domain.as_deref() == Some(host) {
+        return Ok(());
+    }
+    if let Some(old) = instance.webui_domain.as_deref() {
+        crate::dns::remove(api, &instance.name, old, &mut *log).await?;
+    }
+    api.create_tags(std::slice::from_ref(&instance.id), &[Tag::new(tags::WEBUI_DOMAIN, host)]).await?;
+    instance.webui_domain = Some(host.to_owned());
+    Ok(())
+}
+
 /// Create (or find) the server NAME, and its Elastic IP with `spec.elastic_ip`.
 /// Does not wait for it: see [`wait_for_ssh`], which also associates the
 /// Elastic IP, and [`crate::dns::publish`] for its DNS records.
@@ -382,6 +404,9 @@ pub async fn create<A: Ec2Api + Route53Api>(
     }
     if let Some(domain) = &spec.dns_domain {
         tag_domain(api, &mut created, domain, &mut log).await?;
+    }
+    if let Some(host) = &spec.webui_dns_domain {
+        tag_webui_domain(api, &mut created.instance, host, &mut log).await?;
     }
     Ok(created)
 }

@@ -69,7 +69,8 @@ pub async fn destroy<A: Ec2Api + Route53Api>(
     // The DNS records first: they name the addresses about to go.
     let mut domains: Vec<&str> = instances
         .iter()
-        .filter_map(|i| i.domain.as_deref())
+        .flat_map(|i| [i.domain.as_deref(), i.webui_domain.as_deref()])
+        .flatten()
         .chain(addresses.iter().filter_map(|a| a.domain.as_deref()))
         .collect();
     domains.sort();

@@ -321,6 +321,7 @@ impl Ec2Api for DryRunApi {
             image_id: Some(r.image_id.clone()),
             volume_ids: Vec::new(),
             domain: tags::value_of(&r.instance_tags, tags::DOMAIN),
+            webui_domain: tags::value_of(&r.instance_tags, tags::WEBUI_DOMAIN),
             imds_locked: true,
             autostop: tags::value_of(&r.instance_tags, tags::AUTOSTOP),
         })

@@ -182,6 +182,7 @@ fn instance_from(i: &t::Instance) -> Instance {
             .map(str::to_owned)
             .collect(),
         domain: tag_value(tags, tags::DOMAIN),
+        webui_domain: tag_value(tags, tags::WEBUI_DOMAIN),
         imds_locked: i.metadata_options().is_some_and(|m| {
             m.http_tokens() == Some(&t::HttpTokensState::Required) && m.http_put_response_hop_limit() == Some(1)
         }),

@@ -101,6 +101,9 @@ pub struct CreateSpec {
     /// The host name whose DNS records are made for the server (tagged on
     /// its instance and Elastic IP); None: no DNS records.
     pub dns_domain: Option<String>,
+    /// The web UI's host name whose DNS records are made for the server
+    /// too (tagged on its instance); None: none.
+    pub webui_dns_domain: Option<String>,
     /// How long to wait for running + SSH banner.
     pub ready_timeout: Duration,
 }

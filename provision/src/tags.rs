@@ -14,6 +14,9 @@ pub const AUTOSTOP_OFF: &str = "off";
 /// On the instance and its Elastic IP: the host name whose DNS records were
 /// made for the server, so that destroy finds them from the tags alone.
 pub const DOMAIN: &str = "image-provision:domain";
+/// On the instance: the web UI's host name (`--llm-webui`) whose DNS
+/// records were made for the server, so that destroy and start find them.
+pub const WEBUI_DOMAIN: &str = "image-provision:webui-domain";
 
 /// On an image `ami bake` made, and on its snapshots: the image's name (IMAGE_NAME).
 pub const BAKED_IMAGE: &str = "image-provision:image";

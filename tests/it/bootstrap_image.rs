@@ -22,7 +22,7 @@ const BASE: &str = "/var/docker/image";
 /// An address where nothing answers (TEST-NET-1, RFC 5737).
 const NOWHERE: &str = "192.0.2.1";
 
-fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
+pub(crate) fn bootstrap(host: &TestHost, state: &Path, extra: &[&str]) -> Output {
     let args: Vec<&str> = ["bootstrap"].into_iter().chain(extra.iter().copied()).collect();
     cli::run(&mut cli::on_host(BIN, host, host.default_user(), state, &args), &format!("bootstrap {extra:?}"))
 }
@@ -32,7 +32,7 @@ fn log_file(o: &Output) -> String {
     std::fs::read_to_string(path).unwrap()
 }
 
-fn text(host: &TestHost, path: &str) -> String {
+pub(crate) fn text(host: &TestHost, path: &str) -> String {
     String::from_utf8_lossy(&host.read(path)).into_owned()
 }
 
@@ -57,7 +57,8 @@ fn orchestrator_created(host: &TestHost) -> jiff::Timestamp {
 fn assert_converged(out: &Output, what: &str) {
     assert!(out.status.success(), "{what}");
     for (step, outcome) in outcomes(out) {
-        let want = if step == "traefik" { "skipped" } else { "ok" };
+        // No --domain here, and no --llm-webui.
+        let want = if step == "traefik" || step == "webui" { "skipped" } else { "ok" };
         assert_eq!(outcome, want, "step {step} on {what}:\n{}", stdout(out));
     }
 }
@@ -103,7 +104,7 @@ fn backup_dirs(host: &TestHost) -> Vec<String> {
 fn not_ok(o: &Output) -> Vec<String> {
     outcomes(o)
         .into_iter()
-        .filter(|(s, o)| o != "ok" && !(s == "llm" && o == "skipped"))
+        .filter(|(s, o)| o != "ok" && !((s == "llm" || s == "webui") && o == "skipped"))
         .map(|(s, o)| format!("{s}={o}"))
         .collect()
 }
@@ -216,7 +217,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     for (step, outcome) in &steps {
         let want = match step.as_str() {
             "host" | "ready" | "gpu-check" | "health" => "ok",
-            "llm" => "skipped", // an LLM elsewhere (llm.env)
+            "llm" | "webui" => "skipped", // an LLM elsewhere (llm.env), no --llm-webui
             _ => "changed",
         };
         assert_eq!(outcome, want, "step {step}");
@@ -491,7 +492,7 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
     let took = started.elapsed();
     assert!(second.status.success());
     for (step, outcome) in outcomes(&second) {
-        let want = if step == "llm" { "skipped" } else { "ok" }; // an LLM elsewhere
+        let want = if step == "llm" || step == "webui" { "skipped" } else { "ok" }; // an LLM elsewhere
         assert_eq!(outcome, want, "step {step} on the second run");
     }
     let after = snapshot(&host);

@@ -351,3 +351,80 @@ fn dry_run_prints_the_address_and_dns_calls_and_bad_domains_are_refused() {
     let out = rt().block_on(env.client().describe_instances().send()).unwrap();
     assert!(out.reservations().is_empty(), "{out:?}");
 }
+
+/// `--llm-webui HOST` with --domain: HOST gets its records too, with the
+/// same ownership record, tagged on the instance; the dry run names them;
+/// the admin's password file is made in the server's state directory; a
+/// re-run changes nothing; destroy removes both names' records.
+#[test]
+fn the_web_uis_name_gets_records_of_its_own_and_they_leave_with_the_server() {
+    let env = Ec2Env::start(BIN);
+    let lab = make_zone(&env, "lab.example.org.", false);
+    let webui = ["--llm", "local", "--llm-webui", "chat.lab.example.org"];
+    let mut dry = vec!["ec2", "create", "srv", "--dry-run", "--domain", "srv.lab.example.org"];
+    dry.extend(ACME);
+    dry.extend(webui);
+    let out = env.run(&dry);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("then: the web UI's DNS records, in the public Route 53 zone that holds chat.lab.example.org"),
+        "{text}"
+    );
+    assert!(text.contains("\"UPSERT\"") && text.contains("chat.lab.example.org."), "{text}");
+    assert!(!env.server_dir("srv").join("webui-admin-password").exists(), "a dry run made the password");
+    let step =
+        text.lines().find(|l| l.starts_with("  webui    : ")).unwrap_or_else(|| panic!("no webui step in\n{text}"));
+    assert!(
+        step.contains("start Open WebUI, check the admin's sign-in on the host, then route chat.lab.example.org"),
+        "{step}"
+    );
+
+    let out = create(&env, "srv", "srv.lab.example.org", &webui);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (id, ip) = instance(&env, "srv");
+    let txt = "\"heritage=image-provision,server=srv,account=123456789012,region=us-east-1\"";
+    let mut expected = vec![
+        record("srv.lab.example.org.", "A", &ip),
+        record("_image-provision.srv.lab.example.org.", "TXT", txt),
+        record("chat.lab.example.org.", "A", &ip),
+        record("_image-provision.chat.lab.example.org.", "TXT", txt),
+    ];
+    expected.sort();
+    let mut in_lab = records(&env, &lab);
+    in_lab.sort();
+    assert_eq!(in_lab, expected);
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("web UI DNS chat.lab.example.org. A {ip} (Route 53 zone lab.example.org.)")),
+        "{text}"
+    );
+    let password = env.server_dir("srv").join("webui-admin-password");
+    assert!(
+        text.contains(&format!(
+            "web UI     https://chat.lab.example.org/ (admin admin@chat.lab.example.org, password in {})",
+            password.display()
+        )),
+        "{text}"
+    );
+    let described = rt().block_on(env.client().describe_instances().instance_ids(&id).send()).unwrap();
+    let tags = described.reservations()[0].instances()[0].tags().to_vec();
+    assert_eq!(tag(&tags, "image-provision:webui-domain"), Some("chat.lab.example.org"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&password).unwrap().permissions().mode() & 0o777, 0o600);
+    let kept = std::fs::read(&password).unwrap();
+
+    let mut again = webui.to_vec();
+    again.push("--json");
+    let out = create(&env, "srv", "srv.lab.example.org", &again);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["webui"]["dns"]["changed"].as_bool(), Some(false), "{v}");
+    assert_eq!(v["webui"]["password_file"].as_str(), Some(password.display().to_string().as_str()));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(String::from_utf8_lossy(&kept).trim()));
+    assert_eq!(std::fs::read(&password).unwrap(), kept, "the password was replaced");
+
+    let out = env.run(&["ec2", "destroy", "srv", "--yes", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(records(&env, &lab).is_empty(), "{:?}", records(&env, &lab));
+}

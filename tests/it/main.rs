@@ -38,6 +38,8 @@ mod env_files;
 /// Hostile values for every value-taking flag of every subcommand: exit 2
 /// and a message, never a panic or a hang, nothing created.
 mod flags;
+/// `--llm-webui`: Open WebUI behind Traefik, login required, on a booted host.
+mod llm_webui;
 /// The remote crate against a test host: sudo users, reboots.
 mod remote_on_testhost;
 /// A private IMAGE-server repository: its credentials from a 0600 file,

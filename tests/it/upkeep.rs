@@ -169,7 +169,7 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     let again = run(&host, state.path(), &args);
     assert!(again.status.success());
     for (step, outcome) in outcomes(&again) {
-        let want = if step == "traefik" || step == "llm" { "skipped" } else { "ok" }; // no --domain, no local LLM
+        let want = if step == "traefik" || step == "llm" || step == "webui" { "skipped" } else { "ok" }; // no --domain, no local LLM
         assert_eq!(outcome, want, "step {step} on the re-run:\n{}", stdout(&again));
     }
     // A re-run that gives no healthcheck.env keeps the server's, webhook
@@ -180,7 +180,7 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     let kept = run(&host, state.path(), &without);
     assert!(kept.status.success(), "bootstrap without --env-file healthcheck.env");
     for (step, outcome) in outcomes(&kept) {
-        let want = if step == "traefik" || step == "llm" { "skipped" } else { "ok" };
+        let want = if step == "traefik" || step == "llm" || step == "webui" { "skipped" } else { "ok" };
         assert_eq!(outcome, want, "step {step} on the re-run without healthcheck.env:\n{}", stdout(&kept));
     }
     assert_eq!(host.read(&env), hook_text, "healthcheck.env changed");
@@ -191,7 +191,7 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     assert!(emptied.status.success(), "bootstrap --env-file healthcheck.env=");
     for (step, outcome) in outcomes(&emptied) {
         let want = match step.as_str() {
-            "traefik" | "llm" => "skipped",
+            "traefik" | "llm" | "webui" => "skipped",
             "layout" => "changed",
             _ => "ok",
         };

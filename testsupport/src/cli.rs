@@ -123,7 +123,7 @@ pub fn summary_rows(o: &Output) -> Vec<Vec<String>> {
 }
 
 /// Every host step with the IMAGE steps, in the order they run.
-pub const IMAGE_STEPS: [&str; 14] = [
+pub const IMAGE_STEPS: [&str; 15] = [
     "host",
     "ready",
     "apt",
@@ -135,6 +135,7 @@ pub const IMAGE_STEPS: [&str; 14] = [
     "gpu-check",
     "traefik",
     "llm",
+    "webui",
     "stack",
     "health",
     "upkeep",

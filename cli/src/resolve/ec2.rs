@@ -229,6 +229,8 @@ pub struct CreateSettings {
     pub elastic_ip: bool,
     /// Make Route 53 records for this host name (--domain, unless --no-dns).
     pub dns_domain: Option<String>,
+    /// And for the web UI's (--llm-webui, with dns_domain).
+    pub webui_dns_domain: Option<String>,
     pub no_bootstrap: bool,
     pub dry_run: bool,
     pub json: bool,
@@ -362,6 +364,12 @@ pub(super) fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) ->
         ttl,
         ready_timeout,
         elastic_ip: domain.is_some() && !on(args.no_elastic_ip, f.no_elastic_ip),
+        webui_dns_domain: steps
+            .image
+            .as_ref()
+            .and_then(|i| i.webui.as_ref())
+            .map(|w| w.host.clone())
+            .filter(|_| domain.is_some() && !on(args.no_dns, f.no_dns)),
         dns_domain: domain.filter(|_| !on(args.no_dns, f.no_dns)),
         no_bootstrap: args.no_bootstrap,
         dry_run: args.dry_run,

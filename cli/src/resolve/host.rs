@@ -303,11 +303,12 @@ pub(super) fn image_steps(
         (false, false) => {
             return Err(UsageError::new("no LLM chosen: the IMAGE services that describe photos, answer follow-up questions and segment diagrams need one")
                 .hint(format!(
-                    "give --env-file llm.env=PATH (LLM_URL, LLM_API_KEY and LLM_MODEL of an OpenAI-compatible server, e.g. vLLM), --llm local to run one on this server's GPU, or --no-llm to run without them ({}); in a config file: [host.env_files] \"llm.env\" = \"PATH\", or [host] no_llm = true",
+                    "give --env-file llm.env=PATH (LLM_URL, LLM_API_KEY and LLM_MODEL of an OpenAI-compatible server, e.g. vLLM), --llm local (vLLM) or --llm ollama to run one on this server's GPU, or --no-llm to run without them ({}); in a config file: [host.env_files] \"llm.env\" = \"PATH\", or [host] no_llm = true",
                     image_provision_playbooks::steps::stack::NO_LLM_LOSS
                 )));
         }
     };
+    let webui = webui(a.llm_webui.as_ref(), f.llm_webui.as_ref(), local, domain.as_deref())?;
     let (imageup_timeout, health_timeout) = stack_timeouts(a.imageup_timeout.as_ref(), a.health_timeout.as_ref(), f)?;
     let text = |v: Option<String>, default: String| v.unwrap_or(default);
     let repo_url = text(
@@ -346,6 +347,7 @@ pub(super) fn image_steps(
         env_files,
         llm,
         local_llm,
+        webui,
         overpass_url: text(
             checked("--overpass-url", a.overpass_url.as_ref(), f.overpass_url.as_ref(), validate::check_service_url)
                 .map_err(|e| url_hint(e, "e.g. https://overpass-api.de/api/interpreter"))?,
@@ -372,6 +374,40 @@ pub(super) fn image_steps(
             _ => None,
         },
     })
+}
+
+/// `--llm-webui HOST` over the file's `llm_webui`: a host name of its own
+/// for the local LLM's web UI. It needs a local LLM (its only backend) and
+/// --domain: Traefik and its certificates run only with a site, and a login
+/// page over plain HTTP would send the password in the clear. The admin's
+/// password is filled in by the command, from its local state.
+pub(super) fn webui(
+    flag: Option<&String>,
+    file: Option<&String>,
+    local_llm: bool,
+    domain: Option<&str>,
+) -> Result<Option<settings::WebUi>, UsageError> {
+    let Some(host) = checked("--llm-webui", flag, file, validate::check_domain)
+        .map_err(|e| e.hint("give the web UI's own public host name, e.g. --llm-webui chat.example.org"))?
+        .map(|h| h.to_ascii_lowercase())
+    else {
+        return Ok(None);
+    };
+    if !local_llm {
+        return Err(UsageError::new("--llm-webui needs a local LLM: the web UI talks to the LLM on this server")
+            .hint("add --llm local (vLLM) or --llm ollama, or leave --llm-webui out"));
+    }
+    let Some(domain) = domain else {
+        return Err(UsageError::new("--llm-webui needs --domain (and --acme-email)").hint(
+            "the web UI is served only over HTTPS, through the Traefik and the certificates that --domain sets up; \
+             give --domain HOST --acme-email EMAIL too",
+        ));
+    };
+    if host == domain {
+        return Err(UsageError::new(format!("--llm-webui {host} is --domain too"))
+            .hint("the web UI needs a host name of its own, e.g. chat.example.org beside image.example.org"));
+    }
+    Ok(Some(settings::WebUi { host, admin_password: String::new() }))
 }
 
 /// What runs on the server by itself: the flags over the file.

@@ -582,3 +582,95 @@ fn autostop_is_a_duration_or_off_and_needs_the_stack() {
     assert!(e.message.contains("cannot be stopped"), "{e}");
     assert!(create_with(&|a| a.steps.autostop = Some("30m".into()), &file).is_ok());
 }
+
+/// `--llm-webui HOST`: a host name of its own, with a local LLM and a
+/// domain; the file's key under the flag; the password left to the command.
+#[test]
+fn the_llm_webui_needs_a_local_llm_a_domain_and_a_host_name_of_its_own() {
+    let site = |a: &mut CreateArgs| {
+        a.steps.no_llm = false;
+        a.steps.llm = Some("local".into());
+        a.steps.domain = Some("image.example.org".into());
+        a.steps.acme_email = Some("ops@example.org".into());
+    };
+    let none = ConfigFile::default();
+    let ok = create_with(
+        &|a| {
+            site(a);
+            a.steps.llm_webui = Some("Chat.Example.org".into());
+        },
+        &none,
+    )
+    .unwrap();
+    let webui = ok.steps.image.unwrap().webui.expect("a web UI");
+    assert_eq!(webui.host, "chat.example.org");
+    assert_eq!(webui.admin_email(), "admin@chat.example.org");
+    assert!(webui.admin_password.is_empty(), "filled in by the command, from its state");
+    assert!(!format!("{webui:?}").contains("admin_password: \""), "{webui:?}");
+    let file = parse("[host]\nllm_webui = \"chat.example.org\"\n").unwrap();
+    let from_file = create_with(&site, &file).unwrap();
+    assert_eq!(from_file.steps.image.unwrap().webui.unwrap().host, "chat.example.org");
+    let refused = |f: &dyn Fn(&mut CreateArgs), file: &ConfigFile| create_with(f, file).unwrap_err().to_string();
+    for (what, err) in [
+        (
+            "not a host name",
+            refused(
+                &|a| {
+                    site(a);
+                    a.steps.llm_webui = Some("chat_ui".into());
+                },
+                &none,
+            ),
+        ),
+        (
+            "an address",
+            refused(
+                &|a| {
+                    site(a);
+                    a.steps.llm_webui = Some("198.51.100.7".into());
+                },
+                &none,
+            ),
+        ),
+        (
+            "no local LLM",
+            refused(
+                &|a| {
+                    a.steps.llm_webui = Some("chat.example.org".into());
+                },
+                &none,
+            ),
+        ),
+        (
+            "no domain",
+            refused(
+                &|a| {
+                    site(a);
+                    a.steps.domain = None;
+                    a.steps.acme_email = None;
+                    a.steps.llm_webui = Some("chat.example.org".into());
+                },
+                &none,
+            ),
+        ),
+        (
+            "the domain",
+            refused(
+                &|a| {
+                    site(a);
+                    a.steps.llm_webui = Some("image.example.org".into());
+                },
+                &none,
+            ),
+        ),
+    ] {
+        let want = match what {
+            "not a host name" => "is not a host name",
+            "an address" => "is an IP address",
+            "no local LLM" => "--llm-webui needs a local LLM",
+            "no domain" => "--llm-webui needs --domain",
+            _ => "is --domain too",
+        };
+        assert!(err.contains(want), "{what}: {err}");
+    }
+}

@@ -10,8 +10,9 @@
 #            it moves (names only) to the disk; then sync
 #   restore  put back what the record names, from the hold; say what the hold
 #            no longer has (a reboot in between empties /run)
-# Inputs: BASE_DIR, LOGIN_USER, LLM_DIR; HOLD_LIMIT (hold: seconds after
-# which the host puts everything back by itself).
+# Inputs: BASE_DIR, LOGIN_USER, LLM_DIR, WEBUI_DIR (the web UI's env files:
+# its admin's login, its session key, the LLM's key); HOLD_LIMIT (hold:
+# seconds after which the host puts everything back by itself).
 #
 # What must not be shared: the SSH host keys; the login user's and root's
 # authorized_keys (the key the tool imported, and any other); the stack's
@@ -72,7 +73,7 @@ to_hold() {
     for home in /root "$(getent passwd "$LOGIN_USER" | cut -d: -f6)"; do
         [ -n "$home" ] && [ -f "$home/.ssh/authorized_keys" ] && echo "$home/.ssh/authorized_keys"
     done
-    for f in "$BASE_DIR"/config/*.env "$LLM_DIR"/.env "$LLM_DIR"/*.env \
+    for f in "$BASE_DIR"/config/*.env "$LLM_DIR"/.env "$LLM_DIR"/*.env "$WEBUI_DIR"/*.env \
         /etc/image-provision/git-credentials "$BASE_DIR"/.image-provision/*.log; do
         [ -f "$f" ] && echo "$f"
     done

@@ -11,6 +11,7 @@ use crate::bring_up::{BRING_UP_LOCK_SH, STACK_RECORD_SH};
 use crate::facts::RawFacts;
 use crate::shell::with_libraries;
 use crate::steps::llm::VLLM;
+use crate::steps::webui::WEBUI_DIR;
 
 pub const BAKE_HOLD_SH: &str = include_str!("bake-hold.sh");
 
@@ -35,6 +36,7 @@ fn command(action: &str, base_dir: &str, login_user: &str) -> Cmd {
         .env("BASE_DIR", base_dir)
         .env("LOGIN_USER", login_user)
         .env("LLM_DIR", VLLM.dir)
+        .env("WEBUI_DIR", WEBUI_DIR)
         .time_limit(Duration::from_secs(120))
 }
 

@@ -17,3 +17,4 @@ pub mod reboot;
 pub mod stack;
 pub mod traefik;
 pub mod upkeep;
+pub mod webui;

@@ -14,6 +14,9 @@
 #       tests/testhost/llm-standin.py with vLLM's options, as Docker Hub's
 #   ollama/ollama:X                    the stand-in for Ollama's image (the
 #       tag the tool pins): the same program as /bin/ollama serve
+#   open-webui/open-webui:vX           the stand-in for Open WebUI's image (the
+#       tag the tool pins in playbooks/src/steps/webui): Debian's Python
+#       running tests/testhost/webui-standin.py, as ghcr.io's
 # pushed by skopeo into a registry on a loopback port here; the booted hosts'
 # registry then serves the result read-only (TestHost::enable_registry).
 # The tests' CA (ca.crt, ca.key beside storage/) signs the certificates of
@@ -53,10 +56,14 @@ vllm_tag=$(sed -n 's/^ *image: "vllm\/vllm-openai:\([^"]*\)",.*/\1/p' "$llm_sour
 ollama_tag=$(sed -n 's/^ *image: "ollama\/ollama:\([^"]*\)",.*/\1/p' "$llm_source")
 [ -n "$ollama_tag" ] || die "no ollama/ollama image in $llm_source"
 llm_standin=$here/../llm-standin.py
+webui_source=$here/../../../playbooks/src/steps/webui/mod.rs
+webui_tag=$(sed -n 's/.*WEBUI_IMAGE: &str = "ghcr.io\/open-webui\/open-webui:\([^"]*\)";.*/\1/p' "$webui_source")
+[ -n "$webui_tag" ] || die "no WEBUI_IMAGE in $webui_source"
+webui_standin=$here/../webui-standin.py
 python=/usr/bin/python3.11
 [ -x "$python" ] || die "missing prerequisite $python, Debian's Python, which the service images carry (apt-get install python3.11)"
-key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "$here/standin-service.py" "$llm_standin" "${composes[@]}"
-    sha256sum "$busybox" "$python"; echo "$traefik_version $vllm_tag $ollama_tag") | sha256sum | cut -c1-16)
+key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "$here/standin-service.py" "$llm_standin" "$webui_standin" "${composes[@]}"
+    sha256sum "$busybox" "$python"; echo "$traefik_version $vllm_tag $ollama_tag $webui_tag") | sha256sum | cut -c1-16)
 dir=$cache/registry-$key
 # shellcheck source=/dev/null # tests/testhost/cache.sh
 source "$here/../cache.sh"
@@ -79,6 +86,7 @@ python3 "$here/oci-images.py" traefik "$tmp/oci/traefik" \
 
 python3 "$here/oci-images.py" vllm "$tmp/oci/vllm" "$busybox" "$llm_standin" "$vllm_tag"
 python3 "$here/oci-images.py" ollama "$tmp/oci/ollama" "$busybox" "$llm_standin" "$ollama_tag"
+python3 "$here/oci-images.py" webui "$tmp/oci/webui" "$busybox" "$webui_standin" "$webui_tag"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$tmp/config.yml" <<CONFIG
@@ -111,6 +119,8 @@ skopeo copy --quiet --dest-tls-verify=false \
     "oci:$tmp/oci/vllm:$vllm_tag" "docker://127.0.0.1:$port/vllm/vllm-openai:$vllm_tag" >&2
 skopeo copy --quiet --dest-tls-verify=false \
     "oci:$tmp/oci/ollama:$ollama_tag" "docker://127.0.0.1:$port/ollama/ollama:$ollama_tag" >&2
+skopeo copy --quiet --dest-tls-verify=false \
+    "oci:$tmp/oci/webui:$webui_tag" "docker://127.0.0.1:$port/open-webui/open-webui:$webui_tag" >&2
 kill "$registry"
 wait "$registry" 2>/dev/null || true
 trap - EXIT

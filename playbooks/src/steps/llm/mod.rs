@@ -155,6 +155,12 @@ impl RuntimeSpec {
         format!("{}/docker-compose.yml", self.dir)
     }
 
+    /// The API key llm-up.sh made once on the host, for a runtime that
+    /// checks one (vLLM's VLLM_API_KEY); None for one that checks none.
+    pub fn key_path(&self) -> Option<String> {
+        self.placeholder_key.is_none().then(|| format!("{}/key.env", self.dir))
+    }
+
     /// The project's .env, a link to the settings in config/ (compose
     /// reads it for the compose file's variables).
     pub fn dot_env_path(&self) -> String {
