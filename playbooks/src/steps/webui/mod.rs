@@ -220,6 +220,7 @@ pub fn plan(containers: &Containers, files: &FileFacts, facts: &WebUiFacts, img:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::Runtime;
 
     fn img() -> ImageConfig {
         ImageConfig {
@@ -259,6 +260,28 @@ mod tests {
         assert!(!text.contains("pw-0123456789") && !text.contains("{{"), "{text}");
         assert!(!text.lines().any(|l| l.contains("name:") && l.contains("image")), "{text}");
         assert!(!text.contains("- image\n"), "{text}");
+    }
+
+    /// Ollama, which checks no key, through its OpenAI-compatible API with
+    /// its placeholder key and no key file; vLLM with its own key file.
+    #[test]
+    fn each_local_runtime_is_reached_through_its_openai_compatible_api() {
+        let mut ollama = img();
+        ollama.local_llm.runtime = Runtime::Ollama;
+        let c = connection(&ollama).unwrap();
+        for want in [
+            ("OPENAI_API_BASE_URL", "http://ollama:11434/v1"),
+            ("OPENAI_API_KEY", llm::OLLAMA_PLACEHOLDER_KEY),
+            ("ENABLE_OLLAMA_API", "False"),
+        ] {
+            assert!(c.settings.iter().any(|(k, v)| (*k, v.as_str()) == want), "{want:?} in {:?}", c.settings);
+        }
+        assert_eq!(c.key, None, "Ollama has no key file");
+        let (file, var) = facts_key_inputs(&ollama);
+        assert!(file.is_empty() && var.is_empty(), "{file} {var}");
+        let vllm = connection(&img()).unwrap();
+        assert_eq!(vllm.key, Some(("/var/docker/llm/key.env".to_string(), "VLLM_API_KEY", "OPENAI_API_KEY")));
+        assert!(!vllm.settings.iter().any(|(k, _)| *k == "OPENAI_API_KEY"), "vLLM's key is a secret, in llm-key.env");
     }
 
     /// A fresh host: its directory, both files (admin.env secret, 0600),
