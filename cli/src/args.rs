@@ -185,7 +185,7 @@ pub struct HostStepArgs {
     pub force_distro: bool,
 
     /// Ubuntu NVIDIA server driver branch: installs nvidia-driver-BRANCH
-    /// [default: 570-server, which supports the A10G and CUDA 12.8 images]
+    /// [default: 580-server, NVIDIA's long-term support branch: CUDA 13.0]
     #[arg(long, env = "IMAGE_PROVISION_NVIDIA_DRIVER", value_name = "BRANCH")]
     pub nvidia_driver: Option<String>,
 

@@ -774,7 +774,9 @@ fn host_steps(a: &HostStepArgs, f: &HostConfig, hooks: &TestHooks, running: bool
             f.nvidia_driver.as_ref(),
             validate::check_driver_branch,
         )
-        .map_err(|e| e.hint("e.g. 535-server, 550-server or 570-server (the package is nvidia-driver-BRANCH)"))?
+        .map_err(|e| {
+            e.hint("e.g. 580-server (the default), 570-server or 580-server-open (the package is nvidia-driver-BRANCH)")
+        })?
         .unwrap_or(defaults.nvidia_driver_branch),
         nvidia_repo: checked(
             "--nvidia-repo",

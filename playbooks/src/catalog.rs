@@ -4,7 +4,7 @@
 //! scripts). The tests run shellcheck over each script as sent and check
 //! that no shell file under playbooks/src goes unchecked.
 
-use crate::steps::{docker, health, layout, llm, nvidia, pull, ready, stack, traefik, upkeep};
+use crate::steps::{docker, gpu_check, health, layout, llm, nvidia, pull, ready, stack, traefik, upkeep};
 use crate::{apt_get, facts, gather};
 
 /// Libraries: files that define functions only, put in front of the
@@ -24,7 +24,8 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("facts.sh", gather::default_script()),
         ("steps/ready/wait-ready.sh", ready::WAIT_READY_SH.to_string()),
         ("apt_get/apt-source.sh", apt_get::APT_SOURCE_SH.to_string()),
-        ("steps/docker/daemon-downloads.sh", docker::DAEMON_DOWNLOADS_SH.to_string()),
+        ("steps/docker/daemon-json.sh", docker::DAEMON_JSON_SH.to_string()),
+        ("steps/docker/dockerhub-login.sh", docker::DOCKERHUB_LOGIN_SH.to_string()),
         ("steps/docker/restart-docker.sh", docker::RESTART_DOCKER_SH.to_string()),
         ("steps/nvidia/debian-components.sh", nvidia::debian_components_script()),
         ("steps/nvidia/hold-driver.sh", nvidia::HOLD_DRIVER_SH.to_string()),
@@ -42,7 +43,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/pull/start-pull.sh", pull::START_PULL_SH.to_string()),
         ("steps/pull/wait-pull.sh", pull::WAIT_PULL_SH.to_string()),
         ("steps/stack/llm-check.sh", stack::LLM_CHECK_SH.to_string()),
-        ("steps/stack/cuda-check.sh", stack::CUDA_CHECK_SH.to_string()),
+        ("steps/gpu_check/cuda-check.sh", gpu_check::CUDA_CHECK_SH.to_string()),
         ("steps/stack/stack-up.sh", stack::stack_up_script()),
         ("steps/stack/update.sh", stack::update_script()),
         ("steps/stack/rollback.sh", stack::rollback_script()),

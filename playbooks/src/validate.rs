@@ -317,7 +317,7 @@ pub fn check_driver_branch(b: &str) -> Result<(), String> {
     if (3..=4).contains(&digits) && ["", "-server", "-open", "-server-open"].contains(&rest) {
         Ok(())
     } else {
-        Err(format!("{} is not a driver branch (a number such as 570, then -server and/or -open)", shown(b)))
+        Err(format!("{} is not a driver branch (a number such as 580, then -server and/or -open)", shown(b)))
     }
 }
 

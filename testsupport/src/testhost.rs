@@ -593,8 +593,8 @@ impl TestHost {
     }
 
     /// Add the local apt repository of stand-in packages
-    /// (tests/testhost/standins/build-repo.sh: nvidia-driver-570-server and
-    /// -535-server, their nvidia-utils, nvidia-driver, nvidia-smi,
+    /// (tests/testhost/standins/build-repo.sh: nvidia-driver-580-server,
+    /// -570-server and -535-server, their nvidia-utils, nvidia-driver, nvidia-smi,
     /// nvidia-container-toolkit)
     /// to the host: the .debs in /srv/standin-apt and
     /// `deb [trusted=yes] file:/srv/standin-apt ./` in
@@ -637,7 +637,7 @@ impl TestHost {
         self.write(
             "/etc/apt/preferences.d/standin.pref",
             b"# image-provision tests: the stand-ins (local file: repositories) win\n\
-              Package: nvidia-driver nvidia-smi nvidia-driver-570-server nvidia-utils-570-server nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
+              Package: nvidia-driver nvidia-smi nvidia-driver-580-server nvidia-utils-580-server nvidia-driver-570-server nvidia-utils-570-server nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
               Pin: origin \"\"\n\
               Pin-Priority: 1001\n",
         );

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # The docker step's facts (playbooks/src/steps/docker): the CLI, compose v2,
-# the service, daemon.json's max-concurrent-downloads, the docker group, whether the SSH user reaches the daemon, and
-# (as root) the daemon's runtimes. The user's part runs as the SSH user,
+# the service, daemon.json's max-concurrent-downloads and registry-mirrors,
+# the docker group, whether the SSH user reaches the daemon, and (as root)
+# the daemon's runtimes and root's Docker Hub login. The user's part runs as the SSH user,
 # docker_root_facts as root (run_root_facts).
 
 if command -v docker >/dev/null 2>&1; then
@@ -24,11 +25,14 @@ if command -v systemctl >/dev/null 2>&1; then
     kv docker.enabled "$(systemctl is-enabled docker 2>/dev/null || true)"
     kv docker.active "$(systemctl is-active docker 2>/dev/null || true)"
 fi
-# The layer downloads the daemon runs at once per pull, as daemon.json sets
-# them (empty: unset, no file, or no jq yet to read it).
+# The layer downloads the daemon runs at once per pull, and the Docker Hub
+# mirrors it asks first, as daemon.json sets them (empty: unset, no file,
+# or no jq yet to read it).
 if [ -r /etc/docker/daemon.json ] && command -v jq >/dev/null 2>&1; then
     kv docker.max_concurrent_downloads \
         "$(jq -r '."max-concurrent-downloads" // empty' /etc/docker/daemon.json 2>/dev/null || true)"
+    kv docker.registry_mirrors \
+        "$(jq -r '."registry-mirrors" // [] | join(" ")' /etc/docker/daemon.json 2>/dev/null || true)"
 fi
 IFS=: read -r _ _ gid members < <(getent group docker || true) || true
 kv docker.gid "${gid:-}"
@@ -42,6 +46,20 @@ docker_root_facts() {
     runtimes=$(timeout 20 docker info --format '{{json .Runtimes}}' 2>/dev/null || true)
     [ "$runtimes" != null ] || runtimes=''
     kv docker.runtimes "$runtimes"
+    # Root's Docker Hub login, as docker login records it: the user, and a
+    # fingerprint of the credential (sha256 of a fixed prefix and the
+    # record), which the docker step compares with dockerhub.env's so that
+    # a changed token logs in again; neither the token nor the record is
+    # shown.
+    local config auth=''
+    config=$(getent passwd root | cut -d: -f6)/.docker/config.json
+    if [ -r "$config" ] && command -v jq >/dev/null 2>&1; then
+        auth=$(jq -r '.auths["https://index.docker.io/v1/"].auth // empty' "$config" 2>/dev/null || true)
+    fi
+    if [ -n "$auth" ]; then
+        kv docker.hub_user "$(base64 -d <<<"$auth" 2>/dev/null | cut -d: -f1 || true)"
+        kv docker.hub_fingerprint "$(printf 'image-provision dockerhub:%s' "$auth" | sha256sum | cut -d' ' -f1)"
+    fi
     if [ "${ROOT_FACTS_VIA:-}" != sudo ]; then
         # Running as root itself: root's own access is the same answer.
         if [ -n "$runtimes" ]; then kv docker.user_access yes; else kv docker.user_access no; fi

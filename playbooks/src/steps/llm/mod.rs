@@ -30,7 +30,7 @@ pub const LLM_WAIT_SH: &str = include_str!("llm-wait.sh");
 /// The local LLM's compose project.
 pub const LLM_DIR: &str = "/var/docker/llm";
 /// Pinned: a vLLM upgrade is a decision. Its images are built on CUDA 12.8
-/// (the 570 driver branch serves it).
+/// (the 570 driver branch and later serve it).
 pub const VLLM_IMAGE: &str = "vllm/vllm-openai:v0.10.2";
 /// What IMAGE's own GPU services take (the deployment guide: about 8 GB).
 pub const IMAGE_GPU_GIB: f64 = 8.0;

@@ -6,7 +6,7 @@
 # module (nvidia-smi then fails with "Driver/library version mismatch" until
 # a reboot). `image-provision update --upgrade-driver` lifts the hold, upgrades,
 # holds again and reboots.
-# Inputs: DRIVER (the metapackage, e.g. nvidia-driver-570-server).
+# Inputs: DRIVER (the metapackage, e.g. nvidia-driver-580-server).
 set -euo pipefail
 mapfile -t packages < <(
     {

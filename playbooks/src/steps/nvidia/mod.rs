@@ -37,6 +37,21 @@ pub fn debian_components_script() -> String {
     with_libraries(&[DEBIAN_SOURCES_REWRITE_SH], DEBIAN_COMPONENTS_SH)
 }
 
+/// The highest CUDA each driver branch serves, lowest branch first, as
+/// NVIDIA's CUDA release notes pair toolkits with drivers (CUDA 12.8 needs
+/// 570, 12.9 575, 13.0 580) and nvidia-smi's header reports it. A branch
+/// number, then CUDA major.minor. 580 is NVIDIA's long-term support branch
+/// (supported to August 2028) and the newest Ubuntu packages as
+/// nvidia-driver-BRANCH-server that this table vouches for; from 590 on
+/// NVIDIA's own repository drops the branch from the package names.
+pub const BRANCH_CUDA: &[(u32, &str)] =
+    &[(535, "12.2"), (550, "12.4"), (560, "12.6"), (570, "12.8"), (575, "12.9"), (580, "13.0")];
+
+/// The number of a branch as --nvidia-driver takes it (`580-server` -> 580).
+pub fn branch_number(branch: &str) -> Option<u32> {
+    branch.split('-').next()?.parse().ok()
+}
+
 /// The driver package for this family.
 pub fn driver_package(fam: Family, cfg: &Config) -> String {
     match fam {
@@ -249,7 +264,7 @@ mod tests {
              gpu=x [0302]: NVIDIA [10de:2237]\nnvidia.debian_components_lacking=/etc/apt/sources.list\n",
         );
         let cmds = commands(&HostFacts::parse(&raw), &NvidiaFacts::parse(&raw));
-        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver-570-server"), "{cmds:?}");
+        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver-580-server"), "{cmds:?}");
     }
 
     #[test]
