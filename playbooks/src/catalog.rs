@@ -11,6 +11,7 @@ use crate::{apt_get, facts, gather};
 /// scripts that call them. shellcheck checks each alone too.
 pub const LIBRARIES: &[(&str, &str)] = &[
     ("steps/nvidia/debian-sources-rewrite.sh", nvidia::DEBIAN_SOURCES_REWRITE_SH),
+    ("steps/nvidia/driver-packages.sh", nvidia::DRIVER_PACKAGES_SH),
     ("steps/layout/compose-env-files.sh", layout::COMPOSE_ENV_FILES_SH),
     ("bring_up/bring-up-lock.sh", crate::bring_up::BRING_UP_LOCK_SH),
     ("bring_up/run-imageup.sh", crate::bring_up::RUN_IMAGEUP_SH),
@@ -28,8 +29,8 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/docker/dockerhub-login.sh", docker::DOCKERHUB_LOGIN_SH.to_string()),
         ("steps/docker/restart-docker.sh", docker::RESTART_DOCKER_SH.to_string()),
         ("steps/nvidia/debian-components.sh", nvidia::debian_components_script()),
-        ("steps/nvidia/hold-driver.sh", nvidia::HOLD_DRIVER_SH.to_string()),
-        ("steps/nvidia/upgrade-driver.sh", nvidia::UPGRADE_DRIVER_SH.to_string()),
+        ("steps/nvidia/hold-driver.sh", nvidia::hold_driver_script()),
+        ("steps/nvidia/upgrade-driver.sh", nvidia::upgrade_driver_script()),
         ("steps/upkeep/stack-at-boot.sh", upkeep::stack_at_boot_script()),
         ("steps/upkeep/auto-update.sh", upkeep::auto_update_script()),
         ("steps/upkeep/expire.sh", upkeep::EXPIRE_SH.to_string()),
