@@ -4,7 +4,7 @@
 //! image-provision-testsupport crate (testsupport/); the test hosts' scripts
 //! are in tests/testhost, moto's image fixture in tests/fixtures.
 //!
-//! Run them all with `bash tests/run` (README.md, "Testing"), or some with
+//! Run them all with `bash tests/run` (docs/development.md, "Testing"), or some with
 //! `cargo nextest run -E 'test(/^ec2_errors::/)'`.
 
 /// The host steps on booted test hosts: real systemd, Docker and compose v2.

@@ -5,7 +5,7 @@
 //!   IMAGE service has restart: "no";
 //! - the IMAGE team's scripts/healthcheck on a timer, its logs pruned;
 //! - with --auto-update, imageup --service on a timer (auto-update.sh), in
-//!   place of the team's image_daily_cron (README.md says why);
+//!   place of the team's image_daily_cron (docs/host.md says why);
 //! - dangling images pruned on a timer;
 //! - with an expiry (ec2 create --ttl, bootstrap --ttl), a power-off at that
 //!   time (expire.sh): an instance made with --ttl terminates on it, so the
