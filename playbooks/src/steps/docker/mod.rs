@@ -90,7 +90,7 @@ pub fn pull_limit_hint(output: &str) -> Option<String> {
         "Docker Hub refused a pull: its limit on anonymous pulls from this server's address is reached (it \
          resets within hours). Either pass --registry-mirror URL (a Docker Hub mirror, e.g. your own \
          pull-through registry) or Docker Hub credentials with --env-file dockerhub.env=PATH \
-         (DOCKERHUB_USERNAME and DOCKERHUB_TOKEN, a personal access token), then run again"
+         (DOCKERHUB_USERNAME and DOCKERHUB_TOKEN, a personal access token)"
             .to_string()
     })
 }
