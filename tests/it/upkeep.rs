@@ -21,25 +21,25 @@ use crate::BIN;
 const BASE: &str = "/var/docker/image";
 const LOGS: &str = "/var/docker/image/logs/healthcheck";
 
-/// The newer driver's version (the stand-in archive has 570.195.03).
-const NEWER: &str = "570.211.01-0ubuntu0.22.04.1";
+/// The newer driver's version (the stand-in archive has 580.95.05).
+const NEWER: &str = "580.105.08-0ubuntu0.22.04.1";
 
 /// A newer build of the installed driver (its metapackage and utilities,
 /// made from the installed ones, the version changed) in a local apt
 /// source: what Ubuntu's archive publishes when NVIDIA releases a fix.
 const NEWER_DRIVER: &str = r#"set -euo pipefail
-v=570.211.01-0ubuntu0.22.04.1
+v=580.105.08-0ubuntu0.22.04.1
 repo=/srv/newer-driver
 work=$(mktemp -d)
 mkdir -p "$repo"
-for p in nvidia-utils-570-server nvidia-driver-570-server; do
+for p in nvidia-utils-580-server nvidia-driver-580-server; do
     mkdir -p "$work/$p/DEBIAN"
     dpkg-query -s "$p" | grep -E '^(Package|Architecture|Maintainer|Depends|Conflicts|Description):' |
-        sed "s/570\.195\.03-0ubuntu0\.22\.04\.1/$v/g" >"$work/$p/DEBIAN/control"
+        sed "s/580\.95\.05-0ubuntu0\.22\.04\.1/$v/g" >"$work/$p/DEBIAN/control"
     echo "Version: $v" >>"$work/$p/DEBIAN/control"
     for f in postinst postrm; do
         if [ -f "/var/lib/dpkg/info/$p.$f" ]; then
-            sed 's/570\.195\.03/570.211.01/g' "/var/lib/dpkg/info/$p.$f" >"$work/$p/DEBIAN/$f"
+            sed 's/580\.95\.05/580.105.08/g' "/var/lib/dpkg/info/$p.$f" >"$work/$p/DEBIAN/$f"
             chmod 0755 "$work/$p/DEBIAN/$f"
         fi
     done
@@ -99,6 +99,10 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
         "5m",
         "--env-file",
         &hook_arg,
+        // The previous default branch: `update --upgrade-driver` moves it
+        // to the default below.
+        "--nvidia-driver",
+        "570-server",
     ];
     let args = [&common[..], &["--auto-update", "03:30"]].concat();
     let boot = run(&host, state.path(), &args);
@@ -262,10 +266,27 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    // A driver upgrade on purpose: with nothing newer, no reboot; with a
-    // newer driver in an apt source, upgraded, held again, one reboot, and
-    // the stack back and updated after it.
+    // A driver upgrade on purpose. First the move to the default branch
+    // (580-server): the old branch's packages replaced, the new ones held,
+    // one reboot, the stack back and updated after it.
     let update = ["update", "--upgrade-driver", "--imageup-timeout", "3m", "--health-timeout", "2m"];
+    let reboots = host.reboots();
+    let moved = run(&host, state.path(), &update);
+    assert!(moved.status.success(), "update --upgrade-driver to the default branch");
+    let said = stderr(&moved);
+    assert!(
+        said.contains("moved from nvidia-driver-570-server to nvidia-driver-580-server 580.95.05-0ubuntu0.22.04.1"),
+        "{said}"
+    );
+    assert!(said.contains("rebooted in "), "{said}");
+    assert_eq!(host.reboots(), reboots + 1);
+    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("580.95.05"));
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
+    assert!(!held.contains("570-server"), "{held}");
+    assert!(host.sh("dpkg-query -W -f '${db:Status-Abbrev}' nvidia-driver-570-server | grep -q '^ii'").status.code() != Some(0));
+    // Then within the branch: with nothing newer, no reboot; with a newer
+    // driver in an apt source, upgraded, held again, one reboot.
     let reboots = host.reboots();
     let same = run(&host, state.path(), &update);
     assert!(same.status.success(), "update --upgrade-driver with nothing newer");
@@ -275,14 +296,14 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     let newer = run(&host, state.path(), &update);
     assert!(newer.status.success(), "update --upgrade-driver");
     let said = stderr(&newer);
-    assert!(said.contains(&format!("upgraded nvidia-driver-570-server {NEWER}")), "{said}");
+    assert!(said.contains(&format!("upgraded nvidia-driver-580-server {NEWER}")), "{said}");
     assert!(said.contains("rebooted in "), "{said}");
     assert_eq!(host.reboots(), reboots + 1);
-    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("570.211.01"));
+    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("580.105.08"));
     let held = host.sh_ok("apt-mark showhold");
-    assert!(held.contains("nvidia-driver-570-server") && held.contains("nvidia-utils-570-server"), "{held}");
+    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
     let v: serde_json::Value = serde_json::from_slice(&run(&host, state.path(), &["verify", "--json"]).stdout).unwrap();
-    assert_eq!(v["driver_version"], "570.211.01", "{v}");
+    assert_eq!(v["driver_version"], "580.105.08", "{v}");
 
     // Turned off: the update timer and its unit stopped and removed.
     let off = run(&host, state.path(), &[&common[..], &["--auto-update", "off"]].concat());

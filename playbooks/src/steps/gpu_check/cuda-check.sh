@@ -17,15 +17,29 @@
 # pull. Prints "result: ..." for the summary; exits 1 when an image needs
 # more than the driver serves.
 # Inputs: PROJECT_DIRS (space-separated; one without a compose file is
-# skipped); DEFER_UNPULLED (yes/no); PICK (what to tell the person to do when the
-# driver is too old, with NEED in it standing for the CUDA needed, and
-# BRANCH for the branch to pick); PICK_NONE (the same, when no branch of
-# BRANCHES serves NEED); BRANCHES ("BRANCH:CUDA ..." lowest first, the
-# branches to pick from: the lowest that serves NEED is picked).
+# skipped); DEFER_UNPULLED (yes/no); BRANCHES ("BRANCH:CUDA ..." lowest
+# first, the branches to pick from: the lowest that serves the need is
+# picked); FAMILY (ubuntu or debian: how to get another branch).
 set -euo pipefail
 
 # Whether version $1 is below version $2 (sort -V).
 below() { [ "$1" != "$2" ] && [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$1" ]; }
+# What to do when the driver is too old: pick BRANCH (empty: none of
+# BRANCHES serves NEED).
+pick() { # BRANCH NEED
+    if [ -z "$1" ]; then
+        local newest=${BRANCHES##* }
+        echo "no driver branch image-provision knows serves CUDA $2 (the newest it knows: ${newest%%:*}):" \
+            "pick one that does (nvidia-smi's header says a driver's CUDA) and pass it with --nvidia-driver"
+    elif [ "$FAMILY" = debian ]; then
+        echo "Debian packages one driver branch, nvidia-driver: use Ubuntu 22.04 or 24.04 with --nvidia-driver $1" \
+            "(CUDA $2 or later)"
+    else
+        echo "pick the driver branch $1 (CUDA $2 or later): \`image-provision update --upgrade-driver" \
+            "--nvidia-driver $1\` moves this server to it, with the reboot it needs (bootstrap leaves a working" \
+            "driver alone); a new server gets it with --nvidia-driver $1"
+    fi
+}
 # The arguments joined by ", ".
 joined() { local IFS=$'\x1f'; local s="$*"; printf '%s' "${s//$'\x1f'/, }"; }
 
@@ -88,12 +102,8 @@ if [ -n "$highest" ] && below "$driver_cuda" "$highest"; then
             break
         fi
     done
-    advice=$PICK
-    [ -n "$branch" ] || advice=$PICK_NONE
-    advice=${advice//NEED/$highest}
-    advice=${advice//BRANCH/$branch}
     echo "the NVIDIA driver ${driver:-?} serves CUDA $driver_cuda, but $needs needs cuda>=$highest: NVIDIA's container toolkit will not start it" >&2
-    echo "$advice" >&2
+    pick "$branch" "$highest" >&2
     exit 1
 fi
 

@@ -25,9 +25,10 @@ pub enum Unpulled {
 }
 
 /// cuda-check.sh over the IMAGE stack's compose project and the local
-/// LLM's, with what to tell the person when the driver is too old: the
-/// lowest branch from the default on whose CUDA meets the need, and how to
-/// move this server to it.
+/// LLM's, with the branches to pick from when the driver is too old: the
+/// default and the newer ones [`nvidia::BRANCH_CUDA`] knows (the script
+/// names the lowest that serves the need, and how to move this server to
+/// it).
 pub fn cuda_check(base_dir: &str, fam: Family, unpulled: Unpulled) -> Cmd {
     let default = nvidia::branch_number(crate::settings::DEFAULT_NVIDIA_DRIVER_BRANCH).unwrap_or(0);
     let branches: Vec<String> = nvidia::BRANCH_CUDA
@@ -35,31 +36,18 @@ pub fn cuda_check(base_dir: &str, fam: Family, unpulled: Unpulled) -> Cmd {
         .filter(|(number, _)| *number >= default)
         .map(|(number, cuda)| format!("{number}-server:{cuda}"))
         .collect();
-    let pick = match fam {
-        Family::Ubuntu => {
-            "pick the driver branch BRANCH (CUDA NEED or later): `image-provision update --upgrade-driver \
-             --nvidia-driver BRANCH` moves this server to it, with the reboot it needs (bootstrap leaves a \
-             working driver alone); a new server gets it with --nvidia-driver BRANCH"
-        }
-        Family::Debian => {
-            "Debian's nvidia-driver is the only branch Debian packages: use Ubuntu 22.04 or 24.04 with \
-             --nvidia-driver BRANCH (CUDA NEED or later)"
-        }
-    };
     Cmd::script(CUDA_CHECK_SH)
         .named("cuda-check.sh")
         .sudo()
         .env("PROJECT_DIRS", format!("{base_dir} {LLM_DIR}"))
         .env("DEFER_UNPULLED", if unpulled == Unpulled::Defer { "yes" } else { "no" })
         .env("BRANCHES", branches.join(" "))
-        .env("PICK", pick)
         .env(
-            "PICK_NONE",
-            format!(
-                "no driver branch image-provision knows serves CUDA NEED (the newest it knows: {}): pick one that \
-             does (nvidia-smi's header says a driver's CUDA) and pass it with --nvidia-driver",
-                branches.last().map(String::as_str).unwrap_or(crate::settings::DEFAULT_NVIDIA_DRIVER_BRANCH)
-            ),
+            "FAMILY",
+            match fam {
+                Family::Ubuntu => "ubuntu",
+                Family::Debian => "debian",
+            },
         )
         .time_limit(crate::settings::outer_limit(std::time::Duration::from_secs(60)))
 }
@@ -135,5 +123,34 @@ mod tests {
             nvidia::smi_error_advice("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver")
                 .is_none()
         );
+    }
+
+    /// A working driver and runtime: with the stack, the CUDA check over
+    /// the stack's and the local LLM's projects, images not pulled yet left
+    /// to the stack step, the branches from the default on to pick from;
+    /// without it, nothing more to check.
+    #[test]
+    fn the_cuda_check_follows_a_working_driver() {
+        let raw = RawFacts::parse(&format!(
+            "{}nvidia.smi=NVIDIA A10G, 580.95.05, 23028 MiB\ndocker.runtimes={{\"nvidia\":{{}}}}\n",
+            crate::host_facts::DEBIAN12_A10G
+        ));
+        let (host, nv, docker) = (HostFacts::parse(&raw), NvidiaFacts::parse(&raw), DockerFacts::parse(&raw));
+        let cmds = plan(&host, &docker, &nv, &Config::default(), Family::Ubuntu).commands();
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        for part in [
+            "PROJECT_DIRS='/var/docker/image /var/docker/llm'",
+            "DEFER_UNPULLED=yes",
+            "BRANCHES=580-server:13.0",
+            "FAMILY=ubuntu",
+            "<script cuda-check.sh> (check)",
+        ] {
+            assert!(cmds[0].contains(part), "{part}: {cmds:?}");
+        }
+        let stack_step = cuda_check("/var/docker/image", Family::Debian, Unpulled::Unknown).redacted(true);
+        assert!(stack_step.contains("DEFER_UNPULLED=no") && stack_step.contains("FAMILY=debian"), "{stack_step}");
+        let no_stack = Config { image: None, ..Config::default() };
+        let ok = plan(&host, &docker, &nv, &no_stack, Family::Ubuntu);
+        assert!(matches!(&ok, Plan::Ok(m) if m.contains("driver 580.95.05")), "{ok:?}");
     }
 }
