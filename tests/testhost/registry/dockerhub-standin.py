@@ -32,6 +32,7 @@ import base64
 import http.client
 import json
 import secrets
+import socket
 import ssl
 import sys
 import threading
@@ -56,6 +57,19 @@ def log(line):
     with LOG_LOCK:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()
+
+
+class Backend(http.client.HTTPSConnection):
+    """The real registry at its address, its certificate checked for the
+    name it carries (ghcr.io), as dockerd checks it."""
+
+    def __init__(self, address, port, context):
+        super().__init__("ghcr.io", port, context=context, timeout=60)
+        self.address = address
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname="ghcr.io")
 
 
 class State:
@@ -88,7 +102,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def proxy(self):
         s = self.state
-        conn = http.client.HTTPSConnection(s.backend.hostname, s.backend.port, context=s.context, timeout=60)
+        conn = Backend(s.backend.hostname, s.backend.port, s.context)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("authorization", "connection")}
         headers["Host"] = "ghcr.io"
         conn.request(self.command, self.path, headers=headers)
@@ -171,6 +185,9 @@ class Handler(BaseHTTPRequestHandler):
                 log("unknown host %r: %s %s" % (host, self.command, self.path))
         except (BrokenPipeError, ConnectionResetError):
             return
+        except Exception as e:  # said, not swallowed: a test reads this log
+            log("%s %s %s failed: %r" % (host, self.command, self.path, e))
+            raise
         log("%s %s %s auth=%s -> %d" % (host, self.command, urlsplit(self.path).path, who, status))
 
     do_GET = handle_any
