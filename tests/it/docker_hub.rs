@@ -89,6 +89,23 @@ fn docker_hubs_pull_limit_is_named_and_a_mirror_or_a_login_gets_past_it() {
     assert!(served.contains("/v2/vllm/vllm-openai/manifests/"), "the mirror served vLLM's image:\n{served}");
     outputs.push(via_mirror);
 
+    // A token Docker Hub refuses: the docker step fails saying so, and
+    // shows neither token.
+    let wrong = local.path().join("wrong.env");
+    let wrong_token = format!("dckr_pat_wrong{nanos}");
+    std::fs::write(&wrong, format!("DOCKERHUB_USERNAME=imagebot\nDOCKERHUB_TOKEN={wrong_token}\n")).unwrap();
+    let wrong_arg = format!("dockerhub.env={}", wrong.display());
+    let refused_login = bootstrap(&host, state.path(), &[&common[..], &["--env-file", &wrong_arg]].concat());
+    assert_eq!(refused_login.status.code(), Some(1));
+    let err = stderr(&refused_login);
+    assert!(
+        err.contains("step docker failed") && err.contains("docker login to Docker Hub as imagebot failed"),
+        "{err}"
+    );
+    assert!(!said(&refused_login).contains(&wrong_token), "{err}");
+    assert!(host.docker_hub_requests().iter().any(|l| l.contains("/token auth=wrong -> 401")));
+    outputs.push(refused_login);
+
     // The login (the mirror kept: not given, daemon.json's stays), once.
     let login = bootstrap(&host, state.path(), &[&common[..], &["--env-file", &hub_arg]].concat());
     assert!(login.status.success(), "{}", stderr(&login));

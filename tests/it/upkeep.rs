@@ -284,7 +284,10 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     let held = host.sh_ok("apt-mark showhold");
     assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
     assert!(!held.contains("570-server"), "{held}");
-    assert!(host.sh("dpkg-query -W -f '${db:Status-Abbrev}' nvidia-driver-570-server | grep -q '^ii'").status.code() != Some(0));
+    assert!(
+        host.sh("dpkg-query -W -f '${db:Status-Abbrev}' nvidia-driver-570-server | grep -q '^ii'").status.code()
+            != Some(0)
+    );
     // Then within the branch: with nothing newer, no reboot; with a newer
     // driver in an apt source, upgraded, held again, one reboot.
     let reboots = host.reboots();

@@ -60,13 +60,14 @@ pub fn set_daemon_json(mirror: Option<&str>) -> Cmd {
 }
 
 /// dockerhub-login.sh as `login`: the token only on the command's stdin.
+/// Its output is docker login's, which never repeats the token, so a
+/// failure shows it (why the login was refused).
 pub fn dockerhub_login(login: &DockerHubLogin) -> Cmd {
     Cmd::script(DOCKERHUB_LOGIN_SH)
         .named("dockerhub-login.sh")
         .sudo()
         .env("DOCKERHUB_USERNAME", &login.username)
         .secret_env("DOCKERHUB_TOKEN", &login.token)
-        .quiet()
         .time_limit(crate::settings::outer_limit(std::time::Duration::from_secs(120)))
 }
 
