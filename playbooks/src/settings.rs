@@ -5,6 +5,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+/// NVIDIA's long-term support branch (maintained to August 2028; 570 was a
+/// production branch, ended February 2026): it serves CUDA 13.0, so every
+/// CUDA 12 image and the CUDA 13.0 ones. `update --upgrade-driver` moves a
+/// server of a lower branch to it.
 pub const DEFAULT_NVIDIA_DRIVER_BRANCH: &str = "580-server";
 pub const DEFAULT_NVIDIA_REPO: &str = "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /";
 pub const DEFAULT_NVIDIA_REPO_KEY: &str = "https://nvidia.github.io/libnvidia-container/gpgkey";
