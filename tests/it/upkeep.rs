@@ -377,14 +377,16 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     // Asked for, and refused (logind's answer to a masked target).
     let asked = text.contains("Call to PowerOff failed") || text.contains("poweroff.target is masked");
     assert!(asked, "the power-off was asked for: {text}");
-    host.sh_ok("systemctl unmask poweroff.target");
-    // `--autostop off` removes it.
+    // `--autostop off` removes it. poweroff.target stays masked until then:
+    // the timer still looks every 5 s, and unmasked, its next look powered
+    // the host off before the removal (a run's "cannot reach" after it).
     let off = run(&host, state.path(), &[&common[..], &["--auto-update", "off", "--autostop", "off"]].concat());
     assert!(off.status.success(), "bootstrap --autostop off");
     let line = cli::step_line(&off, "upkeep");
     assert!(line.contains("remove: image-provision-autostop.timer"), "{line}");
     assert!(!host.exists("/etc/systemd/system/image-provision-autostop.timer"));
     assert!(!host.exists("/usr/local/lib/image-provision/autostop.sh"));
+    host.sh_ok("systemctl unmask poweroff.target");
 
     // The expiry. `--ttl 2h` arms it: the timer waits for its calendar
     // time, and the check it ran as it started found the time not yet come.
