@@ -103,7 +103,12 @@ class Handler(BaseHTTPRequestHandler):
     def proxy(self):
         s = self.state
         conn = Backend(s.backend.hostname, s.backend.port, s.context)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("authorization", "connection")}
+        # Every value of a repeated header (dockerd sends one Accept line a
+        # media type), joined as HTTP allows.
+        headers = {}
+        for k in set(self.headers.keys()):
+            if k.lower() not in ("authorization", "connection"):
+                headers[k] = ", ".join(self.headers.get_all(k))
         headers["Host"] = "ghcr.io"
         conn.request(self.command, self.path, headers=headers)
         r = conn.getresponse()
