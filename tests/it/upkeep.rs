@@ -7,7 +7,8 @@
 //! imageup --service; turned off, a unit is removed; with --autostop, the
 //! host's idle stop fires once no request has come for that long; with
 //! --ttl, the host powers itself off at its expiry, which a bootstrap
-//! without --ttl keeps.
+//! without --ttl keeps. The driver bootstrap holds, upgraded on purpose
+//! (`update --upgrade-driver`): moved to the default branch, then within it.
 
 use std::path::Path;
 use std::process::Output;
@@ -99,10 +100,6 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
         "5m",
         "--env-file",
         &hook_arg,
-        // The previous default branch: `update --upgrade-driver` moves it
-        // to the default below.
-        "--nvidia-driver",
-        "570-server",
     ];
     let args = [&common[..], &["--auto-update", "03:30"]].concat();
     let boot = run(&host, state.path(), &args);
@@ -132,7 +129,7 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     assert!(!host.exists("/etc/systemd/system/image-provision-expire.timer"), "no --ttl, no power-off");
     // The driver is held against unattended upgrades.
     let held = host.sh_ok("apt-mark showhold");
-    assert!(held.contains("nvidia-driver-570-server") && held.contains("nvidia-utils-570-server"), "{held}");
+    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
     // The operator scripts' env files: healthcheck.env root's only, with
     // the webhook and our LOG_DIR; bin/imagelogs works as written.
     let env = format!("{BASE}/IMAGE-server/config/healthcheck.env");
@@ -265,48 +262,6 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
         assert!(Instant::now() < deadline, "no health check after the update");
         std::thread::sleep(Duration::from_millis(500));
     }
-
-    // A driver upgrade on purpose. First the move to the default branch
-    // (580-server): the old branch's packages replaced, the new ones held,
-    // one reboot, the stack back and updated after it.
-    let update = ["update", "--upgrade-driver", "--imageup-timeout", "3m", "--health-timeout", "2m"];
-    let reboots = host.reboots();
-    let moved = run(&host, state.path(), &update);
-    assert!(moved.status.success(), "update --upgrade-driver to the default branch");
-    let said = stderr(&moved);
-    assert!(
-        said.contains("moved from nvidia-driver-570-server to nvidia-driver-580-server 580.95.05-0ubuntu0.22.04.1"),
-        "{said}"
-    );
-    assert!(said.contains("rebooted in "), "{said}");
-    assert_eq!(host.reboots(), reboots + 1);
-    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("580.95.05"));
-    let held = host.sh_ok("apt-mark showhold");
-    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
-    assert!(!held.contains("570-server"), "{held}");
-    assert!(
-        host.sh("dpkg-query -W -f '${db:Status-Abbrev}' nvidia-driver-570-server | grep -q '^ii'").status.code()
-            != Some(0)
-    );
-    // Then within the branch: with nothing newer, no reboot; with a newer
-    // driver in an apt source, upgraded, held again, one reboot.
-    let reboots = host.reboots();
-    let same = run(&host, state.path(), &update);
-    assert!(same.status.success(), "update --upgrade-driver with nothing newer");
-    assert!(stderr(&same).contains("the driver is the newest available: "), "{}", stderr(&same));
-    assert_eq!(host.reboots(), reboots);
-    host.sh_ok(NEWER_DRIVER);
-    let newer = run(&host, state.path(), &update);
-    assert!(newer.status.success(), "update --upgrade-driver");
-    let said = stderr(&newer);
-    assert!(said.contains(&format!("upgraded nvidia-driver-580-server {NEWER}")), "{said}");
-    assert!(said.contains("rebooted in "), "{said}");
-    assert_eq!(host.reboots(), reboots + 1);
-    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("580.105.08"));
-    let held = host.sh_ok("apt-mark showhold");
-    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
-    let v: serde_json::Value = serde_json::from_slice(&run(&host, state.path(), &["verify", "--json"]).stdout).unwrap();
-    assert_eq!(v["driver_version"], "580.105.08", "{v}");
 
     // Turned off: the update timer and its unit stopped and removed.
     let off = run(&host, state.path(), &[&common[..], &["--auto-update", "off"]].concat());
@@ -454,4 +409,75 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
         "{console}"
     );
     assert_eq!(host.reboots(), reboots);
+}
+
+/// `update --upgrade-driver` on a server bootstrapped with the previous
+/// default branch (570-server): moved to the default (580-server), the old
+/// branch's packages replaced and the new ones held, one reboot, the stack
+/// back and updated after it; then within the branch, with nothing newer,
+/// no reboot; with a newer build in an apt source, upgraded, held again,
+/// one reboot; verify reports the driver that runs.
+#[test]
+fn upgrade_driver_moves_to_the_default_branch_then_upgrades_within_it() {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let state = state_for(&host);
+    let args = [
+        "bootstrap",
+        "--no-llm",
+        "--image-profile",
+        "test",
+        "--imageup-timeout",
+        "3m",
+        "--nvidia-driver",
+        "570-server",
+    ];
+    let boot = run(&host, state.path(), &args);
+    assert!(boot.status.success(), "bootstrap --nvidia-driver 570-server");
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-570-server") && held.contains("nvidia-utils-570-server"), "{held}");
+
+    // First the move to the default branch
+    // (580-server): the old branch's packages replaced, the new ones held,
+    // one reboot, the stack back and updated after it.
+    let update = ["update", "--upgrade-driver", "--imageup-timeout", "3m", "--health-timeout", "2m"];
+    let reboots = host.reboots();
+    let moved = run(&host, state.path(), &update);
+    assert!(moved.status.success(), "update --upgrade-driver to the default branch");
+    let said = stderr(&moved);
+    assert!(
+        said.contains("moved from nvidia-driver-570-server to nvidia-driver-580-server 580.95.05-0ubuntu0.22.04.1"),
+        "{said}"
+    );
+    assert!(said.contains("rebooted in "), "{said}");
+    assert_eq!(host.reboots(), reboots + 1);
+    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("580.95.05"));
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
+    assert!(!held.contains("570-server"), "{held}");
+    assert!(
+        host.sh("dpkg-query -W -f '${db:Status-Abbrev}' nvidia-driver-570-server | grep -q '^ii'").status.code()
+            != Some(0)
+    );
+    // Then within the branch: with nothing newer, no reboot; with a newer
+    // driver in an apt source, upgraded, held again, one reboot.
+    let reboots = host.reboots();
+    let same = run(&host, state.path(), &update);
+    assert!(same.status.success(), "update --upgrade-driver with nothing newer");
+    assert!(stderr(&same).contains("the driver is the newest available: "), "{}", stderr(&same));
+    assert_eq!(host.reboots(), reboots);
+    host.sh_ok(NEWER_DRIVER);
+    let newer = run(&host, state.path(), &update);
+    assert!(newer.status.success(), "update --upgrade-driver");
+    let said = stderr(&newer);
+    assert!(said.contains(&format!("upgraded nvidia-driver-580-server {NEWER}")), "{said}");
+    assert!(said.contains("rebooted in "), "{said}");
+    assert_eq!(host.reboots(), reboots + 1);
+    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("580.105.08"));
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
+    let v: serde_json::Value = serde_json::from_slice(&run(&host, state.path(), &["verify", "--json"]).stdout).unwrap();
+    assert_eq!(v["driver_version"], "580.105.08", "{v}");
 }
