@@ -34,6 +34,9 @@ pub enum Command {
     /// Servers on AWS EC2
     #[command(subcommand)]
     Ec2(Ec2Command),
+    /// Baked images: an AMI of a healthy server, for `ec2 create --ami` to start from
+    #[command(subcommand)]
+    Ami(AmiCommand),
     /// Take a host you can SSH to from bare Ubuntu/Debian to Docker and a verified NVIDIA GPU
     Bootstrap(BootstrapArgs),
     /// Report a server's driver, GPU, Docker, Traefik and stack health; change nothing
@@ -290,9 +293,10 @@ pub struct HostStepArgs {
     /// (AZURE_API_KEY and FREEOCR_API_KEY, for the test profile's OCR:
     /// without them it is not started), healthcheck.env
     /// (SLACK_WEBHOOK_URL); hf.env (HF_TOKEN) goes to
-    /// vLLM with --llm local; dockerhub.env (DOCKERHUB_USERNAME,
-    /// DOCKERHUB_TOKEN) logs root's Docker in to Docker Hub, so pulls count
-    /// against the account, not the address's anonymous limit. One not given keeps what the server has (or
+    /// vLLM's config/vllm.env with --llm local; dockerhub.env
+    /// (DOCKERHUB_USERNAME, DOCKERHUB_TOKEN) logs root's Docker in to Docker
+    /// Hub, so pulls count against the account, not the address's anonymous
+    /// limit. One not given keeps what the server has (or
     /// is created empty); NAME= (no path) empties it on the server
     #[arg(long = "env-file", value_name = "NAME=PATH")]
     pub env_file: Vec<String>,
@@ -305,18 +309,20 @@ pub struct HostStepArgs {
     #[arg(long, env = "IMAGE_PROVISION_NO_LLM", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_llm: bool,
 
-    /// `local`: run the vision LLM on this server's GPU (vLLM, sized to the
-    /// GPU's memory), instead of --env-file llm.env or --no-llm
-    #[arg(long, value_name = "local")]
+    /// `local`: run the vision LLM on this server's GPU with vLLM;
+    /// `ollama`: with Ollama; either sized to the GPU's memory, instead of
+    /// --env-file llm.env or --no-llm
+    #[arg(long, value_name = "local|ollama")]
     pub llm: Option<String>,
 
-    /// With --llm local: the model [default: the largest that fits beside
+    /// With --llm local or ollama: the model (a Hugging Face id for vLLM, an
+    /// Ollama name for Ollama) [default: the largest that fits beside
     /// IMAGE's own GPU services]
     #[arg(long, value_name = "MODEL")]
     pub llm_model: Option<String>,
 
-    /// With --llm local: how long its first start may take (the weights'
-    /// download) [default: 60m]
+    /// With --llm local or ollama: how long its first start may take (the
+    /// weights' download, Ollama's pull) [default: 60m]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub llm_timeout: Option<String>,
 
@@ -456,8 +462,14 @@ pub struct CreateArgs {
     #[command(flatten)]
     pub aws: AwsArgs,
 
-    /// AMI id to launch instead of the newest Canonical Ubuntu image
-    #[arg(long, env = "IMAGE_PROVISION_AMI", value_name = "ID")]
+    /// AMI id, or the name of an image `ami bake` made, to launch instead of
+    /// the newest Canonical Ubuntu image. A baked image (known by its tags)
+    /// already holds the driver, Docker, the toolkit, the clone and the
+    /// pulled images: the host steps still read each step's facts, and find
+    /// no driver to install, no reboot and the images pulled (only what
+    /// moved on since the bake is fetched); the server gets its own host key, machine id
+    /// and cloud-init first boot, IMDSv2 and an encrypted volume as always
+    #[arg(long, env = "IMAGE_PROVISION_AMI", value_name = "IMAGE_NAME|ID")]
     pub ami: Option<String>,
 
     /// Ubuntu release whose newest Canonical image to use [default: 22.04]
@@ -653,6 +665,86 @@ pub struct DestroyArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// JSON report for scripts
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AmiCommand {
+    /// Make an AMI of the healthy server NAME (driver, toolkit, Docker, the
+    /// pulled images, the clone), its secrets held off the disk meanwhile
+    Bake(BakeArgs),
+    /// List the images `ami bake` made
+    List(AmiListArgs),
+    /// Deregister an image `ami bake` made and delete its snapshots
+    Delete(AmiDeleteArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct BakeArgs {
+    /// The server to bake: one `ec2 create` made, running and healthy
+    pub server: String,
+
+    /// The image's name: 3 to 128 lowercase letters, digits, dots, hyphens
+    /// and underscores [default: SERVER-YYYYMMDD-HHMM, UTC]
+    #[arg(long, value_name = "IMAGE_NAME", allow_hyphen_values = true)]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+
+    /// How long to wait for the image to be available (EC2 copies the
+    /// volume's written blocks to S3: minutes to an hour) [default: 60m]
+    #[arg(long, env = "IMAGE_PROVISION_BAKE_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
+    pub bake_timeout: Option<String>,
+
+    /// Only put back what a bake cut short held aside; make no image
+    #[arg(long)]
+    pub restore: bool,
+
+    /// Private key to log in with [default: the key image-provision made for the server]
+    #[arg(long, env = "IMAGE_PROVISION_IDENTITY", value_name = "PATH")]
+    pub identity: Option<PathBuf>,
+
+    /// The image's login user [default: ubuntu]
+    #[arg(long, env = "IMAGE_PROVISION_SSH_USER", value_name = "USER")]
+    pub ssh_user: Option<String>,
+
+    /// The IMAGE working directory on the host [default: the config file's, else /var/docker/image]
+    #[arg(long, env = "IMAGE_PROVISION_BASE_DIR", value_name = "PATH")]
+    pub base_dir: Option<String>,
+
+    /// Print the AWS calls and the host's clean-up, in order; make none
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// JSON for scripts instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct AmiListArgs {
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// JSON for scripts instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct AmiDeleteArgs {
+    /// The image to delete (a name `ami list` shows)
+    pub name: String,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+    /// Print every AWS call with its parameters and make none
+    #[arg(long)]
+    pub dry_run: bool,
+    /// JSON for scripts instead of text
     #[arg(long)]
     pub json: bool,
 }

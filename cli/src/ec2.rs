@@ -88,11 +88,18 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
                 Ubuntu::Noble => ("24.04", "noble"),
             };
             let gpu_ready = settings.base_image == provision::BaseImage::Dlami;
-            let image = FreshImage { version, codename, user: &settings.ssh_user, gpu_ready };
+            let gpu = provision::gpu_of(&settings.instance_type).map(|(name, gib)| (name, (gib * 1024.0) as u32));
+            let image = FreshImage { version, codename, user: &settings.ssh_user, gpu_ready, gpu };
             println!(
                 "then: the host steps over SSH as {}, as planned for a fresh Ubuntu {version} image:",
                 settings.ssh_user
             );
+            if let Some(ami) = &settings.ami {
+                println!(
+                    "  (each step reads its facts first: if {ami} is an image `ami bake` made, the nvidia, reboot \
+                     and pull steps find the driver installed, no reboot waiting and the images pulled, and say ok)"
+                );
+            }
             for (step, what) in preview(&settings.steps, &image) {
                 println!("  {:<9}: {what}", step.name());
             }
@@ -120,6 +127,13 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
     let started = Instant::now();
     let created = provision::create(&api, &spec, |l| progress.line(l)).await.map_err(|e| ec2_error(e, Some(&itype)))?;
     let launch = started.elapsed();
+    if created.baked.is_some() && !created.reused {
+        progress.line(
+            "a baked image: the host steps read each step's facts and find the driver, the toolkit, Docker, the \
+             clone and the pulled images in place (no driver install, no reboot; only what moved on since the \
+             bake is pulled)",
+        );
+    }
     // The host steps arrange the server's own end at its expiry: a --ttl
     // given now, or the one its tags hold; without either, the host's own.
     settings.steps.expiry = created.expires_at.clone().map_or(Expiry::Keep, Expiry::At);
@@ -514,13 +528,14 @@ async fn estimate<A: Ec2Api + PriceListApi>(
     provision::cost::estimate(api, region, &asked).await
 }
 
-/// With --llm local on a GPU under 40 GiB: the LLM shares it with IMAGE's
+/// With a local LLM (--llm local or ollama) on a GPU under 40 GiB: the LLM shares it with IMAGE's
 /// own GPU services, so only a small model fits; where more room is.
 fn local_llm_note(s: &CreateSettings) -> Option<String> {
     use image_provision_playbooks::settings::Llm;
     let img = s.steps.image.as_ref().filter(|i| i.llm == Llm::Local)?;
     let (gpu, gib) = provision::gpu_of(&s.instance_type)?;
-    let sizing = image_provision_playbooks::steps::llm::size(gib, img.local_llm.model.as_deref()).ok()?;
+    let spec = image_provision_playbooks::steps::llm::spec(img.local_llm.runtime);
+    let sizing = image_provision_playbooks::steps::llm::size(spec, gib, img.local_llm.model.as_deref()).ok()?;
     (gib < 40.0).then(|| {
         format!(
             "the local LLM shares the {}'s {gpu} with IMAGE's GPU services: {}. For a larger model: g6e.xlarge \
@@ -690,7 +705,7 @@ fn time_left(seconds_left: Option<i64>) -> String {
 /// newline, a carriage return) written as Rust escapes it (`\u{1b}`,
 /// `\n`), so a value from a tag cannot move the cursor, recolour or
 /// rewrite the terminal's lines.
-fn for_terminal(text: &str) -> String {
+pub(crate) fn for_terminal(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
@@ -892,7 +907,7 @@ pub async fn start(s: StartSettings) -> anyhow::Result<()> {
     crate::verify_update::show(&host, &report, false, None, None)
 }
 
-fn confirm(question: &str) -> anyhow::Result<bool> {
+pub(crate) fn confirm(question: &str) -> anyhow::Result<bool> {
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut answer = String::new();

@@ -1,6 +1,7 @@
 //! image-provision's command line: arguments, configuration, output. `main`
 //! parses once, resolves once, runs, and maps the result to an exit code.
 
+mod ami;
 mod args;
 mod bootstrap;
 mod config;
@@ -96,6 +97,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Resolved::Bootstrap(s) => bootstrap::run(s).await,
         Resolved::Verify(s) => verify_update::verify(s).await,
         Resolved::Update(s) => verify_update::update(s).await,
+        Resolved::Bake(s) => ami::bake(s).await,
+        Resolved::AmiList { aws, json } => ami::list(&aws, json).await,
+        Resolved::AmiDelete(s) => ami::delete(&s).await,
     }
 }
 

@@ -34,7 +34,7 @@ use crate::runlog::RunLog;
 use crate::state;
 
 /// Where to connect, and how.
-struct Connection {
+pub(crate) struct Connection {
     target: Target,
     identity: Identity,
     policy: HostKeyPolicy,
@@ -44,7 +44,7 @@ struct Connection {
 /// --host as bootstrap reaches it; NAME as `ec2 create` does (the instance
 /// by its tag, its public IP, the state directory's key and known_hosts, the
 /// host key checked strictly).
-async fn connection(server: Server) -> anyhow::Result<Connection> {
+pub(crate) async fn connection(server: Server) -> anyhow::Result<Connection> {
     let (name, aws, identity, user, ssh_addr) = match server {
         Server::Host { target, identity, policy } => {
             let base = state::base_dir()?;
@@ -88,7 +88,7 @@ async fn connection(server: Server) -> anyhow::Result<Connection> {
     Ok(Connection { target: Target::new(user, host, port), identity, policy: HostKeyPolicy::Strict, known_hosts })
 }
 
-async fn open(s: Connection, progress: &Progress) -> anyhow::Result<Session> {
+pub(crate) async fn open(s: Connection, progress: &Progress) -> anyhow::Result<Session> {
     let spinner = progress.spinner(format!("connecting to {}", s.target));
     let opts = ConnectOptions::new(s.target.clone(), &s.known_hosts).identity(s.identity).policy(s.policy);
     let session = Session::connect(opts).await;
@@ -115,7 +115,11 @@ async fn exec(
     out
 }
 
-async fn read_report(session: &Session, o: &ReportOptions, mut log: Option<&mut RunLog>) -> anyhow::Result<Report> {
+pub(crate) async fn read_report(
+    session: &Session,
+    o: &ReportOptions,
+    mut log: Option<&mut RunLog>,
+) -> anyhow::Result<Report> {
     let cmd = report::facts_command(o);
     // For verify nothing was changed; update has acted by now, and says where its log is.
     let then = match &log {

@@ -40,7 +40,6 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/llm/llm-up.sh", llm::LLM_UP_SH.to_string()),
         ("steps/llm/llm-wait.sh", llm::LLM_WAIT_SH.to_string()),
         ("steps/layout/env-files.sh", layout::env_files_script()),
-        ("steps/layout/healthcheck-env.sh", layout::HEALTHCHECK_ENV_SH.to_string()),
         ("steps/pull/start-pull.sh", pull::START_PULL_SH.to_string()),
         ("steps/pull/wait-pull.sh", pull::WAIT_PULL_SH.to_string()),
         ("steps/stack/llm-check.sh", stack::LLM_CHECK_SH.to_string()),
@@ -53,6 +52,8 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("template/keep-copies.sh", crate::template::KEEP_COPIES_SH.to_string()),
         ("template/record-written.sh", crate::template::RECORD_WRITTEN_SH.to_string()),
         ("template/mark-pending.sh", crate::template::MARK_PENDING_SH.to_string()),
+        ("template/keep-env-lines.sh", crate::template::KEEP_ENV_LINES_SH.to_string()),
+        ("bake/bake-hold.sh", crate::bake::script()),
     ];
     all.extend(LIBRARIES.iter().map(|(name, text)| (*name, text.to_string())));
     all

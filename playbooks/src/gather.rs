@@ -173,7 +173,9 @@ pub fn command(inputs: &FactsInputs) -> Cmd {
     let Some(base) = &inputs.base_dir else { return cmd };
     cmd.env("BASE_DIR", base)
         .env("TRAEFIK_DIR", TRAEFIK_DIR)
-        .env("LLM_DIR", llm::LLM_DIR)
+        .env("VLLM_DIR", llm::VLLM.dir)
+        .env("OLLAMA_DIR", llm::OLLAMA.dir)
+        .env("OLLAMA_KEY", llm::OLLAMA_PLACEHOLDER_KEY)
         .env("DOMAIN", inputs.domain.clone().unwrap_or_default())
         .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })
         .env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string())

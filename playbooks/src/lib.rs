@@ -16,13 +16,17 @@
 //!   host/               HostFacts: distribution, user, sudo, GPU, packages; facts.sh
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
 //!   containers/         Docker's containers and networks, listed once; facts.sh
-//!   template/           render, sha256; Writes: a step's uploads and links, with a copy first of
+//!   template/           render, sha256; keep-env-lines.sh (an env file's secret lines kept on the
+//!                       host beside ours); Writes: a step's uploads and links, with a copy first of
 //!                       what image-provision did not write (keep-copies.sh), its record of what
 //!                       it wrote (record-written.sh) and of writes not yet applied
 //!                       (mark-pending.sh); files-facts.sh (hash, mode, link, records)
 //!   bring_up/           the stack's bring-up, one at a time, warm-up included: bring-up-lock.sh,
 //!                       run-imageup.sh; what runs recorded (commit, image digests), kept from the
 //!                       prune, restored pinned by digest, health waited for: stack-record.sh
+//!   bake/               `ami bake`'s host side: what the image holds (commit, driver, digests),
+//!                       what must not be shared held in /run while the image is taken, put back
+//!                       after (a cut recovered from the record on disk): bake-hold.sh
 //!   steps/
 //!     host/             says what host this is
 //!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
@@ -38,14 +42,15 @@
 //!                       CUDA the GPU images need (cuda-check.sh, the stack step's too)
 //!     layout/           the IMAGE working directory: clone (a private repository's credentials in a
 //!                       root-only file its git config names), links, .env, config/*.env (the operator
-//!                       scripts' too; one not given kept as the server has it, healthcheck-env.sh),
+//!                       scripts' too; one not given kept as the server has it, keep-env-lines.sh),
 //!                       the site override (map servers, test profile, --no-llm, the domain's
 //!                       routes, services off for want of their keys: keys.rs); templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
 //!     traefik/          the traefik network, the domain's DNS before Traefik starts (dns-wait.sh),
 //!                       Traefik, its ACME server; traefik-compose.yml
-//!     llm/              --llm local: vLLM sized to the GPU, its key and config/llm.env; llm-compose.yml,
-//!                       llm-up.sh, llm-wait.sh
+//!     llm/              --llm local (vLLM) or --llm ollama: the runtime sized to the GPU, its settings
+//!                       (config/vllm.env, config/ollama.env), its key and config/llm.env, Ollama's
+//!                       pull; vllm-compose.yml, ollama-compose.yml, llm-up.sh, llm-wait.sh
 //!     stack/            the LLM check, the CUDA check again once pulled, imageup (or compose up),
 //!                       the deploy stamp, services not well;
 //!                       llm-check.sh, stack-up.sh, update.sh, rollback.sh (an update recorded or
@@ -74,6 +79,7 @@
 //! its inputs as environment variables.
 
 pub mod apt_get;
+pub mod bake;
 pub mod bring_up;
 pub mod catalog;
 pub mod containers;

@@ -19,6 +19,9 @@ pub struct FreshImage<'a> {
     /// A GPU-ready image (AWS's Deep Learning Base AMI): its NVIDIA driver,
     /// Docker with compose v2 and the container toolkit come installed.
     pub gpu_ready: bool,
+    /// The instance type's GPU and its memory in MiB, as nvidia-smi will
+    /// report them (the local LLM is sized to it), when known.
+    pub gpu: Option<(&'a str, u32)>,
 }
 
 /// What a GPU-ready image's facts show before the first run.
@@ -50,6 +53,16 @@ pub fn preview(cfg: &Config, image: &FreshImage) -> Vec<(Step, String)> {
     let pulling = fresh_facts(image, &format!("{DOCKER}layout.clone=yes\npull.state=running\n"));
     // With an expiry, cloud-init has armed the power-off from the user data.
     let armed = fresh_facts(image, &cfg.expiry.at().map(crate::steps::upkeep::armed_facts).unwrap_or_default());
+    // After the driver: nvidia-smi gives the GPU's memory, which sizes a
+    // local LLM; none of its files is there yet.
+    let absent: String = cfg
+        .image
+        .as_ref()
+        .map(|img| crate::steps::llm::written_files(img).iter().map(|p| format!("file.{p}=absent\n")).collect())
+        .unwrap_or_default();
+    let with_gpu = image.gpu.map(|(name, mib)| {
+        fresh_facts(image, &format!("{DOCKER}layout.clone=yes\nnvidia.smi={name}, (the driver), {mib} MiB\n{absent}"))
+    });
     Step::for_config(cfg)
         .into_iter()
         .map(|step| {
@@ -58,6 +71,7 @@ pub fn preview(cfg: &Config, image: &FreshImage) -> Vec<(Step, String)> {
                 Step::Pull => &with_clone,
                 Step::Stack | Step::Health => &pulling,
                 Step::Upkeep => &armed,
+                Step::Llm => with_gpu.as_ref().unwrap_or(&fresh),
                 _ => &fresh,
             };
             let what = match step.plan(facts, cfg, Earlier { driver_would_install: true, stack_changed: true }) {
@@ -85,7 +99,7 @@ mod tests {
     #[test]
     fn a_fresh_image_gets_every_step() {
         let cfg = Config { image: Some(ImageConfig::with_site()), ..Config::default() };
-        let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu", gpu_ready: false };
+        let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu", gpu_ready: false, gpu: None };
         let plan = preview(&cfg, &image);
         let names: Vec<&str> = plan.iter().map(|(s, _)| s.name()).collect();
         assert_eq!(names, Step::for_config(&cfg).iter().map(|s| s.name()).collect::<Vec<_>>());
@@ -118,11 +132,34 @@ mod tests {
     #[test]
     fn a_gpu_ready_image_gets_no_driver_and_no_reboot() {
         let cfg = Config { image: Some(ImageConfig::with_site()), ..Config::default() };
-        let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu", gpu_ready: true };
+        let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu", gpu_ready: true, gpu: None };
         let plan = preview(&cfg, &image);
         let what = |name: &str| plan.iter().find(|(s, _)| s.name() == name).map(|(_, w)| w.clone()).unwrap();
         assert!(!what("nvidia").contains("install nvidia"), "{}", what("nvidia"));
         assert!(!what("docker").contains("install docker.io"), "{}", what("docker"));
         assert_eq!(what("reboot"), "no reboot needed");
+    }
+
+    /// --llm ollama on an instance whose GPU is known: the llm step's plan
+    /// is Ollama's, sized to that GPU, as a real run would plan it.
+    #[test]
+    fn the_local_llm_is_planned_for_the_instance_gpu() {
+        use crate::settings::{Llm, Runtime};
+        let mut img = ImageConfig { llm: Llm::Local, ..ImageConfig::with_site() };
+        img.local_llm.runtime = Runtime::Ollama;
+        let cfg = Config { image: Some(img), ..Config::default() };
+        let llm_of = |gpu| {
+            let image = FreshImage { version: "22.04", codename: "jammy", user: "ubuntu", gpu_ready: false, gpu };
+            preview(&cfg, &image).into_iter().find(|(s, _)| *s == Step::Llm).unwrap().1
+        };
+        let a10g = llm_of(Some(("NVIDIA A10G", 23028)));
+        assert!(a10g.contains("write /var/docker/ollama/docker-compose.yml"), "{a10g}");
+        assert!(
+            a10g.contains("write config/ollama.env (qwen2.5vl:7b on a 22.5 GiB GPU: Ollama takes about 8.8 GiB"),
+            "{a10g}"
+        );
+        assert!(a10g.contains("start Ollama") && a10g.contains("pull it first"), "{a10g}");
+        assert!(!a10g.contains("keep a copy"), "nothing of the host's on a fresh image: {a10g}");
+        assert!(llm_of(None).starts_with("after the steps above: the GPU's memory"), "{}", llm_of(None));
     }
 }

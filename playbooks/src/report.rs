@@ -271,8 +271,8 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
     }
     // A local LLM (its key on the host): running, serving the model the
     // stack's llm.env names, and answering a tiny chat.
-    if o.stack && f.llm.key {
-        let (ok, detail) = llm_check(f);
+    if let Some(spec) = f.llm.local().filter(|_| o.stack) {
+        let (ok, detail) = llm_check(f, spec);
         check("llm", ok, detail);
     }
     if o.stack || !f.upkeep.units.is_empty() {
@@ -307,21 +307,22 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
 }
 
 /// The local LLM, as verify sees it.
-fn llm_check(f: &Facts) -> (bool, String) {
+fn llm_check(f: &Facts, spec: &crate::steps::llm::RuntimeSpec) -> (bool, String) {
     let model = f.llm.env_model.clone().unwrap_or_default();
-    if !crate::steps::llm::running(&f.containers) {
-        return (false, "the vllm container is not running (docker logs vllm)".into());
+    let (name, container) = (spec.name, spec.container);
+    if !crate::steps::llm::running(spec, &f.containers) {
+        return (false, format!("the {container} container is not running (docker logs {container})"));
     }
-    let Some(serves) = &f.llm.serves else {
-        return (false, "vLLM does not answer GET /v1/models (still loading? docker logs vllm)".into());
+    let Some(serves) = &f.llm.of(spec.runtime).serves else {
+        return (false, format!("{name} does not answer GET /v1/models (still loading? docker logs {container})"));
     };
     if !serves.contains(&model) {
-        return (false, format!("vLLM serves {}, not llm.env's {model}", serves.join(", ")));
+        return (false, format!("{name} serves {}, not llm.env's {model}", serves.join(", ")));
     }
     match &f.llm.chat {
-        Some(Ok(ms)) => (true, format!("vLLM serves {model}; a 4-token chat answered in {ms} ms")),
-        Some(Err(e)) => (false, format!("vLLM serves {model}, but a chat completion failed: {e}")),
-        None => (true, format!("vLLM serves {model}")),
+        Some(Ok(ms)) => (true, format!("{name} serves {model}; a 4-token chat answered in {ms} ms")),
+        Some(Err(e)) => (false, format!("{name} serves {model}, but a chat completion failed: {e}")),
+        None => (true, format!("{name} serves {model}")),
     }
 }
 

@@ -224,8 +224,8 @@ pub enum Llm {
     /// None (--no-llm): config/llm.env stays empty and the services that
     /// need it are left out of what must run.
     Without,
-    /// vLLM on this server's GPU (--llm local), in its own compose project;
-    /// config/llm.env written from its generated key.
+    /// A runtime on this server's GPU (--llm local: vLLM; --llm ollama), in
+    /// its own compose project; config/llm.env written to point at it.
     Local,
 }
 
@@ -236,9 +236,20 @@ impl Llm {
     }
 }
 
+/// What serves the local LLM.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Runtime {
+    /// vLLM's OpenAI-compatible server (`--llm local`), as the IMAGE team runs it.
+    #[default]
+    Vllm,
+    /// Ollama (`--llm ollama`), the guide's alternative.
+    Ollama,
+}
+
 /// The local LLM's settings (with [`Llm::Local`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalLlm {
+    pub runtime: Runtime,
     /// The model asked for; None: the largest that fits the GPU.
     pub model: Option<String>,
     /// How long the first start may take (the weights' download).
@@ -249,7 +260,7 @@ pub const DEFAULT_LLM_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Default for LocalLlm {
     fn default() -> Self {
-        LocalLlm { model: None, timeout: DEFAULT_LLM_TIMEOUT }
+        LocalLlm { runtime: Runtime::Vllm, model: None, timeout: DEFAULT_LLM_TIMEOUT }
     }
 }
 

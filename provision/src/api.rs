@@ -26,6 +26,43 @@ pub struct Image {
     pub name: String,
     pub creation_date: String,
     pub root_device_name: String,
+    /// `pending`, `available`, `failed`, ...
+    pub state: String,
+    /// The AWS account that owns it.
+    pub owner_id: String,
+    pub tags: Vec<Tag>,
+    /// The EBS snapshots behind its block devices, once EC2 has started them.
+    pub snapshot_ids: Vec<String>,
+}
+
+impl Image {
+    /// Its tag `key`'s value.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|t| t.key == key).map(|t| t.value.as_str())
+    }
+}
+
+/// CreateImage of a running instance, as `ami bake` asks it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateImageRequest {
+    pub instance_id: String,
+    pub name: String,
+    pub description: String,
+    /// True: EC2 does not reboot the instance (`ami bake` quiesces Docker and
+    /// syncs the disk itself, and the secrets it holds aside in /run would
+    /// not survive a reboot).
+    pub no_reboot: bool,
+    /// On the image, at creation. (The snapshots are tagged once their ids
+    /// are known: moto serves no snapshot tags in CreateImage.)
+    pub image_tags: Vec<Tag>,
+}
+
+/// An EBS snapshot, as `ami delete` checks that it is ours.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub tags: Vec<Tag>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -63,7 +100,7 @@ pub struct KeyPair {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Instance {
     pub id: String,
     pub name: String,
@@ -196,6 +233,17 @@ pub trait Ec2Api {
     /// available, x86_64.
     async fn find_images(&self, owner: &str, name_pattern: &str) -> Result<Vec<Image>>;
     async fn image(&self, image_id: &str) -> Result<Option<Image>>;
+    /// Images this account owns, in every state, matching DescribeImages'
+    /// filter `name` = `value` (`tag-key`, `tag:KEY`, `name`).
+    async fn own_images(&self, filter_name: &str, value: &str) -> Result<Vec<Image>>;
+    /// Returns the new image's id.
+    async fn create_image(&self, request: &CreateImageRequest) -> Result<String>;
+    async fn deregister_image(&self, image_id: &str) -> Result<()>;
+    /// The snapshots with these ids (those that exist).
+    async fn snapshots(&self, snapshot_ids: &[String]) -> Result<Vec<Snapshot>>;
+    /// Snapshots this account owns whose tag `key` is `value`.
+    async fn own_snapshots_tagged(&self, key: &str, value: &str) -> Result<Vec<Snapshot>>;
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()>;
 
     async fn default_vpc(&self) -> Result<Option<String>>;
     async fn subnet(&self, subnet_id: &str) -> Result<Option<Subnet>>;

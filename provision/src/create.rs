@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
 
+use crate::ami::{Holds, LaunchImage};
 use crate::api::*;
 use crate::poll::poll_delays;
 use crate::spec::{CreateSpec, KeySource};
@@ -29,6 +30,8 @@ pub struct Created {
     pub expires_at: Option<String>,
     /// Its Elastic IP, found or allocated; associated by [`wait_for_ssh`].
     pub elastic_ip: Option<Address>,
+    /// Launched from an image `ami bake` made: what it holds (its tags).
+    pub baked: Option<Holds>,
 }
 
 /// Progress lines for a person, one per thing done.
@@ -87,9 +90,9 @@ fn zone_order(mut subnets: Vec<Subnet>, first: Option<&str>) -> Vec<Subnet> {
     ordered
 }
 
-async fn pick_image<A: Ec2Api>(api: &A, spec: &CreateSpec) -> Result<Image> {
-    if let Some(id) = &spec.ami {
-        return api.image(id).await?.ok_or_else(|| Error::ImageNotFound(id.clone()));
+async fn pick_image<A: Ec2Api>(api: &A, spec: &CreateSpec) -> Result<LaunchImage> {
+    if let Some(name_or_id) = &spec.ami {
+        return crate::ami::launch_image(api, name_or_id).await;
     }
     let (owner, pattern) = spec.ubuntu.image_source(spec.base_image);
     let prefix = pattern.trim_end_matches('*');
@@ -100,6 +103,7 @@ async fn pick_image<A: Ec2Api>(api: &A, spec: &CreateSpec) -> Result<Image> {
         .into_iter()
         .filter(|i| api.is_dry_run() || i.name.starts_with(prefix))
         .max_by(|a, b| a.creation_date.cmp(&b.creation_date))
+        .map(|image| LaunchImage { image, baked: None })
         .ok_or_else(|| Error::NoImage { owner: owner.into(), pattern: pattern.into() })
 }
 
@@ -412,11 +416,23 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
             security_group_id,
             spot: false,
             elastic_ip: None,
+            baked: None,
         });
     }
 
-    let image = pick_image(api, spec).await?;
-    log(format!("image {} {}", image.id, image.name));
+    let LaunchImage { image, baked } = pick_image(api, spec).await?;
+    match &baked {
+        Some(h) => log(format!(
+            "image {} {}: baked by image-provision from {} (commit {}, driver {}, {} image digests)",
+            image.id,
+            image.name,
+            image.tag(tags::SOURCE_SERVER).unwrap_or("?"),
+            h.repo_commit.get(..12).unwrap_or(&h.repo_commit),
+            h.driver_branch.as_deref().unwrap_or("none"),
+            h.digests.len()
+        )),
+        None => log(format!("image {} {}", image.id, image.name)),
+    }
     let (vpc_id, subnets) = subnets_to_try(api, spec).await?;
     let security_group_id = ensure_security_group(api, spec, &vpc_id, log).await?;
     let key_pair_name = ensure_key_pair(api, spec, log).await?;
@@ -484,6 +500,7 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
                         spot,
                         expires_at: spec.expires_at.clone(),
                         elastic_ip: None,
+                        baked,
                     });
                 }
                 Err(e) => match is_capacity_error(&e) {

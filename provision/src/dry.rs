@@ -70,6 +70,10 @@ impl Ec2Api for DryRunApi {
             name: name_pattern.to_owned(),
             creation_date: String::new(),
             root_device_name: "<the AMI's root device name>".into(),
+            state: "available".into(),
+            owner_id: owner.to_owned(),
+            tags: vec![],
+            snapshot_ids: vec![],
         }])
     }
 
@@ -80,7 +84,54 @@ impl Ec2Api for DryRunApi {
             name: String::new(),
             creation_date: String::new(),
             root_device_name: "<the AMI's root device name>".into(),
+            state: "available".into(),
+            owner_id: "<its owner>".into(),
+            tags: vec![],
+            snapshot_ids: vec![],
         }))
+    }
+
+    async fn own_images(&self, filter_name: &str, value: &str) -> Result<Vec<Image>> {
+        self.call("DescribeImages", json!({"Owners": ["self"], "Filters": filters(&[(filter_name, value)])}));
+        // None yet: the dry run shows the path that makes one.
+        Ok(vec![])
+    }
+
+    async fn create_image(&self, r: &CreateImageRequest) -> Result<String> {
+        self.call(
+            "CreateImage",
+            json!({
+                "InstanceId": r.instance_id,
+                "Name": r.name,
+                "Description": r.description,
+                "NoReboot": r.no_reboot,
+                "TagSpecifications": [tag_json("image", &r.image_tags)],
+            }),
+        );
+        Ok("<new image id>".into())
+    }
+
+    async fn deregister_image(&self, image_id: &str) -> Result<()> {
+        self.call("DeregisterImage", json!({"ImageId": image_id}));
+        Ok(())
+    }
+
+    async fn snapshots(&self, snapshot_ids: &[String]) -> Result<Vec<Snapshot>> {
+        self.call("DescribeSnapshots", json!({"SnapshotIds": snapshot_ids}));
+        Ok(vec![])
+    }
+
+    async fn own_snapshots_tagged(&self, key: &str, value: &str) -> Result<Vec<Snapshot>> {
+        self.call(
+            "DescribeSnapshots",
+            json!({"OwnerIds": ["self"], "Filters": [{"Name": format!("tag:{key}"), "Values": [value]}]}),
+        );
+        Ok(vec![])
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
+        self.call("DeleteSnapshot", json!({"SnapshotId": snapshot_id}));
+        Ok(())
     }
 
     async fn default_vpc(&self) -> Result<Option<String>> {

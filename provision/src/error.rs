@@ -70,6 +70,21 @@ pub enum Error {
     #[error("instance {instance_id} is {state}: it is being (or was) terminated")]
     Ending { instance_id: String, state: String },
 
+    #[error("no image named {0} made by image-provision in this region (ami list shows them)")]
+    NoOwnImage(String),
+
+    #[error("the image name {name} is taken by {image_id}, which image-provision did not make: it is left alone")]
+    ImageNameTaken { name: String, image_id: String },
+
+    #[error("image {image_id} is {state}: EC2 could not make it")]
+    ImageFailed { image_id: String, state: String },
+
+    #[error("image {image_id} did not {what} within {waited_secs} s (last seen: {last})")]
+    ImageTimeout { image_id: String, what: &'static str, waited_secs: u64, last: String },
+
+    #[error("server {name}'s instance {instance_id} is {state}: a bake needs it running")]
+    NotRunning { name: String, instance_id: String, state: String },
+
     #[error("instance {instance_id} entered state {state} while waiting for it to run")]
     InstanceFailed { instance_id: String, state: String },
 }

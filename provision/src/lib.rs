@@ -7,6 +7,7 @@
 //! ([`DryRunApi`], which prints each call and makes none). The cloud's tags are the source of truth: nothing here
 //! depends on local state to find what it made.
 
+pub mod ami;
 mod api;
 mod connect;
 pub mod cost;
@@ -29,7 +30,7 @@ pub use dry::DryRunApi;
 pub use error::{AwsError, Error, Result};
 pub use sdk::SdkApi;
 pub use spec::{BaseImage, CreateSpec, KeySource, UbuntuRelease, gpu_of};
-pub use stopstart::{StartReport, StopReport, start, stop};
+pub use stopstart::{StartReport, StopReport, start, stop, the_instance};
 
 /// List managed servers, newest first.
 pub async fn list<A: Ec2Api>(api: &A) -> Result<Vec<Instance>> {

@@ -97,7 +97,25 @@ fn image_from(i: &t::Image) -> Image {
         name: i.name().unwrap_or_default().to_owned(),
         creation_date: i.creation_date().unwrap_or_default().to_owned(),
         root_device_name: i.root_device_name().unwrap_or("/dev/sda1").to_owned(),
+        state: i.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        owner_id: i.owner_id().unwrap_or_default().to_owned(),
+        tags: tags_from(i.tags()),
+        snapshot_ids: i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| m.ebs().and_then(|e| e.snapshot_id()))
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect(),
     }
+}
+
+fn tags_from(tags: &[t::Tag]) -> Vec<Tag> {
+    tags.iter().map(|t| Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect()
+}
+
+fn snapshot_from(s: &t::Snapshot) -> Snapshot {
+    Snapshot { id: s.snapshot_id().unwrap_or_default().to_owned(), tags: tags_from(s.tags()) }
 }
 
 fn subnet_from(s: &t::Subnet) -> Subnet {
@@ -236,6 +254,82 @@ impl Ec2Api for SdkApi {
                 if e.code.as_deref().is_some_and(|c| c.starts_with("InvalidAMIID")) { Ok(None) } else { Err(e.into()) }
             }
         }
+    }
+
+    async fn own_images(&self, filter_name: &str, value: &str) -> Result<Vec<Image>> {
+        let out = self
+            .client
+            .describe_images()
+            .owners("self")
+            .filters(filter(filter_name, &[value]))
+            .send()
+            .await
+            .map_err(aws("DescribeImages"))?;
+        Ok(out.images().iter().map(image_from).collect())
+    }
+
+    async fn create_image(&self, r: &CreateImageRequest) -> Result<String> {
+        let out = self
+            .client
+            .create_image()
+            .instance_id(&r.instance_id)
+            .name(&r.name)
+            .description(&r.description)
+            .no_reboot(r.no_reboot)
+            .tag_specifications(tag_spec(t::ResourceType::Image, &r.image_tags))
+            .send()
+            .await
+            .map_err(aws("CreateImage"))?;
+        Ok(out.image_id().unwrap_or_default().to_owned())
+    }
+
+    async fn deregister_image(&self, image_id: &str) -> Result<()> {
+        self.client.deregister_image().image_id(image_id).send().await.map_err(aws("DeregisterImage"))?;
+        Ok(())
+    }
+
+    async fn snapshots(&self, snapshot_ids: &[String]) -> Result<Vec<Snapshot>> {
+        if snapshot_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let out = self
+            .client
+            .describe_snapshots()
+            .set_snapshot_ids(Some(snapshot_ids.to_vec()))
+            .send()
+            .await
+            .map_err(aws("DescribeSnapshots"));
+        let out = match out {
+            Ok(out) => out,
+            // One of them is gone (a delete cut short): ask for each alone.
+            Err(e) if e.is("InvalidSnapshot.NotFound") && snapshot_ids.len() > 1 => {
+                let mut found = Vec::new();
+                for id in snapshot_ids {
+                    found.extend(Box::pin(self.snapshots(std::slice::from_ref(id))).await?);
+                }
+                return Ok(found);
+            }
+            Err(e) if e.is("InvalidSnapshot.NotFound") => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(out.snapshots().iter().map(snapshot_from).collect())
+    }
+
+    async fn own_snapshots_tagged(&self, key: &str, value: &str) -> Result<Vec<Snapshot>> {
+        let out = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(filter(&format!("tag:{key}"), &[value]))
+            .send()
+            .await
+            .map_err(aws("DescribeSnapshots"))?;
+        Ok(out.snapshots().iter().map(snapshot_from).collect())
+    }
+
+    async fn delete_snapshot(&self, snapshot_id: &str) -> Result<()> {
+        self.client.delete_snapshot().snapshot_id(snapshot_id).send().await.map_err(aws("DeleteSnapshot"))?;
+        Ok(())
     }
 
     async fn default_vpc(&self) -> Result<Option<String>> {

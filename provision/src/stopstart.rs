@@ -51,7 +51,7 @@ fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> std::result::Result<S::O
 
 /// The one live instance of server NAME: tagged managed and named NAME
 /// (what image-provision made for it), in any state but terminated.
-async fn the_instance<A: Ec2Api>(api: &A, name: &str) -> Result<Instance> {
+pub async fn the_instance<A: Ec2Api>(api: &A, name: &str) -> Result<Instance> {
     let mut found: Vec<Instance> = api
         .find_instances(Some(name))
         .await?

@@ -15,6 +15,32 @@ pub const AUTOSTOP_OFF: &str = "off";
 /// made for the server, so that destroy finds them from the tags alone.
 pub const DOMAIN: &str = "image-provision:domain";
 
+/// On an image `ami bake` made, and on its snapshots: the image's name (IMAGE_NAME).
+pub const BAKED_IMAGE: &str = "image-provision:image";
+/// On a baked image: the server it was made from.
+pub const SOURCE_SERVER: &str = "image-provision:source-server";
+/// On a baked image: the IMAGE-server commit its clone was at.
+pub const REPO_COMMIT: &str = "image-provision:repo-commit";
+/// On a baked image: the NVIDIA driver branch installed (`570-server`), or `none`.
+pub const DRIVER_BRANCH: &str = "image-provision:driver-branch";
+/// On a baked image, one tag a compose service: `image-provision:digest:SERVICE`
+/// = the digest (`sha256:...`) of the image it ran.
+pub const DIGEST_PREFIX: &str = "image-provision:digest:";
+/// On a baked image's snapshots: the image they belong to (the snapshot's
+/// own record, checked before `ami delete` deletes it).
+pub const IMAGE_ID: &str = "image-provision:image-id";
+
+/// Whether `name` may name a baked image: 3 to 128 lowercase letters,
+/// digits, dots, hyphens and underscores, a letter or digit first. A subset
+/// of what EC2 allows in an AMI name (which also takes spaces, brackets,
+/// slashes and quotes), so that it is safe in a tag filter, a path and a
+/// terminal alike.
+pub fn is_image_name(name: &str) -> bool {
+    (3..=128).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_'))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
 /// The label before DOMAIN of the TXT record that says which server DOMAIN's
 /// A/AAAA records were made for (external-dns' ownership record). At a name
 /// of its own rather than at DOMAIN itself: an UPSERT replaces every TXT
@@ -96,6 +122,16 @@ mod tests {
         assert_ne!(client_token("x", "sg-1"), client_token("x", "sg-2"));
         assert_ne!(client_token(&long, "sg-1"), client_token(&long, "sg-2"));
         assert_eq!(client_token("x", "sg-1"), client_token("x", "sg-1"));
+    }
+
+    #[test]
+    fn image_names_are_a_safe_subset_of_ec2s() {
+        for good in ["web-2026.12.07", "abc", "image_1", &"a".repeat(128)] {
+            assert!(is_image_name(good), "{good}");
+        }
+        for bad in ["ab", "-web", ".web", "Web", "web 1", "web/1", "web\n", "", &"a".repeat(129), "wéb"] {
+            assert!(!is_image_name(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -36,6 +36,42 @@ fn text(host: &TestHost, path: &str) -> String {
     String::from_utf8_lossy(&host.read(path)).into_owned()
 }
 
+/// When `container`'s log (docker logs -t) first has a line with `needle`.
+fn first_logged(host: &TestHost, container: &str, needle: &str) -> jiff::Timestamp {
+    let log = host.sh_ok(&format!("docker logs -t {container} 2>&1"));
+    log.lines()
+        .find(|l| l.contains(needle))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {needle:?} in\n{log}"))
+        .parse()
+        .unwrap()
+}
+
+/// When the stack's orchestrator container was created.
+fn orchestrator_created(host: &TestHost) -> jiff::Timestamp {
+    host.sh_ok("docker inspect -f '{{.Created}}' $(docker ps -aqf name=orchestrator)").trim().parse().unwrap()
+}
+
+/// A re-run that found everything so: every step ok (Traefik skipped
+/// without a domain).
+fn assert_converged(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what}");
+    for (step, outcome) in outcomes(out) {
+        let want = if step == "traefik" { "skipped" } else { "ok" };
+        assert_eq!(outcome, want, "step {step} on {what}:\n{}", stdout(out));
+    }
+}
+
+/// verify --json's `llm` check, and verify's whole stdout.
+fn verify_llm_check(host: &TestHost, state: &Path) -> (serde_json::Value, String) {
+    let out =
+        cli::run(&mut cli::on_host(BIN, host, host.default_user(), state, &["verify", "--json"]), "verify --json");
+    assert_eq!(out.status.code(), Some(0), "verify");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let llm = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "llm").cloned().unwrap();
+    (llm, stdout(&out))
+}
+
 fn yaml(host: &TestHost, path: &str) -> Yaml {
     YamlLoader::load_from_str(&text(host, path)).unwrap_or_else(|e| panic!("{path} is not YAML: {e}")).remove(0)
 }
@@ -630,7 +666,7 @@ fn bad_input_is_a_usage_error_and_changes_nothing() {
         ),
         (
             vec!["--env-file".into(), format!("llm.env={good_llm}"), "--no-llm".into()],
-            vec!["more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local)".into()],
+            vec!["more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local|ollama)".into()],
         ),
         (
             vec!["--env-file".into(), "llm.env=/no/such/llm.env".into()],
@@ -988,18 +1024,17 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     let vllm = &compose["services"]["vllm"];
     assert_eq!(vllm["image"].as_str(), Some("vllm/vllm-openai:v0.10.2"));
     assert_eq!(vllm["container_name"].as_str(), Some("vllm"));
-    let command = strings(&vllm["command"]);
-    let after = |flag: &str| command[command.iter().position(|c| c == flag).unwrap() + 1].clone();
+    let gpu = &vllm["deploy"]["resources"]["reservations"]["devices"][0];
+    assert_eq!(gpu["driver"].as_str(), Some("nvidia"));
+    assert_eq!(strings(&vllm["networks"]), ["llm"]);
+    // What the container was started with: the command line from the
+    // settings in config/vllm.env (compose reads them through .env).
+    let args_run: Vec<String> = serde_json::from_str(&host.sh_ok("docker inspect -f '{{json .Args}}' vllm")).unwrap();
+    let after = |flag: &str| args_run[args_run.iter().position(|c| c == flag).unwrap() + 1].clone();
     assert_eq!(after("--model"), "Qwen/Qwen2.5-VL-7B-Instruct-AWQ");
     assert_eq!(after("--gpu-memory-utilization"), "0.64");
     assert_eq!(after("--max-model-len"), "32768");
     assert_eq!(after("--limit-mm-per-prompt"), "{\"image\": 2}");
-    let gpu = &vllm["deploy"]["resources"]["reservations"]["devices"][0];
-    assert_eq!(gpu["driver"].as_str(), Some("nvidia"));
-    assert_eq!(strings(&vllm["networks"]), ["llm"]);
-    // What the container was started with: the same command line.
-    let args_run = host.sh_ok("docker inspect -f '{{json .Args}}' vllm");
-    assert!(args_run.contains("\"--gpu-memory-utilization\",\"0.64\""), "{args_run}");
 
     // The key: made on the host, the same in llm.env, both 0600 (key.env
     // root's, llm.env the login user's like every config/*.env), never in
@@ -1023,8 +1058,15 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     }
     let shown = format!("{}{}{}", stdout(&first), stderr(&first), log_file(&first));
     assert!(!shown.contains(&token), "the Hugging Face token was shown");
-    assert_eq!(host.sh_ok("stat -c '%a %U' /var/docker/llm/hf.env").trim(), "600 root");
-    assert_eq!(text(&host, "/var/docker/llm/hf.env"), format!("HF_TOKEN={token}\n"));
+    // Its settings and the token in config/vllm.env, the login user's
+    // 0600 like every config/*.env, read by the compose project (the
+    // command line above came from it).
+    let vllm_env_path = format!("{BASE}/IMAGE-server/config/vllm.env");
+    assert_eq!(host.sh_ok(&format!("stat -c '%a %U' {vllm_env_path}")).trim(), format!("600 {}", host.default_user()));
+    let vllm_settings = text(&host, &vllm_env_path);
+    assert!(vllm_settings.contains("\nGPU_MEMORY_UTILIZATION=0.64\n"), "{vllm_settings}");
+    assert!(vllm_settings.ends_with(&format!("\nHF_TOKEN={token}\n")), "{vllm_settings}");
+    assert_eq!(host.sh_ok("readlink /var/docker/llm/.env").trim(), vllm_env_path);
     let vllm_env = host.sh_ok("docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' vllm");
     assert!(vllm_env.lines().any(|l| l == format!("HF_TOKEN={token}")), "vLLM does not have the token");
     assert!(!host.exists(&format!("{BASE}/IMAGE-server/config/hf.env")), "hf.env is vLLM's, not the stack's");
@@ -1032,17 +1074,10 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
 
     // The stack started only after the LLM served its model: the LLM's
     // first answered model list comes before the orchestrator was created.
-    let vllm_log = host.sh_ok("docker logs -t vllm 2>&1");
-    let first_models = vllm_log
-        .lines()
-        .find(|l| l.contains("GET /v1/models auth=ok"))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no answered model list in\n{vllm_log}"))
-        .parse::<jiff::Timestamp>()
-        .unwrap();
-    let created: jiff::Timestamp =
-        host.sh_ok("docker inspect -f '{{.Created}}' $(docker ps -aqf name=orchestrator)").trim().parse().unwrap();
+    let first_models = first_logged(&host, "vllm", "GET /v1/models auth=ok");
+    let created = orchestrator_created(&host);
     assert!(first_models < created, "models answered at {first_models}, orchestrator created at {created}");
+    let vllm_log = host.sh_ok("docker logs vllm 2>&1");
     // The LLM services called it with its key, and their outputs are in
     // the end-to-end request.
     assert!(vllm_log.contains("POST /v1/chat/completions auth=ok model=Qwen/Qwen2.5-VL-7B-Instruct-AWQ"), "{vllm_log}");
@@ -1051,39 +1086,23 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     assert!(health.contains("answered by the categoriser and the caption"), "{health}");
 
     // Converged: every step ok, the key kept.
-    let again = bootstrap(&host, state.path(), &args);
-    assert!(again.status.success());
-    for (step, outcome) in outcomes(&again) {
-        let want = if step == "traefik" { "skipped" } else { "ok" };
-        assert_eq!(outcome, want, "step {step} on the re-run:\n{}", stdout(&again));
-    }
+    assert_converged(&bootstrap(&host, state.path(), &args), "the re-run");
     assert_eq!(text(&host, "/var/docker/llm/key.env"), key_env);
     // A re-run that gives no hf.env keeps the server's token: every step
     // ok, neither vLLM nor the stack restarted.
     let imageups = cli::imageups(&host);
     let vllm_started = host.sh_ok("docker inspect -f '{{.State.StartedAt}}' vllm");
-    let kept = bootstrap(&host, state.path(), &args[..6]);
-    assert!(kept.status.success(), "bootstrap without --env-file hf.env");
-    for (step, outcome) in outcomes(&kept) {
-        let want = if step == "traefik" { "skipped" } else { "ok" };
-        assert_eq!(outcome, want, "step {step} on the re-run without hf.env:\n{}", stdout(&kept));
-    }
-    assert_eq!(text(&host, "/var/docker/llm/hf.env"), format!("HF_TOKEN={token}\n"));
+    assert_converged(&bootstrap(&host, state.path(), &args[..6]), "the re-run without hf.env");
+    assert_eq!(text(&host, &vllm_env_path), vllm_settings, "the token kept");
     assert_eq!(host.sh_ok("docker inspect -f '{{.State.StartedAt}}' vllm"), vllm_started, "vLLM restarted");
     assert_eq!(cli::imageups(&host), imageups, "a re-run without hf.env ran imageup");
 
     // verify: the LLM's container, its model, and a tiny chat's latency.
-    let out = cli::run(
-        &mut cli::on_host(BIN, &host, host.default_user(), state.path(), &["verify", "--json"]),
-        "verify --json",
-    );
-    assert_eq!(out.status.code(), Some(0), "verify");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let llm = v["checks"].as_array().unwrap().iter().find(|c| c["name"] == "llm").cloned().unwrap();
+    let (llm, shown) = verify_llm_check(&host, state.path());
     assert_eq!(llm["status"], "ok", "{llm}");
     let detail = llm["detail"].as_str().unwrap();
     assert!(detail.contains("vLLM serves Qwen/Qwen2.5-VL-7B-Instruct-AWQ; a 4-token chat answered in "), "{detail}");
-    assert!(!stdout(&out).contains(&key), "the key was shown");
+    assert!(!shown.contains(&key), "the key was shown");
 
     // Other GPUs, as nvidia-smi reports them: an L40S's 46068 MiB gets the
     // 32B model at a 0.82 share (a dry run); a T4's 15360 MiB is refused with
@@ -1100,4 +1119,90 @@ fn local_llm_sized_to_the_gpu_wired_into_the_stack_then_converged() {
     let err = stderr(&small);
     assert!(err.contains("no vision model fits") && err.contains("this GPU has 15.0 GiB"), "{err}");
     assert!(cli::diff(&before, &snapshot(&host)).is_empty(), "the refused run changed something");
+}
+
+/// `--llm ollama` on a booted host: Ollama's compose project in
+/// /var/docker/ollama (the test registry's stand-in for Ollama's image,
+/// which serves Ollama's pull API and its OpenAI-compatible one), its
+/// settings in config/ollama.env, the model sized to the GPU pulled through
+/// the API with its progress in the log and loaded before the stack starts,
+/// llm.env pointing at its /v1 with the placeholder key, the same
+/// end-to-end request answered by the LLM services, only the host and the
+/// llm network reaching it, and a converged re-run that pulls nothing.
+#[test]
+fn ollama_sized_pulled_and_wired_into_the_stack_then_converged() {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let state = state_for(&host);
+    let args = ["--llm", "ollama", "--imageup-timeout", "3m", "--llm-timeout", "2m"];
+    let first = bootstrap(&host, state.path(), &args);
+    assert!(first.status.success(), "bootstrap --llm ollama failed");
+    let llm_line = step_line(&first, "llm");
+    assert!(llm_line.contains("changed") && llm_line.contains("qwen2.5vl:7b"), "{llm_line}");
+
+    let compose = yaml(&host, "/var/docker/ollama/docker-compose.yml");
+    let ollama = &compose["services"]["ollama"];
+    assert_eq!(ollama["image"].as_str(), Some("ollama/ollama:0.32.15"));
+    assert_eq!(ollama["container_name"].as_str(), Some("ollama"));
+    assert_eq!(ollama["deploy"]["resources"]["reservations"]["devices"][0]["driver"].as_str(), Some("nvidia"));
+    assert_eq!(strings(&ollama["networks"]), ["llm"]);
+    assert_eq!(strings(&ollama["volumes"]), ["models:/root/.ollama"]);
+    // Published on the host's loopback only.
+    assert_eq!(host.sh_ok("docker port ollama").trim(), "11434/tcp -> 127.0.0.1:11434");
+    // Its settings: the login user's 0600 file, in the container's
+    // environment through the project's .env link.
+    let settings_path = format!("{BASE}/IMAGE-server/config/ollama.env");
+    assert_eq!(host.sh_ok(&format!("stat -c '%a %U' {settings_path}")).trim(), format!("600 {}", host.default_user()));
+    assert_eq!(host.sh_ok("readlink /var/docker/ollama/.env").trim(), settings_path);
+    let env = host.sh_ok("docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' ollama");
+    for want in ["OLLAMA_CONTEXT_LENGTH=32768", "OLLAMA_KEEP_ALIVE=-1", "MODEL=qwen2.5vl:7b"] {
+        assert!(env.lines().any(|l| l == want), "{want} not in\n{env}");
+    }
+    let llm_env = text(&host, &format!("{BASE}/config/llm.env"));
+    assert_eq!(
+        llm_env.lines().collect::<Vec<_>>(),
+        ["LLM_URL=http://ollama:11434/v1", "LLM_API_KEY=ollama", "LLM_MODEL=qwen2.5vl:7b"]
+    );
+    assert!(!host.exists("/var/docker/ollama/key.env") && !host.exists("/var/docker/llm"), "no vLLM here");
+
+    // Pulled through the API (its progress in the run's log), loaded, and
+    // only then the stack: the load comes before the orchestrator was made.
+    let log = log_file(&first);
+    assert!(
+        log.contains("pulling qwen2.5vl:7b") && log.contains("pulling manifest") && log.contains("100% of"),
+        "{log}"
+    );
+    let ollama_log = host.sh_ok("docker logs ollama 2>&1");
+    assert!(ollama_log.contains("serve OLLAMA_CONTEXT_LENGTH=32768"), "{ollama_log}");
+    let loaded = first_logged(&host, "ollama", "POST /api/generate model=qwen2.5vl:7b prompt=no");
+    let created = orchestrator_created(&host);
+    assert!(loaded < created, "loaded at {loaded}, orchestrator created at {created}");
+    // The LLM services' requests: the categoriser's JSON schema, the
+    // graphic as a data URL (Ollama takes no other), both answered.
+    assert!(
+        ollama_log.contains("POST /v1/chat/completions auth=unchecked model=qwen2.5vl:7b image=yes json=yes"),
+        "{ollama_log}"
+    );
+    assert!(!ollama_log.contains(" unknown"), "{ollama_log}");
+    let health = step_line(&first, "health");
+    assert!(health.contains("answered by the categoriser and the caption"), "{health}");
+
+    // Converged: every step ok, nothing pulled again.
+    assert_converged(&bootstrap(&host, state.path(), &args), "the re-run");
+    assert_eq!(host.sh_ok("docker logs ollama 2>&1").matches("POST /api/pull").count(), 1);
+    let (llm, _) = verify_llm_check(&host, state.path());
+    assert_eq!(llm["status"], "ok", "{llm}");
+    assert!(
+        llm["detail"].as_str().unwrap().contains("Ollama serves qwen2.5vl:7b; a 4-token chat answered in "),
+        "{llm}"
+    );
+
+    // An L40S: the 32B (a dry run).
+    host.write("/var/lib/standin/nvidia/gpu", b"46068 NVIDIA L40S\n");
+    let dry = bootstrap(&host, state.path(), &[&args[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "dry run on an L40S");
+    let line = step_line(&dry, "llm");
+    assert!(line.contains("qwen2.5vl:32b on a 45.0 GiB GPU: Ollama takes about 29.1 GiB"), "{line}");
 }

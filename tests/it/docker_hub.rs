@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use image_provision_playbooks::steps::llm::VLLM_IMAGE;
+use image_provision_playbooks::steps::llm::VLLM;
 use image_provision_testsupport::cli::{self, outcomes, state_for, stderr, stdout, step_line};
 use image_provision_testsupport::testhost::{Distro, TestHost};
 
@@ -127,7 +127,7 @@ fn docker_hubs_pull_limit_is_named_and_a_mirror_or_a_login_gets_past_it() {
         "jq 'del(.\"registry-mirrors\")' /etc/docker/daemon.json >/tmp/d.json && mv /tmp/d.json /etc/docker/daemon.json \
          && systemctl restart docker",
     );
-    host.sh_ok(&format!("docker pull -q {VLLM_IMAGE}"));
+    host.sh_ok(&format!("docker pull -q {}", VLLM.image));
     let asked = host.docker_hub_requests();
     assert!(
         asked.iter().any(|l| l.contains("/v2/vllm/vllm-openai/manifests/") && l.ends_with("auth=account -> 200")),

@@ -21,7 +21,7 @@ fn create(env: &Ec2Env, host: &TestHost, name: &str) -> Output {
 /// `ec2 create`; with `stack` all steps to the IMAGE stack behind Traefik
 /// (the stand-in IMAGE-server repository, the site for a test domain),
 /// else part 1's steps only.
-fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool, extra: &[&str]) -> Output {
+pub(crate) fn create_with(env: &Ec2Env, host: &TestHost, name: &str, stack: bool, extra: &[&str]) -> Output {
     let mut cmd = env.cmd();
     cmd.args(["ec2", "create", name, "--ssh-key"]).arg(&host.client_key).args(extra);
     if stack {

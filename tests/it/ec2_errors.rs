@@ -198,7 +198,14 @@ fn bad_input_is_refused_before_any_aws_call() {
         (&["--config", "absent.toml", "ec2", "create", "ok"], "cannot read config file absent.toml"),
         (&["ec2", "create", "ok", "--ttl", "soon"], "--ttl \"soon\" is not a duration"),
         (&["ec2", "create", "ok", "--ssh-cidr", "1.2.3.4"], "is not a CIDR block"),
-        (&["ec2", "create", "ok", "--ami", "ubuntu"], "is not an AMI id"),
+        (&["ec2", "create", "ok", "--ami", "Ubuntu"], "is not an AMI id or an image name"),
+        (&["ec2", "create", "ok", "--ami", "ami-123"], "is not an AMI id or an image name"),
+        (&["ami", "bake", "ok", "--name", "Bad Name"], "--name \"Bad Name\" is not an image name"),
+        (&["ami", "bake", "ok", "--name", "-x"], "is not an image name"),
+        (&["ami", "bake", "Not_A_Label"], "is not a DNS label"),
+        (&["ami", "bake", "ok", "--bake-timeout", "soon"], "--bake-timeout \"soon\" is not a duration"),
+        (&["ami", "delete", "../x"], "image name \"../x\" is not an image name"),
+        (&["ami", "list", "--region", "us-esst-1"], "unknown AWS region \"us-esst-1\""),
         (&["ec2", "create", "ok", "--ubuntu", "20.04"], "invalid value '20.04'"),
         // Every number names its flag (or key) and the values it takes,
         // a negative one too (not clap's "unexpected argument").
@@ -304,6 +311,26 @@ fn no_credentials_is_explained_and_calls_nothing() {
     assert!(err.contains("no AWS credentials found") && err.contains("aws configure"), "{err}");
     assert!(actions(&env).is_empty(), "{:?}", actions(&env));
     assert!(!env.server_dir("nocreds").exists());
+}
+
+/// `ec2 create --dry-run --llm ollama`: the llm step planned as a real run
+/// plans it, for the instance type's GPU (a g5.xlarge's A10G: the 4-bit 7B,
+/// on a g6e.xlarge's L40S the 32B), and the A10G's note on sharing it.
+#[test]
+fn dry_run_plans_ollama_for_the_instance_gpu() {
+    let env = Ec2Env::start_with_faults(BIN, Some(json!([])));
+    for (instance_type, want) in [
+        ("g5.xlarge", "write config/ollama.env (qwen2.5vl:7b on a 22.5 GiB GPU: Ollama takes about 8.8 GiB"),
+        ("g6e.xlarge", "write config/ollama.env (qwen2.5vl:32b on a 45.0 GiB GPU: Ollama takes about 29.1 GiB"),
+    ] {
+        let out = env.run(&["ec2", "create", "dry", "--dry-run", "--llm", "ollama", "--instance-type", instance_type]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let text = stdout(&out);
+        let llm = text.lines().find(|l| l.trim_start().starts_with("llm ")).unwrap_or_else(|| panic!("{text}"));
+        assert!(llm.contains("write /var/docker/ollama/docker-compose.yml") && llm.contains(want), "{llm}");
+        assert!(llm.contains("start Ollama") && llm.contains("pull it first"), "{llm}");
+        assert!(actions(&env).is_empty(), "the dry run called AWS: {:?}", actions(&env));
+    }
 }
 
 /// The README's first command: needs no credentials and no network, and

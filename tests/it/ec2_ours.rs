@@ -24,7 +24,7 @@ fn tag(key: &str, value: &str) -> Tag {
 
 /// An instance made outside image-provision, with these tags: what another
 /// account user could launch, or re-tag.
-fn launch_tagged(env: &Ec2Env, tags: &[Tag]) -> String {
+pub(crate) fn launch_tagged(env: &Ec2Env, tags: &[Tag]) -> String {
     let spec = TagSpecification::builder().resource_type(ResourceType::Instance).set_tags(Some(tags.to_vec())).build();
     let out = rt()
         .block_on(

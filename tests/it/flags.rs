@@ -73,6 +73,9 @@ fn base_args(path: &[String], host: &str) -> Vec<(&'static str, Vec<String>)> {
         ["ec2", "start"] => vec![("name", words(&["flags-test"])), ("no_verify", words(&["--no-verify"]))],
         ["bootstrap"] => vec![("host", words(&["--host", host])), ("no_llm", words(&["--no-llm"]))],
         ["verify"] | ["update"] => vec![("host", words(&["--host", host]))],
+        ["ami", "bake"] => vec![("server", words(&["flags-test"]))],
+        ["ami", "list"] => vec![],
+        ["ami", "delete"] => vec![("name", words(&["flags-test"])), ("yes", words(&["--yes"]))],
         other => panic!("no base arguments for `{}`: add them to base_args", other.join(" ")),
     }
 }

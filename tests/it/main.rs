@@ -7,6 +7,9 @@
 //! Run them all with `bash tests/run` (docs/development.md, "Testing"), or some with
 //! `cargo nextest run -E 'test(/^ec2_errors::/)'`.
 
+/// `ami bake | list | delete`, `ec2 create --ami IMAGE_NAME`, and the
+/// bake's clean-up on a test host.
+mod ami;
 /// The host steps on booted test hosts: real systemd, Docker and compose v2.
 mod booted_host;
 /// `image-provision bootstrap --host`, part 1's steps, on test hosts.

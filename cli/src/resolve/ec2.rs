@@ -264,10 +264,12 @@ pub(super) fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) ->
     };
     if let Some(ami) = &ami
         && !is_resource_id(ami, "ami-")
+        && (ami.starts_with("ami-") || !image_provision_provision::tags::is_image_name(ami))
     {
-        return Err(
-            UsageError::new(format!("{} is not an AMI id", shown(ami))).hint("AMI ids look like ami-0123456789abcdef0")
-        );
+        return Err(UsageError::new(format!("{} is not an AMI id or an image name", shown(ami))).hint(
+            "AMI ids look like ami-0123456789abcdef0; the names of images `ami bake` made, as `ami list` shows \
+             them, like image-2026.12.07",
+        ));
     }
     let subnet = args.subnet.clone().or_else(|| f.subnet.clone());
     if let Some(subnet) = &subnet
@@ -332,8 +334,9 @@ pub(super) fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) ->
     if let Some(img) = steps.image.as_ref().filter(|i| i.llm == Llm::Local)
         && let Some((gpu, gib)) = image_provision_provision::gpu_of(&instance_type)
     {
-        image_provision_playbooks::steps::llm::size(gib, img.local_llm.model.as_deref()).map_err(|e| {
-            UsageError::new(format!("--llm local on a {instance_type} ({gpu}): {e}"))
+        let spec = image_provision_playbooks::steps::llm::spec(img.local_llm.runtime);
+        image_provision_playbooks::steps::llm::size(spec, gib, img.local_llm.model.as_deref()).map_err(|e| {
+            UsageError::new(format!("a local LLM ({}) on a {instance_type} ({gpu}): {e}", spec.name))
                 .hint(image_provision_playbooks::steps::llm::TOO_SMALL_HINT)
         })?;
     }

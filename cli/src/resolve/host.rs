@@ -285,27 +285,32 @@ pub(super) fn image_steps(
     // exit at start-up without one, so a stack brought up without a choice
     // never gets healthy.
     let has_llm = env_files.iter().any(|(n, _)| n == "llm.env");
-    let local = match a.llm.as_ref().or(f.llm.as_ref()).map(String::as_str) {
-        None => false,
-        Some("local") => true,
+    let runtime = match a.llm.as_ref().or(f.llm.as_ref()).map(String::as_str) {
+        None => None,
+        Some("local") => Some(settings::Runtime::Vllm),
+        Some("ollama") => Some(settings::Runtime::Ollama),
         Some(other) => {
-            return Err(UsageError::new(format!("--llm {} is not a choice", shown(other)))
-                .hint("--llm local runs the LLM on this server; an LLM elsewhere is --env-file llm.env=PATH"));
+            return Err(UsageError::new(format!("--llm {} is not a choice", shown(other))).hint(
+                "--llm local runs the LLM on this server with vLLM, --llm ollama with Ollama; an LLM elsewhere is --env-file llm.env=PATH",
+            ));
         }
     };
+    let local = runtime.is_some();
     let choices = [has_llm, on(a.no_llm, f.no_llm), local];
     if choices.iter().filter(|c| **c).count() > 1 {
-        return Err(UsageError::new("more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local)")
-            .hint("give one: --env-file llm.env=PATH to use that LLM, --llm local to run one here, or --no-llm to run without one"));
+        return Err(UsageError::new("more than one choice for the LLM (--env-file llm.env, --no-llm, --llm local|ollama)")
+            .hint("give one: --env-file llm.env=PATH to use that LLM, --llm local or --llm ollama to run one here, or --no-llm to run without one"));
     }
     if !local && (a.llm_model.is_some() || f.llm_model.is_some()) {
-        return Err(UsageError::new("--llm-model is for --llm local").hint("add --llm local, or leave --llm-model out"));
+        return Err(UsageError::new("--llm-model is for --llm local or --llm ollama")
+            .hint("add --llm local (vLLM) or --llm ollama, or leave --llm-model out"));
     }
-    if !local && env_files.iter().any(|(n, _)| n == "hf.env") {
+    if runtime != Some(settings::Runtime::Vllm) && env_files.iter().any(|(n, _)| n == "hf.env") {
         return Err(UsageError::new("--env-file hf.env is for --llm local (vLLM's Hugging Face token)")
-            .hint("add --llm local, or leave hf.env out"));
+            .hint("add --llm local, or leave hf.env out (Ollama pulls from its own library, with no token)"));
     }
     let local_llm = settings::LocalLlm {
+        runtime: runtime.unwrap_or_default(),
         model: a.llm_model.clone().or(f.llm_model.clone()),
         timeout: duration_or(
             "--llm-timeout",
@@ -314,13 +319,13 @@ pub(super) fn image_steps(
         )?,
     };
     if let Some(model) = &local_llm.model {
-        if model.len() > 128 || !model.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
-            return Err(UsageError::new(format!("--llm-model {} is not a model id", shown(model))).hint(
-                "a Hugging Face model id such as Qwen/Qwen2.5-VL-3B-Instruct (docs/host.md, \"Local LLM\", lists them)",
-            ));
+        let spec = image_provision_playbooks::steps::llm::spec(local_llm.runtime);
+        if model.len() > 128 || !model.chars().all(|c| c.is_ascii_alphanumeric() || "/._:-".contains(c)) {
+            return Err(UsageError::new(format!("--llm-model {} is not a model id", shown(model)))
+                .hint(format!("{} (docs/host.md, \"Local LLM\", lists them)", spec.model_example)));
         }
         // Known here, so a typo stops before anything is installed.
-        image_provision_playbooks::steps::llm::size(f64::MAX, Some(model))
+        image_provision_playbooks::steps::llm::size(spec, f64::MAX, Some(model))
             .map_err(|e| UsageError::new(e).hint(image_provision_playbooks::steps::llm::TOO_SMALL_HINT))?;
     }
     let llm = match (has_llm, on(a.no_llm, f.no_llm)) {

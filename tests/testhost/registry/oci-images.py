@@ -140,17 +140,21 @@ def layer(busybox, program):
     return uncompressed, compressed
 
 
-def vllm_layer(busybox, program):
-    """The stand-in for vLLM's image: tests/testhost/llm-standin.py, python3
-    (the compose file's health check calls it, as vLLM's image has it) and
-    busybox's shell."""
+def llm_layer(busybox, program, runtime):
+    """The stand-in for an LLM runtime's image: tests/testhost/llm-standin.py
+    and busybox's shell; for vLLM, python3 (the compose file's health check
+    calls it, as vLLM's image has it); for Ollama, /bin/ollama (`serve`,
+    `list`) running the program as Ollama."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for d in ["bin", "standin", "tmp"]:
+        for d in ["bin", "standin", "tmp", "root"]:
             add(tar, d, directory=True)
         add(tar, "bin/busybox", busybox, mode=0o755)
         add(tar, "bin/sh", link="busybox")
-        add(tar, "usr/bin/python3", link="python3.11")
+        if runtime == "vllm":
+            add(tar, "usr/bin/python3", link="python3.11")
+        else:
+            add(tar, "bin/ollama", b'#!/bin/sh\nexec %s /standin/llm-standin.py "$@"\n' % PYTHON.encode(), mode=0o755)
         add(tar, "standin/llm-standin.py", program)
     uncompressed = raw.getvalue()
     return uncompressed, gzip.compress(uncompressed, mtime=0)
@@ -218,7 +222,7 @@ def traefik_layer(binary, ca):
     return uncompressed, gzip.compress(uncompressed, compresslevel=1, mtime=0)
 
 
-def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None, health=True):
+def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None, health=True, cmd=None):
     """OUT: an OCI layout of one image, LAYERS [(uncompressed, gzipped)], base first."""
     port = port or PORTS.get(name, DEFAULT_PORT)
     seconds = 1_000_000_000
@@ -245,6 +249,7 @@ def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None,
             + (["STANDIN_NEEDS_LLM=yes"] if name in NEEDS_LLM else [])
             + (["STANDIN_NEEDS_KEYS=" + " ".join(NEEDS_KEYS[name])] if name in NEEDS_KEYS else [])
             + (["NVIDIA_REQUIRE_CUDA=cuda>=%s brand=tesla,driver>=470,driver<471" % CUDA[name]] if name in CUDA else []),
+            **({"Cmd": cmd} if cmd else {}),
             "ExposedPorts": {"%d/tcp" % port: {}},
             "Labels": {"org.opencontainers.image.description": "image-provision test stand-in for " + name},
         },
@@ -289,6 +294,16 @@ def image(out, name, layers, tag="latest", entrypoint=None, env=None, port=None,
         json.dump({"imageLayoutVersion": "1.0.0"}, f)
 
 
+# How each runtime's image starts, as the real one does: vLLM's server with
+# its options as the command; Ollama's /bin/ollama serve on 0.0.0.0:11434.
+LLM_IMAGES = {
+    "vllm": dict(entrypoint=[PYTHON, "/standin/llm-standin.py"], env=["PATH=/usr/bin:/bin"], port=8000),
+    "ollama": dict(
+        entrypoint=["/bin/ollama"], cmd=["serve"], env=["PATH=/usr/bin:/bin", "OLLAMA_HOST=0.0.0.0:11434"], port=11434
+    ),
+}
+
+
 def read(path):
     with open(path, "rb") as f:
         return f.read()
@@ -313,22 +328,14 @@ def main():
             port=80,
             health=False,
         )
-    elif len(args) == 5 and args[0] == "vllm":
+    elif len(args) == 5 and args[0] in LLM_IMAGES:
         out, busybox, program, tag = args[1], read(args[2]), read(args[3]), args[4]
-        image(
-            out,
-            "vllm",
-            [python_layer(), vllm_layer(busybox, program)],
-            tag=tag,
-            entrypoint=[PYTHON, "/standin/llm-standin.py"],
-            env=["PATH=/usr/bin:/bin"],
-            port=8000,
-            health=False,
-        )
+        layers = [python_layer(), llm_layer(busybox, program, args[0])]
+        image(out, args[0], layers, tag=tag, health=False, **LLM_IMAGES[args[0]])
     else:
         sys.exit(
             "usage: oci-images.py services OUT BUSYBOX PROGRAM NAME... | traefik OUT TRAEFIK CA TAG"
-            " | vllm OUT BUSYBOX LLM_STANDIN TAG"
+            " | vllm OUT BUSYBOX LLM_STANDIN TAG | ollama OUT BUSYBOX LLM_STANDIN TAG"
         )
 
 

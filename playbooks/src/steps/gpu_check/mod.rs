@@ -10,7 +10,7 @@ use crate::host_facts::{Family, HostFacts};
 use crate::plan::{Action, Plan};
 use crate::settings::Config;
 use crate::steps::docker::DockerFacts;
-use crate::steps::llm::LLM_DIR;
+use crate::steps::llm::{OLLAMA, VLLM};
 use crate::steps::nvidia::{self, NvidiaFacts};
 
 pub const CUDA_CHECK_SH: &str = include_str!("cuda-check.sh");
@@ -25,7 +25,7 @@ pub enum Unpulled {
 }
 
 /// cuda-check.sh over the IMAGE stack's compose project and the local
-/// LLM's, with the branches to pick from when the driver is too old: the
+/// LLM's (vLLM's or Ollama's), with the branches to pick from when the driver is too old: the
 /// default and the newer ones [`nvidia::BRANCH_CUDA`] knows (the script
 /// names the lowest that serves the need, and how to move this server to
 /// it).
@@ -39,7 +39,7 @@ pub fn cuda_check(base_dir: &str, fam: Family, unpulled: Unpulled) -> Cmd {
     Cmd::script(CUDA_CHECK_SH)
         .named("cuda-check.sh")
         .sudo()
-        .env("PROJECT_DIRS", format!("{base_dir} {LLM_DIR}"))
+        .env("PROJECT_DIRS", format!("{base_dir} {} {}", VLLM.dir, OLLAMA.dir))
         .env("DEFER_UNPULLED", if unpulled == Unpulled::Defer { "yes" } else { "no" })
         .env("BRANCHES", branches.join(" "))
         .env(
@@ -139,7 +139,7 @@ mod tests {
         let cmds = plan(&host, &docker, &nv, &Config::default(), Family::Ubuntu).commands();
         assert_eq!(cmds.len(), 1, "{cmds:?}");
         for part in [
-            "PROJECT_DIRS='/var/docker/image /var/docker/llm'",
+            "PROJECT_DIRS='/var/docker/image /var/docker/llm /var/docker/ollama'",
             "DEFER_UNPULLED=yes",
             "BRANCHES=580-server:13.0",
             "FAMILY=ubuntu",

@@ -70,7 +70,7 @@ layout_facts() {
     kv layout.env_absent "${absent# }"
     kv layout.env_stat "${stats# }"
     # healthcheck.env's LOG_DIR (a directory, no secret): the file is kept
-    # as the server has it, with this one line made ours (healthcheck-env.sh).
+    # as the server has it, with this one line made ours (keep-env-lines.sh).
     if [ -f "$clone/config/healthcheck.env" ]; then
         kv layout.healthcheck_log_dir "$(sed -n 's/^[[:space:]]*LOG_DIR=//p' "$clone/config/healthcheck.env" | tail -n 1)"
     fi

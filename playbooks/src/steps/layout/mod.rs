@@ -9,7 +9,7 @@
 //! A secret on the server stays until the person replaces it: an env file
 //! not given on this run is left as the server has it (env-files.sh only
 //! creates the absent ones empty; healthcheck.env keeps its lines with our
-//! LOG_DIR, merged on the host by healthcheck-env.sh). `--env-file NAME=`
+//! LOG_DIR, merged on the host by keep-env-lines.sh). `--env-file NAME=`
 //! (no path) empties one on purpose.
 //!
 //! A private repository's credentials (`--repo-credentials`) live in
@@ -32,13 +32,11 @@ use crate::settings::{DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, REPO_CREDENTI
 /// Where [`DEFAULT_BASE_DIR`] lives.
 const DEFAULT_BASE_PARENT: &str = "/var/docker";
 use crate::shell::with_libraries;
-use crate::template::{FileFacts, Writes, backup_dir, render};
+use crate::template::{FileFacts, Writes, backup_dir, keep_env_lines, render};
 
 pub const FACTS_SH: &str = include_str!("facts.sh");
 pub const CLONE_SH: &str = include_str!("clone.sh");
 pub const ENV_FILES_SH: &str = include_str!("env-files.sh");
-/// config/healthcheck.env kept with our LOG_DIR, when none is given.
-pub const HEALTHCHECK_ENV_SH: &str = include_str!("healthcheck-env.sh");
 /// A library: the config/*.env files compose will read, for the facts and
 /// for env-files.sh alike.
 pub const COMPOSE_ENV_FILES_SH: &str = include_str!("compose-env-files.sh");
@@ -106,7 +104,7 @@ pub struct OperatorEnvFile {
 /// image_daily_cron (LOG_DIR), and healthcheck (LOG_DIR, which the upkeep
 /// step's timer prunes; the supplied healthcheck.env's lines, such as
 /// SLACK_WEBHOOK_URL, before it: without one given, the plan keeps the
-/// server's lines instead, see healthcheck-env.sh). Plain KEY=value lines:
+/// server's lines instead, see keep-env-lines.sh). Plain KEY=value lines:
 /// the scripts export them through xargs.
 pub fn operator_env_files(img: &ImageConfig) -> Vec<OperatorEnvFile> {
     let header = "# Written by image-provision for the IMAGE team's operator scripts.\n";
@@ -445,15 +443,8 @@ pub fn plan(
                 && files.has_mode(&f.path, "600", env_owner);
             if !right {
                 written.push(format!("keep config/{name}'s lines with LOG_DIR={log_dir}, 0600 and {env_owner}'s"));
-                keep_healthcheck = Some(
-                    Cmd::script(HEALTHCHECK_ENV_SH)
-                        .named("healthcheck-env.sh")
-                        .sudo()
-                        .env("ENV_FILE", &f.path)
-                        .env("LOG_DIR", log_dir)
-                        .env("ENV_OWNER", env_owner)
-                        .env("RECORD", crate::template::RECORD),
-                );
+                keep_healthcheck =
+                    Some(keep_env_lines(&f.path, &f.path, &format!("LOG_DIR={log_dir}"), "all", env_owner));
             }
             continue;
         }
@@ -704,7 +695,7 @@ mod tests {
 
     /// A run that gives no healthcheck.env keeps the server's, its Slack
     /// webhook with it: nothing uploaded; a LOG_DIR or a mode not ours is
-    /// put right on the host by healthcheck-env.sh, whose command carries
+    /// put right on the host by keep-env-lines.sh, whose command carries
     /// no content. An absent or empty one gets ours. One given replaces it,
     /// and one given empty (`healthcheck.env=`) is ours, with no webhook.
     #[test]
@@ -731,7 +722,7 @@ mod tests {
             assert_eq!(why, format!("keep config/healthcheck.env's lines with LOG_DIR={log_dir}, 0600 and ubuntu's"));
             assert_eq!(actions.len(), 1, "{what}: {actions:?}");
             let shown = actions[0].describe(false);
-            assert!(shown.contains("healthcheck-env.sh") && shown.contains(&format!("ENV_FILE={path}")), "{shown}");
+            assert!(shown.contains("keep-env-lines.sh") && shown.contains(&format!("ENV_FILE={path}")), "{shown}");
             assert!(shown.contains(&format!("LOG_DIR={log_dir}")) && !shown.contains("SLACK"), "{shown}");
         }
         let ours = operator_env_files(&img).into_iter().find(|f| f.path == path).unwrap().content;
