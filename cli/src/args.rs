@@ -134,6 +134,12 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub upgrade_driver: bool,
 
+    /// With --upgrade-driver: the Ubuntu driver branch to be on; a driver
+    /// of a lower branch moves to it [default: the config file's
+    /// nvidia_driver, else 580-server]
+    #[arg(long, env = "IMAGE_PROVISION_NVIDIA_DRIVER", value_name = "BRANCH")]
+    pub nvidia_driver: Option<String>,
+
     /// With --upgrade-driver: how long the reboot may take [default: the
     /// config file's reboot_timeout, else 10m]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
@@ -188,7 +194,7 @@ pub struct HostStepArgs {
     pub force_distro: bool,
 
     /// Ubuntu NVIDIA server driver branch: installs nvidia-driver-BRANCH
-    /// [default: 570-server, which supports the A10G and CUDA 12.8 images]
+    /// [default: 580-server, NVIDIA's long-term support branch: CUDA 13.0]
     #[arg(long, env = "IMAGE_PROVISION_NVIDIA_DRIVER", value_name = "BRANCH")]
     pub nvidia_driver: Option<String>,
 
@@ -211,6 +217,13 @@ pub struct HostStepArgs {
     /// [default: https://download.docker.com/linux/debian/gpg]
     #[arg(long, env = "IMAGE_PROVISION_DOCKER_REPO_KEY", value_name = "URL")]
     pub docker_repo_key: Option<String>,
+
+    /// A Docker Hub mirror (http:// or https://, no credentials) Docker asks
+    /// before Docker Hub, set as daemon.json's registry-mirrors: pulls of
+    /// Docker Hub's images then do not count against the limit Docker Hub
+    /// sets on anonymous pulls per address [default: daemon.json's kept]
+    #[arg(long, env = "IMAGE_PROVISION_REGISTRY_MIRROR", value_name = "URL")]
+    pub registry_mirror: Option<String>,
 
     /// How long to wait for the host to come back from a reboot [default: 10m]
     #[arg(long, env = "IMAGE_PROVISION_REBOOT_TIMEOUT", value_name = "DURATION", allow_hyphen_values = true)]
@@ -280,7 +293,10 @@ pub struct HostStepArgs {
     /// (AZURE_API_KEY and FREEOCR_API_KEY, for the test profile's OCR:
     /// without them it is not started), healthcheck.env
     /// (SLACK_WEBHOOK_URL); hf.env (HF_TOKEN) goes to
-    /// vLLM's config/vllm.env with --llm local. One not given keeps what the server has (or
+    /// vLLM's config/vllm.env with --llm local; dockerhub.env
+    /// (DOCKERHUB_USERNAME, DOCKERHUB_TOKEN) logs root's Docker in to Docker
+    /// Hub, so pulls count against the account, not the address's anonymous
+    /// limit. One not given keeps what the server has (or
     /// is created empty); NAME= (no path) empties it on the server
     #[arg(long = "env-file", value_name = "NAME=PATH")]
     pub env_file: Vec<String>,

@@ -32,6 +32,7 @@ pub struct HostConfig {
     pub nvidia_repo_key: Option<String>,
     pub docker_repo: Option<String>,
     pub docker_repo_key: Option<String>,
+    pub registry_mirror: Option<String>,
     pub reboot_timeout: Option<String>,
     pub cloud_init_timeout: Option<String>,
     pub apt_lock_timeout: Option<String>,

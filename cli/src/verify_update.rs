@@ -29,7 +29,7 @@ use image_provision_remote::{
 
 use crate::errors::{Failed, UsageError, ec2_error};
 use crate::output::{Progress, table};
-use crate::resolve::{Server, ServerSettings, UpdateSettings};
+use crate::resolve::{DriverUpgrade, Server, ServerSettings, UpdateSettings};
 use crate::runlog::RunLog;
 use crate::state;
 
@@ -256,13 +256,14 @@ pub async fn verify(s: ServerSettings) -> anyhow::Result<()> {
 /// lock).
 async fn upgrade_driver(
     session: &mut Session,
-    reboot_timeout: std::time::Duration,
+    upgrade: &DriverUpgrade,
     progress: &Progress,
     log: &mut RunLog,
 ) -> anyhow::Result<()> {
     let then = format!("fix the cause and run update again; the log is {}", log.path.display());
     let spinner = progress.spinner("upgrading the NVIDIA driver");
-    let cmd = nvidia::upgrade_driver_command(image_provision_playbooks::Config::default().lock_timeout);
+    let cmd =
+        nvidia::upgrade_driver_command(image_provision_playbooks::Config::default().lock_timeout, &upgrade.branch);
     let out = exec(session, &cmd, "upgrade-driver", &mut Some(&mut *log)).await;
     spinner.finish();
     let out = out.map_err(|e| Failed::remote(format!("upgrading the driver: {e}"), &e, &then))?;
@@ -282,7 +283,7 @@ async fn upgrade_driver(
         return Ok(());
     }
     let spinner = progress.spinner("rebooting: the new driver's kernel module loads at boot");
-    let opts = RebootOptions { timeout: reboot_timeout, ..RebootOptions::default() };
+    let opts = RebootOptions { timeout: upgrade.reboot_timeout, ..RebootOptions::default() };
     let report = session.reboot(opts).await;
     spinner.finish();
     let report = report.map_err(|e| Failed::remote(format!("the reboot after the driver upgrade: {e}"), &e, &then))?;
@@ -402,8 +403,8 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
             let report = settle(&session, &o, u.health_timeout, &progress, &mut log).await?;
             return anyhow::Ok(Updated { report, failed: None, rolled_back: Some(lines) });
         }
-        if let Some(reboot_timeout) = u.upgrade_driver {
-            upgrade_driver(&mut session, reboot_timeout, &progress, &mut log).await?;
+        if let Some(upgrade) = &u.upgrade_driver {
+            upgrade_driver(&mut session, upgrade, &progress, &mut log).await?;
         }
         let what = if u.imageup { "imageup" } else { "compose pull and up" };
         let spinner = progress.spinner(format!("{what} (time limit {} s)", u.imageup_timeout.as_secs()));
@@ -480,10 +481,13 @@ pub async fn update(u: UpdateSettings) -> anyhow::Result<()> {
         Ok(()) => "the stack is healthy again and answered the request".to_string(),
         Err(e) => format!("and after the rollback: {e}"),
     };
+    // A pull Docker Hub refused for its rate limit: its own two ways out.
+    let cause = image_provision_playbooks::steps::docker::pull_limit_hint(&failed)
+        .unwrap_or_else(|| "fix the cause (or wait for a fixed release)".into());
     Err(Failed {
         message: format!("{host}: the update failed: {failed}\n{summary}; {after}"),
         hint: format!(
-            "the stack stays pinned to the recorded images until the next update; fix the cause (or wait for a fixed release), then run update again; the log is {}",
+            "the stack stays pinned to the recorded images until the next update; {cause}; then run update again; the log is {}",
             log_path.display()
         ),
     }

@@ -4,13 +4,14 @@
 //! scripts). The tests run shellcheck over each script as sent and check
 //! that no shell file under playbooks/src goes unchecked.
 
-use crate::steps::{docker, health, layout, llm, nvidia, pull, ready, stack, traefik, upkeep, webui};
+use crate::steps::{docker, gpu_check, health, layout, llm, nvidia, pull, ready, stack, traefik, upkeep, webui};
 use crate::{apt_get, facts, gather};
 
 /// Libraries: files that define functions only, put in front of the
 /// scripts that call them. shellcheck checks each alone too.
 pub const LIBRARIES: &[(&str, &str)] = &[
     ("steps/nvidia/debian-sources-rewrite.sh", nvidia::DEBIAN_SOURCES_REWRITE_SH),
+    ("steps/nvidia/driver-packages.sh", nvidia::DRIVER_PACKAGES_SH),
     ("steps/layout/compose-env-files.sh", layout::COMPOSE_ENV_FILES_SH),
     ("bring_up/bring-up-lock.sh", crate::bring_up::BRING_UP_LOCK_SH),
     ("bring_up/run-imageup.sh", crate::bring_up::RUN_IMAGEUP_SH),
@@ -25,11 +26,12 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("facts.sh", gather::default_script()),
         ("steps/ready/wait-ready.sh", ready::WAIT_READY_SH.to_string()),
         ("apt_get/apt-source.sh", apt_get::APT_SOURCE_SH.to_string()),
-        ("steps/docker/daemon-downloads.sh", docker::DAEMON_DOWNLOADS_SH.to_string()),
+        ("steps/docker/daemon-json.sh", docker::DAEMON_JSON_SH.to_string()),
+        ("steps/docker/dockerhub-login.sh", docker::DOCKERHUB_LOGIN_SH.to_string()),
         ("steps/docker/restart-docker.sh", docker::RESTART_DOCKER_SH.to_string()),
         ("steps/nvidia/debian-components.sh", nvidia::debian_components_script()),
-        ("steps/nvidia/hold-driver.sh", nvidia::HOLD_DRIVER_SH.to_string()),
-        ("steps/nvidia/upgrade-driver.sh", nvidia::UPGRADE_DRIVER_SH.to_string()),
+        ("steps/nvidia/hold-driver.sh", nvidia::hold_driver_script()),
+        ("steps/nvidia/upgrade-driver.sh", nvidia::upgrade_driver_script()),
         ("steps/upkeep/stack-at-boot.sh", upkeep::stack_at_boot_script()),
         ("steps/upkeep/auto-update.sh", upkeep::auto_update_script()),
         ("steps/upkeep/expire.sh", upkeep::EXPIRE_SH.to_string()),
@@ -43,7 +45,7 @@ pub fn scripts() -> Vec<(&'static str, String)> {
         ("steps/pull/start-pull.sh", pull::START_PULL_SH.to_string()),
         ("steps/pull/wait-pull.sh", pull::WAIT_PULL_SH.to_string()),
         ("steps/stack/llm-check.sh", stack::LLM_CHECK_SH.to_string()),
-        ("steps/stack/cuda-check.sh", stack::CUDA_CHECK_SH.to_string()),
+        ("steps/gpu_check/cuda-check.sh", gpu_check::CUDA_CHECK_SH.to_string()),
         ("steps/stack/stack-up.sh", stack::stack_up_script()),
         ("steps/stack/update.sh", stack::update_script()),
         ("steps/stack/rollback.sh", stack::rollback_script()),

@@ -228,7 +228,7 @@ mod tests {
     fn the_watched_packages_are_the_steps_own() {
         let packages = FactsInputs::for_config(&Config::default()).packages;
         for p in docker::TOOLS.iter().chain(
-            ["docker.io", "docker-ce", "nvidia-container-toolkit", "nvidia-driver", "nvidia-driver-570-server"].iter(),
+            ["docker.io", "docker-ce", "nvidia-container-toolkit", "nvidia-driver", "nvidia-driver-580-server"].iter(),
         ) {
             assert!(packages.iter().any(|w| w == p), "{p} is not watched: {packages:?}");
         }

@@ -34,12 +34,15 @@
 //!     host/             says what host this is
 //!     ready/            cloud-init done, dpkg locks free; wait-ready.sh
 //!     apt/              lists fresh, upgraded, dpkg repaired first
-//!     docker/           Docker, compose v2, the docker group, pull concurrency (daemon-downloads.sh);
-//!                       restart-docker.sh (a restart waited for, the nvidia step's too)
+//!     docker/           Docker, compose v2, the docker group, pull concurrency and a Docker Hub
+//!                       mirror (daemon-json.sh), the Docker Hub login (dockerhub-login.sh), what
+//!                       Docker Hub's pull limit looks like; restart-docker.sh (a restart waited
+//!                       for, the nvidia step's too)
 //!     nvidia/           driver (held against unattended upgrades), container toolkit, runtime;
 //!                       debian-components.sh, hold-driver.sh
 //!     reboot/           reboot when the driver waits for one
-//!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime
+//!     gpu_check/        nvidia-smi answers, Docker has the nvidia runtime, the driver serves the
+//!                       CUDA the GPU images need (cuda-check.sh, the stack step's too)
 //!     layout/           the IMAGE working directory: clone (a private repository's credentials in a
 //!                       root-only file its git config names), links, .env, config/*.env (the operator
 //!                       scripts' too; one not given kept as the server has it, keep-env-lines.sh),
@@ -54,7 +57,8 @@
 //!     webui/            --llm-webui: Open WebUI on its own host name behind Traefik, connected to the
 //!                       local LLM, its first admin ours, routed only once that admin signs in;
 //!                       webui-compose.yml, webui-up.sh
-//!     stack/            the LLM check, imageup (or compose up), the deploy stamp, services not well;
+//!     stack/            the LLM check, the CUDA check again once pulled, imageup (or compose up),
+//!                       the deploy stamp, services not well;
 //!                       llm-check.sh, stack-up.sh, update.sh, rollback.sh (an update recorded or
 //!                       rolled back, `update --rollback`)
 //!     health/           every service well, the one HTTPS check, the request that proves the stack

@@ -107,7 +107,7 @@ mod tests {
         assert!(what("ready").contains("cloud-init running"), "{}", what("ready"));
         assert!(what("docker").contains("install docker.io docker-compose-v2"), "{}", what("docker"));
         assert!(what("docker").contains("add ubuntu to the docker group"), "{}", what("docker"));
-        assert!(what("nvidia").contains("install nvidia-driver-570-server"), "{}", what("nvidia"));
+        assert!(what("nvidia").contains("install nvidia-driver-580-server"), "{}", what("nvidia"));
         assert!(what("nvidia").contains("install nvidia-container-toolkit"), "{}", what("nvidia"));
         assert!(what("reboot").contains("NVIDIA driver"), "{}", what("reboot"));
         assert!(

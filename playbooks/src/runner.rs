@@ -389,11 +389,14 @@ impl Runner {
                 } else {
                     tail(&out.stdout, TAIL_LINES, TAIL_BYTES)
                 };
+                // A pull Docker Hub refused for its rate limit, wherever it
+                // came (the stack's, Traefik's, the LLM's): the two ways out.
+                let hint = crate::steps::docker::pull_limit_hint(&format!("{}{}", out.stdout_str(), out.stderr_str()));
                 Err(Stop::Failed(Failure {
                     message: format!("`{shown}` failed ({})", out.status),
                     command: Some(shown),
                     output_tail,
-                    hint: None,
+                    hint,
                     usage: false,
                 }))
             }

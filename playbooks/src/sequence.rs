@@ -140,7 +140,7 @@ impl Step {
             (Step::Docker, _) => steps::docker::plan(&f.host, &f.sources, &f.docker, cfg, fam),
             (Step::Nvidia, _) => steps::nvidia::plan(&f.host, &f.sources, &f.docker, &f.nvidia, cfg, fam),
             (Step::Reboot, _) => steps::reboot::plan(&f.host, &f.nvidia, &f.reboot, cfg, earlier.driver_would_install),
-            (Step::GpuCheck, _) => steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg),
+            (Step::GpuCheck, _) => steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg, fam),
             (Step::Upkeep, _) => steps::upkeep::plan(&f.upkeep, &f.files, cfg),
             (_, None) => Plan::Skip("--no-stack".into()),
             (Step::Layout, Some(img)) => {
@@ -156,26 +156,18 @@ impl Step {
             }
             (Step::WebUi, Some(img)) => steps::webui::plan(&f.containers, &f.files, &f.webui, img),
             (Step::Stack, Some(img)) => {
-                {
-                    // What to suggest should the driver be too old: the default
-                    // branch, or past it when it is the one installed.
-                    let default = crate::settings::DEFAULT_NVIDIA_DRIVER_BRANCH;
-                    let suggest = if cfg.nvidia_driver_branch == default {
-                        format!("a nvidia-driver-*-server branch newer than {default}")
-                    } else {
-                        format!("nvidia-driver-{default}")
-                    };
-                    let gpu = cfg.gpu.then_some(suggest.as_str());
-                    let facts = steps::stack::StackInputs {
-                        docker_gid: gid,
-                        layout: &f.layout,
-                        containers: &f.containers,
-                        pull: &f.pull,
-                        stack: &f.stack,
-                        files: &f.files,
-                    };
-                    steps::stack::plan(facts, gpu, img)
-                }
+                let cuda_check = cfg
+                    .gpu
+                    .then(|| steps::gpu_check::cuda_check(&img.base_dir, fam, steps::gpu_check::Unpulled::Unknown));
+                let facts = steps::stack::StackInputs {
+                    docker_gid: gid,
+                    layout: &f.layout,
+                    containers: &f.containers,
+                    pull: &f.pull,
+                    stack: &f.stack,
+                    files: &f.files,
+                };
+                steps::stack::plan(facts, cuda_check, img)
             }
             (Step::Health, Some(img)) => steps::health::plan(&f.stack, &f.health, img, earlier.stack_changed),
         };

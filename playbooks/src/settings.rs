@@ -5,7 +5,11 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-pub const DEFAULT_NVIDIA_DRIVER_BRANCH: &str = "570-server";
+/// NVIDIA's long-term support branch (maintained to August 2028; 570 was a
+/// production branch, ended February 2026): it serves CUDA 13.0, so every
+/// CUDA 12 image and the CUDA 13.0 ones. `update --upgrade-driver` moves a
+/// server of a lower branch to it.
+pub const DEFAULT_NVIDIA_DRIVER_BRANCH: &str = "580-server";
 pub const DEFAULT_NVIDIA_REPO: &str = "https://nvidia.github.io/libnvidia-container/stable/deb/$(ARCH) /";
 pub const DEFAULT_NVIDIA_REPO_KEY: &str = "https://nvidia.github.io/libnvidia-container/gpgkey";
 pub const DEFAULT_DOCKER_REPO: &str = "https://download.docker.com/linux/debian {codename} stable";
@@ -76,6 +80,14 @@ pub struct Config {
     /// Docker's apt source for Debian ({codename} is replaced).
     pub docker_repo: String,
     pub docker_repo_key: String,
+    /// --registry-mirror: daemon.json's registry-mirrors, which Docker asks
+    /// before Docker Hub (and for nothing else); None leaves daemon.json's
+    /// as it is.
+    pub registry_mirror: Option<String>,
+    /// --env-file dockerhub.env: the Docker Hub account root's Docker logs
+    /// in with, so pulls count against it and not the address's anonymous
+    /// limit.
+    pub dockerhub: Option<DockerHubLogin>,
     pub cloud_init_timeout: Duration,
     pub lock_timeout: Duration,
     pub reboot_timeout: Duration,
@@ -104,6 +116,8 @@ impl Default for Config {
             nvidia_repo_key: DEFAULT_NVIDIA_REPO_KEY.into(),
             docker_repo: DEFAULT_DOCKER_REPO.into(),
             docker_repo_key: DEFAULT_DOCKER_REPO_KEY.into(),
+            registry_mirror: None,
+            dockerhub: None,
             cloud_init_timeout: Duration::from_secs(600),
             lock_timeout: Duration::from_secs(600),
             reboot_timeout: Duration::from_secs(600),
@@ -113,6 +127,21 @@ impl Default for Config {
             expiry: Expiry::Keep,
             autostop: Autostop::Keep,
         }
+    }
+}
+
+/// A Docker Hub account (dockerhub.env's DOCKERHUB_USERNAME and
+/// DOCKERHUB_TOKEN, a personal access token or the password). Debug never
+/// shows the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DockerHubLogin {
+    pub username: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for DockerHubLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerHubLogin").field("username", &self.username).field("token", &"<redacted>").finish()
     }
 }
 

@@ -22,7 +22,10 @@ pub fn shown(v: &str) -> String {
 
 /// The env files a person may supply with `--env-file NAME=PATH`.
 pub const SUPPLIED_ENV_FILES: &[&str] =
-    &["llm.env", "maps.env", "azure-api.env", "apis-and-selection.env", "healthcheck.env", "hf.env"];
+    &["llm.env", "maps.env", "azure-api.env", "apis-and-selection.env", "healthcheck.env", "hf.env", "dockerhub.env"];
+/// What dockerhub.env must set (non-empty): the Docker Hub account root's
+/// Docker logs in with.
+pub const DOCKERHUB_KEYS: &[&str] = &["DOCKERHUB_USERNAME", "DOCKERHUB_TOKEN"];
 /// What llm.env must set (non-empty): the orchestrator's LLM client.
 pub const LLM_KEYS: &[&str] = &["LLM_URL", "LLM_API_KEY", "LLM_MODEL"];
 
@@ -269,6 +272,9 @@ pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
             ));
         }
     }
+    if name == "dockerhub.env" {
+        dockerhub_login(text)?;
+    }
     if name == "hf.env" && last("HF_TOKEN").is_none_or(str::is_empty) {
         return Err("HF_TOKEN not set (a Hugging Face access token that may read the gated model)".into());
     }
@@ -296,6 +302,54 @@ pub fn check_env_file(name: &str, text: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// dockerhub.env's account: DOCKERHUB_USERNAME a Docker ID (4 to 30
+/// lowercase letters and digits, as Docker Hub makes them), DOCKERHUB_TOKEN
+/// a personal access token (or the password): one line, no spaces, as
+/// `docker login --password-stdin` reads it. Errors never show the token.
+pub fn dockerhub_login(text: &str) -> Result<crate::settings::DockerHubLogin, String> {
+    let entries = parse_env_file(text)?;
+    let last = |key: &str| entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.trim().to_string());
+    let lacking: Vec<&str> = DOCKERHUB_KEYS.iter().copied().filter(|k| last(k).is_none_or(|v| v.is_empty())).collect();
+    if !lacking.is_empty() {
+        return Err(format!(
+            "{} not set (DOCKERHUB_USERNAME your Docker ID, DOCKERHUB_TOKEN a personal access token from Docker Hub's \
+             account settings, read-only is enough)",
+            lacking.join(", ")
+        ));
+    }
+    if let Some((key, _)) = entries.iter().find(|(k, _)| !DOCKERHUB_KEYS.contains(&k.as_str())) {
+        return Err(format!("{key} is not a dockerhub.env key (it takes DOCKERHUB_USERNAME and DOCKERHUB_TOKEN)"));
+    }
+    let username = last("DOCKERHUB_USERNAME").unwrap_or_default();
+    let id_ok =
+        (4..=30).contains(&username.len()) && username.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !id_ok {
+        return Err(format!(
+            "DOCKERHUB_USERNAME {} is not a Docker ID (4 to 30 lowercase letters and digits; not an e-mail address)",
+            shown(&username)
+        ));
+    }
+    let token = last("DOCKERHUB_TOKEN").unwrap_or_default();
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) || token.len() > 512 {
+        return Err("DOCKERHUB_TOKEN has a space or a control character, or is longer than 512 characters \
+                    (a token is one word; its value is not shown)"
+            .into());
+    }
+    Ok(crate::settings::DockerHubLogin { username, token })
+}
+
+/// A Docker Hub mirror for daemon.json's registry-mirrors, checked as
+/// dockerd checks one (it refuses to start on a bad one): http:// or
+/// https://, a host, no user name or password (Docker takes none there; a
+/// mirror that needs a login is not one it can use), no query or fragment.
+pub fn check_registry_mirror(u: &str) -> Result<(), String> {
+    check_network_url(u, &["https", "http"])?;
+    if u.contains(['?', '#']) {
+        return Err(format!("{} has a query or fragment, which dockerd refuses in a mirror", shown(u)));
+    }
+    Ok(())
+}
+
 /// An ACME directory URL: https (the account key and certificates go
 /// there), and safe in Traefik's command line in a compose file.
 pub fn check_acme_server(u: &str) -> Result<(), String> {
@@ -317,7 +371,7 @@ pub fn check_driver_branch(b: &str) -> Result<(), String> {
     if (3..=4).contains(&digits) && ["", "-server", "-open", "-server-open"].contains(&rest) {
         Ok(())
     } else {
-        Err(format!("{} is not a driver branch (a number such as 570, then -server and/or -open)", shown(b)))
+        Err(format!("{} is not a driver branch (a number such as 580, then -server and/or -open)", shown(b)))
     }
 }
 
@@ -774,5 +828,31 @@ mod tests {
         assert_eq!(https_host("https://github.com/lab/IMAGE-server.git"), Some("github.com"));
         assert_eq!(https_host("https://git.example.org:8443"), Some("git.example.org:8443"));
         assert_eq!(https_host("file:///srv/IMAGE-server"), None);
+    }
+
+    /// dockerhub.env: the account, read as compose reads env files; what
+    /// cannot work named without the token; a mirror as dockerd takes one.
+    #[test]
+    fn docker_hub_login_and_mirror() {
+        let login =
+            dockerhub_login("# ours\nDOCKERHUB_USERNAME = imagebot\nDOCKERHUB_TOKEN=\"dckr_pat_x1\"\n").unwrap();
+        assert_eq!((login.username.as_str(), login.token.as_str()), ("imagebot", "dckr_pat_x1"));
+        for (text, says) in [
+            ("DOCKERHUB_USERNAME=imagebot\n", "DOCKERHUB_TOKEN not set"),
+            ("DOCKERHUB_USERNAME=Bot@x.org\nDOCKERHUB_TOKEN=dckr_pat_x1\n", "not a Docker ID"),
+            ("DOCKERHUB_USERNAME=imagebot\nDOCKERHUB_TOKEN=dckr_pat_x1\nPASSWORD=dckr_pat_x1\n", "PASSWORD is not"),
+            ("DOCKERHUB_USERNAME=imagebot\nDOCKERHUB_TOKEN='dckr_pat_x1 2'\n", "has a space"),
+        ] {
+            let e = dockerhub_login(text).unwrap_err();
+            assert!(e.contains(says) && !e.contains("dckr_pat_x1"), "{text:?}: {e}");
+            assert_eq!(check_env_file("dockerhub.env", text).unwrap_err(), e);
+        }
+        for ok in ["https://mirror.gcr.io", "http://10.0.0.5:5000", "https://mirror.example.org/dockerhub/"] {
+            assert_eq!(check_registry_mirror(ok), Ok(()), "{ok}");
+        }
+        for bad in ["ftp://m.example.org", "m.example.org", "https://u:p@m.example.org", "https://m.example.org/?a=1"] {
+            let e = check_registry_mirror(bad).unwrap_err();
+            assert!(!e.contains("u:p"), "{e}");
+        }
     }
 }

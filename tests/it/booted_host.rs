@@ -4,6 +4,7 @@
 //! systemctl and the reboot are the real ones; only the GPU (the NVIDIA
 //! packages, nvidia-smi, nvidia-ctk and the runtime hook) is a stand-in.
 
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use image_provision_testsupport::cli::{self, outcomes, state_for, stdout};
@@ -217,4 +218,103 @@ echo "== end"
     let listed: Vec<&str> = section(&out, "facts").into_iter().filter(|l| l.starts_with("container=")).collect();
     assert_eq!(listed, facts, "{out}");
     ssh_ok(host, "root", "docker rm facts-plain facts-hard facts-amp facts-quote >/dev/null");
+}
+
+/// cuda-check.sh (the gpu-check and stack steps' CUDA check) with real
+/// Docker, compose and jq and the driver the stand-in packages installed
+/// (580-server: nvidia-smi says CUDA 13.0), over a compose project of
+/// images made on the host, each saying its CUDA another way: what each GPU
+/// image needs comes from NVIDIA_REQUIRE_CUDA, else CUDA_VERSION, else it
+/// is unknown (never met); an image not pulled is left to the stack step
+/// or unknown; a service without a GPU is not checked; an image needing
+/// more than the driver serves fails the check, naming the branch to pick,
+/// or saying that no branch known serves it.
+#[test]
+fn the_cuda_check_reads_each_gpu_images_need_and_names_the_branch_to_pick() {
+    let host = boot_timed(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    let state = state_for(&host);
+    let out = cli::run(
+        &mut cli::on_host(BIN, &host, host.default_user(), state.path(), &["bootstrap", "--no-stack"]),
+        "bootstrap --no-stack",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", host.logs());
+    let gpu = cli::step_line(&out, "gpu-check");
+    assert!(gpu.contains("driver 580.95.05") && !gpu.contains("CUDA"), "no stack, no images to check: {gpu}");
+
+    host.sh_ok(
+        r#"set -e
+        image() { # NAME [ENV]: an image of one empty layer, with ENV
+            if [ -n "${2:-}" ]; then tar -cf - -T /dev/null | docker import --change "ENV $2" - "$1" >/dev/null
+            else tar -cf - -T /dev/null | docker import - "$1" >/dev/null; fi
+        }
+        image local/required:1 'NVIDIA_REQUIRE_CUDA=cuda>=12.8 brand=tesla,driver>=535,driver<536'
+        image local/version-only:1 'CUDA_VERSION=12.9.1'
+        image local/silent:1
+        image local/cpu:1 'NVIDIA_REQUIRE_CUDA=cuda>=99.0'
+        image local/newer:1 'CUDA_VERSION=13.1.0'
+        mkdir -p /srv/cuda/a /srv/cuda/b /srv/cuda/none
+        gpu='deploy: {resources: {reservations: {devices: [{driver: nvidia, capabilities: [gpu]}]}}}'
+        cat >/srv/cuda/a/docker-compose.yml <<YAML
+services:
+  required: {image: "local/required:\${TAG}", $gpu}
+  version-only: {image: local/version-only:1, $gpu}
+  silent: {image: local/silent:1, $gpu}
+  not-pulled: {image: local/not-pulled:1, $gpu}
+  cpu: {image: local/cpu:1}
+YAML
+        echo TAG=1 >/srv/cuda/a/.env
+        cat >/srv/cuda/b/docker-compose.yml <<YAML
+services:
+  newer: {image: local/newer:1, $gpu}
+YAML
+"#,
+    );
+    host.write("/srv/cuda/cuda-check.sh", image_provision_playbooks::steps::gpu_check::CUDA_CHECK_SH.as_bytes());
+    let check = |dirs: &str, defer: &str, branches: &str| {
+        host.sh(&format!(
+            "PROJECT_DIRS='{dirs}' DEFER_UNPULLED={defer} BRANCHES='{branches}' FAMILY=ubuntu bash /srv/cuda/cuda-check.sh"
+        ))
+    };
+    let text = |o: &Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+
+    // A project without a compose file is skipped; .env's values apply.
+    let ok = check("/srv/cuda/a /srv/cuda/none", "no", "580-server:13.0");
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "result: driver 580.95.05 (CUDA 13.0) meets local/required:1 cuda>=12.8, local/version-only:1 cuda>=12.9; \
+         CUDA needed unknown: local/not-pulled:1 (not pulled), local/silent:1 (neither NVIDIA_REQUIRE_CUDA nor CUDA_VERSION)"
+    );
+    let deferred = check("/srv/cuda/a", "yes", "580-server:13.0");
+    assert!(
+        String::from_utf8_lossy(&deferred.stdout)
+            .contains("; not pulled yet, checked by the stack step: local/not-pulled:1"),
+        "{}",
+        text(&deferred)
+    );
+    // Only images that say nothing: not a word of "meets".
+    host.sh_ok("sed -i '/required\\|version-only/d' /srv/cuda/a/docker-compose.yml");
+    let silent = check("/srv/cuda/a", "no", "580-server:13.0");
+    let said = text(&silent);
+    assert!(silent.status.success() && !said.contains("meets") && said.contains("CUDA needed unknown"), "{said}");
+
+    // More than the driver serves: the branch to pick, else none known.
+    let over = check("/srv/cuda/a /srv/cuda/b", "no", "580-server:13.0 590-server:13.1");
+    assert_eq!(over.status.code(), Some(1), "{}", text(&over));
+    let said = text(&over);
+    assert!(
+        said.contains("the NVIDIA driver 580.95.05 serves CUDA 13.0, but local/newer:1 needs cuda>=13.1"),
+        "{said}"
+    );
+    assert!(said.contains("pick the driver branch 590-server (CUDA 13.1 or later)"), "{said}");
+    assert!(said.contains("`image-provision update --upgrade-driver --nvidia-driver 590-server`"), "{said}");
+    let none = check("/srv/cuda/b", "no", "580-server:13.0");
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        text(&none)
+            .contains("no driver branch image-provision knows serves CUDA 13.1 (the newest it knows: 580-server)"),
+        "{}",
+        text(&none)
+    );
 }

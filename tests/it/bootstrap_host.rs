@@ -93,7 +93,7 @@ fn full_run(distro: Distro) {
     }
     let driver = match distro {
         Distro::Debian12 => "nvidia-driver",
-        Distro::Ubuntu2204Standin => "nvidia-driver-570-server",
+        Distro::Ubuntu2204Standin => "nvidia-driver-580-server",
     };
     // Installed and held against unattended upgrades (apt-mark hold).
     host.sh_ok(&format!("dpkg-query -W -f='${{Status}}' {driver} | grep -q 'hold ok installed'"));
@@ -147,7 +147,7 @@ fn full_run(distro: Distro) {
     );
     assert_eq!(verify.status.code(), Some(0), "verify --no-stack: healthy");
     let v: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
-    let branch = if distro == Distro::Debian12 { "535." } else { "570." };
+    let branch = if distro == Distro::Debian12 { "535." } else { "580." };
     assert_eq!(v["driver_version"].as_str().map(|d| d.starts_with(branch)), Some(true), "{v}");
     assert_eq!(v["docker_nvidia_runtime"], true);
     let calls_before = host.calls().len();
@@ -182,7 +182,7 @@ fn debian12_bare_host_to_verified_gpu_then_converged() {
 }
 
 /// The Ubuntu 22.04 STAND-IN (Debian's root with Ubuntu's os-release): takes
-/// the Ubuntu branch (docker.io + docker-compose-v2, nvidia-driver-570-server).
+/// the Ubuntu branch (docker.io + docker-compose-v2, nvidia-driver-580-server).
 #[test]
 fn ubuntu2204_standin_bare_host_to_verified_gpu_then_converged() {
     full_run(Distro::Ubuntu2204Standin);
@@ -547,7 +547,8 @@ fn debian12_deb822_sources_get_non_free_once() {
 
 /// A GPU-ready image (AWS's Deep Learning Base AMI, `ec2 create
 /// --base-image dlami`: the driver installed and loaded before the first
-/// run): the nvidia step sees it working and installs no driver, no reboot
+/// run, here of the previous default branch, 570): the nvidia step sees it
+/// working and installs no driver (not the default 580 either), no reboot
 /// follows, and the GPU check passes.
 #[test]
 fn a_working_driver_gets_no_driver_install_and_no_reboot() {
@@ -572,6 +573,7 @@ fn a_working_driver_gets_no_driver_install_and_no_reboot() {
     let nvidia = detail_of(&out, "nvidia");
     assert!(!nvidia.contains("install nvidia-driver"), "{nvidia}");
     assert!(nvidia.contains("install nvidia-container-toolkit"), "{nvidia}");
+    assert!(dpkg_installed(&host, "nvidia-driver-570-server") && !dpkg_installed(&host, "nvidia-driver-580-server"));
     let steps = outcomes(&out);
     let outcome = |name: &str| steps.iter().find(|(s, _)| s == name).map(|(_, o)| o.as_str());
     assert_eq!(outcome("reboot"), Some("ok"));

@@ -239,12 +239,16 @@ fn bare_host_to_the_running_stack_behind_traefik_then_converged() {
             format!("POST /v1/chat/completions auth=ok {model} image=yes json=yes"),
         ]
     );
-    // The driver (570-server, CUDA 12.8) meets the GPU images' needs.
+    // The driver (580-server, CUDA 13.0) meets each GPU image's need, as
+    // its NVIDIA_REQUIRE_CUDA says it; the gpu-check step ran while the
+    // pull did, and left what was not pulled yet to the stack step.
+    let needs = "meets ghcr.io/shared-reality-lab/image-multilang-support:latest cuda>=11.8, \
+                 ghcr.io/shared-reality-lab/image-object-detection:latest cuda>=12.4";
     let stack = step_line(&first, "stack");
-    assert!(
-        stack.contains("driver 570.195.03 (CUDA 12.8) meets the GPU images' cuda>=12.4 (ghcr.io/shared-reality-lab/image-object-detection:latest)"),
-        "{stack}"
-    );
+    assert!(stack.contains(&format!("driver 580.95.05 (CUDA 13.0) {needs}")), "{stack}");
+    assert!(!stack.contains("unknown"), "{stack}");
+    let gpu_check = step_line(&first, "gpu-check");
+    assert!(gpu_check.contains("driver 580.95.05 (CUDA 13.0)"), "{gpu_check}");
     let health = step_line(&first, "health");
     assert!(
         health.contains("POST /render/preprocess answered in ")
@@ -963,9 +967,10 @@ fn dry_run_shows_the_image_steps_and_changes_nothing() {
 
 /// A driver branch too old for the CUDA a GPU image was built for (535:
 /// CUDA 12.2; the stand-in object-detection image says cuda>=12.4, as its
-/// NVIDIA_REQUIRE_CUDA): the stack step stops before the bring-up, naming
-/// the image and what to install, instead of NVIDIA's toolkit refusing the
-/// container deep inside compose.
+/// NVIDIA_REQUIRE_CUDA): the run stops before the bring-up, naming the
+/// image and the branch to pick (the default, 580-server) and how to move
+/// this server to it, instead of NVIDIA's toolkit refusing the container
+/// deep inside compose.
 #[test]
 fn a_driver_too_old_for_the_gpu_images_stops_before_the_stack_naming_the_image() {
     let host = TestHost::boot(Distro::Ubuntu2204Standin);
@@ -976,12 +981,15 @@ fn a_driver_too_old_for_the_gpu_images_stops_before_the_stack_naming_the_image()
     let out = bootstrap(&host, state.path(), &["--no-llm", "--nvidia-driver", "535-server", "--no-imageup"]);
     assert_eq!(out.status.code(), Some(1), "a driver too old");
     let err = stderr(&out);
-    assert!(err.contains("step stack failed"), "{err}");
+    // The gpu-check step when the pull had brought the image by then, else
+    // the stack step once it has.
+    assert!(err.contains("step gpu-check failed") || err.contains("step stack failed"), "{err}");
     assert!(
-        err.contains("the NVIDIA driver 535.230.02 supports CUDA 12.2, but ghcr.io/shared-reality-lab/image-object-detection:latest needs cuda>=12.4"),
+        err.contains("the NVIDIA driver 535.230.02 serves CUDA 12.2, but ghcr.io/shared-reality-lab/image-object-detection:latest needs cuda>=12.4"),
         "{err}"
     );
-    assert!(err.contains("install nvidia-driver-570-server on the host"), "{err}");
+    assert!(err.contains("pick the driver branch 580-server (CUDA 12.4 or later)"), "{err}");
+    assert!(err.contains("`image-provision update --upgrade-driver --nvidia-driver 580-server`"), "{err}");
     assert_eq!(host.sh_ok("docker ps -aq --filter name=image-").trim(), "", "the stack was not started");
 }
 

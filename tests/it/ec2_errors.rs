@@ -379,7 +379,7 @@ fn dry_run_prints_every_call_and_makes_none() {
     assert_eq!(names, IMAGE_STEPS, "{text}");
     let what = |step: &str| steps.iter().find(|(s, _)| s.trim() == step).map(|(_, w)| *w).unwrap_or_default();
     assert!(what("docker").contains("install docker.io docker-compose-v2"), "{text}");
-    assert!(what("nvidia").contains("install nvidia-driver-570-server"), "{text}");
+    assert!(what("nvidia").contains("install nvidia-driver-580-server"), "{text}");
     assert!(what("layout").contains("clone https://github.com/Shared-Reality-Lab/IMAGE-server.git"), "{text}");
     assert!(what("stack").contains("bin/imageup"), "{text}");
     assert!(actions(&env).is_empty(), "the dry run called AWS: {:?}", actions(&env));

@@ -276,3 +276,69 @@ fn every_flag_refuses_hostile_values_with_a_message_and_creates_nothing() {
     assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
     drop(sshd);
 }
+
+/// Docker Hub's inputs that cannot work, each refused with exit 2 before
+/// anything connects or is created, the credential in them never shown: a
+/// mirror URL with a user and password, of another scheme, without one,
+/// with a query; a dockerhub.env without its token, with an e-mail for the
+/// Docker ID, with a key it does not take, with a token of two words, or
+/// given empty.
+#[test]
+fn docker_hub_inputs_that_cannot_work_are_refused_and_their_secrets_never_shown() {
+    let sshd = Sshd::start("flags-dockerhub");
+    let host = format!("root@127.0.0.1:{}", sshd.port);
+    let aws_endpoint = format!("http://127.0.0.1:{}", free_port());
+    let files = tempfile::tempdir().unwrap();
+    let secret = "dckr_pat_never_shown_7f3a";
+    let env_file = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        format!("dockerhub.env={}", path.display())
+    };
+    let bad_files = [
+        env_file("no-token.env", "DOCKERHUB_USERNAME=imagebot\n"),
+        env_file("email.env", &format!("DOCKERHUB_USERNAME=bot@example.org\nDOCKERHUB_TOKEN={secret}\n")),
+        env_file("extra.env", &format!("DOCKERHUB_USERNAME=imagebot\nDOCKERHUB_TOKEN={secret}\nOTHER=1\n")),
+        env_file("two-words.env", &format!("DOCKERHUB_USERNAME=imagebot\nDOCKERHUB_TOKEN=\"{secret} x\"\n")),
+        "dockerhub.env=".to_string(),
+    ];
+    let mirrors = [
+        format!("https://imagebot:{secret}@mirror.example.org"),
+        "ftp://mirror.example.org".to_string(),
+        "mirror.example.org".to_string(),
+        "https://mirror.example.org/?region=eu".to_string(),
+    ];
+    let base = ["bootstrap", "--host", &host, "--no-llm"].map(str::to_string);
+    let mut cases = Vec::new();
+    for mirror in &mirrors {
+        let args = [&base[..], &["--registry-mirror".to_string(), mirror.clone()]].concat();
+        cases.push(Case { what: format!("--registry-mirror {mirror:?}"), args, allowed: &[2] });
+    }
+    for spec in &bad_files {
+        let args = [&base[..], &["--env-file".to_string(), spec.clone()]].concat();
+        cases.push(Case { what: format!("--env-file {spec}"), args, allowed: &[2] });
+    }
+    let mut problems = Vec::new();
+    for case in &cases {
+        problems.extend(run(case, &aws_endpoint));
+        // run() checked the exit and that nothing was created; the secret
+        // must not be in what it said either.
+        let out = Command::new(BIN)
+            .args(&case.args)
+            .env("HOME", files.path())
+            .env("IMAGE_PROVISION_STATE_DIR", files.path().join("state"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        if said.contains(secret) {
+            problems.push(format!("{}: showed the secret: {said}", case.what));
+        }
+        if !said.contains("dockerhub.env") && !said.contains("--registry-mirror") {
+            problems.push(format!("{}: the message does not name the input: {said}", case.what));
+        }
+    }
+    assert!(problems.is_empty(), "{} problems:\n{}", problems.len(), problems.join("\n"));
+    assert!(!files.path().join("state").exists(), "a refused run made its state directory");
+    drop(sshd);
+}

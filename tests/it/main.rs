@@ -18,6 +18,8 @@ mod bootstrap_host;
 mod bootstrap_image;
 /// shellcheck over every script the binary sends and every stand-in.
 mod bootstrap_shellcheck;
+/// Docker Hub's pull limit: named with its fixes; a mirror, a login.
+mod docker_hub;
 /// `ec2 create` end to end: moto's EC2 API and a test host as the instance.
 mod ec2_bootstrap;
 /// `ec2 create --domain`: the Elastic IP and the Route 53 records, against moto.

@@ -7,7 +7,8 @@
 //! imageup --service; turned off, a unit is removed; with --autostop, the
 //! host's idle stop fires once no request has come for that long; with
 //! --ttl, the host powers itself off at its expiry, which a bootstrap
-//! without --ttl keeps.
+//! without --ttl keeps. The driver bootstrap holds, upgraded on purpose
+//! (`update --upgrade-driver`): moved to the default branch, then within it.
 
 use std::path::Path;
 use std::process::Output;
@@ -21,25 +22,25 @@ use crate::BIN;
 const BASE: &str = "/var/docker/image";
 const LOGS: &str = "/var/docker/image/logs/healthcheck";
 
-/// The newer driver's version (the stand-in archive has 570.195.03).
-const NEWER: &str = "570.211.01-0ubuntu0.22.04.1";
+/// The newer driver's version (the stand-in archive has 580.95.05).
+const NEWER: &str = "580.105.08-0ubuntu0.22.04.1";
 
 /// A newer build of the installed driver (its metapackage and utilities,
 /// made from the installed ones, the version changed) in a local apt
 /// source: what Ubuntu's archive publishes when NVIDIA releases a fix.
 const NEWER_DRIVER: &str = r#"set -euo pipefail
-v=570.211.01-0ubuntu0.22.04.1
+v=580.105.08-0ubuntu0.22.04.1
 repo=/srv/newer-driver
 work=$(mktemp -d)
 mkdir -p "$repo"
-for p in nvidia-utils-570-server nvidia-driver-570-server; do
+for p in nvidia-utils-580-server nvidia-driver-580-server; do
     mkdir -p "$work/$p/DEBIAN"
     dpkg-query -s "$p" | grep -E '^(Package|Architecture|Maintainer|Depends|Conflicts|Description):' |
-        sed "s/570\.195\.03-0ubuntu0\.22\.04\.1/$v/g" >"$work/$p/DEBIAN/control"
+        sed "s/580\.95\.05-0ubuntu0\.22\.04\.1/$v/g" >"$work/$p/DEBIAN/control"
     echo "Version: $v" >>"$work/$p/DEBIAN/control"
     for f in postinst postrm; do
         if [ -f "/var/lib/dpkg/info/$p.$f" ]; then
-            sed 's/570\.195\.03/570.211.01/g' "/var/lib/dpkg/info/$p.$f" >"$work/$p/DEBIAN/$f"
+            sed 's/580\.95\.05/580.105.08/g' "/var/lib/dpkg/info/$p.$f" >"$work/$p/DEBIAN/$f"
             chmod 0755 "$work/$p/DEBIAN/$f"
         fi
     done
@@ -128,7 +129,7 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     assert!(!host.exists("/etc/systemd/system/image-provision-expire.timer"), "no --ttl, no power-off");
     // The driver is held against unattended upgrades.
     let held = host.sh_ok("apt-mark showhold");
-    assert!(held.contains("nvidia-driver-570-server") && held.contains("nvidia-utils-570-server"), "{held}");
+    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
     // The operator scripts' env files: healthcheck.env root's only, with
     // the webhook and our LOG_DIR; bin/imagelogs works as written.
     let env = format!("{BASE}/IMAGE-server/config/healthcheck.env");
@@ -262,28 +263,6 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
-    // A driver upgrade on purpose: with nothing newer, no reboot; with a
-    // newer driver in an apt source, upgraded, held again, one reboot, and
-    // the stack back and updated after it.
-    let update = ["update", "--upgrade-driver", "--imageup-timeout", "3m", "--health-timeout", "2m"];
-    let reboots = host.reboots();
-    let same = run(&host, state.path(), &update);
-    assert!(same.status.success(), "update --upgrade-driver with nothing newer");
-    assert!(stderr(&same).contains("the driver is the newest available: "), "{}", stderr(&same));
-    assert_eq!(host.reboots(), reboots);
-    host.sh_ok(NEWER_DRIVER);
-    let newer = run(&host, state.path(), &update);
-    assert!(newer.status.success(), "update --upgrade-driver");
-    let said = stderr(&newer);
-    assert!(said.contains(&format!("upgraded nvidia-driver-570-server {NEWER}")), "{said}");
-    assert!(said.contains("rebooted in "), "{said}");
-    assert_eq!(host.reboots(), reboots + 1);
-    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("570.211.01"));
-    let held = host.sh_ok("apt-mark showhold");
-    assert!(held.contains("nvidia-driver-570-server") && held.contains("nvidia-utils-570-server"), "{held}");
-    let v: serde_json::Value = serde_json::from_slice(&run(&host, state.path(), &["verify", "--json"]).stdout).unwrap();
-    assert_eq!(v["driver_version"], "570.211.01", "{v}");
-
     // Turned off: the update timer and its unit stopped and removed.
     let off = run(&host, state.path(), &[&common[..], &["--auto-update", "off"]].concat());
     assert!(off.status.success());
@@ -353,14 +332,16 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
     // Asked for, and refused (logind's answer to a masked target).
     let asked = text.contains("Call to PowerOff failed") || text.contains("poweroff.target is masked");
     assert!(asked, "the power-off was asked for: {text}");
-    host.sh_ok("systemctl unmask poweroff.target");
-    // `--autostop off` removes it.
+    // `--autostop off` removes it. poweroff.target stays masked until then:
+    // the timer still looks every 5 s, and unmasked, its next look powered
+    // the host off before the removal (a run's "cannot reach" after it).
     let off = run(&host, state.path(), &[&common[..], &["--auto-update", "off", "--autostop", "off"]].concat());
     assert!(off.status.success(), "bootstrap --autostop off");
     let line = cli::step_line(&off, "upkeep");
     assert!(line.contains("remove: image-provision-autostop.timer"), "{line}");
     assert!(!host.exists("/etc/systemd/system/image-provision-autostop.timer"));
     assert!(!host.exists("/usr/local/lib/image-provision/autostop.sh"));
+    host.sh_ok("systemctl unmask poweroff.target");
 
     // The expiry. `--ttl 2h` arms it: the timer waits for its calendar
     // time, and the check it ran as it started found the time not yet come.
@@ -428,4 +409,75 @@ fn the_stack_comes_back_after_a_reboot_and_the_timers_do_their_work() {
         "{console}"
     );
     assert_eq!(host.reboots(), reboots);
+}
+
+/// `update --upgrade-driver` on a server bootstrapped with the previous
+/// default branch (570-server): moved to the default (580-server), the old
+/// branch's packages replaced and the new ones held, one reboot, the stack
+/// back and updated after it; then within the branch, with nothing newer,
+/// no reboot; with a newer build in an apt source, upgraded, held again,
+/// one reboot; verify reports the driver that runs.
+#[test]
+fn upgrade_driver_moves_to_the_default_branch_then_upgrades_within_it() {
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    let state = state_for(&host);
+    let args = [
+        "bootstrap",
+        "--no-llm",
+        "--image-profile",
+        "test",
+        "--imageup-timeout",
+        "3m",
+        "--nvidia-driver",
+        "570-server",
+    ];
+    let boot = run(&host, state.path(), &args);
+    assert!(boot.status.success(), "bootstrap --nvidia-driver 570-server");
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-570-server") && held.contains("nvidia-utils-570-server"), "{held}");
+
+    // First the move to the default branch
+    // (580-server): the old branch's packages replaced, the new ones held,
+    // one reboot, the stack back and updated after it.
+    let update = ["update", "--upgrade-driver", "--imageup-timeout", "3m", "--health-timeout", "2m"];
+    let reboots = host.reboots();
+    let moved = run(&host, state.path(), &update);
+    assert!(moved.status.success(), "update --upgrade-driver to the default branch");
+    let said = stderr(&moved);
+    assert!(
+        said.contains("moved from nvidia-driver-570-server to nvidia-driver-580-server 580.95.05-0ubuntu0.22.04.1"),
+        "{said}"
+    );
+    assert!(said.contains("rebooted in "), "{said}");
+    assert_eq!(host.reboots(), reboots + 1);
+    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("580.95.05"));
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
+    assert!(!held.contains("570-server"), "{held}");
+    assert!(
+        host.sh("dpkg-query -W -f '${db:Status-Abbrev}' nvidia-driver-570-server | grep -q '^ii'").status.code()
+            != Some(0)
+    );
+    // Then within the branch: with nothing newer, no reboot; with a newer
+    // driver in an apt source, upgraded, held again, one reboot.
+    let reboots = host.reboots();
+    let same = run(&host, state.path(), &update);
+    assert!(same.status.success(), "update --upgrade-driver with nothing newer");
+    assert!(stderr(&same).contains("the driver is the newest available: "), "{}", stderr(&same));
+    assert_eq!(host.reboots(), reboots);
+    host.sh_ok(NEWER_DRIVER);
+    let newer = run(&host, state.path(), &update);
+    assert!(newer.status.success(), "update --upgrade-driver");
+    let said = stderr(&newer);
+    assert!(said.contains(&format!("upgraded nvidia-driver-580-server {NEWER}")), "{said}");
+    assert!(said.contains("rebooted in "), "{said}");
+    assert_eq!(host.reboots(), reboots + 1);
+    assert!(host.sh_ok("nvidia-smi --query-gpu=driver_version --format=csv,noheader").contains("580.105.08"));
+    let held = host.sh_ok("apt-mark showhold");
+    assert!(held.contains("nvidia-driver-580-server") && held.contains("nvidia-utils-580-server"), "{held}");
+    let v: serde_json::Value = serde_json::from_slice(&run(&host, state.path(), &["verify", "--json"]).stdout).unwrap();
+    assert_eq!(v["driver_version"], "580.105.08", "{v}");
 }

@@ -609,8 +609,8 @@ impl TestHost {
     }
 
     /// Add the local apt repository of stand-in packages
-    /// (tests/testhost/standins/build-repo.sh: nvidia-driver-570-server and
-    /// -535-server, their nvidia-utils, nvidia-driver, nvidia-smi,
+    /// (tests/testhost/standins/build-repo.sh: nvidia-driver-580-server,
+    /// -570-server and -535-server, their nvidia-utils, nvidia-driver, nvidia-smi,
     /// nvidia-container-toolkit)
     /// to the host: the .debs in /srv/standin-apt and
     /// `deb [trusted=yes] file:/srv/standin-apt ./` in
@@ -653,7 +653,7 @@ impl TestHost {
         self.write(
             "/etc/apt/preferences.d/standin.pref",
             b"# image-provision tests: the stand-ins (local file: repositories) win\n\
-              Package: nvidia-driver nvidia-smi nvidia-driver-570-server nvidia-utils-570-server nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
+              Package: nvidia-driver nvidia-smi nvidia-driver-580-server nvidia-utils-580-server nvidia-driver-570-server nvidia-utils-570-server nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit\n\
               Pin: origin \"\"\n\
               Pin-Priority: 1001\n",
         );
@@ -764,12 +764,86 @@ impl TestHost {
             start_registry(&self.ctl.join("registry"), outer)
         };
         self.services.lock().unwrap().push(registry);
+        self.point_registries_here(&ca);
+    }
+
+    /// The host's side of the test registry: the tests' CA trusted for
+    /// ghcr.io and Docker Hub, both names at the machine's end.
+    fn point_registries_here(&self, ca: &Path) {
+        let outer = self.outer_ip();
         // Docker Hub's endpoint checks the system's roots; ghcr.io's also
         // the registry's own directory, where a server's admin puts a CA.
         let ca_pem = fs::read(ca.join("ca.crt")).expect("the tests' ca.crt");
         self.write("/etc/docker/certs.d/ghcr.io/ca.crt", &ca_pem);
         self.trust_ca("image-provision-tests-ca", &ca_pem);
         self.sh_ok(&format!("echo '{outer} ghcr.io registry-1.docker.io' >>/etc/hosts"));
+    }
+
+    /// [`TestHost::enable_registry`] with Docker Hub's own answers in front
+    /// (tests/testhost/registry/dockerhub-standin.py at the machine's end,
+    /// port 443, the real registry behind it on port 4443): token
+    /// authentication, the one account `account` ("USER:TOKEN", kept in a
+    /// file of mode 0600), and Docker Hub's pull limit once
+    /// `anonymous_pulls` anonymous manifest requests have been answered.
+    /// ghcr.io's requests pass through. Its request log:
+    /// [`TestHost::docker_hub_requests`].
+    pub fn enable_registry_behind_docker_hub(&self, account: &str, anonymous_pulls: u32) {
+        assert!(self.booted, "enable_registry_behind_docker_hub is for booted hosts (TestHost::boot)");
+        let (storage, ca) = registry_storage();
+        let outer = self.outer_ip();
+        let backend = SocketAddr::from((outer, 4443));
+        let registry = serve_registry(&self.ctl.join("registry"), &storage, backend);
+        self.services.lock().unwrap().push(registry);
+        let dir = self.ctl.join("dockerhub");
+        issue_test_cert(&ca, &dir, "DNS:ghcr.io,DNS:registry-1.docker.io");
+        let account_file = dir.join("account");
+        fs::write(&account_file, account).expect("writing the account file");
+        fs::set_permissions(&account_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+        let arg = |p: &Path| p.display().to_string();
+        let script = arg(&scripts_dir().join("registry/dockerhub-standin.py"));
+        let hub = spawn_watched(
+            &dir,
+            "dockerhub",
+            &[
+                "python3",
+                &script,
+                &outer.to_string(),
+                "443",
+                &arg(&dir.join("server.crt")),
+                &arg(&dir.join("server.key")),
+                &arg(&ca.join("ca.crt")),
+                &format!("https://{backend}"),
+                &arg(&account_file),
+                &anonymous_pulls.to_string(),
+            ],
+            &[],
+        );
+        wait_for_listener(SocketAddr::from((outer, 443)), &dir.join("dockerhub.log"));
+        self.services.lock().unwrap().push(hub);
+        self.point_registries_here(&ca);
+    }
+
+    /// The requests the Docker Hub stand-in answered, one line each
+    /// ("registry-1.docker.io GET /v2/library/traefik/manifests/v3.1 auth=anonymous -> 429").
+    pub fn docker_hub_requests(&self) -> Vec<String> {
+        let log = fs::read_to_string(self.ctl.join("dockerhub/dockerhub.log")).unwrap_or_default();
+        log.lines().filter(|l| !l.starts_with("listening")).map(str::to_owned).collect()
+    }
+
+    /// A Docker Hub mirror for a booted host, at https://ghcr.io:PORT (the
+    /// name Docker resolves to the machine's end): a real registry
+    /// (Debian's docker-registry) serving the test registry's storage
+    /// read-only, as a pull-through mirror serves what it holds. Returns
+    /// its URL; its log: [`TestHost::registry_log`] with `port`.
+    pub fn enable_registry_mirror(&self, port: u16) -> String {
+        let (storage, _) = registry_storage();
+        format!("https://{}", self.enable_extra_registry(&storage, port))
+    }
+
+    /// The log of the registry [`TestHost::enable_extra_registry`] (or
+    /// [`TestHost::enable_registry_mirror`]) started at `port`.
+    pub fn registry_log(&self, port: u16) -> String {
+        fs::read_to_string(self.ctl.join(format!("registry-{port}/registry.log"))).unwrap_or_default()
     }
 
     /// After [`TestHost::enable_own_registry`]: a new version of `image`

@@ -64,6 +64,37 @@ pub(super) fn host_steps(
     let timeout = |flag: &str, value: &Option<String>, file: &Option<String>, default| {
         duration_or(flag, value.as_ref().or(file.as_ref()), default)
     };
+    let registry_mirror = checked(
+        "--registry-mirror",
+        a.registry_mirror.as_ref(),
+        f.registry_mirror.as_ref(),
+        validate::check_registry_mirror,
+    )
+    .map_err(|e| {
+        url_hint(
+            e,
+            "a Docker Hub mirror's URL, e.g. https://mirror.gcr.io or your own pull-through registry's \
+             https://HOST[:PORT]; a mirror that needs a login cannot be one",
+        )
+    })?;
+    let mut image = if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks, running)?) };
+    // dockerhub.env is the docker step's (root's login), not a file of the
+    // stack's: taken out of those the layout writes.
+    let dockerhub = match image.as_mut().and_then(|img| {
+        let at = img.env_files.iter().position(|(n, _)| n == "dockerhub.env")?;
+        Some(img.env_files.remove(at).1)
+    }) {
+        None => None,
+        Some(content) if content.is_empty() => {
+            return Err(UsageError::new("--env-file dockerhub.env= (no path): there is nothing to empty").hint(
+                "give dockerhub.env=PATH to log in, or leave it out (to log out: `sudo docker logout` on the host)",
+            ));
+        }
+        Some(content) => Some(
+            validate::dockerhub_login(&String::from_utf8_lossy(&content))
+                .map_err(|e| UsageError::new(format!("--env-file dockerhub.env: {e}")))?,
+        ),
+    };
     Ok(Config {
         gpu: !on(a.no_gpu, f.no_gpu),
         force_distro: on(a.force_distro, f.force_distro),
@@ -73,7 +104,7 @@ pub(super) fn host_steps(
             f.nvidia_driver.as_ref(),
             validate::check_driver_branch,
         )
-        .map_err(|e| e.hint("e.g. 535-server, 550-server or 570-server (the package is nvidia-driver-BRANCH)"))?
+        .map_err(|e| e.hint(DRIVER_BRANCH_HINT))?
         .unwrap_or(defaults.nvidia_driver_branch),
         nvidia_repo: checked(
             "--nvidia-repo",
@@ -122,7 +153,9 @@ pub(super) fn host_steps(
             defaults.command_time_limit,
         )?,
         apt_lists_max_age: defaults.apt_lists_max_age,
-        image: if on(a.no_stack, f.no_stack) { None } else { Some(image_steps(a, f, hooks, running)?) },
+        registry_mirror,
+        dockerhub,
+        image,
         // `bootstrap --ttl`; `ec2 create` sets it from the instance's tag.
         expiry: settings::Expiry::Keep,
         autostop: autostop(a.autostop.as_deref(), on(a.no_stack, f.no_stack))?,

@@ -39,10 +39,14 @@ pub use ec2::{CreateSettings, DestroySettings, StartSettings, StopSettings};
 use ec2::{create, destroy, start, stop};
 pub use host::BootstrapSettings;
 use host::{bootstrap, host_steps};
-pub use server::{Server, ServerSettings, UpdateSettings};
+pub use server::{DriverUpgrade, Server, ServerSettings, UpdateSettings};
 use server::{server, update};
 
 pub const DEFAULT_SSH_USER: &str = "ubuntu";
+
+/// What a bad --nvidia-driver is told.
+const DRIVER_BRANCH_HINT: &str =
+    "e.g. 580-server (the default), 570-server or 580-server-open (the package is nvidia-driver-BRANCH)";
 
 /// Test-only: send everything that goes over SSH to this address instead of
 /// an EC2 instance's public IP (moto's addresses are not real).

@@ -70,11 +70,19 @@ pub struct UpdateSettings {
     pub imageup: bool,
     pub imageup_timeout: Duration,
     pub health_timeout: Duration,
-    /// Upgrade the held NVIDIA driver first (and reboot when it changed),
-    /// with this time limit for the reboot.
-    pub upgrade_driver: Option<Duration>,
+    /// Upgrade the held NVIDIA driver first, or move it to the branch
+    /// (and reboot when it changed).
+    pub upgrade_driver: Option<DriverUpgrade>,
     /// `--rollback`: no update, back to what ran before the last good one.
     pub rollback: bool,
+}
+
+/// `update --upgrade-driver`: the branch to be on and the reboot's time
+/// limit.
+pub struct DriverUpgrade {
+    /// Ubuntu's branch (--nvidia-driver's form): a lower one moves to it.
+    pub branch: String,
+    pub reboot_timeout: Duration,
 }
 
 pub(super) fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<UpdateSettings, UsageError> {
@@ -91,6 +99,12 @@ pub(super) fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Re
         )
         .hint("add --upgrade-driver, or leave --reboot-timeout out"));
     }
+    // Checked even without --upgrade-driver (it may come from the
+    // environment, for bootstrap): bad input is refused either way.
+    let branch =
+        checked("--nvidia-driver", a.nvidia_driver.as_ref(), f.nvidia_driver.as_ref(), validate::check_driver_branch)
+            .map_err(|e| e.hint(DRIVER_BRANCH_HINT))?
+            .unwrap_or_else(|| settings::DEFAULT_NVIDIA_DRIVER_BRANCH.to_string());
     let upgrade_driver = a
         .upgrade_driver
         .then(|| {
@@ -99,6 +113,7 @@ pub(super) fn update(a: &UpdateArgs, file: &ConfigFile, hooks: &TestHooks) -> Re
                 a.reboot_timeout.as_ref().or(f.reboot_timeout.as_ref()),
                 Config::default().reboot_timeout,
             )
+            .map(|reboot_timeout| DriverUpgrade { branch: branch.clone(), reboot_timeout })
         })
         .transpose()?;
     Ok(UpdateSettings {

@@ -9,9 +9,10 @@
 #
 # The packages carry the names the real ones have where the real ones cannot
 # work here (no GPU, no Debian non-free, no NVIDIA apt repository):
-#   nvidia-driver-570-server  Ubuntu's server driver (the default branch); depends on nvidia-utils-570-server
-#   nvidia-utils-570-server   Ubuntu's nvidia-smi (the stand-in ./nvidia-smi)
-#   nvidia-driver-535-server, nvidia-utils-535-server   the older branch (CUDA 12.2)
+#   nvidia-driver-580-server  Ubuntu's server driver (the default branch, CUDA 13.0); depends on nvidia-utils-580-server
+#   nvidia-utils-580-server   Ubuntu's nvidia-smi (the stand-in ./nvidia-smi)
+#   nvidia-driver-570-server, nvidia-utils-570-server   the previous default (CUDA 12.8)
+#   nvidia-driver-535-server, nvidia-utils-535-server   an older branch (CUDA 12.2)
 #   nvidia-driver             Debian's (non-free) driver; depends on nvidia-smi
 #   nvidia-smi                Debian's nvidia-smi (the stand-in ./nvidia-smi)
 #   nvidia-container-toolkit  NVIDIA's repository: nvidia-ctk (./nvidia-ctk),
@@ -93,30 +94,39 @@ POSTRM
     chmod 0755 "$work/$1/DEBIAN/postinst" "$work/$1/DEBIAN/postrm"
 }
 
-# ubuntu_branch BRANCH DRIVER_VERSION PACKAGE_VERSION OTHER_BRANCH: Ubuntu's
+BRANCHES=(580-server 570-server 535-server)
+
+# ubuntu_branch BRANCH DRIVER_VERSION PACKAGE_VERSION: Ubuntu's
 # nvidia-driver-BRANCH and nvidia-utils-BRANCH (its nvidia-smi). Each
-# branch's utils ship nvidia-smi: branches conflict, as in Ubuntu.
+# branch's utils ship nvidia-smi: branches conflict, as in Ubuntu, so
+# installing one branch removes another.
 ubuntu_branch() {
-    local branch=$1 driver=$2 version=$3 other=$4
+    local branch=$1 driver=$2 version=$3 other utils='' drivers=''
+    for other in "${BRANCHES[@]}"; do
+        [ "$other" != "$branch" ] || continue
+        utils="$utils, nvidia-utils-$other" drivers="$drivers, nvidia-driver-$other"
+    done
     bin "nvidia-utils-$branch" nvidia-smi nvidia-smi
     pkg "nvidia-utils-$branch" "$version" "" \
-        "Conflicts: nvidia-smi, nvidia-utils-$other" "NVIDIA Server Driver support binaries"
+        "Conflicts: nvidia-smi$utils" "NVIDIA Server Driver support binaries"
     driver_postinst "nvidia-driver-$branch" "$driver"
     pkg "nvidia-driver-$branch" "$version" "nvidia-utils-$branch (= $version)" \
-        "Conflicts: nvidia-driver, nvidia-driver-$other" "NVIDIA Server Driver metapackage"
+        "Conflicts: nvidia-driver$drivers" "NVIDIA Server Driver metapackage"
 }
-# The default branch (CUDA 12.8, which current images need), and the older
-# one (CUDA 12.2).
-ubuntu_branch 570-server 570.195.03 570.195.03-0ubuntu0.22.04.1 535-server
-ubuntu_branch 535-server 535.230.02 535.230.02-0ubuntu0.22.04.3 570-server
+# The default branch (CUDA 13.0, the long-term support branch), the
+# previous default (CUDA 12.8), and an older one (CUDA 12.2). The stand-in
+# nvidia-smi reports the version its package installed.
+ubuntu_branch 580-server 580.95.05 580.95.05-0ubuntu0.22.04.1
+ubuntu_branch 570-server 570.195.03 570.195.03-0ubuntu0.22.04.1
+ubuntu_branch 535-server 535.230.02 535.230.02-0ubuntu0.22.04.3
 
 debian_version=535.247.01-1~deb12u1
 bin nvidia-smi nvidia-smi nvidia-smi
 pkg nvidia-smi "$debian_version" "" \
-    "Conflicts: nvidia-utils-535-server, nvidia-utils-570-server" "NVIDIA System Management Interface"
+    "Conflicts: $(printf 'nvidia-utils-%s, ' "${BRANCHES[@]}" | sed 's/, $//')" "NVIDIA System Management Interface"
 driver_postinst nvidia-driver 535.247.01
 pkg nvidia-driver "$debian_version" "nvidia-smi (= $debian_version)" \
-    "Conflicts: nvidia-driver-535-server, nvidia-driver-570-server" "NVIDIA metapackage"
+    "Conflicts: $(printf 'nvidia-driver-%s, ' "${BRANCHES[@]}" | sed 's/, $//')" "NVIDIA metapackage"
 
 bin nvidia-container-toolkit nvidia-ctk nvidia-ctk
 bin nvidia-container-toolkit not-runnable nvidia-container-runtime

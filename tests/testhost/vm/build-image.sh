@@ -111,7 +111,7 @@ bash "$testhost/standins/sign-repo.sh" "$root/srv/standin-apt" "$root/srv/standi
 ln -sfn standin-signed "$root/srv/standin-nvidia"
 printf '%s\n' "deb [trusted=yes] file:/srv/standin-apt ./" >"$root/etc/apt/sources.list.d/standin.list"
 cat >"$root/etc/apt/preferences.d/standin.pref" <<'PREF'
-Package: nvidia-driver nvidia-smi nvidia-driver-570-server nvidia-utils-570-server nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit
+Package: nvidia-driver nvidia-smi nvidia-driver-580-server nvidia-utils-580-server nvidia-driver-570-server nvidia-utils-570-server nvidia-driver-535-server nvidia-utils-535-server nvidia-container-toolkit
 Pin: origin ""
 Pin-Priority: 1001
 PREF

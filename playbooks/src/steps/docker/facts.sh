@@ -1,10 +1,11 @@
 # shellcheck shell=bash
 # The docker step's facts (playbooks/src/steps/docker): the CLI, compose v2,
-# the service, daemon.json's max-concurrent-downloads, the docker group,
-# whether the SSH user reaches the daemon, and (as root) the daemon's
-# runtimes. The user's part runs as the SSH user, docker_root_facts as root
-# (run_root_facts). Hot path: one stat, two systemctl, no docker CLI start,
-# no jq (cached answers; dockerd asked through its socket by root).
+# the service, daemon.json's max-concurrent-downloads and registry-mirrors,
+# the docker group, whether the SSH user reaches the daemon, and (as root)
+# the daemon's runtimes and root's Docker Hub login. The user's part runs
+# as the SSH user, docker_root_facts as root (run_root_facts). Hot path: one
+# stat, two systemctl, no docker CLI start, no jq (cached answers; dockerd
+# asked through its socket by root).
 
 if command -v docker >/dev/null 2>&1; then
     # `docker --version` and `docker compose version` depend on nothing but
@@ -50,17 +51,23 @@ if command -v systemctl >/dev/null 2>&1; then
     kv docker.enabled "$(systemctl is-enabled docker 2>/dev/null || true)"
     kv docker.active "$(systemctl is-active docker 2>/dev/null || true)"
 fi
-# The layer downloads the daemon runs at once per pull, as daemon.json sets
-# them (empty: unset, no file, or no jq yet to read it). jq takes 30 to 70
-# ms to start: the answer is kept, keyed by the file's (and jq's) stat.
+# The layer downloads the daemon runs at once per pull, and the Docker Hub
+# mirrors it asks first, as daemon.json sets them (empty: unset, no file,
+# or no jq yet to read it). jq takes 30 to 70 ms to start: the answers are
+# kept, keyed by the file's (and jq's) stat.
 if [ -r /etc/docker/daemon.json ] && command -v jq >/dev/null 2>&1; then
     hash jq
     docker_key=$(stat -L -c '%n %i %s %y' -- /etc/docker/daemon.json "${BASH_CMDS[jq]}" 2>/dev/null || true)
-    if ! facts_cache_get "$facts_user_cache/docker-downloads" "v1 $docker_key"; then
-        facts_cached=$(jq -r '."max-concurrent-downloads" // empty' /etc/docker/daemon.json 2>/dev/null) &&
-            facts_cache_put "$facts_user_cache/docker-downloads" "v1 $docker_key" "$facts_cached"
+    if ! facts_cache_get "$facts_user_cache/docker-daemon-json" "v2 $docker_key"; then
+        facts_cached=$(jq -r '(."max-concurrent-downloads" // "" | tostring) + "\t" + (."registry-mirrors" // [] | join(" "))' \
+            /etc/docker/daemon.json 2>/dev/null) &&
+            facts_cache_put "$facts_user_cache/docker-daemon-json" "v2 $docker_key" "$facts_cached"
     fi
-    kv docker.max_concurrent_downloads "$facts_cached"
+    kv docker.max_concurrent_downloads "${facts_cached%%$'\t'*}"
+    case $facts_cached in
+    *$'\t'*) kv docker.registry_mirrors "${facts_cached#*$'\t'}" ;;
+    *) kv docker.registry_mirrors "" ;;
+    esac
 fi
 IFS=: read -r _ _ gid members < <(getent group docker || true) || true
 kv docker.gid "${gid:-}"
@@ -85,6 +92,20 @@ docker_root_facts() {
         [ -z "$runtimes" ] || answered=yes
     fi
     kv docker.runtimes "$runtimes"
+    # Root's Docker Hub login, as docker login records it: the user, and a
+    # fingerprint of the credential (sha256 of a fixed prefix and the
+    # record), which the docker step compares with dockerhub.env's so that
+    # a changed token logs in again; neither the token nor the record is
+    # shown.
+    local config auth=''
+    config=$(getent passwd root | cut -d: -f6)/.docker/config.json
+    if [ -r "$config" ] && command -v jq >/dev/null 2>&1; then
+        auth=$(jq -r '.auths["https://index.docker.io/v1/"].auth // empty' "$config" 2>/dev/null || true)
+    fi
+    if [ -n "$auth" ]; then
+        kv docker.hub_user "$(base64 -d <<<"$auth" 2>/dev/null | cut -d: -f1 || true)"
+        kv docker.hub_fingerprint "$(printf 'image-provision dockerhub:%s' "$auth" | sha256sum | cut -d' ' -f1)"
+    fi
     if [ "${ROOT_FACTS_VIA:-}" != sudo ]; then
         # Running as root itself: root's own access is the same answer.
         kv docker.user_access "$answered"

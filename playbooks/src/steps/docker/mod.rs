@@ -1,8 +1,10 @@
 //! The docker step: the tools the IMAGE scripts need, Docker with compose
 //! v2 (Ubuntu's own packages; on Debian, Docker's repository), more layer
-//! downloads at once than Docker's default, the service enabled and
+//! downloads at once than Docker's default, a Docker Hub mirror
+//! (--registry-mirror) and login (dockerhub.env), the service enabled and
 //! running, and the SSH user in the docker group (with a new connection, so
-//! the group applies).
+//! the group applies). Also what a pull refused by Docker Hub's rate limit
+//! looks like ([`pull_limit_hint`]).
 
 use image_provision_remote::Cmd;
 
@@ -10,7 +12,7 @@ use crate::apt_get::{SourceFacts, add_source, apt_install, apt_update};
 use crate::facts::{FactsScript, RawFacts};
 use crate::host_facts::{Family, HostFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::Config;
+use crate::settings::{Config, DockerHubLogin};
 
 /// restart-docker.sh: Docker restarted and answering, a failed restart
 /// waited out while systemd starts it again (at most two minutes).
@@ -31,10 +33,12 @@ pub fn facts_script() -> FactsScript {
         .root(&["docker_root_facts"])
 }
 
-pub const DAEMON_DOWNLOADS_SH: &str = include_str!("daemon-downloads.sh");
+pub const DAEMON_JSON_SH: &str = include_str!("daemon-json.sh");
+pub const DOCKERHUB_LOGIN_SH: &str = include_str!("dockerhub-login.sh");
 
-/// Docker's daemon.json: this step's max-concurrent-downloads, and the
-/// nvidia step's runtimes (nvidia-ctk merges into it as this step does).
+/// Docker's daemon.json: this step's max-concurrent-downloads and
+/// registry-mirrors, and the nvidia step's runtimes (nvidia-ctk merges into
+/// it as this step does).
 pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
 /// Layers one pull downloads at once. Docker's default is 3, which leaves
@@ -47,12 +51,51 @@ pub const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 /// More buys nothing once the volume's throughput is the limit.
 pub const MAX_CONCURRENT_DOWNLOADS: u32 = 10;
 
-/// daemon-downloads.sh: [`MAX_CONCURRENT_DOWNLOADS`] merged into [`DAEMON_JSON`].
-pub fn set_concurrent_downloads() -> Cmd {
-    Cmd::script(DAEMON_DOWNLOADS_SH)
-        .named("daemon-downloads.sh")
+/// daemon-json.sh: [`MAX_CONCURRENT_DOWNLOADS`] and, when given, the
+/// registry mirror merged into [`DAEMON_JSON`].
+pub fn set_daemon_json(mirror: Option<&str>) -> Cmd {
+    Cmd::script(DAEMON_JSON_SH)
+        .named("daemon-json.sh")
         .sudo()
         .env("DOWNLOADS", MAX_CONCURRENT_DOWNLOADS.to_string())
+        .env("MIRROR", mirror.unwrap_or_default())
+}
+
+/// dockerhub-login.sh as `login`: the token only on the command's stdin.
+/// Its output is docker login's, which never repeats the token, so a
+/// failure shows it (why the login was refused).
+pub fn dockerhub_login(login: &DockerHubLogin) -> Cmd {
+    Cmd::script(DOCKERHUB_LOGIN_SH)
+        .named("dockerhub-login.sh")
+        .sudo()
+        .env("DOCKERHUB_USERNAME", &login.username)
+        .secret_env("DOCKERHUB_TOKEN", &login.token)
+        .time_limit(crate::settings::outer_limit(std::time::Duration::from_secs(120)))
+}
+
+/// The fingerprint the facts give root's Docker Hub login (facts.sh's
+/// docker.hub_fingerprint): what `login` would record, hashed the same way.
+pub fn dockerhub_fingerprint(login: &DockerHubLogin) -> String {
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", login.username, login.token));
+    crate::template::sha256_hex(format!("image-provision dockerhub:{auth}").as_bytes())
+}
+
+/// What Docker Hub answers a pull over its anonymous limit (HTTP 429,
+/// error code TOOMANYREQUESTS); Docker passes it on in its error.
+pub const PULL_LIMIT_ERRORS: [&str; 2] = ["toomanyrequests", "You have reached your pull rate limit"];
+
+/// What to do when `output` says Docker Hub refused a pull for its rate
+/// limit.
+pub fn pull_limit_hint(output: &str) -> Option<String> {
+    let lower = output.to_ascii_lowercase();
+    PULL_LIMIT_ERRORS.iter().any(|e| lower.contains(&e.to_ascii_lowercase())).then(|| {
+        "Docker Hub refused a pull: its limit on anonymous pulls from this server's address is reached (it \
+         resets within hours). Either pass --registry-mirror URL (a Docker Hub mirror, e.g. your own \
+         pull-through registry) or Docker Hub credentials with --env-file dockerhub.env=PATH \
+         (DOCKERHUB_USERNAME and DOCKERHUB_TOKEN, a personal access token)"
+            .to_string()
+    })
 }
 
 /// What the IMAGE scripts and the other steps run on the host.
@@ -91,6 +134,12 @@ pub struct DockerFacts {
     pub runtimes: Option<String>,
     /// daemon.json's max-concurrent-downloads, when set.
     pub max_concurrent_downloads: Option<String>,
+    /// daemon.json's registry-mirrors.
+    pub registry_mirrors: Vec<String>,
+    /// Root's Docker Hub login: the user, and the fingerprint of its
+    /// credential ([`dockerhub_fingerprint`]).
+    pub hub_user: Option<String>,
+    pub hub_fingerprint: Option<String>,
 }
 
 impl DockerFacts {
@@ -108,6 +157,9 @@ impl DockerFacts {
             gid: raw.string("docker.gid"),
             runtimes: raw.string("docker.runtimes").filter(|r| r != "null"),
             max_concurrent_downloads: raw.string("docker.max_concurrent_downloads"),
+            registry_mirrors: raw.words("docker.registry_mirrors"),
+            hub_user: raw.string("docker.hub_user"),
+            hub_fingerprint: raw.string("docker.hub_fingerprint"),
         }
     }
 
@@ -134,10 +186,20 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
     // Before Docker's packages: a Docker installed now starts with it.
     let downloads = MAX_CONCURRENT_DOWNLOADS.to_string();
     let set_downloads = docker.max_concurrent_downloads.as_deref() != Some(downloads.as_str());
-    if set_downloads {
-        why.push(format!("set max-concurrent-downloads {downloads} in {DAEMON_JSON}"));
-        actions.push(Action::Change(set_concurrent_downloads()));
+    let mirror = cfg.registry_mirror.as_deref();
+    let set_mirror = mirror.is_some_and(|m| docker.registry_mirrors != [m]);
+    if set_downloads || set_mirror {
+        let mut what = Vec::new();
+        if set_downloads {
+            what.push(format!("max-concurrent-downloads {downloads}"));
+        }
+        if let (true, Some(m)) = (set_mirror, mirror) {
+            what.push(format!("registry-mirrors {m}"));
+        }
+        why.push(format!("set {} in {DAEMON_JSON}", what.join(" and ")));
+        actions.push(Action::Change(set_daemon_json(mirror)));
     }
+    let set_downloads = set_downloads || set_mirror;
     if fam == Family::Debian && !working {
         let source = cfg.docker_repo.replace("{codename}", &host.codename);
         if !sources.has("docker", &source) {
@@ -168,6 +230,13 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
         why.push("restart docker".into());
         actions.push(Action::Change(restart_docker()));
     }
+    // Once Docker runs: the login goes through the daemon.
+    if let Some(login) = &cfg.dockerhub
+        && docker.hub_fingerprint.as_deref() != Some(dockerhub_fingerprint(login).as_str())
+    {
+        why.push(format!("log in to Docker Hub as {}", login.username));
+        actions.push(Action::Change(dockerhub_login(login)));
+    }
     if !host.is_root() {
         if !docker.group_members.iter().any(|m| m == user) {
             why.push(format!("add {user} to the docker group"));
@@ -183,8 +252,13 @@ pub fn plan(host: &HostFacts, sources: &SourceFacts, docker: &DockerFacts, cfg: 
         let compose = docker.compose.as_deref().unwrap_or("compose ?");
         let version = docker.version.as_deref().unwrap_or("docker");
         let group = if host.is_root() { String::new() } else { format!("; {user} in the docker group") };
+        let mirror = mirror.map(|m| format!(", registry mirror {m}")).unwrap_or_default();
+        let hub = match (&cfg.dockerhub, &docker.hub_user) {
+            (Some(_), Some(u)) => format!("; logged in to Docker Hub as {u}"),
+            _ => String::new(),
+        };
         return Plan::Ok(format!(
-            "{version}; {compose}; running, max-concurrent-downloads {downloads}{group}; {} installed",
+            "{version}; {compose}; running, max-concurrent-downloads {downloads}{mirror}{group}{hub}; {} installed",
             TOOLS.join(" ")
         ));
     }
@@ -257,7 +331,7 @@ mod tests {
             let (host, docker) = running_docker(extra);
             let cmds = commands(&host, &docker);
             assert_eq!(cmds.len(), 2, "{extra:?}: {cmds:?}");
-            assert!(cmds[0].contains("DOWNLOADS=10") && cmds[0].contains("<script daemon-downloads.sh>"), "{cmds:?}");
+            assert!(cmds[0].contains("DOWNLOADS=10") && cmds[0].contains("<script daemon-json.sh>"), "{cmds:?}");
             assert!(cmds[1].contains("restart-docker.sh"), "{cmds:?}");
         }
         let (host, docker) = running_docker("docker.max_concurrent_downloads=10\n");
@@ -272,8 +346,8 @@ mod tests {
         let raw = RawFacts::parse("os.id=ubuntu\nos.version=22.04\nos.codename=jammy\nuser=root\nsudo=root\n");
         let cmds = commands(&HostFacts::parse(&raw), &DockerFacts::parse(&raw));
         let at = |what: &str| cmds.iter().position(|c| c.contains(what)).unwrap_or_else(|| panic!("{what}: {cmds:?}"));
-        assert!(at("install --no-install-recommends git") < at("daemon-downloads.sh"), "jq first: {cmds:?}");
-        assert!(at("daemon-downloads.sh") < at("docker.io"), "{cmds:?}");
+        assert!(at("install --no-install-recommends git") < at("daemon-json.sh"), "jq first: {cmds:?}");
+        assert!(at("daemon-json.sh") < at("docker.io"), "{cmds:?}");
         assert!(at("docker.io") < at("enable --now docker"), "{cmds:?}");
         assert!(!cmds.iter().any(|c| c.contains("restart")), "{cmds:?}");
         // Installed but stopped: started, which reads it; no restart either.
@@ -281,6 +355,75 @@ mod tests {
         let cmds = commands(&host, &docker);
         assert!(cmds.last().unwrap().ends_with("enable --now docker"), "{cmds:?}");
         assert!(!cmds.iter().any(|c| c.contains("restart")), "{cmds:?}");
+    }
+
+    /// --registry-mirror: daemon.json's registry-mirrors set (with the
+    /// downloads, in one write) and the daemon restarted to read it; as
+    /// wanted, nothing; not given, whatever the host has is left alone.
+    #[test]
+    fn a_registry_mirror_is_written_once_and_otherwise_left_alone() {
+        let mirror = "https://mirror.example.org";
+        let cfg = Config { registry_mirror: Some(mirror.into()), ..Config::default() };
+        let (host, docker) = running_docker("docker.max_concurrent_downloads=10\n");
+        let cmds = match plan(&host, &SourceFacts::default(), &docker, &cfg, Family::Ubuntu) {
+            Plan::Act { why, actions } => {
+                assert!(why.contains(&format!("set registry-mirrors {mirror} in /etc/docker/daemon.json")), "{why}");
+                actions.iter().map(|a| a.describe(true)).collect::<Vec<_>>()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(cmds[0].contains(&format!("MIRROR={mirror}")) && cmds[0].contains("daemon-json.sh"), "{cmds:?}");
+        assert!(cmds[1].contains("restart-docker.sh"), "{cmds:?}");
+        let (host, docker) =
+            running_docker(&format!("docker.max_concurrent_downloads=10\ndocker.registry_mirrors={mirror}\n"));
+        let ok = plan(&host, &SourceFacts::default(), &docker, &cfg, Family::Ubuntu);
+        assert!(matches!(&ok, Plan::Ok(m) if m.contains(&format!("registry mirror {mirror}"))), "{ok:?}");
+        // Someone else's mirror, no --registry-mirror: kept.
+        let (host, docker) =
+            running_docker("docker.max_concurrent_downloads=10\ndocker.registry_mirrors=https://theirs.example\n");
+        let kept = plan(&host, &SourceFacts::default(), &docker, &Config::default(), Family::Ubuntu);
+        assert!(matches!(kept, Plan::Ok(_)), "{kept:?}");
+    }
+
+    /// dockerhub.env: logged in when root's login is not this credential
+    /// (none, another user, another token), never again once it is; the
+    /// token is on no command line the run shows.
+    #[test]
+    fn docker_hub_login_when_the_credential_differs_and_the_token_never_shows() {
+        let login = DockerHubLogin { username: "imagebot".into(), token: "dckr_pat_s3cr3t".into() };
+        let cfg = Config { dockerhub: Some(login.clone()), ..Config::default() };
+        let fingerprint = dockerhub_fingerprint(&login);
+        let other = dockerhub_fingerprint(&DockerHubLogin { token: "dckr_pat_old".into(), ..login.clone() });
+        for extra in ["".to_string(), format!("docker.hub_user=imagebot\ndocker.hub_fingerprint={other}\n")] {
+            let (host, docker) = running_docker(&format!("docker.max_concurrent_downloads=10\n{extra}"));
+            let Plan::Act { why, actions } = plan(&host, &SourceFacts::default(), &docker, &cfg, Family::Ubuntu) else {
+                panic!("expected a login")
+            };
+            assert!(why.contains("log in to Docker Hub as imagebot"), "{why}");
+            let Action::Change(cmd) = &actions[0] else { panic!("{actions:?}") };
+            for shown in [cmd.redacted(false), cmd.render(false), format!("{cmd:?}"), why.clone()] {
+                assert!(!shown.contains("dckr_pat_s3cr3t"), "{shown}");
+            }
+            let sent = String::from_utf8(cmd.stdin_to_send().unwrap()).unwrap();
+            assert!(sent.contains("DOCKERHUB_TOKEN=dckr_pat_s3cr3t"), "the token goes on stdin");
+            assert!(!format!("{cfg:?}").contains("dckr_pat_s3cr3t"));
+        }
+        let (host, docker) = running_docker(&format!(
+            "docker.max_concurrent_downloads=10\ndocker.hub_user=imagebot\ndocker.hub_fingerprint={fingerprint}\n"
+        ));
+        let ok = plan(&host, &SourceFacts::default(), &docker, &cfg, Family::Ubuntu);
+        assert!(matches!(&ok, Plan::Ok(m) if m.contains("logged in to Docker Hub as imagebot")), "{ok:?}");
+    }
+
+    /// Docker's words for Docker Hub's limit get both ways out; other pull
+    /// failures get none.
+    #[test]
+    fn a_pull_refused_for_docker_hubs_limit_says_so() {
+        let refused = "Error response from daemon: toomanyrequests: You have reached your pull rate limit. \
+                       You may increase the limit by authenticating and upgrading: https://www.docker.com/increase-rate-limit";
+        let hint = pull_limit_hint(refused).unwrap();
+        assert!(hint.contains("--registry-mirror URL") && hint.contains("--env-file dockerhub.env=PATH"), "{hint}");
+        assert!(pull_limit_hint("manifest unknown: manifest unknown").is_none());
     }
 
     #[test]

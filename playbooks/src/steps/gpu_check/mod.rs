@@ -1,14 +1,58 @@
 //! The gpu-check step: after the reboot, nvidia-smi answers and Docker lists
 //! the nvidia runtime; otherwise the run stops here with what to look at.
-//! It reads the nvidia and docker steps' facts and has none of its own.
+//! Then the CUDA each GPU image needs against the driver's (cuda-check.sh;
+//! the stack step runs it again once the pull is done). It reads the nvidia
+//! and docker steps' facts and has none of its own.
 
-use crate::host_facts::HostFacts;
-use crate::plan::Plan;
+use image_provision_remote::Cmd;
+
+use crate::host_facts::{Family, HostFacts};
+use crate::plan::{Action, Plan};
 use crate::settings::Config;
 use crate::steps::docker::DockerFacts;
+use crate::steps::llm::{OLLAMA, VLLM};
 use crate::steps::nvidia::{self, NvidiaFacts};
 
-pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Config) -> Plan {
+pub const CUDA_CHECK_SH: &str = include_str!("cuda-check.sh");
+
+/// Images not pulled yet: left to the stack step (the gpu-check step, while
+/// the background pull runs), or reported as unknown (the stack step, after
+/// it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unpulled {
+    Defer,
+    Unknown,
+}
+
+/// cuda-check.sh over the IMAGE stack's compose project and the local
+/// LLM's (vLLM's or Ollama's), with the branches to pick from when the driver is too old: the
+/// default and the newer ones [`nvidia::BRANCH_CUDA`] knows (the script
+/// names the lowest that serves the need, and how to move this server to
+/// it).
+pub fn cuda_check(base_dir: &str, fam: Family, unpulled: Unpulled) -> Cmd {
+    let default = nvidia::branch_number(crate::settings::DEFAULT_NVIDIA_DRIVER_BRANCH).unwrap_or(0);
+    let branches: Vec<String> = nvidia::BRANCH_CUDA
+        .iter()
+        .filter(|(number, _)| *number >= default)
+        .map(|(number, cuda)| format!("{number}-server:{cuda}"))
+        .collect();
+    Cmd::script(CUDA_CHECK_SH)
+        .named("cuda-check.sh")
+        .sudo()
+        .env("PROJECT_DIRS", format!("{base_dir} {} {}", VLLM.dir, OLLAMA.dir))
+        .env("DEFER_UNPULLED", if unpulled == Unpulled::Defer { "yes" } else { "no" })
+        .env("BRANCHES", branches.join(" "))
+        .env(
+            "FAMILY",
+            match fam {
+                Family::Ubuntu => "ubuntu",
+                Family::Debian => "debian",
+            },
+        )
+        .time_limit(crate::settings::outer_limit(std::time::Duration::from_secs(60)))
+}
+
+pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Config, fam: Family) -> Plan {
     if let Some(why) = nvidia::gpu_skip(host, cfg) {
         return Plan::Skip(why);
     }
@@ -42,12 +86,16 @@ pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Conf
         };
     }
     let field = |f: &Option<String>| f.clone().unwrap_or_else(|| "?".into());
-    Plan::Ok(format!(
-        "{}, driver {}, {}; Docker runtime nvidia",
-        field(&smi.name),
-        field(&smi.driver),
-        field(&smi.memory)
-    ))
+    let works =
+        format!("{}, driver {}, {}; Docker runtime nvidia", field(&smi.name), field(&smi.driver), field(&smi.memory));
+    match &cfg.image {
+        // The images the driver serves: the IMAGE stack's and the local LLM's.
+        Some(img) => Plan::Act {
+            why: format!("{works}; the CUDA the GPU images need"),
+            actions: vec![Action::Check(cuda_check(&img.base_dir, fam, Unpulled::Defer))],
+        },
+        None => Plan::Ok(works),
+    }
 }
 
 #[cfg(test)]
@@ -64,7 +112,7 @@ mod tests {
             crate::host_facts::DEBIAN12_A10G
         ));
         let (host, nv) = (HostFacts::parse(&raw), NvidiaFacts::parse(&raw));
-        match plan(&host, &DockerFacts::default(), &nv, &Config::default()) {
+        match plan(&host, &DockerFacts::default(), &nv, &Config::default(), Family::Debian) {
             Plan::Refuse { message, hint, .. } => {
                 assert!(message.contains("Driver/library version mismatch"), "{message}");
                 assert!(hint.contains("upgraded without the reboot") && hint.contains("sudo reboot"), "{hint}");
@@ -75,5 +123,34 @@ mod tests {
             nvidia::smi_error_advice("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver")
                 .is_none()
         );
+    }
+
+    /// A working driver and runtime: with the stack, the CUDA check over
+    /// the stack's and the local LLM's projects, images not pulled yet left
+    /// to the stack step, the branches from the default on to pick from;
+    /// without it, nothing more to check.
+    #[test]
+    fn the_cuda_check_follows_a_working_driver() {
+        let raw = RawFacts::parse(&format!(
+            "{}nvidia.smi=NVIDIA A10G, 580.95.05, 23028 MiB\ndocker.runtimes={{\"nvidia\":{{}}}}\n",
+            crate::host_facts::DEBIAN12_A10G
+        ));
+        let (host, nv, docker) = (HostFacts::parse(&raw), NvidiaFacts::parse(&raw), DockerFacts::parse(&raw));
+        let cmds = plan(&host, &docker, &nv, &Config::default(), Family::Ubuntu).commands();
+        assert_eq!(cmds.len(), 1, "{cmds:?}");
+        for part in [
+            "PROJECT_DIRS='/var/docker/image /var/docker/llm /var/docker/ollama'",
+            "DEFER_UNPULLED=yes",
+            "BRANCHES=580-server:13.0",
+            "FAMILY=ubuntu",
+            "<script cuda-check.sh> (check)",
+        ] {
+            assert!(cmds[0].contains(part), "{part}: {cmds:?}");
+        }
+        let stack_step = cuda_check("/var/docker/image", Family::Debian, Unpulled::Unknown).redacted(true);
+        assert!(stack_step.contains("DEFER_UNPULLED=no") && stack_step.contains("FAMILY=debian"), "{stack_step}");
+        let no_stack = Config { image: None, ..Config::default() };
+        let ok = plan(&host, &docker, &nv, &no_stack, Family::Ubuntu);
+        assert!(matches!(&ok, Plan::Ok(m) if m.contains("driver 580.95.05")), "{ok:?}");
     }
 }

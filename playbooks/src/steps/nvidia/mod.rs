@@ -37,10 +37,30 @@ pub fn debian_components_script() -> String {
     with_libraries(&[DEBIAN_SOURCES_REWRITE_SH], DEBIAN_COMPONENTS_SH)
 }
 
+/// The highest CUDA each driver branch serves, lowest branch first, as
+/// NVIDIA's CUDA release notes pair toolkits with drivers (CUDA 12.8 needs
+/// 570, 12.9 575, 13.0 580) and nvidia-smi's header reports it. A branch
+/// number, then CUDA major.minor. 580 is NVIDIA's long-term support branch
+/// (supported to August 2028) and the newest Ubuntu packages as
+/// nvidia-driver-BRANCH-server that this table vouches for; from 590 on
+/// NVIDIA's own repository drops the branch from the package names.
+pub const BRANCH_CUDA: &[(u32, &str)] =
+    &[(535, "12.2"), (550, "12.4"), (560, "12.6"), (570, "12.8"), (575, "12.9"), (580, "13.0")];
+
+/// The number of a branch as --nvidia-driver takes it (`580-server` -> 580).
+pub fn branch_number(branch: &str) -> Option<u32> {
+    branch.split('-').next()?.parse().ok()
+}
+
+/// Ubuntu's driver metapackage of `branch` (--nvidia-driver's form).
+pub fn ubuntu_driver_package(branch: &str) -> String {
+    format!("nvidia-driver-{branch}")
+}
+
 /// The driver package for this family.
 pub fn driver_package(fam: Family, cfg: &Config) -> String {
     match fam {
-        Family::Ubuntu => format!("nvidia-driver-{}", cfg.nvidia_driver_branch),
+        Family::Ubuntu => ubuntu_driver_package(&cfg.nvidia_driver_branch),
         // Debian ships one current branch, under one name (non-free).
         Family::Debian => "nvidia-driver".to_string(),
     }
@@ -109,22 +129,37 @@ pub fn installs_driver(why: &str) -> bool {
 }
 
 pub const HOLD_DRIVER_SH: &str = include_str!("hold-driver.sh");
+/// A library: the driver's packages, which hold-driver.sh and
+/// upgrade-driver.sh hold.
+pub const DRIVER_PACKAGES_SH: &str = include_str!("driver-packages.sh");
+
+/// hold-driver.sh as sent, with its library in front.
+pub fn hold_driver_script() -> String {
+    with_libraries(&[DRIVER_PACKAGES_SH], HOLD_DRIVER_SH)
+}
 
 /// hold-driver.sh for `driver`.
 pub fn hold_driver(driver: &str) -> Cmd {
-    Cmd::script(HOLD_DRIVER_SH).named("hold-driver.sh").sudo().env("DRIVER", driver)
+    Cmd::script(hold_driver_script()).named("hold-driver.sh").sudo().env("DRIVER", driver)
 }
 
 pub const UPGRADE_DRIVER_SH: &str = include_str!("upgrade-driver.sh");
 
-/// What `update --upgrade-driver` runs: the held driver packages upgraded
-/// and held again (upgrade-driver.sh); its output ends with
-/// [`REBOOT_NEEDED`] when one changed.
-pub fn upgrade_driver_command(lock_timeout: std::time::Duration) -> Cmd {
-    Cmd::script(UPGRADE_DRIVER_SH)
+/// upgrade-driver.sh as sent, with its library in front.
+pub fn upgrade_driver_script() -> String {
+    with_libraries(&[DRIVER_PACKAGES_SH], UPGRADE_DRIVER_SH)
+}
+
+/// What `update --upgrade-driver` runs (upgrade-driver.sh): on Ubuntu, a
+/// driver of a lower branch than `branch` moved to it; else the held driver
+/// packages upgraded; held again either way. Its output ends with
+/// [`REBOOT_NEEDED`] when the driver changed.
+pub fn upgrade_driver_command(lock_timeout: std::time::Duration, branch: &str) -> Cmd {
+    Cmd::script(upgrade_driver_script())
         .named("upgrade-driver.sh")
         .sudo()
         .env("LOCK_TIMEOUT", lock_timeout.as_secs().to_string())
+        .env("TARGET", ubuntu_driver_package(branch))
 }
 
 /// upgrade-driver.sh's last line when the driver changed.
@@ -249,7 +284,7 @@ mod tests {
              gpu=x [0302]: NVIDIA [10de:2237]\nnvidia.debian_components_lacking=/etc/apt/sources.list\n",
         );
         let cmds = commands(&HostFacts::parse(&raw), &NvidiaFacts::parse(&raw));
-        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver-570-server"), "{cmds:?}");
+        assert!(cmds[0].ends_with("install --no-install-recommends nvidia-driver-580-server"), "{cmds:?}");
     }
 
     #[test]

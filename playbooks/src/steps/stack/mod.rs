@@ -34,9 +34,6 @@ pub const ROLLBACK_SH: &str = include_str!("rollback.sh");
 /// Before the stack starts: the LLM of config/llm.env answers and serves
 /// its model.
 pub const LLM_CHECK_SH: &str = include_str!("llm-check.sh");
-/// Once the images are pulled, with a GPU: the driver supports the CUDA the
-/// GPU images need.
-pub const CUDA_CHECK_SH: &str = include_str!("cuda-check.sh");
 /// How long the LLM check waits for the model list.
 const LLM_CHECK_TIMEOUT_SECS: u64 = 20;
 
@@ -333,9 +330,10 @@ pub struct StackInputs<'a> {
     pub files: &'a FileFacts,
 }
 
-/// `gpu`: the host has its GPU (not --no-gpu), with the driver to suggest
-/// should the installed one be too old for the images.
-pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
+/// `cuda_check`: with a GPU (not --no-gpu), once the images are pulled, the
+/// driver serves the CUDA the GPU images need (the gpu-check step's
+/// cuda-check.sh, for the images that were not pulled then).
+pub fn plan(facts: StackInputs, cuda_check: Option<Cmd>, img: &ImageConfig) -> Plan {
     let StackInputs { docker_gid, layout, containers, pull, stack, files } = facts;
     let Some(gid) = docker_gid else {
         return Plan::Pending("the docker group does not exist yet".into());
@@ -363,14 +361,8 @@ pub fn plan(facts: StackInputs, gpu: Option<&str>, img: &ImageConfig) -> Plan {
     if *pull == PullFacts::Running {
         actions.push(Action::Check(pull::wait_command(img.imageup_timeout)));
     }
-    if let Some(suggest) = gpu {
-        actions.push(Action::Check(
-            Cmd::script(CUDA_CHECK_SH)
-                .named("cuda-check.sh")
-                .sudo()
-                .env("BASE_DIR", &img.base_dir)
-                .env("SUGGEST", suggest),
-        ));
+    if let Some(check) = cuda_check {
+        actions.push(Action::Check(check));
     }
     actions.push(Action::Change(
         Cmd::script(stack_up_script())
