@@ -141,6 +141,8 @@ impl Runner {
     pub fn new(session: Session, cfg: Config, dry_run: bool) -> Runner {
         let user_is_root = session.target().is_root();
         let facts_cmd = gather::command(&FactsInputs::for_config(&cfg));
+        // A dry run writes nothing on the host, the facts' caches included.
+        let facts_cmd = if dry_run { facts_cmd.env("FACTS_CACHE_WRITE", "no") } else { facts_cmd };
         Runner { session, cfg, facts_cmd, dry_run, user_is_root, unchanged_facts: None }
     }
 

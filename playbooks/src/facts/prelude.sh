@@ -35,8 +35,10 @@ facts_cache_get() {
 
 # facts_cache_put FILE KEY ANSWER: kept for the next run, written whole (a
 # rename). Best effort: an unwritable cache only costs the next run the
-# slow way.
+# slow way. Not with FACTS_CACHE_WRITE=no (a dry run, which writes nothing
+# on the host, not even a cache).
 facts_cache_put() {
+    [ "${FACTS_CACHE_WRITE:-yes}" != no ] || return 0
     { mkdir -p "${1%/*}" && printf '%s\n%s\n' "${2//$'\n'/ }" "$3" >"$1.$$" && mv -f "$1.$$" "$1"; } 2>/dev/null || true
 }
 
@@ -64,7 +66,7 @@ facts_after_root_run() {
 # to root_facts_helpers; one whose root functions read inputs adds their
 # names to root_facts_env (sudo resets the environment; none is a secret).
 root_facts_helpers=(kv facts_cache_get facts_cache_put facts_read)
-root_facts_env=()
+root_facts_env=(FACTS_CACHE_WRITE)
 
 # run_root_facts FUNCTION...: the functions, as root, with kv, the helpers
 # and the inputs they read; reports how the user gets root as `sudo` (root,
