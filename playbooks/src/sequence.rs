@@ -140,7 +140,11 @@ impl Step {
             (Step::Docker, _) => steps::docker::plan(&f.host, &f.sources, &f.docker, cfg, fam),
             (Step::Nvidia, _) => steps::nvidia::plan(&f.host, &f.sources, &f.docker, &f.nvidia, cfg, fam),
             (Step::Reboot, _) => steps::reboot::plan(&f.host, &f.nvidia, &f.reboot, cfg, earlier.driver_would_install),
-            (Step::GpuCheck, _) => steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg, fam),
+            (Step::GpuCheck, _) => {
+                let deployed =
+                    cfg.image.as_ref().is_some_and(|img| steps::stack::deployed(gid, &f.stack, &f.files, img));
+                steps::gpu_check::plan(&f.host, &f.docker, &f.nvidia, cfg, fam, deployed)
+            }
             (Step::Upkeep, _) => steps::upkeep::plan(&f.upkeep, &f.files, cfg),
             (_, None) => Plan::Skip("--no-stack".into()),
             (Step::Layout, Some(img)) => {

@@ -52,7 +52,18 @@ pub fn cuda_check(base_dir: &str, fam: Family, unpulled: Unpulled) -> Cmd {
         .time_limit(crate::settings::outer_limit(std::time::Duration::from_secs(60)))
 }
 
-pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Config, fam: Family) -> Plan {
+/// `stack_deployed`: the stack runs as deployed with these settings, so its
+/// images passed the stack step's CUDA check when they came up, with this
+/// driver or an older one (image-provision never moves a driver down): no
+/// check again, and a converged re-run stays one round trip.
+pub fn plan(
+    host: &HostFacts,
+    docker: &DockerFacts,
+    nv: &NvidiaFacts,
+    cfg: &Config,
+    fam: Family,
+    stack_deployed: bool,
+) -> Plan {
     if let Some(why) = nvidia::gpu_skip(host, cfg) {
         return Plan::Skip(why);
     }
@@ -89,6 +100,7 @@ pub fn plan(host: &HostFacts, docker: &DockerFacts, nv: &NvidiaFacts, cfg: &Conf
     let works =
         format!("{}, driver {}, {}; Docker runtime nvidia", field(&smi.name), field(&smi.driver), field(&smi.memory));
     match &cfg.image {
+        Some(_) if stack_deployed => Plan::Ok(format!("{works}; the stack's GPU images checked when deployed")),
         // The images the driver serves: the IMAGE stack's and the local LLM's.
         Some(img) => Plan::Act {
             why: format!("{works}; the CUDA the GPU images need"),
@@ -112,7 +124,7 @@ mod tests {
             crate::host_facts::DEBIAN12_A10G
         ));
         let (host, nv) = (HostFacts::parse(&raw), NvidiaFacts::parse(&raw));
-        match plan(&host, &DockerFacts::default(), &nv, &Config::default(), Family::Debian) {
+        match plan(&host, &DockerFacts::default(), &nv, &Config::default(), Family::Debian, false) {
             Plan::Refuse { message, hint, .. } => {
                 assert!(message.contains("Driver/library version mismatch"), "{message}");
                 assert!(hint.contains("upgraded without the reboot") && hint.contains("sudo reboot"), "{hint}");
@@ -136,7 +148,7 @@ mod tests {
             crate::host_facts::DEBIAN12_A10G
         ));
         let (host, nv, docker) = (HostFacts::parse(&raw), NvidiaFacts::parse(&raw), DockerFacts::parse(&raw));
-        let cmds = plan(&host, &docker, &nv, &Config::default(), Family::Ubuntu).commands();
+        let cmds = plan(&host, &docker, &nv, &Config::default(), Family::Ubuntu, false).commands();
         assert_eq!(cmds.len(), 1, "{cmds:?}");
         for part in [
             "PROJECT_DIRS='/var/docker/image /var/docker/llm /var/docker/ollama'",
@@ -150,7 +162,10 @@ mod tests {
         let stack_step = cuda_check("/var/docker/image", Family::Debian, Unpulled::Unknown).redacted(true);
         assert!(stack_step.contains("DEFER_UNPULLED=no") && stack_step.contains("FAMILY=debian"), "{stack_step}");
         let no_stack = Config { image: None, ..Config::default() };
-        let ok = plan(&host, &docker, &nv, &no_stack, Family::Ubuntu);
+        let ok = plan(&host, &docker, &nv, &no_stack, Family::Ubuntu, false);
         assert!(matches!(&ok, Plan::Ok(m) if m.contains("driver 580.95.05")), "{ok:?}");
+        // The stack deployed with these settings: checked then, not again.
+        let deployed = plan(&host, &docker, &nv, &Config::default(), Family::Ubuntu, true);
+        assert!(matches!(&deployed, Plan::Ok(m) if m.contains("checked when deployed")), "{deployed:?}");
     }
 }
