@@ -160,9 +160,8 @@ impl Step {
             }
             (Step::WebUi, Some(img)) => steps::webui::plan(&f.containers, &f.files, &f.webui, img),
             (Step::Stack, Some(img)) => {
-                let cuda_check = cfg
-                    .gpu
-                    .then(|| steps::gpu_check::cuda_check(&img.base_dir, fam, steps::gpu_check::Unpulled::Unknown));
+                let cuda_check =
+                    cfg.gpu.then(|| steps::gpu_check::cuda_check(&img.base_dir, fam, steps::gpu_check::Unpulled::Pull));
                 let facts = steps::stack::StackInputs {
                     docker_gid: gid,
                     layout: &f.layout,

@@ -417,7 +417,7 @@ fn a_baked_server_is_made_again_from_its_image_with_no_driver_install_reboot_or_
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let baked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(baked["state"], "available");
-    assert_eq!(baked["holds"]["driver_branch"], "570-server", "{baked}");
+    assert_eq!(baked["holds"]["driver_branch"], "580-server", "{baked}");
     assert!(!baked["holds"]["digests"].as_array().unwrap().is_empty(), "{baked}");
     let image_id = baked["image_id"].as_str().unwrap().to_owned();
     let described = rt().block_on(env.client().describe_images().image_ids(&image_id).send()).unwrap();

@@ -13,11 +13,13 @@
 # the one nvidia-smi's table header prints.
 #
 # Run by the gpu-check step (DEFER_UNPULLED=yes: an image not pulled yet is
-# checked once it is, by the stack step) and by the stack step after the
-# pull. Prints "result: ..." for the summary; exits 1 when an image needs
+# checked once it is, by the stack step) and by the stack step before its
+# bring-up (DEFER_UNPULLED=pull: an image still missing, the background
+# pull cut short by the reboot or not done, is pulled now, as the bring-up
+# would next, so that the check reads it before anything starts). Prints "result: ..." for the summary; exits 1 when an image needs
 # more than the driver serves.
 # Inputs: PROJECT_DIRS (space-separated; one without a compose file is
-# skipped); DEFER_UNPULLED (yes/no); BRANCHES ("BRANCH:CUDA ..." lowest
+# skipped); DEFER_UNPULLED (yes, pull or no: reported as unknown); BRANCHES ("BRANCH:CUDA ..." lowest
 # first, the branches to pick from: the lowest that serves the need is
 # picked); FAMILY (ubuntu or debian: how to get another branch).
 set -euo pipefail
@@ -76,9 +78,19 @@ fi
 
 highest='' needs='' met=() unknown=() pending=()
 while read -r image; do
-    if ! env=$(docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$image" 2>/dev/null); then
-        if [ "$DEFER_UNPULLED" = yes ]; then pending+=("$image"); else unknown+=("$image (not pulled)"); fi
-        continue
+    inspect() { docker image inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$image" 2>/dev/null; }
+    if ! env=$(inspect); then
+        if [ "$DEFER_UNPULLED" = pull ]; then
+            echo "pulling $image to read the CUDA it needs"
+            docker pull -q "$image" >/dev/null 2>"$errors" || echo "docker pull $image: $(tail -n 1 "$errors")" >&2
+        fi
+        if [ "$DEFER_UNPULLED" = yes ]; then
+            pending+=("$image")
+            continue
+        elif ! env=$(inspect); then
+            unknown+=("$image (not pulled)")
+            continue
+        fi
     fi
     required=$(sed -n 's/^NVIDIA_REQUIRE_CUDA=.*cuda>=\([0-9][0-9.]*\).*/\1/p' <<<"$env" | head -n 1)
     if [ -z "$required" ]; then

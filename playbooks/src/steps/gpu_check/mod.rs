@@ -16,12 +16,13 @@ use crate::steps::nvidia::{self, NvidiaFacts};
 pub const CUDA_CHECK_SH: &str = include_str!("cuda-check.sh");
 
 /// Images not pulled yet: left to the stack step (the gpu-check step, while
-/// the background pull runs), or reported as unknown (the stack step, after
-/// it).
+/// the background pull runs), or pulled now (the stack step, just before
+/// its bring-up would pull them: the background pull may have been cut
+/// short by the reboot).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unpulled {
     Defer,
-    Unknown,
+    Pull,
 }
 
 /// cuda-check.sh over the IMAGE stack's compose project and the local
@@ -40,7 +41,13 @@ pub fn cuda_check(base_dir: &str, fam: Family, unpulled: Unpulled) -> Cmd {
         .named("cuda-check.sh")
         .sudo()
         .env("PROJECT_DIRS", format!("{base_dir} {} {}", VLLM.dir, OLLAMA.dir))
-        .env("DEFER_UNPULLED", if unpulled == Unpulled::Defer { "yes" } else { "no" })
+        .env(
+            "DEFER_UNPULLED",
+            match unpulled {
+                Unpulled::Defer => "yes",
+                Unpulled::Pull => "pull",
+            },
+        )
         .env("BRANCHES", branches.join(" "))
         .env(
             "FAMILY",
@@ -49,7 +56,11 @@ pub fn cuda_check(base_dir: &str, fam: Family, unpulled: Unpulled) -> Cmd {
                 Family::Debian => "debian",
             },
         )
-        .time_limit(crate::settings::outer_limit(std::time::Duration::from_secs(60)))
+        // A pull of the missing GPU images may take as long as imageup's.
+        .time_limit(match unpulled {
+            Unpulled::Defer => crate::settings::outer_limit(std::time::Duration::from_secs(60)),
+            Unpulled::Pull => crate::settings::outer_limit(crate::settings::DEFAULT_IMAGEUP_TIMEOUT),
+        })
 }
 
 /// `stack_deployed`: the stack runs as deployed with these settings, so its
@@ -159,8 +170,8 @@ mod tests {
         ] {
             assert!(cmds[0].contains(part), "{part}: {cmds:?}");
         }
-        let stack_step = cuda_check("/var/docker/image", Family::Debian, Unpulled::Unknown).redacted(true);
-        assert!(stack_step.contains("DEFER_UNPULLED=no") && stack_step.contains("FAMILY=debian"), "{stack_step}");
+        let stack_step = cuda_check("/var/docker/image", Family::Debian, Unpulled::Pull).redacted(true);
+        assert!(stack_step.contains("DEFER_UNPULLED=pull") && stack_step.contains("FAMILY=debian"), "{stack_step}");
         let no_stack = Config { image: None, ..Config::default() };
         let ok = plan(&host, &docker, &nv, &no_stack, Family::Ubuntu, false);
         assert!(matches!(&ok, Plan::Ok(m) if m.contains("driver 580.95.05")), "{ok:?}");
