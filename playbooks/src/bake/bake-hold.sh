@@ -73,7 +73,7 @@ to_hold() {
     for home in /root "$(getent passwd "$LOGIN_USER" | cut -d: -f6)"; do
         [ -n "$home" ] && [ -f "$home/.ssh/authorized_keys" ] && echo "$home/.ssh/authorized_keys"
     done
-    for f in "$BASE_DIR"/config/*.env "$LLM_DIR"/.env "$LLM_DIR"/*.env "$WEBUI_DIR"/*.env \
+    for f in "$BASE_DIR"/config/*.env "$LLM_DIR"/.env "$LLM_DIR"/*.env ${WEBUI_DIR:+$WEBUI_DIR/*.env} \
         /etc/image-provision/git-credentials "$BASE_DIR"/.image-provision/*.log; do
         [ -f "$f" ] && echo "$f"
     done

@@ -53,7 +53,7 @@ if [ -z "$driver_cuda" ]; then
     exit 1
 fi
 
-images='' errors=$(mktemp)
+images='' errors=$(mktemp) deferred_projects=()
 trap 'rm -f "$errors"' EXIT
 for dir in $PROJECT_DIRS; do
     [ -f "$dir/docker-compose.yml" ] || [ -f "$dir/compose.yaml" ] || [ -f "$dir/compose.yml" ] ||
@@ -61,6 +61,12 @@ for dir in $PROJECT_DIRS; do
     env_file=()
     [ ! -f "$dir/.env" ] || env_file=(--env-file "$dir/.env")
     if ! config=$(docker compose --project-directory "$dir" "${env_file[@]}" config --format json 2>"$errors"); then
+        # Before the steps that write it (the LLM's key, its settings), a
+        # project may not resolve yet: the stack step checks it after them.
+        if [ "$DEFER_UNPULLED" = yes ]; then
+            deferred_projects+=("$dir")
+            continue
+        fi
         echo "docker compose config failed in $dir: $(tail -n 3 "$errors")" >&2
         exit 1
     fi
@@ -123,4 +129,5 @@ said="driver ${driver:-?} (CUDA $driver_cuda)"
 [ ${#met[@]} -eq 0 ] || said+=" meets $(joined "${met[@]}")"
 [ ${#unknown[@]} -eq 0 ] || said+="; CUDA needed unknown: $(joined "${unknown[@]}")"
 [ ${#pending[@]} -eq 0 ] || said+="; not pulled yet, checked by the stack step: $(joined "${pending[@]}")"
+[ ${#deferred_projects[@]} -eq 0 ] || said+="; not resolvable yet, checked by the stack step: $(joined "${deferred_projects[@]}")"
 echo "result: $said"
