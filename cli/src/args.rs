@@ -37,6 +37,9 @@ pub enum Command {
     /// Baked images: an AMI of a healthy server, for `ec2 create --ami` to start from
     #[command(subcommand)]
     Ami(AmiCommand),
+    /// Several servers behind one AWS Application Load Balancer
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Take a host you can SSH to from bare Ubuntu/Debian to Docker and a verified NVIDIA GPU
     Bootstrap(BootstrapArgs),
     /// Report a server's driver, GPU, Docker, Traefik and stack health; change nothing
@@ -754,6 +757,64 @@ pub struct AmiDeleteArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// JSON for scripts instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Servers NAME-1 to NAME-N, made and set up in parallel over the
+    /// region's zones, behind an internet-facing Application Load Balancer
+    /// (HTTPS with an ACM certificate for --domain, validated through Route
+    /// 53; HTTP redirected to it), each registered once its stack answers.
+    /// Takes `ec2 create`'s flags for every server; --domain is the fleet's.
+    /// Run again, it converges: the missing servers made, the extra removed
+    Create(FleetCreateArgs),
+    /// Change fleet NAME's number of servers: new ones made, set up and
+    /// registered once healthy; the highest-numbered removed (deregistered,
+    /// drained, then destroyed). Takes `fleet create`'s flags
+    Scale(FleetCreateArgs),
+    /// Every fleet: its address, servers and their health at the balancer
+    List(ListArgs),
+    /// Remove fleet NAME: its servers, balancer, listeners, target group,
+    /// certificate, DNS records and security groups, found by tags
+    Destroy(FleetDestroyArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct FleetCreateArgs {
+    /// With `ec2 create`'s flags; NAME is the fleet's (at most 28 characters)
+    #[command(flatten)]
+    pub create: CreateArgs,
+
+    /// How many servers: NAME-1 to NAME-N (at most 20)
+    #[arg(long, value_name = "N")]
+    pub count: u32,
+
+    /// How many servers are made and set up at once [default: 4]
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<u32>,
+
+    /// How long a server being removed may finish the requests it has
+    /// (the target group's deregistration delay) [default: 2m]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub drain: Option<String>,
+
+    /// How long the balancer may take to find a set-up server healthy [default: 5m]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    pub healthy_timeout: Option<String>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct FleetDestroyArgs {
+    /// The fleet to remove
+    pub name: String,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+    /// JSON report for scripts
     #[arg(long)]
     pub json: bool,
 }

@@ -34,6 +34,7 @@ pub async fn run(mut s: BootstrapSettings) -> anyhow::Result<()> {
         only: None,
         summary: true,
         webui_password,
+        label: None,
     };
     run_host_steps(run).await.result
 }
@@ -67,6 +68,8 @@ pub(crate) struct HostRun {
     /// The file that holds the web UI admin's password (named in the
     /// summary, never its content).
     pub webui_password: Option<PathBuf>,
+    /// Progress lines named after the server (a fleet's, several at once).
+    pub label: Option<String>,
 }
 
 /// How the host steps went.
@@ -91,7 +94,7 @@ async fn host_steps(s: HostRun) -> anyhow::Result<HostRunEnd> {
     let mut log = RunLog::create("bootstrap", &s.target, s.dry_run)?;
     let log_path = log.path.clone();
 
-    let progress = Progress::new();
+    let progress = Progress::labelled(s.label.as_deref());
     progress.line(format!("log: {}", log_path.display()));
     let spinner = progress.spinner(format!("connecting to {}", s.target));
     let mut opts = ConnectOptions::new(s.target.clone(), &known_hosts).identity(s.identity).policy(s.policy);

@@ -11,7 +11,7 @@ pub const DEFAULT_CONFIG: &str = "image-provision.toml";
 
 /// The whole file. Unknown keys are errors: a misspelt option silently
 /// ignored is worse than a refusal.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     #[serde(default)]

@@ -37,7 +37,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         |_| Ok(state_dir.join(state::WEBUI_PASSWORD)),
         settings.dry_run,
     )?;
-    let progress = Progress::new();
+    let progress = Progress::labelled(settings.quiet.then_some(settings.name.as_str()));
     if let Some(line) = local_llm_note(&settings) {
         progress.line(line);
     }
@@ -219,7 +219,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
             "dns": webui_dns,
         });
     }
-    if !settings.json {
+    if !settings.json && !settings.quiet {
         println!("name       {}", settings.name);
         println!("instance   {}{}", instance.id, if created.reused { " (existing)" } else { "" });
         println!("public IP  {ip}{}", if created.elastic_ip.is_some() { " (Elastic IP)" } else { "" });
@@ -280,7 +280,7 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         "its idle stop"
     };
     if settings.no_bootstrap && !expiry_only {
-        if settings.json {
+        if settings.json && !settings.quiet {
             summary["time"] = phases.json(&[]);
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
@@ -338,8 +338,9 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
         dry_run: false,
         steps,
         only,
-        summary: !settings.json,
+        summary: !settings.json && !settings.quiet,
         webui_password,
+        label: settings.quiet.then(|| settings.name.clone()),
     })
     .await;
     if expiry_only && end.result.is_err() {
@@ -351,7 +352,9 @@ pub async fn create(mut settings: CreateSettings) -> anyhow::Result<()> {
             moved()
         ));
     }
-    if settings.json {
+    if settings.quiet {
+        // The fleet's summary says how each server went.
+    } else if settings.json {
         summary["time"] = phases.json(&end.reports);
         summary["steps"] = end
             .reports
@@ -543,6 +546,8 @@ fn spec(s: &CreateSettings, public_key: String, expires_at: Option<String>) -> C
         dns_domain: s.dns_domain.clone(),
         webui_dns_domain: s.webui_dns_domain.clone(),
         ready_timeout: s.ready_timeout,
+        fleet: s.fleet.clone(),
+        web_from_group: s.web_from_group.clone(),
     }
 }
 
@@ -1007,14 +1012,7 @@ async fn run_destroy<A: Ec2Api + Route53Api>(api: &A, args: &DestroySettings, as
     }
     let mut summary = Vec::new();
     for report in &reports {
-        let mut local = None;
-        if !api.is_dry_run() {
-            let dir = state::server_dir(&report.name)?;
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-                local = Some(dir.display().to_string());
-            }
-        }
+        let local = if api.is_dry_run() { None } else { remove_state_dir(&report.name)? };
         if args.json {
             let mut v = serde_json::to_value(report)?;
             v["state_dir_removed"] = serde_json::json!(local);
@@ -1064,6 +1062,17 @@ async fn run_destroy<A: Ec2Api + Route53Api>(api: &A, args: &DestroySettings, as
         }
     }
     Ok(())
+}
+
+/// Remove server NAME's state directory (its keys, known hosts, logs);
+/// returns it when there was one.
+pub(crate) fn remove_state_dir(name: &str) -> anyhow::Result<Option<String>> {
+    let dir = state::server_dir(name)?;
+    if !dir.exists() {
+        return Ok(None);
+    }
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    Ok(Some(dir.display().to_string()))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod bootstrap;
 mod config;
 mod ec2;
 mod errors;
+mod fleet;
 mod output;
 mod resolve;
 mod runlog;
@@ -100,6 +101,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Resolved::Bake(s) => ami::bake(s).await,
         Resolved::AmiList { aws, json } => ami::list(&aws, json).await,
         Resolved::AmiDelete(s) => ami::delete(&s).await,
+        Resolved::Fleet(s) => fleet::converge(s).await,
+        Resolved::FleetList { aws, json } => fleet::list(&aws, json).await,
+        Resolved::FleetDestroy(s) => fleet::destroy(&s).await,
     }
 }
 

@@ -9,15 +9,28 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct Progress {
     start: Instant,
     terminal: bool,
+    /// Put before every line: whose progress it is (a fleet's server).
+    label: Option<String>,
 }
 
 impl Progress {
     pub fn new() -> Self {
-        Progress { start: Instant::now(), terminal: std::io::stderr().is_terminal() }
+        Progress { start: Instant::now(), terminal: std::io::stderr().is_terminal(), label: None }
+    }
+
+    /// Plain lines (no spinner: several run at once), each named `label`.
+    pub fn labelled(label: Option<&str>) -> Self {
+        match label {
+            Some(l) => Progress { start: Instant::now(), terminal: false, label: Some(l.to_owned()) },
+            None => Progress::new(),
+        }
     }
 
     fn stamp(&self) -> String {
-        format!("[{:>5.1}s]", self.start.elapsed().as_secs_f64())
+        match &self.label {
+            Some(l) => format!("[{:>5.1}s] {l}:", self.start.elapsed().as_secs_f64()),
+            None => format!("[{:>5.1}s]", self.start.elapsed().as_secs_f64()),
+        }
     }
 
     pub fn line(&self, msg: impl AsRef<str>) {

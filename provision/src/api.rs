@@ -73,7 +73,9 @@ pub struct Subnet {
     pub default_for_az: bool,
 }
 
-/// One ingress rule: a TCP port open to one CIDR (IPv4 or IPv6).
+/// One ingress rule: a TCP port open to one CIDR (IPv4 or IPv6), or to
+/// the members of one security group (`cidr` is then its id, `sg-...`: a
+/// fleet's servers take web traffic from its balancer's group only).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 pub struct IngressRule {
     pub port: u16,
@@ -83,6 +85,10 @@ pub struct IngressRule {
 impl IngressRule {
     pub fn is_ipv6(&self) -> bool {
         self.cidr.contains(':')
+    }
+    /// Whether the rule admits a security group's members, not a range.
+    pub fn is_group(&self) -> bool {
+        self.cidr.starts_with("sg-")
     }
 }
 
@@ -128,6 +134,8 @@ pub struct Instance {
     pub imds_locked: bool,
     /// Its idle stop, from its autostop tag (`30m`; `off` once removed).
     pub autostop: Option<String>,
+    /// The fleet it serves in (its fleet tag), if any.
+    pub fleet: Option<String>,
 }
 
 impl Instance {
@@ -256,6 +264,8 @@ pub trait Ec2Api {
     /// Managed security groups for a NAME, in any VPC (destroy works from tags).
     async fn managed_security_groups(&self, name: &str) -> Result<Vec<SecurityGroup>>;
     async fn default_security_group(&self, vpc_id: &str) -> Result<Option<String>>;
+    /// Managed security groups whose tag `key` is `value`, in any VPC.
+    async fn security_groups_tagged(&self, key: &str, value: &str) -> Result<Vec<SecurityGroup>>;
     /// The lowest current spot price (USD an hour) of a Linux instance of
     /// this type in the region; None when EC2 reports none.
     async fn spot_price(&self, instance_type: &str) -> Result<Option<f64>>;
@@ -336,7 +346,7 @@ pub trait PriceListApi {
     async fn products(&self, service_code: &str, filters: &[(&str, &str)]) -> Result<Vec<String>>;
 }
 
-/// A simple (not alias, not weighted) Route 53 record set.
+/// A Route 53 record set: simple (values), or an alias (not weighted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RecordSet {
     /// Fully qualified, with the final dot.
@@ -347,6 +357,18 @@ pub struct RecordSet {
     pub ttl: Option<i64>,
     /// TXT values carry their double quotes, as Route 53 stores them.
     pub values: Vec<String>,
+    /// An alias record's target (no TTL, no values): a fleet's load balancer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<AliasTarget>,
+}
+
+/// Where an alias record points: an AWS resource's DNS name in its zone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AliasTarget {
+    /// The target's own hosted zone (a load balancer's canonical zone).
+    pub zone_id: String,
+    /// Fully qualified, lowercase, with the final dot.
+    pub dns_name: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -401,6 +423,7 @@ mod tests {
             webui_domain: None,
             imds_locked: true,
             autostop: None,
+            fleet: None,
         }
     }
 

@@ -122,8 +122,12 @@ pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError
     }
     let pricing = aws_sdk_pricing::Client::from_conf(pricing_config(&config, &region));
     let mut sts = aws_sdk_sts::config::Builder::from(&config);
+    let mut elb = aws_sdk_elasticloadbalancingv2::config::Builder::from(&config);
+    let mut acm = aws_sdk_acm::config::Builder::from(&config);
     if let Some(remaining) = &kill_counter {
         sts = sts.interceptor(KillAfterCalls { remaining: remaining.clone() });
+        elb = elb.interceptor(KillAfterCalls { remaining: remaining.clone() });
+        acm = acm.interceptor(KillAfterCalls { remaining: remaining.clone() });
     }
     Ok((
         SdkApi::new(
@@ -131,6 +135,8 @@ pub async fn connect(opts: &AwsOptions) -> Result<(SdkApi, String), ConnectError
             aws_sdk_route53::Client::from_conf(route53.build()),
             pricing,
             aws_sdk_sts::Client::from_conf(sts.build()),
+            aws_sdk_elasticloadbalancingv2::Client::from_conf(elb.build()),
+            aws_sdk_acm::Client::from_conf(acm.build()),
             region.clone(),
         ),
         region,

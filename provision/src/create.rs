@@ -56,18 +56,24 @@ fn is_capacity_error(e: &Error) -> Option<&AwsError> {
     }
 }
 
-/// The ingress rules of a server's group: SSH from `ssh_cidrs`, web from anywhere.
-pub fn ingress_rules(ssh_cidrs: &[String]) -> Vec<IngressRule> {
-    let world = ["0.0.0.0/0", "::/0"];
+/// The ingress rules of a server's group: SSH from `ssh_cidrs`, web from
+/// anywhere, or only from the group `web_from_group` (a fleet's balancer:
+/// HTTP alone, as the balancer ends TLS).
+pub fn ingress_rules(ssh_cidrs: &[String], web_from_group: Option<&str>) -> Vec<IngressRule> {
     let mut rules: Vec<IngressRule> = ssh_cidrs.iter().map(|c| IngressRule { port: 22, cidr: c.clone() }).collect();
-    for port in [80, 443] {
-        rules.extend(world.iter().map(|c| IngressRule { port, cidr: (*c).into() }));
+    match web_from_group {
+        Some(group) => rules.push(IngressRule { port: 80, cidr: group.to_owned() }),
+        None => {
+            for port in [80, 443] {
+                rules.extend(["0.0.0.0/0", "::/0"].iter().map(|c| IngressRule { port, cidr: (*c).into() }));
+            }
+        }
     }
     rules
 }
 
 /// One subnet per availability zone, in zone order, the given one first.
-fn zone_order(mut subnets: Vec<Subnet>, first: Option<&str>) -> Vec<Subnet> {
+pub(crate) fn zone_order(mut subnets: Vec<Subnet>, first: Option<&str>) -> Vec<Subnet> {
     // Prefer the zone's default subnet: it gives instances a public IP.
     subnets.sort_by(|a, b| {
         (a.availability_zone.as_str(), !a.default_for_az, a.id.as_str()).cmp(&(
@@ -146,7 +152,7 @@ async fn ensure_security_group<A: Ec2Api>(
             (id, Vec::new())
         }
     };
-    converge_ingress(api, &id, &existing, &spec.ssh_cidrs, log).await?;
+    converge_ingress(api, &id, &existing, &spec.ssh_cidrs, spec.web_from_group.as_deref(), log).await?;
     Ok(id)
 }
 
@@ -158,9 +164,10 @@ async fn converge_ingress<A: Ec2Api>(
     group_id: &str,
     existing: &[IngressRule],
     ssh_cidrs: &[String],
+    web_from_group: Option<&str>,
     log: &mut impl FnMut(String),
 ) -> Result<()> {
-    let wanted = ingress_rules(ssh_cidrs);
+    let wanted = ingress_rules(ssh_cidrs, web_from_group);
     let said = |rules: &[IngressRule]| rules.iter().map(|r| format!("{}<-{}", r.port, r.cidr)).collect::<Vec<_>>();
     let missing: Vec<IngressRule> = wanted.iter().filter(|r| !existing.contains(r)).cloned().collect();
     if !missing.is_empty() {
@@ -192,7 +199,7 @@ async fn converge_existing<A: Ec2Api>(
                 // Without --ssh-cidr this run, SSH stays open to whom it is.
                 let kept: Vec<String> = g.ingress.iter().filter(|r| r.port == 22).map(|r| r.cidr.clone()).collect();
                 let ssh = if spec.ssh_cidrs_asked || kept.is_empty() { &spec.ssh_cidrs } else { &kept };
-                converge_ingress(api, &g.id, &g.ingress, ssh, log).await?;
+                converge_ingress(api, &g.id, &g.ingress, ssh, spec.web_from_group.as_deref(), log).await?;
             }
             _ => log(format!(
                 "{} does not use security group {group_name}: its rules were left as they are",
@@ -301,6 +308,7 @@ fn server_tags(spec: &CreateSpec, expires_at: Option<&str>) -> Vec<Tag> {
     let mut server_tags = tags::managed_tags(&spec.name, expires_at);
     server_tags.extend(spec.dns_domain.as_ref().map(|d| Tag::new(tags::DOMAIN, d)));
     server_tags.extend(spec.webui_dns_domain.as_ref().map(|d| Tag::new(tags::WEBUI_DOMAIN, d)));
+    server_tags.extend(spec.fleet.as_ref().map(|f| Tag::new(tags::FLEET, f)));
     server_tags
 }
 
@@ -415,6 +423,11 @@ async fn find_or_launch<A: Ec2Api>(api: &A, spec: &CreateSpec, log: &mut impl Fn
     if let Some(mut existing) = api.find_instances(Some(&spec.name)).await?.into_iter().find(Instance::is_live) {
         if !matches!(existing.state.as_str(), "pending" | "running") {
             return Err(Error::InstanceFailed { instance_id: existing.id, state: existing.state });
+        }
+        // A fleet's server is the fleet's to change: its group admits only
+        // the balancer, its host serves behind it.
+        if let Some(fleet) = existing.fleet.as_ref().filter(|f| spec.fleet.as_ref() != Some(*f)) {
+            return Err(Error::FleetServer { name: spec.name.clone(), fleet: fleet.clone() });
         }
         log(format!("server {} exists: instance {} ({}), reusing it", spec.name, existing.id, existing.state));
         converge_existing(api, spec, &existing, log).await?;
@@ -677,12 +690,20 @@ mod tests {
 
     #[test]
     fn ingress_rules_narrow_only_ssh() {
-        let rules = ingress_rules(&["203.0.113.0/24".into()]);
+        let rules = ingress_rules(&["203.0.113.0/24".into()], None);
         assert!(rules.contains(&IngressRule { port: 22, cidr: "203.0.113.0/24".into() }));
         assert!(!rules.iter().any(|r| r.port == 22 && r.cidr == "0.0.0.0/0"));
         for port in [80, 443] {
             assert!(rules.contains(&IngressRule { port, cidr: "0.0.0.0/0".into() }));
             assert!(rules.contains(&IngressRule { port, cidr: "::/0".into() }));
         }
+    }
+
+    #[test]
+    fn a_fleet_server_takes_web_traffic_from_its_balancer_only() {
+        let rules = ingress_rules(&["0.0.0.0/0".into()], Some("sg-balancer"));
+        assert!(rules.contains(&IngressRule { port: 80, cidr: "sg-balancer".into() }));
+        assert!(!rules.iter().any(|r| r.port != 22 && !r.is_group()), "{rules:?}");
+        assert!(!rules.iter().any(|r| r.port == 443), "the balancer ends TLS: {rules:?}");
     }
 }

@@ -44,9 +44,13 @@ pub fn zone_for<'a>(domain: &str, zones: &'a [HostedZone]) -> Option<&'a HostedZ
         .max_by_key(|z| fqdn(&z.name).len())
 }
 
-/// One record set as a line: `srv.example.org. A 203.0.113.7`.
+/// One record set as a line: `srv.example.org. A 203.0.113.7`, or
+/// `web.example.org. A alias web-1.elb.amazonaws.com.`.
 pub fn describe(record: &RecordSet) -> String {
-    format!("{} {} {}", record.name, record.kind, record.values.join(" "))
+    match &record.alias {
+        Some(a) => format!("{} {} alias {}", record.name, record.kind, a.dns_name),
+        None => format!("{} {} {}", record.name, record.kind, record.values.join(" ")),
+    }
 }
 
 /// What [`publish`] did.
@@ -69,27 +73,62 @@ fn address_records(domain: &str, ipv4: &str, ipv6: Option<&str>) -> Vec<RecordSe
         kind: kind.into(),
         ttl: Some(RECORD_TTL),
         values: vec![value.to_owned()],
+        alias: None,
     };
     let mut records = vec![record("A", ipv4)];
     records.extend(ipv6.map(|v6| record("AAAA", v6)));
     records
 }
 
-/// What a zone holds at DOMAIN, and whether it was made for `server`.
+/// Who DOMAIN's records are made for: a server, or a fleet (its balancer's
+/// alias, its certificate's validation record). The ownership record names
+/// it, with the account and the region.
+#[derive(Debug, Clone, Copy)]
+pub enum Owner<'a> {
+    Server(&'a str),
+    Fleet(&'a str),
+}
+
+impl std::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Server(name) => write!(f, "{name}"),
+            Owner::Fleet(name) => write!(f, "fleet {name}"),
+        }
+    }
+}
+
+impl Owner<'_> {
+    /// The ownership value written now.
+    async fn value<A: Ec2Api>(&self, api: &A) -> Result<String> {
+        let (account, region) = (api.account_id().await?, api.region());
+        Ok(match self {
+            Owner::Server(name) => tags::ownership_value(name, &account, &region),
+            Owner::Fleet(name) => tags::fleet_ownership_value(name, &account, &region),
+        })
+    }
+
+    /// Every value read as this owner's: a server's from before the
+    /// account and region were written too.
+    async fn values<A: Ec2Api>(&self, api: &A) -> Result<Vec<String>> {
+        let mut values = vec![self.value(api).await?];
+        if let Owner::Server(name) = self {
+            values.push(tags::legacy_ownership_value(name));
+        }
+        Ok(values)
+    }
+}
+
+/// What a zone holds at DOMAIN, and whether it was made for the owner.
 struct Current {
     /// A, AAAA and CNAME record sets at DOMAIN.
     at_domain: Vec<RecordSet>,
     /// The ownership TXT record, if any.
     ownership: Option<RecordSet>,
-    owned_by_server: bool,
+    owned: bool,
 }
 
-/// The ownership value this server writes: its name, account and region.
-async fn ownership_value<A: Ec2Api>(api: &A, server: &str) -> Result<String> {
-    Ok(tags::ownership_value(server, &api.account_id().await?, &api.region()))
-}
-
-async fn current<A: Ec2Api + Route53Api>(api: &A, zone: &HostedZone, server: &str, domain: &str) -> Result<Current> {
+async fn current<A: Ec2Api + Route53Api>(api: &A, zone: &HostedZone, owner: Owner<'_>, domain: &str) -> Result<Current> {
     let at_domain: Vec<RecordSet> = api
         .record_sets(&zone.id, &fqdn(domain))
         .await?
@@ -101,9 +140,9 @@ async fn current<A: Ec2Api + Route53Api>(api: &A, zone: &HostedZone, server: &st
         .await?
         .into_iter()
         .find(|r| r.kind == "TXT");
-    let ours = [ownership_value(api, server).await?, tags::legacy_ownership_value(server)];
-    let owned_by_server = ownership.as_ref().is_some_and(|r| r.values.iter().any(|v| ours.contains(v)));
-    Ok(Current { at_domain, ownership, owned_by_server })
+    let ours = owner.values(api).await?;
+    let owned = ownership.as_ref().is_some_and(|r| r.values.iter().any(|v| ours.contains(v)));
+    Ok(Current { at_domain, ownership, owned })
 }
 
 async fn find_zone<A: Ec2Api + Route53Api>(api: &A, domain: &str) -> Result<Option<HostedZone>> {
@@ -123,20 +162,33 @@ pub async fn publish<A: Ec2Api + Route53Api>(
     domain: &str,
     ipv4: &str,
     ipv6: Option<&str>,
+    log: impl FnMut(String),
+) -> Result<DnsOutcome> {
+    publish_records(api, Owner::Server(server), domain, address_records(domain, ipv4, ipv6), log).await
+}
+
+/// Give DOMAIN the `wanted` record sets (at DOMAIN itself: A, AAAA, an
+/// alias or a CNAME), made for `owner`, as [`publish`] does for a server.
+pub async fn publish_records<A: Ec2Api + Route53Api>(
+    api: &A,
+    owner: Owner<'_>,
+    domain: &str,
+    wanted: Vec<RecordSet>,
     mut log: impl FnMut(String),
 ) -> Result<DnsOutcome> {
-    let wanted = address_records(domain, ipv4, ipv6);
     let Some(zone) = find_zone(api, domain).await? else {
         let by_hand: Vec<String> = wanted.iter().map(describe).collect();
         log(format!("no Route 53 zone of this account holds {domain}: create by hand {}", by_hand.join(", ")));
         return Ok(DnsOutcome::NoZone { records: wanted });
     };
-    let now = current(api, &zone, server, domain).await?;
-    if !now.at_domain.is_empty() && !now.owned_by_server {
+    let now = current(api, &zone, owner, domain).await?;
+    if !now.at_domain.is_empty() && !now.owned {
         let theirs: Vec<String> = now.at_domain.iter().map(describe).collect();
+        let want: Vec<String> = wanted.iter().map(describe).collect();
         log(format!(
-            "{domain} already has records not made for {server} ({}): left alone; point it at {ipv4} by hand",
-            theirs.join(", ")
+            "{domain} already has records not made for {owner} ({}): left alone; make {} by hand",
+            theirs.join(", "),
+            want.join(", ")
         ));
         return Ok(DnsOutcome::LeftAlone { zone: zone.name, existing: now.at_domain, wanted });
     }
@@ -144,7 +196,8 @@ pub async fn publish<A: Ec2Api + Route53Api>(
         name: fqdn(&tags::ownership_record_name(domain)),
         kind: "TXT".into(),
         ttl: Some(RECORD_TTL),
-        values: vec![ownership_value(api, server).await?],
+        values: vec![owner.value(api).await?],
+        alias: None,
     };
     let mut changes: Vec<RecordChange> = wanted
         .iter()
@@ -152,7 +205,7 @@ pub async fn publish<A: Ec2Api + Route53Api>(
         .filter(|r| !now.at_domain.contains(r) && now.ownership.as_ref() != Some(*r))
         .map(|r| RecordChange { action: ChangeAction::Upsert, record: r.clone() })
         .collect();
-    // An address this server no longer has (an AAAA once it lost IPv6).
+    // A record this owner no longer wants (an AAAA once the server lost IPv6).
     changes.extend(
         now.at_domain
             .iter()
@@ -165,7 +218,7 @@ pub async fn publish<A: Ec2Api + Route53Api>(
         return Ok(DnsOutcome::Published { zone: zone.name, zone_id: zone.id, records: wanted, changed: false });
     }
     let started = Instant::now();
-    let change_id = api.change_record_sets(&zone.id, &format!("image-provision: server {server}"), &changes).await?;
+    let change_id = api.change_record_sets(&zone.id, &format!("image-provision: {owner}"), &changes).await?;
     wait_in_sync(api, &change_id).await?;
     log(format!(
         "DNS: {} in zone {}, on every Route 53 name server after {:.1}s",
@@ -185,11 +238,21 @@ pub struct DnsRemoval {
 }
 
 /// Delete DOMAIN's address records and its ownership record, only if the
-/// ownership record names `server`; anything else at DOMAIN is left alone
-/// and reported.
+/// ownership record names server `server`; anything else at DOMAIN is left
+/// alone and reported.
 pub async fn remove<A: Ec2Api + Route53Api>(
     api: &A,
     server: &str,
+    domain: &str,
+    log: impl FnMut(String),
+) -> Result<DnsRemoval> {
+    remove_owned(api, Owner::Server(server), domain, log).await
+}
+
+/// [`remove`], for any owner.
+pub async fn remove_owned<A: Ec2Api + Route53Api>(
+    api: &A,
+    owner: Owner<'_>,
     domain: &str,
     mut log: impl FnMut(String),
 ) -> Result<DnsRemoval> {
@@ -198,12 +261,12 @@ pub async fn remove<A: Ec2Api + Route53Api>(
         log(format!("no Route 53 zone of this account holds {domain}: no DNS record to delete"));
         return Ok(removal);
     };
-    let now = current(api, &zone, server, domain).await?;
-    if !now.owned_by_server {
+    let now = current(api, &zone, owner, domain).await?;
+    if !now.owned {
         removal.left_alone = now.at_domain.iter().map(describe).collect();
         if !removal.left_alone.is_empty() {
             log(format!(
-                "left alone, not made for {server}: {} (no ownership record names it)",
+                "left alone, not made for {owner}: {} (no ownership record names it)",
                 removal.left_alone.join(", ")
             ));
         }
@@ -212,7 +275,7 @@ pub async fn remove<A: Ec2Api + Route53Api>(
     let doomed: Vec<RecordSet> = now.at_domain.into_iter().chain(now.ownership).collect();
     let changes: Vec<RecordChange> =
         doomed.iter().map(|r| RecordChange { action: ChangeAction::Delete, record: r.clone() }).collect();
-    let change_id = api.change_record_sets(&zone.id, &format!("image-provision: destroy {server}"), &changes).await?;
+    let change_id = api.change_record_sets(&zone.id, &format!("image-provision: destroy {owner}"), &changes).await?;
     wait_in_sync(api, &change_id).await?;
     removal.deleted = doomed.iter().map(describe).collect();
     log(format!("deleted DNS records {}", removal.deleted.join(", ")));

@@ -173,6 +173,15 @@ impl Ec2Api for DryRunApi {
         Ok(vec![])
     }
 
+    async fn security_groups_tagged(&self, key: &str, value: &str) -> Result<Vec<SecurityGroup>> {
+        let tag = format!("tag:{key}");
+        self.call(
+            "DescribeSecurityGroups",
+            json!({"Filters": filters(&[("tag:image-provision:managed", "true"), (tag.as_str(), value)])}),
+        );
+        Ok(vec![])
+    }
+
     async fn spot_price(&self, instance_type: &str) -> Result<Option<f64>> {
         self.call(
             "DescribeSpotPriceHistory",
@@ -324,6 +333,7 @@ impl Ec2Api for DryRunApi {
             webui_domain: tags::value_of(&r.instance_tags, tags::WEBUI_DOMAIN),
             imds_locked: true,
             autostop: tags::value_of(&r.instance_tags, tags::AUTOSTOP),
+            fleet: tags::value_of(&r.instance_tags, tags::FLEET),
         })
     }
 

@@ -87,6 +87,24 @@ pub enum Error {
 
     #[error("instance {instance_id} entered state {state} while waiting for it to run")]
     InstanceFailed { instance_id: String, state: String },
+
+    #[error("a fleet's balancer needs two availability zones; VPC {vpc_id} has subnets in {}", if zones.is_empty() { "none".to_string() } else { zones.join(", ") })]
+    FleetZones { vpc_id: String, zones: Vec<String> },
+
+    #[error("gave up waiting for {what} after {waited_secs} s (last seen: {last})")]
+    FleetTimeout { what: String, waited_secs: u64, last: String },
+
+    #[error("load balancer {0} failed or vanished while it was being made")]
+    FleetBalancerFailed(String),
+
+    #[error("ACM's certificate for {domain} is {status}: it will not be issued")]
+    FleetCertificate { domain: String, status: String },
+
+    #[error("{what} exists but is not tagged as this fleet's: it is left alone")]
+    NotOurs { what: String },
+
+    #[error("server {name} serves in fleet {fleet}: change it with `fleet create` or `fleet scale`, or remove it with `fleet destroy`")]
+    FleetServer { name: String, fleet: String },
 }
 
 impl Error {

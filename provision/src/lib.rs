@@ -15,6 +15,7 @@ mod create;
 mod destroy;
 pub mod dns;
 mod dry;
+pub mod fleet;
 mod error;
 mod poll;
 mod sdk;

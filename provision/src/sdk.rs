@@ -16,6 +16,10 @@ pub struct SdkApi {
     route53: aws_sdk_route53::Client,
     pricing: aws_sdk_pricing::Client,
     sts: aws_sdk_sts::Client,
+    /// A fleet's load balancer (fleet/sdk.rs).
+    pub(crate) elb: aws_sdk_elasticloadbalancingv2::Client,
+    /// A fleet's certificate (fleet/sdk.rs).
+    pub(crate) acm: aws_sdk_acm::Client,
     region: String,
     /// Asked once a command.
     account: tokio::sync::OnceCell<String>,
@@ -27,9 +31,11 @@ impl SdkApi {
         route53: aws_sdk_route53::Client,
         pricing: aws_sdk_pricing::Client,
         sts: aws_sdk_sts::Client,
+        elb: aws_sdk_elasticloadbalancingv2::Client,
+        acm: aws_sdk_acm::Client,
         region: String,
     ) -> Self {
-        SdkApi { client, route53, pricing, sts, region, account: Default::default() }
+        SdkApi { client, route53, pricing, sts, elb, acm, region, account: Default::default() }
     }
 
     async fn authorize(&self, group_id: &str, rules: &[IngressRule]) -> std::result::Result<(), AwsError> {
@@ -45,7 +51,9 @@ impl SdkApi {
 /// One rule as EC2's IpPermission.
 fn permission(rule: &IngressRule) -> t::IpPermission {
     let perm = t::IpPermission::builder().ip_protocol("tcp").from_port(rule.port.into()).to_port(rule.port.into());
-    let perm = if rule.is_ipv6() {
+    let perm = if rule.is_group() {
+        perm.user_id_group_pairs(t::UserIdGroupPair::builder().group_id(&rule.cidr).build())
+    } else if rule.is_ipv6() {
         perm.ipv6_ranges(t::Ipv6Range::builder().cidr_ipv6(&rule.cidr).build())
     } else {
         perm.ip_ranges(t::IpRange::builder().cidr_ip(&rule.cidr).build())
@@ -54,7 +62,7 @@ fn permission(rule: &IngressRule) -> t::IpPermission {
 }
 
 /// Turn an SDK error into ours, keeping AWS's code and message.
-fn aws<E, R>(action: &'static str) -> impl FnOnce(SdkError<E, R>) -> AwsError
+pub(crate) fn aws<E, R>(action: &'static str) -> impl FnOnce(SdkError<E, R>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
@@ -110,6 +118,11 @@ fn image_from(i: &t::Image) -> Image {
     }
 }
 
+/// Tags from (key, value) pairs as other services' SDKs give them.
+pub(crate) fn tags_from_pairs(pairs: Vec<(Option<&str>, Option<&str>)>) -> Vec<Tag> {
+    pairs.into_iter().map(|(k, v)| Tag::new(k.unwrap_or_default(), v.unwrap_or_default())).collect()
+}
+
 fn tags_from(tags: &[t::Tag]) -> Vec<Tag> {
     tags.iter().map(|t| Tag::new(t.key().unwrap_or_default(), t.value().unwrap_or_default())).collect()
 }
@@ -146,6 +159,11 @@ fn group_from(g: &t::SecurityGroup) -> SecurityGroup {
         for r in p.ipv6_ranges() {
             if let Some(cidr) = r.cidr_ipv6() {
                 ingress.push(IngressRule { port, cidr: cidr.to_owned() });
+            }
+        }
+        for pair in p.user_id_group_pairs() {
+            if let Some(group) = pair.group_id() {
+                ingress.push(IngressRule { port, cidr: group.to_owned() });
             }
         }
     }
@@ -187,6 +205,7 @@ fn instance_from(i: &t::Instance) -> Instance {
             m.http_tokens() == Some(&t::HttpTokensState::Required) && m.http_put_response_hop_limit() == Some(1)
         }),
         autostop: tag_value(tags, tags::AUTOSTOP),
+        fleet: tag_value(tags, tags::FLEET),
     }
 }
 
@@ -387,6 +406,18 @@ impl Ec2Api for SdkApi {
             .describe_security_groups()
             .filters(filter(&format!("tag:{}", tags::MANAGED), &["true"]))
             .filters(filter(&format!("tag:{}", tags::SERVER_NAME), &[name]))
+            .send()
+            .await
+            .map_err(aws("DescribeSecurityGroups"))?;
+        Ok(out.security_groups().iter().map(group_from).collect())
+    }
+
+    async fn security_groups_tagged(&self, key: &str, value: &str) -> Result<Vec<SecurityGroup>> {
+        let out = self
+            .client
+            .describe_security_groups()
+            .filters(filter(&format!("tag:{}", tags::MANAGED), &["true"]))
+            .filters(filter(&format!("tag:{key}"), &[value]))
             .send()
             .await
             .map_err(aws("DescribeSecurityGroups"))?;
@@ -781,6 +812,10 @@ fn record_set_from(r: &r53::ResourceRecordSet) -> RecordSet {
         kind: r.r#type().as_str().to_owned(),
         ttl: r.ttl(),
         values: r.resource_records().iter().map(|v| v.value().to_owned()).collect(),
+        alias: r.alias_target().map(|a| AliasTarget {
+            zone_id: a.hosted_zone_id().to_owned(),
+            dns_name: crate::dns::fqdn(a.dns_name()),
+        }),
     }
 }
 
@@ -795,6 +830,17 @@ fn change_to_sdk(c: &RecordChange) -> std::result::Result<r53::Change, aws_smith
     for value in &c.record.values {
         record = record.resource_records(r53::ResourceRecord::builder().value(value).build()?);
     }
+    if let Some(alias) = &c.record.alias {
+        // Whether the balancer has a healthy target is the balancer's
+        // business: it answers 503 itself rather than vanish from DNS.
+        record = record.alias_target(
+            r53::AliasTarget::builder()
+                .hosted_zone_id(&alias.zone_id)
+                .dns_name(&alias.dns_name)
+                .evaluate_target_health(false)
+                .build()?,
+        );
+    }
     let action = match c.action {
         ChangeAction::Upsert => r53::ChangeAction::Upsert,
         ChangeAction::Delete => r53::ChangeAction::Delete,
@@ -803,7 +849,7 @@ fn change_to_sdk(c: &RecordChange) -> std::result::Result<r53::Change, aws_smith
 }
 
 /// A request the SDK refused to build: a bug here, reported as the action's failure.
-fn unbuildable(action: &'static str) -> impl FnOnce(aws_smithy_types::error::operation::BuildError) -> AwsError {
+pub(crate) fn unbuildable(action: &'static str) -> impl FnOnce(aws_smithy_types::error::operation::BuildError) -> AwsError {
     move |e| AwsError { action, code: None, message: format!("the request could not be built: {e}") }
 }
 

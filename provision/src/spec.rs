@@ -106,6 +106,12 @@ pub struct CreateSpec {
     pub webui_dns_domain: Option<String>,
     /// How long to wait for running + SSH banner.
     pub ready_timeout: Duration,
+    /// The fleet the server serves in (tagged on its instance); None: a
+    /// server of its own.
+    pub fleet: Option<String>,
+    /// A fleet's balancer's security group: the only source of the
+    /// server's web traffic (HTTP, HTTPS); None: from anywhere.
+    pub web_from_group: Option<String>,
 }
 
 /// One GPU of an instance type, with its memory as nvidia-smi reports it

@@ -18,6 +18,11 @@ pub const DOMAIN: &str = "image-provision:domain";
 /// records were made for the server, so that destroy and start find them.
 pub const WEBUI_DOMAIN: &str = "image-provision:webui-domain";
 
+/// On a fleet's servers, its balancer, target group, certificate and
+/// security group: the fleet's name. A fleet's own resources carry no
+/// server-name tag, so that no server command takes them for a server's.
+pub const FLEET: &str = "image-provision:fleet";
+
 /// On an image `ami bake` made, and on its snapshots: the image's name (IMAGE_NAME).
 pub const BAKED_IMAGE: &str = "image-provision:image";
 /// On a baked image: the server it was made from.
@@ -93,6 +98,13 @@ pub fn ownership_record_name(domain: &str) -> String {
 /// zone) are two owners.
 pub fn ownership_value(name: &str, account: &str, region: &str) -> String {
     format!("\"heritage=image-provision,server={name},account={account},region={region}\"")
+}
+
+/// The ownership TXT value for fleet NAME's records (its balancer's alias,
+/// its certificate's validation record): a fleet and a server of one name
+/// are two owners.
+pub fn fleet_ownership_value(name: &str, account: &str, region: &str) -> String {
+    format!("\"heritage=image-provision,fleet={name},account={account},region={region}\"")
 }
 
 /// The value versions before the account and the region wrote: still read as

@@ -238,6 +238,13 @@ pub struct CreateSettings {
     pub steps: Config,
     /// Test-only: where SSH goes instead of the instance's address.
     pub ssh_addr: Option<SocketAddr>,
+    /// A fleet's server: the fleet's name (tagged on the instance).
+    pub fleet: Option<String>,
+    /// A fleet's server: its balancer's group, the only source of web traffic.
+    pub web_from_group: Option<String>,
+    /// A fleet's server: progress lines named after the server, no summary
+    /// (the fleet prints one for all).
+    pub quiet: bool,
 }
 
 pub(super) fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) -> Result<CreateSettings, UsageError> {
@@ -376,6 +383,9 @@ pub(super) fn create(args: &CreateArgs, file: &ConfigFile, hooks: &TestHooks) ->
         json: args.json,
         steps,
         ssh_addr: hooks.ssh_addr,
+        fleet: None,
+        web_from_group: None,
+        quiet: false,
     })
 }
 

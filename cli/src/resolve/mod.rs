@@ -8,12 +8,14 @@
 //! One file per command group: [`ec2`] (`ec2 create`, `destroy`, `stop`,
 //! `start`), [`host`] (`bootstrap` and the host steps `ec2 create` runs
 //! too), [`server`] (`verify`, `update`), and [`aws`] (the AWS options
-//! they share), [`ami`] (`ami bake`, `ami list`, `ami delete`). The checks
+//! they share), [`ami`] (`ami bake`, `ami list`, `ami delete`), [`fleet`]
+//! (`fleet create`, `scale`, `destroy`). The checks
 //! every command uses stay here.
 
 mod ami;
 mod aws;
 mod ec2;
+mod fleet;
 mod host;
 mod server;
 #[cfg(test)]
@@ -28,7 +30,7 @@ use image_provision_playbooks::validate::{self, shown};
 use image_provision_provision::AwsOptions;
 use image_provision_remote::{HostKeyPolicy, Identity, Target};
 
-use crate::args::{AmiCommand, Command, Ec2Command, ListArgs};
+use crate::args::{AmiCommand, Command, Ec2Command, FleetCommand, ListArgs};
 use crate::config::{ConfigFile, HostConfig};
 use crate::errors::UsageError;
 
@@ -37,6 +39,8 @@ use ami::{ami_delete, bake};
 use aws::{aws_options, check_region_name};
 pub use ec2::{CreateSettings, DestroySettings, StartSettings, StopSettings};
 use ec2::{create, destroy, start, stop};
+pub use fleet::{FleetDestroySettings, FleetSettings};
+use fleet::{fleet, fleet_destroy};
 pub use host::BootstrapSettings;
 use host::{bootstrap, host_steps};
 pub use server::{DriverUpgrade, Server, ServerSettings, UpdateSettings};
@@ -99,6 +103,9 @@ pub enum Resolved {
     Bake(BakeSettings),
     AmiList { aws: AwsOptions, json: bool },
     AmiDelete(AmiDeleteSettings),
+    Fleet(FleetSettings),
+    FleetList { aws: AwsOptions, json: bool },
+    FleetDestroy(FleetDestroySettings),
 }
 
 pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Result<Resolved, UsageError> {
@@ -118,6 +125,12 @@ pub fn resolve(command: &Command, file: &ConfigFile, hooks: &TestHooks) -> Resul
             Resolved::AmiList { aws: aws_options(&a.aws, &file.ec2, hooks)?, json: a.json }
         }
         Command::Ami(AmiCommand::Delete(a)) => Resolved::AmiDelete(ami_delete(a, file, hooks)?),
+        Command::Fleet(FleetCommand::Create(a)) => Resolved::Fleet(fleet(a, file, hooks, false)?),
+        Command::Fleet(FleetCommand::Scale(a)) => Resolved::Fleet(fleet(a, file, hooks, true)?),
+        Command::Fleet(FleetCommand::List(ListArgs { aws, json })) => {
+            Resolved::FleetList { aws: aws_options(aws, &file.ec2, hooks)?, json: *json }
+        }
+        Command::Fleet(FleetCommand::Destroy(a)) => Resolved::FleetDestroy(fleet_destroy(a, file, hooks)?),
     })
 }
 
