@@ -87,7 +87,8 @@ pub struct FactsInputs {
     /// Where the site's TLS ends (the health check's scheme); None: the
     /// host's site override tells.
     pub tls_end: Option<TlsEnd>,
-    /// Check https://DOMAIN/health through the host's Traefik.
+    /// Check the site's health URL through the host's Traefik (https, or
+    /// http behind a load balancer).
     pub https_check: bool,
     /// Read the certificate Traefik serves (verify and update: a TLS
     /// handshake a converged bootstrap does not need).

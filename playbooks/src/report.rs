@@ -21,9 +21,9 @@ pub struct ReportOptions {
     pub domain: Option<String>,
     /// Check the NVIDIA driver and Docker's nvidia runtime.
     pub gpu: bool,
-    /// GET https://DOMAIN/health from the host, through its own Traefik
-    /// at [`DEFAULT_HTTPS_ADDR`] (`curl --resolve`; off only in tests
-    /// without real Traefik).
+    /// GET https://DOMAIN/health (http:// behind a load balancer) from the
+    /// host, through its own Traefik at [`DEFAULT_HTTPS_ADDR`] (`curl
+    /// --resolve`; off only in tests without real Traefik).
     pub https_check: bool,
     /// Check the IMAGE stack, Traefik and HTTPS (off for a server
     /// bootstrapped with --no-stack).

@@ -401,8 +401,9 @@ pub struct ImageConfig {
     pub imageup_timeout: Duration,
     /// How long the health step waits for the orchestrator (and HTTPS).
     pub health_timeout: Duration,
-    /// GET https://DOMAIN/health from the host, through its own Traefik
-    /// at [`DEFAULT_HTTPS_ADDR`] (off only in tests without real Traefik).
+    /// GET https://DOMAIN/health (http:// behind a load balancer) from the
+    /// host, through its own Traefik at [`DEFAULT_HTTPS_ADDR`] (off only in
+    /// tests without real Traefik).
     pub https_check: bool,
     pub upkeep: Upkeep,
     /// With a domain: wait for its DNS before Traefik starts; None with
