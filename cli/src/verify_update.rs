@@ -313,8 +313,7 @@ async fn settle(
     }
     let spinner = progress.spinner("waiting for the services to be healthy");
     let expected: Vec<String> = report.services.iter().filter(|s| !report.left_out(s)).cloned().collect();
-    let site = report.domain.as_deref().filter(|_| o.https_check);
-    let wait = health::wait_command(&o.base_dir, &expected, timeout, site);
+    let wait = health::wait_command(&o.base_dir, &expected, timeout, report.checked_site(o).as_ref());
     let _ = exec(session, &wait, "health", &mut Some(&mut *log)).await;
     spinner.finish();
     let report = read_report(session, o, Some(&mut *log)).await?;

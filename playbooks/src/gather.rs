@@ -8,7 +8,7 @@ use crate::apt_get::{self, SourceFacts};
 use crate::containers::{self, Containers};
 use crate::facts::{self, FactsScript, RawFacts};
 use crate::host_facts::{self, HostFacts};
-use crate::settings::{Config, DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, TRAEFIK_DIR};
+use crate::settings::{Config, DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, TRAEFIK_DIR, TlsEnd};
 use crate::steps::apt::AptFacts;
 use crate::steps::docker::{self, DockerFacts};
 use crate::steps::health::{self, HealthFacts};
@@ -84,7 +84,11 @@ pub struct FactsInputs {
     pub files: Vec<String>,
     /// The site's domain; None: the host's site override tells.
     pub domain: Option<String>,
-    /// Check https://DOMAIN/health through the host's Traefik.
+    /// Where the site's TLS ends (the health check's scheme); None: the
+    /// host's site override tells.
+    pub tls_end: Option<TlsEnd>,
+    /// Check the site's health URL through the host's Traefik (https, or
+    /// http behind a load balancer).
     pub https_check: bool,
     /// Read the certificate Traefik serves (verify and update: a TLS
     /// handshake a converged bootstrap does not need).
@@ -121,6 +125,7 @@ impl FactsInputs {
             base_dir: img.map(|i| i.base_dir.clone()),
             files,
             domain: img.and_then(|i| i.checked_domain()).map(str::to_string),
+            tls_end: img.map(|i| i.tls_end),
             https_check: img.is_some_and(|i| i.checked_domain().is_some()),
             certificate: false,
             llm_chat: false,
@@ -133,6 +138,7 @@ impl FactsInputs {
         FactsInputs {
             base_dir: Some(base_dir.to_string()),
             domain: domain.map(str::to_string),
+            tls_end: None,
             https_check,
             certificate: https_check,
             llm_chat: true,
@@ -198,6 +204,7 @@ fn with_inputs(cmd: Cmd, inputs: &FactsInputs) -> Cmd {
         .env("OLLAMA_DIR", llm::OLLAMA.dir)
         .env("OLLAMA_KEY", llm::OLLAMA_PLACEHOLDER_KEY)
         .env("DOMAIN", inputs.domain.clone().unwrap_or_default())
+        .env("TLS_END", inputs.tls_end.map(TlsEnd::name).unwrap_or_default())
         .env("HTTPS_CHECK", if inputs.https_check { "yes" } else { "no" })
         .env("HTTPS_ADDR", DEFAULT_HTTPS_ADDR.to_string())
         .env("CERTIFICATE", if inputs.certificate { "yes" } else { "no" })
@@ -250,6 +257,11 @@ mod tests {
             shown.contains("BASE_DIR=/srv/image") && shown.contains("HTTPS_CHECK=yes HTTPS_ADDR=127.0.0.1"),
             "{shown}"
         );
+        // verify reads where TLS ends from the host; bootstrap says it.
+        assert!(shown.contains("TLS_END=''"), "{shown}");
+        let behind = Config { image: Some(ImageConfig::behind_balancer()), ..Config::default() };
+        let shown = command(&FactsInputs::for_config(&behind)).render(true);
+        assert!(shown.contains("DOMAIN=image.example.org TLS_END=balancer HTTPS_CHECK=yes"), "{shown}");
     }
 
     /// Without the IMAGE steps, no IMAGE facts are gathered.

@@ -9,7 +9,8 @@
 //! src/
 //!   lib.rs              this map
 //!   plan.rs             Action and Plan: what a step decides
-//!   settings.rs         Config, ImageConfig, defaults, paths on the host
+//!   settings.rs         Config, ImageConfig, defaults, paths on the host; TlsEnd (Traefik's or a
+//!                       load balancer's) and Site (the scheme of the host's own checks)
 //!   validate.rs         checks of the person's input (domain, env files, ...)
 //!   shell.rs            scripts sent with their libraries in front
 //!   facts/              RawFacts (key=value), FactsScript, the timed command's marks (the bench);
@@ -50,7 +51,8 @@
 //!                       routes, services off for want of their keys: keys.rs); templates
 //!     pull/             the background image pull; start-pull.sh, wait-pull.sh
 //!     traefik/          the traefik network, the domain's DNS before Traefik starts (dns-wait.sh),
-//!                       Traefik, its ACME server; traefik-compose.yml
+//!                       Traefik, its ACME server (behind a load balancer: port 80 alone, no ACME);
+//!                       traefik-compose.yml
 //!     llm/              --llm local (vLLM) or --llm ollama: the runtime sized to the GPU, its settings
 //!                       (config/vllm.env, config/ollama.env), its key and config/llm.env, Ollama's
 //!                       pull; vllm-compose.yml, ollama-compose.yml, llm-up.sh, llm-wait.sh
@@ -61,7 +63,8 @@
 //!                       the deploy stamp, services not well;
 //!                       llm-check.sh, stack-up.sh, update.sh, rollback.sh (an update recorded or
 //!                       rolled back, `update --rollback`)
-//!     health/           every service well, the one HTTPS check, the request that proves the stack
+//!     health/           every service well, the one HTTPS check (HTTP on port 80 behind a load
+//!                       balancer), the request that proves the stack
 //!                       (a graphic of its own each time: the orchestrator caches by graphic);
 //!                       health.sh, render-request.sh, probe.png
 //!     upkeep/           systemd units: the stack at boot, IMAGE's healthcheck, the nightly

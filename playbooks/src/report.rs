@@ -6,7 +6,7 @@ use image_provision_remote::Cmd;
 use serde::Serialize;
 
 use crate::gather::{self, Facts, FactsInputs};
-use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, acme_server_name, extension_url, health_url};
+use crate::settings::{DEFAULT_BASE_DIR, DEFAULT_HTTPS_ADDR, Site, TlsEnd, acme_server_name, extension_url};
 use crate::steps::health::{self, CERTIFICATE_WARN_DAYS, Certificate};
 use crate::steps::layout::keys::KeylessService;
 use crate::steps::stack::ServiceTrouble;
@@ -21,9 +21,9 @@ pub struct ReportOptions {
     pub domain: Option<String>,
     /// Check the NVIDIA driver and Docker's nvidia runtime.
     pub gpu: bool,
-    /// GET https://DOMAIN/health from the host, through its own Traefik
-    /// at [`DEFAULT_HTTPS_ADDR`] (`curl --resolve`; off only in tests
-    /// without real Traefik).
+    /// GET https://DOMAIN/health (http:// behind a load balancer) from the
+    /// host, through its own Traefik at [`DEFAULT_HTTPS_ADDR`] (`curl
+    /// --resolve`; off only in tests without real Traefik).
     pub https_check: bool,
     /// Check the IMAGE stack, Traefik and HTTPS (off for a server
     /// bootstrapped with --no-stack).
@@ -114,6 +114,8 @@ pub struct Report {
     pub not_ok: Vec<ServiceTrouble>,
     pub orchestrator: Option<String>,
     pub domain: Option<String>,
+    /// Where the site's TLS ends, as the host's site override routes it.
+    pub tls_end: TlsEnd,
     pub extension_url: Option<String>,
     /// image-provision's units on the host: "ENABLED ACTIVE" by name.
     pub upkeep: std::collections::BTreeMap<String, String>,
@@ -130,12 +132,18 @@ pub fn request_command(r: &Report, o: &ReportOptions, timeout: std::time::Durati
     if !o.stack || !o.request || !r.healthy || r.services.is_empty() {
         return None;
     }
-    let site = r.domain.as_deref().filter(|_| o.https_check);
     let llm = (!r.llm_services.is_empty() && r.without_llm.is_empty()).then_some(&r.llm_services[..]);
-    Some(health::request_command(&o.base_dir, site, llm, timeout))
+    Some(health::request_command(&o.base_dir, r.checked_site(o).as_ref(), llm, timeout))
 }
 
 impl Report {
+    /// The site the host's own checks reach through its Traefik, when
+    /// they run: the domain, over HTTPS or, behind a load balancer, HTTP.
+    pub fn checked_site(&self, o: &ReportOptions) -> Option<Site> {
+        let domain = self.domain.clone().filter(|_| o.https_check)?;
+        Some(Site { domain, tls_end: self.tls_end })
+    }
+
     /// `service` is left out of what must run: for want of an LLM or of
     /// its keys.
     pub fn left_out(&self, service: &str) -> bool {
@@ -213,6 +221,7 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
     }
 
     let domain = o.domain.clone().or_else(|| f.health.domain.clone());
+    let tls_end = f.health.tls_end;
     let traefik_running = traefik::running(&f.containers);
     let services = f.stack.services.clone();
     let running = f.stack.running();
@@ -227,6 +236,9 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
                 "traefik",
                 traefik_running,
                 match (traefik_running, &f.traefik.acme_server) {
+                    (true, _) if tls_end == TlsEnd::Balancer => {
+                        "container traefik running on port 80; TLS ends in the load balancer in front".to_string()
+                    }
                     (true, Some(s)) => format!("container traefik running; certificates from {}", acme_server_name(s)),
                     (true, None) => "container traefik running".to_string(),
                     (false, _) => "Traefik is not running".into(),
@@ -254,12 +266,14 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
             format!("orchestrator {}", orchestrator.as_deref().unwrap_or("absent")),
         );
         if let Some(d) = &domain {
+            // Named by its scheme: "http" behind a load balancer, where this
+            // host serves no TLS.
+            let site = Site { domain: d.clone(), tls_end };
+            let (name, url) = (tls_end.scheme(), site.health_url());
             match &f.health.https {
-                Some(Ok(())) => check("https", true, format!("GET {} at {DEFAULT_HTTPS_ADDR} answered", health_url(d))),
-                Some(Err(e)) => {
-                    check("https", false, format!("GET {} at {DEFAULT_HTTPS_ADDR} failed: {e}", health_url(d)))
-                }
-                None => extra.push(skip("https", "not checked from here")),
+                Some(Ok(())) => check(name, true, format!("GET {url} at {DEFAULT_HTTPS_ADDR} answered")),
+                Some(Err(e)) => check(name, false, format!("GET {url} at {DEFAULT_HTTPS_ADDR} failed: {e}")),
+                None => extra.push(skip(name, "not checked from here")),
             }
             if let Some(c) = &f.health.certificate {
                 let (status, detail) = certificate_check(c, d, jiff::Timestamp::now());
@@ -300,6 +314,7 @@ pub fn evaluate(f: &Facts, o: &ReportOptions) -> Report {
         orchestrator,
         extension_url: domain.as_ref().filter(|_| o.stack).map(|d| extension_url(d)),
         domain,
+        tls_end,
         upkeep: f.upkeep.units.iter().map(|(u, s)| (u.clone(), format!("{} {}", s.enabled, s.active))).collect(),
         checks,
         failed,
@@ -432,6 +447,38 @@ mod tests {
         let r = evaluate(&Facts::parse(text), &o);
         let https = r.checks.iter().find(|c| c.name == "https").unwrap();
         assert_eq!(https.detail, "GET https://image.example.org/health at 127.0.0.1 answered");
+        assert_eq!(r.tls_end, TlsEnd::Traefik);
+    }
+
+    /// Behind a load balancer (health.tls_end, as the facts read it from
+    /// the site override): the check is named "http" and asks port 80's
+    /// http://DOMAIN/health; the extension still gets the HTTPS URL; the
+    /// request and verify's wait go over HTTP too.
+    #[test]
+    fn behind_a_balancer_the_check_is_http() {
+        let text = "health.domain=image.example.org\nhealth.tls_end=balancer\nhealth.https=ok\n";
+        let o = ReportOptions::default();
+        let r = evaluate(&Facts::parse(text), &o);
+        assert_eq!(r.tls_end, TlsEnd::Balancer);
+        assert!(!r.checks.iter().any(|c| c.name == "https"), "{:?}", r.checks);
+        let http = r.checks.iter().find(|c| c.name == "http").unwrap();
+        assert_eq!(
+            (http.status, http.detail.as_str()),
+            (Status::Ok, "GET http://image.example.org/health at 127.0.0.1 answered")
+        );
+        assert_eq!(r.extension_url.as_deref(), Some("https://image.example.org/"));
+        let failed = text.replace("health.https=ok", "health.https=failed: curl: (7) refused");
+        assert_eq!(
+            evaluate(&Facts::parse(&failed), &o).checks.iter().find(|c| c.name == "http").unwrap().status,
+            Status::Failed
+        );
+        let site = r.checked_site(&o).unwrap();
+        assert_eq!(site.preprocess_url(), "http://image.example.org/render/preprocess");
+        assert_eq!(r.checked_site(&ReportOptions { https_check: false, ..o }), None);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["tls_end"], "balancer");
+        // Unknown or absent: TLS in Traefik, as every server before.
+        assert_eq!(Facts::parse("health.tls_end=\n").health.tls_end, TlsEnd::Traefik);
     }
 
     /// The served certificate: issuer and days left; Traefik's default and

@@ -59,10 +59,11 @@ pub const TRAEFIK_DIR: &str = "/var/docker/traefik";
 /// The site's compose override, in the IMAGE working directory.
 pub const SITE_COMPOSE: &str = "site-docker-compose.yml";
 
-/// Where the HTTPS health check reaches Traefik: the host's own loopback
-/// (Traefik publishes 443 on every address), with the domain resolved to it
-/// (`curl --resolve DOMAIN:443:ADDR`), so the check proves Traefik's route
-/// and certificate for the domain, not public DNS or firewalls.
+/// Where the health check reaches Traefik: the host's own loopback
+/// (Traefik publishes its ports on every address), with the domain resolved
+/// to it (`curl --resolve DOMAIN:443:ADDR`, or `:80:` behind a load
+/// balancer), so the check proves Traefik's route (and with TLS in Traefik
+/// the certificate) for the domain, not public DNS or firewalls.
 pub const DEFAULT_HTTPS_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// The host steps' settings.
@@ -367,7 +368,8 @@ pub struct ImageConfig {
     /// Credentials for a private repository, kept on the host.
     pub repo_credentials: RepoCredentials,
     /// The server's public host name: Traefik routes it, Let's Encrypt
-    /// certifies it. None: no Traefik routes and no HTTPS check.
+    /// certifies it (behind a load balancer, the balancer's certificate
+    /// does). None: no Traefik routes and no HTTPS check.
     pub domain: Option<String>,
     pub acme_email: Option<String>,
     /// The ACME directory Traefik's certresolver asks for certificates:
@@ -385,6 +387,9 @@ pub struct ImageConfig {
     pub local_llm: LocalLlm,
     /// With a local LLM and a domain: its web UI.
     pub webui: Option<WebUi>,
+    /// Where the site's TLS ends: in this host's Traefik (its own
+    /// certificate), or in a load balancer in front of it.
+    pub tls_end: TlsEnd,
     /// The Overpass API openstreetmap asks (its SERVERS): the compose
     /// file's default is McGill's own server.
     pub overpass_url: String,
@@ -396,8 +401,9 @@ pub struct ImageConfig {
     pub imageup_timeout: Duration,
     /// How long the health step waits for the orchestrator (and HTTPS).
     pub health_timeout: Duration,
-    /// GET https://DOMAIN/health from the host, through its own Traefik
-    /// at [`DEFAULT_HTTPS_ADDR`] (off only in tests without real Traefik).
+    /// GET https://DOMAIN/health (http:// behind a load balancer) from the
+    /// host, through its own Traefik at [`DEFAULT_HTTPS_ADDR`] (off only in
+    /// tests without real Traefik).
     pub https_check: bool,
     pub upkeep: Upkeep,
     /// With a domain: wait for its DNS before Traefik starts; None with
@@ -422,6 +428,7 @@ impl Default for ImageConfig {
             llm: Llm::Without,
             local_llm: LocalLlm::default(),
             webui: None,
+            tls_end: TlsEnd::Traefik,
             overpass_url: DEFAULT_OVERPASS_URL.into(),
             nominatim_fallback: DEFAULT_NOMINATIM_FALLBACK.into(),
             imageup: true,
@@ -475,10 +482,75 @@ impl ImageConfig {
     pub fn checked_domain(&self) -> Option<&str> {
         self.domain.as_deref().filter(|_| self.https_check)
     }
+    /// The site the health check asks through this host's Traefik, when it
+    /// runs: the domain and where its TLS ends.
+    pub fn checked_site(&self) -> Option<Site> {
+        self.checked_domain().map(|domain| Site { domain: domain.to_string(), tls_end: self.tls_end })
+    }
     /// The stack's health URL through Traefik, checked when there is a domain
     /// (at [`DEFAULT_HTTPS_ADDR`], not wherever DNS points).
     pub fn health_url(&self) -> Option<String> {
-        self.checked_domain().map(health_url)
+        self.checked_site().map(|s| s.health_url())
+    }
+}
+
+/// Where the site's TLS ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsEnd {
+    /// In this host's Traefik: it publishes 80 and 443, redirects 80 to
+    /// 443, and gets the domain's certificate from the ACME server.
+    #[default]
+    Traefik,
+    /// In a load balancer in front of the host (an AWS Application Load
+    /// Balancer with its own certificate): it forwards plain HTTP to port
+    /// 80, where Traefik routes the site with no certificate of its own.
+    Balancer,
+}
+
+impl TlsEnd {
+    /// As the health facts take and report it (TLS_END, health.tls_end).
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsEnd::Traefik => "traefik",
+            TlsEnd::Balancer => "balancer",
+        }
+    }
+    pub fn parse(name: &str) -> Option<TlsEnd> {
+        match name {
+            "traefik" => Some(TlsEnd::Traefik),
+            "balancer" => Some(TlsEnd::Balancer),
+            _ => None,
+        }
+    }
+    /// The scheme this host's Traefik serves the site on: behind the
+    /// balancer, plain HTTP (the balancer's HTTPS ends before it).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            TlsEnd::Traefik => "https",
+            TlsEnd::Balancer => "http",
+        }
+    }
+}
+
+/// The site as this host's Traefik serves it: the host name it routes and
+/// where its TLS ends, which decides the scheme the host's own checks use
+/// (clients always reach the site over HTTPS: [`extension_url`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub domain: String,
+    pub tls_end: TlsEnd,
+}
+
+impl Site {
+    /// `SCHEME://DOMAIN/health`: what the health check asks for.
+    pub fn health_url(&self) -> String {
+        format!("{}://{}/health", self.tls_end.scheme(), self.domain)
+    }
+    /// `SCHEME://DOMAIN/render/preprocess`: where the request that proves
+    /// the stack goes through the host's Traefik.
+    pub fn preprocess_url(&self) -> String {
+        format!("{}://{}{PREPROCESS_PATH}", self.tls_end.scheme(), self.domain)
     }
 }
 
@@ -491,6 +563,11 @@ impl ImageConfig {
             acme_email: Some("ops@example.org".into()),
             ..ImageConfig::default()
         }
+    }
+    /// The defaults with a site behind a load balancer (no ACME e-mail: no
+    /// certificate of its own).
+    pub fn behind_balancer() -> ImageConfig {
+        ImageConfig { domain: Some("image.example.org".into()), tls_end: TlsEnd::Balancer, ..ImageConfig::default() }
     }
 }
 
@@ -507,17 +584,6 @@ pub fn acme_server_name(url: &str) -> &str {
 /// trailing slash: it POSTs to `<url>render`).
 pub fn extension_url(domain: &str) -> String {
     format!("https://{domain}/")
-}
-
-/// `https://DOMAIN/health`: what the HTTPS health check asks for.
-pub fn health_url(domain: &str) -> String {
-    format!("https://{domain}/health")
-}
-
-/// `https://DOMAIN/render/preprocess`: where the request that proves the
-/// stack goes through the site's Traefik.
-pub fn preprocess_url(domain: &str) -> String {
-    format!("https://{domain}{PREPROCESS_PATH}")
 }
 
 /// The orchestrator's route that runs the preprocessors and answers with

@@ -381,6 +381,9 @@ pub(super) fn image_steps(
         llm,
         local_llm,
         webui,
+        // A single server ends its own TLS; a fleet behind a load balancer
+        // sets TlsEnd::Balancer.
+        tls_end: settings::TlsEnd::Traefik,
         overpass_url: text(
             checked("--overpass-url", a.overpass_url.as_ref(), f.overpass_url.as_ref(), validate::check_service_url)
                 .map_err(|e| url_hint(e, "e.g. https://overpass-api.de/api/interpreter"))?,

@@ -6,12 +6,13 @@
 # HTTPS_ADDR (curl --resolve), not by DNS, so the certificate is verified for
 # the name and Traefik's route is exercised, whatever public DNS and
 # firewalls say (retried: Let's Encrypt's first certificate takes a moment,
-# and until then Traefik serves a certificate curl rightly refuses). Past
-# TIMEOUT it names the services that are not well, with their logs' last
-# lines.
+# and until then Traefik serves a certificate curl rightly refuses). Behind
+# a load balancer URL is http://NAME/PATH, on port 80, with no certificate.
+# Past TIMEOUT it names the services that are not well, with their logs'
+# last lines.
 # Inputs: BASE_DIR; SERVICES (space-separated); TIMEOUT (seconds); URL
-# (optional, https://NAME/PATH); HTTPS_ADDR (optional, where Traefik
-# listens; 127.0.0.1 when empty).
+# (optional, https://NAME/PATH or http://NAME/PATH); HTTPS_ADDR (optional,
+# where Traefik listens; 127.0.0.1 when empty).
 set -euo pipefail
 compose=(docker compose --project-directory "$BASE_DIR" --env-file "$BASE_DIR/.env")
 deadline=$(($(date +%s) + TIMEOUT))
@@ -52,7 +53,11 @@ addr=${HTTPS_ADDR:-127.0.0.1}
 until body=$(https_check "$URL" "$addr" 10); do
     if [ "$(date +%s)" -ge "$deadline" ]; then
         echo "GET $URL at $addr (this host's Traefik) failed after $TIMEOUT s: $body" >&2
-        echo "Traefik serves the name once Let's Encrypt certified it, which needs the name's DNS record pointing at this host and port 80 open to the internet: see \`docker logs traefik\`" >&2
+        if [[ $URL == https://* ]]; then
+            echo "Traefik serves the name once Let's Encrypt certified it, which needs the name's DNS record pointing at this host and port 80 open to the internet: see \`docker logs traefik\`" >&2
+        else
+            echo "Traefik routes the name on port 80 once the orchestrator is healthy: see \`docker logs traefik\` and the orchestrator's labels in $BASE_DIR/site-docker-compose.yml" >&2
+        fi
         exit 1
     fi
     sleep 3

@@ -1,7 +1,8 @@
 //! The health step: the orchestrator container is healthy (its own health
 //! check) and, with a domain, https://DOMAIN/health answers through the
 //! host's own Traefik (the one HTTPS check, https-check.sh, shared by the
-//! facts and health.sh). verify and update read the same facts.
+//! facts and health.sh; behind a load balancer that ends TLS,
+//! http://DOMAIN/health on port 80). verify and update read the same facts.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use image_provision_remote::Cmd;
 
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{DEFAULT_HTTPS_ADDR, ImageConfig, PREPROCESS_PATH, health_url, preprocess_url};
+use crate::settings::{DEFAULT_HTTPS_ADDR, ImageConfig, PREPROCESS_PATH, Site, TlsEnd};
 use crate::shell::with_libraries;
 use crate::steps::stack::StackFacts;
 
@@ -18,8 +19,8 @@ pub const HEALTH_SH: &str = include_str!("health.sh");
 /// A library: the HTTPS check, for the facts and health.sh alike.
 pub const HTTPS_CHECK_SH: &str = include_str!("https-check.sh");
 
-/// The facts script (inputs BASE_DIR, DOMAIN, HTTPS_CHECK, HTTPS_ADDR),
-/// with the HTTPS check in front.
+/// The facts script (inputs BASE_DIR, DOMAIN, TLS_END, HTTPS_CHECK,
+/// HTTPS_ADDR, CERTIFICATE), with the HTTPS check in front.
 pub fn facts_script() -> FactsScript {
     FactsScript::new("steps/health/facts.sh", FACTS_SH).with_libraries(&[HTTPS_CHECK_SH])
 }
@@ -103,11 +104,12 @@ fn through_traefik(cmd: Cmd, url: Option<String>) -> Cmd {
 }
 
 /// POST the probe request to /render/preprocess: through the host's Traefik
-/// when the server has a `site` (its domain), else to the orchestrator on
-/// the image network; with `llm` (the services that need the LLM, from the
-/// compose file), the categoriser and the caption must answer, and a
-/// failure names those services.
-pub fn request_command(base_dir: &str, site: Option<&str>, llm: Option<&[String]>, timeout: Duration) -> Cmd {
+/// when the server has a `site` (its domain; over HTTP behind a load
+/// balancer), else to the orchestrator on the image network; with `llm`
+/// (the services that need the LLM, from the compose file), the
+/// categoriser and the caption must answer, and a failure names those
+/// services.
+pub fn request_command(base_dir: &str, site: Option<&Site>, llm: Option<&[String]>, timeout: Duration) -> Cmd {
     let require = if llm.is_some() { format!("{CATEGORISER_ID} {CAPTION_ID}") } else { String::new() };
     let cmd = Cmd::script(RENDER_REQUEST_SH)
         .named("render-request.sh")
@@ -118,13 +120,13 @@ pub fn request_command(base_dir: &str, site: Option<&str>, llm: Option<&[String]
         .env("LLM_SERVICES", llm.unwrap_or_default().join(" "))
         .env("TIMEOUT", timeout.as_secs().to_string())
         .time_limit(crate::settings::outer_limit(timeout));
-    through_traefik(cmd, site.map(preprocess_url))
+    through_traefik(cmd, site.map(Site::preprocess_url))
 }
 
 /// Wait (up to `timeout`) for every one of `services` to run, healthy
-/// where its image checks, and, with a `site` (its domain), for
-/// https://SITE/health to answer through the host's Traefik.
-pub fn wait_command(base_dir: &str, services: &[String], timeout: Duration, site: Option<&str>) -> Cmd {
+/// where its image checks, and, with a `site`, for its health URL to answer
+/// through the host's Traefik.
+pub fn wait_command(base_dir: &str, services: &[String], timeout: Duration, site: Option<&Site>) -> Cmd {
     let cmd = Cmd::script(health_script())
         .named("health.sh")
         .sudo()
@@ -132,14 +134,17 @@ pub fn wait_command(base_dir: &str, services: &[String], timeout: Duration, site
         .env("SERVICES", services.join(" "))
         .env("TIMEOUT", timeout.as_secs().to_string())
         .time_limit(crate::settings::outer_limit(timeout));
-    through_traefik(cmd, site.map(health_url))
+    through_traefik(cmd, site.map(Site::health_url))
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct HealthFacts {
     /// The site's domain: the one asked about, else the site override's.
     pub domain: Option<String>,
-    /// https://DOMAIN/health through the host's Traefik: Ok, or curl's
+    /// Where the site's TLS ends: as asked, else as the site override
+    /// routes it.
+    pub tls_end: TlsEnd,
+    /// SCHEME://DOMAIN/health through the host's Traefik: Ok, or curl's
     /// error; None when not checked.
     pub https: Option<Result<(), String>>,
     /// The certificate Traefik serves for the domain (verify and update
@@ -177,6 +182,7 @@ impl HealthFacts {
     pub fn parse(raw: &RawFacts) -> HealthFacts {
         HealthFacts {
             domain: raw.string("health.domain"),
+            tls_end: raw.get("health.tls_end").and_then(TlsEnd::parse).unwrap_or_default(),
             https: raw.get("health.https").map(|v| match v {
                 "ok" => Ok(()),
                 failed => Err(failed.strip_prefix("failed:").unwrap_or(failed).trim().to_string()),
@@ -216,10 +222,10 @@ pub fn plan(stack: &StackFacts, health: &HealthFacts, img: &ImageConfig, stack_c
     if let Some(u) = &url {
         what.push_str(&format!(", GET {u} at {addr}"));
     }
-    let site = img.checked_domain();
-    let wait = wait_command(&img.base_dir, &expected, img.health_timeout, site);
+    let site = img.checked_site();
+    let wait = wait_command(&img.base_dir, &expected, img.health_timeout, site.as_ref());
     let llm = img.llm.present().then_some(&stack.llm_services[..]);
-    let request = request_command(&img.base_dir, site, llm, img.health_timeout);
+    let request = request_command(&img.base_dir, site.as_ref(), llm, img.health_timeout);
     what.push_str(&format!(", POST {PREPROCESS_PATH} answered"));
     if img.llm.present() {
         what.push_str(" by the categoriser and the caption");
@@ -253,6 +259,10 @@ mod tests {
         }
         let (stack, health) = facts("healthy", "health.https=ok\n");
         assert!(matches!(plan(&stack, &health, &img, false), Plan::Ok(_)));
+        match plan(&stack, &health, &ImageConfig::behind_balancer(), false) {
+            Plan::Ok(said) => assert!(said.contains("GET http://image.example.org/health answers"), "{said}"),
+            other => panic!("{other:?}"),
+        }
         let (stack, health) = facts("healthy", "health.https=failed: curl: (7) refused\n");
         assert_eq!(health.https, Some(Err("curl: (7) refused".into())));
         assert!(matches!(plan(&stack, &health, &img, false), Plan::Act { .. }));
@@ -315,6 +325,8 @@ mod tests {
         assert!(cmd.contains(CATEGORISER_ID) && cmd.contains(CAPTION_ID), "{cmd}");
         let (_, cmd) = request(&ImageConfig::default());
         assert!(!cmd.contains("URL=") && cmd.contains("REQUIRE=''"), "{cmd}");
+        let (_, cmd) = request(&ImageConfig::behind_balancer());
+        assert!(cmd.contains("URL=http://image.example.org/render/preprocess"), "{cmd}");
 
         let req: serde_json::Value = serde_json::from_str(&probe_request()).unwrap();
         let uuid = req["request_uuid"].as_str().unwrap();
@@ -376,6 +388,47 @@ mod tests {
         assert_eq!(plain, chunks(PROBE_PNG), "the picture is the same");
     }
 
+    /// The facts tell where TLS ends: as asked (TLS_END, bootstrap), else
+    /// from the site override the layout step wrote (the orchestrator
+    /// routed on `web`: a load balancer in front), the domain read from the
+    /// same file; the check's port follows the URL's scheme.
+    #[test]
+    fn the_facts_read_where_tls_ends_from_the_site_override() {
+        use crate::steps::layout::{SiteServices, site_text};
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!("{}\n{}\nfacts_after_root_run\n", crate::facts::PRELUDE_SH, facts_script().text);
+        let bash = |script: &str, envs: &[(&str, &str)]| {
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(script)
+                .env("BASE_DIR", dir.path())
+                .envs(envs.iter().copied())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let facts = |img: &ImageConfig, domain: &str, tls_end: &str| {
+            std::fs::write(dir.path().join("site-docker-compose.yml"), site_text(img, &SiteServices::default()))
+                .unwrap();
+            let envs = [("DOMAIN", domain), ("TLS_END", tls_end), ("HTTPS_CHECK", "no"), ("CERTIFICATE", "no")];
+            HealthFacts::parse(&RawFacts::parse(&bash(&script, &envs)))
+        };
+        let read = |f: HealthFacts| (f.domain, f.tls_end);
+        let domain = Some("image.example.org".to_string());
+        assert_eq!(read(facts(&ImageConfig::behind_balancer(), "", "")), (domain.clone(), TlsEnd::Balancer));
+        assert_eq!(read(facts(&ImageConfig::with_site(), "", "")), (domain, TlsEnd::Traefik));
+        let asked = Some("other.example.org".to_string());
+        assert_eq!(read(facts(&ImageConfig::with_site(), "other.example.org", "balancer")), (asked, TlsEnd::Balancer));
+        assert_eq!(read(facts(&ImageConfig::default(), "", "")), (None, TlsEnd::Traefik));
+        // curl as the check would call it (here it only says its arguments).
+        let check = format!("{HTTPS_CHECK_SH}\ncurl() {{ echo \"$*\"; }}\nhttps_check \"$URL\" 127.0.0.1 10\n");
+        let args = bash(&check, &[("URL", "http://image.example.org/health")]);
+        assert!(args.contains("--resolve image.example.org:80:127.0.0.1 http://image.example.org/health"), "{args}");
+        let args = bash(&check, &[("URL", "https://image.example.org/health")]);
+        assert!(args.contains("--resolve image.example.org:443:127.0.0.1 https://"), "{args}");
+    }
+
     /// The HTTPS check goes to the host's own Traefik: DOMAIN resolved to
     /// 127.0.0.1, whatever DNS says.
     #[test]
@@ -391,6 +444,12 @@ mod tests {
         let (why, cmd) = shown(&ImageConfig::with_site());
         assert!(why.contains("GET https://image.example.org/health at 127.0.0.1"), "{why}");
         assert!(cmd.contains("URL=https://image.example.org/health") && cmd.contains("HTTPS_ADDR=127.0.0.1"), "{cmd}");
+        // Behind a load balancer: plain HTTP to Traefik's port 80.
+        let (why, cmd) = shown(&ImageConfig::behind_balancer());
+        assert!(why.contains("GET http://image.example.org/health at 127.0.0.1"), "{why}");
+        assert!(cmd.contains("URL=http://image.example.org/health") && cmd.contains("HTTPS_ADDR=127.0.0.1"), "{cmd}");
+        assert!(HTTPS_CHECK_SH.contains("[[ $1 != http://* ]] || port=80"), "{HTTPS_CHECK_SH}");
+        assert!(RENDER_REQUEST_SH.contains("[[ $URL != http://* ]] || port=80"), "{RENDER_REQUEST_SH}");
         // Both scripts make the one check, at HTTPS_ADDR (127.0.0.1 when empty).
         assert!(HTTPS_CHECK_SH.contains("--resolve"));
         for script in [HEALTH_SH, FACTS_SH] {

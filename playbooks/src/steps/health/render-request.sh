@@ -11,15 +11,18 @@
 # orchestrator's cache, keyed by the graphic, cannot answer it.
 # Inputs: BASE_DIR; REQUEST (JSON); REQUIRE (ids, space-separated; may be
 # empty); LLM_SERVICES (the services that need the LLM, named when REQUIRE's
-# are missing; may be empty); TIMEOUT (seconds); URL (optional); HTTPS_ADDR
-# (optional).
+# are missing; may be empty); TIMEOUT (seconds); URL (optional, https:// or,
+# behind a load balancer, http://); HTTPS_ADDR (optional).
 set -euo pipefail
 answer=$(mktemp)
 trap 'rm -f "$answer"' EXIT
 if [ -n "${URL:-}" ]; then
     name=${URL#*://}
     name=${name%%/*}
-    target=(--resolve "$name:443:${HTTPS_ADDR:-127.0.0.1}" "$URL")
+    # Port 80 for an http:// URL: TLS ends in a load balancer in front.
+    port=443
+    [[ $URL != http://* ]] || port=80
+    target=(--resolve "$name:$port:${HTTPS_ADDR:-127.0.0.1}" "$URL")
     where="$URL (through this host's Traefik)"
 else
     id=$(docker compose --project-directory "$BASE_DIR" --env-file "$BASE_DIR/.env" ps -q orchestrator | head -n 1)

@@ -27,7 +27,9 @@ use keys::KeylessService;
 
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, REPO_CREDENTIALS, RepoCredentials, SITE_COMPOSE};
+use crate::settings::{
+    DEFAULT_BASE_DIR, ImageConfig, Llm, Profile, REPO_CREDENTIALS, RepoCredentials, SITE_COMPOSE, TlsEnd,
+};
 
 /// Where [`DEFAULT_BASE_DIR`] lives.
 const DEFAULT_BASE_PARENT: &str = "/var/docker";
@@ -172,7 +174,7 @@ pub struct SiteServices {
 /// the services whose keys are missing started, with a local LLM its
 /// callers on its network, and with a domain Traefik's routes.
 pub fn site_text(img: &ImageConfig, services: &SiteServices) -> String {
-    let domain = img.domain.as_deref().map(|d| render(SITE_DOMAIN_TEMPLATE, &[("DOMAIN", d)])).unwrap_or_default();
+    let domain = img.domain.as_deref().map(|d| site_domain_text(d, img.tls_end)).unwrap_or_default();
     let mut without_llm = String::new();
     let llm_off = img.llm == Llm::Without;
     if llm_off && !services.llm.is_empty() {
@@ -224,6 +226,47 @@ pub fn site_text(img: &ImageConfig, services: &SiteServices) -> String {
             ("LOCAL_LLM_SERVICES", &local_llm),
             ("DOMAIN_SERVICES", &domain),
             ("NETWORKS", &networks),
+        ],
+    )
+}
+
+/// The site override's routes for `domain`: with TLS in Traefik, on its
+/// HTTPS entrypoint with the certresolver's certificate; behind a load
+/// balancer, on the plain HTTP one, and the orchestrator's /health on any
+/// Host too (the balancer's health check sends the target's address as
+/// Host). /monarch and /tat still win over that rule: Traefik ranks rules
+/// by length, and theirs are longer.
+pub fn site_domain_text(domain: &str, tls_end: TlsEnd) -> String {
+    let host = format!("Host(`{domain}`)");
+    let router = |name: &str, rule: &str| {
+        let mut lines = vec![format!("traefik.http.routers.{name}.rule={rule}")];
+        match tls_end {
+            TlsEnd::Traefik => {
+                lines.push(format!("traefik.http.routers.{name}.entrypoints=websecure"));
+                lines.push(format!("traefik.http.routers.{name}.tls.certresolver=myresolver"));
+            }
+            TlsEnd::Balancer => lines.push(format!("traefik.http.routers.{name}.entrypoints=web")),
+        }
+        lines.iter().map(|l| format!("      - \"{l}\"\n")).collect::<String>()
+    };
+    let (orchestrator_rule, note) = match tls_end {
+        TlsEnd::Traefik => {
+            (host.clone(), "certificates come from the\n  # ACME server through Traefik's certresolver \"myresolver\".")
+        }
+        TlsEnd::Balancer => (
+            format!("{host} || Path(`/health`)"),
+            "TLS ends in the load\n  # balancer in front, which forwards plain HTTP to Traefik's port 80; its\n  \
+             # health check asks /health with the target's address as Host.",
+        ),
+    };
+    render(
+        SITE_DOMAIN_TEMPLATE,
+        &[
+            ("DOMAIN", domain),
+            ("TLS_NOTE", note),
+            ("ORCHESTRATOR_ROUTER", &router("orchestrator", &orchestrator_rule)),
+            ("MONARCH_ROUTER", &router("monarch", &format!("{host} && PathPrefix(`/monarch`)"))),
+            ("TAT_ROUTER", &router("tat", &format!("{host} && PathPrefix(`/tat`)"))),
         ],
     )
 }
@@ -551,6 +594,88 @@ mod tests {
         let site = site_text(&own, &SiteServices::default());
         assert!(site.contains("- \"SERVERS=http://overpass.lan/api/interpreter\""), "{site}");
         assert!(site.contains("traefik.http.routers.orchestrator.rule=Host(`image.example.org`)"), "{site}");
+        assert!(site.trim_end().ends_with("networks:\n  traefik:\n    external: true"), "{site}");
+    }
+
+    /// TLS in Traefik: the site's routes are byte for byte what the
+    /// template wrote before the load balancer's mode (a copy of that
+    /// rendering for the sample domain), so a re-run changes nothing.
+    #[test]
+    fn with_tls_in_traefik_the_site_routes_are_as_before() {
+        let before = r#"
+  # The site image.example.org: Traefik routes the host name to the orchestrator,
+  # and /monarch and /tat to their services; certificates come from the
+  # ACME server through Traefik's certresolver "myresolver".
+  orchestrator:
+    labels:
+      - "traefik.enable=true"
+      - "traefik.http.routers.orchestrator.rule=Host(`image.example.org`)"
+      - "traefik.http.routers.orchestrator.entrypoints=websecure"
+      - "traefik.http.routers.orchestrator.tls.certresolver=myresolver"
+      - "traefik.docker.network=traefik"
+    networks:
+      - default
+      - traefik
+
+  monarch-link-app:
+    labels:
+      - "traefik.enable=true"
+      - "traefik.http.routers.monarch.rule=Host(`image.example.org`) && PathPrefix(`/monarch`)"
+      - "traefik.http.routers.monarch.entrypoints=websecure"
+      - "traefik.http.routers.monarch.tls.certresolver=myresolver"
+      - "traefik.http.middlewares.monarch-stripprefix.stripprefix.prefixes=/monarch"
+      - "traefik.http.routers.monarch.middlewares=monarch-stripprefix@docker"
+      - "traefik.docker.network=traefik"
+    networks:
+      - default
+      - traefik
+
+  tat:
+    labels:
+      - "traefik.enable=true"
+      - "traefik.http.routers.tat.rule=Host(`image.example.org`) && PathPrefix(`/tat`)"
+      - "traefik.http.routers.tat.entrypoints=websecure"
+      - "traefik.http.routers.tat.tls.certresolver=myresolver"
+      - "traefik.http.middlewares.tat-stripprefix.stripprefix.prefixes=/tat"
+      - "traefik.http.routers.tat.middlewares=tat-stripprefix@docker"
+      - "traefik.docker.network=traefik"
+    environment:
+      - SERVER_URL=https://image.example.org/
+    networks:
+      - default
+      - traefik
+"#;
+        assert_eq!(site_domain_text("image.example.org", TlsEnd::Traefik), before);
+        let site = site_text(&ImageConfig::with_site(), &SiteServices::default());
+        assert!(site.contains(before), "{site}");
+    }
+
+    /// Behind a load balancer: every route on the plain HTTP entrypoint
+    /// without a certresolver; the orchestrator's answers /health on any
+    /// Host; tat still tells its clients the HTTPS URL.
+    #[test]
+    fn behind_a_balancer_the_site_routes_on_web_with_the_health_rule() {
+        let site = site_text(&ImageConfig::behind_balancer(), &SiteServices::default());
+        assert!(!site.contains("certresolver") && !site.contains("websecure"), "{site}");
+        assert!(!site.contains("{{") && !site.contains("}}"), "{site}");
+        assert!(
+            site.contains(
+                "      - \"traefik.http.routers.orchestrator.rule=Host(`image.example.org`) || Path(`/health`)\"\n      \
+                 - \"traefik.http.routers.orchestrator.entrypoints=web\"\n      - \"traefik.docker.network=traefik\"\n"
+            ),
+            "{site}"
+        );
+        for (name, path) in [("monarch", "/monarch"), ("tat", "/tat")] {
+            assert!(
+                site.contains(&format!(
+                    "      - \"traefik.http.routers.{name}.rule=Host(`image.example.org`) && PathPrefix(`{path}`)\"\n      \
+                     - \"traefik.http.routers.{name}.entrypoints=web\"\n      - \"traefik.http.middlewares.{name}-stripprefix"
+                )),
+                "{site}"
+            );
+        }
+        assert!(site.contains("      - SERVER_URL=https://image.example.org/\n"), "{site}");
+        assert!(site.contains("TLS ends in the load\n  # balancer"), "{site}");
         assert!(site.trim_end().ends_with("networks:\n  traefik:\n    external: true"), "{site}");
     }
 

@@ -1,15 +1,17 @@
 //! The traefik step: the `traefik` network the stack's compose file names as
 //! external, and with a domain Traefik itself in its own compose project
 //! (traefik-compose.yml): the only thing publishing host ports, 80 and 443,
-//! with Let's Encrypt's HTTP challenge. Its name never contains "image" and
-//! it never joins the `image` network: imageup removes such containers.
+//! with Let's Encrypt's HTTP challenge; behind a load balancer (TLS ending
+//! there), 80 alone, plain HTTP, no certificate of its own. Its name never
+//! contains "image" and it never joins the `image` network: imageup removes
+//! such containers.
 
 use image_provision_remote::Cmd;
 
 use crate::containers::Containers;
 use crate::facts::{FactsScript, RawFacts};
 use crate::plan::{Action, Plan};
-use crate::settings::{ImageConfig, LETS_ENCRYPT, TRAEFIK_DIR, TRAEFIK_UP_LIMIT, acme_server_name};
+use crate::settings::{ImageConfig, LETS_ENCRYPT, TRAEFIK_DIR, TRAEFIK_UP_LIMIT, TlsEnd, acme_server_name};
 use crate::template::{FileFacts, Writes, backup_dir, render};
 
 pub const COMPOSE_TEMPLATE: &str = include_str!("traefik-compose.yml");
@@ -40,7 +42,8 @@ pub fn certificate_store() -> String {
 
 #[derive(Clone, Debug, Default)]
 pub struct TraefikFacts {
-    /// The ACME directory Traefik's compose file asks, when there is one.
+    /// The ACME directory Traefik's compose file asks, when there is one
+    /// (none behind a load balancer: no certresolver).
     pub acme_server: Option<String>,
     /// Traefik has stored certificates.
     pub certificates: bool,
@@ -48,10 +51,12 @@ pub struct TraefikFacts {
 
 impl TraefikFacts {
     pub fn parse(raw: &RawFacts) -> TraefikFacts {
-        let configured = raw.yes("traefik.configured");
+        // A file with a certresolver but no caserver asks Traefik's default,
+        // production; one without a certresolver (behind a load balancer)
+        // asks no ACME server at all.
+        let acme = raw.yes("traefik.configured") && raw.get("traefik.acme") != Some("no");
         TraefikFacts {
-            // A file without the setting asks Traefik's default, production.
-            acme_server: configured.then(|| raw.string("traefik.acme_server").unwrap_or_else(|| LETS_ENCRYPT.into())),
+            acme_server: acme.then(|| raw.string("traefik.acme_server").unwrap_or_else(|| LETS_ENCRYPT.into())),
             certificates: raw.yes("traefik.certificates"),
         }
     }
@@ -61,14 +66,50 @@ impl TraefikFacts {
 /// v3.6.1 is the first release that talks to Docker 29's API.
 pub const TRAEFIK_IMAGE: &str = "traefik:v3.6.13";
 
-/// Traefik's compose file, with a domain and an ACME e-mail.
+/// The addresses an AWS load balancer in a VPC forwards from (RFC 1918's
+/// private ranges): Traefik believes their X-Forwarded-* headers, so the
+/// stack sees the client's scheme (https) and address, not the balancer's.
+pub const BALANCER_TRUSTED_IPS: &str = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16";
+
+/// Traefik's compose file, with a domain and, when TLS ends in Traefik, an
+/// ACME e-mail.
 pub fn compose_text(img: &ImageConfig) -> Option<String> {
-    let email = img.acme_email.as_deref()?;
     img.domain.as_ref()?;
+    // The command lines after the web entrypoint's address, the published
+    // ports, and what the header says of them.
+    let (site_entry, ports, published) = match img.tls_end {
+        TlsEnd::Traefik => {
+            let email = img.acme_email.as_deref()?;
+            let lines = [
+                "--entrypoints.web.http.redirections.entrypoint.to=websecure".to_string(),
+                "--entrypoints.web.http.redirections.entrypoint.scheme=https".into(),
+                "--entrypoints.websecure.address=:443".into(),
+                "--certificatesresolvers.myresolver.acme.httpchallenge=true".into(),
+                "--certificatesresolvers.myresolver.acme.httpchallenge.entrypoint=web".into(),
+                format!("--certificatesresolvers.myresolver.acme.email={email}"),
+                format!("--certificatesresolvers.myresolver.acme.caserver={}", img.acme_server),
+                "--certificatesresolvers.myresolver.acme.storage=/letsencrypt/acme.json".into(),
+            ];
+            (list_lines(&lines), list_lines(&["80:80", "443:443"]), "80 and 443")
+        }
+        // Plain HTTP from the balancer on 80: no redirection to HTTPS (the
+        // balancer's health check and its forwarded requests would loop),
+        // no certresolver (the balancer holds the certificate).
+        TlsEnd::Balancer => (
+            list_lines(&[format!("--entrypoints.web.forwardedHeaders.trustedIPs={BALANCER_TRUSTED_IPS}")]),
+            list_lines(&["80:80"]),
+            "80 alone; TLS ends in the load balancer",
+        ),
+    };
     Some(render(
         COMPOSE_TEMPLATE,
-        &[("TRAEFIK_IMAGE", TRAEFIK_IMAGE), ("ACME_EMAIL", email), ("ACME_SERVER", &img.acme_server)],
+        &[("PUBLISHED", published), ("TRAEFIK_IMAGE", TRAEFIK_IMAGE), ("SITE_ENTRY", &site_entry), ("PORTS", &ports)],
     ))
+}
+
+/// Items of a YAML list under a service's key, quoted, one a line.
+fn list_lines<S: AsRef<str>>(items: &[S]) -> String {
+    items.iter().map(|i| format!("      - \"{}\"\n", i.as_ref())).collect()
 }
 
 /// The files this step writes.
@@ -99,7 +140,11 @@ pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, 
         return Plan::Act { why: format!("{} (no --domain: no Traefik container)", why.join(", ")), actions };
     };
     let path = img.traefik_path();
-    let clear = traefik.certificates && traefik.acme_server.as_ref().is_some_and(|s| *s != img.acme_server);
+    // Behind a load balancer no ACME server is asked: whatever certificates
+    // are stored stay, unused (a switch back to TLS in Traefik finds them).
+    let clear = img.tls_end == TlsEnd::Traefik
+        && traefik.certificates
+        && traefik.acme_server.as_ref().is_some_and(|s| *s != img.acme_server);
     // Written means nothing until `up` has run with it: a run cut short
     // between the two leaves it pending, and the next run brings it up.
     let mut writes = Writes::new(files, backup_dir()).applied_by_commands();
@@ -134,8 +179,9 @@ pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, 
     }
     if changed || !running(containers) {
         // Traefik asks for the certificate as it starts: not while the name
-        // points elsewhere.
-        if let (Some(domain), Some(dns)) = (&img.domain, &img.dns_check) {
+        // points elsewhere. Behind a load balancer the name points at the
+        // balancer, and Traefik asks for nothing.
+        if let (Some(domain), Some(dns), TlsEnd::Traefik) = (&img.domain, &img.dns_check, img.tls_end) {
             why.push(format!("wait for {domain} to resolve to {}", dns.address));
             actions.push(Action::Check(dns_wait(domain, &dns.address, dns.timeout)));
         }
@@ -143,11 +189,16 @@ pub fn plan(containers: &Containers, files: &FileFacts, traefik: &TraefikFacts, 
         actions.push(Action::Change(compose_cmd("up").arg("-d").time_limit(TRAEFIK_UP_LIMIT)));
     }
     actions.extend(applied);
-    Plan::from_actions(why, actions, || {
-        format!(
+    Plan::from_actions(why, actions, || match img.tls_end {
+        TlsEnd::Traefik => format!(
             "{TRAEFIK_IMAGE} running on 80/443, network traefik; certificates from {}",
             acme_server_name(&img.acme_server)
-        )
+        ),
+        TlsEnd::Balancer => {
+            format!(
+                "{TRAEFIK_IMAGE} running on 80 (plain HTTP from the load balancer, TLS ends there), network traefik"
+            )
+        }
     })
 }
 
@@ -163,6 +214,107 @@ mod tests {
         assert!(!text.lines().any(|l| l.contains("name:") && l.contains("image")), "{text}");
         assert!(text.contains("acme.email=ops@example.org"));
         assert!(text.contains(&format!("acme.caserver={}\"", crate::settings::LETS_ENCRYPT)), "{text}");
+    }
+
+    /// TLS in Traefik: the compose file is byte for byte what the template
+    /// wrote before the load balancer's mode (a copy of that rendering for
+    /// the sample site), so a re-run changes nothing on existing servers.
+    #[test]
+    fn with_tls_in_traefik_the_compose_file_is_as_before() {
+        let before = format!(
+            r#"# Generated by image-provision: Traefik in front of the IMAGE stack, in its
+# own compose project (/var/docker/traefik). It is the only thing that
+# publishes host ports (80 and 443). Its container name must not contain
+# "image" and it must not join the "image" network: IMAGE's imageup removes
+# every such container.
+name: traefik
+services:
+  traefik:
+    image: {TRAEFIK_IMAGE}
+    container_name: traefik
+    restart: unless-stopped
+    command:
+      - "--providers.docker=true"
+      - "--providers.docker.exposedbydefault=false"
+      - "--providers.docker.network=traefik"
+      - "--entrypoints.web.address=:80"
+      - "--entrypoints.web.http.redirections.entrypoint.to=websecure"
+      - "--entrypoints.web.http.redirections.entrypoint.scheme=https"
+      - "--entrypoints.websecure.address=:443"
+      - "--certificatesresolvers.myresolver.acme.httpchallenge=true"
+      - "--certificatesresolvers.myresolver.acme.httpchallenge.entrypoint=web"
+      - "--certificatesresolvers.myresolver.acme.email=ops@example.org"
+      - "--certificatesresolvers.myresolver.acme.caserver=https://acme-v02.api.letsencrypt.org/directory"
+      - "--certificatesresolvers.myresolver.acme.storage=/letsencrypt/acme.json"
+    ports:
+      - "80:80"
+      - "443:443"
+    volumes:
+      - "/var/run/docker.sock:/var/run/docker.sock:ro"
+      - "./letsencrypt:/letsencrypt"
+    networks:
+      - traefik
+
+networks:
+  traefik:
+    external: true
+"#
+        );
+        assert_eq!(compose_text(&ImageConfig::with_site()).unwrap(), before);
+    }
+
+    /// Behind a load balancer: 80 alone, no redirection to HTTPS, no ACME,
+    /// the balancer's forwarded headers believed; no e-mail needed.
+    #[test]
+    fn behind_a_balancer_traefik_publishes_80_alone_without_acme() {
+        let img = ImageConfig::behind_balancer();
+        let text = compose_text(&img).unwrap();
+        assert!(text.contains("    ports:\n      - \"80:80\"\n    volumes:\n"), "{text}");
+        assert!(!text.contains("443"), "{text}");
+        assert!(!text.contains("redirections") && !text.contains("acme") && !text.contains("websecure"), "{text}");
+        assert!(!text.contains("{{") && !text.contains("}}"), "{text}");
+        assert!(
+            text.contains(
+                "      - \"--entrypoints.web.address=:80\"\n      \
+                 - \"--entrypoints.web.forwardedHeaders.trustedIPs=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16\"\n"
+            ),
+            "{text}"
+        );
+        // Its own file read back: no ACME server, so nothing to clear.
+        let facts = TraefikFacts::parse(&RawFacts::parse(
+            "traefik.configured=yes\ntraefik.acme=no\ntraefik.certificates=yes\n",
+        ));
+        assert_eq!(facts.acme_server, None);
+        let containers = Containers::parse(&RawFacts::parse("containers.listed=yes\ndocker.networks=bridge traefik\n"));
+        let mut img = img;
+        img.dns_check = Some(crate::settings::DnsCheck {
+            address: "198.51.100.7".into(),
+            timeout: std::time::Duration::from_secs(90),
+        });
+        let was = TraefikFacts { acme_server: Some(LETS_ENCRYPT.into()), certificates: true };
+        let cmds = plan(&containers, &FileFacts::default(), &was, &img).commands();
+        assert!(cmds.iter().any(|c| c.ends_with("up -d")), "{cmds:?}");
+        // No certificate asked for: no DNS wait, none cleared.
+        assert!(!cmds.iter().any(|c| c.contains("dns-wait") || c.contains("acme.json")), "{cmds:?}");
+        // The facts script on the files as written: ours behind a balancer
+        // asks no ACME server; with TLS in Traefik, the one it names.
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!("{}\n{}\ntraefik_facts\n", crate::facts::PRELUDE_SH, facts_script().text);
+        let read_back = |img: &ImageConfig| {
+            std::fs::write(dir.path().join("docker-compose.yml"), compose_text(img).unwrap()).unwrap();
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .env("TRAEFIK_DIR", dir.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            TraefikFacts::parse(&RawFacts::parse(&String::from_utf8_lossy(&out.stdout))).acme_server
+        };
+        assert_eq!(read_back(&img), None);
+        assert_eq!(read_back(&ImageConfig::with_site()).as_deref(), Some(LETS_ENCRYPT));
+        // Without a domain, still no Traefik.
+        assert_eq!(compose_text(&ImageConfig { domain: None, ..ImageConfig::behind_balancer() }), None);
     }
 
     /// Switching ACME servers clears the certificates the other one issued,
