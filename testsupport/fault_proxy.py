@@ -5,7 +5,8 @@ DependencyViolation on DeleteSecurityGroup, RequestLimitExceeded, quota and
 permission errors, an account with no default VPC), and the answers of
 services moto does not serve (the Price List API).
 
-Two protocols: EC2's query protocol (a form with Action=...) and AWS's JSON
+Two protocols: the query protocol (a form with Action=...: EC2's, and
+Elastic Load Balancing's, whose errors have another shape) and AWS's JSON
 protocol (X-Amz-Target: Service.Action, a JSON body), as the Price List API
 speaks it. For a JSON request the "params" are its top-level string fields
 plus each of its Filters as Field: Value, and an injected error is a JSON
@@ -47,6 +48,14 @@ ERROR_XML = (
     "<Response><Errors><Error><Code>{code}</Code><Message>{message}</Message>"
     "</Error></Errors><RequestID>fault-proxy</RequestID></Response>"
 )
+# The query protocol's other services (Elastic Load Balancing v2: a form
+# with its own Version=) answer errors in this shape, not EC2's.
+ERROR_QUERY_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message>"
+    "</Error><RequestId>fault-proxy</RequestId></ErrorResponse>"
+)
+EC2_VERSION = "2016-11-15"
 
 
 def match(params):
@@ -114,8 +123,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 message = rule.get("message", rule["code"])
                 if target:
                     payload = ERROR_JSON.format(code=json.dumps(rule["code"]), message=json.dumps(message)).encode()
-                else:
+                elif params.get("Version", [EC2_VERSION])[0] == EC2_VERSION:
                     payload = ERROR_XML.format(code=rule["code"], message=message).encode()
+                else:
+                    payload = ERROR_QUERY_XML.format(code=rule["code"], message=message).encode()
                 injected = rule["code"]
             log({"action": action, "injected": injected, "params": logged(params)})
             self.reply(rule.get("status", 200 if "body" in rule else 400), payload, content_type)

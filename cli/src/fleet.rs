@@ -39,8 +39,9 @@ pub async fn converge(s: FleetSettings) -> anyhow::Result<()> {
     check_existing(&s, &view)?;
     progress.line(format!("fleet {} in {region}: {} servers behind one load balancer", s.name, s.count));
     let spec = FleetSpec { name: s.name.clone(), domain: s.domain.clone(), deregistration_delay: s.drain };
-    let front =
-        fleet::ensure_front(&api, &spec, |l| progress.line(format!("{}: {l}", s.name))).await.map_err(|e| ec2_error(e, None))?;
+    let front = fleet::ensure_front(&api, &spec, |l| progress.line(format!("{}: {l}", s.name)))
+        .await
+        .map_err(|e| ec2_error(e, None))?;
     let api = Arc::new(api);
 
     // The highest-numbered first: drained at the balancer, then destroyed.
@@ -53,7 +54,8 @@ pub async fn converge(s: FleetSettings) -> anyhow::Result<()> {
     extra.sort_by_key(|i| std::cmp::Reverse(fleet::member_index(&s.name, &i.name)));
     let mut removed = Vec::new();
     for server in &extra {
-        let drained = fleet::drain(&*api, &front.target_group.arn, &server.id, s.drain).await.map_err(|e| ec2_error(e, None))?;
+        let drained =
+            fleet::drain(&*api, &front.target_group.arn, &server.id, s.drain).await.map_err(|e| ec2_error(e, None))?;
         progress.line(format!("{}: deregistered and drained in {:.0} s", server.name, drained.as_secs_f64()));
         provision::destroy(&*api, &server.name, |l| progress.line(format!("{}: {l}", server.name)))
             .await
@@ -93,7 +95,9 @@ fn check_existing(s: &FleetSettings, view: &FleetView) -> anyhow::Result<()> {
     if let Some(balancer) = &view.balancer {
         let had = view.domain();
         if had != s.domain {
-            let was = had.as_deref().map_or_else(|| format!("its balancer's own name ({})", balancer.dns_name), str::to_owned);
+            let was = had
+                .as_deref()
+                .map_or_else(|| format!("its balancer's own name ({})", balancer.dns_name), str::to_owned);
             return Err(UsageError::new(format!("fleet {} serves {was}; a re-run does not change its domain", s.name))
                 .hint(format!(
                     "give the same --domain{} (or none), or `fleet destroy {}` and create it again with the new one",
@@ -121,10 +125,17 @@ async fn make_servers(s: &FleetSettings, api: &Arc<SdkApi>, front: &Front) -> Ve
         tasks.spawn_local(async move {
             let _permit = permits.acquire_owned().await;
             let started = Instant::now();
-            let mut outcome =
-                ServerOutcome { name: name.clone(), instance_id: None, zone: None, state: "failed", why: None, seconds: 0.0 };
+            let mut outcome = ServerOutcome {
+                name: name.clone(),
+                instance_id: None,
+                zone: None,
+                state: "failed",
+                why: None,
+                seconds: 0.0,
+            };
             let made = create(settings).await;
-            let instance = api.find_instances(Some(&name)).await.ok().and_then(|f| f.into_iter().find(Instance::is_live));
+            let instance =
+                api.find_instances(Some(&name)).await.ok().and_then(|f| f.into_iter().find(Instance::is_live));
             outcome.instance_id = instance.as_ref().map(|i| i.id.clone());
             outcome.zone = instance.as_ref().and_then(|i| i.availability_zone.clone());
             match (made, instance) {
@@ -216,7 +227,9 @@ fn print_summary(
         println!("removed    {}", removed.join(", "));
     }
     if s.create.no_bootstrap {
-        println!("note       --no-bootstrap: the servers were made, not set up, and are not registered at the balancer");
+        println!(
+            "note       --no-bootstrap: the servers were made, not set up, and are not registered at the balancer"
+        );
     }
     println!("time       {:.0}s", took.as_secs_f64());
     Ok(())

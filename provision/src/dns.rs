@@ -128,7 +128,12 @@ struct Current {
     owned: bool,
 }
 
-async fn current<A: Ec2Api + Route53Api>(api: &A, zone: &HostedZone, owner: Owner<'_>, domain: &str) -> Result<Current> {
+async fn current<A: Ec2Api + Route53Api>(
+    api: &A,
+    zone: &HostedZone,
+    owner: Owner<'_>,
+    domain: &str,
+) -> Result<Current> {
     let at_domain: Vec<RecordSet> = api
         .record_sets(&zone.id, &fqdn(domain))
         .await?

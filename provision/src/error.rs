@@ -103,7 +103,9 @@ pub enum Error {
     #[error("{what} exists but is not tagged as this fleet's: it is left alone")]
     NotOurs { what: String },
 
-    #[error("server {name} serves in fleet {fleet}: change it with `fleet create` or `fleet scale`, or remove it with `fleet destroy`")]
+    #[error(
+        "server {name} serves in fleet {fleet}: change it with `fleet create` or `fleet scale`, or remove it with `fleet destroy`"
+    )]
     FleetServer { name: String, fleet: String },
 }
 

@@ -812,10 +812,9 @@ fn record_set_from(r: &r53::ResourceRecordSet) -> RecordSet {
         kind: r.r#type().as_str().to_owned(),
         ttl: r.ttl(),
         values: r.resource_records().iter().map(|v| v.value().to_owned()).collect(),
-        alias: r.alias_target().map(|a| AliasTarget {
-            zone_id: a.hosted_zone_id().to_owned(),
-            dns_name: crate::dns::fqdn(a.dns_name()),
-        }),
+        alias: r
+            .alias_target()
+            .map(|a| AliasTarget { zone_id: a.hosted_zone_id().to_owned(), dns_name: crate::dns::fqdn(a.dns_name()) }),
     }
 }
 
@@ -849,7 +848,9 @@ fn change_to_sdk(c: &RecordChange) -> std::result::Result<r53::Change, aws_smith
 }
 
 /// A request the SDK refused to build: a bug here, reported as the action's failure.
-pub(crate) fn unbuildable(action: &'static str) -> impl FnOnce(aws_smithy_types::error::operation::BuildError) -> AwsError {
+pub(crate) fn unbuildable(
+    action: &'static str,
+) -> impl FnOnce(aws_smithy_types::error::operation::BuildError) -> AwsError {
     move |e| AwsError { action, code: None, message: format!("the request could not be built: {e}") }
 }
 

@@ -40,6 +40,9 @@ mod env_files;
 /// Hostile values for every value-taking flag of every subcommand: exit 2
 /// and a message, never a panic or a hang, nothing created.
 mod flags;
+/// `fleet create | scale | list | destroy` against moto: the balancer, its
+/// certificate and records, the servers behind it; faults; bad input.
+mod fleet;
 /// `--llm-webui`: Open WebUI behind Traefik, login required, on a booted host.
 mod llm_webui;
 /// The remote crate against a test host: sudo users, reboots.

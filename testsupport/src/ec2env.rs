@@ -89,6 +89,9 @@ impl Ec2Env {
         let mut moto = Command::new(venv().join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
             .env("MOTO_AMIS_PATH", crate::repo_root().join("tests/fixtures/amis.json"))
+            // ACM issues a DNS-validated certificate this long after the
+            // request (moto does not look the record up; the tests do).
+            .env("MOTO_ACM_VALIDATION_WAIT", "3")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -213,6 +216,30 @@ impl Ec2Env {
             .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
             .build();
         aws_sdk_route53::Client::from_conf(conf)
+    }
+
+    /// An Elastic Load Balancing v2 client on moto itself, like [`Ec2Env::client`].
+    pub fn elb(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        let creds = aws_sdk_elasticloadbalancingv2::config::Credentials::new("testing", "testing", None, None, "tests");
+        let conf = aws_sdk_elasticloadbalancingv2::config::Builder::new()
+            .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
+            .region(aws_sdk_elasticloadbalancingv2::config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
+            .build();
+        aws_sdk_elasticloadbalancingv2::Client::from_conf(conf)
+    }
+
+    /// An ACM client on moto itself, like [`Ec2Env::client`].
+    pub fn acm(&self) -> aws_sdk_acm::Client {
+        let creds = aws_sdk_acm::config::Credentials::new("testing", "testing", None, None, "tests");
+        let conf = aws_sdk_acm::config::Builder::new()
+            .behavior_version(aws_sdk_acm::config::BehaviorVersion::latest())
+            .region(aws_sdk_acm::config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
+            .build();
+        aws_sdk_acm::Client::from_conf(conf)
     }
 
     /// Actions seen by the fault proxy, in order, with the injected fault if any.

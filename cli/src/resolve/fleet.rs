@@ -92,7 +92,10 @@ pub(super) fn fleet(
     let s = &a.create.steps;
     let balancer_tls = "the balancer ends TLS with an ACM certificate for --domain, validated through Route 53: its servers need no ACME certificate";
     if a.create.dry_run {
-        return Err(refuse("--dry-run", "`ec2 create NAME-1 --dry-run` with the same flags shows a server's calls; the fleet's front is its balancer, target group, listeners and certificate"));
+        return Err(refuse(
+            "--dry-run",
+            "`ec2 create NAME-1 --dry-run` with the same flags shows a server's calls; the fleet's front is its balancer, target group, listeners and certificate",
+        ));
     }
     for (flag, given) in [
         ("--acme-email", s.acme_email.is_some()),
@@ -104,18 +107,32 @@ pub(super) fn fleet(
         }
     }
     if s.llm_webui.is_some() || file.host.llm_webui.is_some() {
-        return Err(refuse("--llm-webui", "the web UI lives on one server, not behind a balancer: give it a server of its own with `ec2 create --llm-webui`"));
+        return Err(refuse(
+            "--llm-webui",
+            "the web UI lives on one server, not behind a balancer: give it a server of its own with `ec2 create --llm-webui`",
+        ));
     }
     if a.create.subnet.is_some() {
-        return Err(refuse("--subnet", "a fleet spreads its servers over the default VPC's zones, one subnet each, as its balancer spans them"));
+        return Err(refuse(
+            "--subnet",
+            "a fleet spreads its servers over the default VPC's zones, one subnet each, as its balancer spans them",
+        ));
     }
     if a.create.no_elastic_ip {
-        return Err(refuse("--no-elastic-ip", "a fleet's servers never get an Elastic IP: the balancer is their address"));
+        return Err(refuse(
+            "--no-elastic-ip",
+            "a fleet's servers never get an Elastic IP: the balancer is their address",
+        ));
     }
     if s.no_stack {
-        return Err(refuse("--no-stack", "a server joins the balancer once its stack answers: without the stack it never would"));
+        return Err(refuse(
+            "--no-stack",
+            "a server joins the balancer once its stack answers: without the stack it never would",
+        ));
     }
     let domain = domain(s.domain.as_ref(), file.host.domain.as_ref())?;
+    let drain = duration_or("--drain", a.drain.as_ref(), DEFAULT_DRAIN)?;
+    let healthy_timeout = duration_or("--healthy-timeout", a.healthy_timeout.as_ref(), DEFAULT_HEALTHY_TIMEOUT)?;
     // Every server's own settings, without the fleet's domain and the
     // file's ACME and web UI settings (the balancer's business, or refused).
     let mut server_args = a.create.clone();
@@ -126,16 +143,7 @@ pub(super) fn fleet(
     server_file.host.acme_staging = None;
     server_file.host.acme_server = None;
     let create = create(&server_args, &server_file, hooks)?;
-    Ok(FleetSettings {
-        name: name.clone(),
-        count: a.count,
-        scale,
-        domain,
-        parallel,
-        drain: duration_or("--drain", a.drain.as_ref(), DEFAULT_DRAIN)?,
-        healthy_timeout: duration_or("--healthy-timeout", a.healthy_timeout.as_ref(), DEFAULT_HEALTHY_TIMEOUT)?,
-        create,
-    })
+    Ok(FleetSettings { name: name.clone(), count: a.count, scale, domain, parallel, drain, healthy_timeout, create })
 }
 
 #[derive(Debug)]
@@ -155,5 +163,10 @@ pub(super) fn fleet_destroy(
         return Err(UsageError::new(format!("fleet name {} is not a fleet's name", shown(&a.name)))
             .hint("`image-provision fleet list` shows the fleets"));
     }
-    Ok(FleetDestroySettings { name: a.name.clone(), aws: aws_options(&a.aws, &file.ec2, hooks)?, yes: a.yes, json: a.json })
+    Ok(FleetDestroySettings {
+        name: a.name.clone(),
+        aws: aws_options(&a.aws, &file.ec2, hooks)?,
+        yes: a.yes,
+        json: a.json,
+    })
 }

@@ -86,11 +86,8 @@ pub fn group_name(fleet: &str) -> String {
 
 /// The tags of a fleet's own resources: no server-name tag (see [`tags::FLEET`]).
 pub fn fleet_tags(fleet: &str, domain: Option<&str>) -> Vec<Tag> {
-    let mut t = vec![
-        Tag::new(tags::NAME, balancer_name(fleet)),
-        Tag::new(tags::MANAGED, "true"),
-        Tag::new(tags::FLEET, fleet),
-    ];
+    let mut t =
+        vec![Tag::new(tags::NAME, balancer_name(fleet)), Tag::new(tags::MANAGED, "true"), Tag::new(tags::FLEET, fleet)];
     t.extend(domain.map(|d| Tag::new(tags::DOMAIN, d)));
     t
 }
@@ -168,7 +165,12 @@ where
 
 /// The fleet's balancer group: HTTP and HTTPS from anywhere (IPv4: the
 /// balancer has IPv4 addresses only).
-async fn ensure_group<A: Ec2Api>(api: &A, spec: &FleetSpec, vpc_id: &str, log: &mut impl FnMut(String)) -> Result<String> {
+async fn ensure_group<A: Ec2Api>(
+    api: &A,
+    spec: &FleetSpec,
+    vpc_id: &str,
+    log: &mut impl FnMut(String),
+) -> Result<String> {
     let name = group_name(&spec.name);
     let group = match api.security_group(vpc_id, &name).await? {
         Some(g) if api.security_groups_tagged(tags::FLEET, &spec.name).await?.iter().any(|o| o.id == g.id) => g,
@@ -195,7 +197,9 @@ async fn ensure_target_group<A: BalancerApi>(
     vpc_id: &str,
     log: &mut impl FnMut(String),
 ) -> Result<TargetGroup> {
-    if let Some(g) = api.target_groups_tagged(tags::FLEET, &spec.name).await?.into_iter().find(|g| is_ours(&g.tags, &spec.name)) {
+    if let Some(g) =
+        api.target_groups_tagged(tags::FLEET, &spec.name).await?.into_iter().find(|g| is_ours(&g.tags, &spec.name))
+    {
         return Ok(g);
     }
     let name = balancer_name(&spec.name);
@@ -212,7 +216,8 @@ async fn ensure_balancer<A: BalancerApi>(
     group_id: &str,
     log: &mut impl FnMut(String),
 ) -> Result<LoadBalancer> {
-    let found = api.load_balancers_tagged(tags::FLEET, &spec.name).await?.into_iter().find(|b| is_ours(&b.tags, &spec.name));
+    let found =
+        api.load_balancers_tagged(tags::FLEET, &spec.name).await?.into_iter().find(|b| is_ours(&b.tags, &spec.name));
     let balancer = match found {
         Some(b) => b,
         None => {
@@ -258,20 +263,26 @@ async fn ensure_certificate<A: Ec2Api + Route53Api + BalancerApi>(
         Some(c) if c.status == "ISSUED" => return Ok(c),
         Some(c) => c.arn,
         None => {
-            let arn =
-                api.request_certificate(domain, &certificate_token(&spec.name, domain), &fleet_tags(&spec.name, Some(domain))).await?;
+            let arn = api
+                .request_certificate(
+                    domain,
+                    &certificate_token(&spec.name, domain),
+                    &fleet_tags(&spec.name, Some(domain)),
+                )
+                .await?;
             log(format!("requested an ACM certificate for {domain} ({arn}), validated through DNS"));
             arn
         }
     };
-    let (name, value) = wait_until("ACM to give the certificate's validation record", VALIDATION_RECORD_TIMEOUT, || async {
-        Ok(match api.certificate(&arn).await? {
-            Some(Certificate { validation_record: Some(r), .. }) => Ok(r),
-            Some(c) => Err(c.status),
-            None => Err("not found".to_owned()),
+    let (name, value) =
+        wait_until("ACM to give the certificate's validation record", VALIDATION_RECORD_TIMEOUT, || async {
+            Ok(match api.certificate(&arn).await? {
+                Some(Certificate { validation_record: Some(r), .. }) => Ok(r),
+                Some(c) => Err(c.status),
+                None => Err("not found".to_owned()),
+            })
         })
-    })
-    .await?;
+        .await?;
     let record = RecordSet {
         name: dns::fqdn(&name),
         kind: "CNAME".into(),
@@ -353,7 +364,10 @@ async fn ensure_listeners<A: BalancerApi>(
         if let Some(pos) = have.iter().position(|l| l.port == w.port) {
             let old = have.remove(pos);
             api.delete_listener(&old.arn).await?;
-            log(format!("removed the {} listener on port {} (it did not do what this run asks)", old.protocol, old.port));
+            log(format!(
+                "removed the {} listener on port {} (it did not do what this run asks)",
+                old.protocol, old.port
+            ));
         }
         let made = api.create_listener(&balancer.arn, w).await?;
         let what = match &w.action {
@@ -395,7 +409,10 @@ pub async fn ensure_front<A: Ec2Api + Route53Api + BalancerApi>(
                 kind: "A".into(),
                 ttl: None,
                 values: Vec::new(),
-                alias: Some(AliasTarget { zone_id: balancer.canonical_zone_id.clone(), dns_name: dns::fqdn(&balancer.dns_name) }),
+                alias: Some(AliasTarget {
+                    zone_id: balancer.canonical_zone_id.clone(),
+                    dns_name: dns::fqdn(&balancer.dns_name),
+                }),
             };
             Some(dns::publish_records(api, Owner::Fleet(&spec.name), domain, vec![alias], &mut log).await?)
         }
@@ -418,7 +435,9 @@ pub async fn register<A: BalancerApi>(
         let health = api.target_health(target_group_arn).await?;
         Ok(match health.iter().find(|h| h.instance_id == instance_id) {
             Some(h) if h.state == "healthy" => Ok(()),
-            Some(h) => Err(format!("{}{}", h.state, h.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default())),
+            Some(h) => {
+                Err(format!("{}{}", h.state, h.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()))
+            }
             None => Err("not registered".to_owned()),
         })
     })
@@ -428,7 +447,12 @@ pub async fn register<A: BalancerApi>(
 
 /// Deregister the instance and wait while the balancer drains it (its
 /// requests in flight finish, up to the deregistration delay).
-pub async fn drain<A: BalancerApi>(api: &A, target_group_arn: &str, instance_id: &str, delay: Duration) -> Result<Duration> {
+pub async fn drain<A: BalancerApi>(
+    api: &A,
+    target_group_arn: &str,
+    instance_id: &str,
+    delay: Duration,
+) -> Result<Duration> {
     let started = Instant::now();
     let registered = api.target_health(target_group_arn).await?.iter().any(|h| h.instance_id == instance_id);
     if !registered {
@@ -490,8 +514,7 @@ pub async fn servers<A: Ec2Api>(api: &A, fleet: &str) -> Result<Vec<Instance>> {
 
 /// Everything of fleet NAME, found by its tags.
 pub async fn find<A: Ec2Api + BalancerApi>(api: &A, fleet: &str) -> Result<FleetView> {
-    let balancer =
-        api.load_balancers_tagged(tags::FLEET, fleet).await?.into_iter().find(|b| is_ours(&b.tags, fleet));
+    let balancer = api.load_balancers_tagged(tags::FLEET, fleet).await?.into_iter().find(|b| is_ours(&b.tags, fleet));
     let target_group =
         api.target_groups_tagged(tags::FLEET, fleet).await?.into_iter().find(|g| is_ours(&g.tags, fleet));
     let health = match &target_group {
@@ -513,7 +536,12 @@ pub async fn find<A: Ec2Api + BalancerApi>(api: &A, fleet: &str) -> Result<Fleet
 /// (valid names only: a tag is anyone's to write).
 pub async fn names<A: Ec2Api + BalancerApi>(api: &A) -> Result<Vec<String>> {
     let mut names: Vec<String> = api.find_instances(None).await?.into_iter().filter_map(|i| i.fleet).collect();
-    names.extend(api.load_balancers_tagged(tags::MANAGED, "true").await?.iter().filter_map(|b| tags::value_of(&b.tags, tags::FLEET)));
+    names.extend(
+        api.load_balancers_tagged(tags::MANAGED, "true")
+            .await?
+            .iter()
+            .filter_map(|b| tags::value_of(&b.tags, tags::FLEET)),
+    );
     names.retain(|n| is_fleet_name(n));
     names.sort();
     names.dedup();
