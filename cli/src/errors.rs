@@ -164,6 +164,31 @@ pub fn ec2_hint(e: &Ec2Error, instance_type: Option<&str>) -> Option<String> {
         Ec2Error::Ending { .. } => {
             Some("it cannot be stopped or started any more: create the server anew with `ec2 create NAME`".into())
         }
+        Ec2Error::FleetZones { .. } => Some(
+            "a load balancer spans two availability zones at least: add a default subnet in another zone with \
+             `aws ec2 create-default-subnet --availability-zone ZONE`, or use another --region"
+                .into(),
+        ),
+        Ec2Error::FleetTimeout { .. } => Some(
+            "run the same command again: it finds what was made and waits again; `image-provision fleet list` shows \
+             each server's health at the balancer"
+                .into(),
+        ),
+        Ec2Error::FleetBalancerFailed(_) | Ec2Error::FleetCertificate { .. } => Some(
+            "remove the fleet with `image-provision fleet destroy NAME` and create it again; for a certificate, \
+             check that the domain's zone is in Route 53 (or that its validation CNAME was made by hand) and that \
+             no CAA record forbids Amazon"
+                .into(),
+        ),
+        Ec2Error::NotOurs { .. } => Some(
+            "it carries no image-provision fleet tags: remove or rename it yourself, or give the fleet another name"
+                .into(),
+        ),
+        Ec2Error::FleetServer { .. } => Some(
+            "a fleet's server serves behind its balancer: `image-provision fleet create` or `fleet scale` changes \
+             it"
+                .into(),
+        ),
         _ => e.aws().and_then(|a| aws_hint(a, instance_type)),
     }
 }

@@ -32,6 +32,10 @@ struct ServerOutcome {
 /// `fleet create` and `fleet scale`: converge fleet NAME to `count` servers
 /// behind its balancer.
 pub async fn converge(s: FleetSettings) -> anyhow::Result<()> {
+    // A user key is checked before anything else happens, as `ec2 create` does.
+    if let Some(key) = s.create.ssh_key.as_deref() {
+        crate::state::user_key(key)?;
+    }
     let progress = Progress::new();
     let started = Instant::now();
     let (api, region) = connect(&s.create.aws).await?;

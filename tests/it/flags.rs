@@ -76,6 +76,13 @@ fn base_args(path: &[String], host: &str) -> Vec<(&'static str, Vec<String>)> {
         ["ami", "bake"] => vec![("server", words(&["flags-test"]))],
         ["ami", "list"] => vec![],
         ["ami", "delete"] => vec![("name", words(&["flags-test"])), ("yes", words(&["--yes"]))],
+        ["fleet", "create"] | ["fleet", "scale"] => vec![
+            ("name", words(&["flags-test"])),
+            ("count", words(&["--count", "2"])),
+            ("no_bootstrap", words(&["--no-bootstrap"])),
+        ],
+        ["fleet", "list"] => vec![],
+        ["fleet", "destroy"] => vec![("name", words(&["flags-test"])), ("yes", words(&["--yes"]))],
         other => panic!("no base arguments for `{}`: add them to base_args", other.join(" ")),
     }
 }

@@ -355,3 +355,76 @@ fn bad_fleet_input_is_refused_before_anything_is_made() {
     assert!(balancers(&env).is_empty() && target_groups(&env).is_empty() && certificates(&env).is_empty());
     assert!(servers(&env, "web").is_empty());
 }
+
+/// A server behind the balancer, on a booted test host (real systemd,
+/// Docker, compose v2 and Traefik; the stand-in stack): the host steps set it
+/// up to serve HTTP on port 80 alone (the balancer ends TLS: no ACME, no
+/// 443), prove the stack with the preprocess request over that route, and
+/// only then is it registered at the balancer.
+#[test]
+fn a_server_behind_the_balancer_serves_http_on_80_and_is_registered_once_proven() {
+    use image_provision_testsupport::cli;
+    use image_provision_testsupport::testhost::{Distro, TestHost};
+
+    let env = Ec2Env::start(BIN);
+    make_zone(&env, "example.org");
+    let host = TestHost::boot(Distro::Ubuntu2204Standin);
+    host.enable_pinned_bootstrap_standins();
+    host.enable_image_server_standins();
+    host.enable_registry();
+    crate::ec2_bootstrap::host_key_installed(&env, &host, "web-1");
+
+    let mut cmd = env.cmd();
+    cmd.args(["fleet", "create", "web", "--count", "1", "--domain", DOMAIN, "--no-llm", "--ssh-key"])
+        .arg(&host.client_key)
+        .args(["--imageup-timeout", "3m", "--repo-url", "https://github.com/Shared-Reality-Lab/IMAGE-server.git"]);
+    // Behind the balancer the check needs no ACME server: it runs for real.
+    cli::with_standins(&mut cmd, &host)
+        .env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr())
+        .env_remove("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH");
+    let out = cli::run(&mut cmd, "fleet create web");
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    let row = text.lines().find(|l| l.starts_with("web-1")).unwrap_or_default();
+    assert!(row.contains("healthy"), "{text}");
+    let err = stderr(&out);
+    assert!(
+        err.contains("web-1: ") && err.contains("POST /render/preprocess answered in "),
+        "the stack was proven: {err}"
+    );
+    assert!(err.contains(&format!("http://{DOMAIN}/health")), "the health check went over HTTP: {err}");
+
+    // Traefik publishes 80 alone: no redirect, no ACME, the VPC's forwarded headers believed.
+    let compose = host.sh_ok("cat /var/docker/traefik/docker-compose.yml");
+    assert!(compose.contains("\"80:80\"") && !compose.contains("443"), "{compose}");
+    assert!(!compose.contains("acme") && !compose.contains("redirections"), "{compose}");
+    assert!(compose.contains("forwardedHeaders.trustedIPs"), "{compose}");
+    // The site on port 80 by its name; /health also by any Host (the balancer's check sends its IP).
+    let by_name = host.sh_ok(&format!("curl -fsS -H 'Host: {DOMAIN}' http://127.0.0.1/health"));
+    assert!(!by_name.is_empty());
+    let by_ip =
+        host.sh(&format!("curl -fsS -o /dev/null -w '%{{http_code}}' -H 'Host: 10.0.3.7' http://{}/health", host.ip));
+    assert_eq!(String::from_utf8_lossy(&by_ip.stdout), "200", "{by_ip:?}");
+    assert!(!host.sh("curl -sk --max-time 5 https://127.0.0.1/").status.success(), "nothing on 443");
+
+    // Registered once proven: the balancer's target group holds it.
+    let tg = target_groups(&env)[0].target_group_arn().unwrap().to_owned();
+    let health = rt().block_on(env.elb().describe_target_health().target_group_arn(&tg).send()).unwrap();
+    let registered: Vec<_> = health.target_health_descriptions().iter().filter_map(|d| d.target()?.id()).collect();
+    let web1 = servers(&env, "web");
+    assert_eq!(registered, vec![web1[0].1.as_str()]);
+
+    // verify NAME reads the mode from the server and checks over HTTP.
+    let mut v = env.cmd();
+    v.args(["verify", "web-1", "--json", "--identity"]).arg(&host.client_key);
+    cli::with_standins(&mut v, &host)
+        .env("IMAGE_PROVISION_TEST_SSH_ADDR", host.addr())
+        .env_remove("IMAGE_PROVISION_TEST_NO_HTTPS_HEALTH");
+    let verify = cli::run(&mut v, "verify web-1");
+    assert_eq!(verify.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&verify.stdout).unwrap();
+    assert_eq!(report["healthy"], true);
+    let check = report["checks"].as_array().unwrap().iter().find(|c| c["name"] == "http").cloned().unwrap_or_default();
+    assert_eq!(check["status"], "ok", "{check}");
+    assert!(check["detail"].as_str().unwrap_or_default().contains(&format!("http://{DOMAIN}/health")), "{check}");
+}

@@ -21,7 +21,7 @@ mod bootstrap_shellcheck;
 /// Docker Hub's pull limit: named with its fixes; a mirror, a login.
 mod docker_hub;
 /// `ec2 create` end to end: moto's EC2 API and a test host as the instance.
-mod ec2_bootstrap;
+pub(crate) mod ec2_bootstrap;
 /// `ec2 create --domain`: the Elastic IP and the Route 53 records, against moto.
 mod ec2_dns;
 /// Faults moto cannot produce, injected by the fault proxy; bad input.
