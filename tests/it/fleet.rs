@@ -260,6 +260,24 @@ fn a_killed_fleet_create_run_again_converges_to_n_servers_and_one_balancer() {
     assert_eq!((balancers(&env).len(), target_groups(&env).len(), certificates(&env).len()), (1, 1, 1));
     assert_eq!(servers(&env, "web").iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["web-1", "web-2"]);
     assert_eq!(fleet_groups(&env, "web").len(), 1, "one balancer group");
+
+    // A destroy cut short, run again, leaves nothing either: what is left
+    // is found from tags (the alias from the certificate's once the
+    // balancer is gone).
+    for calls in [12, 25] {
+        let out = env
+            .cmd()
+            .args(["fleet", "destroy", "web", "--yes"])
+            .env("IMAGE_PROVISION_TEST_KILL_AFTER_CALLS", calls.to_string())
+            .output()
+            .unwrap();
+        eprintln!("destroy killed after {calls}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(env.run(&["fleet", "destroy", "web", "--yes"]).status.code(), Some(0));
+    assert!(balancers(&env).is_empty() && target_groups(&env).is_empty() && certificates(&env).is_empty());
+    assert!(servers(&env, "web").is_empty() && fleet_groups(&env, "web").is_empty());
+    let zone = rt().block_on(env.route53().list_hosted_zones().send()).unwrap().hosted_zones()[0].id().to_owned();
+    assert!(records(&env, &zone).is_empty(), "{:?}", records(&env, &zone));
 }
 
 fn create_killed(env: &Ec2Env, calls: usize) -> std::process::Output {

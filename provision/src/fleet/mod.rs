@@ -486,9 +486,14 @@ pub struct FleetView {
 }
 
 impl FleetView {
-    /// The domain its balancer was made for.
+    /// The domain its balancer was made for; with the balancer gone (a
+    /// destroy cut short), its certificate's, so that the alias record made
+    /// for the fleet is still found from tags.
     pub fn domain(&self) -> Option<String> {
-        self.balancer.as_ref().and_then(|b| tags::value_of(&b.tags, tags::DOMAIN))
+        match &self.balancer {
+            Some(b) => tags::value_of(&b.tags, tags::DOMAIN),
+            None => self.certificates.first().map(|c| c.domain.clone()),
+        }
     }
     pub fn found_anything(&self) -> bool {
         self.balancer.is_some()
