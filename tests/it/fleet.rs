@@ -261,18 +261,25 @@ fn a_killed_fleet_create_run_again_converges_to_n_servers_and_one_balancer() {
     assert_eq!(servers(&env, "web").iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["web-1", "web-2"]);
     assert_eq!(fleet_groups(&env, "web").len(), 1, "one balancer group");
 
-    // A destroy cut short, run again, leaves nothing either: what is left
-    // is found from tags (the alias from the certificate's once the
-    // balancer is gone).
-    for calls in [12, 25] {
+    // A destroy cut short again and again, each run going further (the
+    // next cut 6 calls later into what is left), until one finishes: what
+    // is left each time is found from tags (the alias from the
+    // certificate's domain once the balancer is gone).
+    let mut cuts = 0;
+    for calls in (6..).step_by(6).take(40) {
         let out = env
             .cmd()
             .args(["fleet", "destroy", "web", "--yes"])
             .env("IMAGE_PROVISION_TEST_KILL_AFTER_CALLS", calls.to_string())
             .output()
             .unwrap();
-        eprintln!("destroy killed after {calls}: {}", String::from_utf8_lossy(&out.stderr));
+        match out.status.code() {
+            Some(137) => cuts += 1,
+            Some(0) => break,
+            other => panic!("destroy cut after {calls} calls: {other:?} {}", String::from_utf8_lossy(&out.stderr)),
+        }
     }
+    assert!(cuts >= 3, "cut {cuts} times");
     assert_eq!(env.run(&["fleet", "destroy", "web", "--yes"]).status.code(), Some(0));
     assert!(balancers(&env).is_empty() && target_groups(&env).is_empty() && certificates(&env).is_empty());
     assert!(servers(&env, "web").is_empty() && fleet_groups(&env, "web").is_empty());
