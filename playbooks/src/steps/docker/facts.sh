@@ -109,8 +109,8 @@ docker_root_facts() {
     # record), which the docker step compares with dockerhub.env's so that
     # a changed token logs in again; neither the token nor the record is
     # shown.
-    local config auth=''
-    config=$(getent passwd root | cut -d: -f6)/.docker/config.json
+    # root's home as getent would give it (bash asks getpwnam, no fork).
+    local config=~root/.docker/config.json auth=
     if [ -r "$config" ] && command -v jq >/dev/null 2>&1; then
         auth=$(jq -r '.auths["https://index.docker.io/v1/"].auth // empty' "$config" 2>/dev/null || true)
     fi
