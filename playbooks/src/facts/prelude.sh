@@ -189,11 +189,16 @@ facts_root_early() {
     case $facts_root_how in
     root) "$1" ;;
     sudo)
+        # Written straight to root's shell (no fork to capture it; a few
+        # hundred bytes, which root's bash reads a byte at a time).
         facts_root_inputs
-        facts_root_send "{
-$facts_root_text$(declare -f "$1")
-cd / && $1
-} </dev/null"
+        trap '' PIPE
+        {
+            printf '{\n%s' "$facts_root_text"
+            declare -f "$1"
+            printf 'cd / && %s\n} </dev/null\n' "$1"
+        } 1>&"$facts_root_in" 2>/dev/null || true
+        trap - PIPE
         ;;
     esac
 }
