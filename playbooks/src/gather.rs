@@ -179,13 +179,13 @@ fn parts(inputs: &FactsInputs) -> Vec<FactsScript> {
 
 /// The whole facts command: one round trip, reads only.
 pub fn command(inputs: &FactsInputs) -> Cmd {
-    with_inputs(Cmd::script(facts::compose(&parts(inputs))), inputs)
+    with_inputs(Cmd::script_in_blocks(facts::compose(&parts(inputs))), inputs)
 }
 
 /// [`command`] with each source's time marked ([`facts::compose_timed`]):
 /// the bench's breakdown of the facts on the host.
 pub fn timed_command(inputs: &FactsInputs) -> Cmd {
-    with_inputs(Cmd::script(facts::compose_timed(&parts(inputs))), inputs)
+    with_inputs(Cmd::script_in_blocks(facts::compose_timed(&parts(inputs))), inputs)
 }
 
 fn with_inputs(cmd: Cmd, inputs: &FactsInputs) -> Cmd {

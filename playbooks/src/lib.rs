@@ -14,7 +14,8 @@
 //!   validate.rs         checks of the person's input (domain, env files, ...)
 //!   shell.rs            scripts sent with their libraries in front
 //!   facts/              RawFacts (key=value), FactsScript, the timed command's marks (the bench);
-//!                       prelude.sh (kv, run_root_facts, the answer caches, facts_after_root)
+//!                       prelude.sh (kv, root's shell opened first and run_root_facts, the
+//!                       answer caches, facts_units: one `systemctl show`, facts_after_root)
 //!   host/               HostFacts: distribution, user, sudo, GPU, packages; facts.sh
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
 //!   containers/         Docker's containers and networks, listed once; facts.sh; dockerd asked

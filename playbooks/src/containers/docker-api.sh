@@ -12,13 +12,26 @@
 # Where the docker CLI reaches the daemon when DOCKER_HOST is not set.
 docker_api_socket=/var/run/docker.sock
 root_facts_env+=(docker_api_socket)
-root_facts_helpers+=(docker_api_ask docker_api_split docker_api_plain docker_api_unescaped docker_api_runtimes
+root_facts_helpers+=(docker_api_start docker_api_ask docker_api_split docker_api_plain docker_api_unescaped docker_api_runtimes
     docker_api_listing docker_api_label docker_api_after docker_api_network_names)
 
-# docker_api_ask: GET /info, /containers/json?all=1 and /networks in one
+# docker_api_start: GET /info, /containers/json?all=1 and /networks in one
 # curl, within 20 s each (a daemon that is restarting must not hang the
-# facts); the first call asks, later calls in the same shell reuse the
-# answers. Sets docker_api_answered (yes: every answer was 200),
+# facts), started in the background (root's shell starts it as soon as it
+# is up: facts_root_early, from the docker step's facts), its answer read
+# by docker_api_ask. Nothing without the socket or curl.
+docker_api_start() {
+    [ -S "$docker_api_socket" ] && command -v curl >/dev/null 2>&1 || return 0
+    # Each answer is followed by a record separator, its HTTP status and
+    # another: JSON carries no raw control character.
+    exec {docker_api_fd}< <(curl -s --fail-early --max-time 20 --unix-socket "$docker_api_socket" \
+        -w $'\x1e%{http_code}\x1e' http://docker/info 'http://docker/containers/json?all=1' http://docker/networks \
+        2>/dev/null || true)
+}
+
+# docker_api_ask: dockerd's answers (docker_api_start's, started now if it
+# was not); the first call reads them, later calls in the same shell reuse
+# them. Sets docker_api_answered (yes: every answer was 200),
 # docker_api_info, docker_api_containers and docker_api_networks (each one
 # line of JSON). Fails when the socket or curl is missing: ask the CLI.
 docker_api_ask() {
@@ -26,12 +39,12 @@ docker_api_ask() {
         return 0
     fi
     [ -S "$docker_api_socket" ] && command -v curl >/dev/null 2>&1 || return 1
-    local out
+    local out=''
     local -a fields
-    # Each answer is followed by a record separator, its HTTP status and
-    # another: JSON carries no raw control character.
-    out=$(curl -s --fail-early --max-time 20 --unix-socket "$docker_api_socket" -w $'\x1e%{http_code}\x1e' \
-        http://docker/info 'http://docker/containers/json?all=1' http://docker/networks 2>/dev/null) || true
+    [ -n "${docker_api_fd:-}" ] || docker_api_start
+    # Whole, in blocks (`read` would take a pipe a byte at a time).
+    out=$(</dev/fd/"$docker_api_fd") || true
+    exec {docker_api_fd}<&-
     docker_api_split fields "$out"
     docker_api_answered=no
     if [ "${fields[1]:-}" = 200 ] && [ "${fields[3]:-}" = 200 ] && [ "${fields[5]:-}" = 200 ]; then

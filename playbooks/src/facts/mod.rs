@@ -97,12 +97,17 @@ impl FactsScript {
     }
 }
 
-/// The prelude, the parts in order, then one `run_root_facts` for all their
+/// Right after the prelude: root's shell opened (sudo started) before the
+/// parts run, beside them.
+const OPEN_ROOT: &str = "\nfacts_root_open\n";
+
+/// The prelude, root's shell opened, the parts in order, then one `run_root_facts` for all their
 /// root functions (in the parts' order: a root function may read what an
 /// earlier one left), then what the parts left to read after it
 /// (`facts_after_root`).
 pub fn compose(parts: &[FactsScript]) -> String {
     let mut text = PRELUDE_SH.to_string();
+    text.push_str(OPEN_ROOT);
     for part in parts {
         text.push('\n');
         text.push_str(&part.text);
@@ -127,6 +132,7 @@ pub fn compose(parts: &[FactsScript]) -> String {
 pub fn compose_timed(parts: &[FactsScript]) -> String {
     let roots: Vec<&str> = parts.iter().flat_map(|p| p.root_functions.iter().copied()).collect();
     let mut text = PRELUDE_SH.to_string();
+    text.push_str(OPEN_ROOT);
     text.push_str("\nfacts_mark() { kv facts.mark \"$1 $EPOCHREALTIME\"; }\n");
     text.push_str("timed_root_end() { facts_mark root_end; }\n");
     for part in parts {
@@ -232,13 +238,126 @@ mod tests {
         assert_eq!(cpu_time(out).map(|d| d.as_millis()), Some(1130));
     }
 
+    /// `bash -c SCRIPT` with the directory `bin` first in PATH; stdout. As
+    /// nobody (setpriv) when the tests run as root and `as_user`, so that
+    /// `sudo` is what gets root.
+    fn bash_as(script: &str, bin: &std::path::Path, as_user: bool) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let mut cmd = if as_user && is_root() {
+            std::fs::set_permissions(bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let mut c = std::process::Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "bash"]).env("HOME", "/nonexistent");
+            c
+        } else {
+            std::process::Command::new("bash")
+        };
+        let out = cmd.arg("-c").arg(script).env("PATH", path).current_dir("/").output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn bash(script: &str, bin: &std::path::Path) -> String {
+        bash_as(script, bin, false)
+    }
+
+    fn is_root() -> bool {
+        let out = std::process::Command::new("id").arg("-u").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "0"
+    }
+
+    fn stand_in(bin: &std::path::Path, name: &str, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/bash\n{text}")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// One `systemctl show` for every unit, its blocks read in the order
+    /// asked, worded as `systemctl is-enabled` and `is-active` word them:
+    /// a unit that does not exist is not-found and inactive.
+    #[test]
+    fn unit_states_from_one_systemctl_show() {
+        let bin = tempfile::tempdir().unwrap();
+        let log = bin.path().join("calls");
+        stand_in(
+            bin.path(),
+            "systemctl",
+            &format!(
+                "echo \"$*\" >>{}\nprintf '%s\\n' Id=docker.service LoadState=loaded ActiveState=active \
+                 UnitFileState=enabled '' Id=a.timer LoadState=loaded ActiveState=failed UnitFileState=static '' \
+                 Id=gone.service LoadState=not-found ActiveState=inactive UnitFileState= '' \
+                 Id=m.service LoadState=masked ActiveState=inactive UnitFileState=masked\n",
+                log.display()
+            ),
+        );
+        let script = format!(
+            "{PRELUDE_SH}\nfacts_units+=(docker.service a.timer gone.service m.service)\nfacts_units_start\n\
+             facts_units_read\nfacts_units_read\n\
+             for u in \"${{facts_units[@]}}\"; do echo \"$u=${{facts_unit_enabled[$u]}} ${{facts_unit_active[$u]}}\"; done\n"
+        );
+        assert_eq!(
+            bash(&script, bin.path()),
+            "docker.service=enabled active\na.timer=static failed\ngone.service=not-found inactive\n\
+             m.service=masked inactive\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "show --property=Id,LoadState,UnitFileState,ActiveState -- docker.service a.timer gone.service m.service\n"
+        );
+        // No answer (no systemd): no state; none asked for: no systemctl.
+        stand_in(bin.path(), "systemctl", "exit 1\n");
+        let script = format!(
+            "{PRELUDE_SH}\nfacts_units+=(docker.service)\nfacts_units_read\n\
+             echo \"[${{facts_unit_enabled[docker.service]:-}}] [${{facts_unit_active[docker.service]:-}}]\"\n"
+        );
+        assert_eq!(bash(&script, bin.path()), "[] []\n");
+        stand_in(bin.path(), "systemctl", "echo called\n");
+        assert_eq!(bash(&format!("{PRELUDE_SH}\nfacts_units_read\necho done\n"), bin.path()), "done\n");
+    }
+
+    /// Root's shell is opened before the parts run; a part's early start
+    /// leaves what the root functions read; the inputs reach them; a sudo
+    /// that asks for a password is reported as such, and the rest of the
+    /// facts still print. (As a user that is not root, through a
+    /// stand-in sudo; as root, the functions run here.)
+    #[test]
+    fn root_shell_opened_first_runs_early_starts_and_the_functions() {
+        let bin = tempfile::tempdir().unwrap();
+        stand_in(bin.path(), "sudo", "[ \"$1\" = -n ] && shift\nexec \"$@\"\n");
+        let parts = [
+            FactsScript::new(
+                "a.sh",
+                "kv a 1\nearly_f() { early=\"$(printf '%s' started)\"; }\nfacts_root_early early_f\n",
+            ),
+            FactsScript::new(
+                "b.sh",
+                "INPUT_X=\"x y'z\"\nroot_facts_env+=(INPUT_X)\n\
+                 b_root() { kv b.early \"${early:-}\"; kv b.input \"$INPUT_X\"; kv b.via \"${ROOT_FACTS_VIA:-}\"; }\n\
+                 after() { kv after yes; }\nfacts_after_root+=(after)\n",
+            )
+            .root(&["b_root"]),
+        ];
+        let script = compose(&parts);
+        let rooted = bash(&script, bin.path());
+        let want = |sudo: &str, via: &str| {
+            format!("a=1\nsudo={sudo}\nb.early=started\nb.input=x y'z\nb.via={via}\nafter=yes\n")
+        };
+        if is_root() {
+            assert_eq!(rooted, want("root", ""), "{script}");
+        }
+        assert_eq!(bash_as(&script, bin.path(), true), want("nopasswd", "sudo"), "{script}");
+        stand_in(bin.path(), "sudo", "echo 'sudo: a password is required' >&2\nexit 1\n");
+        assert_eq!(bash_as(&script, bin.path(), true), "a=1\nsudo=password\nafter=yes\n");
+    }
+
     #[test]
     fn root_functions_run_in_one_call_after_every_part() {
         let text = compose(&[
             FactsScript::new("a.sh", "echo one"),
             FactsScript::new("b.sh", "two() { :; }").root(&["two", "three"]),
         ]);
-        assert!(text.starts_with(PRELUDE_SH));
+        assert!(text.starts_with(&format!("{PRELUDE_SH}\nfacts_root_open\n")), "{text}");
         assert!(text.ends_with("echo one\ntwo() { :; }\nrun_root_facts two three\nfacts_after_root_run\n"), "{text}");
     }
 }

@@ -1,10 +1,14 @@
 #!/bin/bash
 # The facts prelude: what every facts script sent in the one facts round trip
-# shares. The facts command (playbooks/src/gather.rs) is this prelude, then
-# the host's facts and each step's facts script, then one call of
-# run_root_facts with every root function they define: one `key=value` per
-# line (values are single lines), one sudo for all that needs root (each
-# sudo costs tens of milliseconds: PAM, logging).
+# shares. The facts command (playbooks/src/gather.rs) is this prelude, root's
+# shell opened (facts_root_open: sudo starts beside the parts), the host's
+# facts and each step's facts script, then one call of run_root_facts with
+# every root function they define, then what ran beside root's part read
+# (facts_after_root_run): one `key=value` per line (values are single
+# lines), one sudo for all that needs root (each sudo costs tens of
+# milliseconds: PAM, logging). What is slow and independent (dockerd's
+# answers, systemd's, nvidia-smi, the HTTPS check) runs in the background
+# and is read when needed.
 set -euo pipefail
 
 # Forks cost a millisecond or two each and the facts run before every step
@@ -62,47 +66,193 @@ facts_after_root_run() {
     for f in ${facts_after_root[@]+"${facts_after_root[@]}"}; do "$f"; done
 }
 
+# systemd's units whose state the facts report: a facts script adds them to
+# facts_units (full names: docker.service), and reads their states after
+# root's part (facts_after_root) with facts_units_read. One `systemctl
+# show` for all of them (each systemctl start costs 5 to 15 ms), started by
+# run_root_facts so that it runs beside root's part.
+facts_units=()
+declare -A facts_unit_enabled=() facts_unit_active=()
+facts_units_start() {
+    [ ${#facts_units[@]} -gt 0 ] && [ -z "${facts_units_fd:-}" ] || return 0
+    exec {facts_units_fd}< <(systemctl show --property=Id,LoadState,UnitFileState,ActiveState -- "${facts_units[@]}" \
+        2>/dev/null || true)
+}
+
+# facts_units_read: the states of facts_units (once), in
+# facts_unit_enabled[UNIT] and facts_unit_active[UNIT], as `systemctl
+# is-enabled` and `systemctl is-active` word them; none for a unit systemd
+# did not answer for.
+facts_units_read() {
+    [ -z "${facts_units_done:-}" ] || return 0
+    facts_units_done=yes
+    local out=''
+    facts_units_start
+    [ -n "${facts_units_fd:-}" ] || return 0
+    out=$(</dev/fd/"$facts_units_fd") || true
+    exec {facts_units_fd}<&-
+    facts_units_parse "$out" "${facts_units[@]}"
+}
+
+# facts_units_parse TEXT UNIT...: TEXT, what `systemctl show --property=
+# Id,LoadState,UnitFileState,ActiveState -- UNIT...` printed (a block per
+# unit in the order asked, each starting with its Id: the first property
+# systemd prints), into facts_unit_enabled and facts_unit_active.
+# is-enabled prints the unit file's state (UnitFileState), or not-found
+# when there is no unit; is-active the ActiveState.
+facts_units_parse() {
+    local text=$1 line i=-1 load='' file='' active=''
+    shift
+    local -a units=("$@")
+    text+=$'\nId=\n'
+    while [[ $text == *$'\n'* ]]; do
+        line=${text%%$'\n'*}
+        text=${text#*$'\n'}
+        case $line in
+        Id=*)
+            if [ "$i" -ge 0 ] && [ "$i" -lt ${#units[@]} ]; then
+                if [ -z "$file" ] && [ "$load" = not-found ]; then file=not-found; fi
+                facts_unit_enabled[${units[$i]}]=$file
+                facts_unit_active[${units[$i]}]=$active
+            fi
+            i=$((i + 1)) load='' file='' active=''
+            ;;
+        LoadState=*) load=${line#LoadState=} ;;
+        UnitFileState=*) file=${line#UnitFileState=} ;;
+        ActiveState=*) active=${line#ActiveState=} ;;
+        esac
+    done
+}
+
 # A facts script whose root functions call functions of their own adds them
 # to root_facts_helpers; one whose root functions read inputs adds their
 # names to root_facts_env (sudo resets the environment; none is a secret).
 root_facts_helpers=(kv facts_cache_get facts_cache_put facts_read)
 root_facts_env=(FACTS_CACHE_WRITE)
 
+# The root shell: opened first thing (facts_root_open, which the facts
+# command calls right after this prelude), so that sudo's start (PAM,
+# logging: tens of milliseconds) runs beside the user's parts instead of
+# after them. It waits for its script on stdin; a part may send it a start
+# of its own early (facts_root_early), and run_root_facts sends it the root
+# functions once every part has defined them, then reads its answer.
+# facts_root_how: root (the SSH user is root), missing (no sudo) or sudo.
+facts_root_how=''
+facts_root_open() {
+    [ -z "$facts_root_how" ] || return 0
+    if [ "$EUID" -eq 0 ]; then
+        facts_root_how=root
+    elif ! command -v sudo >/dev/null 2>&1; then
+        facts_root_how=missing
+    else
+        facts_root_how=sudo
+        # The last line is sudo's exit status. The functions go to root's
+        # bash on stdin, not on its command line, which sudo logs in full.
+        coproc facts_root_co { sudo -n env ROOT_FACTS_VIA=sudo bash -s 2>/dev/null; printf '\n%s\n' "$?"; }
+        # Copies: bash closes a coprocess's own descriptors once it exits,
+        # which would lose an answer not read yet.
+        exec {facts_root_in}>&"${facts_root_co[1]}" {facts_root_out}<&"${facts_root_co[0]}"
+    fi
+}
+
+# facts_root_send TEXT: TEXT to root's shell. A sudo that refused (a
+# password asked) has gone: the write fails, quietly, and without the
+# SIGPIPE that would end this shell.
+facts_root_send() {
+    trap '' PIPE
+    printf '%s\n' "$1" 1>&"$facts_root_in" 2>/dev/null || true
+    trap - PIPE
+}
+
+# facts_root_inputs: the inputs root's functions read (root_facts_env, set
+# so far), as assignments for root's shell (sudo resets the environment;
+# none is a secret), each once.
+facts_root_inputs() {
+    local name value
+    local -A passed=()
+    facts_root_text=''
+    # ${a[@]+...}: an empty array under `set -u` before bash 4.4.
+    for name in ${root_facts_env[@]+"${root_facts_env[@]}"}; do
+        [ -z "${passed[$name]:-}" ] || continue
+        passed[$name]=1
+        printf -v value '%q' "${!name:-}"
+        facts_root_text+="export $name=$value"$'\n'
+    done
+}
+
+# facts_root_early FUNCTION: FUNCTION (which prints nothing: root's answer
+# starts with its `sudo` line) started in root's shell now, with the inputs
+# set so far, to leave something for the root functions (a request started
+# in the background, read later). Run here when the SSH user is root; not
+# at all without root.
+facts_root_early() {
+    case $facts_root_how in
+    root) "$1" ;;
+    sudo)
+        # Written straight to root's shell (no fork to capture it; a few
+        # hundred bytes, which root's bash reads a byte at a time).
+        facts_root_inputs
+        trap '' PIPE
+        {
+            printf '{\n%s' "$facts_root_text"
+            declare -f "$1"
+            printf 'cd / && %s\n} </dev/null\n' "$1"
+        } 1>&"$facts_root_in" 2>/dev/null || true
+        trap - PIPE
+        ;;
+    esac
+}
+
+# facts_root_bytes TEXT: TEXT's length in bytes, in facts_root_len.
+facts_root_bytes() {
+    local LC_ALL=C
+    facts_root_len=${#1}
+}
+
 # run_root_facts FUNCTION...: the functions, as root, with kv, the helpers
 # and the inputs they read; reports how the user gets root as `sudo` (root,
 # nopasswd, password or missing). The functions run one after another in one
 # shell, so one may leave a variable for a later one.
 run_root_facts() {
-    local out name
-    local -a inputs=()
-    local -A passed=()
-    # ${a[@]+...}: an empty array under `set -u` before bash 4.4.
-    for name in ${root_facts_env[@]+"${root_facts_env[@]}"}; do
-        [ -z "${passed[$name]:-}" ] || continue
-        passed[$name]=1
-        inputs+=("$name=${!name:-}")
-    done
-    if [ "$EUID" -eq 0 ]; then
+    local out rc text calls
+    facts_root_open
+    facts_units_start
+    case $facts_root_how in
+    root)
         kv sudo root
         (cd / && for f in "$@"; do "$f"; done)
-    elif ! command -v sudo >/dev/null 2>&1; then
-        kv sudo missing
-    # The functions go to root's bash on stdin, not on its command line,
-    # which sudo logs in full. In braces, so bash reads all of it before
-    # running any (a command reading stdin cannot eat the rest). The first
-    # line, printed as root, says sudo let us in: a function that fails
-    # after it is not a refused sudo.
-    elif out=$(
-        {
-            echo '{'
-            declare -f "${root_facts_helpers[@]}" "$@"
-            printf 'set -euo pipefail\nkv sudo nopasswd\ncd /\n'
-            printf '%q\n' "$@"
-            echo '}'
-        } | sudo -n env ROOT_FACTS_VIA=sudo ${inputs[@]+"${inputs[@]}"} bash -s 2>/dev/null
-    ) || [[ $out == sudo=nopasswd* ]]; then
-        printf '%s\n' "$out"
-    else
-        kv sudo password
-    fi
+        ;;
+    missing) kv sudo missing ;;
+    sudo)
+        facts_root_inputs
+        # In braces, so bash reads all of it before running any (a command
+        # reading stdin cannot eat the rest). The first line, printed as
+        # root, says sudo let us in: a function that fails after it is not
+        # a refused sudo.
+        printf -v calls '%q\n' "$@"
+        text="{
+$facts_root_text$(declare -f "${root_facts_helpers[@]}" "$@")
+set -euo pipefail
+kv sudo nopasswd
+cd /
+$calls} </dev/null"
+        # bash reads a script from a pipe one byte at a time (a few ms for
+        # these tens of kilobytes); `read -N` reads it in blocks. LC_ALL=C:
+        # bytes, counted as such here too.
+        facts_root_bytes "$text"
+        facts_root_send "LC_ALL=C IFS= read -r -N $facts_root_len facts_root_script && eval \"\$facts_root_script\"; exit
+$text"
+        # Whole, in blocks, once root's shell has exited.
+        out=$(</dev/fd/"$facts_root_out") || true
+        exec {facts_root_in}>&- {facts_root_out}<&-
+        rc=${out##*$'\n'}
+        out=${out%$'\n'*}
+        while [[ $out == *$'\n' ]]; do out=${out%$'\n'}; done
+        if [ "$rc" = 0 ] || [[ $out == sudo=nopasswd* ]]; then
+            printf '%s\n' "$out"
+        else
+            kv sudo password
+        fi
+        ;;
+    esac
 }

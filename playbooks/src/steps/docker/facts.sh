@@ -4,10 +4,14 @@
 # the docker group, whether the SSH user reaches the daemon, and (as root)
 # the daemon's runtimes and root's Docker Hub login. The user's part runs
 # as the SSH user, docker_root_facts as root (run_root_facts). Hot path: one
-# stat, two systemctl, no docker CLI start, no jq (cached answers; dockerd
-# asked through its socket by root).
+# stat, no systemctl of its own (the facts' one `systemctl show`), no docker
+# CLI start, no jq (cached answers; dockerd asked through its socket by
+# root, beside the rest).
 
 if command -v docker >/dev/null 2>&1; then
+    # dockerd's answers (docker_root_facts and containers_facts read them)
+    # asked by root's shell as soon as it is up, beside the rest.
+    facts_root_early docker_api_start
     # `docker --version` and `docker compose version` depend on nothing but
     # the CLI's binary and the compose plugin it finds (the user's plugin
     # directory or config first, then the system's), and each start costs
@@ -47,9 +51,17 @@ if command -v docker >/dev/null 2>&1; then
         fi
     fi
 fi
+# The service's state, as `systemctl is-enabled` and `is-active` word it,
+# from the facts' one `systemctl show` (the prelude's facts_units), read
+# after root's part, beside which it runs.
 if command -v systemctl >/dev/null 2>&1; then
-    kv docker.enabled "$(systemctl is-enabled docker 2>/dev/null || true)"
-    kv docker.active "$(systemctl is-active docker 2>/dev/null || true)"
+    facts_units+=(docker.service)
+    docker_unit_answer() {
+        facts_units_read
+        kv docker.enabled "${facts_unit_enabled[docker.service]:-}"
+        kv docker.active "${facts_unit_active[docker.service]:-}"
+    }
+    facts_after_root+=(docker_unit_answer)
 fi
 # The layer downloads the daemon runs at once per pull, and the Docker Hub
 # mirrors it asks first, as daemon.json sets them (empty: unset, no file,
@@ -97,8 +109,8 @@ docker_root_facts() {
     # record), which the docker step compares with dockerhub.env's so that
     # a changed token logs in again; neither the token nor the record is
     # shown.
-    local config auth=''
-    config=$(getent passwd root | cut -d: -f6)/.docker/config.json
+    # root's home as getent would give it (bash asks getpwnam, no fork).
+    local config=~root/.docker/config.json auth=
     if [ -r "$config" ] && command -v jq >/dev/null 2>&1; then
         auth=$(jq -r '.auths["https://index.docker.io/v1/"].auth // empty' "$config" 2>/dev/null || true)
     fi

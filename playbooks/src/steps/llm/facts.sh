@@ -33,10 +33,30 @@ llm_runtime_facts() {
         kv "llm.$name.settings" "${settings%% *}"
     fi
 }
+# llm_env_values FILE: FILE's first LLM_MODEL= and LLM_URL= values (what
+# `sed -n 's/^NAME=//p' FILE | head -n 1` prints), read in bash (this runs
+# on every re-run), into llm_env_model and llm_env_url.
+root_facts_helpers+=(llm_env_values)
+llm_env_values() {
+    local line rest
+    llm_env_model='' llm_env_url=''
+    local -i model=0 url=0
+    facts_read "$1" || return 0
+    rest=$facts_file
+    while [ -n "$rest" ]; do
+        line=${rest%%$'\n'*}
+        if [ "$line" = "$rest" ]; then rest=''; else rest=${rest#*$'\n'}; fi
+        case $line in
+        LLM_MODEL=*) [ "$model" -eq 1 ] || llm_env_model=${line#LLM_MODEL=} model=1 ;;
+        LLM_URL=*) [ "$url" -eq 1 ] || llm_env_url=${line#LLM_URL=} url=1 ;;
+        esac
+    done
+}
 llm_facts() {
     local env=$BASE_DIR/IMAGE-server/config/llm.env key='' port=''
-    kv llm.env_model "$(sed -n 's/^LLM_MODEL=//p' "$env" 2>/dev/null | head -n 1)"
-    kv llm.env_url "$(sed -n 's/^LLM_URL=//p' "$env" 2>/dev/null | head -n 1)"
+    llm_env_values "$env"
+    kv llm.env_model "$llm_env_model"
+    kv llm.env_url "$llm_env_url"
     if [ -s "$VLLM_DIR/key.env" ]; then
         llm_runtime_facts vllm 8000 "$(sed -n 's/^VLLM_API_KEY=//p' "$VLLM_DIR/key.env")"
     fi

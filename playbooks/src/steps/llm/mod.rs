@@ -601,6 +601,29 @@ pub fn plan(
 mod tests {
     use super::*;
 
+    /// config/llm.env's LLM_MODEL and LLM_URL read in bash as `sed -n
+    /// 's/^NAME=//p' | head -n 1` read them: the first of each, a last
+    /// line without its line break included, none from a missing file.
+    #[test]
+    fn llm_env_values_read_as_sed_read_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("llm.env");
+        std::fs::write(
+            &file,
+            "X=1\nLLM_URL=http://a/v1\n\n # LLM_MODEL=no\nLLM_MODEL=m1\nLLM_MODEL=m2\nLLM_URL=http://b",
+        )
+        .unwrap();
+        let script = format!(
+            "{}\n{}\nfor f in \"$1\" \"$1.none\"; do llm_env_values \"$f\"; echo \"[$llm_env_model] [$llm_env_url]\"; done\n\
+             printf '%s\\n' \"[$(sed -n 's/^LLM_MODEL=//p' \"$1\" | head -n 1)] [$(sed -n 's/^LLM_URL=//p' \"$1\" | head -n 1)]\"\n",
+            crate::facts::PRELUDE_SH,
+            facts_script().text
+        );
+        let out = std::process::Command::new("bash").arg("-c").arg(&script).arg("bash").arg(&file).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "[m1] [http://a/v1]\n[] []\n[m1] [http://a/v1]\n");
+    }
+
     const A10G: &str = "23028 MiB";
 
     fn smi(memory: &str) -> Smi {

@@ -45,16 +45,32 @@ else
     kv nvidia.daemon_json no
 fi
 
-# Does the driver answer, and what does it report?
+# Does the driver answer, and what does it report? Asked now and read after
+# root's part (facts_after_root), beside which it runs: the answer is as
+# fresh as the facts.
 if command -v nvidia-smi >/dev/null 2>&1; then
-    # A wedged GPU can make nvidia-smi hang: a time limit.
-    rc=0
-    out=$(timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1) || rc=$?
-    if [ "$rc" -eq 0 ]; then
-        kv nvidia.smi "$out"
-    elif [ "$rc" -eq 124 ]; then
-        kv nvidia.smi_error "nvidia-smi did not answer within 30 s"
-    else
-        kv nvidia.smi_error "$(printf '%s' "$out" | tail -n 2)"
-    fi
+    # A wedged GPU can make nvidia-smi hang: a time limit. The first
+    # word is its exit status.
+    exec {nvidia_smi_fd}< <(
+        rc=0
+        out=$(timeout 30 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1) || rc=$?
+        printf '%s %s' "$rc" "$out"
+    )
+    nvidia_smi_answer() {
+        local answer='' rc out
+        answer=$(</dev/fd/"$nvidia_smi_fd") || true
+        exec {nvidia_smi_fd}<&-
+        rc=${answer%% *}
+        out=${answer#* }
+        if [ "$rc" = 0 ]; then
+            kv nvidia.smi "$out"
+        elif [ "$rc" = 124 ]; then
+            kv nvidia.smi_error "nvidia-smi did not answer within 30 s"
+        else
+            # Its last two lines.
+            [[ $out != *$'\n'*$'\n'* ]] || out=${out#"${out%$'\n'*$'\n'*}"$'\n'}
+            kv nvidia.smi_error "$out"
+        fi
+    }
+    facts_after_root+=(nvidia_smi_answer)
 fi

@@ -249,6 +249,41 @@ pub fn plan(
 mod tests {
     use super::*;
 
+    /// nvidia-smi asked beside root's part, its answer read after it as
+    /// before: its line, its last two lines when it fails, and the time
+    /// limit's own words.
+    #[test]
+    fn nvidia_smi_read_after_roots_part() {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        let script =
+            format!("{}\n{}\nrun_root_facts\nfacts_after_root_run\n", crate::facts::PRELUDE_SH, facts_script().text);
+        let smi = |body: &str| {
+            let path = bin.path().join("nvidia-smi");
+            std::fs::write(&path, format!("#!/bin/bash\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let path_var = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+            let out = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(&script)
+                .env("PATH", path_var)
+                .env("DEBIAN_COMPONENTS", "main contrib non-free non-free-firmware")
+                .env("HOME", bin.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let raw = RawFacts::parse(&String::from_utf8_lossy(&out.stdout));
+            (raw.string("nvidia.smi"), raw.string("nvidia.smi_error"))
+        };
+        assert_eq!(
+            smi("echo 'NVIDIA A10G, 580.95.05, 23028 MiB'"),
+            (Some("NVIDIA A10G, 580.95.05, 23028 MiB".into()), None)
+        );
+        assert_eq!(smi("printf 'one\\ntwo\\nthree\\n\\n'; exit 9"), (None, Some("two three".into())));
+        assert_eq!(smi("echo 'only one'; exit 9"), (None, Some("only one".into())));
+        assert_eq!(smi("exit 124"), (None, Some("nvidia-smi did not answer within 30 s".into())));
+    }
+
     fn facts(extra: &str) -> (HostFacts, NvidiaFacts) {
         let raw = RawFacts::parse(&format!("{}{extra}", crate::host_facts::DEBIAN12_A10G));
         (HostFacts::parse(&raw), NvidiaFacts::parse(&raw))

@@ -9,10 +9,12 @@ pull_facts() {
     # The pid lives in /run (gone after a reboot, like the pull itself), the
     # result beside the layout.
     local pidf=/run/image-provision/pull.pid
-    if [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null; then
+    # Read in bash (facts_read: as $(cat FILE) gives it, no fork).
+    if facts_read "$pidf" && kill -0 "$facts_file" 2>/dev/null; then
         kv pull.state running
     elif [ -f "$BASE_DIR/.image-provision/pull.done" ]; then
-        kv pull.state "done $(cat "$BASE_DIR/.image-provision/pull.done")"
+        facts_read "$BASE_DIR/.image-provision/pull.done" || true
+        kv pull.state "done $facts_file"
     else
         kv pull.state none
     fi

@@ -7,13 +7,34 @@
 # small instance): a final answer (done, disabled) is kept in the user's
 # cache for this boot, keyed by the files cloud-init writes as its stages
 # run and those that enable or disable it; a change asks again.
+# One stat for these files and the dpkg/apt locks (below; -L: a lock is
+# taken on the file a link leads to), told apart by name: the key is the
+# lines of the others, as their own stat printed them.
+ready_lock_files=(/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock)
+ready_files=()
 if command -v cloud-init >/dev/null 2>&1; then
+    hash cloud-init
+    ready_files=("${BASH_CMDS[cloud-init]}" /run/cloud-init/status.json /run/cloud-init/result.json
+        /run/cloud-init/enabled /run/cloud-init/disabled /etc/cloud/cloud-init.disabled)
+fi
+ready_stat=$(stat -L -c '%n %i %s %y' -- ${ready_files[@]+"${ready_files[@]}"} "${ready_lock_files[@]}" 2>/dev/null || true)
+ready_lines=''
+ready_locks_found=()
+while IFS= read -r ready_line; do
+    ready_name=${ready_line%% *}
+    case " ${ready_lock_files[*]} " in
+    *" $ready_name "*)
+        ready_line=${ready_line#* }
+        # INODE PATH
+        ready_locks_found+=("${ready_line%% *} $ready_name")
+        ;;
+    *) ready_lines+=${ready_lines:+$'\n'}$ready_line ;;
+    esac
+done <<<"$ready_stat"
+if [ ${#ready_files[@]} -gt 0 ]; then
     ready_boot=''
     [ ! -r /proc/sys/kernel/random/boot_id ] || read -r ready_boot </proc/sys/kernel/random/boot_id
-    hash cloud-init
-    ready_key="v1 $ready_boot $(stat -L -c '%n %i %s %y' -- "${BASH_CMDS[cloud-init]}" /run/cloud-init/status.json \
-        /run/cloud-init/result.json /run/cloud-init/enabled /run/cloud-init/disabled /etc/cloud/cloud-init.disabled \
-        2>/dev/null || true)"
+    ready_key="v1 $ready_boot $ready_lines"
     if [ -n "$ready_boot" ] && facts_cache_get "$facts_user_cache/cloud-init" "$ready_key"; then
         kv cloud_init "$facts_cached"
     else
@@ -29,21 +50,15 @@ fi
 
 # The dpkg/apt locks: held when /proc/locks lists one of their inodes (apt
 # takes fcntl locks, which flock(1) cannot see; fuser may not be installed).
-# One stat; /proc/locks is read in bash (the first MAJ:MIN:INODE field of a
-# line is the locked file's).
-declare -A ready_held=()
-if [ -r /proc/locks ]; then
-    while read -r -a ready_fields; do
-        for ready_field in "${ready_fields[@]}"; do
-            if [[ $ready_field =~ ^[0-9a-f]+:[0-9a-f]+:([0-9]+)$ ]]; then
-                ready_held[${BASH_REMATCH[1]}]=1
-                break
-            fi
-        done
-    done </proc/locks
-fi
+# One stat (above); /proc/locks is read whole in bash, and each lock
+# file's inode looked for as a line's MAJ:MIN:INODE field, the locked file's (the only
+# field with a colon between two numbers; a regular expression a field
+# cost milliseconds on a host with Docker's many locks).
+ready_locks=''
+! facts_read /proc/locks || ready_locks=$facts_file
 locked=''
-while read -r ready_inode ready_path; do
-    [ -z "${ready_held[$ready_inode]:-}" ] || locked="$locked $ready_path"
-done < <(stat -c '%i %n' /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock /var/cache/apt/archives/lock 2>/dev/null || true)
+for ready_line in ${ready_locks_found[@]+"${ready_locks_found[@]}"}; do
+    ready_inode=${ready_line%% *}
+    [[ $ready_locks != *[0-9a-f]:"$ready_inode "* ]] || locked="$locked ${ready_line#* }"
+done
 kv apt.locked "${locked# }"

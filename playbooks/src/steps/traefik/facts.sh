@@ -16,9 +16,12 @@ traefik_facts() {
             # Ours behind a load balancer: no certresolver, no ACME server asked.
             kv traefik.acme no
         else
-            server=$(grep -o 'acme\.caserver=[^"]*' <<<"$facts_file" | head -n 1 || true)
+            # The first acme.caserver=... (up to a quote or the line's end),
+            # in bash, as `grep -o ... | head -n 1` found it.
+            local re=$'acme\\.caserver=([^"\n]*)'
+            [[ ! $facts_file =~ $re ]] || server=${BASH_REMATCH[1]}
             # A compose file without the line asks Traefik's default: production.
-            kv traefik.acme_server "${server#acme.caserver=}"
+            kv traefik.acme_server "$server"
         fi
         kv traefik.configured yes
     fi

@@ -1,21 +1,28 @@
 # shellcheck shell=bash
 # The upkeep step's facts (playbooks/src/steps/upkeep): for each of
 # image-provision's units on the host, whether it is enabled and active, as
-# `upkeep.UNIT=ENABLED ACTIVE`; then the expiry (below). systemctl is asked
-# only when one of the files exists (a host without them needs no answer,
-# and a test host without systemd has none). Runs as the SSH user.
+# `upkeep.UNIT=ENABLED ACTIVE` (as `systemctl is-enabled` and `is-active`
+# word them); then the expiry (below). systemd is asked only about units
+# whose file exists (a host without them needs no answer, and a test host
+# without systemd has none). Runs as the SSH user.
 # Inputs: UPKEEP_UNITS, the space-separated unit names.
 
 upkeep_present=()
 for unit in ${UPKEEP_UNITS:-}; do
     [ ! -e "/etc/systemd/system/$unit" ] || upkeep_present+=("$unit")
 done
+# Their states come from the facts' one `systemctl show` (the prelude's
+# facts_units), read after root's part, beside which it runs.
 if [ ${#upkeep_present[@]} -gt 0 ]; then
-    mapfile -t upkeep_enabled < <(systemctl is-enabled -- "${upkeep_present[@]}" 2>/dev/null || true)
-    mapfile -t upkeep_active < <(systemctl is-active -- "${upkeep_present[@]}" 2>/dev/null || true)
-    for i in "${!upkeep_present[@]}"; do
-        kv "upkeep.${upkeep_present[$i]}" "${upkeep_enabled[$i]:-unknown} ${upkeep_active[$i]:-unknown}"
-    done
+    facts_units+=("${upkeep_present[@]}")
+    upkeep_units_answer() {
+        local unit
+        facts_units_read
+        for unit in "${upkeep_present[@]}"; do
+            kv "upkeep.$unit" "${facts_unit_enabled[$unit]:-unknown} ${facts_unit_active[$unit]:-unknown}"
+        done
+    }
+    facts_after_root+=(upkeep_units_answer)
 fi
 
 # The expiry the power-off holds (EXPIRES_AT in its service; on a host set
