@@ -212,12 +212,18 @@ fn fleet_create_scale_list_destroy() {
     assert_eq!(servers(&env, "web").iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["web-1"]);
     assert!(stdout(&scaled).contains("removed    web-2"), "{}", stdout(&scaled));
 
+    // Someone's certificate carrying the fleet's tag but not image-provision's
+    // managed tag: not ours, so destroy leaves it.
+    let tag = aws_sdk_acm::types::Tag::builder().key("image-provision:fleet").value("web").build().unwrap();
+    let foreign = rt().block_on(env.acm().request_certificate().domain_name("other.example.org").tags(tag).send());
+    let foreign = foreign.unwrap().certificate_arn().unwrap().to_owned();
+
     // destroy: nothing left, found from tags alone.
     let gone = env.run(&["fleet", "destroy", "web", "--yes"]);
     assert_eq!(gone.status.code(), Some(0));
     assert!(balancers(&env).is_empty());
     assert!(target_groups(&env).is_empty());
-    assert!(certificates(&env).is_empty());
+    assert_eq!(certificates(&env), vec![foreign], "only the one not ours is left");
     assert!(records(&env, &zone).is_empty(), "{:?}", records(&env, &zone));
     assert!(servers(&env, "web").is_empty());
     assert!(fleet_groups(&env, "web").is_empty());

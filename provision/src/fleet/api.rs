@@ -88,6 +88,8 @@ pub struct Certificate {
     pub validation_record: Option<(String, String)>,
     /// The listeners (their load balancers) that serve it.
     pub in_use_by: Vec<String>,
+    /// Its tags, where the call that found it read them (empty otherwise).
+    pub tags: Vec<Tag>,
 }
 
 /// The Elastic Load Balancing v2 and ACM APIs as a fleet uses them.

@@ -257,7 +257,9 @@ async fn ensure_certificate<A: Ec2Api + Route53Api + BalancerApi>(
     log: &mut impl FnMut(String),
 ) -> Result<Certificate> {
     let usable = |c: &Certificate| {
-        dns::fqdn(&c.domain) == dns::fqdn(domain) && matches!(c.status.as_str(), "ISSUED" | "PENDING_VALIDATION")
+        is_ours(&c.tags, &spec.name)
+            && dns::fqdn(&c.domain) == dns::fqdn(domain)
+            && matches!(c.status.as_str(), "ISSUED" | "PENDING_VALIDATION")
     };
     let arn = match api.certificates_tagged(tags::FLEET, &spec.name).await?.into_iter().find(usable) {
         Some(c) if c.status == "ISSUED" => return Ok(c),
@@ -530,7 +532,13 @@ pub async fn find<A: Ec2Api + BalancerApi>(api: &A, fleet: &str) -> Result<Fleet
         name: fleet.to_owned(),
         balancer,
         target_group,
-        certificates: api.certificates_tagged(tags::FLEET, fleet).await?,
+        // Managed and the fleet's, as the balancer and the target group.
+        certificates: api
+            .certificates_tagged(tags::FLEET, fleet)
+            .await?
+            .into_iter()
+            .filter(|c| is_ours(&c.tags, fleet))
+            .collect(),
         security_groups: api.security_groups_tagged(tags::FLEET, fleet).await?.into_iter().map(|g| g.id).collect(),
         servers: servers(api, fleet).await?,
         health,

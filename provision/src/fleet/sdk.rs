@@ -55,6 +55,7 @@ fn certificate_from(c: &acm::CertificateDetail) -> Certificate {
         status: c.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
         validation_record,
         in_use_by: c.in_use_by().to_vec(),
+        tags: Vec::new(),
     }
 }
 
@@ -335,7 +336,7 @@ impl BalancerApi for SdkApi {
             if tagged(&tags, key, value)
                 && let Some(cert) = self.certificate(&arn).await?
             {
-                found.push(cert);
+                found.push(Certificate { tags, ..cert });
             }
         }
         Ok(found)
