@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::api::*;
-use crate::poll::poll_delays;
+use crate::poll::poll_until;
 use crate::{Error, Result, tags};
 
 /// How long resolvers may keep the records: short, because a name whose
@@ -289,20 +289,12 @@ pub async fn remove_owned<A: Ec2Api + Route53Api>(
 
 /// Poll GetChange until the change is INSYNC.
 async fn wait_in_sync<A: Route53Api>(api: &A, change_id: &str) -> Result<()> {
-    let start = Instant::now();
-    let mut delays = poll_delays();
-    loop {
-        if api.change_in_sync(change_id).await? {
-            return Ok(());
-        }
-        if start.elapsed() > IN_SYNC_TIMEOUT {
-            return Err(Error::DnsNotInSync {
-                change_id: change_id.to_owned(),
-                waited_secs: start.elapsed().as_secs(),
-            });
-        }
-        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
-    }
+    let look = || async { Ok(if api.change_in_sync(change_id).await? { Ok(()) } else { Err("PENDING".to_owned()) }) };
+    poll_until(IN_SYNC_TIMEOUT, look, |waited_secs, _| Error::DnsNotInSync {
+        change_id: change_id.to_owned(),
+        waited_secs,
+    })
+    .await
 }
 
 #[cfg(test)]

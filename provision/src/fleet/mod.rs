@@ -17,7 +17,7 @@ pub use api::*;
 
 use crate::api::*;
 use crate::dns::{self, DnsOutcome, Owner};
-use crate::poll::poll_delays;
+use crate::poll::poll_until;
 use crate::{Error, Result, tags};
 
 /// ELB names hold 32 characters: `ipf-` and the fleet's name.
@@ -144,23 +144,13 @@ impl Front {
     }
 }
 
-async fn wait_until<T, F, Fut>(what: &str, limit: Duration, mut look: F) -> Result<T>
+/// [`poll_until`], its time-out said as what it waited for.
+async fn wait_until<T, F, Fut>(what: &str, limit: Duration, look: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<std::result::Result<T, String>>>,
 {
-    let start = Instant::now();
-    let mut delays = poll_delays();
-    loop {
-        let last = match look().await? {
-            Ok(done) => return Ok(done),
-            Err(last) => last,
-        };
-        if start.elapsed() > limit {
-            return Err(Error::FleetTimeout { what: what.to_owned(), waited_secs: start.elapsed().as_secs(), last });
-        }
-        tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
-    }
+    poll_until(limit, look, |waited_secs, last| Error::FleetTimeout { what: what.to_owned(), waited_secs, last }).await
 }
 
 /// The fleet's balancer group: HTTP and HTTPS from anywhere (IPv4: the
