@@ -57,6 +57,22 @@ pub fn fault(action: &str, code: &str, times: Option<u32>) -> serde_json::Value 
     rule
 }
 
+/// A client of SDK crate `$sdk` on moto at `$port`, with the test
+/// credentials and region: each service's crate has its own config types,
+/// hence a macro.
+macro_rules! on_moto {
+    ($sdk:ident, $port:expr) => {{
+        let creds = $sdk::config::Credentials::new("testing", "testing", None, None, "tests");
+        let conf = $sdk::config::Builder::new()
+            .behavior_version($sdk::config::BehaviorVersion::latest())
+            .region($sdk::config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(format!("http://127.0.0.1:{}", $port))
+            .build();
+        $sdk::Client::from_conf(conf)
+    }};
+}
+
 pub struct Ec2Env {
     /// The built image-provision, run by [`Ec2Env::cmd`].
     pub bin: PathBuf,
@@ -195,51 +211,23 @@ impl Ec2Env {
     /// An SDK client on moto itself (never through the proxy): reads back
     /// what the binary did, independently of our own code.
     pub fn client(&self) -> aws_sdk_ec2::Client {
-        let creds = aws_sdk_ec2::config::Credentials::new("testing", "testing", None, None, "tests");
-        let conf = aws_sdk_ec2::config::Builder::new()
-            .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
-            .region(aws_sdk_ec2::config::Region::new(REGION))
-            .credentials_provider(creds)
-            .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
-            .build();
-        aws_sdk_ec2::Client::from_conf(conf)
+        on_moto!(aws_sdk_ec2, self.moto_port)
     }
 
     /// A Route 53 client on moto itself, like [`Ec2Env::client`]: moto's
     /// server answers every service at the one endpoint.
     pub fn route53(&self) -> aws_sdk_route53::Client {
-        let creds = aws_sdk_route53::config::Credentials::new("testing", "testing", None, None, "tests");
-        let conf = aws_sdk_route53::config::Builder::new()
-            .behavior_version(aws_sdk_route53::config::BehaviorVersion::latest())
-            .region(aws_sdk_route53::config::Region::new(REGION))
-            .credentials_provider(creds)
-            .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
-            .build();
-        aws_sdk_route53::Client::from_conf(conf)
+        on_moto!(aws_sdk_route53, self.moto_port)
     }
 
     /// An Elastic Load Balancing v2 client on moto itself, like [`Ec2Env::client`].
     pub fn elb(&self) -> aws_sdk_elasticloadbalancingv2::Client {
-        let creds = aws_sdk_elasticloadbalancingv2::config::Credentials::new("testing", "testing", None, None, "tests");
-        let conf = aws_sdk_elasticloadbalancingv2::config::Builder::new()
-            .behavior_version(aws_sdk_elasticloadbalancingv2::config::BehaviorVersion::latest())
-            .region(aws_sdk_elasticloadbalancingv2::config::Region::new(REGION))
-            .credentials_provider(creds)
-            .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
-            .build();
-        aws_sdk_elasticloadbalancingv2::Client::from_conf(conf)
+        on_moto!(aws_sdk_elasticloadbalancingv2, self.moto_port)
     }
 
     /// An ACM client on moto itself, like [`Ec2Env::client`].
     pub fn acm(&self) -> aws_sdk_acm::Client {
-        let creds = aws_sdk_acm::config::Credentials::new("testing", "testing", None, None, "tests");
-        let conf = aws_sdk_acm::config::Builder::new()
-            .behavior_version(aws_sdk_acm::config::BehaviorVersion::latest())
-            .region(aws_sdk_acm::config::Region::new(REGION))
-            .credentials_provider(creds)
-            .endpoint_url(format!("http://127.0.0.1:{}", self.moto_port))
-            .build();
-        aws_sdk_acm::Client::from_conf(conf)
+        on_moto!(aws_sdk_acm, self.moto_port)
     }
 
     /// Actions seen by the fault proxy, in order, with the injected fault if any.
