@@ -53,7 +53,10 @@ fn a_booted_host_runs_systemd_on_its_own_network_and_reboots_for_real() {
     assert_eq!(ssh_ok(&host, "ubuntu", "ps -o comm= -p 1"), "systemd");
     // The whole boot finished: no unit failed.
     let state = ssh_ok(&host, "ubuntu", "systemctl is-system-running --wait || true");
-    assert_eq!(state, "running", "{}", ssh_ok(&host, "ubuntu", "systemctl --failed --no-pager"));
+    // On failure, each failed unit's journal of this boot says why.
+    let failed = "systemctl --failed --no-pager; for u in $(systemctl --failed --plain --no-legend | cut -d' ' -f1); \
+                  do sudo -n journalctl -b -u \"$u\" --no-pager | tail -n 20; done";
+    assert_eq!(state, "running", "{}", ssh_ok(&host, "ubuntu", failed));
     // The archive stand-in is the only apt source.
     let sources = ssh_ok(&host, "ubuntu", "grep -rh '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/ || true");
     assert_eq!(sources, "deb [trusted=yes] file:/srv/archive-standin ./");
