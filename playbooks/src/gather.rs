@@ -196,6 +196,7 @@ fn with_inputs(cmd: Cmd, inputs: &FactsInputs) -> Cmd {
         .env("FILES", inputs.files.join(" "))
         .env("WRITTEN_RECORD", template::RECORD)
         .env("PENDING_RECORD", template::PENDING)
+        .env("FILES_CACHE", template::FILES_CACHE)
         .env("UPKEEP_UNITS", upkeep::units_input());
     let Some(base) = &inputs.base_dir else { return cmd };
     cmd.env("BASE_DIR", base)

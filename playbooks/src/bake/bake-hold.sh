@@ -17,7 +17,8 @@
 # What must not be shared: the SSH host keys; the login user's and root's
 # authorized_keys (the key the tool imported, and any other); the stack's
 # credentials (BASE_DIR/config/*.env, the local LLM's key, the repository's
-# git-credentials); logs (/var/log, the journal, the pull log, BASE_DIR/logs,
+# git-credentials, and the facts' cache of the written files' hashes);
+# logs (/var/log, the journal, the pull log, BASE_DIR/logs,
 # the containers' logs); cloud-init's
 # per-instance state (/var/lib/cloud); /etc/machine-id (emptied: systemd
 # makes a new one at the first boot of an instance of the image).
@@ -73,8 +74,9 @@ to_hold() {
     for home in /root "$(getent passwd "$LOGIN_USER" | cut -d: -f6)"; do
         [ -n "$home" ] && [ -f "$home/.ssh/authorized_keys" ] && echo "$home/.ssh/authorized_keys"
     done
+    # The facts' cache of the written files' hashes goes with the files.
     for f in "$BASE_DIR"/config/*.env "$LLM_DIR"/.env "$LLM_DIR"/*.env ${WEBUI_DIR:+$WEBUI_DIR/*.env} \
-        /etc/image-provision/git-credentials "$BASE_DIR"/.image-provision/*.log; do
+        /etc/image-provision/git-credentials "$BASE_DIR"/.image-provision/*.log /var/cache/image-provision/files; do
         [ -f "$f" ] && echo "$f"
     done
     # Logs: regular files under /var/log (rotated ones too) and the journal,

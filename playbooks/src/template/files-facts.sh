@@ -12,17 +12,25 @@
 # succeeded (mark-pending.sh).
 # As root: files_facts runs in run_root_facts.
 # Inputs: FILES, the space-separated paths; WRITTEN_RECORD, the record;
-# PENDING_RECORD, the record of writes not yet applied.
+# PENDING_RECORD, the record of writes not yet applied; FILES_CACHE, root's
+# cache of the files' hashes (empty: none).
+#
+# The facts run before every step that acts and on every re-run, and the
+# files seldom change: a file's hash is kept in FILES_CACHE beside its
+# stat (inode, size, mtime and ctime to the nanosecond), and hashed again
+# only when that changed. ctime cannot be set back by a write, so a write
+# shows; one within the clock's tick of the hash would not, so a file
+# changed in the last second or two is hashed and not kept (as git does with
+# its index).
 
-root_facts_env+=(FILES WRITTEN_RECORD PENDING_RECORD)
+root_facts_env+=(FILES WRITTEN_RECORD PENDING_RECORD FILES_CACHE)
+root_facts_helpers+=(files_facts_keep)
 files_facts() {
-    local present=() links=() sum m u f l fp
-    local -A mode=() owner=() watched=()
+    local present=() f kind mu key ctime target sum
+    local -A watched=() mode_owner=() stat_key=() settled=() cached_key=() cached_sum=() sums=()
     for f in ${FILES:-}; do
         watched[$f]=1
-        if [ -L "$f" ]; then
-            links+=("$f")
-        elif [ -f "$f" ]; then
+        if [ -L "$f" ] || [ -f "$f" ]; then
             present+=("$f")
         elif [ -e "$f" ]; then
             kv "file.$f" other
@@ -31,16 +39,44 @@ files_facts() {
         fi
     done
     if [ ${#present[@]} -gt 0 ]; then
-        while read -r m u f; do mode[$f]=$m owner[$f]=$u; done < <(stat -c '%a %U %n' -- "${present[@]}")
-        while read -r sum f; do kv "file.$f" "$sum ${mode[$f]:-} ${owner[$f]:-}"; done < <(sha256sum -- "${present[@]}")
-    fi
-    if [ ${#links[@]} -gt 0 ]; then
-        # One fork for every link: their targets, tab-separated from the path.
-        while IFS=$'\t' read -r f l; do kv "file.$f" "link $l"; done < <(find "${links[@]}" -maxdepth 0 -printf '%p\t%l\n')
+        # One stat for every file and link (not followed): its kind, mode and
+        # owner, the cache's key, ctime's second, and %N, literally, which
+        # for a link is "PATH -> TARGET".
+        local now=$EPOCHSECONDS
+        while IFS=$'\t' read -r f kind mu key ctime target; do
+            [ -n "${watched[$f]:-}" ] || continue
+            case $kind in
+            'symbolic link') kv "file.$f" "link ${target#"$f -> "}" ;;
+            regular*)
+                mode_owner[$f]=$mu stat_key[$f]=$key
+                if [[ $ctime =~ ^[0-9]+$ ]] && [ "$ctime" -lt $((now - 1)) ]; then settled[$f]=1; fi
+                ;;
+            *) kv "file.$f" other ;;
+            esac
+        done < <(QUOTING_STYLE=literal stat --printf '%n\t%F\t%a %U\t%i %s %y %z\t%Z\t%N\n' -- "${present[@]}" 2>/dev/null)
+        if [ -n "${FILES_CACHE:-}" ] && [ -f "$FILES_CACHE" ]; then
+            while IFS=$'\t' read -r f key sum; do cached_key[$f]=$key cached_sum[$f]=$sum; done <"$FILES_CACHE"
+        fi
+        local stale=() keep=''
+        for f in "${!stat_key[@]}"; do
+            if [ -n "${settled[$f]:-}" ] && [ "${cached_key[$f]:-}" = "${stat_key[$f]}" ]; then
+                sums[$f]=${cached_sum[$f]}
+            else
+                stale+=("$f")
+                [ -z "${settled[$f]:-}" ] || keep=yes
+            fi
+        done
+        if [ ${#stale[@]} -gt 0 ]; then
+            while read -r sum f; do sums[$f]=$sum; done < <(sha256sum -- "${stale[@]}")
+            [ -z "$keep" ] || files_facts_keep
+        fi
+        for f in "${present[@]}"; do
+            [ -z "${sums[$f]:-}" ] || kv "file.$f" "${sums[$f]} ${mode_owner[$f]:-}"
+        done
     fi
     if [ -n "${WRITTEN_RECORD:-}" ] && [ -f "$WRITTEN_RECORD" ]; then
-        while read -r fp f; do
-            if [ -n "$f" ] && [ -n "${watched[$f]:-}" ]; then kv "written.$f" "$fp"; fi
+        while read -r sum f; do
+            if [ -n "$f" ] && [ -n "${watched[$f]:-}" ]; then kv "written.$f" "$sum"; fi
         done <"$WRITTEN_RECORD"
     fi
     if [ -n "${PENDING_RECORD:-}" ] && [ -f "$PENDING_RECORD" ]; then
@@ -48,4 +84,20 @@ files_facts() {
             if [ -n "$f" ] && [ -n "${watched[$f]:-}" ]; then kv "pending.$f" yes; fi
         done <"$PENDING_RECORD"
     fi
+}
+
+# files_facts_keep: (files_facts' locals) the settled files' hashes into
+# FILES_CACHE, with the entries of other paths it held (another command
+# watches other files), written whole (a rename), root's only. Best effort.
+files_facts_keep() {
+    [ -n "${FILES_CACHE:-}" ] && [ "${FACTS_CACHE_WRITE:-yes}" != no ] || return 0
+    local text='' f
+    for f in "${!cached_key[@]}"; do
+        [ -n "${stat_key[$f]:-}" ] || text+="$f"$'\t'"${cached_key[$f]}"$'\t'"${cached_sum[$f]}"$'\n'
+    done
+    for f in "${!settled[@]}"; do
+        [ -z "${sums[$f]:-}" ] || text+="$f"$'\t'"${stat_key[$f]}"$'\t'"${sums[$f]}"$'\n'
+    done
+    (umask 077 && mkdir -p "${FILES_CACHE%/*}" && printf '%s' "$text" >"$FILES_CACHE.$$" &&
+        mv -f "$FILES_CACHE.$$" "$FILES_CACHE") 2>/dev/null || true
 }

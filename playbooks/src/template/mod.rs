@@ -44,6 +44,9 @@ pub const MARK_PENDING_SH: &str = include_str!("mark-pending.sh");
 pub const RECORD: &str = "/var/lib/image-provision/written";
 /// image-provision's record of writes not yet applied (mark-pending.sh).
 pub const PENDING: &str = "/var/lib/image-provision/pending";
+/// root's cache of the watched files' hashes, keyed by their stat
+/// (files-facts.sh): deleting it only costs the next run the hashing.
+pub const FILES_CACHE: &str = "/var/cache/image-provision/files";
 /// Where the copies of what it replaced go: a directory per run, named by
 /// the run's UTC time, each copy at its own path beneath.
 pub const BACKUP_ROOT: &str = "/var/backups/image-provision";
@@ -653,13 +656,59 @@ mod tests {
     /// The files facts as the facts command runs them (without the root
     /// hop), for `paths` and `record`.
     fn facts_here(paths: &[&str], record: &str) -> FileFacts {
+        facts_cached_here(paths, record, &format!("{record}.cache"))
+    }
+
+    /// [`facts_here`] with the hashes' cache at `cache`.
+    fn facts_cached_here(paths: &[&str], record: &str, cache: &str) -> FileFacts {
         let script = format!("{}\n{FILES_FACTS_SH}\nfiles_facts\n", crate::facts::PRELUDE_SH);
         let pending = format!("{record}.pending");
         let cmd = Cmd::script(script)
             .env("FILES", paths.join(" "))
             .env("WRITTEN_RECORD", record)
-            .env("PENDING_RECORD", pending);
+            .env("PENDING_RECORD", pending)
+            .env("FILES_CACHE", cache);
         FileFacts::parse(&RawFacts::parse(&run_here(&cmd)))
+    }
+
+    /// A file's hash is kept beside its stat and read back while the stat
+    /// is the same; a write (even of the same size) hashes it again; a file
+    /// written in the last second or two is hashed and not kept; entries of
+    /// files another command watches stay; root's only.
+    #[test]
+    fn hashes_are_kept_by_the_files_stat() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_str().unwrap();
+        let (a, b, link) = (format!("{root}/a.env"), format!("{root}/b.yml"), format!("{root}/bin"));
+        let (record, cache) = (format!("{root}/lib/written"), format!("{root}/cache/files"));
+        std::fs::write(&a, "A=1\n").unwrap();
+        std::fs::write(&b, "b: 1\n").unwrap();
+        symlink("IMAGE-server/bin", &link).unwrap();
+        let paths = [a.as_str(), b.as_str(), link.as_str()];
+        let now = facts_cached_here(&paths, &record, &cache);
+        assert!(now.is(&a, b"A=1\n", "644") && now.links_to(&link, "IMAGE-server/bin"), "{now:?}");
+        assert!(!std::path::Path::new(&cache).exists(), "just written: not kept");
+
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        facts_cached_here(&paths, &record, &cache);
+        let kept = std::fs::read_to_string(&cache).unwrap();
+        assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o600);
+        let line = kept.lines().find(|l| l.starts_with(&format!("{a}\t"))).unwrap().to_string();
+        assert!(line.ends_with(&sha256_hex("A=1\n")), "{kept}");
+        assert!(!kept.contains(&link), "a link has no hash: {kept}");
+        // Read back while the stat is the same (a hash it could not have made).
+        let forged = format!("{}{}", &line[..line.len() - 64], "f".repeat(64));
+        std::fs::write(&cache, kept.replace(&line, &forged)).unwrap();
+        let read = facts_cached_here(&paths, &record, &cache);
+        assert_eq!(read.sha256(&a), Some("f".repeat(64).as_str()));
+        // Watching b alone keeps a's entry.
+        facts_cached_here(&[b.as_str()], &record, &cache);
+        assert!(std::fs::read_to_string(&cache).unwrap().contains(&forged));
+        // A write of the same size: hashed again.
+        std::fs::write(&a, "A=2\n").unwrap();
+        let changed = facts_cached_here(&paths, &record, &cache);
+        assert!(changed.is(&a, b"A=2\n", "644"), "{changed:?}");
     }
 
     /// A write applied by the step's commands: marked pending before the
