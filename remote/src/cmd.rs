@@ -62,9 +62,16 @@ impl Cmd {
         }
     }
 
-    /// A bash script, run as `bash -euo pipefail -s --` with the script on
-    /// stdin. Inputs go in through [`Cmd::env`] (or [`Cmd::arg`], which
-    /// become `$1`...), never spliced into the script text.
+    /// A bash script, run as `bash --norc -euo pipefail -s --` with the
+    /// script on stdin. Inputs go in through [`Cmd::env`] (or [`Cmd::arg`],
+    /// which become `$1`...), never spliced into the script text.
+    ///
+    /// `--norc`: a bash that sshd starts (SSH_CLIENT set, the first shell
+    /// level) reads ~/.bashrc and /etc/bash.bashrc even when not
+    /// interactive (Debian's and Ubuntu's build); under `-u` their
+    /// `[ -z "$PS1" ]` fails, and each command printed "PS1: unbound
+    /// variable" to stderr, which a failure's report shows. The scripts
+    /// need nothing from them.
     ///
     /// The script is wrapped in `{ ... }` so that bash parses all of it
     /// before running any of it: bash reads a script from a pipe as it goes,
@@ -77,7 +84,7 @@ impl Cmd {
         body.extend_from_slice(b"{\n");
         body.extend_from_slice(text.as_bytes());
         body.extend_from_slice(b"\n}\n");
-        let mut cmd = Cmd::new("bash").arg("-euo").arg("pipefail").arg("-s").arg("--");
+        let mut cmd = Cmd::new("bash").arg("--norc").arg("-euo").arg("pipefail").arg("-s").arg("--");
         cmd.stdin = Some(body);
         cmd.script = Some("script".to_string());
         cmd
@@ -97,7 +104,7 @@ impl Cmd {
             "LC_ALL=C IFS= read -r -N {} image_provision_script && eval \"$image_provision_script\"",
             body.len()
         );
-        let mut cmd = Cmd::new("bash").arg("-euo").arg("pipefail").arg("-c").arg(reader);
+        let mut cmd = Cmd::new("bash").arg("--norc").arg("-euo").arg("pipefail").arg("-c").arg(reader);
         cmd.stdin = Some(body.into_bytes());
         cmd.script = Some("script".to_string());
         cmd
@@ -450,9 +457,9 @@ mod tests {
     #[test]
     fn script_goes_on_stdin() {
         let c = Cmd::script("echo \"$GREETING\"\n").named("hello.sh").env("GREETING", "hi there").sudo();
-        assert_eq!(c.render(false), "sudo -n env GREETING='hi there' bash -euo pipefail -s --");
+        assert_eq!(c.render(false), "sudo -n env GREETING='hi there' bash --norc -euo pipefail -s --");
         assert_eq!(c.stdin_bytes().unwrap(), b"{\necho \"$GREETING\"\n\n}\n".as_slice());
-        assert_eq!(c.to_string(), "sudo -n env GREETING='hi there' bash -euo pipefail -s -- <script hello.sh>");
+        assert_eq!(c.to_string(), "sudo -n env GREETING='hi there' bash --norc -euo pipefail -s -- <script hello.sh>");
     }
 
     /// A long script read in blocks: its exact bytes (multi-byte ones

@@ -72,6 +72,10 @@ fn a_booted_host_runs_systemd_on_its_own_network_and_reboots_for_real() {
     assert_eq!(ssh_ok(&host, "ubuntu", "cat /proc/sys/kernel/random/boot_id"), host.boot_id());
 }
 
+/// Made by a line put first in /etc/bash.bashrc when a bash with `-u` on
+/// (as the tool's scripts run) reads it.
+const RC_READ_UNDER_U: &str = "/var/tmp/bashrc-read-under-u";
+
 #[test]
 fn host_steps_install_real_docker_and_compose_and_reboot_through_systemd() {
     let host = boot_timed(Distro::Ubuntu2204Standin);
@@ -81,6 +85,7 @@ fn host_steps_install_real_docker_and_compose_and_reboot_through_systemd() {
     let run =
         |what: &str| cli::run(&mut cli::on_host(BIN, &host, user, state.path(), &["bootstrap", "--no-stack"]), what);
 
+    host.sh_ok(&format!("sed -i '1i [[ $- != *u* ]] || : >{RC_READ_UNDER_U}' /etc/bash.bashrc"));
     let t = Instant::now();
     let first = run("bootstrap --no-stack");
     eprintln!("first bootstrap --no-stack: {:.1}s", t.elapsed().as_secs_f64());
@@ -90,6 +95,10 @@ fn host_steps_install_real_docker_and_compose_and_reboot_through_systemd() {
     assert_eq!(names, ["host", "ready", "apt", "docker", "nvidia", "reboot", "gpu-check"]);
     assert_eq!(steps[3].1, "changed", "docker installed");
     assert_eq!(host.reboots(), 1, "one real reboot, for the driver");
+    // The bash startup files run in the login shell sshd starts, never in
+    // the bash that runs a script of the tool (`-u` on: there,
+    // /etc/bash.bashrc's `[ -z "$PS1" ]` said "PS1: unbound variable").
+    assert!(!host.exists(RC_READ_UNDER_U), "a script's bash read /etc/bash.bashrc");
 
     // Real Docker (Debian's dockerd), started and enabled by real systemd,
     // with real compose v2; the SSH user reaches it without sudo.

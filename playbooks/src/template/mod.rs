@@ -522,7 +522,7 @@ mod tests {
         assert_eq!(
             cmds[0],
             format!(
-                "sudo -n env BACKUP_DIR={DIR} COPIES='/t/compose.yml /e/edited' bash -euo pipefail -s -- <script keep-copies.sh>"
+                "sudo -n env BACKUP_DIR={DIR} COPIES='/t/compose.yml /e/edited' bash --norc -euo pipefail -s -- <script keep-copies.sh>"
             )
         );
         assert!(cmds[1].starts_with("upload /t/compose.yml ") && cmds[3].starts_with("upload /e/edited "), "{cmds:#?}");
@@ -531,7 +531,7 @@ mod tests {
             cmds[4],
             format!(
                 "sudo -n env RECORD={RECORD} WRITTEN='/t/compose.yml={new} /e/.env={new} /e/edited={new}' \
-                 bash -euo pipefail -s -- <script record-written.sh>"
+                 bash --norc -euo pipefail -s -- <script record-written.sh>"
             )
         );
         // One file: named with its copy's path.
@@ -614,7 +614,7 @@ mod tests {
         assert_eq!(
             shown(&w.into_actions()),
             [format!(
-                "sudo -n env BACKUP_DIR={DIR} COPIES='/e/llm.env /t/acme.json' bash -euo pipefail -s -- <script keep-copies.sh>"
+                "sudo -n env BACKUP_DIR={DIR} COPIES='/e/llm.env /t/acme.json' bash --norc -euo pipefail -s -- <script keep-copies.sh>"
             )]
         );
     }
