@@ -111,6 +111,21 @@ ln -sfn /dev/null "$m/etc/systemd/system/systemd-network-generator.service"
 # here), leaving the boot "degraded". The packages the
 # tool installs make their users from their own maintainer scripts.
 ln -sfn /dev/null "$m/etc/systemd/system/systemd-sysusers.service"
+# testhost-cgroups.service (build-root.sh) remounts the cgroup controllers
+# read-write. A unit whose process was joining its cgroup while that ran
+# failed with status 219/CGROUP (seen in CI: systemd-tmpfiles-setup-dev,
+# leaving the boot "degraded"), so the remount runs alone: after the early
+# units that start first, before every other unit of early boot (those
+# after sysinit.target, Docker's too, come later anyway).
+mkdir -p "$m/etc/systemd/system/testhost-cgroups.service.d"
+cat >"$m/etc/systemd/system/testhost-cgroups.service.d/10-alone.conf" <<'ORDER'
+[Unit]
+After=systemd-journald.service systemd-modules-load.service systemd-remount-fs.service kmod-static-nodes.service
+Before=systemd-tmpfiles-setup-dev-early.service systemd-tmpfiles-setup-dev.service systemd-sysctl.service
+Before=systemd-journal-flush.service systemd-networkd.service systemd-tmpfiles-setup.service
+Before=systemd-update-utmp.service systemd-random-seed.service systemd-machine-id-commit.service
+Before=systemd-network-generator.service systemd-sysusers.service ldconfig.service
+ORDER
 
 head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$ctl/pwuser_password"
 chmod 0600 "$ctl/pwuser_password"
