@@ -102,14 +102,15 @@ mkdir -p "$m/var/log/standin" "$m/var/lib/standin"
 install -m 0666 /dev/null "$m/var/log/standin/calls.log"
 echo 0 >"$ctl/reboots"
 # A container has no kernel command line of its own to make network units
-# from, and under load this unit failed now and then, leaving the whole
-# boot "degraded" (seen in CI): masked, as it would be on such a host.
+# from, and this unit failed now and then, leaving the whole boot
+# "degraded" (seen in CI; likely the cgroup remount's race, below): masked,
+# as it would be on such a host.
 ln -sfn /dev/null "$m/etc/systemd/system/systemd-network-generator.service"
 # The root was built with every system user in place, and Debian has no
 # systemd-update-done to mark /etc updated, so systemd-sysusers ran at every
-# boot to find nothing to do; under load it failed now and then (seen
-# here), leaving the boot "degraded". The packages the
-# tool installs make their users from their own maintainer scripts.
+# boot to find nothing to do (and once failed, leaving the boot "degraded":
+# likely the cgroup remount's race, below). The packages the tool installs
+# make their users from their own maintainer scripts.
 ln -sfn /dev/null "$m/etc/systemd/system/systemd-sysusers.service"
 # testhost-cgroups.service (build-root.sh) remounts the cgroup controllers
 # read-write. A unit whose process was joining its cgroup while that ran
