@@ -38,12 +38,14 @@ facts_cache_get() {
 }
 
 # facts_cache_put FILE KEY ANSWER: kept for the next run, written whole (a
-# rename). Best effort: an unwritable cache only costs the next run the
-# slow way. Not with FACTS_CACHE_WRITE=no (a dry run, which writes nothing
-# on the host, not even a cache).
+# rename), its owner's only (an answer may be a hash of a file that is).
+# Best effort: an unwritable cache only costs the next run the slow way.
+# Not with FACTS_CACHE_WRITE=no (a dry run, which writes nothing on the
+# host, not even a cache).
 facts_cache_put() {
     [ "${FACTS_CACHE_WRITE:-yes}" != no ] || return 0
-    { mkdir -p "${1%/*}" && printf '%s\n%s\n' "${2//$'\n'/ }" "$3" >"$1.$$" && mv -f "$1.$$" "$1"; } 2>/dev/null || true
+    (umask 077 && mkdir -p "${1%/*}" && printf '%s\n%s\n' "${2//$'\n'/ }" "$3" >"$1.$$" && mv -f "$1.$$" "$1") \
+        2>/dev/null || true
 }
 
 # facts_read FILE: FILE's text as $(cat FILE) gives it (its trailing line

@@ -54,8 +54,10 @@ files_facts() {
             *) kv "file.$f" other ;;
             esac
         done < <(QUOTING_STYLE=literal stat --printf '%n\t%F\t%a %U\t%i %s %y %z\t%Z\t%N\n' -- "${present[@]}" 2>/dev/null)
-        if [ -n "${FILES_CACHE:-}" ] && [ -f "$FILES_CACHE" ]; then
-            while IFS=$'\t' read -r f key sum; do cached_key[$f]=$key cached_sum[$f]=$sum; done <"$FILES_CACHE"
+        if [ -n "${FILES_CACHE:-}" ] && facts_cache_get "$FILES_CACHE" v1; then
+            while IFS=$'\t' read -r f key sum; do
+                [ -z "$f" ] || cached_key[$f]=$key cached_sum[$f]=$sum
+            done <<<"$facts_cached"
         fi
         local stale=() keep=''
         for f in "${!stat_key[@]}"; do
@@ -87,10 +89,11 @@ files_facts() {
 }
 
 # files_facts_keep: (files_facts' locals) the settled files' hashes into
-# FILES_CACHE, with the entries of other paths it held (another command
-# watches other files), written whole (a rename), root's only. Best effort.
+# FILES_CACHE (facts_cache_put: one line a file, PATH, stat and hash
+# tab-separated, after the key line), with the entries of other paths it
+# held (another command watches other files).
 files_facts_keep() {
-    [ -n "${FILES_CACHE:-}" ] && [ "${FACTS_CACHE_WRITE:-yes}" != no ] || return 0
+    [ -n "${FILES_CACHE:-}" ] || return 0
     local text='' f
     for f in "${!cached_key[@]}"; do
         [ -n "${stat_key[$f]:-}" ] || text+="$f"$'\t'"${cached_key[$f]}"$'\t'"${cached_sum[$f]}"$'\n'
@@ -98,6 +101,5 @@ files_facts_keep() {
     for f in "${!settled[@]}"; do
         [ -z "${sums[$f]:-}" ] || text+="$f"$'\t'"${stat_key[$f]}"$'\t'"${sums[$f]}"$'\n'
     done
-    (umask 077 && mkdir -p "${FILES_CACHE%/*}" && printf '%s' "$text" >"$FILES_CACHE.$$" &&
-        mv -f "$FILES_CACHE.$$" "$FILES_CACHE") 2>/dev/null || true
+    facts_cache_put "$FILES_CACHE" v1 "${text%$'\n'}"
 }
