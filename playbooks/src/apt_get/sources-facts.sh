@@ -5,5 +5,14 @@
 for f in /etc/apt/sources.list.d/image-provision-*.list; do
     [ -e "$f" ] || continue
     name=${f##*/image-provision-}
-    kv "source.${name%.list}" "$(grep -m1 '^deb ' "$f" || true)"
+    # Its first `deb ` line, read in bash (no grep start).
+    source_deb=''
+    if facts_read "$f"; then
+        source_text=$'\n'$facts_file$'\n'
+        if [[ $source_text == *$'\n'"deb "* ]]; then
+            source_deb=${source_text#*$'\n'"deb "}
+            source_deb="deb ${source_deb%%$'\n'*}"
+        fi
+    fi
+    kv "source.${name%.list}" "$source_deb"
 done

@@ -12,7 +12,7 @@
 # Where the docker CLI reaches the daemon when DOCKER_HOST is not set.
 docker_api_socket=/var/run/docker.sock
 root_facts_env+=(docker_api_socket)
-root_facts_helpers+=(docker_api_start docker_api_ask docker_api_split docker_api_plain docker_api_unescaped docker_api_runtimes
+root_facts_helpers+=(docker_api_start docker_api_ask docker_api_plain docker_api_unescaped docker_api_runtimes
     docker_api_listing docker_api_label docker_api_after docker_api_network_names)
 
 # docker_api_start: GET /info, /containers/json?all=1 and /networks in one
@@ -24,9 +24,10 @@ docker_api_start() {
     [ -S "$docker_api_socket" ] && command -v curl >/dev/null 2>&1 || return 0
     # Each answer is followed by a record separator, its HTTP status and
     # another: JSON carries no raw control character.
-    exec {docker_api_fd}< <(curl -s --fail-early --max-time 20 --unix-socket "$docker_api_socket" \
+    # (`exec`: no second fork.)
+    exec {docker_api_fd}< <(exec curl -s --fail-early --max-time 20 --unix-socket "$docker_api_socket" \
         -w $'\x1e%{http_code}\x1e' http://docker/info 'http://docker/containers/json?all=1' http://docker/networks \
-        2>/dev/null || true)
+        2>/dev/null)
 }
 
 # docker_api_ask: dockerd's answers (docker_api_start's, started now if it
@@ -45,7 +46,7 @@ docker_api_ask() {
     # Whole, in blocks (`read` would take a pipe a byte at a time).
     out=$(</dev/fd/"$docker_api_fd") || true
     exec {docker_api_fd}<&-
-    docker_api_split fields "$out"
+    facts_split fields "$out" $'\x1e'
     docker_api_answered=no
     if [ "${fields[1]:-}" = 200 ] && [ "${fields[3]:-}" = 200 ] && [ "${fields[5]:-}" = 200 ]; then
         docker_api_answered=yes
@@ -53,17 +54,6 @@ docker_api_ask() {
     docker_api_info=${fields[0]%$'\n'}
     docker_api_containers=${fields[2]%$'\n'}
     docker_api_networks=${fields[4]%$'\n'}
-}
-
-# docker_api_split ARRAY TEXT [SEPARATOR]: TEXT's fields between
-# SEPARATOR bytes (\x1e; a line break drops empty lines) into ARRAY. Word
-# splitting, in bash's C: `read` from a here-string reads a pipe one byte
-# at a time (20 ms for a stack's containers).
-docker_api_split() {
-    local - IFS=${3:-$'\x1e'}
-    set -f
-    # shellcheck disable=SC2206 # split on IFS on purpose, globbing off
-    eval "$1"'=($2)'
 }
 
 # docker_api_plain JSON: JSON with its two escapes that can hide a quote
@@ -111,7 +101,7 @@ docker_api_listing() {
     [[ $docker_api_text == '[{"Id":"'*'}]' ]] || return 1
     docker_api_text=${docker_api_text#'[{"Id":"'}
     docker_api_text=${docker_api_text//'},{"Id":"'/$'\x1e'}
-    docker_api_split chunks "$docker_api_text"
+    facts_split chunks "$docker_api_text" $'\x1e'
     # Parameter expansions, not regular expressions: several times faster
     # on a stack's worth of JSON.
     for chunk in "${chunks[@]}"; do
@@ -169,7 +159,7 @@ docker_api_network_names() {
     [[ $docker_api_text == '[{"Name":"'*'}]' ]] || return 1
     docker_api_text=${docker_api_text#'[{"Name":"'}
     docker_api_text=${docker_api_text//'},{"Name":"'/$'\x1e'}
-    docker_api_split chunks "$docker_api_text"
+    facts_split chunks "$docker_api_text" $'\x1e'
     for chunk in "${chunks[@]}"; do
         [[ $chunk =~ ^([^\"]*)\",\"Id\":\" ]] && docker_api_unescaped "${BASH_REMATCH[1]}" || return 1
         names+=("${BASH_REMATCH[1]}")

@@ -35,7 +35,7 @@ containers_facts() {
     kv docker.networks "$networks"
     # PROJECT<TAB>WORKING_DIR<TAB>SERVICE<TAB>STATE<TAB>NAME<TAB>STATUS
     local -a lines
-    docker_api_split lines "$listing" $'\n'
+    facts_split lines "$listing" $'\n'
     for line in ${lines[@]+"${lines[@]}"}; do
         kv container "$line"
     done

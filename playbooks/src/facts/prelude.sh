@@ -11,6 +11,12 @@
 # and is read when needed.
 set -euo pipefail
 
+# The C locale, here and in root's shell (root_facts_env, below): the facts
+# read what programs print for programs, and bash's pattern matching on a
+# long text (dockerd's JSON, the script root's shell reads) runs several
+# times slower in a UTF-8 locale (a server's usual LANG, which sudo keeps).
+export LC_ALL=C
+
 # Forks cost a millisecond or two each and the facts run before every step
 # that acts and on every re-run: kv and the reads in the facts scripts stay
 # inside bash where they can.
@@ -56,6 +62,47 @@ facts_read() {
     [ -f "$1" ] && [ -r "$1" ] || return 1
     IFS= read -r -d '' facts_file <"$1" || true
     while [[ $facts_file == *$'\n' ]]; do facts_file=${facts_file%$'\n'}; done
+}
+
+# facts_split ARRAY TEXT SEPARATOR: TEXT's fields between SEPARATOR bytes
+# into ARRAY (a whitespace separator, a line break or a tab, drops empty
+# fields). Word splitting, in bash's C: `read` from a here-string or a
+# pipe takes a byte at a time (20 ms for a stack's containers).
+facts_split() {
+    local - IFS=$3
+    set -f
+    # shellcheck disable=SC2206 # split on IFS on purpose, globbing off
+    eval "$1"'=($2)'
+}
+
+# facts_os_release: /etc/os-release's fields (ID, VERSION_ID, ...) into
+# facts_os, once, read in bash: sourcing the file would need a subshell (a
+# fork) to keep its names out of ours. Values as the shell would give them:
+# quotes taken off, and in double quotes the escapes of \", \\, \$ and \`.
+declare -A facts_os=()
+facts_os_release() {
+    [ -z "${facts_os_done:-}" ] || return 0
+    facts_os_done=yes
+    facts_read /etc/os-release || facts_read /usr/lib/os-release || return 0
+    local text=$facts_file$'\n' line value re='^([A-Za-z_][A-Za-z0-9_]*)=(.*)$'
+    while [[ $text == *$'\n'* ]]; do
+        line=${text%%$'\n'*}
+        text=${text#*$'\n'}
+        [[ $line =~ $re ]] || continue
+        value=${BASH_REMATCH[2]}
+        case $value in
+        \"*\")
+            value=${value:1:${#value}-2}
+            value=${value//$'\\\\'/$'\x01'}
+            value=${value//'\"'/'"'}
+            value=${value//'\$'/'$'}
+            value=${value//'\`'/'`'}
+            value=${value//$'\x01'/$'\\'}
+            ;;
+        \'*\') value=${value:1:${#value}-2} ;;
+        esac
+        facts_os[${BASH_REMATCH[1]}]=$value
+    done
 }
 
 # A facts script that starts something in the background (a request that
@@ -129,8 +176,8 @@ facts_units_parse() {
 # A facts script whose root functions call functions of their own adds them
 # to root_facts_helpers; one whose root functions read inputs adds their
 # names to root_facts_env (sudo resets the environment; none is a secret).
-root_facts_helpers=(kv facts_cache_get facts_cache_put facts_read)
-root_facts_env=(FACTS_CACHE_WRITE)
+root_facts_helpers=(kv facts_cache_get facts_cache_put facts_read facts_split)
+root_facts_env=(LC_ALL FACTS_CACHE_WRITE)
 
 # The root shell: opened first thing (facts_root_open, which the facts
 # command calls right after this prelude), so that sudo's start (PAM,
@@ -155,15 +202,6 @@ facts_root_open() {
         # which would lose an answer not read yet.
         exec {facts_root_in}>&"${facts_root_co[1]}" {facts_root_out}<&"${facts_root_co[0]}"
     fi
-}
-
-# facts_root_send TEXT: TEXT to root's shell. A sudo that refused (a
-# password asked) has gone: the write fails, quietly, and without the
-# SIGPIPE that would end this shell.
-facts_root_send() {
-    trap '' PIPE
-    printf '%s\n' "$1" 1>&"$facts_root_in" 2>/dev/null || true
-    trap - PIPE
 }
 
 # facts_root_inputs: the inputs root's functions read (root_facts_env, set
@@ -205,18 +243,12 @@ facts_root_early() {
     esac
 }
 
-# facts_root_bytes TEXT: TEXT's length in bytes, in facts_root_len.
-facts_root_bytes() {
-    local LC_ALL=C
-    facts_root_len=${#1}
-}
-
 # run_root_facts FUNCTION...: the functions, as root, with kv, the helpers
 # and the inputs they read; reports how the user gets root as `sudo` (root,
 # nopasswd, password or missing). The functions run one after another in one
 # shell, so one may leave a variable for a later one.
 run_root_facts() {
-    local out rc text calls
+    local out rc calls
     facts_root_open
     facts_units_start
     case $facts_root_how in
@@ -232,18 +264,25 @@ run_root_facts() {
         # root, says sudo let us in: a function that fails after it is not
         # a refused sudo.
         printf -v calls '%q\n' "$@"
-        text="{
-$facts_root_text$(declare -f "${root_facts_helpers[@]}" "$@")
-set -euo pipefail
-kv sudo nopasswd
-cd /
-$calls} </dev/null"
-        # bash reads a script from a pipe one byte at a time (a few ms for
-        # these tens of kilobytes); `read -N` reads it in blocks. LC_ALL=C:
-        # bytes, counted as such here too.
-        facts_root_bytes "$text"
-        facts_root_send "LC_ALL=C IFS= read -r -N $facts_root_len facts_root_script && eval \"\$facts_root_script\"; exit
-$text"
+        # Written straight to root's shell (capturing `declare -f` to count
+        # its bytes would fork this shell). bash reads a script from a pipe
+        # one byte at a time (a few ms for these tens of kilobytes); `read
+        # -N` reads blocks, so root's shell reads blocks until the end
+        # mark, which `declare -f` cannot print (it drops comments), and
+        # the padding after the mark fills the last block. Not up to the
+        # end of the input: the subshells started in the background hold
+        # this pipe open too. The mark is looked for in the text's last
+        # blocks, and cut with the shortest match: ${t%%MARK*} tries every
+        # position from the start (tens of ms on this text).
+        trap '' PIPE
+        {
+            # shellcheck disable=SC2016 # root's shell expands it
+            printf '%s\n' 'facts_root_read() { local LC_ALL=C b n; facts_root_script=; while IFS= read -r -N 4096 b; do facts_root_script+=$b; n=$((${#facts_root_script} > 8192 ? ${#facts_root_script} - 8192 : 0)); [[ ${facts_root_script:n} != *"#%end-of-root-facts%#"* ]] || { facts_root_script=${facts_root_script%"#%end-of-root-facts%#"*}; return 0; }; done; return 1; }; facts_root_read && eval "$facts_root_script"; exit'
+            printf '{\n%s' "$facts_root_text"
+            declare -f "${root_facts_helpers[@]}" "$@"
+            printf 'set -euo pipefail\nkv sudo nopasswd\ncd /\n%s} </dev/null\n#%%end-of-root-facts%%#\n%4096s\n' "$calls" ''
+        } 1>&"$facts_root_in" 2>/dev/null || true
+        trap - PIPE
         # Whole, in blocks, once root's shell has exited.
         out=$(</dev/fd/"$facts_root_out") || true
         exec {facts_root_in}>&- {facts_root_out}<&-

@@ -4,15 +4,12 @@
 # installed. Runs as the SSH user, after the facts prelude.
 # Inputs: PACKAGES, the space-separated package names whose state to report.
 
-# A subshell: sourcing os-release must not clobber our variables.
-(
-    # shellcheck source=/dev/null # the host's file, not ours to follow
-    . /etc/os-release
-    kv os.id "${ID:-}"
-    kv os.version "${VERSION_ID:-}"
-    kv os.codename "${VERSION_CODENAME:-}"
-    kv os.pretty "${PRETTY_NAME:-}"
-)
+# Read in bash (the prelude's facts_os_release): no subshell to source it.
+facts_os_release
+kv os.id "${facts_os[ID]:-}"
+kv os.version "${facts_os[VERSION_ID]:-}"
+kv os.codename "${facts_os[VERSION_CODENAME]:-}"
+kv os.pretty "${facts_os[PRETTY_NAME]:-}"
 # The user's name without a fork: bash's prompt expansion of \u asks
 # getpwuid(3), as `id -un` does.
 host_user='\u'
@@ -26,8 +23,11 @@ host_boot=''
 [ ! -r /proc/sys/kernel/random/boot_id ] || read -r host_boot </proc/sys/kernel/random/boot_id
 host_lspci=lspci
 ! hash lspci 2>/dev/null || host_lspci=${BASH_CMDS[lspci]}
-host_key="v1 $host_boot ${PACKAGES:-} $(stat -L -c '%n %i %s %y' /var/lib/dpkg/status /var/lib/dpkg/updates \
-    /usr/share/misc/pci.ids /usr/share/hwdata/pci.ids "$host_lspci" 2>/dev/null || true)"
+# `exec`: the command substitution's own process runs stat (with a
+# redirection, bash would fork once more).
+host_stat=$(exec stat -L -c '%n %i %s %y' /var/lib/dpkg/status /var/lib/dpkg/updates \
+    /usr/share/misc/pci.ids /usr/share/hwdata/pci.ids "$host_lspci" 2>/dev/null) || true
+host_key="v1 $host_boot ${PACKAGES:-} $host_stat"
 if facts_cache_get "$facts_user_cache/host" "$host_key"; then
     printf '%s\n' "$facts_cached"
 else

@@ -41,10 +41,17 @@ files_facts() {
     if [ ${#present[@]} -gt 0 ]; then
         # One stat for every file and link (not followed): its kind, mode and
         # owner, the cache's key, ctime's second, and %N, literally, which
-        # for a link is "PATH -> TARGET".
-        local now=$EPOCHSECONDS
-        while IFS=$'\t' read -r f kind mu key ctime target; do
-            [ -n "${watched[$f]:-}" ] || continue
+        # for a link is "PATH -> TARGET". Its output and the cache are split
+        # in bash (facts_split: `read` would take them a byte at a time).
+        local now=$EPOCHSECONDS out='' line
+        local -a lines=() fields=()
+        out=$(QUOTING_STYLE=literal exec stat --printf '%n\t%F\t%a %U\t%i %s %y %z\t%Z\t%N\n' -- "${present[@]}" 2>/dev/null) ||
+            true
+        facts_split lines "$out" $'\n'
+        for line in ${lines[@]+"${lines[@]}"}; do
+            facts_split fields "$line" $'\t'
+            if [ ${#fields[@]} -lt 6 ] || [ -z "${watched[${fields[0]}]:-}" ]; then continue; fi
+            f=${fields[0]} kind=${fields[1]} mu=${fields[2]} key=${fields[3]} ctime=${fields[4]} target=${fields[5]}
             case $kind in
             'symbolic link') kv "file.$f" "link ${target#"$f -> "}" ;;
             regular*)
@@ -53,11 +60,14 @@ files_facts() {
                 ;;
             *) kv "file.$f" other ;;
             esac
-        done < <(QUOTING_STYLE=literal stat --printf '%n\t%F\t%a %U\t%i %s %y %z\t%Z\t%N\n' -- "${present[@]}" 2>/dev/null)
+        done
         if [ -n "${FILES_CACHE:-}" ] && facts_cache_get "$FILES_CACHE" v1; then
-            while IFS=$'\t' read -r f key sum; do
-                [ -z "$f" ] || cached_key[$f]=$key cached_sum[$f]=$sum
-            done <<<"$facts_cached"
+            facts_split lines "$facts_cached" $'\n'
+            for line in ${lines[@]+"${lines[@]}"}; do
+                facts_split fields "$line" $'\t'
+                [ ${#fields[@]} -eq 3 ] || continue
+                cached_key[${fields[0]}]=${fields[1]} cached_sum[${fields[0]}]=${fields[2]}
+            done
         fi
         local stale=() keep=''
         for f in "${!stat_key[@]}"; do

@@ -8,9 +8,10 @@
 # epoch mtime each): dpkg and apt replace their files by rename, and a
 # directory's mtime moves when a file in it comes, goes or is replaced.
 apt_stamp=/var/lib/apt/periodic/update-success-stamp
-apt_stat=$(stat -c '%n %i %s %y %Y' $apt_stamp /var/lib/dpkg/status /var/lib/dpkg/updates /var/lib/dpkg/info \
+# (`exec`: no second fork for the redirection.)
+apt_stat=$(exec stat -c '%n %i %s %y %Y' $apt_stamp /var/lib/dpkg/status /var/lib/dpkg/updates /var/lib/dpkg/info \
     /var/lib/apt/lists /etc/apt /etc/apt/sources.list.d /etc/apt/preferences.d /etc/apt/apt.conf.d \
-    /etc/apt/sources.list /etc/apt/preferences 2>/dev/null || true)
+    /etc/apt/sources.list /etc/apt/preferences 2>/dev/null) || true
 apt_dpkg_key="v1 $apt_stat"
 apt_updated=''
 if [[ $apt_stat == "$apt_stamp "* ]]; then

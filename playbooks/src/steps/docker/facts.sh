@@ -8,7 +8,32 @@
 # CLI start, no jq (cached answers; dockerd asked through its socket by
 # root, beside the rest).
 
-if command -v docker >/dev/null 2>&1; then
+# One stat for the files both cached answers below depend on (the CLI's
+# versions; daemon.json's settings, read with jq), its lines told apart by
+# name: each key is its files' lines, as a stat of its own would print them.
+docker_cli_files=() docker_daemon_files=() docker_lines=() docker_cli_key='' docker_daemon_key=''
+if hash docker 2>/dev/null; then
+    docker_cli_files=("${BASH_CMDS[docker]}" "${DOCKER_CONFIG:-${HOME:-/nonexistent}/.docker}"/{config.json,cli-plugins/docker-compose}
+        /usr/local/lib/docker/cli-plugins/docker-compose /usr/local/libexec/docker/cli-plugins/docker-compose
+        /usr/lib/docker/cli-plugins/docker-compose /usr/libexec/docker/cli-plugins/docker-compose)
+fi
+if [ -r /etc/docker/daemon.json ] && hash jq 2>/dev/null; then
+    docker_daemon_files=(/etc/docker/daemon.json "${BASH_CMDS[jq]}")
+fi
+if [ $((${#docker_cli_files[@]} + ${#docker_daemon_files[@]})) -gt 0 ]; then
+    # (`exec`: no second fork for the redirection.)
+    docker_stat=$(exec stat -L -c '%n %i %s %y' -- ${docker_cli_files[@]+"${docker_cli_files[@]}"} \
+        ${docker_daemon_files[@]+"${docker_daemon_files[@]}"} 2>/dev/null) || true
+    facts_split docker_lines "$docker_stat" $'\n'
+    for docker_line in ${docker_lines[@]+"${docker_lines[@]}"}; do
+        case " ${docker_daemon_files[*]-} " in
+        *" ${docker_line%% *} "*) docker_daemon_key+=${docker_daemon_key:+$'\n'}$docker_line ;;
+        *) docker_cli_key+=${docker_cli_key:+$'\n'}$docker_line ;;
+        esac
+    done
+fi
+
+if [ ${#docker_cli_files[@]} -gt 0 ]; then
     # dockerd's answers (docker_root_facts and containers_facts read them)
     # asked by root's shell as soon as it is up, beside the rest.
     facts_root_early docker_api_start
@@ -17,10 +42,7 @@ if command -v docker >/dev/null 2>&1; then
     # directory or config first, then the system's), and each start costs
     # 50 to 200 ms: kept in the user's cache, keyed by those files' inode,
     # size and mtime (a package upgrade replaces them).
-    hash docker
-    docker_key=$(stat -L -c '%n %i %s %y' -- "${BASH_CMDS[docker]}" "${DOCKER_CONFIG:-${HOME:-/nonexistent}/.docker}"/{config.json,cli-plugins/docker-compose} \
-        /usr/local/lib/docker/cli-plugins/docker-compose /usr/local/libexec/docker/cli-plugins/docker-compose \
-        /usr/lib/docker/cli-plugins/docker-compose /usr/libexec/docker/cli-plugins/docker-compose 2>/dev/null || true)
+    docker_key=$docker_cli_key
     if facts_cache_get "$facts_user_cache/docker-versions" "v1 $docker_key"; then
         docker_version=${facts_cached%%$'\n'*}
         docker_compose=${facts_cached#*$'\n'}
@@ -67,9 +89,8 @@ fi
 # mirrors it asks first, as daemon.json sets them (empty: unset, no file,
 # or no jq yet to read it). jq takes 30 to 70 ms to start: the answers are
 # kept, keyed by the file's (and jq's) stat.
-if [ -r /etc/docker/daemon.json ] && command -v jq >/dev/null 2>&1; then
-    hash jq
-    docker_key=$(stat -L -c '%n %i %s %y' -- /etc/docker/daemon.json "${BASH_CMDS[jq]}" 2>/dev/null || true)
+if [ ${#docker_daemon_files[@]} -gt 0 ]; then
+    docker_key=$docker_daemon_key
     if ! facts_cache_get "$facts_user_cache/docker-daemon-json" "v2 $docker_key"; then
         facts_cached=$(jq -r '(."max-concurrent-downloads" // "" | tostring) + "\t" + (."registry-mirrors" // [] | join(" "))' \
             /etc/docker/daemon.json 2>/dev/null) &&
@@ -81,7 +102,17 @@ if [ -r /etc/docker/daemon.json ] && command -v jq >/dev/null 2>&1; then
     *) kv docker.registry_mirrors "" ;;
     esac
 fi
-IFS=: read -r _ _ gid members < <(getent group docker || true) || true
+# The group's line from /etc/group, read in bash; getent (a fork) only when
+# it is not there (a group NSS gives, or none yet).
+docker_group=''
+if facts_read /etc/group && [[ $'\n'$facts_file == *$'\n'docker:* ]]; then
+    docker_group=$'\n'$facts_file
+    docker_group=${docker_group#*$'\n'docker:}
+    docker_group=docker:${docker_group%%$'\n'*}
+else
+    docker_group=$(exec getent group docker) || true
+fi
+IFS=: read -r _ _ gid members <<<"$docker_group" || true
 kv docker.gid "${gid:-}"
 kv docker.group "${members:-}"
 

@@ -35,19 +35,28 @@ kv health.tls_end "$site_tls_end"
 if [ -n "$site_domain" ] && [ "${HTTPS_CHECK:-no}" = yes ]; then
     # Started now and read after root's part (facts_after_root), so the
     # request through Traefik runs beside it. A pipe holds the short answer
-    # until it is read.
+    # (curl's, then its exit status on a line of its own) until it is read.
     exec {health_https_fd}< <(
-        if answer=$(https_check "$site_scheme://$site_domain/health" "${HTTPS_ADDR:-127.0.0.1}" 10); then
-            echo ok
-        else
-            echo "failed: $answer"
-        fi
+        rc=0
+        https_check "$site_scheme://$site_domain/health" "${HTTPS_ADDR:-127.0.0.1}" 10 || rc=$?
+        printf '\n%s' "$rc"
     )
     health_https_answer() {
-        local answer=''
+        local answer='' rc
         IFS= read -r -d '' answer <&"$health_https_fd" || true
         exec {health_https_fd}<&-
-        kv health.https "${answer%$'\n'}"
+        if [ -z "$answer" ]; then
+            kv health.https ''
+            return 0
+        fi
+        rc=${answer##*$'\n'}
+        answer=${answer%$'\n'*}
+        while [[ $answer == *$'\n' ]]; do answer=${answer%$'\n'}; done
+        if [ "$rc" = 0 ]; then
+            kv health.https ok
+        else
+            kv health.https "failed: $answer"
+        fi
     }
     facts_after_root+=(health_https_answer)
 fi

@@ -427,6 +427,11 @@ mod tests {
         assert!(args.contains("--resolve image.example.org:80:127.0.0.1 http://image.example.org/health"), "{args}");
         let args = bash(&check, &[("URL", "https://image.example.org/health")]);
         assert!(args.contains("--resolve image.example.org:443:127.0.0.1 https://"), "{args}");
+        // The trusted certificates from their hashed directory (this
+        // machine's, made by update-ca-certificates), not the bundle.
+        assert!(args.contains("--capath /etc/ssl/certs --resolve"), "{args}");
+        let args = bash(&check, &[("URL", "http://image.example.org/health")]);
+        assert!(!args.contains("--capath") && !args.contains("--cacert"), "{args}");
     }
 
     /// The HTTPS check goes to the host's own Traefik: DOMAIN resolved to

@@ -31,12 +31,14 @@ layout_facts() {
     # git's answers (and compose_env_files') depend only on git's config
     # files and the compose files; git starts four times and grep, sed and
     # sort once each for them, so they are kept in root's cache, keyed by
-    # those files' stat (one stat; absent ones are missing from it).
+    # those files' stat (one stat; absent ones are missing from it; `exec`:
+    # with a redirection bash would fork once more).
     local git_bin=git key cache=/var/cache/image-provision/layout
     ! hash git 2>/dev/null || git_bin=${BASH_CMDS[git]}
-    key="v1 $base $(stat -L -c '%n %i %s %y' -- "$git_bin" /etc/gitconfig /root/.gitconfig /root/.config/git/config \
+    key=$(exec stat -L -c '%n %i %s %y' -- "$git_bin" /etc/gitconfig /root/.gitconfig /root/.config/git/config \
         "$clone/.git" "$clone/.git/config" "$clone/schemas/.git" "$clone/schemas/.git/config" \
-        "$clone/.git/modules/schemas/config" "$base/docker-compose.yml" "$base/site-docker-compose.yml" 2>/dev/null || true)"
+        "$clone/.git/modules/schemas/config" "$base/docker-compose.yml" "$base/site-docker-compose.yml" 2>/dev/null) || true
+    key="v1 $base $key"
     local answer names
     if facts_cache_get "$cache" "$key"; then
         names=${facts_cached%%$'\n'*}
@@ -77,7 +79,7 @@ layout_facts() {
     local -A env_stat=()
     if [ -d "$clone/config" ]; then
         # shellcheck disable=SC2086 # one name per word
-        while read -r m u f; do env_stat[$f]="$m:$u"; done < <(cd "$clone/config" 2>/dev/null && { stat -L -c '%a %U %n' -- $names 2>/dev/null || true; })
+        while read -r m u f; do env_stat[$f]="$m:$u"; done < <(cd "$clone/config" 2>/dev/null && exec stat -L -c '%a %U %n' -- $names 2>/dev/null)
         for f in $names; do
             if [ ! -f "$clone/config/$f" ]; then
                 absent="$absent $f"

@@ -9,10 +9,8 @@
 # Debian's archive entries lacking a component the NVIDIA driver needs: the
 # files debian-components.sh would change (debian_sources_rewrite, its
 # rewrite: debian-sources-rewrite.sh beside this file, put in front of both).
-codename=$(
-    # shellcheck source=/dev/null # the host's file
-    . /etc/os-release && printf '%s' "${VERSION_CODENAME:-}"
-)
+facts_os_release
+codename=${facts_os[VERSION_CODENAME]:-}
 # Two forks a file: the answer is kept in the user's cache, keyed by the
 # files' stat (one stat), the codename and the components.
 lacking=''
@@ -23,7 +21,8 @@ if [ -n "$codename" ]; then
     done
     nvidia_key="v1 $codename $DEBIAN_COMPONENTS"
     if [ ${#nvidia_files[@]} -gt 0 ]; then
-        nvidia_key+=" $(stat -c '%n %i %s %y' -- "${nvidia_files[@]}" 2>/dev/null || true)"
+        nvidia_stat=$(exec stat -c '%n %i %s %y' -- "${nvidia_files[@]}" 2>/dev/null) || true
+        nvidia_key+=" $nvidia_stat"
     fi
     if facts_cache_get "$facts_user_cache/debian-components" "$nvidia_key"; then
         lacking=$facts_cached

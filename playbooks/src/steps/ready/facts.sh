@@ -17,7 +17,8 @@ if command -v cloud-init >/dev/null 2>&1; then
     ready_files=("${BASH_CMDS[cloud-init]}" /run/cloud-init/status.json /run/cloud-init/result.json
         /run/cloud-init/enabled /run/cloud-init/disabled /etc/cloud/cloud-init.disabled)
 fi
-ready_stat=$(stat -L -c '%n %i %s %y' -- ${ready_files[@]+"${ready_files[@]}"} "${ready_lock_files[@]}" 2>/dev/null || true)
+# (`exec`: no second fork for the redirection.)
+ready_stat=$(exec stat -L -c '%n %i %s %y' -- ${ready_files[@]+"${ready_files[@]}"} "${ready_lock_files[@]}" 2>/dev/null) || true
 ready_lines=''
 ready_locks_found=()
 while IFS= read -r ready_line; do
@@ -50,15 +51,25 @@ fi
 
 # The dpkg/apt locks: held when /proc/locks lists one of their inodes (apt
 # takes fcntl locks, which flock(1) cannot see; fuser may not be installed).
-# One stat (above); /proc/locks is read whole in bash, and each lock
-# file's inode looked for as a line's MAJ:MIN:INODE field, the locked file's (the only
-# field with a colon between two numbers; a regular expression a field
-# cost milliseconds on a host with Docker's many locks).
-ready_locks=''
-! facts_read /proc/locks || ready_locks=$facts_file
-locked=''
-for ready_line in ${ready_locks_found[@]+"${ready_locks_found[@]}"}; do
-    ready_inode=${ready_line%% *}
-    [[ $ready_locks != *[0-9a-f]:"$ready_inode "* ]] || locked="$locked ${ready_line#* }"
-done
-kv apt.locked "${locked# }"
+# One stat (above); each lock file's inode looked for in /proc/locks as a
+# line's MAJ:MIN:INODE field, the locked file's (the only field with a
+# colon between two numbers; a regular expression a field cost
+# milliseconds on a host with Docker's many locks). Reading /proc/locks
+# takes the kernel's file-lock semaphore for writing, which waits out an
+# RCU grace period (10 to 20 ms of waiting, no work): read by cat in the
+# background, the answer given after root's part (facts_after_root).
+if [ ${#ready_locks_found[@]} -gt 0 ]; then
+    exec {ready_locks_fd}< <(exec cat /proc/locks 2>/dev/null)
+    ready_locks_answer() {
+        local locks='' line locked=''
+        locks=$(</dev/fd/"$ready_locks_fd") || true
+        exec {ready_locks_fd}<&-
+        for line in "${ready_locks_found[@]}"; do
+            [[ $locks != *[0-9a-f]:"${line%% *} "* ]] || locked="$locked ${line#* }"
+        done
+        kv apt.locked "${locked# }"
+    }
+    facts_after_root+=(ready_locks_answer)
+else
+    kv apt.locked ''
+fi

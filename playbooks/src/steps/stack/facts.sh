@@ -21,7 +21,9 @@ stack_facts() {
     # compose records BASE_DIR as the working directory (.env's COMPOSE_FILE
     # puts the first compose file there) or, should it resolve
     # docker-compose.yml's symlink, the clone itself. Either counts.
-    real_dir=$(readlink -f -- "$base/docker-compose.yml" 2>/dev/null || true)
+    # (`exec`: the command substitution's own process runs it; with a
+    # redirection bash would fork once more.)
+    real_dir=$(exec readlink -f -- "$base/docker-compose.yml" 2>/dev/null) || true
     kv stack.project_dirs "$base ${real_dir%/*}"
 
     # Whether config/llm.env gives the LLM services a key (never the key).
@@ -54,7 +56,7 @@ stack_facts() {
         case $f in /*) ;; *) f=$base/$f ;; esac
         if facts_read "$f"; then content+="$facts_file"$'\n'; else content+="absent $f"$'\n'; fi
     done
-    key=$(sha256sum <<<"$content")
+    key=$(exec sha256sum <<<"$content")
     key="v5 $base ${key%% *}"
     if facts_cache_get "$cache" "$key"; then
         services=${facts_cached%%$'\n'*}
