@@ -215,7 +215,7 @@ struct FactsSources {
 
 impl FactsSources {
     fn measure(host: &TestHost) -> FactsSources {
-        use image_provision_playbooks::facts::{RawFacts, cpu_time, mark_times};
+        use image_provision_playbooks::facts::{RawFacts, cpu_time, mark_times, marks_span};
         use image_provision_playbooks::gather::{FactsInputs, timed_command};
         use image_provision_playbooks::{Config, ImageConfig};
         let img = ImageConfig { domain: Some(DOMAIN.into()), ..ImageConfig::default() };
@@ -228,8 +228,9 @@ impl FactsSources {
             m.walls.push(t.elapsed());
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
             assert!(out.status.success(), "timed facts failed: {text}{}", String::from_utf8_lossy(&out.stderr));
-            let times = mark_times(&RawFacts::parse(&text));
-            m.totals.push(times.iter().map(|(_, d)| *d).sum());
+            let raw = RawFacts::parse(&text);
+            let times = mark_times(&raw);
+            m.totals.push(marks_span(&raw));
             m.cpu.extend(cpu_time(&text));
             for (label, d) in times {
                 match m.sources.iter_mut().find(|(l, _)| *l == label) {
@@ -260,7 +261,7 @@ impl FactsSources {
             &self.walls,
             &format!("{:.2}x `ssh host true`", ratio(median(&self.walls), ssh_true)),
         );
-        t.note("each fact source's time on the host: the timed facts command (gather::timed_command), as the user, root's part in one sudo".to_string());
+        t.note("each fact source's time on the host: the timed facts command (gather::timed_command), as the user, then root's functions (one sudo, run beside the user's parts)".to_string());
         t.render()
     }
 }

@@ -149,22 +149,26 @@ impl FactsInputs {
 
 /// The facts scripts for `inputs`, in order: the IMAGE parts only with a
 /// base directory; the containers before the stack (whose root function
-/// reads what theirs left).
+/// reads what theirs left). Root's shell runs each part's root functions
+/// once the part has run, one after another: dockerd's request first, then
+/// those that do not need it (the files', the layout's) while it answers,
+/// then those that read it.
 fn parts(inputs: &FactsInputs) -> Vec<FactsScript> {
     let mut parts = vec![
         host_facts::facts_script(),
+        containers::dockerd_early_script(),
         apt_get::facts_script(),
         ready::facts_script(),
         crate::steps::apt::facts_script(),
-        docker::facts_script(),
-        nvidia::facts_script(),
-        reboot::facts_script(),
         template::facts_script(),
         upkeep::facts_script(),
     ];
     if inputs.base_dir.is_some() {
+        parts.push(layout::facts_script());
+    }
+    parts.extend([docker::facts_script(), nvidia::facts_script(), reboot::facts_script()]);
+    if inputs.base_dir.is_some() {
         parts.extend([
-            layout::facts_script(),
             pull::facts_script(),
             containers::facts_script(),
             traefik::facts_script(),

@@ -2,8 +2,9 @@
 # A library, not a script: dockerd asked through its socket, ONCE per facts
 # command (playbooks/src/containers), instead of a docker CLI start per
 # question (each costs 50 to 200 ms, the compose plugin more). Put in front
-# of the docker step's facts script, whose root function asks first; the
-# containers' root function reads the same answers. Only curl is started,
+# of dockerd-early.sh, early in the facts command, which has root's shell
+# start the request; the docker step's and the containers' root functions
+# read the answers. Only curl is started,
 # and the JSON is read in bash (no jq or other interpreter on the hot path).
 # When there is no socket (the chroot test hosts' stand-in docker), no curl,
 # or an answer not in the shape read here, the callers ask the docker CLI
@@ -18,7 +19,7 @@ root_facts_helpers+=(docker_api_start docker_api_ask docker_api_plain docker_api
 # docker_api_start: GET /info, /containers/json?all=1 and /networks in one
 # curl, within 20 s each (a daemon that is restarting must not hang the
 # facts), started in the background (root's shell starts it as soon as it
-# is up: facts_root_early, from the docker step's facts), its answer read
+# is up: facts_root_early, from dockerd-early.sh), its answer read
 # by docker_api_ask. Nothing without the socket or curl.
 docker_api_start() {
     [ -S "$docker_api_socket" ] && command -v curl >/dev/null 2>&1 || return 0

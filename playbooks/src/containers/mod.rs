@@ -7,9 +7,18 @@ use crate::facts::{FactsScript, RawFacts};
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
 /// dockerd asked through its socket, once per facts command, its JSON read
-/// in bash: a library put in front of the docker step's facts script (the
-/// first to ask), whose answers [`FACTS_SH`] reads too.
+/// in bash: a library put in front of [`dockerd_early_script`] (which starts
+/// the request), whose answers the docker step's facts and [`FACTS_SH`]
+/// read.
 pub const DOCKER_API_SH: &str = include_str!("docker-api.sh");
+
+/// dockerd's request started by root's shell before any root function
+/// (dockerd-early.sh, with [`DOCKER_API_SH`] in front): early in the facts
+/// command, so that root's functions that do not need dockerd run while it
+/// answers.
+pub fn dockerd_early_script() -> FactsScript {
+    FactsScript::new("containers/dockerd-early.sh", include_str!("dockerd-early.sh")).with_libraries(&[DOCKER_API_SH])
+}
 
 /// The containers facts script (root: Docker's socket is root's). It goes
 /// before any facts script whose root functions read `containers_listed`.

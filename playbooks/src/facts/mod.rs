@@ -101,62 +101,81 @@ impl FactsScript {
 /// parts run, beside them.
 const OPEN_ROOT: &str = "\nfacts_root_open\n";
 
-/// The prelude, root's shell opened, the parts in order, then one `run_root_facts` for all their
-/// root functions (in the parts' order: a root function may read what an
-/// earlier one left), then what the parts left to read after it
-/// (`facts_after_root`).
+/// The prelude, root's shell opened, the parts in order, each part with root
+/// functions followed by a `facts_root_send` of them (root's shell runs them
+/// beside the later parts, in the parts' order: a root function may read what
+/// an earlier one left), then `run_root_facts` with all of them (it sends the
+/// end and reads root's answer; with the SSH user root it runs them all), then
+/// what the parts left to read after it (`facts_after_root`).
 pub fn compose(parts: &[FactsScript]) -> String {
     let mut text = PRELUDE_SH.to_string();
     text.push_str(OPEN_ROOT);
     for part in parts {
         text.push('\n');
         text.push_str(&part.text);
+        push_call(&mut text, "\nfacts_root_send", part.root_functions.iter().copied(), "");
     }
-    text.push_str("\nrun_root_facts");
-    for f in parts.iter().flat_map(|p| p.root_functions) {
-        text.push(' ');
-        text.push_str(f);
-    }
-    text.push_str("\nfacts_after_root_run\n");
+    let roots = parts.iter().flat_map(|p| p.root_functions.iter().copied());
+    push_call(&mut text, "\nrun_root_facts", roots, "");
+    text.push_str("facts_after_root_run\n");
     text
 }
 
+/// `call` with `functions` as its arguments (`prefix` before each name) and
+/// a line break; nothing for a send without functions.
+fn push_call<'a>(text: &mut String, call: &str, functions: impl Iterator<Item = &'a str>, prefix: &str) {
+    let functions: Vec<&str> = functions.collect();
+    if functions.is_empty() && call.ends_with("facts_root_send") {
+        return;
+    }
+    text.push_str(call);
+    for f in functions {
+        text.push(' ');
+        text.push_str(prefix);
+        text.push_str(f);
+    }
+    text.push('\n');
+}
+
 /// [`compose`] with a mark before each part and each root function, and at
-/// the end: `facts.mark=LABEL SECONDS` lines (bash's `EPOCHREALTIME`, no
-/// fork), LABEL being the part's path or the root function's name; the time
-/// from one mark to the next is the labelled source's. `run_root_facts`
-/// marks the user's last moment before `sudo`, `root_end` root's last,
-/// `after_root` the user's once root's answer is printed (then what ran
-/// beside it is read: `facts_after_root`), `end` the last. For the bench
-/// (benches/bootstrap.rs); the facts the steps read are the same lines.
+/// the end: `facts.mark=LABEL SECONDS` lines from the user's shell and
+/// `facts.root_mark=LABEL SECONDS` from root's (bash's `EPOCHREALTIME`, no
+/// fork; the two run side by side), LABEL being the part's path or the root
+/// function's name; the time from one mark to the next of the same shell is
+/// the labelled source's. `run_root_facts` marks the user's wait for root's
+/// answer, `root_end` root's last moment, `after_root` the user's once root's
+/// answer is printed (then what ran beside it is read: `facts_after_root`),
+/// `end` the last. For the bench (benches/bootstrap.rs); the facts the steps
+/// read are the same lines.
 pub fn compose_timed(parts: &[FactsScript]) -> String {
     let roots: Vec<&str> = parts.iter().flat_map(|p| p.root_functions.iter().copied()).collect();
     let mut text = PRELUDE_SH.to_string();
     text.push_str(OPEN_ROOT);
     text.push_str("\nfacts_mark() { kv facts.mark \"$1 $EPOCHREALTIME\"; }\n");
-    text.push_str("timed_root_end() { facts_mark root_end; }\n");
-    for part in parts {
-        text.push_str(&format!("\nfacts_mark {}\n", part.path));
-        text.push_str(&part.text);
-    }
+    text.push_str("facts_root_mark() { kv facts.root_mark \"$1 $EPOCHREALTIME\"; }\n");
+    text.push_str("timed_root_end() { facts_root_mark root_end; }\n");
     // Each root function runs wrapped (timed_F marks, then calls F), so root's
-    // shell needs F itself as a helper.
-    text.push_str("\nroot_facts_helpers+=(facts_mark");
+    // shell needs F itself as a helper (sent once the part has defined it).
+    text.push_str("root_facts_helpers+=(facts_root_mark");
     for f in &roots {
         text.push_str(&format!(" {f}"));
     }
     text.push_str(")\n");
     for f in &roots {
-        text.push_str(&format!("timed_{f}() {{ facts_mark {f}; {f}; }}\n"));
+        text.push_str(&format!("timed_{f}() {{ facts_root_mark {f}; {f}; }}\n"));
     }
-    text.push_str("facts_mark run_root_facts\nrun_root_facts");
-    for f in &roots {
-        text.push_str(&format!(" timed_{f}"));
+    for part in parts {
+        text.push_str(&format!("\nfacts_mark {}\n", part.path));
+        text.push_str(&part.text);
+        push_call(&mut text, "\nfacts_root_send", part.root_functions.iter().copied(), "timed_");
     }
+    text.push_str("\nfacts_mark run_root_facts");
+    let timed = roots.iter().copied().chain(std::iter::once("root_end"));
+    push_call(&mut text, "\nrun_root_facts", timed, "timed_");
     // The CPU the command used (the shell's, then its children's: sudo and
     // root's shell among them), as bash's `times` prints it: steadier than
     // wall time on a busy machine.
-    text.push_str(" timed_root_end\nfacts_mark after_root\nfacts_after_root_run\nfacts_mark end\n");
+    text.push_str("facts_mark after_root\nfacts_after_root_run\nfacts_mark end\n");
     text.push_str("kv facts.times below\ntimes\n");
     text
 }
@@ -177,28 +196,45 @@ pub fn cpu_time(text: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_secs_f64(total))
 }
 
-/// The sources' times from [`compose_timed`]'s output, in the order run:
-/// each mark's label with the time to the next mark; `sudo` for the time
-/// from `run_root_facts` to root's first mark (sudo and root's bash
-/// starting); `(printing root's answer)` after root's last.
+/// The sources' times from [`compose_timed`]'s output: the user's shell's
+/// marks in order, each label with the time to its next mark, then root's
+/// likewise (the two shells run side by side); `(waiting for root's part)` from
+/// `run_root_facts` to the user's next mark, `(answers read after root's
+/// part)` after `after_root`.
 pub fn mark_times(raw: &RawFacts) -> Vec<(String, std::time::Duration)> {
-    let marks: Vec<(&str, f64)> = raw
-        .all("facts.mark")
+    let windows = |key: &str| -> Vec<(String, std::time::Duration)> {
+        let marks = marks(raw, key);
+        marks
+            .windows(2)
+            .map(|w| {
+                let label = match w[0].0 {
+                    "run_root_facts" => "(waiting for root's part)",
+                    "after_root" => "(answers read after root's part)",
+                    other => other,
+                };
+                (label.to_string(), std::time::Duration::from_secs_f64((w[1].1 - w[0].1).max(0.0)))
+            })
+            .collect()
+    };
+    let mut times = windows("facts.mark");
+    times.extend(windows("facts.root_mark"));
+    times
+}
+
+/// The facts on the host: from the first mark to the last, of either shell.
+pub fn marks_span(raw: &RawFacts) -> std::time::Duration {
+    let all: Vec<f64> =
+        marks(raw, "facts.mark").into_iter().chain(marks(raw, "facts.root_mark")).map(|(_, t)| t).collect();
+    let first = all.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    std::time::Duration::from_secs_f64(if last > first { last - first } else { 0.0 })
+}
+
+fn marks<'a>(raw: &'a RawFacts, key: &str) -> Vec<(&'a str, f64)> {
+    raw.all(key)
         .filter_map(|v| {
             let (label, at) = v.rsplit_once(' ')?;
             Some((label, at.parse().ok()?))
-        })
-        .collect();
-    marks
-        .windows(2)
-        .map(|w| {
-            let label = match w[0].0 {
-                "run_root_facts" => "sudo",
-                "root_end" => "(printing root's answer)",
-                "after_root" => "(answers read after root's part)",
-                other => other,
-            };
-            (label.to_string(), std::time::Duration::from_secs_f64((w[1].1 - w[0].1).max(0.0)))
         })
         .collect()
 }
@@ -219,7 +255,8 @@ mod tests {
     }
 
     /// The bench's breakdown: a mark before each part and each root
-    /// function, their times in order, sudo's own, and the CPU used.
+    /// function (root's running beside the user's), their times, the wait
+    /// for root's answer, the span of the whole, and the CPU used.
     #[test]
     fn timed_marks_each_source() {
         let text = compose_timed(&[
@@ -227,14 +264,22 @@ mod tests {
             FactsScript::new("b.sh", "two() { :; }").root(&["two"]),
         ]);
         assert!(text.contains("facts_mark a.sh\necho one\n") && text.contains("facts_mark b.sh\n"), "{text}");
+        assert!(text.contains("two() { :; }\nfacts_root_send timed_two\n"), "{text}");
         assert!(text.contains("run_root_facts timed_two timed_root_end\nfacts_mark after_root\n"), "{text}");
         let out = "facts.mark=a.sh 10.000000\nfacts.mark=b.sh 10.250000\nfacts.mark=run_root_facts 10.300000\n\
-                   facts.mark=two 10.320000\nfacts.mark=root_end 10.420000\nfacts.mark=end 10.421000\n\
-                   facts.times=below\n0m0.010s 0m0.020s\n0m1.000s 0m0.100s\n";
-        let times: Vec<(String, u128)> =
-            mark_times(&RawFacts::parse(out)).into_iter().map(|(l, d)| (l, d.as_millis())).collect();
-        let want = [("a.sh", 250), ("b.sh", 50), ("sudo", 20), ("two", 100), ("(printing root's answer)", 1)];
+                   facts.root_mark=two 10.260000\nfacts.root_mark=root_end 10.420000\nfacts.mark=after_root 10.421000\n\
+                   facts.mark=end 10.431000\nfacts.times=below\n0m0.010s 0m0.020s\n0m1.000s 0m0.100s\n";
+        let raw = RawFacts::parse(out);
+        let times: Vec<(String, u128)> = mark_times(&raw).into_iter().map(|(l, d)| (l, d.as_millis())).collect();
+        let want = [
+            ("a.sh", 250),
+            ("b.sh", 50),
+            ("(waiting for root's part)", 121),
+            ("(answers read after root's part)", 10),
+            ("two", 160),
+        ];
         assert_eq!(times, want.map(|(l, ms)| (l.to_string(), ms)));
+        assert_eq!(marks_span(&raw).as_millis(), 431);
         assert_eq!(cpu_time(out).map(|d| d.as_millis()), Some(1130));
     }
 
@@ -352,12 +397,17 @@ mod tests {
     }
 
     #[test]
-    fn root_functions_run_in_one_call_after_every_part() {
+    fn root_functions_are_sent_after_their_part_and_ended_after_every_part() {
         let text = compose(&[
             FactsScript::new("a.sh", "echo one"),
             FactsScript::new("b.sh", "two() { :; }").root(&["two", "three"]),
         ]);
         assert!(text.starts_with(&format!("{PRELUDE_SH}\nfacts_root_open\n")), "{text}");
-        assert!(text.ends_with("echo one\ntwo() { :; }\nrun_root_facts two three\nfacts_after_root_run\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "echo one\ntwo() { :; }\nfacts_root_send two three\n\nrun_root_facts two three\nfacts_after_root_run\n"
+            ),
+            "{text}"
+        );
     }
 }

@@ -182,9 +182,11 @@ root_facts_env=(LC_ALL FACTS_CACHE_WRITE)
 # The root shell: opened first thing (facts_root_open, which the facts
 # command calls right after this prelude), so that sudo's start (PAM,
 # logging: tens of milliseconds) runs beside the user's parts instead of
-# after them. It waits for its script on stdin; a part may send it a start
-# of its own early (facts_root_early), and run_root_facts sends it the root
-# functions once every part has defined them, then reads its answer.
+# after them. Each part's root functions are sent to it as soon as the part
+# has run (facts_root_send, which the facts command calls after each part
+# with root functions), and run there, in the parts' order, beside the later
+# parts; a part may send a start of its own earlier (facts_root_early).
+# run_root_facts sends what is left and the end, then reads root's answer.
 # facts_root_how: root (the SSH user is root), missing (no sudo) or sudo.
 facts_root_how=''
 facts_root_open() {
@@ -201,7 +203,30 @@ facts_root_open() {
         # Copies: bash closes a coprocess's own descriptors once it exits,
         # which would lose an answer not read yet.
         exec {facts_root_in}>&"${facts_root_co[1]}" {facts_root_out}<&"${facts_root_co[0]}"
+        # Root's bash reads this first line a byte at a time (as bash reads
+        # a script from a pipe), then the rest with `read -N`, in blocks:
+        # chunks of script, each ended by a \x1d byte (no script of ours
+        # holds a raw control character) and a block's worth of padding,
+        # so that the block holding the end is filled and read now, not
+        # when the next chunk comes. Each chunk is run as it is complete,
+        # in the loop's function (its locals named so that no root function
+        # meets them). The input is never closed: the subshells started in
+        # the background hold this pipe open too.
+        # shellcheck disable=SC2016 # root's shell expands it
+        facts_root_write '
+facts_root_split() { local - IFS=$'"'"'\x1d'"'"'; set -f; facts_root_chunks=($facts_root_pending); }
+facts_root_loop() { local facts_root_block facts_root_chunk facts_root_whole; facts_root_pending=; while LC_ALL=C IFS= read -r -N 1024 facts_root_block; do facts_root_pending+=$facts_root_block; [[ $facts_root_block == *$'"'"'\x1d'"'"'* ]] || continue; facts_root_whole=; [[ $facts_root_pending != *$'"'"'\x1d'"'"' ]] || facts_root_whole=yes; facts_root_split; facts_root_pending=; if [ -z "$facts_root_whole" ]; then facts_root_pending=${facts_root_chunks[-1]}; unset '"'"'facts_root_chunks[-1]'"'"'; fi; for facts_root_chunk in "${facts_root_chunks[@]}"; do eval "$facts_root_chunk"; done; done; }
+facts_root_loop; exit'
     fi
+}
+
+# facts_root_write TEXT: TEXT to root's shell as it is. A sudo that refused
+# (a password asked) has gone: the write fails, quietly, and without the
+# SIGPIPE that would end this shell.
+facts_root_write() {
+    trap '' PIPE
+    printf '%s\n' "$1" 1>&"$facts_root_in" 2>/dev/null || true
+    trap - PIPE
 }
 
 # facts_root_inputs: the inputs root's functions read (root_facts_env, set
@@ -220,35 +245,72 @@ facts_root_inputs() {
     done
 }
 
+# facts_root_chunk CALLS FUNCTION...: one chunk to root's shell (above):
+# the inputs set so far, the helpers (root_facts_helpers) defined here and
+# not sent yet, the FUNCTIONs, then CALLS, all in braces (bash reads all of
+# it before running any, and a command reading stdin cannot eat the rest).
+# Written straight to the pipe: capturing `declare -f` would fork this
+# shell.
+declare -A facts_root_sent=()
+facts_root_chunk() {
+    local calls=$1 f
+    local -a defs=()
+    shift
+    for f in ${root_facts_helpers[@]+"${root_facts_helpers[@]}"} "$@"; do
+        if [ -n "${facts_root_sent[$f]:-}" ] || ! declare -F "$f" >/dev/null; then continue; fi
+        facts_root_sent[$f]=1
+        defs+=("$f")
+    done
+    facts_root_inputs
+    trap '' PIPE
+    {
+        printf '{\n%s' "$facts_root_text"
+        [ ${#defs[@]} -eq 0 ] || declare -f "${defs[@]}"
+        printf '%s} </dev/null\n\x1d%1024s\n' "$calls" ''
+    } 1>&"$facts_root_in" 2>/dev/null || true
+    trap - PIPE
+}
+
 # facts_root_early FUNCTION: FUNCTION (which prints nothing: root's answer
-# starts with its `sudo` line) started in root's shell now, with the inputs
-# set so far, to leave something for the root functions (a request started
-# in the background, read later). Run here when the SSH user is root; not
-# at all without root.
+# starts with its `sudo` line) started in root's shell now, to leave
+# something for the root functions (a request started in the background,
+# read later). Run here when the SSH user is root; not at all without root.
 facts_root_early() {
     case $facts_root_how in
     root) "$1" ;;
-    sudo)
-        # Written straight to root's shell (no fork to capture it; a few
-        # hundred bytes, which root's bash reads a byte at a time).
-        facts_root_inputs
-        trap '' PIPE
-        {
-            printf '{\n%s' "$facts_root_text"
-            declare -f "$1"
-            printf 'cd / && %s\n} </dev/null\n' "$1"
-        } 1>&"$facts_root_in" 2>/dev/null || true
-        trap - PIPE
-        ;;
+    sudo) facts_root_chunk "cd / && $1"$'\n' "$1" ;;
     esac
 }
 
-# run_root_facts FUNCTION...: the functions, as root, with kv, the helpers
-# and the inputs they read; reports how the user gets root as `sudo` (root,
-# nopasswd, password or missing). The functions run one after another in one
-# shell, so one may leave a variable for a later one.
+# facts_root_send FUNCTION...: the functions sent to root's shell and run
+# there now, in order (a later one may read what an earlier one left); the
+# first chunk of them starts root's answer with its `sudo` line (root's
+# shell prints it, so sudo let us in, and a function that fails after it is
+# not a refused sudo). With the SSH user root, they wait for
+# run_root_facts.
+facts_root_send() {
+    [ "$facts_root_how" = sudo ] || return 0
+    local calls='' f
+    if [ -z "${facts_root_begun:-}" ]; then
+        facts_root_begun=yes
+        calls=$'set -euo pipefail\nkv sudo nopasswd\ncd /\n'
+    fi
+    for f in "$@"; do
+        facts_root_called[$f]=1
+        calls+="$f"$'\n'
+    done
+    facts_root_chunk "$calls" "$@"
+}
+declare -A facts_root_called=()
+
+# run_root_facts FUNCTION...: every root function, in the parts' order: those
+# not sent yet are sent (facts_root_send), then the end; root's answer read
+# and printed, with how the user gets root as `sudo` (root, nopasswd,
+# password or missing). As root itself, they run here one after another in
+# one subshell.
 run_root_facts() {
-    local out rc calls
+    local out rc f
+    local -a rest=()
     facts_root_open
     facts_units_start
     case $facts_root_how in
@@ -258,31 +320,11 @@ run_root_facts() {
         ;;
     missing) kv sudo missing ;;
     sudo)
-        facts_root_inputs
-        # In braces, so bash reads all of it before running any (a command
-        # reading stdin cannot eat the rest). The first line, printed as
-        # root, says sudo let us in: a function that fails after it is not
-        # a refused sudo.
-        printf -v calls '%q\n' "$@"
-        # Written straight to root's shell (capturing `declare -f` to count
-        # its bytes would fork this shell). bash reads a script from a pipe
-        # one byte at a time (a few ms for these tens of kilobytes); `read
-        # -N` reads blocks, so root's shell reads blocks until the end
-        # mark, which `declare -f` cannot print (it drops comments), and
-        # the padding after the mark fills the last block. Not up to the
-        # end of the input: the subshells started in the background hold
-        # this pipe open too. The mark is looked for in the text's last
-        # blocks, and cut with the shortest match: ${t%%MARK*} tries every
-        # position from the start (tens of ms on this text).
-        trap '' PIPE
-        {
-            # shellcheck disable=SC2016 # root's shell expands it
-            printf '%s\n' 'facts_root_read() { local LC_ALL=C b n; facts_root_script=; while IFS= read -r -N 4096 b; do facts_root_script+=$b; n=$((${#facts_root_script} > 8192 ? ${#facts_root_script} - 8192 : 0)); [[ ${facts_root_script:n} != *"#%end-of-root-facts%#"* ]] || { facts_root_script=${facts_root_script%"#%end-of-root-facts%#"*}; return 0; }; done; return 1; }; facts_root_read && eval "$facts_root_script"; exit'
-            printf '{\n%s' "$facts_root_text"
-            declare -f "${root_facts_helpers[@]}" "$@"
-            printf 'set -euo pipefail\nkv sudo nopasswd\ncd /\n%s} </dev/null\n#%%end-of-root-facts%%#\n%4096s\n' "$calls" ''
-        } 1>&"$facts_root_in" 2>/dev/null || true
-        trap - PIPE
+        for f in "$@"; do
+            [ -n "${facts_root_called[$f]:-}" ] || rest+=("$f")
+        done
+        if [ ${#rest[@]} -gt 0 ] || [ -z "${facts_root_begun:-}" ]; then facts_root_send ${rest[@]+"${rest[@]}"}; fi
+        facts_root_chunk $'exit\n'
         # Whole, in blocks, once root's shell has exited.
         out=$(</dev/fd/"$facts_root_out") || true
         exec {facts_root_in}>&- {facts_root_out}<&-

@@ -34,9 +34,8 @@ if [ $((${#docker_cli_files[@]} + ${#docker_daemon_files[@]})) -gt 0 ]; then
 fi
 
 if [ ${#docker_cli_files[@]} -gt 0 ]; then
-    # dockerd's answers (docker_root_facts and containers_facts read them)
-    # asked by root's shell as soon as it is up, beside the rest.
-    facts_root_early docker_api_start
+    # (dockerd's answers, which docker_root_facts reads, were asked first:
+    # containers/dockerd-early.sh.)
     # `docker --version` and `docker compose version` depend on nothing but
     # the CLI's binary and the compose plugin it finds (the user's plugin
     # directory or config first, then the system's), and each start costs

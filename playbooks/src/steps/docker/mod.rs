@@ -28,9 +28,9 @@ pub const RESTART_DOCKER_SH: &str = include_str!("restart-docker.sh");
 pub const FACTS_SH: &str = include_str!("facts.sh");
 
 pub fn facts_script() -> FactsScript {
-    FactsScript::new("steps/docker/facts.sh", FACTS_SH)
-        .with_libraries(&[crate::containers::DOCKER_API_SH])
-        .root(&["docker_root_facts"])
+    // docker_root_facts asks dockerd through docker-api.sh, which comes
+    // earlier in the facts command (containers::dockerd_early_script).
+    FactsScript::new("steps/docker/facts.sh", FACTS_SH).root(&["docker_root_facts"])
 }
 
 pub const DAEMON_JSON_SH: &str = include_str!("daemon-json.sh");
