@@ -14,13 +14,14 @@
 //!   validate.rs         checks of the person's input (domain, env files, ...)
 //!   shell.rs            scripts sent with their libraries in front
 //!   facts/              RawFacts (key=value), FactsScript, the timed command's marks (the bench);
-//!                       prelude.sh (kv, root's shell opened first and run_root_facts, the
-//!                       answer caches, facts_units: one `systemctl show`, facts_after_root)
+//!                       prelude.sh (kv, root's shell opened first, each part's root functions
+//!                       sent to it as the part ends and run_root_facts, the answer caches,
+//!                       facts_units: one `systemctl show`, facts_after_root, facts_os_release)
 //!   host/               HostFacts: distribution, user, sudo, GPU, packages; facts.sh
 //!   apt/                apt-get as the steps run it; apt-source.sh, sources-facts.sh
 //!   containers/         Docker's containers and networks, listed once; facts.sh; dockerd asked
 //!                       through its socket once per facts command, its JSON read in bash
-//!                       (docker-api.sh)
+//!                       (docker-api.sh), the request started first (dockerd-early.sh)
 //!   template/           render, sha256; keep-env-lines.sh (an env file's secret lines kept on the
 //!                       host beside ours); Writes: a step's uploads and links, with a copy first of
 //!                       what image-provision did not write (keep-copies.sh), its record of what

@@ -2,9 +2,9 @@
 # Docker's containers and networks (playbooks/src/containers): every
 # container in ONE listing, read by the traefik, stack and health steps (each
 # docker or compose call costs tens of milliseconds, and the facts run before
-# every step that acts). Needs docker-api.sh (put in front of the docker
-# step's facts script, which comes first). As root (Docker's socket is root's):
-# containers_facts runs in run_root_facts, and leaves `containers_listed=yes`
+# every step that acts). Needs docker-api.sh (put in front of
+# dockerd-early.sh, which comes first). As root (Docker's socket is root's):
+# containers_facts runs in root's shell (facts_root_send), and leaves `containers_listed=yes`
 # and the listing in `containers_listing` for the root functions after it
 # when the daemon answered.
 

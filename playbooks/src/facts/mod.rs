@@ -64,8 +64,8 @@ impl RawFacts {
 }
 
 /// One part of the facts command: a facts script (its shell libraries in
-/// front), and the functions in it that need root, which the command runs in
-/// one `run_root_facts` call after every part.
+/// front), and the functions in it that need root, which the command sends to
+/// root's shell once the part has run (`facts_root_send`).
 #[derive(Clone, Debug)]
 pub struct FactsScript {
     /// The file it is made from, under playbooks/src.
@@ -90,7 +90,7 @@ impl FactsScript {
         self
     }
 
-    /// It defines `root_functions` for `run_root_facts`.
+    /// It defines `root_functions` for root's shell.
     pub fn root(mut self, root_functions: &'static [&'static str]) -> FactsScript {
         self.root_functions = root_functions;
         self
@@ -154,15 +154,16 @@ pub fn compose_timed(parts: &[FactsScript]) -> String {
     text.push_str("\nfacts_mark() { kv facts.mark \"$1 $EPOCHREALTIME\"; }\n");
     text.push_str("facts_root_mark() { kv facts.root_mark \"$1 $EPOCHREALTIME\"; }\n");
     text.push_str("timed_root_end() { facts_root_mark root_end; }\n");
-    // Each root function runs wrapped (timed_F marks, then calls F), so root's
-    // shell needs F itself as a helper (sent once the part has defined it).
+    // Each root function runs wrapped (timed_F marks, calls F, and marks root's
+    // shell idle until the next part's functions come), so root's shell needs
+    // F itself as a helper (sent once the part has defined it).
     text.push_str("root_facts_helpers+=(facts_root_mark");
     for f in &roots {
         text.push_str(&format!(" {f}"));
     }
     text.push_str(")\n");
     for f in &roots {
-        text.push_str(&format!("timed_{f}() {{ facts_root_mark {f}; {f}; }}\n"));
+        text.push_str(&format!("timed_{f}() {{ facts_root_mark {f}; {f}; facts_root_mark {ROOT_IDLE}; }}\n"));
     }
     for part in parts {
         text.push_str(&format!("\nfacts_mark {}\n", part.path));
@@ -196,28 +197,32 @@ pub fn cpu_time(text: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_secs_f64(total))
 }
 
+/// Root's shell between one part's functions and the next part's.
+const ROOT_IDLE: &str = "root_idle";
+
 /// The sources' times from [`compose_timed`]'s output: the user's shell's
 /// marks in order, each label with the time to its next mark, then root's
 /// likewise (the two shells run side by side); `(waiting for root's part)` from
 /// `run_root_facts` to the user's next mark, `(answers read after root's
-/// part)` after `after_root`.
+/// part)` after `after_root`, `(root's shell waiting for the next part)` the
+/// sum of root's idle times.
 pub fn mark_times(raw: &RawFacts) -> Vec<(String, std::time::Duration)> {
-    let windows = |key: &str| -> Vec<(String, std::time::Duration)> {
-        let marks = marks(raw, key);
-        marks
-            .windows(2)
-            .map(|w| {
-                let label = match w[0].0 {
-                    "run_root_facts" => "(waiting for root's part)",
-                    "after_root" => "(answers read after root's part)",
-                    other => other,
-                };
-                (label.to_string(), std::time::Duration::from_secs_f64((w[1].1 - w[0].1).max(0.0)))
-            })
-            .collect()
-    };
-    let mut times = windows("facts.mark");
-    times.extend(windows("facts.root_mark"));
+    let mut times: Vec<(String, std::time::Duration)> = Vec::new();
+    for key in ["facts.mark", "facts.root_mark"] {
+        for w in marks(raw, key).windows(2) {
+            let label = match w[0].0 {
+                "run_root_facts" => "(waiting for root's part)",
+                "after_root" => "(answers read after root's part)",
+                ROOT_IDLE => "(root's shell waiting for the next part)",
+                other => other,
+            };
+            let d = std::time::Duration::from_secs_f64((w[1].1 - w[0].1).max(0.0));
+            match times.iter_mut().find(|(l, _)| l == label) {
+                Some((_, sum)) => *sum += d,
+                None => times.push((label.to_string(), d)),
+            }
+        }
+    }
     times
 }
 
@@ -265,9 +270,11 @@ mod tests {
         ]);
         assert!(text.contains("facts_mark a.sh\necho one\n") && text.contains("facts_mark b.sh\n"), "{text}");
         assert!(text.contains("two() { :; }\nfacts_root_send timed_two\n"), "{text}");
+        assert!(text.contains("timed_two() { facts_root_mark two; two; facts_root_mark root_idle; }"), "{text}");
         assert!(text.contains("run_root_facts timed_two timed_root_end\nfacts_mark after_root\n"), "{text}");
         let out = "facts.mark=a.sh 10.000000\nfacts.mark=b.sh 10.250000\nfacts.mark=run_root_facts 10.300000\n\
-                   facts.root_mark=two 10.260000\nfacts.root_mark=root_end 10.420000\nfacts.mark=after_root 10.421000\n\
+                   facts.root_mark=two 10.260000\nfacts.root_mark=root_idle 10.300000\nfacts.root_mark=three 10.310000\n\
+                   facts.root_mark=root_idle 10.400000\nfacts.root_mark=root_end 10.420000\nfacts.mark=after_root 10.421000\n\
                    facts.mark=end 10.431000\nfacts.times=below\n0m0.010s 0m0.020s\n0m1.000s 0m0.100s\n";
         let raw = RawFacts::parse(out);
         let times: Vec<(String, u128)> = mark_times(&raw).into_iter().map(|(l, d)| (l, d.as_millis())).collect();
@@ -276,7 +283,9 @@ mod tests {
             ("b.sh", 50),
             ("(waiting for root's part)", 121),
             ("(answers read after root's part)", 10),
-            ("two", 160),
+            ("two", 40),
+            ("(root's shell waiting for the next part)", 30),
+            ("three", 90),
         ];
         assert_eq!(times, want.map(|(l, ms)| (l.to_string(), ms)));
         assert_eq!(marks_span(&raw).as_millis(), 431);
@@ -394,6 +403,55 @@ mod tests {
         assert_eq!(bash_as(&script, bin.path(), true), want("nopasswd", "sudo"), "{script}");
         stand_in(bin.path(), "sudo", "echo 'sudo: a password is required' >&2\nexit 1\n");
         assert_eq!(bash_as(&script, bin.path(), true), "a=1\nsudo=password\nafter=yes\n");
+    }
+
+    /// Root's functions run while the user's parts still send: an answer
+    /// bigger than a pipe holds, from an early part, with many chunks sent
+    /// after it, neither stops root's shell nor this one; every line comes
+    /// back, in order. A root function that fails ends root's part: what it
+    /// printed before stays, and the rest of the facts print.
+    #[test]
+    fn root_answers_larger_than_a_pipe_and_a_failing_root_function() {
+        let bin = tempfile::tempdir().unwrap();
+        stand_in(bin.path(), "sudo", "[ \"$1\" = -n ] && shift\nexec \"$@\"\n");
+        let mut parts = vec![FactsScript::new(
+            "big.sh",
+            "big_root() { local i; for ((i = 0; i < 3000; i++)); do kv \"big.$i\" \"$(printf '%080d' \"$i\")\"; done; }\n",
+        )
+        .root(&["big_root"])];
+        // 12 parts of 8 kB of root functions each, sent after it: more than
+        // a pipe holds, as is the answer.
+        let body = format!("kv pad.\"$FUNCNAME\" {}", "x".repeat(8000));
+        let names: Vec<&'static str> = (0..12).map(|i| &*Box::leak(format!("pad_{i}").into_boxed_str())).collect();
+        for name in &names {
+            let text: &'static str = Box::leak(format!("{name}() {{ {body}; }}\n").into_boxed_str());
+            let functions: &'static [&'static str] = Box::leak(vec![*name].into_boxed_slice());
+            parts.push(FactsScript::new("pad.sh", text).root(functions));
+        }
+        let out = run_with_limit(&compose(&parts), bin.path(), 60);
+        let big: Vec<&str> = out.lines().filter(|l| l.starts_with("big.")).collect();
+        assert_eq!(big.len(), 3000, "{}", &out[..out.len().min(500)]);
+        assert!(big[2999].starts_with("big.2999=0000"), "{}", big[2999]);
+        assert_eq!(out.lines().filter(|l| l.starts_with("pad.pad_")).count(), 12);
+
+        let parts = [
+            FactsScript::new("a.sh", "a_root() { kv a 1; false; kv a.after yes; }\n").root(&["a_root"]),
+            FactsScript::new("b.sh", "b_root() { kv b 1; }\nafter() { kv after yes; }\nfacts_after_root+=(after)\n")
+                .root(&["b_root"]),
+        ];
+        let out = run_with_limit(&compose(&parts), bin.path(), 60);
+        assert_eq!(out, "sudo=nopasswd\na=1\nafter=yes\n");
+    }
+
+    /// `bash -c SCRIPT` as [`bash_as`] runs it (as nobody when root), killed
+    /// after `secs`: a hang fails the test instead of stalling it.
+    fn run_with_limit(script: &str, bin: &std::path::Path, secs: u32) -> String {
+        // The watchdog's output goes nowhere, so that it does not hold the
+        // test's pipe open once the script is done.
+        let limited = format!(
+            "(exec >/dev/null 2>&1; sleep {secs}; kill -KILL $$) &\nfacts_test_watchdog=$!\n{script}\nkill \"$facts_test_watchdog\"\n"
+        );
+        bash_as(&limited, bin, true)
     }
 
     #[test]

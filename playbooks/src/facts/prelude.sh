@@ -2,8 +2,10 @@
 # The facts prelude: what every facts script sent in the one facts round trip
 # shares. The facts command (playbooks/src/gather.rs) is this prelude, root's
 # shell opened (facts_root_open: sudo starts beside the parts), the host's
-# facts and each step's facts script, then one call of run_root_facts with
-# every root function they define, then what ran beside root's part read
+# facts and each step's facts script, each followed by a facts_root_send of
+# the root functions it defines (root's shell runs them beside the later
+# parts), then one call of run_root_facts with every root function (it
+# sends the end and reads root's answer), then what ran beside root's part read
 # (facts_after_root_run): one `key=value` per line (values are single
 # lines), one sudo for all that needs root (each sudo costs tens of
 # milliseconds: PAM, logging). What is slow and independent (dockerd's
@@ -197,9 +199,18 @@ facts_root_open() {
         facts_root_how=missing
     else
         facts_root_how=sudo
-        # The last line is sudo's exit status. The functions go to root's
-        # bash on stdin, not on its command line, which sudo logs in full.
-        coproc facts_root_co { sudo -n env ROOT_FACTS_VIA=sudo bash -s 2>/dev/null; printf '\n%s\n' "$?"; }
+        # The functions go to root's bash on stdin, not on its command line,
+        # which sudo logs in full. Root's answer is held here whole until
+        # root's shell exits, then printed with its exit status on the last
+        # line: root prints as it runs, while this shell is still sending
+        # it chunks and reads the answer only at the end, so an answer
+        # left in the pipe could fill it, stop root, and with it the sends.
+        # (Not `set -e`'s exit: the status is printed whatever it is.)
+        coproc facts_root_co {
+            facts_root_rc=0
+            facts_root_answer=$(exec sudo -n env ROOT_FACTS_VIA=sudo bash -s 2>/dev/null) || facts_root_rc=$?
+            printf '%s\n%s\n' "$facts_root_answer" "$facts_root_rc"
+        }
         # Copies: bash closes a coprocess's own descriptors once it exits,
         # which would lose an answer not read yet.
         exec {facts_root_in}>&"${facts_root_co[1]}" {facts_root_out}<&"${facts_root_co[0]}"
@@ -231,16 +242,16 @@ facts_root_write() {
 
 # facts_root_inputs: the inputs root's functions read (root_facts_env, set
 # so far), as assignments for root's shell (sudo resets the environment;
-# none is a secret), each once.
+# none is a secret), each once, and again only if it changed since.
+declare -A facts_root_passed=()
 facts_root_inputs() {
     local name value
-    local -A passed=()
     facts_root_text=''
     # ${a[@]+...}: an empty array under `set -u` before bash 4.4.
     for name in ${root_facts_env[@]+"${root_facts_env[@]}"}; do
-        [ -z "${passed[$name]:-}" ] || continue
-        passed[$name]=1
         printf -v value '%q' "${!name:-}"
+        [ "${facts_root_passed[$name]-}" != "$value" ] || continue
+        facts_root_passed[$name]=$value
         facts_root_text+="export $name=$value"$'\n'
     done
 }

@@ -10,7 +10,7 @@
 # tells its own files from the host's (record-written.sh writes the record);
 # and `pending.PATH=yes` for a path written but whose apply has not yet
 # succeeded (mark-pending.sh).
-# As root: files_facts runs in run_root_facts.
+# As root: files_facts runs in root's shell (facts_root_send).
 # Inputs: FILES, the space-separated paths; WRITTEN_RECORD, the record;
 # PENDING_RECORD, the record of writes not yet applied; FILES_CACHE, root's
 # cache of the files' hashes (empty: none).

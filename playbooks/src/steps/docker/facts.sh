@@ -3,7 +3,7 @@
 # the service, daemon.json's max-concurrent-downloads and registry-mirrors,
 # the docker group, whether the SSH user reaches the daemon, and (as root)
 # the daemon's runtimes and root's Docker Hub login. The user's part runs
-# as the SSH user, docker_root_facts as root (run_root_facts). Hot path: one
+# as the SSH user, docker_root_facts as root (facts_root_send). Hot path: one
 # stat, no systemctl of its own (the facts' one `systemctl show`), no docker
 # CLI start, no jq (cached answers; dockerd asked through its socket by
 # root, beside the rest).
@@ -62,9 +62,9 @@ if [ ${#docker_cli_files[@]} -gt 0 ]; then
     # the server version it printed. A daemon that is restarting must not
     # hang the facts: a time limit.
     if [ "$EUID" -ne 0 ]; then
-        if [ -S "$docker_api_socket" ]; then
+        if [ -S "${docker_api_socket:-/var/run/docker.sock}" ]; then
             # shellcheck disable=SC2034 # read by docker_root_facts
-            if [ -w "$docker_api_socket" ]; then docker_user_socket=yes; else docker_user_socket=no; fi
+            if [ -w "${docker_api_socket:-/var/run/docker.sock}" ]; then docker_user_socket=yes; else docker_user_socket=no; fi
         elif [ -n "$(timeout 20 docker info --format '{{.ServerVersion}}' 2>/dev/null || true)" ]; then
             kv docker.user_access yes
         else
@@ -116,7 +116,7 @@ kv docker.gid "${gid:-}"
 kv docker.group "${members:-}"
 
 # As root: the daemon's runtimes (the nvidia step looks for its own there),
-# from dockerd's socket (docker-api.sh, in front of this script) or, without
+# from dockerd's socket (docker-api.sh, earlier in the facts command) or, without
 # it, the CLI.
 root_facts_env+=(docker_user_socket)
 docker_root_facts() {

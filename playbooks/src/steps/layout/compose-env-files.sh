@@ -3,8 +3,8 @@
 # in front of its facts script, which reports which of these files are absent
 # and the mode and owner of the others (layout.env_absent, layout.env_stat),
 # and of env-files.sh, which creates the absent ones and closes them all:
-# one list, so the facts and the fix agree. The facts run it as root through the prelude's run_root_facts,
-# which ships it to the root shell (root_facts_helpers).
+# one list, so the facts and the fix agree. The facts run it as root: the prelude's facts_root_send
+# ships it to the root shell (root_facts_helpers).
 
 # compose_env_files BASE: the config/*.env files compose will read, one name
 # a line, sorted: every one named by the compose files in use under BASE

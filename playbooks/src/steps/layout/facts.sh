@@ -6,7 +6,7 @@
 # config/*.env files compose reads: those absent, and the mode and owner of
 # the others (`NAME=MODE:OWNER`); healthcheck.env's LOG_DIR. The links, like every path the step
 # writes, are the files facts' (playbooks/src/template). All as root (the
-# layout is root's): layout_facts runs in run_root_facts.
+# layout is root's): layout_facts runs in root's shell (facts_root_send).
 # Inputs: BASE_DIR, the IMAGE working directory.
 
 root_facts_helpers+=(compose_env_files)

@@ -10,7 +10,7 @@
 # With LLM_CHAT=yes (verify and update), one tiny chat completion with the
 # runtime llm.env names, and its time in ms (llm.chat_ms), or why it failed
 # (llm.chat_error). As root (vLLM's key is root's): llm_facts runs in
-# run_root_facts.
+# root's shell (facts_root_send).
 # Inputs: VLLM_DIR; OLLAMA_DIR; OLLAMA_KEY (the placeholder key); BASE_DIR;
 # LLM_CHAT (yes|no).
 

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The pull step's facts (playbooks/src/steps/pull): the background pull that
 # start-pull.sh started, running or done, with its result. As root:
-# pull_facts runs in run_root_facts.
+# pull_facts runs in root's shell (facts_root_send).
 # Inputs: BASE_DIR.
 
 root_facts_env+=(BASE_DIR)

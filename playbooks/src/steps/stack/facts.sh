@@ -6,7 +6,7 @@
 # and whether config/llm.env has a key; which of them read each config/*.env
 # file, and the names each of those files sets (never a value: a service
 # that exits without its keys is left off, see layout/keys.rs). As root:
-# stack_facts runs in run_root_facts, after containers_facts.
+# stack_facts runs in root's shell (facts_root_send), after containers_facts.
 # Inputs: BASE_DIR.
 
 root_facts_env+=(BASE_DIR)

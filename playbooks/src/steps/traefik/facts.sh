@@ -5,7 +5,7 @@
 # and whether certificates are stored (acme.json), so that switching between
 # Let's Encrypt's staging and production clears the ones the other issued.
 # As root (Traefik's directory is root's): traefik_facts runs in
-# run_root_facts.
+# root's shell (facts_root_send).
 # Inputs: TRAEFIK_DIR.
 
 root_facts_env+=(TRAEFIK_DIR)

@@ -3,7 +3,7 @@
 # key exists, whether Traefik's route is on (the project's .env, written
 # once the admin signed in), and whether the LLM key it holds is the local
 # LLM runtime's (compared here: no key is printed). As root (its files are
-# root's): webui_facts runs in run_root_facts.
+# root's): webui_facts runs in root's shell (facts_root_send).
 # Inputs: WEBUI_DIR; WEBUI_KEY_FILE, WEBUI_KEY_VAR (the runtime's key file
 # and the variable in it; empty: the runtime has no key).
 
