@@ -113,7 +113,7 @@ pub fn compose(parts: &[FactsScript]) -> String {
     for part in parts {
         text.push('\n');
         text.push_str(&part.text);
-        push_call(&mut text, "\nfacts_root_send", part.root_functions.iter().copied(), "");
+        push_send(&mut text, part, "");
     }
     let roots = parts.iter().flat_map(|p| p.root_functions.iter().copied());
     push_call(&mut text, "\nrun_root_facts", roots, "");
@@ -121,13 +121,17 @@ pub fn compose(parts: &[FactsScript]) -> String {
     text
 }
 
-/// `call` with `functions` as its arguments (`prefix` before each name) and
-/// a line break; nothing for a send without functions.
-fn push_call<'a>(text: &mut String, call: &str, functions: impl Iterator<Item = &'a str>, prefix: &str) {
-    let functions: Vec<&str> = functions.collect();
-    if functions.is_empty() && call.ends_with("facts_root_send") {
-        return;
+/// After `part`, the send of its root functions to root's shell (`prefix`
+/// before each name); none for a part without.
+fn push_send(text: &mut String, part: &FactsScript, prefix: &str) {
+    if !part.root_functions.is_empty() {
+        push_call(text, "\nfacts_root_send", part.root_functions.iter().copied(), prefix);
     }
+}
+
+/// `call` with `functions` as its arguments (`prefix` before each name) and
+/// a line break.
+fn push_call<'a>(text: &mut String, call: &str, functions: impl Iterator<Item = &'a str>, prefix: &str) {
     text.push_str(call);
     for f in functions {
         text.push(' ');
@@ -168,7 +172,7 @@ pub fn compose_timed(parts: &[FactsScript]) -> String {
     for part in parts {
         text.push_str(&format!("\nfacts_mark {}\n", part.path));
         text.push_str(&part.text);
-        push_call(&mut text, "\nfacts_root_send", part.root_functions.iter().copied(), "timed_");
+        push_send(&mut text, part, "timed_");
     }
     text.push_str("\nfacts_mark run_root_facts");
     let timed = roots.iter().copied().chain(std::iter::once("root_end"));

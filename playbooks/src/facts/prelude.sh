@@ -77,6 +77,15 @@ facts_split() {
     eval "$1"'=($2)'
 }
 
+# facts_status_split TEXT: TEXT, an answer followed by a line holding its
+# exit status (as a background command left it), into facts_answer (its
+# trailing line breaks dropped) and facts_status.
+facts_status_split() {
+    facts_status=${1##*$'\n'}
+    facts_answer=${1%$'\n'*}
+    while [[ $facts_answer == *$'\n' ]]; do facts_answer=${facts_answer%$'\n'}; done
+}
+
 # facts_os_release: /etc/os-release's fields (ID, VERSION_ID, ...) into
 # facts_os, once, read in bash: sourcing the file would need a subshell (a
 # fork) to keep its names out of ours. Values as the shell would give them:
@@ -191,6 +200,9 @@ root_facts_env=(LC_ALL FACTS_CACHE_WRITE)
 # run_root_facts sends what is left and the end, then reads root's answer.
 # facts_root_how: root (the SSH user is root), missing (no sudo) or sudo.
 facts_root_how=''
+# The functions root's shell has been sent (facts_root_chunk), and those it
+# has been told to run (facts_root_send).
+declare -A facts_root_sent=() facts_root_called=()
 facts_root_open() {
     [ -z "$facts_root_how" ] || return 0
     if [ "$EUID" -eq 0 ]; then
@@ -214,29 +226,35 @@ facts_root_open() {
         # Copies: bash closes a coprocess's own descriptors once it exits,
         # which would lose an answer not read yet.
         exec {facts_root_in}>&"${facts_root_co[1]}" {facts_root_out}<&"${facts_root_co[0]}"
-        # Root's bash reads this first line a byte at a time (as bash reads
-        # a script from a pipe), then the rest with `read -N`, in blocks:
-        # chunks of script, each ended by a \x1d byte (no script of ours
-        # holds a raw control character) and a block's worth of padding,
-        # so that the block holding the end is filled and read now, not
-        # when the next chunk comes. Each chunk is run as it is complete,
-        # in the loop's function (its locals named so that no root function
-        # meets them). The input is never closed: the subshells started in
-        # the background hold this pipe open too.
+        # Root's bash reads these first lines a byte at a time (as bash
+        # reads a script from a pipe): facts_split and a loop that reads the
+        # rest with `read -N`, in blocks: chunks of script, each ended by a
+        # \x1d byte (no script of ours holds a raw control character) and
+        # a block's worth of padding, so that the block holding the end is
+        # filled and read now, not when the next chunk comes. Each chunk is
+        # run as it is complete, in the loop's function (its locals named so
+        # that no root function meets them). The input is never closed: the
+        # subshells started in the background hold this pipe open too.
         # shellcheck disable=SC2016 # root's shell expands it
-        facts_root_write '
-facts_root_split() { local - IFS=$'"'"'\x1d'"'"'; set -f; facts_root_chunks=($facts_root_pending); }
-facts_root_loop() { local facts_root_block facts_root_chunk facts_root_whole; facts_root_pending=; while LC_ALL=C IFS= read -r -N 1024 facts_root_block; do facts_root_pending+=$facts_root_block; [[ $facts_root_block == *$'"'"'\x1d'"'"'* ]] || continue; facts_root_whole=; [[ $facts_root_pending != *$'"'"'\x1d'"'"' ]] || facts_root_whole=yes; facts_root_split; facts_root_pending=; if [ -z "$facts_root_whole" ]; then facts_root_pending=${facts_root_chunks[-1]}; unset '"'"'facts_root_chunks[-1]'"'"'; fi; for facts_root_chunk in "${facts_root_chunks[@]}"; do eval "$facts_root_chunk"; done; done; }
-facts_root_loop; exit'
+        facts_root_write '' '
+facts_root_loop() { local facts_root_block facts_root_chunk facts_root_whole; facts_root_pending=; while LC_ALL=C IFS= read -r -N 1024 facts_root_block; do facts_root_pending+=$facts_root_block; [[ $facts_root_block == *$'"'"'\x1d'"'"'* ]] || continue; facts_root_whole=; [[ $facts_root_block != *$'"'"'\x1d'"'"' ]] || facts_root_whole=yes; facts_split facts_root_chunks "$facts_root_pending" $'"'"'\x1d'"'"'; facts_root_pending=; if [ -z "$facts_root_whole" ]; then facts_root_pending=${facts_root_chunks[-1]}; unset '"'"'facts_root_chunks[-1]'"'"'; fi; for facts_root_chunk in "${facts_root_chunks[@]}"; do eval "$facts_root_chunk"; done; done; }
+facts_root_loop; exit' facts_split
+        facts_root_sent[facts_split]=1
     fi
 }
 
-# facts_root_write TEXT: TEXT to root's shell as it is. A sudo that refused
-# (a password asked) has gone: the write fails, quietly, and without the
+# facts_root_write BEFORE AFTER FUNCTION...: BEFORE, the FUNCTIONs'
+# definitions and AFTER to root's shell, as they are. Written straight to the
+# pipe: capturing `declare -f` would fork this shell. A sudo that refused (a
+# password asked) has gone: the write fails, quietly, and without the
 # SIGPIPE that would end this shell.
 facts_root_write() {
     trap '' PIPE
-    printf '%s\n' "$1" 1>&"$facts_root_in" 2>/dev/null || true
+    {
+        printf '%s' "$1"
+        [ $# -le 2 ] || declare -f "${@:3}"
+        printf '%s\n' "$2"
+    } 1>&"$facts_root_in" 2>/dev/null || true
     trap - PIPE
 }
 
@@ -260,11 +278,8 @@ facts_root_inputs() {
 # the inputs set so far, the helpers (root_facts_helpers) defined here and
 # not sent yet, the FUNCTIONs, then CALLS, all in braces (bash reads all of
 # it before running any, and a command reading stdin cannot eat the rest).
-# Written straight to the pipe: capturing `declare -f` would fork this
-# shell.
-declare -A facts_root_sent=()
 facts_root_chunk() {
-    local calls=$1 f
+    local calls=$1 f end
     local -a defs=()
     shift
     for f in ${root_facts_helpers[@]+"${root_facts_helpers[@]}"} "$@"; do
@@ -273,13 +288,8 @@ facts_root_chunk() {
         defs+=("$f")
     done
     facts_root_inputs
-    trap '' PIPE
-    {
-        printf '{\n%s' "$facts_root_text"
-        [ ${#defs[@]} -eq 0 ] || declare -f "${defs[@]}"
-        printf '%s} </dev/null\n\x1d%1024s\n' "$calls" ''
-    } 1>&"$facts_root_in" 2>/dev/null || true
-    trap - PIPE
+    printf -v end '%s} </dev/null\n\x1d%1024s' "$calls" ''
+    facts_root_write "{"$'\n'"$facts_root_text" "$end" ${defs[@]+"${defs[@]}"}
 }
 
 # facts_root_early FUNCTION: FUNCTION (which prints nothing: root's answer
@@ -312,7 +322,6 @@ facts_root_send() {
     done
     facts_root_chunk "$calls" "$@"
 }
-declare -A facts_root_called=()
 
 # run_root_facts FUNCTION...: every root function, in the parts' order: those
 # not sent yet are sent (facts_root_send), then the end; root's answer read
@@ -320,7 +329,7 @@ declare -A facts_root_called=()
 # password or missing). As root itself, they run here one after another in
 # one subshell.
 run_root_facts() {
-    local out rc f
+    local out f
     local -a rest=()
     facts_root_open
     facts_units_start
@@ -339,11 +348,9 @@ run_root_facts() {
         # Whole, in blocks, once root's shell has exited.
         out=$(</dev/fd/"$facts_root_out") || true
         exec {facts_root_in}>&- {facts_root_out}<&-
-        rc=${out##*$'\n'}
-        out=${out%$'\n'*}
-        while [[ $out == *$'\n' ]]; do out=${out%$'\n'}; done
-        if [ "$rc" = 0 ] || [[ $out == sudo=nopasswd* ]]; then
-            printf '%s\n' "$out"
+        facts_status_split "$out"
+        if [ "$facts_status" = 0 ] || [[ $facts_answer == sudo=nopasswd* ]]; then
+            printf '%s\n' "$facts_answer"
         else
             kv sudo password
         fi

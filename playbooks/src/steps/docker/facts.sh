@@ -41,14 +41,13 @@ if [ ${#docker_cli_files[@]} -gt 0 ]; then
     # directory or config first, then the system's), and each start costs
     # 50 to 200 ms: kept in the user's cache, keyed by those files' inode,
     # size and mtime (a package upgrade replaces them).
-    docker_key=$docker_cli_key
-    if facts_cache_get "$facts_user_cache/docker-versions" "v1 $docker_key"; then
+    if facts_cache_get "$facts_user_cache/docker-versions" "v1 $docker_cli_key"; then
         docker_version=${facts_cached%%$'\n'*}
         docker_compose=${facts_cached#*$'\n'}
     else
         docker_version=$(docker --version 2>/dev/null || true)
         docker_compose=$(docker compose version 2>/dev/null || true)
-        [ -z "$docker_version" ] || facts_cache_put "$facts_user_cache/docker-versions" "v1 $docker_key" "$docker_version"$'\n'"$docker_compose"
+        [ -z "$docker_version" ] || facts_cache_put "$facts_user_cache/docker-versions" "v1 $docker_cli_key" "$docker_version"$'\n'"$docker_compose"
     fi
     kv docker.version "$docker_version"
     kv docker.compose "$docker_compose"
@@ -89,11 +88,10 @@ fi
 # or no jq yet to read it). jq takes 30 to 70 ms to start: the answers are
 # kept, keyed by the file's (and jq's) stat.
 if [ ${#docker_daemon_files[@]} -gt 0 ]; then
-    docker_key=$docker_daemon_key
-    if ! facts_cache_get "$facts_user_cache/docker-daemon-json" "v2 $docker_key"; then
+    if ! facts_cache_get "$facts_user_cache/docker-daemon-json" "v2 $docker_daemon_key"; then
         facts_cached=$(jq -r '(."max-concurrent-downloads" // "" | tostring) + "\t" + (."registry-mirrors" // [] | join(" "))' \
             /etc/docker/daemon.json 2>/dev/null) &&
-            facts_cache_put "$facts_user_cache/docker-daemon-json" "v2 $docker_key" "$facts_cached"
+            facts_cache_put "$facts_user_cache/docker-daemon-json" "v2 $docker_daemon_key" "$facts_cached"
     fi
     kv docker.max_concurrent_downloads "${facts_cached%%$'\t'*}"
     case $facts_cached in

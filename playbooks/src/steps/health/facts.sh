@@ -42,20 +42,18 @@ if [ -n "$site_domain" ] && [ "${HTTPS_CHECK:-no}" = yes ]; then
         printf '\n%s' "$rc"
     )
     health_https_answer() {
-        local answer='' rc
+        local answer=''
         IFS= read -r -d '' answer <&"$health_https_fd" || true
         exec {health_https_fd}<&-
         if [ -z "$answer" ]; then
             kv health.https ''
             return 0
         fi
-        rc=${answer##*$'\n'}
-        answer=${answer%$'\n'*}
-        while [[ $answer == *$'\n' ]]; do answer=${answer%$'\n'}; done
-        if [ "$rc" = 0 ]; then
+        facts_status_split "$answer"
+        if [ "$facts_status" = 0 ]; then
             kv health.https ok
         else
-            kv health.https "failed: $answer"
+            kv health.https "failed: $facts_answer"
         fi
     }
     facts_after_root+=(health_https_answer)
